@@ -1,0 +1,3 @@
+module github.com/switchyard-llm/switchyard
+
+go 1.26

@@ -1,0 +1,210 @@
+// Package kernels holds the inner loops of the tensor products: dot
+// products of one weight row with one activation row, per block format.
+// They are pure Go today; each has the signature an assembly twin will
+// keep, so faster versions can replace them without touching callers.
+package kernels
+
+import (
+	"encoding/binary"
+	"math"
+)
+
+var f16 = func() *[1 << 16]float32 {
+	var t [1 << 16]float32
+	for i := range t {
+		t[i] = halfToFloat(uint16(i))
+	}
+	return &t
+}()
+
+func halfToFloat(h uint16) float32 {
+	sign := uint32(h>>15) << 31
+	exp := uint32(h>>10) & 0x1f
+	mant := uint32(h) & 0x3ff
+	switch {
+	case exp == 0 && mant == 0:
+		return math.Float32frombits(sign)
+	case exp == 0:
+		e := uint32(127 - 15 + 1)
+		for mant&0x400 == 0 {
+			mant <<= 1
+			e--
+		}
+		return math.Float32frombits(sign | e<<23 | (mant&0x3ff)<<13)
+	case exp == 0x1f:
+		return math.Float32frombits(sign | 0xff<<23 | mant<<13)
+	}
+	return math.Float32frombits(sign | (exp+127-15)<<23 | mant<<13)
+}
+
+// F16 converts a half-precision value to float32.
+func F16(h uint16) float32 { return f16[h] }
+
+// DotF32 returns Σ a[i]·b[i] over len(a) elements, in eight partial sums
+// as a SIMD loop would keep them.
+func DotF32(a, b []float32) float32 {
+	b = b[:len(a)]
+	var s [8]float32
+	i := 0
+	for ; i+8 <= len(a); i += 8 {
+		s[0] += a[i] * b[i]
+		s[1] += a[i+1] * b[i+1]
+		s[2] += a[i+2] * b[i+2]
+		s[3] += a[i+3] * b[i+3]
+		s[4] += a[i+4] * b[i+4]
+		s[5] += a[i+5] * b[i+5]
+		s[6] += a[i+6] * b[i+6]
+		s[7] += a[i+7] * b[i+7]
+	}
+	for ; i < len(a); i++ {
+		s[0] += a[i] * b[i]
+	}
+	return (s[0] + s[4]) + (s[1] + s[5]) + (s[2] + s[6]) + (s[3] + s[7])
+}
+
+// DotF16 returns Σ a[i]·b[i] for half-precision rows, accumulated in float32.
+func DotF16(a, b []uint16) float32 {
+	b = b[:len(a)]
+	var s [4]float32
+	i := 0
+	for ; i+4 <= len(a); i += 4 {
+		s[0] += f16[a[i]] * f16[b[i]]
+		s[1] += f16[a[i+1]] * f16[b[i+1]]
+		s[2] += f16[a[i+2]] * f16[b[i+2]]
+		s[3] += f16[a[i+3]] * f16[b[i+3]]
+	}
+	for ; i < len(a); i++ {
+		s[0] += f16[a[i]] * f16[b[i]]
+	}
+	return (s[0] + s[2]) + (s[1] + s[3])
+}
+
+// DotBF16 returns Σ a[i]·b[i] for bfloat16 rows, accumulated in float32.
+func DotBF16(a, b []uint16) float32 {
+	b = b[:len(a)]
+	var s [4]float32
+	i := 0
+	for ; i+4 <= len(a); i += 4 {
+		s[0] += bf(a[i]) * bf(b[i])
+		s[1] += bf(a[i+1]) * bf(b[i+1])
+		s[2] += bf(a[i+2]) * bf(b[i+2])
+		s[3] += bf(a[i+3]) * bf(b[i+3])
+	}
+	for ; i < len(a); i++ {
+		s[0] += bf(a[i]) * bf(b[i])
+	}
+	return (s[0] + s[2]) + (s[1] + s[3])
+}
+
+func bf(h uint16) float32 { return math.Float32frombits(uint32(h) << 16) }
+
+// DotQ8_0 returns the dot product of nb Q8_0 weight blocks w with nb Q8_0
+// activation blocks x: Σ_b d_w·d_x·Σ q_w·q_x.
+func DotQ8_0(w, x []byte, nb int) float32 {
+	w, x = w[:nb*34], x[:nb*34]
+	var sum float32
+	for b := 0; b < nb; b++ {
+		wb, xb := w[b*34:b*34+34], x[b*34:b*34+34]
+		var isum int32
+		for j := 2; j < 34; j += 4 {
+			isum += int32(int8(wb[j]))*int32(int8(xb[j])) +
+				int32(int8(wb[j+1]))*int32(int8(xb[j+1])) +
+				int32(int8(wb[j+2]))*int32(int8(xb[j+2])) +
+				int32(int8(wb[j+3]))*int32(int8(xb[j+3]))
+		}
+		sum += f16[binary.LittleEndian.Uint16(wb)] * f16[binary.LittleEndian.Uint16(xb)] * float32(isum)
+	}
+	return sum
+}
+
+// DotQ4_0 returns the dot product of nb Q4_0 weight blocks w with nb Q8_0
+// activation blocks x.
+func DotQ4_0(w, x []byte, nb int) float32 {
+	w, x = w[:nb*18], x[:nb*34]
+	var sum float32
+	for b := 0; b < nb; b++ {
+		wb, xb := w[b*18:b*18+18], x[b*34:b*34+34]
+		var isum int32
+		for j := range 16 {
+			q := wb[2+j]
+			isum += (int32(q&0xf)-8)*int32(int8(xb[2+j])) + (int32(q>>4)-8)*int32(int8(xb[18+j]))
+		}
+		sum += f16[binary.LittleEndian.Uint16(wb)] * f16[binary.LittleEndian.Uint16(xb)] * float32(isum)
+	}
+	return sum
+}
+
+// DotQ4_K returns the dot product of nb Q4_K weight blocks w with nb Q8_K
+// activation blocks x.
+func DotQ4_K(w, x []byte, nb int) float32 {
+	w, x = w[:nb*144], x[:nb*292]
+	var sum float32
+	for b := 0; b < nb; b++ {
+		wb, xb := w[b*144:b*144+144], x[b*292:b*292+292]
+		dx := math.Float32frombits(binary.LittleEndian.Uint32(xb))
+		d := dx * f16[binary.LittleEndian.Uint16(wb)]
+		dmin := dx * f16[binary.LittleEndian.Uint16(wb[2:])]
+		scales, q, qx := wb[4:16], wb[16:144], xb[4:260]
+		var sumScaled, sumMins int32
+		for j := range 8 {
+			var sc, m uint8
+			if j < 4 {
+				sc, m = scales[j]&63, scales[j+4]&63
+			} else {
+				sc, m = scales[j+4]&0xf|(scales[j-4]>>6)<<4, scales[j+4]>>4|(scales[j]>>6)<<4
+			}
+			bsum := int32(int16(binary.LittleEndian.Uint16(xb[260+4*j:]))) + int32(int16(binary.LittleEndian.Uint16(xb[262+4*j:])))
+			sumMins += int32(m) * bsum
+			// Sub-block j holds the low nibbles (even j) or high nibbles
+			// (odd j) of the 32 bytes q[(j/2)*32:].
+			qs := q[(j/2)*32 : (j/2)*32+32]
+			xs := qx[j*32 : j*32+32]
+			var isum int32
+			if j%2 == 0 {
+				for l := range 32 {
+					isum += int32(qs[l]&0xf) * int32(int8(xs[l]))
+				}
+			} else {
+				for l := range 32 {
+					isum += int32(qs[l]>>4) * int32(int8(xs[l]))
+				}
+			}
+			sumScaled += int32(sc) * isum
+		}
+		sum += d*float32(sumScaled) - dmin*float32(sumMins)
+	}
+	return sum
+}
+
+// DotQ6_K returns the dot product of nb Q6_K weight blocks w with nb Q8_K
+// activation blocks x.
+func DotQ6_K(w, x []byte, nb int) float32 {
+	w, x = w[:nb*210], x[:nb*292]
+	var sum float32
+	for b := 0; b < nb; b++ {
+		wb, xb := w[b*210:b*210+210], x[b*292:b*292+292]
+		ql, qh, sc := wb[0:128], wb[128:192], wb[192:208]
+		qx := xb[4:260]
+		var q6 [256]int8
+		for n := 0; n < 2; n++ {
+			l0, h0, y := ql[n*64:], qh[n*32:], q6[n*128:]
+			for l := range 32 {
+				y[l] = int8(l0[l]&0xf|(h0[l]&3)<<4) - 32
+				y[l+32] = int8(l0[l+32]&0xf|(h0[l]>>2&3)<<4) - 32
+				y[l+64] = int8(l0[l]>>4|(h0[l]>>4&3)<<4) - 32
+				y[l+96] = int8(l0[l+32]>>4|(h0[l]>>6&3)<<4) - 32
+			}
+		}
+		var isum int32
+		for j := range 16 {
+			var s int32
+			for l := j * 16; l < j*16+16; l++ {
+				s += int32(q6[l]) * int32(int8(qx[l]))
+			}
+			isum += int32(int8(sc[j])) * s
+		}
+		dx := math.Float32frombits(binary.LittleEndian.Uint32(xb))
+		sum += dx * f16[binary.LittleEndian.Uint16(wb[208:])] * float32(isum)
+	}
+	return sum
+}
