@@ -1,0 +1,110 @@
+package model
+
+import (
+	"context"
+	"fmt"
+	"math"
+
+	"github.com/switchyard-llm/switchyard/pkg/tensor"
+)
+
+// Experts applies routed experts. It is the seam between the shared part
+// and wherever the experts live: in this process (Local) or on expert nodes.
+type Experts interface {
+	// Forward applies, for each of the n rows of x (n × n_embd), the k
+	// experts experts[i*k:(i+1)*k] of layer, and returns n*k output rows
+	// (unweighted), row i*k+j being expert experts[i*k+j] applied to x_i.
+	// It may block; it is called from one goroutine at a time per model.
+	Forward(ctx context.Context, layer int, x []float32, n int, experts []int32) ([]float32, error)
+}
+
+// Apply runs the FFN over m rows of x (m × Cols of Gate) into dst (m × Rows
+// of Down).
+func (f *FFN) Apply(p *tensor.Pool, dst, x []float32, m int) {
+	ff := f.Gate.Rows
+	g := make([]float32, m*ff)
+	u := make([]float32, m*ff)
+	f.Gate.MatMul(p, g, x, m)
+	f.Up.MatMul(p, u, x, m)
+	for i := range g {
+		g[i] = silu(g[i]) * u[i]
+	}
+	f.Down.MatMul(p, dst, g, m)
+}
+
+func silu(x float32) float32 { return x / (1 + float32(math.Exp(float64(-x)))) }
+
+// Local holds expert units in this process.
+type Local struct {
+	Pool  *tensor.Pool // nil: tensor.Default()
+	Embd  int
+	units map[Unit]*Expert
+}
+
+// NewLocal returns an empty set of local experts for rows of embd values.
+func NewLocal(embd int, p *tensor.Pool) *Local {
+	return &Local{Pool: p, Embd: embd, units: map[Unit]*Expert{}}
+}
+
+// Add makes e available.
+func (l *Local) Add(e *Expert) { l.units[e.Unit] = e }
+
+// Has reports whether unit u is held.
+func (l *Local) Has(u Unit) bool { _, ok := l.units[u]; return ok }
+
+// LoadAll loads every unit of f.
+func LoadAll(f *File, p *tensor.Pool) (*Local, error) {
+	l := NewLocal(f.Embd, p)
+	for layer := range f.Layers {
+		for e := range f.Experts {
+			x, err := f.LoadExpert(Unit{layer, e})
+			if err != nil {
+				return nil, err
+			}
+			l.Add(x)
+		}
+	}
+	return l, nil
+}
+
+// Forward runs each expert once over all rows routed to it, as one
+// matrix-matrix product.
+func (l *Local) Forward(ctx context.Context, layer int, x []float32, n int, experts []int32) ([]float32, error) {
+	if n == 0 {
+		return nil, nil
+	}
+	E := l.Embd
+	k := len(experts) / n
+	if len(x) != n*E || k*n != len(experts) {
+		return nil, fmt.Errorf("model: expert forward of %d values for %d rows of %d with %d choices", len(x), n, E, len(experts))
+	}
+	out := make([]float32, len(experts)*E)
+	slots := map[int32][]int{}
+	var order []int32
+	for s, e := range experts {
+		if _, ok := slots[e]; !ok {
+			order = append(order, e)
+		}
+		slots[e] = append(slots[e], s)
+	}
+	for _, e := range order {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		ex, ok := l.units[Unit{layer, int(e)}]
+		if !ok {
+			return nil, fmt.Errorf("model: unit %v is not held here", Unit{layer, int(e)})
+		}
+		ss := slots[e]
+		xs := make([]float32, len(ss)*E)
+		for j, s := range ss {
+			copy(xs[j*E:(j+1)*E], x[(s/k)*E:(s/k+1)*E])
+		}
+		ys := make([]float32, len(ss)*E)
+		ex.Apply(l.Pool, ys, xs, len(ss))
+		for j, s := range ss {
+			copy(out[s*E:(s+1)*E], ys[j*E:(j+1)*E])
+		}
+	}
+	return out, nil
+}

@@ -1,0 +1,368 @@
+package model
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"slices"
+
+	"github.com/switchyard-llm/switchyard/pkg/tensor"
+)
+
+// Model runs the forward pass: the shared part here, routed experts
+// through Experts.
+type Model struct {
+	Hyper
+	Arch    *Arch
+	Shared  *Shared
+	Experts Experts
+	Pool    *tensor.Pool // nil: tensor.Default()
+}
+
+// LoadLocal loads a whole model into this process.
+func LoadLocal(f *File, p *tensor.Pool) (*Model, error) {
+	s, err := f.LoadShared()
+	if err != nil {
+		return nil, err
+	}
+	m := &Model{Hyper: f.Hyper, Arch: f.Arch, Shared: s, Pool: p}
+	if f.MoE() {
+		if m.Experts, err = LoadAll(f, p); err != nil {
+			return nil, err
+		}
+	}
+	return m, nil
+}
+
+// Sequence is one sequence's KV cache.
+type Sequence struct {
+	k, v [][]float32 // per layer, positions × (kv heads · head size)
+	n    int
+}
+
+// NewSequence returns an empty sequence.
+func (m *Model) NewSequence() *Sequence {
+	return &Sequence{k: make([][]float32, m.Layers), v: make([][]float32, m.Layers)}
+}
+
+// Len is the number of positions in the cache.
+func (s *Sequence) Len() int { return s.n }
+
+// Truncate drops cached positions from n on.
+func (s *Sequence) Truncate(n int) {
+	if n >= s.n {
+		return
+	}
+	for l := range s.k {
+		s.k[l] = s.k[l][:n*len(s.k[l])/max(s.n, 1)]
+		s.v[l] = s.v[l][:n*len(s.v[l])/max(s.n, 1)]
+	}
+	s.n = n
+}
+
+// Chunk is a run of tokens appended to one sequence in a forward pass.
+type Chunk struct {
+	Seq    *Sequence
+	Tokens []int32
+	// AllLogits asks for logits at every position of the chunk; otherwise
+	// only at its last position.
+	AllLogits bool
+}
+
+// Forward runs the chunks (of any number of sequences) through the model
+// as one batch, appends them to their caches and returns, per chunk, the
+// requested logits (positions × vocabulary, row-major).
+func (m *Model) Forward(ctx context.Context, chunks []Chunk) ([][]float32, error) {
+	h := m.Hyper
+	E := h.Embd
+	var rows []rowRef
+	for c, ch := range chunks {
+		if len(ch.Tokens) == 0 {
+			return nil, fmt.Errorf("%w: empty prompt", ErrToken)
+		}
+		if ch.Seq.n+len(ch.Tokens) > h.Context {
+			return nil, fmt.Errorf("%w: %d positions cached plus %d new exceed the context of %d", ErrContext, ch.Seq.n, len(ch.Tokens), h.Context)
+		}
+		for i, t := range ch.Tokens {
+			if t < 0 || int(t) >= h.Vocab {
+				return nil, fmt.Errorf("%w: token %d at position %d is outside the vocabulary of %d", ErrToken, t, ch.Seq.n+i, h.Vocab)
+			}
+			rows = append(rows, rowRef{chunk: c, pos: ch.Seq.n + i})
+		}
+	}
+	n := len(rows)
+	x := make([]float32, n*E)
+	for i, r := range rows {
+		m.Shared.Embd.DequantizeRow(x[i*E:(i+1)*E], int(chunks[r.chunk].Tokens[r.pos-chunks[r.chunk].Seq.n]))
+	}
+	for l := range m.Shared.Layers {
+		if err := m.layer(ctx, l, x, rows, chunks); err != nil {
+			return nil, err
+		}
+	}
+	for _, ch := range chunks {
+		ch.Seq.n += len(ch.Tokens)
+	}
+
+	// Logits only for the rows asked for.
+	var want []int
+	for i, r := range rows {
+		ch := chunks[r.chunk]
+		if ch.AllLogits || r.pos == ch.Seq.n-1 {
+			want = append(want, i)
+		}
+	}
+	xs := make([]float32, len(want)*E)
+	for j, i := range want {
+		rmsNorm(xs[j*E:(j+1)*E], x[i*E:(i+1)*E], m.Shared.OutputNorm, h.RMSEps)
+	}
+	logits := make([]float32, len(want)*h.Vocab)
+	m.Shared.Output.MatMul(m.Pool, logits, xs, len(want))
+	out := make([][]float32, len(chunks))
+	for j, i := range want {
+		c := rows[i].chunk
+		out[c] = append(out[c], logits[j*h.Vocab:(j+1)*h.Vocab]...)
+	}
+	return out, nil
+}
+
+type rowRef struct{ chunk, pos int }
+
+func (m *Model) layer(ctx context.Context, l int, x []float32, rows []rowRef, chunks []Chunk) error {
+	h, ly, p := m.Hyper, &m.Shared.Layers[l], m.Pool
+	E, n := h.Embd, len(rows)
+	qd, kd, vd := h.Heads*h.HeadDim, h.KVHeads*h.HeadDim, h.KVHeads*h.ValueDim
+
+	xn := make([]float32, n*E)
+	for i := range n {
+		rmsNorm(xn[i*E:(i+1)*E], x[i*E:(i+1)*E], ly.AttnNorm, h.RMSEps)
+	}
+	q, k, v := make([]float32, n*qd), make([]float32, n*kd), make([]float32, n*vd)
+	ly.Q.MatMul(p, q, xn, n)
+	ly.K.MatMul(p, k, xn, n)
+	ly.V.MatMul(p, v, xn, n)
+	addBias(q, ly.QBias)
+	addBias(k, ly.KBias)
+	addBias(v, ly.VBias)
+	for i, r := range rows {
+		qi, ki := q[i*qd:(i+1)*qd], k[i*kd:(i+1)*kd]
+		switch m.Arch.QKNorm {
+		case QKNormFull:
+			rmsNorm(qi, qi, ly.QNorm, h.RMSEps)
+			rmsNorm(ki, ki, ly.KNorm, h.RMSEps)
+		case QKNormPerHead:
+			for hd := 0; hd < qd; hd += h.HeadDim {
+				rmsNorm(qi[hd:hd+h.HeadDim], qi[hd:hd+h.HeadDim], ly.QNorm, h.RMSEps)
+			}
+			for hd := 0; hd < kd; hd += h.HeadDim {
+				rmsNorm(ki[hd:hd+h.HeadDim], ki[hd:hd+h.HeadDim], ly.KNorm, h.RMSEps)
+			}
+		}
+		m.rope(qi, r.pos)
+		m.rope(ki, r.pos)
+	}
+	// Append keys and values to the caches, then attend causally.
+	for i, r := range rows {
+		s := chunks[r.chunk].Seq
+		s.k[l] = append(s.k[l], k[i*kd:(i+1)*kd]...)
+		s.v[l] = append(s.v[l], v[i*vd:(i+1)*vd]...)
+	}
+	att := make([]float32, n*h.Heads*h.ValueDim)
+	m.attention(att, q, rows, chunks, l)
+	o := make([]float32, n*E)
+	ly.O.MatMul(p, o, att, n)
+	for i := range x {
+		x[i] += o[i]
+	}
+
+	for i := range n {
+		rmsNorm(xn[i*E:(i+1)*E], x[i*E:(i+1)*E], ly.FFNNorm, h.RMSEps)
+	}
+	ffn := make([]float32, n*E)
+	if h.MoE() {
+		if err := m.moe(ctx, l, ffn, xn, n); err != nil {
+			return err
+		}
+	} else {
+		ly.Dense.Apply(p, ffn, xn, n)
+	}
+	for i := range x {
+		x[i] += ffn[i]
+	}
+	return nil
+}
+
+// moe routes each row to its top-k experts and combines their outputs in
+// top-k order, then adds the gated shared expert where there is one.
+func (m *Model) moe(ctx context.Context, l int, dst, xn []float32, n int) error {
+	h, ly := m.Hyper, &m.Shared.Layers[l]
+	E, k := h.Embd, h.ExpertsUsed
+	choices, weights := m.Route(l, xn, n)
+	out, err := m.Experts.Forward(ctx, l, xn, n, choices)
+	if err != nil {
+		return fmt.Errorf("model: layer %d experts: %w", l, err)
+	}
+	if len(out) != n*k*E {
+		return fmt.Errorf("model: layer %d experts returned %d values, want %d", l, len(out), n*k*E)
+	}
+	for i := range n {
+		d := dst[i*E : (i+1)*E]
+		for j := range k {
+			w, y := weights[i*k+j], out[(i*k+j)*E:(i*k+j+1)*E]
+			for c := range d {
+				d[c] += w * y[c]
+			}
+		}
+	}
+	if ly.Shexp.Present() {
+		sh := make([]float32, n*E)
+		ly.Shexp.Apply(m.Pool, sh, xn, n)
+		for i := range n {
+			xi := xn[i*E : (i+1)*E]
+			var g float32
+			for c := range xi {
+				g += ly.ShGate[c] * xi[c]
+			}
+			g = 1 / (1 + float32(math.Exp(float64(-g))))
+			for c := range E {
+				dst[i*E+c] += sh[i*E+c] * g
+			}
+		}
+	}
+	return nil
+}
+
+// Route runs layer l's gate on n normalised rows and returns, per row, the
+// k chosen experts (highest probability first) and their weights.
+func (m *Model) Route(l int, xn []float32, n int) (choices []int32, weights []float32) {
+	h, ly := m.Hyper, &m.Shared.Layers[l]
+	k := h.ExpertsUsed
+	logits := make([]float32, n*h.Experts)
+	ly.Router.MatMul(m.Pool, logits, xn, n)
+	choices, weights = make([]int32, n*k), make([]float32, n*k)
+	idx := make([]int32, h.Experts)
+	for i := range n {
+		pr := logits[i*h.Experts : (i+1)*h.Experts]
+		softmax(pr)
+		for e := range idx {
+			idx[e] = int32(e)
+		}
+		slices.SortStableFunc(idx, func(a, b int32) int {
+			switch {
+			case pr[a] > pr[b]:
+				return -1
+			case pr[a] < pr[b]:
+				return 1
+			}
+			return 0
+		})
+		var sum float32
+		for j := range k {
+			choices[i*k+j], weights[i*k+j] = idx[j], pr[idx[j]]
+			sum += pr[idx[j]]
+		}
+		if m.Arch.NormTopK {
+			for j := range k {
+				weights[i*k+j] /= sum
+			}
+		}
+	}
+	return choices, weights
+}
+
+func (m *Model) attention(dst, q []float32, rows []rowRef, chunks []Chunk, l int) {
+	h := m.Hyper
+	qd, kd, vd := h.Heads*h.HeadDim, h.KVHeads*h.HeadDim, h.KVHeads*h.ValueDim
+	group := h.Heads / h.KVHeads
+	scale := float32(1 / math.Sqrt(float64(h.HeadDim)))
+	m.Pool.For(len(rows)*h.Heads, 4, func(lo, hi int) {
+		scores := make([]float32, h.Context)
+		for t := lo; t < hi; t++ {
+			i, hd := t/h.Heads, t%h.Heads
+			r := rows[i]
+			s := chunks[r.chunk].Seq
+			kv := hd / group
+			qi := q[i*qd+hd*h.HeadDim : i*qd+(hd+1)*h.HeadDim]
+			sc := scores[:r.pos+1]
+			for j := range sc {
+				kj := s.k[l][j*kd+kv*h.HeadDim : j*kd+(kv+1)*h.HeadDim]
+				var dot float32
+				for c := range qi {
+					dot += qi[c] * kj[c]
+				}
+				sc[j] = dot * scale
+			}
+			softmax(sc)
+			out := dst[(i*h.Heads+hd)*h.ValueDim : (i*h.Heads+hd+1)*h.ValueDim]
+			clear(out)
+			for j, w := range sc {
+				vj := s.v[l][j*vd+kv*h.ValueDim : j*vd+(kv+1)*h.ValueDim]
+				for c := range out {
+					out[c] += w * vj[c]
+				}
+			}
+		}
+	})
+}
+
+// rope rotates every head of x (heads × head size) for position pos, as
+// ggml does: theta_i = pos·base^(-2i/d), accumulated in float32.
+func (m *Model) rope(x []float32, pos int) {
+	h := m.Hyper
+	d := h.RopeDims
+	thetaScale := float32(math.Pow(float64(h.RopeBase), -2/float64(d)))
+	for hd := 0; hd < len(x); hd += h.HeadDim {
+		xh := x[hd : hd+h.HeadDim]
+		theta := float32(pos)
+		for i := 0; i < d/2; i++ {
+			c, s := float32(math.Cos(float64(theta))), float32(math.Sin(float64(theta)))
+			a, b := 2*i, 2*i+1
+			if m.Arch.RopeNeoX {
+				a, b = i, i+d/2
+			}
+			x0, x1 := xh[a], xh[b]
+			xh[a] = x0*c - x1*s
+			xh[b] = x0*s + x1*c
+			theta *= thetaScale
+		}
+	}
+}
+
+// rmsNorm writes x / rms(x) ⊙ w into dst (which may be x); the sum of
+// squares is kept in float64 as ggml does.
+func rmsNorm(dst, x, w []float32, eps float32) {
+	var sum float64
+	for _, v := range x {
+		sum += float64(v) * float64(v)
+	}
+	scale := float32(1 / math.Sqrt(float64(float32(sum/float64(len(x)))+eps)))
+	for i, v := range x {
+		dst[i] = v * scale * w[i]
+	}
+}
+
+func addBias(x, b []float32) {
+	if b == nil {
+		return
+	}
+	for i := range x {
+		x[i] += b[i%len(b)]
+	}
+}
+
+func softmax(x []float32) {
+	mx := float32(math.Inf(-1))
+	for _, v := range x {
+		mx = max(mx, v)
+	}
+	var sum float64
+	for i, v := range x {
+		e := float32(math.Exp(float64(v - mx)))
+		x[i] = e
+		sum += float64(e)
+	}
+	inv := float32(1 / sum)
+	for i := range x {
+		x[i] *= inv
+	}
+}

@@ -1,0 +1,339 @@
+package model
+
+import (
+	"fmt"
+	"reflect"
+	"slices"
+	"strings"
+
+	"github.com/switchyard-llm/switchyard/pkg/gguf"
+	"github.com/switchyard-llm/switchyard/pkg/tensor"
+)
+
+// Layer holds one block's shared weights: attention, norms, the router and,
+// per architecture, a dense FFN or a shared expert. Fields bind to tensors
+// blk.N.<tag>.weight (or blk.N.<tag> when the tag has a suffix) by tag.
+type Layer struct {
+	AttnNorm []float32     `gguf:"attn_norm"`
+	Q        tensor.Matrix `gguf:"attn_q"`
+	K        tensor.Matrix `gguf:"attn_k"`
+	V        tensor.Matrix `gguf:"attn_v"`
+	O        tensor.Matrix `gguf:"attn_output"`
+	QBias    []float32     `gguf:"attn_q.bias,optional"`
+	KBias    []float32     `gguf:"attn_k.bias,optional"`
+	VBias    []float32     `gguf:"attn_v.bias,optional"`
+	QNorm    []float32     `gguf:"attn_q_norm,optional"`
+	KNorm    []float32     `gguf:"attn_k_norm,optional"`
+	FFNNorm  []float32     `gguf:"ffn_norm"`
+	Router   tensor.Matrix `gguf:"ffn_gate_inp,optional"`
+	Dense    FFN           `gguf:",optional"`
+	// Shared expert (Qwen2-MoE): its output is scaled by sigmoid(ShGate·h).
+	ShGate []float32 `gguf:"ffn_gate_inp_shexp,optional"`
+	Shexp  FFN       `gguf:"_shexp,optional"`
+}
+
+// FFN is a SwiGLU feed-forward network: Down·(silu(Gate·x) ⊙ Up·x). Within
+// a Layer its tags get the suffix of the enclosing field's tag.
+type FFN struct {
+	Gate tensor.Matrix `gguf:"ffn_gate"`
+	Up   tensor.Matrix `gguf:"ffn_up"`
+	Down tensor.Matrix `gguf:"ffn_down"`
+}
+
+// Present reports whether the FFN was bound.
+func (f *FFN) Present() bool { return f.Gate.Data != nil }
+
+// Shared is everything but the routed experts: what a coordinator holds.
+type Shared struct {
+	Embd       tensor.Matrix `gguf:"token_embd"`
+	OutputNorm []float32     `gguf:"output_norm"`
+	// Output is the head; when the file has none it is tied to Embd.
+	Output tensor.Matrix `gguf:"output,optional"`
+	Layers []Layer
+}
+
+// Unit is the unit of placement: one expert of one layer.
+type Unit struct{ Layer, Expert int }
+
+func (u Unit) String() string { return fmt.Sprintf("L%d/E%d", u.Layer, u.Expert) }
+
+// Expert is one routed expert's weights.
+type Expert struct {
+	Unit
+	FFN
+}
+
+// shapes gives the expected ggml shape (ne0 first) of each tag under h.
+func (h Hyper) shapes(a *Arch) map[string][]int {
+	E, q, kv, vd := h.Embd, h.Heads*h.HeadDim, h.KVHeads*h.HeadDim, h.KVHeads*h.ValueDim
+	s := map[string][]int{
+		"token_embd": {E, h.Vocab}, "output_norm": {E}, "output": {E, h.Vocab},
+		"attn_norm": {E}, "attn_q": {E, q}, "attn_k": {E, kv}, "attn_v": {E, vd}, "attn_output": {h.Heads * h.ValueDim, E},
+		"attn_q.bias": {q}, "attn_k.bias": {kv}, "attn_v.bias": {vd},
+		"ffn_norm": {E}, "ffn_gate_inp": {E, h.Experts},
+		"ffn_gate": {E, h.FFN}, "ffn_up": {E, h.FFN}, "ffn_down": {h.FFN, E},
+		"ffn_gate_inp_shexp": {E},
+		"ffn_gate_shexp":     {E, h.SharedFFN}, "ffn_up_shexp": {E, h.SharedFFN}, "ffn_down_shexp": {h.SharedFFN, E},
+	}
+	switch a.QKNorm {
+	case QKNormPerHead:
+		s["attn_q_norm"], s["attn_k_norm"] = []int{h.HeadDim}, []int{h.HeadDim}
+	case QKNormFull:
+		s["attn_q_norm"], s["attn_k_norm"] = []int{q}, []int{kv}
+	}
+	return s
+}
+
+// loader binds tensors of a file to tagged struct fields, reading exactly
+// the bytes of each bound tensor.
+type loader struct {
+	f      *gguf.File
+	shapes map[string][]int
+}
+
+func tensorName(prefix, tag string) string {
+	if strings.Contains(tag, ".") {
+		return prefix + tag
+	}
+	return prefix + tag + ".weight"
+}
+
+// bind fills the tagged fields of the struct pointed to by dst with the
+// tensors prefix+tag (+suffix for nested FFNs). It reports whether any
+// tensor was found.
+func (l *loader) bind(dst any, prefix, suffix string, optional bool) (bool, error) {
+	v := reflect.ValueOf(dst).Elem()
+	t := v.Type()
+	found := false
+	for i := range t.NumField() {
+		sf := t.Field(i)
+		tag, ok := sf.Tag.Lookup("gguf")
+		if !ok {
+			continue
+		}
+		name, opts, _ := strings.Cut(tag, ",")
+		opt := optional || opts == "optional"
+		if sf.Type == reflect.TypeFor[FFN]() {
+			got, err := l.bind(v.Field(i).Addr().Interface(), prefix, name, opt)
+			if err != nil {
+				return found, err
+			}
+			found = found || got
+			continue
+		}
+		key := name + suffix
+		full := tensorName(prefix, key)
+		ti, ok := l.f.Tensor(full)
+		if !ok {
+			if opt {
+				continue
+			}
+			return found, fmt.Errorf("%w: missing tensor %q", ErrTensor, full)
+		}
+		found = true
+		if want, ok := l.shapes[key]; ok && !shapeIs(ti.Dims, want) {
+			return found, fmt.Errorf("%w: tensor %q has shape %v, want %v", ErrTensor, full, ti.Dims, want)
+		}
+		data, err := l.f.TensorData(full)
+		if err != nil {
+			return found, fmt.Errorf("model: %w", err)
+		}
+		switch p := v.Field(i).Addr().Interface().(type) {
+		case *[]float32:
+			if !ti.Type.Supported() || len(ti.Dims) != 1 {
+				return found, fmt.Errorf("%w: tensor %q: want a 1-D vector of a supported type, got %s %v", ErrTensor, full, ti.Type, ti.Dims)
+			}
+			*p = make([]float32, ti.Dims[0])
+			tensor.Dequantize(ti.Type, *p, data, int(ti.Dims[0]))
+		case *tensor.Matrix:
+			m, err := matrix(ti, data)
+			if err != nil {
+				return found, err
+			}
+			*p = m
+		}
+	}
+	return found, nil
+}
+
+func shapeIs(dims []uint64, want []int) bool {
+	if len(dims) != len(want) {
+		return false
+	}
+	for i := range dims {
+		if dims[i] != uint64(want[i]) {
+			return false
+		}
+	}
+	return true
+}
+
+// matrix views a 2-D (or 3-D, for one expert's slice) tensor as a matrix
+// of ne1 rows of ne0 elements.
+func matrix(ti *gguf.TensorInfo, data []byte) (tensor.Matrix, error) {
+	rows := 1
+	for _, d := range ti.Dims[1:min(2, len(ti.Dims))] {
+		rows *= int(d)
+	}
+	m, err := tensor.NewMatrix(ti.Type, rows, int(ti.Dims[0]), data)
+	if err != nil {
+		return m, fmt.Errorf("%w: tensor %q: %w", ErrTensor, ti.Name, err)
+	}
+	return m, nil
+}
+
+// File is a model file opened for loading: its metadata, hyperparameters
+// and architecture rules. Weights are read only when asked for.
+type File struct {
+	*gguf.File
+	Hyper
+	Arch *Arch
+}
+
+// Open opens a model file and checks its architecture and hyperparameters.
+func Open(path string, opts gguf.Options) (*File, error) {
+	g, err := gguf.Open(path, opts)
+	if err != nil {
+		return nil, err
+	}
+	f, err := NewFile(g)
+	if err != nil {
+		g.Close()
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return f, nil
+}
+
+// NewFile interprets an already parsed GGUF file as a model.
+func NewFile(g *gguf.File) (*File, error) {
+	h, err := readHyper(g)
+	if err != nil {
+		return nil, err
+	}
+	a, _ := LookupArch(h.Arch)
+	return &File{File: g, Hyper: h, Arch: a}, nil
+}
+
+func (f *File) loader() *loader { return &loader{f: f.File, shapes: f.shapes(f.Arch)} }
+
+// LoadShared reads the shared part: every tensor except routed experts.
+func (f *File) LoadShared() (*Shared, error) {
+	l := f.loader()
+	s := &Shared{}
+	if _, err := l.bind(s, "", "", false); err != nil {
+		return nil, err
+	}
+	if s.Output.Data == nil {
+		s.Output = s.Embd
+	}
+	s.Layers = make([]Layer, f.Layers)
+	for i := range s.Layers {
+		ly := &s.Layers[i]
+		if _, err := l.bind(ly, fmt.Sprintf("blk.%d.", i), "", false); err != nil {
+			return nil, err
+		}
+		if err := f.checkLayer(i, ly); err != nil {
+			return nil, err
+		}
+	}
+	return s, nil
+}
+
+func (f *File) checkLayer(i int, ly *Layer) error {
+	missing := func(tag string) error {
+		return fmt.Errorf("%w: missing tensor %q (required by %s)", ErrTensor, tensorName(fmt.Sprintf("blk.%d.", i), tag), f.Arch.Name)
+	}
+	if f.MoE() && ly.Router.Data == nil {
+		return missing("ffn_gate_inp")
+	}
+	if !f.MoE() && !ly.Dense.Present() {
+		return missing("ffn_gate")
+	}
+	if f.Arch.QKNorm != QKNormNone && (ly.QNorm == nil || ly.KNorm == nil) {
+		return missing("attn_q_norm")
+	}
+	if f.Arch.SharedExpert && f.SharedFFN > 0 && (ly.ShGate == nil || !ly.Shexp.Present()) {
+		return missing("ffn_gate_inp_shexp")
+	}
+	return nil
+}
+
+// expertTensors names the three tensors of a unit and says whether they
+// are slices of merged 3-D tensors.
+func (f *File) expertTensors(u Unit) (names [3]string, merged bool, err error) {
+	if !f.MoE() {
+		return names, false, fmt.Errorf("%w: %s is a dense model without experts", ErrTensor, f.Arch.Name)
+	}
+	if u.Layer < 0 || u.Layer >= f.Layers || u.Expert < 0 || u.Expert >= f.Experts {
+		return names, false, fmt.Errorf("%w: no unit %v in a model of %d layers × %d experts", ErrTensor, u, f.Layers, f.Experts)
+	}
+	for i, p := range []string{"gate", "up", "down"} {
+		names[i] = fmt.Sprintf("blk.%d.ffn_%s_exps.weight", u.Layer, p)
+	}
+	if _, ok := f.Tensor(names[0]); ok {
+		return names, true, nil
+	}
+	for i, p := range []string{"gate", "up", "down"} {
+		names[i] = fmt.Sprintf("blk.%d.ffn_%s.%d.weight", u.Layer, p, u.Expert)
+	}
+	return names, false, nil
+}
+
+// LoadExpert reads one unit's weights, and only those bytes.
+func (f *File) LoadExpert(u Unit) (*Expert, error) {
+	names, merged, err := f.expertTensors(u)
+	if err != nil {
+		return nil, err
+	}
+	ff := f.ExpertFFN
+	want := [3][]int{{f.Embd, ff}, {f.Embd, ff}, {ff, f.Embd}}
+	e := &Expert{Unit: u}
+	dst := [3]*tensor.Matrix{&e.Gate, &e.Up, &e.Down}
+	for i, name := range names {
+		ti, ok := f.Tensor(name)
+		if !ok {
+			return nil, fmt.Errorf("%w: missing tensor %q", ErrTensor, name)
+		}
+		var data []byte
+		dims := ti.Dims
+		if merged {
+			if !shapeIs(dims, append(slices.Clone(want[i]), f.Experts)) {
+				return nil, fmt.Errorf("%w: tensor %q has shape %v, want %v", ErrTensor, name, dims, append(want[i], f.Experts))
+			}
+			data, err = f.ExpertData(name, u.Expert)
+		} else {
+			if !shapeIs(dims, want[i]) {
+				return nil, fmt.Errorf("%w: tensor %q has shape %v, want %v", ErrTensor, name, dims, want[i])
+			}
+			data, err = f.TensorData(name)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("model: unit %v: %w", u, err)
+		}
+		if *dst[i], err = matrix(ti, data); err != nil {
+			return nil, err
+		}
+	}
+	return e, nil
+}
+
+// UnitBytes is the number of bytes LoadExpert reads for a unit.
+func (f *File) UnitBytes(u Unit) (int64, error) {
+	names, merged, err := f.expertTensors(u)
+	if err != nil {
+		return 0, err
+	}
+	var n int64
+	for _, name := range names {
+		ti, ok := f.Tensor(name)
+		if !ok {
+			return 0, fmt.Errorf("%w: missing tensor %q", ErrTensor, name)
+		}
+		if merged {
+			n += int64(ti.Size / ti.Dims[len(ti.Dims)-1])
+		} else {
+			n += int64(ti.Size)
+		}
+	}
+	return n, nil
+}
