@@ -36,13 +36,15 @@ func LoadLocal(f *File, p *tensor.Pool) (*Model, error) {
 
 // Sequence is one sequence's KV cache.
 type Sequence struct {
-	k, v [][]float32 // per layer, positions × (kv heads · head size)
-	n    int
+	k, v   [][]float32 // per layer, positions × kd (or vd)
+	kd, vd int
+	n      int
 }
 
 // NewSequence returns an empty sequence.
 func (m *Model) NewSequence() *Sequence {
-	return &Sequence{k: make([][]float32, m.Layers), v: make([][]float32, m.Layers)}
+	return &Sequence{k: make([][]float32, m.Layers), v: make([][]float32, m.Layers),
+		kd: m.KVHeads * m.HeadDim, vd: m.KVHeads * m.ValueDim}
 }
 
 // Len is the number of positions in the cache.
@@ -50,14 +52,17 @@ func (s *Sequence) Len() int { return s.n }
 
 // Truncate drops cached positions from n on.
 func (s *Sequence) Truncate(n int) {
-	if n >= s.n {
-		return
-	}
-	for l := range s.k {
-		s.k[l] = s.k[l][:n*len(s.k[l])/max(s.n, 1)]
-		s.v[l] = s.v[l][:n*len(s.v[l])/max(s.n, 1)]
-	}
+	n = min(n, s.n)
 	s.n = n
+	s.trim()
+}
+
+// trim drops cache entries past Len, left by a forward pass that failed.
+func (s *Sequence) trim() {
+	for l := range s.k {
+		s.k[l] = s.k[l][:min(len(s.k[l]), s.n*s.kd)]
+		s.v[l] = s.v[l][:min(len(s.v[l]), s.n*s.vd)]
+	}
 }
 
 // Chunk is a run of tokens appended to one sequence in a forward pass.
@@ -76,7 +81,12 @@ func (m *Model) Forward(ctx context.Context, chunks []Chunk) ([][]float32, error
 	h := m.Hyper
 	E := h.Embd
 	var rows []rowRef
+	seen := map[*Sequence]bool{}
 	for c, ch := range chunks {
+		if seen[ch.Seq] {
+			return nil, fmt.Errorf("model: sequence appears twice in one batch")
+		}
+		seen[ch.Seq] = true
 		if len(ch.Tokens) == 0 {
 			return nil, fmt.Errorf("%w: empty prompt", ErrToken)
 		}
@@ -97,6 +107,9 @@ func (m *Model) Forward(ctx context.Context, chunks []Chunk) ([][]float32, error
 	}
 	for l := range m.Shared.Layers {
 		if err := m.layer(ctx, l, x, rows, chunks); err != nil {
+			for _, ch := range chunks {
+				ch.Seq.trim()
+			}
 			return nil, err
 		}
 	}

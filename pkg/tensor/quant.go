@@ -55,6 +55,14 @@ func Dequantize(t DType, dst []float32, src []byte, n int) {
 		for b := 0; b < n/QKK; b++ {
 			dequantQ6K(dst[b*QKK:b*QKK+QKK], src[b*210:b*210+210])
 		}
+	case Q8_K:
+		for b := 0; b < n/QKK; b++ {
+			blk := src[b*292 : b*292+292]
+			d := math.Float32frombits(binary.LittleEndian.Uint32(blk))
+			for j := range QKK {
+				dst[b*QKK+j] = d * float32(int8(blk[4+j]))
+			}
+		}
 	default:
 		panic("tensor: Dequantize of unsupported type " + t.String())
 	}

@@ -1,0 +1,90 @@
+// Command switchyard serves Mixture-of-Experts language models across
+// machines. Each subcommand is one role or tool; this file only parses
+// flags, handles signals and turns errors into exit codes.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"syscall"
+)
+
+type command struct {
+	name, usage string
+	run         func(ctx context.Context, args []string) error
+}
+
+func commands() []command {
+	return []command{
+		{"model", "single-process tools over a GGUF file: synth, inspect, logits, run", runModel},
+	}
+}
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := dispatch(ctx, commands(), os.Args[1:]); err != nil {
+		if !errors.Is(err, flag.ErrHelp) {
+			fmt.Fprintln(os.Stderr, "switchyard:", err)
+		}
+		os.Exit(1)
+	}
+}
+
+func dispatch(ctx context.Context, cmds []command, args []string) error {
+	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+		fmt.Fprintln(os.Stderr, "usage: switchyard <command> [flags]\n\ncommands:")
+		for _, c := range cmds {
+			fmt.Fprintf(os.Stderr, "  %-12s %s\n", c.name, c.usage)
+		}
+		if len(args) == 0 {
+			return errors.New("no command given")
+		}
+		return nil
+	}
+	for _, c := range cmds {
+		if c.name == args[0] {
+			return c.run(ctx, args[1:])
+		}
+	}
+	return fmt.Errorf("unknown command %q (run 'switchyard help')", args[0])
+}
+
+// parse parses flags that may come before or after positional arguments
+// and returns the positional ones.
+func parse(fs *flag.FlagSet, args []string) ([]string, error) {
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return nil, err
+		}
+		args = fs.Args()
+		if len(args) == 0 {
+			return pos, nil
+		}
+		pos = append(pos, args[0])
+		args = args[1:]
+	}
+}
+
+// parseTokens parses "1,2,3" into token IDs.
+func parseTokens(s string) ([]int32, error) {
+	if strings.TrimSpace(s) == "" {
+		return nil, errors.New("--tokens is empty: give at least one token ID")
+	}
+	var out []int32
+	for _, f := range strings.Split(s, ",") {
+		n, err := strconv.ParseInt(strings.TrimSpace(f), 10, 32)
+		if err != nil {
+			return nil, fmt.Errorf("--tokens: %q is not a token ID", f)
+		}
+		out = append(out, int32(n))
+	}
+	return out, nil
+}

@@ -1,0 +1,308 @@
+// Package modeltool implements the single-process `switchyard model`
+// commands over a GGUF file: synth, inspect, logits and run. Each writes
+// its result to the given writer (JSON where the command promises JSON).
+package modeltool
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"text/tabwriter"
+	"time"
+
+	"github.com/switchyard-llm/switchyard/pkg/gguf"
+	"github.com/switchyard-llm/switchyard/pkg/model"
+	"github.com/switchyard-llm/switchyard/pkg/synth"
+	"github.com/switchyard-llm/switchyard/pkg/tensor"
+)
+
+// Synth writes a synthetic model to path, drawing a progress bar on
+// progress (nil: none) for files over 64 MiB.
+func Synth(ctx context.Context, c synth.Config, path string, progress io.Writer) error {
+	w, err := synth.New(c)
+	if err != nil {
+		return err
+	}
+	if path == "" {
+		return errors.New("synth: an output file (-o) is required")
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(path), ".synth-*")
+	if err != nil {
+		return fmt.Errorf("synth: %w", err)
+	}
+	defer os.Remove(tmp.Name())
+	var out io.Writer = tmp
+	if total := synth.Size(w); progress != nil && total > 64<<20 {
+		bar := &progressBar{w: progress, total: total, label: filepath.Base(path)}
+		defer bar.finish()
+		out = io.MultiWriter(tmp, bar)
+	}
+	if _, err := w.WriteTo(&ctxWriter{ctx, out}); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return fmt.Errorf("synth: %w", err)
+	}
+	return os.Rename(tmp.Name(), path)
+}
+
+type ctxWriter struct {
+	ctx context.Context
+	w   io.Writer
+}
+
+func (c *ctxWriter) Write(p []byte) (int, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return c.w.Write(p)
+}
+
+type progressBar struct {
+	w           io.Writer
+	total, done int64
+	label       string
+	last        time.Time
+}
+
+func (p *progressBar) Write(b []byte) (int, error) {
+	p.done += int64(len(b))
+	if time.Since(p.last) > 200*time.Millisecond {
+		p.last = time.Now()
+		p.draw()
+	}
+	return len(b), nil
+}
+
+func (p *progressBar) draw() {
+	frac := min(1, float64(p.done)/float64(p.total))
+	const width = 40
+	bar := make([]byte, width)
+	for i := range bar {
+		if float64(i) < frac*width {
+			bar[i] = '#'
+		} else {
+			bar[i] = '.'
+		}
+	}
+	fmt.Fprintf(p.w, "\r%s [%s] %3.0f%% %d/%d MiB", p.label, bar, 100*frac, p.done>>20, p.total>>20)
+}
+
+func (p *progressBar) finish() { p.draw(); fmt.Fprintln(p.w) }
+
+// Open opens a model file for the tools.
+func Open(path string) (*model.File, error) {
+	return model.Open(path, gguf.Options{Mmap: true})
+}
+
+// InspectConfig selects what inspect prints.
+type InspectConfig struct {
+	Path   string
+	JSON   bool
+	Tensor string // with Row: print one row of this tensor
+	Row    int
+}
+
+type inspectReport struct {
+	File         string         `json:"file"`
+	Version      uint32         `json:"gguf_version"`
+	Architecture string         `json:"architecture"`
+	Hyper        model.Hyper    `json:"hyperparameters"`
+	Census       model.Census   `json:"census"`
+	Tensors      []tensorReport `json:"tensors"`
+}
+
+type tensorReport struct {
+	Name  string   `json:"name"`
+	Type  string   `json:"type"`
+	Shape []uint64 `json:"shape"`
+	Bytes uint64   `json:"bytes"`
+}
+
+// Inspect describes a model file: hyperparameters, tensors and the
+// parameter census, or one row of one tensor.
+func Inspect(c InspectConfig, out io.Writer) error {
+	f, err := Open(c.Path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	if c.Tensor != "" {
+		return printRow(f, c.Tensor, c.Row, out)
+	}
+	r := inspectReport{File: c.Path, Version: f.Version, Architecture: f.Arch.Name, Hyper: f.Hyper, Census: f.Census()}
+	for _, t := range f.Tensors {
+		r.Tensors = append(r.Tensors, tensorReport{t.Name, t.Type.String(), t.Dims, t.Size})
+	}
+	if c.JSON {
+		enc := json.NewEncoder(out)
+		enc.SetIndent("", "  ")
+		return enc.Encode(r)
+	}
+	h := f.Hyper
+	fmt.Fprintf(out, "file          %s (GGUF v%d)\n", c.Path, f.Version)
+	fmt.Fprintf(out, "architecture  %s\n", f.Arch.Name)
+	fmt.Fprintf(out, "vocabulary    %d   context %d\n", h.Vocab, h.Context)
+	fmt.Fprintf(out, "layers        %d   n_embd %d\n", h.Layers, h.Embd)
+	fmt.Fprintf(out, "attention     %d heads, %d KV heads, head size %d, RoPE base %g (%s)\n", h.Heads, h.KVHeads, h.HeadDim, h.RopeBase, map[bool]string{true: "NEOX", false: "NORM"}[f.Arch.RopeNeoX])
+	if h.MoE() {
+		fmt.Fprintf(out, "experts       %d per layer, %d used, ffn %d", h.Experts, h.ExpertsUsed, h.ExpertFFN)
+		if h.SharedFFN > 0 {
+			fmt.Fprintf(out, ", shared expert ffn %d", h.SharedFFN)
+		}
+		fmt.Fprintln(out)
+	} else {
+		fmt.Fprintf(out, "ffn           %d (dense)\n", h.FFN)
+	}
+	fmt.Fprintln(out)
+	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "tensor\ttype\tshape\tbytes\t")
+	for _, t := range r.Tensors {
+		fmt.Fprintf(tw, "%s\t%s\t%v\t%d\t\n", t.Name, t.Type, t.Shape, t.Bytes)
+	}
+	tw.Flush()
+	cs := r.Census
+	pct := func(n int64) string { return fmt.Sprintf("%5.1f%%", 100*float64(n)/float64(max(cs.Total, 1))) }
+	fmt.Fprintln(out, "\nparameter census")
+	tw = tabwriter.NewWriter(out, 0, 0, 2, ' ', tabwriter.AlignRight)
+	for _, row := range []struct {
+		name string
+		n    int64
+	}{
+		{"total", cs.Total}, {"  embeddings", cs.Embeddings}, {"  weights", cs.Weights}, {"  biases", cs.Biases}, {"  norm scales", cs.Norms},
+		{"routed experts", cs.Routed}, {"shared (everything else)", cs.Shared}, {"active per token", cs.ActivePerToken},
+	} {
+		fmt.Fprintf(tw, "%s\t%d\t%s\t\n", row.name, row.n, pct(row.n))
+	}
+	return tw.Flush()
+}
+
+func printRow(f *model.File, name string, row int, out io.Writer) error {
+	ti, ok := f.Tensor(name)
+	if !ok {
+		return fmt.Errorf("inspect: no tensor %q", name)
+	}
+	if !ti.Type.Supported() {
+		return fmt.Errorf("inspect: tensor %q has type %s, which cannot be decoded", name, ti.Type)
+	}
+	cols := int(ti.Dims[0])
+	rows := int(ti.Elements()) / cols
+	if row < 0 || row >= rows {
+		return fmt.Errorf("inspect: tensor %q has %d rows, no row %d", name, rows, row)
+	}
+	rb := uint64(ti.Type.RowBytes(cols))
+	data, err := f.ReadRange(ti.Offset+uint64(row)*rb, rb)
+	if err != nil {
+		return err
+	}
+	vals := make([]float32, cols)
+	tensor.Dequantize(ti.Type, vals, data, cols)
+	return json.NewEncoder(out).Encode(vals)
+}
+
+// loadModel opens and fully loads a model.
+func loadModel(path string) (*model.File, *model.Model, error) {
+	f, err := Open(path)
+	if err != nil {
+		return nil, nil, err
+	}
+	m, err := model.LoadLocal(f, nil)
+	if err != nil {
+		f.Close()
+		return nil, nil, err
+	}
+	return f, m, nil
+}
+
+// Logits prints the logits at every position of the prompt as JSON
+// {"tokens":[...],"logits":[[...],...]}.
+func Logits(ctx context.Context, path string, tokens []int32, out io.Writer) error {
+	f, m, err := loadModel(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	res, err := m.Forward(ctx, []model.Chunk{{Seq: m.NewSequence(), Tokens: tokens, AllLogits: true}})
+	if err != nil {
+		return err
+	}
+	rows := make([][]float32, len(tokens))
+	for i := range rows {
+		rows[i] = res[0][i*m.Vocab : (i+1)*m.Vocab]
+	}
+	return json.NewEncoder(out).Encode(struct {
+		Tokens []int32     `json:"tokens"`
+		Logits [][]float32 `json:"logits"`
+	}{tokens, rows})
+}
+
+// Greedy returns up to maxTokens greedy continuation tokens of prompt,
+// stopping after the end-of-sequence token eos (if eos >= 0).
+func Greedy(ctx context.Context, m *model.Model, prompt []int32, maxTokens int, eos int32) ([]int32, error) {
+	if len(prompt) == 0 {
+		return nil, fmt.Errorf("%w: empty prompt", model.ErrToken)
+	}
+	seq := m.NewSequence()
+	next := prompt
+	var gen []int32
+	for len(gen) < maxTokens {
+		res, err := m.Forward(ctx, []model.Chunk{{Seq: seq, Tokens: next}})
+		if err != nil {
+			return gen, err
+		}
+		t := argmax(res[0])
+		gen = append(gen, t)
+		if t == eos {
+			break
+		}
+		next = []int32{t}
+	}
+	return gen, nil
+}
+
+func argmax(x []float32) int32 {
+	best := 0
+	for i, v := range x {
+		if v > x[best] {
+			best = i
+		}
+	}
+	return int32(best)
+}
+
+// EOS returns the file's end-of-sequence token, or -1.
+func EOS(f *model.File) int32 {
+	if v, ok := f.Get("tokenizer.ggml.eos_token_id"); ok {
+		if n, ok := v.Int(); ok {
+			return int32(n)
+		}
+	}
+	return -1
+}
+
+// Run prints the greedy continuation of prompt as JSON {"tokens":[...]}.
+func Run(ctx context.Context, path string, tokens []int32, maxTokens int, out io.Writer) error {
+	if maxTokens < 0 {
+		return fmt.Errorf("run: --max-tokens %d is negative", maxTokens)
+	}
+	f, m, err := loadModel(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	gen, err := Greedy(ctx, m, tokens, maxTokens, EOS(f))
+	if err != nil {
+		return err
+	}
+	if gen == nil {
+		gen = []int32{}
+	}
+	return json.NewEncoder(out).Encode(struct {
+		Tokens []int32 `json:"tokens"`
+	}{gen})
+}

@@ -1,0 +1,385 @@
+package model
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"slices"
+	"strings"
+	"sync/atomic"
+	"testing"
+
+	"github.com/switchyard-llm/switchyard/pkg/gguf"
+)
+
+const tinyMixtral = "../../testdata/models/tiny-mixtral-f32.gguf"
+
+// countingReader counts the bytes read through it.
+type countingReader struct {
+	r *bytes.Reader
+	n atomic.Int64
+}
+
+func (c *countingReader) ReadAt(p []byte, off int64) (int, error) {
+	n, err := c.r.ReadAt(p, off)
+	c.n.Add(int64(n))
+	return n, err
+}
+
+func openCounting(t *testing.T, path string) (*File, *countingReader) {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cr := &countingReader{r: bytes.NewReader(data)}
+	g, err := gguf.Read(cr, int64(len(data)), gguf.Limits{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := NewFile(g)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cr.n.Store(0)
+	return f, cr
+}
+
+func TestLoadReadsOnlyItsBytes(t *testing.T) {
+	f, cr := openCounting(t, tinyMixtral)
+	var shared, routed int64
+	for _, ti := range f.Tensors {
+		if IsRoutedExpert(ti.Name) {
+			routed += int64(ti.Size)
+		} else {
+			shared += int64(ti.Size)
+		}
+	}
+	if _, err := f.LoadShared(); err != nil {
+		t.Fatal(err)
+	}
+	if got := cr.n.Load(); got != shared {
+		t.Errorf("LoadShared read %d bytes, want exactly the %d shared bytes", got, shared)
+	}
+	cr.n.Store(0)
+	u := Unit{Layer: 1, Expert: 5}
+	if _, err := f.LoadExpert(u); err != nil {
+		t.Fatal(err)
+	}
+	want, _ := f.UnitBytes(u)
+	if got := cr.n.Load(); got != want || want != routed/int64(f.Layers*f.Experts) {
+		t.Errorf("LoadExpert(%v) read %d bytes, want %d (1/%d of %d routed bytes)", u, got, want, f.Layers*f.Experts, routed)
+	}
+}
+
+// rewrite copies a GGUF file through edit, which may change metadata and
+// tensors, and returns the result opened as a model file.
+func rewrite(t *testing.T, path string, edit func(w *gguf.Writer, f *gguf.File)) *File {
+	t.Helper()
+	g, err := gguf.Open(path, gguf.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer g.Close()
+	w := &gguf.Writer{KVs: slices.Clone(g.KVs)}
+	for _, ti := range g.Tensors {
+		data, err := g.TensorData(ti.Name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		w.Add(gguf.WriterTensor{Name: ti.Name, Type: ti.Type, Dims: ti.Dims, Data: data})
+	}
+	edit(w, g)
+	var buf bytes.Buffer
+	if _, err := w.WriteTo(&buf); err != nil {
+		t.Fatal(err)
+	}
+	out, err := gguf.Read(bytes.NewReader(buf.Bytes()), int64(buf.Len()), gguf.Limits{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := NewFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
+
+func setKV(w *gguf.Writer, key string, v gguf.Value) {
+	for i := range w.KVs {
+		if w.KVs[i].Key == key {
+			w.KVs[i].Value = v
+			return
+		}
+	}
+	w.Set(key, v)
+}
+
+func dropKV(w *gguf.Writer, key string) {
+	w.KVs = slices.DeleteFunc(w.KVs, func(kv gguf.KV) bool { return kv.Key == key })
+}
+
+func dropTensors(w *gguf.Writer, match func(name string) bool) []gguf.WriterTensor {
+	var dropped []gguf.WriterTensor
+	w.Tensors = slices.DeleteFunc(w.Tensors, func(t gguf.WriterTensor) bool {
+		if match(t.Name) {
+			dropped = append(dropped, t)
+			return true
+		}
+		return false
+	})
+	return dropped
+}
+
+func logitsOf(t *testing.T, f *File, tokens []int32) []float32 {
+	t.Helper()
+	m, err := LoadLocal(f, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := m.Forward(t.Context(), []Chunk{{Seq: m.NewSequence(), Tokens: tokens, AllLogits: true}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out[0]
+}
+
+var prompt = []int32{510, 17, 300, 42, 255, 7, 128}
+
+// TestPerExpertLayout splits the merged ffn_*_exps tensors into the older
+// per-expert ffn_*.E tensors and checks the logits are bit-identical.
+func TestPerExpertLayout(t *testing.T) {
+	merged, err := Open(tinyMixtral, gguf.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer merged.Close()
+	split := rewrite(t, tinyMixtral, func(w *gguf.Writer, g *gguf.File) {
+		for _, mt := range dropTensors(w, func(n string) bool { return strings.Contains(n, "_exps.") }) {
+			per := len(mt.Data) / int(mt.Dims[2])
+			layer, kind := 0, ""
+			fmt.Sscanf(mt.Name, "blk.%d.ffn_", &layer)
+			kind = strings.TrimSuffix(strings.SplitN(mt.Name, "ffn_", 2)[1], "_exps.weight")
+			for e := range int(mt.Dims[2]) {
+				w.Add(gguf.WriterTensor{Name: fmt.Sprintf("blk.%d.ffn_%s.%d.weight", layer, kind, e), Type: mt.Type,
+					Dims: mt.Dims[:2], Data: mt.Data[e*per : (e+1)*per]})
+			}
+		}
+	})
+	a, b := logitsOf(t, merged, prompt), logitsOf(t, split, prompt)
+	if !slices.Equal(a, b) {
+		t.Errorf("per-expert layout gives different logits: max |Δ| %g", maxDiff(a, b))
+	}
+	if n, _ := split.UnitBytes(Unit{0, 3}); n == 0 {
+		t.Error("UnitBytes of a per-expert unit is 0")
+	}
+}
+
+// TestDense checks a dense llama file (no experts) against the same FFN
+// served as a MoE layer with one expert, which the goldens vouch for.
+func TestDense(t *testing.T) {
+	oneExpert := func(w *gguf.Writer, g *gguf.File) {
+		setKV(w, "llama.expert_count", gguf.U32(1))
+		setKV(w, "llama.expert_used_count", gguf.U32(1))
+		for i := range w.Tensors {
+			wt := &w.Tensors[i]
+			if strings.Contains(wt.Name, "_exps.") {
+				wt.Data = wt.Data[:len(wt.Data)/int(wt.Dims[2])]
+				wt.Dims = []uint64{wt.Dims[0], wt.Dims[1], 1}
+			}
+			if strings.HasSuffix(wt.Name, "ffn_gate_inp.weight") {
+				wt.Data = wt.Data[:4*wt.Dims[0]]
+				wt.Dims = []uint64{wt.Dims[0], 1}
+			}
+		}
+	}
+	moe := rewrite(t, tinyMixtral, oneExpert)
+	dense := rewrite(t, tinyMixtral, func(w *gguf.Writer, g *gguf.File) {
+		oneExpert(w, g)
+		dropKV(w, "llama.expert_count")
+		dropKV(w, "llama.expert_used_count")
+		dropTensors(w, func(n string) bool { return strings.HasSuffix(n, "ffn_gate_inp.weight") })
+		for i := range w.Tensors {
+			wt := &w.Tensors[i]
+			if strings.Contains(wt.Name, "_exps.") {
+				wt.Name = strings.Replace(wt.Name, "_exps", "", 1)
+				wt.Dims = wt.Dims[:2]
+			}
+		}
+	})
+	if dense.MoE() {
+		t.Fatal("dense file still reports experts")
+	}
+	a, b := logitsOf(t, moe, prompt), logitsOf(t, dense, prompt)
+	if !slices.Equal(a, b) {
+		t.Errorf("dense logits differ from one-expert MoE: max |Δ| %g", maxDiff(a, b))
+	}
+}
+
+func TestTiedOutput(t *testing.T) {
+	f := rewrite(t, tinyMixtral, func(w *gguf.Writer, g *gguf.File) {
+		dropTensors(w, func(n string) bool { return n == "output.weight" })
+	})
+	s, err := f.LoadShared()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if &s.Output.Data[0] != &s.Embd.Data[0] {
+		t.Error("without output.weight the head is not tied to token_embd")
+	}
+}
+
+func TestBadModels(t *testing.T) {
+	cases := []struct {
+		name string
+		edit func(w *gguf.Writer, g *gguf.File)
+		want error
+		msg  string
+	}{
+		{"unknown architecture", func(w *gguf.Writer, g *gguf.File) { setKV(w, "general.architecture", gguf.Str("gpt9")) },
+			ErrArch, `"gpt9" (supported: llama, olmoe, qwen2moe, qwen3moe)`},
+		{"missing tensor", func(w *gguf.Writer, g *gguf.File) {
+			dropTensors(w, func(n string) bool { return n == "blk.1.attn_k.weight" })
+		}, ErrTensor, `missing tensor "blk.1.attn_k.weight"`},
+		{"wrong shape", func(w *gguf.Writer, g *gguf.File) {
+			for i := range w.Tensors {
+				if w.Tensors[i].Name == "blk.0.attn_q.weight" {
+					w.Tensors[i].Dims = []uint64{32, 128}
+				}
+			}
+		}, ErrTensor, `"blk.0.attn_q.weight" has shape [32 128], want [64 64]`},
+		{"missing hyperparameter", func(w *gguf.Writer, g *gguf.File) { dropKV(w, "llama.block_count") },
+			ErrHyper, "llama.block_count is missing"},
+		{"too many experts used", func(w *gguf.Writer, g *gguf.File) { setKV(w, "llama.expert_used_count", gguf.U32(9)) },
+			ErrHyper, "expert_used_count 9 of 8"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			g, err := gguf.Open(tinyMixtral, gguf.Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer g.Close()
+			w := &gguf.Writer{KVs: slices.Clone(g.KVs)}
+			for _, ti := range g.Tensors {
+				data, _ := g.TensorData(ti.Name)
+				w.Add(gguf.WriterTensor{Name: ti.Name, Type: ti.Type, Dims: ti.Dims, Data: data})
+			}
+			c.edit(w, g)
+			var buf bytes.Buffer
+			if _, err := w.WriteTo(&buf); err != nil {
+				t.Fatal(err)
+			}
+			out, err := gguf.Read(bytes.NewReader(buf.Bytes()), int64(buf.Len()), gguf.Limits{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			f, err := NewFile(out)
+			if err == nil {
+				_, err = LoadLocal(f, nil)
+			}
+			if !errors.Is(err, c.want) || !strings.Contains(err.Error(), c.msg) {
+				t.Errorf("got %v, want %v mentioning %s", err, c.want, c.msg)
+			}
+		})
+	}
+}
+
+func TestBadTokens(t *testing.T) {
+	m := loadModel(t, tinyMixtral)
+	cases := []struct {
+		name   string
+		tokens []int32
+		want   error
+	}{
+		{"empty", nil, ErrToken},
+		{"outside vocabulary", []int32{1, 512}, ErrToken},
+		{"negative", []int32{-1}, ErrToken},
+		{"longer than context", make([]int32, 257), ErrContext},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			seq := m.NewSequence()
+			_, err := m.Forward(t.Context(), []Chunk{{Seq: seq, Tokens: c.tokens}})
+			if !errors.Is(err, c.want) {
+				t.Errorf("got %v, want %v", err, c.want)
+			}
+			if seq.Len() != 0 {
+				t.Errorf("failed forward left %d positions in the cache", seq.Len())
+			}
+		})
+	}
+}
+
+// TestBatchEqualsAlone runs two sequences in one batch and checks each
+// equals the sequence run alone.
+func TestBatchEqualsAlone(t *testing.T) {
+	m := loadModel(t, tinyMixtral)
+	a, b := []int32{510, 1, 2, 3}, []int32{510, 300, 301}
+	alone := func(toks []int32) []float32 {
+		out, err := m.Forward(t.Context(), []Chunk{{Seq: m.NewSequence(), Tokens: toks, AllLogits: true}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return out[0]
+	}
+	out, err := m.Forward(t.Context(), []Chunk{{Seq: m.NewSequence(), Tokens: a, AllLogits: true}, {Seq: m.NewSequence(), Tokens: b, AllLogits: true}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := maxDiff(out[0], alone(a)); d != 0 {
+		t.Errorf("sequence a differs in a batch by %g", d)
+	}
+	if d := maxDiff(out[1], alone(b)); d != 0 {
+		t.Errorf("sequence b differs in a batch by %g", d)
+	}
+}
+
+// failingExperts fails on a chosen layer, as an unreachable node would.
+type failingExperts struct {
+	Experts
+	layer int
+}
+
+func (f failingExperts) Forward(ctx context.Context, layer int, x []float32, n int, e []int32) ([]float32, error) {
+	if layer == f.layer {
+		return nil, errors.New("node unreachable")
+	}
+	return f.Experts.Forward(ctx, layer, x, n, e)
+}
+
+// TestFailedForwardLeavesCache checks that a forward pass whose experts fail
+// leaves the sequence as it was, so a retry gives the same logits.
+func TestFailedForwardLeavesCache(t *testing.T) {
+	m := loadModel(t, tinyMixtral)
+	want := logitsOf(t, mustOpen(t, tinyMixtral), prompt)
+	seq := m.NewSequence()
+	if _, err := m.Forward(t.Context(), []Chunk{{Seq: seq, Tokens: prompt[:3], AllLogits: true}}); err != nil {
+		t.Fatal(err)
+	}
+	good := m.Experts
+	m.Experts = failingExperts{good, 1}
+	if _, err := m.Forward(t.Context(), []Chunk{{Seq: seq, Tokens: prompt[3:]}}); err == nil || !strings.Contains(err.Error(), "node unreachable") {
+		t.Fatalf("got %v, want the experts' error", err)
+	}
+	m.Experts = good
+	out, err := m.Forward(t.Context(), []Chunk{{Seq: seq, Tokens: prompt[3:], AllLogits: true}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := maxDiff(out[0], want[3*m.Vocab:]); d != 0 {
+		t.Errorf("retry after a failed step differs by %g", d)
+	}
+}
+
+func mustOpen(t *testing.T, path string) *File {
+	t.Helper()
+	f, err := Open(path, gguf.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.Close() })
+	return f
+}

@@ -1,0 +1,164 @@
+package tensor
+
+import (
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"testing"
+)
+
+func TestF16(t *testing.T) {
+	// Every half value survives a round trip through float32.
+	for h := range 1 << 16 {
+		f := F16ToF32(uint16(h))
+		if f != f { // NaN
+			continue
+		}
+		if got := F32ToF16(f); got != uint16(h) {
+			t.Fatalf("F32ToF16(F16ToF32(%#04x)=%g) = %#04x", h, f, got)
+		}
+	}
+	cases := []struct {
+		in   float32
+		want uint16
+	}{
+		{1, 0x3c00}, {-2, 0xc000}, {65504, 0x7bff}, {1e6, 0x7c00}, {5.960464477539063e-08, 0x0001},
+		{1 + 1.0/2048, 0x3c00},          // tie, rounds to even
+		{1 + 3.0/2048, 0x3c02},          // tie, rounds to even (up)
+		{2.980232238769531e-08, 0x0000}, // half the smallest subnormal: tie to even (zero)
+		{float32(math.Inf(-1)), 0xfc00},
+	}
+	for _, c := range cases {
+		if got := F32ToF16(c.in); got != c.want {
+			t.Errorf("F32ToF16(%g) = %#04x, want %#04x", c.in, got, c.want)
+		}
+	}
+}
+
+func TestBF16(t *testing.T) {
+	cases := []struct {
+		in   float32
+		want uint16
+	}{{1, 0x3f80}, {-2, 0xc000}, {1 + 1.0/256, 0x3f80}, {1 + 3.0/256, 0x3f82}}
+	for _, c := range cases {
+		if got := F32ToBF16(c.in); got != c.want {
+			t.Errorf("F32ToBF16(%g) = %#04x, want %#04x", c.in, got, c.want)
+		}
+		if back := BF16ToF32(c.want); F32ToBF16(back) != c.want {
+			t.Errorf("BF16 %#04x does not round-trip", c.want)
+		}
+	}
+}
+
+func randRow(r *rand.Rand, n int, scale float32) []float32 {
+	x := make([]float32, n)
+	for i := range x {
+		x[i] = float32(r.NormFloat64()) * scale
+	}
+	return x
+}
+
+var computeTypes = []DType{F32, F16, BF16, Q8_0, Q4_0, Q4_K, Q6_K}
+
+// TestQuantizeRoundTrip checks each type's error bound against its step.
+func TestQuantizeRoundTrip(t *testing.T) {
+	r := rand.New(rand.NewPCG(1, 2))
+	// Relative RMS error bounds for Gaussian data.
+	bound := map[DType]float64{F32: 0, F16: 1e-3, BF16: 8e-3, Q8_0: 0.01, Q4_0: 0.15, Q4_K: 0.15, Q6_K: 0.04}
+	for _, dt := range computeTypes {
+		x := randRow(r, 1024, 1)
+		q := Quantize(dt, nil, x)
+		if len(q) != dt.RowBytes(len(x)) {
+			t.Fatalf("%s: %d bytes, want %d", dt, len(q), dt.RowBytes(len(x)))
+		}
+		y := make([]float32, len(x))
+		Dequantize(dt, y, q, len(x))
+		var se, ss float64
+		for i := range x {
+			se += float64((x[i] - y[i]) * (x[i] - y[i]))
+			ss += float64(x[i] * x[i])
+		}
+		if rel := math.Sqrt(se / ss); rel > bound[dt] {
+			t.Errorf("%s: relative RMS error %.4f exceeds %.4f", dt, rel, bound[dt])
+		}
+	}
+	// Zeros stay zeros in every type.
+	for _, dt := range computeTypes {
+		y := make([]float32, 256)
+		Dequantize(dt, y, Quantize(dt, nil, make([]float32, 256)), 256)
+		for i, v := range y {
+			if v != 0 {
+				t.Fatalf("%s: zero row dequantised to %g at %d", dt, v, i)
+			}
+		}
+	}
+}
+
+// TestMatMul compares each type's product with a float64 product of the
+// dequantised weights and the activations rounded to the activation type.
+func TestMatMul(t *testing.T) {
+	r := rand.New(rand.NewPCG(3, 4))
+	p := NewPool(3)
+	defer p.Close()
+	for _, dt := range computeTypes {
+		for _, shape := range [][3]int{{1, 256, 1}, {7, 512, 1}, {33, 256, 5}, {130, 768, 3}} {
+			rows, cols, n := shape[0], shape[1], shape[2]
+			t.Run(fmt.Sprintf("%s/%dx%dx%d", dt, rows, cols, n), func(t *testing.T) {
+				w := Quantize(dt, nil, randRow(r, rows*cols, 0.1))
+				m, err := NewMatrix(dt, rows, cols, w)
+				if err != nil {
+					t.Fatal(err)
+				}
+				x := randRow(r, n*cols, 1)
+				got := make([]float32, n*rows)
+				m.MatMul(p, got, x, n)
+				wf := make([]float32, cols)
+				xr := make([]float32, cols)
+				for i := range n {
+					act := dt.ActivationType()
+					Dequantize(act, xr, Quantize(act, nil, x[i*cols:(i+1)*cols]), cols)
+					for row := range rows {
+						m.DequantizeRow(wf, row)
+						var want float64
+						for c := range cols {
+							want += float64(wf[c]) * float64(xr[c])
+						}
+						if d := math.Abs(float64(got[i*rows+row]) - want); d > 1e-4*(1+math.Abs(want)) {
+							t.Fatalf("row %d token %d: got %g, want %g", row, i, got[i*rows+row], want)
+						}
+					}
+				}
+			})
+		}
+	}
+}
+
+func TestNewMatrixChecks(t *testing.T) {
+	if _, err := NewMatrix(Q8_0, 2, 32, make([]byte, 10)); err == nil {
+		t.Error("short data: got nil error")
+	}
+	if _, err := NewMatrix(Q8_0, 2, 33, make([]byte, 68)); err == nil {
+		t.Error("row not a multiple of the block: got nil error")
+	}
+	if _, err := NewMatrix(Q5_K, 1, 256, make([]byte, 176)); err == nil {
+		t.Error("type without kernel: got nil error")
+	}
+}
+
+func TestPoolCoversRange(t *testing.T) {
+	p := NewPool(4)
+	defer p.Close()
+	for _, n := range []int{0, 1, 3, 4, 5, 100, 1001} {
+		seen := make([]int32, n)
+		p.For(n, 1, func(lo, hi int) {
+			for i := lo; i < hi; i++ {
+				seen[i]++
+			}
+		})
+		for i, s := range seen {
+			if s != 1 {
+				t.Fatalf("n=%d: index %d visited %d times", n, i, s)
+			}
+		}
+	}
+}
