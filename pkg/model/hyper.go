@@ -8,23 +8,23 @@ import (
 
 // Hyper holds a model's hyperparameters, read from {arch}.* metadata.
 type Hyper struct {
-	Arch        string
-	Vocab       int
-	Context     int
-	Embd        int // n_embd
-	Layers      int
-	Heads       int
-	KVHeads     int
-	HeadDim     int // key (and query) head size
-	ValueDim    int // value head size
-	FFN         int // dense feed-forward size (and expert size when ExpertFFN is absent)
-	ExpertFFN   int
-	SharedFFN   int
-	Experts     int // 0 for a dense model
-	ExpertsUsed int
-	RMSEps      float32
-	RopeBase    float32
-	RopeDims    int
+	Arch        string  `json:"arch"`
+	Vocab       int     `json:"vocab"`
+	Context     int     `json:"context"`
+	Embd        int     `json:"n_embd"` // n_embd
+	Layers      int     `json:"layers"`
+	Heads       int     `json:"heads"`
+	KVHeads     int     `json:"kv_heads"`
+	HeadDim     int     `json:"head_dim"`  // key (and query) head size
+	ValueDim    int     `json:"value_dim"` // value head size
+	FFN         int     `json:"ffn"`       // dense feed-forward size (and expert size when ExpertFFN is absent)
+	ExpertFFN   int     `json:"expert_ffn"`
+	SharedFFN   int     `json:"shared_ffn"`
+	Experts     int     `json:"experts"` // 0 for a dense model
+	ExpertsUsed int     `json:"experts_used"`
+	RMSEps      float32 `json:"rms_eps"`
+	RopeBase    float32 `json:"rope_base"`
+	RopeDims    int     `json:"rope_dims"`
 }
 
 // MoE reports whether the model has routed experts.

@@ -1,0 +1,117 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+)
+
+// binary builds the switchyard command once per test run.
+func binary(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "switchyard")
+	out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput()
+	if err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	return bin
+}
+
+func run(t *testing.T, bin string, args ...string) (stdout, stderr string, code int) {
+	t.Helper()
+	cmd := exec.Command(bin, args...)
+	var o, e bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &o, &e
+	err := cmd.Run()
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	return o.String(), e.String(), code
+}
+
+const tiny = "../../testdata/models/tiny-mixtral-f32.gguf"
+
+func TestModelCommands(t *testing.T) {
+	bin := binary(t)
+
+	out, errOut, code := run(t, bin, "model", "run", "--model", tiny, "--tokens", "510,17,300,42,255,7,128", "--max-tokens", "16")
+	var res struct{ Tokens []int32 }
+	if code != 0 || json.Unmarshal([]byte(out), &res) != nil {
+		t.Fatalf("run: exit %d, stdout %q, stderr %q", code, out, errOut)
+	}
+	// llama.cpp's greedy continuation of this prompt (testdata/golden).
+	want := []int32{268, 278, 345, 126, 218, 385, 336, 340, 76, 321, 175, 152, 175, 300, 265, 278}
+	if !slices.Equal(res.Tokens, want) {
+		t.Errorf("run: got %v, want %v", res.Tokens, want)
+	}
+
+	out, _, code = run(t, bin, "model", "logits", "--model", tiny, "--tokens", "510,1,2")
+	var lg struct {
+		Tokens []int32
+		Logits [][]float32
+	}
+	if code != 0 || json.Unmarshal([]byte(out), &lg) != nil || len(lg.Logits) != 3 || len(lg.Logits[0]) != 512 {
+		t.Fatalf("logits: exit %d, %d rows", code, len(lg.Logits))
+	}
+
+	synthPath := filepath.Join(t.TempDir(), "s.gguf")
+	if _, e, code := run(t, bin, "model", "synth", "--arch", "qwen3moe", "--preset", "tiny", "--dtype", "q4_k", "--seed", "3", "-o", synthPath); code != 0 {
+		t.Fatalf("synth: exit %d: %s", code, e)
+	}
+	out, _, code = run(t, bin, "model", "inspect", synthPath, "--json")
+	var ins struct {
+		Architecture string
+		Census       struct {
+			Total          int64 `json:"total"`
+			ActivePerToken int64 `json:"active_per_token"`
+		}
+		Tensors []struct{ Name, Type string }
+	}
+	if code != 0 || json.Unmarshal([]byte(out), &ins) != nil {
+		t.Fatalf("inspect: exit %d: %s", code, out)
+	}
+	if ins.Architecture != "qwen3moe" || ins.Census.ActivePerToken >= ins.Census.Total || len(ins.Tensors) == 0 {
+		t.Errorf("inspect: %+v", ins)
+	}
+	out, _, code = run(t, bin, "model", "inspect", tiny, "--tensor", "output_norm.weight", "--row", "0")
+	var row []float32
+	if code != 0 || json.Unmarshal([]byte(out), &row) != nil || len(row) != 64 {
+		t.Errorf("inspect --tensor: exit %d, %q", code, out)
+	}
+}
+
+func TestModelCommandErrors(t *testing.T) {
+	bin := binary(t)
+	bad := filepath.Join(t.TempDir(), "bad.gguf")
+	os.WriteFile(bad, []byte("GGUF\x07\x00\x00\x00"), 0o644)
+	cases := []struct {
+		name string
+		args []string
+		msg  string
+	}{
+		{"unknown command", []string{"frobnicate"}, `unknown command "frobnicate"`},
+		{"token outside vocabulary", []string{"model", "run", "--model", tiny, "--tokens", "1,600"}, "token 600 at position 1 is outside the vocabulary of 512"},
+		{"empty prompt", []string{"model", "logits", "--model", tiny, "--tokens", ""}, "--tokens is empty"},
+		{"not a number", []string{"model", "run", "--model", tiny, "--tokens", "1,x"}, `"x" is not a token ID`},
+		{"missing file", []string{"model", "inspect", "/nonexistent.gguf"}, "no such file"},
+		{"corrupt file", []string{"model", "inspect", bad}, "unknown version 7"},
+		{"unknown arch", []string{"model", "synth", "--arch", "gpt9", "-o", bad}, `unknown architecture "gpt9"`},
+		{"no such tensor", []string{"model", "inspect", tiny, "--tensor", "nope.weight"}, `no tensor "nope.weight"`},
+		{"row out of range", []string{"model", "inspect", tiny, "--tensor", "output_norm.weight", "--row", "1"}, "no row 1"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			_, errOut, code := run(t, bin, c.args...)
+			if code == 0 || !strings.Contains(errOut, c.msg) {
+				t.Errorf("exit %d, stderr %q; want non-zero and %q", code, errOut, c.msg)
+			}
+		})
+	}
+}
