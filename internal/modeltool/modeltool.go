@@ -80,7 +80,8 @@ func (p *progressBar) Write(b []byte) (int, error) {
 }
 
 func (p *progressBar) draw() {
-	frac := min(1, float64(p.done)/float64(p.total))
+	p.done = min(p.done, p.total)
+	frac := float64(p.done) / float64(p.total)
 	const width = 40
 	bar := make([]byte, width)
 	for i := range bar {

@@ -1,0 +1,74 @@
+package model
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/switchyard-llm/switchyard/pkg/gguf"
+	"github.com/switchyard-llm/switchyard/pkg/synth"
+	"github.com/switchyard-llm/switchyard/pkg/tensor"
+)
+
+// benchModel synthesises a Q8_0 Mixtral of the preset named by
+// SWITCHYARD_BENCH_PRESET (default small) and loads it, memory-mapped.
+func benchModel(b *testing.B) *Model {
+	preset := os.Getenv("SWITCHYARD_BENCH_PRESET")
+	if preset == "" {
+		preset = "small"
+	}
+	w, err := synth.New(synth.Config{Arch: "mixtral", Preset: preset, DType: tensor.Q8_0, Seed: 1})
+	if err != nil {
+		b.Fatal(err)
+	}
+	path := filepath.Join(b.TempDir(), "bench.gguf")
+	fh, err := os.Create(path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if _, err := w.WriteTo(fh); err != nil {
+		b.Fatal(err)
+	}
+	fh.Close()
+	f, err := Open(path, gguf.Options{Mmap: true})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { f.Close() })
+	m, err := LoadLocal(f, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return m
+}
+
+// BenchmarkDecode measures single-sequence decode: one token per op.
+func BenchmarkDecode(b *testing.B) {
+	m := benchModel(b)
+	seq := m.NewSequence()
+	tok := []int32{1}
+	for b.Loop() {
+		if seq.Len() >= 128 {
+			seq.Truncate(1)
+		}
+		if _, err := m.Forward(b.Context(), []Chunk{{Seq: seq, Tokens: tok}}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "tok/s")
+}
+
+// BenchmarkPrefill measures a 128-token prompt per op.
+func BenchmarkPrefill(b *testing.B) {
+	m := benchModel(b)
+	prompt := make([]int32, 128)
+	for i := range prompt {
+		prompt[i] = int32(i + 1)
+	}
+	for b.Loop() {
+		if _, err := m.Forward(b.Context(), []Chunk{{Seq: m.NewSequence(), Tokens: prompt}}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.N*len(prompt))/b.Elapsed().Seconds(), "tok/s")
+}
