@@ -1,0 +1,289 @@
+// Package sampling picks the next token from logits with the knobs every
+// LLM API has, and matches stop strings on the generated text.
+//
+// The steps run in llama.cpp's default sampler-chain order, where the two
+// overlap:
+//
+//  1. logit bias (added to the raw logits)
+//  2. penalties over the last PenaltyLastN tokens seen: repetition (divide a
+//     positive logit by the penalty, multiply a negative one), then
+//     frequency (minus count × penalty) and presence (minus penalty once)
+//  3. temperature 0: greedy, the highest logit (lowest ID on ties); stop here
+//  4. top-k, 5. top-p, 6. min-p (each on the untempered distribution)
+//  7. temperature (logits divided by it)
+//  8. a draw from the softmax of what is left, with the sampler's seeded RNG
+//
+// Log-probabilities are those of the model's raw distribution (the
+// log-softmax of the logits before any step), as vLLM reports them.
+package sampling
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"slices"
+)
+
+// ErrParams is wrapped by every validation error.
+var ErrParams = errors.New("sampling: invalid parameter")
+
+// Params are the sampling settings of one request. The zero value is not
+// valid (TopP 0); start from Defaults.
+type Params struct {
+	Temperature      float32           // 0 means greedy; ≥ 0
+	TopK             int               // 0 means off; ≥ 0
+	TopP             float32           // 1 means off; in (0, 1]
+	MinP             float32           // 0 means off; in [0, 1]
+	RepeatPenalty    float32           // 1 means off; > 0
+	PresencePenalty  float32           // 0 means off; in [-2, 2]
+	FrequencyPenalty float32           // 0 means off; in [-2, 2]
+	PenaltyLastN     int               // tokens of history penalties look at; 0 means all
+	LogitBias        map[int32]float32 // added to logits; in [-100, 100]
+	Seed             uint64            // the RNG seed: same seed, same output
+	Logprobs         int               // alternatives to report per token; 0–20
+}
+
+// Defaults are the settings of an OpenAI-style request that sets nothing.
+func Defaults() Params {
+	return Params{Temperature: 1, TopP: 1, RepeatPenalty: 1, PenaltyLastN: 64}
+}
+
+// Validate reports the first invalid setting, by its OpenAI-style name.
+func (p Params) Validate(vocab int) error {
+	bad := func(name string, v any, want string) error {
+		return fmt.Errorf("%w: %s = %v, want %s", ErrParams, name, v, want)
+	}
+	switch {
+	case !(p.Temperature >= 0) || p.Temperature > 100:
+		return bad("temperature", p.Temperature, "a value in [0, 100]")
+	case p.TopK < 0:
+		return bad("top_k", p.TopK, "≥ 0")
+	case !(p.TopP > 0 && p.TopP <= 1):
+		return bad("top_p", p.TopP, "a value in (0, 1]")
+	case !(p.MinP >= 0 && p.MinP <= 1):
+		return bad("min_p", p.MinP, "a value in [0, 1]")
+	case !(p.RepeatPenalty > 0):
+		return bad("repetition_penalty", p.RepeatPenalty, "> 0")
+	case !(p.PresencePenalty >= -2 && p.PresencePenalty <= 2):
+		return bad("presence_penalty", p.PresencePenalty, "a value in [-2, 2]")
+	case !(p.FrequencyPenalty >= -2 && p.FrequencyPenalty <= 2):
+		return bad("frequency_penalty", p.FrequencyPenalty, "a value in [-2, 2]")
+	case p.PenaltyLastN < 0:
+		return bad("penalty_last_n", p.PenaltyLastN, "≥ 0")
+	case p.Logprobs < 0 || p.Logprobs > 20:
+		return bad("logprobs", p.Logprobs, "a value in [0, 20]")
+	}
+	for id, b := range p.LogitBias {
+		if id < 0 || int(id) >= vocab {
+			return bad("logit_bias", id, fmt.Sprintf("token IDs below %d", vocab))
+		}
+		if !(b >= -100 && b <= 100) {
+			return bad("logit_bias", b, "biases in [-100, 100]")
+		}
+	}
+	return nil
+}
+
+// TokenLogprob is a token and its log-probability.
+type TokenLogprob struct {
+	Token   int32   `json:"token"`
+	Logprob float32 `json:"logprob"`
+}
+
+// Result is one sampled token.
+type Result struct {
+	Token   int32
+	Logprob float32        // of Token under the raw distribution
+	Top     []TokenLogprob // the Params.Logprobs most likely tokens, best first
+}
+
+// Sampler samples one sequence's tokens. Not safe for concurrent use.
+type Sampler struct {
+	p       Params
+	rng     *rand.Rand
+	history []int32
+	// scratch
+	idx   []int32
+	probs []float64
+	work  []float32
+}
+
+// New returns a sampler for a vocabulary of the given size.
+func New(p Params, vocab int) (*Sampler, error) {
+	if err := p.Validate(vocab); err != nil {
+		return nil, err
+	}
+	return &Sampler{p: p, rng: rand.New(rand.NewPCG(p.Seed, p.Seed^0x9E3779B97F4A7C15))}, nil
+}
+
+// Accept records a token (of the prompt or generated) for the penalties.
+func (s *Sampler) Accept(tok int32) { s.history = append(s.history, tok) }
+
+// Sample picks the next token from logits (which it does not modify).
+func (s *Sampler) Sample(logits []float32) Result {
+	p := s.p
+	s.work = append(s.work[:0], logits...)
+	l := s.work
+	for id, b := range p.LogitBias {
+		l[id] += b
+	}
+	s.penalise(l)
+
+	var tok int32
+	if p.Temperature == 0 {
+		tok = argmax(l)
+	} else {
+		tok = s.draw(l)
+	}
+	r := Result{Token: tok, Logprob: logSoftmaxAt(logits, tok)}
+	if p.Logprobs > 0 {
+		r.Top = TopLogprobs(logits, p.Logprobs)
+	}
+	return r
+}
+
+func (s *Sampler) penalise(l []float32) {
+	p := s.p
+	if p.RepeatPenalty == 1 && p.PresencePenalty == 0 && p.FrequencyPenalty == 0 {
+		return
+	}
+	h := s.history
+	if p.PenaltyLastN > 0 && len(h) > p.PenaltyLastN {
+		h = h[len(h)-p.PenaltyLastN:]
+	}
+	counts := map[int32]int{}
+	for _, t := range h {
+		if int(t) < len(l) && t >= 0 {
+			counts[t]++
+		}
+	}
+	for t, n := range counts {
+		if l[t] > 0 {
+			l[t] /= p.RepeatPenalty
+		} else {
+			l[t] *= p.RepeatPenalty
+		}
+		l[t] -= float32(n)*p.FrequencyPenalty + p.PresencePenalty
+	}
+}
+
+// draw applies top-k, top-p, min-p and temperature, then samples.
+func (s *Sampler) draw(l []float32) int32 {
+	p := s.p
+	idx := s.idx[:0]
+	for i := range l {
+		idx = append(idx, int32(i))
+	}
+	slices.SortStableFunc(idx, func(a, b int32) int {
+		switch {
+		case l[a] > l[b]:
+			return -1
+		case l[a] < l[b]:
+			return 1
+		}
+		return 0
+	})
+	if p.TopK > 0 && p.TopK < len(idx) {
+		idx = idx[:p.TopK]
+	}
+	// Probabilities of the survivors, untempered.
+	probs := softmaxOf(s.probs[:0], l, idx, 1)
+	if p.TopP < 1 {
+		var cum float64
+		for i, pr := range probs {
+			cum += pr
+			if cum >= float64(p.TopP) {
+				idx, probs = idx[:i+1], probs[:i+1]
+				break
+			}
+		}
+	}
+	if p.MinP > 0 {
+		floor := probs[0] * float64(p.MinP)
+		n := 1
+		for n < len(probs) && probs[n] >= floor {
+			n++
+		}
+		idx = idx[:n]
+	}
+	probs = softmaxOf(probs[:0], l, idx, p.Temperature)
+	s.idx, s.probs = idx, probs
+	u := s.rng.Float64()
+	var cum float64
+	for i, pr := range probs {
+		cum += pr
+		if u < cum {
+			return idx[i]
+		}
+	}
+	return idx[len(idx)-1]
+}
+
+// softmaxOf returns softmax(l[idx]/temp) in idx order, appended to dst.
+func softmaxOf(dst []float64, l []float32, idx []int32, temp float32) []float64 {
+	mx := math.Inf(-1)
+	for _, i := range idx {
+		mx = max(mx, float64(l[i]))
+	}
+	var sum float64
+	for _, i := range idx {
+		e := math.Exp((float64(l[i]) - mx) / float64(temp))
+		dst = append(dst, e)
+		sum += e
+	}
+	for i := range dst {
+		dst[i] /= sum
+	}
+	return dst
+}
+
+func argmax(l []float32) int32 {
+	best := 0
+	for i, v := range l {
+		if v > l[best] {
+			best = i
+		}
+	}
+	return int32(best)
+}
+
+func logSumExp(l []float32) float64 {
+	mx := math.Inf(-1)
+	for _, v := range l {
+		mx = max(mx, float64(v))
+	}
+	var sum float64
+	for _, v := range l {
+		sum += math.Exp(float64(v) - mx)
+	}
+	return mx + math.Log(sum)
+}
+
+func logSoftmaxAt(l []float32, tok int32) float32 {
+	return float32(float64(l[tok]) - logSumExp(l))
+}
+
+// TopLogprobs returns the n most likely tokens of logits with their
+// log-probabilities, best first (lowest ID on ties).
+func TopLogprobs(logits []float32, n int) []TokenLogprob {
+	lse := logSumExp(logits)
+	top := make([]TokenLogprob, 0, n+1)
+	for i, v := range logits {
+		if len(top) == n && v <= logits[top[n-1].Token] {
+			continue
+		}
+		t := TokenLogprob{int32(i), float32(float64(v) - lse)}
+		at, _ := slices.BinarySearchFunc(top, t, func(a, b TokenLogprob) int {
+			if logits[a.Token] > logits[b.Token] || (logits[a.Token] == logits[b.Token] && a.Token < b.Token) {
+				return -1
+			}
+			return 1
+		})
+		top = slices.Insert(top, at, t)
+		if len(top) > n {
+			top = top[:n]
+		}
+	}
+	return top
+}

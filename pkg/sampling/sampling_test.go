@@ -1,0 +1,229 @@
+package sampling
+
+import (
+	"errors"
+	"math"
+	"slices"
+	"strings"
+	"testing"
+)
+
+var logits = []float32{2.0, 1.0, 0.5, 0.0, -1.0, 3.0, 2.0, -3.0}
+
+func mustNew(t *testing.T, p Params) *Sampler {
+	t.Helper()
+	s, err := New(p, len(logits))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func TestGreedyIsArgmax(t *testing.T) {
+	p := Defaults()
+	p.Temperature = 0
+	s := mustNew(t, p)
+	if got := s.Sample(logits).Token; got != 5 {
+		t.Errorf("greedy picked %d, want 5", got)
+	}
+	// Ties go to the lowest ID.
+	if got := s.Sample([]float32{1, 3, 3}).Token; got != 1 {
+		t.Errorf("tie picked %d, want 1", got)
+	}
+}
+
+func TestSeedReproduces(t *testing.T) {
+	p := Defaults()
+	p.Seed = 42
+	draw := func(seed uint64) []int32 {
+		p.Seed = seed
+		s := mustNew(t, p)
+		var out []int32
+		for range 50 {
+			out = append(out, s.Sample(logits).Token)
+		}
+		return out
+	}
+	if a, b := draw(42), draw(42); !slices.Equal(a, b) {
+		t.Errorf("same seed, different draws: %v vs %v", a, b)
+	}
+	if a, b := draw(42), draw(43); slices.Equal(a, b) {
+		t.Error("different seeds gave identical 50-token draws")
+	}
+}
+
+// expected computes the distribution the documented chain should give.
+func expected(l []float32, temp float32, topK int, topP, minP float32) []float64 {
+	idx := make([]int32, len(l))
+	for i := range idx {
+		idx[i] = int32(i)
+	}
+	slices.SortStableFunc(idx, func(a, b int32) int {
+		if l[a] > l[b] {
+			return -1
+		}
+		if l[a] < l[b] {
+			return 1
+		}
+		return 0
+	})
+	if topK > 0 {
+		idx = idx[:topK]
+	}
+	pr := softmaxOf(nil, l, idx, 1)
+	var cum float64
+	for i := range pr {
+		cum += pr[i]
+		if cum >= float64(topP) {
+			idx, pr = idx[:i+1], pr[:i+1]
+			break
+		}
+	}
+	n := 1
+	for n < len(pr) && pr[n] >= pr[0]*float64(minP) {
+		n++
+	}
+	idx = idx[:n]
+	pr = softmaxOf(nil, l, idx, temp)
+	out := make([]float64, len(l))
+	for i, id := range idx {
+		out[id] = pr[i]
+	}
+	return out
+}
+
+// TestDistribution draws 40,000 seeded samples and checks each token's
+// frequency is within 5 standard errors (plus 0.002) of the expected
+// probability. Seeded, so the result is the same on every run.
+func TestDistribution(t *testing.T) {
+	cases := []struct {
+		name string
+		temp float32
+		topK int
+		topP float32
+		minP float32
+	}{
+		{"temperature 1", 1, 0, 1, 0},
+		{"temperature 0.5", 0.5, 0, 1, 0},
+		{"temperature 2, top-k 4", 2, 4, 1, 0},
+		{"top-p 0.8", 1, 0, 0.8, 0},
+		{"min-p 0.2", 1.5, 0, 1, 0.2},
+	}
+	const n = 40000
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			p := Defaults()
+			p.Temperature, p.TopK, p.TopP, p.MinP, p.Seed = c.temp, c.topK, c.topP, c.minP, 7
+			s := mustNew(t, p)
+			counts := make([]int, len(logits))
+			for range n {
+				counts[s.Sample(logits).Token]++
+			}
+			want := expected(logits, c.temp, c.topK, c.topP, c.minP)
+			for i, w := range want {
+				got := float64(counts[i]) / n
+				bound := 5*math.Sqrt(w*(1-w)/n) + 0.002
+				if math.Abs(got-w) > bound {
+					t.Errorf("token %d: frequency %.4f, want %.4f ± %.4f", i, got, w, bound)
+				}
+				if w == 0 && counts[i] > 0 {
+					t.Errorf("token %d was filtered out but drawn %d times", i, counts[i])
+				}
+			}
+		})
+	}
+}
+
+func TestPenaltiesAndBias(t *testing.T) {
+	p := Defaults()
+	p.Temperature = 0
+	p.LogitBias = map[int32]float32{7: 100}
+	if got := mustNew(t, p).Sample(logits).Token; got != 7 {
+		t.Errorf("logit bias +100 on 7: picked %d", got)
+	}
+	p.LogitBias = nil
+	p.PresencePenalty = 2
+	s := mustNew(t, p)
+	s.Accept(5)
+	if got := s.Sample(logits).Token; got != 0 {
+		t.Errorf("presence penalty 2 on token 5 (3.0 → 1.0): picked %d, want 0", got)
+	}
+	p.PresencePenalty, p.RepeatPenalty = 0, 2
+	s = mustNew(t, p)
+	s.Accept(5)
+	s.Accept(0)
+	if got := s.Sample(logits).Token; got != 6 {
+		t.Errorf("repetition penalty 2 on 5 and 0: picked %d, want 6", got)
+	}
+}
+
+func TestLogprobs(t *testing.T) {
+	p := Defaults()
+	p.Temperature, p.Logprobs = 0, 3
+	r := mustNew(t, p).Sample(logits)
+	var z float64
+	for _, v := range logits {
+		z += math.Exp(float64(v))
+	}
+	want := float32(3 - math.Log(z))
+	if math.Abs(float64(r.Logprob-want)) > 1e-6 {
+		t.Errorf("logprob %g, want %g", r.Logprob, want)
+	}
+	ids := []int32{r.Top[0].Token, r.Top[1].Token, r.Top[2].Token}
+	if !slices.Equal(ids, []int32{5, 0, 6}) || r.Top[0].Logprob != r.Logprob {
+		t.Errorf("top logprobs %v, want tokens 5, 0, 6", r.Top)
+	}
+}
+
+func TestValidate(t *testing.T) {
+	cases := []struct {
+		name string
+		edit func(*Params)
+		msg  string
+	}{
+		{"negative temperature", func(p *Params) { p.Temperature = -0.1 }, "temperature"},
+		{"top_p 0", func(p *Params) { p.TopP = 0 }, "top_p"},
+		{"top_p above 1", func(p *Params) { p.TopP = 1.5 }, "top_p"},
+		{"negative top_k", func(p *Params) { p.TopK = -1 }, "top_k"},
+		{"min_p above 1", func(p *Params) { p.MinP = 2 }, "min_p"},
+		{"NaN temperature", func(p *Params) { p.Temperature = float32(math.NaN()) }, "temperature"},
+		{"bias outside vocabulary", func(p *Params) { p.LogitBias = map[int32]float32{99: 1} }, "logit_bias"},
+		{"too many logprobs", func(p *Params) { p.Logprobs = 21 }, "logprobs"},
+	}
+	for _, c := range cases {
+		p := Defaults()
+		c.edit(&p)
+		_, err := New(p, len(logits))
+		if !errors.Is(err, ErrParams) || !strings.Contains(err.Error(), c.msg) {
+			t.Errorf("%s: got %v", c.name, err)
+		}
+	}
+}
+
+func TestStopAcrossTokens(t *testing.T) {
+	s := NewStopper([]string{"STOP", "\n\n"})
+	var out strings.Builder
+	var stopped bool
+	for _, piece := range []string{"Hello S", "T", "ring ST", "O", "P and more"} {
+		emit, st := s.Push(piece)
+		out.WriteString(emit)
+		if st {
+			stopped = true
+			break
+		}
+	}
+	if !stopped || out.String() != "Hello STring " {
+		t.Errorf("got %q stopped=%v, want %q stopped", out.String(), stopped, "Hello STring ")
+	}
+	s = NewStopper([]string{"\n\n"})
+	e1, _ := s.Push("a\n")
+	e2, st := s.Push("\nb")
+	if e1 != "a" || e2 != "" || !st {
+		t.Errorf("split newline stop: %q %q %v", e1, e2, st)
+	}
+	s = NewStopper([]string{"xyz"})
+	e, _ := s.Push("abx")
+	if e != "ab" || s.Flush() != "x" {
+		t.Errorf("held tail not flushed: %q", e)
+	}
+}
