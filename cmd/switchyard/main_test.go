@@ -52,6 +52,22 @@ func TestModelCommands(t *testing.T) {
 		t.Errorf("run: got %v, want %v", res.Tokens, want)
 	}
 
+	out, _, code = run(t, bin, "model", "tokenize", "--model", tiny, "--text", "Hello world, experts!")
+	if code != 0 || json.Unmarshal([]byte(out), &res) != nil || !slices.Equal(res.Tokens, []int32{510, 320, 351, 44, 290, 33}) {
+		t.Errorf("tokenize: exit %d, %q", code, out)
+	}
+
+	// Greedy text generation equals the greedy token run, decoded.
+	out, errOut, code = run(t, bin, "model", "run", "--model", tiny, "--prompt", "Hello", "--temperature", "0", "--max-tokens", "8")
+	if code != 0 || len(strings.TrimSpace(out)) == 0 {
+		t.Errorf("run --prompt: exit %d, %q, %s", code, out, errOut)
+	}
+	a, _, _ := run(t, bin, "model", "run", "--model", tiny, "--prompt", "Hello", "--seed", "5", "--max-tokens", "12")
+	b, _, _ := run(t, bin, "model", "run", "--model", tiny, "--prompt", "Hello", "--seed", "5", "--max-tokens", "12")
+	if a != b {
+		t.Errorf("same seed, different text: %q vs %q", a, b)
+	}
+
 	out, _, code = run(t, bin, "model", "logits", "--model", tiny, "--tokens", "510,1,2")
 	var lg struct {
 		Tokens []int32
@@ -104,6 +120,9 @@ func TestModelCommandErrors(t *testing.T) {
 		{"corrupt file", []string{"model", "inspect", bad}, "unknown version 7"},
 		{"unknown arch", []string{"model", "synth", "--arch", "gpt9", "-o", bad}, `unknown architecture "gpt9"`},
 		{"no such tensor", []string{"model", "inspect", tiny, "--tensor", "nope.weight"}, `no tensor "nope.weight"`},
+		{"chat without template", []string{"model", "run", "--model", tiny, "--prompt", "hi", "--chat"}, "no chat template"},
+		{"bad top-p", []string{"model", "run", "--model", tiny, "--prompt", "hi", "--top-p", "0"}, "top_p"},
+		{"prompt and tokens", []string{"model", "run", "--model", tiny, "--prompt", "hi", "--tokens", "1"}, "not both"},
 		{"row out of range", []string{"model", "inspect", tiny, "--tensor", "output_norm.weight", "--row", "1"}, "no row 1"},
 	}
 	for _, c := range cases {

@@ -7,7 +7,10 @@ import (
 	"fmt"
 	"os"
 
+	"math/rand/v2"
+
 	"github.com/switchyard-llm/switchyard/internal/modeltool"
+	"github.com/switchyard-llm/switchyard/pkg/sampling"
 	"github.com/switchyard-llm/switchyard/pkg/synth"
 	"github.com/switchyard-llm/switchyard/pkg/tensor"
 )
@@ -16,8 +19,9 @@ func runModel(ctx context.Context, args []string) error {
 	return dispatch(ctx, []command{
 		{"synth", "write a deterministic random-weight model", modelSynth},
 		{"inspect", "describe a model file: hyperparameters, tensors, parameter census", modelInspect},
+		{"tokenize", "print the tokens of a text as JSON", modelTokenize},
 		{"logits", "print the logits at every prompt position as JSON", modelLogits},
-		{"run", "greedy continuation of a prompt, as JSON token IDs", modelRun},
+		{"run", "continue a prompt: --prompt streams text, --tokens prints greedy token IDs as JSON", modelRun},
 	}, args)
 }
 
@@ -77,14 +81,48 @@ func modelLogits(ctx context.Context, args []string) error {
 	return modeltool.Logits(ctx, *path, tokens, os.Stdout)
 }
 
-func modelRun(ctx context.Context, args []string) error {
-	fs, path, toks := modelFlags("model run")
-	maxTokens := fs.Int("max-tokens", 16, "most tokens to generate")
+func modelTokenize(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("model tokenize", flag.ContinueOnError)
+	path := fs.String("model", "", "GGUF model file")
+	text := fs.String("text", "", "text to tokenize")
 	if _, err := parse(fs, args); err != nil {
 		return err
 	}
 	if *path == "" {
 		return fmt.Errorf("--model is required")
+	}
+	return modeltool.Tokenize(*path, *text, os.Stdout)
+}
+
+func modelRun(ctx context.Context, args []string) error {
+	fs, path, toks := modelFlags("model run")
+	maxTokens := fs.Int("max-tokens", 16, "most tokens to generate")
+	prompt := fs.String("prompt", "", "prompt text (streams the generated text)")
+	chatMode := fs.Bool("chat", false, "render --prompt as a user turn with the model's chat template")
+	p := sampling.Defaults()
+	temp := fs.Float64("temperature", 0.8, "sampling temperature; 0 is greedy")
+	topP := fs.Float64("top-p", 0.95, "nucleus sampling threshold in (0, 1]")
+	minP := fs.Float64("min-p", 0.05, "drop tokens below this fraction of the best one's probability")
+	fs.IntVar(&p.TopK, "top-k", 40, "keep the k most likely tokens; 0 is off")
+	seed := fs.Int64("seed", -1, "random seed; -1 picks one")
+	if _, err := parse(fs, args); err != nil {
+		return err
+	}
+	if *path == "" {
+		return fmt.Errorf("--model is required")
+	}
+	if *prompt != "" {
+		if *toks != "" {
+			return fmt.Errorf("give --prompt or --tokens, not both")
+		}
+		p.Temperature, p.TopP, p.MinP = float32(*temp), float32(*topP), float32(*minP)
+		p.Seed = uint64(*seed)
+		if *seed < 0 {
+			p.Seed = rand.Uint64()
+		}
+		err := modeltool.Generate(ctx, modeltool.GenerateConfig{Path: *path, Prompt: *prompt, Chat: *chatMode, Params: p, MaxTokens: *maxTokens}, os.Stdout)
+		fmt.Println()
+		return err
 	}
 	tokens, err := parseTokens(*toks)
 	if err != nil {
