@@ -22,7 +22,11 @@ type command struct {
 
 func commands() []command {
 	return []command{
-		{"model", "single-process tools over a GGUF file: synth, inspect, logits, run", runModel},
+		{"up", "a whole cluster in one process on loopback (the quickest start)", runUp},
+		{"router", "the HTTP front door: OpenAI-compatible API", runRouter},
+		{"coordinator", "shared layers, batching, sampling; dispatches experts", runCoordinator},
+		{"expert-node", "serves the expert units placed on it", runExpertNode},
+		{"model", "single-process tools over a GGUF file: synth, inspect, tokenize, logits, run", runModel},
 	}
 }
 

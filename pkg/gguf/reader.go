@@ -2,7 +2,9 @@ package gguf
 
 import (
 	"bufio"
+	"crypto/sha256"
 	"encoding/binary"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -591,4 +593,16 @@ func (d *decoder) tensorInfo() (TensorInfo, error) {
 		return ti, err
 	}
 	return ti, nil
+}
+
+// Digest identifies the file's contents cheaply: the SHA-256 of its header
+// (metadata and tensor infos, which fix every tensor's type, shape and
+// place) and its size, without reading any tensor data.
+func (f *File) Digest() (string, error) {
+	h := sha256.New()
+	if _, err := io.Copy(h, io.NewSectionReader(f.r, 0, f.DataOffset)); err != nil {
+		return "", fmt.Errorf("gguf: digest: %w", err)
+	}
+	fmt.Fprintf(h, "size=%d", f.Size)
+	return "sha256:" + hex.EncodeToString(h.Sum(nil)), nil
 }

@@ -2,6 +2,7 @@ package model
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math"
 
@@ -67,17 +68,43 @@ func LoadAll(f *File, p *tensor.Pool) (*Local, error) {
 	return l, nil
 }
 
-// Forward runs each expert once over all rows routed to it, as one
-// matrix-matrix product.
+// Forward implements Experts by applying every (row, slot) pair here.
 func (l *Local) Forward(ctx context.Context, layer int, x []float32, n int, experts []int32) ([]float32, error) {
 	if n == 0 {
 		return nil, nil
 	}
-	E := l.Embd
 	k := len(experts) / n
-	if len(x) != n*E || k*n != len(experts) {
-		return nil, fmt.Errorf("model: expert forward of %d values for %d rows of %d with %d choices", len(x), n, E, len(experts))
+	if len(x) != n*l.Embd || k*n != len(experts) {
+		return nil, fmt.Errorf("model: expert forward of %d values for %d rows of %d with %d choices", len(x), n, l.Embd, len(experts))
 	}
+	rows := make([]int32, len(experts))
+	for s := range rows {
+		rows[s] = int32(s / k)
+	}
+	return l.Apply(ctx, layer, x, rows, experts)
+}
+
+// Remove drops unit u.
+func (l *Local) Remove(u Unit) { delete(l.units, u) }
+
+// Units lists the units held.
+func (l *Local) Units() []Unit {
+	out := make([]Unit, 0, len(l.units))
+	for u := range l.units {
+		out = append(out, u)
+	}
+	return out
+}
+
+// ErrNotHeld is returned (wrapped) for a unit that is not loaded here.
+var ErrNotHeld = errors.New("model: unit not held")
+
+// Apply computes, for every pair i, expert experts[i] of layer applied to
+// row rows[i] of x (rows of Embd values), and returns one output row per
+// pair. Each expert runs once over all its rows as one matrix product.
+// The caller must not Add or Remove units concurrently.
+func (l *Local) Apply(ctx context.Context, layer int, x []float32, rows, experts []int32) ([]float32, error) {
+	E := l.Embd
 	out := make([]float32, len(experts)*E)
 	slots := map[int32][]int{}
 	var order []int32
@@ -88,17 +115,20 @@ func (l *Local) Forward(ctx context.Context, layer int, x []float32, n int, expe
 		slots[e] = append(slots[e], s)
 	}
 	for _, e := range order {
+		if _, ok := l.units[Unit{layer, int(e)}]; !ok {
+			return nil, fmt.Errorf("%w: %v", ErrNotHeld, Unit{layer, int(e)})
+		}
+	}
+	for _, e := range order {
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
-		ex, ok := l.units[Unit{layer, int(e)}]
-		if !ok {
-			return nil, fmt.Errorf("model: unit %v is not held here", Unit{layer, int(e)})
-		}
+		ex := l.units[Unit{layer, int(e)}]
 		ss := slots[e]
 		xs := make([]float32, len(ss)*E)
 		for j, s := range ss {
-			copy(xs[j*E:(j+1)*E], x[(s/k)*E:(s/k+1)*E])
+			r := int(rows[s])
+			copy(xs[j*E:(j+1)*E], x[r*E:(r+1)*E])
 		}
 		ys := make([]float32, len(ss)*E)
 		ex.Apply(l.Pool, ys, xs, len(ss))

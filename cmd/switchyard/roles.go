@@ -1,0 +1,125 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+
+	"github.com/switchyard-llm/switchyard/coordinator"
+	expertnode "github.com/switchyard-llm/switchyard/expert-node"
+	"github.com/switchyard-llm/switchyard/internal/up"
+	pb "github.com/switchyard-llm/switchyard/proto/switchyard/v1"
+	"github.com/switchyard-llm/switchyard/router"
+)
+
+// logger writes text logs to stderr at the level of SWITCHYARD_LOG
+// (debug, info, warn, error; default info), the one environment variable
+// read, logged at start.
+func logger() *slog.Logger {
+	var lvl slog.Level
+	if err := lvl.UnmarshalText([]byte(os.Getenv("SWITCHYARD_LOG"))); err != nil {
+		lvl = slog.LevelInfo
+	}
+	l := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: lvl}))
+	l.Debug("environment", "SWITCHYARD_LOG", os.Getenv("SWITCHYARD_LOG"))
+	return l
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, f := range strings.Split(s, ",") {
+		if f = strings.TrimSpace(f); f != "" {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
+func parseEncoding(s string) (pb.Encoding, error) {
+	switch strings.ToLower(s) {
+	case "", "f32":
+		return pb.Encoding_ENCODING_F32, nil
+	case "f16":
+		return pb.Encoding_ENCODING_F16, nil
+	case "bf16":
+		return pb.Encoding_ENCODING_BF16, nil
+	}
+	return 0, fmt.Errorf("--activations %q: want f32, f16 or bf16", s)
+}
+
+func runUp(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("up", flag.ContinueOnError)
+	var c up.Config
+	fs.StringVar(&c.ModelPath, "model", "", "GGUF model to serve (default: the built-in demo model)")
+	fs.IntVar(&c.ExpertNodes, "expert-nodes", 3, "expert nodes to start")
+	fs.IntVar(&c.Replicas, "replicas", 1, "copies of each expert unit")
+	fs.StringVar(&c.Listen, "listen", "127.0.0.1:8080", "router HTTP address")
+	act := fs.String("activations", "f32", "activation encoding on the wire: f32, f16 or bf16")
+	if _, err := parse(fs, args); err != nil {
+		return err
+	}
+	enc, err := parseEncoding(*act)
+	if err != nil {
+		return err
+	}
+	c.Encoding, c.Logger = enc, logger()
+	return up.Run(ctx, c, func(url string) { fmt.Println("ready:", url) })
+}
+
+func runExpertNode(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("expert-node", flag.ContinueOnError)
+	var c expertnode.Config
+	etcd := fs.String("etcd", "", "etcd endpoints, comma-separated")
+	fs.StringVar(&c.Listen, "listen", "127.0.0.1:9100", "gRPC address")
+	fs.StringVar(&c.Advertise, "advertise", "", "address others dial (default: --listen)")
+	fs.StringVar(&c.ModelPath, "model", "", "GGUF model file")
+	fs.StringVar(&c.NodeID, "node-id", "", "unique node ID")
+	fs.StringVar(&c.Cluster, "cluster", "default", "cluster name (etcd key namespace)")
+	fs.Int64Var(&c.CapacityBytes, "capacity-bytes", 0, "memory offered for expert units (0: unlimited)")
+	if _, err := parse(fs, args); err != nil {
+		return err
+	}
+	c.Etcd, c.Logger = splitList(*etcd), logger()
+	return expertnode.Run(ctx, c)
+}
+
+func runCoordinator(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("coordinator", flag.ContinueOnError)
+	var c coordinator.Config
+	etcd := fs.String("etcd", "", "etcd endpoints, comma-separated")
+	fs.StringVar(&c.Listen, "listen", "127.0.0.1:9000", "gRPC address")
+	fs.StringVar(&c.Advertise, "advertise", "", "address others dial (default: --listen)")
+	fs.StringVar(&c.ModelPath, "model", "", "GGUF model file")
+	fs.StringVar(&c.ModelName, "model-name", "", "name clients use (default: general.name)")
+	fs.StringVar(&c.ID, "id", "coordinator-1", "unique coordinator ID")
+	fs.StringVar(&c.Cluster, "cluster", "default", "cluster name (etcd key namespace)")
+	fs.IntVar(&c.Replicas, "replicas", 1, "copies of each expert unit in the initial placement")
+	fs.IntVar(&c.MinNodes, "min-nodes", 1, "expert nodes to wait for before placing units")
+	fs.IntVar(&c.MaxBatchTokens, "max-batch-tokens", 256, "tokens per scheduler step")
+	act := fs.String("activations", "f32", "activation encoding on the wire: f32, f16 or bf16")
+	if _, err := parse(fs, args); err != nil {
+		return err
+	}
+	enc, err := parseEncoding(*act)
+	if err != nil {
+		return err
+	}
+	c.Etcd, c.Encoding, c.Logger = splitList(*etcd), enc, logger()
+	return coordinator.Run(ctx, c)
+}
+
+func runRouter(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("router", flag.ContinueOnError)
+	var c router.Config
+	etcd := fs.String("etcd", "", "etcd endpoints, comma-separated")
+	fs.StringVar(&c.Listen, "listen", "127.0.0.1:8080", "HTTP address")
+	fs.StringVar(&c.Cluster, "cluster", "default", "cluster name (etcd key namespace)")
+	if _, err := parse(fs, args); err != nil {
+		return err
+	}
+	c.Etcd, c.Logger = splitList(*etcd), logger()
+	return router.Run(ctx, c)
+}

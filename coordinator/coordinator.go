@@ -1,0 +1,365 @@
+// Package coordinator is the coordinator role: it holds the shared part of
+// the model (embeddings, attention and KV cache, norms, gates, shared
+// experts, the output head), batches requests continuously, dispatches
+// routed experts to expert nodes over gRPC, samples and streams tokens.
+// When elected leader through etcd it writes the model record and the
+// initial placement.
+package coordinator
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"go.etcd.io/etcd/client/v3/concurrency"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+
+	"github.com/switchyard-llm/switchyard/internal/etcdclient"
+	"github.com/switchyard-llm/switchyard/pkg/chat"
+	"github.com/switchyard-llm/switchyard/pkg/gguf"
+	"github.com/switchyard-llm/switchyard/pkg/membership"
+	"github.com/switchyard-llm/switchyard/pkg/model"
+	"github.com/switchyard-llm/switchyard/pkg/placement"
+	"github.com/switchyard-llm/switchyard/pkg/tensor"
+	"github.com/switchyard-llm/switchyard/pkg/tokenizer"
+	pb "github.com/switchyard-llm/switchyard/proto/switchyard/v1"
+)
+
+// ServiceName is the health-check service name that reports whether every
+// expert unit has a ready replica.
+const ServiceName = "switchyard.v1.CoordinatorService"
+
+var errUnavailable = errors.New("unavailable")
+
+// Config of a coordinator.
+type Config struct {
+	ID        string   // required; unique in the cluster
+	Cluster   string   // "" means "default"
+	Etcd      []string // required
+	Listen    string   // gRPC address; ignored when Listener is set
+	Listener  net.Listener
+	Advertise string // address others dial; "" means the listener's
+	ModelPath string // required
+	// ModelName is the name clients use; "" means general.name, else the
+	// file name without extension.
+	ModelName string
+	Replicas  int // copies of each unit in the initial placement; 0 means 1
+	// MinNodes is how many expert nodes must register before the initial
+	// placement is written; 0 means 1.
+	MinNodes       int
+	MaxBatchTokens int           // tokens per step; 0 means 256
+	MaxSequences   int           // running sequences; 0 means 64
+	Encoding       pb.Encoding   // activations on the wire; unspecified means F32
+	ForwardTimeout time.Duration // per expert call; 0 means 30s
+	// FallbackTemplate is used for chat requests when the file has no
+	// chat template; nil means such requests fail.
+	FallbackTemplate *chat.Template
+	Logger           *slog.Logger
+}
+
+// Validate checks the config and fills defaults.
+func (c *Config) Validate() error {
+	switch {
+	case c.ID == "":
+		return errors.New("coordinator: --id is required")
+	case len(c.Etcd) == 0:
+		return errors.New("coordinator: --etcd is required")
+	case c.ModelPath == "":
+		return errors.New("coordinator: --model is required")
+	case c.Listener == nil && c.Listen == "":
+		return errors.New("coordinator: --listen is required")
+	case c.Replicas < 0 || c.MinNodes < 0 || c.MaxBatchTokens < 0 || c.MaxSequences < 0:
+		return errors.New("coordinator: negative sizes")
+	}
+	def := func(v *int, d int) {
+		if *v == 0 {
+			*v = d
+		}
+	}
+	def(&c.Replicas, 1)
+	def(&c.MinNodes, 1)
+	def(&c.MaxBatchTokens, 256)
+	def(&c.MaxSequences, 64)
+	if c.Cluster == "" {
+		c.Cluster = "default"
+	}
+	if c.ForwardTimeout == 0 {
+		c.ForwardTimeout = 30 * time.Second
+	}
+	if c.Encoding == pb.Encoding_ENCODING_UNSPECIFIED {
+		c.Encoding = pb.Encoding_ENCODING_F32
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	return nil
+}
+
+// Coordinator is a running coordinator.
+type Coordinator struct {
+	pb.UnimplementedCoordinatorServiceServer
+	cfg      Config
+	log      *slog.Logger
+	file     *model.File
+	model    *model.Model
+	tok      *tokenizer.Tokenizer
+	tmpl     *chat.Template
+	info     placement.ModelInfo
+	dispatch *dispatcher
+	sched    *scheduler
+
+	inFlight, requests, generated, promptTokens atomic.Int64
+}
+
+// Run serves until ctx ends.
+func Run(ctx context.Context, cfg Config) error {
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	c, err := open(cfg)
+	if err != nil {
+		return err
+	}
+	defer c.file.Close()
+	return c.serve(ctx)
+}
+
+func open(cfg Config) (*Coordinator, error) {
+	f, err := model.Open(cfg.ModelPath, gguf.Options{Mmap: true})
+	if err != nil {
+		return nil, fmt.Errorf("coordinator: %w", err)
+	}
+	fail := func(err error) (*Coordinator, error) {
+		f.Close()
+		return nil, fmt.Errorf("coordinator: %s: %w", cfg.ModelPath, err)
+	}
+	if !f.MoE() {
+		return fail(errors.New("a dense model has no experts to distribute; use `switchyard model run`"))
+	}
+	shared, err := f.LoadShared()
+	if err != nil {
+		return fail(err)
+	}
+	tok, err := tokenizer.FromGGUF(f.File)
+	if err != nil {
+		return fail(err)
+	}
+	tmpl, err := chat.FromGGUF(f.File)
+	if errors.Is(err, chat.ErrNoTemplate) {
+		tmpl, err = cfg.FallbackTemplate, nil
+	}
+	if err != nil {
+		return fail(err)
+	}
+	digest, err := f.Digest()
+	if err != nil {
+		return fail(err)
+	}
+	name := cfg.ModelName
+	if name == "" {
+		if v, ok := f.Get("general.name"); ok {
+			name, _ = v.V.(string)
+		}
+	}
+	if name == "" {
+		name = strings.TrimSuffix(filepath.Base(cfg.ModelPath), filepath.Ext(cfg.ModelPath))
+	}
+	h := f.Hyper
+	c := &Coordinator{cfg: cfg, log: cfg.Logger.With("coordinator", cfg.ID), file: f, tok: tok, tmpl: tmpl,
+		info: placement.ModelInfo{Name: name, Arch: h.Arch, Digest: digest, Layers: h.Layers, Experts: h.Experts,
+			ExpertsUsed: h.ExpertsUsed, Vocab: h.Vocab, Context: h.Context, Census: f.Census()}}
+	if tmpl != nil {
+		c.info.ChatTemplate = tmpl.Name
+	}
+	c.model = &model.Model{Hyper: h, Arch: f.Arch, Shared: shared, Pool: tensor.Default()}
+	return c, nil
+}
+
+func (c *Coordinator) serve(ctx context.Context) error {
+	cfg := c.cfg
+	lis := cfg.Listener
+	if lis == nil {
+		var err error
+		if lis, err = net.Listen("tcp", cfg.Listen); err != nil {
+			return fmt.Errorf("coordinator: listen: %w", err)
+		}
+	}
+	addr := cfg.Advertise
+	if addr == "" {
+		addr = lis.Addr().String()
+	}
+	host, _, _ := net.SplitHostPort(addr)
+
+	cli, err := etcdclient.New(cfg.Etcd)
+	if err != nil {
+		return fmt.Errorf("coordinator: %w", err)
+	}
+	defer cli.Close()
+	store := placement.NewStore(cli, cfg.Cluster)
+
+	hs := health.NewServer()
+	hs.SetServingStatus(ServiceName, healthpb.HealthCheckResponse_NOT_SERVING)
+	members, err := membership.Start(membership.Config{Name: cfg.ID, BindAddr: host, Logger: c.log})
+	if err != nil {
+		return err
+	}
+	defer members.Close()
+	c.dispatch = newDispatcher(c.info.Digest, c.model.Embd, cfg.Encoding, cfg.ForwardTimeout, members, c.log)
+	defer c.dispatch.close()
+	c.model.Experts = c.dispatch
+	updateHealth := func() {
+		st := healthpb.HealthCheckResponse_SERVING
+		if len(c.dispatch.missing(c.info.Layers, c.info.Experts)) > 0 {
+			st = healthpb.HealthCheckResponse_NOT_SERVING
+		}
+		hs.SetServingStatus(ServiceName, st)
+	}
+	go placement.Watch(ctx, store, store.NodesPrefix(), func(nodes map[string]placement.Node) {
+		c.dispatch.setNodes(nodes)
+		var addrs []string
+		for id, n := range nodes {
+			if !members.Alive(id) {
+				addrs = append(addrs, n.GossipAddr)
+			}
+		}
+		if err := members.Join(addrs); err != nil {
+			c.log.Debug("gossip join", "err", err)
+		}
+		updateHealth()
+	})
+	go placement.Watch(ctx, store, store.StatusPrefix(), func(st map[string]placement.Status) {
+		c.dispatch.setStatus(st)
+		updateHealth()
+	})
+	go placement.Watch(ctx, store, store.Placement(), func(m map[string]placement.Map) {
+		c.dispatch.setPlacement(m[""])
+		updateHealth()
+	})
+	go func() { // membership changes are rare; re-check readiness on a timer
+		t := time.NewTicker(500 * time.Millisecond)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				updateHealth()
+			}
+		}
+	}()
+
+	c.sched = &scheduler{m: c.model, tok: c.tok, maxTokens: cfg.MaxBatchTokens, maxSeqs: cfg.MaxSequences,
+		submit: make(chan *genRequest), log: c.log}
+	go c.sched.run(ctx)
+
+	srv := grpc.NewServer()
+	pb.RegisterCoordinatorServiceServer(srv, c)
+	healthpb.RegisterHealthServer(srv, hs)
+	hs.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- srv.Serve(lis) }()
+	defer stopGracefully(srv)
+
+	lease, err := store.Register(ctx, store.Coordinator(cfg.ID), placement.Coordinator{ID: cfg.ID, Addr: addr, GossipAddr: members.Addr()}, 5)
+	if err != nil {
+		return err
+	}
+	defer lease.Close(context.WithoutCancel(ctx))
+	go c.lead(ctx, store)
+	c.log.Info("coordinator serving", "addr", addr, "model", c.info.Name, "digest", c.info.Digest)
+
+	select {
+	case <-ctx.Done():
+		return nil
+	case err := <-serveErr:
+		return fmt.Errorf("coordinator: serve: %w", err)
+	}
+}
+
+// lead campaigns for leadership; the leader writes the model record and,
+// when there is none, the initial placement.
+func (c *Coordinator) lead(ctx context.Context, store *placement.Store) {
+	for ctx.Err() == nil {
+		if err := c.campaign(ctx, store); err != nil && ctx.Err() == nil {
+			c.log.Warn("leader election", "err", err)
+			time.Sleep(time.Second)
+		}
+	}
+}
+
+func (c *Coordinator) campaign(ctx context.Context, store *placement.Store) error {
+	sess, err := concurrency.NewSession(store.C, concurrency.WithTTL(5), concurrency.WithContext(ctx))
+	if err != nil {
+		return err
+	}
+	defer sess.Close()
+	el := concurrency.NewElection(sess, store.Election())
+	if err := el.Campaign(ctx, c.cfg.ID); err != nil {
+		return err
+	}
+	c.log.Info("elected leader")
+	if err := store.Put(ctx, store.Model(), c.info, 0); err != nil {
+		return err
+	}
+	var existing placement.Map
+	err = store.Get(ctx, store.Placement(), &existing)
+	switch {
+	case err == nil && len(existing.Units) == c.info.Layers*c.info.Experts:
+		// A placement for this shape exists: keep it.
+	case err == nil || errors.Is(err, placement.ErrNotFound):
+		nodes, err := c.waitNodes(ctx, store)
+		if err != nil {
+			return err
+		}
+		m := placement.Spread(c.info.Layers, c.info.Experts, nodes, c.cfg.Replicas, existing.Epoch+1)
+		if err := store.Put(ctx, store.Placement(), m, 0); err != nil {
+			return err
+		}
+		c.log.Info("initial placement written", "epoch", m.Epoch, "nodes", nodes, "replicas", c.cfg.Replicas)
+	default:
+		return err
+	}
+	select { // hold leadership until the session ends
+	case <-ctx.Done():
+		return nil
+	case <-sess.Done():
+		return errors.New("election session expired")
+	}
+}
+
+// waitNodes waits until MinNodes expert nodes have registered.
+func (c *Coordinator) waitNodes(ctx context.Context, store *placement.Store) ([]string, error) {
+	for {
+		nodes, err := placement.List[placement.Node](ctx, store, store.NodesPrefix())
+		if err == nil && len(nodes) >= c.cfg.MinNodes {
+			ids := make([]string, 0, len(nodes))
+			for id := range nodes {
+				ids = append(ids, id)
+			}
+			return ids, nil
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+func stopGracefully(srv *grpc.Server) {
+	done := make(chan struct{})
+	go func() { srv.GracefulStop(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		srv.Stop()
+	}
+}

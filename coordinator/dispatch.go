@@ -1,0 +1,250 @@
+package coordinator
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/switchyard-llm/switchyard/pkg/membership"
+	"github.com/switchyard-llm/switchyard/pkg/model"
+	"github.com/switchyard-llm/switchyard/pkg/placement"
+	pb "github.com/switchyard-llm/switchyard/proto/switchyard/v1"
+)
+
+// dispatcher is the coordinator's view of the expert nodes: it implements
+// model.Experts by sending each node the rows routed to the units it
+// holds, all nodes concurrently, and putting the answers back in the
+// tokens' top-k order.
+type dispatcher struct {
+	digest  string
+	embd    int
+	enc     pb.Encoding
+	timeout time.Duration
+	members *membership.Members // nil: no gossip view
+	log     *slog.Logger
+
+	mu    sync.RWMutex
+	pmap  placement.Map
+	nodes map[string]placement.Node
+	ready map[string]map[string]bool // node → unit key → ready
+	conns map[string]*nodeConn
+	rr    atomic.Uint64
+}
+
+type nodeConn struct {
+	addr   string
+	conn   *grpc.ClientConn
+	client pb.ExpertServiceClient
+}
+
+func newDispatcher(digest string, embd int, enc pb.Encoding, timeout time.Duration, members *membership.Members, log *slog.Logger) *dispatcher {
+	return &dispatcher{digest: digest, embd: embd, enc: enc, timeout: timeout, members: members, log: log,
+		nodes: map[string]placement.Node{}, ready: map[string]map[string]bool{}, conns: map[string]*nodeConn{}}
+}
+
+// setNodes updates the registered nodes, dialling new ones.
+func (d *dispatcher) setNodes(nodes map[string]placement.Node) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.nodes = nodes
+	for id, c := range d.conns {
+		if n, ok := nodes[id]; !ok || n.Addr != c.addr {
+			c.conn.Close()
+			delete(d.conns, id)
+		}
+	}
+	for id, n := range nodes {
+		if _, ok := d.conns[id]; ok {
+			continue
+		}
+		conn, err := grpc.NewClient(n.Addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		if err != nil {
+			d.log.Error("dial expert node", "node", id, "addr", n.Addr, "err", err)
+			continue
+		}
+		d.conns[id] = &nodeConn{addr: n.Addr, conn: conn, client: pb.NewExpertServiceClient(conn)}
+	}
+}
+
+func (d *dispatcher) setStatus(st map[string]placement.Status) {
+	ready := map[string]map[string]bool{}
+	for id, s := range st {
+		if s.Digest != d.digest {
+			d.log.Warn("expert node serves another model", "node", id, "digest", s.Digest, "want", d.digest)
+			continue
+		}
+		r := map[string]bool{}
+		for _, u := range s.Ready {
+			r[u] = true
+		}
+		ready[id] = r
+	}
+	d.mu.Lock()
+	d.ready = ready
+	d.mu.Unlock()
+}
+
+func (d *dispatcher) setPlacement(m placement.Map) {
+	d.mu.Lock()
+	d.pmap = m
+	d.mu.Unlock()
+}
+
+func (d *dispatcher) close() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for id, c := range d.conns {
+		c.conn.Close()
+		delete(d.conns, id)
+	}
+}
+
+// usable reports whether node can serve unit key now. Must hold d.mu.
+func (d *dispatcher) usable(node, key string) bool {
+	if !d.ready[node][key] || d.conns[node] == nil {
+		return false
+	}
+	return d.members == nil || !d.members.Known(node) || d.members.Alive(node)
+}
+
+// replicas returns the nodes that can serve key now. Must hold d.mu.
+func (d *dispatcher) replicas(key string) []string {
+	var out []string
+	for _, n := range d.pmap.Units[key] {
+		if d.usable(n, key) {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+// missing lists the units of a layers × experts model without a usable
+// replica (empty when the cluster can serve every token).
+func (d *dispatcher) missing(layers, experts int) []string {
+	d.mu.RLock()
+	defer d.mu.RUnlock()
+	var out []string
+	for l := range layers {
+		for e := range experts {
+			key := placement.UnitKey(model.Unit{Layer: l, Expert: e})
+			if len(d.replicas(key)) == 0 {
+				out = append(out, key)
+			}
+		}
+	}
+	return out
+}
+
+// nodeCall is the work for one node in one layer.
+type nodeCall struct {
+	node   string
+	client pb.ExpertServiceClient
+	rows   []int // original row of each local row
+	local  map[int]uint32
+	pairs  []int // output slot of each pair
+	req    *pb.ForwardRequest
+	units  []string // for error messages
+}
+
+// Forward implements model.Experts.
+func (d *dispatcher) Forward(ctx context.Context, layer int, x []float32, n int, experts []int32) ([]float32, error) {
+	E := d.embd
+	k := len(experts) / n
+	calls := map[string]*nodeCall{}
+	var order []string
+	offset := int(d.rr.Add(1))
+	d.mu.RLock()
+	for s, e := range experts {
+		key := placement.UnitKey(model.Unit{Layer: layer, Expert: int(e)})
+		reps := d.replicas(key)
+		if len(reps) == 0 {
+			why := d.why(key)
+			d.mu.RUnlock()
+			return nil, fmt.Errorf("%w: unit %s has no ready replica (%s)", errUnavailable, key, why)
+		}
+		node := reps[offset%len(reps)]
+		c := calls[node]
+		if c == nil {
+			c = &nodeCall{node: node, client: d.conns[node].client, local: map[int]uint32{},
+				req: &pb.ForwardRequest{ModelDigest: d.digest, Layer: uint32(layer), RowSize: uint32(E), Encoding: d.enc}}
+			calls[node] = c
+			order = append(order, node)
+		}
+		row := s / k
+		li, ok := c.local[row]
+		if !ok {
+			li = uint32(len(c.rows))
+			c.local[row] = li
+			c.rows = append(c.rows, row)
+		}
+		c.req.PairRows = append(c.req.PairRows, li)
+		c.req.PairExperts = append(c.req.PairExperts, uint32(e))
+		c.pairs = append(c.pairs, s)
+		if !slices.Contains(c.units, key) {
+			c.units = append(c.units, key)
+		}
+	}
+	d.mu.RUnlock()
+
+	out := make([]float32, len(experts)*E)
+	g, gctx := errgroup.WithContext(ctx)
+	for _, node := range order {
+		c := calls[node]
+		c.req.Rows = uint32(len(c.rows))
+		buf := make([]byte, 0, len(c.rows)*E*d.enc.BytesPerValue())
+		for _, r := range c.rows {
+			buf = pb.EncodeRows(buf, d.enc, x[r*E:(r+1)*E])
+		}
+		c.req.Activations = buf
+		g.Go(func() error {
+			cctx, cancel := context.WithTimeout(gctx, d.timeout)
+			defer cancel()
+			resp, err := c.client.Forward(cctx, c.req)
+			if err != nil {
+				return fmt.Errorf("%w: expert node %s failed serving units %s of layer %d: %v", errUnavailable, c.node, strings.Join(c.units, ", "), layer, err)
+			}
+			y, err := pb.DecodeRows(resp.Outputs, resp.Encoding, len(c.pairs)*E)
+			if err != nil {
+				return fmt.Errorf("%w: expert node %s: bad response: %v", errUnavailable, c.node, err)
+			}
+			for i, s := range c.pairs {
+				copy(out[s*E:(s+1)*E], y[i*E:(i+1)*E])
+			}
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// why says, for each node a unit is placed on, why it cannot serve it.
+// Must hold d.mu.
+func (d *dispatcher) why(key string) string {
+	placed := d.pmap.Units[key]
+	if len(placed) == 0 {
+		return "not placed on any node"
+	}
+	var parts []string
+	for _, n := range placed {
+		switch {
+		case d.members != nil && d.members.Known(n) && !d.members.Alive(n):
+			parts = append(parts, "node "+n+" is down")
+		case d.conns[n] == nil:
+			parts = append(parts, "node "+n+" is not registered")
+		default:
+			parts = append(parts, "node "+n+" has not loaded it")
+		}
+	}
+	return strings.Join(parts, "; ")
+}

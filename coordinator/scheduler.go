@@ -1,0 +1,188 @@
+package coordinator
+
+import (
+	"context"
+	"log/slog"
+	"slices"
+
+	"github.com/switchyard-llm/switchyard/pkg/model"
+	"github.com/switchyard-llm/switchyard/pkg/sampling"
+	"github.com/switchyard-llm/switchyard/pkg/tokenizer"
+	pb "github.com/switchyard-llm/switchyard/proto/switchyard/v1"
+)
+
+// genRequest is an admitted request: validated, tokenized, with its
+// sampler. The scheduler owns it from submission on.
+type genRequest struct {
+	ctx         context.Context
+	prompt      []int32
+	sampler     *sampling.Sampler
+	topLogprobs int
+	maxTokens   int
+	stop        []string
+	// events receives one event per generated token and a final one (with
+	// a finish reason or an error). It is buffered for all of them, so the
+	// scheduler never waits for a slow client.
+	events chan genEvent
+}
+
+type genEvent struct {
+	token  *sampling.Result
+	text   string
+	finish pb.FinishReason
+	eos    bool // the finish came from sampling the end-of-sequence token
+	err    error
+}
+
+// seqState is a running sequence.
+type seqState struct {
+	req       *genRequest
+	seq       *model.Sequence
+	pending   []int32 // tokens to feed next: the rest of the prompt, or the last sampled token
+	prefilled bool    // the whole prompt is in the cache
+	generated int
+	dec       *tokenizer.Decoder
+	stop      *sampling.Stopper
+}
+
+// scheduler runs continuous batching: every step advances each running
+// sequence by one token and feeds prompt chunks of new ones, under a token
+// budget, as one forward pass. One goroutine (run) owns all sequences.
+type scheduler struct {
+	m         *model.Model
+	tok       *tokenizer.Tokenizer
+	maxTokens int // per step
+	maxSeqs   int
+	submit    chan *genRequest
+	log       *slog.Logger
+	onStep    func(tokens int) // stats hook, may be nil
+}
+
+func (s *scheduler) run(ctx context.Context) {
+	var active []*seqState
+	for {
+		if len(active) == 0 {
+			select {
+			case r := <-s.submit:
+				active = append(active, s.start(r))
+			case <-ctx.Done():
+				return
+			}
+		}
+	admit:
+		for len(active) < s.maxSeqs {
+			select {
+			case r := <-s.submit:
+				active = append(active, s.start(r))
+			default:
+				break admit
+			}
+		}
+		active = slices.DeleteFunc(active, func(st *seqState) bool {
+			if err := st.req.ctx.Err(); err != nil {
+				st.finish(genEvent{err: err})
+				return true
+			}
+			return false
+		})
+		if len(active) == 0 {
+			continue
+		}
+		if ctx.Err() != nil {
+			for _, st := range active {
+				st.finish(genEvent{err: ctx.Err()})
+			}
+			return
+		}
+		active = s.step(ctx, active)
+	}
+}
+
+func (s *scheduler) start(r *genRequest) *seqState {
+	return &seqState{req: r, seq: s.m.NewSequence(), pending: slices.Clone(r.prompt),
+		dec: s.tok.NewDecoder(), stop: sampling.NewStopper(r.stop)}
+}
+
+// step runs one forward pass and returns the sequences still running.
+func (s *scheduler) step(ctx context.Context, active []*seqState) []*seqState {
+	budget := s.maxTokens
+	var chunks []model.Chunk
+	var owners []*seqState
+	// Decoding sequences first: one token each, so that a long prompt
+	// never stalls them; then prompt chunks in arrival order.
+	for _, st := range active {
+		if st.prefilled && budget > 0 {
+			chunks = append(chunks, model.Chunk{Seq: st.seq, Tokens: st.pending})
+			owners = append(owners, st)
+			budget--
+		}
+	}
+	for _, st := range active {
+		if !st.prefilled && budget > 0 {
+			n := min(len(st.pending), budget)
+			chunks = append(chunks, model.Chunk{Seq: st.seq, Tokens: st.pending[:n]})
+			owners = append(owners, st)
+			budget -= n
+		}
+	}
+	logits, err := s.m.Forward(ctx, chunks)
+	if err != nil {
+		s.log.Warn("step failed", "sequences", len(owners), "err", err)
+		for _, st := range owners {
+			st.finish(genEvent{err: err})
+		}
+		return slices.DeleteFunc(active, func(st *seqState) bool { return slices.Contains(owners, st) })
+	}
+	if s.onStep != nil {
+		s.onStep(s.maxTokens - budget)
+	}
+	var done []*seqState
+	for i, st := range owners {
+		st.pending = st.pending[len(chunks[i].Tokens):]
+		if len(st.pending) > 0 {
+			continue // more prompt to feed
+		}
+		st.prefilled = true
+		if s.sample(st, logits[i]) {
+			done = append(done, st)
+		}
+	}
+	return slices.DeleteFunc(active, func(st *seqState) bool { return slices.Contains(done, st) })
+}
+
+// sample picks the next token of st and reports whether st has finished.
+func (s *scheduler) sample(st *seqState, logits []float32) bool {
+	r := st.req.sampler.Sample(logits)
+	st.generated++
+	if r.Token == s.tok.EOS {
+		st.finish(genEvent{text: st.rest(), finish: pb.FinishReason_FINISH_REASON_STOP, eos: true})
+		return true
+	}
+	st.req.sampler.Accept(r.Token)
+	text, stopped := st.stop.Push(st.dec.Next(r.Token))
+	st.req.events <- genEvent{token: &r, text: text}
+	switch {
+	case stopped:
+		st.finish(genEvent{finish: pb.FinishReason_FINISH_REASON_STOP})
+		return true
+	case st.generated >= st.req.maxTokens || st.seq.Len()+1 > s.m.Context:
+		st.finish(genEvent{text: st.rest(), finish: pb.FinishReason_FINISH_REASON_LENGTH})
+		return true
+	}
+	st.pending = []int32{r.Token}
+	return false
+}
+
+func (st *seqState) finish(ev genEvent) {
+	st.req.events <- ev
+	close(st.req.events)
+}
+
+// rest is the text still held back by the decoder and the stop matcher.
+func (st *seqState) rest() string {
+	text, stopped := st.stop.Push(st.dec.Flush())
+	if stopped {
+		return text
+	}
+	return text + st.stop.Flush()
+}

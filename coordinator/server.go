@@ -1,0 +1,177 @@
+package coordinator
+
+import (
+	"context"
+	"errors"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/switchyard-llm/switchyard/pkg/chat"
+	"github.com/switchyard-llm/switchyard/pkg/sampling"
+	pb "github.com/switchyard-llm/switchyard/proto/switchyard/v1"
+)
+
+// Limits on one request.
+const (
+	maxStops    = 16
+	maxStopLen  = 1 << 10
+	maxMessages = 1 << 10
+)
+
+func invalid(format string, a ...any) error {
+	return status.Errorf(codes.InvalidArgument, format, a...)
+}
+
+// admit validates and tokenizes a request.
+func (c *Coordinator) admit(ctx context.Context, req *pb.GenerateRequest) (*genRequest, string, error) {
+	var prompt []int32
+	var template string
+	n := 0
+	for _, set := range []bool{req.Prompt != "", len(req.PromptTokens) > 0, len(req.Messages) > 0} {
+		if set {
+			n++
+		}
+	}
+	if n != 1 {
+		return nil, "", invalid("give exactly one of prompt, prompt_tokens and messages")
+	}
+	switch {
+	case req.Prompt != "":
+		prompt = c.tok.Encode(req.Prompt, true, false)
+	case len(req.PromptTokens) > 0:
+		for i, t := range req.PromptTokens {
+			if t < 0 || int(t) >= c.model.Vocab {
+				return nil, "", invalid("prompt token %d at position %d is outside the vocabulary of %d", t, i, c.model.Vocab)
+			}
+		}
+		prompt = req.PromptTokens
+	default:
+		if c.tmpl == nil {
+			return nil, "", status.Error(codes.FailedPrecondition, chat.ErrNoTemplate.Error())
+		}
+		if len(req.Messages) > maxMessages {
+			return nil, "", invalid("%d messages (limit %d)", len(req.Messages), maxMessages)
+		}
+		msgs := make([]chat.Message, len(req.Messages))
+		for i, m := range req.Messages {
+			msgs[i] = chat.Message{Role: m.Role, Content: m.Content}
+		}
+		text, err := c.tmpl.Render(msgs, true)
+		if err != nil {
+			return nil, "", invalid("%v", err)
+		}
+		prompt = c.tok.Encode(text, true, true)
+		if len(prompt) > 1 && prompt[0] == c.tok.BOS && prompt[1] == c.tok.BOS {
+			prompt = prompt[1:] // the template wrote BOS itself
+		}
+		template = c.tmpl.Name
+	}
+	if len(prompt) == 0 {
+		return nil, "", invalid("the prompt is empty")
+	}
+	ctxLen := c.model.Context
+	if len(prompt) >= ctxLen {
+		return nil, "", invalid("the prompt is %d tokens; it must be shorter than the context of %d tokens", len(prompt), ctxLen)
+	}
+	if len(req.Stop) > maxStops {
+		return nil, "", invalid("%d stop strings (limit %d)", len(req.Stop), maxStops)
+	}
+	for _, s := range req.Stop {
+		if len(s) > maxStopLen {
+			return nil, "", invalid("stop string of %d bytes (limit %d)", len(s), maxStopLen)
+		}
+	}
+	sp := req.Sampling
+	if sp == nil {
+		sp = &pb.SamplingParams{}
+	}
+	p := sampling.Params{Temperature: sp.Temperature, TopK: int(sp.TopK), TopP: sp.TopP, MinP: sp.MinP,
+		RepeatPenalty: sp.RepetitionPenalty, PresencePenalty: sp.PresencePenalty, FrequencyPenalty: sp.FrequencyPenalty,
+		PenaltyLastN: 64, Seed: sp.Seed, Logprobs: int(req.TopLogprobs)}
+	if p.TopP == 0 {
+		p.TopP = 1
+	}
+	if p.RepeatPenalty == 0 {
+		p.RepeatPenalty = 1
+	}
+	if len(sp.LogitBias) > 0 {
+		p.LogitBias = map[int32]float32{}
+		for t, b := range sp.LogitBias {
+			p.LogitBias[t] = b
+		}
+	}
+	s, err := sampling.New(p, c.model.Vocab)
+	if err != nil {
+		return nil, "", invalid("%v", err)
+	}
+	for _, t := range prompt {
+		s.Accept(t)
+	}
+	maxTokens := ctxLen - len(prompt)
+	if req.MaxTokens > 0 {
+		maxTokens = min(maxTokens, int(req.MaxTokens))
+	}
+	return &genRequest{ctx: ctx, prompt: prompt, sampler: s, topLogprobs: int(req.TopLogprobs), maxTokens: maxTokens,
+		stop: req.Stop, events: make(chan genEvent, maxTokens+2)}, template, nil
+}
+
+// Generate streams one completion.
+func (c *Coordinator) Generate(req *pb.GenerateRequest, stream pb.CoordinatorService_GenerateServer) error {
+	ctx := stream.Context()
+	r, template, err := c.admit(ctx, req)
+	if err != nil {
+		return err
+	}
+	c.inFlight.Add(1)
+	defer c.inFlight.Add(-1)
+	c.requests.Add(1)
+	c.promptTokens.Add(int64(len(r.prompt)))
+	select {
+	case c.sched.submit <- r:
+	case <-ctx.Done():
+		return status.FromContextError(ctx.Err()).Err()
+	}
+	usage := &pb.Usage{PromptTokens: uint32(len(r.prompt))}
+	first := true
+	for ev := range r.events {
+		if ev.err != nil {
+			if errors.Is(ev.err, errUnavailable) {
+				return status.Error(codes.Unavailable, ev.err.Error())
+			}
+			if ctx.Err() != nil {
+				return status.FromContextError(ctx.Err()).Err()
+			}
+			return status.Errorf(codes.Internal, "generate: %v", ev.err)
+		}
+		msg := &pb.GenerateResponse{Text: ev.text, FinishReason: ev.finish}
+		if first {
+			msg.ChatTemplate, first = template, false
+		}
+		if ev.token != nil {
+			usage.CompletionTokens++
+			c.generated.Add(1)
+			t := &pb.Token{Id: ev.token.Token, Logprob: ev.token.Logprob, Piece: c.tok.Piece(ev.token.Token)}
+			for _, a := range ev.token.Top {
+				t.Top = append(t.Top, &pb.TokenLogprob{Token: a.Token, Logprob: a.Logprob, Piece: c.tok.Piece(a.Token)})
+			}
+			msg.Tokens = []*pb.Token{t}
+		}
+		if ev.finish != pb.FinishReason_FINISH_REASON_UNSPECIFIED {
+			if ev.eos {
+				usage.CompletionTokens++ // the end-of-sequence token counts as generated
+			}
+			msg.Usage = usage
+		}
+		if err := stream.Send(msg); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Stats reports load and counters.
+func (c *Coordinator) Stats(ctx context.Context, _ *pb.StatsRequest) (*pb.StatsResponse, error) {
+	return &pb.StatsResponse{CoordinatorId: c.cfg.ID, InFlight: uint32(c.inFlight.Load()), RequestsTotal: uint64(c.requests.Load()),
+		TokensGeneratedTotal: uint64(c.generated.Load()), PromptTokensTotal: uint64(c.promptTokens.Load())}, nil
+}

@@ -1,0 +1,85 @@
+package expertnode
+
+import (
+	"context"
+	"errors"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/switchyard-llm/switchyard/pkg/model"
+	pb "github.com/switchyard-llm/switchyard/proto/switchyard/v1"
+)
+
+// Limits on one Forward request.
+const (
+	maxRows  = 1 << 16
+	maxPairs = 1 << 18
+)
+
+// Forward applies the requested experts to the request's rows.
+func (n *Node) Forward(ctx context.Context, req *pb.ForwardRequest) (*pb.ForwardResponse, error) {
+	h := n.file.Hyper
+	switch {
+	case req.ModelDigest != n.digest:
+		return nil, status.Errorf(codes.FailedPrecondition, "model digest %q does not match this node's %q (%s)", req.ModelDigest, n.digest, n.cfg.ModelPath)
+	case int(req.Layer) >= h.Layers:
+		return nil, status.Errorf(codes.InvalidArgument, "unknown layer %d (the model has %d)", req.Layer, h.Layers)
+	case int(req.RowSize) != h.Embd:
+		return nil, status.Errorf(codes.InvalidArgument, "row size %d, want %d", req.RowSize, h.Embd)
+	case req.Rows == 0 || req.Rows > maxRows:
+		return nil, status.Errorf(codes.InvalidArgument, "%d rows (want 1 to %d)", req.Rows, maxRows)
+	case len(req.PairRows) != len(req.PairExperts):
+		return nil, status.Errorf(codes.InvalidArgument, "%d pair rows for %d pair experts", len(req.PairRows), len(req.PairExperts))
+	case len(req.PairRows) == 0 || len(req.PairRows) > maxPairs:
+		return nil, status.Errorf(codes.InvalidArgument, "%d pairs (want 1 to %d)", len(req.PairRows), maxPairs)
+	case req.OutputEncoding.BytesPerValue() == 0:
+		return nil, status.Errorf(codes.InvalidArgument, "unknown output encoding %d", req.OutputEncoding)
+	}
+	x, err := pb.DecodeRows(req.Activations, req.Encoding, int(req.Rows)*h.Embd)
+	if err != nil {
+		return nil, status.Errorf(codes.InvalidArgument, "activations: %v", err)
+	}
+	rows := make([]int32, len(req.PairRows))
+	experts := make([]int32, len(req.PairExperts))
+	for i := range rows {
+		if req.PairRows[i] >= req.Rows {
+			return nil, status.Errorf(codes.InvalidArgument, "pair %d refers to row %d of %d", i, req.PairRows[i], req.Rows)
+		}
+		if int(req.PairExperts[i]) >= h.Experts {
+			return nil, status.Errorf(codes.InvalidArgument, "pair %d refers to expert %d of %d", i, req.PairExperts[i], h.Experts)
+		}
+		rows[i], experts[i] = int32(req.PairRows[i]), int32(req.PairExperts[i])
+	}
+	n.mu.RLock()
+	out, err := n.local.Apply(ctx, int(req.Layer), x, rows, experts)
+	n.mu.RUnlock()
+	switch {
+	case errors.Is(err, model.ErrNotHeld):
+		return nil, status.Errorf(codes.NotFound, "%v on node %s", err, n.cfg.NodeID)
+	case ctx.Err() != nil:
+		return nil, status.FromContextError(ctx.Err()).Err()
+	case err != nil:
+		return nil, status.Errorf(codes.Internal, "forward: %v", err)
+	}
+	enc := req.OutputEncoding
+	if enc == pb.Encoding_ENCODING_UNSPECIFIED {
+		enc = req.Encoding
+	}
+	return &pb.ForwardResponse{Encoding: enc, Outputs: pb.EncodeRows(nil, enc, out)}, nil
+}
+
+// Info reports the node's model and loaded units.
+func (n *Node) Info(ctx context.Context, _ *pb.InfoRequest) (*pb.InfoResponse, error) {
+	n.mu.RLock()
+	units := sortUnits(n.local.Units())
+	n.mu.RUnlock()
+	r := &pb.InfoResponse{NodeId: n.cfg.NodeID, ModelDigest: n.digest, FileBytesRead: uint64(n.reader.n.Load())}
+	for _, u := range units {
+		r.Units = append(r.Units, &pb.Unit{Layer: uint32(u.Layer), Expert: uint32(u.Expert)})
+	}
+	return r, nil
+}
+
+// Digest is the model digest this node serves.
+func (n *Node) Digest() string { return n.digest }

@@ -1,0 +1,301 @@
+// Package expertnode is the expert node role: it registers in etcd, joins
+// the gossip cluster, loads exactly the expert units placement gives it
+// (reading only their bytes of the model file) and serves
+// ExpertService.Forward over gRPC.
+package expertnode
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+
+	"github.com/switchyard-llm/switchyard/internal/etcdclient"
+	"github.com/switchyard-llm/switchyard/pkg/gguf"
+	"github.com/switchyard-llm/switchyard/pkg/membership"
+	"github.com/switchyard-llm/switchyard/pkg/model"
+	"github.com/switchyard-llm/switchyard/pkg/placement"
+	"github.com/switchyard-llm/switchyard/pkg/tensor"
+	pb "github.com/switchyard-llm/switchyard/proto/switchyard/v1"
+)
+
+// Config of an expert node.
+type Config struct {
+	NodeID  string   // required; unique in the cluster
+	Cluster string   // etcd key namespace; "" means "default"
+	Etcd    []string // etcd client endpoints; required
+	// Listen is the gRPC address; ignored when Listener is set.
+	Listen   string
+	Listener net.Listener
+	// Advertise is the address others dial; "" means the listener's.
+	Advertise string
+	ModelPath string // required
+	// GossipAddr is the memberlist bind host (port chosen freely); "" means
+	// the host of the listener.
+	GossipAddr    string
+	CapacityBytes int64 // memory offered for units; 0 means unlimited
+	LeaseTTL      int64 // seconds; 0 means 5
+	Logger        *slog.Logger
+}
+
+// Validate checks the config.
+func (c *Config) Validate() error {
+	switch {
+	case c.NodeID == "":
+		return errors.New("expert-node: --node-id is required")
+	case len(c.Etcd) == 0:
+		return errors.New("expert-node: --etcd is required")
+	case c.ModelPath == "":
+		return errors.New("expert-node: --model is required")
+	case c.Listener == nil && c.Listen == "":
+		return errors.New("expert-node: --listen is required")
+	}
+	if c.Cluster == "" {
+		c.Cluster = "default"
+	}
+	if c.LeaseTTL == 0 {
+		c.LeaseTTL = 5
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	return nil
+}
+
+// countingReader counts bytes read from the model file.
+type countingReader struct {
+	r io.ReaderAt
+	n atomic.Int64
+}
+
+func (c *countingReader) ReadAt(p []byte, off int64) (int, error) {
+	n, err := c.r.ReadAt(p, off)
+	c.n.Add(int64(n))
+	return n, err
+}
+
+// Node is a running expert node.
+type Node struct {
+	pb.UnimplementedExpertServiceServer
+	cfg    Config
+	log    *slog.Logger
+	file   *model.File
+	reader *countingReader
+	digest string
+
+	mu    sync.RWMutex // guards local's unit set against Forward
+	local *model.Local
+}
+
+// Open reads the model file's header and prepares a node holding no units.
+func Open(cfg Config) (*Node, error) {
+	fh, err := os.Open(cfg.ModelPath)
+	if err != nil {
+		return nil, fmt.Errorf("expert-node: %w", err)
+	}
+	st, err := fh.Stat()
+	if err != nil {
+		fh.Close()
+		return nil, fmt.Errorf("expert-node: %w", err)
+	}
+	cr := &countingReader{r: fh}
+	g, err := gguf.Read(cr, st.Size(), gguf.Limits{})
+	if err != nil {
+		fh.Close()
+		return nil, fmt.Errorf("expert-node: %s: %w", cfg.ModelPath, err)
+	}
+	f, err := model.NewFile(g)
+	if err != nil {
+		fh.Close()
+		return nil, fmt.Errorf("expert-node: %s: %w", cfg.ModelPath, err)
+	}
+	if !f.MoE() {
+		fh.Close()
+		return nil, fmt.Errorf("expert-node: %s is a dense model: there are no experts to serve", cfg.ModelPath)
+	}
+	digest, err := g.Digest()
+	if err != nil {
+		fh.Close()
+		return nil, err
+	}
+	return &Node{cfg: cfg, log: cfg.Logger.With("node", cfg.NodeID), file: f, reader: cr, digest: digest,
+		local: model.NewLocal(f.Embd, tensor.Default())}, nil
+}
+
+// Run serves until ctx ends, then deregisters and stops.
+func Run(ctx context.Context, cfg Config) error {
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	n, err := Open(cfg)
+	if err != nil {
+		return err
+	}
+	return n.Serve(ctx)
+}
+
+// Serve registers the node and serves until ctx ends.
+func (n *Node) Serve(ctx context.Context) error {
+	cfg := n.cfg
+	lis := cfg.Listener
+	if lis == nil {
+		var err error
+		if lis, err = net.Listen("tcp", cfg.Listen); err != nil {
+			return fmt.Errorf("expert-node: listen: %w", err)
+		}
+	}
+	addr := cfg.Advertise
+	if addr == "" {
+		addr = lis.Addr().String()
+	}
+	host, _, _ := net.SplitHostPort(addr)
+	if cfg.GossipAddr != "" {
+		host = cfg.GossipAddr
+	}
+
+	cli, err := etcdclient.New(cfg.Etcd)
+	if err != nil {
+		return fmt.Errorf("expert-node: %w", err)
+	}
+	defer cli.Close()
+	store := placement.NewStore(cli, cfg.Cluster)
+
+	members, err := membership.Start(membership.Config{Name: cfg.NodeID, BindAddr: host, Logger: n.log})
+	if err != nil {
+		return err
+	}
+	defer members.Close()
+
+	srv := grpc.NewServer()
+	pb.RegisterExpertServiceServer(srv, n)
+	hs := health.NewServer()
+	healthpb.RegisterHealthServer(srv, hs)
+	hs.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- srv.Serve(lis) }()
+	defer stopGracefully(srv)
+
+	self := placement.Node{ID: cfg.NodeID, Addr: addr, GossipAddr: members.Addr(), CapacityBytes: cfg.CapacityBytes}
+	lease, err := store.Register(ctx, store.Node(cfg.NodeID), self, cfg.LeaseTTL)
+	if err != nil {
+		return err
+	}
+	defer lease.Close(context.WithoutCancel(ctx))
+	n.log.Info("expert node registered", "addr", addr, "gossip", members.Addr(), "digest", n.digest)
+	n.joinGossip(ctx, store, members)
+
+	// Placement changes are applied one at a time by this goroutine.
+	maps := make(chan placement.Map, 1)
+	go placement.Watch(ctx, store, store.Placement(), func(m map[string]placement.Map) {
+		pm, ok := m[""]
+		if !ok {
+			return
+		}
+		select {
+		case <-maps:
+		default:
+		}
+		maps <- pm
+	})
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case err := <-serveErr:
+			return fmt.Errorf("expert-node: serve: %w", err)
+		case pm := <-maps:
+			n.apply(ctx, store, lease.ID, pm)
+		}
+	}
+}
+
+// joinGossip joins every registered coordinator and node it can reach.
+func (n *Node) joinGossip(ctx context.Context, store *placement.Store, m *membership.Members) {
+	var addrs []string
+	if nodes, err := placement.List[placement.Node](ctx, store, store.NodesPrefix()); err == nil {
+		for id, nd := range nodes {
+			if id != n.cfg.NodeID {
+				addrs = append(addrs, nd.GossipAddr)
+			}
+		}
+	}
+	if cs, err := placement.List[placement.Coordinator](ctx, store, store.CoordinatorsPrefix()); err == nil {
+		for _, c := range cs {
+			addrs = append(addrs, c.GossipAddr)
+		}
+	}
+	if err := m.Join(addrs); err != nil {
+		n.log.Warn("gossip join", "err", err)
+	}
+}
+
+// apply loads the units placed here that are missing, drops the ones no
+// longer placed here, and publishes what is ready.
+func (n *Node) apply(ctx context.Context, store *placement.Store, lease clientv3.LeaseID, pm placement.Map) {
+	want := pm.UnitsOf(n.cfg.NodeID)
+	n.mu.RLock()
+	have := n.local.Units()
+	n.mu.RUnlock()
+	for _, u := range want {
+		if slices.Contains(have, u) {
+			continue
+		}
+		e, err := n.file.LoadExpert(u)
+		if err != nil {
+			n.log.Error("load unit", "unit", u, "err", err)
+			continue
+		}
+		n.mu.Lock()
+		n.local.Add(e)
+		n.mu.Unlock()
+	}
+	n.mu.Lock()
+	for _, u := range have {
+		if !slices.Contains(want, u) {
+			n.local.Remove(u)
+		}
+	}
+	ready := n.local.Units()
+	n.mu.Unlock()
+	st := placement.Status{NodeID: n.cfg.NodeID, Digest: n.digest, Epoch: pm.Epoch}
+	for _, u := range sortUnits(ready) {
+		st.Ready = append(st.Ready, placement.UnitKey(u))
+	}
+	if err := store.Put(ctx, store.Status(n.cfg.NodeID), st, lease); err != nil {
+		n.log.Error("publish status", "err", err)
+		return
+	}
+	n.log.Info("units ready", "epoch", pm.Epoch, "units", len(st.Ready), "bytes_read", n.reader.n.Load())
+}
+
+func sortUnits(us []model.Unit) []model.Unit {
+	slices.SortFunc(us, func(a, b model.Unit) int {
+		if a.Layer != b.Layer {
+			return a.Layer - b.Layer
+		}
+		return a.Expert - b.Expert
+	})
+	return us
+}
+
+func stopGracefully(srv *grpc.Server) {
+	done := make(chan struct{})
+	go func() { srv.GracefulStop(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		srv.Stop()
+	}
+}

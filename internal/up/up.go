@@ -1,0 +1,191 @@
+// Package up runs a whole cluster in one process: an embedded etcd, N
+// expert nodes, a coordinator and the router, each started through the
+// same Run entry point its own subcommand uses, talking real gRPC on
+// loopback ports.
+package up
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/switchyard-llm/switchyard/coordinator"
+	expertnode "github.com/switchyard-llm/switchyard/expert-node"
+	"github.com/switchyard-llm/switchyard/internal/demomodel"
+	"github.com/switchyard-llm/switchyard/internal/embedetcd"
+	"github.com/switchyard-llm/switchyard/pkg/chat"
+	pb "github.com/switchyard-llm/switchyard/proto/switchyard/v1"
+	"github.com/switchyard-llm/switchyard/router"
+)
+
+// Config of a local cluster.
+type Config struct {
+	// ModelPath is the GGUF file to serve; "" means the embedded demo
+	// model, written to CacheDir on first use.
+	ModelPath   string
+	CacheDir    string // "" means the user cache directory + /switchyard
+	ExpertNodes int    // 0 means 3
+	Replicas    int    // copies of each unit; 0 means 1
+	Listen      string // router address; "" means 127.0.0.1:8080
+	Encoding    pb.Encoding
+	Logger      *slog.Logger
+}
+
+// Cluster is a running local cluster.
+type Cluster struct {
+	URL     string // the router's base URL
+	Etcd    string // the embedded etcd's client URL
+	g       *errgroup.Group
+	cancel  context.CancelFunc
+	etcd    *embedetcd.Server
+	dataDir string
+}
+
+// Start brings the cluster up and returns once the router reports ready.
+func Start(ctx context.Context, cfg Config) (*Cluster, error) {
+	if cfg.ExpertNodes == 0 {
+		cfg.ExpertNodes = 3
+	}
+	if cfg.ExpertNodes < 1 {
+		return nil, errors.New("up: --expert-nodes must be at least 1")
+	}
+	if cfg.Listen == "" {
+		cfg.Listen = "127.0.0.1:8080"
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	var fallback *chat.Template
+	if cfg.ModelPath == "" {
+		dir := cfg.CacheDir
+		if dir == "" {
+			base, err := os.UserCacheDir()
+			if err != nil {
+				return nil, fmt.Errorf("up: no cache directory for the demo model: %w", err)
+			}
+			dir = filepath.Join(base, "switchyard")
+		}
+		p, err := demomodel.Path(dir)
+		if err != nil {
+			return nil, err
+		}
+		cfg.ModelPath = p
+		// The demo model carries no chat template: chat with the plain one.
+		if fallback, err = chat.New("plain", chat.Plain, "", ""); err != nil {
+			return nil, err
+		}
+	}
+	if _, err := os.Stat(cfg.ModelPath); err != nil {
+		return nil, fmt.Errorf("up: model: %w", err)
+	}
+	routerLis, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return nil, fmt.Errorf("up: router: %w", err)
+	}
+	dataDir, err := os.MkdirTemp("", "switchyard-etcd-")
+	if err != nil {
+		routerLis.Close()
+		return nil, fmt.Errorf("up: %w", err)
+	}
+	etcd, err := embedetcd.Start(ctx, dataDir, 0)
+	if err != nil {
+		routerLis.Close()
+		os.RemoveAll(dataDir)
+		return nil, err
+	}
+	rctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	c := &Cluster{URL: "http://" + routerLis.Addr().String(), Etcd: etcd.Endpoint, cancel: cancel, etcd: etcd, dataDir: dataDir}
+	g, gctx := errgroup.WithContext(rctx)
+	c.g = g
+	endpoints := []string{etcd.Endpoint}
+	for i := range cfg.ExpertNodes {
+		lis, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			c.Close()
+			return nil, fmt.Errorf("up: expert node: %w", err)
+		}
+		id := fmt.Sprintf("node-%d", i+1)
+		g.Go(func() error {
+			return expertnode.Run(gctx, expertnode.Config{NodeID: id, Etcd: endpoints, Listener: lis, ModelPath: cfg.ModelPath,
+				Logger: cfg.Logger})
+		})
+	}
+	coordLis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		c.Close()
+		return nil, fmt.Errorf("up: coordinator: %w", err)
+	}
+	g.Go(func() error {
+		return coordinator.Run(gctx, coordinator.Config{ID: "coordinator-1", Etcd: endpoints, Listener: coordLis,
+			ModelPath: cfg.ModelPath, Replicas: cfg.Replicas, MinNodes: cfg.ExpertNodes, Encoding: cfg.Encoding,
+			FallbackTemplate: fallback, Logger: cfg.Logger})
+	})
+	g.Go(func() error {
+		return router.Run(gctx, router.Config{Etcd: endpoints, Listener: routerLis, Logger: cfg.Logger})
+	})
+	if err := c.waitReady(ctx, gctx); err != nil {
+		c.Close()
+		return nil, err
+	}
+	return c, nil
+}
+
+func (c *Cluster) waitReady(ctx, gctx context.Context) error {
+	deadline := time.Now().Add(2 * time.Minute)
+	for time.Now().Before(deadline) {
+		resp, err := http.Get(c.URL + "/readyz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-gctx.Done():
+			return fmt.Errorf("up: a component stopped while starting: %w", c.g.Wait())
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	return errors.New("up: the cluster was not ready after 2 minutes")
+}
+
+// Wait blocks until a component fails or the cluster is closed.
+func (c *Cluster) Wait() error { return c.g.Wait() }
+
+// Close stops every component and the embedded etcd, and removes its data.
+func (c *Cluster) Close() error {
+	c.cancel()
+	err := c.g.Wait()
+	c.etcd.Close()
+	os.RemoveAll(c.dataDir)
+	return err
+}
+
+// Run starts the cluster, calls ready with the router's URL, and serves
+// until ctx ends.
+func Run(ctx context.Context, cfg Config, ready func(url string)) error {
+	c, err := Start(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	ready(c.URL)
+	errc := make(chan error, 1)
+	go func() { errc <- c.Wait() }()
+	select {
+	case <-ctx.Done():
+		return c.Close()
+	case err := <-errc:
+		c.Close()
+		return err
+	}
+}

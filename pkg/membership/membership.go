@@ -1,0 +1,130 @@
+// Package membership tracks which cluster members are alive through
+// memberlist gossip: failure detection in about a second, faster than an
+// etcd lease expires. It does not decide placement; it only answers
+// "is this member alive now?" and reports changes.
+package membership
+
+import (
+	"fmt"
+	"io"
+	"log"
+	"log/slog"
+	"net"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/memberlist"
+)
+
+// Config of a member.
+type Config struct {
+	Name     string       // unique member name (node or coordinator ID)
+	BindAddr string       // IP to bind; "" means 127.0.0.1
+	BindPort int          // 0 picks a free port
+	Logger   *slog.Logger // nil discards
+	// OnChange is called (from memberlist's goroutines) after a member
+	// joins, leaves or is declared dead. It must not block.
+	OnChange func()
+}
+
+// Members is this process's view of the cluster. Safe for concurrent use.
+type Members struct {
+	ml       *memberlist.Memberlist
+	mu       sync.Mutex
+	alive    map[string]bool
+	onChange func()
+}
+
+// Start joins no one yet: it starts gossiping on the configured address.
+func Start(c Config) (*Members, error) {
+	conf := memberlist.DefaultLocalConfig()
+	conf.Name = c.Name
+	conf.BindAddr = c.BindAddr
+	if conf.BindAddr == "" {
+		conf.BindAddr = "127.0.0.1"
+	}
+	conf.BindPort = c.BindPort
+	conf.AdvertisePort = c.BindPort
+	// Detect failures in about a second on a LAN or loopback.
+	conf.ProbeInterval = 200 * time.Millisecond
+	conf.ProbeTimeout = 100 * time.Millisecond
+	conf.SuspicionMult = 2
+	conf.GossipInterval = 50 * time.Millisecond
+	var w io.Writer = io.Discard
+	if c.Logger != nil {
+		w = slogWriter{c.Logger}
+	}
+	conf.Logger = log.New(w, "", 0)
+	m := &Members{alive: map[string]bool{}, onChange: c.OnChange}
+	conf.Events = m
+	ml, err := memberlist.Create(conf)
+	if err != nil {
+		return nil, fmt.Errorf("membership: start %s: %w", c.Name, err)
+	}
+	m.ml = ml
+	return m, nil
+}
+
+// Addr is the host:port this member gossips on.
+func (m *Members) Addr() string {
+	n := m.ml.LocalNode()
+	return net.JoinHostPort(n.Addr.String(), strconv.Itoa(int(n.Port)))
+}
+
+// Join contacts members at addrs (host:port); it succeeds if any answers.
+func (m *Members) Join(addrs []string) error {
+	if len(addrs) == 0 {
+		return nil
+	}
+	if _, err := m.ml.Join(addrs); err != nil {
+		return fmt.Errorf("membership: join %v: %w", addrs, err)
+	}
+	return nil
+}
+
+// Alive reports whether the named member is currently alive.
+func (m *Members) Alive(name string) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.alive[name]
+}
+
+// Known reports whether the named member has ever been seen.
+func (m *Members) Known(name string) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	_, ok := m.alive[name]
+	return ok
+}
+
+// Close leaves the cluster gracefully and stops gossiping.
+func (m *Members) Close() error {
+	m.ml.Leave(500 * time.Millisecond)
+	return m.ml.Shutdown()
+}
+
+func (m *Members) set(name string, alive bool) {
+	m.mu.Lock()
+	m.alive[name] = alive
+	m.mu.Unlock()
+	if m.onChange != nil {
+		m.onChange()
+	}
+}
+
+// NotifyJoin implements memberlist.EventDelegate.
+func (m *Members) NotifyJoin(n *memberlist.Node) { m.set(n.Name, true) }
+
+// NotifyLeave implements memberlist.EventDelegate.
+func (m *Members) NotifyLeave(n *memberlist.Node) { m.set(n.Name, false) }
+
+// NotifyUpdate implements memberlist.EventDelegate.
+func (m *Members) NotifyUpdate(n *memberlist.Node) {}
+
+type slogWriter struct{ l *slog.Logger }
+
+func (w slogWriter) Write(p []byte) (int, error) {
+	w.l.Debug("memberlist", "msg", string(p))
+	return len(p), nil
+}

@@ -1,0 +1,281 @@
+// Package placement is the cluster's shared state in etcd: what model is
+// served, which expert nodes and coordinators exist, where every expert
+// unit is placed, and what each node has loaded. It holds the key schema,
+// the records, and the policy that spreads units over nodes.
+//
+// Keys, under /switchyard/<cluster>/:
+//
+//	model               ModelInfo, written by the elected coordinator
+//	nodes/<id>          Node, under the node's lease
+//	placement           Map, written only by the elected coordinator
+//	status/<id>         Status, under the node's lease
+//	coordinators/<id>   Coordinator, under the coordinator's lease
+//	election/           the coordinators' leader election
+package placement
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/switchyard-llm/switchyard/pkg/model"
+)
+
+// ErrNotFound is returned when a key is absent.
+var ErrNotFound = errors.New("placement: not found")
+
+// ModelInfo describes the served model.
+type ModelInfo struct {
+	Name        string       `json:"name"`
+	Arch        string       `json:"arch"`
+	Digest      string       `json:"digest"`
+	Layers      int          `json:"layers"`
+	Experts     int          `json:"experts"`
+	ExpertsUsed int          `json:"experts_used"`
+	Vocab       int          `json:"vocab"`
+	Context     int          `json:"context"`
+	Census      model.Census `json:"census"`
+	// ChatTemplate names the chat template in use: "gguf" (the file's own),
+	// "plain" (the documented fallback) or "" (none: chat requests fail).
+	ChatTemplate string `json:"chat_template"`
+}
+
+// Node is an expert node's registration.
+type Node struct {
+	ID            string `json:"id"`
+	Addr          string `json:"addr"`        // gRPC host:port
+	GossipAddr    string `json:"gossip_addr"` // memberlist host:port
+	CapacityBytes int64  `json:"capacity_bytes"`
+}
+
+// Coordinator is a coordinator's registration.
+type Coordinator struct {
+	ID         string `json:"id"`
+	Addr       string `json:"addr"`
+	GossipAddr string `json:"gossip_addr"`
+}
+
+// Map is a placement: the nodes each unit is placed on.
+type Map struct {
+	Epoch int64               `json:"epoch"`
+	Units map[string][]string `json:"units"` // UnitKey → node IDs
+}
+
+// Status is what a node has loaded and can serve.
+type Status struct {
+	NodeID string   `json:"node_id"`
+	Digest string   `json:"digest"`
+	Epoch  int64    `json:"epoch"` // the placement epoch it reflects
+	Ready  []string `json:"ready"` // UnitKeys
+}
+
+// UnitKey is a unit's key in Map and Status: "layer/expert".
+func UnitKey(u model.Unit) string { return fmt.Sprintf("%d/%d", u.Layer, u.Expert) }
+
+// ParseUnitKey is the inverse of UnitKey.
+func ParseUnitKey(s string) (model.Unit, error) {
+	a, b, ok := strings.Cut(s, "/")
+	l, err1 := strconv.Atoi(a)
+	e, err2 := strconv.Atoi(b)
+	if !ok || err1 != nil || err2 != nil || l < 0 || e < 0 {
+		return model.Unit{}, fmt.Errorf("placement: bad unit key %q", s)
+	}
+	return model.Unit{Layer: l, Expert: e}, nil
+}
+
+// UnitsOf lists the units a node is placed on, sorted.
+func (m Map) UnitsOf(node string) []model.Unit {
+	var out []model.Unit
+	for k, nodes := range m.Units {
+		if slices.Contains(nodes, node) {
+			if u, err := ParseUnitKey(k); err == nil {
+				out = append(out, u)
+			}
+		}
+	}
+	slices.SortFunc(out, func(a, b model.Unit) int {
+		if a.Layer != b.Layer {
+			return a.Layer - b.Layer
+		}
+		return a.Expert - b.Expert
+	})
+	return out
+}
+
+// Spread places every unit of a layers × experts model on `replicas`
+// distinct nodes (fewer if there are fewer nodes), round-robin over the
+// nodes sorted by ID, so each node gets an even share.
+func Spread(layers, experts int, nodes []string, replicas int, epoch int64) Map {
+	ids := slices.Clone(nodes)
+	slices.Sort(ids)
+	m := Map{Epoch: epoch, Units: map[string][]string{}}
+	if len(ids) == 0 {
+		return m
+	}
+	r := max(1, min(replicas, len(ids)))
+	i := 0
+	for l := range layers {
+		for e := range experts {
+			var on []string
+			for k := range r {
+				on = append(on, ids[(i+k)%len(ids)])
+			}
+			m.Units[UnitKey(model.Unit{Layer: l, Expert: e})] = on
+			i++
+		}
+	}
+	return m
+}
+
+// Keys builds the etcd keys of one cluster.
+type Keys struct{ prefix string }
+
+// NewKeys returns the keys of cluster name.
+func NewKeys(cluster string) Keys { return Keys{"/switchyard/" + cluster + "/"} }
+
+func (k Keys) Model() string              { return k.prefix + "model" }
+func (k Keys) Placement() string          { return k.prefix + "placement" }
+func (k Keys) NodesPrefix() string        { return k.prefix + "nodes/" }
+func (k Keys) Node(id string) string      { return k.NodesPrefix() + id }
+func (k Keys) StatusPrefix() string       { return k.prefix + "status/" }
+func (k Keys) Status(id string) string    { return k.StatusPrefix() + id }
+func (k Keys) CoordinatorsPrefix() string { return k.prefix + "coordinators/" }
+func (k Keys) Coordinator(id string) string {
+	return k.CoordinatorsPrefix() + id
+}
+func (k Keys) Election() string { return k.prefix + "election/" }
+
+// Store reads and writes the schema through an etcd client.
+type Store struct {
+	C *clientv3.Client
+	Keys
+}
+
+// NewStore uses client c for cluster name.
+func NewStore(c *clientv3.Client, cluster string) *Store { return &Store{C: c, Keys: NewKeys(cluster)} }
+
+// Put writes v as JSON at key, under lease (0 for none).
+func (s *Store) Put(ctx context.Context, key string, v any, lease clientv3.LeaseID) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	var opts []clientv3.OpOption
+	if lease != 0 {
+		opts = append(opts, clientv3.WithLease(lease))
+	}
+	if _, err := s.C.Put(ctx, key, string(b), opts...); err != nil {
+		return fmt.Errorf("placement: put %s: %w", key, err)
+	}
+	return nil
+}
+
+// Get reads the JSON value at key into v.
+func (s *Store) Get(ctx context.Context, key string, v any) error {
+	r, err := s.C.Get(ctx, key)
+	if err != nil {
+		return fmt.Errorf("placement: get %s: %w", key, err)
+	}
+	if len(r.Kvs) == 0 {
+		return fmt.Errorf("%w: %s", ErrNotFound, key)
+	}
+	if err := json.Unmarshal(r.Kvs[0].Value, v); err != nil {
+		return fmt.Errorf("placement: decode %s: %w", key, err)
+	}
+	return nil
+}
+
+// List decodes every value under prefix, keyed by the rest of the key.
+func List[T any](ctx context.Context, s *Store, prefix string) (map[string]T, error) {
+	r, err := s.C.Get(ctx, prefix, clientv3.WithPrefix())
+	if err != nil {
+		return nil, fmt.Errorf("placement: list %s: %w", prefix, err)
+	}
+	out := map[string]T{}
+	for _, kv := range r.Kvs {
+		var v T
+		if err := json.Unmarshal(kv.Value, &v); err != nil {
+			return nil, fmt.Errorf("placement: decode %s: %w", kv.Key, err)
+		}
+		out[strings.TrimPrefix(string(kv.Key), prefix)] = v
+	}
+	return out, nil
+}
+
+// Watch calls fn with the decoded values under prefix now and after every
+// change, until ctx ends. It re-lists after a watch error, so fn always
+// sees a whole, current view. fn runs on Watch's goroutine.
+func Watch[T any](ctx context.Context, s *Store, prefix string, fn func(map[string]T)) {
+	for ctx.Err() == nil {
+		vals, err := List[T](ctx, s, prefix)
+		if err != nil {
+			sleep(ctx, 500*time.Millisecond)
+			continue
+		}
+		fn(vals)
+		wctx, cancel := context.WithCancel(ctx)
+		ch := s.C.Watch(clientv3.WithRequireLeader(wctx), prefix, clientv3.WithPrefix())
+		for resp := range ch {
+			if resp.Err() != nil {
+				break
+			}
+			vals, err := List[T](ctx, s, prefix)
+			if err != nil {
+				break
+			}
+			fn(vals)
+		}
+		cancel()
+		sleep(ctx, 200*time.Millisecond)
+	}
+}
+
+func sleep(ctx context.Context, d time.Duration) {
+	select {
+	case <-ctx.Done():
+	case <-time.After(d):
+	}
+}
+
+// Lease is a registration kept alive until Close or the end of ctx.
+type Lease struct {
+	ID     clientv3.LeaseID
+	cancel context.CancelFunc
+	s      *Store
+}
+
+// Register grants a lease of ttl seconds, writes v at key under it and
+// keeps it alive in the background.
+func (s *Store) Register(ctx context.Context, key string, v any, ttl int64) (*Lease, error) {
+	g, err := s.C.Grant(ctx, ttl)
+	if err != nil {
+		return nil, fmt.Errorf("placement: lease for %s: %w", key, err)
+	}
+	if err := s.Put(ctx, key, v, g.ID); err != nil {
+		return nil, err
+	}
+	kctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	ch, err := s.C.KeepAlive(kctx, g.ID)
+	if err != nil {
+		cancel()
+		return nil, fmt.Errorf("placement: keep lease for %s alive: %w", key, err)
+	}
+	go func() {
+		for range ch {
+		}
+	}()
+	return &Lease{ID: g.ID, cancel: cancel, s: s}, nil
+}
+
+// Close stops the keep-alive and revokes the lease, removing its keys.
+func (l *Lease) Close(ctx context.Context) {
+	l.cancel()
+	l.s.C.Revoke(ctx, l.ID)
+}

@@ -1,0 +1,68 @@
+package switchyardv1
+
+import (
+	"encoding/binary"
+	"fmt"
+	"math"
+
+	"github.com/switchyard-llm/switchyard/pkg/tensor"
+)
+
+// BytesPerValue is the size of one activation value in encoding e, or 0
+// for an unknown encoding.
+func (e Encoding) BytesPerValue() int {
+	switch e {
+	case Encoding_ENCODING_UNSPECIFIED, Encoding_ENCODING_F32:
+		return 4
+	case Encoding_ENCODING_F16, Encoding_ENCODING_BF16:
+		return 2
+	}
+	return 0
+}
+
+// EncodeRows writes float32 values in encoding e, appending to dst.
+func EncodeRows(dst []byte, e Encoding, x []float32) []byte {
+	switch e {
+	case Encoding_ENCODING_F16:
+		for _, v := range x {
+			dst = binary.LittleEndian.AppendUint16(dst, tensor.F32ToF16(v))
+		}
+	case Encoding_ENCODING_BF16:
+		for _, v := range x {
+			dst = binary.LittleEndian.AppendUint16(dst, tensor.F32ToBF16(v))
+		}
+	default:
+		for _, v := range x {
+			dst = binary.LittleEndian.AppendUint32(dst, math.Float32bits(v))
+		}
+	}
+	return dst
+}
+
+// DecodeRows reads n float32 values in encoding e from b, which must hold
+// exactly n values.
+func DecodeRows(b []byte, e Encoding, n int) ([]float32, error) {
+	bpv := e.BytesPerValue()
+	if bpv == 0 {
+		return nil, fmt.Errorf("unknown encoding %d", e)
+	}
+	if len(b) != n*bpv {
+		return nil, fmt.Errorf("%d bytes of %s rows, want %d values (%d bytes)", len(b), e, n, n*bpv)
+	}
+	x := make([]float32, n)
+	switch bpv {
+	case 4:
+		for i := range x {
+			x[i] = math.Float32frombits(binary.LittleEndian.Uint32(b[4*i:]))
+		}
+	default:
+		conv := tensor.F16ToF32
+		if e == Encoding_ENCODING_BF16 {
+			conv = tensor.BF16ToF32
+		}
+		for i := range x {
+			x[i] = conv(binary.LittleEndian.Uint16(b[2*i:]))
+		}
+	}
+	return x, nil
+}

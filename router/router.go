@@ -1,0 +1,187 @@
+// Package router is the HTTP front door: an OpenAI-compatible API over
+// the coordinators it finds in etcd, sending each request to the one with
+// the fewest requests in flight.
+package router
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+
+	"github.com/switchyard-llm/switchyard/internal/etcdclient"
+	"github.com/switchyard-llm/switchyard/pkg/placement"
+	pb "github.com/switchyard-llm/switchyard/proto/switchyard/v1"
+)
+
+// coordinatorHealthService is the health-check name coordinators report
+// readiness under (every expert unit has a ready replica).
+const coordinatorHealthService = "switchyard.v1.CoordinatorService"
+
+// Config of a router.
+type Config struct {
+	Cluster  string   // "" means "default"
+	Etcd     []string // required
+	Listen   string   // HTTP address; ignored when Listener is set
+	Listener net.Listener
+	Logger   *slog.Logger
+}
+
+// Validate checks the config and fills defaults.
+func (c *Config) Validate() error {
+	switch {
+	case len(c.Etcd) == 0:
+		return errors.New("router: --etcd is required")
+	case c.Listener == nil && c.Listen == "":
+		return errors.New("router: --listen is required")
+	}
+	if c.Cluster == "" {
+		c.Cluster = "default"
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	return nil
+}
+
+// Router is a running router.
+type Router struct {
+	cfg Config
+	log *slog.Logger
+
+	mu     sync.RWMutex
+	coords map[string]*coordConn
+	model  *placement.ModelInfo
+}
+
+type coordConn struct {
+	id, addr string
+	conn     *grpc.ClientConn
+	client   pb.CoordinatorServiceClient
+	health   healthpb.HealthClient
+	inFlight atomic.Int64
+}
+
+// Run serves HTTP until ctx ends.
+func Run(ctx context.Context, cfg Config) error {
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	lis := cfg.Listener
+	if lis == nil {
+		var err error
+		if lis, err = net.Listen("tcp", cfg.Listen); err != nil {
+			return fmt.Errorf("router: listen: %w", err)
+		}
+	}
+	cli, err := etcdclient.New(cfg.Etcd)
+	if err != nil {
+		return fmt.Errorf("router: %w", err)
+	}
+	defer cli.Close()
+	store := placement.NewStore(cli, cfg.Cluster)
+	r := &Router{cfg: cfg, log: cfg.Logger.With("role", "router"), coords: map[string]*coordConn{}}
+	defer r.closeConns()
+	go placement.Watch(ctx, store, store.CoordinatorsPrefix(), r.setCoordinators)
+	go placement.Watch(ctx, store, store.Model(), func(m map[string]placement.ModelInfo) {
+		if info, ok := m[""]; ok {
+			r.mu.Lock()
+			r.model = &info
+			r.mu.Unlock()
+		}
+	})
+
+	srv := &http.Server{Handler: r.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(lis) }()
+	r.log.Info("router serving", "addr", lis.Addr().String())
+	select {
+	case <-ctx.Done():
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		defer cancel()
+		if err := srv.Shutdown(sctx); err != nil {
+			srv.Close()
+		}
+		return nil
+	case err := <-errc:
+		return fmt.Errorf("router: serve: %w", err)
+	}
+}
+
+func (r *Router) setCoordinators(cs map[string]placement.Coordinator) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for id, c := range r.coords {
+		if n, ok := cs[id]; !ok || n.Addr != c.addr {
+			c.conn.Close()
+			delete(r.coords, id)
+		}
+	}
+	for id, c := range cs {
+		if _, ok := r.coords[id]; ok {
+			continue
+		}
+		conn, err := grpc.NewClient(c.Addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		if err != nil {
+			r.log.Error("dial coordinator", "id", id, "addr", c.Addr, "err", err)
+			continue
+		}
+		r.coords[id] = &coordConn{id: id, addr: c.Addr, conn: conn, client: pb.NewCoordinatorServiceClient(conn), health: healthpb.NewHealthClient(conn)}
+	}
+}
+
+func (r *Router) closeConns() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for id, c := range r.coords {
+		c.conn.Close()
+		delete(r.coords, id)
+	}
+}
+
+// pick returns the coordinator with the fewest requests in flight.
+func (r *Router) pick() *coordConn {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	var best *coordConn
+	for _, c := range r.coords {
+		if best == nil || c.inFlight.Load() < best.inFlight.Load() || (c.inFlight.Load() == best.inFlight.Load() && c.id < best.id) {
+			best = c
+		}
+	}
+	return best
+}
+
+func (r *Router) modelInfo() *placement.ModelInfo {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	return r.model
+}
+
+// ready reports whether some coordinator can serve every expert unit.
+func (r *Router) ready(ctx context.Context) bool {
+	r.mu.RLock()
+	cs := make([]*coordConn, 0, len(r.coords))
+	for _, c := range r.coords {
+		cs = append(cs, c)
+	}
+	r.mu.RUnlock()
+	for _, c := range cs {
+		cctx, cancel := context.WithTimeout(ctx, time.Second)
+		resp, err := c.health.Check(cctx, &healthpb.HealthCheckRequest{Service: coordinatorHealthService})
+		cancel()
+		if err == nil && resp.Status == healthpb.HealthCheckResponse_SERVING {
+			return true
+		}
+	}
+	return false
+}
