@@ -159,10 +159,7 @@ func open(cfg Config) (*Coordinator, error) {
 	if err != nil {
 		return fail(err)
 	}
-	digest, err := f.Digest()
-	if err != nil {
-		return fail(err)
-	}
+	digest := f.Digest()
 	name := cfg.ModelName
 	if name == "" {
 		if v, ok := f.Get("general.name"); ok {

@@ -125,11 +125,7 @@ func Open(cfg Config) (*Node, error) {
 		fh.Close()
 		return nil, fmt.Errorf("expert-node: %s is a dense model: there are no experts to serve", cfg.ModelPath)
 	}
-	digest, err := g.Digest()
-	if err != nil {
-		fh.Close()
-		return nil, err
-	}
+	digest := g.Digest()
 	return &Node{cfg: cfg, log: cfg.Logger.With("node", cfg.NodeID), file: f, reader: cr, digest: digest,
 		local: model.NewLocal(f.Embd, tensor.Default())}, nil
 }

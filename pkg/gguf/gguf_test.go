@@ -268,3 +268,24 @@ func FuzzRead(f *testing.F) {
 		}
 	})
 }
+
+func TestDigest(t *testing.T) {
+	a := build(t)
+	b := build(t, KV{"general.name", Str("other")})
+	read := func(data []byte) string {
+		f, err := Read(bytes.NewReader(data), int64(len(data)), Limits{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return f.Digest()
+	}
+	if read(a) != read(bytes.Clone(a)) {
+		t.Error("same bytes, different digests")
+	}
+	if read(a) == read(b) {
+		t.Error("different metadata, same digest")
+	}
+	if !strings.HasPrefix(read(a), "sha256:") {
+		t.Errorf("digest %q lacks its algorithm", read(a))
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
 	"math"
 	"os"
@@ -105,6 +106,7 @@ type File struct {
 	DataOffset int64 // absolute offset of the data section
 	Size       int64 // file size
 
+	digest      string
 	kvIndex     map[string]int
 	tensorIndex map[string]int
 	r           io.ReaderAt
@@ -169,7 +171,7 @@ func (f *File) Close() error {
 // from r on demand, so r must stay valid while the File is used.
 func Read(r io.ReaderAt, size int64, lim Limits) (*File, error) {
 	lim = lim.withDefaults()
-	d := &decoder{r: bufio.NewReaderSize(io.NewSectionReader(r, 0, size), 1<<16), size: size, lim: lim}
+	d := &decoder{r: bufio.NewReaderSize(io.NewSectionReader(r, 0, size), 1<<16), size: size, lim: lim, h: sha256.New()}
 	f := &File{Size: size, r: r, kvIndex: map[string]int{}, tensorIndex: map[string]int{}}
 
 	var magic [4]byte
@@ -257,6 +259,8 @@ func Read(r io.ReaderAt, size int64, lim Limits) (*File, error) {
 		f.Tensors = append(f.Tensors, ti)
 	}
 
+	fmt.Fprintf(d.h, "size=%d", size)
+	f.digest = "sha256:" + hex.EncodeToString(d.h.Sum(nil))
 	data := (uint64(d.pos) + f.Alignment - 1) / f.Alignment * f.Alignment
 	f.DataOffset = int64(data)
 	for i := range f.Tensors {
@@ -339,6 +343,7 @@ func (f *File) ExpertData(name string, e int) ([]byte, error) {
 // decoder reads the header sequentially, checking every length against the
 // limits and against the bytes left in the file before allocating.
 type decoder struct {
+	h    hash.Hash // of every byte parsed
 	r    *bufio.Reader
 	pos  int64
 	size int64
@@ -351,6 +356,7 @@ func (d *decoder) left() int64 { return d.size - d.pos }
 func (d *decoder) full(b []byte) error {
 	n, err := io.ReadFull(d.r, b)
 	d.pos += int64(n)
+	d.h.Write(b[:n])
 	if err == io.EOF || err == io.ErrUnexpectedEOF {
 		return fmt.Errorf("%w at byte %d", ErrTruncated, d.pos)
 	}
@@ -595,14 +601,8 @@ func (d *decoder) tensorInfo() (TensorInfo, error) {
 	return ti, nil
 }
 
-// Digest identifies the file's contents cheaply: the SHA-256 of its header
-// (metadata and tensor infos, which fix every tensor's type, shape and
-// place) and its size, without reading any tensor data.
-func (f *File) Digest() (string, error) {
-	h := sha256.New()
-	if _, err := io.Copy(h, io.NewSectionReader(f.r, 0, f.DataOffset)); err != nil {
-		return "", fmt.Errorf("gguf: digest: %w", err)
-	}
-	fmt.Fprintf(h, "size=%d", f.Size)
-	return "sha256:" + hex.EncodeToString(h.Sum(nil)), nil
-}
+// Digest identifies the file's contents cheaply: the SHA-256 of its
+// header (metadata and tensor infos, which fix every tensor's type, shape
+// and place) and its size, computed while parsing, without reading any
+// tensor data.
+func (f *File) Digest() string { return f.digest }

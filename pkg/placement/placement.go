@@ -194,39 +194,46 @@ func (s *Store) Get(ctx context.Context, key string, v any) error {
 
 // List decodes every value under prefix, keyed by the rest of the key.
 func List[T any](ctx context.Context, s *Store, prefix string) (map[string]T, error) {
+	vals, _, err := list[T](ctx, s, prefix)
+	return vals, err
+}
+
+// list is List plus the store revision the values were read at.
+func list[T any](ctx context.Context, s *Store, prefix string) (map[string]T, int64, error) {
 	r, err := s.C.Get(ctx, prefix, clientv3.WithPrefix())
 	if err != nil {
-		return nil, fmt.Errorf("placement: list %s: %w", prefix, err)
+		return nil, 0, fmt.Errorf("placement: list %s: %w", prefix, err)
 	}
 	out := map[string]T{}
 	for _, kv := range r.Kvs {
 		var v T
 		if err := json.Unmarshal(kv.Value, &v); err != nil {
-			return nil, fmt.Errorf("placement: decode %s: %w", kv.Key, err)
+			return nil, 0, fmt.Errorf("placement: decode %s: %w", kv.Key, err)
 		}
 		out[strings.TrimPrefix(string(kv.Key), prefix)] = v
 	}
-	return out, nil
+	return out, r.Header.Revision, nil
 }
 
 // Watch calls fn with the decoded values under prefix now and after every
-// change, until ctx ends. It re-lists after a watch error, so fn always
-// sees a whole, current view. fn runs on Watch's goroutine.
+// change, until ctx ends. Watching resumes from the revision of the last
+// read, so no change is missed; after a watch error it reads afresh. fn
+// runs on Watch's goroutine.
 func Watch[T any](ctx context.Context, s *Store, prefix string, fn func(map[string]T)) {
 	for ctx.Err() == nil {
-		vals, err := List[T](ctx, s, prefix)
+		vals, rev, err := list[T](ctx, s, prefix)
 		if err != nil {
 			sleep(ctx, 500*time.Millisecond)
 			continue
 		}
 		fn(vals)
 		wctx, cancel := context.WithCancel(ctx)
-		ch := s.C.Watch(clientv3.WithRequireLeader(wctx), prefix, clientv3.WithPrefix())
+		ch := s.C.Watch(clientv3.WithRequireLeader(wctx), prefix, clientv3.WithPrefix(), clientv3.WithRev(rev+1))
 		for resp := range ch {
 			if resp.Err() != nil {
 				break
 			}
-			vals, err := List[T](ctx, s, prefix)
+			vals, _, err := list[T](ctx, s, prefix)
 			if err != nil {
 				break
 			}

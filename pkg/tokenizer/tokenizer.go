@@ -538,7 +538,7 @@ func (d *Decoder) Next(id int32) string {
 	d.started = true
 	d.pending = append(d.pending, p...)
 	n := completeUTF8(d.pending)
-	out := string(d.pending[:n])
+	out := strings.ToValidUTF8(string(d.pending[:n]), "\uFFFD")
 	d.pending = append(d.pending[:0], d.pending[n:]...)
 	return out
 }
