@@ -101,6 +101,9 @@ type Node struct {
 
 // Open reads the model file's header and prepares a node holding no units.
 func Open(cfg Config) (*Node, error) {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
 	fh, err := os.Open(cfg.ModelPath)
 	if err != nil {
 		return nil, fmt.Errorf("expert-node: %w", err)

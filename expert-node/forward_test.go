@@ -1,0 +1,162 @@
+package expertnode
+
+import (
+	"net"
+	"slices"
+	"strings"
+	"testing"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/switchyard-llm/switchyard/pkg/model"
+	pb "github.com/switchyard-llm/switchyard/proto/switchyard/v1"
+)
+
+const tiny = "../testdata/models/tiny-mixtral-f32.gguf"
+
+// testNode opens a node on the tiny model holding layer 0's experts 0–3,
+// without etcd: Forward needs only the loaded units.
+func testNode(t testing.TB) *Node {
+	t.Helper()
+	n, err := Open(Config{NodeID: "n1", ModelPath: tiny})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for e := range 4 {
+		x, err := n.file.LoadExpert(model.Unit{Layer: 0, Expert: e})
+		if err != nil {
+			t.Fatal(err)
+		}
+		n.local.Add(x)
+	}
+	return n
+}
+
+// serve runs n on a loopback gRPC server and returns a client.
+func serve(t *testing.T, n *Node) pb.ExpertServiceClient {
+	t.Helper()
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := grpc.NewServer()
+	pb.RegisterExpertServiceServer(srv, n)
+	go srv.Serve(lis)
+	t.Cleanup(srv.Stop)
+	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	return pb.NewExpertServiceClient(conn)
+}
+
+func validRequest(n *Node) *pb.ForwardRequest {
+	x := make([]float32, 2*64)
+	for i := range x {
+		x[i] = float32(i%7) * 0.1
+	}
+	return &pb.ForwardRequest{ModelDigest: n.digest, Layer: 0, Rows: 2, RowSize: 64, Activations: pb.EncodeRows(nil, 0, x),
+		PairRows: []uint32{0, 0, 1}, PairExperts: []uint32{3, 1, 2}}
+}
+
+// TestForwardMatchesLocal checks a Forward over gRPC equals the experts
+// applied in process, bit for bit, in every wire encoding.
+func TestForwardMatchesLocal(t *testing.T) {
+	n := testNode(t)
+	client := serve(t, n)
+	req := validRequest(n)
+	x, _ := pb.DecodeRows(req.Activations, 0, 128)
+	want, err := n.local.Apply(t.Context(), 0, x, []int32{0, 0, 1}, []int32{3, 1, 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := client.Forward(t.Context(), req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := pb.DecodeRows(resp.Outputs, resp.Encoding, 3*64)
+	if err != nil || !slices.Equal(got, want) {
+		t.Fatalf("outputs differ from in-process experts (%v)", err)
+	}
+	for _, enc := range []pb.Encoding{pb.Encoding_ENCODING_F16, pb.Encoding_ENCODING_BF16} {
+		r := proto.Clone(req).(*pb.ForwardRequest)
+		r.Encoding = enc
+		r.Activations = pb.EncodeRows(nil, enc, x)
+		resp, err := client.Forward(t.Context(), r)
+		if err != nil || resp.Encoding != enc || len(resp.Outputs) != 3*64*2 {
+			t.Errorf("%s: %v, %d bytes", enc, err, len(resp.GetOutputs()))
+		}
+	}
+	info, err := client.Info(t.Context(), &pb.InfoRequest{})
+	if err != nil || len(info.Units) != 4 || info.ModelDigest != n.digest {
+		t.Errorf("info: %v %v", info, err)
+	}
+}
+
+func TestForwardErrors(t *testing.T) {
+	n := testNode(t)
+	client := serve(t, n)
+	cases := []struct {
+		name string
+		edit func(r *pb.ForwardRequest)
+		code codes.Code
+		msg  string
+	}{
+		{"digest mismatch", func(r *pb.ForwardRequest) { r.ModelDigest = "sha256:other" }, codes.FailedPrecondition, "digest"},
+		{"unit not held", func(r *pb.ForwardRequest) { r.PairExperts[1] = 7 }, codes.NotFound, "L0/E7"},
+		{"unit of another layer", func(r *pb.ForwardRequest) { r.Layer = 1 }, codes.NotFound, "L1/E3"},
+		{"unknown layer", func(r *pb.ForwardRequest) { r.Layer = 9 }, codes.InvalidArgument, "unknown layer 9"},
+		{"wrong row size", func(r *pb.ForwardRequest) { r.RowSize = 32 }, codes.InvalidArgument, "row size 32"},
+		{"short activations", func(r *pb.ForwardRequest) { r.Activations = r.Activations[:100] }, codes.InvalidArgument, "activations"},
+		{"row out of range", func(r *pb.ForwardRequest) { r.PairRows[2] = 5 }, codes.InvalidArgument, "row 5 of 2"},
+		{"expert out of range", func(r *pb.ForwardRequest) { r.PairExperts[0] = 99 }, codes.InvalidArgument, "expert 99"},
+		{"pair lists differ", func(r *pb.ForwardRequest) { r.PairRows = r.PairRows[:1] }, codes.InvalidArgument, "pair rows"},
+		{"no rows", func(r *pb.ForwardRequest) { r.Rows = 0 }, codes.InvalidArgument, "0 rows"},
+		{"unknown encoding", func(r *pb.ForwardRequest) { r.Encoding = 9 }, codes.InvalidArgument, "encoding"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			r := validRequest(n)
+			c.edit(r)
+			_, err := client.Forward(t.Context(), r)
+			st, _ := status.FromError(err)
+			if st.Code() != c.code || !contains(st.Message(), c.msg) {
+				t.Errorf("got %v, want %v mentioning %q", err, c.code, c.msg)
+			}
+		})
+	}
+}
+
+func contains(s, sub string) bool { return strings.Contains(s, sub) }
+
+// FuzzForward decodes arbitrary bytes as a ForwardRequest and serves it:
+// no panic, and every refusal carries one of the documented codes.
+func FuzzForward(f *testing.F) {
+	n := testNode(f)
+	seed, _ := proto.Marshal(validRequest(n))
+	f.Add(seed)
+	r := validRequest(n)
+	r.Rows = 1 << 20
+	b, _ := proto.Marshal(r)
+	f.Add(b)
+	f.Fuzz(func(t *testing.T, data []byte) {
+		var req pb.ForwardRequest
+		if proto.Unmarshal(data, &req) != nil {
+			return
+		}
+		if len(req.ModelDigest) > 0 && req.ModelDigest[0] == 'x' {
+			req.ModelDigest = n.digest // let the fuzzer past the digest check
+		}
+		_, err := n.Forward(t.Context(), &req)
+		switch status.Code(err) {
+		case codes.OK, codes.InvalidArgument, codes.NotFound, codes.FailedPrecondition:
+		default:
+			t.Fatalf("unexpected error code: %v", err)
+		}
+	})
+}
