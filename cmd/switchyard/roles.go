@@ -6,11 +6,13 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"strings"
 
 	"github.com/switchyard-llm/switchyard/coordinator"
 	expertnode "github.com/switchyard-llm/switchyard/expert-node"
 	"github.com/switchyard-llm/switchyard/internal/up"
+	"github.com/switchyard-llm/switchyard/pkg/chat"
 	pb "github.com/switchyard-llm/switchyard/proto/switchyard/v1"
 	"github.com/switchyard-llm/switchyard/router"
 )
@@ -58,11 +60,15 @@ func runUp(ctx context.Context, args []string) error {
 	fs.IntVar(&c.Replicas, "replicas", 1, "copies of each expert unit")
 	fs.StringVar(&c.Listen, "listen", "127.0.0.1:8080", "router HTTP address")
 	act := fs.String("activations", "f32", "activation encoding on the wire: f32, f16 or bf16")
+	tmpl := fs.String("chat-template", "", `chat template for a model file without one: "plain" or a Jinja file (the demo model uses "plain")`)
 	if _, err := parse(fs, args); err != nil {
 		return err
 	}
 	enc, err := parseEncoding(*act)
 	if err != nil {
+		return err
+	}
+	if c.ChatTemplate, err = loadTemplate(*tmpl); err != nil {
 		return err
 	}
 	c.Encoding, c.Logger = enc, logger()
@@ -100,11 +106,15 @@ func runCoordinator(ctx context.Context, args []string) error {
 	fs.IntVar(&c.MinNodes, "min-nodes", 1, "expert nodes to wait for before placing units")
 	fs.IntVar(&c.MaxBatchTokens, "max-batch-tokens", 256, "tokens per scheduler step")
 	act := fs.String("activations", "f32", "activation encoding on the wire: f32, f16 or bf16")
+	tmpl := fs.String("chat-template", "", `chat template for a model file without one: "plain" or a Jinja file`)
 	if _, err := parse(fs, args); err != nil {
 		return err
 	}
 	enc, err := parseEncoding(*act)
 	if err != nil {
+		return err
+	}
+	if c.FallbackTemplate, err = loadTemplate(*tmpl); err != nil {
 		return err
 	}
 	c.Etcd, c.Encoding, c.Logger = splitList(*etcd), enc, logger()
@@ -122,4 +132,20 @@ func runRouter(ctx context.Context, args []string) error {
 	}
 	c.Etcd, c.Logger = splitList(*etcd), logger()
 	return router.Run(ctx, c)
+}
+
+// loadTemplate reads a --chat-template value: "" (none), "plain" (the
+// documented fallback) or the path of a Jinja file.
+func loadTemplate(v string) (*chat.Template, error) {
+	switch v {
+	case "":
+		return nil, nil
+	case "plain":
+		return chat.New("plain", chat.Plain, "", "")
+	}
+	b, err := os.ReadFile(v)
+	if err != nil {
+		return nil, fmt.Errorf("--chat-template: %w", err)
+	}
+	return chat.New(filepath.Base(v), string(b), "", "")
 }

@@ -36,7 +36,10 @@ type Config struct {
 	Replicas    int    // copies of each unit; 0 means 1
 	Listen      string // router address; "" means 127.0.0.1:8080
 	Encoding    pb.Encoding
-	Logger      *slog.Logger
+	// ChatTemplate is used when the model file has no chat template; nil
+	// means the plain template for the demo model and none otherwise.
+	ChatTemplate *chat.Template
+	Logger       *slog.Logger
 }
 
 // Cluster is a running local cluster.
@@ -63,7 +66,7 @@ func Start(ctx context.Context, cfg Config) (*Cluster, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	var fallback *chat.Template
+	fallback := cfg.ChatTemplate
 	if cfg.ModelPath == "" {
 		dir := cfg.CacheDir
 		if dir == "" {
@@ -79,8 +82,10 @@ func Start(ctx context.Context, cfg Config) (*Cluster, error) {
 		}
 		cfg.ModelPath = p
 		// The demo model carries no chat template: chat with the plain one.
-		if fallback, err = chat.New("plain", chat.Plain, "", ""); err != nil {
-			return nil, err
+		if fallback == nil {
+			if fallback, err = chat.New("plain", chat.Plain, "", ""); err != nil {
+				return nil, err
+			}
 		}
 	}
 	if _, err := os.Stat(cfg.ModelPath); err != nil {
