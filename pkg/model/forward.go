@@ -17,6 +17,16 @@ type Model struct {
 	Shared  *Shared
 	Experts Experts
 	Pool    *tensor.Pool // nil: tensor.Default()
+	// Observer, when set, sees every routing decision.
+	Observer RouteObserver
+}
+
+// RouteObserver sees the gate's decisions. Observe is called once per MoE
+// layer per forward pass, on the goroutine running Forward, with the top-k
+// choices (highest probability first) and weights of each of the n rows,
+// row-major n × k. It must not keep the slices.
+type RouteObserver interface {
+	Observe(layer int, choices []int32, weights []float32)
 }
 
 // LoadLocal loads a whole model into this process.
@@ -72,6 +82,10 @@ type Chunk struct {
 	// AllLogits asks for logits at every position of the chunk; otherwise
 	// only at its last position.
 	AllLogits bool
+	// WantRouting asks Forward to fill Routing with the experts chosen at
+	// every position: positions × layers × k, row-major.
+	WantRouting bool
+	Routing     []int32
 }
 
 // Forward runs the chunks (of any number of sequences) through the model
@@ -104,6 +118,11 @@ func (m *Model) Forward(ctx context.Context, chunks []Chunk) ([][]float32, error
 	x := make([]float32, n*E)
 	for i, r := range rows {
 		m.Shared.Embd.DequantizeRow(x[i*E:(i+1)*E], int(chunks[r.chunk].Tokens[r.pos-chunks[r.chunk].Seq.n]))
+	}
+	for c := range chunks {
+		if chunks[c].WantRouting && m.MoE() {
+			chunks[c].Routing = make([]int32, len(chunks[c].Tokens)*h.Layers*h.ExpertsUsed)
+		}
 	}
 	for l := range m.Shared.Layers {
 		if err := m.layer(ctx, l, x, rows, chunks); err != nil {
@@ -193,7 +212,7 @@ func (m *Model) layer(ctx context.Context, l int, x []float32, rows []rowRef, ch
 	}
 	ffn := make([]float32, n*E)
 	if h.MoE() {
-		if err := m.moe(ctx, l, ffn, xn, n); err != nil {
+		if err := m.moe(ctx, l, ffn, xn, rows, chunks); err != nil {
 			return err
 		}
 	} else {
@@ -207,10 +226,19 @@ func (m *Model) layer(ctx context.Context, l int, x []float32, rows []rowRef, ch
 
 // moe routes each row to its top-k experts and combines their outputs in
 // top-k order, then adds the gated shared expert where there is one.
-func (m *Model) moe(ctx context.Context, l int, dst, xn []float32, n int) error {
+func (m *Model) moe(ctx context.Context, l int, dst, xn []float32, rows []rowRef, chunks []Chunk) error {
 	h, ly := m.Hyper, &m.Shared.Layers[l]
-	E, k := h.Embd, h.ExpertsUsed
+	E, k, n := h.Embd, h.ExpertsUsed, len(rows)
 	choices, weights := m.Route(l, xn, n)
+	if m.Observer != nil {
+		m.Observer.Observe(l, choices, weights)
+	}
+	for i, r := range rows {
+		if ch := &chunks[r.chunk]; ch.Routing != nil {
+			j := r.pos - ch.Seq.n
+			copy(ch.Routing[(j*h.Layers+l)*k:(j*h.Layers+l+1)*k], choices[i*k:(i+1)*k])
+		}
+	}
 	out, err := m.Experts.Forward(ctx, l, xn, n, choices)
 	if err != nil {
 		return fmt.Errorf("model: layer %d experts: %w", l, err)

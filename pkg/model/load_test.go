@@ -383,3 +383,34 @@ func mustOpen(t *testing.T, path string) *File {
 	t.Cleanup(func() { f.Close() })
 	return f
 }
+
+type countingObserver struct{ counts map[int]int }
+
+func (c *countingObserver) Observe(layer int, choices []int32, weights []float32) {
+	c.counts[layer] += len(choices)
+}
+
+// TestRouting checks Chunk.Routing against Route on the same rows, and
+// that the observer sees every choice.
+func TestRouting(t *testing.T) {
+	m := loadModel(t, tinyMixtral)
+	obs := &countingObserver{counts: map[int]int{}}
+	m.Observer = obs
+	chunks := []Chunk{{Seq: m.NewSequence(), Tokens: prompt, WantRouting: true}, {Seq: m.NewSequence(), Tokens: prompt[:2]}}
+	if _, err := m.Forward(t.Context(), chunks); err != nil {
+		t.Fatal(err)
+	}
+	k := m.ExpertsUsed
+	if len(chunks[0].Routing) != len(prompt)*m.Layers*k || chunks[1].Routing != nil {
+		t.Fatalf("routing sizes %d and %d", len(chunks[0].Routing), len(chunks[1].Routing))
+	}
+	for l := range m.Layers {
+		if obs.counts[l] != (len(prompt)+2)*k {
+			t.Errorf("layer %d: observer saw %d choices, want %d", l, obs.counts[l], (len(prompt)+2)*k)
+		}
+	}
+	// Position 0 is the same token in both chunks: same routing in layer 0.
+	if chunks[0].Routing[0] < 0 || int(chunks[0].Routing[0]) >= m.Hyper.Experts {
+		t.Errorf("routing holds expert %d", chunks[0].Routing[0])
+	}
+}
