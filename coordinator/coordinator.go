@@ -28,6 +28,7 @@ import (
 	"github.com/switchyard-llm/switchyard/pkg/membership"
 	"github.com/switchyard-llm/switchyard/pkg/model"
 	"github.com/switchyard-llm/switchyard/pkg/placement"
+	"github.com/switchyard-llm/switchyard/pkg/routingstats"
 	"github.com/switchyard-llm/switchyard/pkg/tensor"
 	"github.com/switchyard-llm/switchyard/pkg/tokenizer"
 	pb "github.com/switchyard-llm/switchyard/proto/switchyard/v1"
@@ -115,6 +116,7 @@ type Coordinator struct {
 	info     placement.ModelInfo
 	dispatch *dispatcher
 	sched    *scheduler
+	stats    *routingstats.Recorder
 
 	inFlight, requests, generated, promptTokens atomic.Int64
 }
@@ -176,7 +178,8 @@ func open(cfg Config) (*Coordinator, error) {
 	if tmpl != nil {
 		c.info.ChatTemplate = tmpl.Name
 	}
-	c.model = &model.Model{Hyper: h, Arch: f.Arch, Shared: shared, Pool: tensor.Default()}
+	c.stats = routingstats.New(h.Layers, h.Experts, h.ExpertsUsed)
+	c.model = &model.Model{Hyper: h, Arch: f.Arch, Shared: shared, Pool: tensor.Default(), Observer: c.stats}
 	return c, nil
 }
 
@@ -209,7 +212,7 @@ func (c *Coordinator) serve(ctx context.Context) error {
 		return err
 	}
 	defer members.Close()
-	c.dispatch = newDispatcher(c.info.Digest, c.model.Embd, cfg.Encoding, cfg.ForwardTimeout, members, c.log)
+	c.dispatch = newDispatcher(c.info.Digest, c.model.Embd, cfg.Encoding, cfg.ForwardTimeout, members, c.stats, c.log)
 	defer c.dispatch.close()
 	c.model.Experts = c.dispatch
 	updateHealth := func() {
@@ -254,7 +257,7 @@ func (c *Coordinator) serve(ctx context.Context) error {
 	}()
 
 	c.sched = &scheduler{m: c.model, tok: c.tok, maxTokens: cfg.MaxBatchTokens, maxSeqs: cfg.MaxSequences,
-		submit: make(chan *genRequest), log: c.log}
+		submit: make(chan *genRequest), log: c.log, onStep: c.stats.RecordStep}
 	go c.sched.run(ctx)
 
 	srv := grpc.NewServer()

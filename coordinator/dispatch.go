@@ -17,6 +17,7 @@ import (
 	"github.com/switchyard-llm/switchyard/pkg/membership"
 	"github.com/switchyard-llm/switchyard/pkg/model"
 	"github.com/switchyard-llm/switchyard/pkg/placement"
+	"github.com/switchyard-llm/switchyard/pkg/routingstats"
 	pb "github.com/switchyard-llm/switchyard/proto/switchyard/v1"
 )
 
@@ -30,6 +31,7 @@ type dispatcher struct {
 	enc     pb.Encoding
 	timeout time.Duration
 	members *membership.Members // nil: no gossip view
+	stats   *routingstats.Recorder
 	log     *slog.Logger
 
 	mu    sync.RWMutex
@@ -46,8 +48,8 @@ type nodeConn struct {
 	client pb.ExpertServiceClient
 }
 
-func newDispatcher(digest string, embd int, enc pb.Encoding, timeout time.Duration, members *membership.Members, log *slog.Logger) *dispatcher {
-	return &dispatcher{digest: digest, embd: embd, enc: enc, timeout: timeout, members: members, log: log,
+func newDispatcher(digest string, embd int, enc pb.Encoding, timeout time.Duration, members *membership.Members, stats *routingstats.Recorder, log *slog.Logger) *dispatcher {
+	return &dispatcher{digest: digest, embd: embd, enc: enc, timeout: timeout, members: members, stats: stats, log: log,
 		nodes: map[string]placement.Node{}, ready: map[string]map[string]bool{}, conns: map[string]*nodeConn{}}
 }
 
@@ -208,7 +210,9 @@ func (d *dispatcher) Forward(ctx context.Context, layer int, x []float32, n int,
 		g.Go(func() error {
 			cctx, cancel := context.WithTimeout(gctx, d.timeout)
 			defer cancel()
+			start := time.Now()
 			resp, err := c.client.Forward(cctx, c.req)
+			d.stats.RecordCall(c.node, len(c.rows), len(c.req.Activations), len(resp.GetOutputs()), time.Since(start), err != nil)
 			if err != nil {
 				return fmt.Errorf("%w: expert node %s failed serving units %s of layer %d: %v", errUnavailable, c.node, strings.Join(c.units, ", "), layer, err)
 			}

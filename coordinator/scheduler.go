@@ -20,6 +20,7 @@ type genRequest struct {
 	topLogprobs int
 	maxTokens   int
 	stop        []string
+	routing     bool // return the experts chosen
 	// events receives one event per generated token and a final one (with
 	// a finish reason or an error). It is buffered for all of them, so the
 	// scheduler never waits for a slow client.
@@ -27,11 +28,14 @@ type genRequest struct {
 }
 
 type genEvent struct {
-	token  *sampling.Result
-	text   string
-	finish pb.FinishReason
-	eos    bool // the finish came from sampling the end-of-sequence token
-	err    error
+	token   *sampling.Result
+	routing []int32 // layers × k, with returnRouting
+	// promptRouting (positions × layers × k) comes with the first token.
+	promptRouting []int32
+	text          string
+	finish        pb.FinishReason
+	eos           bool // the finish came from sampling the end-of-sequence token
+	err           error
 }
 
 // seqState is a running sequence.
@@ -43,6 +47,10 @@ type seqState struct {
 	generated int
 	dec       *tokenizer.Decoder
 	stop      *sampling.Stopper
+	// routing of the prompt so far (with req.routing), and of the last
+	// position fed
+	promptRouting, lastRouting []int32
+	sentPrompt                 bool
 }
 
 // scheduler runs continuous batching: every step advances each running
@@ -55,7 +63,7 @@ type scheduler struct {
 	maxSeqs   int
 	submit    chan *genRequest
 	log       *slog.Logger
-	onStep    func(tokens int) // stats hook, may be nil
+	onStep    func(generated int) // stats hook, may be nil
 }
 
 func (s *scheduler) run(ctx context.Context) {
@@ -112,7 +120,7 @@ func (s *scheduler) step(ctx context.Context, active []*seqState) []*seqState {
 	// never stalls them; then prompt chunks in arrival order.
 	for _, st := range active {
 		if st.prefilled && budget > 0 {
-			chunks = append(chunks, model.Chunk{Seq: st.seq, Tokens: st.pending})
+			chunks = append(chunks, model.Chunk{Seq: st.seq, Tokens: st.pending, WantRouting: st.req.routing})
 			owners = append(owners, st)
 			budget--
 		}
@@ -120,7 +128,7 @@ func (s *scheduler) step(ctx context.Context, active []*seqState) []*seqState {
 	for _, st := range active {
 		if !st.prefilled && budget > 0 {
 			n := min(len(st.pending), budget)
-			chunks = append(chunks, model.Chunk{Seq: st.seq, Tokens: st.pending[:n]})
+			chunks = append(chunks, model.Chunk{Seq: st.seq, Tokens: st.pending[:n], WantRouting: st.req.routing})
 			owners = append(owners, st)
 			budget -= n
 		}
@@ -133,19 +141,28 @@ func (s *scheduler) step(ctx context.Context, active []*seqState) []*seqState {
 		}
 		return slices.DeleteFunc(active, func(st *seqState) bool { return slices.Contains(owners, st) })
 	}
-	if s.onStep != nil {
-		s.onStep(s.maxTokens - budget)
-	}
 	var done []*seqState
+	generated := 0
 	for i, st := range owners {
+		if r := chunks[i].Routing; r != nil {
+			per := len(r) / len(chunks[i].Tokens)
+			if !st.prefilled {
+				st.promptRouting = append(st.promptRouting, r...)
+			}
+			st.lastRouting = r[len(r)-per:]
+		}
 		st.pending = st.pending[len(chunks[i].Tokens):]
 		if len(st.pending) > 0 {
 			continue // more prompt to feed
 		}
 		st.prefilled = true
+		generated++
 		if s.sample(st, logits[i]) {
 			done = append(done, st)
 		}
+	}
+	if s.onStep != nil {
+		s.onStep(generated)
 	}
 	return slices.DeleteFunc(active, func(st *seqState) bool { return slices.Contains(done, st) })
 }
@@ -160,7 +177,11 @@ func (s *scheduler) sample(st *seqState, logits []float32) bool {
 	}
 	st.req.sampler.Accept(r.Token)
 	text, stopped := st.stop.Push(st.dec.Next(r.Token))
-	st.req.events <- genEvent{token: &r, text: text}
+	ev := genEvent{token: &r, text: text, routing: st.lastRouting}
+	if !st.sentPrompt {
+		ev.promptRouting, st.sentPrompt = st.promptRouting, true
+	}
+	st.req.events <- ev
 	switch {
 	case stopped:
 		st.finish(genEvent{finish: pb.FinishReason_FINISH_REASON_STOP})

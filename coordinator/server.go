@@ -3,6 +3,7 @@ package coordinator
 import (
 	"context"
 	"errors"
+	"time"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -113,7 +114,7 @@ func (c *Coordinator) admit(ctx context.Context, req *pb.GenerateRequest) (*genR
 		maxTokens = min(maxTokens, int(req.MaxTokens))
 	}
 	return &genRequest{ctx: ctx, prompt: prompt, sampler: s, topLogprobs: int(req.TopLogprobs), maxTokens: maxTokens,
-		stop: req.Stop, events: make(chan genEvent, maxTokens+2)}, template, nil
+		stop: req.Stop, routing: req.ReturnRouting, events: make(chan genEvent, maxTokens+2)}, template, nil
 }
 
 // Generate streams one completion.
@@ -155,7 +156,11 @@ func (c *Coordinator) Generate(req *pb.GenerateRequest, stream pb.CoordinatorSer
 			for _, a := range ev.token.Top {
 				t.Top = append(t.Top, &pb.TokenLogprob{Token: a.Token, Logprob: a.Logprob, Piece: c.tok.Piece(a.Token)})
 			}
+			t.Routing = toU32(ev.routing)
 			msg.Tokens = []*pb.Token{t}
+		}
+		if ev.promptRouting != nil {
+			msg.PromptRouting, msg.ExpertsPerToken = toU32(ev.promptRouting), uint32(c.model.ExpertsUsed)
 		}
 		if ev.finish != pb.FinishReason_FINISH_REASON_UNSPECIFIED {
 			if ev.eos {
@@ -170,8 +175,28 @@ func (c *Coordinator) Generate(req *pb.GenerateRequest, stream pb.CoordinatorSer
 	return nil
 }
 
-// Stats reports load and counters.
-func (c *Coordinator) Stats(ctx context.Context, _ *pb.StatsRequest) (*pb.StatsResponse, error) {
-	return &pb.StatsResponse{CoordinatorId: c.cfg.ID, InFlight: uint32(c.inFlight.Load()), RequestsTotal: uint64(c.requests.Load()),
-		TokensGeneratedTotal: uint64(c.generated.Load()), PromptTokensTotal: uint64(c.promptTokens.Load())}, nil
+func toU32(x []int32) []uint32 {
+	if x == nil {
+		return nil
+	}
+	out := make([]uint32, len(x))
+	for i, v := range x {
+		out[i] = uint32(v)
+	}
+	return out
+}
+
+// Stats reports load, counters and the routing counts of a window.
+func (c *Coordinator) Stats(ctx context.Context, req *pb.StatsRequest) (*pb.StatsResponse, error) {
+	if req.WindowSeconds > 300 {
+		return nil, invalid("window of %d s: at most 300 (or 0 for since start)", req.WindowSeconds)
+	}
+	r := &pb.StatsResponse{CoordinatorId: c.cfg.ID, InFlight: uint32(c.inFlight.Load()), RequestsTotal: uint64(c.requests.Load()),
+		TokensGeneratedTotal: uint64(c.generated.Load()), PromptTokensTotal: uint64(c.promptTokens.Load()),
+		UptimeSeconds: time.Since(c.stats.Since()).Seconds()}
+	r.SetCounts(c.stats.Window(time.Duration(req.WindowSeconds) * time.Second))
+	for _, p := range c.stats.Series() {
+		r.Series = append(r.Series, &pb.SeriesPoint{Unix: p.Unix, Generated: p.Generated})
+	}
+	return r, nil
 }

@@ -29,6 +29,7 @@ func (r *Router) Handler() http.Handler {
 	mux.HandleFunc("POST /v1/completions", r.completions)
 	mux.HandleFunc("POST /v1/chat/completions", r.chatCompletions)
 	mux.HandleFunc("GET /v1/models", r.models)
+	mux.HandleFunc("GET /v1/routing/stats", r.routingStats)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok\n") })
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, req *http.Request) {
 		if r.modelInfo() == nil || !r.ready(req.Context()) {
@@ -111,6 +112,7 @@ type common struct {
 	LogitBias         map[string]float64 `json:"logit_bias"`
 	N                 *int64             `json:"n"`
 	ReturnTokenIDs    bool               `json:"return_token_ids"`
+	ReturnRouting     bool               `json:"return_routing"`
 }
 
 type streamOptions struct {
@@ -166,7 +168,7 @@ func (r *Router) build(w http.ResponseWriter, c *common) (*pb.GenerateRequest, b
 		badRequest(w, "n", "n = %d is not supported (only 1)", *c.N)
 		return nil, false
 	}
-	g := &pb.GenerateRequest{Sampling: &pb.SamplingParams{Temperature: 1, TopP: 1}}
+	g := &pb.GenerateRequest{Sampling: &pb.SamplingParams{Temperature: 1, TopP: 1}, ReturnRouting: c.ReturnRouting}
 	sp := g.Sampling
 	if c.MaxTokens != nil {
 		if *c.MaxTokens < 1 || *c.MaxTokens > math.MaxInt32 {
@@ -414,7 +416,9 @@ func (r *Router) run(w http.ResponseWriter, req *http.Request, g *pb.GenerateReq
 	if first.ChatTemplate != "" {
 		w.Header().Set("X-Switchyard-Chat-Template", first.ChatTemplate)
 	}
-	out := &response{id: g.RequestId, created: time.Now().Unix(), model: r.modelInfo().Name, kind: k, logprobs: logprobs, tokenIDs: c.ReturnTokenIDs}
+	info := r.modelInfo()
+	out := &response{id: g.RequestId, created: time.Now().Unix(), model: info.Name, kind: k, logprobs: logprobs, tokenIDs: c.ReturnTokenIDs,
+		routing: c.ReturnRouting, layers: info.Layers}
 	next := func() (*pb.GenerateResponse, error) {
 		if first != nil {
 			m := first
@@ -450,15 +454,22 @@ type response struct {
 	kind     kind
 	logprobs int
 	tokenIDs bool
+	routing  bool
+	layers   int
 
-	text   strings.Builder
-	tokens []*pb.Token
-	finish pb.FinishReason
-	usage  *pb.Usage
-	offset int
+	text          strings.Builder
+	promptRouting []uint32
+	k             int
+	tokens        []*pb.Token
+	finish        pb.FinishReason
+	usage         *pb.Usage
+	offset        int
 }
 
 func (o *response) add(m *pb.GenerateResponse) {
+	if m.PromptRouting != nil {
+		o.promptRouting, o.k = m.PromptRouting, int(m.ExpertsPerToken)
+	}
 	o.text.WriteString(m.Text)
 	o.tokens = append(o.tokens, m.Tokens...)
 	if m.FinishReason != pb.FinishReason_FINISH_REASON_UNSPECIFIED {
@@ -586,7 +597,41 @@ func (o *response) choice(text string, tokens []*pb.Token, finish pb.FinishReaso
 	if o.tokenIDs {
 		ch["token_ids"] = tokenIDs(tokens)
 	}
+	if o.routing {
+		rt := map[string]any{"tokens": o.shape(tokenRouting(tokens))}
+		if o.promptRouting != nil {
+			rt["prompt"] = o.shape(o.promptRouting)
+			o.promptRouting = nil // sent once
+		}
+		ch["routing"] = rt
+	}
 	return ch
+}
+
+func tokenRouting(tokens []*pb.Token) []uint32 {
+	var out []uint32
+	for _, t := range tokens {
+		out = append(out, t.Routing...)
+	}
+	return out
+}
+
+// shape turns flat routing (positions × layers × k) into nested lists:
+// per position, per layer, the k experts chosen (best first).
+func (o *response) shape(flat []uint32) [][][]uint32 {
+	out := [][][]uint32{}
+	if o.k == 0 || o.layers == 0 {
+		return out
+	}
+	per := o.layers * o.k
+	for p := 0; p+per <= len(flat); p += per {
+		pos := make([][]uint32, o.layers)
+		for l := range o.layers {
+			pos[l] = flat[p+l*o.k : p+(l+1)*o.k]
+		}
+		out = append(out, pos)
+	}
+	return out
 }
 
 func (o *response) object(chunk bool) string {
@@ -637,6 +682,9 @@ func (o *response) stream(w http.ResponseWriter, next func() (*pb.GenerateRespon
 		}
 		if m.Usage != nil {
 			o.usage = m.Usage
+		}
+		if m.PromptRouting != nil {
+			o.promptRouting, o.k = m.PromptRouting, int(m.ExpertsPerToken)
 		}
 		send(map[string]any{
 			"id": o.id, "object": o.object(true), "created": o.created, "model": o.model,

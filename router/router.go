@@ -61,6 +61,9 @@ type Router struct {
 	mu     sync.RWMutex
 	coords map[string]*coordConn
 	model  *placement.ModelInfo
+	nodes  map[string]placement.Node
+	status map[string]placement.Status
+	pmap   placement.Map
 }
 
 type coordConn struct {
@@ -92,6 +95,21 @@ func Run(ctx context.Context, cfg Config) error {
 	r := &Router{cfg: cfg, log: cfg.Logger.With("role", "router"), coords: map[string]*coordConn{}}
 	defer r.closeConns()
 	go placement.Watch(ctx, store, store.CoordinatorsPrefix(), r.setCoordinators)
+	go placement.Watch(ctx, store, store.NodesPrefix(), func(m map[string]placement.Node) {
+		r.mu.Lock()
+		r.nodes = m
+		r.mu.Unlock()
+	})
+	go placement.Watch(ctx, store, store.StatusPrefix(), func(m map[string]placement.Status) {
+		r.mu.Lock()
+		r.status = m
+		r.mu.Unlock()
+	})
+	go placement.Watch(ctx, store, store.Placement(), func(m map[string]placement.Map) {
+		r.mu.Lock()
+		r.pmap = m[""]
+		r.mu.Unlock()
+	})
 	go placement.Watch(ctx, store, store.Model(), func(m map[string]placement.ModelInfo) {
 		if info, ok := m[""]; ok {
 			r.mu.Lock()

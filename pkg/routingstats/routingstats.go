@@ -27,11 +27,13 @@ const (
 // Pair is two experts (A < B) chosen together for one token in a layer.
 type Pair struct{ Layer, A, B int }
 
-// pairKey packs a pair into a map key (a scalar key keeps the map fast).
-func pairKey(layer, a, b int) uint64 { return uint64(layer)<<40 | uint64(a)<<20 | uint64(b) }
+// PairKey packs a pair into a map key (a scalar key keeps the map fast).
+func PairKey(layer, a, b int) uint64 { return uint64(layer)<<40 | uint64(a)<<20 | uint64(b) }
 
 // PairOf unpacks a key of Counts.Pairs.
-func PairOf(k uint64) Pair { return Pair{int(k >> 40), int(k >> 20 & (1<<20 - 1)), int(k & (1<<20 - 1))} }
+func PairOf(k uint64) Pair {
+	return Pair{int(k >> 40), int(k >> 20 & (1<<20 - 1)), int(k & (1<<20 - 1))}
+}
 
 // NodeCounts are one expert node's dispatch figures.
 type NodeCounts struct {
@@ -45,7 +47,7 @@ type Counts struct {
 	Tokens          []uint64   // per layer: token positions routed
 	ExpertTokens    [][]uint64 // [layer][expert]: routing slots taken
 	GateMass        [][]float64
-	Pairs           map[uint64]uint64 // pairKey → tokens
+	Pairs           map[uint64]uint64 // PairKey → tokens
 	Nodes           map[string]*NodeCounts
 	Generated       uint64 // tokens generated (sampled)
 	Steps           uint64 // forward passes
@@ -118,7 +120,7 @@ func (c *Counts) observe(layer int, choices []int32, weights []float32, k int) {
 				if x > y {
 					x, y = y, x
 				}
-				c.Pairs[pairKey(layer, x, y)]++
+				c.Pairs[PairKey(layer, x, y)]++
 			}
 		}
 	}

@@ -248,7 +248,9 @@ type GenerateRequest struct {
 	Stop      []string `protobuf:"bytes,7,rep,name=stop,proto3" json:"stop,omitempty"`
 	// Alternatives to report with each token's log-probability (0–20); the
 	// chosen token's log-probability is always sent.
-	TopLogprobs   uint32 `protobuf:"varint,8,opt,name=top_logprobs,json=topLogprobs,proto3" json:"top_logprobs,omitempty"`
+	TopLogprobs uint32 `protobuf:"varint,8,opt,name=top_logprobs,json=topLogprobs,proto3" json:"top_logprobs,omitempty"`
+	// Report the experts chosen for the prompt and for every generated token.
+	ReturnRouting bool `protobuf:"varint,9,opt,name=return_routing,json=returnRouting,proto3" json:"return_routing,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -339,6 +341,13 @@ func (x *GenerateRequest) GetTopLogprobs() uint32 {
 	return 0
 }
 
+func (x *GenerateRequest) GetReturnRouting() bool {
+	if x != nil {
+		return x.ReturnRouting
+	}
+	return false
+}
+
 type TokenLogprob struct {
 	state   protoimpl.MessageState `protogen:"open.v1"`
 	Token   int32                  `protobuf:"varint,1,opt,name=token,proto3" json:"token,omitempty"`
@@ -406,7 +415,10 @@ type Token struct {
 	Logprob float32                `protobuf:"fixed32,2,opt,name=logprob,proto3" json:"logprob,omitempty"`
 	Top     []*TokenLogprob        `protobuf:"bytes,3,rep,name=top,proto3" json:"top,omitempty"`
 	// The bytes the token decodes to (possibly part of a UTF-8 character).
-	Piece         []byte `protobuf:"bytes,4,opt,name=piece,proto3" json:"piece,omitempty"`
+	Piece []byte `protobuf:"bytes,4,opt,name=piece,proto3" json:"piece,omitempty"`
+	// With return_routing: the experts chosen, layers × k (best first), at
+	// the position whose logits produced this token.
+	Routing       []uint32 `protobuf:"varint,5,rep,packed,name=routing,proto3" json:"routing,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -465,6 +477,13 @@ func (x *Token) GetTop() []*TokenLogprob {
 func (x *Token) GetPiece() []byte {
 	if x != nil {
 		return x.Piece
+	}
+	return nil
+}
+
+func (x *Token) GetRouting() []uint32 {
+	if x != nil {
+		return x.Routing
 	}
 	return nil
 }
@@ -532,9 +551,14 @@ type GenerateResponse struct {
 	FinishReason FinishReason `protobuf:"varint,3,opt,name=finish_reason,json=finishReason,proto3,enum=switchyard.v1.FinishReason" json:"finish_reason,omitempty"`
 	Usage        *Usage       `protobuf:"bytes,4,opt,name=usage,proto3" json:"usage,omitempty"`
 	// The chat template used, on the first message of a chat request.
-	ChatTemplate  string `protobuf:"bytes,5,opt,name=chat_template,json=chatTemplate,proto3" json:"chat_template,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	ChatTemplate string `protobuf:"bytes,5,opt,name=chat_template,json=chatTemplate,proto3" json:"chat_template,omitempty"`
+	// With return_routing, on the first message: the experts chosen at every
+	// prompt position, positions × layers × k.
+	PromptRouting []uint32 `protobuf:"varint,6,rep,packed,name=prompt_routing,json=promptRouting,proto3" json:"prompt_routing,omitempty"`
+	// Experts per token (k), with return_routing on the first message.
+	ExpertsPerToken uint32 `protobuf:"varint,7,opt,name=experts_per_token,json=expertsPerToken,proto3" json:"experts_per_token,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *GenerateResponse) Reset() {
@@ -602,8 +626,25 @@ func (x *GenerateResponse) GetChatTemplate() string {
 	return ""
 }
 
+func (x *GenerateResponse) GetPromptRouting() []uint32 {
+	if x != nil {
+		return x.PromptRouting
+	}
+	return nil
+}
+
+func (x *GenerateResponse) GetExpertsPerToken() uint32 {
+	if x != nil {
+		return x.ExpertsPerToken
+	}
+	return 0
+}
+
 type StatsRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The window in seconds (rounded up to 5 s buckets, at most 300); 0
+	// means since the coordinator started.
+	WindowSeconds uint32 `protobuf:"varint,1,opt,name=window_seconds,json=windowSeconds,proto3" json:"window_seconds,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -638,6 +679,15 @@ func (*StatsRequest) Descriptor() ([]byte, []int) {
 	return file_switchyard_v1_coordinator_proto_rawDescGZIP(), []int{7}
 }
 
+func (x *StatsRequest) GetWindowSeconds() uint32 {
+	if x != nil {
+		return x.WindowSeconds
+	}
+	return 0
+}
+
+// StatsResponse holds additive counts, so that a router can merge several
+// coordinators exactly.
 type StatsResponse struct {
 	state                protoimpl.MessageState `protogen:"open.v1"`
 	CoordinatorId        string                 `protobuf:"bytes,1,opt,name=coordinator_id,json=coordinatorId,proto3" json:"coordinator_id,omitempty"`
@@ -645,8 +695,25 @@ type StatsResponse struct {
 	RequestsTotal        uint64                 `protobuf:"varint,3,opt,name=requests_total,json=requestsTotal,proto3" json:"requests_total,omitempty"`
 	TokensGeneratedTotal uint64                 `protobuf:"varint,4,opt,name=tokens_generated_total,json=tokensGeneratedTotal,proto3" json:"tokens_generated_total,omitempty"`
 	PromptTokensTotal    uint64                 `protobuf:"varint,5,opt,name=prompt_tokens_total,json=promptTokensTotal,proto3" json:"prompt_tokens_total,omitempty"`
-	unknownFields        protoimpl.UnknownFields
-	sizeCache            protoimpl.SizeCache
+	// The routing figures of the window.
+	Layers  uint32 `protobuf:"varint,6,opt,name=layers,proto3" json:"layers,omitempty"`
+	Experts uint32 `protobuf:"varint,7,opt,name=experts,proto3" json:"experts,omitempty"`
+	// Token positions routed, per layer.
+	LayerTokens []uint64 `protobuf:"varint,8,rep,packed,name=layer_tokens,json=layerTokens,proto3" json:"layer_tokens,omitempty"`
+	// Routing slots taken, layers × experts, row-major.
+	ExpertTokens []uint64 `protobuf:"varint,9,rep,packed,name=expert_tokens,json=expertTokens,proto3" json:"expert_tokens,omitempty"`
+	// Gate weight received, layers × experts, row-major.
+	GateMass  []float64       `protobuf:"fixed64,10,rep,packed,name=gate_mass,json=gateMass,proto3" json:"gate_mass,omitempty"`
+	Pairs     []*ExpertPair   `protobuf:"bytes,11,rep,name=pairs,proto3" json:"pairs,omitempty"`
+	Nodes     []*NodeDispatch `protobuf:"bytes,12,rep,name=nodes,proto3" json:"nodes,omitempty"`
+	Generated uint64          `protobuf:"varint,13,opt,name=generated,proto3" json:"generated,omitempty"`
+	Steps     uint64          `protobuf:"varint,14,opt,name=steps,proto3" json:"steps,omitempty"`
+	// Tokens generated per 5 s over the last five minutes.
+	Series []*SeriesPoint `protobuf:"bytes,15,rep,name=series,proto3" json:"series,omitempty"`
+	// Seconds since the coordinator started.
+	UptimeSeconds float64 `protobuf:"fixed64,16,opt,name=uptime_seconds,json=uptimeSeconds,proto3" json:"uptime_seconds,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *StatsResponse) Reset() {
@@ -714,6 +781,307 @@ func (x *StatsResponse) GetPromptTokensTotal() uint64 {
 	return 0
 }
 
+func (x *StatsResponse) GetLayers() uint32 {
+	if x != nil {
+		return x.Layers
+	}
+	return 0
+}
+
+func (x *StatsResponse) GetExperts() uint32 {
+	if x != nil {
+		return x.Experts
+	}
+	return 0
+}
+
+func (x *StatsResponse) GetLayerTokens() []uint64 {
+	if x != nil {
+		return x.LayerTokens
+	}
+	return nil
+}
+
+func (x *StatsResponse) GetExpertTokens() []uint64 {
+	if x != nil {
+		return x.ExpertTokens
+	}
+	return nil
+}
+
+func (x *StatsResponse) GetGateMass() []float64 {
+	if x != nil {
+		return x.GateMass
+	}
+	return nil
+}
+
+func (x *StatsResponse) GetPairs() []*ExpertPair {
+	if x != nil {
+		return x.Pairs
+	}
+	return nil
+}
+
+func (x *StatsResponse) GetNodes() []*NodeDispatch {
+	if x != nil {
+		return x.Nodes
+	}
+	return nil
+}
+
+func (x *StatsResponse) GetGenerated() uint64 {
+	if x != nil {
+		return x.Generated
+	}
+	return 0
+}
+
+func (x *StatsResponse) GetSteps() uint64 {
+	if x != nil {
+		return x.Steps
+	}
+	return 0
+}
+
+func (x *StatsResponse) GetSeries() []*SeriesPoint {
+	if x != nil {
+		return x.Series
+	}
+	return nil
+}
+
+func (x *StatsResponse) GetUptimeSeconds() float64 {
+	if x != nil {
+		return x.UptimeSeconds
+	}
+	return 0
+}
+
+// ExpertPair counts tokens for which experts a < b were chosen together.
+type ExpertPair struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Layer         uint32                 `protobuf:"varint,1,opt,name=layer,proto3" json:"layer,omitempty"`
+	A             uint32                 `protobuf:"varint,2,opt,name=a,proto3" json:"a,omitempty"`
+	B             uint32                 `protobuf:"varint,3,opt,name=b,proto3" json:"b,omitempty"`
+	Tokens        uint64                 `protobuf:"varint,4,opt,name=tokens,proto3" json:"tokens,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ExpertPair) Reset() {
+	*x = ExpertPair{}
+	mi := &file_switchyard_v1_coordinator_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ExpertPair) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ExpertPair) ProtoMessage() {}
+
+func (x *ExpertPair) ProtoReflect() protoreflect.Message {
+	mi := &file_switchyard_v1_coordinator_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ExpertPair.ProtoReflect.Descriptor instead.
+func (*ExpertPair) Descriptor() ([]byte, []int) {
+	return file_switchyard_v1_coordinator_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *ExpertPair) GetLayer() uint32 {
+	if x != nil {
+		return x.Layer
+	}
+	return 0
+}
+
+func (x *ExpertPair) GetA() uint32 {
+	if x != nil {
+		return x.A
+	}
+	return 0
+}
+
+func (x *ExpertPair) GetB() uint32 {
+	if x != nil {
+		return x.B
+	}
+	return 0
+}
+
+func (x *ExpertPair) GetTokens() uint64 {
+	if x != nil {
+		return x.Tokens
+	}
+	return 0
+}
+
+// NodeDispatch is the coordinator's traffic with one expert node.
+type NodeDispatch struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	NodeId        string                 `protobuf:"bytes,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	Calls         uint64                 `protobuf:"varint,2,opt,name=calls,proto3" json:"calls,omitempty"`
+	Rows          uint64                 `protobuf:"varint,3,opt,name=rows,proto3" json:"rows,omitempty"`
+	BytesSent     uint64                 `protobuf:"varint,4,opt,name=bytes_sent,json=bytesSent,proto3" json:"bytes_sent,omitempty"`
+	BytesReceived uint64                 `protobuf:"varint,5,opt,name=bytes_received,json=bytesReceived,proto3" json:"bytes_received,omitempty"`
+	Errors        uint64                 `protobuf:"varint,6,opt,name=errors,proto3" json:"errors,omitempty"`
+	Retries       uint64                 `protobuf:"varint,7,opt,name=retries,proto3" json:"retries,omitempty"`
+	// Latency histogram over the bounds of routingstats.LatencyBounds, plus
+	// an overflow bucket.
+	LatencyBuckets []uint64 `protobuf:"varint,8,rep,packed,name=latency_buckets,json=latencyBuckets,proto3" json:"latency_buckets,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *NodeDispatch) Reset() {
+	*x = NodeDispatch{}
+	mi := &file_switchyard_v1_coordinator_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *NodeDispatch) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*NodeDispatch) ProtoMessage() {}
+
+func (x *NodeDispatch) ProtoReflect() protoreflect.Message {
+	mi := &file_switchyard_v1_coordinator_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use NodeDispatch.ProtoReflect.Descriptor instead.
+func (*NodeDispatch) Descriptor() ([]byte, []int) {
+	return file_switchyard_v1_coordinator_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *NodeDispatch) GetNodeId() string {
+	if x != nil {
+		return x.NodeId
+	}
+	return ""
+}
+
+func (x *NodeDispatch) GetCalls() uint64 {
+	if x != nil {
+		return x.Calls
+	}
+	return 0
+}
+
+func (x *NodeDispatch) GetRows() uint64 {
+	if x != nil {
+		return x.Rows
+	}
+	return 0
+}
+
+func (x *NodeDispatch) GetBytesSent() uint64 {
+	if x != nil {
+		return x.BytesSent
+	}
+	return 0
+}
+
+func (x *NodeDispatch) GetBytesReceived() uint64 {
+	if x != nil {
+		return x.BytesReceived
+	}
+	return 0
+}
+
+func (x *NodeDispatch) GetErrors() uint64 {
+	if x != nil {
+		return x.Errors
+	}
+	return 0
+}
+
+func (x *NodeDispatch) GetRetries() uint64 {
+	if x != nil {
+		return x.Retries
+	}
+	return 0
+}
+
+func (x *NodeDispatch) GetLatencyBuckets() []uint64 {
+	if x != nil {
+		return x.LatencyBuckets
+	}
+	return nil
+}
+
+type SeriesPoint struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Unix          int64                  `protobuf:"varint,1,opt,name=unix,proto3" json:"unix,omitempty"`
+	Generated     uint64                 `protobuf:"varint,2,opt,name=generated,proto3" json:"generated,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SeriesPoint) Reset() {
+	*x = SeriesPoint{}
+	mi := &file_switchyard_v1_coordinator_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SeriesPoint) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SeriesPoint) ProtoMessage() {}
+
+func (x *SeriesPoint) ProtoReflect() protoreflect.Message {
+	mi := &file_switchyard_v1_coordinator_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SeriesPoint.ProtoReflect.Descriptor instead.
+func (*SeriesPoint) Descriptor() ([]byte, []int) {
+	return file_switchyard_v1_coordinator_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *SeriesPoint) GetUnix() int64 {
+	if x != nil {
+		return x.Unix
+	}
+	return 0
+}
+
+func (x *SeriesPoint) GetGenerated() uint64 {
+	if x != nil {
+		return x.Generated
+	}
+	return 0
+}
+
 var File_switchyard_v1_coordinator_proto protoreflect.FileDescriptor
 
 const file_switchyard_v1_coordinator_proto_rawDesc = "" +
@@ -735,7 +1103,7 @@ const file_switchyard_v1_coordinator_proto_rawDesc = "" +
 	"logit_bias\x18\t \x03(\v2,.switchyard.v1.SamplingParams.LogitBiasEntryR\tlogitBias\x1a<\n" +
 	"\x0eLogitBiasEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\x05R\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\x02R\x05value:\x028\x01\"\xb6\x02\n" +
+	"\x05value\x18\x02 \x01(\x02R\x05value:\x028\x01\"\xdd\x02\n" +
 	"\x0fGenerateRequest\x12\x1d\n" +
 	"\n" +
 	"request_id\x18\x01 \x01(\tR\trequestId\x12\x16\n" +
@@ -746,32 +1114,68 @@ const file_switchyard_v1_coordinator_proto_rawDesc = "" +
 	"\n" +
 	"max_tokens\x18\x06 \x01(\rR\tmaxTokens\x12\x12\n" +
 	"\x04stop\x18\a \x03(\tR\x04stop\x12!\n" +
-	"\ftop_logprobs\x18\b \x01(\rR\vtopLogprobs\"T\n" +
+	"\ftop_logprobs\x18\b \x01(\rR\vtopLogprobs\x12%\n" +
+	"\x0ereturn_routing\x18\t \x01(\bR\rreturnRouting\"T\n" +
 	"\fTokenLogprob\x12\x14\n" +
 	"\x05token\x18\x01 \x01(\x05R\x05token\x12\x18\n" +
 	"\alogprob\x18\x02 \x01(\x02R\alogprob\x12\x14\n" +
-	"\x05piece\x18\x03 \x01(\fR\x05piece\"v\n" +
+	"\x05piece\x18\x03 \x01(\fR\x05piece\"\x90\x01\n" +
 	"\x05Token\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x05R\x02id\x12\x18\n" +
 	"\alogprob\x18\x02 \x01(\x02R\alogprob\x12-\n" +
 	"\x03top\x18\x03 \x03(\v2\x1b.switchyard.v1.TokenLogprobR\x03top\x12\x14\n" +
-	"\x05piece\x18\x04 \x01(\fR\x05piece\"Y\n" +
+	"\x05piece\x18\x04 \x01(\fR\x05piece\x12\x18\n" +
+	"\arouting\x18\x05 \x03(\rR\arouting\"Y\n" +
 	"\x05Usage\x12#\n" +
 	"\rprompt_tokens\x18\x01 \x01(\rR\fpromptTokens\x12+\n" +
-	"\x11completion_tokens\x18\x02 \x01(\rR\x10completionTokens\"\xe7\x01\n" +
+	"\x11completion_tokens\x18\x02 \x01(\rR\x10completionTokens\"\xba\x02\n" +
 	"\x10GenerateResponse\x12,\n" +
 	"\x06tokens\x18\x01 \x03(\v2\x14.switchyard.v1.TokenR\x06tokens\x12\x12\n" +
 	"\x04text\x18\x02 \x01(\tR\x04text\x12@\n" +
 	"\rfinish_reason\x18\x03 \x01(\x0e2\x1b.switchyard.v1.FinishReasonR\ffinishReason\x12*\n" +
 	"\x05usage\x18\x04 \x01(\v2\x14.switchyard.v1.UsageR\x05usage\x12#\n" +
-	"\rchat_template\x18\x05 \x01(\tR\fchatTemplate\"\x0e\n" +
-	"\fStatsRequest\"\xe0\x01\n" +
+	"\rchat_template\x18\x05 \x01(\tR\fchatTemplate\x12%\n" +
+	"\x0eprompt_routing\x18\x06 \x03(\rR\rpromptRouting\x12*\n" +
+	"\x11experts_per_token\x18\a \x01(\rR\x0fexpertsPerToken\"5\n" +
+	"\fStatsRequest\x12%\n" +
+	"\x0ewindow_seconds\x18\x01 \x01(\rR\rwindowSeconds\"\xea\x04\n" +
 	"\rStatsResponse\x12%\n" +
 	"\x0ecoordinator_id\x18\x01 \x01(\tR\rcoordinatorId\x12\x1b\n" +
 	"\tin_flight\x18\x02 \x01(\rR\binFlight\x12%\n" +
 	"\x0erequests_total\x18\x03 \x01(\x04R\rrequestsTotal\x124\n" +
 	"\x16tokens_generated_total\x18\x04 \x01(\x04R\x14tokensGeneratedTotal\x12.\n" +
-	"\x13prompt_tokens_total\x18\x05 \x01(\x04R\x11promptTokensTotal*_\n" +
+	"\x13prompt_tokens_total\x18\x05 \x01(\x04R\x11promptTokensTotal\x12\x16\n" +
+	"\x06layers\x18\x06 \x01(\rR\x06layers\x12\x18\n" +
+	"\aexperts\x18\a \x01(\rR\aexperts\x12!\n" +
+	"\flayer_tokens\x18\b \x03(\x04R\vlayerTokens\x12#\n" +
+	"\rexpert_tokens\x18\t \x03(\x04R\fexpertTokens\x12\x1b\n" +
+	"\tgate_mass\x18\n" +
+	" \x03(\x01R\bgateMass\x12/\n" +
+	"\x05pairs\x18\v \x03(\v2\x19.switchyard.v1.ExpertPairR\x05pairs\x121\n" +
+	"\x05nodes\x18\f \x03(\v2\x1b.switchyard.v1.NodeDispatchR\x05nodes\x12\x1c\n" +
+	"\tgenerated\x18\r \x01(\x04R\tgenerated\x12\x14\n" +
+	"\x05steps\x18\x0e \x01(\x04R\x05steps\x122\n" +
+	"\x06series\x18\x0f \x03(\v2\x1a.switchyard.v1.SeriesPointR\x06series\x12%\n" +
+	"\x0euptime_seconds\x18\x10 \x01(\x01R\ruptimeSeconds\"V\n" +
+	"\n" +
+	"ExpertPair\x12\x14\n" +
+	"\x05layer\x18\x01 \x01(\rR\x05layer\x12\f\n" +
+	"\x01a\x18\x02 \x01(\rR\x01a\x12\f\n" +
+	"\x01b\x18\x03 \x01(\rR\x01b\x12\x16\n" +
+	"\x06tokens\x18\x04 \x01(\x04R\x06tokens\"\xf2\x01\n" +
+	"\fNodeDispatch\x12\x17\n" +
+	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x14\n" +
+	"\x05calls\x18\x02 \x01(\x04R\x05calls\x12\x12\n" +
+	"\x04rows\x18\x03 \x01(\x04R\x04rows\x12\x1d\n" +
+	"\n" +
+	"bytes_sent\x18\x04 \x01(\x04R\tbytesSent\x12%\n" +
+	"\x0ebytes_received\x18\x05 \x01(\x04R\rbytesReceived\x12\x16\n" +
+	"\x06errors\x18\x06 \x01(\x04R\x06errors\x12\x18\n" +
+	"\aretries\x18\a \x01(\x04R\aretries\x12'\n" +
+	"\x0flatency_buckets\x18\b \x03(\x04R\x0elatencyBuckets\"?\n" +
+	"\vSeriesPoint\x12\x12\n" +
+	"\x04unix\x18\x01 \x01(\x03R\x04unix\x12\x1c\n" +
+	"\tgenerated\x18\x02 \x01(\x04R\tgenerated*_\n" +
 	"\fFinishReason\x12\x1d\n" +
 	"\x19FINISH_REASON_UNSPECIFIED\x10\x00\x12\x16\n" +
 	"\x12FINISH_REASON_STOP\x10\x01\x12\x18\n" +
@@ -793,7 +1197,7 @@ func file_switchyard_v1_coordinator_proto_rawDescGZIP() []byte {
 }
 
 var file_switchyard_v1_coordinator_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_switchyard_v1_coordinator_proto_msgTypes = make([]protoimpl.MessageInfo, 10)
+var file_switchyard_v1_coordinator_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
 var file_switchyard_v1_coordinator_proto_goTypes = []any{
 	(FinishReason)(0),        // 0: switchyard.v1.FinishReason
 	(*ChatMessage)(nil),      // 1: switchyard.v1.ChatMessage
@@ -805,25 +1209,31 @@ var file_switchyard_v1_coordinator_proto_goTypes = []any{
 	(*GenerateResponse)(nil), // 7: switchyard.v1.GenerateResponse
 	(*StatsRequest)(nil),     // 8: switchyard.v1.StatsRequest
 	(*StatsResponse)(nil),    // 9: switchyard.v1.StatsResponse
-	nil,                      // 10: switchyard.v1.SamplingParams.LogitBiasEntry
+	(*ExpertPair)(nil),       // 10: switchyard.v1.ExpertPair
+	(*NodeDispatch)(nil),     // 11: switchyard.v1.NodeDispatch
+	(*SeriesPoint)(nil),      // 12: switchyard.v1.SeriesPoint
+	nil,                      // 13: switchyard.v1.SamplingParams.LogitBiasEntry
 }
 var file_switchyard_v1_coordinator_proto_depIdxs = []int32{
-	10, // 0: switchyard.v1.SamplingParams.logit_bias:type_name -> switchyard.v1.SamplingParams.LogitBiasEntry
+	13, // 0: switchyard.v1.SamplingParams.logit_bias:type_name -> switchyard.v1.SamplingParams.LogitBiasEntry
 	1,  // 1: switchyard.v1.GenerateRequest.messages:type_name -> switchyard.v1.ChatMessage
 	2,  // 2: switchyard.v1.GenerateRequest.sampling:type_name -> switchyard.v1.SamplingParams
 	4,  // 3: switchyard.v1.Token.top:type_name -> switchyard.v1.TokenLogprob
 	5,  // 4: switchyard.v1.GenerateResponse.tokens:type_name -> switchyard.v1.Token
 	0,  // 5: switchyard.v1.GenerateResponse.finish_reason:type_name -> switchyard.v1.FinishReason
 	6,  // 6: switchyard.v1.GenerateResponse.usage:type_name -> switchyard.v1.Usage
-	3,  // 7: switchyard.v1.CoordinatorService.Generate:input_type -> switchyard.v1.GenerateRequest
-	8,  // 8: switchyard.v1.CoordinatorService.Stats:input_type -> switchyard.v1.StatsRequest
-	7,  // 9: switchyard.v1.CoordinatorService.Generate:output_type -> switchyard.v1.GenerateResponse
-	9,  // 10: switchyard.v1.CoordinatorService.Stats:output_type -> switchyard.v1.StatsResponse
-	9,  // [9:11] is the sub-list for method output_type
-	7,  // [7:9] is the sub-list for method input_type
-	7,  // [7:7] is the sub-list for extension type_name
-	7,  // [7:7] is the sub-list for extension extendee
-	0,  // [0:7] is the sub-list for field type_name
+	10, // 7: switchyard.v1.StatsResponse.pairs:type_name -> switchyard.v1.ExpertPair
+	11, // 8: switchyard.v1.StatsResponse.nodes:type_name -> switchyard.v1.NodeDispatch
+	12, // 9: switchyard.v1.StatsResponse.series:type_name -> switchyard.v1.SeriesPoint
+	3,  // 10: switchyard.v1.CoordinatorService.Generate:input_type -> switchyard.v1.GenerateRequest
+	8,  // 11: switchyard.v1.CoordinatorService.Stats:input_type -> switchyard.v1.StatsRequest
+	7,  // 12: switchyard.v1.CoordinatorService.Generate:output_type -> switchyard.v1.GenerateResponse
+	9,  // 13: switchyard.v1.CoordinatorService.Stats:output_type -> switchyard.v1.StatsResponse
+	12, // [12:14] is the sub-list for method output_type
+	10, // [10:12] is the sub-list for method input_type
+	10, // [10:10] is the sub-list for extension type_name
+	10, // [10:10] is the sub-list for extension extendee
+	0,  // [0:10] is the sub-list for field type_name
 }
 
 func init() { file_switchyard_v1_coordinator_proto_init() }
@@ -837,7 +1247,7 @@ func file_switchyard_v1_coordinator_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_switchyard_v1_coordinator_proto_rawDesc), len(file_switchyard_v1_coordinator_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   10,
+			NumMessages:   13,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -1,0 +1,123 @@
+package up
+
+import (
+	"encoding/json"
+	"net/http"
+	"testing"
+
+	"github.com/switchyard-llm/switchyard/pkg/routingstats"
+)
+
+type routedCompletion struct {
+	Choices []struct {
+		Routing struct {
+			Prompt [][][]int `json:"prompt"`
+			Tokens [][][]int `json:"tokens"`
+		} `json:"routing"`
+	} `json:"choices"`
+	Usage struct {
+		PromptTokens     int `json:"prompt_tokens"`
+		CompletionTokens int `json:"completion_tokens"`
+	} `json:"usage"`
+}
+
+func getReport(t *testing.T, url, window string) routingstats.Report {
+	t.Helper()
+	resp, err := http.Get(url + "/v1/routing/stats?window=" + window)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("routing stats: %d", resp.StatusCode)
+	}
+	var rep routingstats.Report
+	if err := json.NewDecoder(resp.Body).Decode(&rep); err != nil {
+		t.Fatal(err)
+	}
+	return rep
+}
+
+// TestRoutingCountsExact runs a known workload and checks that the
+// routing statistics count exactly what the requests' own routing says:
+// every position through the model, k experts each.
+func TestRoutingCountsExact(t *testing.T) {
+	c := start(t, Config{})
+	const layers, experts, k = 4, 8, 2
+	want := make([][]uint64, layers)
+	for l := range want {
+		want[l] = make([]uint64, experts)
+	}
+	positions := 0
+	for i, prompt := range []string{"The list type", "def f(x):\n    return", "To open a file, use", "class Point:"} {
+		code, body := post(t, c.URL+"/v1/completions", map[string]any{
+			"prompt": prompt, "max_tokens": 6 + i, "temperature": 0, "return_routing": true,
+			"logit_bias": map[string]float64{"4095": -100}, // no end-of-sequence: every token is fed back but the last
+		})
+		if code != 200 {
+			t.Fatalf("%d %s", code, body)
+		}
+		var r routedCompletion
+		if err := json.Unmarshal(body, &r); err != nil {
+			t.Fatal(err)
+		}
+		rt := r.Choices[0].Routing
+		if len(rt.Prompt) != r.Usage.PromptTokens || len(rt.Tokens) != r.Usage.CompletionTokens {
+			t.Fatalf("routing for %d prompt and %d generated positions, usage %+v", len(rt.Prompt), len(rt.Tokens), r.Usage)
+		}
+		// The first generated token was produced at the last prompt
+		// position (already in prompt); the last one was never fed back.
+		fed := append(rt.Prompt, rt.Tokens[1:]...)
+		for _, pos := range fed {
+			for l, chosen := range pos {
+				if len(chosen) != k {
+					t.Fatalf("layer %d lists %d experts", l, len(chosen))
+				}
+				for _, e := range chosen {
+					want[l][e]++
+				}
+			}
+		}
+		positions += len(fed)
+	}
+	rep := getReport(t, c.URL, "all")
+	if len(rep.Layers) != layers {
+		t.Fatalf("%d layers in the report", len(rep.Layers))
+	}
+	for l, lr := range rep.Layers {
+		var sum uint64
+		for e, er := range lr.Experts {
+			sum += er.Tokens
+			if er.Tokens != want[l][e] {
+				t.Errorf("layer %d expert %d: %d tokens, return_routing says %d", l, e, er.Tokens, want[l][e])
+			}
+		}
+		if lr.Tokens != uint64(positions) || sum != uint64(positions*k) {
+			t.Errorf("layer %d: %d tokens and %d slots, want %d and %d", l, lr.Tokens, sum, positions, positions*k)
+		}
+		if lr.Imbalance < 1 || lr.Entropy <= 0 || lr.Entropy > 3 {
+			t.Errorf("layer %d: imbalance %g entropy %g", l, lr.Imbalance, lr.Entropy)
+		}
+	}
+	if len(rep.Nodes) != 3 || rep.Placement == nil || len(rep.Placement.Units) != layers*experts {
+		t.Fatalf("nodes %+v placement %+v", rep.Nodes, rep.Placement)
+	}
+	var calls uint64
+	for _, n := range rep.Nodes {
+		if n.Health != "ready" || n.Units == 0 || n.Address == "" {
+			t.Errorf("node %+v", n)
+		}
+		calls += n.Calls
+	}
+	if calls == 0 || rep.Totals.Generated == 0 || rep.Model == nil || rep.Model.ActiveParams != 3792576 {
+		t.Errorf("totals %+v model %+v", rep.Totals, rep.Model)
+	}
+	if got := getReport(t, c.URL, "1m").Layers[0].Tokens; got != uint64(positions) {
+		t.Errorf("1m window: %d tokens, want %d", got, positions)
+	}
+	resp, _ := http.Get(c.URL + "/v1/routing/stats?window=2h")
+	if resp.StatusCode != 400 {
+		t.Errorf("window=2h: %d, want 400", resp.StatusCode)
+	}
+	resp.Body.Close()
+}
