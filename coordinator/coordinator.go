@@ -12,11 +12,14 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"go.etcd.io/etcd/client/v3/concurrency"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/health"
@@ -64,6 +67,12 @@ type Config struct {
 	// chat template; nil means such requests fail.
 	FallbackTemplate *chat.Template
 	Logger           *slog.Logger
+	// Registerer receives the metrics; nil means a registry of its own,
+	// served on MetricsListen when that is set.
+	Registerer    prometheus.Registerer
+	MetricsListen string
+	// MetricsPerExpert adds per-(layer, expert) series (many for big models).
+	MetricsPerExpert bool
 }
 
 // Validate checks the config and fills defaults.
@@ -117,6 +126,7 @@ type Coordinator struct {
 	dispatch *dispatcher
 	sched    *scheduler
 	stats    *routingstats.Recorder
+	metrics  *metrics
 
 	inFlight, requests, generated, promptTokens atomic.Int64
 }
@@ -212,7 +222,20 @@ func (c *Coordinator) serve(ctx context.Context) error {
 		return err
 	}
 	defer members.Close()
-	c.dispatch = newDispatcher(c.info.Digest, c.model.Embd, cfg.Encoding, cfg.ForwardTimeout, members, c.stats, c.log)
+	reg := cfg.Registerer
+	if reg == nil {
+		own := prometheus.NewRegistry()
+		reg = own
+		if cfg.MetricsListen != "" {
+			stop, err := serveMetrics(cfg.MetricsListen, own)
+			if err != nil {
+				return err
+			}
+			defer stop()
+		}
+	}
+	c.metrics = newMetrics(reg, c.stats, cfg.MetricsPerExpert)
+	c.dispatch = newDispatcher(c.info.Digest, c.model.Embd, cfg.Encoding, cfg.ForwardTimeout, members, c.stats, c.metrics, c.log)
 	defer c.dispatch.close()
 	c.model.Experts = c.dispatch
 	updateHealth := func() {
@@ -257,7 +280,11 @@ func (c *Coordinator) serve(ctx context.Context) error {
 	}()
 
 	c.sched = &scheduler{m: c.model, tok: c.tok, maxTokens: cfg.MaxBatchTokens, maxSeqs: cfg.MaxSequences,
-		submit: make(chan *genRequest), log: c.log, onStep: c.stats.RecordStep}
+		submit: make(chan *genRequest), log: c.log, onStep: func(generated int) {
+			c.stats.RecordStep(generated)
+			c.metrics.steps.Inc()
+			c.metrics.tokens.WithLabelValues("generated").Add(float64(generated))
+		}}
 	go c.sched.run(ctx)
 
 	srv := grpc.NewServer()
@@ -352,6 +379,19 @@ func (c *Coordinator) waitNodes(ctx context.Context, store *placement.Store) ([]
 		case <-time.After(200 * time.Millisecond):
 		}
 	}
+}
+
+// serveMetrics serves reg on addr at /metrics until stop is called.
+func serveMetrics(addr string, reg *prometheus.Registry) (stop func(), err error) {
+	lis, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("coordinator: metrics listen: %w", err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	go srv.Serve(lis)
+	return func() { srv.Close() }, nil
 }
 
 func stopGracefully(srv *grpc.Server) {

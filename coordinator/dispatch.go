@@ -32,6 +32,7 @@ type dispatcher struct {
 	timeout time.Duration
 	members *membership.Members // nil: no gossip view
 	stats   *routingstats.Recorder
+	metrics *metrics
 	log     *slog.Logger
 
 	mu    sync.RWMutex
@@ -48,8 +49,8 @@ type nodeConn struct {
 	client pb.ExpertServiceClient
 }
 
-func newDispatcher(digest string, embd int, enc pb.Encoding, timeout time.Duration, members *membership.Members, stats *routingstats.Recorder, log *slog.Logger) *dispatcher {
-	return &dispatcher{digest: digest, embd: embd, enc: enc, timeout: timeout, members: members, stats: stats, log: log,
+func newDispatcher(digest string, embd int, enc pb.Encoding, timeout time.Duration, members *membership.Members, stats *routingstats.Recorder, m *metrics, log *slog.Logger) *dispatcher {
+	return &dispatcher{digest: digest, embd: embd, enc: enc, timeout: timeout, members: members, stats: stats, metrics: m, log: log,
 		nodes: map[string]placement.Node{}, ready: map[string]map[string]bool{}, conns: map[string]*nodeConn{}}
 }
 
@@ -212,7 +213,9 @@ func (d *dispatcher) Forward(ctx context.Context, layer int, x []float32, n int,
 			defer cancel()
 			start := time.Now()
 			resp, err := c.client.Forward(cctx, c.req)
-			d.stats.RecordCall(c.node, len(c.rows), len(c.req.Activations), len(resp.GetOutputs()), time.Since(start), err != nil)
+			took := time.Since(start)
+			d.stats.RecordCall(c.node, len(c.rows), len(c.req.Activations), len(resp.GetOutputs()), took, err != nil)
+			d.metrics.call(c.node, took, err != nil)
 			if err != nil {
 				return fmt.Errorf("%w: expert node %s failed serving units %s of layer %d: %v", errUnavailable, c.node, strings.Join(c.units, ", "), layer, err)
 			}

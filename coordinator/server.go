@@ -126,8 +126,11 @@ func (c *Coordinator) Generate(req *pb.GenerateRequest, stream pb.CoordinatorSer
 	}
 	c.inFlight.Add(1)
 	defer c.inFlight.Add(-1)
+	c.metrics.inFlight.Inc()
+	defer c.metrics.inFlight.Dec()
 	c.requests.Add(1)
 	c.promptTokens.Add(int64(len(r.prompt)))
+	c.metrics.tokens.WithLabelValues("prompt").Add(float64(len(r.prompt)))
 	select {
 	case c.sched.submit <- r:
 	case <-ctx.Done():

@@ -3,6 +3,7 @@ package expertnode
 import (
 	"context"
 	"errors"
+	"time"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -19,6 +20,19 @@ const (
 
 // Forward applies the requested experts to the request's rows.
 func (n *Node) Forward(ctx context.Context, req *pb.ForwardRequest) (*pb.ForwardResponse, error) {
+	start := time.Now()
+	resp, err := n.forward(ctx, req)
+	if m := n.metrics; m != nil {
+		m.forwards.WithLabelValues(status.Code(err).String()).Inc()
+		m.latency.Observe(time.Since(start).Seconds())
+		if err == nil {
+			m.rows.Add(float64(len(req.PairRows)))
+		}
+	}
+	return resp, err
+}
+
+func (n *Node) forward(ctx context.Context, req *pb.ForwardRequest) (*pb.ForwardResponse, error) {
 	h := n.file.Hyper
 	switch {
 	case req.ModelDigest != n.digest:

@@ -17,6 +17,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/health"
@@ -48,6 +49,10 @@ type Config struct {
 	CapacityBytes int64 // memory offered for units; 0 means unlimited
 	LeaseTTL      int64 // seconds; 0 means 5
 	Logger        *slog.Logger
+	// Registerer receives the metrics; nil means a registry of its own,
+	// served on MetricsListen when that is set.
+	Registerer    prometheus.Registerer
+	MetricsListen string
 }
 
 // Validate checks the config.
@@ -97,6 +102,8 @@ type Node struct {
 
 	mu    sync.RWMutex // guards local's unit set against Forward
 	local *model.Local
+
+	metrics *metrics // nil until Serve
 }
 
 // Open reads the model file's header and prepares a node holding no units.
@@ -170,6 +177,20 @@ func (n *Node) Serve(ctx context.Context) error {
 	}
 	defer cli.Close()
 	store := placement.NewStore(cli, cfg.Cluster)
+
+	reg := cfg.Registerer
+	if reg == nil {
+		own := prometheus.NewRegistry()
+		reg = own
+		if cfg.MetricsListen != "" {
+			stop, err := serveMetrics(cfg.MetricsListen, own)
+			if err != nil {
+				return err
+			}
+			defer stop()
+		}
+	}
+	n.metrics = newMetrics(reg, n)
 
 	members, err := membership.Start(membership.Config{Name: cfg.NodeID, BindAddr: host, Logger: n.log})
 	if err != nil {

@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -26,10 +27,12 @@ const maxBody = 4 << 20
 // Handler returns the HTTP API.
 func (r *Router) Handler() http.Handler {
 	mux := http.NewServeMux()
-	mux.HandleFunc("POST /v1/completions", r.completions)
-	mux.HandleFunc("POST /v1/chat/completions", r.chatCompletions)
-	mux.HandleFunc("GET /v1/models", r.models)
-	mux.HandleFunc("GET /v1/routing/stats", r.routingStats)
+	m := r.metrics
+	mux.HandleFunc("POST /v1/completions", m.count("completions", r.completions))
+	mux.HandleFunc("POST /v1/chat/completions", m.count("chat_completions", r.chatCompletions))
+	mux.HandleFunc("GET /v1/models", m.count("models", r.models))
+	mux.HandleFunc("GET /v1/routing/stats", m.count("routing_stats", r.routingStats))
+	mux.Handle("GET /metrics", promhttp.HandlerFor(r.cfg.Gatherer, promhttp.HandlerOpts{}))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok\n") })
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, req *http.Request) {
 		if r.modelInfo() == nil || !r.ready(req.Context()) {
@@ -396,6 +399,9 @@ func (r *Router) run(w http.ResponseWriter, req *http.Request, g *pb.GenerateReq
 	}
 	coord.inFlight.Add(1)
 	defer coord.inFlight.Add(-1)
+	r.metrics.inFlight.Inc()
+	defer r.metrics.inFlight.Dec()
+	start := time.Now()
 	prefix := "cmpl-"
 	if k == kindChat {
 		prefix = "chatcmpl-"
@@ -413,6 +419,8 @@ func (r *Router) run(w http.ResponseWriter, req *http.Request, g *pb.GenerateReq
 		writeRPCError(w, err)
 		return
 	}
+	r.metrics.ttft.Observe(time.Since(start).Seconds())
+	last := time.Now()
 	if first.ChatTemplate != "" {
 		w.Header().Set("X-Switchyard-Chat-Template", first.ChatTemplate)
 	}
@@ -420,12 +428,25 @@ func (r *Router) run(w http.ResponseWriter, req *http.Request, g *pb.GenerateReq
 	out := &response{id: g.RequestId, created: time.Now().Unix(), model: info.Name, kind: k, logprobs: logprobs, tokenIDs: c.ReturnTokenIDs,
 		routing: c.ReturnRouting, layers: info.Layers}
 	next := func() (*pb.GenerateResponse, error) {
-		if first != nil {
-			m := first
+		m := first
+		if m != nil {
 			first = nil
-			return m, nil
+		} else {
+			var err error
+			if m, err = stream.Recv(); err != nil {
+				return nil, err
+			}
+			if len(m.Tokens) > 0 {
+				now := time.Now()
+				r.metrics.itl.Observe(now.Sub(last).Seconds())
+				last = now
+			}
 		}
-		return stream.Recv()
+		if m.Usage != nil {
+			r.metrics.tokens.WithLabelValues("prompt").Add(float64(m.Usage.PromptTokens))
+			r.metrics.tokens.WithLabelValues("completion").Add(float64(m.Usage.CompletionTokens))
+		}
+		return m, nil
 	}
 	if c.Stream {
 		out.stream(w, next, c.StreamOptions != nil && c.StreamOptions.IncludeUsage)

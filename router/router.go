@@ -18,6 +18,8 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/switchyard-llm/switchyard/internal/etcdclient"
 	"github.com/switchyard-llm/switchyard/pkg/placement"
 	pb "github.com/switchyard-llm/switchyard/proto/switchyard/v1"
@@ -34,6 +36,11 @@ type Config struct {
 	Listen   string   // HTTP address; ignored when Listener is set
 	Listener net.Listener
 	Logger   *slog.Logger
+	// Registerer receives the router's metrics; nil means a registry of
+	// its own. Gatherer is what /metrics serves; nil means that registry
+	// (set both to serve a shared registry, as `up` does).
+	Registerer prometheus.Registerer
+	Gatherer   prometheus.Gatherer
 }
 
 // Validate checks the config and fills defaults.
@@ -50,13 +57,24 @@ func (c *Config) Validate() error {
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
+	if c.Registerer == nil {
+		reg := prometheus.NewRegistry()
+		c.Registerer = reg
+		if c.Gatherer == nil {
+			c.Gatherer = reg
+		}
+	}
+	if c.Gatherer == nil {
+		c.Gatherer = prometheus.NewRegistry()
+	}
 	return nil
 }
 
 // Router is a running router.
 type Router struct {
-	cfg Config
-	log *slog.Logger
+	cfg     Config
+	log     *slog.Logger
+	metrics *metrics
 
 	mu     sync.RWMutex
 	coords map[string]*coordConn
@@ -92,7 +110,7 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	defer cli.Close()
 	store := placement.NewStore(cli, cfg.Cluster)
-	r := &Router{cfg: cfg, log: cfg.Logger.With("role", "router"), coords: map[string]*coordConn{}}
+	r := &Router{cfg: cfg, log: cfg.Logger.With("role", "router"), coords: map[string]*coordConn{}, metrics: newMetrics(cfg.Registerer)}
 	defer r.closeConns()
 	go placement.Watch(ctx, store, store.CoordinatorsPrefix(), r.setCoordinators)
 	go placement.Watch(ctx, store, store.NodesPrefix(), func(m map[string]placement.Node) {

@@ -59,6 +59,7 @@ func runUp(ctx context.Context, args []string) error {
 	fs.IntVar(&c.ExpertNodes, "expert-nodes", 3, "expert nodes to start")
 	fs.IntVar(&c.Replicas, "replicas", 1, "copies of each expert unit")
 	fs.StringVar(&c.Listen, "listen", "127.0.0.1:8080", "router HTTP address")
+	fs.BoolVar(&c.MetricsPerExpert, "metrics-per-expert", false, "export per-(layer, expert) series on /metrics")
 	act := fs.String("activations", "f32", "activation encoding on the wire: f32, f16 or bf16")
 	tmpl := fs.String("chat-template", "", `chat template for a model file without one: "plain" or a Jinja file (the demo model uses "plain")`)
 	if _, err := parse(fs, args); err != nil {
@@ -85,6 +86,7 @@ func runExpertNode(ctx context.Context, args []string) error {
 	fs.StringVar(&c.NodeID, "node-id", "", "unique node ID")
 	fs.StringVar(&c.Cluster, "cluster", "default", "cluster name (etcd key namespace)")
 	fs.Int64Var(&c.CapacityBytes, "capacity-bytes", 0, "memory offered for expert units (0: unlimited)")
+	fs.StringVar(&c.MetricsListen, "metrics-listen", "", "HTTP address for /metrics (default: none)")
 	if _, err := parse(fs, args); err != nil {
 		return err
 	}
@@ -105,6 +107,8 @@ func runCoordinator(ctx context.Context, args []string) error {
 	fs.IntVar(&c.Replicas, "replicas", 1, "copies of each expert unit in the initial placement")
 	fs.IntVar(&c.MinNodes, "min-nodes", 1, "expert nodes to wait for before placing units")
 	fs.IntVar(&c.MaxBatchTokens, "max-batch-tokens", 256, "tokens per scheduler step")
+	fs.StringVar(&c.MetricsListen, "metrics-listen", "", "HTTP address for /metrics (default: none)")
+	fs.BoolVar(&c.MetricsPerExpert, "metrics-per-expert", false, "export per-(layer, expert) series")
 	act := fs.String("activations", "f32", "activation encoding on the wire: f32, f16 or bf16")
 	tmpl := fs.String("chat-template", "", `chat template for a model file without one: "plain" or a Jinja file`)
 	if _, err := parse(fs, args); err != nil {

@@ -2,7 +2,9 @@ package up
 
 import (
 	"encoding/json"
+	"io"
 	"net/http"
+	"strings"
 	"testing"
 
 	"github.com/switchyard-llm/switchyard/pkg/routingstats"
@@ -120,4 +122,37 @@ func TestRoutingCountsExact(t *testing.T) {
 		t.Errorf("window=2h: %d, want 400", resp.StatusCode)
 	}
 	resp.Body.Close()
+}
+
+// TestMetrics checks /metrics on up's router exposes every component's
+// series, with per-expert series only when asked for.
+func TestMetrics(t *testing.T) {
+	for _, perExpert := range []bool{false, true} {
+		c := start(t, Config{MetricsPerExpert: perExpert})
+		post(t, c.URL+"/v1/completions", map[string]any{"prompt": "The list type", "max_tokens": 4, "stream": true})
+		resp, err := http.Get(c.URL + "/metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		text := string(body)
+		for _, want := range []string{
+			`switchyard_router_requests_total{code="200",component="router",endpoint="completions"} 1`,
+			`switchyard_router_time_to_first_token_seconds_count{component="router"} 1`,
+			`switchyard_router_inter_token_latency_seconds_count{component="router"} 3`,
+			`switchyard_router_tokens_total{component="router",kind="completion"} 4`,
+			`switchyard_coordinator_dispatch_seconds_count{component="coordinator-1",node="node-1"}`,
+			`switchyard_coordinator_layer_imbalance{component="coordinator-1",layer="3"}`,
+			`switchyard_expert_forward_total{code="OK",component="node-2"}`,
+			`switchyard_expert_units_loaded{component="node-3"}`,
+		} {
+			if !strings.Contains(text, want) {
+				t.Errorf("per-expert %v: /metrics lacks %s", perExpert, want)
+			}
+		}
+		if got := strings.Contains(text, "switchyard_coordinator_expert_tokens{"); got != perExpert {
+			t.Errorf("per-expert series present: %v, want %v", got, perExpert)
+		}
+	}
 }

@@ -15,6 +15,8 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/switchyard-llm/switchyard/coordinator"
@@ -40,6 +42,8 @@ type Config struct {
 	// means the plain template for the demo model and none otherwise.
 	ChatTemplate *chat.Template
 	Logger       *slog.Logger
+	// MetricsPerExpert adds per-(layer, expert) series to /metrics.
+	MetricsPerExpert bool
 }
 
 // Cluster is a running local cluster.
@@ -111,6 +115,13 @@ func Start(ctx context.Context, cfg Config) (*Cluster, error) {
 	g, gctx := errgroup.WithContext(rctx)
 	c.g = g
 	endpoints := []string{etcd.Endpoint}
+	// One registry for the whole process, served by the router's /metrics;
+	// each component's series carry its ID.
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	labelled := func(id string) prometheus.Registerer {
+		return prometheus.WrapRegistererWith(prometheus.Labels{"component": id}, reg)
+	}
 	for i := range cfg.ExpertNodes {
 		lis, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
@@ -120,7 +131,7 @@ func Start(ctx context.Context, cfg Config) (*Cluster, error) {
 		id := fmt.Sprintf("node-%d", i+1)
 		g.Go(func() error {
 			return expertnode.Run(gctx, expertnode.Config{NodeID: id, Etcd: endpoints, Listener: lis, ModelPath: cfg.ModelPath,
-				Logger: cfg.Logger})
+				Logger: cfg.Logger, Registerer: labelled(id)})
 		})
 	}
 	coordLis, err := net.Listen("tcp", "127.0.0.1:0")
@@ -131,10 +142,11 @@ func Start(ctx context.Context, cfg Config) (*Cluster, error) {
 	g.Go(func() error {
 		return coordinator.Run(gctx, coordinator.Config{ID: "coordinator-1", Etcd: endpoints, Listener: coordLis,
 			ModelPath: cfg.ModelPath, Replicas: cfg.Replicas, MinNodes: cfg.ExpertNodes, Encoding: cfg.Encoding,
-			FallbackTemplate: fallback, Logger: cfg.Logger})
+			FallbackTemplate: fallback, Logger: cfg.Logger, Registerer: labelled("coordinator-1"), MetricsPerExpert: cfg.MetricsPerExpert})
 	})
 	g.Go(func() error {
-		return router.Run(gctx, router.Config{Etcd: endpoints, Listener: routerLis, Logger: cfg.Logger})
+		return router.Run(gctx, router.Config{Etcd: endpoints, Listener: routerLis, Logger: cfg.Logger,
+			Registerer: labelled("router"), Gatherer: reg})
 	})
 	if err := c.waitReady(ctx, gctx); err != nil {
 		c.Close()

@@ -1,0 +1,52 @@
+package expertnode
+
+import (
+	"fmt"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// metrics are the expert node's Prometheus series.
+type metrics struct {
+	forwards *prometheus.CounterVec
+	rows     prometheus.Counter
+	latency  prometheus.Histogram
+}
+
+func newMetrics(reg prometheus.Registerer, n *Node) *metrics {
+	m := &metrics{
+		forwards: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "switchyard_expert_forward_total",
+			Help: "Forward calls by gRPC status code."}, []string{"code"}),
+		rows: prometheus.NewCounter(prometheus.CounterOpts{Name: "switchyard_expert_forward_pairs_total",
+			Help: "(token, expert) pairs computed."}),
+		latency: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "switchyard_expert_forward_seconds",
+			Help: "Time to serve a Forward call.", Buckets: prometheus.ExponentialBuckets(0.0001, 2, 18)}),
+	}
+	units := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "switchyard_expert_units_loaded",
+		Help: "Expert units loaded and served."}, func() float64 {
+		n.mu.RLock()
+		defer n.mu.RUnlock()
+		return float64(len(n.local.Units()))
+	})
+	read := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "switchyard_expert_model_bytes_read",
+		Help: "Bytes of the model file read so far."}, func() float64 { return float64(n.reader.n.Load()) })
+	reg.MustRegister(m.forwards, m.rows, m.latency, units, read)
+	return m
+}
+
+// serveMetrics serves reg on addr at /metrics until stop is called.
+func serveMetrics(addr string, reg *prometheus.Registry) (stop func(), err error) {
+	lis, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("expert-node: metrics listen: %w", err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	go srv.Serve(lis)
+	return func() { srv.Close() }, nil
+}
