@@ -26,6 +26,7 @@ func commands() []command {
 		{"router", "the HTTP front door: OpenAI-compatible API", runRouter},
 		{"coordinator", "shared layers, batching, sampling; dispatches experts", runCoordinator},
 		{"expert-node", "serves the expert units placed on it", runExpertNode},
+		{"stats", "routing statistics of a running cluster: heatmap, nodes, --compare two prompts", runStats},
 		{"model", "single-process tools over a GGUF file: synth, inspect, tokenize, logits, run", runModel},
 	}
 }
