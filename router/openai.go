@@ -33,6 +33,10 @@ func (r *Router) Handler() http.Handler {
 	mux.HandleFunc("GET /v1/models", m.count("models", r.models))
 	mux.HandleFunc("GET /v1/routing/stats", m.count("routing_stats", r.routingStats))
 	mux.Handle("GET /metrics", promhttp.HandlerFor(r.cfg.Gatherer, promhttp.HandlerOpts{}))
+	mux.HandleFunc("GET /dashboard", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		w.Write(dashboardHTML)
+	})
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok\n") })
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, req *http.Request) {
 		if r.modelInfo() == nil || !r.ready(req.Context()) {

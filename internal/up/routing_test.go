@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/switchyard-llm/switchyard/internal/statsview"
 	"github.com/switchyard-llm/switchyard/pkg/routingstats"
 )
 
@@ -154,5 +155,53 @@ func TestMetrics(t *testing.T) {
 		if got := strings.Contains(text, "switchyard_coordinator_expert_tokens{"); got != perExpert {
 			t.Errorf("per-expert series present: %v, want %v", got, perExpert)
 		}
+	}
+}
+
+// TestSpecialisation checks what the demo model's card reports: code and
+// prose prompts prefer different experts, most of all in the last layer
+// (experts 0, 1, 3 for code; 7, 5, 2 for prose).
+func TestSpecialisation(t *testing.T) {
+	c := start(t, Config{})
+	code, err := statsview.Route(t.Context(), c.URL, "def f(x):\n    return x * 2\n\nclass Point:\n    def __init__(self, x, y):", 4, 8)
+	if err != nil {
+		t.Fatal(err)
+	}
+	prose, err := statsview.Route(t.Context(), c.URL, "The list type is a mutable sequence, and the module describes how objects are used.", 4, 8)
+	if err != nil {
+		t.Fatal(err)
+	}
+	favourite := func(counts []int) int {
+		best := 0
+		for e, n := range counts {
+			if n > counts[best] {
+				best = e
+			}
+		}
+		return best
+	}
+	differ := 0
+	for l := range 4 {
+		if favourite(code.Counts[l]) != favourite(prose.Counts[l]) {
+			differ++
+		}
+	}
+	if differ == 0 {
+		t.Errorf("code and prose prefer the same experts in every layer: %v / %v", code.Counts, prose.Counts)
+	}
+	codeShare := func(r *statsview.Routing, experts ...int) float64 {
+		n, total := 0, 0
+		for e, v := range r.Counts[3] {
+			total += v
+			for _, x := range experts {
+				if e == x {
+					n += v
+				}
+			}
+		}
+		return float64(n) / float64(total)
+	}
+	if a, b := codeShare(code, 0, 1, 3), codeShare(prose, 0, 1, 3); a <= b {
+		t.Errorf("layer 3 experts 0, 1, 3 take %.2f of code slots but %.2f of prose slots", a, b)
 	}
 }
