@@ -75,6 +75,7 @@ func (d *dispatcher) setNodes(nodes map[string]placement.Node) {
 			continue
 		}
 		d.conns[id] = &nodeConn{addr: n.Addr, conn: conn, client: pb.NewExpertServiceClient(conn)}
+		d.metrics.errors.WithLabelValues(id).Add(0) // export the series before the first error
 	}
 }
 

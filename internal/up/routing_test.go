@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"os"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -154,6 +156,21 @@ func TestMetrics(t *testing.T) {
 		}
 		if got := strings.Contains(text, "switchyard_coordinator_expert_tokens{"); got != perExpert {
 			t.Errorf("per-expert series present: %v, want %v", got, perExpert)
+		}
+		if perExpert {
+			// Every series the Grafana dashboard queries exists.
+			dash, err := os.ReadFile("../../deploy/grafana/switchyard.json")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !json.Valid(dash) {
+				t.Fatal("the Grafana dashboard is not valid JSON")
+			}
+			for _, name := range regexp.MustCompile(`switchyard_[a-z_]+`).FindAllString(string(dash), -1) {
+				if !strings.Contains(text, name) {
+					t.Errorf("the Grafana dashboard queries %s, which /metrics lacks", name)
+				}
+			}
 		}
 	}
 }
