@@ -12,20 +12,19 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"net/http"
 	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"go.etcd.io/etcd/client/v3/concurrency"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
 	"github.com/switchyard-llm/switchyard/internal/etcdclient"
+	"github.com/switchyard-llm/switchyard/internal/serve"
 	"github.com/switchyard-llm/switchyard/pkg/chat"
 	"github.com/switchyard-llm/switchyard/pkg/gguf"
 	"github.com/switchyard-llm/switchyard/pkg/membership"
@@ -227,7 +226,7 @@ func (c *Coordinator) serve(ctx context.Context) error {
 		own := prometheus.NewRegistry()
 		reg = own
 		if cfg.MetricsListen != "" {
-			stop, err := serveMetrics(cfg.MetricsListen, own)
+			stop, err := serve.Metrics(cfg.MetricsListen, own)
 			if err != nil {
 				return err
 			}
@@ -293,7 +292,7 @@ func (c *Coordinator) serve(ctx context.Context) error {
 	hs.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(lis) }()
-	defer stopGracefully(srv)
+	defer serve.StopGracefully(srv)
 
 	lease, err := store.Register(ctx, store.Coordinator(cfg.ID), placement.Coordinator{ID: cfg.ID, Addr: addr, GossipAddr: members.Addr()}, 5)
 	if err != nil {
@@ -378,28 +377,5 @@ func (c *Coordinator) waitNodes(ctx context.Context, store *placement.Store) ([]
 			return nil, ctx.Err()
 		case <-time.After(200 * time.Millisecond):
 		}
-	}
-}
-
-// serveMetrics serves reg on addr at /metrics until stop is called.
-func serveMetrics(addr string, reg *prometheus.Registry) (stop func(), err error) {
-	lis, err := net.Listen("tcp", addr)
-	if err != nil {
-		return nil, fmt.Errorf("coordinator: metrics listen: %w", err)
-	}
-	mux := http.NewServeMux()
-	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
-	go srv.Serve(lis)
-	return func() { srv.Close() }, nil
-}
-
-func stopGracefully(srv *grpc.Server) {
-	done := make(chan struct{})
-	go func() { srv.GracefulStop(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(5 * time.Second):
-		srv.Stop()
 	}
 }

@@ -36,8 +36,8 @@ func testNode(t testing.TB) *Node {
 	return n
 }
 
-// serve runs n on a loopback gRPC server and returns a client.
-func serve(t *testing.T, n *Node) pb.ExpertServiceClient {
+// serveNode runs n on a loopback gRPC server and returns a client.
+func serveNode(t *testing.T, n *Node) pb.ExpertServiceClient {
 	t.Helper()
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -68,7 +68,7 @@ func validRequest(n *Node) *pb.ForwardRequest {
 // applied in process, bit for bit, in every wire encoding.
 func TestForwardMatchesLocal(t *testing.T) {
 	n := testNode(t)
-	client := serve(t, n)
+	client := serveNode(t, n)
 	req := validRequest(n)
 	x, _ := pb.DecodeRows(req.Activations, 0, 128)
 	want, err := n.local.Apply(t.Context(), 0, x, []int32{0, 0, 1}, []int32{3, 1, 2})
@@ -100,7 +100,7 @@ func TestForwardMatchesLocal(t *testing.T) {
 
 func TestForwardErrors(t *testing.T) {
 	n := testNode(t)
-	client := serve(t, n)
+	client := serveNode(t, n)
 	cases := []struct {
 		name string
 		edit func(r *pb.ForwardRequest)

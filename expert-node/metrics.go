@@ -1,13 +1,7 @@
 package expertnode
 
 import (
-	"fmt"
-	"net"
-	"net/http"
-	"time"
-
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
 // metrics are the expert node's Prometheus series.
@@ -36,17 +30,4 @@ func newMetrics(reg prometheus.Registerer, n *Node) *metrics {
 		Help: "Bytes of the model file read so far."}, func() float64 { return float64(n.reader.n.Load()) })
 	reg.MustRegister(m.forwards, m.rows, m.latency, units, read)
 	return m
-}
-
-// serveMetrics serves reg on addr at /metrics until stop is called.
-func serveMetrics(addr string, reg *prometheus.Registry) (stop func(), err error) {
-	lis, err := net.Listen("tcp", addr)
-	if err != nil {
-		return nil, fmt.Errorf("expert-node: metrics listen: %w", err)
-	}
-	mux := http.NewServeMux()
-	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
-	go srv.Serve(lis)
-	return func() { srv.Close() }, nil
 }

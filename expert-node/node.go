@@ -15,7 +15,6 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
-	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -24,6 +23,7 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
 	"github.com/switchyard-llm/switchyard/internal/etcdclient"
+	"github.com/switchyard-llm/switchyard/internal/serve"
 	"github.com/switchyard-llm/switchyard/pkg/gguf"
 	"github.com/switchyard-llm/switchyard/pkg/membership"
 	"github.com/switchyard-llm/switchyard/pkg/model"
@@ -183,7 +183,7 @@ func (n *Node) Serve(ctx context.Context) error {
 		own := prometheus.NewRegistry()
 		reg = own
 		if cfg.MetricsListen != "" {
-			stop, err := serveMetrics(cfg.MetricsListen, own)
+			stop, err := serve.Metrics(cfg.MetricsListen, own)
 			if err != nil {
 				return err
 			}
@@ -205,7 +205,7 @@ func (n *Node) Serve(ctx context.Context) error {
 	hs.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(lis) }()
-	defer stopGracefully(srv)
+	defer serve.StopGracefully(srv)
 
 	self := placement.Node{ID: cfg.NodeID, Addr: addr, GossipAddr: members.Addr(), CapacityBytes: cfg.CapacityBytes}
 	lease, err := store.Register(ctx, store.Node(cfg.NodeID), self, cfg.LeaseTTL)
@@ -308,14 +308,4 @@ func sortUnits(us []model.Unit) []model.Unit {
 		return a.Expert - b.Expert
 	})
 	return us
-}
-
-func stopGracefully(srv *grpc.Server) {
-	done := make(chan struct{})
-	go func() { srv.GracefulStop(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(5 * time.Second):
-		srv.Stop()
-	}
 }

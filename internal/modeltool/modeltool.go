@@ -16,6 +16,7 @@ import (
 
 	"github.com/switchyard-llm/switchyard/pkg/gguf"
 	"github.com/switchyard-llm/switchyard/pkg/model"
+	"github.com/switchyard-llm/switchyard/pkg/sampling"
 	"github.com/switchyard-llm/switchyard/pkg/synth"
 	"github.com/switchyard-llm/switchyard/pkg/tensor"
 )
@@ -256,7 +257,7 @@ func Greedy(ctx context.Context, m *model.Model, prompt []int32, maxTokens int, 
 		if err != nil {
 			return gen, err
 		}
-		t := argmax(res[0])
+		t := sampling.Argmax(res[0])
 		gen = append(gen, t)
 		if t == eos {
 			break
@@ -264,16 +265,6 @@ func Greedy(ctx context.Context, m *model.Model, prompt []int32, maxTokens int, 
 		next = []int32{t}
 	}
 	return gen, nil
-}
-
-func argmax(x []float32) int32 {
-	best := 0
-	for i, v := range x {
-		if v > x[best] {
-			best = i
-		}
-	}
-	return int32(best)
 }
 
 // EOS returns the file's end-of-sequence token, or -1.

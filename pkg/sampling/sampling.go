@@ -132,7 +132,7 @@ func (s *Sampler) Sample(logits []float32) Result {
 
 	var tok int32
 	if p.Temperature == 0 {
-		tok = argmax(l)
+		tok = Argmax(l)
 	} else {
 		tok = s.draw(l)
 	}
@@ -238,7 +238,8 @@ func softmaxOf(dst []float64, l []float32, idx []int32, temp float32) []float64 
 	return dst
 }
 
-func argmax(l []float32) int32 {
+// Argmax returns the index of the largest logit (the lowest on ties).
+func Argmax(l []float32) int32 {
 	best := 0
 	for i, v := range l {
 		if v > l[best] {

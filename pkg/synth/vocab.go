@@ -4,23 +4,9 @@ import (
 	"fmt"
 	"sort"
 	"strings"
-)
 
-// byteToRune is GPT-2's bytes_to_unicode: printable bytes map to
-// themselves, the rest to code points from 256 up, in byte order.
-func byteToRune() [256]rune {
-	var t [256]rune
-	n := 0
-	for b := range 256 {
-		if ('!' <= b && b <= '~') || (0xA1 <= b && b <= 0xAC) || (0xAE <= b && b <= 0xFF) {
-			t[b] = rune(b)
-		} else {
-			t[b] = rune(256 + n)
-			n++
-		}
-	}
-	return t
-}
+	"github.com/switchyard-llm/switchyard/pkg/tokenizer"
+)
 
 // corpus is the text the synthetic vocabulary's merges are learnt from.
 const corpus = `The quick brown fox jumps over the lazy dog. Mixture of experts models route each token to a few experts.
@@ -56,7 +42,7 @@ func NewVocab(size int) (Vocab, error) {
 	if size < 258 {
 		return Vocab{}, fmt.Errorf("synth: vocabulary of %d tokens is smaller than 258", size)
 	}
-	b2r := byteToRune()
+	b2r := tokenizer.BytesToUnicode()
 	var v Vocab
 	for b := range 256 {
 		v.Tokens = append(v.Tokens, string(b2r[b]))

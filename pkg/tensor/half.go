@@ -1,39 +1,13 @@
 package tensor
 
-import "math"
+import (
+	"math"
 
-// f16Table maps every half-precision bit pattern to its float32 value.
-var f16Table = func() *[1 << 16]float32 {
-	var t [1 << 16]float32
-	for i := range t {
-		t[i] = f16ToF32Slow(uint16(i))
-	}
-	return &t
-}()
+	"github.com/switchyard-llm/switchyard/pkg/tensor/internal/kernels"
+)
 
 // F16ToF32 converts an IEEE half-precision value to float32 (exactly).
-func F16ToF32(h uint16) float32 { return f16Table[h] }
-
-func f16ToF32Slow(h uint16) float32 {
-	sign := uint32(h>>15) << 31
-	exp := uint32(h>>10) & 0x1f
-	mant := uint32(h) & 0x3ff
-	switch {
-	case exp == 0 && mant == 0:
-		return math.Float32frombits(sign)
-	case exp == 0: // subnormal
-		e := uint32(127 - 15 + 1)
-		for mant&0x400 == 0 {
-			mant <<= 1
-			e--
-		}
-		mant &= 0x3ff
-		return math.Float32frombits(sign | e<<23 | mant<<13)
-	case exp == 0x1f:
-		return math.Float32frombits(sign | 0xff<<23 | mant<<13)
-	}
-	return math.Float32frombits(sign | (exp+127-15)<<23 | mant<<13)
-}
+func F16ToF32(h uint16) float32 { return kernels.F16(h) }
 
 // F32ToF16 converts float32 to half precision, rounding to nearest even as
 // the F16C instruction (and so ggml on x86) does.

@@ -238,6 +238,10 @@ var byteRune, runeByte = func() ([256]rune, map[rune]byte) {
 	return t, inv
 }()
 
+// BytesToUnicode returns GPT-2's bytes_to_unicode table: the character a
+// byte-level vocabulary writes each byte as.
+func BytesToUnicode() [256]rune { return byteRune }
+
 // gpt2Bytes decodes a byte-level token's text to bytes; control tokens
 // decode to nothing, user-defined ones to their own text.
 func gpt2Bytes(s string, typ int32) []byte {

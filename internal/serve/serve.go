@@ -1,0 +1,38 @@
+// Package serve holds the server plumbing the gRPC roles share: a
+// graceful stop with a deadline and a /metrics endpoint.
+package serve
+
+import (
+	"fmt"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"google.golang.org/grpc"
+)
+
+// StopGracefully drains srv, forcing it to stop after 5 seconds.
+func StopGracefully(srv *grpc.Server) {
+	done := make(chan struct{})
+	go func() { srv.GracefulStop(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		srv.Stop()
+	}
+}
+
+// Metrics serves g on addr at /metrics until stop is called.
+func Metrics(addr string, g prometheus.Gatherer) (stop func(), err error) {
+	lis, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("metrics listen: %w", err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(g, promhttp.HandlerOpts{}))
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	go srv.Serve(lis)
+	return func() { srv.Close() }, nil
+}
