@@ -66,6 +66,9 @@ type Coordinator struct {
 type Map struct {
 	Epoch int64               `json:"epoch"`
 	Units map[string][]string `json:"units"` // UnitKey → node IDs
+	// Want is the replica count of units that should have more than the
+	// base (hot units), by UnitKey.
+	Want map[string]int `json:"want,omitempty"`
 }
 
 // Status is what a node has loaded and can serve.
