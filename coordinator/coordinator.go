@@ -72,6 +72,17 @@ type Config struct {
 	MetricsListen string
 	// MetricsPerExpert adds per-(layer, expert) series (many for big models).
 	MetricsPerExpert bool
+	// ControlInterval is how often the elected coordinator's placement
+	// controller looks at the cluster; 0 means 1s.
+	ControlInterval time.Duration
+	// MaxMoves bounds rebalancing changes per placement epoch; 0 means 4.
+	MaxMoves int
+	// HotReplicas is how many extra replicas hot units may get in all; 0
+	// means a quarter of the units, negative turns hot replication off.
+	HotReplicas int
+	// UnitWait is how long a step waits for a unit with no ready replica
+	// (while the controller places it again) before failing; 0 means 30s.
+	UnitWait time.Duration
 }
 
 // Validate checks the config and fills defaults.
@@ -102,6 +113,15 @@ func (c *Config) Validate() error {
 	}
 	if c.ForwardTimeout == 0 {
 		c.ForwardTimeout = 30 * time.Second
+	}
+	if c.ControlInterval == 0 {
+		c.ControlInterval = time.Second
+	}
+	if c.MaxMoves == 0 {
+		c.MaxMoves = 4
+	}
+	if c.UnitWait == 0 {
+		c.UnitWait = 30 * time.Second
 	}
 	if c.Encoding == pb.Encoding_ENCODING_UNSPECIFIED {
 		c.Encoding = pb.Encoding_ENCODING_F32
@@ -188,6 +208,12 @@ func open(cfg Config) (*Coordinator, error) {
 		c.info.ChatTemplate = tmpl.Name
 	}
 	c.stats = routingstats.New(h.Layers, h.Experts, h.ExpertsUsed)
+	switch {
+	case cfg.HotReplicas == 0:
+		c.cfg.HotReplicas = h.Layers * h.Experts / 4
+	case cfg.HotReplicas < 0:
+		c.cfg.HotReplicas = 0
+	}
 	c.model = &model.Model{Hyper: h, Arch: f.Arch, Shared: shared, Pool: tensor.Default(), Observer: c.stats}
 	return c, nil
 }
@@ -234,7 +260,7 @@ func (c *Coordinator) serve(ctx context.Context) error {
 		}
 	}
 	c.metrics = newMetrics(reg, c.stats, cfg.MetricsPerExpert)
-	c.dispatch = newDispatcher(c.info.Digest, c.model.Embd, cfg.Encoding, cfg.ForwardTimeout, members, c.stats, c.metrics, c.log)
+	c.dispatch = newDispatcher(c.info.Digest, c.model.Embd, c.model.ExpertsUsed, cfg.Encoding, cfg.ForwardTimeout, cfg.UnitWait, members, c.stats, c.metrics, c.log)
 	defer c.dispatch.close()
 	c.model.Experts = c.dispatch
 	updateHealth := func() {
@@ -349,16 +375,16 @@ func (c *Coordinator) campaign(ctx context.Context, store *placement.Store) erro
 		if err := store.Put(ctx, store.Placement(), m, 0); err != nil {
 			return err
 		}
+		change := placement.Change{Epoch: m.Epoch, Time: time.Now().UTC(), By: c.cfg.ID,
+			Reasons: []string{fmt.Sprintf("initial placement: %d units spread over %v, %d replicas each", len(m.Units), nodes, c.cfg.Replicas)}}
+		if err := store.Put(ctx, store.History(m.Epoch), change, 0); err != nil {
+			return err
+		}
 		c.log.Info("initial placement written", "epoch", m.Epoch, "nodes", nodes, "replicas", c.cfg.Replicas)
 	default:
 		return err
 	}
-	select { // hold leadership until the session ends
-	case <-ctx.Done():
-		return nil
-	case <-sess.Done():
-		return errors.New("election session expired")
-	}
+	return c.control(ctx, store, sess)
 }
 
 // waitNodes waits until MinNodes expert nodes have registered.

@@ -35,12 +35,16 @@ type dispatcher struct {
 	metrics *metrics
 	log     *slog.Logger
 
-	mu    sync.RWMutex
-	pmap  placement.Map
-	nodes map[string]placement.Node
-	ready map[string]map[string]bool // node → unit key → ready
-	conns map[string]*nodeConn
-	rr    atomic.Uint64
+	perRow   int           // experts per token (k)
+	unitWait time.Duration // how long to wait for a unit with no ready replica
+
+	mu       sync.RWMutex
+	suspects map[string]time.Time // node → until when it is avoided
+	pmap     placement.Map
+	nodes    map[string]placement.Node
+	ready    map[string]map[string]bool // node → unit key → ready
+	conns    map[string]*nodeConn
+	rr       atomic.Uint64
 }
 
 type nodeConn struct {
@@ -49,9 +53,13 @@ type nodeConn struct {
 	client pb.ExpertServiceClient
 }
 
-func newDispatcher(digest string, embd int, enc pb.Encoding, timeout time.Duration, members *membership.Members, stats *routingstats.Recorder, m *metrics, log *slog.Logger) *dispatcher {
-	return &dispatcher{digest: digest, embd: embd, enc: enc, timeout: timeout, members: members, stats: stats, metrics: m, log: log,
-		nodes: map[string]placement.Node{}, ready: map[string]map[string]bool{}, conns: map[string]*nodeConn{}}
+// suspectFor is how long a node whose call failed is avoided.
+const suspectFor = 3 * time.Second
+
+func newDispatcher(digest string, embd, k int, enc pb.Encoding, timeout, unitWait time.Duration, members *membership.Members, stats *routingstats.Recorder, m *metrics, log *slog.Logger) *dispatcher {
+	return &dispatcher{digest: digest, embd: embd, perRow: k, enc: enc, timeout: timeout, unitWait: unitWait, members: members, stats: stats, metrics: m, log: log,
+		suspects: map[string]time.Time{},
+		nodes:    map[string]placement.Node{}, ready: map[string]map[string]bool{}, conns: map[string]*nodeConn{}}
 }
 
 // setNodes updates the registered nodes, dialling new ones.
@@ -114,7 +122,7 @@ func (d *dispatcher) close() {
 
 // usable reports whether node can serve unit key now. Must hold d.mu.
 func (d *dispatcher) usable(node, key string) bool {
-	if !d.ready[node][key] || d.conns[node] == nil {
+	if !d.ready[node][key] || d.conns[node] == nil || time.Now().Before(d.suspects[node]) {
 		return false
 	}
 	return d.members == nil || !d.members.Known(node) || d.members.Alive(node)
@@ -159,31 +167,104 @@ type nodeCall struct {
 	units  []string // for error messages
 }
 
-// Forward implements model.Experts.
+// Forward implements model.Experts. A call that fails is resent, for the
+// pairs it carried, to other ready replicas; a unit with none is waited for
+// (the controller places it again) up to unitWait. Forward is a pure
+// function of its inputs, so resending cannot change the result.
 func (d *dispatcher) Forward(ctx context.Context, layer int, x []float32, n int, experts []int32) ([]float32, error) {
 	E := d.embd
-	k := len(experts) / n
+	out := make([]float32, len(experts)*E)
+	pending := make([]int, len(experts))
+	for s := range pending {
+		pending[s] = s
+	}
+	failed := map[string]bool{} // nodes that failed during this call
+	deadline := time.Now().Add(d.unitWait)
+	for len(pending) > 0 {
+		calls, order, missing := d.plan(layer, experts, pending, failed)
+		if len(missing) > 0 {
+			if time.Now().After(deadline) {
+				d.mu.RLock()
+				why := d.why(missing[0])
+				d.mu.RUnlock()
+				return nil, fmt.Errorf("%w: unit %s has no ready replica after waiting %v (%s)", errUnavailable, missing[0], d.unitWait, why)
+			}
+			select { // the controller is placing it again: wait
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			case <-time.After(50 * time.Millisecond):
+			}
+			continue
+		}
+		var retry []int
+		var mu sync.Mutex
+		var g errgroup.Group
+		for _, node := range order {
+			c := calls[node]
+			c.req.Rows = uint32(len(c.rows))
+			buf := make([]byte, 0, len(c.rows)*E*d.enc.BytesPerValue())
+			for _, r := range c.rows {
+				buf = pb.EncodeRows(buf, d.enc, x[r*E:(r+1)*E])
+			}
+			c.req.Activations = buf
+			g.Go(func() error {
+				err := d.call(ctx, c, layer, out)
+				if err == nil {
+					return nil
+				}
+				if ctx.Err() != nil {
+					return ctx.Err()
+				}
+				d.log.Warn("expert call failed; resending to other replicas", "node", c.node, "layer", layer, "units", strings.Join(c.units, ","), "err", err)
+				d.suspect(c.node)
+				d.stats.RecordRetry(c.node)
+				mu.Lock()
+				failed[c.node] = true
+				retry = append(retry, c.pairs...)
+				mu.Unlock()
+				return nil
+			})
+		}
+		if err := g.Wait(); err != nil {
+			return nil, err
+		}
+		pending = retry
+	}
+	return out, nil
+}
+
+// plan assigns each pending slot to a usable replica, skipping failed
+// nodes, and lists the units that have none.
+func (d *dispatcher) plan(layer int, experts []int32, pending []int, failed map[string]bool) (map[string]*nodeCall, []string, []string) {
 	calls := map[string]*nodeCall{}
-	var order []string
+	var order, missing []string
 	offset := int(d.rr.Add(1))
 	d.mu.RLock()
-	for s, e := range experts {
+	defer d.mu.RUnlock()
+	for _, s := range pending {
+		e := experts[s]
 		key := placement.UnitKey(model.Unit{Layer: layer, Expert: int(e)})
-		reps := d.replicas(key)
+		var reps []string
+		for _, r := range d.replicas(key) {
+			if !failed[r] {
+				reps = append(reps, r)
+			}
+		}
 		if len(reps) == 0 {
-			why := d.why(key)
-			d.mu.RUnlock()
-			return nil, fmt.Errorf("%w: unit %s has no ready replica (%s)", errUnavailable, key, why)
+			if !slices.Contains(missing, key) {
+				missing = append(missing, key)
+			}
+			continue
 		}
 		node := reps[offset%len(reps)]
 		c := calls[node]
 		if c == nil {
 			c = &nodeCall{node: node, client: d.conns[node].client, local: map[int]uint32{},
-				req: &pb.ForwardRequest{ModelDigest: d.digest, Layer: uint32(layer), RowSize: uint32(E), Encoding: d.enc}}
+				req: &pb.ForwardRequest{ModelDigest: d.digest, Layer: uint32(layer), RowSize: uint32(d.embd), Encoding: d.enc}}
 			calls[node] = c
 			order = append(order, node)
 		}
-		row := s / k
+		row := s / d.perRow
 		li, ok := c.local[row]
 		if !ok {
 			li = uint32(len(c.rows))
@@ -197,43 +278,38 @@ func (d *dispatcher) Forward(ctx context.Context, layer int, x []float32, n int,
 			c.units = append(c.units, key)
 		}
 	}
-	d.mu.RUnlock()
+	return calls, order, missing
+}
 
-	out := make([]float32, len(experts)*E)
-	g, gctx := errgroup.WithContext(ctx)
-	for _, node := range order {
-		c := calls[node]
-		c.req.Rows = uint32(len(c.rows))
-		buf := make([]byte, 0, len(c.rows)*E*d.enc.BytesPerValue())
-		for _, r := range c.rows {
-			buf = pb.EncodeRows(buf, d.enc, x[r*E:(r+1)*E])
-		}
-		c.req.Activations = buf
-		g.Go(func() error {
-			cctx, cancel := context.WithTimeout(gctx, d.timeout)
-			defer cancel()
-			start := time.Now()
-			resp, err := c.client.Forward(cctx, c.req)
-			took := time.Since(start)
-			d.stats.RecordCall(c.node, len(c.rows), len(c.req.Activations), len(resp.GetOutputs()), took, err != nil)
-			d.metrics.call(c.node, took, err != nil)
-			if err != nil {
-				return fmt.Errorf("%w: expert node %s failed serving units %s of layer %d: %v", errUnavailable, c.node, strings.Join(c.units, ", "), layer, err)
-			}
-			y, err := pb.DecodeRows(resp.Outputs, resp.Encoding, len(c.pairs)*E)
-			if err != nil {
-				return fmt.Errorf("%w: expert node %s: bad response: %v", errUnavailable, c.node, err)
-			}
-			for i, s := range c.pairs {
-				copy(out[s*E:(s+1)*E], y[i*E:(i+1)*E])
-			}
-			return nil
-		})
+// call sends one node its pairs and writes the outputs into out.
+func (d *dispatcher) call(ctx context.Context, c *nodeCall, layer int, out []float32) error {
+	E := d.embd
+	cctx, cancel := context.WithTimeout(ctx, d.timeout)
+	defer cancel()
+	start := time.Now()
+	resp, err := c.client.Forward(cctx, c.req)
+	took := time.Since(start)
+	d.stats.RecordCall(c.node, len(c.rows), len(c.req.Activations), len(resp.GetOutputs()), took, err != nil)
+	d.metrics.call(c.node, took, err != nil)
+	if err != nil {
+		return fmt.Errorf("expert node %s failed serving units %s of layer %d: %w", c.node, strings.Join(c.units, ", "), layer, err)
 	}
-	if err := g.Wait(); err != nil {
-		return nil, err
+	y, err := pb.DecodeRows(resp.Outputs, resp.Encoding, len(c.pairs)*E)
+	if err != nil {
+		return fmt.Errorf("expert node %s: bad response: %w", c.node, err)
 	}
-	return out, nil
+	for i, s := range c.pairs {
+		copy(out[s*E:(s+1)*E], y[i*E:(i+1)*E])
+	}
+	return nil
+}
+
+// suspect keeps a node that just failed out of routing for a while, until
+// gossip or a fresh status says otherwise.
+func (d *dispatcher) suspect(node string) {
+	d.mu.Lock()
+	d.suspects[node] = time.Now().Add(suspectFor)
+	d.mu.Unlock()
 }
 
 // why says, for each node a unit is placed on, why it cannot serve it.
@@ -246,7 +322,7 @@ func (d *dispatcher) why(key string) string {
 	var parts []string
 	for _, n := range placed {
 		switch {
-		case d.members != nil && d.members.Known(n) && !d.members.Alive(n):
+		case d.members != nil && d.members.Known(n) && !d.members.Alive(n), time.Now().Before(d.suspects[n]):
 			parts = append(parts, "node "+n+" is down")
 		case d.conns[n] == nil:
 			parts = append(parts, "node "+n+" is not registered")

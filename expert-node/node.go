@@ -15,6 +15,7 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -47,7 +48,14 @@ type Config struct {
 	// the host of the listener.
 	GossipAddr    string
 	CapacityBytes int64 // memory offered for units; 0 means unlimited
-	LeaseTTL      int64 // seconds; 0 means 5
+	LeaseTTL      int64 // seconds; 0 means 3
+	// DrainRequests starts a drain when it delivers (main wires SIGTERM to
+	// it): the node asks the controller to move its units away and exits
+	// once nothing is placed on it, or after DrainTimeout (0 means 1
+	// minute). A drain/<id> key in etcd does the same. Cancelling the
+	// context passed to Run stops at once.
+	DrainRequests <-chan struct{}
+	DrainTimeout  time.Duration
 	Logger        *slog.Logger
 	// Registerer receives the metrics; nil means a registry of its own,
 	// served on MetricsListen when that is set.
@@ -71,7 +79,10 @@ func (c *Config) Validate() error {
 		c.Cluster = "default"
 	}
 	if c.LeaseTTL == 0 {
-		c.LeaseTTL = 5
+		c.LeaseTTL = 3
+	}
+	if c.DrainTimeout == 0 {
+		c.DrainTimeout = time.Minute
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
@@ -216,9 +227,13 @@ func (n *Node) Serve(ctx context.Context) error {
 	n.log.Info("expert node registered", "addr", addr, "gossip", members.Addr(), "digest", n.digest)
 	n.joinGossip(ctx, store, members)
 
+	// Watches outlive ctx: on SIGTERM the node drains, and must still see
+	// placement change while it does.
+	wctx, stopWatches := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopWatches()
 	// Placement changes are applied one at a time by this goroutine.
 	maps := make(chan placement.Map, 1)
-	go placement.Watch(ctx, store, store.Placement(), func(m map[string]placement.Map) {
+	go placement.Watch(wctx, store, store.Placement(), func(m map[string]placement.Map) {
 		pm, ok := m[""]
 		if !ok {
 			return
@@ -229,14 +244,55 @@ func (n *Node) Serve(ctx context.Context) error {
 		}
 		maps <- pm
 	})
+	drainReq := make(chan struct{}, 1)
+	go placement.Watch(wctx, store, store.Drain(cfg.NodeID), func(m map[string]bool) {
+		if m[""] {
+			select {
+			case drainReq <- struct{}{}:
+			default:
+			}
+		}
+	})
+	var deadline <-chan time.Time
+	draining := false
+	startDrain := func(why string) {
+		draining = true
+		deadline = time.After(cfg.DrainTimeout)
+		self.Draining = true
+		if err := store.Put(wctx, store.Node(cfg.NodeID), self, lease.ID); err != nil {
+			n.log.Warn("announce drain", "err", err)
+		}
+		n.log.Info("draining: waiting for the controller to move units away", "why", why, "timeout", cfg.DrainTimeout)
+	}
+	var last placement.Map
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
+		case <-cfg.DrainRequests:
+			if !draining {
+				startDrain("stop signal")
+			}
+		case <-drainReq:
+			if !draining {
+				startDrain("drain requested")
+			}
+		case <-deadline:
+			n.log.Warn("drain timed out; exiting with units still placed here")
+			store.C.Delete(wctx, store.Drain(cfg.NodeID))
+			return nil
 		case err := <-serveErr:
 			return fmt.Errorf("expert-node: serve: %w", err)
 		case pm := <-maps:
-			n.apply(ctx, store, lease.ID, pm)
+			last = pm
+			n.apply(wctx, store, lease.ID, pm)
+		}
+		if draining && last.Units != nil && len(last.UnitsOf(cfg.NodeID)) == 0 {
+			// Nothing routes here any more; let in-flight calls finish.
+			time.Sleep(500 * time.Millisecond)
+			store.C.Delete(wctx, store.Drain(cfg.NodeID))
+			n.log.Info("drained")
+			return nil
 		}
 	}
 }

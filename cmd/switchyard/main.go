@@ -26,13 +26,29 @@ func commands() []command {
 		{"router", "the HTTP front door: OpenAI-compatible API", runRouter},
 		{"coordinator", "shared layers, batching, sampling; dispatches experts", runCoordinator},
 		{"expert-node", "serves the expert units placed on it", runExpertNode},
+		{"placement", "show, drain or list the history of expert placement", runPlacement},
 		{"stats", "routing statistics of a running cluster: heatmap, nodes, --compare two prompts", runStats},
 		{"model", "single-process tools over a GGUF file: synth, inspect, tokenize, logits, run", runModel},
 	}
 }
 
+// drain delivers SIGTERM to an expert node, which drains on it instead of
+// stopping (main wires it only for the expert-node command).
+var drain chan struct{}
+
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	sigs := []os.Signal{os.Interrupt, syscall.SIGTERM}
+	if len(os.Args) > 1 && os.Args[1] == "expert-node" {
+		sigs = sigs[:1]
+		drain = make(chan struct{})
+		term := make(chan os.Signal, 1)
+		signal.Notify(term, syscall.SIGTERM)
+		go func() {
+			<-term
+			close(drain)
+		}()
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), sigs...)
 	defer stop()
 	if err := dispatch(ctx, commands(), os.Args[1:]); err != nil {
 		if !errors.Is(err, flag.ErrHelp) {

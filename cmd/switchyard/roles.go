@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/switchyard-llm/switchyard/coordinator"
 	expertnode "github.com/switchyard-llm/switchyard/expert-node"
@@ -60,6 +61,7 @@ func runUp(ctx context.Context, args []string) error {
 	fs.IntVar(&c.Replicas, "replicas", 1, "copies of each expert unit")
 	fs.StringVar(&c.Listen, "listen", "127.0.0.1:8080", "router HTTP address")
 	fs.BoolVar(&c.MetricsPerExpert, "metrics-per-expert", false, "export per-(layer, expert) series on /metrics")
+	fs.BoolVar(&c.Processes, "processes", false, "run each expert node as its own OS process")
 	act := fs.String("activations", "f32", "activation encoding on the wire: f32, f16 or bf16")
 	tmpl := fs.String("chat-template", "", `chat template for a model file without one: "plain" or a Jinja file (the demo model uses "plain")`)
 	if _, err := parse(fs, args); err != nil {
@@ -87,10 +89,11 @@ func runExpertNode(ctx context.Context, args []string) error {
 	fs.StringVar(&c.Cluster, "cluster", "default", "cluster name (etcd key namespace)")
 	fs.Int64Var(&c.CapacityBytes, "capacity-bytes", 0, "memory offered for expert units (0: unlimited)")
 	fs.StringVar(&c.MetricsListen, "metrics-listen", "", "HTTP address for /metrics (default: none)")
+	fs.DurationVar(&c.DrainTimeout, "drain-timeout", time.Minute, "on SIGTERM, how long to wait for units to move away")
 	if _, err := parse(fs, args); err != nil {
 		return err
 	}
-	c.Etcd, c.Logger = splitList(*etcd), logger()
+	c.Etcd, c.Logger, c.DrainRequests = splitList(*etcd), logger(), drain
 	return expertnode.Run(ctx, c)
 }
 
@@ -106,6 +109,8 @@ func runCoordinator(ctx context.Context, args []string) error {
 	fs.StringVar(&c.Cluster, "cluster", "default", "cluster name (etcd key namespace)")
 	fs.IntVar(&c.Replicas, "replicas", 1, "copies of each expert unit in the initial placement")
 	fs.IntVar(&c.MinNodes, "min-nodes", 1, "expert nodes to wait for before placing units")
+	fs.IntVar(&c.MaxMoves, "max-moves", 4, "rebalancing changes per placement epoch")
+	fs.IntVar(&c.HotReplicas, "hot-replicas", 0, "extra replicas for hot units in all (0: a quarter of the units; -1: off)")
 	fs.IntVar(&c.MaxBatchTokens, "max-batch-tokens", 256, "tokens per scheduler step")
 	fs.StringVar(&c.MetricsListen, "metrics-listen", "", "HTTP address for /metrics (default: none)")
 	fs.BoolVar(&c.MetricsPerExpert, "metrics-per-expert", false, "export per-(layer, expert) series")

@@ -44,12 +44,20 @@ type Config struct {
 	Logger       *slog.Logger
 	// MetricsPerExpert adds per-(layer, expert) series to /metrics.
 	MetricsPerExpert bool
+	// Processes runs each expert node as its own OS process (Binary
+	// expert-node …), so that faults can be injected for real.
+	Processes bool
+	Binary    string // the switchyard binary; "" means this executable
+	// UnitWait bounds how long a step waits for a unit with no ready
+	// replica; 0 means the coordinator's default.
+	UnitWait time.Duration
 }
 
 // Cluster is a running local cluster.
 type Cluster struct {
-	URL     string // the router's base URL
-	Etcd    string // the embedded etcd's client URL
+	URL     string  // the router's base URL
+	Etcd    string  // the embedded etcd's client URL
+	procs   []*proc // expert nodes, in process mode
 	g       *errgroup.Group
 	cancel  context.CancelFunc
 	etcd    *embedetcd.Server
@@ -123,12 +131,24 @@ func Start(ctx context.Context, cfg Config) (*Cluster, error) {
 		return prometheus.WrapRegistererWith(prometheus.Labels{"component": id}, reg)
 	}
 	for i := range cfg.ExpertNodes {
+		id := fmt.Sprintf("node-%d", i+1)
+		if cfg.Processes {
+			p, err := newProc(cfg.Binary, id, etcd.Endpoint, cfg.ModelPath)
+			if err == nil {
+				err = p.start()
+			}
+			if err != nil {
+				c.Close()
+				return nil, err
+			}
+			c.procs = append(c.procs, p)
+			continue
+		}
 		lis, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
 			c.Close()
 			return nil, fmt.Errorf("up: expert node: %w", err)
 		}
-		id := fmt.Sprintf("node-%d", i+1)
 		g.Go(func() error {
 			return expertnode.Run(gctx, expertnode.Config{NodeID: id, Etcd: endpoints, Listener: lis, ModelPath: cfg.ModelPath,
 				Logger: cfg.Logger, Registerer: labelled(id)})
@@ -142,7 +162,8 @@ func Start(ctx context.Context, cfg Config) (*Cluster, error) {
 	g.Go(func() error {
 		return coordinator.Run(gctx, coordinator.Config{ID: "coordinator-1", Etcd: endpoints, Listener: coordLis,
 			ModelPath: cfg.ModelPath, Replicas: cfg.Replicas, MinNodes: cfg.ExpertNodes, Encoding: cfg.Encoding,
-			FallbackTemplate: fallback, Logger: cfg.Logger, Registerer: labelled("coordinator-1"), MetricsPerExpert: cfg.MetricsPerExpert})
+			FallbackTemplate: fallback, Logger: cfg.Logger, Registerer: labelled("coordinator-1"), MetricsPerExpert: cfg.MetricsPerExpert,
+			UnitWait: cfg.UnitWait})
 	})
 	g.Go(func() error {
 		return router.Run(gctx, router.Config{Etcd: endpoints, Listener: routerLis, Logger: cfg.Logger,
@@ -181,6 +202,9 @@ func (c *Cluster) Wait() error { return c.g.Wait() }
 
 // Close stops every component and the embedded etcd, and removes its data.
 func (c *Cluster) Close() error {
+	for _, p := range c.procs {
+		p.stop()
+	}
 	c.cancel()
 	err := c.g.Wait()
 	c.etcd.Close()

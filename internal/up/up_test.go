@@ -7,11 +7,13 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
@@ -173,8 +175,13 @@ func TestConcurrentStreams(t *testing.T) {
 }
 
 // streamText reads a streamed completion's text from the SSE events.
-func streamText(url, prompt string) (string, error) {
-	b, _ := json.Marshal(map[string]any{"prompt": prompt, "max_tokens": 24, "temperature": 0, "stream": true})
+func streamText(url, prompt string) (string, error) { return streamTextN(url, prompt, 24) }
+
+func filepathTemp() (string, error) { return os.MkdirTemp("", "switchyard-bin-") }
+
+// streamTextN streams a greedy completion of up to n tokens.
+func streamTextN(url, prompt string, n int) (string, error) {
+	b, _ := json.Marshal(map[string]any{"prompt": prompt, "max_tokens": n, "temperature": 0, "stream": true})
 	resp, err := http.Post(url+"/v1/completions", "application/json", bytes.NewReader(b))
 	if err != nil {
 		return "", err
@@ -183,6 +190,9 @@ func streamText(url, prompt string) (string, error) {
 	body, err := io.ReadAll(resp.Body)
 	if err != nil {
 		return "", err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return "", fmt.Errorf("%s: %s", resp.Status, body)
 	}
 	var sb strings.Builder
 	done := false
@@ -196,10 +206,14 @@ func streamText(url, prompt string) (string, error) {
 			break
 		}
 		var ev struct {
-			Choices []struct{ Text string } `json:"choices"`
+			Choices []struct{ Text string }   `json:"choices"`
+			Error   *struct{ Message string } `json:"error"`
 		}
 		if err := json.Unmarshal([]byte(data), &ev); err != nil {
 			return "", err
+		}
+		if ev.Error != nil {
+			return "", fmt.Errorf("error in stream: %s", ev.Error.Message)
 		}
 		for _, ch := range ev.Choices {
 			sb.WriteString(ch.Text)
@@ -302,10 +316,11 @@ func TestBadHTTPRequests(t *testing.T) {
 	}
 }
 
-// TestNodeDownFailsFast stops an expert node's server and checks requests
-// fail quickly with an error naming the node and a unit.
-func TestNodeDownFailsFast(t *testing.T) {
-	c := start(t, Config{ModelPath: "../../testdata/models/tiny-mixtral-f32.gguf"})
+// TestUnitUnavailableFails takes a node's units out of service without the
+// controller being able to place them elsewhere, and checks requests fail
+// after the bounded wait with an error naming the node and a unit.
+func TestUnitUnavailableFails(t *testing.T) {
+	c := start(t, Config{ModelPath: "../../testdata/models/tiny-mixtral-f32.gguf", UnitWait: time.Second})
 	cli, err := etcdclient.New([]string{c.Etcd})
 	if err != nil {
 		t.Fatal(err)
@@ -320,7 +335,7 @@ func TestNodeDownFailsFast(t *testing.T) {
 		t.Fatal(err)
 	}
 	code, out := post(t, c.URL+"/v1/completions", map[string]any{"prompt": []int{510, 1, 2, 3, 4, 5, 6, 7, 8, 9}, "max_tokens": 8})
-	if code != http.StatusServiceUnavailable || !strings.Contains(string(out), "node node-2") || !strings.Contains(string(out), "unit ") {
+	if code != http.StatusServiceUnavailable || !strings.Contains(string(out), "node node-2") || !strings.Contains(string(out), "no ready replica after waiting 1s") {
 		t.Errorf("got %d %s, want 503 naming node-2 and a unit", code, out)
 	}
 }

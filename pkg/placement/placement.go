@@ -11,6 +11,8 @@
 //	status/<id>         Status, under the node's lease
 //	coordinators/<id>   Coordinator, under the coordinator's lease
 //	election/           the coordinators' leader election
+//	drain/<id>          a request that node <id> drain and exit
+//	history/<epoch>     Change: why each placement epoch was written
 package placement
 
 import (
@@ -53,6 +55,9 @@ type Node struct {
 	Addr          string `json:"addr"`        // gRPC host:port
 	GossipAddr    string `json:"gossip_addr"` // memberlist host:port
 	CapacityBytes int64  `json:"capacity_bytes"`
+	// Draining asks the controller to move the node's units away (set by
+	// the node on SIGTERM).
+	Draining bool `json:"draining,omitempty"`
 }
 
 // Coordinator is a coordinator's registration.
@@ -154,6 +159,22 @@ func (k Keys) Coordinator(id string) string {
 	return k.CoordinatorsPrefix() + id
 }
 func (k Keys) Election() string { return k.prefix + "election/" }
+
+// DrainPrefix holds drain requests: drain/<id> asks node id to drain and exit.
+func (k Keys) DrainPrefix() string    { return k.prefix + "drain/" }
+func (k Keys) Drain(id string) string { return k.DrainPrefix() + id }
+func (k Keys) HistoryPrefix() string  { return k.prefix + "history/" }
+func (k Keys) History(epoch int64) string {
+	return fmt.Sprintf("%s%020d", k.HistoryPrefix(), epoch)
+}
+
+// Change records why a placement epoch was written.
+type Change struct {
+	Epoch   int64     `json:"epoch"`
+	Time    time.Time `json:"time"`
+	By      string    `json:"by"` // the coordinator that wrote it
+	Reasons []string  `json:"reasons"`
+}
 
 // Store reads and writes the schema through an etcd client.
 type Store struct {

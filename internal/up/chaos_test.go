@@ -1,0 +1,137 @@
+package up
+
+import (
+	"fmt"
+	"os/exec"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+)
+
+var (
+	binOnce sync.Once
+	binPath string
+	binErr  error
+)
+
+// binary builds the switchyard command once for the process-mode tests.
+func binary(t *testing.T) string {
+	t.Helper()
+	binOnce.Do(func() {
+		dir, err := filepathTemp()
+		if err != nil {
+			binErr = err
+			return
+		}
+		binPath = filepath.Join(dir, "switchyard")
+		out, err := exec.Command("go", "build", "-o", binPath, "../../cmd/switchyard").CombinedOutput()
+		if err != nil {
+			binErr = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if binErr != nil {
+		t.Fatal(binErr)
+	}
+	return binPath
+}
+
+// workload runs n concurrent greedy streams and returns their texts.
+func workload(t *testing.T, url string, n, tokens int) ([]string, []error) {
+	texts, errs := make([]string, n), make([]error, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		prompt := fmt.Sprintf("%s %d", []string{"The list type", "def f(x):", "To open a file", "class Point:"}[i%4], i)
+		wg.Go(func() { texts[i], errs[i] = streamTextN(url, prompt, tokens) })
+	}
+	wg.Wait()
+	return texts, errs
+}
+
+// TestChaosKillNode runs 32 concurrent greedy streams against expert nodes
+// running as processes, kills one with SIGKILL mid-run and starts it again
+// later: every request must complete with the text of a fault-free run.
+// With 2 replicas the dispatcher resends to the other replica; with 1 the
+// controller places the lost units again and the step waits for them.
+func TestChaosKillNode(t *testing.T) {
+	bin := binary(t)
+	for _, replicas := range []int{2, 1} {
+		t.Run(fmt.Sprintf("replicas=%d", replicas), func(t *testing.T) {
+			c := start(t, Config{Processes: true, Binary: bin, Replicas: replicas})
+			want, errs := workload(t, c.URL, 32, 48)
+			for i, err := range errs {
+				if err != nil {
+					t.Fatalf("fault-free stream %d: %v", i, err)
+				}
+			}
+			done := make(chan struct{})
+			var got []string
+			go func() {
+				got, errs = workload(t, c.URL, 32, 48)
+				close(done)
+			}()
+			time.Sleep(150 * time.Millisecond)
+			killed := time.Now()
+			if err := c.KillNode(1); err != nil {
+				t.Fatal(err)
+			}
+			select {
+			case <-done:
+			case <-time.After(90 * time.Second):
+				t.Fatal("the workload did not finish within 90 s of the kill")
+			}
+			t.Logf("workload finished %v after the kill", time.Since(killed).Round(time.Millisecond))
+			for i := range got {
+				if errs[i] != nil {
+					t.Errorf("stream %d failed: %v", i, errs[i])
+				} else if got[i] != want[i] {
+					t.Errorf("stream %d differs from the fault-free run:\n got %q\nwant %q", i, got[i], want[i])
+				}
+			}
+			// The kill hit traffic in flight: calls to node-2 failed and were resent.
+			for _, n := range getReport(t, c.URL, "all").Nodes {
+				if n.ID == "node-2" && n.Retries == 0 {
+					t.Errorf("no call to the killed node was resent: %+v", n)
+				}
+			}
+			if err := c.StartNode(1); err != nil {
+				t.Fatal(err)
+			}
+			again, errs := workload(t, c.URL, 8, 16)
+			for i := range again {
+				if errs[i] != nil {
+					t.Errorf("after restart, stream %d: %v", i, errs[i])
+				}
+			}
+		})
+	}
+}
+
+// TestDrainUnderLoad stops a node with SIGTERM while streams run: it
+// drains (the controller moves its units away first) with zero errors.
+func TestDrainUnderLoad(t *testing.T) {
+	bin := binary(t)
+	c := start(t, Config{Processes: true, Binary: bin})
+	done := make(chan struct{})
+	var errs []error
+	go func() {
+		_, errs = workload(t, c.URL, 16, 64)
+		close(done)
+	}()
+	time.Sleep(100 * time.Millisecond)
+	if err := c.DrainNode(2, 30*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	<-done
+	for i, err := range errs {
+		if err != nil {
+			t.Errorf("stream %d: %v", i, err)
+		}
+	}
+	rep := getReport(t, c.URL, "all")
+	for _, n := range rep.Nodes {
+		if n.ID == "node-3" && n.Health != "down" {
+			t.Errorf("drained node-3 still %s", n.Health)
+		}
+	}
+}
