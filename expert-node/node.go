@@ -111,8 +111,9 @@ type Node struct {
 	reader *countingReader
 	digest string
 
-	mu    sync.RWMutex // guards local's unit set against Forward
+	mu    sync.RWMutex // guards local's unit set against Forward, and epoch
 	local *model.Local
+	epoch int64 // the placement epoch the units reflect
 
 	metrics *metrics // nil until Serve
 }
@@ -224,6 +225,10 @@ func (n *Node) Serve(ctx context.Context) error {
 		return err
 	}
 	defer lease.Close(context.WithoutCancel(ctx))
+	lease.OnRenew = func(ctx context.Context, id clientv3.LeaseID) {
+		n.log.Warn("registration lost and renewed; publishing status again")
+		n.publish(ctx, store, id)
+	}
 	n.log.Info("expert node registered", "addr", addr, "gossip", members.Addr(), "digest", n.digest)
 	n.joinGossip(ctx, store, members)
 
@@ -259,7 +264,7 @@ func (n *Node) Serve(ctx context.Context) error {
 		draining = true
 		deadline = time.After(cfg.DrainTimeout)
 		self.Draining = true
-		if err := store.Put(wctx, store.Node(cfg.NodeID), self, lease.ID); err != nil {
+		if err := store.Put(wctx, store.Node(cfg.NodeID), self, lease.ID()); err != nil {
 			n.log.Warn("announce drain", "err", err)
 		}
 		n.log.Info("draining: waiting for the controller to move units away", "why", why, "timeout", cfg.DrainTimeout)
@@ -285,7 +290,7 @@ func (n *Node) Serve(ctx context.Context) error {
 			return fmt.Errorf("expert-node: serve: %w", err)
 		case pm := <-maps:
 			last = pm
-			n.apply(wctx, store, lease.ID, pm)
+			n.apply(wctx, store, lease.ID(), pm)
 		}
 		if draining && last.Units != nil && len(last.UnitsOf(cfg.NodeID)) == 0 {
 			// Nothing routes here any more; let in-flight calls finish.
@@ -343,17 +348,24 @@ func (n *Node) apply(ctx context.Context, store *placement.Store, lease clientv3
 			n.local.Remove(u)
 		}
 	}
-	ready := n.local.Units()
+	n.epoch = pm.Epoch
 	n.mu.Unlock()
-	st := placement.Status{NodeID: n.cfg.NodeID, Digest: n.digest, Epoch: pm.Epoch}
-	for _, u := range sortUnits(ready) {
+	n.publish(ctx, store, lease)
+}
+
+// publish writes the node's status: the units it has loaded.
+func (n *Node) publish(ctx context.Context, store *placement.Store, lease clientv3.LeaseID) {
+	n.mu.RLock()
+	st := placement.Status{NodeID: n.cfg.NodeID, Digest: n.digest, Epoch: n.epoch}
+	for _, u := range sortUnits(n.local.Units()) {
 		st.Ready = append(st.Ready, placement.UnitKey(u))
 	}
+	n.mu.RUnlock()
 	if err := store.Put(ctx, store.Status(n.cfg.NodeID), st, lease); err != nil {
 		n.log.Error("publish status", "err", err)
 		return
 	}
-	n.log.Info("units ready", "epoch", pm.Epoch, "units", len(st.Ready), "bytes_read", n.reader.n.Load())
+	n.log.Info("units ready", "epoch", st.Epoch, "units", len(st.Ready), "bytes_read", n.reader.n.Load())
 }
 
 func sortUnits(us []model.Unit) []model.Unit {

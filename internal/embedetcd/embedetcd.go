@@ -14,9 +14,10 @@ import (
 
 // Server is a running embedded etcd.
 type Server struct {
-	e        *embed.Etcd
-	Endpoint string // client URL, http://127.0.0.1:PORT
-	dir      string
+	e                    *embed.Etcd
+	Endpoint             string // client URL, http://127.0.0.1:PORT
+	dir                  string
+	clientPort, peerPort int
 }
 
 func freePort() (int, error) {
@@ -41,6 +42,13 @@ func Start(ctx context.Context, dir string, clientPort int) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("embedetcd: %w", err)
 	}
+	s := &Server{dir: dir, clientPort: clientPort, peerPort: peerPort}
+	return s, s.start(ctx)
+}
+
+// start runs etcd on the server's ports and directory.
+func (s *Server) start(ctx context.Context) error {
+	clientPort, peerPort, dir := s.clientPort, s.peerPort, s.dir
 	cfg := embed.NewConfig()
 	cfg.Dir = dir
 	cfg.Name = "switchyard"
@@ -53,19 +61,28 @@ func Start(ctx context.Context, dir string, clientPort int) (*Server, error) {
 	cfg.LogOutputs = []string{"/dev/null"}
 	e, err := embed.StartEtcd(cfg)
 	if err != nil {
-		return nil, fmt.Errorf("embedetcd: start: %w", err)
+		return fmt.Errorf("embedetcd: start: %w", err)
 	}
 	select {
 	case <-e.Server.ReadyNotify():
 	case <-time.After(30 * time.Second):
 		e.Close()
-		return nil, fmt.Errorf("embedetcd: not ready after 30s")
+		return fmt.Errorf("embedetcd: not ready after 30s")
 	case <-ctx.Done():
 		e.Close()
-		return nil, ctx.Err()
+		return ctx.Err()
 	}
-	return &Server{e: e, Endpoint: cu.String(), dir: dir}, nil
+	s.e, s.Endpoint = e, cu.String()
+	return nil
 }
 
-// Close stops the server.
-func (s *Server) Close() { s.e.Close() }
+// Close stops the server; Restart brings it back with the same data.
+func (s *Server) Close() {
+	if s.e != nil {
+		s.e.Close()
+		s.e = nil
+	}
+}
+
+// Restart starts a closed server again on the same ports and data.
+func (s *Server) Restart(ctx context.Context) error { return s.start(ctx) }

@@ -1,6 +1,7 @@
 package up
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -106,3 +107,10 @@ func (c *Cluster) StartNode(i int) error {
 	}
 	return p.start()
 }
+
+// StopEtcd stops the embedded etcd (an outage); StartEtcd brings it back
+// with the same data on the same port.
+func (c *Cluster) StopEtcd() { c.etcd.Close() }
+
+// StartEtcd restarts the embedded etcd after StopEtcd.
+func (c *Cluster) StartEtcd(ctx context.Context) error { return c.etcd.Restart(ctx) }

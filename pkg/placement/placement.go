@@ -23,6 +23,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -275,38 +276,68 @@ func sleep(ctx context.Context, d time.Duration) {
 	}
 }
 
-// Lease is a registration kept alive until Close or the end of ctx.
+// Lease is a registration kept alive until Close. If the lease is lost
+// (etcd was away longer than its TTL), it is granted again and the value
+// written again, and OnRenew (when set) runs so that other keys under the
+// lease can be rewritten too.
 type Lease struct {
-	ID     clientv3.LeaseID
-	cancel context.CancelFunc
-	s      *Store
+	id      atomic.Int64
+	cancel  context.CancelFunc
+	s       *Store
+	OnRenew func(ctx context.Context, id clientv3.LeaseID)
 }
 
+// ID is the current lease.
+func (l *Lease) ID() clientv3.LeaseID { return clientv3.LeaseID(l.id.Load()) }
+
 // Register grants a lease of ttl seconds, writes v at key under it and
-// keeps it alive in the background.
+// keeps both alive in the background until Close.
 func (s *Store) Register(ctx context.Context, key string, v any, ttl int64) (*Lease, error) {
-	g, err := s.C.Grant(ctx, ttl)
-	if err != nil {
-		return nil, fmt.Errorf("placement: lease for %s: %w", key, err)
-	}
-	if err := s.Put(ctx, key, v, g.ID); err != nil {
-		return nil, err
+	l := &Lease{s: s}
+	grant := func(ctx context.Context) (<-chan *clientv3.LeaseKeepAliveResponse, error) {
+		g, err := s.C.Grant(ctx, ttl)
+		if err != nil {
+			return nil, fmt.Errorf("placement: lease for %s: %w", key, err)
+		}
+		if err := s.Put(ctx, key, v, g.ID); err != nil {
+			return nil, err
+		}
+		l.id.Store(int64(g.ID))
+		return s.C.KeepAlive(ctx, g.ID)
 	}
 	kctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	ch, err := s.C.KeepAlive(kctx, g.ID)
+	l.cancel = cancel
+	ch, err := grant(kctx)
 	if err != nil {
 		cancel()
-		return nil, fmt.Errorf("placement: keep lease for %s alive: %w", key, err)
+		return nil, err
 	}
 	go func() {
-		for range ch {
+		for {
+			for range ch {
+			}
+			// The keep-alive ended: either Close, or the lease was lost.
+			for kctx.Err() == nil {
+				if ch, err = grant(kctx); err == nil {
+					if l.OnRenew != nil {
+						l.OnRenew(kctx, l.ID())
+					}
+					break
+				}
+				sleep(kctx, time.Second)
+			}
+			if kctx.Err() != nil {
+				return
+			}
 		}
 	}()
-	return &Lease{ID: g.ID, cancel: cancel, s: s}, nil
+	return l, nil
 }
 
 // Close stops the keep-alive and revokes the lease, removing its keys.
 func (l *Lease) Close(ctx context.Context) {
 	l.cancel()
-	l.s.C.Revoke(ctx, l.ID)
+	rctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	l.s.C.Revoke(rctx, l.ID())
 }
