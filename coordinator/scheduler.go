@@ -15,7 +15,9 @@ import (
 // sampler. The scheduler owns it from submission on.
 type genRequest struct {
 	ctx         context.Context
-	prompt      []int32
+	prompt      []int32 // the prompt, plus resumed tokens
+	promptLen   int     // of the prompt alone
+	resumed     []int32 // tokens generated before a resume (text already sent)
 	sampler     *sampling.Sampler
 	topLogprobs int
 	maxTokens   int
@@ -107,8 +109,14 @@ func (s *scheduler) run(ctx context.Context) {
 }
 
 func (s *scheduler) start(r *genRequest) *seqState {
-	return &seqState{req: r, seq: s.m.NewSequence(), pending: slices.Clone(r.prompt),
+	st := &seqState{req: r, seq: s.m.NewSequence(), pending: slices.Clone(r.prompt),
 		dec: s.tok.NewDecoder(), stop: sampling.NewStopper(r.stop)}
+	// Resumed tokens' text was sent by the coordinator that died: bring the
+	// decoder and the stop matcher to where it left them.
+	for _, t := range r.resumed {
+		st.stop.Push(st.dec.Next(t))
+	}
+	return st
 }
 
 // step runs one forward pass and returns the sequences still running.

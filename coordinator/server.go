@@ -3,6 +3,7 @@ package coordinator
 import (
 	"context"
 	"errors"
+	"slices"
 	"time"
 
 	"google.golang.org/grpc/codes"
@@ -71,6 +72,13 @@ func (c *Coordinator) admit(ctx context.Context, req *pb.GenerateRequest) (*genR
 	if len(prompt) == 0 {
 		return nil, "", invalid("the prompt is empty")
 	}
+	promptLen := len(prompt)
+	for i, t := range req.ResumeTokens {
+		if t < 0 || int(t) >= c.model.Vocab {
+			return nil, "", invalid("resume token %d at %d is outside the vocabulary of %d", t, i, c.model.Vocab)
+		}
+	}
+	prompt = append(slices.Clone(prompt), req.ResumeTokens...)
 	ctxLen := c.model.Context
 	if len(prompt) >= ctxLen {
 		return nil, "", invalid("the prompt is %d tokens; it must be shorter than the context of %d tokens", len(prompt), ctxLen)
@@ -109,12 +117,14 @@ func (c *Coordinator) admit(ctx context.Context, req *pb.GenerateRequest) (*genR
 	for _, t := range prompt {
 		s.Accept(t)
 	}
+	s.Skip(len(req.ResumeTokens))
 	maxTokens := ctxLen - len(prompt)
 	if req.MaxTokens > 0 {
 		maxTokens = min(maxTokens, int(req.MaxTokens))
 	}
-	return &genRequest{ctx: ctx, prompt: prompt, sampler: s, topLogprobs: int(req.TopLogprobs), maxTokens: maxTokens,
-		stop: req.Stop, routing: req.ReturnRouting, events: make(chan genEvent, maxTokens+2)}, template, nil
+	return &genRequest{ctx: ctx, prompt: prompt, promptLen: promptLen, resumed: req.ResumeTokens, sampler: s,
+		topLogprobs: int(req.TopLogprobs), maxTokens: maxTokens, stop: req.Stop, routing: req.ReturnRouting,
+		events: make(chan genEvent, maxTokens+2)}, template, nil
 }
 
 // Generate streams one completion.
@@ -129,14 +139,14 @@ func (c *Coordinator) Generate(req *pb.GenerateRequest, stream pb.CoordinatorSer
 	c.metrics.inFlight.Inc()
 	defer c.metrics.inFlight.Dec()
 	c.requests.Add(1)
-	c.promptTokens.Add(int64(len(r.prompt)))
-	c.metrics.tokens.WithLabelValues("prompt").Add(float64(len(r.prompt)))
+	c.promptTokens.Add(int64(r.promptLen))
+	c.metrics.tokens.WithLabelValues("prompt").Add(float64(r.promptLen))
 	select {
 	case c.sched.submit <- r:
 	case <-ctx.Done():
 		return status.FromContextError(ctx.Err()).Err()
 	}
-	usage := &pb.Usage{PromptTokens: uint32(len(r.prompt))}
+	usage := &pb.Usage{PromptTokens: uint32(r.promptLen)}
 	first := true
 	for ev := range r.events {
 		if ev.err != nil {

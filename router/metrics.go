@@ -15,6 +15,7 @@ type metrics struct {
 	ttft     prometheus.Histogram
 	itl      prometheus.Histogram
 	inFlight prometheus.Gauge
+	resumed  prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -29,8 +30,10 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help: "Time between consecutive generated tokens of a stream.", Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16)}),
 		inFlight: prometheus.NewGauge(prometheus.GaugeOpts{Name: "switchyard_router_in_flight_requests",
 			Help: "Generation requests in progress."}),
+		resumed: prometheus.NewCounter(prometheus.CounterOpts{Name: "switchyard_router_resumed_requests_total",
+			Help: "Requests resumed on another coordinator after theirs was lost."}),
 	}
-	reg.MustRegister(m.requests, m.tokens, m.ttft, m.itl, m.inFlight)
+	reg.MustRegister(m.requests, m.tokens, m.ttft, m.itl, m.inFlight, m.resumed)
 	return m
 }
 

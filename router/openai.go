@@ -1,6 +1,7 @@
 package router
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
@@ -10,6 +11,7 @@ import (
 	"math"
 	mrand "math/rand/v2"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -17,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 
 	pb "github.com/switchyard-llm/switchyard/proto/switchyard/v1"
 )
@@ -396,13 +399,6 @@ func newID(prefix string) string {
 // run sends the request to a coordinator and writes the answer, streamed
 // or whole. logprobs < 0 means none were asked for.
 func (r *Router) run(w http.ResponseWriter, req *http.Request, g *pb.GenerateRequest, c *common, k kind, logprobs int) {
-	coord := r.pick()
-	if coord == nil {
-		writeError(w, http.StatusServiceUnavailable, "service_unavailable", "", "no coordinator is available")
-		return
-	}
-	coord.inFlight.Add(1)
-	defer coord.inFlight.Add(-1)
 	r.metrics.inFlight.Inc()
 	defer r.metrics.inFlight.Dec()
 	start := time.Now()
@@ -411,14 +407,11 @@ func (r *Router) run(w http.ResponseWriter, req *http.Request, g *pb.GenerateReq
 		prefix = "chatcmpl-"
 	}
 	g.RequestId = newID(prefix)
-	stream, err := coord.client.Generate(req.Context(), g)
-	if err != nil {
-		writeRPCError(w, err)
-		return
-	}
+	gs := &genStream{r: r, ctx: req.Context(), req: g, tried: map[string]bool{}}
+	defer gs.close()
 	// Wait for the first message so that errors found before generation
 	// starts get a proper HTTP status.
-	first, err := stream.Recv()
+	first, err := gs.recv()
 	if err != nil {
 		writeRPCError(w, err)
 		return
@@ -437,7 +430,7 @@ func (r *Router) run(w http.ResponseWriter, req *http.Request, g *pb.GenerateReq
 			first = nil
 		} else {
 			var err error
-			if m, err = stream.Recv(); err != nil {
+			if m, err = gs.recv(); err != nil {
 				return nil, err
 			}
 			if len(m.Tokens) > 0 {
@@ -469,6 +462,107 @@ func (r *Router) run(w http.ResponseWriter, req *http.Request, g *pb.GenerateReq
 	}
 	w.Header().Set("Content-Type", "application/json")
 	json.NewEncoder(w).Encode(out.whole())
+}
+
+// genStream is one request's stream of messages from the coordinators.
+// When the coordinator serving it dies, the request is sent again to
+// another one with the tokens already received (resume_tokens), and the
+// stream continues where it was: the client sees no gap beyond latency.
+type genStream struct {
+	r     *Router
+	ctx   context.Context
+	req   *pb.GenerateRequest
+	tried map[string]bool
+
+	coord   *coordConn
+	stream  pb.CoordinatorService_GenerateClient
+	got     []int32 // tokens received so far
+	resumed bool
+	base    int // tokens received before the current coordinator
+}
+
+func (s *genStream) close() {
+	if s.coord != nil {
+		s.coord.inFlight.Add(-1)
+		s.coord = nil
+	}
+}
+
+// resumable reports whether err means the coordinator is gone (rather
+// than that the request itself failed).
+func resumable(err error) bool {
+	switch status.Code(err) {
+	case codes.Unavailable, codes.Aborted:
+		return true
+	case codes.Internal, codes.Unknown:
+		return strings.Contains(err.Error(), "transport") || strings.Contains(err.Error(), "EOF") || strings.Contains(err.Error(), "connection")
+	}
+	return false
+}
+
+// open sends the request (with what was received so far) to the
+// coordinator with the fewest requests in flight not yet tried.
+func (s *genStream) open() error {
+	s.close()
+	coord := s.r.pickExcept(s.tried)
+	if coord == nil {
+		if len(s.tried) == 0 {
+			return status.Error(codes.Unavailable, "no coordinator is available")
+		}
+		return status.Errorf(codes.Unavailable, "no coordinator left to resume the request on (tried %d)", len(s.tried))
+	}
+	s.tried[coord.id] = true
+	coord.inFlight.Add(1)
+	s.coord = coord
+	req := s.req
+	if len(s.got) > 0 {
+		req = proto.Clone(s.req).(*pb.GenerateRequest)
+		req.ResumeTokens = slices.Clone(s.got)
+		if req.MaxTokens > 0 {
+			req.MaxTokens -= uint32(len(s.got))
+		}
+		s.resumed, s.base = true, len(s.got)
+		s.r.metrics.resumed.Inc()
+		s.r.log.Warn("coordinator lost mid-stream; resuming", "request", req.RequestId, "on", coord.id, "tokens", len(s.got))
+	}
+	st, err := coord.client.Generate(s.ctx, req)
+	if err != nil {
+		return err
+	}
+	s.stream = st
+	return nil
+}
+
+func (s *genStream) recv() (*pb.GenerateResponse, error) {
+	for {
+		if s.stream == nil {
+			if err := s.open(); err != nil {
+				if resumable(err) && s.ctx.Err() == nil && s.r.pickExcept(s.tried) != nil {
+					continue
+				}
+				return nil, err
+			}
+		}
+		m, err := s.stream.Recv()
+		if err == nil {
+			for _, t := range m.Tokens {
+				s.got = append(s.got, t.Id)
+			}
+			if s.resumed {
+				// The first coordinator sent these already; usage counts
+				// the tokens it generated too.
+				m.ChatTemplate, m.PromptRouting = "", nil
+				if m.Usage != nil {
+					m.Usage.CompletionTokens += uint32(s.base)
+				}
+			}
+			return m, nil
+		}
+		if err == io.EOF || !resumable(err) || s.ctx.Err() != nil {
+			return nil, err
+		}
+		s.stream = nil // the coordinator is gone: resume elsewhere
+	}
 }
 
 // response accumulates a completion.

@@ -184,12 +184,16 @@ func (r *Router) closeConns() {
 	}
 }
 
-// pick returns the coordinator with the fewest requests in flight.
-func (r *Router) pick() *coordConn {
+// pickExcept returns the coordinator with the fewest requests in flight
+// among those not in skip.
+func (r *Router) pickExcept(skip map[string]bool) *coordConn {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
 	var best *coordConn
 	for _, c := range r.coords {
+		if skip[c.id] {
+			continue
+		}
 		if best == nil || c.inFlight.Load() < best.inFlight.Load() || (c.inFlight.Load() == best.inFlight.Load() && c.id < best.id) {
 			best = c
 		}

@@ -61,7 +61,8 @@ func runUp(ctx context.Context, args []string) error {
 	fs.IntVar(&c.Replicas, "replicas", 1, "copies of each expert unit")
 	fs.StringVar(&c.Listen, "listen", "127.0.0.1:8080", "router HTTP address")
 	fs.BoolVar(&c.MetricsPerExpert, "metrics-per-expert", false, "export per-(layer, expert) series on /metrics")
-	fs.BoolVar(&c.Processes, "processes", false, "run each expert node as its own OS process")
+	fs.BoolVar(&c.Processes, "processes", false, "run each expert node and coordinator as its own OS process")
+	fs.IntVar(&c.Coordinators, "coordinators", 1, "coordinators behind the router")
 	act := fs.String("activations", "f32", "activation encoding on the wire: f32, f16 or bf16")
 	tmpl := fs.String("chat-template", "", `chat template for a model file without one: "plain" or a Jinja file (the demo model uses "plain")`)
 	if _, err := parse(fs, args); err != nil {

@@ -2,8 +2,11 @@ package up
 
 import (
 	"fmt"
+	"io"
+	"net/http"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"sync"
 	"testing"
 	"time"
@@ -179,3 +182,69 @@ func TestEtcdOutage(t *testing.T) {
 		t.Fatal(errs[0])
 	}
 }
+
+// seededWorkload runs n concurrent streams, half greedy and half sampled
+// with fixed seeds, and returns their texts.
+func seededWorkload(t *testing.T, url string, n, tokens int) ([]string, []error) {
+	texts, errs := make([]string, n), make([]error, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		body := map[string]any{"prompt": fmt.Sprintf("%s %d", []string{"The list type", "def f(x):"}[i%2], i),
+			"max_tokens": tokens, "stream": true, "temperature": 0}
+		if i%2 == 1 {
+			body["temperature"], body["seed"], body["top_p"] = 0.9, 100+i, 0.95
+		}
+		wg.Go(func() { texts[i], errs[i] = streamBody(url, body) })
+	}
+	wg.Wait()
+	return texts, errs
+}
+
+// TestCoordinatorLoss kills one of two coordinators (processes) mid-stream:
+// the router resumes its requests on the other, and every stream — greedy
+// and seeded — equals the fault-free run.
+func TestCoordinatorLoss(t *testing.T) {
+	bin := binary(t)
+	c := start(t, Config{Processes: true, Binary: bin, Coordinators: 2})
+	want, errs := seededWorkload(t, c.URL, 16, 48)
+	for i, err := range errs {
+		if err != nil {
+			t.Fatalf("fault-free stream %d: %v", i, err)
+		}
+	}
+	done := make(chan struct{})
+	var got []string
+	go func() {
+		got, errs = seededWorkload(t, c.URL, 16, 48)
+		close(done)
+	}()
+	time.Sleep(150 * time.Millisecond)
+	if err := c.KillCoordinator(0); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-done:
+	case <-time.After(60 * time.Second):
+		t.Fatal("streams did not finish within 60 s of the coordinator's death")
+	}
+	for i := range got {
+		if errs[i] != nil {
+			t.Errorf("stream %d failed: %v", i, errs[i])
+		} else if got[i] != want[i] {
+			t.Errorf("stream %d differs from the fault-free run:\n got %q\nwant %q", i, got[i], want[i])
+		}
+	}
+	resp, err := http.Get(c.URL + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	m := regexp.MustCompile(`switchyard_router_resumed_requests_total\{[^}]*\} (\d+)`).FindSubmatch(readAll(resp.Body))
+	if m == nil || string(m[1]) == "0" {
+		t.Errorf("no request was resumed: the kill did not hit streams in flight (%q)", m)
+	} else {
+		t.Logf("%s streams resumed on the other coordinator", m[1])
+	}
+}
+
+func readAll(r io.Reader) []byte { b, _ := io.ReadAll(r); return b }

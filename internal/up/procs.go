@@ -11,7 +11,7 @@ import (
 	"time"
 )
 
-// proc is an expert node running as a child process.
+// proc is a role running as a child process.
 type proc struct {
 	id   string
 	args []string
@@ -22,15 +22,14 @@ type proc struct {
 	done chan struct{}
 }
 
-func newProc(bin, id, etcd, model string) (*proc, error) {
+func newProc(bin, id string, args []string) (*proc, error) {
 	if bin == "" {
 		var err error
 		if bin, err = os.Executable(); err != nil {
 			return nil, fmt.Errorf("up: finding the switchyard binary: %w", err)
 		}
 	}
-	return &proc{id: id, bin: bin, args: []string{"expert-node", "--etcd", etcd, "--listen", "127.0.0.1:0",
-		"--model", model, "--node-id", id, "--drain-timeout", "30s"}}, nil
+	return &proc{id: id, bin: bin, args: args}, nil
 }
 
 func (p *proc) start() error {
@@ -106,6 +105,14 @@ func (c *Cluster) StartNode(i int) error {
 		return err
 	}
 	return p.start()
+}
+
+// KillCoordinator kills coordinator i (0-based, process mode) with SIGKILL.
+func (c *Cluster) KillCoordinator(i int) error {
+	if i < 0 || i >= len(c.coords) {
+		return fmt.Errorf("up: no coordinator process %d (process mode has %d)", i, len(c.coords))
+	}
+	return c.coords[i].signal(syscall.SIGKILL, 5*time.Second)
 }
 
 // StopEtcd stops the embedded etcd (an outage); StartEtcd brings it back

@@ -35,17 +35,21 @@ type Config struct {
 	ModelPath   string
 	CacheDir    string // "" means the user cache directory + /switchyard
 	ExpertNodes int    // 0 means 3
-	Replicas    int    // copies of each unit; 0 means 1
-	Listen      string // router address; "" means 127.0.0.1:8080
-	Encoding    pb.Encoding
+	// Coordinators behind the router; 0 means 1. With more than one, a
+	// coordinator's requests are resumed on another if it dies.
+	Coordinators int
+	Replicas     int    // copies of each unit; 0 means 1
+	Listen       string // router address; "" means 127.0.0.1:8080
+	Encoding     pb.Encoding
 	// ChatTemplate is used when the model file has no chat template; nil
 	// means the plain template for the demo model and none otherwise.
 	ChatTemplate *chat.Template
 	Logger       *slog.Logger
 	// MetricsPerExpert adds per-(layer, expert) series to /metrics.
 	MetricsPerExpert bool
-	// Processes runs each expert node as its own OS process (Binary
-	// expert-node …), so that faults can be injected for real.
+	// Processes runs each expert node and coordinator as its own OS
+	// process (Binary expert-node|coordinator …), so that faults can be
+	// injected for real.
 	Processes bool
 	Binary    string // the switchyard binary; "" means this executable
 	// UnitWait bounds how long a step waits for a unit with no ready
@@ -58,6 +62,7 @@ type Cluster struct {
 	URL     string  // the router's base URL
 	Etcd    string  // the embedded etcd's client URL
 	procs   []*proc // expert nodes, in process mode
+	coords  []*proc // coordinators, in process mode
 	g       *errgroup.Group
 	cancel  context.CancelFunc
 	etcd    *embedetcd.Server
@@ -133,7 +138,8 @@ func Start(ctx context.Context, cfg Config) (*Cluster, error) {
 	for i := range cfg.ExpertNodes {
 		id := fmt.Sprintf("node-%d", i+1)
 		if cfg.Processes {
-			p, err := newProc(cfg.Binary, id, etcd.Endpoint, cfg.ModelPath)
+			p, err := newProc(cfg.Binary, id, []string{"expert-node", "--etcd", etcd.Endpoint, "--listen", "127.0.0.1:0",
+				"--model", cfg.ModelPath, "--node-id", id, "--drain-timeout", "30s"})
 			if err == nil {
 				err = p.start()
 			}
@@ -154,17 +160,37 @@ func Start(ctx context.Context, cfg Config) (*Cluster, error) {
 				Logger: cfg.Logger, Registerer: labelled(id)})
 		})
 	}
-	coordLis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		c.Close()
-		return nil, fmt.Errorf("up: coordinator: %w", err)
+	for i := range max(1, cfg.Coordinators) {
+		id := fmt.Sprintf("coordinator-%d", i+1)
+		if cfg.Processes {
+			args := []string{"coordinator", "--etcd", etcd.Endpoint, "--listen", "127.0.0.1:0", "--model", cfg.ModelPath,
+				"--id", id, "--min-nodes", fmt.Sprint(cfg.ExpertNodes), "--replicas", fmt.Sprint(max(1, cfg.Replicas))}
+			if fallback != nil {
+				args = append(args, "--chat-template", "plain")
+			}
+			p, err := newProc(cfg.Binary, id, args)
+			if err == nil {
+				err = p.start()
+			}
+			if err != nil {
+				c.Close()
+				return nil, err
+			}
+			c.coords = append(c.coords, p)
+			continue
+		}
+		coordLis, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			c.Close()
+			return nil, fmt.Errorf("up: coordinator: %w", err)
+		}
+		g.Go(func() error {
+			return coordinator.Run(gctx, coordinator.Config{ID: id, Etcd: endpoints, Listener: coordLis,
+				ModelPath: cfg.ModelPath, Replicas: cfg.Replicas, MinNodes: cfg.ExpertNodes, Encoding: cfg.Encoding,
+				FallbackTemplate: fallback, Logger: cfg.Logger, Registerer: labelled(id), MetricsPerExpert: cfg.MetricsPerExpert,
+				UnitWait: cfg.UnitWait})
+		})
 	}
-	g.Go(func() error {
-		return coordinator.Run(gctx, coordinator.Config{ID: "coordinator-1", Etcd: endpoints, Listener: coordLis,
-			ModelPath: cfg.ModelPath, Replicas: cfg.Replicas, MinNodes: cfg.ExpertNodes, Encoding: cfg.Encoding,
-			FallbackTemplate: fallback, Logger: cfg.Logger, Registerer: labelled("coordinator-1"), MetricsPerExpert: cfg.MetricsPerExpert,
-			UnitWait: cfg.UnitWait})
-	})
 	g.Go(func() error {
 		return router.Run(gctx, router.Config{Etcd: endpoints, Listener: routerLis, Logger: cfg.Logger,
 			Registerer: labelled("router"), Gatherer: reg})
@@ -202,7 +228,7 @@ func (c *Cluster) Wait() error { return c.g.Wait() }
 
 // Close stops every component and the embedded etcd, and removes its data.
 func (c *Cluster) Close() error {
-	for _, p := range c.procs {
+	for _, p := range append(c.coords, c.procs...) {
 		p.stop()
 	}
 	c.cancel()

@@ -181,7 +181,12 @@ func filepathTemp() (string, error) { return os.MkdirTemp("", "switchyard-bin-")
 
 // streamTextN streams a greedy completion of up to n tokens.
 func streamTextN(url, prompt string, n int) (string, error) {
-	b, _ := json.Marshal(map[string]any{"prompt": prompt, "max_tokens": n, "temperature": 0, "stream": true})
+	return streamBody(url, map[string]any{"prompt": prompt, "max_tokens": n, "temperature": 0, "stream": true})
+}
+
+// streamBody streams a completion request and returns its text.
+func streamBody(url string, req map[string]any) (string, error) {
+	b, _ := json.Marshal(req)
 	resp, err := http.Post(url+"/v1/completions", "application/json", bytes.NewReader(b))
 	if err != nil {
 		return "", err

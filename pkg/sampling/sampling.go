@@ -120,6 +120,18 @@ func New(p Params, vocab int) (*Sampler, error) {
 // Accept records a token (of the prompt or generated) for the penalties.
 func (s *Sampler) Accept(tok int32) { s.history = append(s.history, tok) }
 
+// Skip advances the random generator past n tokens sampled elsewhere (a
+// resumed request), so that the next draws are the ones they would have
+// been. Greedy sampling draws nothing.
+func (s *Sampler) Skip(n int) {
+	if s.p.Temperature == 0 {
+		return
+	}
+	for range n {
+		s.rng.Float64()
+	}
+}
+
 // Sample picks the next token from logits (which it does not modify).
 func (s *Sampler) Sample(logits []float32) Result {
 	p := s.p

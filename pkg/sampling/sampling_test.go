@@ -227,3 +227,29 @@ func TestStopAcrossTokens(t *testing.T) {
 		t.Errorf("held tail not flushed: %q", e)
 	}
 }
+
+// TestSkipResumes checks that a sampler advanced past n tokens continues
+// exactly as one that sampled them.
+func TestSkipResumes(t *testing.T) {
+	p := Defaults()
+	p.Seed, p.Temperature = 11, 0.9
+	a := mustNew(t, p)
+	var want []int32
+	for range 20 {
+		r := a.Sample(logits)
+		a.Accept(r.Token)
+		want = append(want, r.Token)
+	}
+	b := mustNew(t, p)
+	for _, tok := range want[:12] {
+		b.Accept(tok)
+	}
+	b.Skip(12)
+	for i, w := range want[12:] {
+		r := b.Sample(logits)
+		b.Accept(r.Token)
+		if r.Token != w {
+			t.Fatalf("token %d after resuming: %d, want %d", 12+i, r.Token, w)
+		}
+	}
+}

@@ -251,6 +251,13 @@ type GenerateRequest struct {
 	TopLogprobs uint32 `protobuf:"varint,8,opt,name=top_logprobs,json=topLogprobs,proto3" json:"top_logprobs,omitempty"`
 	// Report the experts chosen for the prompt and for every generated token.
 	ReturnRouting bool `protobuf:"varint,9,opt,name=return_routing,json=returnRouting,proto3" json:"return_routing,omitempty"`
+	// Tokens already generated for this request by a coordinator that died:
+	// they are re-prefilled after the prompt, and the sampler's state
+	// (penalty history, random draws) is advanced past them, so that the
+	// continuation is the one the first coordinator would have produced.
+	// Their text is not sent again; max_tokens counts after them; usage
+	// counts only the tokens generated here.
+	ResumeTokens  []int32 `protobuf:"varint,10,rep,packed,name=resume_tokens,json=resumeTokens,proto3" json:"resume_tokens,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -346,6 +353,13 @@ func (x *GenerateRequest) GetReturnRouting() bool {
 		return x.ReturnRouting
 	}
 	return false
+}
+
+func (x *GenerateRequest) GetResumeTokens() []int32 {
+	if x != nil {
+		return x.ResumeTokens
+	}
+	return nil
 }
 
 type TokenLogprob struct {
@@ -1103,7 +1117,7 @@ const file_switchyard_v1_coordinator_proto_rawDesc = "" +
 	"logit_bias\x18\t \x03(\v2,.switchyard.v1.SamplingParams.LogitBiasEntryR\tlogitBias\x1a<\n" +
 	"\x0eLogitBiasEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\x05R\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\x02R\x05value:\x028\x01\"\xdd\x02\n" +
+	"\x05value\x18\x02 \x01(\x02R\x05value:\x028\x01\"\x82\x03\n" +
 	"\x0fGenerateRequest\x12\x1d\n" +
 	"\n" +
 	"request_id\x18\x01 \x01(\tR\trequestId\x12\x16\n" +
@@ -1115,7 +1129,9 @@ const file_switchyard_v1_coordinator_proto_rawDesc = "" +
 	"max_tokens\x18\x06 \x01(\rR\tmaxTokens\x12\x12\n" +
 	"\x04stop\x18\a \x03(\tR\x04stop\x12!\n" +
 	"\ftop_logprobs\x18\b \x01(\rR\vtopLogprobs\x12%\n" +
-	"\x0ereturn_routing\x18\t \x01(\bR\rreturnRouting\"T\n" +
+	"\x0ereturn_routing\x18\t \x01(\bR\rreturnRouting\x12#\n" +
+	"\rresume_tokens\x18\n" +
+	" \x03(\x05R\fresumeTokens\"T\n" +
 	"\fTokenLogprob\x12\x14\n" +
 	"\x05token\x18\x01 \x01(\x05R\x05token\x12\x18\n" +
 	"\alogprob\x18\x02 \x01(\x02R\alogprob\x12\x14\n" +
