@@ -56,7 +56,7 @@ func (c *Coordinator) controlRound(ctx context.Context, store *placement.Store) 
 	}
 	unitBytes, _ := c.file.UnitBytes(model.Unit{})
 	in := placement.Input{Layers: c.info.Layers, Experts: c.info.Experts, Replicas: c.cfg.Replicas, Current: cur,
-		MaxMoves: c.cfg.MaxMoves, ExtraReplicas: c.cfg.HotReplicas, HotAbove: 1.5, CoolBelow: 1.2}
+		MaxMoves: c.cfg.MaxMoves, ExtraReplicas: c.cfg.HotReplicas, HotAbove: 1.25, CoolBelow: 1.1}
 	for id, n := range nodes {
 		ns := placement.NodeState{ID: id, Draining: n.Draining || drains[id], Ready: map[string]bool{}}
 		if n.CapacityBytes > 0 && unitBytes > 0 {

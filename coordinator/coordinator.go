@@ -242,7 +242,12 @@ func (c *Coordinator) serve(ctx context.Context) error {
 
 	hs := health.NewServer()
 	hs.SetServingStatus(ServiceName, healthpb.HealthCheckResponse_NOT_SERVING)
-	members, err := membership.Start(membership.Config{Name: cfg.ID, BindAddr: host, Logger: c.log})
+	var onChange atomic.Pointer[func()] // set once the dispatcher exists
+	members, err := membership.Start(membership.Config{Name: cfg.ID, BindAddr: host, Logger: c.log, OnChange: func() {
+		if f := onChange.Load(); f != nil {
+			(*f)()
+		}
+	}})
 	if err != nil {
 		return err
 	}
@@ -262,6 +267,8 @@ func (c *Coordinator) serve(ctx context.Context) error {
 	c.metrics = newMetrics(reg, c.stats, cfg.MetricsPerExpert)
 	c.dispatch = newDispatcher(c.info.Digest, c.model.Embd, c.model.ExpertsUsed, cfg.Encoding, cfg.ForwardTimeout, cfg.UnitWait, members, c.stats, c.metrics, c.log)
 	defer c.dispatch.close()
+	changed := c.dispatch.membershipChanged
+	onChange.Store(&changed)
 	c.model.Experts = c.dispatch
 	updateHealth := func() {
 		st := healthpb.HealthCheckResponse_SERVING

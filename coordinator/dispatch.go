@@ -51,6 +51,10 @@ type nodeConn struct {
 	addr   string
 	conn   *grpc.ClientConn
 	client pb.ExpertServiceClient
+	// down is cancelled when gossip declares the node dead, abandoning
+	// calls in flight to it (a partitioned node never answers).
+	down context.Context
+	fail context.CancelFunc
 }
 
 // suspectFor is how long a node whose call failed is avoided.
@@ -70,6 +74,7 @@ func (d *dispatcher) setNodes(nodes map[string]placement.Node) {
 	for id, c := range d.conns {
 		if n, ok := nodes[id]; !ok || n.Addr != c.addr {
 			c.conn.Close()
+			c.fail()
 			delete(d.conns, id)
 		}
 	}
@@ -82,7 +87,8 @@ func (d *dispatcher) setNodes(nodes map[string]placement.Node) {
 			d.log.Error("dial expert node", "node", id, "addr", n.Addr, "err", err)
 			continue
 		}
-		d.conns[id] = &nodeConn{addr: n.Addr, conn: conn, client: pb.NewExpertServiceClient(conn)}
+		down, fail := context.WithCancel(context.Background())
+		d.conns[id] = &nodeConn{addr: n.Addr, conn: conn, client: pb.NewExpertServiceClient(conn), down: down, fail: fail}
 		d.metrics.errors.WithLabelValues(id).Add(0) // export the series before the first error
 	}
 }
@@ -256,7 +262,8 @@ func (d *dispatcher) plan(layer int, experts []int32, pending []int, failed map[
 			}
 			continue
 		}
-		node := reps[offset%len(reps)]
+		// Rows of a unit with several replicas are spread over them.
+		node := reps[(offset+s/d.perRow)%len(reps)]
 		c := calls[node]
 		if c == nil {
 			c = &nodeCall{node: node, client: d.conns[node].client, local: map[int]uint32{},
@@ -286,6 +293,10 @@ func (d *dispatcher) call(ctx context.Context, c *nodeCall, layer int, out []flo
 	E := d.embd
 	cctx, cancel := context.WithTimeout(ctx, d.timeout)
 	defer cancel()
+	d.mu.RLock()
+	down := d.conns[c.node].down
+	d.mu.RUnlock()
+	defer context.AfterFunc(down, cancel)()
 	start := time.Now()
 	resp, err := c.client.Forward(cctx, c.req)
 	took := time.Since(start)
@@ -302,6 +313,24 @@ func (d *dispatcher) call(ctx context.Context, c *nodeCall, layer int, out []flo
 		copy(out[s*E:(s+1)*E], y[i*E:(i+1)*E])
 	}
 	return nil
+}
+
+// membershipChanged abandons calls in flight to nodes gossip says are dead.
+// Called from memberlist's goroutines.
+func (d *dispatcher) membershipChanged() {
+	if d.members == nil {
+		return
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for id, c := range d.conns {
+		if d.members.Known(id) && !d.members.Alive(id) && c.down.Err() == nil {
+			d.log.Warn("expert node declared dead by gossip; abandoning its calls", "node", id)
+			c.fail()
+		} else if d.members.Alive(id) && c.down.Err() != nil {
+			c.down, c.fail = context.WithCancel(context.Background())
+		}
+	}
 }
 
 // suspect keeps a node that just failed out of routing for a while, until

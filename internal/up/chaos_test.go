@@ -10,6 +10,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/switchyard-llm/switchyard/pkg/routingstats"
 )
 
 var (
@@ -248,3 +250,75 @@ func TestCoordinatorLoss(t *testing.T) {
 }
 
 func readAll(r io.Reader) []byte { b, _ := io.ReadAll(r); return b }
+
+// TestHotReplication sends a skewed workload (one token, over and over)
+// and checks that the controller gives hot units extra replicas and
+// that the load per expert node evens out, comparing the rows each node
+// served before and after.
+func TestHotReplication(t *testing.T) {
+	c := start(t, Config{})
+	run := func() {
+		var wg sync.WaitGroup
+		for range 24 {
+			wg.Go(func() {
+				// The same token over and over routes to the same experts.
+				streamBody(c.URL, map[string]any{"prompt": "x", "max_tokens": 40, "temperature": 0, "stream": true,
+					"logit_bias": map[string]float64{"120": 100}})
+			})
+		}
+		wg.Wait()
+	}
+	rowsOf := func(rep routingstats.Report) map[string]uint64 {
+		m := map[string]uint64{}
+		for _, n := range rep.Nodes {
+			m[n.ID] = n.Rows
+		}
+		return m
+	}
+	imbalance := func(a, b map[string]uint64) float64 {
+		var d []uint64
+		for id := range b {
+			d = append(d, b[id]-a[id])
+		}
+		return routingstats.Imbalance(d)
+	}
+	r0 := rowsOf(getReport(t, c.URL, "all"))
+	run()
+	rep1 := getReport(t, c.URL, "all")
+	r1 := rowsOf(rep1)
+	before := imbalance(r0, r1)
+	// The controller acts on the last minute's load every second: wait
+	// until the placement has been stable for 3 s with every node ready.
+	deadline := time.Now().Add(30 * time.Second)
+	var epoch int64
+	stableSince := time.Now()
+	for {
+		rep := getReport(t, c.URL, "all")
+		ready := true
+		for _, n := range rep.Nodes {
+			ready = ready && n.Health == "ready"
+		}
+		if rep.Placement.Epoch != epoch || !ready {
+			epoch, stableSince = rep.Placement.Epoch, time.Now()
+		}
+		if epoch > 1 && time.Since(stableSince) > 3*time.Second {
+			extra := 0
+			for _, on := range rep.Placement.Units {
+				extra += len(on) - 1
+			}
+			t.Logf("placement settled at epoch %d with %d hot replicas", epoch, extra)
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("placement did not settle with hot replicas in 30 s (epoch %d); node imbalance was %.2f", epoch, before)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	run()
+	r2 := rowsOf(getReport(t, c.URL, "all"))
+	after := imbalance(r1, r2)
+	t.Logf("rows per expert node, skewed workload: imbalance (max/mean) %.2f before hot replication, %.2f after", before, after)
+	if after >= before {
+		t.Errorf("node load imbalance did not fall: %.2f → %.2f", before, after)
+	}
+}

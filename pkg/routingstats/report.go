@@ -37,6 +37,9 @@ type Totals struct {
 	ExpertCalls     uint64  `json:"expert_calls"`
 	TokensPerSecond float64 `json:"generated_tokens_per_second"`
 	Coordinators    int     `json:"coordinators"`
+	// NodeImbalance is the busiest expert node's rows over the mean rows
+	// of the nodes that served any: how evenly placement spreads the load.
+	NodeImbalance float64 `json:"node_imbalance"`
 }
 
 // LayerReport is one MoE layer's routing.
@@ -115,11 +118,14 @@ func Build(c Counts, window string, seconds float64) Report {
 		ids = append(ids, id)
 	}
 	sort.Strings(ids)
+	var rows []uint64
 	for _, id := range ids {
 		n := c.Nodes[id]
+		rows = append(rows, n.Rows)
 		r.Totals.ExpertCalls += n.Calls
 		r.Nodes = append(r.Nodes, NodeReport{ID: id, Calls: n.Calls, Rows: n.Rows, BytesSent: n.BytesSent, BytesReceived: n.BytesReceived,
 			LatencyP50: Percentile(n.Latency, 0.5), LatencyP99: Percentile(n.Latency, 0.99), Errors: n.Errors, Retries: n.Retries})
 	}
+	r.Totals.NodeImbalance = Imbalance(rows)
 	return r
 }
