@@ -15,13 +15,13 @@ import (
 // Server is a running embedded etcd.
 type Server struct {
 	e                    *embed.Etcd
-	Endpoint             string // client URL, http://127.0.0.1:PORT
-	dir                  string
+	Endpoint             string // client URL, http://HOST:PORT
+	dir, host            string
 	clientPort, peerPort int
 }
 
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+func freePort(host string) (int, error) {
+	l, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
 	if err != nil {
 		return 0, err
 	}
@@ -29,20 +29,24 @@ func freePort() (int, error) {
 	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
-// Start runs etcd with its data in dir and waits until it serves. A
-// clientPort of 0 picks a free port.
-func Start(ctx context.Context, dir string, clientPort int) (*Server, error) {
+// Start runs etcd with its data in dir, listening on host ("" means
+// 127.0.0.1), and waits until it serves. A clientPort of 0 picks a free
+// port.
+func Start(ctx context.Context, dir, host string, clientPort int) (*Server, error) {
+	if host == "" {
+		host = "127.0.0.1"
+	}
 	var err error
 	if clientPort == 0 {
-		if clientPort, err = freePort(); err != nil {
+		if clientPort, err = freePort(host); err != nil {
 			return nil, fmt.Errorf("embedetcd: %w", err)
 		}
 	}
-	peerPort, err := freePort()
+	peerPort, err := freePort(host)
 	if err != nil {
 		return nil, fmt.Errorf("embedetcd: %w", err)
 	}
-	s := &Server{dir: dir, clientPort: clientPort, peerPort: peerPort}
+	s := &Server{dir: dir, host: host, clientPort: clientPort, peerPort: peerPort}
 	return s, s.start(ctx)
 }
 
@@ -52,8 +56,8 @@ func (s *Server) start(ctx context.Context) error {
 	cfg := embed.NewConfig()
 	cfg.Dir = dir
 	cfg.Name = "switchyard"
-	cu := url.URL{Scheme: "http", Host: fmt.Sprintf("127.0.0.1:%d", clientPort)}
-	pu := url.URL{Scheme: "http", Host: fmt.Sprintf("127.0.0.1:%d", peerPort)}
+	cu := url.URL{Scheme: "http", Host: net.JoinHostPort(s.host, fmt.Sprint(clientPort))}
+	pu := url.URL{Scheme: "http", Host: net.JoinHostPort(s.host, fmt.Sprint(peerPort))}
 	cfg.ListenClientUrls, cfg.AdvertiseClientUrls = []url.URL{cu}, []url.URL{cu}
 	cfg.ListenPeerUrls, cfg.AdvertisePeerUrls = []url.URL{pu}, []url.URL{pu}
 	cfg.InitialCluster = cfg.InitialClusterFromName(cfg.Name)

@@ -40,7 +40,10 @@ type Config struct {
 	Coordinators int
 	Replicas     int    // copies of each unit; 0 means 1
 	Listen       string // router address; "" means 127.0.0.1:8080
-	Encoding     pb.Encoding
+	// Host is the address etcd and the gRPC roles listen on; "" means
+	// 127.0.0.1 (tests use another to reach nodes in network namespaces).
+	Host     string
+	Encoding pb.Encoding
 	// ChatTemplate is used when the model file has no chat template; nil
 	// means the plain template for the demo model and none otherwise.
 	ChatTemplate *chat.Template
@@ -117,7 +120,10 @@ func Start(ctx context.Context, cfg Config) (*Cluster, error) {
 		routerLis.Close()
 		return nil, fmt.Errorf("up: %w", err)
 	}
-	etcd, err := embedetcd.Start(ctx, dataDir, 0)
+	if cfg.Host == "" {
+		cfg.Host = "127.0.0.1"
+	}
+	etcd, err := embedetcd.Start(ctx, dataDir, cfg.Host, 0)
 	if err != nil {
 		routerLis.Close()
 		os.RemoveAll(dataDir)
@@ -138,7 +144,7 @@ func Start(ctx context.Context, cfg Config) (*Cluster, error) {
 	for i := range cfg.ExpertNodes {
 		id := fmt.Sprintf("node-%d", i+1)
 		if cfg.Processes {
-			p, err := newProc(cfg.Binary, id, []string{"expert-node", "--etcd", etcd.Endpoint, "--listen", "127.0.0.1:0",
+			p, err := newProc(cfg.Binary, id, []string{"expert-node", "--etcd", etcd.Endpoint, "--listen", net.JoinHostPort(cfg.Host, "0"),
 				"--model", cfg.ModelPath, "--node-id", id, "--drain-timeout", "30s"})
 			if err == nil {
 				err = p.start()
@@ -150,7 +156,7 @@ func Start(ctx context.Context, cfg Config) (*Cluster, error) {
 			c.procs = append(c.procs, p)
 			continue
 		}
-		lis, err := net.Listen("tcp", "127.0.0.1:0")
+		lis, err := net.Listen("tcp", net.JoinHostPort(cfg.Host, "0"))
 		if err != nil {
 			c.Close()
 			return nil, fmt.Errorf("up: expert node: %w", err)
@@ -163,7 +169,7 @@ func Start(ctx context.Context, cfg Config) (*Cluster, error) {
 	for i := range max(1, cfg.Coordinators) {
 		id := fmt.Sprintf("coordinator-%d", i+1)
 		if cfg.Processes {
-			args := []string{"coordinator", "--etcd", etcd.Endpoint, "--listen", "127.0.0.1:0", "--model", cfg.ModelPath,
+			args := []string{"coordinator", "--etcd", etcd.Endpoint, "--listen", net.JoinHostPort(cfg.Host, "0"), "--model", cfg.ModelPath,
 				"--id", id, "--min-nodes", fmt.Sprint(cfg.ExpertNodes), "--replicas", fmt.Sprint(max(1, cfg.Replicas))}
 			if fallback != nil {
 				args = append(args, "--chat-template", "plain")
@@ -179,7 +185,7 @@ func Start(ctx context.Context, cfg Config) (*Cluster, error) {
 			c.coords = append(c.coords, p)
 			continue
 		}
-		coordLis, err := net.Listen("tcp", "127.0.0.1:0")
+		coordLis, err := net.Listen("tcp", net.JoinHostPort(cfg.Host, "0"))
 		if err != nil {
 			c.Close()
 			return nil, fmt.Errorf("up: coordinator: %w", err)
