@@ -80,6 +80,15 @@ func TestChaosKillNode(t *testing.T) {
 			if err := c.KillNode(1); err != nil {
 				t.Fatal(err)
 			}
+			// How long until requests are served again without node-2.
+			go func() {
+				for {
+					if _, errs := workload(t, c.URL, 1, 1); errs[0] == nil {
+						t.Logf("kill -9 → a new request served in %v", time.Since(killed).Round(time.Millisecond))
+						return
+					}
+				}
+			}()
 			select {
 			case <-done:
 			case <-time.After(90 * time.Second):
@@ -99,9 +108,28 @@ func TestChaosKillNode(t *testing.T) {
 					t.Errorf("no call to the killed node was resent: %+v", n)
 				}
 			}
+			calls := func() uint64 {
+				for _, n := range getReport(t, c.URL, "all").Nodes {
+					if n.ID == "node-2" {
+						return n.Calls
+					}
+				}
+				return 0
+			}
+			before := calls()
+			joined := time.Now()
 			if err := c.StartNode(1); err != nil {
 				t.Fatal(err)
 			}
+			// The controller gives the returning node units back; measure
+			// until it serves its first Forward.
+			for calls() == before {
+				if time.Since(joined) > 60*time.Second {
+					t.Fatal("the restarted node served nothing within 60 s")
+				}
+				workload(t, c.URL, 4, 8)
+			}
+			t.Logf("node-2 restarted → first Forward served in %v", time.Since(joined).Round(time.Millisecond))
 			again, errs := workload(t, c.URL, 8, 16)
 			for i := range again {
 				if errs[i] != nil {

@@ -51,6 +51,9 @@ func Start(c Config) (*Members, error) {
 	conf.ProbeTimeout = 100 * time.Millisecond
 	conf.SuspicionMult = 2
 	conf.GossipInterval = 50 * time.Millisecond
+	// A node that restarts (same name, new port) may take its name back
+	// as soon as it was declared dead, instead of after the dead are reaped.
+	conf.DeadNodeReclaimTime = time.Millisecond
 	var w io.Writer = io.Discard
 	if c.Logger != nil {
 		w = slogWriter{c.Logger}
