@@ -129,6 +129,7 @@ func Start(ctx context.Context, cfg Config) (*Cluster, error) {
 		os.RemoveAll(dataDir)
 		return nil, err
 	}
+	cfg.Logger.Info("embedded etcd serving", "endpoint", etcd.Endpoint, "data", dataDir)
 	rctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	c := &Cluster{URL: "http://" + routerLis.Addr().String(), Etcd: etcd.Endpoint, cancel: cancel, etcd: etcd, dataDir: dataDir}
 	g, gctx := errgroup.WithContext(rctx)
