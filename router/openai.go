@@ -476,6 +476,7 @@ type genStream struct {
 
 	coord   *coordConn
 	stream  pb.CoordinatorService_GenerateClient
+	lastErr error   // why the last coordinator failed
 	got     []int32 // tokens received so far
 	resumed bool
 	base    int // tokens received before the current coordinator
@@ -506,10 +507,10 @@ func (s *genStream) open() error {
 	s.close()
 	coord := s.r.pickExcept(s.tried)
 	if coord == nil {
-		if len(s.tried) == 0 {
-			return status.Error(codes.Unavailable, "no coordinator is available")
+		if s.lastErr != nil {
+			return s.lastErr // every coordinator failed: report why the last one did
 		}
-		return status.Errorf(codes.Unavailable, "no coordinator left to resume the request on (tried %d)", len(s.tried))
+		return status.Error(codes.Unavailable, "no coordinator is available")
 	}
 	s.tried[coord.id] = true
 	coord.inFlight.Add(1)
@@ -537,7 +538,8 @@ func (s *genStream) recv() (*pb.GenerateResponse, error) {
 	for {
 		if s.stream == nil {
 			if err := s.open(); err != nil {
-				if resumable(err) && s.ctx.Err() == nil && s.r.pickExcept(s.tried) != nil {
+				if err != s.lastErr && resumable(err) && s.ctx.Err() == nil && s.r.pickExcept(s.tried) != nil {
+					s.lastErr = err
 					continue
 				}
 				return nil, err
@@ -558,10 +560,10 @@ func (s *genStream) recv() (*pb.GenerateResponse, error) {
 			}
 			return m, nil
 		}
-		if err == io.EOF || !resumable(err) || s.ctx.Err() != nil {
+		if err == io.EOF || !resumable(err) || s.ctx.Err() != nil || s.r.pickExcept(s.tried) == nil {
 			return nil, err
 		}
-		s.stream = nil // the coordinator is gone: resume elsewhere
+		s.stream, s.lastErr = nil, err // the coordinator is gone: resume elsewhere
 	}
 }
 

@@ -75,7 +75,7 @@ func runUp(ctx context.Context, args []string) error {
 	if c.ChatTemplate, err = loadTemplate(*tmpl); err != nil {
 		return err
 	}
-	c.Encoding, c.Logger = enc, logger()
+	c.Encoding, c.Logger, c.LogOutput = enc, logger(), os.Stderr
 	return up.Run(ctx, c, func(url string) { fmt.Println("ready:", url) })
 }
 

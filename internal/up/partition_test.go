@@ -68,7 +68,6 @@ func TestPartition(t *testing.T) {
 	c := start(t, Config{Host: ns.HostAddr, ExpertNodes: 2, Replicas: 2, Processes: true, Binary: bin, CacheDir: cache})
 	node := exec.Command("ip", "netns", "exec", ns.name, bin, "expert-node", "--etcd", c.Etcd, "--listen", ns.NSAddr+":0",
 		"--model", filepath.Join(cache, "demo-moe-q8_0.gguf"), "--node-id", "node-3")
-	node.Stdout, node.Stderr = os.Stderr, os.Stderr
 	if err := node.Start(); err != nil {
 		t.Fatal(err)
 	}

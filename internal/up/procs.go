@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"sync"
@@ -16,28 +17,28 @@ type proc struct {
 	id   string
 	args []string
 	bin  string
+	log  io.Writer
 
 	mu   sync.Mutex
 	cmd  *exec.Cmd
 	done chan struct{}
 }
 
-func newProc(bin, id string, args []string) (*proc, error) {
+func newProc(bin, id string, log io.Writer, args []string) (*proc, error) {
 	if bin == "" {
 		var err error
 		if bin, err = os.Executable(); err != nil {
 			return nil, fmt.Errorf("up: finding the switchyard binary: %w", err)
 		}
 	}
-	return &proc{id: id, bin: bin, args: args}, nil
+	return &proc{id: id, bin: bin, args: args, log: log}, nil
 }
 
 func (p *proc) start() error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	cmd := exec.Command(p.bin, p.args...)
-	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
-	cmd.Env = append(os.Environ(), "SWITCHYARD_LOG=warn")
+	cmd.Stdout, cmd.Stderr = p.log, p.log
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("up: starting %s: %w", p.id, err)
 	}

@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -54,7 +55,8 @@ type Config struct {
 	// process (Binary expert-node|coordinator …), so that faults can be
 	// injected for real.
 	Processes bool
-	Binary    string // the switchyard binary; "" means this executable
+	Binary    string    // the switchyard binary; "" means this executable
+	LogOutput io.Writer // where child processes log; nil discards
 	// UnitWait bounds how long a step waits for a unit with no ready
 	// replica; 0 means the coordinator's default.
 	UnitWait time.Duration
@@ -145,7 +147,7 @@ func Start(ctx context.Context, cfg Config) (*Cluster, error) {
 	for i := range cfg.ExpertNodes {
 		id := fmt.Sprintf("node-%d", i+1)
 		if cfg.Processes {
-			p, err := newProc(cfg.Binary, id, []string{"expert-node", "--etcd", etcd.Endpoint, "--listen", net.JoinHostPort(cfg.Host, "0"),
+			p, err := newProc(cfg.Binary, id, cfg.LogOutput, []string{"expert-node", "--etcd", etcd.Endpoint, "--listen", net.JoinHostPort(cfg.Host, "0"),
 				"--model", cfg.ModelPath, "--node-id", id, "--drain-timeout", "30s"})
 			if err == nil {
 				err = p.start()
@@ -175,7 +177,7 @@ func Start(ctx context.Context, cfg Config) (*Cluster, error) {
 			if fallback != nil {
 				args = append(args, "--chat-template", "plain")
 			}
-			p, err := newProc(cfg.Binary, id, args)
+			p, err := newProc(cfg.Binary, id, cfg.LogOutput, args)
 			if err == nil {
 				err = p.start()
 			}
