@@ -3,6 +3,7 @@ package coordinator
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 
 	"go.etcd.io/etcd/client/v3/concurrency"
@@ -51,8 +52,17 @@ func (c *Coordinator) controlRound(ctx context.Context, store *placement.Store) 
 		return err
 	}
 	var cur placement.Map
-	if err := store.Get(rctx, store.Placement(), &cur); err != nil {
+	switch err := store.Get(rctx, store.Placement(), &cur); {
+	case errors.Is(err, placement.ErrNotFound):
+		// No placement yet: the first is written once MinNodes registered.
+		if len(nodes) < c.cfg.MinNodes {
+			return nil
+		}
+	case err != nil:
 		return err
+	case len(cur.Units) != c.info.Layers*c.info.Experts:
+		c.log.Warn("placement is for another model shape; placing afresh", "units", len(cur.Units))
+		cur = placement.Map{Epoch: cur.Epoch}
 	}
 	unitBytes, _ := c.file.UnitBytes(model.Unit{})
 	in := placement.Input{Layers: c.info.Layers, Experts: c.info.Experts, Replicas: c.cfg.Replicas, Current: cur,
@@ -86,6 +96,10 @@ func (c *Coordinator) controlRound(ctx context.Context, store *placement.Store) 
 	next, reasons := placement.Plan(in)
 	if len(reasons) == 0 {
 		return nil
+	}
+	if len(cur.Units) == 0 {
+		reasons = append([]string{fmt.Sprintf("initial placement: %d units over %d nodes, %d replicas each",
+			len(next.Units), len(in.Nodes), max(1, c.cfg.Replicas))}, reasons...)
 	}
 	if err := store.Put(rctx, store.Placement(), next, 0); err != nil {
 		return err

@@ -368,47 +368,5 @@ func (c *Coordinator) campaign(ctx context.Context, store *placement.Store) erro
 	if err := store.Put(ctx, store.Model(), c.info, 0); err != nil {
 		return err
 	}
-	var existing placement.Map
-	err = store.Get(ctx, store.Placement(), &existing)
-	switch {
-	case err == nil && len(existing.Units) == c.info.Layers*c.info.Experts:
-		// A placement for this shape exists: keep it.
-	case err == nil || errors.Is(err, placement.ErrNotFound):
-		nodes, err := c.waitNodes(ctx, store)
-		if err != nil {
-			return err
-		}
-		m := placement.Spread(c.info.Layers, c.info.Experts, nodes, c.cfg.Replicas, existing.Epoch+1)
-		if err := store.Put(ctx, store.Placement(), m, 0); err != nil {
-			return err
-		}
-		change := placement.Change{Epoch: m.Epoch, Time: time.Now().UTC(), By: c.cfg.ID,
-			Reasons: []string{fmt.Sprintf("initial placement: %d units spread over %v, %d replicas each", len(m.Units), nodes, c.cfg.Replicas)}}
-		if err := store.Put(ctx, store.History(m.Epoch), change, 0); err != nil {
-			return err
-		}
-		c.log.Info("initial placement written", "epoch", m.Epoch, "nodes", nodes, "replicas", c.cfg.Replicas)
-	default:
-		return err
-	}
 	return c.control(ctx, store, sess)
-}
-
-// waitNodes waits until MinNodes expert nodes have registered.
-func (c *Coordinator) waitNodes(ctx context.Context, store *placement.Store) ([]string, error) {
-	for {
-		nodes, err := placement.List[placement.Node](ctx, store, store.NodesPrefix())
-		if err == nil && len(nodes) >= c.cfg.MinNodes {
-			ids := make([]string, 0, len(nodes))
-			for id := range nodes {
-				ids = append(ids, id)
-			}
-			return ids, nil
-		}
-		select {
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		case <-time.After(200 * time.Millisecond):
-		}
-	}
 }

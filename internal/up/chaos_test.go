@@ -7,10 +7,14 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/switchyard-llm/switchyard/internal/etcdclient"
+	"github.com/switchyard-llm/switchyard/internal/placementtool"
+	"github.com/switchyard-llm/switchyard/pkg/placement"
 	"github.com/switchyard-llm/switchyard/pkg/routingstats"
 )
 
@@ -348,5 +352,58 @@ func TestHotReplication(t *testing.T) {
 	t.Logf("rows per expert node, skewed workload: imbalance (max/mean) %.2f before hot replication, %.2f after", before, after)
 	if after >= before {
 		t.Errorf("node load imbalance did not fall: %.2f → %.2f", before, after)
+	}
+}
+
+// TestPlacementDrainCommand drains a node remotely, as `switchyard
+// placement drain` does, under load: its units move away with zero errors
+// and the node leaves; show and history report it.
+func TestPlacementDrainCommand(t *testing.T) {
+	c := start(t, Config{})
+	cli, err := etcdclient.New([]string{c.Etcd})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cli.Close()
+	store := placement.NewStore(cli, "default")
+	if err := placementtool.Drain(t.Context(), store, "node-9"); err == nil || !strings.Contains(err.Error(), "node-1, node-2, node-3") {
+		t.Errorf("draining an unknown node: %v", err)
+	}
+	done := make(chan struct{})
+	var errs []error
+	go func() {
+		_, errs = workload(t, c.URL, 8, 48)
+		close(done)
+	}()
+	if err := placementtool.Drain(t.Context(), store, "node-1"); err != nil {
+		t.Fatal(err)
+	}
+	<-done
+	for i, err := range errs {
+		if err != nil {
+			t.Errorf("stream %d: %v", i, err)
+		}
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		nodes, _ := placement.List[placement.Node](t.Context(), store, store.NodesPrefix())
+		if _, ok := nodes["node-1"]; !ok {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("node-1 did not leave within 20 s of the drain")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	var show, hist strings.Builder
+	if err := placementtool.Show(t.Context(), store, &show); err != nil {
+		t.Fatal(err)
+	}
+	if err := placementtool.History(t.Context(), store, &hist, 50); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(show.String(), "node-1") || !strings.Contains(hist.String(), "dropped from draining node-1") ||
+		!strings.Contains(hist.String(), "initial placement") {
+		t.Errorf("show:\n%s\nhistory:\n%s", show.String(), hist.String())
 	}
 }

@@ -324,16 +324,17 @@ func (p *planner) balance(budget int) int {
 		if len(nodes) < 2 {
 			break
 		}
-		most, fewest := nodes[0].ID, nodes[0].ID
+		most, fewest := nodes[0].ID, ""
 		for _, n := range nodes {
 			if p.count(n.ID) > p.count(most) {
 				most = n.ID
 			}
-			if p.count(n.ID) < p.count(fewest) {
+			full := n.Units > 0 && p.count(n.ID) >= n.Units
+			if !full && (fewest == "" || p.count(n.ID) < p.count(fewest)) {
 				fewest = n.ID
 			}
 		}
-		if p.count(most)-p.count(fewest) <= 1 {
+		if fewest == "" || p.count(most)-p.count(fewest) <= 1 {
 			break
 		}
 		moved := false

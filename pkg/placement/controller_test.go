@@ -180,3 +180,14 @@ func TestPlanHotReplication(t *testing.T) {
 		t.Errorf("after cooling, 0/0 has %d replicas (want map %v)", n, in.Current.Want)
 	}
 }
+
+func TestPlanRespectsCapacity(t *testing.T) {
+	ns := nodes("a", "b", "c")
+	ns[0].Units = 4 // a small node
+	in := Input{Layers: 2, Experts: 8, Replicas: 1, Nodes: ns, MaxMoves: 4}
+	settle(t, &in, 10)
+	c := counts(in.Current)
+	if c["a"] > 4 || c["a"]+c["b"]+c["c"] != 16 || c["b"] < 6 || c["c"] < 6 {
+		t.Errorf("placement %v ignores a's capacity of 4 units", c)
+	}
+}

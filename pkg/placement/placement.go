@@ -118,31 +118,6 @@ func (m Map) UnitsOf(node string) []model.Unit {
 	return out
 }
 
-// Spread places every unit of a layers × experts model on `replicas`
-// distinct nodes (fewer if there are fewer nodes), round-robin over the
-// nodes sorted by ID, so each node gets an even share.
-func Spread(layers, experts int, nodes []string, replicas int, epoch int64) Map {
-	ids := slices.Clone(nodes)
-	slices.Sort(ids)
-	m := Map{Epoch: epoch, Units: map[string][]string{}}
-	if len(ids) == 0 {
-		return m
-	}
-	r := max(1, min(replicas, len(ids)))
-	i := 0
-	for l := range layers {
-		for e := range experts {
-			var on []string
-			for k := range r {
-				on = append(on, ids[(i+k)%len(ids)])
-			}
-			m.Units[UnitKey(model.Unit{Layer: l, Expert: e})] = on
-			i++
-		}
-	}
-	return m
-}
-
 // Keys builds the etcd keys of one cluster.
 type Keys struct{ prefix string }
 
