@@ -41,6 +41,12 @@ type Config struct {
 	// (set both to serve a shared registry, as `up` does).
 	Registerer prometheus.Registerer
 	Gatherer   prometheus.Gatherer
+	// APIKeysFile, when set, is a file of API keys (one per line, reloaded
+	// when it changes); every request then needs Authorization: Bearer KEY
+	// except to the PublicPaths. nil PublicPaths means /healthz, /readyz
+	// and /metrics.
+	APIKeysFile string
+	PublicPaths []string
 }
 
 // Validate checks the config and fills defaults.
@@ -136,7 +142,23 @@ func Run(ctx context.Context, cfg Config) error {
 		}
 	})
 
-	srv := &http.Server{Handler: r.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	handler := r.Handler()
+	if cfg.APIKeysFile != "" {
+		keys, err := newAPIKeys(cfg.APIKeysFile)
+		if err != nil {
+			return fmt.Errorf("router: --api-keys-file: %w", err)
+		}
+		public := map[string]bool{}
+		paths := cfg.PublicPaths
+		if paths == nil {
+			paths = []string{"/healthz", "/readyz", "/metrics"}
+		}
+		for _, p := range paths {
+			public[p] = true
+		}
+		handler = keys.require(handler, public)
+	}
+	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(lis) }()
 	r.log.Info("router serving", "addr", lis.Addr().String())

@@ -61,6 +61,7 @@ func runUp(ctx context.Context, args []string) error {
 	fs.IntVar(&c.Replicas, "replicas", 1, "copies of each expert unit")
 	fs.StringVar(&c.Listen, "listen", "127.0.0.1:8080", "router HTTP address")
 	fs.BoolVar(&c.MetricsPerExpert, "metrics-per-expert", false, "export per-(layer, expert) series on /metrics")
+	fs.StringVar(&c.APIKeysFile, "api-keys-file", "", "require API keys listed in this file (one per line)")
 	fs.BoolVar(&c.Processes, "processes", false, "run each expert node and coordinator as its own OS process")
 	fs.IntVar(&c.Coordinators, "coordinators", 1, "coordinators behind the router")
 	act := fs.String("activations", "f32", "activation encoding on the wire: f32, f16 or bf16")
@@ -137,10 +138,12 @@ func runRouter(ctx context.Context, args []string) error {
 	etcd := fs.String("etcd", "", "etcd endpoints, comma-separated")
 	fs.StringVar(&c.Listen, "listen", "127.0.0.1:8080", "HTTP address")
 	fs.StringVar(&c.Cluster, "cluster", "default", "cluster name (etcd key namespace)")
+	fs.StringVar(&c.APIKeysFile, "api-keys-file", "", "file of API keys, one per line (reloaded on change); requests then need Authorization: Bearer")
+	public := fs.String("public-paths", "/healthz,/readyz,/metrics", "paths that need no API key")
 	if _, err := parse(fs, args); err != nil {
 		return err
 	}
-	c.Etcd, c.Logger = splitList(*etcd), logger()
+	c.Etcd, c.Logger, c.PublicPaths = splitList(*etcd), logger(), splitList(*public)
 	return router.Run(ctx, c)
 }
 

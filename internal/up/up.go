@@ -57,6 +57,8 @@ type Config struct {
 	Processes bool
 	Binary    string    // the switchyard binary; "" means this executable
 	LogOutput io.Writer // where child processes log; nil discards
+	// APIKeysFile turns on API keys on the router (see router.Config).
+	APIKeysFile string
 	// UnitWait bounds how long a step waits for a unit with no ready
 	// replica; 0 means the coordinator's default.
 	UnitWait time.Duration
@@ -202,7 +204,7 @@ func Start(ctx context.Context, cfg Config) (*Cluster, error) {
 	}
 	g.Go(func() error {
 		return router.Run(gctx, router.Config{Etcd: endpoints, Listener: routerLis, Logger: cfg.Logger,
-			Registerer: labelled("router"), Gatherer: reg})
+			Registerer: labelled("router"), Gatherer: reg, APIKeysFile: cfg.APIKeysFile})
 	})
 	if err := c.waitReady(ctx, gctx); err != nil {
 		c.Close()
@@ -214,7 +216,7 @@ func Start(ctx context.Context, cfg Config) (*Cluster, error) {
 func (c *Cluster) waitReady(ctx, gctx context.Context) error {
 	deadline := time.Now().Add(2 * time.Minute)
 	for time.Now().Before(deadline) {
-		resp, err := http.Get(c.URL + "/readyz")
+		resp, err := http.Get(c.URL + "/readyz") // public even with API keys
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {

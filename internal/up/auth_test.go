@@ -1,0 +1,73 @@
+package up
+
+import (
+	"encoding/json"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestAPIKeys(t *testing.T) {
+	keys := filepath.Join(t.TempDir(), "keys")
+	os.WriteFile(keys, []byte("# team keys\nsk-alpha\n\nsk-beta\n"), 0o600)
+	c := start(t, Config{APIKeysFile: keys})
+	do := func(path, key string) (int, string) {
+		req, _ := http.NewRequest("POST", c.URL+path, strings.NewReader(`{"prompt":"The list","max_tokens":2}`))
+		if path == "/healthz" || path == "/metrics" {
+			req.Method = "GET"
+		}
+		if key != "" {
+			req.Header.Set("Authorization", "Bearer "+key)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var e struct {
+			Error struct{ Message, Type string }
+		}
+		json.NewDecoder(resp.Body).Decode(&e)
+		return resp.StatusCode, e.Error.Message
+	}
+	cases := []struct {
+		name, path, key string
+		code            int
+	}{
+		{"no key", "/v1/completions", "", 401},
+		{"wrong key", "/v1/completions", "sk-gamma", 401},
+		{"prefix of a key", "/v1/completions", "sk-alph", 401},
+		{"first key", "/v1/completions", "sk-alpha", 200},
+		{"second key", "/v1/completions", "sk-beta", 200},
+		{"health is public", "/healthz", "", 200},
+		{"metrics are public", "/metrics", "", 200},
+	}
+	for _, tc := range cases {
+		code, msg := do(tc.path, tc.key)
+		if code != tc.code {
+			t.Errorf("%s: %d, want %d", tc.name, code, tc.code)
+		}
+		if code == 401 && !strings.Contains(msg, "API key") {
+			t.Errorf("%s: 401 without an OpenAI-style error: %q", tc.name, msg)
+		}
+	}
+	// The file is reloaded when it changes.
+	time.Sleep(10 * time.Millisecond)
+	os.WriteFile(keys, []byte("sk-gamma\n"), 0o600)
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		if code, _ := do("/v1/completions", "sk-gamma"); code == 200 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("a key added to the file is not accepted after 5 s")
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if code, _ := do("/v1/completions", "sk-alpha"); code != 401 {
+		t.Errorf("a removed key still works: %d", code)
+	}
+}
