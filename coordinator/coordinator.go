@@ -25,6 +25,7 @@ import (
 
 	"github.com/switchyard-llm/switchyard/internal/etcdclient"
 	"github.com/switchyard-llm/switchyard/internal/serve"
+	"github.com/switchyard-llm/switchyard/internal/tlsconfig"
 	"github.com/switchyard-llm/switchyard/pkg/chat"
 	"github.com/switchyard-llm/switchyard/pkg/gguf"
 	"github.com/switchyard-llm/switchyard/pkg/membership"
@@ -83,6 +84,10 @@ type Config struct {
 	// UnitWait is how long a step waits for a unit with no ready replica
 	// (while the controller places it again) before failing; 0 means 30s.
 	UnitWait time.Duration
+	// TLS, when set, secures every gRPC connection and the etcd client
+	// with mutual TLS; GossipKey encrypts memberlist gossip.
+	TLS       *tlsconfig.Pair
+	GossipKey []byte
 }
 
 // Validate checks the config and fills defaults.
@@ -233,7 +238,7 @@ func (c *Coordinator) serve(ctx context.Context) error {
 	}
 	host, _, _ := net.SplitHostPort(addr)
 
-	cli, err := etcdclient.New(cfg.Etcd)
+	cli, err := etcdclient.New(cfg.Etcd, cfg.TLS.ClientConfig())
 	if err != nil {
 		return fmt.Errorf("coordinator: %w", err)
 	}
@@ -243,7 +248,7 @@ func (c *Coordinator) serve(ctx context.Context) error {
 	hs := health.NewServer()
 	hs.SetServingStatus(ServiceName, healthpb.HealthCheckResponse_NOT_SERVING)
 	var onChange atomic.Pointer[func()] // set once the dispatcher exists
-	members, err := membership.Start(membership.Config{Name: cfg.ID, BindAddr: host, Logger: c.log, OnChange: func() {
+	members, err := membership.Start(membership.Config{Name: cfg.ID, BindAddr: host, Logger: c.log, SecretKey: cfg.GossipKey, OnChange: func() {
 		if f := onChange.Load(); f != nil {
 			(*f)()
 		}
@@ -265,7 +270,7 @@ func (c *Coordinator) serve(ctx context.Context) error {
 		}
 	}
 	c.metrics = newMetrics(reg, c.stats, cfg.MetricsPerExpert)
-	c.dispatch = newDispatcher(c.info.Digest, c.model.Embd, c.model.ExpertsUsed, cfg.Encoding, cfg.ForwardTimeout, cfg.UnitWait, members, c.stats, c.metrics, c.log)
+	c.dispatch = newDispatcher(cfg.TLS.DialOption(), c.info.Digest, c.model.Embd, c.model.ExpertsUsed, cfg.Encoding, cfg.ForwardTimeout, cfg.UnitWait, members, c.stats, c.metrics, c.log)
 	defer c.dispatch.close()
 	changed := c.dispatch.membershipChanged
 	onChange.Store(&changed)
@@ -319,7 +324,7 @@ func (c *Coordinator) serve(ctx context.Context) error {
 		}}
 	go c.sched.run(ctx)
 
-	srv := grpc.NewServer()
+	srv := grpc.NewServer(cfg.TLS.ServerOption())
 	pb.RegisterCoordinatorServiceServer(srv, c)
 	healthpb.RegisterHealthServer(srv, hs)
 	hs.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)

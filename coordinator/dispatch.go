@@ -12,7 +12,6 @@ import (
 
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/switchyard-llm/switchyard/pkg/membership"
 	"github.com/switchyard-llm/switchyard/pkg/model"
@@ -26,6 +25,7 @@ import (
 // holds, all nodes concurrently, and putting the answers back in the
 // tokens' top-k order.
 type dispatcher struct {
+	dial    grpc.DialOption // transport credentials for expert nodes
 	digest  string
 	embd    int
 	enc     pb.Encoding
@@ -60,8 +60,8 @@ type nodeConn struct {
 // suspectFor is how long a node whose call failed is avoided.
 const suspectFor = 3 * time.Second
 
-func newDispatcher(digest string, embd, k int, enc pb.Encoding, timeout, unitWait time.Duration, members *membership.Members, stats *routingstats.Recorder, m *metrics, log *slog.Logger) *dispatcher {
-	return &dispatcher{digest: digest, embd: embd, perRow: k, enc: enc, timeout: timeout, unitWait: unitWait, members: members, stats: stats, metrics: m, log: log,
+func newDispatcher(dial grpc.DialOption, digest string, embd, k int, enc pb.Encoding, timeout, unitWait time.Duration, members *membership.Members, stats *routingstats.Recorder, m *metrics, log *slog.Logger) *dispatcher {
+	return &dispatcher{dial: dial, digest: digest, embd: embd, perRow: k, enc: enc, timeout: timeout, unitWait: unitWait, members: members, stats: stats, metrics: m, log: log,
 		suspects: map[string]time.Time{},
 		nodes:    map[string]placement.Node{}, ready: map[string]map[string]bool{}, conns: map[string]*nodeConn{}}
 }
@@ -82,7 +82,7 @@ func (d *dispatcher) setNodes(nodes map[string]placement.Node) {
 		if _, ok := d.conns[id]; ok {
 			continue
 		}
-		conn, err := grpc.NewClient(n.Addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		conn, err := grpc.NewClient(n.Addr, d.dial)
 		if err != nil {
 			d.log.Error("dial expert node", "node", id, "addr", n.Addr, "err", err)
 			continue

@@ -25,6 +25,7 @@ import (
 
 	"github.com/switchyard-llm/switchyard/internal/etcdclient"
 	"github.com/switchyard-llm/switchyard/internal/serve"
+	"github.com/switchyard-llm/switchyard/internal/tlsconfig"
 	"github.com/switchyard-llm/switchyard/pkg/gguf"
 	"github.com/switchyard-llm/switchyard/pkg/membership"
 	"github.com/switchyard-llm/switchyard/pkg/model"
@@ -49,6 +50,8 @@ type Config struct {
 	GossipAddr    string
 	CapacityBytes int64 // memory offered for units; 0 means unlimited
 	LeaseTTL      int64 // seconds; 0 means 3
+	// RegisterTimeout bounds the first registration in etcd; 0 means 15s.
+	RegisterTimeout time.Duration
 	// DrainRequests starts a drain when it delivers (main wires SIGTERM to
 	// it): the node asks the controller to move its units away and exits
 	// once nothing is placed on it, or after DrainTimeout (0 means 1
@@ -56,7 +59,11 @@ type Config struct {
 	// context passed to Run stops at once.
 	DrainRequests <-chan struct{}
 	DrainTimeout  time.Duration
-	Logger        *slog.Logger
+	// TLS, when set, secures every gRPC connection and the etcd client
+	// with mutual TLS; GossipKey encrypts memberlist gossip.
+	TLS       *tlsconfig.Pair
+	GossipKey []byte
+	Logger    *slog.Logger
 	// Registerer receives the metrics; nil means a registry of its own,
 	// served on MetricsListen when that is set.
 	Registerer    prometheus.Registerer
@@ -83,6 +90,9 @@ func (c *Config) Validate() error {
 	}
 	if c.DrainTimeout == 0 {
 		c.DrainTimeout = time.Minute
+	}
+	if c.RegisterTimeout == 0 {
+		c.RegisterTimeout = 15 * time.Second
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
@@ -183,7 +193,7 @@ func (n *Node) Serve(ctx context.Context) error {
 		host = cfg.GossipAddr
 	}
 
-	cli, err := etcdclient.New(cfg.Etcd)
+	cli, err := etcdclient.New(cfg.Etcd, cfg.TLS.ClientConfig())
 	if err != nil {
 		return fmt.Errorf("expert-node: %w", err)
 	}
@@ -204,13 +214,13 @@ func (n *Node) Serve(ctx context.Context) error {
 	}
 	n.metrics = newMetrics(reg, n)
 
-	members, err := membership.Start(membership.Config{Name: cfg.NodeID, BindAddr: host, Logger: n.log})
+	members, err := membership.Start(membership.Config{Name: cfg.NodeID, BindAddr: host, Logger: n.log, SecretKey: cfg.GossipKey})
 	if err != nil {
 		return err
 	}
 	defer members.Close()
 
-	srv := grpc.NewServer()
+	srv := grpc.NewServer(cfg.TLS.ServerOption())
 	pb.RegisterExpertServiceServer(srv, n)
 	hs := health.NewServer()
 	healthpb.RegisterHealthServer(srv, hs)
@@ -220,9 +230,11 @@ func (n *Node) Serve(ctx context.Context) error {
 	defer serve.StopGracefully(srv)
 
 	self := placement.Node{ID: cfg.NodeID, Addr: addr, GossipAddr: members.Addr(), CapacityBytes: cfg.CapacityBytes}
-	lease, err := store.Register(ctx, store.Node(cfg.NodeID), self, cfg.LeaseTTL)
+	rctx, cancelReg := context.WithTimeout(ctx, cfg.RegisterTimeout)
+	lease, err := store.Register(rctx, store.Node(cfg.NodeID), self, cfg.LeaseTTL)
+	cancelReg()
 	if err != nil {
-		return err
+		return fmt.Errorf("expert-node: cannot register in etcd %v (is its certificate signed by the cluster CA?): %w", cfg.Etcd, err)
 	}
 	defer lease.Close(context.WithoutCancel(ctx))
 	lease.OnRenew = func(ctx context.Context, id clientv3.LeaseID) {

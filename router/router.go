@@ -15,12 +15,12 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/switchyard-llm/switchyard/internal/etcdclient"
+	"github.com/switchyard-llm/switchyard/internal/tlsconfig"
 	"github.com/switchyard-llm/switchyard/pkg/placement"
 	pb "github.com/switchyard-llm/switchyard/proto/switchyard/v1"
 )
@@ -47,6 +47,9 @@ type Config struct {
 	// and /metrics.
 	APIKeysFile string
 	PublicPaths []string
+	// TLS, when set, secures the router's gRPC connections to
+	// coordinators and its etcd client with mutual TLS.
+	TLS *tlsconfig.Pair
 }
 
 // Validate checks the config and fills defaults.
@@ -110,7 +113,7 @@ func Run(ctx context.Context, cfg Config) error {
 			return fmt.Errorf("router: listen: %w", err)
 		}
 	}
-	cli, err := etcdclient.New(cfg.Etcd)
+	cli, err := etcdclient.New(cfg.Etcd, cfg.TLS.ClientConfig())
 	if err != nil {
 		return fmt.Errorf("router: %w", err)
 	}
@@ -188,7 +191,7 @@ func (r *Router) setCoordinators(cs map[string]placement.Coordinator) {
 		if _, ok := r.coords[id]; ok {
 			continue
 		}
-		conn, err := grpc.NewClient(c.Addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		conn, err := grpc.NewClient(c.Addr, r.cfg.TLS.DialOption())
 		if err != nil {
 			r.log.Error("dial coordinator", "id", id, "addr", c.Addr, "err", err)
 			continue

@@ -26,6 +26,7 @@ func commands() []command {
 		{"router", "the HTTP front door: OpenAI-compatible API", runRouter},
 		{"coordinator", "shared layers, batching, sampling; dispatches experts", runCoordinator},
 		{"expert-node", "serves the expert units placed on it", runExpertNode},
+		{"certs", "write a development CA and per-role certificates for mutual TLS", runCerts},
 		{"placement", "show, drain or list the history of expert placement", runPlacement},
 		{"stats", "routing statistics of a running cluster: heatmap, nodes, --compare two prompts", runStats},
 		{"model", "single-process tools over a GGUF file: synth, inspect, tokenize, logits, run", runModel},

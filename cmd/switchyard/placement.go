@@ -15,11 +15,16 @@ func runPlacement(ctx context.Context, args []string) error {
 	store := func(fs *flag.FlagSet, args []string) (*placement.Store, []string, func(), error) {
 		etcd := fs.String("etcd", "http://127.0.0.1:2379", "etcd endpoints, comma-separated")
 		cluster := fs.String("cluster", "default", "cluster name")
+		loadTLS := tlsFlags(fs, false)
 		pos, err := parse(fs, args)
 		if err != nil {
 			return nil, nil, nil, err
 		}
-		cli, err := etcdclient.New(splitList(*etcd))
+		pair, _, err := loadTLS()
+		if err != nil {
+			return nil, nil, nil, err
+		}
+		cli, err := etcdclient.New(splitList(*etcd), pair.ClientConfig())
 		if err != nil {
 			return nil, nil, nil, err
 		}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/base64"
 	"flag"
 	"fmt"
 	"log/slog"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/switchyard-llm/switchyard/coordinator"
 	expertnode "github.com/switchyard-llm/switchyard/expert-node"
+	"github.com/switchyard-llm/switchyard/internal/tlsconfig"
 	"github.com/switchyard-llm/switchyard/internal/up"
 	"github.com/switchyard-llm/switchyard/pkg/chat"
 	pb "github.com/switchyard-llm/switchyard/proto/switchyard/v1"
@@ -62,6 +64,7 @@ func runUp(ctx context.Context, args []string) error {
 	fs.StringVar(&c.Listen, "listen", "127.0.0.1:8080", "router HTTP address")
 	fs.BoolVar(&c.MetricsPerExpert, "metrics-per-expert", false, "export per-(layer, expert) series on /metrics")
 	fs.StringVar(&c.APIKeysFile, "api-keys-file", "", "require API keys listed in this file (one per line)")
+	fs.BoolVar(&c.Insecure, "insecure", false, "plaintext gRPC, etcd and gossip (default: mutual TLS with ephemeral certificates)")
 	fs.BoolVar(&c.Processes, "processes", false, "run each expert node and coordinator as its own OS process")
 	fs.IntVar(&c.Coordinators, "coordinators", 1, "coordinators behind the router")
 	act := fs.String("activations", "f32", "activation encoding on the wire: f32, f16 or bf16")
@@ -92,7 +95,13 @@ func runExpertNode(ctx context.Context, args []string) error {
 	fs.Int64Var(&c.CapacityBytes, "capacity-bytes", 0, "memory offered for expert units (0: unlimited)")
 	fs.StringVar(&c.MetricsListen, "metrics-listen", "", "HTTP address for /metrics (default: none)")
 	fs.DurationVar(&c.DrainTimeout, "drain-timeout", time.Minute, "on SIGTERM, how long to wait for units to move away")
+	fs.DurationVar(&c.RegisterTimeout, "register-timeout", 15*time.Second, "how long to try the first registration in etcd")
+	loadTLS := tlsFlags(fs, true)
 	if _, err := parse(fs, args); err != nil {
+		return err
+	}
+	var err error
+	if c.TLS, c.GossipKey, err = loadTLS(); err != nil {
 		return err
 	}
 	c.Etcd, c.Logger, c.DrainRequests = splitList(*etcd), logger(), drain
@@ -118,7 +127,12 @@ func runCoordinator(ctx context.Context, args []string) error {
 	fs.BoolVar(&c.MetricsPerExpert, "metrics-per-expert", false, "export per-(layer, expert) series")
 	act := fs.String("activations", "f32", "activation encoding on the wire: f32, f16 or bf16")
 	tmpl := fs.String("chat-template", "", `chat template for a model file without one: "plain" or a Jinja file`)
+	loadTLS := tlsFlags(fs, true)
 	if _, err := parse(fs, args); err != nil {
+		return err
+	}
+	var err error
+	if c.TLS, c.GossipKey, err = loadTLS(); err != nil {
 		return err
 	}
 	enc, err := parseEncoding(*act)
@@ -140,7 +154,12 @@ func runRouter(ctx context.Context, args []string) error {
 	fs.StringVar(&c.Cluster, "cluster", "default", "cluster name (etcd key namespace)")
 	fs.StringVar(&c.APIKeysFile, "api-keys-file", "", "file of API keys, one per line (reloaded on change); requests then need Authorization: Bearer")
 	public := fs.String("public-paths", "/healthz,/readyz,/metrics", "paths that need no API key")
+	loadTLS := tlsFlags(fs, false)
 	if _, err := parse(fs, args); err != nil {
+		return err
+	}
+	var err error
+	if c.TLS, _, err = loadTLS(); err != nil {
 		return err
 	}
 	c.Etcd, c.Logger, c.PublicPaths = splitList(*etcd), logger(), splitList(*public)
@@ -161,4 +180,41 @@ func loadTemplate(v string) (*chat.Template, error) {
 		return nil, fmt.Errorf("--chat-template: %w", err)
 	}
 	return chat.New(filepath.Base(v), string(b), "", "")
+}
+
+// tlsFlags adds --tls-cert, --tls-key, --tls-ca and (with gossip)
+// --gossip-key to fs; the returned function loads them after parsing.
+func tlsFlags(fs *flag.FlagSet, gossip bool) func() (*tlsconfig.Pair, []byte, error) {
+	cert := fs.String("tls-cert", "", "this role's certificate (PEM); with --tls-key and --tls-ca turns on mutual TLS")
+	key := fs.String("tls-key", "", "the certificate's key (PEM)")
+	ca := fs.String("tls-ca", "", "the cluster CA (PEM) that signs every role's certificate")
+	var gk *string
+	if gossip {
+		gk = fs.String("gossip-key", "", "base64 key (16, 24 or 32 bytes) that encrypts gossip")
+	}
+	return func() (*tlsconfig.Pair, []byte, error) {
+		p, err := tlsconfig.Load(*cert, *key, *ca)
+		if err != nil || gk == nil || *gk == "" {
+			return p, nil, err
+		}
+		k, err := base64.StdEncoding.DecodeString(*gk)
+		if err != nil || (len(k) != 16 && len(k) != 24 && len(k) != 32) {
+			return nil, nil, fmt.Errorf("--gossip-key: want base64 of 16, 24 or 32 bytes")
+		}
+		return p, k, nil
+	}
+}
+
+func runCerts(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("certs", flag.ContinueOnError)
+	out := fs.String("out", "certs", "directory to write into")
+	hosts := fs.String("hosts", "", "extra host names or IPs the certificates are valid for, comma-separated")
+	if _, err := parse(fs, args); err != nil {
+		return err
+	}
+	if err := tlsconfig.WriteDev(*out, splitList(*hosts)); err != nil {
+		return err
+	}
+	fmt.Printf("wrote a development CA (ca.pem) and certificates for %s into %s\n", strings.Join(tlsconfig.Roles, ", "), *out)
+	return nil
 }

@@ -9,16 +9,22 @@ import (
 	"net/url"
 	"time"
 
+	"go.etcd.io/etcd/client/pkg/v3/transport"
 	"go.etcd.io/etcd/server/v3/embed"
 )
 
 // Server is a running embedded etcd.
 type Server struct {
 	e                    *embed.Etcd
-	Endpoint             string // client URL, http://HOST:PORT
+	Endpoint             string // client URL, http(s)://HOST:PORT
 	dir, host            string
 	clientPort, peerPort int
+	tls                  *TLSFiles
 }
+
+// TLSFiles makes the client port require TLS with certificates signed by
+// CA (PEM files).
+type TLSFiles struct{ Cert, Key, CA string }
 
 func freePort(host string) (int, error) {
 	l, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
@@ -32,7 +38,7 @@ func freePort(host string) (int, error) {
 // Start runs etcd with its data in dir, listening on host ("" means
 // 127.0.0.1), and waits until it serves. A clientPort of 0 picks a free
 // port.
-func Start(ctx context.Context, dir, host string, clientPort int) (*Server, error) {
+func Start(ctx context.Context, dir, host string, clientPort int, tlsFiles *TLSFiles) (*Server, error) {
 	if host == "" {
 		host = "127.0.0.1"
 	}
@@ -46,7 +52,7 @@ func Start(ctx context.Context, dir, host string, clientPort int) (*Server, erro
 	if err != nil {
 		return nil, fmt.Errorf("embedetcd: %w", err)
 	}
-	s := &Server{dir: dir, host: host, clientPort: clientPort, peerPort: peerPort}
+	s := &Server{dir: dir, host: host, clientPort: clientPort, peerPort: peerPort, tls: tlsFiles}
 	return s, s.start(ctx)
 }
 
@@ -57,6 +63,10 @@ func (s *Server) start(ctx context.Context) error {
 	cfg.Dir = dir
 	cfg.Name = "switchyard"
 	cu := url.URL{Scheme: "http", Host: net.JoinHostPort(s.host, fmt.Sprint(clientPort))}
+	if s.tls != nil {
+		cu.Scheme = "https"
+		cfg.ClientTLSInfo = transport.TLSInfo{CertFile: s.tls.Cert, KeyFile: s.tls.Key, TrustedCAFile: s.tls.CA, ClientCertAuth: true}
+	}
 	pu := url.URL{Scheme: "http", Host: net.JoinHostPort(s.host, fmt.Sprint(peerPort))}
 	cfg.ListenClientUrls, cfg.AdvertiseClientUrls = []url.URL{cu}, []url.URL{cu}
 	cfg.ListenPeerUrls, cfg.AdvertisePeerUrls = []url.URL{pu}, []url.URL{pu}

@@ -8,7 +8,7 @@ import (
 )
 
 func TestStart(t *testing.T) {
-	s, err := Start(t.Context(), t.TempDir(), "", 0)
+	s, err := Start(t.Context(), t.TempDir(), "", 0, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

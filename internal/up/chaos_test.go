@@ -360,7 +360,7 @@ func TestHotReplication(t *testing.T) {
 // and the node leaves; show and history report it.
 func TestPlacementDrainCommand(t *testing.T) {
 	c := start(t, Config{})
-	cli, err := etcdclient.New([]string{c.Etcd})
+	cli, err := etcdclient.New([]string{c.Etcd}, c.TLS.ClientConfig())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -6,6 +6,8 @@ package up
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
@@ -24,6 +26,7 @@ import (
 	expertnode "github.com/switchyard-llm/switchyard/expert-node"
 	"github.com/switchyard-llm/switchyard/internal/demomodel"
 	"github.com/switchyard-llm/switchyard/internal/embedetcd"
+	"github.com/switchyard-llm/switchyard/internal/tlsconfig"
 	"github.com/switchyard-llm/switchyard/pkg/chat"
 	pb "github.com/switchyard-llm/switchyard/proto/switchyard/v1"
 	"github.com/switchyard-llm/switchyard/router"
@@ -59,6 +62,9 @@ type Config struct {
 	LogOutput io.Writer // where child processes log; nil discards
 	// APIKeysFile turns on API keys on the router (see router.Config).
 	APIKeysFile string
+	// Insecure turns off the default: mutual TLS on every gRPC connection
+	// and on etcd with an ephemeral CA, and encrypted gossip.
+	Insecure bool
 	// UnitWait bounds how long a step waits for a unit with no ready
 	// replica; 0 means the coordinator's default.
 	UnitWait time.Duration
@@ -66,8 +72,12 @@ type Config struct {
 
 // Cluster is a running local cluster.
 type Cluster struct {
-	URL     string  // the router's base URL
-	Etcd    string  // the embedded etcd's client URL
+	URL  string // the router's base URL
+	Etcd string // the embedded etcd's client URL
+	// TLS is the ephemeral identity every component uses (nil when
+	// Insecure): clients of etcd and of the gRPC roles need it.
+	TLS     *tlsconfig.Pair
+	CA      *tlsconfig.CA
 	procs   []*proc // expert nodes, in process mode
 	coords  []*proc // coordinators, in process mode
 	g       *errgroup.Group
@@ -127,7 +137,21 @@ func Start(ctx context.Context, cfg Config) (*Cluster, error) {
 	if cfg.Host == "" {
 		cfg.Host = "127.0.0.1"
 	}
-	etcd, err := embedetcd.Start(ctx, dataDir, cfg.Host, 0)
+	var (
+		pair      *tlsconfig.Pair
+		ca        *tlsconfig.CA
+		etcdTLS   *embedetcd.TLSFiles
+		gossipKey []byte
+		tlsArgs   []string // for child processes
+	)
+	if !cfg.Insecure {
+		if pair, ca, etcdTLS, tlsArgs, gossipKey, err = ephemeralTLS(dataDir, cfg.Host); err != nil {
+			routerLis.Close()
+			os.RemoveAll(dataDir)
+			return nil, err
+		}
+	}
+	etcd, err := embedetcd.Start(ctx, dataDir, cfg.Host, 0, etcdTLS)
 	if err != nil {
 		routerLis.Close()
 		os.RemoveAll(dataDir)
@@ -135,7 +159,7 @@ func Start(ctx context.Context, cfg Config) (*Cluster, error) {
 	}
 	cfg.Logger.Info("embedded etcd serving", "endpoint", etcd.Endpoint, "data", dataDir)
 	rctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	c := &Cluster{URL: "http://" + routerLis.Addr().String(), Etcd: etcd.Endpoint, cancel: cancel, etcd: etcd, dataDir: dataDir}
+	c := &Cluster{URL: "http://" + routerLis.Addr().String(), Etcd: etcd.Endpoint, TLS: pair, CA: ca, cancel: cancel, etcd: etcd, dataDir: dataDir}
 	g, gctx := errgroup.WithContext(rctx)
 	c.g = g
 	endpoints := []string{etcd.Endpoint}
@@ -149,8 +173,8 @@ func Start(ctx context.Context, cfg Config) (*Cluster, error) {
 	for i := range cfg.ExpertNodes {
 		id := fmt.Sprintf("node-%d", i+1)
 		if cfg.Processes {
-			p, err := newProc(cfg.Binary, id, cfg.LogOutput, []string{"expert-node", "--etcd", etcd.Endpoint, "--listen", net.JoinHostPort(cfg.Host, "0"),
-				"--model", cfg.ModelPath, "--node-id", id, "--drain-timeout", "30s"})
+			p, err := newProc(cfg.Binary, id, cfg.LogOutput, append([]string{"expert-node", "--etcd", etcd.Endpoint, "--listen", net.JoinHostPort(cfg.Host, "0"),
+				"--model", cfg.ModelPath, "--node-id", id, "--drain-timeout", "30s"}, tlsArgs...))
 			if err == nil {
 				err = p.start()
 			}
@@ -168,7 +192,7 @@ func Start(ctx context.Context, cfg Config) (*Cluster, error) {
 		}
 		g.Go(func() error {
 			return expertnode.Run(gctx, expertnode.Config{NodeID: id, Etcd: endpoints, Listener: lis, ModelPath: cfg.ModelPath,
-				Logger: cfg.Logger, Registerer: labelled(id)})
+				Logger: cfg.Logger, Registerer: labelled(id), TLS: pair, GossipKey: gossipKey})
 		})
 	}
 	for i := range max(1, cfg.Coordinators) {
@@ -179,7 +203,7 @@ func Start(ctx context.Context, cfg Config) (*Cluster, error) {
 			if fallback != nil {
 				args = append(args, "--chat-template", "plain")
 			}
-			p, err := newProc(cfg.Binary, id, cfg.LogOutput, args)
+			p, err := newProc(cfg.Binary, id, cfg.LogOutput, append(args, tlsArgs...))
 			if err == nil {
 				err = p.start()
 			}
@@ -199,12 +223,12 @@ func Start(ctx context.Context, cfg Config) (*Cluster, error) {
 			return coordinator.Run(gctx, coordinator.Config{ID: id, Etcd: endpoints, Listener: coordLis,
 				ModelPath: cfg.ModelPath, Replicas: cfg.Replicas, MinNodes: cfg.ExpertNodes, Encoding: cfg.Encoding,
 				FallbackTemplate: fallback, Logger: cfg.Logger, Registerer: labelled(id), MetricsPerExpert: cfg.MetricsPerExpert,
-				UnitWait: cfg.UnitWait})
+				UnitWait: cfg.UnitWait, TLS: pair, GossipKey: gossipKey})
 		})
 	}
 	g.Go(func() error {
 		return router.Run(gctx, router.Config{Etcd: endpoints, Listener: routerLis, Logger: cfg.Logger,
-			Registerer: labelled("router"), Gatherer: reg, APIKeysFile: cfg.APIKeysFile})
+			Registerer: labelled("router"), Gatherer: reg, APIKeysFile: cfg.APIKeysFile, TLS: pair})
 	})
 	if err := c.waitReady(ctx, gctx); err != nil {
 		c.Close()
@@ -266,4 +290,33 @@ func Run(ctx context.Context, cfg Config, ready func(url string)) error {
 		c.Close()
 		return err
 	}
+}
+
+// ephemeralTLS makes a throwaway CA and certificate, writes them into dir
+// for etcd and child processes, and makes a gossip key.
+func ephemeralTLS(dir, host string) (*tlsconfig.Pair, *tlsconfig.CA, *embedetcd.TLSFiles, []string, []byte, error) {
+	ca, err := tlsconfig.NewCA("switchyard up (ephemeral)")
+	if err != nil {
+		return nil, nil, nil, nil, nil, err
+	}
+	certPEM, keyPEM, err := ca.Issue("switchyard", []string{host})
+	if err != nil {
+		return nil, nil, nil, nil, nil, err
+	}
+	files := &embedetcd.TLSFiles{Cert: filepath.Join(dir, "tls.pem"), Key: filepath.Join(dir, "tls-key.pem"), CA: filepath.Join(dir, "ca.pem")}
+	for path, b := range map[string][]byte{files.Cert: certPEM, files.Key: keyPEM, files.CA: ca.CertPEM} {
+		if err := os.WriteFile(path, b, 0o600); err != nil {
+			return nil, nil, nil, nil, nil, fmt.Errorf("up: %w", err)
+		}
+	}
+	pair, err := tlsconfig.Load(files.Cert, files.Key, files.CA)
+	if err != nil {
+		return nil, nil, nil, nil, nil, err
+	}
+	key := make([]byte, 32)
+	if _, err := rand.Read(key); err != nil {
+		return nil, nil, nil, nil, nil, err
+	}
+	args := []string{"--tls-cert", files.Cert, "--tls-key", files.Key, "--tls-ca", files.CA, "--gossip-key", base64.StdEncoding.EncodeToString(key)}
+	return pair, ca, files, args, key, nil
 }

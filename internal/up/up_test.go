@@ -16,7 +16,6 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/switchyard-llm/switchyard/internal/etcdclient"
 	"github.com/switchyard-llm/switchyard/pkg/gguf"
@@ -235,7 +234,7 @@ func streamBody(url string, req map[string]any) (string, error) {
 func TestNodeReadsItsShare(t *testing.T) {
 	cfgCache := t.TempDir()
 	c := start(t, Config{CacheDir: cfgCache})
-	cli, err := etcdclient.New([]string{c.Etcd})
+	cli, err := etcdclient.New([]string{c.Etcd}, c.TLS.ClientConfig())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -259,7 +258,7 @@ func TestNodeReadsItsShare(t *testing.T) {
 	unitBytes := uint64(3 * 192 * 384 / 32 * 34)
 	totalExpert := unitBytes * uint64(info.Layers*info.Experts)
 	for id, n := range nodes {
-		conn, err := grpc.NewClient(n.Addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		conn, err := grpc.NewClient(n.Addr, c.TLS.DialOption())
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -326,7 +325,7 @@ func TestBadHTTPRequests(t *testing.T) {
 // after the bounded wait with an error naming the node and a unit.
 func TestUnitUnavailableFails(t *testing.T) {
 	c := start(t, Config{ModelPath: "../../testdata/models/tiny-mixtral-f32.gguf", UnitWait: time.Second})
-	cli, err := etcdclient.New([]string{c.Etcd})
+	cli, err := etcdclient.New([]string{c.Etcd}, c.TLS.ClientConfig())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -23,6 +23,9 @@ type Config struct {
 	BindAddr string       // IP to bind; "" means 127.0.0.1
 	BindPort int          // 0 picks a free port
 	Logger   *slog.Logger // nil discards
+	// SecretKey (16, 24 or 32 bytes) encrypts gossip; members without it
+	// cannot join. nil means plaintext gossip.
+	SecretKey []byte
 	// OnChange is called (from memberlist's goroutines) after a member
 	// joins, leaves or is declared dead. It must not block.
 	OnChange func()
@@ -59,6 +62,10 @@ func Start(c Config) (*Members, error) {
 		w = slogWriter{c.Logger}
 	}
 	conf.Logger = log.New(w, "", 0)
+	if c.SecretKey != nil {
+		conf.SecretKey = c.SecretKey
+		conf.GossipVerifyIncoming, conf.GossipVerifyOutgoing = true, true
+	}
 	m := &Members{alive: map[string]bool{}, onChange: c.OnChange}
 	conf.Events = m
 	ml, err := memberlist.Create(conf)

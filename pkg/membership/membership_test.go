@@ -40,3 +40,40 @@ func TestJoinAndFailure(t *testing.T) {
 		t.Error("Known is wrong")
 	}
 }
+
+func TestGossipKey(t *testing.T) {
+	key := []byte("0123456789abcdef0123456789abcdef")
+	a, err := Start(Config{Name: "a", SecretKey: key})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	friend, err := Start(Config{Name: "friend", SecretKey: key})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer friend.Close()
+	if err := friend.Join([]string{a.Addr()}); err != nil {
+		t.Fatalf("a member with the key could not join: %v", err)
+	}
+	stranger, err := Start(Config{Name: "stranger"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stranger.Close()
+	if err := stranger.Join([]string{a.Addr()}); err == nil {
+		t.Error("a member without the gossip key joined")
+	}
+	wrong, err := Start(Config{Name: "wrong", SecretKey: []byte("fedcba9876543210fedcba9876543210")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer wrong.Close()
+	if err := wrong.Join([]string{a.Addr()}); err == nil {
+		t.Error("a member with another gossip key joined")
+	}
+	time.Sleep(300 * time.Millisecond)
+	if a.Known("stranger") || a.Known("wrong") || !a.Alive("friend") {
+		t.Errorf("a's view: stranger %v, wrong %v, friend %v", a.Known("stranger"), a.Known("wrong"), a.Alive("friend"))
+	}
+}
