@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync/atomic"
@@ -28,6 +29,7 @@ import (
 	"github.com/switchyard-llm/switchyard/internal/tlsconfig"
 	"github.com/switchyard-llm/switchyard/pkg/chat"
 	"github.com/switchyard-llm/switchyard/pkg/gguf"
+	"github.com/switchyard-llm/switchyard/pkg/httpfile"
 	"github.com/switchyard-llm/switchyard/pkg/membership"
 	"github.com/switchyard-llm/switchyard/pkg/model"
 	"github.com/switchyard-llm/switchyard/pkg/placement"
@@ -51,7 +53,12 @@ type Config struct {
 	Listen    string   // gRPC address; ignored when Listener is set
 	Listener  net.Listener
 	Advertise string // address others dial; "" means the listener's
-	ModelPath string // required
+	// ModelPath is a GGUF file, or an http(s) URL read with Range requests
+	// (only the header and the shared tensors are fetched); required.
+	ModelPath string
+	// CacheDir keeps what is fetched from a model URL; "" means the user
+	// cache directory + /switchyard/models/<id>.
+	CacheDir string
 	// ModelName is the name clients use; "" means general.name, else the
 	// file name without extension.
 	ModelName string
@@ -116,6 +123,13 @@ func (c *Config) Validate() error {
 	if c.Cluster == "" {
 		c.Cluster = "default"
 	}
+	if c.CacheDir == "" && httpfile.IsURL(c.ModelPath) {
+		base, err := os.UserCacheDir()
+		if err != nil {
+			return fmt.Errorf("coordinator: no cache directory for %s: %w", c.ModelPath, err)
+		}
+		c.CacheDir = filepath.Join(base, "switchyard", "models", c.ID)
+	}
 	if c.ForwardTimeout == 0 {
 		c.ForwardTimeout = 30 * time.Second
 	}
@@ -169,8 +183,18 @@ func Run(ctx context.Context, cfg Config) error {
 }
 
 func open(cfg Config) (*Coordinator, error) {
-	f, err := model.Open(cfg.ModelPath, gguf.Options{Mmap: true})
-	if err != nil {
+	var f *model.File
+	var err error
+	if httpfile.IsURL(cfg.ModelPath) {
+		var hf *httpfile.File
+		if hf, err = httpfile.Open(context.Background(), cfg.ModelPath, cfg.CacheDir, nil); err != nil {
+			return nil, fmt.Errorf("coordinator: %w", err)
+		}
+		if f, err = model.OpenReader(hf, hf.Size()); err != nil {
+			hf.Close()
+			return nil, fmt.Errorf("coordinator: %s: %w", cfg.ModelPath, err)
+		}
+	} else if f, err = model.Open(cfg.ModelPath, gguf.Options{Mmap: true}); err != nil {
 		return nil, fmt.Errorf("coordinator: %w", err)
 	}
 	fail := func(err error) (*Coordinator, error) {

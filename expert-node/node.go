@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"path/filepath"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -27,6 +28,7 @@ import (
 	"github.com/switchyard-llm/switchyard/internal/serve"
 	"github.com/switchyard-llm/switchyard/internal/tlsconfig"
 	"github.com/switchyard-llm/switchyard/pkg/gguf"
+	"github.com/switchyard-llm/switchyard/pkg/httpfile"
 	"github.com/switchyard-llm/switchyard/pkg/membership"
 	"github.com/switchyard-llm/switchyard/pkg/model"
 	"github.com/switchyard-llm/switchyard/pkg/placement"
@@ -44,7 +46,12 @@ type Config struct {
 	Listener net.Listener
 	// Advertise is the address others dial; "" means the listener's.
 	Advertise string
-	ModelPath string // required
+	// ModelPath is a GGUF file, or an http(s) URL read with Range requests
+	// (only the header and this node's units are fetched); required.
+	ModelPath string
+	// CacheDir keeps what is fetched from a model URL; "" means the user
+	// cache directory + /switchyard/models/<node id>.
+	CacheDir string
 	// GossipAddr is the memberlist bind host (port chosen freely); "" means
 	// the host of the listener.
 	GossipAddr    string
@@ -100,6 +107,40 @@ func (c *Config) Validate() error {
 	return nil
 }
 
+type readerAtCloser interface {
+	io.ReaderAt
+	io.Closer
+}
+
+// openSource opens the model file or URL.
+func openSource(cfg Config) (readerAtCloser, int64, error) {
+	if httpfile.IsURL(cfg.ModelPath) {
+		dir := cfg.CacheDir
+		if dir == "" {
+			base, err := os.UserCacheDir()
+			if err != nil {
+				return nil, 0, fmt.Errorf("expert-node: no cache directory for %s: %w", cfg.ModelPath, err)
+			}
+			dir = filepath.Join(base, "switchyard", "models", cfg.NodeID)
+		}
+		f, err := httpfile.Open(context.Background(), cfg.ModelPath, dir, nil)
+		if err != nil {
+			return nil, 0, fmt.Errorf("expert-node: %w", err)
+		}
+		return f, f.Size(), nil
+	}
+	fh, err := os.Open(cfg.ModelPath)
+	if err != nil {
+		return nil, 0, fmt.Errorf("expert-node: %w", err)
+	}
+	st, err := fh.Stat()
+	if err != nil {
+		fh.Close()
+		return nil, 0, fmt.Errorf("expert-node: %w", err)
+	}
+	return fh, st.Size(), nil
+}
+
 // countingReader counts bytes read from the model file.
 type countingReader struct {
 	r io.ReaderAt
@@ -133,17 +174,12 @@ func Open(cfg Config) (*Node, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	fh, err := os.Open(cfg.ModelPath)
+	fh, size, err := openSource(cfg)
 	if err != nil {
-		return nil, fmt.Errorf("expert-node: %w", err)
-	}
-	st, err := fh.Stat()
-	if err != nil {
-		fh.Close()
-		return nil, fmt.Errorf("expert-node: %w", err)
+		return nil, err
 	}
 	cr := &countingReader{r: fh}
-	g, err := gguf.Read(cr, st.Size(), gguf.Limits{})
+	g, err := gguf.Read(cr, size, gguf.Limits{})
 	if err != nil {
 		fh.Close()
 		return nil, fmt.Errorf("expert-node: %s: %w", cfg.ModelPath, err)
@@ -337,6 +373,12 @@ func (n *Node) joinGossip(ctx context.Context, store *placement.Store, m *member
 // apply loads the units placed here that are missing, drops the ones no
 // longer placed here, and publishes what is ready.
 func (n *Node) apply(ctx context.Context, store *placement.Store, lease clientv3.LeaseID, pm placement.Map) {
+	n.sync(pm)
+	n.publish(ctx, store, lease)
+}
+
+// sync makes the loaded units those pm places on this node.
+func (n *Node) sync(pm placement.Map) {
 	want := pm.UnitsOf(n.cfg.NodeID)
 	n.mu.RLock()
 	have := n.local.Units()
@@ -362,7 +404,6 @@ func (n *Node) apply(ctx context.Context, store *placement.Store, lease clientv3
 	}
 	n.epoch = pm.Epoch
 	n.mu.Unlock()
-	n.publish(ctx, store, lease)
 }
 
 // publish writes the node's status: the units it has loaded.

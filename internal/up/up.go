@@ -28,6 +28,7 @@ import (
 	"github.com/switchyard-llm/switchyard/internal/embedetcd"
 	"github.com/switchyard-llm/switchyard/internal/tlsconfig"
 	"github.com/switchyard-llm/switchyard/pkg/chat"
+	"github.com/switchyard-llm/switchyard/pkg/httpfile"
 	pb "github.com/switchyard-llm/switchyard/proto/switchyard/v1"
 	"github.com/switchyard-llm/switchyard/router"
 )
@@ -122,8 +123,10 @@ func Start(ctx context.Context, cfg Config) (*Cluster, error) {
 			}
 		}
 	}
-	if _, err := os.Stat(cfg.ModelPath); err != nil {
-		return nil, fmt.Errorf("up: model: %w", err)
+	if !httpfile.IsURL(cfg.ModelPath) {
+		if _, err := os.Stat(cfg.ModelPath); err != nil {
+			return nil, fmt.Errorf("up: model: %w", err)
+		}
 	}
 	routerLis, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {

@@ -2,6 +2,7 @@ package model
 
 import (
 	"fmt"
+	"io"
 	"reflect"
 	"slices"
 	"strings"
@@ -202,6 +203,15 @@ func Open(path string, opts gguf.Options) (*File, error) {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
 	return f, nil
+}
+
+// OpenReader parses a model of the given size from r (a remote file, say).
+func OpenReader(r io.ReaderAt, size int64) (*File, error) {
+	g, err := gguf.Read(r, size, gguf.Limits{})
+	if err != nil {
+		return nil, err
+	}
+	return NewFile(g)
 }
 
 // NewFile interprets an already parsed GGUF file as a model.

@@ -1,0 +1,89 @@
+package expertnode
+
+import (
+	"bytes"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/switchyard-llm/switchyard/pkg/model"
+	"github.com/switchyard-llm/switchyard/pkg/placement"
+)
+
+const demo = "../internal/demomodel/demo-moe-q8_0.gguf"
+
+// TestModelOverHTTP serves the demo model from a local HTTP server that
+// honours Range and counts what it sends: a node holding a third of the
+// units fetches the header and about a third of the expert bytes, and a
+// second start with the same cache fetches nothing again.
+func TestModelOverHTTP(t *testing.T) {
+	data, err := os.ReadFile(demo)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sent atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("ETag", `"demo-v1"`)
+		http.ServeContent(&counter{w, &sent}, r, "demo.gguf", time.Unix(1, 0), bytes.NewReader(data))
+	}))
+	defer srv.Close()
+	cache := t.TempDir()
+	cfg := Config{NodeID: "node-1", ModelPath: srv.URL + "/demo-moe-q8_0.gguf", CacheDir: cache}
+
+	n, err := Open(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := n.file.Hyper
+	// A third of the units (every third one) placed on this node.
+	pm := placement.Map{Epoch: 1, Units: map[string][]string{}}
+	held := 0
+	for l := range h.Layers {
+		for e := range h.Experts {
+			if (l*h.Experts+e)%3 == 0 {
+				pm.Units[placement.UnitKey(model.Unit{Layer: l, Expert: e})] = []string{"node-1"}
+				held++
+			}
+		}
+	}
+	n.sync(pm)
+	unit, _ := n.file.UnitBytes(model.Unit{})
+	expert := unit * int64(h.Layers*h.Experts)
+	got := sent.Load() - n.file.DataOffset // what was sent beyond the header
+	frac := float64(got) / float64(expert)
+	t.Logf("held %d of %d units; the server sent %d header + %d unit bytes = %.3f of the %d expert bytes (file %d bytes)",
+		held, h.Layers*h.Experts, n.file.DataOffset, got, frac, expert, len(data))
+	if want := int64(held) * unit; got < want || got > want+64<<10 {
+		t.Errorf("fetched %d bytes beyond the header, want the %d bytes of the held units", got, want)
+	}
+	if frac < 0.30 || frac > 0.37 {
+		t.Errorf("fetched %.2f of the expert bytes, want about a third", frac)
+	}
+
+	// A second start reads from the cache.
+	before := sent.Load()
+	n2, err := Open(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n2.sync(pm)
+	if extra := sent.Load() - before; extra > 16 {
+		t.Errorf("second start fetched %d bytes again", extra)
+	}
+	if got := len(n2.local.Units()); got != held {
+		t.Errorf("second start loaded %d units, want %d", got, held)
+	}
+}
+
+type counter struct {
+	http.ResponseWriter
+	n *atomic.Int64
+}
+
+func (c *counter) Write(b []byte) (int, error) {
+	c.n.Add(int64(len(b)))
+	return c.ResponseWriter.Write(b)
+}
