@@ -78,6 +78,9 @@ type Config struct {
 	// served on MetricsListen when that is set.
 	Registerer    prometheus.Registerer
 	MetricsListen string
+	// HealthListen, when set, serves the gRPC health service in plaintext
+	// on its own port (for probes that cannot do mutual TLS).
+	HealthListen string
 	// MetricsPerExpert adds per-(layer, expert) series (many for big models).
 	MetricsPerExpert bool
 	// ControlInterval is how often the elected coordinator's placement
@@ -260,7 +263,10 @@ func (c *Coordinator) serve(ctx context.Context) error {
 	if addr == "" {
 		addr = lis.Addr().String()
 	}
-	host, _, _ := net.SplitHostPort(addr)
+	// Gossip binds where the listener does and advertises the host others
+	// dial (which may be a DNS name, as in Docker Compose or Kubernetes).
+	bindHost, _, _ := net.SplitHostPort(lis.Addr().String())
+	advHost, _, _ := net.SplitHostPort(addr)
 
 	cli, err := etcdclient.New(cfg.Etcd, cfg.TLS.ClientConfig())
 	if err != nil {
@@ -272,7 +278,7 @@ func (c *Coordinator) serve(ctx context.Context) error {
 	hs := health.NewServer()
 	hs.SetServingStatus(ServiceName, healthpb.HealthCheckResponse_NOT_SERVING)
 	var onChange atomic.Pointer[func()] // set once the dispatcher exists
-	members, err := membership.Start(membership.Config{Name: cfg.ID, BindAddr: host, Logger: c.log, SecretKey: cfg.GossipKey, OnChange: func() {
+	members, err := membership.Start(membership.Config{Name: cfg.ID, BindAddr: bindHost, Advertise: advHost, Logger: c.log, SecretKey: cfg.GossipKey, OnChange: func() {
 		if f := onChange.Load(); f != nil {
 			(*f)()
 		}
@@ -352,6 +358,13 @@ func (c *Coordinator) serve(ctx context.Context) error {
 	pb.RegisterCoordinatorServiceServer(srv, c)
 	healthpb.RegisterHealthServer(srv, hs)
 	hs.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
+	if cfg.HealthListen != "" {
+		stop, err := serve.Health(cfg.HealthListen, hs)
+		if err != nil {
+			return err
+		}
+		defer stop()
+	}
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(lis) }()
 	defer serve.StopGracefully(srv)

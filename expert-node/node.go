@@ -51,10 +51,7 @@ type Config struct {
 	ModelPath string
 	// CacheDir keeps what is fetched from a model URL; "" means the user
 	// cache directory + /switchyard/models/<node id>.
-	CacheDir string
-	// GossipAddr is the memberlist bind host (port chosen freely); "" means
-	// the host of the listener.
-	GossipAddr    string
+	CacheDir      string
 	CapacityBytes int64 // memory offered for units; 0 means unlimited
 	LeaseTTL      int64 // seconds; 0 means 3
 	// RegisterTimeout bounds the first registration in etcd; 0 means 15s.
@@ -75,6 +72,9 @@ type Config struct {
 	// served on MetricsListen when that is set.
 	Registerer    prometheus.Registerer
 	MetricsListen string
+	// HealthListen, when set, serves the gRPC health service in plaintext
+	// on its own port (for probes that cannot do mutual TLS).
+	HealthListen string
 }
 
 // Validate checks the config.
@@ -224,10 +224,10 @@ func (n *Node) Serve(ctx context.Context) error {
 	if addr == "" {
 		addr = lis.Addr().String()
 	}
-	host, _, _ := net.SplitHostPort(addr)
-	if cfg.GossipAddr != "" {
-		host = cfg.GossipAddr
-	}
+	// Gossip binds where the listener does and advertises the host others
+	// dial (which may be a DNS name, as in Docker Compose or Kubernetes).
+	bindHost, _, _ := net.SplitHostPort(lis.Addr().String())
+	advHost, _, _ := net.SplitHostPort(addr)
 
 	cli, err := etcdclient.New(cfg.Etcd, cfg.TLS.ClientConfig())
 	if err != nil {
@@ -250,7 +250,7 @@ func (n *Node) Serve(ctx context.Context) error {
 	}
 	n.metrics = newMetrics(reg, n)
 
-	members, err := membership.Start(membership.Config{Name: cfg.NodeID, BindAddr: host, Logger: n.log, SecretKey: cfg.GossipKey})
+	members, err := membership.Start(membership.Config{Name: cfg.NodeID, BindAddr: bindHost, Advertise: advHost, Logger: n.log, SecretKey: cfg.GossipKey})
 	if err != nil {
 		return err
 	}
@@ -261,6 +261,13 @@ func (n *Node) Serve(ctx context.Context) error {
 	hs := health.NewServer()
 	healthpb.RegisterHealthServer(srv, hs)
 	hs.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
+	if cfg.HealthListen != "" {
+		stop, err := serve.Health(cfg.HealthListen, hs)
+		if err != nil {
+			return err
+		}
+		defer stop()
+	}
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(lis) }()
 	defer serve.StopGracefully(srv)

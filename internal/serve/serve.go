@@ -1,5 +1,6 @@
 // Package serve holds the server plumbing the gRPC roles share: a
-// graceful stop with a deadline and a /metrics endpoint.
+// graceful stop with a deadline, a /metrics endpoint and a plaintext
+// health port.
 package serve
 
 import (
@@ -11,6 +12,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 )
 
 // StopGracefully drains srv, forcing it to stop after 5 seconds.
@@ -35,4 +38,17 @@ func Metrics(addr string, g prometheus.Gatherer) (stop func(), err error) {
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	go srv.Serve(lis)
 	return func() { srv.Close() }, nil
+}
+
+// Health serves hs, plaintext, on addr until stop is called: a port for
+// Kubernetes' gRPC probes, which cannot present client certificates.
+func Health(addr string, hs *health.Server) (stop func(), err error) {
+	lis, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("health listen: %w", err)
+	}
+	srv := grpc.NewServer()
+	healthpb.RegisterHealthServer(srv, hs)
+	go srv.Serve(lis)
+	return srv.Stop, nil
 }

@@ -19,10 +19,13 @@ import (
 
 // Config of a member.
 type Config struct {
-	Name     string       // unique member name (node or coordinator ID)
-	BindAddr string       // IP to bind; "" means 127.0.0.1
-	BindPort int          // 0 picks a free port
-	Logger   *slog.Logger // nil discards
+	Name     string // unique member name (node or coordinator ID)
+	BindAddr string // IP to bind; "" means 127.0.0.1; "::" means all
+	// Advertise is the host (IP or DNS name) others reach this member at;
+	// "" means BindAddr.
+	Advertise string
+	BindPort  int          // 0 picks a free port
+	Logger    *slog.Logger // nil discards
 	// SecretKey (16, 24 or 32 bytes) encrypts gossip; members without it
 	// cannot join. nil means plaintext gossip.
 	SecretKey []byte
@@ -47,8 +50,21 @@ func Start(c Config) (*Members, error) {
 	if conf.BindAddr == "" {
 		conf.BindAddr = "127.0.0.1"
 	}
+	if conf.BindAddr == "::" {
+		conf.BindAddr = "0.0.0.0"
+	}
 	conf.BindPort = c.BindPort
-	conf.AdvertisePort = c.BindPort
+	if c.Advertise != "" && c.Advertise != conf.BindAddr {
+		ip := net.ParseIP(c.Advertise)
+		if ip == nil {
+			ips, err := net.LookupIP(c.Advertise)
+			if err != nil || len(ips) == 0 {
+				return nil, fmt.Errorf("membership: resolve %s: %v", c.Advertise, err)
+			}
+			ip = ips[0]
+		}
+		conf.AdvertiseAddr = ip.String()
+	}
 	// Detect failures in about a second on a LAN or loopback.
 	conf.ProbeInterval = 200 * time.Millisecond
 	conf.ProbeTimeout = 100 * time.Millisecond
