@@ -112,7 +112,7 @@ func render(t *testing.T, helm string, set []string) *rendered {
 			var h autoscalingv2.HorizontalPodAutoscaler
 			strict(&h)
 			r.hpas = append(r.hpas, &h)
-		case "PodMonitor", "Certificate":
+		case "ServiceMonitor", "Certificate":
 			r.others[head.Kind]++
 		default:
 			t.Fatalf("unexpected kind %s (%s)", head.Kind, head.APIVersion)
@@ -220,7 +220,7 @@ func TestChart(t *testing.T) {
 					t.Errorf("TLS off but %s", etcdArg)
 				}
 			case "ingress and autoscaling":
-				if len(r.ingresses) != 1 || len(r.hpas) != 1 || router.Spec.Replicas != nil || r.others["PodMonitor"] != 1 || r.others["Certificate"] != 1 {
+				if len(r.ingresses) != 1 || len(r.hpas) != 1 || router.Spec.Replicas != nil || r.others["ServiceMonitor"] != 1 || r.others["Certificate"] != 1 {
 					t.Errorf("ingress %d, HPA %d, router replicas %v, others %v", len(r.ingresses), len(r.hpas), router.Spec.Replicas, r.others)
 				}
 			}
