@@ -40,43 +40,59 @@ func halfToFloat(h uint16) float32 {
 // F16 converts a half-precision value to float32.
 func F16(h uint16) float32 { return f16[h] }
 
-// DotF32 returns Σ a[i]·b[i] over len(a) elements, in eight partial sums
-// as a SIMD loop would keep them.
-func DotF32(a, b []float32) float32 {
+//go:generate sh -c "cd _generate && GOFLAGS=-mod=mod go run . -out ../dot_amd64.s -stubs ../dot_amd64_stubs.go -pkg kernels"
+
+// dotF32Generic returns Σ a[i]·b[i] over len(a) elements in the order of
+// the assembly and of ggml_vec_dot_f32 on AVX2: four 8-lane accumulators
+// of fused multiply-adds over steps of 32, reduced by reduce4, then the
+// tail added in float64.
+func dotF32Generic(a, b []float32) float32 {
 	b = b[:len(a)]
-	var s [8]float32
-	i := 0
-	for ; i+8 <= len(a); i += 8 {
-		s[0] += a[i] * b[i]
-		s[1] += a[i+1] * b[i+1]
-		s[2] += a[i+2] * b[i+2]
-		s[3] += a[i+3] * b[i+3]
-		s[4] += a[i+4] * b[i+4]
-		s[5] += a[i+5] * b[i+5]
-		s[6] += a[i+6] * b[i+6]
-		s[7] += a[i+7] * b[i+7]
+	var acc [4][8]float32
+	n := len(a) &^ 31
+	for i := 0; i < n; i += 32 {
+		for k := range 4 {
+			for j := range 8 {
+				acc[k][j] = float32(math.FMA(float64(a[i+8*k+j]), float64(b[i+8*k+j]), float64(acc[k][j])))
+			}
+		}
 	}
-	for ; i < len(a); i++ {
-		s[0] += a[i] * b[i]
+	s := float64(reduce4(acc))
+	for i := n; i < len(a); i++ {
+		s += float64(a[i] * b[i])
 	}
-	return (s[0] + s[4]) + (s[1] + s[5]) + (s[2] + s[6]) + (s[3] + s[7])
+	return float32(s)
 }
 
-// DotF16 returns Σ a[i]·b[i] for half-precision rows, accumulated in float32.
-func DotF16(a, b []uint16) float32 {
+// dotF16Generic is dotF32Generic for half-precision rows.
+func dotF16Generic(a, b []uint16) float32 {
 	b = b[:len(a)]
-	var s [4]float32
-	i := 0
-	for ; i+4 <= len(a); i += 4 {
-		s[0] += f16[a[i]] * f16[b[i]]
-		s[1] += f16[a[i+1]] * f16[b[i+1]]
-		s[2] += f16[a[i+2]] * f16[b[i+2]]
-		s[3] += f16[a[i+3]] * f16[b[i+3]]
+	var acc [4][8]float32
+	n := len(a) &^ 31
+	for i := 0; i < n; i += 32 {
+		for k := range 4 {
+			for j := range 8 {
+				x, y := f16[a[i+8*k+j]], f16[b[i+8*k+j]]
+				acc[k][j] = float32(math.FMA(float64(x), float64(y), float64(acc[k][j])))
+			}
+		}
 	}
-	for ; i < len(a); i++ {
-		s[0] += f16[a[i]] * f16[b[i]]
+	s := float64(reduce4(acc))
+	for i := n; i < len(a); i++ {
+		s += float64(f16[a[i]] * f16[b[i]])
 	}
-	return (s[0] + s[2]) + (s[1] + s[3])
+	return float32(s)
+}
+
+// reduce4 sums four 8-lane accumulators as ggml's GGML_F32x8_REDUCE does:
+// (x0+x2)+(x1+x3) lane-wise, low half plus high half, two horizontal adds.
+func reduce4(acc [4][8]float32) float32 {
+	var x [8]float32
+	for j := range 8 {
+		x[j] = (acc[0][j] + acc[2][j]) + (acc[1][j] + acc[3][j])
+	}
+	t0, t1, t2, t3 := x[0]+x[4], x[1]+x[5], x[2]+x[6], x[3]+x[7]
+	return (t0 + t1) + (t2 + t3)
 }
 
 // DotBF16 returns Σ a[i]·b[i] for bfloat16 rows, accumulated in float32.
@@ -98,23 +114,33 @@ func DotBF16(a, b []uint16) float32 {
 
 func bf(h uint16) float32 { return math.Float32frombits(uint32(h) << 16) }
 
-// DotQ8_0 returns the dot product of nb Q8_0 weight blocks w with nb Q8_0
-// activation blocks x: Σ_b d_w·d_x·Σ q_w·q_x.
-func DotQ8_0(w, x []byte, nb int) float32 {
+// dotQ8_0Generic returns the dot product of nb Q8_0 weight blocks w with
+// nb Q8_0 activation blocks x: Σ_b d_w·d_x·Σ q_w·q_x. It keeps the
+// assembly's (and ggml's AVX2) order exactly — eight lanes, lane j holding
+// bytes 4j…4j+3 of every block, scaled with a fused multiply-add, summed
+// pairwise at the end — so both builds give the same numbers, which are
+// llama.cpp's.
+func dotQ8_0Generic(w, x []byte, nb int) float32 {
 	w, x = w[:nb*34], x[:nb*34]
-	var sum float32
+	var acc [8]float32
 	for b := 0; b < nb; b++ {
 		wb, xb := w[b*34:b*34+34], x[b*34:b*34+34]
-		var isum int32
-		for j := 2; j < 34; j += 4 {
-			isum += int32(int8(wb[j]))*int32(int8(xb[j])) +
-				int32(int8(wb[j+1]))*int32(int8(xb[j+1])) +
-				int32(int8(wb[j+2]))*int32(int8(xb[j+2])) +
-				int32(int8(wb[j+3]))*int32(int8(xb[j+3]))
+		d := f16[binary.LittleEndian.Uint16(wb)] * f16[binary.LittleEndian.Uint16(xb)]
+		for j := range 8 {
+			q := wb[2+4*j : 6+4*j]
+			p := xb[2+4*j : 6+4*j]
+			lane := int32(int8(q[0]))*int32(int8(p[0])) + int32(int8(q[1]))*int32(int8(p[1])) +
+				int32(int8(q[2]))*int32(int8(p[2])) + int32(int8(q[3]))*int32(int8(p[3]))
+			acc[j] = float32(math.FMA(float64(d), float64(lane), float64(acc[j])))
 		}
-		sum += f16[binary.LittleEndian.Uint16(wb)] * f16[binary.LittleEndian.Uint16(xb)] * float32(isum)
 	}
-	return sum
+	return hsum8(acc)
+}
+
+// hsum8 adds eight lanes in the order VEXTRACTF128/MOVHLPS/MOVSHDUP do.
+func hsum8(l [8]float32) float32 {
+	v0, v1, v2, v3 := l[0]+l[4], l[1]+l[5], l[2]+l[6], l[3]+l[7]
+	return (v0 + v2) + (v1 + v3)
 }
 
 // DotQ4_0 returns the dot product of nb Q4_0 weight blocks w with nb Q8_0

@@ -1,0 +1,178 @@
+// Command gen writes the AVX2/FMA/F16C kernels of package kernels with
+// avo: go run . -out ../dot_amd64.s -stubs ../dot_amd64_stubs.go -pkg kernels
+// (kernels.go's go:generate line runs it).
+package main
+
+import (
+	. "github.com/mmcloughlin/avo/build"
+	. "github.com/mmcloughlin/avo/operand"
+	"github.com/mmcloughlin/avo/reg"
+)
+
+func main() {
+	ConstraintExpr("amd64,!noasm")
+	dotF32()
+	dotF16()
+	dotQ8()
+	Generate()
+}
+
+// hsum reduces the 8 float lanes of acc to a scalar in the low lane of
+// the returned register.
+func hsum(acc reg.VecVirtual) reg.Register {
+	hi := XMM()
+	VEXTRACTF128(U8(1), acc, hi)
+	lo := acc.AsX()
+	VADDPS(hi, lo, lo)
+	t := XMM()
+	VMOVHLPS(lo, lo, t)
+	VADDPS(t, lo, lo)
+	VMOVSHDUP(lo, t)
+	VADDSS(t, lo, lo)
+	return lo
+}
+
+// reduce4 adds four 8-lane accumulators and their lanes in the order of
+// ggml's GGML_F32x8_REDUCE: (x0+x2)+(x1+x3), then low+high halves, then
+// two horizontal adds.
+func reduce4(accs []reg.VecVirtual) reg.Register {
+	VADDPS(accs[2], accs[0], accs[0])
+	VADDPS(accs[3], accs[1], accs[1])
+	VADDPS(accs[1], accs[0], accs[0])
+	hi := XMM()
+	VEXTRACTF128(U8(1), accs[0], hi)
+	lo := accs[0].AsX()
+	VADDPS(hi, lo, lo)
+	VHADDPS(lo, lo, lo)
+	VHADDPS(lo, lo, lo)
+	return lo
+}
+
+// dotF32 is Σ a[i]·b[i] over the first len(a) &^ 31 elements in ggml's
+// order (ggml_vec_dot_f32 on AVX2: four 8-lane FMA accumulators over steps
+// of 32, then reduce4); the Go wrapper adds the tail in float64 as ggml
+// does.
+func dotF32() {
+	TEXT("dotF32AVX2", NOSPLIT, "func(a, b []float32) float32")
+	Pragma("noescape")
+	Doc("dotF32AVX2 is, in four 8-lane FMA accumulators over steps of 32,",
+		"",
+		"\tfor i := 0; i < len(a)&^31; i++ { s += a[i] * b[i] }")
+	pa := Load(Param("a").Base(), GP64())
+	pb := Load(Param("b").Base(), GP64())
+	n := Load(Param("a").Len(), GP64())
+	ANDQ(I32(^31), n)
+	accs := []reg.VecVirtual{YMM(), YMM(), YMM(), YMM()}
+	for _, a := range accs {
+		VXORPS(a, a, a)
+	}
+	i := GP64()
+	XORQ(i, i)
+	Label("f32loop")
+	CMPQ(i, n)
+	JAE(LabelRef("f32done"))
+	for k, acc := range accs {
+		x := YMM()
+		VMOVUPS(Mem{Base: pa, Index: i, Scale: 4, Disp: 32 * k}, x)
+		VFMADD231PS(Mem{Base: pb, Index: i, Scale: 4, Disp: 32 * k}, x, acc)
+	}
+	ADDQ(U8(32), i)
+	JMP(LabelRef("f32loop"))
+	Label("f32done")
+	s := reduce4(accs)
+	VZEROUPPER()
+	Store(s, ReturnIndex(0))
+	RET()
+}
+
+// dotF16 is the same for half-precision rows (ggml_vec_dot_f16), converted
+// with F16C.
+func dotF16() {
+	TEXT("dotF16AVX2", NOSPLIT, "func(a, b []uint16) float32")
+	Pragma("noescape")
+	Doc("dotF16AVX2 is, converting with F16C, in four 8-lane FMA accumulators,",
+		"",
+		"\tfor i := 0; i < len(a)&^31; i++ { s += f16(a[i]) * f16(b[i]) }")
+	pa := Load(Param("a").Base(), GP64())
+	pb := Load(Param("b").Base(), GP64())
+	n := Load(Param("a").Len(), GP64())
+	ANDQ(I32(^31), n)
+	accs := []reg.VecVirtual{YMM(), YMM(), YMM(), YMM()}
+	for _, a := range accs {
+		VXORPS(a, a, a)
+	}
+	i := GP64()
+	XORQ(i, i)
+	Label("f16loop")
+	CMPQ(i, n)
+	JAE(LabelRef("f16done"))
+	for k, acc := range accs {
+		x, y := YMM(), YMM()
+		VCVTPH2PS(Mem{Base: pa, Index: i, Scale: 2, Disp: 16 * k}, x)
+		VCVTPH2PS(Mem{Base: pb, Index: i, Scale: 2, Disp: 16 * k}, y)
+		VFMADD231PS(y, x, acc)
+	}
+	ADDQ(U8(32), i)
+	JMP(LabelRef("f16loop"))
+	Label("f16done")
+	s := reduce4(accs)
+	VZEROUPPER()
+	Store(s, ReturnIndex(0))
+	RET()
+}
+
+// dotQ8 is the dot product of nb Q8_0 blocks (fp16 scale + 32 int8) of w
+// and x: per block, |w| · sign(x, w) by VPMADDUBSW, pairs summed to int32
+// by VPMADDWD, converted and scaled by d_w·d_x into 8 float lanes — the
+// way ggml's AVX2 kernel does it.
+func dotQ8() {
+	TEXT("dotQ8_0AVX2", NOSPLIT, "func(w, x []byte, nb int) float32")
+	Pragma("noescape")
+	Doc("dotQ8_0AVX2 is, for nb Q8_0 blocks of 34 bytes (fp16 scale, 32 int8),",
+		"",
+		"\tfor b := 0; b < nb; b++ { s += d(w[b]) * d(x[b]) * Σ_j q(w[b])[j] * q(x[b])[j] }",
+		"",
+		"with the integer sums in 8 int32 lanes and the scaling in 8 float lanes.")
+	pw := Load(Param("w").Base(), GP64())
+	px := Load(Param("x").Base(), GP64())
+	nb := Load(Param("nb"), GP64())
+	acc := YMM()
+	VXORPS(acc, acc, acc)
+	ones := YMM()
+	VPCMPEQW(ones, ones, ones)
+	VPSRLW(U8(15), ones, ones) // sixteen int16 ones
+	Label("q8loop")
+	CMPQ(nb, U8(0))
+	JE(LabelRef("q8done"))
+	// Scales: two fp16 values to float, multiplied, broadcast.
+	t := GP32()
+	dw, dx := XMM(), XMM()
+	MOVWLZX(Mem{Base: pw}, t)
+	VMOVD(t, dw)
+	VCVTPH2PS(dw, dw)
+	MOVWLZX(Mem{Base: px}, t)
+	VMOVD(t, dx)
+	VCVTPH2PS(dx, dx)
+	VMULSS(dx, dw, dw)
+	d := YMM()
+	VBROADCASTSS(dw, d)
+	qw, qx := YMM(), YMM()
+	VMOVDQU(Mem{Base: pw, Disp: 2}, qw)
+	VMOVDQU(Mem{Base: px, Disp: 2}, qx)
+	ax, sy := YMM(), YMM()
+	VPSIGNB(qw, qw, ax) // |w|
+	VPSIGNB(qw, qx, sy) // x with w's sign
+	VPMADDUBSW(sy, ax, ax)
+	VPMADDWD(ones, ax, ax)
+	VCVTDQ2PS(ax, ax)
+	VFMADD231PS(ax, d, acc)
+	ADDQ(U8(34), pw)
+	ADDQ(U8(34), px)
+	DECQ(nb)
+	JMP(LabelRef("q8loop"))
+	Label("q8done")
+	s := hsum(acc)
+	VZEROUPPER()
+	Store(s, ReturnIndex(0))
+	RET()
+}

@@ -1,0 +1,53 @@
+//go:build amd64 && !noasm
+
+package kernels
+
+import "golang.org/x/sys/cpu"
+
+// useAsm selects the AVX2/FMA/F16C kernels; it is decided once from the
+// CPU's features and can be switched off (UseAsm) to compare with Go.
+var useAsm = cpu.X86.HasAVX2 && cpu.X86.HasFMA && cpu.X86.HasF16C
+
+// UseAsm turns the assembly kernels on or off (if the CPU has them) and
+// returns whether they were on. Not safe while kernels run.
+func UseAsm(on bool) bool {
+	prev := useAsm
+	useAsm = on && cpu.X86.HasAVX2 && cpu.X86.HasFMA && cpu.X86.HasF16C
+	return prev
+}
+
+// DotF32 returns Σ a[i]·b[i] over len(a) elements (len(b) ≥ len(a)).
+func DotF32(a, b []float32) float32 {
+	if !useAsm {
+		return dotF32Generic(a, b)
+	}
+	b = b[:len(a)]
+	s := float64(dotF32AVX2(a, b))
+	for i := len(a) &^ 31; i < len(a); i++ {
+		s += float64(a[i] * b[i])
+	}
+	return float32(s)
+}
+
+// DotF16 returns Σ a[i]·b[i] for half-precision rows, accumulated in float32.
+func DotF16(a, b []uint16) float32 {
+	if !useAsm {
+		return dotF16Generic(a, b)
+	}
+	b = b[:len(a)]
+	s := float64(dotF16AVX2(a, b))
+	for i := len(a) &^ 31; i < len(a); i++ {
+		s += float64(f16[a[i]] * f16[b[i]])
+	}
+	return float32(s)
+}
+
+// DotQ8_0 returns the dot product of nb Q8_0 weight blocks w with nb Q8_0
+// activation blocks x: Σ_b d_w·d_x·Σ q_w·q_x.
+func DotQ8_0(w, x []byte, nb int) float32 {
+	if !useAsm {
+		return dotQ8_0Generic(w, x, nb)
+	}
+	_, _ = w[:nb*34], x[:nb*34] // bounds: the assembly does not check
+	return dotQ8_0AVX2(w, x, nb)
+}

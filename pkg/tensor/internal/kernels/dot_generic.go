@@ -1,0 +1,16 @@
+//go:build !amd64 || noasm
+
+package kernels
+
+// UseAsm reports false: this build has no assembly kernels.
+func UseAsm(bool) bool { return false }
+
+// DotF32 returns Σ a[i]·b[i] over len(a) elements (len(b) ≥ len(a)).
+func DotF32(a, b []float32) float32 { return dotF32Generic(a, b) }
+
+// DotF16 returns Σ a[i]·b[i] for half-precision rows, accumulated in float32.
+func DotF16(a, b []uint16) float32 { return dotF16Generic(a, b) }
+
+// DotQ8_0 returns the dot product of nb Q8_0 weight blocks w with nb Q8_0
+// activation blocks x: Σ_b d_w·d_x·Σ q_w·q_x.
+func DotQ8_0(w, x []byte, nb int) float32 { return dotQ8_0Generic(w, x, nb) }

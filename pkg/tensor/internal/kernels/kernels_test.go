@@ -1,0 +1,144 @@
+package kernels
+
+import (
+	"encoding/binary"
+	"math"
+	"math/rand/v2"
+	"testing"
+)
+
+const guard = 64
+
+// guarded returns a slice of n elements inside a buffer whose guard
+// regions hold NaN (or bytes that decode as NaN scales): a kernel that
+// reads past its slice returns NaN, one that writes there is caught by
+// checkGuards.
+func guardedF32(r *rand.Rand, n int) ([]float32, []float32) {
+	buf := make([]float32, n+2*guard)
+	for i := range buf {
+		buf[i] = float32(math.NaN())
+	}
+	s := buf[guard : guard+n]
+	for i := range s {
+		s[i] = float32(r.NormFloat64())
+	}
+	return s, buf
+}
+
+func checkGuardsF32(t *testing.T, buf []float32, n int) {
+	t.Helper()
+	for i := range guard {
+		if !math.IsNaN(float64(buf[i])) || !math.IsNaN(float64(buf[guard+n+i])) {
+			t.Fatalf("guard value overwritten")
+		}
+	}
+}
+
+func close32(a, b float32, scale float64) bool {
+	return math.Abs(float64(a)-float64(b)) <= 1e-5*scale+1e-6
+}
+
+// TestAsmMatchesGeneric compares every assembly kernel with its Go twin on
+// random inputs of many lengths, odd tails included.
+func TestAsmMatchesGeneric(t *testing.T) {
+	if !UseAsm(true) {
+		t.Log("no assembly kernels in this build or on this CPU: comparing Go with itself")
+	}
+	r := rand.New(rand.NewPCG(1, 2))
+	for n := 0; n <= 300; n += 1 + n/8 {
+		a, abuf := guardedF32(r, n)
+		b, bbuf := guardedF32(r, n)
+		got := DotF32(a, b)
+		want := dotF32Generic(a, b)
+		if got != want { // same order of operations: bit-identical
+			t.Fatalf("DotF32 n=%d: asm %g, Go %g", n, got, want)
+		}
+		checkGuardsF32(t, abuf, n)
+		checkGuardsF32(t, bbuf, n)
+
+		ha, hb := make([]uint16, n+2*guard), make([]uint16, n+2*guard)
+		for i := range ha {
+			ha[i], hb[i] = 0x7e00, 0x7e00 // NaN
+		}
+		for i := range n {
+			ha[guard+i] = f32ToF16(float32(r.NormFloat64()))
+			hb[guard+i] = f32ToF16(float32(r.NormFloat64()))
+		}
+		if got, want := DotF16(ha[guard:guard+n], hb[guard:guard+n]), dotF16Generic(ha[guard:guard+n], hb[guard:guard+n]); got != want {
+			t.Fatalf("DotF16 n=%d: asm %g, Go %g", n, got, want)
+		}
+	}
+	for nb := 0; nb <= 40; nb++ {
+		w, x := q8Blocks(r, nb), q8Blocks(r, nb)
+		got := DotQ8_0(w[guard:guard+nb*34], x[guard:guard+nb*34], nb)
+		want := dotQ8_0Generic(w[guard:guard+nb*34], x[guard:guard+nb*34], nb)
+		// Same order of operations: bit-identical.
+		if got != want || math.IsNaN(float64(got)) {
+			t.Fatalf("DotQ8_0 nb=%d: asm %g, Go %g", nb, got, want)
+		}
+	}
+}
+
+// q8Blocks makes nb random Q8_0 blocks between guard bytes that decode as
+// NaN scales.
+func q8Blocks(r *rand.Rand, nb int) []byte {
+	buf := make([]byte, nb*34+2*guard)
+	for i := range buf {
+		buf[i] = 0x7e // 0x7e7e is a NaN half
+	}
+	for b := range nb {
+		blk := buf[guard+b*34:]
+		binary.LittleEndian.PutUint16(blk, f32ToF16(float32(r.Float64()*0.1)))
+		for j := range 32 {
+			blk[2+j] = byte(int8(r.IntN(255) - 127))
+		}
+	}
+	return buf
+}
+
+// f32ToF16 rounds to half precision (test helper; tensor has the real one).
+func f32ToF16(f float32) uint16 {
+	best, bd := uint16(0), math.Inf(1)
+	// coarse but exact enough for test data: search the neighbourhood.
+	b := math.Float32bits(f)
+	sign := uint16(b>>16) & 0x8000
+	e := int(b>>23&0xff) - 127 + 15
+	if e <= 0 || e >= 31 {
+		return sign
+	}
+	base := sign | uint16(e)<<10 | uint16(b>>13&0x3ff)
+	for _, c := range []uint16{base, base + 1} {
+		if d := math.Abs(float64(halfToFloat(c)) - float64(f)); d < bd {
+			best, bd = c, d
+		}
+	}
+	return best
+}
+
+func BenchmarkDot(b *testing.B) {
+	r := rand.New(rand.NewPCG(3, 4))
+	const n = 4096
+	fa, _ := guardedF32(r, n)
+	fb, _ := guardedF32(r, n)
+	w, x := q8Blocks(r, n/32), q8Blocks(r, n/32)
+	for _, asm := range []bool{false, true} {
+		name := "go"
+		if asm {
+			name = "asm"
+		}
+		prev := UseAsm(asm)
+		b.Run("F32/"+name, func(b *testing.B) {
+			b.SetBytes(4 * n)
+			for b.Loop() {
+				DotF32(fa, fb)
+			}
+		})
+		b.Run("Q8_0/"+name, func(b *testing.B) {
+			b.SetBytes(34 * n / 32)
+			for b.Loop() {
+				DotQ8_0(w[guard:], x[guard:], n/32)
+			}
+		})
+		UseAsm(prev)
+	}
+}
