@@ -26,6 +26,7 @@ func commands() []command {
 		{"router", "the HTTP front door: OpenAI-compatible API", runRouter},
 		{"coordinator", "shared layers, batching, sampling; dispatches experts", runCoordinator},
 		{"expert-node", "serves the expert units placed on it", runExpertNode},
+		{"bench", "measure prefill, decode, TTFT and inter-token latency (single process or cluster)", runBench},
 		{"certs", "write a development CA and per-role certificates for mutual TLS", runCerts},
 		{"placement", "show, drain or list the history of expert placement", runPlacement},
 		{"stats", "routing statistics of a running cluster: heatmap, nodes, --compare two prompts", runStats},

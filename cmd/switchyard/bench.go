@@ -1,0 +1,68 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"strconv"
+
+	"github.com/switchyard-llm/switchyard/internal/bench"
+	"github.com/switchyard-llm/switchyard/internal/up"
+)
+
+func runBench(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
+	var c bench.Config
+	fs.StringVar(&c.ModelPath, "model", "", "GGUF model (single mode; cluster mode starts `up` on it unless --url)")
+	fs.StringVar(&c.URL, "url", "", "benchmark a running cluster's router instead (needs --model for the census)")
+	fs.StringVar(&c.Mode, "mode", "cluster", "single (the one-process engine) or cluster")
+	nodes := fs.Int("expert-nodes", 2, "expert nodes of the cluster started for cluster mode")
+	conc := fs.String("concurrency", "1,4,16", "concurrent streams, comma-separated")
+	fs.IntVar(&c.PromptTokens, "prompt-tokens", 128, "prompt length")
+	fs.IntVar(&c.GenTokens, "gen-tokens", 64, "tokens generated per stream")
+	asJSON := fs.Bool("json", false, "print JSON")
+	if _, err := parse(fs, args); err != nil {
+		return err
+	}
+	if c.ModelPath == "" {
+		return errors.New("bench: --model is required")
+	}
+	for _, s := range splitList(*conc) {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 1 {
+			return fmt.Errorf("bench: --concurrency %q", s)
+		}
+		c.Concurrency = append(c.Concurrency, n)
+	}
+	if c.PromptTokens < 1 || c.GenTokens < 2 {
+		return errors.New("bench: --prompt-tokens ≥ 1 and --gen-tokens ≥ 2")
+	}
+	switch c.Mode {
+	case "single":
+	case "cluster":
+		if c.URL == "" {
+			cl, err := up.Start(ctx, up.Config{ModelPath: c.ModelPath, ExpertNodes: *nodes, Listen: "127.0.0.1:0"})
+			if err != nil {
+				return err
+			}
+			defer cl.Close()
+			c.URL = cl.URL
+		}
+	default:
+		return fmt.Errorf("bench: --mode %q: want single or cluster", c.Mode)
+	}
+	rep, err := bench.Measure(ctx, c)
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		enc := json.NewEncoder(os.Stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(rep)
+	}
+	bench.Print(os.Stdout, rep)
+	return nil
+}

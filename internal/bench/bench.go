@@ -1,0 +1,296 @@
+// Package bench measures serving speed: prefill and decode rates,
+// time to first token and inter-token latency at several concurrencies,
+// either in one process (the engine alone) or through a cluster's
+// OpenAI API, and the machine's memory read bandwidth that decode speed
+// is bounded by.
+package bench
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math"
+	"net/http"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/switchyard-llm/switchyard/pkg/gguf"
+	"github.com/switchyard-llm/switchyard/pkg/model"
+	"github.com/switchyard-llm/switchyard/pkg/sampling"
+	"github.com/switchyard-llm/switchyard/pkg/tensor"
+)
+
+// Config of a benchmark.
+type Config struct {
+	ModelPath    string // the model (single mode, and for its census)
+	URL          string // cluster mode: the router to load
+	Mode         string // "single" or "cluster"
+	Concurrency  []int
+	PromptTokens int
+	GenTokens    int
+}
+
+// Run is one measurement.
+type Run struct {
+	Mode        string  `json:"mode"`
+	Concurrency int     `json:"concurrency"`
+	PrefillTokS float64 `json:"prefill_tok_s"`
+	DecodeTokS  float64 `json:"decode_tok_s"`
+	TTFTp50     float64 `json:"ttft_ms_p50"`
+	TTFTp99     float64 `json:"ttft_ms_p99"`
+	ITLp50      float64 `json:"itl_ms_p50"`
+	ITLp99      float64 `json:"itl_ms_p99"`
+}
+
+// ModelInfo is what bounds the speed.
+type ModelInfo struct {
+	Name                string  `json:"name"`
+	ActiveBytesPerToken int64   `json:"active_bytes_per_token"`
+	BandwidthGBs        float64 `json:"memory_read_gb_s"`
+	DecodeLimitTokS     float64 `json:"decode_limit_tok_s"` // bandwidth ÷ active bytes
+}
+
+// Report is the benchmark's output.
+type Report struct {
+	Runs  []Run     `json:"runs"`
+	Model ModelInfo `json:"model"`
+}
+
+// ActiveBytes is what decoding one token reads: every shared tensor but
+// the embedding table (one row of it), plus k of n experts in each layer.
+func ActiveBytes(f *model.File) int64 {
+	var shared, routed int64
+	for _, t := range f.Tensors {
+		switch {
+		case model.IsRoutedExpert(t.Name):
+			routed += int64(t.Size)
+		case t.Name == "token_embd.weight":
+			shared += int64(t.Size / t.Dims[1])
+		default:
+			shared += int64(t.Size)
+		}
+	}
+	if f.Experts > 0 {
+		shared += routed * int64(f.ExpertsUsed) / int64(f.Experts)
+	}
+	return shared
+}
+
+// Bandwidth measures memory read bandwidth in GB/s on every core.
+func Bandwidth() float64 {
+	buf := make([]uint64, 64<<20) // 512 MiB
+	for i := range buf {
+		buf[i] = uint64(i)
+	}
+	p := tensor.Default()
+	var sink [64]uint64
+	best := 0.0
+	for range 5 {
+		start := time.Now()
+		p.For(len(buf), 1<<20, func(lo, hi int) {
+			var s0, s1, s2, s3 uint64
+			for i := lo; i+4 <= hi; i += 4 {
+				s0 += buf[i]
+				s1 += buf[i+1]
+				s2 += buf[i+2]
+				s3 += buf[i+3]
+			}
+			sink[lo*len(sink)/len(buf)] = s0 + s1 + s2 + s3
+		})
+		best = max(best, float64(8*len(buf))/time.Since(start).Seconds()/1e9)
+	}
+	return best
+}
+
+func percentile(xs []float64, q float64) float64 {
+	if len(xs) == 0 {
+		return 0
+	}
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	return s[min(len(s)-1, int(math.Ceil(q*float64(len(s))))-1)]
+}
+
+func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+
+// Measure runs the benchmark.
+func Measure(ctx context.Context, c Config) (*Report, error) {
+	f, err := model.Open(c.ModelPath, gguf.Options{Mmap: true})
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	rep := &Report{Model: ModelInfo{ActiveBytesPerToken: ActiveBytes(f), BandwidthGBs: Bandwidth()}}
+	if v, ok := f.Get("general.name"); ok {
+		rep.Model.Name, _ = v.V.(string)
+	}
+	rep.Model.DecodeLimitTokS = rep.Model.BandwidthGBs * 1e9 / float64(rep.Model.ActiveBytesPerToken)
+	var m *model.Model
+	if c.Mode == "single" {
+		if m, err = model.LoadLocal(f, nil); err != nil {
+			return nil, err
+		}
+	}
+	for _, conc := range c.Concurrency {
+		var r Run
+		if c.Mode == "single" {
+			r, err = single(ctx, m, conc, c.PromptTokens, c.GenTokens)
+		} else {
+			r, err = cluster(ctx, c.URL, f.Vocab, conc, c.PromptTokens, c.GenTokens)
+		}
+		if err != nil {
+			return nil, err
+		}
+		rep.Runs = append(rep.Runs, r)
+	}
+	return rep, nil
+}
+
+func prompt(vocab, n, seed int) []int32 {
+	p := make([]int32, n)
+	for i := range p {
+		p[i] = int32((i*7919 + seed*104729) % (vocab - 2))
+	}
+	return p
+}
+
+// single runs the engine in this process: each sequence's prompt is
+// prefilled (one after another, as requests arriving together would be
+// without chunking), then all decode together, one token each per step.
+func single(ctx context.Context, m *model.Model, conc, pt, gt int) (Run, error) {
+	r := Run{Mode: "single", Concurrency: conc}
+	seqs := make([]*model.Sequence, conc)
+	next := make([][]int32, conc)
+	var ttft []float64
+	start := time.Now()
+	for i := range conc {
+		seqs[i] = m.NewSequence()
+		out, err := m.Forward(ctx, []model.Chunk{{Seq: seqs[i], Tokens: prompt(m.Vocab, pt, i)}})
+		if err != nil {
+			return r, err
+		}
+		next[i] = []int32{sampling.Argmax(out[0])}
+		ttft = append(ttft, ms(time.Since(start)))
+	}
+	prefill := time.Since(start)
+	var itl []float64
+	decodeStart := time.Now()
+	for range gt - 1 {
+		chunks := make([]model.Chunk, conc)
+		for i := range chunks {
+			chunks[i] = model.Chunk{Seq: seqs[i], Tokens: next[i]}
+		}
+		t := time.Now()
+		out, err := m.Forward(ctx, chunks)
+		if err != nil {
+			return r, err
+		}
+		itl = append(itl, ms(time.Since(t)))
+		for i := range next {
+			next[i] = []int32{sampling.Argmax(out[i])}
+		}
+	}
+	r.PrefillTokS = float64(conc*pt) / prefill.Seconds()
+	r.DecodeTokS = float64(conc*(gt-1)) / time.Since(decodeStart).Seconds()
+	r.TTFTp50, r.TTFTp99 = percentile(ttft, 0.5), percentile(ttft, 0.99)
+	r.ITLp50, r.ITLp99 = percentile(itl, 0.5), percentile(itl, 0.99)
+	return r, nil
+}
+
+// cluster sends conc concurrent streaming completions to a router.
+func cluster(ctx context.Context, url string, vocab, conc, pt, gt int) (Run, error) {
+	r := Run{Mode: "cluster", Concurrency: conc}
+	var mu sync.Mutex
+	var ttft, itl []float64
+	var firstErr error
+	var generated int
+	var decodeTime time.Duration
+	start := time.Now()
+	var wg sync.WaitGroup
+	for i := range conc {
+		wg.Go(func() {
+			body, _ := json.Marshal(map[string]any{"prompt": prompt(vocab, pt, i), "max_tokens": gt, "temperature": 0,
+				"stream": true, "return_token_ids": true})
+			req, _ := http.NewRequestWithContext(ctx, http.MethodPost, strings.TrimRight(url, "/")+"/v1/completions", bytes.NewReader(body))
+			req.Header.Set("Content-Type", "application/json")
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				mu.Lock()
+				firstErr = err
+				mu.Unlock()
+				return
+			}
+			defer resp.Body.Close()
+			if resp.StatusCode != http.StatusOK {
+				b, _ := io.ReadAll(resp.Body)
+				mu.Lock()
+				firstErr = fmt.Errorf("bench: %s: %s", resp.Status, b)
+				mu.Unlock()
+				return
+			}
+			var first, last time.Time
+			var gaps []float64
+			n := 0
+			sc := bufio.NewScanner(resp.Body)
+			for sc.Scan() {
+				data, ok := strings.CutPrefix(sc.Text(), "data: ")
+				if !ok || data == "[DONE]" {
+					continue
+				}
+				var ev struct {
+					Choices []struct {
+						TokenIDs []int32 `json:"token_ids"`
+					} `json:"choices"`
+				}
+				if json.Unmarshal([]byte(data), &ev) != nil || len(ev.Choices) == 0 || len(ev.Choices[0].TokenIDs) == 0 {
+					continue
+				}
+				now := time.Now()
+				if first.IsZero() {
+					first = now
+				} else {
+					gaps = append(gaps, ms(now.Sub(last)))
+				}
+				last = now
+				n += len(ev.Choices[0].TokenIDs)
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			if !first.IsZero() {
+				ttft = append(ttft, ms(first.Sub(start)))
+				itl = append(itl, gaps...)
+				generated += n - 1
+				decodeTime = max(decodeTime, last.Sub(first))
+			}
+		})
+	}
+	wg.Wait()
+	if firstErr != nil {
+		return r, firstErr
+	}
+	r.PrefillTokS = float64(conc*pt) / (percentile(ttft, 1) / 1000)
+	if decodeTime > 0 {
+		r.DecodeTokS = float64(generated) / decodeTime.Seconds()
+	}
+	r.TTFTp50, r.TTFTp99 = percentile(ttft, 0.5), percentile(ttft, 0.99)
+	r.ITLp50, r.ITLp99 = percentile(itl, 0.5), percentile(itl, 0.99)
+	return r, nil
+}
+
+// Print writes the report as a table.
+func Print(w io.Writer, rep *Report) {
+	m := rep.Model
+	fmt.Fprintf(w, "model %s: %.1f MB read per decoded token; memory %.1f GB/s → decode limit %.0f tok/s\n\n",
+		m.Name, float64(m.ActiveBytesPerToken)/1e6, m.BandwidthGBs, m.DecodeLimitTokS)
+	fmt.Fprintf(w, "%-8s %5s %12s %12s %9s %9s %8s %8s\n", "mode", "conc", "prefill t/s", "decode t/s", "TTFT p50", "TTFT p99", "ITL p50", "ITL p99")
+	for _, r := range rep.Runs {
+		fmt.Fprintf(w, "%-8s %5d %12.1f %12.1f %9.1f %9.1f %8.2f %8.2f\n", r.Mode, r.Concurrency, r.PrefillTokS, r.DecodeTokS,
+			r.TTFTp50, r.TTFTp99, r.ITLp50, r.ITLp99)
+	}
+	fmt.Fprintln(w, "(times in ms)")
+}
