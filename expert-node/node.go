@@ -213,21 +213,11 @@ func Run(ctx context.Context, cfg Config) error {
 // Serve registers the node and serves until ctx ends.
 func (n *Node) Serve(ctx context.Context) error {
 	cfg := n.cfg
-	lis := cfg.Listener
-	if lis == nil {
-		var err error
-		if lis, err = net.Listen("tcp", cfg.Listen); err != nil {
-			return fmt.Errorf("expert-node: listen: %w", err)
-		}
+	ep, err := serve.Listen(cfg.Listener, cfg.Listen, cfg.Advertise)
+	if err != nil {
+		return fmt.Errorf("expert-node: %w", err)
 	}
-	addr := cfg.Advertise
-	if addr == "" {
-		addr = lis.Addr().String()
-	}
-	// Gossip binds where the listener does and advertises the host others
-	// dial (which may be a DNS name, as in Docker Compose or Kubernetes).
-	bindHost, _, _ := net.SplitHostPort(lis.Addr().String())
-	advHost, _, _ := net.SplitHostPort(addr)
+	lis, addr, bindHost, advHost := ep.Listener, ep.Addr, ep.BindHost, ep.AdvertiseHost
 
 	cli, err := etcdclient.New(cfg.Etcd, cfg.TLS.ClientConfig())
 	if err != nil {

@@ -52,3 +52,30 @@ func Health(addr string, hs *health.Server) (stop func(), err error) {
 	go srv.Serve(lis)
 	return srv.Stop, nil
 }
+
+// Endpoint is where a gRPC role listens and how others reach it.
+type Endpoint struct {
+	Listener net.Listener
+	Addr     string // advertised host:port
+	// Gossip binds where the listener does and advertises the host others
+	// dial (which may be a DNS name, as in Docker Compose or Kubernetes).
+	BindHost, AdvertiseHost string
+}
+
+// Listen uses lis, or listens on listen when lis is nil; advertise ("" for
+// the listener's address) is what others dial.
+func Listen(lis net.Listener, listen, advertise string) (*Endpoint, error) {
+	if lis == nil {
+		var err error
+		if lis, err = net.Listen("tcp", listen); err != nil {
+			return nil, fmt.Errorf("listen: %w", err)
+		}
+	}
+	e := &Endpoint{Listener: lis, Addr: advertise}
+	if e.Addr == "" {
+		e.Addr = lis.Addr().String()
+	}
+	e.BindHost, _, _ = net.SplitHostPort(lis.Addr().String())
+	e.AdvertiseHost, _, _ = net.SplitHostPort(e.Addr)
+	return e, nil
+}
