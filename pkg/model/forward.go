@@ -327,20 +327,13 @@ func (m *Model) attention(dst, q []float32, rows []rowRef, chunks []Chunk, l int
 			sc := scores[:r.pos+1]
 			for j := range sc {
 				kj := s.k[l][j*kd+kv*h.HeadDim : j*kd+(kv+1)*h.HeadDim]
-				var dot float32
-				for c := range qi {
-					dot += qi[c] * kj[c]
-				}
-				sc[j] = dot * scale
+				sc[j] = tensor.Dot(qi, kj) * scale
 			}
 			softmax(sc)
 			out := dst[(i*h.Heads+hd)*h.ValueDim : (i*h.Heads+hd+1)*h.ValueDim]
 			clear(out)
 			for j, w := range sc {
-				vj := s.v[l][j*vd+kv*h.ValueDim : j*vd+(kv+1)*h.ValueDim]
-				for c := range out {
-					out[c] += w * vj[c]
-				}
+				tensor.Axpy(out, s.v[l][j*vd+kv*h.ValueDim:j*vd+(kv+1)*h.ValueDim], w)
 			}
 		}
 	})

@@ -96,3 +96,9 @@ func (m Matrix) MatMul(p *Pool, dst, x []float32, n int) {
 		}
 	})
 }
+
+// Dot returns Σ a[i]·b[i] (len(b) ≥ len(a)), summed in ggml's order.
+func Dot(a, b []float32) float32 { return k.DotF32(a, b) }
+
+// Axpy adds a·x to dst (len(dst) ≥ len(x)).
+func Axpy(dst, x []float32, a float32) { k.Axpy(dst, x, a) }

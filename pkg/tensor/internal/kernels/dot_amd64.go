@@ -2,7 +2,11 @@
 
 package kernels
 
-import "golang.org/x/sys/cpu"
+import (
+	"math"
+
+	"golang.org/x/sys/cpu"
+)
 
 // useAsm selects the AVX2/FMA/F16C kernels; it is decided once from the
 // CPU's features and can be switched off (UseAsm) to compare with Go.
@@ -50,4 +54,17 @@ func DotQ8_0(w, x []byte, nb int) float32 {
 	}
 	_, _ = w[:nb*34], x[:nb*34] // bounds: the assembly does not check
 	return dotQ8_0AVX2(w, x, nb)
+}
+
+// Axpy adds a·x to dst (len(dst) ≥ len(x)).
+func Axpy(dst, x []float32, a float32) {
+	if !useAsm {
+		axpyGeneric(dst, x, a)
+		return
+	}
+	dst = dst[:len(x)]
+	axpyAVX2(dst, x, a)
+	for i := len(x) &^ 7; i < len(x); i++ {
+		dst[i] = float32(math.FMA(float64(a), float64(x[i]), float64(dst[i])))
+	}
 }

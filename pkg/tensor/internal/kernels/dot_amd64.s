@@ -130,3 +130,26 @@ q8done:
 	VZEROUPPER
 	MOVSS        X0, ret+56(FP)
 	RET
+
+// func axpyAVX2(dst []float32, x []float32, a float32)
+// Requires: AVX, FMA3
+TEXT ·axpyAVX2(SB), NOSPLIT, $0-52
+	MOVQ         dst_base+0(FP), AX
+	MOVQ         x_base+24(FP), CX
+	MOVQ         x_len+32(FP), DX
+	ANDQ         $-8, DX
+	VBROADCASTSS a+48(FP), Y0
+	XORQ         BX, BX
+
+axpyloop:
+	CMPQ        BX, DX
+	JAE         axpydone
+	VMOVUPS     (AX)(BX*4), Y1
+	VFMADD231PS (CX)(BX*4), Y0, Y1
+	VMOVUPS     Y1, (AX)(BX*4)
+	ADDQ        $0x08, BX
+	JMP         axpyloop
+
+axpydone:
+	VZEROUPPER
+	RET

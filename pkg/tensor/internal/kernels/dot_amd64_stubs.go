@@ -26,3 +26,10 @@ func dotF16AVX2(a []uint16, b []uint16) float32
 //
 //go:noescape
 func dotQ8_0AVX2(w []byte, x []byte, nb int) float32
+
+// axpyAVX2 is, with fused multiply-adds,
+//
+//	for i := 0; i < len(x)&^7; i++ { dst[i] += a * x[i] }
+//
+//go:noescape
+func axpyAVX2(dst []float32, x []float32, a float32)

@@ -14,3 +14,6 @@ func DotF16(a, b []uint16) float32 { return dotF16Generic(a, b) }
 // DotQ8_0 returns the dot product of nb Q8_0 weight blocks w with nb Q8_0
 // activation blocks x: Σ_b d_w·d_x·Σ q_w·q_x.
 func DotQ8_0(w, x []byte, nb int) float32 { return dotQ8_0Generic(w, x, nb) }
+
+// Axpy adds a·x to dst (len(dst) ≥ len(x)).
+func Axpy(dst, x []float32, a float32) { axpyGeneric(dst, x, a) }

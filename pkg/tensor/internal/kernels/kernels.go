@@ -234,3 +234,11 @@ func DotQ6_K(w, x []byte, nb int) float32 {
 	}
 	return sum
 }
+
+// axpyGeneric adds a·x to dst with fused multiply-adds, as the assembly.
+func axpyGeneric(dst, x []float32, a float32) {
+	dst = dst[:len(x)]
+	for i, v := range x {
+		dst[i] = float32(math.FMA(float64(a), float64(v), float64(dst[i])))
+	}
+}

@@ -68,6 +68,19 @@ func TestAsmMatchesGeneric(t *testing.T) {
 			t.Fatalf("DotF16 n=%d: asm %g, Go %g", n, got, want)
 		}
 	}
+	for n := 0; n <= 100; n++ {
+		x, _ := guardedF32(r, n)
+		d1, buf := guardedF32(r, n)
+		d2 := append([]float32(nil), d1...)
+		Axpy(d1, x, 0.37)
+		axpyGeneric(d2, x, 0.37)
+		for i := range d1 {
+			if d1[i] != d2[i] {
+				t.Fatalf("Axpy n=%d: element %d: asm %g, Go %g", n, i, d1[i], d2[i])
+			}
+		}
+		checkGuardsF32(t, buf, n)
+	}
 	for nb := 0; nb <= 40; nb++ {
 		w, x := q8Blocks(r, nb), q8Blocks(r, nb)
 		got := DotQ8_0(w[guard:guard+nb*34], x[guard:guard+nb*34], nb)

@@ -14,6 +14,7 @@ func main() {
 	dotF32()
 	dotF16()
 	dotQ8()
+	axpy()
 	Generate()
 }
 
@@ -174,5 +175,35 @@ func dotQ8() {
 	s := hsum(acc)
 	VZEROUPPER()
 	Store(s, ReturnIndex(0))
+	RET()
+}
+
+// axpy adds a·x to dst over len(x) &^ 7 elements with fused multiply-adds
+// (attention's weighted sum of values).
+func axpy() {
+	TEXT("axpyAVX2", NOSPLIT, "func(dst, x []float32, a float32)")
+	Pragma("noescape")
+	Doc("axpyAVX2 is, with fused multiply-adds,",
+		"",
+		"\tfor i := 0; i < len(x)&^7; i++ { dst[i] += a * x[i] }")
+	pd := Load(Param("dst").Base(), GP64())
+	px := Load(Param("x").Base(), GP64())
+	n := Load(Param("x").Len(), GP64())
+	ANDQ(I32(^7), n)
+	a := YMM()
+	VBROADCASTSS(NewParamAddr("a", 48), a)
+	i := GP64()
+	XORQ(i, i)
+	Label("axpyloop")
+	CMPQ(i, n)
+	JAE(LabelRef("axpydone"))
+	d := YMM()
+	VMOVUPS(Mem{Base: pd, Index: i, Scale: 4}, d)
+	VFMADD231PS(Mem{Base: px, Index: i, Scale: 4}, a, d)
+	VMOVUPS(d, Mem{Base: pd, Index: i, Scale: 4})
+	ADDQ(U8(8), i)
+	JMP(LabelRef("axpyloop"))
+	Label("axpydone")
+	VZEROUPPER()
 	RET()
 }
