@@ -68,3 +68,26 @@ func Axpy(dst, x []float32, a float32) {
 		dst[i] = float32(math.FMA(float64(a), float64(x[i]), float64(dst[i])))
 	}
 }
+
+// DotBF16 returns Σ a[i]·b[i] for bfloat16 rows.
+func DotBF16(a, b []uint16) float32 {
+	if !useAsm {
+		return dotBF16Generic(a, b)
+	}
+	b = b[:len(a)]
+	s := float64(dotBF16AVX2(a, b))
+	for i := len(a) &^ 31; i < len(a); i++ {
+		s += float64(bf(a[i]) * bf(b[i]))
+	}
+	return float32(s)
+}
+
+// DotQ4_0 returns the dot product of nb Q4_0 weight blocks w with nb Q8_0
+// activation blocks x.
+func DotQ4_0(w, x []byte, nb int) float32 {
+	if !useAsm {
+		return dotQ4_0Generic(w, x, nb)
+	}
+	_, _ = w[:nb*18], x[:nb*34] // bounds: the assembly does not check
+	return dotQ4_0AVX2(w, x, nb)
+}

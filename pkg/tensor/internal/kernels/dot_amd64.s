@@ -131,6 +131,112 @@ q8done:
 	MOVSS        X0, ret+56(FP)
 	RET
 
+// func dotQ4_0AVX2(w []byte, x []byte, nb int) float32
+// Requires: AVX, AVX2, F16C, FMA3, SSE
+TEXT ·dotQ4_0AVX2(SB), NOSPLIT, $0-60
+	MOVQ         w_base+0(FP), AX
+	MOVQ         x_base+24(FP), CX
+	MOVQ         nb+48(FP), DX
+	VXORPS       Y0, Y0, Y0
+	VPCMPEQW     Y1, Y1, Y1
+	VPSRLW       $0x0f, Y1, Y1
+	MOVL         $0x0f0f0f0f, BX
+	VMOVD        BX, X2
+	VPBROADCASTD X2, Y2
+	MOVL         $0x08080808, BX
+	VMOVD        BX, X3
+	VPBROADCASTD X3, Y3
+
+q4loop:
+	CMPQ         DX, $0x00
+	JE           q4done
+	MOVWLZX      (AX), BX
+	VMOVD        BX, X4
+	VCVTPH2PS    X4, X4
+	MOVWLZX      (CX), BX
+	VMOVD        BX, X5
+	VCVTPH2PS    X5, X5
+	VMULSS       X5, X4, X4
+	VBROADCASTSS X4, Y4
+	VMOVDQU      2(AX), X5
+	VPSRLW       $0x04, X5, X6
+	VINSERTI128  $0x01, X6, Y5, Y6
+	VPAND        Y2, Y6, Y6
+	VPSUBB       Y3, Y6, Y6
+	VMOVDQU      2(CX), Y7
+	VPSIGNB      Y6, Y6, Y8
+	VPSIGNB      Y6, Y7, Y6
+	VPMADDUBSW   Y6, Y8, Y8
+	VPMADDWD     Y1, Y8, Y8
+	VCVTDQ2PS    Y8, Y8
+	VFMADD231PS  Y8, Y4, Y0
+	ADDQ         $0x12, AX
+	ADDQ         $0x22, CX
+	DECQ         DX
+	JMP          q4loop
+
+q4done:
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVHLPS     X0, X0, X1
+	VADDPS       X1, X0, X0
+	VMOVSHDUP    X0, X1
+	VADDSS       X1, X0, X0
+	VZEROUPPER
+	MOVSS        X0, ret+56(FP)
+	RET
+
+// func dotBF16AVX2(a []uint16, b []uint16) float32
+// Requires: AVX, AVX2, FMA3, SSE
+TEXT ·dotBF16AVX2(SB), NOSPLIT, $0-52
+	MOVQ   a_base+0(FP), AX
+	MOVQ   b_base+24(FP), CX
+	MOVQ   a_len+8(FP), DX
+	ANDQ   $-32, DX
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+	XORQ   BX, BX
+
+bf16loop:
+	CMPQ        BX, DX
+	JAE         bf16done
+	VPMOVZXWD   (AX)(BX*2), Y4
+	VPSLLD      $0x10, Y4, Y4
+	VPMOVZXWD   (CX)(BX*2), Y5
+	VPSLLD      $0x10, Y5, Y5
+	VFMADD231PS Y5, Y4, Y0
+	VPMOVZXWD   16(AX)(BX*2), Y4
+	VPSLLD      $0x10, Y4, Y4
+	VPMOVZXWD   16(CX)(BX*2), Y5
+	VPSLLD      $0x10, Y5, Y5
+	VFMADD231PS Y5, Y4, Y1
+	VPMOVZXWD   32(AX)(BX*2), Y4
+	VPSLLD      $0x10, Y4, Y4
+	VPMOVZXWD   32(CX)(BX*2), Y5
+	VPSLLD      $0x10, Y5, Y5
+	VFMADD231PS Y5, Y4, Y2
+	VPMOVZXWD   48(AX)(BX*2), Y4
+	VPSLLD      $0x10, Y4, Y4
+	VPMOVZXWD   48(CX)(BX*2), Y5
+	VPSLLD      $0x10, Y5, Y5
+	VFMADD231PS Y5, Y4, Y3
+	ADDQ        $0x20, BX
+	JMP         bf16loop
+
+bf16done:
+	VADDPS       Y2, Y0, Y0
+	VADDPS       Y3, Y1, Y1
+	VADDPS       Y1, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VHADDPS      X0, X0, X0
+	VHADDPS      X0, X0, X0
+	VZEROUPPER
+	MOVSS        X0, ret+48(FP)
+	RET
+
 // func axpyAVX2(dst []float32, x []float32, a float32)
 // Requires: AVX, FMA3
 TEXT ·axpyAVX2(SB), NOSPLIT, $0-52

@@ -27,6 +27,22 @@ func dotF16AVX2(a []uint16, b []uint16) float32
 //go:noescape
 func dotQ8_0AVX2(w []byte, x []byte, nb int) float32
 
+// dotQ4_0AVX2 is, for nb Q4_0 blocks of w (18 bytes) and Q8_0 blocks of x,
+//
+//	for b := 0; b < nb; b++ { s += d(w[b]) * d(x[b]) * Σ_j (nibble(w[b], j) - 8) * q(x[b])[j] }
+//
+// with the integer sums in 8 int32 lanes and the scaling in 8 float lanes.
+//
+//go:noescape
+func dotQ4_0AVX2(w []byte, x []byte, nb int) float32
+
+// dotBF16AVX2 is, in four 8-lane FMA accumulators over steps of 32,
+//
+//	for i := 0; i < len(a)&^31; i++ { s += bf16(a[i]) * bf16(b[i]) }
+//
+//go:noescape
+func dotBF16AVX2(a []uint16, b []uint16) float32
+
 // axpyAVX2 is, with fused multiply-adds,
 //
 //	for i := 0; i < len(x)&^7; i++ { dst[i] += a * x[i] }

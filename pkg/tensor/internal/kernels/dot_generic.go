@@ -17,3 +17,10 @@ func DotQ8_0(w, x []byte, nb int) float32 { return dotQ8_0Generic(w, x, nb) }
 
 // Axpy adds a·x to dst (len(dst) ≥ len(x)).
 func Axpy(dst, x []float32, a float32) { axpyGeneric(dst, x, a) }
+
+// DotBF16 returns Σ a[i]·b[i] for bfloat16 rows.
+func DotBF16(a, b []uint16) float32 { return dotBF16Generic(a, b) }
+
+// DotQ4_0 returns the dot product of nb Q4_0 weight blocks w with nb Q8_0
+// activation blocks x.
+func DotQ4_0(w, x []byte, nb int) float32 { return dotQ4_0Generic(w, x, nb) }

@@ -95,21 +95,24 @@ func reduce4(acc [4][8]float32) float32 {
 	return (t0 + t1) + (t2 + t3)
 }
 
-// DotBF16 returns Σ a[i]·b[i] for bfloat16 rows, accumulated in float32.
-func DotBF16(a, b []uint16) float32 {
+// dotBF16Generic is dotF32Generic for bfloat16 rows.
+func dotBF16Generic(a, b []uint16) float32 {
 	b = b[:len(a)]
-	var s [4]float32
-	i := 0
-	for ; i+4 <= len(a); i += 4 {
-		s[0] += bf(a[i]) * bf(b[i])
-		s[1] += bf(a[i+1]) * bf(b[i+1])
-		s[2] += bf(a[i+2]) * bf(b[i+2])
-		s[3] += bf(a[i+3]) * bf(b[i+3])
+	var acc [4][8]float32
+	n := len(a) &^ 31
+	for i := 0; i < n; i += 32 {
+		for k := range 4 {
+			for j := range 8 {
+				x, y := bf(a[i+8*k+j]), bf(b[i+8*k+j])
+				acc[k][j] = float32(math.FMA(float64(x), float64(y), float64(acc[k][j])))
+			}
+		}
 	}
-	for ; i < len(a); i++ {
-		s[0] += bf(a[i]) * bf(b[i])
+	s := float64(reduce4(acc))
+	for i := n; i < len(a); i++ {
+		s += float64(bf(a[i]) * bf(b[i]))
 	}
-	return (s[0] + s[2]) + (s[1] + s[3])
+	return float32(s)
 }
 
 func bf(h uint16) float32 { return math.Float32frombits(uint32(h) << 16) }
@@ -143,21 +146,30 @@ func hsum8(l [8]float32) float32 {
 	return (v0 + v2) + (v1 + v3)
 }
 
-// DotQ4_0 returns the dot product of nb Q4_0 weight blocks w with nb Q8_0
-// activation blocks x.
-func DotQ4_0(w, x []byte, nb int) float32 {
+// dotQ4_0Generic returns the dot product of nb Q4_0 weight blocks w with
+// nb Q8_0 activation blocks x, in the order of the assembly and ggml's AVX2
+// kernel: eight lanes (lanes 0–3 the low nibbles, 4–7 the high ones).
+func dotQ4_0Generic(w, x []byte, nb int) float32 {
 	w, x = w[:nb*18], x[:nb*34]
-	var sum float32
+	var acc [8]float32
 	for b := 0; b < nb; b++ {
 		wb, xb := w[b*18:b*18+18], x[b*34:b*34+34]
-		var isum int32
-		for j := range 16 {
-			q := wb[2+j]
-			isum += (int32(q&0xf)-8)*int32(int8(xb[2+j])) + (int32(q>>4)-8)*int32(int8(xb[18+j]))
+		d := f16[binary.LittleEndian.Uint16(wb)] * f16[binary.LittleEndian.Uint16(xb)]
+		for j := range 8 {
+			var lane int32
+			for e := 4 * j; e < 4*j+4; e++ {
+				q := wb[2+e%16]
+				if e < 16 {
+					q &= 0xf
+				} else {
+					q >>= 4
+				}
+				lane += (int32(q) - 8) * int32(int8(xb[2+e]))
+			}
+			acc[j] = float32(math.FMA(float64(d), float64(lane), float64(acc[j])))
 		}
-		sum += f16[binary.LittleEndian.Uint16(wb)] * f16[binary.LittleEndian.Uint16(xb)] * float32(isum)
 	}
-	return sum
+	return hsum8(acc)
 }
 
 // DotQ4_K returns the dot product of nb Q4_K weight blocks w with nb Q8_K

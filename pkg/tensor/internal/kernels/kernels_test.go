@@ -81,6 +81,27 @@ func TestAsmMatchesGeneric(t *testing.T) {
 		}
 		checkGuardsF32(t, buf, n)
 	}
+	for n := 0; n <= 300; n += 1 + n/8 {
+		a, b := make([]uint16, n+2*guard), make([]uint16, n+2*guard)
+		for i := range a {
+			a[i], b[i] = 0x7fc0, 0x7fc0 // NaN
+		}
+		for i := range n {
+			a[guard+i] = uint16(math.Float32bits(float32(r.NormFloat64())) >> 16)
+			b[guard+i] = uint16(math.Float32bits(float32(r.NormFloat64())) >> 16)
+		}
+		if got, want := DotBF16(a[guard:guard+n], b[guard:guard+n]), dotBF16Generic(a[guard:guard+n], b[guard:guard+n]); got != want {
+			t.Fatalf("DotBF16 n=%d: asm %g, Go %g", n, got, want)
+		}
+	}
+	for nb := 0; nb <= 40; nb++ {
+		w4, x := q4Blocks(r, nb), q8Blocks(r, nb)
+		got := DotQ4_0(w4[guard:guard+nb*18], x[guard:guard+nb*34], nb)
+		want := dotQ4_0Generic(w4[guard:guard+nb*18], x[guard:guard+nb*34], nb)
+		if got != want || math.IsNaN(float64(got)) {
+			t.Fatalf("DotQ4_0 nb=%d: asm %g, Go %g", nb, got, want)
+		}
+	}
 	for nb := 0; nb <= 40; nb++ {
 		w, x := q8Blocks(r, nb), q8Blocks(r, nb)
 		got := DotQ8_0(w[guard:guard+nb*34], x[guard:guard+nb*34], nb)
@@ -104,6 +125,22 @@ func q8Blocks(r *rand.Rand, nb int) []byte {
 		binary.LittleEndian.PutUint16(blk, f32ToF16(float32(r.Float64()*0.1)))
 		for j := range 32 {
 			blk[2+j] = byte(int8(r.IntN(255) - 127))
+		}
+	}
+	return buf
+}
+
+// q4Blocks makes nb random Q4_0 blocks between NaN-scale guard bytes.
+func q4Blocks(r *rand.Rand, nb int) []byte {
+	buf := make([]byte, nb*18+2*guard)
+	for i := range buf {
+		buf[i] = 0x7e
+	}
+	for b := range nb {
+		blk := buf[guard+b*18:]
+		binary.LittleEndian.PutUint16(blk, f32ToF16(float32(r.Float64()*0.1)))
+		for j := range 16 {
+			blk[2+j] = byte(r.IntN(256))
 		}
 	}
 	return buf

@@ -14,6 +14,8 @@ func main() {
 	dotF32()
 	dotF16()
 	dotQ8()
+	dotQ4()
+	dotBF16()
 	axpy()
 	Generate()
 }
@@ -205,5 +207,115 @@ func axpy() {
 	JMP(LabelRef("axpyloop"))
 	Label("axpydone")
 	VZEROUPPER()
+	RET()
+}
+
+// broadcastByte returns a YMM register with every byte set to b.
+func broadcastByte(b uint32) reg.VecVirtual {
+	t := GP32()
+	MOVL(U32(b*0x01010101), t)
+	x := XMM()
+	VMOVD(t, x)
+	y := YMM()
+	VPBROADCASTD(x, y)
+	return y
+}
+
+// dotQ4 is ggml's AVX2 Q4_0 × Q8_0 dot product: the 32 nibbles of a block
+// unpacked to bytes (low nibbles first), minus 8, then as dotQ8.
+func dotQ4() {
+	TEXT("dotQ4_0AVX2", NOSPLIT, "func(w, x []byte, nb int) float32")
+	Pragma("noescape")
+	Doc("dotQ4_0AVX2 is, for nb Q4_0 blocks of w (18 bytes) and Q8_0 blocks of x,",
+		"",
+		"\tfor b := 0; b < nb; b++ { s += d(w[b]) * d(x[b]) * Σ_j (nibble(w[b], j) - 8) * q(x[b])[j] }",
+		"",
+		"with the integer sums in 8 int32 lanes and the scaling in 8 float lanes.")
+	pw := Load(Param("w").Base(), GP64())
+	px := Load(Param("x").Base(), GP64())
+	nb := Load(Param("nb"), GP64())
+	acc := YMM()
+	VXORPS(acc, acc, acc)
+	ones := YMM()
+	VPCMPEQW(ones, ones, ones)
+	VPSRLW(U8(15), ones, ones)
+	low := broadcastByte(0x0F)
+	eight := broadcastByte(0x08)
+	Label("q4loop")
+	CMPQ(nb, U8(0))
+	JE(LabelRef("q4done"))
+	t := GP32()
+	dw, dx := XMM(), XMM()
+	MOVWLZX(Mem{Base: pw}, t)
+	VMOVD(t, dw)
+	VCVTPH2PS(dw, dw)
+	MOVWLZX(Mem{Base: px}, t)
+	VMOVD(t, dx)
+	VCVTPH2PS(dx, dx)
+	VMULSS(dx, dw, dw)
+	d := YMM()
+	VBROADCASTSS(dw, d)
+	lo, hi := XMM(), XMM()
+	VMOVDQU(Mem{Base: pw, Disp: 2}, lo)
+	VPSRLW(U8(4), lo, hi)
+	qw := YMM()
+	VINSERTI128(U8(1), hi, lo.AsY(), qw)
+	VPAND(low, qw, qw)
+	VPSUBB(eight, qw, qw)
+	qx := YMM()
+	VMOVDQU(Mem{Base: px, Disp: 2}, qx)
+	ax, sy := YMM(), YMM()
+	VPSIGNB(qw, qw, ax)
+	VPSIGNB(qw, qx, sy)
+	VPMADDUBSW(sy, ax, ax)
+	VPMADDWD(ones, ax, ax)
+	VCVTDQ2PS(ax, ax)
+	VFMADD231PS(ax, d, acc)
+	ADDQ(U8(18), pw)
+	ADDQ(U8(34), px)
+	DECQ(nb)
+	JMP(LabelRef("q4loop"))
+	Label("q4done")
+	s := hsum(acc)
+	VZEROUPPER()
+	Store(s, ReturnIndex(0))
+	RET()
+}
+
+// dotBF16 is Σ a[i]·b[i] for bfloat16 rows over len(a) &^ 31 elements:
+// widened to float32 by a 16-bit shift, then as dotF32.
+func dotBF16() {
+	TEXT("dotBF16AVX2", NOSPLIT, "func(a, b []uint16) float32")
+	Pragma("noescape")
+	Doc("dotBF16AVX2 is, in four 8-lane FMA accumulators over steps of 32,",
+		"",
+		"\tfor i := 0; i < len(a)&^31; i++ { s += bf16(a[i]) * bf16(b[i]) }")
+	pa := Load(Param("a").Base(), GP64())
+	pb := Load(Param("b").Base(), GP64())
+	n := Load(Param("a").Len(), GP64())
+	ANDQ(I32(^31), n)
+	accs := []reg.VecVirtual{YMM(), YMM(), YMM(), YMM()}
+	for _, a := range accs {
+		VXORPS(a, a, a)
+	}
+	i := GP64()
+	XORQ(i, i)
+	Label("bf16loop")
+	CMPQ(i, n)
+	JAE(LabelRef("bf16done"))
+	for k, acc := range accs {
+		x, y := YMM(), YMM()
+		VPMOVZXWD(Mem{Base: pa, Index: i, Scale: 2, Disp: 16 * k}, x)
+		VPSLLD(U8(16), x, x)
+		VPMOVZXWD(Mem{Base: pb, Index: i, Scale: 2, Disp: 16 * k}, y)
+		VPSLLD(U8(16), y, y)
+		VFMADD231PS(y, x, acc)
+	}
+	ADDQ(U8(32), i)
+	JMP(LabelRef("bf16loop"))
+	Label("bf16done")
+	s := reduce4(accs)
+	VZEROUPPER()
+	Store(s, ReturnIndex(0))
 	RET()
 }
