@@ -22,15 +22,37 @@ type Experts interface {
 // Apply runs the FFN over m rows of x (m × Cols of Gate) into dst (m × Rows
 // of Down).
 func (f *FFN) Apply(p *tensor.Pool, dst, x []float32, m int) {
-	ff := f.Gate.Rows
-	g := make([]float32, m*ff)
-	u := make([]float32, m*ff)
-	f.Gate.MatMul(p, g, x, m)
-	f.Up.MatMul(p, u, x, m)
-	for i := range g {
-		g[i] = silu(g[i]) * u[i]
+	applyAll(p, []ffnJob{{f, dst, x, m}})
+}
+
+// ffnJob is one FFN over some rows.
+type ffnJob struct {
+	f      *FFN
+	dst, x []float32
+	m      int
+}
+
+// applyAll runs several FFNs (the experts of a layer) with two parallel
+// loops in all: every gate and up product, then every down product.
+func applyAll(p *tensor.Pool, jobs []ffnJob) {
+	gs := make([][]float32, len(jobs))
+	var first []tensor.Product
+	for i, j := range jobs {
+		ff := j.f.Gate.Rows
+		g, u := make([]float32, j.m*ff), make([]float32, j.m*ff)
+		gs[i] = g
+		first = append(first, tensor.Product{M: j.f.Gate, Dst: g, X: j.x, N: j.m}, tensor.Product{M: j.f.Up, Dst: u, X: j.x, N: j.m})
 	}
-	f.Down.MatMul(p, dst, g, m)
+	tensor.MatMulAll(p, first)
+	second := make([]tensor.Product, len(jobs))
+	for i, j := range jobs {
+		g, u := gs[i], first[2*i+1].Dst
+		for c := range g {
+			g[c] = silu(g[c]) * u[c]
+		}
+		second[i] = tensor.Product{M: j.f.Down, Dst: j.dst, X: g, N: j.m}
+	}
+	tensor.MatMulAll(p, second)
 }
 
 func silu(x float32) float32 { return x / (1 + float32(math.Exp(float64(-x)))) }
@@ -119,21 +141,23 @@ func (l *Local) Apply(ctx context.Context, layer int, x []float32, rows, experts
 			return nil, fmt.Errorf("%w: %v", ErrNotHeld, Unit{layer, int(e)})
 		}
 	}
-	for _, e := range order {
-		if err := ctx.Err(); err != nil {
-			return nil, err
-		}
-		ex := l.units[Unit{layer, int(e)}]
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	jobs := make([]ffnJob, len(order))
+	for i, e := range order {
 		ss := slots[e]
 		xs := make([]float32, len(ss)*E)
 		for j, s := range ss {
 			r := int(rows[s])
 			copy(xs[j*E:(j+1)*E], x[r*E:(r+1)*E])
 		}
-		ys := make([]float32, len(ss)*E)
-		ex.Apply(l.Pool, ys, xs, len(ss))
-		for j, s := range ss {
-			copy(out[s*E:(s+1)*E], ys[j*E:(j+1)*E])
+		jobs[i] = ffnJob{f: &l.units[Unit{layer, int(e)}].FFN, dst: make([]float32, len(ss)*E), x: xs, m: len(ss)}
+	}
+	applyAll(l.Pool, jobs)
+	for i, e := range order {
+		for j, s := range slots[e] {
+			copy(out[s*E:(s+1)*E], jobs[i].dst[j*E:(j+1)*E])
 		}
 	}
 	return out, nil

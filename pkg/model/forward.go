@@ -170,9 +170,7 @@ func (m *Model) layer(ctx context.Context, l int, x []float32, rows []rowRef, ch
 		rmsNorm(xn[i*E:(i+1)*E], x[i*E:(i+1)*E], ly.AttnNorm, h.RMSEps)
 	}
 	q, k, v := make([]float32, n*qd), make([]float32, n*kd), make([]float32, n*vd)
-	ly.Q.MatMul(p, q, xn, n)
-	ly.K.MatMul(p, k, xn, n)
-	ly.V.MatMul(p, v, xn, n)
+	tensor.MatMulAll(p, []tensor.Product{{M: ly.Q, Dst: q, X: xn, N: n}, {M: ly.K, Dst: k, X: xn, N: n}, {M: ly.V, Dst: v, X: xn, N: n}})
 	addBias(q, ly.QBias)
 	addBias(k, ly.KBias)
 	addBias(v, ly.VBias)

@@ -70,28 +70,73 @@ func (m Matrix) MatVec(p *Pool, dst, x []float32) { m.MatMul(p, dst, x, 1) }
 // matrix: dst[i*Rows+r] = row_r · x_i. Each weight row is read once for the
 // whole batch. Work is split by weight rows over the pool (nil: Default).
 func (m Matrix) MatMul(p *Pool, dst, x []float32, n int) {
-	if len(x) < n*m.Cols || len(dst) < n*m.Rows {
-		panic(fmt.Sprintf("tensor: MatMul %d×%d with %d rows: x has %d, dst %d", m.Rows, m.Cols, n, len(x), len(dst)))
+	MatMulAll(p, []Product{{M: m, Dst: dst, X: x, N: n}})
+}
+
+// Product is one matrix product of MatMulAll: Dst = M · X for N rows.
+type Product struct {
+	M      Matrix
+	Dst, X []float32
+	N      int
+}
+
+// MatMulAll computes several products as one parallel loop over all their
+// weight rows, so that a layer's independent products (queries, keys and
+// values; every expert's gate and up) cost one synchronisation instead of
+// one each. Products that share X convert it to their activation type once.
+func MatMulAll(p *Pool, ps []Product) {
+	type prepared struct {
+		kn       kernel
+		act      []byte
+		arb, wrb int
+		start    int // first global row
 	}
-	kn := kernelTable[m.Type]
-	var act []byte
-	if kn.act == F32 {
-		act = F32Bytes(x[:n*m.Cols])
-	} else {
-		act = make([]byte, 0, n*kn.act.RowBytes(m.Cols))
-		for i := range n {
-			act = Quantize(kn.act, act, x[i*m.Cols:(i+1)*m.Cols])
+	prep := make([]prepared, len(ps))
+	total := 0
+	for i, pr := range ps {
+		m := pr.M
+		if len(pr.X) < pr.N*m.Cols || len(pr.Dst) < pr.N*m.Rows {
+			panic(fmt.Sprintf("tensor: MatMul %d×%d with %d rows: x has %d, dst %d", m.Rows, m.Cols, pr.N, len(pr.X), len(pr.Dst)))
 		}
+		kn := kernelTable[m.Type]
+		pp := prepared{kn: kn, arb: kn.act.RowBytes(m.Cols), wrb: m.Type.RowBytes(m.Cols), start: total}
+		for j := range i { // reuse an earlier conversion of the same rows
+			q := ps[j]
+			if prep[j].kn.act == kn.act && q.N == pr.N && q.M.Cols == m.Cols && len(q.X) > 0 && &q.X[0] == &pr.X[0] {
+				pp.act = prep[j].act
+				break
+			}
+		}
+		if pp.act == nil {
+			if kn.act == F32 {
+				pp.act = F32Bytes(pr.X[:pr.N*m.Cols])
+			} else {
+				pp.act = make([]byte, 0, pr.N*pp.arb)
+				for r := range pr.N {
+					pp.act = Quantize(kn.act, pp.act, pr.X[r*m.Cols:(r+1)*m.Cols])
+				}
+			}
+		}
+		prep[i] = pp
+		total += m.Rows
 	}
-	arb, wrb := kn.act.RowBytes(m.Cols), m.Type.RowBytes(m.Cols)
-	// Aim for chunks of at least ~64 KiB of weights so that small matrices
-	// are not split into tasks smaller than their scheduling cost.
-	grain := max(1, (64<<10)/max(wrb, 1))
-	p.For(m.Rows, grain, func(lo, hi int) {
-		for r := lo; r < hi; r++ {
-			w := m.Data[r*wrb : (r+1)*wrb]
-			for i := range n {
-				dst[i*m.Rows+r] = kn.dot(w, act[i*arb:(i+1)*arb], m.Cols)
+	// Chunks of at least ~64 KiB of weights, so that small products are
+	// not split into tasks smaller than their scheduling cost.
+	bytes := 0
+	for _, pr := range ps {
+		bytes += len(pr.M.Data)
+	}
+	grain := max(1, total*(64<<10)/max(bytes, 1))
+	p.For(total, grain, func(lo, hi int) {
+		for i := range ps {
+			pp, pr := &prep[i], &ps[i]
+			a, b := max(lo, pp.start), min(hi, pp.start+pr.M.Rows)
+			for g := a; g < b; g++ {
+				r := g - pp.start
+				w := pr.M.Data[r*pp.wrb : (r+1)*pp.wrb]
+				for t := range pr.N {
+					pr.Dst[t*pr.M.Rows+r] = pp.kn.dot(w, pp.act[t*pp.arb:(t+1)*pp.arb], pr.M.Cols)
+				}
 			}
 		}
 	})
