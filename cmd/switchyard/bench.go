@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"runtime/pprof"
 	"strconv"
 
 	"github.com/switchyard-llm/switchyard/internal/bench"
@@ -24,6 +25,7 @@ func runBench(ctx context.Context, args []string) error {
 	fs.IntVar(&c.PromptTokens, "prompt-tokens", 128, "prompt length")
 	fs.IntVar(&c.GenTokens, "gen-tokens", 64, "tokens generated per stream")
 	asJSON := fs.Bool("json", false, "print JSON")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the measurement to this file")
 	if _, err := parse(fs, args); err != nil {
 		return err
 	}
@@ -53,6 +55,17 @@ func runBench(ctx context.Context, args []string) error {
 		}
 	default:
 		return fmt.Errorf("bench: --mode %q: want single or cluster", c.Mode)
+	}
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
 	}
 	rep, err := bench.Measure(ctx, c)
 	if err != nil {
