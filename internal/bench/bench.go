@@ -208,8 +208,7 @@ func cluster(ctx context.Context, url string, vocab, conc, pt, gt int) (Run, err
 	var mu sync.Mutex
 	var ttft, itl []float64
 	var firstErr error
-	var generated int
-	var decodeTime time.Duration
+	var arrivals [][]time.Time // per stream, when each token arrived
 	start := time.Now()
 	var wg sync.WaitGroup
 	for i := range conc {
@@ -233,9 +232,8 @@ func cluster(ctx context.Context, url string, vocab, conc, pt, gt int) (Run, err
 				mu.Unlock()
 				return
 			}
-			var first, last time.Time
+			var times []time.Time
 			var gaps []float64
-			n := 0
 			sc := bufio.NewScanner(resp.Body)
 			for sc.Scan() {
 				data, ok := strings.CutPrefix(sc.Text(), "data: ")
@@ -251,21 +249,19 @@ func cluster(ctx context.Context, url string, vocab, conc, pt, gt int) (Run, err
 					continue
 				}
 				now := time.Now()
-				if first.IsZero() {
-					first = now
-				} else {
-					gaps = append(gaps, ms(now.Sub(last)))
+				if len(times) > 0 {
+					gaps = append(gaps, ms(now.Sub(times[len(times)-1])))
 				}
-				last = now
-				n += len(ev.Choices[0].TokenIDs)
+				for range ev.Choices[0].TokenIDs {
+					times = append(times, now)
+				}
 			}
 			mu.Lock()
 			defer mu.Unlock()
-			if !first.IsZero() {
-				ttft = append(ttft, ms(first.Sub(start)))
+			if len(times) > 0 {
+				ttft = append(ttft, ms(times[0].Sub(start)))
 				itl = append(itl, gaps...)
-				generated += n - 1
-				decodeTime = max(decodeTime, last.Sub(first))
+				arrivals = append(arrivals, times)
 			}
 		})
 	}
@@ -274,12 +270,39 @@ func cluster(ctx context.Context, url string, vocab, conc, pt, gt int) (Run, err
 		return r, firstErr
 	}
 	r.PrefillTokS = float64(conc*pt) / (percentile(ttft, 1) / 1000)
-	if decodeTime > 0 {
-		r.DecodeTokS = float64(generated) / decodeTime.Seconds()
-	}
+	r.DecodeTokS = decodeRate(arrivals)
 	r.TTFTp50, r.TTFTp99 = percentile(ttft, 0.5), percentile(ttft, 0.99)
 	r.ITLp50, r.ITLp99 = percentile(itl, 0.5), percentile(itl, 0.99)
 	return r, nil
+}
+
+// decodeRate is the token rate once every stream is decoding: the tokens
+// that arrived after the last stream's first token, over the time from then
+// to the last token. Earlier, decode steps also carry other streams' prompt
+// chunks; that phase is prefill, and single mode measures decode the same
+// way (all prompts in, then decode together).
+func decodeRate(arrivals [][]time.Time) float64 {
+	var from, to time.Time
+	for _, times := range arrivals {
+		if times[0].After(from) {
+			from = times[0]
+		}
+		if last := times[len(times)-1]; last.After(to) {
+			to = last
+		}
+	}
+	n := 0
+	for _, times := range arrivals {
+		for _, t := range times {
+			if t.After(from) {
+				n++
+			}
+		}
+	}
+	if n == 0 || !to.After(from) {
+		return 0
+	}
+	return float64(n) / to.Sub(from).Seconds()
 }
 
 // Print writes the report as a table.
