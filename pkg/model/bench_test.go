@@ -42,14 +42,22 @@ func benchModel(b *testing.B) *Model {
 	return m
 }
 
-// BenchmarkDecode measures single-sequence decode: one token per op.
+// BenchmarkDecode measures single-sequence decode, one token per op, at
+// positions 128 to 255 (after a 128-token prompt, as switchyard bench).
 func BenchmarkDecode(b *testing.B) {
 	m := benchModel(b)
 	seq := m.NewSequence()
+	prompt := make([]int32, 128)
+	for i := range prompt {
+		prompt[i] = int32(i + 1)
+	}
+	if _, err := m.Forward(b.Context(), []Chunk{{Seq: seq, Tokens: prompt}}); err != nil {
+		b.Fatal(err)
+	}
 	tok := []int32{1}
 	for b.Loop() {
-		if seq.Len() >= 128 {
-			seq.Truncate(1)
+		if seq.Len() >= 256 {
+			seq.Truncate(128)
 		}
 		if _, err := m.Forward(b.Context(), []Chunk{{Seq: seq, Tokens: tok}}); err != nil {
 			b.Fatal(err)

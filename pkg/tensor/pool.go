@@ -3,20 +3,57 @@ package tensor
 import (
 	"runtime"
 	"sync"
+	"sync/atomic"
+	"time"
 )
 
 // Pool splits loops over a fixed set of worker goroutines that live as long
 // as the pool. The zero Pool is not usable; use NewPool or Default.
+//
+// A decode step is dozens of short loops back to back, and waking a parked
+// thread costs tens of microseconds, about what a loop over a 1 MiB matrix
+// takes. So an idle worker keeps polling for the next loop, and a caller
+// for its workers to finish, for up to spin before parking; it yields the
+// processor between polls, so other goroutines still run.
 type Pool struct {
 	workers int
 	tasks   chan task
 	close   sync.Once
+	joins   sync.Pool // *join
 }
 
-type task struct {
-	fn     func(lo, hi int)
-	lo, hi int
-	wg     *sync.WaitGroup
+const (
+	// spin is how long a worker or caller polls before parking.
+	spin = 50 * time.Microsecond
+	// chunksPerWorker is how many chunks a loop is cut into per
+	// participant, so that the chunks balance unequal cores.
+	chunksPerWorker = 4
+)
+
+// task asks a worker to help with one loop.
+type task struct{ j *join }
+
+// join is one loop in flight: its range is cut into chunks that the caller
+// and its helpers claim in turn, so a helper that starts late or runs slow
+// (the cores are shared) takes fewer chunks instead of holding up the loop.
+// left counts helpers not yet finished, for polling; wg is for parking.
+type join struct {
+	fn       func(lo, hi int)
+	n, chunk int
+	next     atomic.Int64
+	left     atomic.Int32
+	wg       sync.WaitGroup
+}
+
+// run claims and runs chunks until none is left.
+func (j *join) run() {
+	for {
+		lo := int(j.next.Add(int64(j.chunk))) - j.chunk
+		if lo >= j.n {
+			return
+		}
+		j.fn(lo, min(j.n, lo+j.chunk))
+	}
 }
 
 // NewPool starts a pool that runs loops on n goroutines (the caller's
@@ -26,15 +63,42 @@ func NewPool(n int) *Pool {
 		n = runtime.GOMAXPROCS(0)
 	}
 	p := &Pool{workers: n, tasks: make(chan task, n)}
+	p.joins.New = func() any { return new(join) }
 	for range n - 1 {
-		go func() {
-			for t := range p.tasks {
-				t.fn(t.lo, t.hi)
-				t.wg.Done()
-			}
-		}()
+		go p.work()
 	}
 	return p
+}
+
+func (p *Pool) work() {
+	for {
+		t, ok := p.next()
+		if !ok {
+			return
+		}
+		t.j.run()
+		t.j.left.Add(-1)
+		t.j.wg.Done()
+	}
+}
+
+// next polls for a task for up to spin, then waits for one; ok is false
+// once the pool is closed.
+func (p *Pool) next() (t task, ok bool) {
+	deadline := time.Now().Add(spin)
+	for {
+		select {
+		case t, ok = <-p.tasks:
+			return t, ok
+		default:
+		}
+		if time.Now().After(deadline) {
+			break
+		}
+		runtime.Gosched()
+	}
+	t, ok = <-p.tasks
+	return t, ok
 }
 
 var (
@@ -54,9 +118,10 @@ func (p *Pool) Workers() int { return p.workers }
 // Close stops the workers; the pool must not be used afterwards.
 func (p *Pool) Close() { p.close.Do(func() { close(p.tasks) }) }
 
-// For calls fn over [0, n) split into contiguous ranges, one per worker,
-// and returns when all have finished. Ranges smaller than grain are not
-// split further. fn must be safe to call concurrently on disjoint ranges.
+// For calls fn over [0, n) split into contiguous ranges, run by the
+// caller and the workers, and returns when all have finished. Ranges
+// smaller than grain are not split further. fn must be safe to call
+// concurrently on disjoint ranges.
 func (p *Pool) For(n, grain int, fn func(lo, hi int)) {
 	if p == nil {
 		p = Default()
@@ -68,17 +133,23 @@ func (p *Pool) For(n, grain int, fn func(lo, hi int)) {
 		}
 		return
 	}
-	var wg sync.WaitGroup
-	wg.Add(parts - 1)
-	chunk := (n + parts - 1) / parts
-	for i := 1; i < parts; i++ {
-		lo, hi := i*chunk, min(n, (i+1)*chunk)
-		if lo >= hi {
-			wg.Done()
-			continue
-		}
-		p.tasks <- task{fn, lo, hi, &wg}
+	j := p.joins.Get().(*join)
+	j.fn, j.n = fn, n
+	j.chunk = max(grain, (n+chunksPerWorker*parts-1)/(chunksPerWorker*parts))
+	j.next.Store(0)
+	j.left.Store(int32(parts - 1))
+	j.wg.Add(parts - 1)
+	for range parts - 1 {
+		p.tasks <- task{j}
 	}
-	fn(0, min(n, chunk))
-	wg.Wait()
+	j.run()
+	if j.left.Load() > 0 {
+		deadline := time.Now().Add(spin)
+		for j.left.Load() > 0 && time.Now().Before(deadline) {
+			runtime.Gosched()
+		}
+	}
+	j.wg.Wait()
+	j.fn = nil
+	p.joins.Put(j)
 }

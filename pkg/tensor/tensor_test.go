@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"sync"
+	"sync/atomic"
 	"testing"
 )
 
@@ -160,5 +162,49 @@ func TestPoolCoversRange(t *testing.T) {
 				t.Fatalf("n=%d: index %d visited %d times", n, i, s)
 			}
 		}
+	}
+}
+
+// Loops started from several goroutines at once share the workers; each
+// still covers its range exactly once, in ranges of at least grain (the
+// last excepted).
+func TestPoolConcurrentLoops(t *testing.T) {
+	p := NewPool(3)
+	defer p.Close()
+	var (
+		wg   sync.WaitGroup
+		mu   sync.Mutex
+		errs []string
+	)
+	fail := func(format string, a ...any) {
+		mu.Lock()
+		errs = append(errs, fmt.Sprintf(format, a...))
+		mu.Unlock()
+	}
+	for g := range 8 {
+		wg.Go(func() {
+			for it := range 200 {
+				n, grain := 1+(g*37+it*11)%500, 1+it%7
+				seen := make([]atomic.Int32, n)
+				p.For(n, grain, func(lo, hi int) {
+					if hi-lo < grain && hi != n {
+						fail("range [%d,%d) under grain %d", lo, hi, grain)
+					}
+					for i := lo; i < hi; i++ {
+						seen[i].Add(1)
+					}
+				})
+				for i := range seen {
+					if c := seen[i].Load(); c != 1 {
+						fail("n=%d: index %d visited %d times", n, i, c)
+						return
+					}
+				}
+			}
+		})
+	}
+	wg.Wait()
+	for _, e := range errs {
+		t.Error(e)
 	}
 }
