@@ -10,13 +10,13 @@ import (
 	"sync/atomic"
 	"time"
 
-	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc"
 
 	"github.com/switchyard-llm/switchyard/pkg/membership"
 	"github.com/switchyard-llm/switchyard/pkg/model"
 	"github.com/switchyard-llm/switchyard/pkg/placement"
 	"github.com/switchyard-llm/switchyard/pkg/routingstats"
+	"github.com/switchyard-llm/switchyard/pkg/tensor"
 	pb "github.com/switchyard-llm/switchyard/proto/switchyard/v1"
 )
 
@@ -35,6 +35,7 @@ type dispatcher struct {
 	metrics *metrics
 	log     *slog.Logger
 
+	pool     *tensor.Pool  // rested while calls are out
 	perRow   int           // experts per token (k)
 	unitWait time.Duration // how long to wait for a unit with no ready replica
 
@@ -50,7 +51,7 @@ type dispatcher struct {
 type nodeConn struct {
 	addr   string
 	conn   *grpc.ClientConn
-	client pb.ExpertServiceClient
+	stream *nodeStream
 	// down is cancelled when gossip declares the node dead, abandoning
 	// calls in flight to it (a partitioned node never answers).
 	down context.Context
@@ -60,8 +61,8 @@ type nodeConn struct {
 // suspectFor is how long a node whose call failed is avoided.
 const suspectFor = 3 * time.Second
 
-func newDispatcher(dial grpc.DialOption, digest string, embd, k int, enc pb.Encoding, timeout, unitWait time.Duration, members *membership.Members, stats *routingstats.Recorder, m *metrics, log *slog.Logger) *dispatcher {
-	return &dispatcher{dial: dial, digest: digest, embd: embd, perRow: k, enc: enc, timeout: timeout, unitWait: unitWait, members: members, stats: stats, metrics: m, log: log,
+func newDispatcher(pool *tensor.Pool, dial grpc.DialOption, digest string, embd, k int, enc pb.Encoding, timeout, unitWait time.Duration, members *membership.Members, stats *routingstats.Recorder, m *metrics, log *slog.Logger) *dispatcher {
+	return &dispatcher{pool: pool, dial: dial, digest: digest, embd: embd, perRow: k, enc: enc, timeout: timeout, unitWait: unitWait, members: members, stats: stats, metrics: m, log: log,
 		suspects: map[string]time.Time{},
 		nodes:    map[string]placement.Node{}, ready: map[string]map[string]bool{}, conns: map[string]*nodeConn{}}
 }
@@ -73,6 +74,7 @@ func (d *dispatcher) setNodes(nodes map[string]placement.Node) {
 	d.nodes = nodes
 	for id, c := range d.conns {
 		if n, ok := nodes[id]; !ok || n.Addr != c.addr {
+			c.stream.close()
 			c.conn.Close()
 			c.fail()
 			delete(d.conns, id)
@@ -88,7 +90,7 @@ func (d *dispatcher) setNodes(nodes map[string]placement.Node) {
 			continue
 		}
 		down, fail := context.WithCancel(context.Background())
-		d.conns[id] = &nodeConn{addr: n.Addr, conn: conn, client: pb.NewExpertServiceClient(conn), down: down, fail: fail}
+		d.conns[id] = &nodeConn{addr: n.Addr, conn: conn, stream: newNodeStream(pb.NewExpertServiceClient(conn)), down: down, fail: fail}
 		d.metrics.errors.WithLabelValues(id).Add(0) // export the series before the first error
 	}
 }
@@ -121,6 +123,7 @@ func (d *dispatcher) close() {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	for id, c := range d.conns {
+		c.stream.close()
 		c.conn.Close()
 		delete(d.conns, id)
 	}
@@ -164,13 +167,13 @@ func (d *dispatcher) missing(layers, experts int) []string {
 
 // nodeCall is the work for one node in one layer.
 type nodeCall struct {
-	node   string
-	client pb.ExpertServiceClient
-	rows   []int // original row of each local row
-	local  map[int]uint32
-	pairs  []int // output slot of each pair
-	req    *pb.ForwardRequest
-	units  []string // for error messages
+	node  string
+	conn  *nodeConn
+	rows  []int // original row of each local row
+	local map[int]uint32
+	pairs []int // output slot of each pair
+	req   *pb.ForwardRequest
+	units []string // for error messages
 }
 
 // Forward implements model.Experts. A call that fails is resent, for the
@@ -202,10 +205,13 @@ func (d *dispatcher) Forward(ctx context.Context, layer int, x []float32, n int,
 			}
 			continue
 		}
-		var retry []int
-		var mu sync.Mutex
-		var g errgroup.Group
-		for _, node := range order {
+		// Send every node its rows, then collect the answers: one
+		// goroutine, all nodes working at once.
+		started := make([]*streamCall, len(order))
+		errs := make([]error, len(order))
+		callStart := time.Now()
+		octx, cancel := context.WithDeadline(ctx, callStart.Add(d.timeout)) // bounds opening a stream
+		for i, node := range order {
 			c := calls[node]
 			c.req.Rows = uint32(len(c.rows))
 			buf := make([]byte, 0, len(c.rows)*E*d.enc.BytesPerValue())
@@ -213,26 +219,27 @@ func (d *dispatcher) Forward(ctx context.Context, layer int, x []float32, n int,
 				buf = pb.EncodeRows(buf, d.enc, x[r*E:(r+1)*E])
 			}
 			c.req.Activations = buf
-			g.Go(func() error {
-				err := d.call(ctx, c, layer, out)
-				if err == nil {
-					return nil
-				}
-				if ctx.Err() != nil {
-					return ctx.Err()
-				}
-				d.log.Warn("expert call failed; resending to other replicas", "node", c.node, "layer", layer, "units", strings.Join(c.units, ","), "err", err)
-				d.suspect(c.node)
-				d.stats.RecordRetry(c.node)
-				mu.Lock()
-				failed[c.node] = true
-				retry = append(retry, c.pairs...)
-				mu.Unlock()
-				return nil
-			})
+			started[i], errs[i] = c.conn.stream.start(octx, c.req)
 		}
-		if err := g.Wait(); err != nil {
-			return nil, err
+		cancel()
+		d.pool.Rest()
+		var retry []int
+		for i, node := range order {
+			c := calls[node]
+			if errs[i] == nil {
+				errs[i] = d.finish(ctx, c, started[i], callStart, layer, out)
+			}
+			if errs[i] == nil {
+				continue
+			}
+			if ctx.Err() != nil {
+				return nil, ctx.Err()
+			}
+			d.log.Warn("expert call failed; resending to other replicas", "node", c.node, "layer", layer, "units", strings.Join(c.units, ","), "err", errs[i])
+			d.suspect(c.node)
+			d.stats.RecordRetry(c.node)
+			failed[c.node] = true
+			retry = append(retry, c.pairs...)
 		}
 		pending = retry
 	}
@@ -266,7 +273,7 @@ func (d *dispatcher) plan(layer int, experts []int32, pending []int, failed map[
 		node := reps[(offset+s/d.perRow)%len(reps)]
 		c := calls[node]
 		if c == nil {
-			c = &nodeCall{node: node, client: d.conns[node].client, local: map[int]uint32{},
+			c = &nodeCall{node: node, conn: d.conns[node], local: map[int]uint32{},
 				req: &pb.ForwardRequest{ModelDigest: d.digest, Layer: uint32(layer), RowSize: uint32(d.embd), Encoding: d.enc}}
 			calls[node] = c
 			order = append(order, node)
@@ -288,24 +295,20 @@ func (d *dispatcher) plan(layer int, experts []int32, pending []int, failed map[
 	return calls, order, missing
 }
 
-// call sends one node its pairs and writes the outputs into out.
-func (d *dispatcher) call(ctx context.Context, c *nodeCall, layer int, out []float32) error {
+// finish waits for a node's answer and writes its outputs into out.
+func (d *dispatcher) finish(ctx context.Context, c *nodeCall, sc *streamCall, start time.Time, layer int, out []float32) error {
 	E := d.embd
-	cctx, cancel := context.WithTimeout(ctx, d.timeout)
-	defer cancel()
 	d.mu.RLock()
-	down := d.conns[c.node].down
+	down := c.conn.down
 	d.mu.RUnlock()
-	defer context.AfterFunc(down, cancel)()
-	start := time.Now()
-	resp, err := c.client.Forward(cctx, c.req)
-	took := time.Since(start)
-	d.stats.RecordCall(c.node, len(c.rows), len(c.req.Activations), len(resp.GetOutputs()), took, err != nil)
-	d.metrics.call(c.node, took, err != nil)
-	if err != nil {
-		return fmt.Errorf("expert node %s failed serving units %s of layer %d: %w", c.node, strings.Join(c.units, ", "), layer, err)
+	r := sc.wait(ctx, down, start.Add(d.timeout))
+	took := r.at.Sub(start)
+	d.stats.RecordCall(c.node, len(c.rows), len(c.req.Activations), len(r.resp.GetOutputs()), took, r.err != nil)
+	d.metrics.call(c.node, took, r.err != nil)
+	if r.err != nil {
+		return fmt.Errorf("expert node %s failed serving units %s of layer %d: %w", c.node, strings.Join(c.units, ", "), layer, r.err)
 	}
-	y, err := pb.DecodeRows(resp.Outputs, resp.Encoding, len(c.pairs)*E)
+	y, err := pb.DecodeRows(r.resp.Outputs, r.resp.Encoding, len(c.pairs)*E)
 	if err != nil {
 		return fmt.Errorf("expert node %s: bad response: %w", c.node, err)
 	}

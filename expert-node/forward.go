@@ -3,6 +3,7 @@ package expertnode
 import (
 	"context"
 	"errors"
+	"io"
 	"time"
 
 	"google.golang.org/grpc/codes"
@@ -30,6 +31,31 @@ func (n *Node) Forward(ctx context.Context, req *pb.ForwardRequest) (*pb.Forward
 		}
 	}
 	return resp, err
+}
+
+// ForwardStream serves Forward calls from one stream in order, answering
+// each with its call id; a failed call is answered with its status and the
+// stream goes on.
+func (n *Node) ForwardStream(s pb.ExpertService_ForwardStreamServer) error {
+	for {
+		in, err := s.Recv()
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		out := &pb.ForwardStreamResponse{CallId: in.CallId}
+		if in.Request == nil {
+			out.Code, out.Message = uint32(codes.InvalidArgument), "no request"
+		} else if out.Response, err = n.Forward(s.Context(), in.Request); err != nil {
+			st := status.Convert(err)
+			out.Code, out.Message = uint32(st.Code()), st.Message()
+		}
+		if err := s.Send(out); err != nil {
+			return err
+		}
+	}
 }
 
 func (n *Node) forward(ctx context.Context, req *pb.ForwardRequest) (*pb.ForwardResponse, error) {
@@ -68,6 +94,7 @@ func (n *Node) forward(ctx context.Context, req *pb.ForwardRequest) (*pb.Forward
 	n.mu.RLock()
 	out, err := n.local.Apply(ctx, int(req.Layer), x, rows, experts)
 	n.mu.RUnlock()
+	n.local.Pool.Rest() // the next request is a network round trip away
 	switch {
 	case errors.Is(err, model.ErrNotHeld):
 		return nil, status.Errorf(codes.NotFound, "%v on node %s", err, n.cfg.NodeID)
@@ -80,7 +107,7 @@ func (n *Node) forward(ctx context.Context, req *pb.ForwardRequest) (*pb.Forward
 	if enc == pb.Encoding_ENCODING_UNSPECIFIED {
 		enc = req.Encoding
 	}
-	return &pb.ForwardResponse{Encoding: enc, Outputs: pb.EncodeRows(nil, enc, out)}, nil
+	return &pb.ForwardResponse{Encoding: enc, Outputs: pb.EncodeRows(make([]byte, 0, len(out)*enc.BytesPerValue()), enc, out)}, nil
 }
 
 // Info reports the node's model and loaded units.

@@ -1,6 +1,7 @@
 package expertnode
 
 import (
+	"io"
 	"net"
 	"slices"
 	"strings"
@@ -37,7 +38,7 @@ func testNode(t testing.TB) *Node {
 }
 
 // serveNode runs n on a loopback gRPC server and returns a client.
-func serveNode(t *testing.T, n *Node) pb.ExpertServiceClient {
+func serveNode(t testing.TB, n *Node) pb.ExpertServiceClient {
 	t.Helper()
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -130,6 +131,91 @@ func TestForwardErrors(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestForwardStream checks the stream answers each call with its id, the
+// same outputs as the unary Forward, and a failed call's code and message
+// without closing the stream.
+func TestForwardStream(t *testing.T) {
+	n := testNode(t)
+	client := serveNode(t, n)
+	want, err := client.Forward(t.Context(), validRequest(n))
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := client.ForwardStream(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	bad := validRequest(n)
+	bad.PairExperts[1] = 7
+	reqs := []*pb.ForwardStreamRequest{{CallId: 7, Request: validRequest(n)}, {CallId: 3, Request: bad}, {CallId: 9}, {CallId: 1, Request: validRequest(n)}}
+	for _, r := range reqs { // all in flight before the first answer is read
+		if err := st.Send(r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, r := range reqs {
+		got, err := st.Recv()
+		if err != nil {
+			t.Fatal(err)
+		}
+		switch {
+		case got.CallId != r.CallId:
+			t.Errorf("answer for call %d, want %d (served in order)", got.CallId, r.CallId)
+		case r.CallId == 3:
+			if codes.Code(got.Code) != codes.NotFound || !contains(got.Message, "L0/E7") || got.Response != nil {
+				t.Errorf("bad call answered %v %q %v, want NotFound naming L0/E7", codes.Code(got.Code), got.Message, got.Response)
+			}
+		case r.CallId == 9:
+			if codes.Code(got.Code) != codes.InvalidArgument {
+				t.Errorf("empty call answered %v, want InvalidArgument", codes.Code(got.Code))
+			}
+		default:
+			if got.Code != 0 || !proto.Equal(got.Response, want) {
+				t.Errorf("call %d: code %d, outputs equal to unary: %v", r.CallId, got.Code, proto.Equal(got.Response, want))
+			}
+		}
+	}
+	if err := st.CloseSend(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.Recv(); err != io.EOF {
+		t.Errorf("after CloseSend: %v, want EOF", err)
+	}
+}
+
+// BenchmarkRoundTrip measures one Forward of a tiny-model row on loopback,
+// unary against the stream; the experts' work is a few microseconds, so
+// this is the cost of the call itself.
+func BenchmarkRoundTrip(b *testing.B) {
+	n := testNode(b)
+	client := serveNode(b, n)
+	req := validRequest(n)
+	b.Run("unary", func(b *testing.B) {
+		for b.Loop() {
+			if _, err := client.Forward(b.Context(), req); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("stream", func(b *testing.B) {
+		st, err := client.ForwardStream(b.Context())
+		if err != nil {
+			b.Fatal(err)
+		}
+		id := uint64(0)
+		for b.Loop() {
+			id++
+			if err := st.Send(&pb.ForwardStreamRequest{CallId: id, Request: req}); err != nil {
+				b.Fatal(err)
+			}
+			if r, err := st.Recv(); err != nil || r.Code != 0 {
+				b.Fatal(err, r.GetMessage())
+			}
+		}
+		st.CloseSend()
+	})
 }
 
 func contains(s, sub string) bool { return strings.Contains(s, sub) }

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"runtime/pprof"
+	"runtime/trace"
 	"strconv"
 
 	"github.com/switchyard-llm/switchyard/internal/bench"
@@ -26,6 +27,7 @@ func runBench(ctx context.Context, args []string) error {
 	fs.IntVar(&c.GenTokens, "gen-tokens", 64, "tokens generated per stream")
 	asJSON := fs.Bool("json", false, "print JSON")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the measurement to this file")
+	traceFile := fs.String("trace", "", "write an execution trace of the measurement to this file (go tool trace)")
 	if _, err := parse(fs, args); err != nil {
 		return err
 	}
@@ -66,6 +68,17 @@ func runBench(ctx context.Context, args []string) error {
 			return err
 		}
 		defer pprof.StopCPUProfile()
+	}
+	if *traceFile != "" {
+		f, err := os.Create(*traceFile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := trace.Start(f); err != nil {
+			return err
+		}
+		defer trace.Stop()
 	}
 	rep, err := bench.Measure(ctx, c)
 	if err != nil {

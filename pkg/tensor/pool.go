@@ -20,6 +20,7 @@ type Pool struct {
 	tasks   chan task
 	close   sync.Once
 	joins   sync.Pool // *join
+	resting atomic.Bool
 }
 
 const (
@@ -92,7 +93,7 @@ func (p *Pool) next() (t task, ok bool) {
 			return t, ok
 		default:
 		}
-		if time.Now().After(deadline) {
+		if p.resting.Load() || time.Now().After(deadline) {
 			break
 		}
 		runtime.Gosched()
@@ -110,6 +111,17 @@ var (
 func Default() *Pool {
 	defaultPoolOnce.Do(func() { defaultPool = NewPool(0) })
 	return defaultPool
+}
+
+// Rest tells idle workers to park now instead of polling for the next
+// loop: the caller is about to wait on something else (the network), and
+// polling would only take the processor from whatever it waits for. The
+// next For ends the rest.
+func (p *Pool) Rest() {
+	if p == nil {
+		p = Default()
+	}
+	p.resting.Store(true)
 }
 
 // Workers is the number of goroutines a loop is split over.
@@ -133,6 +145,9 @@ func (p *Pool) For(n, grain int, fn func(lo, hi int)) {
 		}
 		return
 	}
+	if p.resting.Load() {
+		p.resting.Store(false)
+	}
 	j := p.joins.Get().(*join)
 	j.fn, j.n = fn, n
 	j.chunk = max(grain, (n+chunksPerWorker*parts-1)/(chunksPerWorker*parts))
@@ -140,7 +155,12 @@ func (p *Pool) For(n, grain int, fn func(lo, hi int)) {
 	j.left.Store(int32(parts - 1))
 	j.wg.Add(parts - 1)
 	for range parts - 1 {
-		p.tasks <- task{j}
+		select {
+		case p.tasks <- task{j}:
+		default: // every worker is busy with other loops: go without
+			j.left.Add(-1)
+			j.wg.Done()
+		}
 	}
 	j.run()
 	if j.left.Load() > 0 {

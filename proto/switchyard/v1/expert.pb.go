@@ -243,6 +243,129 @@ func (x *ForwardResponse) GetOutputs() []byte {
 	return nil
 }
 
+type ForwardStreamRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Chosen by the caller, unique among its calls in flight on the stream.
+	CallId        uint64          `protobuf:"varint,1,opt,name=call_id,json=callId,proto3" json:"call_id,omitempty"`
+	Request       *ForwardRequest `protobuf:"bytes,2,opt,name=request,proto3" json:"request,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ForwardStreamRequest) Reset() {
+	*x = ForwardStreamRequest{}
+	mi := &file_switchyard_v1_expert_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ForwardStreamRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ForwardStreamRequest) ProtoMessage() {}
+
+func (x *ForwardStreamRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_switchyard_v1_expert_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ForwardStreamRequest.ProtoReflect.Descriptor instead.
+func (*ForwardStreamRequest) Descriptor() ([]byte, []int) {
+	return file_switchyard_v1_expert_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *ForwardStreamRequest) GetCallId() uint64 {
+	if x != nil {
+		return x.CallId
+	}
+	return 0
+}
+
+func (x *ForwardStreamRequest) GetRequest() *ForwardRequest {
+	if x != nil {
+		return x.Request
+	}
+	return nil
+}
+
+type ForwardStreamResponse struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	CallId uint64                 `protobuf:"varint,1,opt,name=call_id,json=callId,proto3" json:"call_id,omitempty"`
+	// Set when the call succeeded (code is 0).
+	Response *ForwardResponse `protobuf:"bytes,2,opt,name=response,proto3" json:"response,omitempty"`
+	// The gRPC status code and message of a failed call.
+	Code          uint32 `protobuf:"varint,3,opt,name=code,proto3" json:"code,omitempty"`
+	Message       string `protobuf:"bytes,4,opt,name=message,proto3" json:"message,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ForwardStreamResponse) Reset() {
+	*x = ForwardStreamResponse{}
+	mi := &file_switchyard_v1_expert_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ForwardStreamResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ForwardStreamResponse) ProtoMessage() {}
+
+func (x *ForwardStreamResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_switchyard_v1_expert_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ForwardStreamResponse.ProtoReflect.Descriptor instead.
+func (*ForwardStreamResponse) Descriptor() ([]byte, []int) {
+	return file_switchyard_v1_expert_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *ForwardStreamResponse) GetCallId() uint64 {
+	if x != nil {
+		return x.CallId
+	}
+	return 0
+}
+
+func (x *ForwardStreamResponse) GetResponse() *ForwardResponse {
+	if x != nil {
+		return x.Response
+	}
+	return nil
+}
+
+func (x *ForwardStreamResponse) GetCode() uint32 {
+	if x != nil {
+		return x.Code
+	}
+	return 0
+}
+
+func (x *ForwardStreamResponse) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
 type InfoRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -251,7 +374,7 @@ type InfoRequest struct {
 
 func (x *InfoRequest) Reset() {
 	*x = InfoRequest{}
-	mi := &file_switchyard_v1_expert_proto_msgTypes[2]
+	mi := &file_switchyard_v1_expert_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -263,7 +386,7 @@ func (x *InfoRequest) String() string {
 func (*InfoRequest) ProtoMessage() {}
 
 func (x *InfoRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_switchyard_v1_expert_proto_msgTypes[2]
+	mi := &file_switchyard_v1_expert_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -276,7 +399,7 @@ func (x *InfoRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InfoRequest.ProtoReflect.Descriptor instead.
 func (*InfoRequest) Descriptor() ([]byte, []int) {
-	return file_switchyard_v1_expert_proto_rawDescGZIP(), []int{2}
+	return file_switchyard_v1_expert_proto_rawDescGZIP(), []int{4}
 }
 
 type InfoResponse struct {
@@ -293,7 +416,7 @@ type InfoResponse struct {
 
 func (x *InfoResponse) Reset() {
 	*x = InfoResponse{}
-	mi := &file_switchyard_v1_expert_proto_msgTypes[3]
+	mi := &file_switchyard_v1_expert_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -305,7 +428,7 @@ func (x *InfoResponse) String() string {
 func (*InfoResponse) ProtoMessage() {}
 
 func (x *InfoResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_switchyard_v1_expert_proto_msgTypes[3]
+	mi := &file_switchyard_v1_expert_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -318,7 +441,7 @@ func (x *InfoResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InfoResponse.ProtoReflect.Descriptor instead.
 func (*InfoResponse) Descriptor() ([]byte, []int) {
-	return file_switchyard_v1_expert_proto_rawDescGZIP(), []int{3}
+	return file_switchyard_v1_expert_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *InfoResponse) GetNodeId() string {
@@ -360,7 +483,7 @@ type Unit struct {
 
 func (x *Unit) Reset() {
 	*x = Unit{}
-	mi := &file_switchyard_v1_expert_proto_msgTypes[4]
+	mi := &file_switchyard_v1_expert_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -372,7 +495,7 @@ func (x *Unit) String() string {
 func (*Unit) ProtoMessage() {}
 
 func (x *Unit) ProtoReflect() protoreflect.Message {
-	mi := &file_switchyard_v1_expert_proto_msgTypes[4]
+	mi := &file_switchyard_v1_expert_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -385,7 +508,7 @@ func (x *Unit) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Unit.ProtoReflect.Descriptor instead.
 func (*Unit) Descriptor() ([]byte, []int) {
-	return file_switchyard_v1_expert_proto_rawDescGZIP(), []int{4}
+	return file_switchyard_v1_expert_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *Unit) GetLayer() uint32 {
@@ -419,7 +542,15 @@ const file_switchyard_v1_expert_proto_rawDesc = "" +
 	"\x0foutput_encoding\x18\t \x01(\x0e2\x17.switchyard.v1.EncodingR\x0eoutputEncoding\"`\n" +
 	"\x0fForwardResponse\x123\n" +
 	"\bencoding\x18\x01 \x01(\x0e2\x17.switchyard.v1.EncodingR\bencoding\x12\x18\n" +
-	"\aoutputs\x18\x02 \x01(\fR\aoutputs\"\r\n" +
+	"\aoutputs\x18\x02 \x01(\fR\aoutputs\"h\n" +
+	"\x14ForwardStreamRequest\x12\x17\n" +
+	"\acall_id\x18\x01 \x01(\x04R\x06callId\x127\n" +
+	"\arequest\x18\x02 \x01(\v2\x1d.switchyard.v1.ForwardRequestR\arequest\"\x9a\x01\n" +
+	"\x15ForwardStreamResponse\x12\x17\n" +
+	"\acall_id\x18\x01 \x01(\x04R\x06callId\x12:\n" +
+	"\bresponse\x18\x02 \x01(\v2\x1e.switchyard.v1.ForwardResponseR\bresponse\x12\x12\n" +
+	"\x04code\x18\x03 \x01(\rR\x04code\x12\x18\n" +
+	"\amessage\x18\x04 \x01(\tR\amessage\"\r\n" +
 	"\vInfoRequest\"\x9d\x01\n" +
 	"\fInfoResponse\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12!\n" +
@@ -433,9 +564,10 @@ const file_switchyard_v1_expert_proto_rawDesc = "" +
 	"\x14ENCODING_UNSPECIFIED\x10\x00\x12\x10\n" +
 	"\fENCODING_F32\x10\x01\x12\x10\n" +
 	"\fENCODING_F16\x10\x02\x12\x11\n" +
-	"\rENCODING_BF16\x10\x032\x9a\x01\n" +
+	"\rENCODING_BF16\x10\x032\xfa\x01\n" +
 	"\rExpertService\x12H\n" +
-	"\aForward\x12\x1d.switchyard.v1.ForwardRequest\x1a\x1e.switchyard.v1.ForwardResponse\x12?\n" +
+	"\aForward\x12\x1d.switchyard.v1.ForwardRequest\x1a\x1e.switchyard.v1.ForwardResponse\x12^\n" +
+	"\rForwardStream\x12#.switchyard.v1.ForwardStreamRequest\x1a$.switchyard.v1.ForwardStreamResponse(\x010\x01\x12?\n" +
 	"\x04Info\x12\x1a.switchyard.v1.InfoRequest\x1a\x1b.switchyard.v1.InfoResponseBGZEgithub.com/switchyard-llm/switchyard/proto/switchyard/v1;switchyardv1b\x06proto3"
 
 var (
@@ -451,29 +583,35 @@ func file_switchyard_v1_expert_proto_rawDescGZIP() []byte {
 }
 
 var file_switchyard_v1_expert_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_switchyard_v1_expert_proto_msgTypes = make([]protoimpl.MessageInfo, 5)
+var file_switchyard_v1_expert_proto_msgTypes = make([]protoimpl.MessageInfo, 7)
 var file_switchyard_v1_expert_proto_goTypes = []any{
-	(Encoding)(0),           // 0: switchyard.v1.Encoding
-	(*ForwardRequest)(nil),  // 1: switchyard.v1.ForwardRequest
-	(*ForwardResponse)(nil), // 2: switchyard.v1.ForwardResponse
-	(*InfoRequest)(nil),     // 3: switchyard.v1.InfoRequest
-	(*InfoResponse)(nil),    // 4: switchyard.v1.InfoResponse
-	(*Unit)(nil),            // 5: switchyard.v1.Unit
+	(Encoding)(0),                 // 0: switchyard.v1.Encoding
+	(*ForwardRequest)(nil),        // 1: switchyard.v1.ForwardRequest
+	(*ForwardResponse)(nil),       // 2: switchyard.v1.ForwardResponse
+	(*ForwardStreamRequest)(nil),  // 3: switchyard.v1.ForwardStreamRequest
+	(*ForwardStreamResponse)(nil), // 4: switchyard.v1.ForwardStreamResponse
+	(*InfoRequest)(nil),           // 5: switchyard.v1.InfoRequest
+	(*InfoResponse)(nil),          // 6: switchyard.v1.InfoResponse
+	(*Unit)(nil),                  // 7: switchyard.v1.Unit
 }
 var file_switchyard_v1_expert_proto_depIdxs = []int32{
 	0, // 0: switchyard.v1.ForwardRequest.encoding:type_name -> switchyard.v1.Encoding
 	0, // 1: switchyard.v1.ForwardRequest.output_encoding:type_name -> switchyard.v1.Encoding
 	0, // 2: switchyard.v1.ForwardResponse.encoding:type_name -> switchyard.v1.Encoding
-	5, // 3: switchyard.v1.InfoResponse.units:type_name -> switchyard.v1.Unit
-	1, // 4: switchyard.v1.ExpertService.Forward:input_type -> switchyard.v1.ForwardRequest
-	3, // 5: switchyard.v1.ExpertService.Info:input_type -> switchyard.v1.InfoRequest
-	2, // 6: switchyard.v1.ExpertService.Forward:output_type -> switchyard.v1.ForwardResponse
-	4, // 7: switchyard.v1.ExpertService.Info:output_type -> switchyard.v1.InfoResponse
-	6, // [6:8] is the sub-list for method output_type
-	4, // [4:6] is the sub-list for method input_type
-	4, // [4:4] is the sub-list for extension type_name
-	4, // [4:4] is the sub-list for extension extendee
-	0, // [0:4] is the sub-list for field type_name
+	1, // 3: switchyard.v1.ForwardStreamRequest.request:type_name -> switchyard.v1.ForwardRequest
+	2, // 4: switchyard.v1.ForwardStreamResponse.response:type_name -> switchyard.v1.ForwardResponse
+	7, // 5: switchyard.v1.InfoResponse.units:type_name -> switchyard.v1.Unit
+	1, // 6: switchyard.v1.ExpertService.Forward:input_type -> switchyard.v1.ForwardRequest
+	3, // 7: switchyard.v1.ExpertService.ForwardStream:input_type -> switchyard.v1.ForwardStreamRequest
+	5, // 8: switchyard.v1.ExpertService.Info:input_type -> switchyard.v1.InfoRequest
+	2, // 9: switchyard.v1.ExpertService.Forward:output_type -> switchyard.v1.ForwardResponse
+	4, // 10: switchyard.v1.ExpertService.ForwardStream:output_type -> switchyard.v1.ForwardStreamResponse
+	6, // 11: switchyard.v1.ExpertService.Info:output_type -> switchyard.v1.InfoResponse
+	9, // [9:12] is the sub-list for method output_type
+	6, // [6:9] is the sub-list for method input_type
+	6, // [6:6] is the sub-list for extension type_name
+	6, // [6:6] is the sub-list for extension extendee
+	0, // [0:6] is the sub-list for field type_name
 }
 
 func init() { file_switchyard_v1_expert_proto_init() }
@@ -487,7 +625,7 @@ func file_switchyard_v1_expert_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_switchyard_v1_expert_proto_rawDesc), len(file_switchyard_v1_expert_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   5,
+			NumMessages:   7,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -19,8 +19,9 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	ExpertService_Forward_FullMethodName = "/switchyard.v1.ExpertService/Forward"
-	ExpertService_Info_FullMethodName    = "/switchyard.v1.ExpertService/Info"
+	ExpertService_Forward_FullMethodName       = "/switchyard.v1.ExpertService/Forward"
+	ExpertService_ForwardStream_FullMethodName = "/switchyard.v1.ExpertService/ForwardStream"
+	ExpertService_Info_FullMethodName          = "/switchyard.v1.ExpertService/Info"
 )
 
 // ExpertServiceClient is the client API for ExpertService service.
@@ -35,6 +36,12 @@ type ExpertServiceClient interface {
 	// INVALID_ARGUMENT for a malformed request (unknown layer, wrong row size,
 	// pair indices out of range).
 	Forward(ctx context.Context, in *ForwardRequest, opts ...grpc.CallOption) (*ForwardResponse, error)
+	// ForwardStream carries Forward calls on one long-lived stream, which is
+	// cheaper per call than a unary RPC: the coordinator keeps one per node.
+	// Every request gets exactly one response with its call_id; a call that
+	// fails answers with the code and message the unary Forward would return,
+	// and the stream stays open. A stream's calls are served in order.
+	ForwardStream(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[ForwardStreamRequest, ForwardStreamResponse], error)
 	// Info describes the node: its model and the units it has loaded.
 	Info(ctx context.Context, in *InfoRequest, opts ...grpc.CallOption) (*InfoResponse, error)
 }
@@ -56,6 +63,19 @@ func (c *expertServiceClient) Forward(ctx context.Context, in *ForwardRequest, o
 	}
 	return out, nil
 }
+
+func (c *expertServiceClient) ForwardStream(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[ForwardStreamRequest, ForwardStreamResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &ExpertService_ServiceDesc.Streams[0], ExpertService_ForwardStream_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[ForwardStreamRequest, ForwardStreamResponse]{ClientStream: stream}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type ExpertService_ForwardStreamClient = grpc.BidiStreamingClient[ForwardStreamRequest, ForwardStreamResponse]
 
 func (c *expertServiceClient) Info(ctx context.Context, in *InfoRequest, opts ...grpc.CallOption) (*InfoResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
@@ -79,6 +99,12 @@ type ExpertServiceServer interface {
 	// INVALID_ARGUMENT for a malformed request (unknown layer, wrong row size,
 	// pair indices out of range).
 	Forward(context.Context, *ForwardRequest) (*ForwardResponse, error)
+	// ForwardStream carries Forward calls on one long-lived stream, which is
+	// cheaper per call than a unary RPC: the coordinator keeps one per node.
+	// Every request gets exactly one response with its call_id; a call that
+	// fails answers with the code and message the unary Forward would return,
+	// and the stream stays open. A stream's calls are served in order.
+	ForwardStream(grpc.BidiStreamingServer[ForwardStreamRequest, ForwardStreamResponse]) error
 	// Info describes the node: its model and the units it has loaded.
 	Info(context.Context, *InfoRequest) (*InfoResponse, error)
 	mustEmbedUnimplementedExpertServiceServer()
@@ -93,6 +119,9 @@ type UnimplementedExpertServiceServer struct{}
 
 func (UnimplementedExpertServiceServer) Forward(context.Context, *ForwardRequest) (*ForwardResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Forward not implemented")
+}
+func (UnimplementedExpertServiceServer) ForwardStream(grpc.BidiStreamingServer[ForwardStreamRequest, ForwardStreamResponse]) error {
+	return status.Error(codes.Unimplemented, "method ForwardStream not implemented")
 }
 func (UnimplementedExpertServiceServer) Info(context.Context, *InfoRequest) (*InfoResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Info not implemented")
@@ -136,6 +165,13 @@ func _ExpertService_Forward_Handler(srv interface{}, ctx context.Context, dec fu
 	return interceptor(ctx, in, info, handler)
 }
 
+func _ExpertService_ForwardStream_Handler(srv interface{}, stream grpc.ServerStream) error {
+	return srv.(ExpertServiceServer).ForwardStream(&grpc.GenericServerStream[ForwardStreamRequest, ForwardStreamResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type ExpertService_ForwardStreamServer = grpc.BidiStreamingServer[ForwardStreamRequest, ForwardStreamResponse]
+
 func _ExpertService_Info_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(InfoRequest)
 	if err := dec(in); err != nil {
@@ -170,6 +206,13 @@ var ExpertService_ServiceDesc = grpc.ServiceDesc{
 			Handler:    _ExpertService_Info_Handler,
 		},
 	},
-	Streams:  []grpc.StreamDesc{},
+	Streams: []grpc.StreamDesc{
+		{
+			StreamName:    "ForwardStream",
+			Handler:       _ExpertService_ForwardStream_Handler,
+			ServerStreams: true,
+			ClientStreams: true,
+		},
+	},
 	Metadata: "switchyard/v1/expert.proto",
 }

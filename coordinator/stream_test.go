@@ -1,0 +1,164 @@
+package coordinator
+
+import (
+	"context"
+	"errors"
+	"net"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	pb "github.com/switchyard-llm/switchyard/proto/switchyard/v1"
+)
+
+// echoNode answers each call with its activations, or, while hang is set,
+// reads calls and never answers: a stalled node, which a real one cannot
+// be made into on demand.
+type echoNode struct {
+	pb.UnimplementedExpertServiceServer
+	opened atomic.Int32
+	hang   atomic.Bool
+}
+
+func (e *echoNode) ForwardStream(s pb.ExpertService_ForwardStreamServer) error {
+	e.opened.Add(1)
+	for {
+		in, err := s.Recv()
+		if err != nil {
+			return nil
+		}
+		if e.hang.Load() {
+			continue
+		}
+		out := &pb.ForwardStreamResponse{CallId: in.CallId, Response: &pb.ForwardResponse{Outputs: in.Request.GetActivations()}}
+		if err := s.Send(out); err != nil {
+			return err
+		}
+	}
+}
+
+func serveEcho(t *testing.T) (*echoNode, *grpc.Server, *nodeStream) {
+	t.Helper()
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := &echoNode{}
+	srv := grpc.NewServer()
+	pb.RegisterExpertServiceServer(srv, e)
+	go srv.Serve(lis)
+	t.Cleanup(srv.Stop)
+	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	return e, srv, newNodeStream(pb.NewExpertServiceClient(conn))
+}
+
+func call(t *testing.T, s *nodeStream, payload string, wait time.Duration) streamResult {
+	t.Helper()
+	c, err := s.start(t.Context(), &pb.ForwardRequest{Activations: []byte(payload)})
+	if err != nil {
+		return streamResult{err: err}
+	}
+	return c.wait(t.Context(), context.Background(), time.Now().Add(wait))
+}
+
+// Calls in flight together each get their own answer, whatever order
+// they are awaited in.
+func TestStreamCallsInFlight(t *testing.T) {
+	e, _, s := serveEcho(t)
+	var calls []*streamCall
+	for _, p := range []string{"a", "bb", "ccc"} {
+		c, err := s.start(t.Context(), &pb.ForwardRequest{Activations: []byte(p)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		calls = append(calls, c)
+	}
+	for i, want := range map[int]string{2: "ccc", 0: "a", 1: "bb"} {
+		r := calls[i].wait(t.Context(), context.Background(), time.Now().Add(10*time.Second))
+		if r.err != nil || string(r.resp.Outputs) != want {
+			t.Errorf("call %d: %q, %v; want %q", i, r.resp.GetOutputs(), r.err, want)
+		}
+	}
+	if n := e.opened.Load(); n != 1 {
+		t.Errorf("%d streams opened, want 1", n)
+	}
+}
+
+// A node that stops answering fails the call at its deadline and the
+// stream is replaced: the next call opens a new one and is answered.
+func TestStreamStalledNode(t *testing.T) {
+	e, _, s := serveEcho(t)
+	if r := call(t, s, "x", 10*time.Second); r.err != nil {
+		t.Fatal(r.err)
+	}
+	e.hang.Store(true)
+	r := call(t, s, "y", 200*time.Millisecond)
+	if !errors.Is(r.err, context.DeadlineExceeded) {
+		t.Fatalf("stalled call: %v, want a deadline error", r.err)
+	}
+	e.hang.Store(false)
+	if r := call(t, s, "z", 10*time.Second); r.err != nil || string(r.resp.Outputs) != "z" {
+		t.Fatalf("call after the stall: %q, %v", r.resp.GetOutputs(), r.err)
+	}
+	if n := e.opened.Load(); n != 2 {
+		t.Errorf("%d streams opened, want 2 (the stalled one replaced)", n)
+	}
+}
+
+// A caller that gives up gets its context's error; the stream stays.
+func TestStreamCallerGivesUp(t *testing.T) {
+	e, _, s := serveEcho(t)
+	e.hang.Store(true)
+	c, err := s.start(t.Context(), &pb.ForwardRequest{Activations: []byte("x")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 50*time.Millisecond)
+	defer cancel()
+	if r := c.wait(ctx, context.Background(), time.Now().Add(time.Minute)); !errors.Is(r.err, context.DeadlineExceeded) {
+		t.Fatalf("got %v, want the caller's deadline", r.err)
+	}
+	e.hang.Store(false)
+	if r := call(t, s, "y", 10*time.Second); r.err != nil || string(r.resp.Outputs) != "y" {
+		t.Fatalf("next call: %q, %v", r.resp.GetOutputs(), r.err)
+	}
+	if n := e.opened.Load(); n != 1 {
+		t.Errorf("%d streams opened, want 1", n)
+	}
+}
+
+// Calls waiting when the node goes away fail at once, and so does a call
+// to a node that is gone.
+func TestStreamNodeGone(t *testing.T) {
+	e, srv, s := serveEcho(t)
+	e.hang.Store(true)
+	c, err := s.start(t.Context(), &pb.ForwardRequest{Activations: []byte("x")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan streamResult)
+	go func() { done <- c.wait(t.Context(), context.Background(), time.Now().Add(time.Minute)) }()
+	srv.Stop()
+	select {
+	case r := <-done:
+		if r.err == nil {
+			t.Fatal("call to a stopped node succeeded")
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("call to a stopped node still waiting after 30 s")
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+	defer cancel()
+	if c, err := s.start(ctx, &pb.ForwardRequest{}); err == nil {
+		if r := c.wait(ctx, context.Background(), time.Now().Add(5*time.Second)); r.err == nil {
+			t.Fatal("call after the node stopped succeeded")
+		}
+	}
+}
