@@ -46,16 +46,20 @@ func (m Matrix) Bytes() int { return len(m.Data) }
 type kernel struct {
 	act DType
 	dot func(w, a []byte, n int) float32
+	// dot4, where there is one, is dot with four activation rows spaced
+	// by stride bytes, bit-identical to four dot calls.
+	dot4 func(w, a []byte, stride, n int, out *[4]float32)
 }
 
 var kernelTable = map[DType]kernel{
-	F32:  {F32, func(w, a []byte, n int) float32 { return k.DotF32(asF32(w), asF32(a)) }},
-	F16:  {F16, func(w, a []byte, n int) float32 { return k.DotF16(asU16(w), asU16(a)) }},
-	BF16: {BF16, func(w, a []byte, n int) float32 { return k.DotBF16(asU16(w), asU16(a)) }},
-	Q8_0: {Q8_0, func(w, a []byte, n int) float32 { return k.DotQ8_0(w, a, n/QK) }},
-	Q4_0: {Q8_0, func(w, a []byte, n int) float32 { return k.DotQ4_0(w, a, n/QK) }},
-	Q4_K: {Q8_K, func(w, a []byte, n int) float32 { return k.DotQ4_K(w, a, n/QKK) }},
-	Q6_K: {Q8_K, func(w, a []byte, n int) float32 { return k.DotQ6_K(w, a, n/QKK) }},
+	F32:  {F32, func(w, a []byte, n int) float32 { return k.DotF32(asF32(w), asF32(a)) }, nil},
+	F16:  {F16, func(w, a []byte, n int) float32 { return k.DotF16(asU16(w), asU16(a)) }, nil},
+	BF16: {BF16, func(w, a []byte, n int) float32 { return k.DotBF16(asU16(w), asU16(a)) }, nil},
+	Q8_0: {Q8_0, func(w, a []byte, n int) float32 { return k.DotQ8_0(w, a, n/QK) },
+		func(w, a []byte, stride, n int, out *[4]float32) { k.DotQ8_0x4(w, a, stride, n/QK, out) }},
+	Q4_0: {Q8_0, func(w, a []byte, n int) float32 { return k.DotQ4_0(w, a, n/QK) }, nil},
+	Q4_K: {Q8_K, func(w, a []byte, n int) float32 { return k.DotQ4_K(w, a, n/QKK) }, nil},
+	Q6_K: {Q8_K, func(w, a []byte, n int) float32 { return k.DotQ6_K(w, a, n/QKK) }, nil},
 }
 
 // ActivationType is the type activations are converted to before they are
@@ -134,7 +138,17 @@ func MatMulAll(p *Pool, ps []Product) {
 			for g := a; g < b; g++ {
 				r := g - pp.start
 				w := pr.M.Data[r*pp.wrb : (r+1)*pp.wrb]
-				for t := range pr.N {
+				t := 0
+				if pp.kn.dot4 != nil {
+					var o [4]float32
+					for ; t+4 <= pr.N; t += 4 {
+						pp.kn.dot4(w, pp.act[t*pp.arb:(t+4)*pp.arb], pp.arb, pr.M.Cols, &o)
+						for c, v := range o {
+							pr.Dst[(t+c)*pr.M.Rows+r] = v
+						}
+					}
+				}
+				for ; t < pr.N; t++ {
 					pr.Dst[t*pr.M.Rows+r] = pp.kn.dot(w, pp.act[t*pp.arb:(t+1)*pp.arb], pr.M.Cols)
 				}
 			}

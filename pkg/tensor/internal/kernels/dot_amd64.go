@@ -56,6 +56,21 @@ func DotQ8_0(w, x []byte, nb int) float32 {
 	return dotQ8_0AVX2(w, x, nb)
 }
 
+// DotQ8_0x4 computes DotQ8_0 of one weight row w with the four activation
+// rows x[c*stride:] (c = 0..3) into out, bit-identical to four DotQ8_0
+// calls but loading each weight block once.
+func DotQ8_0x4(w, x []byte, stride, nb int, out *[4]float32) {
+	if !useAsm {
+		dotQ8_0x4Generic(w, x, stride, nb, out)
+		return
+	}
+	_, _ = w[:nb*34], x[:3*stride+nb*34] // bounds: the assembly does not check
+	if stride < nb*34 {
+		panic("kernels: DotQ8_0x4 rows overlap")
+	}
+	dotQ8_0x4AVX2(w, x, stride, nb, out)
+}
+
 // Axpy adds a·x to dst (len(dst) ≥ len(x)).
 func Axpy(dst, x []float32, a float32) {
 	if !useAsm {

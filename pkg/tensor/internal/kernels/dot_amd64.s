@@ -131,6 +131,112 @@ q8done:
 	MOVSS        X0, ret+56(FP)
 	RET
 
+// func dotQ8_0x4AVX2(w []byte, x []byte, stride int, nb int, out *[4]float32)
+// Requires: AVX, AVX2, F16C, FMA3
+TEXT ·dotQ8_0x4AVX2(SB), NOSPLIT, $0-72
+	MOVQ     w_base+0(FP), AX
+	MOVQ     x_base+24(FP), CX
+	MOVQ     stride+48(FP), DX
+	MOVQ     nb+56(FP), BX
+	LEAQ     (CX)(DX*2), SI
+	VXORPS   Y0, Y0, Y0
+	VXORPS   Y1, Y1, Y1
+	VXORPS   Y2, Y2, Y2
+	VXORPS   Y3, Y3, Y3
+	VPCMPEQW Y4, Y4, Y4
+	VPSRLW   $0x0f, Y4, Y4
+
+q8x4loop:
+	CMPQ         BX, $0x00
+	JE           q8x4done
+	MOVWLZX      (AX), DI
+	VMOVD        DI, X5
+	VCVTPH2PS    X5, X5
+	VMOVDQU      2(AX), Y6
+	VPSIGNB      Y6, Y6, Y7
+	MOVWLZX      (CX), DI
+	VMOVD        DI, X8
+	VCVTPH2PS    X8, X8
+	VMULSS       X8, X5, X8
+	VBROADCASTSS X8, Y8
+	VMOVDQU      2(CX), Y9
+	VPSIGNB      Y6, Y9, Y9
+	VPMADDUBSW   Y9, Y7, Y9
+	VPMADDWD     Y4, Y9, Y9
+	VCVTDQ2PS    Y9, Y9
+	VFMADD231PS  Y9, Y8, Y0
+	MOVWLZX      (CX)(DX*1), DI
+	VMOVD        DI, X8
+	VCVTPH2PS    X8, X8
+	VMULSS       X8, X5, X8
+	VBROADCASTSS X8, Y8
+	VMOVDQU      2(CX)(DX*1), Y9
+	VPSIGNB      Y6, Y9, Y9
+	VPMADDUBSW   Y9, Y7, Y9
+	VPMADDWD     Y4, Y9, Y9
+	VCVTDQ2PS    Y9, Y9
+	VFMADD231PS  Y9, Y8, Y1
+	MOVWLZX      (SI), DI
+	VMOVD        DI, X8
+	VCVTPH2PS    X8, X8
+	VMULSS       X8, X5, X8
+	VBROADCASTSS X8, Y8
+	VMOVDQU      2(SI), Y9
+	VPSIGNB      Y6, Y9, Y9
+	VPMADDUBSW   Y9, Y7, Y9
+	VPMADDWD     Y4, Y9, Y9
+	VCVTDQ2PS    Y9, Y9
+	VFMADD231PS  Y9, Y8, Y2
+	MOVWLZX      (SI)(DX*1), DI
+	VMOVD        DI, X8
+	VCVTPH2PS    X8, X8
+	VMULSS       X8, X5, X8
+	VBROADCASTSS X8, Y5
+	VMOVDQU      2(SI)(DX*1), Y8
+	VPSIGNB      Y6, Y8, Y8
+	VPMADDUBSW   Y8, Y7, Y8
+	VPMADDWD     Y4, Y8, Y8
+	VCVTDQ2PS    Y8, Y8
+	VFMADD231PS  Y8, Y5, Y3
+	ADDQ         $0x22, AX
+	ADDQ         $0x22, CX
+	ADDQ         $0x22, SI
+	DECQ         BX
+	JMP          q8x4loop
+
+q8x4done:
+	MOVQ         out+64(FP), AX
+	VEXTRACTF128 $0x01, Y0, X4
+	VADDPS       X4, X0, X0
+	VMOVHLPS     X0, X0, X4
+	VADDPS       X4, X0, X0
+	VMOVSHDUP    X0, X4
+	VADDSS       X4, X0, X0
+	VMOVSS       X0, (AX)
+	VEXTRACTF128 $0x01, Y1, X0
+	VADDPS       X0, X1, X1
+	VMOVHLPS     X1, X1, X0
+	VADDPS       X0, X1, X1
+	VMOVSHDUP    X1, X0
+	VADDSS       X0, X1, X1
+	VMOVSS       X1, 4(AX)
+	VEXTRACTF128 $0x01, Y2, X0
+	VADDPS       X0, X2, X2
+	VMOVHLPS     X2, X2, X0
+	VADDPS       X0, X2, X2
+	VMOVSHDUP    X2, X0
+	VADDSS       X0, X2, X2
+	VMOVSS       X2, 8(AX)
+	VEXTRACTF128 $0x01, Y3, X0
+	VADDPS       X0, X3, X3
+	VMOVHLPS     X3, X3, X0
+	VADDPS       X0, X3, X3
+	VMOVSHDUP    X3, X0
+	VADDSS       X0, X3, X3
+	VMOVSS       X3, 12(AX)
+	VZEROUPPER
+	RET
+
 // func dotQ4_0AVX2(w []byte, x []byte, nb int) float32
 // Requires: AVX, AVX2, F16C, FMA3, SSE
 TEXT ·dotQ4_0AVX2(SB), NOSPLIT, $0-60

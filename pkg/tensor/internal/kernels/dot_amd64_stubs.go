@@ -27,6 +27,13 @@ func dotF16AVX2(a []uint16, b []uint16) float32
 //go:noescape
 func dotQ8_0AVX2(w []byte, x []byte, nb int) float32
 
+// dotQ8_0x4AVX2 is, for c := 0; c < 4; c++,
+//
+//	out[c] = dotQ8_0AVX2(w, x[c*stride:], nb)
+//
+//go:noescape
+func dotQ8_0x4AVX2(w []byte, x []byte, stride int, nb int, out *[4]float32)
+
 // dotQ4_0AVX2 is, for nb Q4_0 blocks of w (18 bytes) and Q8_0 blocks of x,
 //
 //	for b := 0; b < nb; b++ { s += d(w[b]) * d(x[b]) * Σ_j (nibble(w[b], j) - 8) * q(x[b])[j] }

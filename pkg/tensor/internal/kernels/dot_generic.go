@@ -24,3 +24,9 @@ func DotBF16(a, b []uint16) float32 { return dotBF16Generic(a, b) }
 // DotQ4_0 returns the dot product of nb Q4_0 weight blocks w with nb Q8_0
 // activation blocks x.
 func DotQ4_0(w, x []byte, nb int) float32 { return dotQ4_0Generic(w, x, nb) }
+
+// DotQ8_0x4 computes DotQ8_0 of one weight row w with the four activation
+// rows x[c*stride:] (c = 0..3) into out.
+func DotQ8_0x4(w, x []byte, stride, nb int, out *[4]float32) {
+	dotQ8_0x4Generic(w, x, stride, nb, out)
+}

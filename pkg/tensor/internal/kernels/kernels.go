@@ -140,6 +140,13 @@ func dotQ8_0Generic(w, x []byte, nb int) float32 {
 	return hsum8(acc)
 }
 
+// dotQ8_0x4Generic is four dotQ8_0Generic calls, one per activation row.
+func dotQ8_0x4Generic(w, x []byte, stride, nb int, out *[4]float32) {
+	for c := range out {
+		out[c] = dotQ8_0Generic(w, x[c*stride:], nb)
+	}
+}
+
 // hsum8 adds eight lanes in the order VEXTRACTF128/MOVHLPS/MOVSHDUP do.
 func hsum8(l [8]float32) float32 {
 	v0, v1, v2, v3 := l[0]+l[4], l[1]+l[5], l[2]+l[6], l[3]+l[7]

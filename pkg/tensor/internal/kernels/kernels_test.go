@@ -110,6 +110,25 @@ func TestAsmMatchesGeneric(t *testing.T) {
 		if got != want || math.IsNaN(float64(got)) {
 			t.Fatalf("DotQ8_0 nb=%d: asm %g, Go %g", nb, got, want)
 		}
+		// Four activation rows, spaced by a stride with a gap between
+		// them that holds NaN scales.
+		stride := nb*34 + 6
+		xs := make([]byte, 4*stride+2*guard)
+		for i := range xs {
+			xs[i] = 0x7e
+		}
+		for c := range 4 {
+			copy(xs[guard+c*stride:], q8Blocks(r, nb)[guard:guard+nb*34])
+		}
+		var got4, want4 [4]float32
+		DotQ8_0x4(w[guard:guard+nb*34], xs[guard:guard+3*stride+nb*34], stride, nb, &got4)
+		dotQ8_0x4Generic(w[guard:guard+nb*34], xs[guard:], stride, nb, &want4)
+		for c := range 4 {
+			one := DotQ8_0(w[guard:guard+nb*34], xs[guard+c*stride:guard+c*stride+nb*34], nb)
+			if got4[c] != want4[c] || got4[c] != one || math.IsNaN(float64(one)) {
+				t.Fatalf("DotQ8_0x4 nb=%d row %d: asm %g, Go %g, DotQ8_0 %g", nb, c, got4[c], want4[c], one)
+			}
+		}
 	}
 }
 
