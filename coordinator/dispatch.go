@@ -180,9 +180,8 @@ type nodeCall struct {
 // pairs it carried, to other ready replicas; a unit with none is waited for
 // (the controller places it again) up to unitWait. Forward is a pure
 // function of its inputs, so resending cannot change the result.
-func (d *dispatcher) Forward(ctx context.Context, layer int, x []float32, n int, experts []int32) ([]float32, error) {
+func (d *dispatcher) Forward(ctx context.Context, layer int, x []float32, n int, experts []int32, out []float32) error {
 	E := d.embd
-	out := make([]float32, len(experts)*E)
 	pending := make([]int, len(experts))
 	for s := range pending {
 		pending[s] = s
@@ -196,11 +195,11 @@ func (d *dispatcher) Forward(ctx context.Context, layer int, x []float32, n int,
 				d.mu.RLock()
 				why := d.why(missing[0])
 				d.mu.RUnlock()
-				return nil, fmt.Errorf("%w: unit %s has no ready replica after waiting %v (%s)", errUnavailable, missing[0], d.unitWait, why)
+				return fmt.Errorf("%w: unit %s has no ready replica after waiting %v (%s)", errUnavailable, missing[0], d.unitWait, why)
 			}
 			select { // the controller is placing it again: wait
 			case <-ctx.Done():
-				return nil, ctx.Err()
+				return ctx.Err()
 			case <-time.After(50 * time.Millisecond):
 			}
 			continue
@@ -233,7 +232,7 @@ func (d *dispatcher) Forward(ctx context.Context, layer int, x []float32, n int,
 				continue
 			}
 			if ctx.Err() != nil {
-				return nil, ctx.Err()
+				return ctx.Err()
 			}
 			d.log.Warn("expert call failed; resending to other replicas", "node", c.node, "layer", layer, "units", strings.Join(c.units, ","), "err", errs[i])
 			d.suspect(c.node)
@@ -243,7 +242,7 @@ func (d *dispatcher) Forward(ctx context.Context, layer int, x []float32, n int,
 		}
 		pending = retry
 	}
-	return out, nil
+	return nil
 }
 
 // plan assigns each pending slot to a usable replica, skipping failed

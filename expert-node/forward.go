@@ -92,7 +92,8 @@ func (n *Node) forward(ctx context.Context, req *pb.ForwardRequest) (*pb.Forward
 		rows[i], experts[i] = int32(req.PairRows[i]), int32(req.PairExperts[i])
 	}
 	n.mu.RLock()
-	out, err := n.local.Apply(ctx, int(req.Layer), x, rows, experts)
+	out := make([]float32, len(experts)*h.Embd)
+	err = n.local.Apply(ctx, int(req.Layer), x, rows, experts, out)
 	n.mu.RUnlock()
 	n.local.Pool.Rest() // the next request is a network round trip away
 	switch {

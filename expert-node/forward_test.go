@@ -72,8 +72,8 @@ func TestForwardMatchesLocal(t *testing.T) {
 	client := serveNode(t, n)
 	req := validRequest(n)
 	x, _ := pb.DecodeRows(req.Activations, 0, 128)
-	want, err := n.local.Apply(t.Context(), 0, x, []int32{0, 0, 1}, []int32{3, 1, 2})
-	if err != nil {
+	want := make([]float32, 3*64)
+	if err := n.local.Apply(t.Context(), 0, x, []int32{0, 0, 1}, []int32{3, 1, 2}, want); err != nil {
 		t.Fatal(err)
 	}
 	resp, err := client.Forward(t.Context(), req)

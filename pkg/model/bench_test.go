@@ -54,12 +54,14 @@ func BenchmarkDecode(b *testing.B) {
 	if _, err := m.Forward(b.Context(), []Chunk{{Seq: seq, Tokens: prompt}}); err != nil {
 		b.Fatal(err)
 	}
-	tok := []int32{1}
+	// One chunk kept across steps, as the scheduler keeps a sequence's:
+	// its logits buffer is reused.
+	chunks := []Chunk{{Seq: seq, Tokens: []int32{1}}}
 	for b.Loop() {
 		if seq.Len() >= 256 {
 			seq.Truncate(128)
 		}
-		if _, err := m.Forward(b.Context(), []Chunk{{Seq: seq, Tokens: tok}}); err != nil {
+		if _, err := m.Forward(b.Context(), chunks); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -79,4 +81,23 @@ func BenchmarkPrefill(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(b.N*len(prompt))/b.Elapsed().Seconds(), "tok/s")
+}
+
+// BenchmarkExpertApply measures what a node's Forward computes for one
+// decode step of 4 sequences: 8 (row, expert) pairs of one layer.
+func BenchmarkExpertApply(b *testing.B) {
+	m := benchModel(b)
+	l := m.Experts.(*Local)
+	x := make([]float32, 4*m.Embd)
+	for i := range x {
+		x[i] = float32(i%7) * 0.01
+	}
+	rows := []int32{0, 0, 1, 1, 2, 2, 3, 3}
+	experts := []int32{0, 3, 1, 3, 5, 0, 7, 2}
+	out := make([]float32, len(experts)*m.Embd)
+	for b.Loop() {
+		if err := l.Apply(b.Context(), 0, x, rows, experts, out); err != nil {
+			b.Fatal(err)
+		}
+	}
 }

@@ -13,16 +13,11 @@ import (
 // and wherever the experts live: in this process (Local) or on expert nodes.
 type Experts interface {
 	// Forward applies, for each of the n rows of x (n × n_embd), the k
-	// experts experts[i*k:(i+1)*k] of layer, and returns n*k output rows
-	// (unweighted), row i*k+j being expert experts[i*k+j] applied to x_i.
-	// It may block; it is called from one goroutine at a time per model.
-	Forward(ctx context.Context, layer int, x []float32, n int, experts []int32) ([]float32, error)
-}
-
-// Apply runs the FFN over m rows of x (m × Cols of Gate) into dst (m × Rows
-// of Down).
-func (f *FFN) Apply(p *tensor.Pool, dst, x []float32, m int) {
-	applyAll(p, []ffnJob{{f, dst, x, m}})
+	// experts experts[i*k:(i+1)*k] of layer, and writes n*k output rows
+	// (unweighted) into out, row i*k+j being expert experts[i*k+j] applied
+	// to x_i. It may block; it is called from one goroutine at a time per
+	// model.
+	Forward(ctx context.Context, layer int, x []float32, n int, experts []int32, out []float32) error
 }
 
 // ffnJob is one FFN over some rows.
@@ -34,25 +29,26 @@ type ffnJob struct {
 
 // applyAll runs several FFNs (the experts of a layer) with two parallel
 // loops in all: every gate and up product, then every down product.
-func applyAll(p *tensor.Pool, jobs []ffnJob) {
-	gs := make([][]float32, len(jobs))
-	var first []tensor.Product
-	for i, j := range jobs {
-		ff := j.f.Gate.Rows
-		g, u := make([]float32, j.m*ff), make([]float32, j.m*ff)
-		gs[i] = g
-		first = append(first, tensor.Product{M: j.f.Gate, Dst: g, X: j.x, N: j.m}, tensor.Product{M: j.f.Up, Dst: u, X: j.x, N: j.m})
+func applyAll(p *tensor.Pool, ws *workspace, jobs []ffnJob) {
+	var small [16]tensor.Product // enough for the experts of most layers
+	ps := small[:0]
+	if 2*len(jobs) > len(small) {
+		ps = make([]tensor.Product, 0, 2*len(jobs))
 	}
-	tensor.MatMulAll(p, first)
-	second := make([]tensor.Product, len(jobs))
+	for _, j := range jobs {
+		ff := j.f.Gate.Rows
+		g, u := ws.f.take(j.m*ff), ws.f.take(j.m*ff)
+		ps = append(ps, tensor.Product{M: j.f.Gate, Dst: g, X: j.x, N: j.m}, tensor.Product{M: j.f.Up, Dst: u, X: j.x, N: j.m})
+	}
+	tensor.MatMulAll(p, ps)
 	for i, j := range jobs {
-		g, u := gs[i], first[2*i+1].Dst
+		g, u := ps[2*i].Dst, ps[2*i+1].Dst
 		for c := range g {
 			g[c] = silu(g[c]) * u[c]
 		}
-		second[i] = tensor.Product{M: j.f.Down, Dst: j.dst, X: g, N: j.m}
+		ps[i] = tensor.Product{M: j.f.Down, Dst: j.dst, X: g, N: j.m}
 	}
-	tensor.MatMulAll(p, second)
+	tensor.MatMulAll(p, ps[:len(jobs)])
 }
 
 func silu(x float32) float32 { return x / (1 + float32(math.Exp(float64(-x)))) }
@@ -62,6 +58,7 @@ type Local struct {
 	Pool  *tensor.Pool // nil: tensor.Default()
 	Embd  int
 	units map[Unit]*Expert
+	ws    workspaces
 }
 
 // NewLocal returns an empty set of local experts for rows of embd values.
@@ -91,19 +88,23 @@ func LoadAll(f *File, p *tensor.Pool) (*Local, error) {
 }
 
 // Forward implements Experts by applying every (row, slot) pair here.
-func (l *Local) Forward(ctx context.Context, layer int, x []float32, n int, experts []int32) ([]float32, error) {
+func (l *Local) Forward(ctx context.Context, layer int, x []float32, n int, experts []int32, out []float32) error {
 	if n == 0 {
-		return nil, nil
+		return nil
 	}
 	k := len(experts) / n
 	if len(x) != n*l.Embd || k*n != len(experts) {
-		return nil, fmt.Errorf("model: expert forward of %d values for %d rows of %d with %d choices", len(x), n, l.Embd, len(experts))
+		return fmt.Errorf("model: expert forward of %d values for %d rows of %d with %d choices", len(x), n, l.Embd, len(experts))
 	}
-	rows := make([]int32, len(experts))
-	for s := range rows {
-		rows[s] = int32(s / k)
+	var small [64]int32
+	rows := small[:0]
+	if len(experts) > len(small) {
+		rows = make([]int32, 0, len(experts))
 	}
-	return l.Apply(ctx, layer, x, rows, experts)
+	for s := range experts {
+		rows = append(rows, int32(s/k))
+	}
+	return l.Apply(ctx, layer, x, rows, experts, out)
 }
 
 // Remove drops unit u.
@@ -122,43 +123,64 @@ func (l *Local) Units() []Unit {
 var ErrNotHeld = errors.New("model: unit not held")
 
 // Apply computes, for every pair i, expert experts[i] of layer applied to
-// row rows[i] of x (rows of Embd values), and returns one output row per
-// pair. Each expert runs once over all its rows as one matrix product.
-// The caller must not Add or Remove units concurrently.
-func (l *Local) Apply(ctx context.Context, layer int, x []float32, rows, experts []int32) ([]float32, error) {
+// row rows[i] of x (rows of Embd values), and writes one output row per
+// pair into out. Each expert runs once over all its rows as one matrix
+// product. The caller must not Add or Remove units concurrently.
+func (l *Local) Apply(ctx context.Context, layer int, x []float32, rows, experts []int32, out []float32) error {
 	E := l.Embd
-	out := make([]float32, len(experts)*E)
-	slots := map[int32][]int{}
-	var order []int32
-	for s, e := range experts {
-		if _, ok := slots[e]; !ok {
+	if len(rows) != len(experts) || len(out) != len(experts)*E {
+		return fmt.Errorf("model: %d pair rows, %d pair experts and %d output values for rows of %d", len(rows), len(experts), len(out), E)
+	}
+	ws := l.ws.get()
+	defer l.ws.put(ws)
+	// Group the pairs by expert, experts in order of first appearance:
+	// count[e] pairs, starting at start[e] in slots.
+	hi := int32(0)
+	for _, e := range experts {
+		if e < 0 {
+			return fmt.Errorf("%w: expert %d", ErrNotHeld, e)
+		}
+		hi = max(hi, e)
+	}
+	count, start := ws.i.take(int(hi)+1), ws.i.take(int(hi)+1)
+	order := ws.i.take(len(experts))[:0]
+	for _, e := range experts {
+		if count[e] == 0 {
 			order = append(order, e)
 		}
-		slots[e] = append(slots[e], s)
+		count[e]++
 	}
+	next := int32(0)
 	for _, e := range order {
 		if _, ok := l.units[Unit{layer, int(e)}]; !ok {
-			return nil, fmt.Errorf("%w: %v", ErrNotHeld, Unit{layer, int(e)})
+			return fmt.Errorf("%w: %v", ErrNotHeld, Unit{layer, int(e)})
 		}
+		start[e], next = next, next+count[e]
 	}
 	if err := ctx.Err(); err != nil {
-		return nil, err
+		return err
 	}
-	jobs := make([]ffnJob, len(order))
+	slots := ws.i.take(len(experts))
+	fill := ws.i.take(int(hi) + 1)
+	for s, e := range experts {
+		slots[start[e]+fill[e]] = int32(s)
+		fill[e]++
+	}
+	jobs := ws.jobs.take(len(order))
 	for i, e := range order {
-		ss := slots[e]
-		xs := make([]float32, len(ss)*E)
+		ss := slots[start[e] : start[e]+count[e]]
+		xs := ws.f.take(len(ss) * E)
 		for j, s := range ss {
 			r := int(rows[s])
 			copy(xs[j*E:(j+1)*E], x[r*E:(r+1)*E])
 		}
-		jobs[i] = ffnJob{f: &l.units[Unit{layer, int(e)}].FFN, dst: make([]float32, len(ss)*E), x: xs, m: len(ss)}
+		jobs[i] = ffnJob{f: &l.units[Unit{layer, int(e)}].FFN, dst: ws.f.take(len(ss) * E), x: xs, m: len(ss)}
 	}
-	applyAll(l.Pool, jobs)
+	applyAll(l.Pool, ws, jobs)
 	for i, e := range order {
-		for j, s := range slots[e] {
-			copy(out[s*E:(s+1)*E], jobs[i].dst[j*E:(j+1)*E])
+		for j, s := range slots[start[e] : start[e]+count[e]] {
+			copy(out[int(s)*E:(int(s)+1)*E], jobs[i].dst[j*E:(j+1)*E])
 		}
 	}
-	return out, nil
+	return nil
 }

@@ -19,6 +19,8 @@ type Model struct {
 	Pool    *tensor.Pool // nil: tensor.Default()
 	// Observer, when set, sees every routing decision.
 	Observer RouteObserver
+
+	ws workspaces
 }
 
 // RouteObserver sees the gate's decisions. Observe is called once per MoE
@@ -46,9 +48,10 @@ func LoadLocal(f *File, p *tensor.Pool) (*Model, error) {
 
 // Sequence is one sequence's KV cache.
 type Sequence struct {
-	k, v   [][]float32 // per layer, positions × kd (or vd)
-	kd, vd int
-	n      int
+	k, v    [][]float32 // per layer, positions × kd (or vd)
+	kd, vd  int
+	n       int
+	inBatch bool // set while a Forward holds it
 }
 
 // NewSequence returns an empty sequence.
@@ -86,21 +89,38 @@ type Chunk struct {
 	// every position: positions × layers × k, row-major.
 	WantRouting bool
 	Routing     []int32
+	// Logits receives the chunk's logits; Forward reuses its capacity, so
+	// a caller that keeps its chunks between steps allocates nothing.
+	Logits []float32
 }
 
 // Forward runs the chunks (of any number of sequences) through the model
 // as one batch, appends them to their caches and returns, per chunk, the
-// requested logits (positions × vocabulary, row-major).
+// requested logits (positions × vocabulary, row-major), which are also
+// left in each chunk's Logits.
 func (m *Model) Forward(ctx context.Context, chunks []Chunk) ([][]float32, error) {
 	h := m.Hyper
 	E := h.Embd
-	var rows []rowRef
-	seen := map[*Sequence]bool{}
-	for c, ch := range chunks {
-		if seen[ch.Seq] {
+	n := 0
+	for i, ch := range chunks {
+		if ch.Seq.inBatch {
+			for _, c := range chunks[:i] {
+				c.Seq.inBatch = false
+			}
 			return nil, fmt.Errorf("model: sequence appears twice in one batch")
 		}
-		seen[ch.Seq] = true
+		ch.Seq.inBatch = true
+		n += len(ch.Tokens)
+	}
+	defer func() {
+		for _, ch := range chunks {
+			ch.Seq.inBatch = false
+		}
+	}()
+	ws := m.ws.get()
+	defer m.ws.put(ws)
+	rows := ws.rows.take(n)[:0]
+	for c, ch := range chunks {
 		if len(ch.Tokens) == 0 {
 			return nil, fmt.Errorf("%w: empty prompt", ErrToken)
 		}
@@ -114,8 +134,7 @@ func (m *Model) Forward(ctx context.Context, chunks []Chunk) ([][]float32, error
 			rows = append(rows, rowRef{chunk: c, pos: ch.Seq.n + i})
 		}
 	}
-	n := len(rows)
-	x := make([]float32, n*E)
+	x := ws.f.take(n * E)
 	for i, r := range rows {
 		m.Shared.Embd.DequantizeRow(x[i*E:(i+1)*E], int(chunks[r.chunk].Tokens[r.pos-chunks[r.chunk].Seq.n]))
 	}
@@ -125,7 +144,7 @@ func (m *Model) Forward(ctx context.Context, chunks []Chunk) ([][]float32, error
 		}
 	}
 	for l := range m.Shared.Layers {
-		if err := m.layer(ctx, l, x, rows, chunks); err != nil {
+		if err := m.layer(ctx, ws, l, x, rows, chunks); err != nil {
 			for _, ch := range chunks {
 				ch.Seq.trim()
 			}
@@ -137,39 +156,45 @@ func (m *Model) Forward(ctx context.Context, chunks []Chunk) ([][]float32, error
 	}
 
 	// Logits only for the rows asked for.
-	var want []int
+	want := ws.i.take(n)[:0]
 	for i, r := range rows {
 		ch := chunks[r.chunk]
 		if ch.AllLogits || r.pos == ch.Seq.n-1 {
-			want = append(want, i)
+			want = append(want, int32(i))
 		}
 	}
-	xs := make([]float32, len(want)*E)
+	xs := ws.f.take(len(want) * E)
 	for j, i := range want {
-		rmsNorm(xs[j*E:(j+1)*E], x[i*E:(i+1)*E], m.Shared.OutputNorm, h.RMSEps)
+		rmsNorm(xs[j*E:(j+1)*E], x[int(i)*E:(int(i)+1)*E], m.Shared.OutputNorm, h.RMSEps)
 	}
-	logits := make([]float32, len(want)*h.Vocab)
+	logits := ws.f.take(len(want) * h.Vocab)
 	m.Shared.Output.MatMul(m.Pool, logits, xs, len(want))
-	out := make([][]float32, len(chunks))
+	for c := range chunks {
+		chunks[c].Logits = chunks[c].Logits[:0]
+	}
 	for j, i := range want {
-		c := rows[i].chunk
-		out[c] = append(out[c], logits[j*h.Vocab:(j+1)*h.Vocab]...)
+		ch := &chunks[rows[i].chunk]
+		ch.Logits = append(ch.Logits, logits[j*h.Vocab:(j+1)*h.Vocab]...)
+	}
+	out := make([][]float32, len(chunks))
+	for c := range chunks {
+		out[c] = chunks[c].Logits
 	}
 	return out, nil
 }
 
 type rowRef struct{ chunk, pos int }
 
-func (m *Model) layer(ctx context.Context, l int, x []float32, rows []rowRef, chunks []Chunk) error {
+func (m *Model) layer(ctx context.Context, ws *workspace, l int, x []float32, rows []rowRef, chunks []Chunk) error {
 	h, ly, p := m.Hyper, &m.Shared.Layers[l], m.Pool
 	E, n := h.Embd, len(rows)
 	qd, kd, vd := h.Heads*h.HeadDim, h.KVHeads*h.HeadDim, h.KVHeads*h.ValueDim
 
-	xn := make([]float32, n*E)
+	xn := ws.f.take(n * E)
 	for i := range n {
 		rmsNorm(xn[i*E:(i+1)*E], x[i*E:(i+1)*E], ly.AttnNorm, h.RMSEps)
 	}
-	q, k, v := make([]float32, n*qd), make([]float32, n*kd), make([]float32, n*vd)
+	q, k, v := ws.f.take(n*qd), ws.f.take(n*kd), ws.f.take(n*vd)
 	tensor.MatMulAll(p, []tensor.Product{{M: ly.Q, Dst: q, X: xn, N: n}, {M: ly.K, Dst: k, X: xn, N: n}, {M: ly.V, Dst: v, X: xn, N: n}})
 	addBias(q, ly.QBias)
 	addBias(k, ly.KBias)
@@ -197,9 +222,10 @@ func (m *Model) layer(ctx context.Context, l int, x []float32, rows []rowRef, ch
 		s.k[l] = append(s.k[l], k[i*kd:(i+1)*kd]...)
 		s.v[l] = append(s.v[l], v[i*vd:(i+1)*vd]...)
 	}
-	att := make([]float32, n*h.Heads*h.ValueDim)
-	m.attention(att, q, rows, chunks, l)
-	o := make([]float32, n*E)
+	att := ws.f.take(n * h.Heads * h.ValueDim)
+	ws.attn = attention{m: m, dst: att, q: q, rows: rows, chunks: chunks, l: l}
+	m.Pool.Run(n*h.Heads, 4, &ws.attn)
+	o := ws.f.take(n * E)
 	ly.O.MatMul(p, o, att, n)
 	for i := range x {
 		x[i] += o[i]
@@ -208,13 +234,13 @@ func (m *Model) layer(ctx context.Context, l int, x []float32, rows []rowRef, ch
 	for i := range n {
 		rmsNorm(xn[i*E:(i+1)*E], x[i*E:(i+1)*E], ly.FFNNorm, h.RMSEps)
 	}
-	ffn := make([]float32, n*E)
+	ffn := ws.f.take(n * E)
 	if h.MoE() {
-		if err := m.moe(ctx, l, ffn, xn, rows, chunks); err != nil {
+		if err := m.moe(ctx, ws, l, ffn, xn, rows, chunks); err != nil {
 			return err
 		}
 	} else {
-		ly.Dense.Apply(p, ffn, xn, n)
+		applyAll(p, ws, []ffnJob{{&ly.Dense, ffn, xn, n}})
 	}
 	for i := range x {
 		x[i] += ffn[i]
@@ -224,10 +250,10 @@ func (m *Model) layer(ctx context.Context, l int, x []float32, rows []rowRef, ch
 
 // moe routes each row to its top-k experts and combines their outputs in
 // top-k order, then adds the gated shared expert where there is one.
-func (m *Model) moe(ctx context.Context, l int, dst, xn []float32, rows []rowRef, chunks []Chunk) error {
+func (m *Model) moe(ctx context.Context, ws *workspace, l int, dst, xn []float32, rows []rowRef, chunks []Chunk) error {
 	h, ly := m.Hyper, &m.Shared.Layers[l]
 	E, k, n := h.Embd, h.ExpertsUsed, len(rows)
-	choices, weights := m.Route(l, xn, n)
+	choices, weights := m.route(ws, l, xn, n)
 	if m.Observer != nil {
 		m.Observer.Observe(l, choices, weights)
 	}
@@ -237,12 +263,9 @@ func (m *Model) moe(ctx context.Context, l int, dst, xn []float32, rows []rowRef
 			copy(ch.Routing[(j*h.Layers+l)*k:(j*h.Layers+l+1)*k], choices[i*k:(i+1)*k])
 		}
 	}
-	out, err := m.Experts.Forward(ctx, l, xn, n, choices)
-	if err != nil {
+	out := ws.f.take(n * k * E)
+	if err := m.Experts.Forward(ctx, l, xn, n, choices, out); err != nil {
 		return fmt.Errorf("model: layer %d experts: %w", l, err)
-	}
-	if len(out) != n*k*E {
-		return fmt.Errorf("model: layer %d experts returned %d values, want %d", l, len(out), n*k*E)
 	}
 	for i := range n {
 		d := dst[i*E : (i+1)*E]
@@ -254,8 +277,8 @@ func (m *Model) moe(ctx context.Context, l int, dst, xn []float32, rows []rowRef
 		}
 	}
 	if ly.Shexp.Present() {
-		sh := make([]float32, n*E)
-		ly.Shexp.Apply(m.Pool, sh, xn, n)
+		sh := ws.f.take(n * E)
+		applyAll(m.Pool, ws, []ffnJob{{&ly.Shexp, sh, xn, n}})
 		for i := range n {
 			xi := xn[i*E : (i+1)*E]
 			var g float32
@@ -271,15 +294,15 @@ func (m *Model) moe(ctx context.Context, l int, dst, xn []float32, rows []rowRef
 	return nil
 }
 
-// Route runs layer l's gate on n normalised rows and returns, per row, the
+// route runs layer l's gate on n normalised rows and returns, per row, the
 // k chosen experts (highest probability first) and their weights.
-func (m *Model) Route(l int, xn []float32, n int) (choices []int32, weights []float32) {
+func (m *Model) route(ws *workspace, l int, xn []float32, n int) (choices []int32, weights []float32) {
 	h, ly := m.Hyper, &m.Shared.Layers[l]
 	k := h.ExpertsUsed
-	logits := make([]float32, n*h.Experts)
+	logits := ws.f.take(n * h.Experts)
 	ly.Router.MatMul(m.Pool, logits, xn, n)
-	choices, weights = make([]int32, n*k), make([]float32, n*k)
-	idx := make([]int32, h.Experts)
+	choices, weights = ws.i.take(n*k), ws.f.take(n*k)
+	idx := ws.i.take(h.Experts)
 	for i := range n {
 		pr := logits[i*h.Experts : (i+1)*h.Experts]
 		softmax(pr)
@@ -309,32 +332,44 @@ func (m *Model) Route(l int, xn []float32, n int) (choices []int32, weights []fl
 	return choices, weights
 }
 
-func (m *Model) attention(dst, q []float32, rows []rowRef, chunks []Chunk, l int) {
-	h := m.Hyper
+// attention is one layer's causal attention over a batch: a loop over
+// (row, head) pairs.
+type attention struct {
+	m      *Model
+	dst, q []float32
+	rows   []rowRef
+	chunks []Chunk
+	l      int
+}
+
+func (a *attention) Range(lo, hi int) {
+	h, l := a.m.Hyper, a.l
 	qd, kd, vd := h.Heads*h.HeadDim, h.KVHeads*h.HeadDim, h.KVHeads*h.ValueDim
 	group := h.Heads / h.KVHeads
 	scale := float32(1 / math.Sqrt(float64(h.HeadDim)))
-	m.Pool.For(len(rows)*h.Heads, 4, func(lo, hi int) {
-		scores := make([]float32, h.Context)
-		for t := lo; t < hi; t++ {
-			i, hd := t/h.Heads, t%h.Heads
-			r := rows[i]
-			s := chunks[r.chunk].Seq
-			kv := hd / group
-			qi := q[i*qd+hd*h.HeadDim : i*qd+(hd+1)*h.HeadDim]
-			sc := scores[:r.pos+1]
-			for j := range sc {
-				kj := s.k[l][j*kd+kv*h.HeadDim : j*kd+(kv+1)*h.HeadDim]
-				sc[j] = tensor.Dot(qi, kj) * scale
-			}
-			softmax(sc)
-			out := dst[(i*h.Heads+hd)*h.ValueDim : (i*h.Heads+hd+1)*h.ValueDim]
-			clear(out)
-			for j, w := range sc {
-				tensor.Axpy(out, s.v[l][j*vd+kv*h.ValueDim:j*vd+(kv+1)*h.ValueDim], w)
-			}
+	buf := scores.Get().(*[]float32)
+	defer scores.Put(buf)
+	if len(*buf) < h.Context {
+		*buf = make([]float32, h.Context)
+	}
+	for t := lo; t < hi; t++ {
+		i, hd := t/h.Heads, t%h.Heads
+		r := a.rows[i]
+		s := a.chunks[r.chunk].Seq
+		kv := hd / group
+		qi := a.q[i*qd+hd*h.HeadDim : i*qd+(hd+1)*h.HeadDim]
+		sc := (*buf)[:r.pos+1]
+		for j := range sc {
+			kj := s.k[l][j*kd+kv*h.HeadDim : j*kd+(kv+1)*h.HeadDim]
+			sc[j] = tensor.Dot(qi, kj) * scale
 		}
-	})
+		softmax(sc)
+		out := a.dst[(i*h.Heads+hd)*h.ValueDim : (i*h.Heads+hd+1)*h.ValueDim]
+		clear(out)
+		for j, w := range sc {
+			tensor.Axpy(out, s.v[l][j*vd+kv*h.ValueDim:j*vd+(kv+1)*h.ValueDim], w)
+		}
+	}
 }
 
 // rope rotates every head of x (heads × head size) for position pos, as

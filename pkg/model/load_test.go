@@ -343,11 +343,11 @@ type failingExperts struct {
 	layer int
 }
 
-func (f failingExperts) Forward(ctx context.Context, layer int, x []float32, n int, e []int32) ([]float32, error) {
+func (f failingExperts) Forward(ctx context.Context, layer int, x []float32, n int, e []int32, out []float32) error {
 	if layer == f.layer {
-		return nil, errors.New("node unreachable")
+		return errors.New("node unreachable")
 	}
-	return f.Experts.Forward(ctx, layer, x, n, e)
+	return f.Experts.Forward(ctx, layer, x, n, e, out)
 }
 
 // TestFailedForwardLeavesCache checks that a forward pass whose experts fail

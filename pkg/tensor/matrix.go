@@ -2,6 +2,8 @@ package tensor
 
 import (
 	"fmt"
+	"slices"
+	"sync"
 
 	k "github.com/switchyard-llm/switchyard/pkg/tensor/internal/kernels"
 )
@@ -48,7 +50,7 @@ type kernel struct {
 	dot func(w, a []byte, n int) float32
 	// dot4, where there is one, is dot with four activation rows spaced
 	// by stride bytes, bit-identical to four dot calls.
-	dot4 func(w, a []byte, stride, n int, out *[4]float32)
+	dot4 func(w, a []byte, stride, n int) [4]float32
 }
 
 var kernelTable = map[DType]kernel{
@@ -56,7 +58,7 @@ var kernelTable = map[DType]kernel{
 	F16:  {F16, func(w, a []byte, n int) float32 { return k.DotF16(asU16(w), asU16(a)) }, nil},
 	BF16: {BF16, func(w, a []byte, n int) float32 { return k.DotBF16(asU16(w), asU16(a)) }, nil},
 	Q8_0: {Q8_0, func(w, a []byte, n int) float32 { return k.DotQ8_0(w, a, n/QK) },
-		func(w, a []byte, stride, n int, out *[4]float32) { k.DotQ8_0x4(w, a, stride, n/QK, out) }},
+		func(w, a []byte, stride, n int) (o [4]float32) { k.DotQ8_0x4(w, a, stride, n/QK, &o); return o }},
 	Q4_0: {Q8_0, func(w, a []byte, n int) float32 { return k.DotQ4_0(w, a, n/QK) }, nil},
 	Q4_K: {Q8_K, func(w, a []byte, n int) float32 { return k.DotQ4_K(w, a, n/QKK) }, nil},
 	Q6_K: {Q8_K, func(w, a []byte, n int) float32 { return k.DotQ6_K(w, a, n/QKK) }, nil},
@@ -88,72 +90,102 @@ type Product struct {
 // weight rows, so that a layer's independent products (queries, keys and
 // values; every expert's gate and up) cost one synchronisation instead of
 // one each. Products that share X convert it to their activation type once.
+// In steady state it allocates nothing: its working state is pooled.
 func MatMulAll(p *Pool, ps []Product) {
-	type prepared struct {
-		kn       kernel
-		act      []byte
-		arb, wrb int
-		start    int // first global row
-	}
-	prep := make([]prepared, len(ps))
-	total := 0
-	for i, pr := range ps {
-		m := pr.M
-		if len(pr.X) < pr.N*m.Cols || len(pr.Dst) < pr.N*m.Rows {
-			panic(fmt.Sprintf("tensor: MatMul %d×%d with %d rows: x has %d, dst %d", m.Rows, m.Cols, pr.N, len(pr.X), len(pr.Dst)))
+	m := matmuls.Get().(*matmul)
+	m.ps = append(m.ps[:0], ps...)
+	m.prep = slices.Grow(m.prep[:0], len(ps))[:len(ps)]
+	total, need, bytes := 0, 0, 0
+	for i := range m.ps {
+		pr, pp := &m.ps[i], &m.prep[i]
+		mt := pr.M
+		if len(pr.X) < pr.N*mt.Cols || len(pr.Dst) < pr.N*mt.Rows {
+			panic(fmt.Sprintf("tensor: MatMul %d×%d with %d rows: x has %d, dst %d", mt.Rows, mt.Cols, pr.N, len(pr.X), len(pr.Dst)))
 		}
-		kn := kernelTable[m.Type]
-		pp := prepared{kn: kn, arb: kn.act.RowBytes(m.Cols), wrb: m.Type.RowBytes(m.Cols), start: total}
+		kn := kernelTable[mt.Type]
+		*pp = prepared{kn: kn, arb: kn.act.RowBytes(mt.Cols), wrb: mt.Type.RowBytes(mt.Cols), start: total, same: -1, off: -1}
 		for j := range i { // reuse an earlier conversion of the same rows
-			q := ps[j]
-			if prep[j].kn.act == kn.act && q.N == pr.N && q.M.Cols == m.Cols && len(q.X) > 0 && &q.X[0] == &pr.X[0] {
-				pp.act = prep[j].act
+			q := &m.ps[j]
+			if m.prep[j].kn.act == kn.act && q.N == pr.N && q.M.Cols == mt.Cols && len(q.X) > 0 && &q.X[0] == &pr.X[0] {
+				pp.same = j
 				break
 			}
 		}
-		if pp.act == nil {
-			if kn.act == F32 {
-				pp.act = F32Bytes(pr.X[:pr.N*m.Cols])
-			} else {
-				pp.act = make([]byte, 0, pr.N*pp.arb)
-				for r := range pr.N {
-					pp.act = Quantize(kn.act, pp.act, pr.X[r*m.Cols:(r+1)*m.Cols])
-				}
-			}
+		if pp.same < 0 && kn.act != F32 {
+			pp.off = need
+			need += pr.N * pp.arb
 		}
-		prep[i] = pp
-		total += m.Rows
+		total += mt.Rows
+		bytes += len(mt.Data)
+	}
+	if cap(m.act) < need {
+		m.act = make([]byte, need)
+	}
+	for i := range m.ps {
+		pr, pp := &m.ps[i], &m.prep[i]
+		switch {
+		case pp.same >= 0:
+			pp.act = m.prep[pp.same].act
+		case pp.off < 0:
+			pp.act = F32Bytes(pr.X[:pr.N*pr.M.Cols])
+		default:
+			a := m.act[pp.off : pp.off : pp.off+pr.N*pp.arb]
+			for r := range pr.N {
+				a = Quantize(pp.kn.act, a, pr.X[r*pr.M.Cols:(r+1)*pr.M.Cols])
+			}
+			pp.act = a
+		}
 	}
 	// Chunks of at least ~64 KiB of weights, so that small products are
 	// not split into tasks smaller than their scheduling cost.
-	bytes := 0
-	for _, pr := range ps {
-		bytes += len(pr.M.Data)
-	}
 	grain := max(1, total*(64<<10)/max(bytes, 1))
-	p.For(total, grain, func(lo, hi int) {
-		for i := range ps {
-			pp, pr := &prep[i], &ps[i]
-			a, b := max(lo, pp.start), min(hi, pp.start+pr.M.Rows)
-			for g := a; g < b; g++ {
-				r := g - pp.start
-				w := pr.M.Data[r*pp.wrb : (r+1)*pp.wrb]
-				t := 0
-				if pp.kn.dot4 != nil {
-					var o [4]float32
-					for ; t+4 <= pr.N; t += 4 {
-						pp.kn.dot4(w, pp.act[t*pp.arb:(t+4)*pp.arb], pp.arb, pr.M.Cols, &o)
-						for c, v := range o {
-							pr.Dst[(t+c)*pr.M.Rows+r] = v
-						}
+	p.Run(total, grain, m)
+	clear(m.ps) // drop the caller's buffers
+	clear(m.prep)
+	matmuls.Put(m)
+}
+
+// matmul is MatMulAll's working state: the products, each one's kernel
+// and converted activations.
+type matmul struct {
+	ps   []Product
+	prep []prepared
+	act  []byte // converted activations of every product
+}
+
+type prepared struct {
+	kn       kernel
+	act      []byte
+	arb, wrb int // activation and weight row bytes
+	start    int // first global row
+	same     int // index of an earlier product with the same activations, or -1
+	off      int // offset of the converted activations in matmul.act, or -1
+}
+
+var matmuls = sync.Pool{New: func() any { return new(matmul) }}
+
+// Range computes global weight rows [lo, hi) of every product.
+func (m *matmul) Range(lo, hi int) {
+	for i := range m.ps {
+		pp, pr := &m.prep[i], &m.ps[i]
+		a, b := max(lo, pp.start), min(hi, pp.start+pr.M.Rows)
+		for g := a; g < b; g++ {
+			r := g - pp.start
+			w := pr.M.Data[r*pp.wrb : (r+1)*pp.wrb]
+			t := 0
+			if pp.kn.dot4 != nil {
+				for ; t+4 <= pr.N; t += 4 {
+					o := pp.kn.dot4(w, pp.act[t*pp.arb:(t+4)*pp.arb], pp.arb, pr.M.Cols)
+					for c, v := range o {
+						pr.Dst[(t+c)*pr.M.Rows+r] = v
 					}
 				}
-				for ; t < pr.N; t++ {
-					pr.Dst[t*pr.M.Rows+r] = pp.kn.dot(w, pp.act[t*pp.arb:(t+1)*pp.arb], pr.M.Cols)
-				}
+			}
+			for ; t < pr.N; t++ {
+				pr.Dst[t*pr.M.Rows+r] = pp.kn.dot(w, pp.act[t*pp.arb:(t+1)*pp.arb], pr.M.Cols)
 			}
 		}
-	})
+	}
 }
 
 // Dot returns Σ a[i]·b[i] (len(b) ≥ len(a)), summed in ggml's order.

@@ -39,7 +39,7 @@ type task struct{ j *join }
 // (the cores are shared) takes fewer chunks instead of holding up the loop.
 // left counts helpers not yet finished, for polling; wg is for parking.
 type join struct {
-	fn       func(lo, hi int)
+	body     Loop
 	n, chunk int
 	next     atomic.Int64
 	left     atomic.Int32
@@ -53,7 +53,7 @@ func (j *join) run() {
 		if lo >= j.n {
 			return
 		}
-		j.fn(lo, min(j.n, lo+j.chunk))
+		j.body.Range(lo, min(j.n, lo+j.chunk))
 	}
 }
 
@@ -130,18 +130,34 @@ func (p *Pool) Workers() int { return p.workers }
 // Close stops the workers; the pool must not be used afterwards.
 func (p *Pool) Close() { p.close.Do(func() { close(p.tasks) }) }
 
+// Loop is the body of a parallel loop.
+type Loop interface {
+	// Range runs iterations [lo, hi); it is called concurrently on
+	// disjoint ranges.
+	Range(lo, hi int)
+}
+
+type loopFunc func(lo, hi int)
+
+func (f loopFunc) Range(lo, hi int) { f(lo, hi) }
+
 // For calls fn over [0, n) split into contiguous ranges, run by the
 // caller and the workers, and returns when all have finished. Ranges
 // smaller than grain are not split further. fn must be safe to call
 // concurrently on disjoint ranges.
-func (p *Pool) For(n, grain int, fn func(lo, hi int)) {
+func (p *Pool) For(n, grain int, fn func(lo, hi int)) { p.Run(n, grain, loopFunc(fn)) }
+
+// Run is For with the body as a Loop: a caller that keeps its loop state
+// in a value it reuses makes no closure per loop, so a hot path can run
+// without allocating.
+func (p *Pool) Run(n, grain int, body Loop) {
 	if p == nil {
 		p = Default()
 	}
 	parts := min(p.workers, (n+grain-1)/max(grain, 1))
 	if parts <= 1 {
 		if n > 0 {
-			fn(0, n)
+			body.Range(0, n)
 		}
 		return
 	}
@@ -149,7 +165,7 @@ func (p *Pool) For(n, grain int, fn func(lo, hi int)) {
 		p.resting.Store(false)
 	}
 	j := p.joins.Get().(*join)
-	j.fn, j.n = fn, n
+	j.body, j.n = body, n
 	j.chunk = max(grain, (n+chunksPerWorker*parts-1)/(chunksPerWorker*parts))
 	j.next.Store(0)
 	j.left.Store(int32(parts - 1))
@@ -170,6 +186,6 @@ func (p *Pool) For(n, grain int, fn func(lo, hi int)) {
 		}
 	}
 	j.wg.Wait()
-	j.fn = nil
+	j.body = nil
 	p.joins.Put(j)
 }
