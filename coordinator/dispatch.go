@@ -181,66 +181,112 @@ type nodeCall struct {
 // (the controller places it again) up to unitWait. Forward is a pure
 // function of its inputs, so resending cannot change the result.
 func (d *dispatcher) Forward(ctx context.Context, layer int, x []float32, n int, experts []int32, out []float32) error {
-	E := d.embd
-	pending := make([]int, len(experts))
-	for s := range pending {
-		pending[s] = s
+	return d.Start(ctx, layer, x, n, experts, out).Wait()
+}
+
+// Start implements model.AsyncExperts: it sends every node its rows and
+// returns; Wait collects the answers (and resends what failed).
+func (d *dispatcher) Start(ctx context.Context, layer int, x []float32, n int, experts []int32, out []float32) model.Pending {
+	c := &dispatch{d: d, ctx: ctx, layer: layer, x: x, experts: experts, out: out,
+		pending: make([]int, len(experts)), failed: map[string]bool{}, deadline: time.Now().Add(d.unitWait)}
+	for s := range c.pending {
+		c.pending[s] = s
 	}
-	failed := map[string]bool{} // nodes that failed during this call
-	deadline := time.Now().Add(d.unitWait)
-	for len(pending) > 0 {
-		calls, order, missing := d.plan(layer, experts, pending, failed)
-		if len(missing) > 0 {
-			if time.Now().After(deadline) {
-				d.mu.RLock()
-				why := d.why(missing[0])
-				d.mu.RUnlock()
-				return fmt.Errorf("%w: unit %s has no ready replica after waiting %v (%s)", errUnavailable, missing[0], d.unitWait, why)
+	c.send()
+	return c
+}
+
+// dispatch is one Forward: the pairs still to compute and the round of
+// calls in flight.
+type dispatch struct {
+	d        *dispatcher
+	ctx      context.Context
+	layer    int
+	x, out   []float32
+	experts  []int32
+	pending  []int           // output slots not yet computed
+	failed   map[string]bool // nodes that failed during this call
+	deadline time.Time       // for a unit with no ready replica
+
+	// The round in flight (sent is false when there is none).
+	sent      bool
+	calls     []*nodeCall
+	started   []*streamCall
+	errs      []error
+	callStart time.Time
+	missing   []string // units with no replica when the round was planned
+}
+
+// send plans the pending pairs and, if every unit has a usable replica,
+// sends every node its rows, all nodes working at once.
+func (c *dispatch) send() {
+	d, E := c.d, c.d.embd
+	calls, order, missing := d.plan(c.layer, c.experts, c.pending, c.failed)
+	c.missing = missing
+	if len(missing) > 0 {
+		return
+	}
+	c.calls, c.started, c.errs = c.calls[:0], make([]*streamCall, len(order)), make([]error, len(order))
+	c.callStart = time.Now()
+	octx, cancel := context.WithDeadline(c.ctx, c.callStart.Add(d.timeout)) // bounds opening a stream
+	defer cancel()
+	for i, node := range order {
+		nc := calls[node]
+		nc.req.Rows = uint32(len(nc.rows))
+		buf := make([]byte, 0, len(nc.rows)*E*d.enc.BytesPerValue())
+		for _, r := range nc.rows {
+			buf = pb.EncodeRows(buf, d.enc, c.x[r*E:(r+1)*E])
+		}
+		nc.req.Activations = buf
+		c.calls = append(c.calls, nc)
+		c.started[i], c.errs[i] = nc.conn.stream.start(octx, nc.req)
+	}
+	c.sent = true
+	d.pool.Rest()
+}
+
+// Wait implements model.Pending.
+func (c *dispatch) Wait() error {
+	d := c.d
+	for len(c.pending) > 0 {
+		if !c.sent {
+			if len(c.missing) > 0 {
+				if time.Now().After(c.deadline) {
+					d.mu.RLock()
+					why := d.why(c.missing[0])
+					d.mu.RUnlock()
+					return fmt.Errorf("%w: unit %s has no ready replica after waiting %v (%s)", errUnavailable, c.missing[0], d.unitWait, why)
+				}
+				select { // the controller is placing it again: wait
+				case <-c.ctx.Done():
+					return c.ctx.Err()
+				case <-time.After(50 * time.Millisecond):
+				}
 			}
-			select { // the controller is placing it again: wait
-			case <-ctx.Done():
-				return ctx.Err()
-			case <-time.After(50 * time.Millisecond):
-			}
+			c.send()
 			continue
 		}
-		// Send every node its rows, then collect the answers: one
-		// goroutine, all nodes working at once.
-		started := make([]*streamCall, len(order))
-		errs := make([]error, len(order))
-		callStart := time.Now()
-		octx, cancel := context.WithDeadline(ctx, callStart.Add(d.timeout)) // bounds opening a stream
-		for i, node := range order {
-			c := calls[node]
-			c.req.Rows = uint32(len(c.rows))
-			buf := make([]byte, 0, len(c.rows)*E*d.enc.BytesPerValue())
-			for _, r := range c.rows {
-				buf = pb.EncodeRows(buf, d.enc, x[r*E:(r+1)*E])
-			}
-			c.req.Activations = buf
-			started[i], errs[i] = c.conn.stream.start(octx, c.req)
-		}
-		cancel()
-		d.pool.Rest()
 		var retry []int
-		for i, node := range order {
-			c := calls[node]
-			if errs[i] == nil {
-				errs[i] = d.finish(ctx, c, started[i], callStart, layer, out)
+		for i, nc := range c.calls {
+			if c.errs[i] == nil {
+				c.errs[i] = d.finish(c.ctx, nc, c.started[i], c.callStart, c.layer, c.out)
 			}
-			if errs[i] == nil {
+			if c.errs[i] == nil {
 				continue
 			}
-			if ctx.Err() != nil {
-				return ctx.Err()
+			if c.ctx.Err() != nil {
+				return c.ctx.Err()
 			}
-			d.log.Warn("expert call failed; resending to other replicas", "node", c.node, "layer", layer, "units", strings.Join(c.units, ","), "err", errs[i])
-			d.suspect(c.node)
-			d.stats.RecordRetry(c.node)
-			failed[c.node] = true
-			retry = append(retry, c.pairs...)
+			d.log.Warn("expert call failed; resending to other replicas", "node", nc.node, "layer", c.layer, "units", strings.Join(nc.units, ","), "err", c.errs[i])
+			d.suspect(nc.node)
+			d.stats.RecordRetry(nc.node)
+			c.failed[nc.node] = true
+			retry = append(retry, nc.pairs...)
 		}
-		pending = retry
+		c.pending, c.sent = retry, false
+		if len(retry) > 0 {
+			c.send()
+		}
 	}
 	return nil
 }

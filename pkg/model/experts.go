@@ -20,6 +20,21 @@ type Experts interface {
 	Forward(ctx context.Context, layer int, x []float32, n int, experts []int32, out []float32) error
 }
 
+// Pending is an experts call in flight.
+type Pending interface {
+	// Wait returns once the call has written its outputs, or failed.
+	Wait() error
+}
+
+// AsyncExperts are Experts that can have a call in flight while the caller
+// computes: experts on other machines. Forward then cuts large steps in
+// two micro-batches and overlaps one's attention with the other's experts.
+type AsyncExperts interface {
+	Experts
+	// Start begins what Forward does; out must not be read before Wait.
+	Start(ctx context.Context, layer int, x []float32, n int, experts []int32, out []float32) Pending
+}
+
 // ffnJob is one FFN over some rows.
 type ffnJob struct {
 	f      *FFN
@@ -142,7 +157,7 @@ func (l *Local) Apply(ctx context.Context, layer int, x []float32, rows, experts
 		}
 		hi = max(hi, e)
 	}
-	count, start := ws.i.take(int(hi)+1), ws.i.take(int(hi)+1)
+	count, start := ws.i.zeros(int(hi)+1), ws.i.take(int(hi)+1)
 	order := ws.i.take(len(experts))[:0]
 	for _, e := range experts {
 		if count[e] == 0 {
@@ -161,7 +176,7 @@ func (l *Local) Apply(ctx context.Context, layer int, x []float32, rows, experts
 		return err
 	}
 	slots := ws.i.take(len(experts))
-	fill := ws.i.take(int(hi) + 1)
+	fill := ws.i.zeros(int(hi) + 1)
 	for s, e := range experts {
 		slots[start[e]+fill[e]] = int32(s)
 		fill[e]++

@@ -24,7 +24,8 @@ type Model struct {
 }
 
 // RouteObserver sees the gate's decisions. Observe is called once per MoE
-// layer per forward pass, on the goroutine running Forward, with the top-k
+// layer per forward pass (per micro-batch, when a step is cut in two), on
+// the goroutine running Forward, with the top-k
 // choices (highest probability first) and weights of each of the n rows,
 // row-major n × k. It must not keep the slices.
 type RouteObserver interface {
@@ -143,13 +144,11 @@ func (m *Model) Forward(ctx context.Context, chunks []Chunk) ([][]float32, error
 			chunks[c].Routing = make([]int32, len(chunks[c].Tokens)*h.Layers*h.ExpertsUsed)
 		}
 	}
-	for l := range m.Shared.Layers {
-		if err := m.layer(ctx, ws, l, x, rows, chunks); err != nil {
-			for _, ch := range chunks {
-				ch.Seq.trim()
-			}
-			return nil, err
+	if err := m.layers(ctx, ws, x, rows, chunks); err != nil {
+		for _, ch := range chunks {
+			ch.Seq.trim()
 		}
+		return nil, err
 	}
 	for _, ch := range chunks {
 		ch.Seq.n += len(ch.Tokens)
@@ -185,7 +184,63 @@ func (m *Model) Forward(ctx context.Context, chunks []Chunk) ([][]float32, error
 
 type rowRef struct{ chunk, pos int }
 
-func (m *Model) layer(ctx context.Context, ws *workspace, l int, x []float32, rows []rowRef, chunks []Chunk) error {
+// microBatchRows is the smallest step that layers cuts in two when the
+// experts are remote.
+const microBatchRows = 8
+
+// layers runs every layer over the rows. With remote experts and a step of
+// at least microBatchRows rows, it cuts the rows in two micro-batches and
+// runs them ping-pong: while one micro-batch's experts are out, the other
+// runs its attention. Rows of one sequence may fall in both halves: the
+// first half's keys of a layer are cached before the second half attends.
+func (m *Model) layers(ctx context.Context, ws *workspace, x []float32, rows []rowRef, chunks []Chunk) error {
+	E, n := m.Embd, len(rows)
+	parts := [][2]int{{0, n}}
+	if _, ok := m.Experts.(AsyncExperts); ok && n >= microBatchRows {
+		parts = [][2]int{{0, n / 2}, {n / 2, n}}
+	}
+	var st [2]layerStep
+	for j, p := range parts {
+		st[j] = m.begin(ctx, ws, 0, x[p[0]*E:p[1]*E], rows[p[0]:p[1]], chunks)
+	}
+	for l := range m.Shared.Layers {
+		for j, p := range parts {
+			if err := m.end(ws, &st[j]); err != nil {
+				for k := range parts {
+					st[k].wait() // nothing may still write into ws
+				}
+				return err
+			}
+			if l+1 < len(m.Shared.Layers) {
+				st[j] = m.begin(ctx, ws, l+1, x[p[0]*E:p[1]*E], rows[p[0]:p[1]], chunks)
+			}
+		}
+	}
+	return nil
+}
+
+// layerStep is one layer for a group of rows between begin, which runs
+// attention and sends the rows to their experts, and end, which combines
+// the experts' outputs.
+type layerStep struct {
+	l       int
+	x, xn   []float32 // the rows' residual stream; the FFN's input
+	n       int
+	weights []float32 // routing weights, n × k
+	out     []float32 // the routed experts' outputs, n × k rows
+	pending Pending   // the experts call in flight, if any
+	err     error     // of a call already finished
+	done    bool      // the layer is complete (a dense FFN)
+}
+
+func (st *layerStep) wait() error {
+	if st.pending != nil {
+		st.err, st.pending = st.pending.Wait(), nil
+	}
+	return st.err
+}
+
+func (m *Model) begin(ctx context.Context, ws *workspace, l int, x []float32, rows []rowRef, chunks []Chunk) layerStep {
 	h, ly, p := m.Hyper, &m.Shared.Layers[l], m.Pool
 	E, n := h.Embd, len(rows)
 	qd, kd, vd := h.Heads*h.HeadDim, h.KVHeads*h.HeadDim, h.KVHeads*h.ValueDim
@@ -234,49 +289,62 @@ func (m *Model) layer(ctx context.Context, ws *workspace, l int, x []float32, ro
 	for i := range n {
 		rmsNorm(xn[i*E:(i+1)*E], x[i*E:(i+1)*E], ly.FFNNorm, h.RMSEps)
 	}
-	ffn := ws.f.take(n * E)
-	if h.MoE() {
-		if err := m.moe(ctx, ws, l, ffn, xn, rows, chunks); err != nil {
-			return err
-		}
-	} else {
+	st := layerStep{l: l, x: x, xn: xn, n: n}
+	if !h.MoE() {
+		ffn := ws.f.take(n * E)
 		applyAll(p, ws, []ffnJob{{&ly.Dense, ffn, xn, n}})
+		for i := range x {
+			x[i] += ffn[i]
+		}
+		st.done = true
+		return st
 	}
-	for i := range x {
-		x[i] += ffn[i]
-	}
-	return nil
-}
-
-// moe routes each row to its top-k experts and combines their outputs in
-// top-k order, then adds the gated shared expert where there is one.
-func (m *Model) moe(ctx context.Context, ws *workspace, l int, dst, xn []float32, rows []rowRef, chunks []Chunk) error {
-	h, ly := m.Hyper, &m.Shared.Layers[l]
-	E, k, n := h.Embd, h.ExpertsUsed, len(rows)
-	choices, weights := m.route(ws, l, xn, n)
+	// Route each row to its top-k experts and send it to them.
+	K := h.ExpertsUsed
+	var choices []int32
+	choices, st.weights = m.route(ws, l, xn, n)
 	if m.Observer != nil {
-		m.Observer.Observe(l, choices, weights)
+		m.Observer.Observe(l, choices, st.weights)
 	}
 	for i, r := range rows {
 		if ch := &chunks[r.chunk]; ch.Routing != nil {
 			j := r.pos - ch.Seq.n
-			copy(ch.Routing[(j*h.Layers+l)*k:(j*h.Layers+l+1)*k], choices[i*k:(i+1)*k])
+			copy(ch.Routing[(j*h.Layers+l)*K:(j*h.Layers+l+1)*K], choices[i*K:(i+1)*K])
 		}
 	}
-	out := ws.f.take(n * k * E)
-	if err := m.Experts.Forward(ctx, l, xn, n, choices, out); err != nil {
-		return fmt.Errorf("model: layer %d experts: %w", l, err)
+	st.out = ws.f.take(n * K * E)
+	if a, ok := m.Experts.(AsyncExperts); ok {
+		st.pending = a.Start(ctx, l, xn, n, choices, st.out)
+	} else {
+		st.err = m.Experts.Forward(ctx, l, xn, n, choices, st.out)
 	}
+	return st
+}
+
+// end waits for the step's experts and adds their outputs, weighted and in
+// top-k order, and the gated shared expert where there is one, to the
+// residual stream.
+func (m *Model) end(ws *workspace, st *layerStep) error {
+	if st.done {
+		return nil
+	}
+	if err := st.wait(); err != nil {
+		return fmt.Errorf("model: layer %d experts: %w", st.l, err)
+	}
+	h, ly := m.Hyper, &m.Shared.Layers[st.l]
+	E, k, n := h.Embd, h.ExpertsUsed, st.n
+	dst := ws.f.zeros(n * E)
 	for i := range n {
 		d := dst[i*E : (i+1)*E]
 		for j := range k {
-			w, y := weights[i*k+j], out[(i*k+j)*E:(i*k+j+1)*E]
+			w, y := st.weights[i*k+j], st.out[(i*k+j)*E:(i*k+j+1)*E]
 			for c := range d {
 				d[c] += w * y[c]
 			}
 		}
 	}
 	if ly.Shexp.Present() {
+		xn := st.xn
 		sh := ws.f.take(n * E)
 		applyAll(m.Pool, ws, []ffnJob{{&ly.Shexp, sh, xn, n}})
 		for i := range n {
@@ -290,6 +358,9 @@ func (m *Model) moe(ctx context.Context, ws *workspace, l int, dst, xn []float32
 				dst[i*E+c] += sh[i*E+c] * g
 			}
 		}
+	}
+	for i := range st.x {
+		st.x[i] += dst[i]
 	}
 	return nil
 }

@@ -414,3 +414,75 @@ func TestRouting(t *testing.T) {
 		t.Errorf("routing holds expert %d", chunks[0].Routing[0])
 	}
 }
+
+// asyncExperts runs the local experts on another goroutine, as remote ones
+// answer later, which makes Forward cut large steps into micro-batches.
+type asyncExperts struct {
+	*Local
+	started *int
+	fail    int // layer whose call fails, or -1
+}
+
+type pendingCall chan error
+
+func (p pendingCall) Wait() error { return <-p }
+
+func (a asyncExperts) Start(ctx context.Context, layer int, x []float32, n int, e []int32, out []float32) Pending {
+	*a.started++
+	p := make(pendingCall, 1)
+	go func() {
+		if layer == a.fail {
+			p <- errors.New("node unreachable")
+			return
+		}
+		p <- a.Local.Forward(ctx, layer, x, n, e, out)
+	}()
+	return p
+}
+
+// TestMicroBatches checks that a step cut into two micro-batches (with one
+// sequence's prompt split between them) gives the logits and routing of
+// the uncut step bit for bit, and that a failure in either leaves the
+// caches as they were.
+func TestMicroBatches(t *testing.T) {
+	m := loadModel(t, tinyMixtral)
+	chunks := func() []Chunk {
+		return []Chunk{
+			{Seq: m.NewSequence(), Tokens: []int32{510, 1, 2}, AllLogits: true, WantRouting: true},
+			{Seq: m.NewSequence(), Tokens: []int32{510, 300, 301, 302, 303, 304, 305, 306, 307}, AllLogits: true, WantRouting: true},
+		}
+	}
+	want := chunks()
+	if _, err := m.Forward(t.Context(), want); err != nil {
+		t.Fatal(err)
+	}
+	local, started := m.Experts.(*Local), 0
+	m.Experts = asyncExperts{local, &started, -1}
+	got := chunks()
+	if _, err := m.Forward(t.Context(), got); err != nil {
+		t.Fatal(err)
+	}
+	if started != 2*m.Layers {
+		t.Errorf("%d expert calls started, want %d (two micro-batches per layer)", started, 2*m.Layers)
+	}
+	for c := range want {
+		if d := maxDiff(got[c].Logits, want[c].Logits); d != 0 || len(got[c].Logits) != len(want[c].Logits) {
+			t.Errorf("chunk %d: micro-batched logits differ by %g", c, d)
+		}
+		if !slices.Equal(got[c].Routing, want[c].Routing) {
+			t.Errorf("chunk %d: micro-batched routing differs", c)
+		}
+	}
+	for _, layer := range []int{0, m.Layers - 1} {
+		m.Experts = asyncExperts{local, &started, layer}
+		ch := chunks()
+		if _, err := m.Forward(t.Context(), ch); err == nil || !strings.Contains(err.Error(), "node unreachable") {
+			t.Fatalf("failing layer %d: got %v, want the experts' error", layer, err)
+		}
+		for c := range ch {
+			if ch[c].Seq.Len() != 0 || len(ch[c].Seq.k[0]) != 0 {
+				t.Errorf("failing layer %d: chunk %d left %d positions, %d cached keys", layer, c, ch[c].Seq.Len(), len(ch[c].Seq.k[0]))
+			}
+		}
+	}
+}

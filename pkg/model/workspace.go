@@ -2,7 +2,7 @@ package model
 
 import "sync"
 
-// arena hands out zeroed slices of one reusable buffer. A pass takes what
+// arena hands out slices of one reusable buffer. A pass takes what
 // it needs; reset, at the start of the next pass, makes the buffer as large
 // as the last pass needed in all, so a steady workload allocates nothing.
 type arena[T any] struct {
@@ -17,7 +17,8 @@ func (a *arena[T]) reset() {
 	a.off, a.need = 0, 0
 }
 
-// take returns n zeroed elements, valid until the next reset.
+// take returns n elements, valid until the next reset, holding whatever
+// an earlier pass left: the caller writes each before reading it.
 func (a *arena[T]) take(n int) []T {
 	a.need += n
 	if a.off+n > len(a.buf) { // outgrown this pass: earlier slices keep the old buffer
@@ -25,6 +26,12 @@ func (a *arena[T]) take(n int) []T {
 	}
 	s := a.buf[a.off : a.off+n : a.off+n]
 	a.off += n
+	return s
+}
+
+// zeros is take with the elements zeroed.
+func (a *arena[T]) zeros(n int) []T {
+	s := a.take(n)
 	clear(s)
 	return s
 }

@@ -48,9 +48,9 @@ func (m Matrix) Bytes() int { return len(m.Data) }
 type kernel struct {
 	act DType
 	dot func(w, a []byte, n int) float32
-	// dot4, where there is one, is dot with four activation rows spaced
-	// by stride bytes, bit-identical to four dot calls.
-	dot4 func(w, a []byte, stride, n int) [4]float32
+	// dotN, where there is one, is dot with rows (2 to 4) activation rows
+	// spaced by stride bytes, bit-identical to separate dot calls.
+	dotN func(w, a []byte, stride, n, rows int) [4]float32
 }
 
 var kernelTable = map[DType]kernel{
@@ -58,7 +58,10 @@ var kernelTable = map[DType]kernel{
 	F16:  {F16, func(w, a []byte, n int) float32 { return k.DotF16(asU16(w), asU16(a)) }, nil},
 	BF16: {BF16, func(w, a []byte, n int) float32 { return k.DotBF16(asU16(w), asU16(a)) }, nil},
 	Q8_0: {Q8_0, func(w, a []byte, n int) float32 { return k.DotQ8_0(w, a, n/QK) },
-		func(w, a []byte, stride, n int) (o [4]float32) { k.DotQ8_0x4(w, a, stride, n/QK, &o); return o }},
+		func(w, a []byte, stride, n, rows int) (o [4]float32) {
+			k.DotQ8_0xN(w, a, stride, n/QK, rows, &o)
+			return o
+		}},
 	Q4_0: {Q8_0, func(w, a []byte, n int) float32 { return k.DotQ4_0(w, a, n/QK) }, nil},
 	Q4_K: {Q8_K, func(w, a []byte, n int) float32 { return k.DotQ4_K(w, a, n/QKK) }, nil},
 	Q6_K: {Q8_K, func(w, a []byte, n int) float32 { return k.DotQ6_K(w, a, n/QKK) }, nil},
@@ -173,12 +176,14 @@ func (m *matmul) Range(lo, hi int) {
 			r := g - pp.start
 			w := pr.M.Data[r*pp.wrb : (r+1)*pp.wrb]
 			t := 0
-			if pp.kn.dot4 != nil {
-				for ; t+4 <= pr.N; t += 4 {
-					o := pp.kn.dot4(w, pp.act[t*pp.arb:(t+4)*pp.arb], pp.arb, pr.M.Cols)
-					for c, v := range o {
+			if pp.kn.dotN != nil {
+				for t+1 < pr.N {
+					rows := min(4, pr.N-t)
+					o := pp.kn.dotN(w, pp.act[t*pp.arb:(t+rows)*pp.arb], pp.arb, pr.M.Cols, rows)
+					for c, v := range o[:rows] {
 						pr.Dst[(t+c)*pr.M.Rows+r] = v
 					}
+					t += rows
 				}
 			}
 			for ; t < pr.N; t++ {

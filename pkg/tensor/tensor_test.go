@@ -208,3 +208,28 @@ func TestPoolConcurrentLoops(t *testing.T) {
 		t.Error(e)
 	}
 }
+
+// A token's product is the same bit for bit whatever batch it is in (the
+// batched kernels sum in the single-row kernels' order), so a sequence
+// decodes the same alone and among others.
+func TestMatMulBatchEqualsRows(t *testing.T) {
+	r := rand.New(rand.NewPCG(5, 6))
+	const rows, cols = 37, 512
+	for _, dt := range computeTypes {
+		m, _ := NewMatrix(dt, rows, cols, Quantize(dt, nil, randRow(r, rows*cols, 0.1)))
+		for n := 1; n <= 9; n++ {
+			x := randRow(r, n*cols, 1)
+			got := make([]float32, n*rows)
+			m.MatMul(nil, got, x, n)
+			one := make([]float32, rows)
+			for i := range n {
+				m.MatVec(nil, one, x[i*cols:(i+1)*cols])
+				for row, v := range one {
+					if got[i*rows+row] != v {
+						t.Fatalf("%s batch of %d, token %d row %d: %g in the batch, %g alone", dt, n, i, row, got[i*rows+row], v)
+					}
+				}
+			}
+		}
+	}
+}

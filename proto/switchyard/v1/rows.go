@@ -3,7 +3,6 @@ package switchyardv1
 import (
 	"encoding/binary"
 	"fmt"
-	"math"
 
 	"github.com/switchyard-llm/switchyard/pkg/tensor"
 )
@@ -31,10 +30,8 @@ func EncodeRows(dst []byte, e Encoding, x []float32) []byte {
 		for _, v := range x {
 			dst = binary.LittleEndian.AppendUint16(dst, tensor.F32ToBF16(v))
 		}
-	default:
-		for _, v := range x {
-			dst = binary.LittleEndian.AppendUint32(dst, math.Float32bits(v))
-		}
+	default: // float32s are little-endian in memory on every supported CPU
+		dst = append(dst, tensor.F32Bytes(x)...)
 	}
 	return dst
 }
@@ -52,9 +49,7 @@ func DecodeRows(b []byte, e Encoding, n int) ([]float32, error) {
 	x := make([]float32, n)
 	switch bpv {
 	case 4:
-		for i := range x {
-			x[i] = math.Float32frombits(binary.LittleEndian.Uint32(b[4*i:]))
-		}
+		copy(tensor.F32Bytes(x), b)
 	default:
 		conv := tensor.F16ToF32
 		if e == Encoding_ENCODING_BF16 {

@@ -56,19 +56,28 @@ func DotQ8_0(w, x []byte, nb int) float32 {
 	return dotQ8_0AVX2(w, x, nb)
 }
 
-// DotQ8_0x4 computes DotQ8_0 of one weight row w with the four activation
-// rows x[c*stride:] (c = 0..3) into out, bit-identical to four DotQ8_0
-// calls but loading each weight block once.
-func DotQ8_0x4(w, x []byte, stride, nb int, out *[4]float32) {
+// DotQ8_0xN computes DotQ8_0 of one weight row w with rows (2 to 4)
+// activation rows x[c*stride:] into out[:rows], bit-identical to separate
+// DotQ8_0 calls but loading each weight block once.
+func DotQ8_0xN(w, x []byte, stride, nb, rows int, out *[4]float32) {
 	if !useAsm {
-		dotQ8_0x4Generic(w, x, stride, nb, out)
+		dotQ8_0xNGeneric(w, x, stride, nb, rows, out)
 		return
 	}
-	_, _ = w[:nb*34], x[:3*stride+nb*34] // bounds: the assembly does not check
+	_, _ = w[:nb*34], x[:(rows-1)*stride+nb*34] // bounds: the assembly does not check
 	if stride < nb*34 {
-		panic("kernels: DotQ8_0x4 rows overlap")
+		panic("kernels: DotQ8_0xN rows overlap")
 	}
-	dotQ8_0x4AVX2(w, x, stride, nb, out)
+	switch rows {
+	case 2:
+		dotQ8_0x2AVX2(w, x, stride, nb, out)
+	case 3:
+		dotQ8_0x3AVX2(w, x, stride, nb, out)
+	case 4:
+		dotQ8_0x4AVX2(w, x, stride, nb, out)
+	default:
+		panic("kernels: DotQ8_0xN takes 2 to 4 rows")
+	}
 }
 
 // Axpy adds a·x to dst (len(dst) ≥ len(x)).

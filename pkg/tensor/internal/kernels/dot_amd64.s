@@ -131,6 +131,161 @@ q8done:
 	MOVSS        X0, ret+56(FP)
 	RET
 
+// func dotQ8_0x2AVX2(w []byte, x []byte, stride int, nb int, out *[4]float32)
+// Requires: AVX, AVX2, F16C, FMA3
+TEXT ·dotQ8_0x2AVX2(SB), NOSPLIT, $0-72
+	MOVQ     w_base+0(FP), AX
+	MOVQ     x_base+24(FP), CX
+	MOVQ     stride+48(FP), DX
+	MOVQ     nb+56(FP), BX
+	LEAQ     (CX)(DX*2), SI
+	VXORPS   Y0, Y0, Y0
+	VXORPS   Y1, Y1, Y1
+	VPCMPEQW Y2, Y2, Y2
+	VPSRLW   $0x0f, Y2, Y2
+
+dotQ8_0x2AVX2loop:
+	CMPQ         BX, $0x00
+	JE           dotQ8_0x2AVX2done
+	MOVWLZX      (AX), DI
+	VMOVD        DI, X3
+	VCVTPH2PS    X3, X3
+	VMOVDQU      2(AX), Y4
+	VPSIGNB      Y4, Y4, Y5
+	MOVWLZX      (CX), DI
+	VMOVD        DI, X6
+	VCVTPH2PS    X6, X6
+	VMULSS       X6, X3, X6
+	VBROADCASTSS X6, Y6
+	VMOVDQU      2(CX), Y7
+	VPSIGNB      Y4, Y7, Y7
+	VPMADDUBSW   Y7, Y5, Y7
+	VPMADDWD     Y2, Y7, Y7
+	VCVTDQ2PS    Y7, Y7
+	VFMADD231PS  Y7, Y6, Y0
+	MOVWLZX      (CX)(DX*1), DI
+	VMOVD        DI, X6
+	VCVTPH2PS    X6, X6
+	VMULSS       X6, X3, X6
+	VBROADCASTSS X6, Y3
+	VMOVDQU      2(CX)(DX*1), Y6
+	VPSIGNB      Y4, Y6, Y6
+	VPMADDUBSW   Y6, Y5, Y6
+	VPMADDWD     Y2, Y6, Y6
+	VCVTDQ2PS    Y6, Y6
+	VFMADD231PS  Y6, Y3, Y1
+	ADDQ         $0x22, AX
+	ADDQ         $0x22, CX
+	ADDQ         $0x22, SI
+	DECQ         BX
+	JMP          dotQ8_0x2AVX2loop
+
+dotQ8_0x2AVX2done:
+	MOVQ         out+64(FP), AX
+	VEXTRACTF128 $0x01, Y0, X2
+	VADDPS       X2, X0, X0
+	VMOVHLPS     X0, X0, X2
+	VADDPS       X2, X0, X0
+	VMOVSHDUP    X0, X2
+	VADDSS       X2, X0, X0
+	VMOVSS       X0, (AX)
+	VEXTRACTF128 $0x01, Y1, X0
+	VADDPS       X0, X1, X1
+	VMOVHLPS     X1, X1, X0
+	VADDPS       X0, X1, X1
+	VMOVSHDUP    X1, X0
+	VADDSS       X0, X1, X1
+	VMOVSS       X1, 4(AX)
+	VZEROUPPER
+	RET
+
+// func dotQ8_0x3AVX2(w []byte, x []byte, stride int, nb int, out *[4]float32)
+// Requires: AVX, AVX2, F16C, FMA3
+TEXT ·dotQ8_0x3AVX2(SB), NOSPLIT, $0-72
+	MOVQ     w_base+0(FP), AX
+	MOVQ     x_base+24(FP), CX
+	MOVQ     stride+48(FP), DX
+	MOVQ     nb+56(FP), BX
+	LEAQ     (CX)(DX*2), SI
+	VXORPS   Y0, Y0, Y0
+	VXORPS   Y1, Y1, Y1
+	VXORPS   Y2, Y2, Y2
+	VPCMPEQW Y3, Y3, Y3
+	VPSRLW   $0x0f, Y3, Y3
+
+dotQ8_0x3AVX2loop:
+	CMPQ         BX, $0x00
+	JE           dotQ8_0x3AVX2done
+	MOVWLZX      (AX), DI
+	VMOVD        DI, X4
+	VCVTPH2PS    X4, X4
+	VMOVDQU      2(AX), Y5
+	VPSIGNB      Y5, Y5, Y6
+	MOVWLZX      (CX), DI
+	VMOVD        DI, X7
+	VCVTPH2PS    X7, X7
+	VMULSS       X7, X4, X7
+	VBROADCASTSS X7, Y7
+	VMOVDQU      2(CX), Y8
+	VPSIGNB      Y5, Y8, Y8
+	VPMADDUBSW   Y8, Y6, Y8
+	VPMADDWD     Y3, Y8, Y8
+	VCVTDQ2PS    Y8, Y8
+	VFMADD231PS  Y8, Y7, Y0
+	MOVWLZX      (CX)(DX*1), DI
+	VMOVD        DI, X7
+	VCVTPH2PS    X7, X7
+	VMULSS       X7, X4, X7
+	VBROADCASTSS X7, Y7
+	VMOVDQU      2(CX)(DX*1), Y8
+	VPSIGNB      Y5, Y8, Y8
+	VPMADDUBSW   Y8, Y6, Y8
+	VPMADDWD     Y3, Y8, Y8
+	VCVTDQ2PS    Y8, Y8
+	VFMADD231PS  Y8, Y7, Y1
+	MOVWLZX      (SI), DI
+	VMOVD        DI, X7
+	VCVTPH2PS    X7, X7
+	VMULSS       X7, X4, X7
+	VBROADCASTSS X7, Y4
+	VMOVDQU      2(SI), Y7
+	VPSIGNB      Y5, Y7, Y7
+	VPMADDUBSW   Y7, Y6, Y7
+	VPMADDWD     Y3, Y7, Y7
+	VCVTDQ2PS    Y7, Y7
+	VFMADD231PS  Y7, Y4, Y2
+	ADDQ         $0x22, AX
+	ADDQ         $0x22, CX
+	ADDQ         $0x22, SI
+	DECQ         BX
+	JMP          dotQ8_0x3AVX2loop
+
+dotQ8_0x3AVX2done:
+	MOVQ         out+64(FP), AX
+	VEXTRACTF128 $0x01, Y0, X3
+	VADDPS       X3, X0, X0
+	VMOVHLPS     X0, X0, X3
+	VADDPS       X3, X0, X0
+	VMOVSHDUP    X0, X3
+	VADDSS       X3, X0, X0
+	VMOVSS       X0, (AX)
+	VEXTRACTF128 $0x01, Y1, X0
+	VADDPS       X0, X1, X1
+	VMOVHLPS     X1, X1, X0
+	VADDPS       X0, X1, X1
+	VMOVSHDUP    X1, X0
+	VADDSS       X0, X1, X1
+	VMOVSS       X1, 4(AX)
+	VEXTRACTF128 $0x01, Y2, X0
+	VADDPS       X0, X2, X2
+	VMOVHLPS     X2, X2, X0
+	VADDPS       X0, X2, X2
+	VMOVSHDUP    X2, X0
+	VADDSS       X0, X2, X2
+	VMOVSS       X2, 8(AX)
+	VZEROUPPER
+	RET
+
 // func dotQ8_0x4AVX2(w []byte, x []byte, stride int, nb int, out *[4]float32)
 // Requires: AVX, AVX2, F16C, FMA3
 TEXT ·dotQ8_0x4AVX2(SB), NOSPLIT, $0-72
@@ -146,9 +301,9 @@ TEXT ·dotQ8_0x4AVX2(SB), NOSPLIT, $0-72
 	VPCMPEQW Y4, Y4, Y4
 	VPSRLW   $0x0f, Y4, Y4
 
-q8x4loop:
+dotQ8_0x4AVX2loop:
 	CMPQ         BX, $0x00
-	JE           q8x4done
+	JE           dotQ8_0x4AVX2done
 	MOVWLZX      (AX), DI
 	VMOVD        DI, X5
 	VCVTPH2PS    X5, X5
@@ -202,9 +357,9 @@ q8x4loop:
 	ADDQ         $0x22, CX
 	ADDQ         $0x22, SI
 	DECQ         BX
-	JMP          q8x4loop
+	JMP          dotQ8_0x4AVX2loop
 
-q8x4done:
+dotQ8_0x4AVX2done:
 	MOVQ         out+64(FP), AX
 	VEXTRACTF128 $0x01, Y0, X4
 	VADDPS       X4, X0, X0

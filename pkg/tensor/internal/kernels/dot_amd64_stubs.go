@@ -27,6 +27,20 @@ func dotF16AVX2(a []uint16, b []uint16) float32
 //go:noescape
 func dotQ8_0AVX2(w []byte, x []byte, nb int) float32
 
+// dotQ8_0x2AVX2 is, for c := 0; c < 2; c++,
+//
+//	out[c] = dotQ8_0AVX2(w, x[c*stride:], nb)
+//
+//go:noescape
+func dotQ8_0x2AVX2(w []byte, x []byte, stride int, nb int, out *[4]float32)
+
+// dotQ8_0x3AVX2 is, for c := 0; c < 3; c++,
+//
+//	out[c] = dotQ8_0AVX2(w, x[c*stride:], nb)
+//
+//go:noescape
+func dotQ8_0x3AVX2(w []byte, x []byte, stride int, nb int, out *[4]float32)
+
 // dotQ8_0x4AVX2 is, for c := 0; c < 4; c++,
 //
 //	out[c] = dotQ8_0AVX2(w, x[c*stride:], nb)

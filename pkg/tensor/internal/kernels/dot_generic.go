@@ -25,8 +25,8 @@ func DotBF16(a, b []uint16) float32 { return dotBF16Generic(a, b) }
 // activation blocks x.
 func DotQ4_0(w, x []byte, nb int) float32 { return dotQ4_0Generic(w, x, nb) }
 
-// DotQ8_0x4 computes DotQ8_0 of one weight row w with the four activation
-// rows x[c*stride:] (c = 0..3) into out.
-func DotQ8_0x4(w, x []byte, stride, nb int, out *[4]float32) {
-	dotQ8_0x4Generic(w, x, stride, nb, out)
+// DotQ8_0xN computes DotQ8_0 of one weight row w with rows (2 to 4)
+// activation rows x[c*stride:] into out[:rows].
+func DotQ8_0xN(w, x []byte, stride, nb, rows int, out *[4]float32) {
+	dotQ8_0xNGeneric(w, x, stride, nb, rows, out)
 }

@@ -140,9 +140,9 @@ func dotQ8_0Generic(w, x []byte, nb int) float32 {
 	return hsum8(acc)
 }
 
-// dotQ8_0x4Generic is four dotQ8_0Generic calls, one per activation row.
-func dotQ8_0x4Generic(w, x []byte, stride, nb int, out *[4]float32) {
-	for c := range out {
+// dotQ8_0xNGeneric is dotQ8_0Generic for each of rows activation rows.
+func dotQ8_0xNGeneric(w, x []byte, stride, nb, rows int, out *[4]float32) {
+	for c := range out[:rows] {
 		out[c] = dotQ8_0Generic(w, x[c*stride:], nb)
 	}
 }

@@ -120,13 +120,21 @@ func TestAsmMatchesGeneric(t *testing.T) {
 		for c := range 4 {
 			copy(xs[guard+c*stride:], q8Blocks(r, nb)[guard:guard+nb*34])
 		}
-		var got4, want4 [4]float32
-		DotQ8_0x4(w[guard:guard+nb*34], xs[guard:guard+3*stride+nb*34], stride, nb, &got4)
-		dotQ8_0x4Generic(w[guard:guard+nb*34], xs[guard:], stride, nb, &want4)
-		for c := range 4 {
-			one := DotQ8_0(w[guard:guard+nb*34], xs[guard+c*stride:guard+c*stride+nb*34], nb)
-			if got4[c] != want4[c] || got4[c] != one || math.IsNaN(float64(one)) {
-				t.Fatalf("DotQ8_0x4 nb=%d row %d: asm %g, Go %g, DotQ8_0 %g", nb, c, got4[c], want4[c], one)
+		for rows := 2; rows <= 4; rows++ {
+			var got, want [4]float32
+			DotQ8_0xN(w[guard:guard+nb*34], xs[guard:guard+(rows-1)*stride+nb*34], stride, nb, rows, &got)
+			dotQ8_0xNGeneric(w[guard:guard+nb*34], xs[guard:], stride, nb, rows, &want)
+			for c := range 4 {
+				if c >= rows {
+					if got[c] != 0 {
+						t.Fatalf("DotQ8_0xN nb=%d rows=%d wrote out[%d]", nb, rows, c)
+					}
+					continue
+				}
+				one := DotQ8_0(w[guard:guard+nb*34], xs[guard+c*stride:guard+c*stride+nb*34], nb)
+				if got[c] != want[c] || got[c] != one || math.IsNaN(float64(one)) {
+					t.Fatalf("DotQ8_0xN nb=%d rows=%d row %d: asm %g, Go %g, DotQ8_0 %g", nb, rows, c, got[c], want[c], one)
+				}
 			}
 		}
 	}

@@ -4,6 +4,8 @@
 package main
 
 import (
+	"fmt"
+
 	. "github.com/mmcloughlin/avo/build"
 	. "github.com/mmcloughlin/avo/operand"
 	"github.com/mmcloughlin/avo/reg"
@@ -14,7 +16,9 @@ func main() {
 	dotF32()
 	dotF16()
 	dotQ8()
-	dotQ8x4()
+	for rows := 2; rows <= 4; rows++ {
+		dotQ8xN(rows)
+	}
 	dotQ4()
 	dotBF16()
 	axpy()
@@ -181,16 +185,17 @@ func dotQ8() {
 	RET()
 }
 
-// dotQ8x4 is dotQ8 of one weight row with four activation rows at once
-// (a batch of tokens): each weight block is loaded and its magnitudes taken
-// once for the four, and each of the four sums is built with exactly the
-// operations of dotQ8, so the results are bit-identical to four calls.
-func dotQ8x4() {
-	TEXT("dotQ8_0x4AVX2", NOSPLIT, "func(w, x []byte, stride, nb int, out *[4]float32)")
+// dotQ8xN is dotQ8 of one weight row with rows (2 to 4) activation rows
+// at once (a batch of tokens): each weight block is loaded and its
+// magnitudes taken once for all, and each sum is built with exactly the
+// operations of dotQ8, so the results are bit-identical to separate calls.
+func dotQ8xN(rows int) {
+	name := fmt.Sprintf("dotQ8_0x%dAVX2", rows)
+	TEXT(name, NOSPLIT, "func(w, x []byte, stride, nb int, out *[4]float32)")
 	Pragma("noescape")
-	Doc("dotQ8_0x4AVX2 is, for c := 0; c < 4; c++,",
+	Doc(fmt.Sprintf("%s is, for c := 0; c < %d; c++,", name, rows),
 		"",
-		"	out[c] = dotQ8_0AVX2(w, x[c*stride:], nb)")
+		"\tout[c] = dotQ8_0AVX2(w, x[c*stride:], nb)")
 	pw := Load(Param("w").Base(), GP64())
 	px := Load(Param("x").Base(), GP64())
 	stride := Load(Param("stride"), GP64())
@@ -199,17 +204,19 @@ func dotQ8x4() {
 	// and 3 from px2 = px + 2*stride.
 	px2 := GP64()
 	LEAQ(Mem{Base: px, Index: stride, Scale: 2}, px2)
-	accs := []reg.VecVirtual{YMM(), YMM(), YMM(), YMM()}
-	for _, a := range accs {
-		VXORPS(a, a, a)
+	accs := make([]reg.VecVirtual, rows)
+	for c := range accs {
+		accs[c] = YMM()
+		VXORPS(accs[c], accs[c], accs[c])
 	}
 	ones := YMM()
 	VPCMPEQW(ones, ones, ones)
 	VPSRLW(U8(15), ones, ones)
-	rows := []Mem{{Base: px}, {Base: px, Index: stride, Scale: 1}, {Base: px2}, {Base: px2, Index: stride, Scale: 1}}
-	Label("q8x4loop")
+	addr := []Mem{{Base: px}, {Base: px, Index: stride, Scale: 1}, {Base: px2}, {Base: px2, Index: stride, Scale: 1}}
+	loop, done := name+"loop", name+"done"
+	Label(loop)
 	CMPQ(nb, U8(0))
-	JE(LabelRef("q8x4done"))
+	JE(LabelRef(done))
 	t := GP32()
 	dw := XMM()
 	MOVWLZX(Mem{Base: pw}, t)
@@ -218,16 +225,16 @@ func dotQ8x4() {
 	qw, ax := YMM(), YMM()
 	VMOVDQU(Mem{Base: pw, Disp: 2}, qw)
 	VPSIGNB(qw, qw, ax) // |w|
-	for c, row := range rows {
+	for c := range rows {
 		dx := XMM()
-		MOVWLZX(row, t)
+		MOVWLZX(addr[c], t)
 		VMOVD(t, dx)
 		VCVTPH2PS(dx, dx)
 		VMULSS(dx, dw, dx)
 		d := YMM()
 		VBROADCASTSS(dx, d)
 		qx := YMM()
-		VMOVDQU(row.Offset(2), qx)
+		VMOVDQU(addr[c].Offset(2), qx)
 		VPSIGNB(qw, qx, qx) // x with w's sign
 		VPMADDUBSW(qx, ax, qx)
 		VPMADDWD(ones, qx, qx)
@@ -238,8 +245,8 @@ func dotQ8x4() {
 	ADDQ(U8(34), px)
 	ADDQ(U8(34), px2)
 	DECQ(nb)
-	JMP(LabelRef("q8x4loop"))
-	Label("q8x4done")
+	JMP(LabelRef(loop))
+	Label(done)
 	out := Load(Param("out"), GP64())
 	for c, acc := range accs {
 		s := hsum(acc)
