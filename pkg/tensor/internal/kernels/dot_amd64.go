@@ -115,3 +115,23 @@ func DotQ4_0(w, x []byte, nb int) float32 {
 	_, _ = w[:nb*18], x[:nb*34] // bounds: the assembly does not check
 	return dotQ4_0AVX2(w, x, nb)
 }
+
+// DotQ4_K returns the dot product of nb Q4_K weight blocks w with nb Q8_K
+// activation blocks x.
+func DotQ4_K(w, x []byte, nb int) float32 {
+	if !useAsm {
+		return dotQ4_KGeneric(w, x, nb)
+	}
+	_, _ = w[:nb*144], x[:nb*292] // bounds: the assembly does not check
+	return dotQ4_KAVX2(w, x, nb)
+}
+
+// DotQ6_K returns the dot product of nb Q6_K weight blocks w with nb Q8_K
+// activation blocks x.
+func DotQ6_K(w, x []byte, nb int) float32 {
+	if !useAsm {
+		return dotQ6_KGeneric(w, x, nb)
+	}
+	_, _ = w[:nb*210], x[:nb*292] // bounds: the assembly does not check
+	return dotQ6_KAVX2(w, x, nb)
+}

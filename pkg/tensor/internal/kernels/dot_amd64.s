@@ -447,6 +447,468 @@ q4done:
 	MOVSS        X0, ret+56(FP)
 	RET
 
+// func dotQ4_KAVX2(w []byte, x []byte, nb int) float32
+// Requires: AVX, AVX2, F16C, SSE
+TEXT ·dotQ4_KAVX2(SB), NOSPLIT, $0-60
+	MOVQ         w_base+0(FP), AX
+	MOVQ         x_base+24(FP), CX
+	MOVQ         nb+48(FP), DX
+	VXORPS       X0, X0, X0
+	MOVL         $0x0f0f0f0f, BX
+	VMOVD        BX, X1
+	VPBROADCASTD X1, Y1
+
+q4kloop:
+	CMPQ         DX, $0x00
+	JE           q4kdone
+	VPXOR        Y4, Y4, Y4
+	XORL         BX, BX
+	VMOVDQU      16(AX), Y5
+	VPAND        Y1, Y5, Y6
+	VPSRLW       $0x04, Y5, Y5
+	VPAND        Y1, Y5, Y5
+	MOVBLZX      4(AX), SI
+	ANDL         $0x3f, SI
+	MOVBLZX      8(AX), DI
+	ANDL         $0x3f, DI
+	MOVWLSX      260(CX), R8
+	MOVWLSX      262(CX), R9
+	ADDL         R9, R8
+	IMULL        DI, R8
+	ADDL         R8, BX
+	VMOVDQU      4(CX), Y7
+	VPMADDUBSW   Y7, Y6, Y7
+	VMOVD        SI, X6
+	VPBROADCASTW X6, Y6
+	VPMADDWD     Y6, Y7, Y7
+	VPADDD       Y7, Y4, Y4
+	MOVBLZX      5(AX), SI
+	ANDL         $0x3f, SI
+	MOVBLZX      9(AX), DI
+	ANDL         $0x3f, DI
+	MOVWLSX      264(CX), R8
+	MOVWLSX      266(CX), R9
+	ADDL         R9, R8
+	IMULL        DI, R8
+	ADDL         R8, BX
+	VMOVDQU      36(CX), Y6
+	VPMADDUBSW   Y6, Y5, Y6
+	VMOVD        SI, X5
+	VPBROADCASTW X5, Y5
+	VPMADDWD     Y5, Y6, Y6
+	VPADDD       Y6, Y4, Y4
+	VMOVDQU      48(AX), Y5
+	VPAND        Y1, Y5, Y6
+	VPSRLW       $0x04, Y5, Y5
+	VPAND        Y1, Y5, Y5
+	MOVBLZX      6(AX), SI
+	ANDL         $0x3f, SI
+	MOVBLZX      10(AX), DI
+	ANDL         $0x3f, DI
+	MOVWLSX      268(CX), R8
+	MOVWLSX      270(CX), R9
+	ADDL         R9, R8
+	IMULL        DI, R8
+	ADDL         R8, BX
+	VMOVDQU      68(CX), Y7
+	VPMADDUBSW   Y7, Y6, Y7
+	VMOVD        SI, X6
+	VPBROADCASTW X6, Y6
+	VPMADDWD     Y6, Y7, Y7
+	VPADDD       Y7, Y4, Y4
+	MOVBLZX      7(AX), SI
+	ANDL         $0x3f, SI
+	MOVBLZX      11(AX), DI
+	ANDL         $0x3f, DI
+	MOVWLSX      272(CX), R8
+	MOVWLSX      274(CX), R9
+	ADDL         R9, R8
+	IMULL        DI, R8
+	ADDL         R8, BX
+	VMOVDQU      100(CX), Y6
+	VPMADDUBSW   Y6, Y5, Y6
+	VMOVD        SI, X5
+	VPBROADCASTW X5, Y5
+	VPMADDWD     Y5, Y6, Y6
+	VPADDD       Y6, Y4, Y4
+	VMOVDQU      80(AX), Y5
+	VPAND        Y1, Y5, Y6
+	VPSRLW       $0x04, Y5, Y5
+	VPAND        Y1, Y5, Y5
+	MOVBLZX      12(AX), SI
+	ANDL         $0x0f, SI
+	MOVBLZX      4(AX), R8
+	SHRL         $0x06, R8
+	SHLL         $0x04, R8
+	ORL          R8, SI
+	MOVBLZX      12(AX), DI
+	SHRL         $0x04, DI
+	MOVBLZX      8(AX), R8
+	SHRL         $0x06, R8
+	SHLL         $0x04, R8
+	ORL          R8, DI
+	MOVWLSX      276(CX), R8
+	MOVWLSX      278(CX), R9
+	ADDL         R9, R8
+	IMULL        DI, R8
+	ADDL         R8, BX
+	VMOVDQU      132(CX), Y7
+	VPMADDUBSW   Y7, Y6, Y7
+	VMOVD        SI, X6
+	VPBROADCASTW X6, Y6
+	VPMADDWD     Y6, Y7, Y7
+	VPADDD       Y7, Y4, Y4
+	MOVBLZX      13(AX), SI
+	ANDL         $0x0f, SI
+	MOVBLZX      5(AX), R8
+	SHRL         $0x06, R8
+	SHLL         $0x04, R8
+	ORL          R8, SI
+	MOVBLZX      13(AX), DI
+	SHRL         $0x04, DI
+	MOVBLZX      9(AX), R8
+	SHRL         $0x06, R8
+	SHLL         $0x04, R8
+	ORL          R8, DI
+	MOVWLSX      280(CX), R8
+	MOVWLSX      282(CX), R9
+	ADDL         R9, R8
+	IMULL        DI, R8
+	ADDL         R8, BX
+	VMOVDQU      164(CX), Y6
+	VPMADDUBSW   Y6, Y5, Y6
+	VMOVD        SI, X5
+	VPBROADCASTW X5, Y5
+	VPMADDWD     Y5, Y6, Y6
+	VPADDD       Y6, Y4, Y4
+	VMOVDQU      112(AX), Y5
+	VPAND        Y1, Y5, Y6
+	VPSRLW       $0x04, Y5, Y5
+	VPAND        Y1, Y5, Y5
+	MOVBLZX      14(AX), SI
+	ANDL         $0x0f, SI
+	MOVBLZX      6(AX), R8
+	SHRL         $0x06, R8
+	SHLL         $0x04, R8
+	ORL          R8, SI
+	MOVBLZX      14(AX), DI
+	SHRL         $0x04, DI
+	MOVBLZX      10(AX), R8
+	SHRL         $0x06, R8
+	SHLL         $0x04, R8
+	ORL          R8, DI
+	MOVWLSX      284(CX), R8
+	MOVWLSX      286(CX), R9
+	ADDL         R9, R8
+	IMULL        DI, R8
+	ADDL         R8, BX
+	VMOVDQU      196(CX), Y7
+	VPMADDUBSW   Y7, Y6, Y7
+	VMOVD        SI, X6
+	VPBROADCASTW X6, Y6
+	VPMADDWD     Y6, Y7, Y7
+	VPADDD       Y7, Y4, Y4
+	MOVBLZX      15(AX), SI
+	ANDL         $0x0f, SI
+	MOVBLZX      7(AX), R8
+	SHRL         $0x06, R8
+	SHLL         $0x04, R8
+	ORL          R8, SI
+	MOVBLZX      15(AX), DI
+	SHRL         $0x04, DI
+	MOVBLZX      11(AX), R8
+	SHRL         $0x06, R8
+	SHLL         $0x04, R8
+	ORL          R8, DI
+	MOVWLSX      288(CX), R8
+	MOVWLSX      290(CX), R9
+	ADDL         R9, R8
+	IMULL        DI, R8
+	ADDL         R8, BX
+	VMOVDQU      228(CX), Y6
+	VPMADDUBSW   Y6, Y5, Y6
+	VMOVD        SI, X5
+	VPBROADCASTW X5, Y5
+	VPMADDWD     Y5, Y6, Y6
+	VPADDD       Y6, Y4, Y4
+	VEXTRACTI128 $0x01, Y4, X5
+	VPADDD       X5, X4, X4
+	VPSHUFD      $0x4e, X4, X5
+	VPADDD       X5, X4, X4
+	VPSHUFD      $0xb1, X4, X5
+	VPADDD       X5, X4, X4
+	VMOVD        X4, SI
+	VMOVSS       (CX), X4
+	MOVWLZX      (AX), DI
+	VMOVD        DI, X5
+	VCVTPH2PS    X5, X5
+	VMULSS       X5, X4, X5
+	MOVWLZX      2(AX), DI
+	VMOVD        DI, X6
+	VCVTPH2PS    X6, X6
+	VMULSS       X6, X4, X6
+	VCVTSI2SSL   SI, X2, X2
+	VCVTSI2SSL   BX, X3, X3
+	VMULSS       X2, X5, X5
+	VMULSS       X3, X6, X6
+	VSUBSS       X6, X5, X5
+	VADDSS       X5, X0, X0
+	ADDQ         $0x90, AX
+	ADDQ         $0x00000124, CX
+	DECQ         DX
+	JMP          q4kloop
+
+q4kdone:
+	VZEROUPPER
+	MOVSS X0, ret+56(FP)
+	RET
+
+// func dotQ6_KAVX2(w []byte, x []byte, nb int) float32
+// Requires: AVX, AVX2, F16C, SSE
+TEXT ·dotQ6_KAVX2(SB), NOSPLIT, $0-60
+	MOVQ         w_base+0(FP), AX
+	MOVQ         x_base+24(FP), CX
+	MOVQ         nb+48(FP), DX
+	VXORPS       X0, X0, X0
+	MOVL         $0x0f0f0f0f, BX
+	VMOVD        BX, X1
+	VPBROADCASTD X1, Y1
+	MOVL         $0x03030303, BX
+	VMOVD        BX, X3
+	VPBROADCASTD X3, Y3
+
+q6kloop:
+	CMPQ         DX, $0x00
+	JE           q6kdone
+	VPXOR        Y4, Y4, Y4
+	XORL         BX, BX
+	MOVBLSX      192(AX), SI
+	MOVWLSX      260(CX), DI
+	IMULL        SI, DI
+	ADDL         DI, BX
+	MOVBLSX      193(AX), SI
+	MOVWLSX      262(CX), DI
+	IMULL        SI, DI
+	ADDL         DI, BX
+	MOVBLSX      194(AX), SI
+	MOVWLSX      264(CX), DI
+	IMULL        SI, DI
+	ADDL         DI, BX
+	MOVBLSX      195(AX), SI
+	MOVWLSX      266(CX), DI
+	IMULL        SI, DI
+	ADDL         DI, BX
+	MOVBLSX      196(AX), SI
+	MOVWLSX      268(CX), DI
+	IMULL        SI, DI
+	ADDL         DI, BX
+	MOVBLSX      197(AX), SI
+	MOVWLSX      270(CX), DI
+	IMULL        SI, DI
+	ADDL         DI, BX
+	MOVBLSX      198(AX), SI
+	MOVWLSX      272(CX), DI
+	IMULL        SI, DI
+	ADDL         DI, BX
+	MOVBLSX      199(AX), SI
+	MOVWLSX      274(CX), DI
+	IMULL        SI, DI
+	ADDL         DI, BX
+	MOVBLSX      200(AX), SI
+	MOVWLSX      276(CX), DI
+	IMULL        SI, DI
+	ADDL         DI, BX
+	MOVBLSX      201(AX), SI
+	MOVWLSX      278(CX), DI
+	IMULL        SI, DI
+	ADDL         DI, BX
+	MOVBLSX      202(AX), SI
+	MOVWLSX      280(CX), DI
+	IMULL        SI, DI
+	ADDL         DI, BX
+	MOVBLSX      203(AX), SI
+	MOVWLSX      282(CX), DI
+	IMULL        SI, DI
+	ADDL         DI, BX
+	MOVBLSX      204(AX), SI
+	MOVWLSX      284(CX), DI
+	IMULL        SI, DI
+	ADDL         DI, BX
+	MOVBLSX      205(AX), SI
+	MOVWLSX      286(CX), DI
+	IMULL        SI, DI
+	ADDL         DI, BX
+	MOVBLSX      206(AX), SI
+	MOVWLSX      288(CX), DI
+	IMULL        SI, DI
+	ADDL         DI, BX
+	MOVBLSX      207(AX), SI
+	MOVWLSX      290(CX), DI
+	IMULL        SI, DI
+	ADDL         DI, BX
+	VMOVDQU      (AX), Y5
+	VMOVDQU      32(AX), Y6
+	VMOVDQU      128(AX), Y7
+	VPAND        Y1, Y5, Y8
+	VPAND        Y3, Y7, Y9
+	VPSLLW       $0x04, Y9, Y9
+	VPOR         Y9, Y8, Y8
+	VMOVDQU      4(CX), Y9
+	VPMADDUBSW   Y9, Y8, Y8
+	MOVBLSX      192(AX), SI
+	MOVBLSX      193(AX), DI
+	VMOVD        SI, X10
+	VPBROADCASTW X10, X10
+	VMOVD        DI, X9
+	VPBROADCASTW X9, X9
+	VINSERTI128  $0x01, X9, Y10, Y9
+	VPMADDWD     Y9, Y8, Y8
+	VPADDD       Y8, Y4, Y4
+	VPAND        Y1, Y6, Y8
+	VPSRLW       $0x02, Y7, Y9
+	VPAND        Y3, Y9, Y9
+	VPSLLW       $0x04, Y9, Y9
+	VPOR         Y9, Y8, Y8
+	VMOVDQU      36(CX), Y9
+	VPMADDUBSW   Y9, Y8, Y8
+	MOVBLSX      194(AX), SI
+	MOVBLSX      195(AX), DI
+	VMOVD        SI, X10
+	VPBROADCASTW X10, X10
+	VMOVD        DI, X9
+	VPBROADCASTW X9, X9
+	VINSERTI128  $0x01, X9, Y10, Y9
+	VPMADDWD     Y9, Y8, Y8
+	VPADDD       Y8, Y4, Y4
+	VPSRLW       $0x04, Y5, Y5
+	VPAND        Y1, Y5, Y5
+	VPSRLW       $0x04, Y7, Y8
+	VPAND        Y3, Y8, Y8
+	VPSLLW       $0x04, Y8, Y8
+	VPOR         Y8, Y5, Y5
+	VMOVDQU      68(CX), Y8
+	VPMADDUBSW   Y8, Y5, Y5
+	MOVBLSX      196(AX), SI
+	MOVBLSX      197(AX), DI
+	VMOVD        SI, X10
+	VPBROADCASTW X10, X10
+	VMOVD        DI, X8
+	VPBROADCASTW X8, X8
+	VINSERTI128  $0x01, X8, Y10, Y8
+	VPMADDWD     Y8, Y5, Y5
+	VPADDD       Y5, Y4, Y4
+	VPSRLW       $0x04, Y6, Y5
+	VPAND        Y1, Y5, Y5
+	VPSRLW       $0x06, Y7, Y6
+	VPAND        Y3, Y6, Y6
+	VPSLLW       $0x04, Y6, Y6
+	VPOR         Y6, Y5, Y5
+	VMOVDQU      100(CX), Y6
+	VPMADDUBSW   Y6, Y5, Y5
+	MOVBLSX      198(AX), SI
+	MOVBLSX      199(AX), DI
+	VMOVD        SI, X10
+	VPBROADCASTW X10, X10
+	VMOVD        DI, X6
+	VPBROADCASTW X6, X6
+	VINSERTI128  $0x01, X6, Y10, Y6
+	VPMADDWD     Y6, Y5, Y5
+	VPADDD       Y5, Y4, Y4
+	VMOVDQU      64(AX), Y5
+	VMOVDQU      96(AX), Y6
+	VMOVDQU      160(AX), Y7
+	VPAND        Y1, Y5, Y8
+	VPAND        Y3, Y7, Y9
+	VPSLLW       $0x04, Y9, Y9
+	VPOR         Y9, Y8, Y8
+	VMOVDQU      132(CX), Y9
+	VPMADDUBSW   Y9, Y8, Y8
+	MOVBLSX      200(AX), SI
+	MOVBLSX      201(AX), DI
+	VMOVD        SI, X10
+	VPBROADCASTW X10, X10
+	VMOVD        DI, X9
+	VPBROADCASTW X9, X9
+	VINSERTI128  $0x01, X9, Y10, Y9
+	VPMADDWD     Y9, Y8, Y8
+	VPADDD       Y8, Y4, Y4
+	VPAND        Y1, Y6, Y8
+	VPSRLW       $0x02, Y7, Y9
+	VPAND        Y3, Y9, Y9
+	VPSLLW       $0x04, Y9, Y9
+	VPOR         Y9, Y8, Y8
+	VMOVDQU      164(CX), Y9
+	VPMADDUBSW   Y9, Y8, Y8
+	MOVBLSX      202(AX), SI
+	MOVBLSX      203(AX), DI
+	VMOVD        SI, X10
+	VPBROADCASTW X10, X10
+	VMOVD        DI, X9
+	VPBROADCASTW X9, X9
+	VINSERTI128  $0x01, X9, Y10, Y9
+	VPMADDWD     Y9, Y8, Y8
+	VPADDD       Y8, Y4, Y4
+	VPSRLW       $0x04, Y5, Y5
+	VPAND        Y1, Y5, Y5
+	VPSRLW       $0x04, Y7, Y8
+	VPAND        Y3, Y8, Y8
+	VPSLLW       $0x04, Y8, Y8
+	VPOR         Y8, Y5, Y5
+	VMOVDQU      196(CX), Y8
+	VPMADDUBSW   Y8, Y5, Y5
+	MOVBLSX      204(AX), SI
+	MOVBLSX      205(AX), DI
+	VMOVD        SI, X10
+	VPBROADCASTW X10, X10
+	VMOVD        DI, X8
+	VPBROADCASTW X8, X8
+	VINSERTI128  $0x01, X8, Y10, Y8
+	VPMADDWD     Y8, Y5, Y5
+	VPADDD       Y5, Y4, Y4
+	VPSRLW       $0x04, Y6, Y5
+	VPAND        Y1, Y5, Y5
+	VPSRLW       $0x06, Y7, Y6
+	VPAND        Y3, Y6, Y6
+	VPSLLW       $0x04, Y6, Y6
+	VPOR         Y6, Y5, Y5
+	VMOVDQU      228(CX), Y6
+	VPMADDUBSW   Y6, Y5, Y5
+	MOVBLSX      206(AX), SI
+	MOVBLSX      207(AX), DI
+	VMOVD        SI, X10
+	VPBROADCASTW X10, X10
+	VMOVD        DI, X6
+	VPBROADCASTW X6, X6
+	VINSERTI128  $0x01, X6, Y10, Y6
+	VPMADDWD     Y6, Y5, Y5
+	VPADDD       Y5, Y4, Y4
+	VEXTRACTI128 $0x01, Y4, X5
+	VPADDD       X5, X4, X4
+	VPSHUFD      $0x4e, X4, X5
+	VPADDD       X5, X4, X4
+	VPSHUFD      $0xb1, X4, X5
+	VPADDD       X5, X4, X4
+	VMOVD        X4, SI
+	SHLL         $0x05, BX
+	SUBL         BX, SI
+	VMOVSS       (CX), X4
+	MOVWLZX      208(AX), BX
+	VMOVD        BX, X5
+	VCVTPH2PS    X5, X5
+	VMULSS       X5, X4, X4
+	VCVTSI2SSL   SI, X2, X2
+	VMULSS       X2, X4, X4
+	VADDSS       X4, X0, X0
+	ADDQ         $0xd2, AX
+	ADDQ         $0x00000124, CX
+	DECQ         DX
+	JMP          q6kloop
+
+q6kdone:
+	VZEROUPPER
+	MOVSS X0, ret+56(FP)
+	RET
+
 // func dotBF16AVX2(a []uint16, b []uint16) float32
 // Requires: AVX, AVX2, FMA3, SSE
 TEXT ·dotBF16AVX2(SB), NOSPLIT, $0-52

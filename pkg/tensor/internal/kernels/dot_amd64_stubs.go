@@ -57,6 +57,24 @@ func dotQ8_0x4AVX2(w []byte, x []byte, stride int, nb int, out *[4]float32)
 //go:noescape
 func dotQ4_0AVX2(w []byte, x []byte, nb int) float32
 
+// dotQ4_KAVX2 is, for nb Q4_K blocks of w (144 bytes) and Q8_K blocks of x (292 bytes),
+//
+//	for b := 0; b < nb; b++ { s += d·Σ_j sc_j·Σ q·x - dmin·Σ_j m_j·bsum_j }
+//
+// bit-identical to DotQ4_K.
+//
+//go:noescape
+func dotQ4_KAVX2(w []byte, x []byte, nb int) float32
+
+// dotQ6_KAVX2 is, for nb Q6_K blocks of w (210 bytes) and Q8_K blocks of x (292 bytes),
+//
+//	for b := 0; b < nb; b++ { s += dx·d·Σ_j sc_j·Σ (q-32)·x }
+//
+// bit-identical to DotQ6_K.
+//
+//go:noescape
+func dotQ6_KAVX2(w []byte, x []byte, nb int) float32
+
 // dotBF16AVX2 is, in four 8-lane FMA accumulators over steps of 32,
 //
 //	for i := 0; i < len(a)&^31; i++ { s += bf16(a[i]) * bf16(b[i]) }

@@ -30,3 +30,11 @@ func DotQ4_0(w, x []byte, nb int) float32 { return dotQ4_0Generic(w, x, nb) }
 func DotQ8_0xN(w, x []byte, stride, nb, rows int, out *[4]float32) {
 	dotQ8_0xNGeneric(w, x, stride, nb, rows, out)
 }
+
+// DotQ4_K returns the dot product of nb Q4_K weight blocks w with nb Q8_K
+// activation blocks x.
+func DotQ4_K(w, x []byte, nb int) float32 { return dotQ4_KGeneric(w, x, nb) }
+
+// DotQ6_K returns the dot product of nb Q6_K weight blocks w with nb Q8_K
+// activation blocks x.
+func DotQ6_K(w, x []byte, nb int) float32 { return dotQ6_KGeneric(w, x, nb) }

@@ -179,9 +179,10 @@ func dotQ4_0Generic(w, x []byte, nb int) float32 {
 	return hsum8(acc)
 }
 
-// DotQ4_K returns the dot product of nb Q4_K weight blocks w with nb Q8_K
-// activation blocks x.
-func DotQ4_K(w, x []byte, nb int) float32 {
+// dotQ4_KGeneric returns the dot product of nb Q4_K weight blocks w with
+// nb Q8_K activation blocks x: per block the integer sums, exact in any
+// order, then d·Σ sc·Σ q·x - dmin·Σ m·bsum in float32.
+func dotQ4_KGeneric(w, x []byte, nb int) float32 {
 	w, x = w[:nb*144], x[:nb*292]
 	var sum float32
 	for b := 0; b < nb; b++ {
@@ -221,9 +222,10 @@ func DotQ4_K(w, x []byte, nb int) float32 {
 	return sum
 }
 
-// DotQ6_K returns the dot product of nb Q6_K weight blocks w with nb Q8_K
-// activation blocks x.
-func DotQ6_K(w, x []byte, nb int) float32 {
+// dotQ6_KGeneric returns the dot product of nb Q6_K weight blocks w with
+// nb Q8_K activation blocks x: per block the exact integer sum, then
+// dx·d·sum in float32.
+func dotQ6_KGeneric(w, x []byte, nb int) float32 {
 	w, x = w[:nb*210], x[:nb*292]
 	var sum float32
 	for b := 0; b < nb; b++ {

@@ -140,6 +140,69 @@ func TestAsmMatchesGeneric(t *testing.T) {
 	}
 }
 
+// TestKQuantsAsmMatchGeneric compares the Q4_K and Q6_K kernels with their
+// Go twins on random blocks, bit for bit.
+func TestKQuantsAsmMatchGeneric(t *testing.T) {
+	UseAsm(true)
+	r := rand.New(rand.NewPCG(7, 8))
+	for nb := 0; nb <= 12; nb++ {
+		x := q8KBlocks(r, nb)
+		w4 := randomBlocks(r, nb, 144, func(blk []byte) {
+			binary.LittleEndian.PutUint16(blk, f32ToF16(float32(r.Float64()*0.01)))
+			binary.LittleEndian.PutUint16(blk[2:], f32ToF16(float32(r.Float64()*0.01)))
+		})
+		got := DotQ4_K(w4[guard:guard+nb*144], x[guard:guard+nb*292], nb)
+		want := dotQ4_KGeneric(w4[guard:guard+nb*144], x[guard:guard+nb*292], nb)
+		if got != want || math.IsNaN(float64(got)) {
+			t.Fatalf("DotQ4_K nb=%d: asm %g, Go %g", nb, got, want)
+		}
+		w6 := randomBlocks(r, nb, 210, func(blk []byte) {
+			binary.LittleEndian.PutUint16(blk[208:], f32ToF16(float32(r.Float64()*0.01)))
+		})
+		got = DotQ6_K(w6[guard:guard+nb*210], x[guard:guard+nb*292], nb)
+		want = dotQ6_KGeneric(w6[guard:guard+nb*210], x[guard:guard+nb*292], nb)
+		if got != want || math.IsNaN(float64(got)) {
+			t.Fatalf("DotQ6_K nb=%d: asm %g, Go %g", nb, got, want)
+		}
+	}
+}
+
+// randomBlocks makes nb blocks of size random bytes between guard bytes
+// of 0x7e (NaN as half-precision scales), then lets set fix each block's
+// scales.
+func randomBlocks(r *rand.Rand, nb, size int, set func(blk []byte)) []byte {
+	buf := make([]byte, nb*size+2*guard)
+	for i := range buf {
+		buf[i] = 0x7e
+	}
+	for b := range nb {
+		blk := buf[guard+b*size : guard+(b+1)*size]
+		for i := range blk {
+			blk[i] = byte(r.Uint32())
+		}
+		set(blk)
+	}
+	return buf
+}
+
+// q8KBlocks makes nb random Q8_K activation blocks (f32 scale, 256 int8,
+// their 16 sums) between NaN guard bytes.
+func q8KBlocks(r *rand.Rand, nb int) []byte {
+	return randomBlocks(r, nb, 292, func(blk []byte) {
+		binary.LittleEndian.PutUint32(blk, math.Float32bits(float32(r.Float64()*0.05)))
+		for j := range 256 {
+			blk[4+j] = byte(int8(r.IntN(255) - 127))
+		}
+		for j := range 16 {
+			var s int16
+			for l := range 16 {
+				s += int16(int8(blk[4+16*j+l]))
+			}
+			binary.LittleEndian.PutUint16(blk[260+2*j:], uint16(s))
+		}
+	})
+}
+
 // q8Blocks makes nb random Q8_0 blocks between guard bytes that decode as
 // NaN scales.
 func q8Blocks(r *rand.Rand, nb int) []byte {

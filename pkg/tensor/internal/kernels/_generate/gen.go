@@ -20,6 +20,8 @@ func main() {
 		dotQ8xN(rows)
 	}
 	dotQ4()
+	dotQ4K()
+	dotQ6K()
 	dotBF16()
 	axpy()
 	Generate()
@@ -355,6 +357,232 @@ func dotQ4() {
 	s := hsum(acc)
 	VZEROUPPER()
 	Store(s, ReturnIndex(0))
+	RET()
+}
+
+// hsumInt adds the 8 int32 lanes of v into a general register.
+func hsumInt(v reg.VecVirtual) reg.GPVirtual {
+	hi := XMM()
+	VEXTRACTI128(U8(1), v, hi)
+	lo := v.AsX()
+	VPADDD(hi, lo, lo)
+	VPSHUFD(U8(0x4e), lo, hi)
+	VPADDD(hi, lo, lo)
+	VPSHUFD(U8(0xb1), lo, hi)
+	VPADDD(hi, lo, lo)
+	r := GP32()
+	VMOVD(lo, r)
+	return r
+}
+
+// dotQ4K is the Q4_K × Q8_K dot product of DotQ4_K: per block the exact
+// integer sums Σ_j sc_j·Σ q·x (nibbles times activations in 16-bit pairs,
+// then scaled in 32-bit lanes) and Σ_j m_j·bsum_j, then the same scalar
+// float operations as the Go code.
+func dotQ4K() {
+	TEXT("dotQ4_KAVX2", NOSPLIT, "func(w, x []byte, nb int) float32")
+	Pragma("noescape")
+	Doc("dotQ4_KAVX2 is, for nb Q4_K blocks of w (144 bytes) and Q8_K blocks of x (292 bytes),",
+		"",
+		"	for b := 0; b < nb; b++ { s += d·Σ_j sc_j·Σ q·x - dmin·Σ_j m_j·bsum_j }",
+		"",
+		"bit-identical to DotQ4_K.")
+	pw := Load(Param("w").Base(), GP64())
+	px := Load(Param("x").Base(), GP64())
+	nb := Load(Param("nb"), GP64())
+	sum := XMM()
+	VXORPS(sum, sum, sum)
+	low := broadcastByte(0x0F)
+	Label("q4kloop")
+	CMPQ(nb, U8(0))
+	JE(LabelRef("q4kdone"))
+	acc := YMM()
+	VPXOR(acc, acc, acc)
+	mins := GP32()
+	XORL(mins, mins)
+	// scale and min j, 6 bits each, from the 12 bytes at w+4.
+	sb := func(i int) Mem { return Mem{Base: pw, Disp: 4 + i} }
+	scaleMin := func(j int) (sc, m reg.GPVirtual) {
+		sc, m = GP32(), GP32()
+		if j < 4 {
+			MOVBLZX(sb(j), sc)
+			ANDL(U8(63), sc)
+			MOVBLZX(sb(j+4), m)
+			ANDL(U8(63), m)
+			return sc, m
+		}
+		t := GP32()
+		MOVBLZX(sb(j+4), sc)
+		ANDL(U8(0xf), sc)
+		MOVBLZX(sb(j-4), t)
+		SHRL(U8(6), t)
+		SHLL(U8(4), t)
+		ORL(t, sc)
+		MOVBLZX(sb(j+4), m)
+		SHRL(U8(4), m)
+		MOVBLZX(sb(j), t)
+		SHRL(U8(6), t)
+		SHLL(U8(4), t)
+		ORL(t, m)
+		return sc, m
+	}
+	for p := range 4 {
+		q := YMM()
+		VMOVDQU(Mem{Base: pw, Disp: 16 + 32*p}, q)
+		nib := [2]reg.VecVirtual{YMM(), YMM()}
+		VPAND(low, q, nib[0])
+		VPSRLW(U8(4), q, nib[1])
+		VPAND(low, nib[1], nib[1])
+		for h, v := range nib {
+			j := 2*p + h
+			sc, m := scaleMin(j)
+			b, b2 := GP32(), GP32()
+			MOVWLSX(Mem{Base: px, Disp: 260 + 4*j}, b)
+			MOVWLSX(Mem{Base: px, Disp: 262 + 4*j}, b2)
+			ADDL(b2, b)
+			IMULL(m, b)
+			ADDL(b, mins)
+			xv := YMM()
+			VMOVDQU(Mem{Base: px, Disp: 4 + 32*j}, xv)
+			VPMADDUBSW(xv, v, xv) // nibble·x in 16-bit pairs
+			scx := XMM()
+			VMOVD(sc, scx)
+			scv := YMM()
+			VPBROADCASTW(scx, scv)
+			VPMADDWD(scv, xv, xv) // ·sc, in 32-bit lanes
+			VPADDD(xv, acc, acc)
+		}
+	}
+	scaled := hsumInt(acc)
+	// d = dx·f16(w[0:2]), dmin = dx·f16(w[2:4]); s += d·scaled - dmin·mins.
+	dx, d, dmin := XMM(), XMM(), XMM()
+	VMOVSS(Mem{Base: px}, dx)
+	t := GP32()
+	MOVWLZX(Mem{Base: pw}, t)
+	VMOVD(t, d)
+	VCVTPH2PS(d, d)
+	VMULSS(d, dx, d)
+	MOVWLZX(Mem{Base: pw, Disp: 2}, t)
+	VMOVD(t, dmin)
+	VCVTPH2PS(dmin, dmin)
+	VMULSS(dmin, dx, dmin)
+	fs, fm := XMM(), XMM()
+	VCVTSI2SSL(scaled, fs, fs)
+	VCVTSI2SSL(mins, fm, fm)
+	VMULSS(fs, d, d)
+	VMULSS(fm, dmin, dmin)
+	VSUBSS(dmin, d, d)
+	VADDSS(d, sum, sum)
+	ADDQ(U8(144), pw)
+	ADDQ(U32(292), px)
+	DECQ(nb)
+	JMP(LabelRef("q4kloop"))
+	Label("q4kdone")
+	VZEROUPPER()
+	Store(sum, ReturnIndex(0))
+	RET()
+}
+
+// dotQ6K is the Q6_K × Q8_K dot product of DotQ6_K: the 6-bit values
+// unpacked to bytes 0..63 and multiplied with the activations in 16-bit
+// pairs, scaled per 16 values in 32-bit lanes, less 32·Σ_j sc_j·bsum_j for
+// the offset, all exact integers; then the Go code's float operations.
+func dotQ6K() {
+	TEXT("dotQ6_KAVX2", NOSPLIT, "func(w, x []byte, nb int) float32")
+	Pragma("noescape")
+	Doc("dotQ6_KAVX2 is, for nb Q6_K blocks of w (210 bytes) and Q8_K blocks of x (292 bytes),",
+		"",
+		"\tfor b := 0; b < nb; b++ { s += dx·d·Σ_j sc_j·Σ (q-32)·x }",
+		"",
+		"bit-identical to DotQ6_K.")
+	pw := Load(Param("w").Base(), GP64())
+	px := Load(Param("x").Base(), GP64())
+	nb := Load(Param("nb"), GP64())
+	sum := XMM()
+	VXORPS(sum, sum, sum)
+	low := broadcastByte(0x0F)
+	three := broadcastByte(0x03)
+	Label("q6kloop")
+	CMPQ(nb, U8(0))
+	JE(LabelRef("q6kdone"))
+	acc := YMM()
+	VPXOR(acc, acc, acc)
+	// The offset: Σ_j sc_j·bsum_j.
+	corr := GP32()
+	XORL(corr, corr)
+	for j := range 16 {
+		sc, b := GP32(), GP32()
+		MOVBLSX(Mem{Base: pw, Disp: 192 + j}, sc)
+		MOVWLSX(Mem{Base: px, Disp: 260 + 2*j}, b)
+		IMULL(sc, b)
+		ADDL(b, corr)
+	}
+	for n := range 2 {
+		a, b, h := YMM(), YMM(), YMM()
+		VMOVDQU(Mem{Base: pw, Disp: 64 * n}, a)
+		VMOVDQU(Mem{Base: pw, Disp: 64*n + 32}, b)
+		VMOVDQU(Mem{Base: pw, Disp: 128 + 32*n}, h)
+		for k := range 4 {
+			// y = nibble of a or b | two bits of h << 4.
+			y, t := YMM(), YMM()
+			src := a
+			if k%2 == 1 {
+				src = b
+			}
+			if k < 2 {
+				VPAND(low, src, y)
+			} else {
+				VPSRLW(U8(4), src, y)
+				VPAND(low, y, y)
+			}
+			if k == 0 {
+				VPAND(three, h, t)
+			} else {
+				VPSRLW(U8(2*k), h, t)
+				VPAND(three, t, t)
+			}
+			VPSLLW(U8(4), t, t)
+			VPOR(t, y, y)
+			xv := YMM()
+			VMOVDQU(Mem{Base: px, Disp: 4 + 128*n + 32*k}, xv)
+			VPMADDUBSW(xv, y, y) // q·x in 16-bit pairs
+			// Scales of sub-blocks j and j+1, one per 128-bit half.
+			j := 8*n + 2*k
+			s0, s1 := GP32(), GP32()
+			MOVBLSX(Mem{Base: pw, Disp: 192 + j}, s0)
+			MOVBLSX(Mem{Base: pw, Disp: 192 + j + 1}, s1)
+			x0, x1 := XMM(), XMM()
+			VMOVD(s0, x0)
+			VPBROADCASTW(x0, x0)
+			VMOVD(s1, x1)
+			VPBROADCASTW(x1, x1)
+			scv := YMM()
+			VINSERTI128(U8(1), x1, x0.AsY(), scv)
+			VPMADDWD(scv, y, y) // ·sc, in 32-bit lanes
+			VPADDD(y, acc, acc)
+		}
+	}
+	isum := hsumInt(acc)
+	SHLL(U8(5), corr)
+	SUBL(corr, isum)
+	// s += dx·f16(w[208:210])·float32(isum)
+	dx, d, fi := XMM(), XMM(), XMM()
+	VMOVSS(Mem{Base: px}, dx)
+	t := GP32()
+	MOVWLZX(Mem{Base: pw, Disp: 208}, t)
+	VMOVD(t, d)
+	VCVTPH2PS(d, d)
+	VMULSS(d, dx, dx)
+	VCVTSI2SSL(isum, fi, fi)
+	VMULSS(fi, dx, dx)
+	VADDSS(dx, sum, sum)
+	ADDQ(U8(210), pw)
+	ADDQ(U32(292), px)
+	DECQ(nb)
+	JMP(LabelRef("q6kloop"))
+	Label("q6kdone")
+	VZEROUPPER()
+	Store(sum, ReturnIndex(0))
 	RET()
 }
 
