@@ -430,16 +430,14 @@ func (a *attention) Range(lo, hi int) {
 		kv := hd / group
 		qi := a.q[i*qd+hd*h.HeadDim : i*qd+(hd+1)*h.HeadDim]
 		sc := (*buf)[:r.pos+1]
+		tensor.DotRows(sc, qi, s.k[l][kv*h.HeadDim:], kd)
 		for j := range sc {
-			kj := s.k[l][j*kd+kv*h.HeadDim : j*kd+(kv+1)*h.HeadDim]
-			sc[j] = tensor.Dot(qi, kj) * scale
+			sc[j] *= scale
 		}
 		softmax(sc)
 		out := a.dst[(i*h.Heads+hd)*h.ValueDim : (i*h.Heads+hd+1)*h.ValueDim]
 		clear(out)
-		for j, w := range sc {
-			tensor.Axpy(out, s.v[l][j*vd+kv*h.ValueDim:j*vd+(kv+1)*h.ValueDim], w)
-		}
+		tensor.AxpyRows(out, s.v[l][kv*h.ValueDim:], vd, sc)
 	}
 }
 

@@ -196,5 +196,13 @@ func (m *matmul) Range(lo, hi int) {
 // Dot returns Σ a[i]·b[i] (len(b) ≥ len(a)), summed in ggml's order.
 func Dot(a, b []float32) float32 { return k.DotF32(a, b) }
 
+// DotRows sets dst[j] = Dot(q, k[j*stride:]) for every j: one query
+// against many keys, each summed as Dot does.
+func DotRows(dst, q, keys []float32, stride int) { k.DotRowsF32(dst, q, keys, stride) }
+
+// AxpyRows adds w[j]·v[j*stride:j*stride+len(dst)] to dst for every j in
+// order, rounding as successive Axpy calls do.
+func AxpyRows(dst, v []float32, stride int, w []float32) { k.AxpyRowsF32(dst, v, stride, w) }
+
 // Axpy adds a·x to dst (len(dst) ≥ len(x)).
 func Axpy(dst, x []float32, a float32) { k.Axpy(dst, x, a) }

@@ -135,3 +135,37 @@ func DotQ6_K(w, x []byte, nb int) float32 {
 	_, _ = w[:nb*210], x[:nb*292] // bounds: the assembly does not check
 	return dotQ6_KAVX2(w, x, nb)
 }
+
+// DotRowsF32 sets dst[j] = DotF32(q, k[j*stride:]) for every j: one
+// query against many keys.
+func DotRowsF32(dst, q, k []float32, stride int) {
+	if len(dst) == 0 || len(q) == 0 {
+		clear(dst)
+		return
+	}
+	_ = k[(len(dst)-1)*stride+len(q)-1] // bounds: the assembly does not check
+	if !useAsm || len(q)%32 != 0 {
+		dotRowsF32Generic(dst, q, k, stride)
+		return
+	}
+	dotRowsF32AVX2(dst, q, k, stride)
+}
+
+// AxpyRowsF32 adds w[j]·v[j*stride:] to dst for every j in order, as
+// successive Axpy calls do.
+func AxpyRowsF32(dst, v []float32, stride int, w []float32) {
+	if len(w) == 0 || len(dst) == 0 {
+		return
+	}
+	_ = v[(len(w)-1)*stride+len(dst)-1] // bounds: the assembly does not check
+	if !useAsm {
+		axpyRowsF32Generic(dst, v, stride, w)
+		return
+	}
+	axpyRowsF32AVX2(dst, v, stride, w)
+	if tail := len(dst) &^ 7; tail < len(dst) {
+		for j, a := range w {
+			axpyGeneric(dst[tail:], v[j*stride+tail:j*stride+len(dst)], a)
+		}
+	}
+}

@@ -982,3 +982,93 @@ axpyloop:
 axpydone:
 	VZEROUPPER
 	RET
+
+// func dotRowsF32AVX2(dst []float32, q []float32, k []float32, stride int)
+// Requires: AVX, FMA3
+TEXT ·dotRowsF32AVX2(SB), NOSPLIT, $0-80
+	MOVQ dst_base+0(FP), AX
+	MOVQ dst_len+8(FP), CX
+	MOVQ q_base+24(FP), DX
+	MOVQ q_len+32(FP), BX
+	MOVQ k_base+48(FP), SI
+	MOVQ stride+72(FP), DI
+	SHLQ $0x02, DI
+
+rowsloop:
+	CMPQ   CX, $0x00
+	JE     rowsdone
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+	XORQ   R8, R8
+
+rowloop:
+	CMPQ        R8, BX
+	JAE         rowdone
+	VMOVUPS     (DX)(R8*4), Y4
+	VFMADD231PS (SI)(R8*4), Y4, Y0
+	VMOVUPS     32(DX)(R8*4), Y4
+	VFMADD231PS 32(SI)(R8*4), Y4, Y1
+	VMOVUPS     64(DX)(R8*4), Y4
+	VFMADD231PS 64(SI)(R8*4), Y4, Y2
+	VMOVUPS     96(DX)(R8*4), Y4
+	VFMADD231PS 96(SI)(R8*4), Y4, Y3
+	ADDQ        $0x20, R8
+	JMP         rowloop
+
+rowdone:
+	VADDPS       Y2, Y0, Y0
+	VADDPS       Y3, Y1, Y1
+	VADDPS       Y1, Y0, Y0
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VHADDPS      X0, X0, X0
+	VHADDPS      X0, X0, X0
+	VMOVSS       X0, (AX)
+	ADDQ         $0x04, AX
+	ADDQ         DI, SI
+	DECQ         CX
+	JMP          rowsloop
+
+rowsdone:
+	VZEROUPPER
+	RET
+
+// func axpyRowsF32AVX2(dst []float32, v []float32, stride int, w []float32)
+// Requires: AVX, FMA3
+TEXT ·axpyRowsF32AVX2(SB), NOSPLIT, $0-80
+	MOVQ dst_base+0(FP), AX
+	MOVQ dst_len+8(FP), CX
+	ANDQ $-8, CX
+	MOVQ v_base+24(FP), DX
+	MOVQ stride+48(FP), BX
+	SHLQ $0x02, BX
+	MOVQ w_base+56(FP), SI
+	MOVQ w_len+64(FP), DI
+	XORQ R8, R8
+
+colsloop:
+	CMPQ    R8, CX
+	JAE     colsdone
+	VMOVUPS (AX)(R8*4), Y0
+	XORQ    R9, R9
+	LEAQ    (DX)(R8*4), R10
+
+wloop:
+	CMPQ         R9, DI
+	JAE          wdone
+	VBROADCASTSS (SI)(R9*4), Y1
+	VFMADD231PS  (R10), Y1, Y0
+	ADDQ         BX, R10
+	INCQ         R9
+	JMP          wloop
+
+wdone:
+	VMOVUPS Y0, (AX)(R8*4)
+	ADDQ    $0x08, R8
+	JMP     colsloop
+
+colsdone:
+	VZEROUPPER
+	RET

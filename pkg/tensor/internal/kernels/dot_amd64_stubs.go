@@ -88,3 +88,17 @@ func dotBF16AVX2(a []uint16, b []uint16) float32
 //
 //go:noescape
 func axpyAVX2(dst []float32, x []float32, a float32)
+
+// dotRowsF32AVX2 is, for len(q) a multiple of 32,
+//
+//	for j := range dst { dst[j] = dotF32AVX2(q, k[j*stride:]) }
+//
+//go:noescape
+func dotRowsF32AVX2(dst []float32, q []float32, k []float32, stride int)
+
+// axpyRowsF32AVX2 is, with fused multiply-adds, over len(dst) &^ 7 elements,
+//
+//	for j := range w { for i := range dst { dst[i] += w[j] * v[j*stride+i] } }
+//
+//go:noescape
+func axpyRowsF32AVX2(dst []float32, v []float32, stride int, w []float32)

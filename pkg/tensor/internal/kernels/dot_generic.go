@@ -38,3 +38,9 @@ func DotQ4_K(w, x []byte, nb int) float32 { return dotQ4_KGeneric(w, x, nb) }
 // DotQ6_K returns the dot product of nb Q6_K weight blocks w with nb Q8_K
 // activation blocks x.
 func DotQ6_K(w, x []byte, nb int) float32 { return dotQ6_KGeneric(w, x, nb) }
+
+// DotRowsF32 sets dst[j] = DotF32(q, k[j*stride:]) for every j.
+func DotRowsF32(dst, q, k []float32, stride int) { dotRowsF32Generic(dst, q, k, stride) }
+
+// AxpyRowsF32 adds w[j]·v[j*stride:] to dst for every j in order.
+func AxpyRowsF32(dst, v []float32, stride int, w []float32) { axpyRowsF32Generic(dst, v, stride, w) }

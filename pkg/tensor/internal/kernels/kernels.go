@@ -256,6 +256,18 @@ func dotQ6_KGeneric(w, x []byte, nb int) float32 {
 	return sum
 }
 
+func dotRowsF32Generic(dst, q, k []float32, stride int) {
+	for j := range dst {
+		dst[j] = DotF32(q, k[j*stride:j*stride+len(q)])
+	}
+}
+
+func axpyRowsF32Generic(dst, v []float32, stride int, w []float32) {
+	for j, a := range w {
+		Axpy(dst, v[j*stride:j*stride+len(dst)], a)
+	}
+}
+
 // axpyGeneric adds a·x to dst with fused multiply-adds, as the assembly.
 func axpyGeneric(dst, x []float32, a float32) {
 	dst = dst[:len(x)]

@@ -167,6 +167,40 @@ func TestKQuantsAsmMatchGeneric(t *testing.T) {
 	}
 }
 
+// The attention kernels equal one DotF32 or Axpy call per row, bit for
+// bit, for head sizes with and without a tail.
+func TestRowKernels(t *testing.T) {
+	UseAsm(true)
+	r := rand.New(rand.NewPCG(9, 10))
+	for _, d := range []int{8, 32, 64, 100, 128} {
+		for _, rows := range []int{1, 3, 17} {
+			stride := 2*d + 3
+			k, _ := guardedF32(r, rows*stride)
+			q, _ := guardedF32(r, d)
+			got := make([]float32, rows)
+			DotRowsF32(got, q, k, stride)
+			for j := range rows {
+				if want := DotF32(q, k[j*stride:j*stride+d]); got[j] != want {
+					t.Fatalf("DotRowsF32 d=%d row %d: %g, DotF32 %g", d, j, got[j], want)
+				}
+			}
+			w, _ := guardedF32(r, rows)
+			dst, buf := guardedF32(r, d)
+			want := append([]float32(nil), dst...)
+			AxpyRowsF32(dst, k, stride, w)
+			for j := range rows {
+				Axpy(want, k[j*stride:j*stride+d], w[j])
+			}
+			for i := range dst {
+				if dst[i] != want[i] {
+					t.Fatalf("AxpyRowsF32 d=%d rows=%d element %d: %g, Axpy %g", d, rows, i, dst[i], want[i])
+				}
+			}
+			checkGuardsF32(t, buf, d)
+		}
+	}
+}
+
 // randomBlocks makes nb blocks of size random bytes between guard bytes
 // of 0x7e (NaN as half-precision scales), then lets set fix each block's
 // scales.

@@ -24,6 +24,8 @@ func main() {
 	dotQ6K()
 	dotBF16()
 	axpy()
+	dotRows()
+	axpyRows()
 	Generate()
 }
 
@@ -284,6 +286,99 @@ func axpy() {
 	ADDQ(U8(8), i)
 	JMP(LabelRef("axpyloop"))
 	Label("axpydone")
+	VZEROUPPER()
+	RET()
+}
+
+// dotRows is dotF32 of q with many rows of k, stride floats apart (an
+// attention head's query against every cached key), in one call.
+func dotRows() {
+	TEXT("dotRowsF32AVX2", NOSPLIT, "func(dst, q, k []float32, stride int)")
+	Pragma("noescape")
+	Doc("dotRowsF32AVX2 is, for len(q) a multiple of 32,",
+		"",
+		"\tfor j := range dst { dst[j] = dotF32AVX2(q, k[j*stride:]) }")
+	pd := Load(Param("dst").Base(), GP64())
+	rows := Load(Param("dst").Len(), GP64())
+	pq := Load(Param("q").Base(), GP64())
+	n := Load(Param("q").Len(), GP64())
+	pk := Load(Param("k").Base(), GP64())
+	stride := Load(Param("stride"), GP64())
+	SHLQ(U8(2), stride) // in bytes
+	Label("rowsloop")
+	CMPQ(rows, U8(0))
+	JE(LabelRef("rowsdone"))
+	accs := []reg.VecVirtual{YMM(), YMM(), YMM(), YMM()}
+	for _, a := range accs {
+		VXORPS(a, a, a)
+	}
+	i := GP64()
+	XORQ(i, i)
+	Label("rowloop")
+	CMPQ(i, n)
+	JAE(LabelRef("rowdone"))
+	for c, acc := range accs {
+		x := YMM()
+		VMOVUPS(Mem{Base: pq, Index: i, Scale: 4, Disp: 32 * c}, x)
+		VFMADD231PS(Mem{Base: pk, Index: i, Scale: 4, Disp: 32 * c}, x, acc)
+	}
+	ADDQ(U8(32), i)
+	JMP(LabelRef("rowloop"))
+	Label("rowdone")
+	s := reduce4(accs)
+	VMOVSS(s, Mem{Base: pd})
+	ADDQ(U8(4), pd)
+	ADDQ(stride, pk)
+	DECQ(rows)
+	JMP(LabelRef("rowsloop"))
+	Label("rowsdone")
+	VZEROUPPER()
+	RET()
+}
+
+// axpyRows is axpy of many rows of v, stride floats apart, each with its
+// own weight, into dst (an attention head's weighted sum of cached values):
+// dst is kept in registers 8 floats at a time while the rows are added in
+// order, so each element sees the same fused multiply-adds as successive
+// axpy calls.
+func axpyRows() {
+	TEXT("axpyRowsF32AVX2", NOSPLIT, "func(dst, v []float32, stride int, w []float32)")
+	Pragma("noescape")
+	Doc("axpyRowsF32AVX2 is, with fused multiply-adds, over len(dst) &^ 7 elements,",
+		"",
+		"\tfor j := range w { for i := range dst { dst[i] += w[j] * v[j*stride+i] } }")
+	pd := Load(Param("dst").Base(), GP64())
+	n := Load(Param("dst").Len(), GP64())
+	ANDQ(I32(^7), n)
+	pv := Load(Param("v").Base(), GP64())
+	stride := Load(Param("stride"), GP64())
+	SHLQ(U8(2), stride)
+	pw := Load(Param("w").Base(), GP64())
+	rows := Load(Param("w").Len(), GP64())
+	i := GP64()
+	XORQ(i, i)
+	Label("colsloop")
+	CMPQ(i, n)
+	JAE(LabelRef("colsdone"))
+	acc := YMM()
+	VMOVUPS(Mem{Base: pd, Index: i, Scale: 4}, acc)
+	j, row := GP64(), GP64()
+	XORQ(j, j)
+	LEAQ(Mem{Base: pv, Index: i, Scale: 4}, row)
+	Label("wloop")
+	CMPQ(j, rows)
+	JAE(LabelRef("wdone"))
+	a := YMM()
+	VBROADCASTSS(Mem{Base: pw, Index: j, Scale: 4}, a)
+	VFMADD231PS(Mem{Base: row}, a, acc)
+	ADDQ(stride, row)
+	INCQ(j)
+	JMP(LabelRef("wloop"))
+	Label("wdone")
+	VMOVUPS(acc, Mem{Base: pd, Index: i, Scale: 4})
+	ADDQ(U8(8), i)
+	JMP(LabelRef("colsloop"))
+	Label("colsdone")
 	VZEROUPPER()
 	RET()
 }
