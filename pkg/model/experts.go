@@ -45,25 +45,43 @@ type ffnJob struct {
 // applyAll runs several FFNs (the experts of a layer) with two parallel
 // loops in all: every gate and up product, then every down product.
 func applyAll(p *tensor.Pool, ws *workspace, jobs []ffnJob) {
-	var small [16]tensor.Product // enough for the experts of most layers
-	ps := small[:0]
-	if 2*len(jobs) > len(small) {
-		ps = make([]tensor.Product, 0, 2*len(jobs))
-	}
+	ps := ws.prods.take(2 * len(jobs))[:0]
 	for _, j := range jobs {
 		ff := j.f.Gate.Rows
 		g, u := ws.f.take(j.m*ff), ws.f.take(j.m*ff)
 		ps = append(ps, tensor.Product{M: j.f.Gate, Dst: g, X: j.x, N: j.m}, tensor.Product{M: j.f.Up, Dst: u, X: j.x, N: j.m})
 	}
 	tensor.MatMulAll(p, ps)
+	ws.swiglu = swiglu{ps: ps}
+	for i := range jobs {
+		ws.swiglu.n += len(ps[2*i].Dst)
+	}
+	p.Run(ws.swiglu.n, 4096, &ws.swiglu)
+	ws.swiglu = swiglu{}
 	for i, j := range jobs {
-		g, u := ps[2*i].Dst, ps[2*i+1].Dst
-		for c := range g {
-			g[c] = silu(g[c]) * u[c]
-		}
-		ps[i] = tensor.Product{M: j.f.Down, Dst: j.dst, X: g, N: j.m}
+		ps[i] = tensor.Product{M: j.f.Down, Dst: j.dst, X: ps[2*i].Dst, N: j.m}
 	}
 	tensor.MatMulAll(p, ps[:len(jobs)])
+}
+
+// swiglu sets g = silu(g)·u over the gate and up outputs of applyAll's
+// products (gate, up, gate, up, ...), as one parallel loop over all their
+// elements.
+type swiglu struct {
+	ps []tensor.Product
+	n  int
+}
+
+func (s *swiglu) Range(lo, hi int) {
+	start := 0
+	for i := 0; i < len(s.ps) && start < hi; i += 2 {
+		g, u := s.ps[i].Dst, s.ps[i+1].Dst
+		a, b := max(lo, start), min(hi, start+len(g))
+		for c := a; c < b; c++ {
+			g[c-start] = silu(g[c-start]) * u[c-start]
+		}
+		start += len(g)
+	}
 }
 
 func silu(x float32) float32 { return x / (1 + float32(math.Exp(float64(-x)))) }

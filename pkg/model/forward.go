@@ -254,6 +254,7 @@ func (m *Model) begin(ctx context.Context, ws *workspace, l int, x []float32, ro
 	addBias(q, ly.QBias)
 	addBias(k, ly.KBias)
 	addBias(v, ly.VBias)
+	cs := ws.f.take(h.RopeDims)
 	for i, r := range rows {
 		qi, ki := q[i*qd:(i+1)*qd], k[i*kd:(i+1)*kd]
 		switch m.Arch.QKNorm {
@@ -268,8 +269,9 @@ func (m *Model) begin(ctx context.Context, ws *workspace, l int, x []float32, ro
 				rmsNorm(ki[hd:hd+h.HeadDim], ki[hd:hd+h.HeadDim], ly.KNorm, h.RMSEps)
 			}
 		}
-		m.rope(qi, r.pos)
-		m.rope(ki, r.pos)
+		m.ropeTable(cs, r.pos)
+		m.rope(qi, cs)
+		m.rope(ki, cs)
 	}
 	// Append keys and values to the caches, then attend causally.
 	for i, r := range rows {
@@ -441,17 +443,27 @@ func (a *attention) Range(lo, hi int) {
 	}
 }
 
-// rope rotates every head of x (heads × head size) for position pos, as
-// ggml does: theta_i = pos·base^(-2i/d), accumulated in float32.
-func (m *Model) rope(x []float32, pos int) {
+// ropeTable writes the cosine and sine of every rotated pair's angle at
+// pos into cs (RopeDims values), as ggml computes them: theta_i =
+// pos·base^(-2i/d), accumulated in float32.
+func (m *Model) ropeTable(cs []float32, pos int) {
+	d := m.RopeDims
+	thetaScale := float32(math.Pow(float64(m.RopeBase), -2/float64(d)))
+	theta := float32(pos)
+	for i := 0; i < d/2; i++ {
+		cs[2*i], cs[2*i+1] = float32(math.Cos(float64(theta))), float32(math.Sin(float64(theta)))
+		theta *= thetaScale
+	}
+}
+
+// rope rotates every head of x (heads × head size) by the angles of cs.
+func (m *Model) rope(x, cs []float32) {
 	h := m.Hyper
 	d := h.RopeDims
-	thetaScale := float32(math.Pow(float64(h.RopeBase), -2/float64(d)))
 	for hd := 0; hd < len(x); hd += h.HeadDim {
 		xh := x[hd : hd+h.HeadDim]
-		theta := float32(pos)
 		for i := 0; i < d/2; i++ {
-			c, s := float32(math.Cos(float64(theta))), float32(math.Sin(float64(theta)))
+			c, s := cs[2*i], cs[2*i+1]
 			a, b := 2*i, 2*i+1
 			if m.Arch.RopeNeoX {
 				a, b = i, i+d/2
@@ -459,7 +471,6 @@ func (m *Model) rope(x []float32, pos int) {
 			x0, x1 := xh[a], xh[b]
 			xh[a] = x0*c - x1*s
 			xh[b] = x0*s + x1*c
-			theta *= thetaScale
 		}
 	}
 }

@@ -1,6 +1,10 @@
 package model
 
-import "sync"
+import (
+	"sync"
+
+	"github.com/switchyard-llm/switchyard/pkg/tensor"
+)
 
 // arena hands out slices of one reusable buffer. A pass takes what
 // it needs; reset, at the start of the next pass, makes the buffer as large
@@ -39,11 +43,13 @@ func (a *arena[T]) zeros(n int) []T {
 // workspace is the scratch memory of one forward pass (or one expert
 // application), pooled so that passes reuse it.
 type workspace struct {
-	f    arena[float32]
-	i    arena[int32]
-	rows arena[rowRef]
-	jobs arena[ffnJob]
-	attn attention
+	f      arena[float32]
+	i      arena[int32]
+	rows   arena[rowRef]
+	jobs   arena[ffnJob]
+	prods  arena[tensor.Product]
+	attn   attention
+	swiglu swiglu
 }
 
 type workspaces struct{ pool sync.Pool }
@@ -59,11 +65,13 @@ func (w *workspaces) get() *workspace {
 	ws.i.reset()
 	ws.rows.reset()
 	ws.jobs.reset()
+	ws.prods.reset()
 	return ws
 }
 
 func (w *workspaces) put(ws *workspace) {
 	clear(ws.jobs.buf) // drop references to weights and buffers
+	clear(ws.prods.buf)
 	ws.attn = attention{}
 	w.pool.Put(ws)
 }
