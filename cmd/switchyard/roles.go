@@ -16,6 +16,7 @@ import (
 	"github.com/switchyard-llm/switchyard/internal/tlsconfig"
 	"github.com/switchyard-llm/switchyard/internal/up"
 	"github.com/switchyard-llm/switchyard/pkg/chat"
+	"github.com/switchyard-llm/switchyard/pkg/tensor"
 	pb "github.com/switchyard-llm/switchyard/proto/switchyard/v1"
 	"github.com/switchyard-llm/switchyard/router"
 )
@@ -97,10 +98,12 @@ func runExpertNode(ctx context.Context, args []string) error {
 	fs.StringVar(&c.HealthListen, "health-listen", "", "plaintext gRPC health port for probes (default: none)")
 	fs.DurationVar(&c.DrainTimeout, "drain-timeout", time.Minute, "on SIGTERM, how long to wait for units to move away")
 	fs.DurationVar(&c.RegisterTimeout, "register-timeout", 15*time.Second, "how long to try the first registration in etcd")
+	sharedCores := fs.Bool("shared-cores", false, "this process shares its CPU cores with other busy switchyard processes (as up --processes runs them): compute threads poll briefly for work and sleep while waiting on the network")
 	loadTLS := tlsFlags(fs, true)
 	if _, err := parse(fs, args); err != nil {
 		return err
 	}
+	tensor.Default().ShareCores(*sharedCores)
 	var err error
 	if c.TLS, c.GossipKey, err = loadTLS(); err != nil {
 		return err
@@ -129,10 +132,12 @@ func runCoordinator(ctx context.Context, args []string) error {
 	fs.BoolVar(&c.MetricsPerExpert, "metrics-per-expert", false, "export per-(layer, expert) series")
 	act := fs.String("activations", "f32", "activation encoding on the wire: f32, f16 or bf16")
 	tmpl := fs.String("chat-template", "", `chat template for a model file without one: "plain" or a Jinja file`)
+	sharedCores := fs.Bool("shared-cores", false, "this process shares its CPU cores with other busy switchyard processes (as up --processes runs them): compute threads poll briefly for work and sleep while waiting on the network")
 	loadTLS := tlsFlags(fs, true)
 	if _, err := parse(fs, args); err != nil {
 		return err
 	}
+	tensor.Default().ShareCores(*sharedCores)
 	var err error
 	if c.TLS, c.GossipKey, err = loadTLS(); err != nil {
 		return err

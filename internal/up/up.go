@@ -177,7 +177,7 @@ func Start(ctx context.Context, cfg Config) (*Cluster, error) {
 		id := fmt.Sprintf("node-%d", i+1)
 		if cfg.Processes {
 			p, err := newProc(cfg.Binary, id, cfg.LogOutput, append([]string{"expert-node", "--etcd", etcd.Endpoint, "--listen", net.JoinHostPort(cfg.Host, "0"),
-				"--model", cfg.ModelPath, "--node-id", id, "--drain-timeout", "30s"}, tlsArgs...))
+				"--model", cfg.ModelPath, "--node-id", id, "--drain-timeout", "30s", "--shared-cores"}, tlsArgs...))
 			if err == nil {
 				err = p.start()
 			}
@@ -202,7 +202,7 @@ func Start(ctx context.Context, cfg Config) (*Cluster, error) {
 		id := fmt.Sprintf("coordinator-%d", i+1)
 		if cfg.Processes {
 			args := []string{"coordinator", "--etcd", etcd.Endpoint, "--listen", net.JoinHostPort(cfg.Host, "0"), "--model", cfg.ModelPath,
-				"--id", id, "--min-nodes", fmt.Sprint(cfg.ExpertNodes), "--replicas", fmt.Sprint(max(1, cfg.Replicas))}
+				"--id", id, "--min-nodes", fmt.Sprint(cfg.ExpertNodes), "--replicas", fmt.Sprint(max(1, cfg.Replicas)), "--shared-cores"}
 			if fallback != nil {
 				args = append(args, "--chat-template", "plain")
 			}

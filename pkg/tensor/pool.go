@@ -11,21 +11,28 @@ import (
 // as the pool. The zero Pool is not usable; use NewPool or Default.
 //
 // A decode step is dozens of short loops back to back, and waking a parked
-// thread costs tens of microseconds, about what a loop over a 1 MiB matrix
-// takes. So an idle worker keeps polling for the next loop, and a caller
-// for its workers to finish, for up to spin before parking; it yields the
-// processor between polls, so other goroutines still run.
+// thread costs tens to hundreds of microseconds (more on virtual machines),
+// as much as a loop over a 1 MiB matrix takes. So an idle worker keeps
+// polling for the next loop, and a caller for its workers to finish, before
+// parking; it yields the processor between polls, so other goroutines
+// still run. How long suits how the process uses the machine: see
+// ShareCores.
 type Pool struct {
 	workers int
 	tasks   chan task
 	close   sync.Once
-	joins   sync.Pool // *join
+	joins   sync.Pool    // *join
+	poll    atomic.Int64 // how long an idle worker polls, in nanoseconds
+	shared  atomic.Bool  // see ShareCores
 	resting atomic.Bool
 }
 
 const (
-	// spin is how long a worker or caller polls before parking.
-	spin = 50 * time.Microsecond
+	// pollDedicated and pollShared are how long idle workers poll for
+	// the next loop when the process has the cores to itself and when it
+	// shares them with other busy processes.
+	pollDedicated = time.Millisecond
+	pollShared    = 50 * time.Microsecond
 	// chunksPerWorker is how many chunks a loop is cut into per
 	// participant, so that the chunks balance unequal cores.
 	chunksPerWorker = 4
@@ -65,6 +72,7 @@ func NewPool(n int) *Pool {
 	}
 	p := &Pool{workers: n, tasks: make(chan task, n)}
 	p.joins.New = func() any { return new(join) }
+	p.poll.Store(int64(pollDedicated))
 	for range n - 1 {
 		go p.work()
 	}
@@ -83,10 +91,10 @@ func (p *Pool) work() {
 	}
 }
 
-// next polls for a task for up to spin, then waits for one; ok is false
+// next polls for a task for the pool's poll time, then waits for one; ok is false
 // once the pool is closed.
 func (p *Pool) next() (t task, ok bool) {
-	deadline := time.Now().Add(spin)
+	deadline := time.Now().Add(time.Duration(p.poll.Load()))
 	for {
 		select {
 		case t, ok = <-p.tasks:
@@ -113,15 +121,36 @@ func Default() *Pool {
 	return defaultPool
 }
 
-// Rest tells idle workers to park now instead of polling for the next
-// loop: the caller is about to wait on something else (the network), and
-// polling would only take the processor from whatever it waits for. The
-// next For ends the rest.
+// ShareCores tunes the pool for how the process uses the machine. By
+// default it has the cores to itself (the roles of a cluster in one
+// process, or one role per machine): idle workers poll for a millisecond,
+// through the gaps of a step and the network round trips to expert nodes.
+// A process that shares the cores with other busy processes (up
+// --processes on one machine) would take them from the processes it waits
+// for: with shared set, workers poll only 50 µs and Rest parks them.
+func (p *Pool) ShareCores(shared bool) {
+	if p == nil {
+		p = Default()
+	}
+	p.shared.Store(shared)
+	if shared {
+		p.poll.Store(int64(pollShared))
+	} else {
+		p.poll.Store(int64(pollDedicated))
+	}
+}
+
+// Rest, in a pool that shares the cores (ShareCores), tells idle workers
+// to park now instead of polling for the next loop: the caller is about to
+// wait on another process, which needs the processor. The next loop ends
+// the rest. In a pool with the cores to itself it does nothing.
 func (p *Pool) Rest() {
 	if p == nil {
 		p = Default()
 	}
-	p.resting.Store(true)
+	if p.shared.Load() {
+		p.resting.Store(true)
+	}
 }
 
 // Workers is the number of goroutines a loop is split over.
@@ -180,7 +209,7 @@ func (p *Pool) Run(n, grain int, body Loop) {
 	}
 	j.run()
 	if j.left.Load() > 0 {
-		deadline := time.Now().Add(spin)
+		deadline := time.Now().Add(time.Duration(p.poll.Load()))
 		for j.left.Load() > 0 && time.Now().Before(deadline) {
 			runtime.Gosched()
 		}
