@@ -49,22 +49,27 @@ type kernel struct {
 	act DType
 	dot func(w, a []byte, n int) float32
 	// dotN, where there is one, is dot with rows (2 to 4) activation rows
-	// spaced by stride bytes, bit-identical to separate dot calls.
-	dotN func(w, a []byte, stride, n, rows int) [4]float32
+	// spaced by stride bytes, bit-identical to separate dot calls; ad are
+	// the rows' block scales widened by scales.
+	dotN   func(w, a []byte, stride, n, rows int, ad []float32) [4]float32
+	scales func(dst []float32, a []byte, stride, n, rows int) []float32
 }
 
 var kernelTable = map[DType]kernel{
-	F32:  {F32, func(w, a []byte, n int) float32 { return k.DotF32(asF32(w), asF32(a)) }, nil},
-	F16:  {F16, func(w, a []byte, n int) float32 { return k.DotF16(asU16(w), asU16(a)) }, nil},
-	BF16: {BF16, func(w, a []byte, n int) float32 { return k.DotBF16(asU16(w), asU16(a)) }, nil},
+	F32:  {F32, func(w, a []byte, n int) float32 { return k.DotF32(asF32(w), asF32(a)) }, nil, nil},
+	F16:  {F16, func(w, a []byte, n int) float32 { return k.DotF16(asU16(w), asU16(a)) }, nil, nil},
+	BF16: {BF16, func(w, a []byte, n int) float32 { return k.DotBF16(asU16(w), asU16(a)) }, nil, nil},
 	Q8_0: {Q8_0, func(w, a []byte, n int) float32 { return k.DotQ8_0(w, a, n/QK) },
-		func(w, a []byte, stride, n, rows int) (o [4]float32) {
-			k.DotQ8_0xN(w, a, stride, n/QK, rows, &o)
+		func(w, a []byte, stride, n, rows int, ad []float32) (o [4]float32) {
+			k.DotQ8_0xN(w, a, stride, n/QK, rows, ad, &o)
 			return o
+		},
+		func(dst []float32, a []byte, stride, n, rows int) []float32 {
+			return k.Q8_0Scales(dst, a, stride, n/QK, rows)
 		}},
-	Q4_0: {Q8_0, func(w, a []byte, n int) float32 { return k.DotQ4_0(w, a, n/QK) }, nil},
-	Q4_K: {Q8_K, func(w, a []byte, n int) float32 { return k.DotQ4_K(w, a, n/QKK) }, nil},
-	Q6_K: {Q8_K, func(w, a []byte, n int) float32 { return k.DotQ6_K(w, a, n/QKK) }, nil},
+	Q4_0: {Q8_0, func(w, a []byte, n int) float32 { return k.DotQ4_0(w, a, n/QK) }, nil, nil},
+	Q4_K: {Q8_K, func(w, a []byte, n int) float32 { return k.DotQ4_K(w, a, n/QKK) }, nil, nil},
+	Q6_K: {Q8_K, func(w, a []byte, n int) float32 { return k.DotQ6_K(w, a, n/QKK) }, nil, nil},
 }
 
 // ActivationType is the type activations are converted to before they are
@@ -139,6 +144,19 @@ func MatMulAll(p *Pool, ps []Product) {
 			pp.act = a
 		}
 	}
+	m.ad = m.ad[:0]
+	for i := range m.ps {
+		if pr, pp := &m.ps[i], &m.prep[i]; pp.kn.scales != nil && pr.N > 1 {
+			pp.adOff = len(m.ad)
+			m.ad = pp.kn.scales(m.ad, pp.act, pp.arb, pr.M.Cols, pr.N)
+			pp.adEnd = len(m.ad)
+		}
+	}
+	for i := range m.prep {
+		if pp := &m.prep[i]; pp.adEnd > 0 {
+			pp.ad = m.ad[pp.adOff:pp.adEnd]
+		}
+	}
 	// Chunks of at least ~64 KiB of weights, so that small products are
 	// not split into tasks smaller than their scheduling cost.
 	grain := max(1, total*(64<<10)/max(bytes, 1))
@@ -153,16 +171,20 @@ func MatMulAll(p *Pool, ps []Product) {
 type matmul struct {
 	ps   []Product
 	prep []prepared
-	act  []byte // converted activations of every product
+	act  []byte    // converted activations of every product
+	ad   []float32 // their block scales, for kernel.dotN
 }
 
 type prepared struct {
 	kn       kernel
 	act      []byte
-	arb, wrb int // activation and weight row bytes
-	start    int // first global row
-	same     int // index of an earlier product with the same activations, or -1
-	off      int // offset of the converted activations in matmul.act, or -1
+	arb, wrb int       // activation and weight row bytes
+	start    int       // first global row
+	same     int       // index of an earlier product with the same activations, or -1
+	off      int       // offset of the converted activations in matmul.act, or -1
+	ad       []float32 // the activations' block scales for kernel.dotN,
+	adOff    int       // at m.ad[adOff:adEnd]
+	adEnd    int
 }
 
 var matmuls = sync.Pool{New: func() any { return new(matmul) }}
@@ -176,10 +198,11 @@ func (m *matmul) Range(lo, hi int) {
 			r := g - pp.start
 			w := pr.M.Data[r*pp.wrb : (r+1)*pp.wrb]
 			t := 0
-			if pp.kn.dotN != nil {
+			if pp.ad != nil {
+				nb := len(pp.ad) / pr.N
 				for t+1 < pr.N {
 					rows := min(4, pr.N-t)
-					o := pp.kn.dotN(w, pp.act[t*pp.arb:(t+rows)*pp.arb], pp.arb, pr.M.Cols, rows)
+					o := pp.kn.dotN(w, pp.act[t*pp.arb:(t+rows)*pp.arb], pp.arb, pr.M.Cols, rows, pp.ad[t*nb:(t+rows)*nb])
 					for c, v := range o[:rows] {
 						pr.Dst[(t+c)*pr.M.Rows+r] = v
 					}

@@ -58,23 +58,24 @@ func DotQ8_0(w, x []byte, nb int) float32 {
 
 // DotQ8_0xN computes DotQ8_0 of one weight row w with rows (2 to 4)
 // activation rows x[c*stride:] into out[:rows], bit-identical to separate
-// DotQ8_0 calls but loading each weight block once.
-func DotQ8_0xN(w, x []byte, stride, nb, rows int, out *[4]float32) {
+// DotQ8_0 calls but loading each weight block once. xd holds the rows'
+// block scales as float32 (Q8_0Scales), nb per row.
+func DotQ8_0xN(w, x []byte, stride, nb, rows int, xd []float32, out *[4]float32) {
 	if !useAsm {
 		dotQ8_0xNGeneric(w, x, stride, nb, rows, out)
 		return
 	}
-	_, _ = w[:nb*34], x[:(rows-1)*stride+nb*34] // bounds: the assembly does not check
+	_, _, _ = w[:nb*34], x[:(rows-1)*stride+nb*34], xd[:rows*nb] // bounds: the assembly does not check
 	if stride < nb*34 {
 		panic("kernels: DotQ8_0xN rows overlap")
 	}
 	switch rows {
 	case 2:
-		dotQ8_0x2AVX2(w, x, stride, nb, out)
+		dotQ8_0x2AVX2(w, x, stride, nb, xd, out)
 	case 3:
-		dotQ8_0x3AVX2(w, x, stride, nb, out)
+		dotQ8_0x3AVX2(w, x, stride, nb, xd, out)
 	case 4:
-		dotQ8_0x4AVX2(w, x, stride, nb, out)
+		dotQ8_0x4AVX2(w, x, stride, nb, xd, out)
 	default:
 		panic("kernels: DotQ8_0xN takes 2 to 4 rows")
 	}

@@ -131,14 +131,18 @@ q8done:
 	MOVSS        X0, ret+56(FP)
 	RET
 
-// func dotQ8_0x2AVX2(w []byte, x []byte, stride int, nb int, out *[4]float32)
+// func dotQ8_0x2AVX2(w []byte, x []byte, stride int, nb int, xd []float32, out *[4]float32)
 // Requires: AVX, AVX2, F16C, FMA3
-TEXT ·dotQ8_0x2AVX2(SB), NOSPLIT, $0-72
+TEXT ·dotQ8_0x2AVX2(SB), NOSPLIT, $0-96
 	MOVQ     w_base+0(FP), AX
 	MOVQ     x_base+24(FP), CX
 	MOVQ     stride+48(FP), DX
 	MOVQ     nb+56(FP), BX
-	LEAQ     (CX)(DX*2), SI
+	MOVQ     xd_base+64(FP), SI
+	LEAQ     (CX)(DX*2), DI
+	LEAQ     (BX)(BX*1), R8
+	SHLQ     $0x01, R8
+	LEAQ     (SI)(R8*2), R9
 	VXORPS   Y0, Y0, Y0
 	VXORPS   Y1, Y1, Y1
 	VPCMPEQW Y2, Y2, Y2
@@ -147,41 +151,38 @@ TEXT ·dotQ8_0x2AVX2(SB), NOSPLIT, $0-72
 dotQ8_0x2AVX2loop:
 	CMPQ         BX, $0x00
 	JE           dotQ8_0x2AVX2done
-	MOVWLZX      (AX), DI
-	VMOVD        DI, X3
+	MOVWLZX      (AX), R10
+	VMOVD        R10, X3
 	VCVTPH2PS    X3, X3
+	VBROADCASTSS X3, Y3
 	VMOVDQU      2(AX), Y4
 	VPSIGNB      Y4, Y4, Y5
-	MOVWLZX      (CX), DI
-	VMOVD        DI, X6
-	VCVTPH2PS    X6, X6
-	VMULSS       X6, X3, X6
-	VBROADCASTSS X6, Y6
+	VBROADCASTSS (SI), Y6
+	VMULPS       Y6, Y3, Y6
 	VMOVDQU      2(CX), Y7
 	VPSIGNB      Y4, Y7, Y7
 	VPMADDUBSW   Y7, Y5, Y7
 	VPMADDWD     Y2, Y7, Y7
 	VCVTDQ2PS    Y7, Y7
 	VFMADD231PS  Y7, Y6, Y0
-	MOVWLZX      (CX)(DX*1), DI
-	VMOVD        DI, X6
-	VCVTPH2PS    X6, X6
-	VMULSS       X6, X3, X6
-	VBROADCASTSS X6, Y3
-	VMOVDQU      2(CX)(DX*1), Y6
-	VPSIGNB      Y4, Y6, Y6
-	VPMADDUBSW   Y6, Y5, Y6
-	VPMADDWD     Y2, Y6, Y6
-	VCVTDQ2PS    Y6, Y6
-	VFMADD231PS  Y6, Y3, Y1
+	VBROADCASTSS (SI)(R8*1), Y6
+	VMULPS       Y6, Y3, Y6
+	VMOVDQU      2(CX)(DX*1), Y3
+	VPSIGNB      Y4, Y3, Y3
+	VPMADDUBSW   Y3, Y5, Y3
+	VPMADDWD     Y2, Y3, Y3
+	VCVTDQ2PS    Y3, Y3
+	VFMADD231PS  Y3, Y6, Y1
 	ADDQ         $0x22, AX
 	ADDQ         $0x22, CX
-	ADDQ         $0x22, SI
+	ADDQ         $0x22, DI
+	ADDQ         $0x04, SI
+	ADDQ         $0x04, R9
 	DECQ         BX
 	JMP          dotQ8_0x2AVX2loop
 
 dotQ8_0x2AVX2done:
-	MOVQ         out+64(FP), AX
+	MOVQ         out+88(FP), AX
 	VEXTRACTF128 $0x01, Y0, X2
 	VADDPS       X2, X0, X0
 	VMOVHLPS     X0, X0, X2
@@ -199,14 +200,18 @@ dotQ8_0x2AVX2done:
 	VZEROUPPER
 	RET
 
-// func dotQ8_0x3AVX2(w []byte, x []byte, stride int, nb int, out *[4]float32)
+// func dotQ8_0x3AVX2(w []byte, x []byte, stride int, nb int, xd []float32, out *[4]float32)
 // Requires: AVX, AVX2, F16C, FMA3
-TEXT ·dotQ8_0x3AVX2(SB), NOSPLIT, $0-72
+TEXT ·dotQ8_0x3AVX2(SB), NOSPLIT, $0-96
 	MOVQ     w_base+0(FP), AX
 	MOVQ     x_base+24(FP), CX
 	MOVQ     stride+48(FP), DX
 	MOVQ     nb+56(FP), BX
-	LEAQ     (CX)(DX*2), SI
+	MOVQ     xd_base+64(FP), SI
+	LEAQ     (CX)(DX*2), DI
+	LEAQ     (BX)(BX*1), R8
+	SHLQ     $0x01, R8
+	LEAQ     (SI)(R8*2), R9
 	VXORPS   Y0, Y0, Y0
 	VXORPS   Y1, Y1, Y1
 	VXORPS   Y2, Y2, Y2
@@ -216,52 +221,46 @@ TEXT ·dotQ8_0x3AVX2(SB), NOSPLIT, $0-72
 dotQ8_0x3AVX2loop:
 	CMPQ         BX, $0x00
 	JE           dotQ8_0x3AVX2done
-	MOVWLZX      (AX), DI
-	VMOVD        DI, X4
+	MOVWLZX      (AX), R10
+	VMOVD        R10, X4
 	VCVTPH2PS    X4, X4
+	VBROADCASTSS X4, Y4
 	VMOVDQU      2(AX), Y5
 	VPSIGNB      Y5, Y5, Y6
-	MOVWLZX      (CX), DI
-	VMOVD        DI, X7
-	VCVTPH2PS    X7, X7
-	VMULSS       X7, X4, X7
-	VBROADCASTSS X7, Y7
+	VBROADCASTSS (SI), Y7
+	VMULPS       Y7, Y4, Y7
 	VMOVDQU      2(CX), Y8
 	VPSIGNB      Y5, Y8, Y8
 	VPMADDUBSW   Y8, Y6, Y8
 	VPMADDWD     Y3, Y8, Y8
 	VCVTDQ2PS    Y8, Y8
 	VFMADD231PS  Y8, Y7, Y0
-	MOVWLZX      (CX)(DX*1), DI
-	VMOVD        DI, X7
-	VCVTPH2PS    X7, X7
-	VMULSS       X7, X4, X7
-	VBROADCASTSS X7, Y7
+	VBROADCASTSS (SI)(R8*1), Y7
+	VMULPS       Y7, Y4, Y7
 	VMOVDQU      2(CX)(DX*1), Y8
 	VPSIGNB      Y5, Y8, Y8
 	VPMADDUBSW   Y8, Y6, Y8
 	VPMADDWD     Y3, Y8, Y8
 	VCVTDQ2PS    Y8, Y8
 	VFMADD231PS  Y8, Y7, Y1
-	MOVWLZX      (SI), DI
-	VMOVD        DI, X7
-	VCVTPH2PS    X7, X7
-	VMULSS       X7, X4, X7
-	VBROADCASTSS X7, Y4
-	VMOVDQU      2(SI), Y7
-	VPSIGNB      Y5, Y7, Y7
-	VPMADDUBSW   Y7, Y6, Y7
-	VPMADDWD     Y3, Y7, Y7
-	VCVTDQ2PS    Y7, Y7
-	VFMADD231PS  Y7, Y4, Y2
+	VBROADCASTSS (R9), Y7
+	VMULPS       Y7, Y4, Y7
+	VMOVDQU      2(DI), Y4
+	VPSIGNB      Y5, Y4, Y4
+	VPMADDUBSW   Y4, Y6, Y4
+	VPMADDWD     Y3, Y4, Y4
+	VCVTDQ2PS    Y4, Y4
+	VFMADD231PS  Y4, Y7, Y2
 	ADDQ         $0x22, AX
 	ADDQ         $0x22, CX
-	ADDQ         $0x22, SI
+	ADDQ         $0x22, DI
+	ADDQ         $0x04, SI
+	ADDQ         $0x04, R9
 	DECQ         BX
 	JMP          dotQ8_0x3AVX2loop
 
 dotQ8_0x3AVX2done:
-	MOVQ         out+64(FP), AX
+	MOVQ         out+88(FP), AX
 	VEXTRACTF128 $0x01, Y0, X3
 	VADDPS       X3, X0, X0
 	VMOVHLPS     X0, X0, X3
@@ -286,14 +285,18 @@ dotQ8_0x3AVX2done:
 	VZEROUPPER
 	RET
 
-// func dotQ8_0x4AVX2(w []byte, x []byte, stride int, nb int, out *[4]float32)
+// func dotQ8_0x4AVX2(w []byte, x []byte, stride int, nb int, xd []float32, out *[4]float32)
 // Requires: AVX, AVX2, F16C, FMA3
-TEXT ·dotQ8_0x4AVX2(SB), NOSPLIT, $0-72
+TEXT ·dotQ8_0x4AVX2(SB), NOSPLIT, $0-96
 	MOVQ     w_base+0(FP), AX
 	MOVQ     x_base+24(FP), CX
 	MOVQ     stride+48(FP), DX
 	MOVQ     nb+56(FP), BX
-	LEAQ     (CX)(DX*2), SI
+	MOVQ     xd_base+64(FP), SI
+	LEAQ     (CX)(DX*2), DI
+	LEAQ     (BX)(BX*1), R8
+	SHLQ     $0x01, R8
+	LEAQ     (SI)(R8*2), R9
 	VXORPS   Y0, Y0, Y0
 	VXORPS   Y1, Y1, Y1
 	VXORPS   Y2, Y2, Y2
@@ -304,63 +307,54 @@ TEXT ·dotQ8_0x4AVX2(SB), NOSPLIT, $0-72
 dotQ8_0x4AVX2loop:
 	CMPQ         BX, $0x00
 	JE           dotQ8_0x4AVX2done
-	MOVWLZX      (AX), DI
-	VMOVD        DI, X5
+	MOVWLZX      (AX), R10
+	VMOVD        R10, X5
 	VCVTPH2PS    X5, X5
+	VBROADCASTSS X5, Y5
 	VMOVDQU      2(AX), Y6
 	VPSIGNB      Y6, Y6, Y7
-	MOVWLZX      (CX), DI
-	VMOVD        DI, X8
-	VCVTPH2PS    X8, X8
-	VMULSS       X8, X5, X8
-	VBROADCASTSS X8, Y8
+	VBROADCASTSS (SI), Y8
+	VMULPS       Y8, Y5, Y8
 	VMOVDQU      2(CX), Y9
 	VPSIGNB      Y6, Y9, Y9
 	VPMADDUBSW   Y9, Y7, Y9
 	VPMADDWD     Y4, Y9, Y9
 	VCVTDQ2PS    Y9, Y9
 	VFMADD231PS  Y9, Y8, Y0
-	MOVWLZX      (CX)(DX*1), DI
-	VMOVD        DI, X8
-	VCVTPH2PS    X8, X8
-	VMULSS       X8, X5, X8
-	VBROADCASTSS X8, Y8
+	VBROADCASTSS (SI)(R8*1), Y8
+	VMULPS       Y8, Y5, Y8
 	VMOVDQU      2(CX)(DX*1), Y9
 	VPSIGNB      Y6, Y9, Y9
 	VPMADDUBSW   Y9, Y7, Y9
 	VPMADDWD     Y4, Y9, Y9
 	VCVTDQ2PS    Y9, Y9
 	VFMADD231PS  Y9, Y8, Y1
-	MOVWLZX      (SI), DI
-	VMOVD        DI, X8
-	VCVTPH2PS    X8, X8
-	VMULSS       X8, X5, X8
-	VBROADCASTSS X8, Y8
-	VMOVDQU      2(SI), Y9
+	VBROADCASTSS (R9), Y8
+	VMULPS       Y8, Y5, Y8
+	VMOVDQU      2(DI), Y9
 	VPSIGNB      Y6, Y9, Y9
 	VPMADDUBSW   Y9, Y7, Y9
 	VPMADDWD     Y4, Y9, Y9
 	VCVTDQ2PS    Y9, Y9
 	VFMADD231PS  Y9, Y8, Y2
-	MOVWLZX      (SI)(DX*1), DI
-	VMOVD        DI, X8
-	VCVTPH2PS    X8, X8
-	VMULSS       X8, X5, X8
-	VBROADCASTSS X8, Y5
-	VMOVDQU      2(SI)(DX*1), Y8
-	VPSIGNB      Y6, Y8, Y8
-	VPMADDUBSW   Y8, Y7, Y8
-	VPMADDWD     Y4, Y8, Y8
-	VCVTDQ2PS    Y8, Y8
-	VFMADD231PS  Y8, Y5, Y3
+	VBROADCASTSS (R9)(R8*1), Y8
+	VMULPS       Y8, Y5, Y8
+	VMOVDQU      2(DI)(DX*1), Y5
+	VPSIGNB      Y6, Y5, Y5
+	VPMADDUBSW   Y5, Y7, Y5
+	VPMADDWD     Y4, Y5, Y5
+	VCVTDQ2PS    Y5, Y5
+	VFMADD231PS  Y5, Y8, Y3
 	ADDQ         $0x22, AX
 	ADDQ         $0x22, CX
-	ADDQ         $0x22, SI
+	ADDQ         $0x22, DI
+	ADDQ         $0x04, SI
+	ADDQ         $0x04, R9
 	DECQ         BX
 	JMP          dotQ8_0x4AVX2loop
 
 dotQ8_0x4AVX2done:
-	MOVQ         out+64(FP), AX
+	MOVQ         out+88(FP), AX
 	VEXTRACTF128 $0x01, Y0, X4
 	VADDPS       X4, X0, X0
 	VMOVHLPS     X0, X0, X4

@@ -31,22 +31,28 @@ func dotQ8_0AVX2(w []byte, x []byte, nb int) float32
 //
 //	out[c] = dotQ8_0AVX2(w, x[c*stride:], nb)
 //
+// with xd[c*nb+b] the scale of block b of row c as float32.
+//
 //go:noescape
-func dotQ8_0x2AVX2(w []byte, x []byte, stride int, nb int, out *[4]float32)
+func dotQ8_0x2AVX2(w []byte, x []byte, stride int, nb int, xd []float32, out *[4]float32)
 
 // dotQ8_0x3AVX2 is, for c := 0; c < 3; c++,
 //
 //	out[c] = dotQ8_0AVX2(w, x[c*stride:], nb)
 //
+// with xd[c*nb+b] the scale of block b of row c as float32.
+//
 //go:noescape
-func dotQ8_0x3AVX2(w []byte, x []byte, stride int, nb int, out *[4]float32)
+func dotQ8_0x3AVX2(w []byte, x []byte, stride int, nb int, xd []float32, out *[4]float32)
 
 // dotQ8_0x4AVX2 is, for c := 0; c < 4; c++,
 //
 //	out[c] = dotQ8_0AVX2(w, x[c*stride:], nb)
 //
+// with xd[c*nb+b] the scale of block b of row c as float32.
+//
 //go:noescape
-func dotQ8_0x4AVX2(w []byte, x []byte, stride int, nb int, out *[4]float32)
+func dotQ8_0x4AVX2(w []byte, x []byte, stride int, nb int, xd []float32, out *[4]float32)
 
 // dotQ4_0AVX2 is, for nb Q4_0 blocks of w (18 bytes) and Q8_0 blocks of x,
 //

@@ -140,6 +140,17 @@ func dotQ8_0Generic(w, x []byte, nb int) float32 {
 	return hsum8(acc)
 }
 
+// Q8_0Scales appends the block scales of n rows of nb Q8_0 blocks each,
+// stride bytes apart, as float32: what DotQ8_0xN takes as xd.
+func Q8_0Scales(dst []float32, x []byte, stride, nb, n int) []float32 {
+	for c := range n {
+		for b := range nb {
+			dst = append(dst, f16[binary.LittleEndian.Uint16(x[c*stride+b*34:])])
+		}
+	}
+	return dst
+}
+
 // dotQ8_0xNGeneric is dotQ8_0Generic for each of rows activation rows.
 func dotQ8_0xNGeneric(w, x []byte, stride, nb, rows int, out *[4]float32) {
 	for c := range out[:rows] {

@@ -122,7 +122,8 @@ func TestAsmMatchesGeneric(t *testing.T) {
 		}
 		for rows := 2; rows <= 4; rows++ {
 			var got, want [4]float32
-			DotQ8_0xN(w[guard:guard+nb*34], xs[guard:guard+(rows-1)*stride+nb*34], stride, nb, rows, &got)
+			xd := Q8_0Scales(nil, xs[guard:], stride, nb, rows)
+			DotQ8_0xN(w[guard:guard+nb*34], xs[guard:guard+(rows-1)*stride+nb*34], stride, nb, rows, xd, &got)
 			dotQ8_0xNGeneric(w[guard:guard+nb*34], xs[guard:], stride, nb, rows, &want)
 			for c := range 4 {
 				if c >= rows {

@@ -191,23 +191,33 @@ func dotQ8() {
 
 // dotQ8xN is dotQ8 of one weight row with rows (2 to 4) activation rows
 // at once (a batch of tokens): each weight block is loaded and its
-// magnitudes taken once for all, and each sum is built with exactly the
-// operations of dotQ8, so the results are bit-identical to separate calls.
+// magnitudes taken once for all, the activation scales come already
+// widened to float32 (xd, nb per row), and each sum is built with exactly
+// the operations of dotQ8, so the results are bit-identical to separate
+// calls.
 func dotQ8xN(rows int) {
 	name := fmt.Sprintf("dotQ8_0x%dAVX2", rows)
-	TEXT(name, NOSPLIT, "func(w, x []byte, stride, nb int, out *[4]float32)")
+	TEXT(name, NOSPLIT, "func(w, x []byte, stride, nb int, xd []float32, out *[4]float32)")
 	Pragma("noescape")
 	Doc(fmt.Sprintf("%s is, for c := 0; c < %d; c++,", name, rows),
 		"",
-		"\tout[c] = dotQ8_0AVX2(w, x[c*stride:], nb)")
+		"\tout[c] = dotQ8_0AVX2(w, x[c*stride:], nb)",
+		"",
+		"with xd[c*nb+b] the scale of block b of row c as float32.")
 	pw := Load(Param("w").Base(), GP64())
 	px := Load(Param("x").Base(), GP64())
 	stride := Load(Param("stride"), GP64())
 	nb := Load(Param("nb"), GP64())
-	// Row c of x starts at px + c*stride: rows 0 and 1 from px, rows 2
-	// and 3 from px2 = px + 2*stride.
+	pd := Load(Param("xd").Base(), GP64())
+	// Row c of x starts at px + c*stride and its scales at pd + c*4*nb:
+	// rows 0 and 1 from px and pd, rows 2 and 3 from px2 and pd2.
 	px2 := GP64()
 	LEAQ(Mem{Base: px, Index: stride, Scale: 2}, px2)
+	dstride := GP64()
+	LEAQ(Mem{Base: nb, Index: nb, Scale: 1}, dstride) // 2·nb
+	SHLQ(U8(1), dstride)                              // 4·nb bytes
+	pd2 := GP64()
+	LEAQ(Mem{Base: pd, Index: dstride, Scale: 2}, pd2)
 	accs := make([]reg.VecVirtual, rows)
 	for c := range accs {
 		accs[c] = YMM()
@@ -217,6 +227,7 @@ func dotQ8xN(rows int) {
 	VPCMPEQW(ones, ones, ones)
 	VPSRLW(U8(15), ones, ones)
 	addr := []Mem{{Base: px}, {Base: px, Index: stride, Scale: 1}, {Base: px2}, {Base: px2, Index: stride, Scale: 1}}
+	scale := []Mem{{Base: pd}, {Base: pd, Index: dstride, Scale: 1}, {Base: pd2}, {Base: pd2, Index: dstride, Scale: 1}}
 	loop, done := name+"loop", name+"done"
 	Label(loop)
 	CMPQ(nb, U8(0))
@@ -226,17 +237,15 @@ func dotQ8xN(rows int) {
 	MOVWLZX(Mem{Base: pw}, t)
 	VMOVD(t, dw)
 	VCVTPH2PS(dw, dw)
+	dwv := YMM()
+	VBROADCASTSS(dw, dwv)
 	qw, ax := YMM(), YMM()
 	VMOVDQU(Mem{Base: pw, Disp: 2}, qw)
 	VPSIGNB(qw, qw, ax) // |w|
 	for c := range rows {
-		dx := XMM()
-		MOVWLZX(addr[c], t)
-		VMOVD(t, dx)
-		VCVTPH2PS(dx, dx)
-		VMULSS(dx, dw, dx)
 		d := YMM()
-		VBROADCASTSS(dx, d)
+		VBROADCASTSS(scale[c], d)
+		VMULPS(d, dwv, d) // d(w)·d(x), as dotQ8's scalar product
 		qx := YMM()
 		VMOVDQU(addr[c].Offset(2), qx)
 		VPSIGNB(qw, qx, qx) // x with w's sign
@@ -248,6 +257,8 @@ func dotQ8xN(rows int) {
 	ADDQ(U8(34), pw)
 	ADDQ(U8(34), px)
 	ADDQ(U8(34), px2)
+	ADDQ(U8(4), pd)
+	ADDQ(U8(4), pd2)
 	DECQ(nb)
 	JMP(LabelRef(loop))
 	Label(done)
