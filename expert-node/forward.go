@@ -76,12 +76,14 @@ func (n *Node) forward(ctx context.Context, req *pb.ForwardRequest) (*pb.Forward
 	case req.OutputEncoding.BytesPerValue() == 0:
 		return nil, status.Errorf(codes.InvalidArgument, "unknown output encoding %d", req.OutputEncoding)
 	}
-	x, err := pb.DecodeRows(req.Activations, req.Encoding, int(req.Rows)*h.Embd)
+	sc := n.scratch.Get().(*scratch)
+	defer n.scratch.Put(sc)
+	x, err := pb.DecodeRowsInto(sc.x, req.Activations, req.Encoding, int(req.Rows)*h.Embd)
 	if err != nil {
 		return nil, status.Errorf(codes.InvalidArgument, "activations: %v", err)
 	}
-	rows := make([]int32, len(req.PairRows))
-	experts := make([]int32, len(req.PairExperts))
+	sc.x = x
+	rows, experts := sc.pairs(len(req.PairRows))
 	for i := range rows {
 		if req.PairRows[i] >= req.Rows {
 			return nil, status.Errorf(codes.InvalidArgument, "pair %d refers to row %d of %d", i, req.PairRows[i], req.Rows)
@@ -91,8 +93,11 @@ func (n *Node) forward(ctx context.Context, req *pb.ForwardRequest) (*pb.Forward
 		}
 		rows[i], experts[i] = int32(req.PairRows[i]), int32(req.PairExperts[i])
 	}
+	if cap(sc.out) < len(experts)*h.Embd {
+		sc.out = make([]float32, len(experts)*h.Embd)
+	}
+	out := sc.out[:len(experts)*h.Embd]
 	n.mu.RLock()
-	out := make([]float32, len(experts)*h.Embd)
 	err = n.local.Apply(ctx, int(req.Layer), x, rows, experts, out)
 	n.mu.RUnlock()
 	n.local.Pool.Rest() // the next request is a network round trip away
@@ -109,6 +114,20 @@ func (n *Node) forward(ctx context.Context, req *pb.ForwardRequest) (*pb.Forward
 		enc = req.Encoding
 	}
 	return &pb.ForwardResponse{Encoding: enc, Outputs: pb.EncodeRows(make([]byte, 0, len(out)*enc.BytesPerValue()), enc, out)}, nil
+}
+
+// scratch is one Forward's working memory, pooled across calls.
+type scratch struct {
+	x, out        []float32
+	rows, experts []int32
+}
+
+// pairs returns the pair lists, n long.
+func (s *scratch) pairs(n int) (rows, experts []int32) {
+	if cap(s.rows) < n {
+		s.rows, s.experts = make([]int32, n), make([]int32, n)
+	}
+	return s.rows[:n], s.experts[:n]
 }
 
 // Info reports the node's model and loaded units.

@@ -246,3 +246,15 @@ func FuzzForward(f *testing.F) {
 		}
 	})
 }
+
+// BenchmarkNodeForward measures a Forward as the node serves it, without
+// the transport: its allocations are the response the transport sends.
+func BenchmarkNodeForward(b *testing.B) {
+	n := testNode(b)
+	req := validRequest(n)
+	for b.Loop() {
+		if _, err := n.Forward(b.Context(), req); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

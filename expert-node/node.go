@@ -164,7 +164,9 @@ type Node struct {
 
 	mu    sync.RWMutex // guards local's unit set against Forward, and epoch
 	local *model.Local
-	epoch int64 // the placement epoch the units reflect
+	// scratch pools Forward's working memory (*scratch).
+	scratch sync.Pool
+	epoch   int64 // the placement epoch the units reflect
 
 	metrics *metrics // nil until Serve
 }
@@ -195,7 +197,7 @@ func Open(cfg Config) (*Node, error) {
 	}
 	digest := g.Digest()
 	return &Node{cfg: cfg, log: cfg.Logger.With("node", cfg.NodeID), file: f, reader: cr, digest: digest,
-		local: model.NewLocal(f.Embd, tensor.Default())}, nil
+		local: model.NewLocal(f.Embd, tensor.Default()), scratch: sync.Pool{New: func() any { return new(scratch) }}}, nil
 }
 
 // Run serves until ctx ends, then deregisters and stops.

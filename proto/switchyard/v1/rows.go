@@ -39,6 +39,11 @@ func EncodeRows(dst []byte, e Encoding, x []float32) []byte {
 // DecodeRows reads n float32 values in encoding e from b, which must hold
 // exactly n values.
 func DecodeRows(b []byte, e Encoding, n int) ([]float32, error) {
+	return DecodeRowsInto(nil, b, e, n)
+}
+
+// DecodeRowsInto is DecodeRows into dst's memory when it has the capacity.
+func DecodeRowsInto(dst []float32, b []byte, e Encoding, n int) ([]float32, error) {
 	bpv := e.BytesPerValue()
 	if bpv == 0 {
 		return nil, fmt.Errorf("unknown encoding %d", e)
@@ -46,7 +51,11 @@ func DecodeRows(b []byte, e Encoding, n int) ([]float32, error) {
 	if len(b) != n*bpv {
 		return nil, fmt.Errorf("%d bytes of %s rows, want %d values (%d bytes)", len(b), e, n, n*bpv)
 	}
-	x := make([]float32, n)
+	x := dst[:0]
+	if cap(x) < n {
+		x = make([]float32, n)
+	}
+	x = x[:n]
 	switch bpv {
 	case 4:
 		copy(tensor.F32Bytes(x), b)
