@@ -353,12 +353,16 @@ func (d *dispatcher) finish(ctx context.Context, c *nodeCall, sc *streamCall, st
 	if r.err != nil {
 		return fmt.Errorf("expert node %s failed serving units %s of layer %d: %w", c.node, strings.Join(c.units, ", "), layer, r.err)
 	}
-	y, err := pb.DecodeRows(r.resp.Outputs, r.resp.Encoding, len(c.pairs)*E)
-	if err != nil {
-		return fmt.Errorf("expert node %s: bad response: %w", c.node, err)
+	// Each pair's row goes straight to its slot of out.
+	enc, b := r.resp.Encoding, r.resp.Outputs
+	row := E * enc.BytesPerValue()
+	if row == 0 || len(b) != len(c.pairs)*row {
+		return fmt.Errorf("expert node %s: bad response: %d bytes of %s outputs for %d rows of %d values", c.node, len(b), enc, len(c.pairs), E)
 	}
 	for i, s := range c.pairs {
-		copy(out[s*E:(s+1)*E], y[i*E:(i+1)*E])
+		if _, err := pb.DecodeRowsInto(out[s*E:(s+1)*E], b[i*row:(i+1)*row], enc, E); err != nil {
+			return fmt.Errorf("expert node %s: bad response: %w", c.node, err)
+		}
 	}
 	return nil
 }

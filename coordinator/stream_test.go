@@ -3,14 +3,19 @@ package coordinator
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"net"
+	"slices"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
+	"github.com/switchyard-llm/switchyard/pkg/placement"
+	"github.com/switchyard-llm/switchyard/pkg/routingstats"
 	pb "github.com/switchyard-llm/switchyard/proto/switchyard/v1"
 )
 
@@ -21,6 +26,8 @@ type echoNode struct {
 	pb.UnimplementedExpertServiceServer
 	opened atomic.Int32
 	hang   atomic.Bool
+	short  atomic.Bool // answer one byte short
+	served atomic.Int32
 }
 
 func (e *echoNode) ForwardStream(s pb.ExpertService_ForwardStreamServer) error {
@@ -33,11 +40,30 @@ func (e *echoNode) ForwardStream(s pb.ExpertService_ForwardStreamServer) error {
 		if e.hang.Load() {
 			continue
 		}
-		out := &pb.ForwardStreamResponse{CallId: in.CallId, Response: &pb.ForwardResponse{Outputs: in.Request.GetActivations()}}
+		e.served.Add(1)
+		out := &pb.ForwardStreamResponse{CallId: in.CallId, Response: &pb.ForwardResponse{Outputs: echo(in.Request)}}
+		if e.short.Load() {
+			out.Response.Outputs = out.Response.Outputs[1:]
+		}
 		if err := s.Send(out); err != nil {
 			return err
 		}
 	}
+}
+
+// echo answers a request as experts that return their input would: each
+// pair's row is the activations of its row (all activations, if the
+// request has no pairs).
+func echo(req *pb.ForwardRequest) []byte {
+	if len(req.GetPairRows()) == 0 {
+		return req.GetActivations()
+	}
+	row := int(req.RowSize) * 4
+	var out []byte
+	for _, r := range req.PairRows {
+		out = append(out, req.Activations[int(r)*row:int(r+1)*row]...)
+	}
+	return out
 }
 
 func serveEcho(t *testing.T) (*echoNode, *grpc.Server, *nodeStream) {
@@ -160,5 +186,42 @@ func TestStreamNodeGone(t *testing.T) {
 		if r := c.wait(ctx, context.Background(), time.Now().Add(5*time.Second)); r.err == nil {
 			t.Fatal("call after the node stopped succeeded")
 		}
+	}
+}
+
+// A node that answers with a malformed response is suspected and its pairs
+// are resent to the other replica: the outputs are still right.
+func TestDispatchResendsBadAnswers(t *testing.T) {
+	const E, k = 4, 2
+	good, _, gs := serveEcho(t)
+	bad, _, bs := serveEcho(t)
+	bad.short.Store(true)
+	stats := routingstats.New(1, 2, k)
+	d := newDispatcher(nil, nil, "sha256:x", E, k, pb.Encoding_ENCODING_F32, 10*time.Second, time.Second, nil, stats,
+		newMetrics(prometheus.NewRegistry(), stats, false), slog.New(slog.DiscardHandler))
+	for id, s := range map[string]*nodeStream{"good": gs, "bad": bs} {
+		down, fail := context.WithCancel(context.Background())
+		t.Cleanup(fail)
+		d.conns[id] = &nodeConn{stream: s, down: down, fail: fail}
+		d.ready[id] = map[string]bool{"0/0": true, "0/1": true}
+	}
+	d.pmap = placement.Map{Units: map[string][]string{"0/0": {"good", "bad"}, "0/1": {"bad", "good"}}}
+	x := []float32{1, 2, 3, 4, 5, 6, 7, 8}
+	experts := []int32{0, 1, 1, 0}
+	for range 4 { // the replicas alternate: every round reaches the bad node
+		d.suspects = map[string]time.Time{}
+		out := make([]float32, len(experts)*E)
+		if err := d.Forward(t.Context(), 0, x, 2, experts, out); err != nil {
+			t.Fatal(err)
+		}
+		for s := range experts {
+			row := s / k
+			if !slices.Equal(out[s*E:(s+1)*E], x[row*E:(row+1)*E]) {
+				t.Fatalf("pair %d: %v, want row %d %v", s, out[s*E:(s+1)*E], row, x[row*E:(row+1)*E])
+			}
+		}
+	}
+	if bad.served.Load() == 0 || good.served.Load() == 0 {
+		t.Errorf("bad node served %d calls, good %d: want both used", bad.served.Load(), good.served.Load())
 	}
 }
