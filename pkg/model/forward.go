@@ -185,8 +185,11 @@ func (m *Model) Forward(ctx context.Context, chunks []Chunk) ([][]float32, error
 type rowRef struct{ chunk, pos int }
 
 // microBatchRows is the smallest step that layers cuts in two when the
-// experts are remote.
-const microBatchRows = 8
+// experts are remote. Decode steps of fewer streams stay whole: on
+// two cores, halving every expert's batch costs more than the overlap
+// gains (16 streams: 262 tok/s whole, 244 cut); steps with prompt chunks
+// gain (TTFT at 8 streams 1.72 → 1.63 s).
+const microBatchRows = 32
 
 // layers runs every layer over the rows. With remote experts and a step of
 // at least microBatchRows rows, it cuts the rows in two micro-batches and
