@@ -6,6 +6,7 @@ import (
 	"io"
 	"time"
 
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -144,3 +145,10 @@ func (n *Node) Info(ctx context.Context, _ *pb.InfoRequest) (*pb.InfoResponse, e
 
 // Digest is the model digest this node serves.
 func (n *Node) Digest() string { return n.digest }
+
+// grpcServer returns a gRPC server for the node's ExpertService.
+func (n *Node) grpcServer(opts ...grpc.ServerOption) *grpc.Server {
+	srv := grpc.NewServer(append(opts, pb.ServerOption())...)
+	pb.RegisterExpertServiceServer(srv, n)
+	return srv
+}

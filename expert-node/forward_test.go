@@ -44,11 +44,10 @@ func serveNode(t testing.TB, n *Node) pb.ExpertServiceClient {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := grpc.NewServer()
-	pb.RegisterExpertServiceServer(srv, n)
+	srv := n.grpcServer()
 	go srv.Serve(lis)
 	t.Cleanup(srv.Stop)
-	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()), pb.DialOption())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -130,6 +129,38 @@ func TestForwardErrors(t *testing.T) {
 				t.Errorf("got %v, want %v mentioning %q", err, c.code, c.msg)
 			}
 		})
+	}
+}
+
+// A step larger than gRPC's default 4 MiB message (here 20,000 rows each
+// way) goes through, on the stream as on the unary call.
+func TestForwardLargeStep(t *testing.T) {
+	n := testNode(t)
+	client := serveNode(t, n)
+	const rows = 20000
+	x := make([]float32, rows*64)
+	for i := range x {
+		x[i] = float32(i%13) * 0.01
+	}
+	req := &pb.ForwardRequest{ModelDigest: n.digest, Layer: 0, Rows: rows, RowSize: 64, Activations: pb.EncodeRows(nil, 0, x)}
+	for i := range rows {
+		req.PairRows = append(req.PairRows, uint32(i))
+		req.PairExperts = append(req.PairExperts, uint32(i%4))
+	}
+	resp, err := client.Forward(t.Context(), req)
+	if err != nil || len(resp.Outputs) != rows*64*4 {
+		t.Fatalf("unary: %v, %d bytes", err, len(resp.GetOutputs()))
+	}
+	st, err := client.ForwardStream(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Send(&pb.ForwardStreamRequest{CallId: 1, Request: req}); err != nil {
+		t.Fatal(err)
+	}
+	got, err := st.Recv()
+	if err != nil || got.Code != 0 || !proto.Equal(got.Response, resp) {
+		t.Fatalf("stream: %v, code %d %q", err, got.GetCode(), got.GetMessage())
 	}
 }
 

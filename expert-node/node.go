@@ -20,7 +20,6 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	clientv3 "go.etcd.io/etcd/client/v3"
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
@@ -248,8 +247,7 @@ func (n *Node) Serve(ctx context.Context) error {
 	}
 	defer members.Close()
 
-	srv := grpc.NewServer(cfg.TLS.ServerOption())
-	pb.RegisterExpertServiceServer(srv, n)
+	srv := n.grpcServer(cfg.TLS.ServerOption())
 	hs := health.NewServer()
 	healthpb.RegisterHealthServer(srv, hs)
 	hs.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)

@@ -4,8 +4,24 @@ import (
 	"encoding/binary"
 	"fmt"
 
+	"google.golang.org/grpc"
+
 	"github.com/switchyard-llm/switchyard/pkg/tensor"
 )
+
+// MaxMessageBytes is the largest ExpertService message either side
+// accepts. gRPC's default of 4 MiB is one step of 256 rows of a
+// 4096-wide model; the node's own limits on rows and pairs bound a
+// request long before this.
+const MaxMessageBytes = 1 << 30
+
+// ServerOption raises a server's receive limit to MaxMessageBytes.
+func ServerOption() grpc.ServerOption { return grpc.MaxRecvMsgSize(MaxMessageBytes) }
+
+// DialOption raises a client's receive limit to MaxMessageBytes.
+func DialOption() grpc.DialOption {
+	return grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(MaxMessageBytes))
+}
 
 // BytesPerValue is the size of one activation value in encoding e, or 0
 // for an unknown encoding.
