@@ -50,7 +50,8 @@ type kernel struct {
 	dot func(w, a []byte, n int) float32
 	// dotN, where there is one, is dot with rows (2 to 4) activation rows
 	// spaced by stride bytes, bit-identical to separate dot calls; ad are
-	// the rows' block scales widened by scales.
+	// the rows' block scales widened by scales, where the kernel wants
+	// them.
 	dotN   func(w, a []byte, stride, n, rows int, ad []float32) [4]float32
 	scales func(dst []float32, a []byte, stride, n, rows int) []float32
 }
@@ -68,7 +69,11 @@ var kernelTable = map[DType]kernel{
 			return k.Q8_0Scales(dst, a, stride, n/QK, rows)
 		}},
 	Q4_0: {Q8_0, func(w, a []byte, n int) float32 { return k.DotQ4_0(w, a, n/QK) }, nil, nil},
-	Q4_K: {Q8_K, func(w, a []byte, n int) float32 { return k.DotQ4_K(w, a, n/QKK) }, nil, nil},
+	Q4_K: {Q8_K, func(w, a []byte, n int) float32 { return k.DotQ4_K(w, a, n/QKK) },
+		func(w, a []byte, stride, n, rows int, _ []float32) (o [4]float32) {
+			k.DotQ4_KxN(w, a, stride, n/QKK, rows, &o)
+			return o
+		}, nil},
 	Q6_K: {Q8_K, func(w, a []byte, n int) float32 { return k.DotQ6_K(w, a, n/QKK) }, nil, nil},
 }
 
@@ -198,7 +203,7 @@ func (m *matmul) Range(lo, hi int) {
 			r := g - pp.start
 			w := pr.M.Data[r*pp.wrb : (r+1)*pp.wrb]
 			t := 0
-			if pp.ad != nil {
+			if pp.kn.dotN != nil {
 				nb := len(pp.ad) / pr.N
 				for t+1 < pr.N {
 					rows := min(4, pr.N-t)

@@ -170,3 +170,27 @@ func AxpyRowsF32(dst, v []float32, stride int, w []float32) {
 		}
 	}
 }
+
+// DotQ4_KxN computes DotQ4_K of one weight row w with rows (2 to 4) Q8_K
+// activation rows x[c*stride:] into out[:rows], bit-identical to separate
+// DotQ4_K calls but unpacking each weight block once.
+func DotQ4_KxN(w, x []byte, stride, nb, rows int, out *[4]float32) {
+	if !useAsm {
+		dotQ4_KxNGeneric(w, x, stride, nb, rows, out)
+		return
+	}
+	_, _ = w[:nb*144], x[:(rows-1)*stride+nb*292] // bounds: the assembly does not check
+	if stride < nb*292 {
+		panic("kernels: DotQ4_KxN rows overlap")
+	}
+	switch rows {
+	case 2:
+		dotQ4_Kx2AVX2(w, x, stride, nb, out)
+	case 3:
+		dotQ4_Kx3AVX2(w, x, stride, nb, out)
+	case 4:
+		dotQ4_Kx4AVX2(w, x, stride, nb, out)
+	default:
+		panic("kernels: DotQ4_KxN takes 2 to 4 rows")
+	}
+}

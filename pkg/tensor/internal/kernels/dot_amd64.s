@@ -657,6 +657,1014 @@ q4kdone:
 	MOVSS X0, ret+56(FP)
 	RET
 
+// func dotQ4_Kx2AVX2(w []byte, x []byte, stride int, nb int, out *[4]float32)
+// Requires: AVX, AVX2, F16C
+TEXT ·dotQ4_Kx2AVX2(SB), NOSPLIT, $0-72
+	MOVQ         w_base+0(FP), AX
+	MOVQ         x_base+24(FP), CX
+	MOVQ         stride+48(FP), DX
+	MOVQ         nb+56(FP), BX
+	MOVQ         out+64(FP), SI
+	LEAQ         (CX)(DX*2), DI
+	VXORPS       X0, X0, X0
+	VMOVSS       X0, (SI)
+	VMOVSS       X0, 4(SI)
+	MOVL         $0x0f0f0f0f, R8
+	VMOVD        R8, X0
+	VPBROADCASTD X0, Y0
+
+dotQ4_Kx2AVX2loop:
+	CMPQ         BX, $0x00
+	JE           dotQ4_Kx2AVX2done
+	VPXOR        Y3, Y3, Y3
+	VPXOR        Y4, Y4, Y4
+	VMOVDQU      16(AX), Y6
+	VPAND        Y0, Y6, Y7
+	VPSRLW       $0x04, Y6, Y6
+	VPAND        Y0, Y6, Y6
+	MOVBLZX      4(AX), R8
+	ANDL         $0x3f, R8
+	MOVBLZX      8(AX), R9
+	ANDL         $0x3f, R9
+	MOVL         R9, R10
+	SHLL         $0x10, R10
+	ORL          R9, R10
+	VMOVD        R10, X5
+	VMOVD        R8, X8
+	VPBROADCASTW X8, Y8
+	VMOVDQU      4(CX), Y9
+	VPMADDUBSW   Y9, Y7, Y9
+	VPMADDWD     Y8, Y9, Y9
+	VPADDD       Y9, Y3, Y3
+	VMOVDQU      4(CX)(DX*1), Y9
+	VPMADDUBSW   Y9, Y7, Y9
+	VPMADDWD     Y8, Y9, Y9
+	VPADDD       Y9, Y4, Y4
+	MOVBLZX      5(AX), R8
+	ANDL         $0x3f, R8
+	MOVBLZX      9(AX), R9
+	ANDL         $0x3f, R9
+	MOVL         R9, R10
+	SHLL         $0x10, R10
+	ORL          R9, R10
+	VPINSRD      $0x01, R10, X5, X5
+	VMOVD        R8, X7
+	VPBROADCASTW X7, Y7
+	VMOVDQU      36(CX), Y8
+	VPMADDUBSW   Y8, Y6, Y8
+	VPMADDWD     Y7, Y8, Y8
+	VPADDD       Y8, Y3, Y3
+	VMOVDQU      36(CX)(DX*1), Y8
+	VPMADDUBSW   Y8, Y6, Y8
+	VPMADDWD     Y7, Y8, Y8
+	VPADDD       Y8, Y4, Y4
+	VMOVDQU      48(AX), Y6
+	VPAND        Y0, Y6, Y7
+	VPSRLW       $0x04, Y6, Y6
+	VPAND        Y0, Y6, Y6
+	MOVBLZX      6(AX), R8
+	ANDL         $0x3f, R8
+	MOVBLZX      10(AX), R9
+	ANDL         $0x3f, R9
+	MOVL         R9, R10
+	SHLL         $0x10, R10
+	ORL          R9, R10
+	VPINSRD      $0x02, R10, X5, X5
+	VMOVD        R8, X8
+	VPBROADCASTW X8, Y8
+	VMOVDQU      68(CX), Y9
+	VPMADDUBSW   Y9, Y7, Y9
+	VPMADDWD     Y8, Y9, Y9
+	VPADDD       Y9, Y3, Y3
+	VMOVDQU      68(CX)(DX*1), Y9
+	VPMADDUBSW   Y9, Y7, Y9
+	VPMADDWD     Y8, Y9, Y9
+	VPADDD       Y9, Y4, Y4
+	MOVBLZX      7(AX), R8
+	ANDL         $0x3f, R8
+	MOVBLZX      11(AX), R9
+	ANDL         $0x3f, R9
+	MOVL         R9, R10
+	SHLL         $0x10, R10
+	ORL          R9, R10
+	VPINSRD      $0x03, R10, X5, X5
+	VMOVD        R8, X7
+	VPBROADCASTW X7, Y7
+	VMOVDQU      100(CX), Y8
+	VPMADDUBSW   Y8, Y6, Y8
+	VPMADDWD     Y7, Y8, Y8
+	VPADDD       Y8, Y3, Y3
+	VMOVDQU      100(CX)(DX*1), Y8
+	VPMADDUBSW   Y8, Y6, Y8
+	VPMADDWD     Y7, Y8, Y8
+	VPADDD       Y8, Y4, Y4
+	VMOVDQU      80(AX), Y6
+	VPAND        Y0, Y6, Y7
+	VPSRLW       $0x04, Y6, Y8
+	VPAND        Y0, Y8, Y8
+	MOVBLZX      12(AX), R8
+	ANDL         $0x0f, R8
+	MOVBLZX      4(AX), R10
+	SHRL         $0x06, R10
+	SHLL         $0x04, R10
+	ORL          R10, R8
+	MOVBLZX      12(AX), R9
+	SHRL         $0x04, R9
+	MOVBLZX      8(AX), R10
+	SHRL         $0x06, R10
+	SHLL         $0x04, R10
+	ORL          R10, R9
+	MOVL         R9, R10
+	SHLL         $0x10, R10
+	ORL          R9, R10
+	VMOVD        R10, X6
+	VMOVD        R8, X9
+	VPBROADCASTW X9, Y9
+	VMOVDQU      132(CX), Y10
+	VPMADDUBSW   Y10, Y7, Y10
+	VPMADDWD     Y9, Y10, Y10
+	VPADDD       Y10, Y3, Y3
+	VMOVDQU      132(CX)(DX*1), Y10
+	VPMADDUBSW   Y10, Y7, Y10
+	VPMADDWD     Y9, Y10, Y10
+	VPADDD       Y10, Y4, Y4
+	MOVBLZX      13(AX), R8
+	ANDL         $0x0f, R8
+	MOVBLZX      5(AX), R10
+	SHRL         $0x06, R10
+	SHLL         $0x04, R10
+	ORL          R10, R8
+	MOVBLZX      13(AX), R9
+	SHRL         $0x04, R9
+	MOVBLZX      9(AX), R10
+	SHRL         $0x06, R10
+	SHLL         $0x04, R10
+	ORL          R10, R9
+	MOVL         R9, R10
+	SHLL         $0x10, R10
+	ORL          R9, R10
+	VPINSRD      $0x01, R10, X6, X6
+	VMOVD        R8, X7
+	VPBROADCASTW X7, Y7
+	VMOVDQU      164(CX), Y9
+	VPMADDUBSW   Y9, Y8, Y9
+	VPMADDWD     Y7, Y9, Y9
+	VPADDD       Y9, Y3, Y3
+	VMOVDQU      164(CX)(DX*1), Y9
+	VPMADDUBSW   Y9, Y8, Y9
+	VPMADDWD     Y7, Y9, Y9
+	VPADDD       Y9, Y4, Y4
+	VMOVDQU      112(AX), Y7
+	VPAND        Y0, Y7, Y8
+	VPSRLW       $0x04, Y7, Y7
+	VPAND        Y0, Y7, Y7
+	MOVBLZX      14(AX), R8
+	ANDL         $0x0f, R8
+	MOVBLZX      6(AX), R10
+	SHRL         $0x06, R10
+	SHLL         $0x04, R10
+	ORL          R10, R8
+	MOVBLZX      14(AX), R9
+	SHRL         $0x04, R9
+	MOVBLZX      10(AX), R10
+	SHRL         $0x06, R10
+	SHLL         $0x04, R10
+	ORL          R10, R9
+	MOVL         R9, R10
+	SHLL         $0x10, R10
+	ORL          R9, R10
+	VPINSRD      $0x02, R10, X6, X6
+	VMOVD        R8, X9
+	VPBROADCASTW X9, Y9
+	VMOVDQU      196(CX), Y10
+	VPMADDUBSW   Y10, Y8, Y10
+	VPMADDWD     Y9, Y10, Y10
+	VPADDD       Y10, Y3, Y3
+	VMOVDQU      196(CX)(DX*1), Y10
+	VPMADDUBSW   Y10, Y8, Y10
+	VPMADDWD     Y9, Y10, Y10
+	VPADDD       Y10, Y4, Y4
+	MOVBLZX      15(AX), R8
+	ANDL         $0x0f, R8
+	MOVBLZX      7(AX), R10
+	SHRL         $0x06, R10
+	SHLL         $0x04, R10
+	ORL          R10, R8
+	MOVBLZX      15(AX), R9
+	SHRL         $0x04, R9
+	MOVBLZX      11(AX), R10
+	SHRL         $0x06, R10
+	SHLL         $0x04, R10
+	ORL          R10, R9
+	MOVL         R9, R10
+	SHLL         $0x10, R10
+	ORL          R9, R10
+	VPINSRD      $0x03, R10, X6, X6
+	VMOVD        R8, X8
+	VPBROADCASTW X8, Y8
+	VMOVDQU      228(CX), Y9
+	VPMADDUBSW   Y9, Y7, Y9
+	VPMADDWD     Y8, Y9, Y9
+	VPADDD       Y9, Y3, Y3
+	VMOVDQU      228(CX)(DX*1), Y9
+	VPMADDUBSW   Y9, Y7, Y9
+	VPMADDWD     Y8, Y9, Y9
+	VPADDD       Y9, Y4, Y4
+	VINSERTI128  $0x01, X6, Y5, Y6
+	MOVWLZX      (AX), R8
+	VMOVD        R8, X5
+	VCVTPH2PS    X5, X5
+	MOVWLZX      2(AX), R8
+	VMOVD        R8, X7
+	VCVTPH2PS    X7, X7
+	VEXTRACTI128 $0x01, Y3, X8
+	VPADDD       X8, X3, X3
+	VPSHUFD      $0x4e, X3, X8
+	VPADDD       X8, X3, X3
+	VPSHUFD      $0xb1, X3, X8
+	VPADDD       X8, X3, X3
+	VMOVD        X3, R8
+	VPMADDWD     260(CX), Y6, Y3
+	VEXTRACTI128 $0x01, Y3, X8
+	VPADDD       X8, X3, X3
+	VPSHUFD      $0x4e, X3, X8
+	VPADDD       X8, X3, X3
+	VPSHUFD      $0xb1, X3, X8
+	VPADDD       X8, X3, X3
+	VMOVD        X3, R9
+	VMULSS       (CX), X5, X3
+	VMULSS       (CX), X7, X8
+	VCVTSI2SSL   R8, X1, X1
+	VMULSS       X1, X3, X3
+	VCVTSI2SSL   R9, X1, X1
+	VMULSS       X1, X8, X8
+	VSUBSS       X8, X3, X3
+	VADDSS       (SI), X3, X3
+	VMOVSS       X3, (SI)
+	VEXTRACTI128 $0x01, Y4, X3
+	VPADDD       X3, X4, X4
+	VPSHUFD      $0x4e, X4, X3
+	VPADDD       X3, X4, X4
+	VPSHUFD      $0xb1, X4, X3
+	VPADDD       X3, X4, X4
+	VMOVD        X4, R8
+	VPMADDWD     260(CX)(DX*1), Y6, Y4
+	VEXTRACTI128 $0x01, Y4, X3
+	VPADDD       X3, X4, X4
+	VPSHUFD      $0x4e, X4, X3
+	VPADDD       X3, X4, X4
+	VPSHUFD      $0xb1, X4, X3
+	VPADDD       X3, X4, X4
+	VMOVD        X4, R9
+	VMULSS       (CX)(DX*1), X5, X3
+	VMULSS       (CX)(DX*1), X7, X4
+	VCVTSI2SSL   R8, X2, X2
+	VMULSS       X2, X3, X3
+	VCVTSI2SSL   R9, X2, X2
+	VMULSS       X2, X4, X4
+	VSUBSS       X4, X3, X3
+	VADDSS       4(SI), X3, X3
+	VMOVSS       X3, 4(SI)
+	ADDQ         $0x90, AX
+	ADDQ         $0x00000124, CX
+	ADDQ         $0x00000124, DI
+	DECQ         BX
+	JMP          dotQ4_Kx2AVX2loop
+
+dotQ4_Kx2AVX2done:
+	VZEROUPPER
+	RET
+
+// func dotQ4_Kx3AVX2(w []byte, x []byte, stride int, nb int, out *[4]float32)
+// Requires: AVX, AVX2, F16C
+TEXT ·dotQ4_Kx3AVX2(SB), NOSPLIT, $0-72
+	MOVQ         w_base+0(FP), AX
+	MOVQ         x_base+24(FP), CX
+	MOVQ         stride+48(FP), DX
+	MOVQ         nb+56(FP), BX
+	MOVQ         out+64(FP), SI
+	LEAQ         (CX)(DX*2), DI
+	VXORPS       X0, X0, X0
+	VMOVSS       X0, (SI)
+	VMOVSS       X0, 4(SI)
+	VMOVSS       X0, 8(SI)
+	MOVL         $0x0f0f0f0f, R8
+	VMOVD        R8, X0
+	VPBROADCASTD X0, Y0
+
+dotQ4_Kx3AVX2loop:
+	CMPQ         BX, $0x00
+	JE           dotQ4_Kx3AVX2done
+	VPXOR        Y4, Y4, Y4
+	VPXOR        Y5, Y5, Y5
+	VPXOR        Y6, Y6, Y6
+	VMOVDQU      16(AX), Y8
+	VPAND        Y0, Y8, Y9
+	VPSRLW       $0x04, Y8, Y8
+	VPAND        Y0, Y8, Y8
+	MOVBLZX      4(AX), R8
+	ANDL         $0x3f, R8
+	MOVBLZX      8(AX), R9
+	ANDL         $0x3f, R9
+	MOVL         R9, R10
+	SHLL         $0x10, R10
+	ORL          R9, R10
+	VMOVD        R10, X7
+	VMOVD        R8, X10
+	VPBROADCASTW X10, Y10
+	VMOVDQU      4(CX), Y11
+	VPMADDUBSW   Y11, Y9, Y11
+	VPMADDWD     Y10, Y11, Y11
+	VPADDD       Y11, Y4, Y4
+	VMOVDQU      4(CX)(DX*1), Y11
+	VPMADDUBSW   Y11, Y9, Y11
+	VPMADDWD     Y10, Y11, Y11
+	VPADDD       Y11, Y5, Y5
+	VMOVDQU      4(DI), Y11
+	VPMADDUBSW   Y11, Y9, Y11
+	VPMADDWD     Y10, Y11, Y11
+	VPADDD       Y11, Y6, Y6
+	MOVBLZX      5(AX), R8
+	ANDL         $0x3f, R8
+	MOVBLZX      9(AX), R9
+	ANDL         $0x3f, R9
+	MOVL         R9, R10
+	SHLL         $0x10, R10
+	ORL          R9, R10
+	VPINSRD      $0x01, R10, X7, X7
+	VMOVD        R8, X9
+	VPBROADCASTW X9, Y9
+	VMOVDQU      36(CX), Y10
+	VPMADDUBSW   Y10, Y8, Y10
+	VPMADDWD     Y9, Y10, Y10
+	VPADDD       Y10, Y4, Y4
+	VMOVDQU      36(CX)(DX*1), Y10
+	VPMADDUBSW   Y10, Y8, Y10
+	VPMADDWD     Y9, Y10, Y10
+	VPADDD       Y10, Y5, Y5
+	VMOVDQU      36(DI), Y10
+	VPMADDUBSW   Y10, Y8, Y10
+	VPMADDWD     Y9, Y10, Y10
+	VPADDD       Y10, Y6, Y6
+	VMOVDQU      48(AX), Y8
+	VPAND        Y0, Y8, Y9
+	VPSRLW       $0x04, Y8, Y8
+	VPAND        Y0, Y8, Y8
+	MOVBLZX      6(AX), R8
+	ANDL         $0x3f, R8
+	MOVBLZX      10(AX), R9
+	ANDL         $0x3f, R9
+	MOVL         R9, R10
+	SHLL         $0x10, R10
+	ORL          R9, R10
+	VPINSRD      $0x02, R10, X7, X7
+	VMOVD        R8, X10
+	VPBROADCASTW X10, Y10
+	VMOVDQU      68(CX), Y11
+	VPMADDUBSW   Y11, Y9, Y11
+	VPMADDWD     Y10, Y11, Y11
+	VPADDD       Y11, Y4, Y4
+	VMOVDQU      68(CX)(DX*1), Y11
+	VPMADDUBSW   Y11, Y9, Y11
+	VPMADDWD     Y10, Y11, Y11
+	VPADDD       Y11, Y5, Y5
+	VMOVDQU      68(DI), Y11
+	VPMADDUBSW   Y11, Y9, Y11
+	VPMADDWD     Y10, Y11, Y11
+	VPADDD       Y11, Y6, Y6
+	MOVBLZX      7(AX), R8
+	ANDL         $0x3f, R8
+	MOVBLZX      11(AX), R9
+	ANDL         $0x3f, R9
+	MOVL         R9, R10
+	SHLL         $0x10, R10
+	ORL          R9, R10
+	VPINSRD      $0x03, R10, X7, X7
+	VMOVD        R8, X9
+	VPBROADCASTW X9, Y9
+	VMOVDQU      100(CX), Y10
+	VPMADDUBSW   Y10, Y8, Y10
+	VPMADDWD     Y9, Y10, Y10
+	VPADDD       Y10, Y4, Y4
+	VMOVDQU      100(CX)(DX*1), Y10
+	VPMADDUBSW   Y10, Y8, Y10
+	VPMADDWD     Y9, Y10, Y10
+	VPADDD       Y10, Y5, Y5
+	VMOVDQU      100(DI), Y10
+	VPMADDUBSW   Y10, Y8, Y10
+	VPMADDWD     Y9, Y10, Y10
+	VPADDD       Y10, Y6, Y6
+	VMOVDQU      80(AX), Y8
+	VPAND        Y0, Y8, Y9
+	VPSRLW       $0x04, Y8, Y10
+	VPAND        Y0, Y10, Y10
+	MOVBLZX      12(AX), R8
+	ANDL         $0x0f, R8
+	MOVBLZX      4(AX), R10
+	SHRL         $0x06, R10
+	SHLL         $0x04, R10
+	ORL          R10, R8
+	MOVBLZX      12(AX), R9
+	SHRL         $0x04, R9
+	MOVBLZX      8(AX), R10
+	SHRL         $0x06, R10
+	SHLL         $0x04, R10
+	ORL          R10, R9
+	MOVL         R9, R10
+	SHLL         $0x10, R10
+	ORL          R9, R10
+	VMOVD        R10, X8
+	VMOVD        R8, X11
+	VPBROADCASTW X11, Y11
+	VMOVDQU      132(CX), Y12
+	VPMADDUBSW   Y12, Y9, Y12
+	VPMADDWD     Y11, Y12, Y12
+	VPADDD       Y12, Y4, Y4
+	VMOVDQU      132(CX)(DX*1), Y12
+	VPMADDUBSW   Y12, Y9, Y12
+	VPMADDWD     Y11, Y12, Y12
+	VPADDD       Y12, Y5, Y5
+	VMOVDQU      132(DI), Y12
+	VPMADDUBSW   Y12, Y9, Y12
+	VPMADDWD     Y11, Y12, Y12
+	VPADDD       Y12, Y6, Y6
+	MOVBLZX      13(AX), R8
+	ANDL         $0x0f, R8
+	MOVBLZX      5(AX), R10
+	SHRL         $0x06, R10
+	SHLL         $0x04, R10
+	ORL          R10, R8
+	MOVBLZX      13(AX), R9
+	SHRL         $0x04, R9
+	MOVBLZX      9(AX), R10
+	SHRL         $0x06, R10
+	SHLL         $0x04, R10
+	ORL          R10, R9
+	MOVL         R9, R10
+	SHLL         $0x10, R10
+	ORL          R9, R10
+	VPINSRD      $0x01, R10, X8, X8
+	VMOVD        R8, X9
+	VPBROADCASTW X9, Y9
+	VMOVDQU      164(CX), Y11
+	VPMADDUBSW   Y11, Y10, Y11
+	VPMADDWD     Y9, Y11, Y11
+	VPADDD       Y11, Y4, Y4
+	VMOVDQU      164(CX)(DX*1), Y11
+	VPMADDUBSW   Y11, Y10, Y11
+	VPMADDWD     Y9, Y11, Y11
+	VPADDD       Y11, Y5, Y5
+	VMOVDQU      164(DI), Y11
+	VPMADDUBSW   Y11, Y10, Y11
+	VPMADDWD     Y9, Y11, Y11
+	VPADDD       Y11, Y6, Y6
+	VMOVDQU      112(AX), Y9
+	VPAND        Y0, Y9, Y10
+	VPSRLW       $0x04, Y9, Y9
+	VPAND        Y0, Y9, Y9
+	MOVBLZX      14(AX), R8
+	ANDL         $0x0f, R8
+	MOVBLZX      6(AX), R10
+	SHRL         $0x06, R10
+	SHLL         $0x04, R10
+	ORL          R10, R8
+	MOVBLZX      14(AX), R9
+	SHRL         $0x04, R9
+	MOVBLZX      10(AX), R10
+	SHRL         $0x06, R10
+	SHLL         $0x04, R10
+	ORL          R10, R9
+	MOVL         R9, R10
+	SHLL         $0x10, R10
+	ORL          R9, R10
+	VPINSRD      $0x02, R10, X8, X8
+	VMOVD        R8, X11
+	VPBROADCASTW X11, Y11
+	VMOVDQU      196(CX), Y12
+	VPMADDUBSW   Y12, Y10, Y12
+	VPMADDWD     Y11, Y12, Y12
+	VPADDD       Y12, Y4, Y4
+	VMOVDQU      196(CX)(DX*1), Y12
+	VPMADDUBSW   Y12, Y10, Y12
+	VPMADDWD     Y11, Y12, Y12
+	VPADDD       Y12, Y5, Y5
+	VMOVDQU      196(DI), Y12
+	VPMADDUBSW   Y12, Y10, Y12
+	VPMADDWD     Y11, Y12, Y12
+	VPADDD       Y12, Y6, Y6
+	MOVBLZX      15(AX), R8
+	ANDL         $0x0f, R8
+	MOVBLZX      7(AX), R10
+	SHRL         $0x06, R10
+	SHLL         $0x04, R10
+	ORL          R10, R8
+	MOVBLZX      15(AX), R9
+	SHRL         $0x04, R9
+	MOVBLZX      11(AX), R10
+	SHRL         $0x06, R10
+	SHLL         $0x04, R10
+	ORL          R10, R9
+	MOVL         R9, R10
+	SHLL         $0x10, R10
+	ORL          R9, R10
+	VPINSRD      $0x03, R10, X8, X8
+	VMOVD        R8, X10
+	VPBROADCASTW X10, Y10
+	VMOVDQU      228(CX), Y11
+	VPMADDUBSW   Y11, Y9, Y11
+	VPMADDWD     Y10, Y11, Y11
+	VPADDD       Y11, Y4, Y4
+	VMOVDQU      228(CX)(DX*1), Y11
+	VPMADDUBSW   Y11, Y9, Y11
+	VPMADDWD     Y10, Y11, Y11
+	VPADDD       Y11, Y5, Y5
+	VMOVDQU      228(DI), Y11
+	VPMADDUBSW   Y11, Y9, Y11
+	VPMADDWD     Y10, Y11, Y11
+	VPADDD       Y11, Y6, Y6
+	VINSERTI128  $0x01, X8, Y7, Y8
+	MOVWLZX      (AX), R8
+	VMOVD        R8, X7
+	VCVTPH2PS    X7, X7
+	MOVWLZX      2(AX), R8
+	VMOVD        R8, X9
+	VCVTPH2PS    X9, X9
+	VEXTRACTI128 $0x01, Y4, X10
+	VPADDD       X10, X4, X4
+	VPSHUFD      $0x4e, X4, X10
+	VPADDD       X10, X4, X4
+	VPSHUFD      $0xb1, X4, X10
+	VPADDD       X10, X4, X4
+	VMOVD        X4, R8
+	VPMADDWD     260(CX), Y8, Y4
+	VEXTRACTI128 $0x01, Y4, X10
+	VPADDD       X10, X4, X4
+	VPSHUFD      $0x4e, X4, X10
+	VPADDD       X10, X4, X4
+	VPSHUFD      $0xb1, X4, X10
+	VPADDD       X10, X4, X4
+	VMOVD        X4, R9
+	VMULSS       (CX), X7, X4
+	VMULSS       (CX), X9, X10
+	VCVTSI2SSL   R8, X1, X1
+	VMULSS       X1, X4, X4
+	VCVTSI2SSL   R9, X1, X1
+	VMULSS       X1, X10, X10
+	VSUBSS       X10, X4, X4
+	VADDSS       (SI), X4, X4
+	VMOVSS       X4, (SI)
+	VEXTRACTI128 $0x01, Y5, X4
+	VPADDD       X4, X5, X5
+	VPSHUFD      $0x4e, X5, X4
+	VPADDD       X4, X5, X5
+	VPSHUFD      $0xb1, X5, X4
+	VPADDD       X4, X5, X5
+	VMOVD        X5, R8
+	VPMADDWD     260(CX)(DX*1), Y8, Y5
+	VEXTRACTI128 $0x01, Y5, X4
+	VPADDD       X4, X5, X5
+	VPSHUFD      $0x4e, X5, X4
+	VPADDD       X4, X5, X5
+	VPSHUFD      $0xb1, X5, X4
+	VPADDD       X4, X5, X5
+	VMOVD        X5, R9
+	VMULSS       (CX)(DX*1), X7, X4
+	VMULSS       (CX)(DX*1), X9, X5
+	VCVTSI2SSL   R8, X2, X2
+	VMULSS       X2, X4, X4
+	VCVTSI2SSL   R9, X2, X2
+	VMULSS       X2, X5, X5
+	VSUBSS       X5, X4, X4
+	VADDSS       4(SI), X4, X4
+	VMOVSS       X4, 4(SI)
+	VEXTRACTI128 $0x01, Y6, X4
+	VPADDD       X4, X6, X6
+	VPSHUFD      $0x4e, X6, X4
+	VPADDD       X4, X6, X6
+	VPSHUFD      $0xb1, X6, X4
+	VPADDD       X4, X6, X6
+	VMOVD        X6, R8
+	VPMADDWD     260(DI), Y8, Y6
+	VEXTRACTI128 $0x01, Y6, X4
+	VPADDD       X4, X6, X6
+	VPSHUFD      $0x4e, X6, X4
+	VPADDD       X4, X6, X6
+	VPSHUFD      $0xb1, X6, X4
+	VPADDD       X4, X6, X6
+	VMOVD        X6, R9
+	VMULSS       (DI), X7, X4
+	VMULSS       (DI), X9, X5
+	VCVTSI2SSL   R8, X3, X3
+	VMULSS       X3, X4, X4
+	VCVTSI2SSL   R9, X3, X3
+	VMULSS       X3, X5, X5
+	VSUBSS       X5, X4, X4
+	VADDSS       8(SI), X4, X4
+	VMOVSS       X4, 8(SI)
+	ADDQ         $0x90, AX
+	ADDQ         $0x00000124, CX
+	ADDQ         $0x00000124, DI
+	DECQ         BX
+	JMP          dotQ4_Kx3AVX2loop
+
+dotQ4_Kx3AVX2done:
+	VZEROUPPER
+	RET
+
+// func dotQ4_Kx4AVX2(w []byte, x []byte, stride int, nb int, out *[4]float32)
+// Requires: AVX, AVX2, F16C
+TEXT ·dotQ4_Kx4AVX2(SB), NOSPLIT, $0-72
+	MOVQ         w_base+0(FP), AX
+	MOVQ         x_base+24(FP), CX
+	MOVQ         stride+48(FP), DX
+	MOVQ         nb+56(FP), BX
+	MOVQ         out+64(FP), SI
+	LEAQ         (CX)(DX*2), DI
+	VXORPS       X0, X0, X0
+	VMOVSS       X0, (SI)
+	VMOVSS       X0, 4(SI)
+	VMOVSS       X0, 8(SI)
+	VMOVSS       X0, 12(SI)
+	MOVL         $0x0f0f0f0f, R8
+	VMOVD        R8, X0
+	VPBROADCASTD X0, Y0
+
+dotQ4_Kx4AVX2loop:
+	CMPQ         BX, $0x00
+	JE           dotQ4_Kx4AVX2done
+	VPXOR        Y5, Y5, Y5
+	VPXOR        Y6, Y6, Y6
+	VPXOR        Y7, Y7, Y7
+	VPXOR        Y8, Y8, Y8
+	VMOVDQU      16(AX), Y10
+	VPAND        Y0, Y10, Y11
+	VPSRLW       $0x04, Y10, Y10
+	VPAND        Y0, Y10, Y10
+	MOVBLZX      4(AX), R8
+	ANDL         $0x3f, R8
+	MOVBLZX      8(AX), R9
+	ANDL         $0x3f, R9
+	MOVL         R9, R10
+	SHLL         $0x10, R10
+	ORL          R9, R10
+	VMOVD        R10, X9
+	VMOVD        R8, X12
+	VPBROADCASTW X12, Y12
+	VMOVDQU      4(CX), Y13
+	VPMADDUBSW   Y13, Y11, Y13
+	VPMADDWD     Y12, Y13, Y13
+	VPADDD       Y13, Y5, Y5
+	VMOVDQU      4(CX)(DX*1), Y13
+	VPMADDUBSW   Y13, Y11, Y13
+	VPMADDWD     Y12, Y13, Y13
+	VPADDD       Y13, Y6, Y6
+	VMOVDQU      4(DI), Y13
+	VPMADDUBSW   Y13, Y11, Y13
+	VPMADDWD     Y12, Y13, Y13
+	VPADDD       Y13, Y7, Y7
+	VMOVDQU      4(DI)(DX*1), Y13
+	VPMADDUBSW   Y13, Y11, Y13
+	VPMADDWD     Y12, Y13, Y13
+	VPADDD       Y13, Y8, Y8
+	MOVBLZX      5(AX), R8
+	ANDL         $0x3f, R8
+	MOVBLZX      9(AX), R9
+	ANDL         $0x3f, R9
+	MOVL         R9, R10
+	SHLL         $0x10, R10
+	ORL          R9, R10
+	VPINSRD      $0x01, R10, X9, X9
+	VMOVD        R8, X11
+	VPBROADCASTW X11, Y11
+	VMOVDQU      36(CX), Y12
+	VPMADDUBSW   Y12, Y10, Y12
+	VPMADDWD     Y11, Y12, Y12
+	VPADDD       Y12, Y5, Y5
+	VMOVDQU      36(CX)(DX*1), Y12
+	VPMADDUBSW   Y12, Y10, Y12
+	VPMADDWD     Y11, Y12, Y12
+	VPADDD       Y12, Y6, Y6
+	VMOVDQU      36(DI), Y12
+	VPMADDUBSW   Y12, Y10, Y12
+	VPMADDWD     Y11, Y12, Y12
+	VPADDD       Y12, Y7, Y7
+	VMOVDQU      36(DI)(DX*1), Y12
+	VPMADDUBSW   Y12, Y10, Y12
+	VPMADDWD     Y11, Y12, Y12
+	VPADDD       Y12, Y8, Y8
+	VMOVDQU      48(AX), Y10
+	VPAND        Y0, Y10, Y11
+	VPSRLW       $0x04, Y10, Y10
+	VPAND        Y0, Y10, Y10
+	MOVBLZX      6(AX), R8
+	ANDL         $0x3f, R8
+	MOVBLZX      10(AX), R9
+	ANDL         $0x3f, R9
+	MOVL         R9, R10
+	SHLL         $0x10, R10
+	ORL          R9, R10
+	VPINSRD      $0x02, R10, X9, X9
+	VMOVD        R8, X12
+	VPBROADCASTW X12, Y12
+	VMOVDQU      68(CX), Y13
+	VPMADDUBSW   Y13, Y11, Y13
+	VPMADDWD     Y12, Y13, Y13
+	VPADDD       Y13, Y5, Y5
+	VMOVDQU      68(CX)(DX*1), Y13
+	VPMADDUBSW   Y13, Y11, Y13
+	VPMADDWD     Y12, Y13, Y13
+	VPADDD       Y13, Y6, Y6
+	VMOVDQU      68(DI), Y13
+	VPMADDUBSW   Y13, Y11, Y13
+	VPMADDWD     Y12, Y13, Y13
+	VPADDD       Y13, Y7, Y7
+	VMOVDQU      68(DI)(DX*1), Y13
+	VPMADDUBSW   Y13, Y11, Y13
+	VPMADDWD     Y12, Y13, Y13
+	VPADDD       Y13, Y8, Y8
+	MOVBLZX      7(AX), R8
+	ANDL         $0x3f, R8
+	MOVBLZX      11(AX), R9
+	ANDL         $0x3f, R9
+	MOVL         R9, R10
+	SHLL         $0x10, R10
+	ORL          R9, R10
+	VPINSRD      $0x03, R10, X9, X9
+	VMOVD        R8, X11
+	VPBROADCASTW X11, Y11
+	VMOVDQU      100(CX), Y12
+	VPMADDUBSW   Y12, Y10, Y12
+	VPMADDWD     Y11, Y12, Y12
+	VPADDD       Y12, Y5, Y5
+	VMOVDQU      100(CX)(DX*1), Y12
+	VPMADDUBSW   Y12, Y10, Y12
+	VPMADDWD     Y11, Y12, Y12
+	VPADDD       Y12, Y6, Y6
+	VMOVDQU      100(DI), Y12
+	VPMADDUBSW   Y12, Y10, Y12
+	VPMADDWD     Y11, Y12, Y12
+	VPADDD       Y12, Y7, Y7
+	VMOVDQU      100(DI)(DX*1), Y12
+	VPMADDUBSW   Y12, Y10, Y12
+	VPMADDWD     Y11, Y12, Y12
+	VPADDD       Y12, Y8, Y8
+	VMOVDQU      80(AX), Y10
+	VPAND        Y0, Y10, Y11
+	VPSRLW       $0x04, Y10, Y12
+	VPAND        Y0, Y12, Y12
+	MOVBLZX      12(AX), R8
+	ANDL         $0x0f, R8
+	MOVBLZX      4(AX), R10
+	SHRL         $0x06, R10
+	SHLL         $0x04, R10
+	ORL          R10, R8
+	MOVBLZX      12(AX), R9
+	SHRL         $0x04, R9
+	MOVBLZX      8(AX), R10
+	SHRL         $0x06, R10
+	SHLL         $0x04, R10
+	ORL          R10, R9
+	MOVL         R9, R10
+	SHLL         $0x10, R10
+	ORL          R9, R10
+	VMOVD        R10, X10
+	VMOVD        R8, X13
+	VPBROADCASTW X13, Y13
+	VMOVDQU      132(CX), Y14
+	VPMADDUBSW   Y14, Y11, Y14
+	VPMADDWD     Y13, Y14, Y14
+	VPADDD       Y14, Y5, Y5
+	VMOVDQU      132(CX)(DX*1), Y14
+	VPMADDUBSW   Y14, Y11, Y14
+	VPMADDWD     Y13, Y14, Y14
+	VPADDD       Y14, Y6, Y6
+	VMOVDQU      132(DI), Y14
+	VPMADDUBSW   Y14, Y11, Y14
+	VPMADDWD     Y13, Y14, Y14
+	VPADDD       Y14, Y7, Y7
+	VMOVDQU      132(DI)(DX*1), Y14
+	VPMADDUBSW   Y14, Y11, Y14
+	VPMADDWD     Y13, Y14, Y14
+	VPADDD       Y14, Y8, Y8
+	MOVBLZX      13(AX), R8
+	ANDL         $0x0f, R8
+	MOVBLZX      5(AX), R10
+	SHRL         $0x06, R10
+	SHLL         $0x04, R10
+	ORL          R10, R8
+	MOVBLZX      13(AX), R9
+	SHRL         $0x04, R9
+	MOVBLZX      9(AX), R10
+	SHRL         $0x06, R10
+	SHLL         $0x04, R10
+	ORL          R10, R9
+	MOVL         R9, R10
+	SHLL         $0x10, R10
+	ORL          R9, R10
+	VPINSRD      $0x01, R10, X10, X10
+	VMOVD        R8, X11
+	VPBROADCASTW X11, Y11
+	VMOVDQU      164(CX), Y13
+	VPMADDUBSW   Y13, Y12, Y13
+	VPMADDWD     Y11, Y13, Y13
+	VPADDD       Y13, Y5, Y5
+	VMOVDQU      164(CX)(DX*1), Y13
+	VPMADDUBSW   Y13, Y12, Y13
+	VPMADDWD     Y11, Y13, Y13
+	VPADDD       Y13, Y6, Y6
+	VMOVDQU      164(DI), Y13
+	VPMADDUBSW   Y13, Y12, Y13
+	VPMADDWD     Y11, Y13, Y13
+	VPADDD       Y13, Y7, Y7
+	VMOVDQU      164(DI)(DX*1), Y13
+	VPMADDUBSW   Y13, Y12, Y13
+	VPMADDWD     Y11, Y13, Y13
+	VPADDD       Y13, Y8, Y8
+	VMOVDQU      112(AX), Y11
+	VPAND        Y0, Y11, Y12
+	VPSRLW       $0x04, Y11, Y11
+	VPAND        Y0, Y11, Y11
+	MOVBLZX      14(AX), R8
+	ANDL         $0x0f, R8
+	MOVBLZX      6(AX), R10
+	SHRL         $0x06, R10
+	SHLL         $0x04, R10
+	ORL          R10, R8
+	MOVBLZX      14(AX), R9
+	SHRL         $0x04, R9
+	MOVBLZX      10(AX), R10
+	SHRL         $0x06, R10
+	SHLL         $0x04, R10
+	ORL          R10, R9
+	MOVL         R9, R10
+	SHLL         $0x10, R10
+	ORL          R9, R10
+	VPINSRD      $0x02, R10, X10, X10
+	VMOVD        R8, X13
+	VPBROADCASTW X13, Y13
+	VMOVDQU      196(CX), Y14
+	VPMADDUBSW   Y14, Y12, Y14
+	VPMADDWD     Y13, Y14, Y14
+	VPADDD       Y14, Y5, Y5
+	VMOVDQU      196(CX)(DX*1), Y14
+	VPMADDUBSW   Y14, Y12, Y14
+	VPMADDWD     Y13, Y14, Y14
+	VPADDD       Y14, Y6, Y6
+	VMOVDQU      196(DI), Y14
+	VPMADDUBSW   Y14, Y12, Y14
+	VPMADDWD     Y13, Y14, Y14
+	VPADDD       Y14, Y7, Y7
+	VMOVDQU      196(DI)(DX*1), Y14
+	VPMADDUBSW   Y14, Y12, Y14
+	VPMADDWD     Y13, Y14, Y14
+	VPADDD       Y14, Y8, Y8
+	MOVBLZX      15(AX), R8
+	ANDL         $0x0f, R8
+	MOVBLZX      7(AX), R10
+	SHRL         $0x06, R10
+	SHLL         $0x04, R10
+	ORL          R10, R8
+	MOVBLZX      15(AX), R9
+	SHRL         $0x04, R9
+	MOVBLZX      11(AX), R10
+	SHRL         $0x06, R10
+	SHLL         $0x04, R10
+	ORL          R10, R9
+	MOVL         R9, R10
+	SHLL         $0x10, R10
+	ORL          R9, R10
+	VPINSRD      $0x03, R10, X10, X10
+	VMOVD        R8, X12
+	VPBROADCASTW X12, Y12
+	VMOVDQU      228(CX), Y13
+	VPMADDUBSW   Y13, Y11, Y13
+	VPMADDWD     Y12, Y13, Y13
+	VPADDD       Y13, Y5, Y5
+	VMOVDQU      228(CX)(DX*1), Y13
+	VPMADDUBSW   Y13, Y11, Y13
+	VPMADDWD     Y12, Y13, Y13
+	VPADDD       Y13, Y6, Y6
+	VMOVDQU      228(DI), Y13
+	VPMADDUBSW   Y13, Y11, Y13
+	VPMADDWD     Y12, Y13, Y13
+	VPADDD       Y13, Y7, Y7
+	VMOVDQU      228(DI)(DX*1), Y13
+	VPMADDUBSW   Y13, Y11, Y13
+	VPMADDWD     Y12, Y13, Y13
+	VPADDD       Y13, Y8, Y8
+	VINSERTI128  $0x01, X10, Y9, Y10
+	MOVWLZX      (AX), R8
+	VMOVD        R8, X9
+	VCVTPH2PS    X9, X9
+	MOVWLZX      2(AX), R8
+	VMOVD        R8, X11
+	VCVTPH2PS    X11, X11
+	VEXTRACTI128 $0x01, Y5, X12
+	VPADDD       X12, X5, X5
+	VPSHUFD      $0x4e, X5, X12
+	VPADDD       X12, X5, X5
+	VPSHUFD      $0xb1, X5, X12
+	VPADDD       X12, X5, X5
+	VMOVD        X5, R8
+	VPMADDWD     260(CX), Y10, Y5
+	VEXTRACTI128 $0x01, Y5, X12
+	VPADDD       X12, X5, X5
+	VPSHUFD      $0x4e, X5, X12
+	VPADDD       X12, X5, X5
+	VPSHUFD      $0xb1, X5, X12
+	VPADDD       X12, X5, X5
+	VMOVD        X5, R9
+	VMULSS       (CX), X9, X5
+	VMULSS       (CX), X11, X12
+	VCVTSI2SSL   R8, X1, X1
+	VMULSS       X1, X5, X5
+	VCVTSI2SSL   R9, X1, X1
+	VMULSS       X1, X12, X12
+	VSUBSS       X12, X5, X5
+	VADDSS       (SI), X5, X5
+	VMOVSS       X5, (SI)
+	VEXTRACTI128 $0x01, Y6, X5
+	VPADDD       X5, X6, X6
+	VPSHUFD      $0x4e, X6, X5
+	VPADDD       X5, X6, X6
+	VPSHUFD      $0xb1, X6, X5
+	VPADDD       X5, X6, X6
+	VMOVD        X6, R8
+	VPMADDWD     260(CX)(DX*1), Y10, Y6
+	VEXTRACTI128 $0x01, Y6, X5
+	VPADDD       X5, X6, X6
+	VPSHUFD      $0x4e, X6, X5
+	VPADDD       X5, X6, X6
+	VPSHUFD      $0xb1, X6, X5
+	VPADDD       X5, X6, X6
+	VMOVD        X6, R9
+	VMULSS       (CX)(DX*1), X9, X5
+	VMULSS       (CX)(DX*1), X11, X6
+	VCVTSI2SSL   R8, X2, X2
+	VMULSS       X2, X5, X5
+	VCVTSI2SSL   R9, X2, X2
+	VMULSS       X2, X6, X6
+	VSUBSS       X6, X5, X5
+	VADDSS       4(SI), X5, X5
+	VMOVSS       X5, 4(SI)
+	VEXTRACTI128 $0x01, Y7, X5
+	VPADDD       X5, X7, X7
+	VPSHUFD      $0x4e, X7, X5
+	VPADDD       X5, X7, X7
+	VPSHUFD      $0xb1, X7, X5
+	VPADDD       X5, X7, X7
+	VMOVD        X7, R8
+	VPMADDWD     260(DI), Y10, Y7
+	VEXTRACTI128 $0x01, Y7, X5
+	VPADDD       X5, X7, X7
+	VPSHUFD      $0x4e, X7, X5
+	VPADDD       X5, X7, X7
+	VPSHUFD      $0xb1, X7, X5
+	VPADDD       X5, X7, X7
+	VMOVD        X7, R9
+	VMULSS       (DI), X9, X5
+	VMULSS       (DI), X11, X6
+	VCVTSI2SSL   R8, X3, X3
+	VMULSS       X3, X5, X5
+	VCVTSI2SSL   R9, X3, X3
+	VMULSS       X3, X6, X6
+	VSUBSS       X6, X5, X5
+	VADDSS       8(SI), X5, X5
+	VMOVSS       X5, 8(SI)
+	VEXTRACTI128 $0x01, Y8, X5
+	VPADDD       X5, X8, X8
+	VPSHUFD      $0x4e, X8, X5
+	VPADDD       X5, X8, X8
+	VPSHUFD      $0xb1, X8, X5
+	VPADDD       X5, X8, X8
+	VMOVD        X8, R8
+	VPMADDWD     260(DI)(DX*1), Y10, Y8
+	VEXTRACTI128 $0x01, Y8, X5
+	VPADDD       X5, X8, X8
+	VPSHUFD      $0x4e, X8, X5
+	VPADDD       X5, X8, X8
+	VPSHUFD      $0xb1, X8, X5
+	VPADDD       X5, X8, X8
+	VMOVD        X8, R9
+	VMULSS       (DI)(DX*1), X9, X5
+	VMULSS       (DI)(DX*1), X11, X6
+	VCVTSI2SSL   R8, X4, X4
+	VMULSS       X4, X5, X5
+	VCVTSI2SSL   R9, X4, X4
+	VMULSS       X4, X6, X6
+	VSUBSS       X6, X5, X5
+	VADDSS       12(SI), X5, X5
+	VMOVSS       X5, 12(SI)
+	ADDQ         $0x90, AX
+	ADDQ         $0x00000124, CX
+	ADDQ         $0x00000124, DI
+	DECQ         BX
+	JMP          dotQ4_Kx4AVX2loop
+
+dotQ4_Kx4AVX2done:
+	VZEROUPPER
+	RET
+
 // func dotQ6_KAVX2(w []byte, x []byte, nb int) float32
 // Requires: AVX, AVX2, F16C, SSE
 TEXT ·dotQ6_KAVX2(SB), NOSPLIT, $0-60

@@ -72,6 +72,27 @@ func dotQ4_0AVX2(w []byte, x []byte, nb int) float32
 //go:noescape
 func dotQ4_KAVX2(w []byte, x []byte, nb int) float32
 
+// dotQ4_Kx2AVX2 is, for c := 0; c < 2; c++,
+//
+//	out[c] = dotQ4_KAVX2(w, x[c*stride:], nb)
+//
+//go:noescape
+func dotQ4_Kx2AVX2(w []byte, x []byte, stride int, nb int, out *[4]float32)
+
+// dotQ4_Kx3AVX2 is, for c := 0; c < 3; c++,
+//
+//	out[c] = dotQ4_KAVX2(w, x[c*stride:], nb)
+//
+//go:noescape
+func dotQ4_Kx3AVX2(w []byte, x []byte, stride int, nb int, out *[4]float32)
+
+// dotQ4_Kx4AVX2 is, for c := 0; c < 4; c++,
+//
+//	out[c] = dotQ4_KAVX2(w, x[c*stride:], nb)
+//
+//go:noescape
+func dotQ4_Kx4AVX2(w []byte, x []byte, stride int, nb int, out *[4]float32)
+
 // dotQ6_KAVX2 is, for nb Q6_K blocks of w (210 bytes) and Q8_K blocks of x (292 bytes),
 //
 //	for b := 0; b < nb; b++ { s += dx·d·Σ_j sc_j·Σ (q-32)·x }

@@ -45,3 +45,9 @@ func DotRowsF32(dst, q, k []float32, stride int) { dotRowsF32Generic(dst, q, k, 
 
 // AxpyRowsF32 adds w[j]·v[j*stride:] to dst for every j in order.
 func AxpyRowsF32(dst, v []float32, stride int, w []float32) { axpyRowsF32Generic(dst, v, stride, w) }
+
+// DotQ4_KxN computes DotQ4_K of one weight row w with rows (2 to 4) Q8_K
+// activation rows x[c*stride:] into out[:rows].
+func DotQ4_KxN(w, x []byte, stride, nb, rows int, out *[4]float32) {
+	dotQ4_KxNGeneric(w, x, stride, nb, rows, out)
+}

@@ -233,6 +233,13 @@ func dotQ4_KGeneric(w, x []byte, nb int) float32 {
 	return sum
 }
 
+// dotQ4_KxNGeneric is dotQ4_KGeneric for each of rows activation rows.
+func dotQ4_KxNGeneric(w, x []byte, stride, nb, rows int, out *[4]float32) {
+	for c := range out[:rows] {
+		out[c] = dotQ4_KGeneric(w, x[c*stride:], nb)
+	}
+}
+
 // dotQ6_KGeneric returns the dot product of nb Q6_K weight blocks w with
 // nb Q8_K activation blocks x: per block the exact integer sum, then
 // dx·d·sum in float32.

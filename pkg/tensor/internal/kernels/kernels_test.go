@@ -157,6 +157,24 @@ func TestKQuantsAsmMatchGeneric(t *testing.T) {
 		if got != want || math.IsNaN(float64(got)) {
 			t.Fatalf("DotQ4_K nb=%d: asm %g, Go %g", nb, got, want)
 		}
+		stride := nb*292 + 4
+		xs := randomBlocks(r, 4, stride, func([]byte) {})
+		for c := range 4 {
+			copy(xs[guard+c*stride:], q8KBlocks(r, nb)[guard:guard+nb*292])
+		}
+		for rows := 2; rows <= 4; rows++ {
+			var got4 [4]float32
+			DotQ4_KxN(w4[guard:guard+nb*144], xs[guard:guard+(rows-1)*stride+nb*292], stride, nb, rows, &got4)
+			for c := range 4 {
+				want := float32(0)
+				if c < rows {
+					want = DotQ4_K(w4[guard:guard+nb*144], xs[guard+c*stride:guard+c*stride+nb*292], nb)
+				}
+				if got4[c] != want || math.IsNaN(float64(want)) {
+					t.Fatalf("DotQ4_KxN nb=%d rows=%d row %d: %g, DotQ4_K %g", nb, rows, c, got4[c], want)
+				}
+			}
+		}
 		w6 := randomBlocks(r, nb, 210, func(blk []byte) {
 			binary.LittleEndian.PutUint16(blk[208:], f32ToF16(float32(r.Float64()*0.01)))
 		})

@@ -21,6 +21,9 @@ func main() {
 	}
 	dotQ4()
 	dotQ4K()
+	for rows := 2; rows <= 4; rows++ {
+		dotQ4KxN(rows)
+	}
 	dotQ6K()
 	dotBF16()
 	axpy()
@@ -506,32 +509,6 @@ func dotQ4K() {
 	VPXOR(acc, acc, acc)
 	mins := GP32()
 	XORL(mins, mins)
-	// scale and min j, 6 bits each, from the 12 bytes at w+4.
-	sb := func(i int) Mem { return Mem{Base: pw, Disp: 4 + i} }
-	scaleMin := func(j int) (sc, m reg.GPVirtual) {
-		sc, m = GP32(), GP32()
-		if j < 4 {
-			MOVBLZX(sb(j), sc)
-			ANDL(U8(63), sc)
-			MOVBLZX(sb(j+4), m)
-			ANDL(U8(63), m)
-			return sc, m
-		}
-		t := GP32()
-		MOVBLZX(sb(j+4), sc)
-		ANDL(U8(0xf), sc)
-		MOVBLZX(sb(j-4), t)
-		SHRL(U8(6), t)
-		SHLL(U8(4), t)
-		ORL(t, sc)
-		MOVBLZX(sb(j+4), m)
-		SHRL(U8(4), m)
-		MOVBLZX(sb(j), t)
-		SHRL(U8(6), t)
-		SHLL(U8(4), t)
-		ORL(t, m)
-		return sc, m
-	}
 	for p := range 4 {
 		q := YMM()
 		VMOVDQU(Mem{Base: pw, Disp: 16 + 32*p}, q)
@@ -541,7 +518,7 @@ func dotQ4K() {
 		VPAND(low, nib[1], nib[1])
 		for h, v := range nib {
 			j := 2*p + h
-			sc, m := scaleMin(j)
+			sc, m := q4KScaleMin(pw, j)
 			b, b2 := GP32(), GP32()
 			MOVWLSX(Mem{Base: px, Disp: 260 + 4*j}, b)
 			MOVWLSX(Mem{Base: px, Disp: 262 + 4*j}, b2)
@@ -586,6 +563,145 @@ func dotQ4K() {
 	Label("q4kdone")
 	VZEROUPPER()
 	Store(sum, ReturnIndex(0))
+	RET()
+}
+
+// q4KScaleMin loads scale and min j (6 bits each, packed in the 12 bytes
+// at pw+4) of the Q4_K block at pw, as DotQ4_K unpacks them.
+func q4KScaleMin(pw reg.Register, j int) (sc, m reg.GPVirtual) {
+	sb := func(i int) Mem { return Mem{Base: pw, Disp: 4 + i} }
+	sc, m = GP32(), GP32()
+	if j < 4 {
+		MOVBLZX(sb(j), sc)
+		ANDL(U8(63), sc)
+		MOVBLZX(sb(j+4), m)
+		ANDL(U8(63), m)
+		return sc, m
+	}
+	t := GP32()
+	MOVBLZX(sb(j+4), sc)
+	ANDL(U8(0xf), sc)
+	MOVBLZX(sb(j-4), t)
+	SHRL(U8(6), t)
+	SHLL(U8(4), t)
+	ORL(t, sc)
+	MOVBLZX(sb(j+4), m)
+	SHRL(U8(4), m)
+	MOVBLZX(sb(j), t)
+	SHRL(U8(6), t)
+	SHLL(U8(4), t)
+	ORL(t, m)
+	return sc, m
+}
+
+// dotQ4KxN is dotQ4K of one weight row with rows (2 to 4) Q8_K activation
+// rows, stride bytes apart: a block's scales, mins and nibbles are
+// unpacked once for all rows, and each row's sums are the same exact
+// integers followed by the same float operations, so the results are
+// bit-identical to separate calls. The sums are kept in out.
+func dotQ4KxN(rows int) {
+	name := fmt.Sprintf("dotQ4_Kx%dAVX2", rows)
+	TEXT(name, NOSPLIT, "func(w, x []byte, stride, nb int, out *[4]float32)")
+	Pragma("noescape")
+	Doc(fmt.Sprintf("%s is, for c := 0; c < %d; c++,", name, rows),
+		"",
+		"\tout[c] = dotQ4_KAVX2(w, x[c*stride:], nb)")
+	pw := Load(Param("w").Base(), GP64())
+	px := Load(Param("x").Base(), GP64())
+	stride := Load(Param("stride"), GP64())
+	nb := Load(Param("nb"), GP64())
+	out := Load(Param("out"), GP64())
+	px2 := GP64()
+	LEAQ(Mem{Base: px, Index: stride, Scale: 2}, px2)
+	addr := []Mem{{Base: px}, {Base: px, Index: stride, Scale: 1}, {Base: px2}, {Base: px2, Index: stride, Scale: 1}}
+	zero := XMM()
+	VXORPS(zero, zero, zero)
+	for c := range rows {
+		VMOVSS(zero, Mem{Base: out, Disp: 4 * c})
+	}
+	low := broadcastByte(0x0F)
+	loop, done := name+"loop", name+"done"
+	Label(loop)
+	CMPQ(nb, U8(0))
+	JE(LabelRef(done))
+	accs := make([]reg.VecVirtual, rows)
+	for c := range accs {
+		accs[c] = YMM()
+		VPXOR(accs[c], accs[c], accs[c])
+	}
+	// The mins, each twice, as 16 int16 lanes: one VPMADDWD with a row's
+	// 16 bsums gives its m_j·(bsum_2j + bsum_2j+1) in 8 int32 lanes.
+	mlo, mhi := XMM(), XMM()
+	for p := range 4 {
+		q := YMM()
+		VMOVDQU(Mem{Base: pw, Disp: 16 + 32*p}, q)
+		nib := [2]reg.VecVirtual{YMM(), YMM()}
+		VPAND(low, q, nib[0])
+		VPSRLW(U8(4), q, nib[1])
+		VPAND(low, nib[1], nib[1])
+		for h, v := range nib {
+			j := 2*p + h
+			sc, m := q4KScaleMin(pw, j)
+			mm := GP32()
+			MOVL(m, mm)
+			SHLL(U8(16), mm)
+			ORL(m, mm)
+			dst := mlo
+			if j >= 4 {
+				dst = mhi
+			}
+			if j%4 == 0 {
+				VMOVD(mm, dst)
+			} else {
+				VPINSRD(U8(j%4), mm, dst, dst)
+			}
+			scx := XMM()
+			VMOVD(sc, scx)
+			scv := YMM()
+			VPBROADCASTW(scx, scv)
+			for c := range rows {
+				xv := YMM()
+				VMOVDQU(addr[c].Offset(4+32*j), xv)
+				VPMADDUBSW(xv, v, xv) // nibble·x in 16-bit pairs
+				VPMADDWD(scv, xv, xv) // ·sc, in 32-bit lanes
+				VPADDD(xv, accs[c], accs[c])
+			}
+		}
+	}
+	mvec := YMM()
+	VINSERTI128(U8(1), mhi, mlo.AsY(), mvec)
+	// d = f16(w[0:2]), dmin = f16(w[2:4]), then per row as dotQ4K.
+	dw, dminw := XMM(), XMM()
+	t := GP32()
+	MOVWLZX(Mem{Base: pw}, t)
+	VMOVD(t, dw)
+	VCVTPH2PS(dw, dw)
+	MOVWLZX(Mem{Base: pw, Disp: 2}, t)
+	VMOVD(t, dminw)
+	VCVTPH2PS(dminw, dminw)
+	for c := range rows {
+		scaled := hsumInt(accs[c])
+		VPMADDWD(addr[c].Offset(260), mvec, accs[c]) // the row's Σ m·bsum, in 8 lanes
+		mins := hsumInt(accs[c])
+		d, dmin := XMM(), XMM()
+		VMULSS(addr[c], dw, d) // dx·d(w)
+		VMULSS(addr[c], dminw, dmin)
+		f := XMM()
+		VCVTSI2SSL(scaled, f, f)
+		VMULSS(f, d, d)
+		VCVTSI2SSL(mins, f, f)
+		VMULSS(f, dmin, dmin)
+		VSUBSS(dmin, d, d)
+		VADDSS(Mem{Base: out, Disp: 4 * c}, d, d)
+		VMOVSS(d, Mem{Base: out, Disp: 4 * c})
+	}
+	ADDQ(U8(144), pw)
+	ADDQ(U32(292), px)
+	ADDQ(U32(292), px2)
+	DECQ(nb)
+	JMP(LabelRef(loop))
+	Label(done)
+	VZEROUPPER()
 	RET()
 }
 
