@@ -74,7 +74,11 @@ var kernelTable = map[DType]kernel{
 			k.DotQ4_KxN(w, a, stride, n/QKK, rows, &o)
 			return o
 		}, nil},
-	Q6_K: {Q8_K, func(w, a []byte, n int) float32 { return k.DotQ6_K(w, a, n/QKK) }, nil, nil},
+	Q6_K: {Q8_K, func(w, a []byte, n int) float32 { return k.DotQ6_K(w, a, n/QKK) },
+		func(w, a []byte, stride, n, rows int, _ []float32) (o [4]float32) {
+			k.DotQ6_KxN(w, a, stride, n/QKK, rows, &o)
+			return o
+		}, nil},
 }
 
 // ActivationType is the type activations are converted to before they are

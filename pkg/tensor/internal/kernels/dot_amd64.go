@@ -194,3 +194,27 @@ func DotQ4_KxN(w, x []byte, stride, nb, rows int, out *[4]float32) {
 		panic("kernels: DotQ4_KxN takes 2 to 4 rows")
 	}
 }
+
+// DotQ6_KxN computes DotQ6_K of one weight row w with rows (2 to 4) Q8_K
+// activation rows x[c*stride:] into out[:rows], bit-identical to separate
+// DotQ6_K calls but unpacking each weight block once.
+func DotQ6_KxN(w, x []byte, stride, nb, rows int, out *[4]float32) {
+	if !useAsm {
+		dotQ6_KxNGeneric(w, x, stride, nb, rows, out)
+		return
+	}
+	_, _ = w[:nb*210], x[:(rows-1)*stride+nb*292] // bounds: the assembly does not check
+	if stride < nb*292 {
+		panic("kernels: DotQ6_KxN rows overlap")
+	}
+	switch rows {
+	case 2:
+		dotQ6_Kx2AVX2(w, x, stride, nb, out)
+	case 3:
+		dotQ6_Kx3AVX2(w, x, stride, nb, out)
+	case 4:
+		dotQ6_Kx4AVX2(w, x, stride, nb, out)
+	default:
+		panic("kernels: DotQ6_KxN takes 2 to 4 rows")
+	}
+}

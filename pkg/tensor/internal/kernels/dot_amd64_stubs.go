@@ -102,6 +102,27 @@ func dotQ4_Kx4AVX2(w []byte, x []byte, stride int, nb int, out *[4]float32)
 //go:noescape
 func dotQ6_KAVX2(w []byte, x []byte, nb int) float32
 
+// dotQ6_Kx2AVX2 is, for c := 0; c < 2; c++,
+//
+//	out[c] = dotQ6_KAVX2(w, x[c*stride:], nb)
+//
+//go:noescape
+func dotQ6_Kx2AVX2(w []byte, x []byte, stride int, nb int, out *[4]float32)
+
+// dotQ6_Kx3AVX2 is, for c := 0; c < 3; c++,
+//
+//	out[c] = dotQ6_KAVX2(w, x[c*stride:], nb)
+//
+//go:noescape
+func dotQ6_Kx3AVX2(w []byte, x []byte, stride int, nb int, out *[4]float32)
+
+// dotQ6_Kx4AVX2 is, for c := 0; c < 4; c++,
+//
+//	out[c] = dotQ6_KAVX2(w, x[c*stride:], nb)
+//
+//go:noescape
+func dotQ6_Kx4AVX2(w []byte, x []byte, stride int, nb int, out *[4]float32)
+
 // dotBF16AVX2 is, in four 8-lane FMA accumulators over steps of 32,
 //
 //	for i := 0; i < len(a)&^31; i++ { s += bf16(a[i]) * bf16(b[i]) }

@@ -51,3 +51,9 @@ func AxpyRowsF32(dst, v []float32, stride int, w []float32) { axpyRowsF32Generic
 func DotQ4_KxN(w, x []byte, stride, nb, rows int, out *[4]float32) {
 	dotQ4_KxNGeneric(w, x, stride, nb, rows, out)
 }
+
+// DotQ6_KxN computes DotQ6_K of one weight row w with rows (2 to 4) Q8_K
+// activation rows x[c*stride:] into out[:rows].
+func DotQ6_KxN(w, x []byte, stride, nb, rows int, out *[4]float32) {
+	dotQ6_KxNGeneric(w, x, stride, nb, rows, out)
+}

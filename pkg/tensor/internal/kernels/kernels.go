@@ -286,6 +286,13 @@ func axpyRowsF32Generic(dst, v []float32, stride int, w []float32) {
 	}
 }
 
+// dotQ6_KxNGeneric is dotQ6_KGeneric for each of rows activation rows.
+func dotQ6_KxNGeneric(w, x []byte, stride, nb, rows int, out *[4]float32) {
+	for c := range out[:rows] {
+		out[c] = dotQ6_KGeneric(w, x[c*stride:], nb)
+	}
+}
+
 // axpyGeneric adds a·x to dst with fused multiply-adds, as the assembly.
 func axpyGeneric(dst, x []float32, a float32) {
 	dst = dst[:len(x)]

@@ -183,6 +183,19 @@ func TestKQuantsAsmMatchGeneric(t *testing.T) {
 		if got != want || math.IsNaN(float64(got)) {
 			t.Fatalf("DotQ6_K nb=%d: asm %g, Go %g", nb, got, want)
 		}
+		for rows := 2; rows <= 4; rows++ {
+			var got4 [4]float32
+			DotQ6_KxN(w6[guard:guard+nb*210], xs[guard:guard+(rows-1)*stride+nb*292], stride, nb, rows, &got4)
+			for c := range 4 {
+				want := float32(0)
+				if c < rows {
+					want = DotQ6_K(w6[guard:guard+nb*210], xs[guard+c*stride:guard+c*stride+nb*292], nb)
+				}
+				if got4[c] != want || math.IsNaN(float64(want)) {
+					t.Fatalf("DotQ6_KxN nb=%d rows=%d row %d: %g, DotQ6_K %g", nb, rows, c, got4[c], want)
+				}
+			}
+		}
 	}
 }
 

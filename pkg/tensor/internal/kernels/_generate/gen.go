@@ -25,6 +25,9 @@ func main() {
 		dotQ4KxN(rows)
 	}
 	dotQ6K()
+	for rows := 2; rows <= 4; rows++ {
+		dotQ6KxN(rows)
+	}
 	dotBF16()
 	axpy()
 	dotRows()
@@ -805,6 +808,117 @@ func dotQ6K() {
 	Label("q6kdone")
 	VZEROUPPER()
 	Store(sum, ReturnIndex(0))
+	RET()
+}
+
+// dotQ6KxN is dotQ6K of one weight row with rows (2 to 4) Q8_K activation
+// rows, stride bytes apart: a block's 6-bit values and scales are unpacked
+// once for all rows; each row's sums are the same exact integers followed
+// by the same float operations, so the results are bit-identical to
+// separate calls. The sums are kept in out.
+func dotQ6KxN(rows int) {
+	name := fmt.Sprintf("dotQ6_Kx%dAVX2", rows)
+	TEXT(name, NOSPLIT, "func(w, x []byte, stride, nb int, out *[4]float32)")
+	Pragma("noescape")
+	Doc(fmt.Sprintf("%s is, for c := 0; c < %d; c++,", name, rows),
+		"",
+		"\tout[c] = dotQ6_KAVX2(w, x[c*stride:], nb)")
+	pw := Load(Param("w").Base(), GP64())
+	px := Load(Param("x").Base(), GP64())
+	stride := Load(Param("stride"), GP64())
+	nb := Load(Param("nb"), GP64())
+	out := Load(Param("out"), GP64())
+	px2 := GP64()
+	LEAQ(Mem{Base: px, Index: stride, Scale: 2}, px2)
+	addr := []Mem{{Base: px}, {Base: px, Index: stride, Scale: 1}, {Base: px2}, {Base: px2, Index: stride, Scale: 1}}
+	zero := XMM()
+	VXORPS(zero, zero, zero)
+	for c := range rows {
+		VMOVSS(zero, Mem{Base: out, Disp: 4 * c})
+	}
+	low := broadcastByte(0x0F)
+	three := broadcastByte(0x03)
+	loop, done := name+"loop", name+"done"
+	Label(loop)
+	CMPQ(nb, U8(0))
+	JE(LabelRef(done))
+	accs := make([]reg.VecVirtual, rows)
+	for c := range accs {
+		accs[c] = YMM()
+		VPXOR(accs[c], accs[c], accs[c])
+	}
+	for n := range 2 {
+		// The low-bit bytes are read from memory as needed, to leave
+		// registers for four rows.
+		h := YMM()
+		VMOVDQU(Mem{Base: pw, Disp: 128 + 32*n}, h)
+		for k := range 4 {
+			y, t := YMM(), YMM()
+			src := Mem{Base: pw, Disp: 64*n + 32*(k%2)}
+			if k < 2 {
+				VPAND(src, low, y)
+			} else {
+				VMOVDQU(src, y)
+				VPSRLW(U8(4), y, y)
+				VPAND(low, y, y)
+			}
+			if k == 0 {
+				VPAND(three, h, t)
+			} else {
+				VPSRLW(U8(2*k), h, t)
+				VPAND(three, t, t)
+			}
+			VPSLLW(U8(4), t, t)
+			VPOR(t, y, y)
+			j := 8*n + 2*k
+			s0, s1 := GP32(), GP32()
+			MOVBLSX(Mem{Base: pw, Disp: 192 + j}, s0)
+			MOVBLSX(Mem{Base: pw, Disp: 192 + j + 1}, s1)
+			x0, x1 := XMM(), XMM()
+			VMOVD(s0, x0)
+			VPBROADCASTW(x0, x0)
+			VMOVD(s1, x1)
+			VPBROADCASTW(x1, x1)
+			scv := YMM()
+			VINSERTI128(U8(1), x1, x0.AsY(), scv)
+			for c := range rows {
+				xv := YMM()
+				VMOVDQU(addr[c].Offset(4+128*n+32*k), xv)
+				VPMADDUBSW(xv, y, xv) // q·x in 16-bit pairs
+				VPMADDWD(scv, xv, xv) // ·sc, in 32-bit lanes
+				VPADDD(xv, accs[c], accs[c])
+			}
+		}
+	}
+	// The 16 scales as int16: one VPMADDWD with a row's bsums gives its
+	// Σ_j sc_j·bsum_j in 8 lanes.
+	sc16 := YMM()
+	VPMOVSXBW(Mem{Base: pw, Disp: 192}, sc16)
+	dw := XMM()
+	t := GP32()
+	MOVWLZX(Mem{Base: pw, Disp: 208}, t)
+	VMOVD(t, dw)
+	VCVTPH2PS(dw, dw)
+	for c := range rows {
+		isum := hsumInt(accs[c])
+		VPMADDWD(addr[c].Offset(260), sc16, accs[c])
+		corr := hsumInt(accs[c])
+		SHLL(U8(5), corr)
+		SUBL(corr, isum)
+		d, f := XMM(), XMM()
+		VMULSS(addr[c], dw, d) // dx·d(w)
+		VCVTSI2SSL(isum, f, f)
+		VMULSS(f, d, d)
+		VADDSS(Mem{Base: out, Disp: 4 * c}, d, d)
+		VMOVSS(d, Mem{Base: out, Disp: 4 * c})
+	}
+	ADDQ(U8(210), pw)
+	ADDQ(U32(292), px)
+	ADDQ(U32(292), px2)
+	DECQ(nb)
+	JMP(LabelRef(loop))
+	Label(done)
+	VZEROUPPER()
 	RET()
 }
 
