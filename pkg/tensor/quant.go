@@ -3,6 +3,9 @@ package tensor
 import (
 	"encoding/binary"
 	"math"
+	"slices"
+
+	k "github.com/switchyard-llm/switchyard/pkg/tensor/internal/kernels"
 )
 
 // Block layouts, as ggml lays them out (little-endian):
@@ -129,9 +132,10 @@ func Quantize(t DType, dst []byte, x []float32) []byte {
 			dst = binary.LittleEndian.AppendUint16(dst, F32ToBF16(v))
 		}
 	case Q8_0:
-		for b := 0; b+QK <= len(x); b += QK {
-			dst = quantQ8_0(dst, x[b:b+QK])
-		}
+		n := len(x) / QK * 34
+		dst = slices.Grow(dst, n)
+		k.QuantQ8_0(dst[len(dst):len(dst)+n], x)
+		dst = dst[:len(dst)+n]
 	case Q4_0:
 		for b := 0; b+QK <= len(x); b += QK {
 			dst = quantQ4_0(dst, x[b:b+QK])
@@ -150,24 +154,6 @@ func Quantize(t DType, dst []byte, x []float32) []byte {
 		}
 	default:
 		panic("tensor: Quantize to unsupported type " + t.String())
-	}
-	return dst
-}
-
-// quantQ8_0 follows ggml's AVX2 path: scale 127/max|x|, round half to even.
-func quantQ8_0(dst []byte, x []float32) []byte {
-	var amax float32
-	for _, v := range x {
-		amax = max(amax, abs32(v))
-	}
-	d := amax / 127
-	var id float32
-	if amax != 0 {
-		id = 127 / amax
-	}
-	dst = binary.LittleEndian.AppendUint16(dst, F32ToF16(d))
-	for _, v := range x {
-		dst = append(dst, byte(int8(math.RoundToEven(float64(v*id)))))
 	}
 	return dst
 }

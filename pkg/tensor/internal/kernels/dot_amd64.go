@@ -218,3 +218,13 @@ func DotQ6_KxN(w, x []byte, stride, nb, rows int, out *[4]float32) {
 		panic("kernels: DotQ6_KxN takes 2 to 4 rows")
 	}
 }
+
+// QuantQ8_0 writes the len(x)/32 Q8_0 blocks of x into dst (34 bytes each).
+func QuantQ8_0(dst []byte, x []float32) {
+	_ = dst[:len(x)/32*34] // bounds: the assembly does not check
+	if !useAsm {
+		quantQ8_0Generic(dst, x)
+		return
+	}
+	quantQ8_0AVX2(dst, x)
+}

@@ -2903,6 +2903,80 @@ axpydone:
 	VZEROUPPER
 	RET
 
+// func quantQ8_0AVX2(dst []byte, x []float32)
+// Requires: AVX, AVX2, F16C
+TEXT ·quantQ8_0AVX2(SB), NOSPLIT, $0-48
+	MOVQ     dst_base+0(FP), AX
+	MOVQ     x_base+24(FP), CX
+	MOVQ     x_len+32(FP), DX
+	SHRQ     $0x05, DX
+	VPCMPEQD Y0, Y0, Y0
+	VPSRLD   $0x01, Y0, Y0
+	MOVL     $0x42fe0000, BX
+	VMOVD    BX, X1
+	VMOVDQU  q8perm<>+0(SB), Y2
+
+quantloop:
+	CMPQ         DX, $0x00
+	JE           quantdone
+	VMOVUPS      (CX), Y3
+	VMOVUPS      32(CX), Y4
+	VMOVUPS      64(CX), Y5
+	VMOVUPS      96(CX), Y6
+	VANDPS       Y0, Y3, Y7
+	VANDPS       Y0, Y4, Y8
+	VMAXPS       Y8, Y7, Y7
+	VANDPS       Y0, Y5, Y8
+	VMAXPS       Y8, Y7, Y7
+	VANDPS       Y0, Y6, Y8
+	VMAXPS       Y8, Y7, Y7
+	VEXTRACTF128 $0x01, Y7, X8
+	VMAXPS       X8, X7, X7
+	VMOVHLPS     X7, X7, X8
+	VMAXPS       X8, X7, X7
+	VMOVSHDUP    X7, X8
+	VMAXSS       X8, X7, X7
+	VDIVSS       X1, X7, X8
+	VCVTPS2PH    $0x00, X8, X8
+	VPEXTRW      $0x00, X8, BX
+	MOVW         BX, (AX)
+	VDIVSS       X7, X1, X8
+	VXORPS       X9, X9, X9
+	VCMPSS       $0x04, X9, X7, X9
+	VANDPS       X9, X8, X8
+	VBROADCASTSS X8, Y7
+	VMULPS       Y7, Y3, Y3
+	VCVTPS2DQ    Y3, Y3
+	VMULPS       Y7, Y4, Y4
+	VCVTPS2DQ    Y4, Y4
+	VMULPS       Y7, Y5, Y5
+	VCVTPS2DQ    Y5, Y5
+	VMULPS       Y7, Y6, Y6
+	VCVTPS2DQ    Y6, Y6
+	VPACKSSDW    Y4, Y3, Y3
+	VPACKSSDW    Y6, Y5, Y5
+	VPACKSSWB    Y5, Y3, Y3
+	VPERMD       Y3, Y2, Y3
+	VMOVDQU      Y3, 2(AX)
+	ADDQ         $0x80, CX
+	ADDQ         $0x22, AX
+	DECQ         DX
+	JMP          quantloop
+
+quantdone:
+	VZEROUPPER
+	RET
+
+DATA q8perm<>+0(SB)/4, $0x00000000
+DATA q8perm<>+4(SB)/4, $0x00000004
+DATA q8perm<>+8(SB)/4, $0x00000001
+DATA q8perm<>+12(SB)/4, $0x00000005
+DATA q8perm<>+16(SB)/4, $0x00000002
+DATA q8perm<>+20(SB)/4, $0x00000006
+DATA q8perm<>+24(SB)/4, $0x00000003
+DATA q8perm<>+28(SB)/4, $0x00000007
+GLOBL q8perm<>(SB), RODATA|NOPTR, $32
+
 // func dotRowsF32AVX2(dst []float32, q []float32, k []float32, stride int)
 // Requires: AVX, FMA3
 TEXT ·dotRowsF32AVX2(SB), NOSPLIT, $0-80

@@ -137,6 +137,11 @@ func dotBF16AVX2(a []uint16, b []uint16) float32
 //go:noescape
 func axpyAVX2(dst []float32, x []float32, a float32)
 
+// quantQ8_0AVX2 writes the len(x)/32 Q8_0 blocks of x into dst, as quantQ8_0Generic.
+//
+//go:noescape
+func quantQ8_0AVX2(dst []byte, x []float32)
+
 // dotRowsF32AVX2 is, for len(q) a multiple of 32,
 //
 //	for j := range dst { dst[j] = dotF32AVX2(q, k[j*stride:]) }

@@ -57,3 +57,6 @@ func DotQ4_KxN(w, x []byte, stride, nb, rows int, out *[4]float32) {
 func DotQ6_KxN(w, x []byte, stride, nb, rows int, out *[4]float32) {
 	dotQ6_KxNGeneric(w, x, stride, nb, rows, out)
 }
+
+// QuantQ8_0 writes the len(x)/32 Q8_0 blocks of x into dst (34 bytes each).
+func QuantQ8_0(dst []byte, x []float32) { quantQ8_0Generic(dst, x) }

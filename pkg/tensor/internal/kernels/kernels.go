@@ -37,6 +37,45 @@ func halfToFloat(h uint16) float32 {
 	return math.Float32frombits(sign | (exp+127-15)<<23 | mant<<13)
 }
 
+// F32ToF16 converts float32 to half precision, rounding to nearest even
+// as F16C's VCVTPS2PH does.
+func F32ToF16(f float32) uint16 {
+	b := math.Float32bits(f)
+	sign := uint16(b>>16) & 0x8000
+	exp := int32(b>>23) & 0xff
+	mant := b & 0x7fffff
+	if exp == 0xff { // inf or NaN
+		if mant != 0 {
+			return sign | 0x7e00
+		}
+		return sign | 0x7c00
+	}
+	e := exp - 127 + 15
+	if e >= 0x1f {
+		return sign | 0x7c00
+	}
+	if e <= 0 {
+		if e < -10 {
+			return sign
+		}
+		mant |= 0x800000
+		shift := uint32(14 - e)
+		half := uint32(1) << (shift - 1)
+		r := mant >> shift
+		rem := mant & (1<<shift - 1)
+		if rem > half || (rem == half && r&1 == 1) {
+			r++
+		}
+		return sign | uint16(r)
+	}
+	r := uint32(e)<<10 | mant>>13
+	rem := mant & 0x1fff
+	if rem > 0x1000 || (rem == 0x1000 && r&1 == 1) {
+		r++ // may carry into the exponent, which is still correct
+	}
+	return sign | uint16(r)
+}
+
 // F16 converts a half-precision value to float32.
 func F16(h uint16) float32 { return f16[h] }
 
@@ -149,6 +188,27 @@ func Q8_0Scales(dst []float32, x []byte, stride, nb, n int) []float32 {
 		}
 	}
 	return dst
+}
+
+// quantQ8_0Generic writes the Q8_0 blocks of x (len(x)/32 of them) into
+// dst, as ggml's AVX2 quantizer does: d = max|x|/127, q = x·(127/max|x|)
+// rounded to nearest even.
+func quantQ8_0Generic(dst []byte, x []float32) {
+	for b := 0; b+32 <= len(x); b += 32 {
+		blk, xs := dst[b/32*34:b/32*34+34], x[b:b+32]
+		var amax float32
+		for _, v := range xs {
+			amax = max(amax, math.Float32frombits(math.Float32bits(v)&^(1<<31)))
+		}
+		var id float32
+		if amax != 0 {
+			id = 127 / amax
+		}
+		binary.LittleEndian.PutUint16(blk, F32ToF16(amax/127))
+		for j, v := range xs {
+			blk[2+j] = byte(int8(math.RoundToEven(float64(v * id))))
+		}
+	}
 }
 
 // dotQ8_0xNGeneric is dotQ8_0Generic for each of rows activation rows.

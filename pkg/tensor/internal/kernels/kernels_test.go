@@ -1,6 +1,7 @@
 package kernels
 
 import (
+	"bytes"
 	"encoding/binary"
 	"math"
 	"math/rand/v2"
@@ -229,6 +230,33 @@ func TestRowKernels(t *testing.T) {
 				}
 			}
 			checkGuardsF32(t, buf, d)
+		}
+	}
+}
+
+// The Q8_0 quantizer equals its Go twin byte for byte on blocks of every
+// scale, all-zero blocks and ones whose scale is subnormal in half
+// precision included.
+func TestQuantQ8_0(t *testing.T) {
+	UseAsm(true)
+	r := rand.New(rand.NewPCG(11, 12))
+	for _, scale := range []float64{0, 1e-9, 1e-6, 0.01, 1, 1e3, 6e4} {
+		for nb := 0; nb <= 9; nb++ {
+			x := make([]float32, nb*32+r.IntN(32)) // a partial block at the end is ignored
+			for i := range x {
+				x[i] = float32(r.NormFloat64() * scale)
+			}
+			if nb > 2 {
+				clear(x[32:64]) // a zero block
+			}
+			got, want := make([]byte, nb*34+2), make([]byte, nb*34+2)
+			got[nb*34], got[nb*34+1] = 0x5a, 0x5a // guards
+			want[nb*34], want[nb*34+1] = 0x5a, 0x5a
+			QuantQ8_0(got, x)
+			quantQ8_0Generic(want, x)
+			if !bytes.Equal(got, want) {
+				t.Fatalf("scale %g, %d blocks: asm %x, Go %x", scale, nb, got, want)
+			}
 		}
 	}
 }

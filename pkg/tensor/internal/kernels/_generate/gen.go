@@ -30,6 +30,7 @@ func main() {
 	}
 	dotBF16()
 	axpy()
+	quantQ8()
 	dotRows()
 	axpyRows()
 	Generate()
@@ -303,6 +304,82 @@ func axpy() {
 	ADDQ(U8(8), i)
 	JMP(LabelRef("axpyloop"))
 	Label("axpydone")
+	VZEROUPPER()
+	RET()
+}
+
+// quantQ8 is ggml's AVX2 Q8_0 quantizer (quantize_row_q8_0) for blocks of
+// 32 float32s: d = max|x|/127 stored as half precision, then x·(127/max|x|)
+// converted to int32 with rounding to nearest even, packed to int8 and put
+// back in order.
+func quantQ8() {
+	TEXT("quantQ8_0AVX2", NOSPLIT, "func(dst []byte, x []float32)")
+	Pragma("noescape")
+	Doc("quantQ8_0AVX2 writes the len(x)/32 Q8_0 blocks of x into dst, as quantQ8_0Generic.")
+	pd := Load(Param("dst").Base(), GP64())
+	px := Load(Param("x").Base(), GP64())
+	n := Load(Param("x").Len(), GP64())
+	SHRQ(U8(5), n)
+	abs := YMM()
+	VPCMPEQD(abs, abs, abs)
+	VPSRLD(U8(1), abs, abs) // 0x7fffffff: clears the sign
+	c127 := XMM()
+	t := GP32()
+	MOVL(U32(0x42fe0000), t) // 127.0
+	VMOVD(t, c127)
+	perm := GLOBL("q8perm", RODATA|NOPTR)
+	for i, v := range []uint32{0, 4, 1, 5, 2, 6, 3, 7} {
+		DATA(4*i, U32(v))
+	}
+	order := YMM()
+	VMOVDQU(perm, order)
+	Label("quantloop")
+	CMPQ(n, U8(0))
+	JE(LabelRef("quantdone"))
+	v := []reg.VecVirtual{YMM(), YMM(), YMM(), YMM()}
+	for i := range v {
+		VMOVUPS(Mem{Base: px, Disp: 32 * i}, v[i])
+	}
+	m, a := YMM(), YMM()
+	VANDPS(abs, v[0], m)
+	for i := 1; i < 4; i++ {
+		VANDPS(abs, v[i], a)
+		VMAXPS(a, m, m)
+	}
+	hi := XMM()
+	VEXTRACTF128(U8(1), m, hi)
+	mx := m.AsX()
+	VMAXPS(hi, mx, mx)
+	VMOVHLPS(mx, mx, hi)
+	VMAXPS(hi, mx, mx)
+	VMOVSHDUP(mx, hi)
+	VMAXSS(hi, mx, mx) // max|x| in the low lane
+	d := XMM()
+	VDIVSS(c127, mx, d) // max/127
+	VCVTPS2PH(U8(0), d, d)
+	VPEXTRW(U8(0), d, t)
+	MOVW(t.As16(), Mem{Base: pd})
+	id, zero := XMM(), XMM()
+	VDIVSS(mx, c127, id) // 127/max, +Inf when max is 0
+	VXORPS(zero, zero, zero)
+	VCMPSS(U8(4), zero, mx, zero) // max != 0
+	VANDPS(zero, id, id)
+	idv := YMM()
+	VBROADCASTSS(id, idv)
+	for i := range v {
+		VMULPS(idv, v[i], v[i])
+		VCVTPS2DQ(v[i], v[i])
+	}
+	VPACKSSDW(v[1], v[0], v[0])
+	VPACKSSDW(v[3], v[2], v[2])
+	VPACKSSWB(v[2], v[0], v[0])
+	VPERMD(v[0], order, v[0])
+	VMOVDQU(v[0], Mem{Base: pd, Disp: 2})
+	ADDQ(U8(128), px)
+	ADDQ(U8(34), pd)
+	DECQ(n)
+	JMP(LabelRef("quantloop"))
+	Label("quantdone")
 	VZEROUPPER()
 	RET()
 }
