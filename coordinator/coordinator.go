@@ -290,7 +290,7 @@ func (c *Coordinator) serve(ctx context.Context) error {
 		}
 	}
 	c.metrics = newMetrics(reg, c.stats, cfg.MetricsPerExpert)
-	c.dispatch = newDispatcher(c.model.Pool, cfg.TLS.DialOption(), c.info.Digest, c.model.Embd, c.model.ExpertsUsed, cfg.Encoding, cfg.ForwardTimeout, cfg.UnitWait, members, c.stats, c.metrics, c.log)
+	c.dispatch = newDispatcher(c.model.Pool, cfg.TLS.DialOption(), c.info.Digest, c.model.Hyper, cfg.Encoding, cfg.ForwardTimeout, cfg.UnitWait, members, c.stats, c.metrics, c.log)
 	defer c.dispatch.close()
 	changed := c.dispatch.membershipChanged
 	onChange.Store(&changed)

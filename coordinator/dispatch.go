@@ -37,6 +37,7 @@ type dispatcher struct {
 
 	pool     *tensor.Pool  // rested while calls are out
 	perRow   int           // experts per token (k)
+	keys     [][]string    // placement.UnitKey of every unit, by layer and expert
 	unitWait time.Duration // how long to wait for a unit with no ready replica
 
 	mu       sync.RWMutex
@@ -61,8 +62,16 @@ type nodeConn struct {
 // suspectFor is how long a node whose call failed is avoided.
 const suspectFor = 3 * time.Second
 
-func newDispatcher(pool *tensor.Pool, dial grpc.DialOption, digest string, embd, k int, enc pb.Encoding, timeout, unitWait time.Duration, members *membership.Members, stats *routingstats.Recorder, m *metrics, log *slog.Logger) *dispatcher {
-	return &dispatcher{pool: pool, dial: dial, digest: digest, embd: embd, perRow: k, enc: enc, timeout: timeout, unitWait: unitWait, members: members, stats: stats, metrics: m, log: log,
+func newDispatcher(pool *tensor.Pool, dial grpc.DialOption, digest string, h model.Hyper, enc pb.Encoding, timeout, unitWait time.Duration, members *membership.Members, stats *routingstats.Recorder, m *metrics, log *slog.Logger) *dispatcher {
+	keys := make([][]string, h.Layers)
+	for l := range keys {
+		keys[l] = make([]string, h.Experts)
+		for e := range keys[l] {
+			keys[l][e] = placement.UnitKey(model.Unit{Layer: l, Expert: e})
+		}
+	}
+	embd, k := h.Embd, h.ExpertsUsed
+	return &dispatcher{pool: pool, keys: keys, dial: dial, digest: digest, embd: embd, perRow: k, enc: enc, timeout: timeout, unitWait: unitWait, members: members, stats: stats, metrics: m, log: log,
 		suspects: map[string]time.Time{},
 		nodes:    map[string]placement.Node{}, ready: map[string]map[string]bool{}, conns: map[string]*nodeConn{}}
 }
@@ -301,7 +310,7 @@ func (d *dispatcher) plan(layer int, experts []int32, pending []int, failed map[
 	defer d.mu.RUnlock()
 	for _, s := range pending {
 		e := experts[s]
-		key := placement.UnitKey(model.Unit{Layer: layer, Expert: int(e)})
+		key := d.keys[layer][e]
 		var reps []string
 		for _, r := range d.replicas(key) {
 			if !failed[r] {

@@ -14,6 +14,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
+	"github.com/switchyard-llm/switchyard/pkg/model"
 	"github.com/switchyard-llm/switchyard/pkg/placement"
 	"github.com/switchyard-llm/switchyard/pkg/routingstats"
 	pb "github.com/switchyard-llm/switchyard/proto/switchyard/v1"
@@ -197,7 +198,7 @@ func TestDispatchResendsBadAnswers(t *testing.T) {
 	bad, _, bs := serveEcho(t)
 	bad.short.Store(true)
 	stats := routingstats.New(1, 2, k)
-	d := newDispatcher(nil, nil, "sha256:x", E, k, pb.Encoding_ENCODING_F32, 10*time.Second, time.Second, nil, stats,
+	d := newDispatcher(nil, nil, "sha256:x", model.Hyper{Embd: E, ExpertsUsed: k, Layers: 1, Experts: 2}, pb.Encoding_ENCODING_F32, 10*time.Second, time.Second, nil, stats,
 		newMetrics(prometheus.NewRegistry(), stats, false), slog.New(slog.DiscardHandler))
 	for id, s := range map[string]*nodeStream{"good": gs, "bad": bs} {
 		down, fail := context.WithCancel(context.Background())
