@@ -97,7 +97,7 @@ func (c *Coordinator) admit(ctx context.Context, req *pb.GenerateRequest) (*genR
 	}
 	p := sampling.Params{Temperature: sp.Temperature, TopK: int(sp.TopK), TopP: sp.TopP, MinP: sp.MinP,
 		RepeatPenalty: sp.RepetitionPenalty, PresencePenalty: sp.PresencePenalty, FrequencyPenalty: sp.FrequencyPenalty,
-		PenaltyLastN: 64, Seed: sp.Seed, Logprobs: int(req.TopLogprobs)}
+		PenaltyLastN: 64, Seed: sp.Seed, Logprobs: int(req.TopLogprobs), TokenLogprob: req.Logprobs}
 	if p.TopP == 0 {
 		p.TopP = 1
 	}

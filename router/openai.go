@@ -296,7 +296,7 @@ func (r *Router) completions(w http.ResponseWriter, req *http.Request) {
 			return
 		}
 		logprobs = int(*cr.Logprobs)
-		g.TopLogprobs = uint32(logprobs)
+		g.TopLogprobs, g.Logprobs = uint32(logprobs), true
 	}
 	r.run(w, req, g, &cr.common, kindCompletion, logprobs)
 }
@@ -335,7 +335,7 @@ func (r *Router) chatCompletions(w http.ResponseWriter, req *http.Request) {
 			}
 			logprobs = int(*cr.TopLogprobs)
 		}
-		g.TopLogprobs = uint32(logprobs)
+		g.TopLogprobs, g.Logprobs = uint32(logprobs), true
 	}
 	r.run(w, req, g, &cr.common, kindChat, logprobs)
 }

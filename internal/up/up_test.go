@@ -101,7 +101,7 @@ func reference(t *testing.T, path string, prompt []int32, n int) ([]int32, []flo
 	eos, _ := f.Get("tokenizer.ggml.eos_token_id")
 	eosID, _ := eos.Int()
 	p := sampling.Defaults()
-	p.Temperature = 0
+	p.Temperature, p.TokenLogprob = 0, true
 	s, _ := sampling.New(p, m.Vocab)
 	seq := m.NewSequence()
 	var toks []int32

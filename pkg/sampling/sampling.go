@@ -42,6 +42,7 @@ type Params struct {
 	LogitBias        map[int32]float32 // added to logits; in [-100, 100]
 	Seed             uint64            // the RNG seed: same seed, same output
 	Logprobs         int               // alternatives to report per token; 0–20
+	TokenLogprob     bool              // report the chosen token's log-probability (implied by Logprobs > 0)
 }
 
 // Defaults are the settings of an OpenAI-style request that sets nothing.
@@ -94,7 +95,7 @@ type TokenLogprob struct {
 // Result is one sampled token.
 type Result struct {
 	Token   int32
-	Logprob float32        // of Token under the raw distribution
+	Logprob float32        // of Token under the raw distribution (with Params.TokenLogprob or Logprobs)
 	Top     []TokenLogprob // the Params.Logprobs most likely tokens, best first
 }
 
@@ -104,9 +105,11 @@ type Sampler struct {
 	rng     *rand.Rand
 	history []int32
 	// scratch
-	idx   []int32
-	probs []float64
-	work  []float32
+	idx     []int32
+	probs   []float64
+	work    []float32
+	heapIDs []int32
+	ranking ranking
 }
 
 // New returns a sampler for a vocabulary of the given size.
@@ -148,7 +151,10 @@ func (s *Sampler) Sample(logits []float32) Result {
 	} else {
 		tok = s.draw(l)
 	}
-	r := Result{Token: tok, Logprob: logSoftmaxAt(logits, tok)}
+	r := Result{Token: tok}
+	if p.TokenLogprob || p.Logprobs > 0 {
+		r.Logprob = logSoftmaxAt(logits, tok)
+	}
 	if p.Logprobs > 0 {
 		r.Top = TopLogprobs(logits, p.Logprobs)
 	}
@@ -180,44 +186,69 @@ func (s *Sampler) penalise(l []float32) {
 	}
 }
 
-// draw applies top-k, top-p, min-p and temperature, then samples.
+// draw applies top-k, top-p, min-p and temperature, then samples. The
+// candidates are ranked by logit (ties: lower id first) only as far as
+// the filters look: a heap hands them out in order, so a 32,000-token
+// vocabulary is not sorted for every token.
 func (s *Sampler) draw(l []float32) int32 {
 	p := s.p
-	idx := s.idx[:0]
-	for i := range l {
-		idx = append(idx, int32(i))
+	k := len(l)
+	if p.TopK > 0 && p.TopK < k {
+		k = p.TopK
 	}
-	slices.SortStableFunc(idx, func(a, b int32) int {
-		switch {
-		case l[a] > l[b]:
-			return -1
-		case l[a] < l[b]:
-			return 1
+	truncate := p.TopP < 1 || p.MinP > 0
+	if k == len(l) && !truncate {
+		return s.drawAll(l) // every token survives: no order needed
+	}
+	h := s.rank(l)
+	idx, probs := s.idx[:0], s.probs[:0]
+	if k < len(l) {
+		// Top-k, then the untempered probabilities of the survivors.
+		for range k {
+			idx = append(idx, h.pop())
 		}
-		return 0
-	})
-	if p.TopK > 0 && p.TopK < len(idx) {
-		idx = idx[:p.TopK]
-	}
-	// Probabilities of the survivors, untempered.
-	probs := softmaxOf(s.probs[:0], l, idx, 1)
-	if p.TopP < 1 {
-		var cum float64
-		for i, pr := range probs {
+		probs = softmaxOf(probs, l, idx, 1)
+		if p.TopP < 1 {
+			var cum float64
+			for i, pr := range probs {
+				cum += pr
+				if cum >= float64(p.TopP) {
+					idx, probs = idx[:i+1], probs[:i+1]
+					break
+				}
+			}
+		}
+		if p.MinP > 0 {
+			floor := probs[0] * float64(p.MinP)
+			n := 1
+			for n < len(probs) && probs[n] >= floor {
+				n++
+			}
+			idx = idx[:n]
+		}
+	} else {
+		// No top-k: untempered probabilities over the whole vocabulary,
+		// taken in rank order until top-p or min-p stops.
+		mx := float64(l[h.ids[0]])
+		var sum float64
+		for _, v := range l {
+			sum += math.Exp(float64(v) - mx)
+		}
+		var cum, floor float64
+		for len(h.ids) > 0 {
+			id := h.pop()
+			pr := math.Exp(float64(l[id])-mx) / sum
+			if len(idx) == 0 {
+				floor = pr * float64(p.MinP)
+			} else if pr < floor {
+				break
+			}
+			idx = append(idx, id)
 			cum += pr
-			if cum >= float64(p.TopP) {
-				idx, probs = idx[:i+1], probs[:i+1]
+			if p.TopP < 1 && cum >= float64(p.TopP) {
 				break
 			}
 		}
-	}
-	if p.MinP > 0 {
-		floor := probs[0] * float64(p.MinP)
-		n := 1
-		for n < len(probs) && probs[n] >= floor {
-			n++
-		}
-		idx = idx[:n]
 	}
 	probs = softmaxOf(probs[:0], l, idx, p.Temperature)
 	s.idx, s.probs = idx, probs
@@ -230,6 +261,83 @@ func (s *Sampler) draw(l []float32) int32 {
 		}
 	}
 	return idx[len(idx)-1]
+}
+
+// drawAll samples softmax(l/temperature) over every token, in id order.
+func (s *Sampler) drawAll(l []float32) int32 {
+	mx := float64(l[Argmax(l)])
+	t := float64(s.p.Temperature)
+	e := s.probs[:0]
+	var sum float64
+	for _, v := range l {
+		x := math.Exp((float64(v) - mx) / t)
+		e = append(e, x)
+		sum += x
+	}
+	s.probs = e
+	u := s.rng.Float64() * sum
+	var cum float64
+	for i, x := range e {
+		cum += x
+		if u < cum {
+			return int32(i)
+		}
+	}
+	return int32(len(e) - 1)
+}
+
+// rank returns a heap of every token id, highest logit first (ties: lower
+// id first).
+func (s *Sampler) rank(l []float32) *ranking {
+	ids := s.heapIDs[:0]
+	for i := range l {
+		ids = append(ids, int32(i))
+	}
+	s.heapIDs = ids
+	h := &s.ranking
+	*h = ranking{l: l, ids: ids}
+	for i := len(ids)/2 - 1; i >= 0; i-- {
+		h.down(i)
+	}
+	return h
+}
+
+// ranking is a binary heap of token ids ordered by logit.
+type ranking struct {
+	l   []float32
+	ids []int32
+}
+
+// before reports whether token a ranks above token b.
+func (h *ranking) before(a, b int32) bool {
+	return h.l[a] > h.l[b] || (h.l[a] == h.l[b] && a < b)
+}
+
+func (h *ranking) down(i int) {
+	for {
+		c := 2*i + 1
+		if c >= len(h.ids) {
+			return
+		}
+		if c+1 < len(h.ids) && h.before(h.ids[c+1], h.ids[c]) {
+			c++
+		}
+		if !h.before(h.ids[c], h.ids[i]) {
+			return
+		}
+		h.ids[i], h.ids[c] = h.ids[c], h.ids[i]
+		i = c
+	}
+}
+
+// pop removes and returns the highest-ranked token.
+func (h *ranking) pop() int32 {
+	top := h.ids[0]
+	last := len(h.ids) - 1
+	h.ids[0] = h.ids[last]
+	h.ids = h.ids[:last]
+	h.down(0)
+	return top
 }
 
 // softmaxOf returns softmax(l[idx]/temp) in idx order, appended to dst.

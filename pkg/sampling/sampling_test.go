@@ -3,6 +3,7 @@ package sampling
 import (
 	"errors"
 	"math"
+	"math/rand/v2"
 	"slices"
 	"strings"
 	"testing"
@@ -157,6 +158,19 @@ func TestPenaltiesAndBias(t *testing.T) {
 	}
 }
 
+// The chosen token's log-probability is computed only when asked for.
+func TestTokenLogprobOnRequest(t *testing.T) {
+	p := Defaults()
+	p.Temperature = 0
+	if r := mustNew(t, p).Sample(logits); r.Logprob != 0 {
+		t.Errorf("logprob %g without TokenLogprob, want 0 (not computed)", r.Logprob)
+	}
+	p.TokenLogprob = true
+	if r := mustNew(t, p).Sample(logits); !(r.Logprob < 0) {
+		t.Errorf("logprob %g with TokenLogprob, want a log-probability", r.Logprob)
+	}
+}
+
 func TestLogprobs(t *testing.T) {
 	p := Defaults()
 	p.Temperature, p.Logprobs = 0, 3
@@ -251,5 +265,37 @@ func TestSkipResumes(t *testing.T) {
 		if r.Token != w {
 			t.Fatalf("token %d after resuming: %d, want %d", 12+i, r.Token, w)
 		}
+	}
+}
+
+// BenchmarkSample draws from a 32,000-token vocabulary with common
+// settings; greedy with the token's log-probability is the baseline.
+func BenchmarkSample(b *testing.B) {
+	r := rand.New(rand.NewPCG(1, 2))
+	l := make([]float32, 32000)
+	for i := range l {
+		l[i] = float32(r.NormFloat64() * 3)
+	}
+	for _, c := range []struct {
+		name string
+		edit func(*Params)
+	}{
+		{"greedy", func(p *Params) { p.Temperature = 0 }},
+		{"greedy+logprob", func(p *Params) { p.Temperature, p.TokenLogprob = 0, true }},
+		{"temperature", func(p *Params) { p.Temperature = 0.8 }},
+		{"top-k 40, top-p 0.95", func(p *Params) { p.Temperature, p.TopK, p.TopP = 0.8, 40, 0.95 }},
+		{"top-p 0.9", func(p *Params) { p.Temperature, p.TopP = 0.8, 0.9 }},
+	} {
+		p := Defaults()
+		c.edit(&p)
+		s, err := New(p, len(l))
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Run(c.name, func(b *testing.B) {
+			for b.Loop() {
+				s.Sample(l)
+			}
+		})
 	}
 }

@@ -246,8 +246,7 @@ type GenerateRequest struct {
 	// 0 means up to the end of the context.
 	MaxTokens uint32   `protobuf:"varint,6,opt,name=max_tokens,json=maxTokens,proto3" json:"max_tokens,omitempty"`
 	Stop      []string `protobuf:"bytes,7,rep,name=stop,proto3" json:"stop,omitempty"`
-	// Alternatives to report with each token's log-probability (0–20); the
-	// chosen token's log-probability is always sent.
+	// Alternatives to report with each token's log-probability (0–20).
 	TopLogprobs uint32 `protobuf:"varint,8,opt,name=top_logprobs,json=topLogprobs,proto3" json:"top_logprobs,omitempty"`
 	// Report the experts chosen for the prompt and for every generated token.
 	ReturnRouting bool `protobuf:"varint,9,opt,name=return_routing,json=returnRouting,proto3" json:"return_routing,omitempty"`
@@ -257,7 +256,11 @@ type GenerateRequest struct {
 	// continuation is the one the first coordinator would have produced.
 	// Their text is not sent again; max_tokens counts after them; usage
 	// counts only the tokens generated here.
-	ResumeTokens  []int32 `protobuf:"varint,10,rep,packed,name=resume_tokens,json=resumeTokens,proto3" json:"resume_tokens,omitempty"`
+	ResumeTokens []int32 `protobuf:"varint,10,rep,packed,name=resume_tokens,json=resumeTokens,proto3" json:"resume_tokens,omitempty"`
+	// Report each chosen token's log-probability (implied by top_logprobs
+	// > 0). Without it the coordinator skips the pass over the vocabulary
+	// that computes it, and Token.logprob is 0.
+	Logprobs      bool `protobuf:"varint,11,opt,name=logprobs,proto3" json:"logprobs,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -360,6 +363,13 @@ func (x *GenerateRequest) GetResumeTokens() []int32 {
 		return x.ResumeTokens
 	}
 	return nil
+}
+
+func (x *GenerateRequest) GetLogprobs() bool {
+	if x != nil {
+		return x.Logprobs
+	}
+	return false
 }
 
 type TokenLogprob struct {
@@ -1117,7 +1127,7 @@ const file_switchyard_v1_coordinator_proto_rawDesc = "" +
 	"logit_bias\x18\t \x03(\v2,.switchyard.v1.SamplingParams.LogitBiasEntryR\tlogitBias\x1a<\n" +
 	"\x0eLogitBiasEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\x05R\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\x02R\x05value:\x028\x01\"\x82\x03\n" +
+	"\x05value\x18\x02 \x01(\x02R\x05value:\x028\x01\"\x9e\x03\n" +
 	"\x0fGenerateRequest\x12\x1d\n" +
 	"\n" +
 	"request_id\x18\x01 \x01(\tR\trequestId\x12\x16\n" +
@@ -1131,7 +1141,8 @@ const file_switchyard_v1_coordinator_proto_rawDesc = "" +
 	"\ftop_logprobs\x18\b \x01(\rR\vtopLogprobs\x12%\n" +
 	"\x0ereturn_routing\x18\t \x01(\bR\rreturnRouting\x12#\n" +
 	"\rresume_tokens\x18\n" +
-	" \x03(\x05R\fresumeTokens\"T\n" +
+	" \x03(\x05R\fresumeTokens\x12\x1a\n" +
+	"\blogprobs\x18\v \x01(\bR\blogprobs\"T\n" +
 	"\fTokenLogprob\x12\x14\n" +
 	"\x05token\x18\x01 \x01(\x05R\x05token\x12\x18\n" +
 	"\alogprob\x18\x02 \x01(\x02R\alogprob\x12\x14\n" +
