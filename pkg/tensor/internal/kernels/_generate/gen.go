@@ -674,6 +674,32 @@ func q4KScaleMin(pw reg.Register, j int) (sc, m reg.GPVirtual) {
 	return sc, m
 }
 
+// rowsKernel opens a kernel of one weight row against rows (2 to 4)
+// activation rows stride bytes apart, whose sums it keeps in out: it loads
+// the arguments, zeroes out[:rows] and returns the pointers (row c of x
+// starts at addr[c]; px and px2 advance together).
+func rowsKernel(name, single string, rows int) (pw, px, px2, nb, out reg.Register, addr []Mem) {
+	TEXT(name, NOSPLIT, "func(w, x []byte, stride, nb int, out *[4]float32)")
+	Pragma("noescape")
+	Doc(fmt.Sprintf("%s is, for c := 0; c < %d; c++,", name, rows),
+		"",
+		"\tout[c] = "+single+"(w, x[c*stride:], nb)")
+	pw = Load(Param("w").Base(), GP64())
+	px = Load(Param("x").Base(), GP64())
+	stride := Load(Param("stride"), GP64())
+	nb = Load(Param("nb"), GP64())
+	out = Load(Param("out"), GP64())
+	px2 = GP64()
+	LEAQ(Mem{Base: px, Index: stride, Scale: 2}, px2)
+	addr = []Mem{{Base: px}, {Base: px, Index: stride, Scale: 1}, {Base: px2}, {Base: px2, Index: stride, Scale: 1}}
+	zero := XMM()
+	VXORPS(zero, zero, zero)
+	for c := range rows {
+		VMOVSS(zero, Mem{Base: out, Disp: 4 * c})
+	}
+	return pw, px, px2, nb, out, addr
+}
+
 // dotQ4KxN is dotQ4K of one weight row with rows (2 to 4) Q8_K activation
 // rows, stride bytes apart: a block's scales, mins and nibbles are
 // unpacked once for all rows, and each row's sums are the same exact
@@ -681,24 +707,7 @@ func q4KScaleMin(pw reg.Register, j int) (sc, m reg.GPVirtual) {
 // bit-identical to separate calls. The sums are kept in out.
 func dotQ4KxN(rows int) {
 	name := fmt.Sprintf("dotQ4_Kx%dAVX2", rows)
-	TEXT(name, NOSPLIT, "func(w, x []byte, stride, nb int, out *[4]float32)")
-	Pragma("noescape")
-	Doc(fmt.Sprintf("%s is, for c := 0; c < %d; c++,", name, rows),
-		"",
-		"\tout[c] = dotQ4_KAVX2(w, x[c*stride:], nb)")
-	pw := Load(Param("w").Base(), GP64())
-	px := Load(Param("x").Base(), GP64())
-	stride := Load(Param("stride"), GP64())
-	nb := Load(Param("nb"), GP64())
-	out := Load(Param("out"), GP64())
-	px2 := GP64()
-	LEAQ(Mem{Base: px, Index: stride, Scale: 2}, px2)
-	addr := []Mem{{Base: px}, {Base: px, Index: stride, Scale: 1}, {Base: px2}, {Base: px2, Index: stride, Scale: 1}}
-	zero := XMM()
-	VXORPS(zero, zero, zero)
-	for c := range rows {
-		VMOVSS(zero, Mem{Base: out, Disp: 4 * c})
-	}
+	pw, px, px2, nb, out, addr := rowsKernel(name, "dotQ4_KAVX2", rows)
 	low := broadcastByte(0x0F)
 	loop, done := name+"loop", name+"done"
 	Label(loop)
@@ -785,6 +794,47 @@ func dotQ4KxN(rows int) {
 	RET()
 }
 
+// q6KValues unpacks 32 6-bit values of the Q6_K block at pw, as bytes
+// 0..63: those of half n (128 values) starting at 32·k, each the nibble of
+// the low-bit bytes (read from memory, to leave registers free) or-ed with
+// two bits of the high-bit bytes h (that half's 32) shifted up by 4.
+func q6KValues(pw reg.Register, h, low, three reg.VecVirtual, n, k int) reg.VecVirtual {
+	y, t := YMM(), YMM()
+	src := Mem{Base: pw, Disp: 64*n + 32*(k%2)}
+	if k < 2 {
+		VPAND(src, low, y)
+	} else {
+		VMOVDQU(src, y)
+		VPSRLW(U8(4), y, y)
+		VPAND(low, y, y)
+	}
+	if k == 0 {
+		VPAND(three, h, t)
+	} else {
+		VPSRLW(U8(2*k), h, t)
+		VPAND(three, t, t)
+	}
+	VPSLLW(U8(4), t, t)
+	VPOR(t, y, y)
+	return y
+}
+
+// q6KScales returns the int8 scales of sub-blocks j and j+1 of the Q6_K
+// block at pw as int16, one per 128-bit half.
+func q6KScales(pw reg.Register, j int) reg.VecVirtual {
+	s0, s1 := GP32(), GP32()
+	MOVBLSX(Mem{Base: pw, Disp: 192 + j}, s0)
+	MOVBLSX(Mem{Base: pw, Disp: 192 + j + 1}, s1)
+	x0, x1 := XMM(), XMM()
+	VMOVD(s0, x0)
+	VPBROADCASTW(x0, x0)
+	VMOVD(s1, x1)
+	VPBROADCASTW(x1, x1)
+	scv := YMM()
+	VINSERTI128(U8(1), x1, x0.AsY(), scv)
+	return scv
+}
+
 // dotQ6K is the Q6_K × Q8_K dot product of DotQ6_K: the 6-bit values
 // unpacked to bytes 0..63 and multiplied with the activations in 16-bit
 // pairs, scaled per 16 values in 32-bit lanes, less 32·Σ_j sc_j·bsum_j for
@@ -820,46 +870,14 @@ func dotQ6K() {
 		ADDL(b, corr)
 	}
 	for n := range 2 {
-		a, b, h := YMM(), YMM(), YMM()
-		VMOVDQU(Mem{Base: pw, Disp: 64 * n}, a)
-		VMOVDQU(Mem{Base: pw, Disp: 64*n + 32}, b)
+		h := YMM()
 		VMOVDQU(Mem{Base: pw, Disp: 128 + 32*n}, h)
 		for k := range 4 {
-			// y = nibble of a or b | two bits of h << 4.
-			y, t := YMM(), YMM()
-			src := a
-			if k%2 == 1 {
-				src = b
-			}
-			if k < 2 {
-				VPAND(low, src, y)
-			} else {
-				VPSRLW(U8(4), src, y)
-				VPAND(low, y, y)
-			}
-			if k == 0 {
-				VPAND(three, h, t)
-			} else {
-				VPSRLW(U8(2*k), h, t)
-				VPAND(three, t, t)
-			}
-			VPSLLW(U8(4), t, t)
-			VPOR(t, y, y)
+			y := q6KValues(pw, h, low, three, n, k)
 			xv := YMM()
 			VMOVDQU(Mem{Base: px, Disp: 4 + 128*n + 32*k}, xv)
 			VPMADDUBSW(xv, y, y) // q·x in 16-bit pairs
-			// Scales of sub-blocks j and j+1, one per 128-bit half.
-			j := 8*n + 2*k
-			s0, s1 := GP32(), GP32()
-			MOVBLSX(Mem{Base: pw, Disp: 192 + j}, s0)
-			MOVBLSX(Mem{Base: pw, Disp: 192 + j + 1}, s1)
-			x0, x1 := XMM(), XMM()
-			VMOVD(s0, x0)
-			VPBROADCASTW(x0, x0)
-			VMOVD(s1, x1)
-			VPBROADCASTW(x1, x1)
-			scv := YMM()
-			VINSERTI128(U8(1), x1, x0.AsY(), scv)
+			scv := q6KScales(pw, 8*n+2*k)
 			VPMADDWD(scv, y, y) // ·sc, in 32-bit lanes
 			VPADDD(y, acc, acc)
 		}
@@ -895,24 +913,7 @@ func dotQ6K() {
 // separate calls. The sums are kept in out.
 func dotQ6KxN(rows int) {
 	name := fmt.Sprintf("dotQ6_Kx%dAVX2", rows)
-	TEXT(name, NOSPLIT, "func(w, x []byte, stride, nb int, out *[4]float32)")
-	Pragma("noescape")
-	Doc(fmt.Sprintf("%s is, for c := 0; c < %d; c++,", name, rows),
-		"",
-		"\tout[c] = dotQ6_KAVX2(w, x[c*stride:], nb)")
-	pw := Load(Param("w").Base(), GP64())
-	px := Load(Param("x").Base(), GP64())
-	stride := Load(Param("stride"), GP64())
-	nb := Load(Param("nb"), GP64())
-	out := Load(Param("out"), GP64())
-	px2 := GP64()
-	LEAQ(Mem{Base: px, Index: stride, Scale: 2}, px2)
-	addr := []Mem{{Base: px}, {Base: px, Index: stride, Scale: 1}, {Base: px2}, {Base: px2, Index: stride, Scale: 1}}
-	zero := XMM()
-	VXORPS(zero, zero, zero)
-	for c := range rows {
-		VMOVSS(zero, Mem{Base: out, Disp: 4 * c})
-	}
+	pw, px, px2, nb, out, addr := rowsKernel(name, "dotQ6_KAVX2", rows)
 	low := broadcastByte(0x0F)
 	three := broadcastByte(0x03)
 	loop, done := name+"loop", name+"done"
@@ -925,39 +926,11 @@ func dotQ6KxN(rows int) {
 		VPXOR(accs[c], accs[c], accs[c])
 	}
 	for n := range 2 {
-		// The low-bit bytes are read from memory as needed, to leave
-		// registers for four rows.
 		h := YMM()
 		VMOVDQU(Mem{Base: pw, Disp: 128 + 32*n}, h)
 		for k := range 4 {
-			y, t := YMM(), YMM()
-			src := Mem{Base: pw, Disp: 64*n + 32*(k%2)}
-			if k < 2 {
-				VPAND(src, low, y)
-			} else {
-				VMOVDQU(src, y)
-				VPSRLW(U8(4), y, y)
-				VPAND(low, y, y)
-			}
-			if k == 0 {
-				VPAND(three, h, t)
-			} else {
-				VPSRLW(U8(2*k), h, t)
-				VPAND(three, t, t)
-			}
-			VPSLLW(U8(4), t, t)
-			VPOR(t, y, y)
-			j := 8*n + 2*k
-			s0, s1 := GP32(), GP32()
-			MOVBLSX(Mem{Base: pw, Disp: 192 + j}, s0)
-			MOVBLSX(Mem{Base: pw, Disp: 192 + j + 1}, s1)
-			x0, x1 := XMM(), XMM()
-			VMOVD(s0, x0)
-			VPBROADCASTW(x0, x0)
-			VMOVD(s1, x1)
-			VPBROADCASTW(x1, x1)
-			scv := YMM()
-			VINSERTI128(U8(1), x1, x0.AsY(), scv)
+			y := q6KValues(pw, h, low, three, n, k)
+			scv := q6KScales(pw, 8*n+2*k)
 			for c := range rows {
 				xv := YMM()
 				VMOVDQU(addr[c].Offset(4+128*n+32*k), xv)
