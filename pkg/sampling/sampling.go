@@ -200,13 +200,10 @@ func (s *Sampler) draw(l []float32) int32 {
 	if k == len(l) && !truncate {
 		return s.drawAll(l) // every token survives: no order needed
 	}
-	h := s.rank(l)
 	idx, probs := s.idx[:0], s.probs[:0]
 	if k < len(l) {
 		// Top-k, then the untempered probabilities of the survivors.
-		for range k {
-			idx = append(idx, h.pop())
-		}
+		idx = topK(idx, l, k)
 		probs = softmaxOf(probs, l, idx, 1)
 		if p.TopP < 1 {
 			var cum float64
@@ -229,6 +226,7 @@ func (s *Sampler) draw(l []float32) int32 {
 	} else {
 		// No top-k: untempered probabilities over the whole vocabulary,
 		// taken in rank order until top-p or min-p stops.
+		h := s.rank(l)
 		mx := float64(l[h.ids[0]])
 		var sum float64
 		for _, v := range l {
@@ -302,15 +300,48 @@ func (s *Sampler) rank(l []float32) *ranking {
 	return h
 }
 
-// ranking is a binary heap of token ids ordered by logit.
-type ranking struct {
-	l   []float32
-	ids []int32
+// topK appends the k best-ranked token ids of l to dst, best first, in
+// one pass that keeps the k best so far in a heap rooted at the worst of
+// them, then empties that heap from the back.
+func topK(dst []int32, l []float32, k int) []int32 {
+	dst = slices.Grow(dst, k)
+	h := ranking{l: l, ids: dst[len(dst):len(dst)], worstFirst: true}
+	for i := range l {
+		id := int32(i)
+		if len(h.ids) < k {
+			h.ids = append(h.ids, id)
+			h.up(len(h.ids) - 1)
+		} else if h.better(id, h.ids[0]) {
+			h.ids[0] = id
+			h.down(0)
+		}
+	}
+	out := dst[:len(dst)+len(h.ids)]
+	for i := len(h.ids) - 1; i >= 0; i-- {
+		out[len(dst)+i] = h.pop() // into the slot the pop just freed
+	}
+	return out
 }
 
-// before reports whether token a ranks above token b.
-func (h *ranking) before(a, b int32) bool {
+// ranking is a binary heap of token ids ordered by logit (ties: lower id
+// first): best at the root, or worst with worstFirst.
+type ranking struct {
+	l          []float32
+	ids        []int32
+	worstFirst bool
+}
+
+// better reports whether token a ranks above token b.
+func (h *ranking) better(a, b int32) bool {
 	return h.l[a] > h.l[b] || (h.l[a] == h.l[b] && a < b)
+}
+
+// above reports whether a belongs nearer the root than b.
+func (h *ranking) above(a, b int32) bool {
+	if h.worstFirst {
+		return h.better(b, a)
+	}
+	return h.better(a, b)
 }
 
 func (h *ranking) down(i int) {
@@ -319,14 +350,25 @@ func (h *ranking) down(i int) {
 		if c >= len(h.ids) {
 			return
 		}
-		if c+1 < len(h.ids) && h.before(h.ids[c+1], h.ids[c]) {
+		if c+1 < len(h.ids) && h.above(h.ids[c+1], h.ids[c]) {
 			c++
 		}
-		if !h.before(h.ids[c], h.ids[i]) {
+		if !h.above(h.ids[c], h.ids[i]) {
 			return
 		}
 		h.ids[i], h.ids[c] = h.ids[c], h.ids[i]
 		i = c
+	}
+}
+
+func (h *ranking) up(i int) {
+	for i > 0 {
+		parent := (i - 1) / 2
+		if !h.above(h.ids[i], h.ids[parent]) {
+			return
+		}
+		h.ids[i], h.ids[parent] = h.ids[parent], h.ids[i]
+		i = parent
 	}
 }
 

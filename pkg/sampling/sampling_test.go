@@ -299,3 +299,36 @@ func BenchmarkSample(b *testing.B) {
 		})
 	}
 }
+
+// topK gives the first k of the vocabulary sorted by logit (ties: lower id
+// first), as a full stable sort would.
+func TestTopKMatchesSort(t *testing.T) {
+	r := rand.New(rand.NewPCG(5, 6))
+	for _, n := range []int{1, 7, 100, 1000} {
+		l := make([]float32, n)
+		for i := range l {
+			l[i] = float32(r.IntN(20)) // many ties
+		}
+		all := make([]int32, n)
+		for i := range all {
+			all[i] = int32(i)
+		}
+		slices.SortStableFunc(all, func(a, b int32) int {
+			switch {
+			case l[a] > l[b]:
+				return -1
+			case l[a] < l[b]:
+				return 1
+			}
+			return 0
+		})
+		for _, k := range []int{1, 2, n / 2, n - 1} {
+			if k < 1 || k >= n {
+				continue
+			}
+			if got := topK(nil, l, k); !slices.Equal(got, all[:k]) {
+				t.Fatalf("n=%d k=%d: %v, want %v", n, k, got, all[:k])
+			}
+		}
+	}
+}
