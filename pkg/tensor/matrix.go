@@ -49,36 +49,37 @@ type kernel struct {
 	act DType
 	dot func(w, a []byte, n int) float32
 	// dotN, where there is one, is dot with rows (2 to 4) activation rows
-	// spaced by stride bytes, bit-identical to separate dot calls; ad are
-	// the rows' block scales widened by scales, where the kernel wants
-	// them.
-	dotN   func(w, a []byte, stride, n, rows int, ad []float32) [4]float32
+	// spaced by stride bytes, bit-identical to separate dot calls.
+	dotN func(w, a []byte, stride, n, rows int) [4]float32
+	// gemm, where there is one, is dotN over nrows contiguous weight rows
+	// at once, writing token c's product with row r to dst[c*dstride+r];
+	// ad are the activations' block scales as scales widens them.
+	gemm   func(w, a []byte, stride, n, rows, nrows int, ad, dst []float32, dstride int)
 	scales func(dst []float32, a []byte, stride, n, rows int) []float32
 }
 
 var kernelTable = map[DType]kernel{
-	F32:  {F32, func(w, a []byte, n int) float32 { return k.DotF32(asF32(w), asF32(a)) }, nil, nil},
-	F16:  {F16, func(w, a []byte, n int) float32 { return k.DotF16(asU16(w), asU16(a)) }, nil, nil},
-	BF16: {BF16, func(w, a []byte, n int) float32 { return k.DotBF16(asU16(w), asU16(a)) }, nil, nil},
-	Q8_0: {Q8_0, func(w, a []byte, n int) float32 { return k.DotQ8_0(w, a, n/QK) },
-		func(w, a []byte, stride, n, rows int, ad []float32) (o [4]float32) {
-			k.DotQ8_0xN(w, a, stride, n/QK, rows, ad, &o)
-			return o
+	F32:  {act: F32, dot: func(w, a []byte, n int) float32 { return k.DotF32(asF32(w), asF32(a)) }},
+	F16:  {act: F16, dot: func(w, a []byte, n int) float32 { return k.DotF16(asU16(w), asU16(a)) }},
+	BF16: {act: BF16, dot: func(w, a []byte, n int) float32 { return k.DotBF16(asU16(w), asU16(a)) }},
+	Q8_0: {act: Q8_0, dot: func(w, a []byte, n int) float32 { return k.DotQ8_0(w, a, n/QK) },
+		gemm: func(w, a []byte, stride, n, rows, nrows int, ad, dst []float32, dstride int) {
+			k.DotQ8_0xN(w, a, stride, n/QK, rows, nrows, ad, dst, dstride)
 		},
-		func(dst []float32, a []byte, stride, n, rows int) []float32 {
+		scales: func(dst []float32, a []byte, stride, n, rows int) []float32 {
 			return k.Q8_0Scales(dst, a, stride, n/QK, rows)
 		}},
-	Q4_0: {Q8_0, func(w, a []byte, n int) float32 { return k.DotQ4_0(w, a, n/QK) }, nil, nil},
-	Q4_K: {Q8_K, func(w, a []byte, n int) float32 { return k.DotQ4_K(w, a, n/QKK) },
-		func(w, a []byte, stride, n, rows int, _ []float32) (o [4]float32) {
+	Q4_0: {act: Q8_0, dot: func(w, a []byte, n int) float32 { return k.DotQ4_0(w, a, n/QK) }},
+	Q4_K: {act: Q8_K, dot: func(w, a []byte, n int) float32 { return k.DotQ4_K(w, a, n/QKK) },
+		dotN: func(w, a []byte, stride, n, rows int) (o [4]float32) {
 			k.DotQ4_KxN(w, a, stride, n/QKK, rows, &o)
 			return o
-		}, nil},
-	Q6_K: {Q8_K, func(w, a []byte, n int) float32 { return k.DotQ6_K(w, a, n/QKK) },
-		func(w, a []byte, stride, n, rows int, _ []float32) (o [4]float32) {
+		}},
+	Q6_K: {act: Q8_K, dot: func(w, a []byte, n int) float32 { return k.DotQ6_K(w, a, n/QKK) },
+		dotN: func(w, a []byte, stride, n, rows int) (o [4]float32) {
 			k.DotQ6_KxN(w, a, stride, n/QKK, rows, &o)
 			return o
-		}, nil},
+		}},
 }
 
 // ActivationType is the type activations are converted to before they are
@@ -202,16 +203,21 @@ var matmuls = sync.Pool{New: func() any { return new(matmul) }}
 func (m *matmul) Range(lo, hi int) {
 	for i := range m.ps {
 		pp, pr := &m.prep[i], &m.ps[i]
-		a, b := max(lo, pp.start), min(hi, pp.start+pr.M.Rows)
-		for g := a; g < b; g++ {
-			r := g - pp.start
+		a, b := max(lo, pp.start)-pp.start, min(hi, pp.start+pr.M.Rows)-pp.start
+		if a >= b {
+			continue
+		}
+		if pp.kn.gemm != nil && pr.N > 1 {
+			m.gemm(pp, pr, a, b)
+			continue
+		}
+		for r := a; r < b; r++ {
 			w := pr.M.Data[r*pp.wrb : (r+1)*pp.wrb]
 			t := 0
 			if pp.kn.dotN != nil {
-				nb := len(pp.ad) / pr.N
 				for t+1 < pr.N {
 					rows := min(4, pr.N-t)
-					o := pp.kn.dotN(w, pp.act[t*pp.arb:(t+rows)*pp.arb], pp.arb, pr.M.Cols, rows, pp.ad[t*nb:(t+rows)*nb])
+					o := pp.kn.dotN(w, pp.act[t*pp.arb:(t+rows)*pp.arb], pp.arb, pr.M.Cols, rows)
 					for c, v := range o[:rows] {
 						pr.Dst[(t+c)*pr.M.Rows+r] = v
 					}
@@ -220,6 +226,32 @@ func (m *matmul) Range(lo, hi int) {
 			}
 			for ; t < pr.N; t++ {
 				pr.Dst[t*pr.M.Rows+r] = pp.kn.dot(w, pp.act[t*pp.arb:(t+1)*pp.arb], pr.M.Cols)
+			}
+		}
+	}
+}
+
+// gemmRows is how many weight rows gemm takes at a time: few enough to
+// stay in the L1 cache while every group of tokens goes over them.
+const gemmRows = 16
+
+// gemm computes weight rows [a, b) of a product with the many-row kernel,
+// gemmRows at a time, for every group of up to four tokens.
+func (m *matmul) gemm(pp *prepared, pr *Product, a, b int) {
+	nb := len(pp.ad) / pr.N
+	for r0 := a; r0 < b; r0 += gemmRows {
+		r1 := min(b, r0+gemmRows)
+		w := pr.M.Data[r0*pp.wrb : r1*pp.wrb]
+		t := 0
+		for t+1 < pr.N {
+			rows := min(4, pr.N-t)
+			pp.kn.gemm(w, pp.act[t*pp.arb:(t+rows)*pp.arb], pp.arb, pr.M.Cols, rows, r1-r0,
+				pp.ad[t*nb:(t+rows)*nb], pr.Dst[t*pr.M.Rows+r0:], pr.M.Rows)
+			t += rows
+		}
+		for ; t < pr.N; t++ {
+			for r := r0; r < r1; r++ {
+				pr.Dst[t*pr.M.Rows+r] = pp.kn.dot(pr.M.Data[r*pp.wrb:(r+1)*pp.wrb], pp.act[t*pp.arb:(t+1)*pp.arb], pr.M.Cols)
 			}
 		}
 	}

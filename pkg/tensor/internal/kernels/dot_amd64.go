@@ -56,26 +56,31 @@ func DotQ8_0(w, x []byte, nb int) float32 {
 	return dotQ8_0AVX2(w, x, nb)
 }
 
-// DotQ8_0xN computes DotQ8_0 of one weight row w with rows (2 to 4)
-// activation rows x[c*stride:] into out[:rows], bit-identical to separate
-// DotQ8_0 calls but loading each weight block once. xd holds the rows'
-// block scales as float32 (Q8_0Scales), nb per row.
-func DotQ8_0xN(w, x []byte, stride, nb, rows int, xd []float32, out *[4]float32) {
+// DotQ8_0xN computes DotQ8_0 of nrows weight rows w (contiguous) with
+// rows (2 to 4) activation rows x[c*stride:] into dst[c*dstride+r],
+// bit-identical to separate DotQ8_0 calls but loading each weight block
+// once. xd holds the activations' block scales as float32, interleaved
+// by block (Q8_0Scales).
+func DotQ8_0xN(w, x []byte, stride, nb, rows, nrows int, xd, dst []float32, dstride int) {
 	if !useAsm {
-		dotQ8_0xNGeneric(w, x, stride, nb, rows, out)
+		dotQ8_0xNGeneric(w, x, stride, nb, rows, nrows, dst, dstride)
 		return
 	}
-	_, _, _ = w[:nb*34], x[:(rows-1)*stride+nb*34], xd[:rows*nb] // bounds: the assembly does not check
+	if nrows == 0 {
+		return
+	}
+	// bounds: the assembly does not check
+	_, _, _, _ = w[:nrows*nb*34], x[:(rows-1)*stride+nb*34], xd[:rows*nb], dst[(rows-1)*dstride+nrows-1]
 	if stride < nb*34 {
 		panic("kernels: DotQ8_0xN rows overlap")
 	}
 	switch rows {
 	case 2:
-		dotQ8_0x2AVX2(w, x, stride, nb, xd, out)
+		dotQ8_0x2AVX2(w, x, stride, nb, nrows, xd, dst, dstride)
 	case 3:
-		dotQ8_0x3AVX2(w, x, stride, nb, xd, out)
+		dotQ8_0x3AVX2(w, x, stride, nb, nrows, xd, dst, dstride)
 	case 4:
-		dotQ8_0x4AVX2(w, x, stride, nb, xd, out)
+		dotQ8_0x4AVX2(w, x, stride, nb, nrows, xd, dst, dstride)
 	default:
 		panic("kernels: DotQ8_0xN takes 2 to 4 rows")
 	}

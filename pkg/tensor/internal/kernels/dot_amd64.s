@@ -131,258 +131,292 @@ q8done:
 	MOVSS        X0, ret+56(FP)
 	RET
 
-// func dotQ8_0x2AVX2(w []byte, x []byte, stride int, nb int, xd []float32, out *[4]float32)
+// func dotQ8_0x2AVX2(w []byte, x []byte, stride int, nb int, nrows int, xd []float32, dst []float32, dstride int)
 // Requires: AVX, AVX2, F16C, FMA3
-TEXT ·dotQ8_0x2AVX2(SB), NOSPLIT, $0-96
+TEXT ·dotQ8_0x2AVX2(SB), NOSPLIT, $0-128
 	MOVQ     w_base+0(FP), AX
 	MOVQ     x_base+24(FP), CX
 	MOVQ     stride+48(FP), DX
 	MOVQ     nb+56(FP), BX
-	MOVQ     xd_base+64(FP), SI
-	LEAQ     (CX)(DX*2), DI
-	LEAQ     (BX)(BX*1), R8
-	SHLQ     $0x01, R8
-	LEAQ     (SI)(R8*2), R9
-	VXORPS   Y0, Y0, Y0
-	VXORPS   Y1, Y1, Y1
-	VPCMPEQW Y2, Y2, Y2
-	VPSRLW   $0x0f, Y2, Y2
+	MOVQ     nrows+64(FP), SI
+	MOVQ     xd_base+72(FP), DI
+	MOVQ     dst_base+96(FP), R8
+	MOVQ     dstride+120(FP), R9
+	SHLQ     $0x02, R9
+	VPCMPEQW Y0, Y0, Y0
+	VPSRLW   $0x0f, Y0, Y0
+
+dotQ8_0x2AVX2rows:
+	CMPQ   SI, $0x00
+	JE     dotQ8_0x2AVX2rowsdone
+	MOVQ   CX, R10
+	LEAQ   (R10)(DX*2), R11
+	MOVQ   DI, R12
+	MOVQ   BX, R13
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
 
 dotQ8_0x2AVX2loop:
-	CMPQ         BX, $0x00
+	CMPQ         R13, $0x00
 	JE           dotQ8_0x2AVX2done
-	MOVWLZX      (AX), R10
-	VMOVD        R10, X3
+	MOVWLZX      (AX), R14
+	VMOVD        R14, X3
 	VCVTPH2PS    X3, X3
 	VBROADCASTSS X3, Y3
 	VMOVDQU      2(AX), Y4
 	VPSIGNB      Y4, Y4, Y5
-	VBROADCASTSS (SI), Y6
+	VBROADCASTSS (R12), Y6
 	VMULPS       Y6, Y3, Y6
-	VMOVDQU      2(CX), Y7
+	VMOVDQU      2(R10), Y7
 	VPSIGNB      Y4, Y7, Y7
 	VPMADDUBSW   Y7, Y5, Y7
-	VPMADDWD     Y2, Y7, Y7
+	VPMADDWD     Y0, Y7, Y7
 	VCVTDQ2PS    Y7, Y7
-	VFMADD231PS  Y7, Y6, Y0
-	VBROADCASTSS (SI)(R8*1), Y6
+	VFMADD231PS  Y7, Y6, Y1
+	VBROADCASTSS 4(R12), Y6
 	VMULPS       Y6, Y3, Y6
-	VMOVDQU      2(CX)(DX*1), Y3
+	VMOVDQU      2(R10)(DX*1), Y3
 	VPSIGNB      Y4, Y3, Y3
 	VPMADDUBSW   Y3, Y5, Y3
-	VPMADDWD     Y2, Y3, Y3
+	VPMADDWD     Y0, Y3, Y3
 	VCVTDQ2PS    Y3, Y3
-	VFMADD231PS  Y3, Y6, Y1
+	VFMADD231PS  Y3, Y6, Y2
 	ADDQ         $0x22, AX
-	ADDQ         $0x22, CX
-	ADDQ         $0x22, DI
-	ADDQ         $0x04, SI
-	ADDQ         $0x04, R9
-	DECQ         BX
+	ADDQ         $0x22, R10
+	ADDQ         $0x22, R11
+	ADDQ         $0x08, R12
+	DECQ         R13
 	JMP          dotQ8_0x2AVX2loop
 
 dotQ8_0x2AVX2done:
-	MOVQ         out+88(FP), AX
-	VEXTRACTF128 $0x01, Y0, X2
-	VADDPS       X2, X0, X0
-	VMOVHLPS     X0, X0, X2
-	VADDPS       X2, X0, X0
-	VMOVSHDUP    X0, X2
-	VADDSS       X2, X0, X0
-	VMOVSS       X0, (AX)
-	VEXTRACTF128 $0x01, Y1, X0
-	VADDPS       X0, X1, X1
-	VMOVHLPS     X1, X1, X0
-	VADDPS       X0, X1, X1
-	VMOVSHDUP    X1, X0
-	VADDSS       X0, X1, X1
-	VMOVSS       X1, 4(AX)
+	VEXTRACTF128 $0x01, Y1, X3
+	VADDPS       X3, X1, X1
+	VMOVHLPS     X1, X1, X3
+	VADDPS       X3, X1, X1
+	VMOVSHDUP    X1, X3
+	VADDSS       X3, X1, X1
+	VMOVSS       X1, (R8)
+	VEXTRACTF128 $0x01, Y2, X1
+	VADDPS       X1, X2, X2
+	VMOVHLPS     X2, X2, X1
+	VADDPS       X1, X2, X2
+	VMOVSHDUP    X2, X1
+	VADDSS       X1, X2, X2
+	VMOVSS       X2, (R8)(R9*1)
+	ADDQ         $0x04, R8
+	DECQ         SI
+	JMP          dotQ8_0x2AVX2rows
+
+dotQ8_0x2AVX2rowsdone:
 	VZEROUPPER
 	RET
 
-// func dotQ8_0x3AVX2(w []byte, x []byte, stride int, nb int, xd []float32, out *[4]float32)
+// func dotQ8_0x3AVX2(w []byte, x []byte, stride int, nb int, nrows int, xd []float32, dst []float32, dstride int)
 // Requires: AVX, AVX2, F16C, FMA3
-TEXT ·dotQ8_0x3AVX2(SB), NOSPLIT, $0-96
+TEXT ·dotQ8_0x3AVX2(SB), NOSPLIT, $0-128
 	MOVQ     w_base+0(FP), AX
 	MOVQ     x_base+24(FP), CX
 	MOVQ     stride+48(FP), DX
 	MOVQ     nb+56(FP), BX
-	MOVQ     xd_base+64(FP), SI
-	LEAQ     (CX)(DX*2), DI
-	LEAQ     (BX)(BX*1), R8
-	SHLQ     $0x01, R8
-	LEAQ     (SI)(R8*2), R9
-	VXORPS   Y0, Y0, Y0
-	VXORPS   Y1, Y1, Y1
-	VXORPS   Y2, Y2, Y2
-	VPCMPEQW Y3, Y3, Y3
-	VPSRLW   $0x0f, Y3, Y3
+	MOVQ     nrows+64(FP), SI
+	MOVQ     xd_base+72(FP), DI
+	MOVQ     dst_base+96(FP), R8
+	MOVQ     dstride+120(FP), R9
+	SHLQ     $0x02, R9
+	VPCMPEQW Y0, Y0, Y0
+	VPSRLW   $0x0f, Y0, Y0
+
+dotQ8_0x3AVX2rows:
+	CMPQ   SI, $0x00
+	JE     dotQ8_0x3AVX2rowsdone
+	MOVQ   CX, R10
+	LEAQ   (R10)(DX*2), R11
+	MOVQ   DI, R12
+	MOVQ   BX, R13
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
 
 dotQ8_0x3AVX2loop:
-	CMPQ         BX, $0x00
+	CMPQ         R13, $0x00
 	JE           dotQ8_0x3AVX2done
-	MOVWLZX      (AX), R10
-	VMOVD        R10, X4
+	MOVWLZX      (AX), R14
+	VMOVD        R14, X4
 	VCVTPH2PS    X4, X4
 	VBROADCASTSS X4, Y4
 	VMOVDQU      2(AX), Y5
 	VPSIGNB      Y5, Y5, Y6
-	VBROADCASTSS (SI), Y7
+	VBROADCASTSS (R12), Y7
 	VMULPS       Y7, Y4, Y7
-	VMOVDQU      2(CX), Y8
+	VMOVDQU      2(R10), Y8
 	VPSIGNB      Y5, Y8, Y8
 	VPMADDUBSW   Y8, Y6, Y8
-	VPMADDWD     Y3, Y8, Y8
-	VCVTDQ2PS    Y8, Y8
-	VFMADD231PS  Y8, Y7, Y0
-	VBROADCASTSS (SI)(R8*1), Y7
-	VMULPS       Y7, Y4, Y7
-	VMOVDQU      2(CX)(DX*1), Y8
-	VPSIGNB      Y5, Y8, Y8
-	VPMADDUBSW   Y8, Y6, Y8
-	VPMADDWD     Y3, Y8, Y8
+	VPMADDWD     Y0, Y8, Y8
 	VCVTDQ2PS    Y8, Y8
 	VFMADD231PS  Y8, Y7, Y1
-	VBROADCASTSS (R9), Y7
+	VBROADCASTSS 4(R12), Y7
 	VMULPS       Y7, Y4, Y7
-	VMOVDQU      2(DI), Y4
+	VMOVDQU      2(R10)(DX*1), Y8
+	VPSIGNB      Y5, Y8, Y8
+	VPMADDUBSW   Y8, Y6, Y8
+	VPMADDWD     Y0, Y8, Y8
+	VCVTDQ2PS    Y8, Y8
+	VFMADD231PS  Y8, Y7, Y2
+	VBROADCASTSS 8(R12), Y7
+	VMULPS       Y7, Y4, Y7
+	VMOVDQU      2(R11), Y4
 	VPSIGNB      Y5, Y4, Y4
 	VPMADDUBSW   Y4, Y6, Y4
-	VPMADDWD     Y3, Y4, Y4
+	VPMADDWD     Y0, Y4, Y4
 	VCVTDQ2PS    Y4, Y4
-	VFMADD231PS  Y4, Y7, Y2
+	VFMADD231PS  Y4, Y7, Y3
 	ADDQ         $0x22, AX
-	ADDQ         $0x22, CX
-	ADDQ         $0x22, DI
-	ADDQ         $0x04, SI
-	ADDQ         $0x04, R9
-	DECQ         BX
+	ADDQ         $0x22, R10
+	ADDQ         $0x22, R11
+	ADDQ         $0x0c, R12
+	DECQ         R13
 	JMP          dotQ8_0x3AVX2loop
 
 dotQ8_0x3AVX2done:
-	MOVQ         out+88(FP), AX
-	VEXTRACTF128 $0x01, Y0, X3
-	VADDPS       X3, X0, X0
-	VMOVHLPS     X0, X0, X3
-	VADDPS       X3, X0, X0
-	VMOVSHDUP    X0, X3
-	VADDSS       X3, X0, X0
-	VMOVSS       X0, (AX)
-	VEXTRACTF128 $0x01, Y1, X0
-	VADDPS       X0, X1, X1
-	VMOVHLPS     X1, X1, X0
-	VADDPS       X0, X1, X1
-	VMOVSHDUP    X1, X0
-	VADDSS       X0, X1, X1
-	VMOVSS       X1, 4(AX)
-	VEXTRACTF128 $0x01, Y2, X0
-	VADDPS       X0, X2, X2
-	VMOVHLPS     X2, X2, X0
-	VADDPS       X0, X2, X2
-	VMOVSHDUP    X2, X0
-	VADDSS       X0, X2, X2
-	VMOVSS       X2, 8(AX)
+	VEXTRACTF128 $0x01, Y1, X4
+	VADDPS       X4, X1, X1
+	VMOVHLPS     X1, X1, X4
+	VADDPS       X4, X1, X1
+	VMOVSHDUP    X1, X4
+	VADDSS       X4, X1, X1
+	VMOVSS       X1, (R8)
+	VEXTRACTF128 $0x01, Y2, X1
+	VADDPS       X1, X2, X2
+	VMOVHLPS     X2, X2, X1
+	VADDPS       X1, X2, X2
+	VMOVSHDUP    X2, X1
+	VADDSS       X1, X2, X2
+	VMOVSS       X2, (R8)(R9*1)
+	VEXTRACTF128 $0x01, Y3, X1
+	VADDPS       X1, X3, X3
+	VMOVHLPS     X3, X3, X1
+	VADDPS       X1, X3, X3
+	VMOVSHDUP    X3, X1
+	VADDSS       X1, X3, X3
+	VMOVSS       X3, (R8)(R9*2)
+	ADDQ         $0x04, R8
+	DECQ         SI
+	JMP          dotQ8_0x3AVX2rows
+
+dotQ8_0x3AVX2rowsdone:
 	VZEROUPPER
 	RET
 
-// func dotQ8_0x4AVX2(w []byte, x []byte, stride int, nb int, xd []float32, out *[4]float32)
+// func dotQ8_0x4AVX2(w []byte, x []byte, stride int, nb int, nrows int, xd []float32, dst []float32, dstride int)
 // Requires: AVX, AVX2, F16C, FMA3
-TEXT ·dotQ8_0x4AVX2(SB), NOSPLIT, $0-96
+TEXT ·dotQ8_0x4AVX2(SB), NOSPLIT, $0-128
 	MOVQ     w_base+0(FP), AX
 	MOVQ     x_base+24(FP), CX
 	MOVQ     stride+48(FP), DX
 	MOVQ     nb+56(FP), BX
-	MOVQ     xd_base+64(FP), SI
-	LEAQ     (CX)(DX*2), DI
-	LEAQ     (BX)(BX*1), R8
-	SHLQ     $0x01, R8
-	LEAQ     (SI)(R8*2), R9
-	VXORPS   Y0, Y0, Y0
-	VXORPS   Y1, Y1, Y1
-	VXORPS   Y2, Y2, Y2
-	VXORPS   Y3, Y3, Y3
-	VPCMPEQW Y4, Y4, Y4
-	VPSRLW   $0x0f, Y4, Y4
+	MOVQ     nrows+64(FP), SI
+	MOVQ     xd_base+72(FP), DI
+	MOVQ     dst_base+96(FP), R8
+	MOVQ     dstride+120(FP), R9
+	SHLQ     $0x02, R9
+	VPCMPEQW Y0, Y0, Y0
+	VPSRLW   $0x0f, Y0, Y0
+
+dotQ8_0x4AVX2rows:
+	CMPQ   SI, $0x00
+	JE     dotQ8_0x4AVX2rowsdone
+	MOVQ   CX, R10
+	LEAQ   (R10)(DX*2), R11
+	MOVQ   DI, R12
+	MOVQ   BX, R13
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+	VXORPS Y4, Y4, Y4
 
 dotQ8_0x4AVX2loop:
-	CMPQ         BX, $0x00
+	CMPQ         R13, $0x00
 	JE           dotQ8_0x4AVX2done
-	MOVWLZX      (AX), R10
-	VMOVD        R10, X5
+	MOVWLZX      (AX), R14
+	VMOVD        R14, X5
 	VCVTPH2PS    X5, X5
 	VBROADCASTSS X5, Y5
 	VMOVDQU      2(AX), Y6
 	VPSIGNB      Y6, Y6, Y7
-	VBROADCASTSS (SI), Y8
+	VBROADCASTSS (R12), Y8
 	VMULPS       Y8, Y5, Y8
-	VMOVDQU      2(CX), Y9
+	VMOVDQU      2(R10), Y9
 	VPSIGNB      Y6, Y9, Y9
 	VPMADDUBSW   Y9, Y7, Y9
-	VPMADDWD     Y4, Y9, Y9
-	VCVTDQ2PS    Y9, Y9
-	VFMADD231PS  Y9, Y8, Y0
-	VBROADCASTSS (SI)(R8*1), Y8
-	VMULPS       Y8, Y5, Y8
-	VMOVDQU      2(CX)(DX*1), Y9
-	VPSIGNB      Y6, Y9, Y9
-	VPMADDUBSW   Y9, Y7, Y9
-	VPMADDWD     Y4, Y9, Y9
+	VPMADDWD     Y0, Y9, Y9
 	VCVTDQ2PS    Y9, Y9
 	VFMADD231PS  Y9, Y8, Y1
-	VBROADCASTSS (R9), Y8
+	VBROADCASTSS 4(R12), Y8
 	VMULPS       Y8, Y5, Y8
-	VMOVDQU      2(DI), Y9
+	VMOVDQU      2(R10)(DX*1), Y9
 	VPSIGNB      Y6, Y9, Y9
 	VPMADDUBSW   Y9, Y7, Y9
-	VPMADDWD     Y4, Y9, Y9
+	VPMADDWD     Y0, Y9, Y9
 	VCVTDQ2PS    Y9, Y9
 	VFMADD231PS  Y9, Y8, Y2
-	VBROADCASTSS (R9)(R8*1), Y8
+	VBROADCASTSS 8(R12), Y8
 	VMULPS       Y8, Y5, Y8
-	VMOVDQU      2(DI)(DX*1), Y5
+	VMOVDQU      2(R11), Y9
+	VPSIGNB      Y6, Y9, Y9
+	VPMADDUBSW   Y9, Y7, Y9
+	VPMADDWD     Y0, Y9, Y9
+	VCVTDQ2PS    Y9, Y9
+	VFMADD231PS  Y9, Y8, Y3
+	VBROADCASTSS 12(R12), Y8
+	VMULPS       Y8, Y5, Y8
+	VMOVDQU      2(R11)(DX*1), Y5
 	VPSIGNB      Y6, Y5, Y5
 	VPMADDUBSW   Y5, Y7, Y5
-	VPMADDWD     Y4, Y5, Y5
+	VPMADDWD     Y0, Y5, Y5
 	VCVTDQ2PS    Y5, Y5
-	VFMADD231PS  Y5, Y8, Y3
+	VFMADD231PS  Y5, Y8, Y4
 	ADDQ         $0x22, AX
-	ADDQ         $0x22, CX
-	ADDQ         $0x22, DI
-	ADDQ         $0x04, SI
-	ADDQ         $0x04, R9
-	DECQ         BX
+	ADDQ         $0x22, R10
+	ADDQ         $0x22, R11
+	ADDQ         $0x10, R12
+	DECQ         R13
 	JMP          dotQ8_0x4AVX2loop
 
 dotQ8_0x4AVX2done:
-	MOVQ         out+88(FP), AX
-	VEXTRACTF128 $0x01, Y0, X4
-	VADDPS       X4, X0, X0
-	VMOVHLPS     X0, X0, X4
-	VADDPS       X4, X0, X0
-	VMOVSHDUP    X0, X4
-	VADDSS       X4, X0, X0
-	VMOVSS       X0, (AX)
-	VEXTRACTF128 $0x01, Y1, X0
-	VADDPS       X0, X1, X1
-	VMOVHLPS     X1, X1, X0
-	VADDPS       X0, X1, X1
-	VMOVSHDUP    X1, X0
-	VADDSS       X0, X1, X1
-	VMOVSS       X1, 4(AX)
-	VEXTRACTF128 $0x01, Y2, X0
-	VADDPS       X0, X2, X2
-	VMOVHLPS     X2, X2, X0
-	VADDPS       X0, X2, X2
-	VMOVSHDUP    X2, X0
-	VADDSS       X0, X2, X2
-	VMOVSS       X2, 8(AX)
-	VEXTRACTF128 $0x01, Y3, X0
-	VADDPS       X0, X3, X3
-	VMOVHLPS     X3, X3, X0
-	VADDPS       X0, X3, X3
-	VMOVSHDUP    X3, X0
-	VADDSS       X0, X3, X3
-	VMOVSS       X3, 12(AX)
+	VEXTRACTF128 $0x01, Y1, X5
+	VADDPS       X5, X1, X1
+	VMOVHLPS     X1, X1, X5
+	VADDPS       X5, X1, X1
+	VMOVSHDUP    X1, X5
+	VADDSS       X5, X1, X1
+	VMOVSS       X1, (R8)
+	VEXTRACTF128 $0x01, Y2, X1
+	VADDPS       X1, X2, X2
+	VMOVHLPS     X2, X2, X1
+	VADDPS       X1, X2, X2
+	VMOVSHDUP    X2, X1
+	VADDSS       X1, X2, X2
+	VMOVSS       X2, (R8)(R9*1)
+	VEXTRACTF128 $0x01, Y3, X1
+	VADDPS       X1, X3, X3
+	VMOVHLPS     X3, X3, X1
+	VADDPS       X1, X3, X3
+	VMOVSHDUP    X3, X1
+	VADDSS       X1, X3, X3
+	VMOVSS       X3, (R8)(R9*2)
+	VEXTRACTF128 $0x01, Y4, X1
+	VADDPS       X1, X4, X4
+	VMOVHLPS     X4, X4, X1
+	VADDPS       X1, X4, X4
+	VMOVSHDUP    X4, X1
+	VADDSS       X1, X4, X4
+	LEAQ         (R8)(R9*2), R13
+	VMOVSS       X4, (R13)(R9*1)
+	ADDQ         $0x04, R8
+	DECQ         SI
+	JMP          dotQ8_0x4AVX2rows
+
+dotQ8_0x4AVX2rowsdone:
 	VZEROUPPER
 	RET
 

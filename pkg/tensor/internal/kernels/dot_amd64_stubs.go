@@ -27,32 +27,32 @@ func dotF16AVX2(a []uint16, b []uint16) float32
 //go:noescape
 func dotQ8_0AVX2(w []byte, x []byte, nb int) float32
 
-// dotQ8_0x2AVX2 is, for c := 0; c < 2; c++,
+// dotQ8_0x2AVX2 is, for r := 0; r < nrows; r++ and c := 0; c < 2; c++,
 //
-//	out[c] = dotQ8_0AVX2(w, x[c*stride:], nb)
+//	dst[c*dstride+r] = dotQ8_0AVX2(w[r*nb*34:], x[c*stride:], nb)
 //
-// with xd[c*nb+b] the scale of block b of row c as float32.
+// with xd[b*2+c] the scale of block b of x's row c as float32.
 //
 //go:noescape
-func dotQ8_0x2AVX2(w []byte, x []byte, stride int, nb int, xd []float32, out *[4]float32)
+func dotQ8_0x2AVX2(w []byte, x []byte, stride int, nb int, nrows int, xd []float32, dst []float32, dstride int)
 
-// dotQ8_0x3AVX2 is, for c := 0; c < 3; c++,
+// dotQ8_0x3AVX2 is, for r := 0; r < nrows; r++ and c := 0; c < 3; c++,
 //
-//	out[c] = dotQ8_0AVX2(w, x[c*stride:], nb)
+//	dst[c*dstride+r] = dotQ8_0AVX2(w[r*nb*34:], x[c*stride:], nb)
 //
-// with xd[c*nb+b] the scale of block b of row c as float32.
+// with xd[b*3+c] the scale of block b of x's row c as float32.
 //
 //go:noescape
-func dotQ8_0x3AVX2(w []byte, x []byte, stride int, nb int, xd []float32, out *[4]float32)
+func dotQ8_0x3AVX2(w []byte, x []byte, stride int, nb int, nrows int, xd []float32, dst []float32, dstride int)
 
-// dotQ8_0x4AVX2 is, for c := 0; c < 4; c++,
+// dotQ8_0x4AVX2 is, for r := 0; r < nrows; r++ and c := 0; c < 4; c++,
 //
-//	out[c] = dotQ8_0AVX2(w, x[c*stride:], nb)
+//	dst[c*dstride+r] = dotQ8_0AVX2(w[r*nb*34:], x[c*stride:], nb)
 //
-// with xd[c*nb+b] the scale of block b of row c as float32.
+// with xd[b*4+c] the scale of block b of x's row c as float32.
 //
 //go:noescape
-func dotQ8_0x4AVX2(w []byte, x []byte, stride int, nb int, xd []float32, out *[4]float32)
+func dotQ8_0x4AVX2(w []byte, x []byte, stride int, nb int, nrows int, xd []float32, dst []float32, dstride int)
 
 // dotQ4_0AVX2 is, for nb Q4_0 blocks of w (18 bytes) and Q8_0 blocks of x,
 //

@@ -25,11 +25,11 @@ func DotBF16(a, b []uint16) float32 { return dotBF16Generic(a, b) }
 // activation blocks x.
 func DotQ4_0(w, x []byte, nb int) float32 { return dotQ4_0Generic(w, x, nb) }
 
-// DotQ8_0xN computes DotQ8_0 of one weight row w with rows (2 to 4)
-// activation rows x[c*stride:] into out[:rows]; xd (the rows' block scales
-// as float32) is for the assembly.
-func DotQ8_0xN(w, x []byte, stride, nb, rows int, xd []float32, out *[4]float32) {
-	dotQ8_0xNGeneric(w, x, stride, nb, rows, out)
+// DotQ8_0xN computes DotQ8_0 of nrows weight rows w (contiguous) with
+// rows (2 to 4) activation rows x[c*stride:] into dst[c*dstride+r]; xd
+// (the activations' block scales) is for the assembly.
+func DotQ8_0xN(w, x []byte, stride, nb, rows, nrows int, xd, dst []float32, dstride int) {
+	dotQ8_0xNGeneric(w, x, stride, nb, rows, nrows, dst, dstride)
 }
 
 // DotQ4_K returns the dot product of nb Q4_K weight blocks w with nb Q8_K

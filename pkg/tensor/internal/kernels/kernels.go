@@ -180,11 +180,16 @@ func dotQ8_0Generic(w, x []byte, nb int) float32 {
 }
 
 // Q8_0Scales appends the block scales of n rows of nb Q8_0 blocks each,
-// stride bytes apart, as float32: what DotQ8_0xN takes as xd.
+// stride bytes apart, as float32, as DotQ8_0xN takes them: in groups of
+// four rows (the last group the rest), each interleaved by block, so the
+// group starting at row t starts at t*nb.
 func Q8_0Scales(dst []float32, x []byte, stride, nb, n int) []float32 {
-	for c := range n {
+	for t := 0; t < n; t += 4 {
+		g := min(4, n-t)
 		for b := range nb {
-			dst = append(dst, f16[binary.LittleEndian.Uint16(x[c*stride+b*34:])])
+			for c := range g {
+				dst = append(dst, f16[binary.LittleEndian.Uint16(x[(t+c)*stride+b*34:])])
+			}
 		}
 	}
 	return dst
@@ -211,10 +216,13 @@ func quantQ8_0Generic(dst []byte, x []float32) {
 	}
 }
 
-// dotQ8_0xNGeneric is dotQ8_0Generic for each of rows activation rows.
-func dotQ8_0xNGeneric(w, x []byte, stride, nb, rows int, out *[4]float32) {
-	for c := range out[:rows] {
-		out[c] = dotQ8_0Generic(w, x[c*stride:], nb)
+// dotQ8_0xNGeneric is dotQ8_0Generic for each weight row and activation
+// row.
+func dotQ8_0xNGeneric(w, x []byte, stride, nb, rows, nrows int, dst []float32, dstride int) {
+	for r := range nrows {
+		for c := range rows {
+			dst[c*dstride+r] = dotQ8_0Generic(w[r*nb*34:], x[c*stride:], nb)
+		}
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"testing"
 )
 
@@ -121,22 +122,32 @@ func TestAsmMatchesGeneric(t *testing.T) {
 		for c := range 4 {
 			copy(xs[guard+c*stride:], q8Blocks(r, nb)[guard:guard+nb*34])
 		}
+		// Several weight rows at once, each token's results a stride
+		// apart in dst, with NaN guards around and between them.
+		const nrows, dstride = 3, 5
+		ws := q8Blocks(r, nrows*nb)
 		for rows := 2; rows <= 4; rows++ {
-			var got, want [4]float32
 			xd := Q8_0Scales(nil, xs[guard:], stride, nb, rows)
-			DotQ8_0xN(w[guard:guard+nb*34], xs[guard:guard+(rows-1)*stride+nb*34], stride, nb, rows, xd, &got)
-			dotQ8_0xNGeneric(w[guard:guard+nb*34], xs[guard:], stride, nb, rows, &want)
-			for c := range 4 {
-				if c >= rows {
-					if got[c] != 0 {
-						t.Fatalf("DotQ8_0xN nb=%d rows=%d wrote out[%d]", nb, rows, c)
+			got, buf := guardedF32(r, rows*dstride)
+			DotQ8_0xN(ws[guard:guard+nrows*nb*34], xs[guard:guard+(rows-1)*stride+nb*34], stride, nb, rows, nrows, xd, got, dstride)
+			for c := range rows {
+				for wr := range dstride {
+					v := got[c*dstride+wr]
+					if wr >= nrows { // not written: still the random value
+						continue
 					}
-					continue
+					one := DotQ8_0(ws[guard+wr*nb*34:guard+(wr+1)*nb*34], xs[guard+c*stride:guard+c*stride+nb*34], nb)
+					if v != one || math.IsNaN(float64(one)) {
+						t.Fatalf("DotQ8_0xN nb=%d rows=%d token %d weight row %d: %g, DotQ8_0 %g", nb, rows, c, wr, v, one)
+					}
 				}
-				one := DotQ8_0(w[guard:guard+nb*34], xs[guard+c*stride:guard+c*stride+nb*34], nb)
-				if got[c] != want[c] || got[c] != one || math.IsNaN(float64(one)) {
-					t.Fatalf("DotQ8_0xN nb=%d rows=%d row %d: asm %g, Go %g, DotQ8_0 %g", nb, rows, c, got[c], want[c], one)
-				}
+			}
+			checkGuardsF32(t, buf, rows*dstride)
+			want := make([]float32, rows*dstride)
+			copy(want, got)
+			dotQ8_0xNGeneric(ws[guard:], xs[guard:], stride, nb, rows, nrows, want, dstride)
+			if !slices.Equal(want, got) {
+				t.Fatalf("DotQ8_0xN nb=%d rows=%d: Go twin differs", nb, rows)
 			}
 		}
 	}

@@ -196,48 +196,55 @@ func dotQ8() {
 	RET()
 }
 
-// dotQ8xN is dotQ8 of one weight row with rows (2 to 4) activation rows
-// at once (a batch of tokens): each weight block is loaded and its
-// magnitudes taken once for all, the activation scales come already
-// widened to float32 (xd, nb per row), and each sum is built with exactly
-// the operations of dotQ8, so the results are bit-identical to separate
-// calls.
+// dotQ8xN is dotQ8 of nrows weight rows with rows (2 to 4) activation
+// rows (a batch of tokens), the weight rows' dot products with each token
+// written to dst a token's stride apart: each weight block is loaded and
+// its magnitudes taken once for all tokens, the tokens' block scales come
+// already widened to float32 and interleaved by block (xd[b*rows+c]), and
+// each sum is built with exactly the operations of dotQ8, so the results
+// are bit-identical to separate calls. The loop over weight rows is here
+// rather than in Go because a batch of a few tokens makes each row's work
+// small.
 func dotQ8xN(rows int) {
 	name := fmt.Sprintf("dotQ8_0x%dAVX2", rows)
-	TEXT(name, NOSPLIT, "func(w, x []byte, stride, nb int, xd []float32, out *[4]float32)")
+	TEXT(name, NOSPLIT, "func(w, x []byte, stride, nb, nrows int, xd, dst []float32, dstride int)")
 	Pragma("noescape")
-	Doc(fmt.Sprintf("%s is, for c := 0; c < %d; c++,", name, rows),
+	Doc(fmt.Sprintf("%s is, for r := 0; r < nrows; r++ and c := 0; c < %d; c++,", name, rows),
 		"",
-		"\tout[c] = dotQ8_0AVX2(w, x[c*stride:], nb)",
+		"\tdst[c*dstride+r] = dotQ8_0AVX2(w[r*nb*34:], x[c*stride:], nb)",
 		"",
-		"with xd[c*nb+b] the scale of block b of row c as float32.")
+		"with xd[b*"+fmt.Sprint(rows)+"+c] the scale of block b of x's row c as float32.")
 	pw := Load(Param("w").Base(), GP64())
-	px := Load(Param("x").Base(), GP64())
+	px0 := Load(Param("x").Base(), GP64())
 	stride := Load(Param("stride"), GP64())
 	nb := Load(Param("nb"), GP64())
-	pd := Load(Param("xd").Base(), GP64())
-	// Row c of x starts at px + c*stride and its scales at pd + c*4*nb:
-	// rows 0 and 1 from px and pd, rows 2 and 3 from px2 and pd2.
-	px2 := GP64()
+	nrows := Load(Param("nrows"), GP64())
+	pd0 := Load(Param("xd").Base(), GP64())
+	pdst := Load(Param("dst").Base(), GP64())
+	ds := Load(Param("dstride"), GP64())
+	SHLQ(U8(2), ds) // in bytes
+	ones := YMM()
+	VPCMPEQW(ones, ones, ones)
+	VPSRLW(U8(15), ones, ones)
+	px, px2, pd, cnt := GP64(), GP64(), GP64(), GP64()
+	rowLoop, rowDone, loop, done := name+"rows", name+"rowsdone", name+"loop", name+"done"
+	Label(rowLoop)
+	CMPQ(nrows, U8(0))
+	JE(LabelRef(rowDone))
+	// Row c of x starts at px + c*stride: rows 0 and 1 from px, rows 2
+	// and 3 from px2.
+	MOVQ(px0, px)
 	LEAQ(Mem{Base: px, Index: stride, Scale: 2}, px2)
-	dstride := GP64()
-	LEAQ(Mem{Base: nb, Index: nb, Scale: 1}, dstride) // 2·nb
-	SHLQ(U8(1), dstride)                              // 4·nb bytes
-	pd2 := GP64()
-	LEAQ(Mem{Base: pd, Index: dstride, Scale: 2}, pd2)
+	MOVQ(pd0, pd)
+	MOVQ(nb, cnt)
 	accs := make([]reg.VecVirtual, rows)
 	for c := range accs {
 		accs[c] = YMM()
 		VXORPS(accs[c], accs[c], accs[c])
 	}
-	ones := YMM()
-	VPCMPEQW(ones, ones, ones)
-	VPSRLW(U8(15), ones, ones)
 	addr := []Mem{{Base: px}, {Base: px, Index: stride, Scale: 1}, {Base: px2}, {Base: px2, Index: stride, Scale: 1}}
-	scale := []Mem{{Base: pd}, {Base: pd, Index: dstride, Scale: 1}, {Base: pd2}, {Base: pd2, Index: dstride, Scale: 1}}
-	loop, done := name+"loop", name+"done"
 	Label(loop)
-	CMPQ(nb, U8(0))
+	CMPQ(cnt, U8(0))
 	JE(LabelRef(done))
 	t := GP32()
 	dw := XMM()
@@ -251,7 +258,7 @@ func dotQ8xN(rows int) {
 	VPSIGNB(qw, qw, ax) // |w|
 	for c := range rows {
 		d := YMM()
-		VBROADCASTSS(scale[c], d)
+		VBROADCASTSS(Mem{Base: pd, Disp: 4 * c}, d)
 		VMULPS(d, dwv, d) // d(w)·d(x), as dotQ8's scalar product
 		qx := YMM()
 		VMOVDQU(addr[c].Offset(2), qx)
@@ -261,19 +268,31 @@ func dotQ8xN(rows int) {
 		VCVTDQ2PS(qx, qx)
 		VFMADD231PS(qx, d, accs[c])
 	}
-	ADDQ(U8(34), pw)
+	ADDQ(U8(34), pw) // the weight rows are contiguous: pw ends at the next one
 	ADDQ(U8(34), px)
 	ADDQ(U8(34), px2)
-	ADDQ(U8(4), pd)
-	ADDQ(U8(4), pd2)
-	DECQ(nb)
+	ADDQ(U8(4*rows), pd)
+	DECQ(cnt)
 	JMP(LabelRef(loop))
 	Label(done)
-	out := Load(Param("out"), GP64())
 	for c, acc := range accs {
 		s := hsum(acc)
-		VMOVSS(s, Mem{Base: out, Disp: 4 * c})
+		switch c {
+		case 0:
+			VMOVSS(s, Mem{Base: pdst})
+		case 1:
+			VMOVSS(s, Mem{Base: pdst, Index: ds, Scale: 1})
+		case 2:
+			VMOVSS(s, Mem{Base: pdst, Index: ds, Scale: 2})
+		case 3:
+			LEAQ(Mem{Base: pdst, Index: ds, Scale: 2}, cnt) // cnt is free: 0 here
+			VMOVSS(s, Mem{Base: cnt, Index: ds, Scale: 1})
+		}
 	}
+	ADDQ(U8(4), pdst)
+	DECQ(nrows)
+	JMP(LabelRef(rowLoop))
+	Label(rowDone)
 	VZEROUPPER()
 	RET()
 }
