@@ -257,16 +257,10 @@ func (m *matmul) gemm(pp *prepared, pr *Product, a, b int) {
 	}
 }
 
-// Dot returns Σ a[i]·b[i] (len(b) ≥ len(a)), summed in ggml's order.
-func Dot(a, b []float32) float32 { return k.DotF32(a, b) }
-
-// DotRows sets dst[j] = Dot(q, k[j*stride:]) for every j: one query
-// against many keys, each summed as Dot does.
+// DotRows sets dst[j] = Σ_i q[i]·keys[j*stride+i] for every j: one query
+// against many keys, each summed in ggml's order for float32 dot products.
 func DotRows(dst, q, keys []float32, stride int) { k.DotRowsF32(dst, q, keys, stride) }
 
 // AxpyRows adds w[j]·v[j*stride:j*stride+len(dst)] to dst for every j in
-// order, rounding as successive Axpy calls do.
+// order, each element with one fused multiply-add per j.
 func AxpyRows(dst, v []float32, stride int, w []float32) { k.AxpyRowsF32(dst, v, stride, w) }
-
-// Axpy adds a·x to dst (len(dst) ≥ len(x)).
-func Axpy(dst, x []float32, a float32) { k.Axpy(dst, x, a) }
