@@ -129,7 +129,9 @@ func DotQ4_K(w, x []byte, nb int) float32 {
 		return dotQ4_KGeneric(w, x, nb)
 	}
 	_, _ = w[:nb*144], x[:nb*292] // bounds: the assembly does not check
-	return dotQ4_KAVX2(w, x, nb)
+	var out [4]float32
+	dotQ4_Kx1AVX2(w, x, nb*292, nb, &out)
+	return out[0]
 }
 
 // DotQ6_K returns the dot product of nb Q6_K weight blocks w with nb Q8_K
@@ -139,7 +141,9 @@ func DotQ6_K(w, x []byte, nb int) float32 {
 		return dotQ6_KGeneric(w, x, nb)
 	}
 	_, _ = w[:nb*210], x[:nb*292] // bounds: the assembly does not check
-	return dotQ6_KAVX2(w, x, nb)
+	var out [4]float32
+	dotQ6_Kx1AVX2(w, x, nb*292, nb, &out)
+	return out[0]
 }
 
 // DotRowsF32 sets dst[j] = DotF32(q, k[j*stride:]) for every j: one

@@ -475,220 +475,224 @@ q4done:
 	MOVSS        X0, ret+56(FP)
 	RET
 
-// func dotQ4_KAVX2(w []byte, x []byte, nb int) float32
-// Requires: AVX, AVX2, F16C, SSE
-TEXT ·dotQ4_KAVX2(SB), NOSPLIT, $0-60
+// func dotQ4_Kx1AVX2(w []byte, x []byte, stride int, nb int, out *[4]float32)
+// Requires: AVX, AVX2, F16C
+TEXT ·dotQ4_Kx1AVX2(SB), NOSPLIT, $0-72
 	MOVQ         w_base+0(FP), AX
 	MOVQ         x_base+24(FP), CX
-	MOVQ         nb+48(FP), DX
+	MOVQ         stride+48(FP), DX
+	MOVQ         nb+56(FP), BX
+	MOVQ         out+64(FP), SI
+	LEAQ         (CX)(DX*2), DX
 	VXORPS       X0, X0, X0
-	MOVL         $0x0f0f0f0f, BX
-	VMOVD        BX, X1
-	VPBROADCASTD X1, Y1
+	VMOVSS       X0, (SI)
+	MOVL         $0x0f0f0f0f, DI
+	VMOVD        DI, X0
+	VPBROADCASTD X0, Y0
 
-q4kloop:
-	CMPQ         DX, $0x00
-	JE           q4kdone
-	VPXOR        Y4, Y4, Y4
-	XORL         BX, BX
-	VMOVDQU      16(AX), Y5
-	VPAND        Y1, Y5, Y6
-	VPSRLW       $0x04, Y5, Y5
-	VPAND        Y1, Y5, Y5
-	MOVBLZX      4(AX), SI
-	ANDL         $0x3f, SI
-	MOVBLZX      8(AX), DI
+dotQ4_Kx1AVX2loop:
+	CMPQ         BX, $0x00
+	JE           dotQ4_Kx1AVX2done
+	VPXOR        Y2, Y2, Y2
+	VMOVDQU      16(AX), Y4
+	VPAND        Y0, Y4, Y5
+	VPSRLW       $0x04, Y4, Y4
+	VPAND        Y0, Y4, Y4
+	MOVBLZX      4(AX), DI
 	ANDL         $0x3f, DI
-	MOVWLSX      260(CX), R8
-	MOVWLSX      262(CX), R9
-	ADDL         R9, R8
-	IMULL        DI, R8
-	ADDL         R8, BX
-	VMOVDQU      4(CX), Y7
-	VPMADDUBSW   Y7, Y6, Y7
-	VMOVD        SI, X6
-	VPBROADCASTW X6, Y6
-	VPMADDWD     Y6, Y7, Y7
-	VPADDD       Y7, Y4, Y4
-	MOVBLZX      5(AX), SI
-	ANDL         $0x3f, SI
-	MOVBLZX      9(AX), DI
-	ANDL         $0x3f, DI
-	MOVWLSX      264(CX), R8
-	MOVWLSX      266(CX), R9
-	ADDL         R9, R8
-	IMULL        DI, R8
-	ADDL         R8, BX
-	VMOVDQU      36(CX), Y6
-	VPMADDUBSW   Y6, Y5, Y6
-	VMOVD        SI, X5
-	VPBROADCASTW X5, Y5
-	VPMADDWD     Y5, Y6, Y6
-	VPADDD       Y6, Y4, Y4
-	VMOVDQU      48(AX), Y5
-	VPAND        Y1, Y5, Y6
-	VPSRLW       $0x04, Y5, Y5
-	VPAND        Y1, Y5, Y5
-	MOVBLZX      6(AX), SI
-	ANDL         $0x3f, SI
-	MOVBLZX      10(AX), DI
-	ANDL         $0x3f, DI
-	MOVWLSX      268(CX), R8
-	MOVWLSX      270(CX), R9
-	ADDL         R9, R8
-	IMULL        DI, R8
-	ADDL         R8, BX
-	VMOVDQU      68(CX), Y7
-	VPMADDUBSW   Y7, Y6, Y7
-	VMOVD        SI, X6
-	VPBROADCASTW X6, Y6
-	VPMADDWD     Y6, Y7, Y7
-	VPADDD       Y7, Y4, Y4
-	MOVBLZX      7(AX), SI
-	ANDL         $0x3f, SI
-	MOVBLZX      11(AX), DI
-	ANDL         $0x3f, DI
-	MOVWLSX      272(CX), R8
-	MOVWLSX      274(CX), R9
-	ADDL         R9, R8
-	IMULL        DI, R8
-	ADDL         R8, BX
-	VMOVDQU      100(CX), Y6
-	VPMADDUBSW   Y6, Y5, Y6
-	VMOVD        SI, X5
-	VPBROADCASTW X5, Y5
-	VPMADDWD     Y5, Y6, Y6
-	VPADDD       Y6, Y4, Y4
-	VMOVDQU      80(AX), Y5
-	VPAND        Y1, Y5, Y6
-	VPSRLW       $0x04, Y5, Y5
-	VPAND        Y1, Y5, Y5
-	MOVBLZX      12(AX), SI
-	ANDL         $0x0f, SI
-	MOVBLZX      4(AX), R8
-	SHRL         $0x06, R8
-	SHLL         $0x04, R8
-	ORL          R8, SI
-	MOVBLZX      12(AX), DI
-	SHRL         $0x04, DI
 	MOVBLZX      8(AX), R8
-	SHRL         $0x06, R8
-	SHLL         $0x04, R8
-	ORL          R8, DI
-	MOVWLSX      276(CX), R8
-	MOVWLSX      278(CX), R9
-	ADDL         R9, R8
-	IMULL        DI, R8
-	ADDL         R8, BX
-	VMOVDQU      132(CX), Y7
-	VPMADDUBSW   Y7, Y6, Y7
-	VMOVD        SI, X6
+	ANDL         $0x3f, R8
+	MOVL         R8, R9
+	SHLL         $0x10, R9
+	ORL          R8, R9
+	VMOVD        R9, X3
+	VMOVD        DI, X6
 	VPBROADCASTW X6, Y6
+	VMOVDQU      4(CX), Y7
+	VPMADDUBSW   Y7, Y5, Y7
 	VPMADDWD     Y6, Y7, Y7
-	VPADDD       Y7, Y4, Y4
-	MOVBLZX      13(AX), SI
-	ANDL         $0x0f, SI
-	MOVBLZX      5(AX), R8
-	SHRL         $0x06, R8
-	SHLL         $0x04, R8
-	ORL          R8, SI
-	MOVBLZX      13(AX), DI
-	SHRL         $0x04, DI
+	VPADDD       Y7, Y2, Y2
+	MOVBLZX      5(AX), DI
+	ANDL         $0x3f, DI
 	MOVBLZX      9(AX), R8
-	SHRL         $0x06, R8
-	SHLL         $0x04, R8
-	ORL          R8, DI
-	MOVWLSX      280(CX), R8
-	MOVWLSX      282(CX), R9
-	ADDL         R9, R8
-	IMULL        DI, R8
-	ADDL         R8, BX
-	VMOVDQU      164(CX), Y6
-	VPMADDUBSW   Y6, Y5, Y6
-	VMOVD        SI, X5
+	ANDL         $0x3f, R8
+	MOVL         R8, R9
+	SHLL         $0x10, R9
+	ORL          R8, R9
+	VPINSRD      $0x01, R9, X3, X3
+	VMOVD        DI, X5
 	VPBROADCASTW X5, Y5
+	VMOVDQU      36(CX), Y6
+	VPMADDUBSW   Y6, Y4, Y6
 	VPMADDWD     Y5, Y6, Y6
-	VPADDD       Y6, Y4, Y4
-	VMOVDQU      112(AX), Y5
-	VPAND        Y1, Y5, Y6
-	VPSRLW       $0x04, Y5, Y5
-	VPAND        Y1, Y5, Y5
-	MOVBLZX      14(AX), SI
-	ANDL         $0x0f, SI
-	MOVBLZX      6(AX), R8
-	SHRL         $0x06, R8
-	SHLL         $0x04, R8
-	ORL          R8, SI
-	MOVBLZX      14(AX), DI
-	SHRL         $0x04, DI
+	VPADDD       Y6, Y2, Y2
+	VMOVDQU      48(AX), Y4
+	VPAND        Y0, Y4, Y5
+	VPSRLW       $0x04, Y4, Y4
+	VPAND        Y0, Y4, Y4
+	MOVBLZX      6(AX), DI
+	ANDL         $0x3f, DI
 	MOVBLZX      10(AX), R8
-	SHRL         $0x06, R8
-	SHLL         $0x04, R8
-	ORL          R8, DI
-	MOVWLSX      284(CX), R8
-	MOVWLSX      286(CX), R9
-	ADDL         R9, R8
-	IMULL        DI, R8
-	ADDL         R8, BX
-	VMOVDQU      196(CX), Y7
-	VPMADDUBSW   Y7, Y6, Y7
-	VMOVD        SI, X6
+	ANDL         $0x3f, R8
+	MOVL         R8, R9
+	SHLL         $0x10, R9
+	ORL          R8, R9
+	VPINSRD      $0x02, R9, X3, X3
+	VMOVD        DI, X6
 	VPBROADCASTW X6, Y6
+	VMOVDQU      68(CX), Y7
+	VPMADDUBSW   Y7, Y5, Y7
 	VPMADDWD     Y6, Y7, Y7
-	VPADDD       Y7, Y4, Y4
-	MOVBLZX      15(AX), SI
-	ANDL         $0x0f, SI
-	MOVBLZX      7(AX), R8
-	SHRL         $0x06, R8
-	SHLL         $0x04, R8
-	ORL          R8, SI
-	MOVBLZX      15(AX), DI
-	SHRL         $0x04, DI
+	VPADDD       Y7, Y2, Y2
+	MOVBLZX      7(AX), DI
+	ANDL         $0x3f, DI
 	MOVBLZX      11(AX), R8
-	SHRL         $0x06, R8
-	SHLL         $0x04, R8
-	ORL          R8, DI
-	MOVWLSX      288(CX), R8
-	MOVWLSX      290(CX), R9
-	ADDL         R9, R8
-	IMULL        DI, R8
-	ADDL         R8, BX
-	VMOVDQU      228(CX), Y6
-	VPMADDUBSW   Y6, Y5, Y6
-	VMOVD        SI, X5
+	ANDL         $0x3f, R8
+	MOVL         R8, R9
+	SHLL         $0x10, R9
+	ORL          R8, R9
+	VPINSRD      $0x03, R9, X3, X3
+	VMOVD        DI, X5
 	VPBROADCASTW X5, Y5
+	VMOVDQU      100(CX), Y6
+	VPMADDUBSW   Y6, Y4, Y6
 	VPMADDWD     Y5, Y6, Y6
-	VPADDD       Y6, Y4, Y4
-	VEXTRACTI128 $0x01, Y4, X5
-	VPADDD       X5, X4, X4
-	VPSHUFD      $0x4e, X4, X5
-	VPADDD       X5, X4, X4
-	VPSHUFD      $0xb1, X4, X5
-	VPADDD       X5, X4, X4
-	VMOVD        X4, SI
-	VMOVSS       (CX), X4
+	VPADDD       Y6, Y2, Y2
+	VMOVDQU      80(AX), Y4
+	VPAND        Y0, Y4, Y5
+	VPSRLW       $0x04, Y4, Y6
+	VPAND        Y0, Y6, Y6
+	MOVBLZX      12(AX), DI
+	ANDL         $0x0f, DI
+	MOVBLZX      4(AX), R9
+	SHRL         $0x06, R9
+	SHLL         $0x04, R9
+	ORL          R9, DI
+	MOVBLZX      12(AX), R8
+	SHRL         $0x04, R8
+	MOVBLZX      8(AX), R9
+	SHRL         $0x06, R9
+	SHLL         $0x04, R9
+	ORL          R9, R8
+	MOVL         R8, R9
+	SHLL         $0x10, R9
+	ORL          R8, R9
+	VMOVD        R9, X4
+	VMOVD        DI, X7
+	VPBROADCASTW X7, Y7
+	VMOVDQU      132(CX), Y8
+	VPMADDUBSW   Y8, Y5, Y8
+	VPMADDWD     Y7, Y8, Y8
+	VPADDD       Y8, Y2, Y2
+	MOVBLZX      13(AX), DI
+	ANDL         $0x0f, DI
+	MOVBLZX      5(AX), R9
+	SHRL         $0x06, R9
+	SHLL         $0x04, R9
+	ORL          R9, DI
+	MOVBLZX      13(AX), R8
+	SHRL         $0x04, R8
+	MOVBLZX      9(AX), R9
+	SHRL         $0x06, R9
+	SHLL         $0x04, R9
+	ORL          R9, R8
+	MOVL         R8, R9
+	SHLL         $0x10, R9
+	ORL          R8, R9
+	VPINSRD      $0x01, R9, X4, X4
+	VMOVD        DI, X5
+	VPBROADCASTW X5, Y5
+	VMOVDQU      164(CX), Y7
+	VPMADDUBSW   Y7, Y6, Y7
+	VPMADDWD     Y5, Y7, Y7
+	VPADDD       Y7, Y2, Y2
+	VMOVDQU      112(AX), Y5
+	VPAND        Y0, Y5, Y6
+	VPSRLW       $0x04, Y5, Y5
+	VPAND        Y0, Y5, Y5
+	MOVBLZX      14(AX), DI
+	ANDL         $0x0f, DI
+	MOVBLZX      6(AX), R9
+	SHRL         $0x06, R9
+	SHLL         $0x04, R9
+	ORL          R9, DI
+	MOVBLZX      14(AX), R8
+	SHRL         $0x04, R8
+	MOVBLZX      10(AX), R9
+	SHRL         $0x06, R9
+	SHLL         $0x04, R9
+	ORL          R9, R8
+	MOVL         R8, R9
+	SHLL         $0x10, R9
+	ORL          R8, R9
+	VPINSRD      $0x02, R9, X4, X4
+	VMOVD        DI, X7
+	VPBROADCASTW X7, Y7
+	VMOVDQU      196(CX), Y8
+	VPMADDUBSW   Y8, Y6, Y8
+	VPMADDWD     Y7, Y8, Y8
+	VPADDD       Y8, Y2, Y2
+	MOVBLZX      15(AX), DI
+	ANDL         $0x0f, DI
+	MOVBLZX      7(AX), R9
+	SHRL         $0x06, R9
+	SHLL         $0x04, R9
+	ORL          R9, DI
+	MOVBLZX      15(AX), R8
+	SHRL         $0x04, R8
+	MOVBLZX      11(AX), R9
+	SHRL         $0x06, R9
+	SHLL         $0x04, R9
+	ORL          R9, R8
+	MOVL         R8, R9
+	SHLL         $0x10, R9
+	ORL          R8, R9
+	VPINSRD      $0x03, R9, X4, X4
+	VMOVD        DI, X6
+	VPBROADCASTW X6, Y6
+	VMOVDQU      228(CX), Y7
+	VPMADDUBSW   Y7, Y5, Y7
+	VPMADDWD     Y6, Y7, Y7
+	VPADDD       Y7, Y2, Y2
+	VINSERTI128  $0x01, X4, Y3, Y4
 	MOVWLZX      (AX), DI
+	VMOVD        DI, X3
+	VCVTPH2PS    X3, X3
+	MOVWLZX      2(AX), DI
 	VMOVD        DI, X5
 	VCVTPH2PS    X5, X5
-	VMULSS       X5, X4, X5
-	MOVWLZX      2(AX), DI
-	VMOVD        DI, X6
-	VCVTPH2PS    X6, X6
-	VMULSS       X6, X4, X6
-	VCVTSI2SSL   SI, X2, X2
-	VCVTSI2SSL   BX, X3, X3
-	VMULSS       X2, X5, X5
-	VMULSS       X3, X6, X6
-	VSUBSS       X6, X5, X5
-	VADDSS       X5, X0, X0
+	VEXTRACTI128 $0x01, Y2, X6
+	VPADDD       X6, X2, X2
+	VPSHUFD      $0x4e, X2, X6
+	VPADDD       X6, X2, X2
+	VPSHUFD      $0xb1, X2, X6
+	VPADDD       X6, X2, X2
+	VMOVD        X2, DI
+	VPMADDWD     260(CX), Y4, Y2
+	VEXTRACTI128 $0x01, Y2, X4
+	VPADDD       X4, X2, X2
+	VPSHUFD      $0x4e, X2, X4
+	VPADDD       X4, X2, X2
+	VPSHUFD      $0xb1, X2, X4
+	VPADDD       X4, X2, X2
+	VMOVD        X2, R8
+	VMULSS       (CX), X3, X2
+	VMULSS       (CX), X5, X3
+	VCVTSI2SSL   DI, X1, X1
+	VMULSS       X1, X2, X2
+	VCVTSI2SSL   R8, X1, X1
+	VMULSS       X1, X3, X3
+	VSUBSS       X3, X2, X2
+	VADDSS       (SI), X2, X2
+	VMOVSS       X2, (SI)
 	ADDQ         $0x90, AX
 	ADDQ         $0x00000124, CX
-	DECQ         DX
-	JMP          q4kloop
+	ADDQ         $0x00000124, DX
+	DECQ         BX
+	JMP          dotQ4_Kx1AVX2loop
 
-q4kdone:
+dotQ4_Kx1AVX2done:
 	VZEROUPPER
-	MOVSS X0, ret+56(FP)
 	RET
 
 // func dotQ4_Kx2AVX2(w []byte, x []byte, stride int, nb int, out *[4]float32)
@@ -1699,250 +1703,198 @@ dotQ4_Kx4AVX2done:
 	VZEROUPPER
 	RET
 
-// func dotQ6_KAVX2(w []byte, x []byte, nb int) float32
-// Requires: AVX, AVX2, F16C, SSE
-TEXT ·dotQ6_KAVX2(SB), NOSPLIT, $0-60
+// func dotQ6_Kx1AVX2(w []byte, x []byte, stride int, nb int, out *[4]float32)
+// Requires: AVX, AVX2, F16C
+TEXT ·dotQ6_Kx1AVX2(SB), NOSPLIT, $0-72
 	MOVQ         w_base+0(FP), AX
 	MOVQ         x_base+24(FP), CX
-	MOVQ         nb+48(FP), DX
+	MOVQ         stride+48(FP), DX
+	MOVQ         nb+56(FP), BX
+	MOVQ         out+64(FP), SI
+	LEAQ         (CX)(DX*2), DX
 	VXORPS       X0, X0, X0
-	MOVL         $0x0f0f0f0f, BX
-	VMOVD        BX, X1
-	VPBROADCASTD X1, Y1
-	MOVL         $0x03030303, BX
-	VMOVD        BX, X3
-	VPBROADCASTD X3, Y3
+	VMOVSS       X0, (SI)
+	MOVL         $0x0f0f0f0f, DI
+	VMOVD        DI, X0
+	VPBROADCASTD X0, Y0
+	MOVL         $0x03030303, DI
+	VMOVD        DI, X2
+	VPBROADCASTD X2, Y2
 
-q6kloop:
-	CMPQ         DX, $0x00
-	JE           q6kdone
-	VPXOR        Y4, Y4, Y4
-	XORL         BX, BX
-	MOVBLSX      192(AX), SI
-	MOVWLSX      260(CX), DI
-	IMULL        SI, DI
-	ADDL         DI, BX
-	MOVBLSX      193(AX), SI
-	MOVWLSX      262(CX), DI
-	IMULL        SI, DI
-	ADDL         DI, BX
-	MOVBLSX      194(AX), SI
-	MOVWLSX      264(CX), DI
-	IMULL        SI, DI
-	ADDL         DI, BX
-	MOVBLSX      195(AX), SI
-	MOVWLSX      266(CX), DI
-	IMULL        SI, DI
-	ADDL         DI, BX
-	MOVBLSX      196(AX), SI
-	MOVWLSX      268(CX), DI
-	IMULL        SI, DI
-	ADDL         DI, BX
-	MOVBLSX      197(AX), SI
-	MOVWLSX      270(CX), DI
-	IMULL        SI, DI
-	ADDL         DI, BX
-	MOVBLSX      198(AX), SI
-	MOVWLSX      272(CX), DI
-	IMULL        SI, DI
-	ADDL         DI, BX
-	MOVBLSX      199(AX), SI
-	MOVWLSX      274(CX), DI
-	IMULL        SI, DI
-	ADDL         DI, BX
-	MOVBLSX      200(AX), SI
-	MOVWLSX      276(CX), DI
-	IMULL        SI, DI
-	ADDL         DI, BX
-	MOVBLSX      201(AX), SI
-	MOVWLSX      278(CX), DI
-	IMULL        SI, DI
-	ADDL         DI, BX
-	MOVBLSX      202(AX), SI
-	MOVWLSX      280(CX), DI
-	IMULL        SI, DI
-	ADDL         DI, BX
-	MOVBLSX      203(AX), SI
-	MOVWLSX      282(CX), DI
-	IMULL        SI, DI
-	ADDL         DI, BX
-	MOVBLSX      204(AX), SI
-	MOVWLSX      284(CX), DI
-	IMULL        SI, DI
-	ADDL         DI, BX
-	MOVBLSX      205(AX), SI
-	MOVWLSX      286(CX), DI
-	IMULL        SI, DI
-	ADDL         DI, BX
-	MOVBLSX      206(AX), SI
-	MOVWLSX      288(CX), DI
-	IMULL        SI, DI
-	ADDL         DI, BX
-	MOVBLSX      207(AX), SI
-	MOVWLSX      290(CX), DI
-	IMULL        SI, DI
-	ADDL         DI, BX
-	VMOVDQU      128(AX), Y5
-	VPAND        (AX), Y1, Y6
-	VPAND        Y3, Y5, Y7
-	VPSLLW       $0x04, Y7, Y7
-	VPOR         Y7, Y6, Y6
-	VMOVDQU      4(CX), Y7
-	VPMADDUBSW   Y7, Y6, Y6
-	MOVBLSX      192(AX), SI
-	MOVBLSX      193(AX), DI
-	VMOVD        SI, X8
-	VPBROADCASTW X8, X8
+dotQ6_Kx1AVX2loop:
+	CMPQ         BX, $0x00
+	JE           dotQ6_Kx1AVX2done
+	VPXOR        Y3, Y3, Y3
+	VMOVDQU      128(AX), Y4
+	VPAND        (AX), Y0, Y5
+	VPAND        Y2, Y4, Y6
+	VPSLLW       $0x04, Y6, Y6
+	VPOR         Y6, Y5, Y5
+	MOVBLSX      192(AX), DI
+	MOVBLSX      193(AX), R8
 	VMOVD        DI, X7
 	VPBROADCASTW X7, X7
-	VINSERTI128  $0x01, X7, Y8, Y7
-	VPMADDWD     Y7, Y6, Y6
-	VPADDD       Y6, Y4, Y4
-	VPAND        32(AX), Y1, Y6
-	VPSRLW       $0x02, Y5, Y7
-	VPAND        Y3, Y7, Y7
-	VPSLLW       $0x04, Y7, Y7
-	VPOR         Y7, Y6, Y6
-	VMOVDQU      36(CX), Y7
-	VPMADDUBSW   Y7, Y6, Y6
-	MOVBLSX      194(AX), SI
-	MOVBLSX      195(AX), DI
-	VMOVD        SI, X8
-	VPBROADCASTW X8, X8
+	VMOVD        R8, X6
+	VPBROADCASTW X6, X6
+	VINSERTI128  $0x01, X6, Y7, Y6
+	VMOVDQU      4(CX), Y8
+	VPMADDUBSW   Y8, Y5, Y8
+	VPMADDWD     Y6, Y8, Y8
+	VPADDD       Y8, Y3, Y3
+	VPAND        32(AX), Y0, Y5
+	VPSRLW       $0x02, Y4, Y6
+	VPAND        Y2, Y6, Y6
+	VPSLLW       $0x04, Y6, Y6
+	VPOR         Y6, Y5, Y5
+	MOVBLSX      194(AX), DI
+	MOVBLSX      195(AX), R8
 	VMOVD        DI, X7
 	VPBROADCASTW X7, X7
-	VINSERTI128  $0x01, X7, Y8, Y7
-	VPMADDWD     Y7, Y6, Y6
-	VPADDD       Y6, Y4, Y4
-	VMOVDQU      (AX), Y6
-	VPSRLW       $0x04, Y6, Y6
-	VPAND        Y1, Y6, Y6
-	VPSRLW       $0x04, Y5, Y7
-	VPAND        Y3, Y7, Y7
-	VPSLLW       $0x04, Y7, Y7
-	VPOR         Y7, Y6, Y6
-	VMOVDQU      68(CX), Y7
-	VPMADDUBSW   Y7, Y6, Y6
-	MOVBLSX      196(AX), SI
-	MOVBLSX      197(AX), DI
-	VMOVD        SI, X8
-	VPBROADCASTW X8, X8
+	VMOVD        R8, X6
+	VPBROADCASTW X6, X6
+	VINSERTI128  $0x01, X6, Y7, Y6
+	VMOVDQU      36(CX), Y8
+	VPMADDUBSW   Y8, Y5, Y8
+	VPMADDWD     Y6, Y8, Y8
+	VPADDD       Y8, Y3, Y3
+	VMOVDQU      (AX), Y5
+	VPSRLW       $0x04, Y5, Y5
+	VPAND        Y0, Y5, Y5
+	VPSRLW       $0x04, Y4, Y6
+	VPAND        Y2, Y6, Y6
+	VPSLLW       $0x04, Y6, Y6
+	VPOR         Y6, Y5, Y5
+	MOVBLSX      196(AX), DI
+	MOVBLSX      197(AX), R8
 	VMOVD        DI, X7
 	VPBROADCASTW X7, X7
-	VINSERTI128  $0x01, X7, Y8, Y7
-	VPMADDWD     Y7, Y6, Y6
-	VPADDD       Y6, Y4, Y4
-	VMOVDQU      32(AX), Y6
-	VPSRLW       $0x04, Y6, Y6
-	VPAND        Y1, Y6, Y6
-	VPSRLW       $0x06, Y5, Y5
-	VPAND        Y3, Y5, Y5
-	VPSLLW       $0x04, Y5, Y5
-	VPOR         Y5, Y6, Y6
-	VMOVDQU      100(CX), Y5
-	VPMADDUBSW   Y5, Y6, Y6
-	MOVBLSX      198(AX), SI
-	MOVBLSX      199(AX), DI
-	VMOVD        SI, X8
-	VPBROADCASTW X8, X8
+	VMOVD        R8, X6
+	VPBROADCASTW X6, X6
+	VINSERTI128  $0x01, X6, Y7, Y6
+	VMOVDQU      68(CX), Y8
+	VPMADDUBSW   Y8, Y5, Y8
+	VPMADDWD     Y6, Y8, Y8
+	VPADDD       Y8, Y3, Y3
+	VMOVDQU      32(AX), Y5
+	VPSRLW       $0x04, Y5, Y5
+	VPAND        Y0, Y5, Y5
+	VPSRLW       $0x06, Y4, Y4
+	VPAND        Y2, Y4, Y4
+	VPSLLW       $0x04, Y4, Y4
+	VPOR         Y4, Y5, Y5
+	MOVBLSX      198(AX), DI
+	MOVBLSX      199(AX), R8
+	VMOVD        DI, X7
+	VPBROADCASTW X7, X7
+	VMOVD        R8, X4
+	VPBROADCASTW X4, X4
+	VINSERTI128  $0x01, X4, Y7, Y4
+	VMOVDQU      100(CX), Y6
+	VPMADDUBSW   Y6, Y5, Y6
+	VPMADDWD     Y4, Y6, Y6
+	VPADDD       Y6, Y3, Y3
+	VMOVDQU      160(AX), Y4
+	VPAND        64(AX), Y0, Y5
+	VPAND        Y2, Y4, Y6
+	VPSLLW       $0x04, Y6, Y6
+	VPOR         Y6, Y5, Y5
+	MOVBLSX      200(AX), DI
+	MOVBLSX      201(AX), R8
+	VMOVD        DI, X7
+	VPBROADCASTW X7, X7
+	VMOVD        R8, X6
+	VPBROADCASTW X6, X6
+	VINSERTI128  $0x01, X6, Y7, Y6
+	VMOVDQU      132(CX), Y8
+	VPMADDUBSW   Y8, Y5, Y8
+	VPMADDWD     Y6, Y8, Y8
+	VPADDD       Y8, Y3, Y3
+	VPAND        96(AX), Y0, Y5
+	VPSRLW       $0x02, Y4, Y6
+	VPAND        Y2, Y6, Y6
+	VPSLLW       $0x04, Y6, Y6
+	VPOR         Y6, Y5, Y5
+	MOVBLSX      202(AX), DI
+	MOVBLSX      203(AX), R8
+	VMOVD        DI, X7
+	VPBROADCASTW X7, X7
+	VMOVD        R8, X6
+	VPBROADCASTW X6, X6
+	VINSERTI128  $0x01, X6, Y7, Y6
+	VMOVDQU      164(CX), Y8
+	VPMADDUBSW   Y8, Y5, Y8
+	VPMADDWD     Y6, Y8, Y8
+	VPADDD       Y8, Y3, Y3
+	VMOVDQU      64(AX), Y5
+	VPSRLW       $0x04, Y5, Y5
+	VPAND        Y0, Y5, Y5
+	VPSRLW       $0x04, Y4, Y6
+	VPAND        Y2, Y6, Y6
+	VPSLLW       $0x04, Y6, Y6
+	VPOR         Y6, Y5, Y5
+	MOVBLSX      204(AX), DI
+	MOVBLSX      205(AX), R8
+	VMOVD        DI, X7
+	VPBROADCASTW X7, X7
+	VMOVD        R8, X6
+	VPBROADCASTW X6, X6
+	VINSERTI128  $0x01, X6, Y7, Y6
+	VMOVDQU      196(CX), Y8
+	VPMADDUBSW   Y8, Y5, Y8
+	VPMADDWD     Y6, Y8, Y8
+	VPADDD       Y8, Y3, Y3
+	VMOVDQU      96(AX), Y5
+	VPSRLW       $0x04, Y5, Y5
+	VPAND        Y0, Y5, Y5
+	VPSRLW       $0x06, Y4, Y4
+	VPAND        Y2, Y4, Y4
+	VPSLLW       $0x04, Y4, Y4
+	VPOR         Y4, Y5, Y5
+	MOVBLSX      206(AX), DI
+	MOVBLSX      207(AX), R8
+	VMOVD        DI, X7
+	VPBROADCASTW X7, X7
+	VMOVD        R8, X4
+	VPBROADCASTW X4, X4
+	VINSERTI128  $0x01, X4, Y7, Y4
+	VMOVDQU      228(CX), Y6
+	VPMADDUBSW   Y6, Y5, Y6
+	VPMADDWD     Y4, Y6, Y6
+	VPADDD       Y6, Y3, Y3
+	VPMOVSXBW    192(AX), Y4
+	MOVWLZX      208(AX), DI
 	VMOVD        DI, X5
-	VPBROADCASTW X5, X5
-	VINSERTI128  $0x01, X5, Y8, Y5
-	VPMADDWD     Y5, Y6, Y6
-	VPADDD       Y6, Y4, Y4
-	VMOVDQU      160(AX), Y5
-	VPAND        64(AX), Y1, Y6
-	VPAND        Y3, Y5, Y7
-	VPSLLW       $0x04, Y7, Y7
-	VPOR         Y7, Y6, Y6
-	VMOVDQU      132(CX), Y7
-	VPMADDUBSW   Y7, Y6, Y6
-	MOVBLSX      200(AX), SI
-	MOVBLSX      201(AX), DI
-	VMOVD        SI, X8
-	VPBROADCASTW X8, X8
-	VMOVD        DI, X7
-	VPBROADCASTW X7, X7
-	VINSERTI128  $0x01, X7, Y8, Y7
-	VPMADDWD     Y7, Y6, Y6
-	VPADDD       Y6, Y4, Y4
-	VPAND        96(AX), Y1, Y6
-	VPSRLW       $0x02, Y5, Y7
-	VPAND        Y3, Y7, Y7
-	VPSLLW       $0x04, Y7, Y7
-	VPOR         Y7, Y6, Y6
-	VMOVDQU      164(CX), Y7
-	VPMADDUBSW   Y7, Y6, Y6
-	MOVBLSX      202(AX), SI
-	MOVBLSX      203(AX), DI
-	VMOVD        SI, X8
-	VPBROADCASTW X8, X8
-	VMOVD        DI, X7
-	VPBROADCASTW X7, X7
-	VINSERTI128  $0x01, X7, Y8, Y7
-	VPMADDWD     Y7, Y6, Y6
-	VPADDD       Y6, Y4, Y4
-	VMOVDQU      64(AX), Y6
-	VPSRLW       $0x04, Y6, Y6
-	VPAND        Y1, Y6, Y6
-	VPSRLW       $0x04, Y5, Y7
-	VPAND        Y3, Y7, Y7
-	VPSLLW       $0x04, Y7, Y7
-	VPOR         Y7, Y6, Y6
-	VMOVDQU      196(CX), Y7
-	VPMADDUBSW   Y7, Y6, Y6
-	MOVBLSX      204(AX), SI
-	MOVBLSX      205(AX), DI
-	VMOVD        SI, X8
-	VPBROADCASTW X8, X8
-	VMOVD        DI, X7
-	VPBROADCASTW X7, X7
-	VINSERTI128  $0x01, X7, Y8, Y7
-	VPMADDWD     Y7, Y6, Y6
-	VPADDD       Y6, Y4, Y4
-	VMOVDQU      96(AX), Y6
-	VPSRLW       $0x04, Y6, Y6
-	VPAND        Y1, Y6, Y6
-	VPSRLW       $0x06, Y5, Y5
-	VPAND        Y3, Y5, Y5
-	VPSLLW       $0x04, Y5, Y5
-	VPOR         Y5, Y6, Y6
-	VMOVDQU      228(CX), Y5
-	VPMADDUBSW   Y5, Y6, Y6
-	MOVBLSX      206(AX), SI
-	MOVBLSX      207(AX), DI
-	VMOVD        SI, X8
-	VPBROADCASTW X8, X8
-	VMOVD        DI, X5
-	VPBROADCASTW X5, X5
-	VINSERTI128  $0x01, X5, Y8, Y5
-	VPMADDWD     Y5, Y6, Y6
-	VPADDD       Y6, Y4, Y4
-	VEXTRACTI128 $0x01, Y4, X5
-	VPADDD       X5, X4, X4
-	VPSHUFD      $0x4e, X4, X5
-	VPADDD       X5, X4, X4
-	VPSHUFD      $0xb1, X4, X5
-	VPADDD       X5, X4, X4
-	VMOVD        X4, SI
-	SHLL         $0x05, BX
-	SUBL         BX, SI
-	VMOVSS       (CX), X4
-	MOVWLZX      208(AX), BX
-	VMOVD        BX, X5
 	VCVTPH2PS    X5, X5
-	VMULSS       X5, X4, X4
-	VCVTSI2SSL   SI, X2, X2
-	VMULSS       X2, X4, X4
-	VADDSS       X4, X0, X0
+	VEXTRACTI128 $0x01, Y3, X6
+	VPADDD       X6, X3, X3
+	VPSHUFD      $0x4e, X3, X6
+	VPADDD       X6, X3, X3
+	VPSHUFD      $0xb1, X3, X6
+	VPADDD       X6, X3, X3
+	VMOVD        X3, DI
+	VPMADDWD     260(CX), Y4, Y3
+	VEXTRACTI128 $0x01, Y3, X4
+	VPADDD       X4, X3, X3
+	VPSHUFD      $0x4e, X3, X4
+	VPADDD       X4, X3, X3
+	VPSHUFD      $0xb1, X3, X4
+	VPADDD       X4, X3, X3
+	VMOVD        X3, R8
+	SHLL         $0x05, R8
+	SUBL         R8, DI
+	VMULSS       (CX), X5, X3
+	VCVTSI2SSL   DI, X1, X1
+	VMULSS       X1, X3, X3
+	VADDSS       (SI), X3, X3
+	VMOVSS       X3, (SI)
 	ADDQ         $0xd2, AX
 	ADDQ         $0x00000124, CX
-	DECQ         DX
-	JMP          q6kloop
+	ADDQ         $0x00000124, DX
+	DECQ         BX
+	JMP          dotQ6_Kx1AVX2loop
 
-q6kdone:
+dotQ6_Kx1AVX2done:
 	VZEROUPPER
-	MOVSS X0, ret+56(FP)
 	RET
 
 // func dotQ6_Kx2AVX2(w []byte, x []byte, stride int, nb int, out *[4]float32)

@@ -63,62 +63,58 @@ func dotQ8_0x4AVX2(w []byte, x []byte, stride int, nb int, nrows int, xd []float
 //go:noescape
 func dotQ4_0AVX2(w []byte, x []byte, nb int) float32
 
-// dotQ4_KAVX2 is, for nb Q4_K blocks of w (144 bytes) and Q8_K blocks of x (292 bytes),
+// dotQ4_Kx1AVX2 is, for c := 0; c < 1; c++,
 //
-//	for b := 0; b < nb; b++ { s += d·Σ_j sc_j·Σ q·x - dmin·Σ_j m_j·bsum_j }
-//
-// bit-identical to DotQ4_K.
+//	out[c] = DotQ4_K(w, x[c*stride:], nb)
 //
 //go:noescape
-func dotQ4_KAVX2(w []byte, x []byte, nb int) float32
+func dotQ4_Kx1AVX2(w []byte, x []byte, stride int, nb int, out *[4]float32)
 
 // dotQ4_Kx2AVX2 is, for c := 0; c < 2; c++,
 //
-//	out[c] = dotQ4_KAVX2(w, x[c*stride:], nb)
+//	out[c] = DotQ4_K(w, x[c*stride:], nb)
 //
 //go:noescape
 func dotQ4_Kx2AVX2(w []byte, x []byte, stride int, nb int, out *[4]float32)
 
 // dotQ4_Kx3AVX2 is, for c := 0; c < 3; c++,
 //
-//	out[c] = dotQ4_KAVX2(w, x[c*stride:], nb)
+//	out[c] = DotQ4_K(w, x[c*stride:], nb)
 //
 //go:noescape
 func dotQ4_Kx3AVX2(w []byte, x []byte, stride int, nb int, out *[4]float32)
 
 // dotQ4_Kx4AVX2 is, for c := 0; c < 4; c++,
 //
-//	out[c] = dotQ4_KAVX2(w, x[c*stride:], nb)
+//	out[c] = DotQ4_K(w, x[c*stride:], nb)
 //
 //go:noescape
 func dotQ4_Kx4AVX2(w []byte, x []byte, stride int, nb int, out *[4]float32)
 
-// dotQ6_KAVX2 is, for nb Q6_K blocks of w (210 bytes) and Q8_K blocks of x (292 bytes),
+// dotQ6_Kx1AVX2 is, for c := 0; c < 1; c++,
 //
-//	for b := 0; b < nb; b++ { s += dx·d·Σ_j sc_j·Σ (q-32)·x }
-//
-// bit-identical to DotQ6_K.
+//	out[c] = DotQ6_K(w, x[c*stride:], nb)
 //
 //go:noescape
-func dotQ6_KAVX2(w []byte, x []byte, nb int) float32
+func dotQ6_Kx1AVX2(w []byte, x []byte, stride int, nb int, out *[4]float32)
 
 // dotQ6_Kx2AVX2 is, for c := 0; c < 2; c++,
 //
-//	out[c] = dotQ6_KAVX2(w, x[c*stride:], nb)
+//	out[c] = DotQ6_K(w, x[c*stride:], nb)
 //
 //go:noescape
 func dotQ6_Kx2AVX2(w []byte, x []byte, stride int, nb int, out *[4]float32)
 
 // dotQ6_Kx3AVX2 is, for c := 0; c < 3; c++,
 //
-//	out[c] = dotQ6_KAVX2(w, x[c*stride:], nb)
+//	out[c] = DotQ6_K(w, x[c*stride:], nb)
 //
 //go:noescape
 func dotQ6_Kx3AVX2(w []byte, x []byte, stride int, nb int, out *[4]float32)
 
 // dotQ6_Kx4AVX2 is, for c := 0; c < 4; c++,
 //
-//	out[c] = dotQ6_KAVX2(w, x[c*stride:], nb)
+//	out[c] = DotQ6_K(w, x[c*stride:], nb)
 //
 //go:noescape
 func dotQ6_Kx4AVX2(w []byte, x []byte, stride int, nb int, out *[4]float32)

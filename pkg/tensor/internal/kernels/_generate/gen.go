@@ -20,12 +20,10 @@ func main() {
 		dotQ8xN(rows)
 	}
 	dotQ4()
-	dotQ4K()
-	for rows := 2; rows <= 4; rows++ {
+	for rows := 1; rows <= 4; rows++ {
 		dotQ4KxN(rows)
 	}
-	dotQ6K()
-	for rows := 2; rows <= 4; rows++ {
+	for rows := 1; rows <= 4; rows++ {
 		dotQ6KxN(rows)
 	}
 	dotBF16()
@@ -583,88 +581,6 @@ func hsumInt(v reg.VecVirtual) reg.GPVirtual {
 	return r
 }
 
-// dotQ4K is the Q4_K × Q8_K dot product of DotQ4_K: per block the exact
-// integer sums Σ_j sc_j·Σ q·x (nibbles times activations in 16-bit pairs,
-// then scaled in 32-bit lanes) and Σ_j m_j·bsum_j, then the same scalar
-// float operations as the Go code.
-func dotQ4K() {
-	TEXT("dotQ4_KAVX2", NOSPLIT, "func(w, x []byte, nb int) float32")
-	Pragma("noescape")
-	Doc("dotQ4_KAVX2 is, for nb Q4_K blocks of w (144 bytes) and Q8_K blocks of x (292 bytes),",
-		"",
-		"	for b := 0; b < nb; b++ { s += d·Σ_j sc_j·Σ q·x - dmin·Σ_j m_j·bsum_j }",
-		"",
-		"bit-identical to DotQ4_K.")
-	pw := Load(Param("w").Base(), GP64())
-	px := Load(Param("x").Base(), GP64())
-	nb := Load(Param("nb"), GP64())
-	sum := XMM()
-	VXORPS(sum, sum, sum)
-	low := broadcastByte(0x0F)
-	Label("q4kloop")
-	CMPQ(nb, U8(0))
-	JE(LabelRef("q4kdone"))
-	acc := YMM()
-	VPXOR(acc, acc, acc)
-	mins := GP32()
-	XORL(mins, mins)
-	for p := range 4 {
-		q := YMM()
-		VMOVDQU(Mem{Base: pw, Disp: 16 + 32*p}, q)
-		nib := [2]reg.VecVirtual{YMM(), YMM()}
-		VPAND(low, q, nib[0])
-		VPSRLW(U8(4), q, nib[1])
-		VPAND(low, nib[1], nib[1])
-		for h, v := range nib {
-			j := 2*p + h
-			sc, m := q4KScaleMin(pw, j)
-			b, b2 := GP32(), GP32()
-			MOVWLSX(Mem{Base: px, Disp: 260 + 4*j}, b)
-			MOVWLSX(Mem{Base: px, Disp: 262 + 4*j}, b2)
-			ADDL(b2, b)
-			IMULL(m, b)
-			ADDL(b, mins)
-			xv := YMM()
-			VMOVDQU(Mem{Base: px, Disp: 4 + 32*j}, xv)
-			VPMADDUBSW(xv, v, xv) // nibble·x in 16-bit pairs
-			scx := XMM()
-			VMOVD(sc, scx)
-			scv := YMM()
-			VPBROADCASTW(scx, scv)
-			VPMADDWD(scv, xv, xv) // ·sc, in 32-bit lanes
-			VPADDD(xv, acc, acc)
-		}
-	}
-	scaled := hsumInt(acc)
-	// d = dx·f16(w[0:2]), dmin = dx·f16(w[2:4]); s += d·scaled - dmin·mins.
-	dx, d, dmin := XMM(), XMM(), XMM()
-	VMOVSS(Mem{Base: px}, dx)
-	t := GP32()
-	MOVWLZX(Mem{Base: pw}, t)
-	VMOVD(t, d)
-	VCVTPH2PS(d, d)
-	VMULSS(d, dx, d)
-	MOVWLZX(Mem{Base: pw, Disp: 2}, t)
-	VMOVD(t, dmin)
-	VCVTPH2PS(dmin, dmin)
-	VMULSS(dmin, dx, dmin)
-	fs, fm := XMM(), XMM()
-	VCVTSI2SSL(scaled, fs, fs)
-	VCVTSI2SSL(mins, fm, fm)
-	VMULSS(fs, d, d)
-	VMULSS(fm, dmin, dmin)
-	VSUBSS(dmin, d, d)
-	VADDSS(d, sum, sum)
-	ADDQ(U8(144), pw)
-	ADDQ(U32(292), px)
-	DECQ(nb)
-	JMP(LabelRef("q4kloop"))
-	Label("q4kdone")
-	VZEROUPPER()
-	Store(sum, ReturnIndex(0))
-	RET()
-}
-
 // q4KScaleMin loads scale and min j (6 bits each, packed in the 12 bytes
 // at pw+4) of the Q4_K block at pw, as DotQ4_K unpacks them.
 func q4KScaleMin(pw reg.Register, j int) (sc, m reg.GPVirtual) {
@@ -693,7 +609,7 @@ func q4KScaleMin(pw reg.Register, j int) (sc, m reg.GPVirtual) {
 	return sc, m
 }
 
-// rowsKernel opens a kernel of one weight row against rows (2 to 4)
+// rowsKernel opens a kernel of one weight row against rows (1 to 4)
 // activation rows stride bytes apart, whose sums it keeps in out: it loads
 // the arguments, zeroes out[:rows] and returns the pointers (row c of x
 // starts at addr[c]; px and px2 advance together).
@@ -719,14 +635,16 @@ func rowsKernel(name, single string, rows int) (pw, px, px2, nb, out reg.Registe
 	return pw, px, px2, nb, out, addr
 }
 
-// dotQ4KxN is dotQ4K of one weight row with rows (2 to 4) Q8_K activation
-// rows, stride bytes apart: a block's scales, mins and nibbles are
-// unpacked once for all rows, and each row's sums are the same exact
-// integers followed by the same float operations, so the results are
-// bit-identical to separate calls. The sums are kept in out.
+// dotQ4KxN is the Q4_K × Q8_K dot product of DotQ4_K for one weight row
+// and rows (1 to 4) activation rows, stride bytes apart: per block the
+// exact integer sums Σ_j sc_j·Σ q·x (nibbles times activations in 16-bit
+// pairs, then scaled in 32-bit lanes) and Σ_j m_j·bsum_j, then the Go
+// code's float operations, so the results are bit-identical to it. A
+// block's scales, mins and nibbles are unpacked once for all rows. The
+// sums are kept in out.
 func dotQ4KxN(rows int) {
 	name := fmt.Sprintf("dotQ4_Kx%dAVX2", rows)
-	pw, px, px2, nb, out, addr := rowsKernel(name, "dotQ4_KAVX2", rows)
+	pw, px, px2, nb, out, addr := rowsKernel(name, "DotQ4_K", rows)
 	low := broadcastByte(0x0F)
 	loop, done := name+"loop", name+"done"
 	Label(loop)
@@ -854,85 +772,16 @@ func q6KScales(pw reg.Register, j int) reg.VecVirtual {
 	return scv
 }
 
-// dotQ6K is the Q6_K × Q8_K dot product of DotQ6_K: the 6-bit values
-// unpacked to bytes 0..63 and multiplied with the activations in 16-bit
-// pairs, scaled per 16 values in 32-bit lanes, less 32·Σ_j sc_j·bsum_j for
-// the offset, all exact integers; then the Go code's float operations.
-func dotQ6K() {
-	TEXT("dotQ6_KAVX2", NOSPLIT, "func(w, x []byte, nb int) float32")
-	Pragma("noescape")
-	Doc("dotQ6_KAVX2 is, for nb Q6_K blocks of w (210 bytes) and Q8_K blocks of x (292 bytes),",
-		"",
-		"\tfor b := 0; b < nb; b++ { s += dx·d·Σ_j sc_j·Σ (q-32)·x }",
-		"",
-		"bit-identical to DotQ6_K.")
-	pw := Load(Param("w").Base(), GP64())
-	px := Load(Param("x").Base(), GP64())
-	nb := Load(Param("nb"), GP64())
-	sum := XMM()
-	VXORPS(sum, sum, sum)
-	low := broadcastByte(0x0F)
-	three := broadcastByte(0x03)
-	Label("q6kloop")
-	CMPQ(nb, U8(0))
-	JE(LabelRef("q6kdone"))
-	acc := YMM()
-	VPXOR(acc, acc, acc)
-	// The offset: Σ_j sc_j·bsum_j.
-	corr := GP32()
-	XORL(corr, corr)
-	for j := range 16 {
-		sc, b := GP32(), GP32()
-		MOVBLSX(Mem{Base: pw, Disp: 192 + j}, sc)
-		MOVWLSX(Mem{Base: px, Disp: 260 + 2*j}, b)
-		IMULL(sc, b)
-		ADDL(b, corr)
-	}
-	for n := range 2 {
-		h := YMM()
-		VMOVDQU(Mem{Base: pw, Disp: 128 + 32*n}, h)
-		for k := range 4 {
-			y := q6KValues(pw, h, low, three, n, k)
-			xv := YMM()
-			VMOVDQU(Mem{Base: px, Disp: 4 + 128*n + 32*k}, xv)
-			VPMADDUBSW(xv, y, y) // q·x in 16-bit pairs
-			scv := q6KScales(pw, 8*n+2*k)
-			VPMADDWD(scv, y, y) // ·sc, in 32-bit lanes
-			VPADDD(y, acc, acc)
-		}
-	}
-	isum := hsumInt(acc)
-	SHLL(U8(5), corr)
-	SUBL(corr, isum)
-	// s += dx·f16(w[208:210])·float32(isum)
-	dx, d, fi := XMM(), XMM(), XMM()
-	VMOVSS(Mem{Base: px}, dx)
-	t := GP32()
-	MOVWLZX(Mem{Base: pw, Disp: 208}, t)
-	VMOVD(t, d)
-	VCVTPH2PS(d, d)
-	VMULSS(d, dx, dx)
-	VCVTSI2SSL(isum, fi, fi)
-	VMULSS(fi, dx, dx)
-	VADDSS(dx, sum, sum)
-	ADDQ(U8(210), pw)
-	ADDQ(U32(292), px)
-	DECQ(nb)
-	JMP(LabelRef("q6kloop"))
-	Label("q6kdone")
-	VZEROUPPER()
-	Store(sum, ReturnIndex(0))
-	RET()
-}
-
-// dotQ6KxN is dotQ6K of one weight row with rows (2 to 4) Q8_K activation
-// rows, stride bytes apart: a block's 6-bit values and scales are unpacked
-// once for all rows; each row's sums are the same exact integers followed
-// by the same float operations, so the results are bit-identical to
-// separate calls. The sums are kept in out.
+// dotQ6KxN is the Q6_K × Q8_K dot product of DotQ6_K for one weight row
+// and rows (1 to 4) activation rows, stride bytes apart: the 6-bit values
+// unpacked to bytes 0..63 (once for all rows) and multiplied with the
+// activations in 16-bit pairs, scaled per 16 values in 32-bit lanes, less
+// 32·Σ_j sc_j·bsum_j for the offset, all exact integers; then the Go
+// code's float operations, so the results are bit-identical to it. The
+// sums are kept in out.
 func dotQ6KxN(rows int) {
 	name := fmt.Sprintf("dotQ6_Kx%dAVX2", rows)
-	pw, px, px2, nb, out, addr := rowsKernel(name, "dotQ6_KAVX2", rows)
+	pw, px, px2, nb, out, addr := rowsKernel(name, "DotQ6_K", rows)
 	low := broadcastByte(0x0F)
 	three := broadcastByte(0x03)
 	loop, done := name+"loop", name+"done"
