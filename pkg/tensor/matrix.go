@@ -156,7 +156,7 @@ func MatMulAll(p *Pool, ps []Product) {
 	}
 	m.ad = m.ad[:0]
 	for i := range m.ps {
-		if pr, pp := &m.ps[i], &m.prep[i]; pp.kn.scales != nil && pr.N > 1 {
+		if pr, pp := &m.ps[i], &m.prep[i]; pp.kn.scales != nil {
 			pp.adOff = len(m.ad)
 			m.ad = pp.kn.scales(m.ad, pp.act, pp.arb, pr.M.Cols, pr.N)
 			pp.adEnd = len(m.ad)
@@ -207,7 +207,7 @@ func (m *matmul) Range(lo, hi int) {
 		if a >= b {
 			continue
 		}
-		if pp.kn.gemm != nil && pr.N > 1 {
+		if pp.kn.gemm != nil {
 			m.gemm(pp, pr, a, b)
 			continue
 		}
@@ -242,17 +242,11 @@ func (m *matmul) gemm(pp *prepared, pr *Product, a, b int) {
 	for r0 := a; r0 < b; r0 += gemmRows {
 		r1 := min(b, r0+gemmRows)
 		w := pr.M.Data[r0*pp.wrb : r1*pp.wrb]
-		t := 0
-		for t+1 < pr.N {
+		for t := 0; t < pr.N; {
 			rows := min(4, pr.N-t)
 			pp.kn.gemm(w, pp.act[t*pp.arb:(t+rows)*pp.arb], pp.arb, pr.M.Cols, rows, r1-r0,
 				pp.ad[t*nb:(t+rows)*nb], pr.Dst[t*pr.M.Rows+r0:], pr.M.Rows)
 			t += rows
-		}
-		for ; t < pr.N; t++ {
-			for r := r0; r < r1; r++ {
-				pr.Dst[t*pr.M.Rows+r] = pp.kn.dot(pr.M.Data[r*pp.wrb:(r+1)*pp.wrb], pp.act[t*pp.arb:(t+1)*pp.arb], pr.M.Cols)
-			}
 		}
 	}
 }

@@ -75,6 +75,8 @@ func DotQ8_0xN(w, x []byte, stride, nb, rows, nrows int, xd, dst []float32, dstr
 		panic("kernels: DotQ8_0xN rows overlap")
 	}
 	switch rows {
+	case 1:
+		dotQ8_0x1AVX2(w, x, stride, nb, nrows, xd, dst, dstride)
 	case 2:
 		dotQ8_0x2AVX2(w, x, stride, nb, nrows, xd, dst, dstride)
 	case 3:
@@ -82,7 +84,7 @@ func DotQ8_0xN(w, x []byte, stride, nb, rows, nrows int, xd, dst []float32, dstr
 	case 4:
 		dotQ8_0x4AVX2(w, x, stride, nb, nrows, xd, dst, dstride)
 	default:
-		panic("kernels: DotQ8_0xN takes 2 to 4 rows")
+		panic("kernels: DotQ8_0xN takes 1 to 4 rows")
 	}
 }
 

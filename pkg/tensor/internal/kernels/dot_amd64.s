@@ -131,6 +131,70 @@ q8done:
 	MOVSS        X0, ret+56(FP)
 	RET
 
+// func dotQ8_0x1AVX2(w []byte, x []byte, stride int, nb int, nrows int, xd []float32, dst []float32, dstride int)
+// Requires: AVX, AVX2, F16C, FMA3
+TEXT ·dotQ8_0x1AVX2(SB), NOSPLIT, $0-128
+	MOVQ     w_base+0(FP), AX
+	MOVQ     x_base+24(FP), CX
+	MOVQ     stride+48(FP), DX
+	MOVQ     nb+56(FP), BX
+	MOVQ     nrows+64(FP), SI
+	MOVQ     xd_base+72(FP), DI
+	MOVQ     dst_base+96(FP), R8
+	MOVQ     dstride+120(FP), R9
+	SHLQ     $0x02, R9
+	VPCMPEQW Y0, Y0, Y0
+	VPSRLW   $0x0f, Y0, Y0
+
+dotQ8_0x1AVX2rows:
+	CMPQ   SI, $0x00
+	JE     dotQ8_0x1AVX2rowsdone
+	MOVQ   CX, R9
+	LEAQ   (R9)(DX*2), R10
+	MOVQ   DI, R11
+	MOVQ   BX, R12
+	VXORPS Y1, Y1, Y1
+
+dotQ8_0x1AVX2loop:
+	CMPQ         R12, $0x00
+	JE           dotQ8_0x1AVX2done
+	MOVWLZX      (AX), R13
+	VMOVD        R13, X2
+	VCVTPH2PS    X2, X2
+	VBROADCASTSS X2, Y2
+	VMOVDQU      2(AX), Y3
+	VPSIGNB      Y3, Y3, Y4
+	VBROADCASTSS (R11), Y5
+	VMULPS       Y5, Y2, Y5
+	VMOVDQU      2(R9), Y2
+	VPSIGNB      Y3, Y2, Y2
+	VPMADDUBSW   Y2, Y4, Y2
+	VPMADDWD     Y0, Y2, Y2
+	VCVTDQ2PS    Y2, Y2
+	VFMADD231PS  Y2, Y5, Y1
+	ADDQ         $0x22, AX
+	ADDQ         $0x22, R9
+	ADDQ         $0x22, R10
+	ADDQ         $0x04, R11
+	DECQ         R12
+	JMP          dotQ8_0x1AVX2loop
+
+dotQ8_0x1AVX2done:
+	VEXTRACTF128 $0x01, Y1, X2
+	VADDPS       X2, X1, X1
+	VMOVHLPS     X1, X1, X2
+	VADDPS       X2, X1, X1
+	VMOVSHDUP    X1, X2
+	VADDSS       X2, X1, X1
+	VMOVSS       X1, (R8)
+	ADDQ         $0x04, R8
+	DECQ         SI
+	JMP          dotQ8_0x1AVX2rows
+
+dotQ8_0x1AVX2rowsdone:
+	VZEROUPPER
+	RET
+
 // func dotQ8_0x2AVX2(w []byte, x []byte, stride int, nb int, nrows int, xd []float32, dst []float32, dstride int)
 // Requires: AVX, AVX2, F16C, FMA3
 TEXT ·dotQ8_0x2AVX2(SB), NOSPLIT, $0-128

@@ -27,6 +27,15 @@ func dotF16AVX2(a []uint16, b []uint16) float32
 //go:noescape
 func dotQ8_0AVX2(w []byte, x []byte, nb int) float32
 
+// dotQ8_0x1AVX2 is, for r := 0; r < nrows; r++ and c := 0; c < 1; c++,
+//
+//	dst[c*dstride+r] = dotQ8_0AVX2(w[r*nb*34:], x[c*stride:], nb)
+//
+// with xd[b*1+c] the scale of block b of x's row c as float32.
+//
+//go:noescape
+func dotQ8_0x1AVX2(w []byte, x []byte, stride int, nb int, nrows int, xd []float32, dst []float32, dstride int)
+
 // dotQ8_0x2AVX2 is, for r := 0; r < nrows; r++ and c := 0; c < 2; c++,
 //
 //	dst[c*dstride+r] = dotQ8_0AVX2(w[r*nb*34:], x[c*stride:], nb)

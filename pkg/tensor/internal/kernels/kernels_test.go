@@ -126,7 +126,7 @@ func TestAsmMatchesGeneric(t *testing.T) {
 		// apart in dst, with NaN guards around and between them.
 		const nrows, dstride = 3, 5
 		ws := q8Blocks(r, nrows*nb)
-		for rows := 2; rows <= 4; rows++ {
+		for rows := 1; rows <= 4; rows++ {
 			xd := Q8_0Scales(nil, xs[guard:], stride, nb, rows)
 			got, buf := guardedF32(r, rows*dstride)
 			DotQ8_0xN(ws[guard:guard+nrows*nb*34], xs[guard:guard+(rows-1)*stride+nb*34], stride, nb, rows, nrows, xd, got, dstride)

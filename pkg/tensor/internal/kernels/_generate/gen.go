@@ -16,7 +16,7 @@ func main() {
 	dotF32()
 	dotF16()
 	dotQ8()
-	for rows := 2; rows <= 4; rows++ {
+	for rows := 1; rows <= 4; rows++ {
 		dotQ8xN(rows)
 	}
 	dotQ4()
