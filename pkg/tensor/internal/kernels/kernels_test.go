@@ -63,8 +63,8 @@ func TestAsmMatchesGeneric(t *testing.T) {
 			ha[i], hb[i] = 0x7e00, 0x7e00 // NaN
 		}
 		for i := range n {
-			ha[guard+i] = f32ToF16(float32(r.NormFloat64()))
-			hb[guard+i] = f32ToF16(float32(r.NormFloat64()))
+			ha[guard+i] = F32ToF16(float32(r.NormFloat64()))
+			hb[guard+i] = F32ToF16(float32(r.NormFloat64()))
 		}
 		if got, want := DotF16(ha[guard:guard+n], hb[guard:guard+n]), dotF16Generic(ha[guard:guard+n], hb[guard:guard+n]); got != want {
 			t.Fatalf("DotF16 n=%d: asm %g, Go %g", n, got, want)
@@ -161,8 +161,8 @@ func TestKQuantsAsmMatchGeneric(t *testing.T) {
 	for nb := 0; nb <= 12; nb++ {
 		x := q8KBlocks(r, nb)
 		w4 := randomBlocks(r, nb, 144, func(blk []byte) {
-			binary.LittleEndian.PutUint16(blk, f32ToF16(float32(r.Float64()*0.01)))
-			binary.LittleEndian.PutUint16(blk[2:], f32ToF16(float32(r.Float64()*0.01)))
+			binary.LittleEndian.PutUint16(blk, F32ToF16(float32(r.Float64()*0.01)))
+			binary.LittleEndian.PutUint16(blk[2:], F32ToF16(float32(r.Float64()*0.01)))
 		})
 		got := DotQ4_K(w4[guard:guard+nb*144], x[guard:guard+nb*292], nb)
 		want := dotQ4_KGeneric(w4[guard:guard+nb*144], x[guard:guard+nb*292], nb)
@@ -188,7 +188,7 @@ func TestKQuantsAsmMatchGeneric(t *testing.T) {
 			}
 		}
 		w6 := randomBlocks(r, nb, 210, func(blk []byte) {
-			binary.LittleEndian.PutUint16(blk[208:], f32ToF16(float32(r.Float64()*0.01)))
+			binary.LittleEndian.PutUint16(blk[208:], F32ToF16(float32(r.Float64()*0.01)))
 		})
 		got = DotQ6_K(w6[guard:guard+nb*210], x[guard:guard+nb*292], nb)
 		want = dotQ6_KGeneric(w6[guard:guard+nb*210], x[guard:guard+nb*292], nb)
@@ -311,53 +311,19 @@ func q8KBlocks(r *rand.Rand, nb int) []byte {
 // q8Blocks makes nb random Q8_0 blocks between guard bytes that decode as
 // NaN scales.
 func q8Blocks(r *rand.Rand, nb int) []byte {
-	buf := make([]byte, nb*34+2*guard)
-	for i := range buf {
-		buf[i] = 0x7e // 0x7e7e is a NaN half
-	}
-	for b := range nb {
-		blk := buf[guard+b*34:]
-		binary.LittleEndian.PutUint16(blk, f32ToF16(float32(r.Float64()*0.1)))
+	return randomBlocks(r, nb, 34, func(blk []byte) {
+		binary.LittleEndian.PutUint16(blk, F32ToF16(float32(r.Float64()*0.1)))
 		for j := range 32 {
 			blk[2+j] = byte(int8(r.IntN(255) - 127))
 		}
-	}
-	return buf
+	})
 }
 
 // q4Blocks makes nb random Q4_0 blocks between NaN-scale guard bytes.
 func q4Blocks(r *rand.Rand, nb int) []byte {
-	buf := make([]byte, nb*18+2*guard)
-	for i := range buf {
-		buf[i] = 0x7e
-	}
-	for b := range nb {
-		blk := buf[guard+b*18:]
-		binary.LittleEndian.PutUint16(blk, f32ToF16(float32(r.Float64()*0.1)))
-		for j := range 16 {
-			blk[2+j] = byte(r.IntN(256))
-		}
-	}
-	return buf
-}
-
-// f32ToF16 rounds to half precision (test helper; tensor has the real one).
-func f32ToF16(f float32) uint16 {
-	best, bd := uint16(0), math.Inf(1)
-	// coarse but exact enough for test data: search the neighbourhood.
-	b := math.Float32bits(f)
-	sign := uint16(b>>16) & 0x8000
-	e := int(b>>23&0xff) - 127 + 15
-	if e <= 0 || e >= 31 {
-		return sign
-	}
-	base := sign | uint16(e)<<10 | uint16(b>>13&0x3ff)
-	for _, c := range []uint16{base, base + 1} {
-		if d := math.Abs(float64(halfToFloat(c)) - float64(f)); d < bd {
-			best, bd = c, d
-		}
-	}
-	return best
+	return randomBlocks(r, nb, 18, func(blk []byte) {
+		binary.LittleEndian.PutUint16(blk, F32ToF16(float32(r.Float64()*0.1)))
+	})
 }
 
 func BenchmarkDot(b *testing.B) {
