@@ -201,7 +201,7 @@ func (d *dispatcher) Start(ctx context.Context, layer int, x []float32, n int, e
 	for s := range c.pending {
 		c.pending[s] = s
 	}
-	c.send()
+	c.send() // a unit without a replica is waited for in Wait
 	return c
 }
 
@@ -223,17 +223,16 @@ type dispatch struct {
 	started   []*streamCall
 	errs      []error
 	callStart time.Time
-	missing   []string // units with no replica when the round was planned
 }
 
 // send plans the pending pairs and, if every unit has a usable replica,
-// sends every node its rows, all nodes working at once.
-func (c *dispatch) send() {
+// sends every node its rows, all nodes working at once; otherwise it sends
+// nothing and returns the units without one.
+func (c *dispatch) send() (missing []string) {
 	d, E := c.d, c.d.embd
 	calls, order, missing := d.plan(c.layer, c.experts, c.pending, c.failed)
-	c.missing = missing
 	if len(missing) > 0 {
-		return
+		return missing
 	}
 	c.calls, c.started, c.errs = c.calls[:0], make([]*streamCall, len(order)), make([]error, len(order))
 	c.callStart = time.Now()
@@ -252,28 +251,29 @@ func (c *dispatch) send() {
 	}
 	c.sent = true
 	d.pool.Rest()
+	return nil
 }
 
 // Wait implements model.Pending.
 func (c *dispatch) Wait() error {
 	d := c.d
 	for len(c.pending) > 0 {
-		if !c.sent {
-			if len(c.missing) > 0 {
-				if time.Now().After(c.deadline) {
-					d.mu.RLock()
-					why := d.why(c.missing[0])
-					d.mu.RUnlock()
-					return fmt.Errorf("%w: unit %s has no ready replica after waiting %v (%s)", errUnavailable, c.missing[0], d.unitWait, why)
-				}
-				select { // the controller is placing it again: wait
-				case <-c.ctx.Done():
-					return c.ctx.Err()
-				case <-time.After(50 * time.Millisecond):
-				}
+		for !c.sent {
+			missing := c.send()
+			if len(missing) == 0 {
+				break
 			}
-			c.send()
-			continue
+			if time.Now().After(c.deadline) {
+				d.mu.RLock()
+				why := d.why(missing[0])
+				d.mu.RUnlock()
+				return fmt.Errorf("%w: unit %s has no ready replica after waiting %v (%s)", errUnavailable, missing[0], d.unitWait, why)
+			}
+			select { // the controller is placing it again: wait
+			case <-c.ctx.Done():
+				return c.ctx.Err()
+			case <-time.After(50 * time.Millisecond):
+			}
 		}
 		var retry []int
 		for i, nc := range c.calls {
@@ -293,9 +293,6 @@ func (c *dispatch) Wait() error {
 			retry = append(retry, nc.pairs...)
 		}
 		c.pending, c.sent = retry, false
-		if len(retry) > 0 {
-			c.send()
-		}
 	}
 	return nil
 }
