@@ -166,16 +166,20 @@ func (l *Local) Apply(ctx context.Context, layer int, x []float32, rows, experts
 	}
 	ws := l.ws.get()
 	defer l.ws.put(ws)
-	// Group the pairs by expert, experts in order of first appearance:
-	// count[e] pairs, starting at start[e] in slots.
+	// Every expert must be held; the largest sizes the per-expert tables.
 	hi := int32(0)
 	for _, e := range experts {
-		if e < 0 {
-			return fmt.Errorf("%w: expert %d", ErrNotHeld, e)
+		if _, ok := l.units[Unit{layer, int(e)}]; !ok {
+			return fmt.Errorf("%w: %v", ErrNotHeld, Unit{layer, int(e)})
 		}
 		hi = max(hi, e)
 	}
-	count, start := ws.i.zeros(int(hi)+1), ws.i.take(int(hi)+1)
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	// Group the pairs by expert, experts in order of first appearance:
+	// expert e's count[e] pairs end at end[e] in slots.
+	count, end := ws.i.zeros(int(hi)+1), ws.i.take(int(hi)+1)
 	order := ws.i.take(len(experts))[:0]
 	for _, e := range experts {
 		if count[e] == 0 {
@@ -185,23 +189,16 @@ func (l *Local) Apply(ctx context.Context, layer int, x []float32, rows, experts
 	}
 	next := int32(0)
 	for _, e := range order {
-		if _, ok := l.units[Unit{layer, int(e)}]; !ok {
-			return fmt.Errorf("%w: %v", ErrNotHeld, Unit{layer, int(e)})
-		}
-		start[e], next = next, next+count[e]
-	}
-	if err := ctx.Err(); err != nil {
-		return err
+		end[e], next = next, next+count[e] // the group's start, until filled
 	}
 	slots := ws.i.take(len(experts))
-	fill := ws.i.zeros(int(hi) + 1)
 	for s, e := range experts {
-		slots[start[e]+fill[e]] = int32(s)
-		fill[e]++
+		slots[end[e]] = int32(s)
+		end[e]++
 	}
 	jobs := ws.jobs.take(len(order))
 	for i, e := range order {
-		ss := slots[start[e] : start[e]+count[e]]
+		ss := slots[end[e]-count[e] : end[e]]
 		xs := ws.f.take(len(ss) * E)
 		for j, s := range ss {
 			r := int(rows[s])
@@ -211,7 +208,7 @@ func (l *Local) Apply(ctx context.Context, layer int, x []float32, rows, experts
 	}
 	applyAll(l.Pool, ws, jobs)
 	for i, e := range order {
-		for j, s := range slots[start[e] : start[e]+count[e]] {
+		for j, s := range slots[end[e]-count[e] : end[e]] {
 			copy(out[int(s)*E:(int(s)+1)*E], jobs[i].dst[j*E:(j+1)*E])
 		}
 	}
