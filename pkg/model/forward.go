@@ -228,9 +228,8 @@ func (m *Model) layers(ctx context.Context, ws *workspace, x []float32, rows []r
 type layerStep struct {
 	l       int
 	x, xn   []float32 // the rows' residual stream; the FFN's input
-	n       int
-	weights []float32 // routing weights, n × k
-	out     []float32 // the routed experts' outputs, n × k rows
+	weights []float32 // routing weights, rows × k
+	out     []float32 // the routed experts' outputs, rows × k rows
 	pending Pending   // the experts call in flight, if any
 	err     error     // of a call already finished
 	done    bool      // the layer is complete (a dense FFN)
@@ -294,7 +293,7 @@ func (m *Model) begin(ctx context.Context, ws *workspace, l int, x []float32, ro
 	for i := range n {
 		rmsNorm(xn[i*E:(i+1)*E], x[i*E:(i+1)*E], ly.FFNNorm, h.RMSEps)
 	}
-	st := layerStep{l: l, x: x, xn: xn, n: n}
+	st := layerStep{l: l, x: x, xn: xn}
 	if !h.MoE() {
 		ffn := ws.f.take(n * E)
 		applyAll(p, ws, []ffnJob{{&ly.Dense, ffn, xn, n}})
@@ -337,7 +336,8 @@ func (m *Model) end(ws *workspace, st *layerStep) error {
 		return fmt.Errorf("model: layer %d experts: %w", st.l, err)
 	}
 	h, ly := m.Hyper, &m.Shared.Layers[st.l]
-	E, k, n := h.Embd, h.ExpertsUsed, st.n
+	E, k := h.Embd, h.ExpertsUsed
+	n := len(st.x) / E
 	dst := ws.f.zeros(n * E)
 	for i := range n {
 		d := dst[i*E : (i+1)*E]
