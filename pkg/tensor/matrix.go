@@ -162,11 +162,6 @@ func MatMulAll(p *Pool, ps []Product) {
 			pp.adEnd = len(m.ad)
 		}
 	}
-	for i := range m.prep {
-		if pp := &m.prep[i]; pp.adEnd > 0 {
-			pp.ad = m.ad[pp.adOff:pp.adEnd]
-		}
-	}
 	// Chunks of at least ~64 KiB of weights, so that small products are
 	// not split into tasks smaller than their scheduling cost.
 	grain := max(1, total*(64<<10)/max(bytes, 1))
@@ -182,19 +177,18 @@ type matmul struct {
 	ps   []Product
 	prep []prepared
 	act  []byte    // converted activations of every product
-	ad   []float32 // their block scales, for kernel.dotN
+	ad   []float32 // their block scales, for kernel.gemm
 }
 
 type prepared struct {
 	kn       kernel
 	act      []byte
-	arb, wrb int       // activation and weight row bytes
-	start    int       // first global row
-	same     int       // index of an earlier product with the same activations, or -1
-	off      int       // offset of the converted activations in matmul.act, or -1
-	ad       []float32 // the activations' block scales for kernel.dotN,
-	adOff    int       // at m.ad[adOff:adEnd]
-	adEnd    int
+	arb, wrb int // activation and weight row bytes
+	start    int // first global row
+	same     int // index of an earlier product with the same activations, or -1
+	off      int // offset of the converted activations in matmul.act, or -1
+	adOff    int // the activations' block scales for kernel.gemm are
+	adEnd    int // matmul.ad[adOff:adEnd]
 }
 
 var matmuls = sync.Pool{New: func() any { return new(matmul) }}
@@ -238,14 +232,15 @@ const gemmRows = 16
 // gemm computes weight rows [a, b) of a product with the many-row kernel,
 // gemmRows at a time, for every group of up to four tokens.
 func (m *matmul) gemm(pp *prepared, pr *Product, a, b int) {
-	nb := len(pp.ad) / pr.N
+	ad := m.ad[pp.adOff:pp.adEnd]
+	nb := len(ad) / pr.N
 	for r0 := a; r0 < b; r0 += gemmRows {
 		r1 := min(b, r0+gemmRows)
 		w := pr.M.Data[r0*pp.wrb : r1*pp.wrb]
 		for t := 0; t < pr.N; {
 			rows := min(4, pr.N-t)
 			pp.kn.gemm(w, pp.act[t*pp.arb:(t+rows)*pp.arb], pp.arb, pr.M.Cols, rows, r1-r0,
-				pp.ad[t*nb:(t+rows)*nb], pr.Dst[t*pr.M.Rows+r0:], pr.M.Rows)
+				ad[t*nb:(t+rows)*nb], pr.Dst[t*pr.M.Rows+r0:], pr.M.Rows)
 			t += rows
 		}
 	}
