@@ -53,9 +53,9 @@ type kernel struct {
 	dotN func(w, a []byte, stride, n, rows int) [4]float32
 	// gemm, where there is one, is dotN over nrows contiguous weight rows
 	// at once, writing token c's product with row r to dst[c*dstride+r];
-	// ad are the activations' block scales as scales widens them.
-	gemm   func(w, a []byte, stride, n, rows, nrows int, ad, dst []float32, dstride int)
-	scales func(dst []float32, a []byte, stride, n, rows int) []float32
+	// ap are the activation rows as pack lays them out for the kernel.
+	gemm func(w, a []byte, stride, n, rows, nrows int, ap []byte, dst []float32, dstride int)
+	pack func(dst, a []byte, stride, n, rows int) []byte
 }
 
 var kernelTable = map[DType]kernel{
@@ -63,11 +63,11 @@ var kernelTable = map[DType]kernel{
 	F16:  {act: F16, dot: func(w, a []byte, n int) float32 { return k.DotF16(asU16(w), asU16(a)) }},
 	BF16: {act: BF16, dot: func(w, a []byte, n int) float32 { return k.DotBF16(asU16(w), asU16(a)) }},
 	Q8_0: {act: Q8_0, dot: func(w, a []byte, n int) float32 { return k.DotQ8_0(w, a, n/QK) },
-		gemm: func(w, a []byte, stride, n, rows, nrows int, ad, dst []float32, dstride int) {
-			k.DotQ8_0xN(w, a, stride, n/QK, rows, nrows, ad, dst, dstride)
+		gemm: func(w, a []byte, stride, n, rows, nrows int, ap []byte, dst []float32, dstride int) {
+			k.DotQ8_0xN(w, a, stride, n/QK, rows, nrows, ap, dst, dstride)
 		},
-		scales: func(dst []float32, a []byte, stride, n, rows int) []float32 {
-			return k.Q8_0Scales(dst, a, stride, n/QK, rows)
+		pack: func(dst, a []byte, stride, n, rows int) []byte {
+			return k.Q8_0Pack(dst, a, stride, n/QK, rows)
 		}},
 	Q4_0: {act: Q8_0, dot: func(w, a []byte, n int) float32 { return k.DotQ4_0(w, a, n/QK) }},
 	Q4_K: {act: Q8_K, dot: func(w, a []byte, n int) float32 { return k.DotQ4_K(w, a, n/QKK) },
@@ -154,12 +154,12 @@ func MatMulAll(p *Pool, ps []Product) {
 			pp.act = a
 		}
 	}
-	m.ad = m.ad[:0]
+	m.packed = m.packed[:0]
 	for i := range m.ps {
-		if pr, pp := &m.ps[i], &m.prep[i]; pp.kn.scales != nil {
-			pp.adOff = len(m.ad)
-			m.ad = pp.kn.scales(m.ad, pp.act, pp.arb, pr.M.Cols, pr.N)
-			pp.adEnd = len(m.ad)
+		if pr, pp := &m.ps[i], &m.prep[i]; pp.kn.pack != nil {
+			pp.packOff = len(m.packed)
+			m.packed = pp.kn.pack(m.packed, pp.act, pp.arb, pr.M.Cols, pr.N)
+			pp.packEnd = len(m.packed)
 		}
 	}
 	// Chunks of at least ~64 KiB of weights, so that small products are
@@ -174,10 +174,10 @@ func MatMulAll(p *Pool, ps []Product) {
 // matmul is MatMulAll's working state: the products, each one's kernel
 // and converted activations.
 type matmul struct {
-	ps   []Product
-	prep []prepared
-	act  []byte    // converted activations of every product
-	ad   []float32 // their block scales, for kernel.gemm
+	ps     []Product
+	prep   []prepared
+	act    []byte // converted activations of every product
+	packed []byte // the same packed for kernel.gemm
 }
 
 type prepared struct {
@@ -187,8 +187,8 @@ type prepared struct {
 	start    int // first global row
 	same     int // index of an earlier product with the same activations, or -1
 	off      int // offset of the converted activations in matmul.act, or -1
-	adOff    int // the activations' block scales for kernel.gemm are
-	adEnd    int // matmul.ad[adOff:adEnd]
+	packOff  int // the activations packed for kernel.gemm are
+	packEnd  int // matmul.packed[packOff:packEnd]
 }
 
 var matmuls = sync.Pool{New: func() any { return new(matmul) }}
@@ -232,15 +232,15 @@ const gemmRows = 16
 // gemm computes weight rows [a, b) of a product with the many-row kernel,
 // gemmRows at a time, for every group of up to four tokens.
 func (m *matmul) gemm(pp *prepared, pr *Product, a, b int) {
-	ad := m.ad[pp.adOff:pp.adEnd]
-	nb := len(ad) / pr.N
+	ap := m.packed[pp.packOff:pp.packEnd]
+	prb := len(ap) / pr.N // packed bytes a row
 	for r0 := a; r0 < b; r0 += gemmRows {
 		r1 := min(b, r0+gemmRows)
 		w := pr.M.Data[r0*pp.wrb : r1*pp.wrb]
 		for t := 0; t < pr.N; {
 			rows := min(4, pr.N-t)
 			pp.kn.gemm(w, pp.act[t*pp.arb:(t+rows)*pp.arb], pp.arb, pr.M.Cols, rows, r1-r0,
-				ad[t*nb:(t+rows)*nb], pr.Dst[t*pr.M.Rows+r0:], pr.M.Rows)
+				ap[t*prb:(t+rows)*prb], pr.Dst[t*pr.M.Rows+r0:], pr.M.Rows)
 			t += rows
 		}
 	}

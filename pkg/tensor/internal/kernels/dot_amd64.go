@@ -10,13 +10,25 @@ import (
 
 // useAsm selects the AVX2/FMA/F16C kernels; it is decided once from the
 // CPU's features and can be switched off (UseAsm) to compare with Go.
-var useAsm = cpu.X86.HasAVX2 && cpu.X86.HasFMA && cpu.X86.HasF16C
+// useVNNI, where the CPU has AVX-512 VNNI too, selects those kernels for
+// batches of Q8_0 products (tests switch it to compare both).
+var (
+	useAsm  = hasAVX2()
+	useVNNI = useAsm && hasVNNI()
+)
+
+func hasAVX2() bool { return cpu.X86.HasAVX2 && cpu.X86.HasFMA && cpu.X86.HasF16C }
+
+func hasVNNI() bool {
+	return cpu.X86.HasAVX512F && cpu.X86.HasAVX512VL && cpu.X86.HasAVX512BW && cpu.X86.HasAVX512VNNI
+}
 
 // UseAsm turns the assembly kernels on or off (if the CPU has them) and
 // returns whether they were on. Not safe while kernels run.
 func UseAsm(on bool) bool {
 	prev := useAsm
-	useAsm = on && cpu.X86.HasAVX2 && cpu.X86.HasFMA && cpu.X86.HasF16C
+	useAsm = on && hasAVX2()
+	useVNNI = useAsm && hasVNNI()
 	return prev
 }
 
@@ -57,11 +69,11 @@ func DotQ8_0(w, x []byte, nb int) float32 {
 }
 
 // DotQ8_0xN computes DotQ8_0 of nrows weight rows w (contiguous) with
-// rows (2 to 4) activation rows x[c*stride:] into dst[c*dstride+r],
+// rows (1 to 4) activation rows x[c*stride:] into dst[c*dstride+r],
 // bit-identical to separate DotQ8_0 calls but loading each weight block
-// once. xd holds the activations' block scales as float32, interleaved
-// by block (Q8_0Scales).
-func DotQ8_0xN(w, x []byte, stride, nb, rows, nrows int, xd, dst []float32, dstride int) {
+// once. xp is the activation rows as Q8_0Pack packs them (the VNNI
+// kernels read nothing else of the activations).
+func DotQ8_0xN(w, x []byte, stride, nb, rows, nrows int, xp []byte, dst []float32, dstride int) {
 	if !useAsm {
 		dotQ8_0xNGeneric(w, x, stride, nb, rows, nrows, dst, dstride)
 		return
@@ -69,24 +81,48 @@ func DotQ8_0xN(w, x []byte, stride, nb, rows, nrows int, xd, dst []float32, dstr
 	if nrows == 0 {
 		return
 	}
+	if rows < 1 || rows > 4 {
+		panic("kernels: DotQ8_0xN takes 1 to 4 rows")
+	}
 	// bounds: the assembly does not check
-	_, _, _, _ = w[:nrows*nb*34], x[:(rows-1)*stride+nb*34], xd[:rows*nb], dst[(rows-1)*dstride+nrows-1]
+	_, _ = w[:nrows*nb*34], dst[(rows-1)*dstride+nrows-1]
+	if useVNNI {
+		xs := packQ8_0VNNIRow(nb)
+		_ = xp[:rows*xs]
+		dotQ8_0VNNI[rows-1](w, xp, xs, nb, nrows, dst, dstride)
+		return
+	}
+	_, _ = x[:(rows-1)*stride+nb*34], xp[:4*rows*nb]
 	if stride < nb*34 {
 		panic("kernels: DotQ8_0xN rows overlap")
 	}
-	switch rows {
-	case 1:
-		dotQ8_0x1AVX2(w, x, stride, nb, nrows, xd, dst, dstride)
-	case 2:
-		dotQ8_0x2AVX2(w, x, stride, nb, nrows, xd, dst, dstride)
-	case 3:
-		dotQ8_0x3AVX2(w, x, stride, nb, nrows, xd, dst, dstride)
-	case 4:
-		dotQ8_0x4AVX2(w, x, stride, nb, nrows, xd, dst, dstride)
-	default:
-		panic("kernels: DotQ8_0xN takes 1 to 4 rows")
-	}
+	dotQ8_0AVX2xN[rows-1](w, x, stride, nb, nrows, xp, dst, dstride)
 }
+
+// The Q8_0 batch kernels by number of activation rows.
+var (
+	dotQ8_0AVX2xN = [...]func(w, x []byte, stride, nb, nrows int, xd []byte, dst []float32, dstride int){
+		dotQ8_0x1AVX2, dotQ8_0x2AVX2, dotQ8_0x3AVX2, dotQ8_0x4AVX2}
+	dotQ8_0VNNI = [...]func(w, xp []byte, xstride, nb, nrows int, dst []float32, dstride int){
+		dotQ8_0x1VNNI, dotQ8_0x2VNNI, dotQ8_0x3VNNI, dotQ8_0x4VNNI}
+)
+
+// Q8_0Pack appends n activation rows of nb Q8_0 blocks, stride bytes
+// apart, in the form this machine's DotQ8_0xN takes them; every row
+// packs to the same number of bytes and a group of rows starting at row
+// t (a multiple of 4) starts at t times that.
+func Q8_0Pack(dst, x []byte, stride, nb, n int) []byte {
+	switch {
+	case useVNNI:
+		return packQ8_0VNNI(dst, x, stride, nb, n)
+	case useAsm:
+		return packQ8_0Scales(dst, x, stride, nb, n)
+	}
+	return dst
+}
+
+// packQ8_0VNNIRow is the bytes packQ8_0VNNI packs a row of nb blocks into.
+func packQ8_0VNNIRow(nb int) int { return 192 * ((nb + 1) / 2) }
 
 // Axpy adds a·x to dst (len(dst) ≥ len(x)).
 func Axpy(dst, x []float32, a float32) {

@@ -93,34 +93,74 @@ TEXT ·dotQ8_0AVX2(SB), NOSPLIT, $0-60
 	MOVQ     x_base+24(FP), CX
 	MOVQ     nb+48(FP), DX
 	VXORPS   Y0, Y0, Y0
-	VPCMPEQW Y1, Y1, Y1
-	VPSRLW   $0x0f, Y1, Y1
+	VXORPS   Y1, Y1, Y1
+	VPCMPEQW Y2, Y2, Y2
+	VPSRLW   $0x0f, Y2, Y2
+	MOVQ     DX, BX
+	SHRQ     $0x01, BX
 
 q8loop:
-	CMPQ         DX, $0x00
+	CMPQ         BX, $0x00
 	JE           q8done
-	MOVWLZX      (AX), BX
-	VMOVD        BX, X2
-	VCVTPH2PS    X2, X2
-	MOVWLZX      (CX), BX
-	VMOVD        BX, X3
+	MOVWLZX      (AX), SI
+	VMOVD        SI, X3
 	VCVTPH2PS    X3, X3
-	VMULSS       X3, X2, X2
-	VBROADCASTSS X2, Y2
-	VMOVDQU      2(AX), Y3
-	VMOVDQU      2(CX), Y4
-	VPSIGNB      Y3, Y3, Y5
-	VPSIGNB      Y3, Y4, Y3
-	VPMADDUBSW   Y3, Y5, Y5
-	VPMADDWD     Y1, Y5, Y5
-	VCVTDQ2PS    Y5, Y5
-	VFMADD231PS  Y5, Y2, Y0
-	ADDQ         $0x22, AX
-	ADDQ         $0x22, CX
-	DECQ         DX
+	MOVWLZX      (CX), SI
+	VMOVD        SI, X4
+	VCVTPH2PS    X4, X4
+	VMULSS       X4, X3, X3
+	VBROADCASTSS X3, Y3
+	VMOVDQU      2(AX), Y4
+	VMOVDQU      2(CX), Y5
+	VPSIGNB      Y4, Y4, Y6
+	VPSIGNB      Y4, Y5, Y4
+	VPMADDUBSW   Y4, Y6, Y6
+	VPMADDWD     Y2, Y6, Y6
+	VCVTDQ2PS    Y6, Y6
+	VFMADD231PS  Y6, Y3, Y0
+	MOVWLZX      34(AX), SI
+	VMOVD        SI, X3
+	VCVTPH2PS    X3, X3
+	MOVWLZX      34(CX), SI
+	VMOVD        SI, X4
+	VCVTPH2PS    X4, X4
+	VMULSS       X4, X3, X3
+	VBROADCASTSS X3, Y3
+	VMOVDQU      36(AX), Y4
+	VMOVDQU      36(CX), Y5
+	VPSIGNB      Y4, Y4, Y6
+	VPSIGNB      Y4, Y5, Y4
+	VPMADDUBSW   Y4, Y6, Y6
+	VPMADDWD     Y2, Y6, Y6
+	VCVTDQ2PS    Y6, Y6
+	VFMADD231PS  Y6, Y3, Y1
+	ADDQ         $0x44, AX
+	ADDQ         $0x44, CX
+	DECQ         BX
 	JMP          q8loop
 
 q8done:
+	TESTQ        $0x00000001, DX
+	JE           q8sum
+	MOVWLZX      (AX), DX
+	VMOVD        DX, X3
+	VCVTPH2PS    X3, X3
+	MOVWLZX      (CX), DX
+	VMOVD        DX, X4
+	VCVTPH2PS    X4, X4
+	VMULSS       X4, X3, X3
+	VBROADCASTSS X3, Y3
+	VMOVDQU      2(AX), Y4
+	VMOVDQU      2(CX), Y5
+	VPSIGNB      Y4, Y4, Y6
+	VPSIGNB      Y4, Y5, Y4
+	VPMADDUBSW   Y4, Y6, Y6
+	VPMADDWD     Y2, Y6, Y6
+	VCVTDQ2PS    Y6, Y6
+	VFMADD231PS  Y6, Y3, Y0
+
+q8sum:
+	VADDPS       Y1, Y0, Y0
 	VEXTRACTF128 $0x01, Y0, X1
 	VADDPS       X1, X0, X0
 	VMOVHLPS     X0, X0, X1
@@ -131,7 +171,7 @@ q8done:
 	MOVSS        X0, ret+56(FP)
 	RET
 
-// func dotQ8_0x1AVX2(w []byte, x []byte, stride int, nb int, nrows int, xd []float32, dst []float32, dstride int)
+// func dotQ8_0x1AVX2(w []byte, x []byte, stride int, nb int, nrows int, xd []byte, dst []float32, dstride int)
 // Requires: AVX, AVX2, F16C, FMA3
 TEXT ·dotQ8_0x1AVX2(SB), NOSPLIT, $0-128
 	MOVQ     w_base+0(FP), AX
@@ -154,32 +194,70 @@ dotQ8_0x1AVX2rows:
 	MOVQ   DI, R11
 	MOVQ   BX, R12
 	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	SHRQ   $0x01, R12
 
 dotQ8_0x1AVX2loop:
 	CMPQ         R12, $0x00
 	JE           dotQ8_0x1AVX2done
 	MOVWLZX      (AX), R13
-	VMOVD        R13, X2
-	VCVTPH2PS    X2, X2
-	VBROADCASTSS X2, Y2
-	VMOVDQU      2(AX), Y3
-	VPSIGNB      Y3, Y3, Y4
-	VBROADCASTSS (R11), Y5
-	VMULPS       Y5, Y2, Y5
-	VMOVDQU      2(R9), Y2
-	VPSIGNB      Y3, Y2, Y2
-	VPMADDUBSW   Y2, Y4, Y2
-	VPMADDWD     Y0, Y2, Y2
-	VCVTDQ2PS    Y2, Y2
-	VFMADD231PS  Y2, Y5, Y1
-	ADDQ         $0x22, AX
-	ADDQ         $0x22, R9
-	ADDQ         $0x22, R10
+	VMOVD        R13, X3
+	VCVTPH2PS    X3, X3
+	VBROADCASTSS X3, Y3
+	VMOVDQU      2(AX), Y4
+	VPSIGNB      Y4, Y4, Y5
+	VBROADCASTSS (R11), Y6
+	VMULPS       Y6, Y3, Y6
+	VMOVDQU      2(R9), Y3
+	VPSIGNB      Y4, Y3, Y3
+	VPMADDUBSW   Y3, Y5, Y3
+	VPMADDWD     Y0, Y3, Y3
+	VCVTDQ2PS    Y3, Y3
+	VFMADD231PS  Y3, Y6, Y1
 	ADDQ         $0x04, R11
+	MOVWLZX      34(AX), R13
+	VMOVD        R13, X3
+	VCVTPH2PS    X3, X3
+	VBROADCASTSS X3, Y3
+	VMOVDQU      36(AX), Y4
+	VPSIGNB      Y4, Y4, Y5
+	VBROADCASTSS (R11), Y6
+	VMULPS       Y6, Y3, Y6
+	VMOVDQU      36(R9), Y3
+	VPSIGNB      Y4, Y3, Y3
+	VPMADDUBSW   Y3, Y5, Y3
+	VPMADDWD     Y0, Y3, Y3
+	VCVTDQ2PS    Y3, Y3
+	VFMADD231PS  Y3, Y6, Y2
+	ADDQ         $0x04, R11
+	ADDQ         $0x44, AX
+	ADDQ         $0x44, R9
+	ADDQ         $0x44, R10
 	DECQ         R12
 	JMP          dotQ8_0x1AVX2loop
 
 dotQ8_0x1AVX2done:
+	TESTQ        $0x00000001, BX
+	JE           dotQ8_0x1AVX2sum
+	MOVWLZX      (AX), R10
+	VMOVD        R10, X3
+	VCVTPH2PS    X3, X3
+	VBROADCASTSS X3, Y3
+	VMOVDQU      2(AX), Y4
+	VPSIGNB      Y4, Y4, Y5
+	VBROADCASTSS (R11), Y6
+	VMULPS       Y6, Y3, Y6
+	VMOVDQU      2(R9), Y3
+	VPSIGNB      Y4, Y3, Y3
+	VPMADDUBSW   Y3, Y5, Y3
+	VPMADDWD     Y0, Y3, Y3
+	VCVTDQ2PS    Y3, Y3
+	VFMADD231PS  Y3, Y6, Y1
+	ADDQ         $0x04, R11
+	ADDQ         $0x22, AX
+
+dotQ8_0x1AVX2sum:
+	VADDPS       Y2, Y1, Y1
 	VEXTRACTF128 $0x01, Y1, X2
 	VADDPS       X2, X1, X1
 	VMOVHLPS     X1, X1, X2
@@ -195,7 +273,7 @@ dotQ8_0x1AVX2rowsdone:
 	VZEROUPPER
 	RET
 
-// func dotQ8_0x2AVX2(w []byte, x []byte, stride int, nb int, nrows int, xd []float32, dst []float32, dstride int)
+// func dotQ8_0x2AVX2(w []byte, x []byte, stride int, nb int, nrows int, xd []byte, dst []float32, dstride int)
 // Requires: AVX, AVX2, F16C, FMA3
 TEXT ·dotQ8_0x2AVX2(SB), NOSPLIT, $0-128
 	MOVQ     w_base+0(FP), AX
@@ -219,54 +297,110 @@ dotQ8_0x2AVX2rows:
 	MOVQ   BX, R13
 	VXORPS Y1, Y1, Y1
 	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+	VXORPS Y4, Y4, Y4
+	SHRQ   $0x01, R13
 
 dotQ8_0x2AVX2loop:
 	CMPQ         R13, $0x00
 	JE           dotQ8_0x2AVX2done
 	MOVWLZX      (AX), R14
-	VMOVD        R14, X3
-	VCVTPH2PS    X3, X3
-	VBROADCASTSS X3, Y3
-	VMOVDQU      2(AX), Y4
-	VPSIGNB      Y4, Y4, Y5
-	VBROADCASTSS (R12), Y6
-	VMULPS       Y6, Y3, Y6
-	VMOVDQU      2(R10), Y7
-	VPSIGNB      Y4, Y7, Y7
-	VPMADDUBSW   Y7, Y5, Y7
-	VPMADDWD     Y0, Y7, Y7
-	VCVTDQ2PS    Y7, Y7
-	VFMADD231PS  Y7, Y6, Y1
-	VBROADCASTSS 4(R12), Y6
-	VMULPS       Y6, Y3, Y6
-	VMOVDQU      2(R10)(DX*1), Y3
-	VPSIGNB      Y4, Y3, Y3
-	VPMADDUBSW   Y3, Y5, Y3
-	VPMADDWD     Y0, Y3, Y3
-	VCVTDQ2PS    Y3, Y3
-	VFMADD231PS  Y3, Y6, Y2
-	ADDQ         $0x22, AX
-	ADDQ         $0x22, R10
-	ADDQ         $0x22, R11
+	VMOVD        R14, X5
+	VCVTPH2PS    X5, X5
+	VBROADCASTSS X5, Y5
+	VMOVDQU      2(AX), Y6
+	VPSIGNB      Y6, Y6, Y7
+	VBROADCASTSS (R12), Y8
+	VMULPS       Y8, Y5, Y8
+	VMOVDQU      2(R10), Y9
+	VPSIGNB      Y6, Y9, Y9
+	VPMADDUBSW   Y9, Y7, Y9
+	VPMADDWD     Y0, Y9, Y9
+	VCVTDQ2PS    Y9, Y9
+	VFMADD231PS  Y9, Y8, Y1
+	VBROADCASTSS 4(R12), Y8
+	VMULPS       Y8, Y5, Y8
+	VMOVDQU      2(R10)(DX*1), Y5
+	VPSIGNB      Y6, Y5, Y5
+	VPMADDUBSW   Y5, Y7, Y5
+	VPMADDWD     Y0, Y5, Y5
+	VCVTDQ2PS    Y5, Y5
+	VFMADD231PS  Y5, Y8, Y3
 	ADDQ         $0x08, R12
+	MOVWLZX      34(AX), R14
+	VMOVD        R14, X5
+	VCVTPH2PS    X5, X5
+	VBROADCASTSS X5, Y5
+	VMOVDQU      36(AX), Y6
+	VPSIGNB      Y6, Y6, Y7
+	VBROADCASTSS (R12), Y8
+	VMULPS       Y8, Y5, Y8
+	VMOVDQU      36(R10), Y9
+	VPSIGNB      Y6, Y9, Y9
+	VPMADDUBSW   Y9, Y7, Y9
+	VPMADDWD     Y0, Y9, Y9
+	VCVTDQ2PS    Y9, Y9
+	VFMADD231PS  Y9, Y8, Y2
+	VBROADCASTSS 4(R12), Y8
+	VMULPS       Y8, Y5, Y8
+	VMOVDQU      36(R10)(DX*1), Y5
+	VPSIGNB      Y6, Y5, Y5
+	VPMADDUBSW   Y5, Y7, Y5
+	VPMADDWD     Y0, Y5, Y5
+	VCVTDQ2PS    Y5, Y5
+	VFMADD231PS  Y5, Y8, Y4
+	ADDQ         $0x08, R12
+	ADDQ         $0x44, AX
+	ADDQ         $0x44, R10
+	ADDQ         $0x44, R11
 	DECQ         R13
 	JMP          dotQ8_0x2AVX2loop
 
 dotQ8_0x2AVX2done:
-	VEXTRACTF128 $0x01, Y1, X3
-	VADDPS       X3, X1, X1
-	VMOVHLPS     X1, X1, X3
-	VADDPS       X3, X1, X1
-	VMOVSHDUP    X1, X3
-	VADDSS       X3, X1, X1
+	TESTQ        $0x00000001, BX
+	JE           dotQ8_0x2AVX2sum
+	MOVWLZX      (AX), R11
+	VMOVD        R11, X5
+	VCVTPH2PS    X5, X5
+	VBROADCASTSS X5, Y5
+	VMOVDQU      2(AX), Y6
+	VPSIGNB      Y6, Y6, Y7
+	VBROADCASTSS (R12), Y8
+	VMULPS       Y8, Y5, Y8
+	VMOVDQU      2(R10), Y9
+	VPSIGNB      Y6, Y9, Y9
+	VPMADDUBSW   Y9, Y7, Y9
+	VPMADDWD     Y0, Y9, Y9
+	VCVTDQ2PS    Y9, Y9
+	VFMADD231PS  Y9, Y8, Y1
+	VBROADCASTSS 4(R12), Y8
+	VMULPS       Y8, Y5, Y8
+	VMOVDQU      2(R10)(DX*1), Y5
+	VPSIGNB      Y6, Y5, Y5
+	VPMADDUBSW   Y5, Y7, Y5
+	VPMADDWD     Y0, Y5, Y5
+	VCVTDQ2PS    Y5, Y5
+	VFMADD231PS  Y5, Y8, Y3
+	ADDQ         $0x08, R12
+	ADDQ         $0x22, AX
+
+dotQ8_0x2AVX2sum:
+	VADDPS       Y2, Y1, Y1
+	VADDPS       Y4, Y3, Y3
+	VEXTRACTF128 $0x01, Y1, X2
+	VADDPS       X2, X1, X1
+	VMOVHLPS     X1, X1, X2
+	VADDPS       X2, X1, X1
+	VMOVSHDUP    X1, X2
+	VADDSS       X2, X1, X1
 	VMOVSS       X1, (R8)
-	VEXTRACTF128 $0x01, Y2, X1
-	VADDPS       X1, X2, X2
-	VMOVHLPS     X2, X2, X1
-	VADDPS       X1, X2, X2
-	VMOVSHDUP    X2, X1
-	VADDSS       X1, X2, X2
-	VMOVSS       X2, (R8)(R9*1)
+	VEXTRACTF128 $0x01, Y3, X1
+	VADDPS       X1, X3, X3
+	VMOVHLPS     X3, X3, X1
+	VADDPS       X1, X3, X3
+	VMOVSHDUP    X3, X1
+	VADDSS       X1, X3, X3
+	VMOVSS       X3, (R8)(R9*1)
 	ADDQ         $0x04, R8
 	DECQ         SI
 	JMP          dotQ8_0x2AVX2rows
@@ -275,7 +409,7 @@ dotQ8_0x2AVX2rowsdone:
 	VZEROUPPER
 	RET
 
-// func dotQ8_0x3AVX2(w []byte, x []byte, stride int, nb int, nrows int, xd []float32, dst []float32, dstride int)
+// func dotQ8_0x3AVX2(w []byte, x []byte, stride int, nb int, nrows int, xd []byte, dst []float32, dstride int)
 // Requires: AVX, AVX2, F16C, FMA3
 TEXT ·dotQ8_0x3AVX2(SB), NOSPLIT, $0-128
 	MOVQ     w_base+0(FP), AX
@@ -300,69 +434,143 @@ dotQ8_0x3AVX2rows:
 	VXORPS Y1, Y1, Y1
 	VXORPS Y2, Y2, Y2
 	VXORPS Y3, Y3, Y3
+	VXORPS Y4, Y4, Y4
+	VXORPS Y5, Y5, Y5
+	VXORPS Y6, Y6, Y6
+	SHRQ   $0x01, R13
 
 dotQ8_0x3AVX2loop:
 	CMPQ         R13, $0x00
 	JE           dotQ8_0x3AVX2done
 	MOVWLZX      (AX), R14
-	VMOVD        R14, X4
-	VCVTPH2PS    X4, X4
-	VBROADCASTSS X4, Y4
-	VMOVDQU      2(AX), Y5
-	VPSIGNB      Y5, Y5, Y6
-	VBROADCASTSS (R12), Y7
-	VMULPS       Y7, Y4, Y7
-	VMOVDQU      2(R10), Y8
-	VPSIGNB      Y5, Y8, Y8
-	VPMADDUBSW   Y8, Y6, Y8
-	VPMADDWD     Y0, Y8, Y8
-	VCVTDQ2PS    Y8, Y8
-	VFMADD231PS  Y8, Y7, Y1
-	VBROADCASTSS 4(R12), Y7
-	VMULPS       Y7, Y4, Y7
-	VMOVDQU      2(R10)(DX*1), Y8
-	VPSIGNB      Y5, Y8, Y8
-	VPMADDUBSW   Y8, Y6, Y8
-	VPMADDWD     Y0, Y8, Y8
-	VCVTDQ2PS    Y8, Y8
-	VFMADD231PS  Y8, Y7, Y2
-	VBROADCASTSS 8(R12), Y7
-	VMULPS       Y7, Y4, Y7
-	VMOVDQU      2(R11), Y4
-	VPSIGNB      Y5, Y4, Y4
-	VPMADDUBSW   Y4, Y6, Y4
-	VPMADDWD     Y0, Y4, Y4
-	VCVTDQ2PS    Y4, Y4
-	VFMADD231PS  Y4, Y7, Y3
-	ADDQ         $0x22, AX
-	ADDQ         $0x22, R10
-	ADDQ         $0x22, R11
+	VMOVD        R14, X7
+	VCVTPH2PS    X7, X7
+	VBROADCASTSS X7, Y7
+	VMOVDQU      2(AX), Y8
+	VPSIGNB      Y8, Y8, Y9
+	VBROADCASTSS (R12), Y10
+	VMULPS       Y10, Y7, Y10
+	VMOVDQU      2(R10), Y11
+	VPSIGNB      Y8, Y11, Y11
+	VPMADDUBSW   Y11, Y9, Y11
+	VPMADDWD     Y0, Y11, Y11
+	VCVTDQ2PS    Y11, Y11
+	VFMADD231PS  Y11, Y10, Y1
+	VBROADCASTSS 4(R12), Y10
+	VMULPS       Y10, Y7, Y10
+	VMOVDQU      2(R10)(DX*1), Y11
+	VPSIGNB      Y8, Y11, Y11
+	VPMADDUBSW   Y11, Y9, Y11
+	VPMADDWD     Y0, Y11, Y11
+	VCVTDQ2PS    Y11, Y11
+	VFMADD231PS  Y11, Y10, Y3
+	VBROADCASTSS 8(R12), Y10
+	VMULPS       Y10, Y7, Y10
+	VMOVDQU      2(R11), Y7
+	VPSIGNB      Y8, Y7, Y7
+	VPMADDUBSW   Y7, Y9, Y7
+	VPMADDWD     Y0, Y7, Y7
+	VCVTDQ2PS    Y7, Y7
+	VFMADD231PS  Y7, Y10, Y5
 	ADDQ         $0x0c, R12
+	MOVWLZX      34(AX), R14
+	VMOVD        R14, X7
+	VCVTPH2PS    X7, X7
+	VBROADCASTSS X7, Y7
+	VMOVDQU      36(AX), Y8
+	VPSIGNB      Y8, Y8, Y9
+	VBROADCASTSS (R12), Y10
+	VMULPS       Y10, Y7, Y10
+	VMOVDQU      36(R10), Y11
+	VPSIGNB      Y8, Y11, Y11
+	VPMADDUBSW   Y11, Y9, Y11
+	VPMADDWD     Y0, Y11, Y11
+	VCVTDQ2PS    Y11, Y11
+	VFMADD231PS  Y11, Y10, Y2
+	VBROADCASTSS 4(R12), Y10
+	VMULPS       Y10, Y7, Y10
+	VMOVDQU      36(R10)(DX*1), Y11
+	VPSIGNB      Y8, Y11, Y11
+	VPMADDUBSW   Y11, Y9, Y11
+	VPMADDWD     Y0, Y11, Y11
+	VCVTDQ2PS    Y11, Y11
+	VFMADD231PS  Y11, Y10, Y4
+	VBROADCASTSS 8(R12), Y10
+	VMULPS       Y10, Y7, Y10
+	VMOVDQU      36(R11), Y7
+	VPSIGNB      Y8, Y7, Y7
+	VPMADDUBSW   Y7, Y9, Y7
+	VPMADDWD     Y0, Y7, Y7
+	VCVTDQ2PS    Y7, Y7
+	VFMADD231PS  Y7, Y10, Y6
+	ADDQ         $0x0c, R12
+	ADDQ         $0x44, AX
+	ADDQ         $0x44, R10
+	ADDQ         $0x44, R11
 	DECQ         R13
 	JMP          dotQ8_0x3AVX2loop
 
 dotQ8_0x3AVX2done:
-	VEXTRACTF128 $0x01, Y1, X4
-	VADDPS       X4, X1, X1
-	VMOVHLPS     X1, X1, X4
-	VADDPS       X4, X1, X1
-	VMOVSHDUP    X1, X4
-	VADDSS       X4, X1, X1
+	TESTQ        $0x00000001, BX
+	JE           dotQ8_0x3AVX2sum
+	MOVWLZX      (AX), R13
+	VMOVD        R13, X7
+	VCVTPH2PS    X7, X7
+	VBROADCASTSS X7, Y7
+	VMOVDQU      2(AX), Y8
+	VPSIGNB      Y8, Y8, Y9
+	VBROADCASTSS (R12), Y10
+	VMULPS       Y10, Y7, Y10
+	VMOVDQU      2(R10), Y11
+	VPSIGNB      Y8, Y11, Y11
+	VPMADDUBSW   Y11, Y9, Y11
+	VPMADDWD     Y0, Y11, Y11
+	VCVTDQ2PS    Y11, Y11
+	VFMADD231PS  Y11, Y10, Y1
+	VBROADCASTSS 4(R12), Y10
+	VMULPS       Y10, Y7, Y10
+	VMOVDQU      2(R10)(DX*1), Y11
+	VPSIGNB      Y8, Y11, Y11
+	VPMADDUBSW   Y11, Y9, Y11
+	VPMADDWD     Y0, Y11, Y11
+	VCVTDQ2PS    Y11, Y11
+	VFMADD231PS  Y11, Y10, Y3
+	VBROADCASTSS 8(R12), Y10
+	VMULPS       Y10, Y7, Y10
+	VMOVDQU      2(R11), Y7
+	VPSIGNB      Y8, Y7, Y7
+	VPMADDUBSW   Y7, Y9, Y7
+	VPMADDWD     Y0, Y7, Y7
+	VCVTDQ2PS    Y7, Y7
+	VFMADD231PS  Y7, Y10, Y5
+	ADDQ         $0x0c, R12
+	ADDQ         $0x22, AX
+
+dotQ8_0x3AVX2sum:
+	VADDPS       Y2, Y1, Y1
+	VADDPS       Y4, Y3, Y3
+	VADDPS       Y6, Y5, Y5
+	VEXTRACTF128 $0x01, Y1, X2
+	VADDPS       X2, X1, X1
+	VMOVHLPS     X1, X1, X2
+	VADDPS       X2, X1, X1
+	VMOVSHDUP    X1, X2
+	VADDSS       X2, X1, X1
 	VMOVSS       X1, (R8)
-	VEXTRACTF128 $0x01, Y2, X1
-	VADDPS       X1, X2, X2
-	VMOVHLPS     X2, X2, X1
-	VADDPS       X1, X2, X2
-	VMOVSHDUP    X2, X1
-	VADDSS       X1, X2, X2
-	VMOVSS       X2, (R8)(R9*1)
 	VEXTRACTF128 $0x01, Y3, X1
 	VADDPS       X1, X3, X3
 	VMOVHLPS     X3, X3, X1
 	VADDPS       X1, X3, X3
 	VMOVSHDUP    X3, X1
 	VADDSS       X1, X3, X3
-	VMOVSS       X3, (R8)(R9*2)
+	VMOVSS       X3, (R8)(R9*1)
+	VEXTRACTF128 $0x01, Y5, X1
+	VADDPS       X1, X5, X5
+	VMOVHLPS     X5, X5, X1
+	VADDPS       X1, X5, X5
+	VMOVSHDUP    X5, X1
+	VADDSS       X1, X5, X5
+	VMOVSS       X5, (R8)(R9*2)
 	ADDQ         $0x04, R8
 	DECQ         SI
 	JMP          dotQ8_0x3AVX2rows
@@ -371,7 +579,7 @@ dotQ8_0x3AVX2rowsdone:
 	VZEROUPPER
 	RET
 
-// func dotQ8_0x4AVX2(w []byte, x []byte, stride int, nb int, nrows int, xd []float32, dst []float32, dstride int)
+// func dotQ8_0x4AVX2(w []byte, x []byte, stride int, nb int, nrows int, xd []byte, dst []float32, dstride int)
 // Requires: AVX, AVX2, F16C, FMA3
 TEXT ·dotQ8_0x4AVX2(SB), NOSPLIT, $0-128
 	MOVQ     w_base+0(FP), AX
@@ -397,90 +605,607 @@ dotQ8_0x4AVX2rows:
 	VXORPS Y2, Y2, Y2
 	VXORPS Y3, Y3, Y3
 	VXORPS Y4, Y4, Y4
+	VXORPS Y5, Y5, Y5
+	VXORPS Y6, Y6, Y6
+	VXORPS Y7, Y7, Y7
+	VXORPS Y8, Y8, Y8
+	SHRQ   $0x01, R13
 
 dotQ8_0x4AVX2loop:
 	CMPQ         R13, $0x00
 	JE           dotQ8_0x4AVX2done
 	MOVWLZX      (AX), R14
-	VMOVD        R14, X5
-	VCVTPH2PS    X5, X5
-	VBROADCASTSS X5, Y5
-	VMOVDQU      2(AX), Y6
-	VPSIGNB      Y6, Y6, Y7
-	VBROADCASTSS (R12), Y8
-	VMULPS       Y8, Y5, Y8
-	VMOVDQU      2(R10), Y9
-	VPSIGNB      Y6, Y9, Y9
-	VPMADDUBSW   Y9, Y7, Y9
+	VMOVD        R14, X9
+	VCVTPH2PS    X9, X9
+	VBROADCASTSS X9, Y9
+	VMOVDQU      2(AX), Y10
+	VPSIGNB      Y10, Y10, Y11
+	VBROADCASTSS (R12), Y12
+	VMULPS       Y12, Y9, Y12
+	VMOVDQU      2(R10), Y13
+	VPSIGNB      Y10, Y13, Y13
+	VPMADDUBSW   Y13, Y11, Y13
+	VPMADDWD     Y0, Y13, Y13
+	VCVTDQ2PS    Y13, Y13
+	VFMADD231PS  Y13, Y12, Y1
+	VBROADCASTSS 4(R12), Y12
+	VMULPS       Y12, Y9, Y12
+	VMOVDQU      2(R10)(DX*1), Y13
+	VPSIGNB      Y10, Y13, Y13
+	VPMADDUBSW   Y13, Y11, Y13
+	VPMADDWD     Y0, Y13, Y13
+	VCVTDQ2PS    Y13, Y13
+	VFMADD231PS  Y13, Y12, Y3
+	VBROADCASTSS 8(R12), Y12
+	VMULPS       Y12, Y9, Y12
+	VMOVDQU      2(R11), Y13
+	VPSIGNB      Y10, Y13, Y13
+	VPMADDUBSW   Y13, Y11, Y13
+	VPMADDWD     Y0, Y13, Y13
+	VCVTDQ2PS    Y13, Y13
+	VFMADD231PS  Y13, Y12, Y5
+	VBROADCASTSS 12(R12), Y12
+	VMULPS       Y12, Y9, Y12
+	VMOVDQU      2(R11)(DX*1), Y9
+	VPSIGNB      Y10, Y9, Y9
+	VPMADDUBSW   Y9, Y11, Y9
 	VPMADDWD     Y0, Y9, Y9
 	VCVTDQ2PS    Y9, Y9
-	VFMADD231PS  Y9, Y8, Y1
-	VBROADCASTSS 4(R12), Y8
-	VMULPS       Y8, Y5, Y8
-	VMOVDQU      2(R10)(DX*1), Y9
-	VPSIGNB      Y6, Y9, Y9
-	VPMADDUBSW   Y9, Y7, Y9
-	VPMADDWD     Y0, Y9, Y9
-	VCVTDQ2PS    Y9, Y9
-	VFMADD231PS  Y9, Y8, Y2
-	VBROADCASTSS 8(R12), Y8
-	VMULPS       Y8, Y5, Y8
-	VMOVDQU      2(R11), Y9
-	VPSIGNB      Y6, Y9, Y9
-	VPMADDUBSW   Y9, Y7, Y9
-	VPMADDWD     Y0, Y9, Y9
-	VCVTDQ2PS    Y9, Y9
-	VFMADD231PS  Y9, Y8, Y3
-	VBROADCASTSS 12(R12), Y8
-	VMULPS       Y8, Y5, Y8
-	VMOVDQU      2(R11)(DX*1), Y5
-	VPSIGNB      Y6, Y5, Y5
-	VPMADDUBSW   Y5, Y7, Y5
-	VPMADDWD     Y0, Y5, Y5
-	VCVTDQ2PS    Y5, Y5
-	VFMADD231PS  Y5, Y8, Y4
-	ADDQ         $0x22, AX
-	ADDQ         $0x22, R10
-	ADDQ         $0x22, R11
+	VFMADD231PS  Y9, Y12, Y7
 	ADDQ         $0x10, R12
+	MOVWLZX      34(AX), R14
+	VMOVD        R14, X9
+	VCVTPH2PS    X9, X9
+	VBROADCASTSS X9, Y9
+	VMOVDQU      36(AX), Y10
+	VPSIGNB      Y10, Y10, Y11
+	VBROADCASTSS (R12), Y12
+	VMULPS       Y12, Y9, Y12
+	VMOVDQU      36(R10), Y13
+	VPSIGNB      Y10, Y13, Y13
+	VPMADDUBSW   Y13, Y11, Y13
+	VPMADDWD     Y0, Y13, Y13
+	VCVTDQ2PS    Y13, Y13
+	VFMADD231PS  Y13, Y12, Y2
+	VBROADCASTSS 4(R12), Y12
+	VMULPS       Y12, Y9, Y12
+	VMOVDQU      36(R10)(DX*1), Y13
+	VPSIGNB      Y10, Y13, Y13
+	VPMADDUBSW   Y13, Y11, Y13
+	VPMADDWD     Y0, Y13, Y13
+	VCVTDQ2PS    Y13, Y13
+	VFMADD231PS  Y13, Y12, Y4
+	VBROADCASTSS 8(R12), Y12
+	VMULPS       Y12, Y9, Y12
+	VMOVDQU      36(R11), Y13
+	VPSIGNB      Y10, Y13, Y13
+	VPMADDUBSW   Y13, Y11, Y13
+	VPMADDWD     Y0, Y13, Y13
+	VCVTDQ2PS    Y13, Y13
+	VFMADD231PS  Y13, Y12, Y6
+	VBROADCASTSS 12(R12), Y12
+	VMULPS       Y12, Y9, Y12
+	VMOVDQU      36(R11)(DX*1), Y9
+	VPSIGNB      Y10, Y9, Y9
+	VPMADDUBSW   Y9, Y11, Y9
+	VPMADDWD     Y0, Y9, Y9
+	VCVTDQ2PS    Y9, Y9
+	VFMADD231PS  Y9, Y12, Y8
+	ADDQ         $0x10, R12
+	ADDQ         $0x44, AX
+	ADDQ         $0x44, R10
+	ADDQ         $0x44, R11
 	DECQ         R13
 	JMP          dotQ8_0x4AVX2loop
 
 dotQ8_0x4AVX2done:
-	VEXTRACTF128 $0x01, Y1, X5
-	VADDPS       X5, X1, X1
-	VMOVHLPS     X1, X1, X5
-	VADDPS       X5, X1, X1
-	VMOVSHDUP    X1, X5
-	VADDSS       X5, X1, X1
+	TESTQ        $0x00000001, BX
+	JE           dotQ8_0x4AVX2sum
+	MOVWLZX      (AX), R13
+	VMOVD        R13, X9
+	VCVTPH2PS    X9, X9
+	VBROADCASTSS X9, Y9
+	VMOVDQU      2(AX), Y10
+	VPSIGNB      Y10, Y10, Y11
+	VBROADCASTSS (R12), Y12
+	VMULPS       Y12, Y9, Y12
+	VMOVDQU      2(R10), Y13
+	VPSIGNB      Y10, Y13, Y13
+	VPMADDUBSW   Y13, Y11, Y13
+	VPMADDWD     Y0, Y13, Y13
+	VCVTDQ2PS    Y13, Y13
+	VFMADD231PS  Y13, Y12, Y1
+	VBROADCASTSS 4(R12), Y12
+	VMULPS       Y12, Y9, Y12
+	VMOVDQU      2(R10)(DX*1), Y13
+	VPSIGNB      Y10, Y13, Y13
+	VPMADDUBSW   Y13, Y11, Y13
+	VPMADDWD     Y0, Y13, Y13
+	VCVTDQ2PS    Y13, Y13
+	VFMADD231PS  Y13, Y12, Y3
+	VBROADCASTSS 8(R12), Y12
+	VMULPS       Y12, Y9, Y12
+	VMOVDQU      2(R11), Y13
+	VPSIGNB      Y10, Y13, Y13
+	VPMADDUBSW   Y13, Y11, Y13
+	VPMADDWD     Y0, Y13, Y13
+	VCVTDQ2PS    Y13, Y13
+	VFMADD231PS  Y13, Y12, Y5
+	VBROADCASTSS 12(R12), Y12
+	VMULPS       Y12, Y9, Y12
+	VMOVDQU      2(R11)(DX*1), Y9
+	VPSIGNB      Y10, Y9, Y9
+	VPMADDUBSW   Y9, Y11, Y9
+	VPMADDWD     Y0, Y9, Y9
+	VCVTDQ2PS    Y9, Y9
+	VFMADD231PS  Y9, Y12, Y7
+	ADDQ         $0x10, R12
+	ADDQ         $0x22, AX
+
+dotQ8_0x4AVX2sum:
+	VADDPS       Y2, Y1, Y1
+	VADDPS       Y4, Y3, Y3
+	VADDPS       Y6, Y5, Y5
+	VADDPS       Y8, Y7, Y7
+	VEXTRACTF128 $0x01, Y1, X2
+	VADDPS       X2, X1, X1
+	VMOVHLPS     X1, X1, X2
+	VADDPS       X2, X1, X1
+	VMOVSHDUP    X1, X2
+	VADDSS       X2, X1, X1
 	VMOVSS       X1, (R8)
-	VEXTRACTF128 $0x01, Y2, X1
-	VADDPS       X1, X2, X2
-	VMOVHLPS     X2, X2, X1
-	VADDPS       X1, X2, X2
-	VMOVSHDUP    X2, X1
-	VADDSS       X1, X2, X2
-	VMOVSS       X2, (R8)(R9*1)
 	VEXTRACTF128 $0x01, Y3, X1
 	VADDPS       X1, X3, X3
 	VMOVHLPS     X3, X3, X1
 	VADDPS       X1, X3, X3
 	VMOVSHDUP    X3, X1
 	VADDSS       X1, X3, X3
-	VMOVSS       X3, (R8)(R9*2)
-	VEXTRACTF128 $0x01, Y4, X1
-	VADDPS       X1, X4, X4
-	VMOVHLPS     X4, X4, X1
-	VADDPS       X1, X4, X4
-	VMOVSHDUP    X4, X1
-	VADDSS       X1, X4, X4
+	VMOVSS       X3, (R8)(R9*1)
+	VEXTRACTF128 $0x01, Y5, X1
+	VADDPS       X1, X5, X5
+	VMOVHLPS     X5, X5, X1
+	VADDPS       X1, X5, X5
+	VMOVSHDUP    X5, X1
+	VADDSS       X1, X5, X5
+	VMOVSS       X5, (R8)(R9*2)
+	VEXTRACTF128 $0x01, Y7, X1
+	VADDPS       X1, X7, X7
+	VMOVHLPS     X7, X7, X1
+	VADDPS       X1, X7, X7
+	VMOVSHDUP    X7, X1
+	VADDSS       X1, X7, X7
 	LEAQ         (R8)(R9*2), R13
-	VMOVSS       X4, (R13)(R9*1)
+	VMOVSS       X7, (R13)(R9*1)
 	ADDQ         $0x04, R8
 	DECQ         SI
 	JMP          dotQ8_0x4AVX2rows
 
 dotQ8_0x4AVX2rowsdone:
+	VZEROUPPER
+	RET
+
+// func dotQ8_0x1VNNI(w []byte, xp []byte, xstride int, nb int, nrows int, dst []float32, dstride int)
+// Requires: AVX, AVX2, AVX512F, AVX512VL, AVX512_VNNI, F16C, FMA3
+TEXT ·dotQ8_0x1VNNI(SB), NOSPLIT, $0-104
+	MOVQ         w_base+0(FP), AX
+	MOVQ         xp_base+24(FP), CX
+	MOVQ         xstride+48(FP), DX
+	MOVQ         nb+56(FP), BX
+	MOVQ         nrows+64(FP), SI
+	MOVQ         dst_base+72(FP), DI
+	MOVQ         dstride+96(FP), R8
+	SHLQ         $0x02, R8
+	MOVL         $0x80808080, R8
+	VPBROADCASTD R8, Z0
+
+dotQ8_0x1VNNIrows:
+	CMPQ   SI, $0x00
+	JE     dotQ8_0x1VNNIrowsdone
+	MOVQ   CX, R8
+	LEAQ   (R8)(DX*2), R9
+	MOVQ   BX, R10
+	SHRQ   $0x01, R10
+	VPXORD Z1, Z1, Z1
+
+dotQ8_0x1VNNIloop:
+	CMPQ         R10, $0x00
+	JE           dotQ8_0x1VNNIdone
+	VPBROADCASTW (AX), X2
+	VPBROADCASTW 34(AX), X3
+	VINSERTI128  $0x01, X3, Y2, Y3
+	VCVTPH2PS    Y3, Z3
+	VMOVDQU      2(AX), Y4
+	VINSERTI64X4 $0x01, 36(AX), Z4, Z4
+	VPXORD       Z0, Z4, Z4
+	VMOVDQU32    64(R8), Z5
+	VPDPBUSD     (R8), Z4, Z5
+	VCVTDQ2PS    Z5, Z5
+	VMULPS       128(R8), Z3, Z3
+	VFMADD231PS  Z5, Z3, Z1
+	ADDQ         $0x44, AX
+	ADDQ         $0x000000c0, R8
+	ADDQ         $0x000000c0, R9
+	DECQ         R10
+	JMP          dotQ8_0x1VNNIloop
+
+dotQ8_0x1VNNIdone:
+	VEXTRACTF64X4 $0x01, Z1, Y3
+	TESTQ         $0x00000001, BX
+	JE            dotQ8_0x1VNNItail
+	VPBROADCASTW  (AX), X2
+	VCVTPH2PS     X2, Y4
+	VMOVDQU       2(AX), Y5
+	VPXORD        Y0, Y5, Y5
+	VMOVDQU32     64(R8), Y6
+	VPDPBUSD      (R8), Y5, Y6
+	VCVTDQ2PS     Y6, Y6
+	VMULPS        128(R8), Y4, Y4
+	VFMADD231PS   Y6, Y4, Y1
+	ADDQ          $0x22, AX
+
+dotQ8_0x1VNNItail:
+	VADDPS       Y3, Y1, Y1
+	VEXTRACTF128 $0x01, Y1, X2
+	VADDPS       X2, X1, X1
+	VMOVHLPS     X1, X1, X2
+	VADDPS       X2, X1, X1
+	VMOVSHDUP    X1, X2
+	VADDSS       X2, X1, X1
+	VMOVSS       X1, (DI)
+	ADDQ         $0x04, DI
+	DECQ         SI
+	JMP          dotQ8_0x1VNNIrows
+
+dotQ8_0x1VNNIrowsdone:
+	VZEROUPPER
+	RET
+
+// func dotQ8_0x2VNNI(w []byte, xp []byte, xstride int, nb int, nrows int, dst []float32, dstride int)
+// Requires: AVX, AVX2, AVX512F, AVX512VL, AVX512_VNNI, F16C, FMA3
+TEXT ·dotQ8_0x2VNNI(SB), NOSPLIT, $0-104
+	MOVQ         w_base+0(FP), AX
+	MOVQ         xp_base+24(FP), CX
+	MOVQ         xstride+48(FP), DX
+	MOVQ         nb+56(FP), BX
+	MOVQ         nrows+64(FP), SI
+	MOVQ         dst_base+72(FP), DI
+	MOVQ         dstride+96(FP), R8
+	SHLQ         $0x02, R8
+	MOVL         $0x80808080, R9
+	VPBROADCASTD R9, Z0
+
+dotQ8_0x2VNNIrows:
+	CMPQ   SI, $0x00
+	JE     dotQ8_0x2VNNIrowsdone
+	MOVQ   CX, R9
+	LEAQ   (R9)(DX*2), R10
+	MOVQ   BX, R11
+	SHRQ   $0x01, R11
+	VPXORD Z1, Z1, Z1
+	VPXORD Z2, Z2, Z2
+
+dotQ8_0x2VNNIloop:
+	CMPQ         R11, $0x00
+	JE           dotQ8_0x2VNNIdone
+	VPBROADCASTW (AX), X3
+	VPBROADCASTW 34(AX), X4
+	VINSERTI128  $0x01, X4, Y3, Y4
+	VCVTPH2PS    Y4, Z4
+	VMOVDQU      2(AX), Y5
+	VINSERTI64X4 $0x01, 36(AX), Z5, Z5
+	VPXORD       Z0, Z5, Z5
+	VMOVDQU32    64(R9), Z6
+	VPDPBUSD     (R9), Z5, Z6
+	VCVTDQ2PS    Z6, Z6
+	VMULPS       128(R9), Z4, Z7
+	VFMADD231PS  Z6, Z7, Z1
+	VMOVDQU32    64(R9)(DX*1), Z6
+	VPDPBUSD     (R9)(DX*1), Z5, Z6
+	VCVTDQ2PS    Z6, Z6
+	VMULPS       128(R9)(DX*1), Z4, Z4
+	VFMADD231PS  Z6, Z4, Z2
+	ADDQ         $0x44, AX
+	ADDQ         $0x000000c0, R9
+	ADDQ         $0x000000c0, R10
+	DECQ         R11
+	JMP          dotQ8_0x2VNNIloop
+
+dotQ8_0x2VNNIdone:
+	VEXTRACTF64X4 $0x01, Z1, Y4
+	VEXTRACTF64X4 $0x01, Z2, Y5
+	TESTQ         $0x00000001, BX
+	JE            dotQ8_0x2VNNItail
+	VPBROADCASTW  (AX), X3
+	VCVTPH2PS     X3, Y6
+	VMOVDQU       2(AX), Y7
+	VPXORD        Y0, Y7, Y7
+	VMOVDQU32     64(R9), Y8
+	VPDPBUSD      (R9), Y7, Y8
+	VCVTDQ2PS     Y8, Y8
+	VMULPS        128(R9), Y6, Y9
+	VFMADD231PS   Y8, Y9, Y1
+	VMOVDQU32     64(R9)(DX*1), Y8
+	VPDPBUSD      (R9)(DX*1), Y7, Y8
+	VCVTDQ2PS     Y8, Y8
+	VMULPS        128(R9)(DX*1), Y6, Y6
+	VFMADD231PS   Y8, Y6, Y2
+	ADDQ          $0x22, AX
+
+dotQ8_0x2VNNItail:
+	VADDPS       Y4, Y1, Y1
+	VEXTRACTF128 $0x01, Y1, X3
+	VADDPS       X3, X1, X1
+	VMOVHLPS     X1, X1, X3
+	VADDPS       X3, X1, X1
+	VMOVSHDUP    X1, X3
+	VADDSS       X3, X1, X1
+	VMOVSS       X1, (DI)
+	VADDPS       Y5, Y2, Y2
+	VEXTRACTF128 $0x01, Y2, X3
+	VADDPS       X3, X2, X2
+	VMOVHLPS     X2, X2, X3
+	VADDPS       X3, X2, X2
+	VMOVSHDUP    X2, X3
+	VADDSS       X3, X2, X2
+	VMOVSS       X2, (DI)(R8*1)
+	ADDQ         $0x04, DI
+	DECQ         SI
+	JMP          dotQ8_0x2VNNIrows
+
+dotQ8_0x2VNNIrowsdone:
+	VZEROUPPER
+	RET
+
+// func dotQ8_0x3VNNI(w []byte, xp []byte, xstride int, nb int, nrows int, dst []float32, dstride int)
+// Requires: AVX, AVX2, AVX512F, AVX512VL, AVX512_VNNI, F16C, FMA3
+TEXT ·dotQ8_0x3VNNI(SB), NOSPLIT, $0-104
+	MOVQ         w_base+0(FP), AX
+	MOVQ         xp_base+24(FP), CX
+	MOVQ         xstride+48(FP), DX
+	MOVQ         nb+56(FP), BX
+	MOVQ         nrows+64(FP), SI
+	MOVQ         dst_base+72(FP), DI
+	MOVQ         dstride+96(FP), R8
+	SHLQ         $0x02, R8
+	MOVL         $0x80808080, R9
+	VPBROADCASTD R9, Z0
+
+dotQ8_0x3VNNIrows:
+	CMPQ   SI, $0x00
+	JE     dotQ8_0x3VNNIrowsdone
+	MOVQ   CX, R9
+	LEAQ   (R9)(DX*2), R10
+	MOVQ   BX, R11
+	SHRQ   $0x01, R11
+	VPXORD Z1, Z1, Z1
+	VPXORD Z2, Z2, Z2
+	VPXORD Z3, Z3, Z3
+
+dotQ8_0x3VNNIloop:
+	CMPQ         R11, $0x00
+	JE           dotQ8_0x3VNNIdone
+	VPBROADCASTW (AX), X4
+	VPBROADCASTW 34(AX), X5
+	VINSERTI128  $0x01, X5, Y4, Y5
+	VCVTPH2PS    Y5, Z5
+	VMOVDQU      2(AX), Y6
+	VINSERTI64X4 $0x01, 36(AX), Z6, Z6
+	VPXORD       Z0, Z6, Z6
+	VMOVDQU32    64(R9), Z7
+	VPDPBUSD     (R9), Z6, Z7
+	VCVTDQ2PS    Z7, Z7
+	VMULPS       128(R9), Z5, Z8
+	VFMADD231PS  Z7, Z8, Z1
+	VMOVDQU32    64(R9)(DX*1), Z7
+	VPDPBUSD     (R9)(DX*1), Z6, Z7
+	VCVTDQ2PS    Z7, Z7
+	VMULPS       128(R9)(DX*1), Z5, Z8
+	VFMADD231PS  Z7, Z8, Z2
+	VMOVDQU32    64(R10), Z7
+	VPDPBUSD     (R10), Z6, Z7
+	VCVTDQ2PS    Z7, Z7
+	VMULPS       128(R10), Z5, Z5
+	VFMADD231PS  Z7, Z5, Z3
+	ADDQ         $0x44, AX
+	ADDQ         $0x000000c0, R9
+	ADDQ         $0x000000c0, R10
+	DECQ         R11
+	JMP          dotQ8_0x3VNNIloop
+
+dotQ8_0x3VNNIdone:
+	VEXTRACTF64X4 $0x01, Z1, Y5
+	VEXTRACTF64X4 $0x01, Z2, Y6
+	VEXTRACTF64X4 $0x01, Z3, Y7
+	TESTQ         $0x00000001, BX
+	JE            dotQ8_0x3VNNItail
+	VPBROADCASTW  (AX), X4
+	VCVTPH2PS     X4, Y8
+	VMOVDQU       2(AX), Y9
+	VPXORD        Y0, Y9, Y9
+	VMOVDQU32     64(R9), Y10
+	VPDPBUSD      (R9), Y9, Y10
+	VCVTDQ2PS     Y10, Y10
+	VMULPS        128(R9), Y8, Y11
+	VFMADD231PS   Y10, Y11, Y1
+	VMOVDQU32     64(R9)(DX*1), Y10
+	VPDPBUSD      (R9)(DX*1), Y9, Y10
+	VCVTDQ2PS     Y10, Y10
+	VMULPS        128(R9)(DX*1), Y8, Y11
+	VFMADD231PS   Y10, Y11, Y2
+	VMOVDQU32     64(R10), Y10
+	VPDPBUSD      (R10), Y9, Y10
+	VCVTDQ2PS     Y10, Y10
+	VMULPS        128(R10), Y8, Y8
+	VFMADD231PS   Y10, Y8, Y3
+	ADDQ          $0x22, AX
+
+dotQ8_0x3VNNItail:
+	VADDPS       Y5, Y1, Y1
+	VEXTRACTF128 $0x01, Y1, X4
+	VADDPS       X4, X1, X1
+	VMOVHLPS     X1, X1, X4
+	VADDPS       X4, X1, X1
+	VMOVSHDUP    X1, X4
+	VADDSS       X4, X1, X1
+	VMOVSS       X1, (DI)
+	VADDPS       Y6, Y2, Y2
+	VEXTRACTF128 $0x01, Y2, X4
+	VADDPS       X4, X2, X2
+	VMOVHLPS     X2, X2, X4
+	VADDPS       X4, X2, X2
+	VMOVSHDUP    X2, X4
+	VADDSS       X4, X2, X2
+	VMOVSS       X2, (DI)(R8*1)
+	VADDPS       Y7, Y3, Y3
+	VEXTRACTF128 $0x01, Y3, X4
+	VADDPS       X4, X3, X3
+	VMOVHLPS     X3, X3, X4
+	VADDPS       X4, X3, X3
+	VMOVSHDUP    X3, X4
+	VADDSS       X4, X3, X3
+	VMOVSS       X3, (DI)(R8*2)
+	ADDQ         $0x04, DI
+	DECQ         SI
+	JMP          dotQ8_0x3VNNIrows
+
+dotQ8_0x3VNNIrowsdone:
+	VZEROUPPER
+	RET
+
+// func dotQ8_0x4VNNI(w []byte, xp []byte, xstride int, nb int, nrows int, dst []float32, dstride int)
+// Requires: AVX, AVX2, AVX512F, AVX512VL, AVX512_VNNI, F16C, FMA3
+TEXT ·dotQ8_0x4VNNI(SB), NOSPLIT, $0-104
+	MOVQ         w_base+0(FP), AX
+	MOVQ         xp_base+24(FP), CX
+	MOVQ         xstride+48(FP), DX
+	MOVQ         nb+56(FP), BX
+	MOVQ         nrows+64(FP), SI
+	MOVQ         dst_base+72(FP), DI
+	MOVQ         dstride+96(FP), R8
+	SHLQ         $0x02, R8
+	MOVL         $0x80808080, R9
+	VPBROADCASTD R9, Z0
+
+dotQ8_0x4VNNIrows:
+	CMPQ   SI, $0x00
+	JE     dotQ8_0x4VNNIrowsdone
+	MOVQ   CX, R9
+	LEAQ   (R9)(DX*2), R10
+	MOVQ   BX, R11
+	SHRQ   $0x01, R11
+	VPXORD Z1, Z1, Z1
+	VPXORD Z2, Z2, Z2
+	VPXORD Z3, Z3, Z3
+	VPXORD Z4, Z4, Z4
+
+dotQ8_0x4VNNIloop:
+	CMPQ         R11, $0x00
+	JE           dotQ8_0x4VNNIdone
+	VPBROADCASTW (AX), X5
+	VPBROADCASTW 34(AX), X6
+	VINSERTI128  $0x01, X6, Y5, Y6
+	VCVTPH2PS    Y6, Z6
+	VMOVDQU      2(AX), Y7
+	VINSERTI64X4 $0x01, 36(AX), Z7, Z7
+	VPXORD       Z0, Z7, Z7
+	VMOVDQU32    64(R9), Z8
+	VPDPBUSD     (R9), Z7, Z8
+	VCVTDQ2PS    Z8, Z8
+	VMULPS       128(R9), Z6, Z9
+	VFMADD231PS  Z8, Z9, Z1
+	VMOVDQU32    64(R9)(DX*1), Z8
+	VPDPBUSD     (R9)(DX*1), Z7, Z8
+	VCVTDQ2PS    Z8, Z8
+	VMULPS       128(R9)(DX*1), Z6, Z9
+	VFMADD231PS  Z8, Z9, Z2
+	VMOVDQU32    64(R10), Z8
+	VPDPBUSD     (R10), Z7, Z8
+	VCVTDQ2PS    Z8, Z8
+	VMULPS       128(R10), Z6, Z9
+	VFMADD231PS  Z8, Z9, Z3
+	VMOVDQU32    64(R10)(DX*1), Z8
+	VPDPBUSD     (R10)(DX*1), Z7, Z8
+	VCVTDQ2PS    Z8, Z8
+	VMULPS       128(R10)(DX*1), Z6, Z6
+	VFMADD231PS  Z8, Z6, Z4
+	ADDQ         $0x44, AX
+	ADDQ         $0x000000c0, R9
+	ADDQ         $0x000000c0, R10
+	DECQ         R11
+	JMP          dotQ8_0x4VNNIloop
+
+dotQ8_0x4VNNIdone:
+	VEXTRACTF64X4 $0x01, Z1, Y6
+	VEXTRACTF64X4 $0x01, Z2, Y7
+	VEXTRACTF64X4 $0x01, Z3, Y8
+	VEXTRACTF64X4 $0x01, Z4, Y9
+	TESTQ         $0x00000001, BX
+	JE            dotQ8_0x4VNNItail
+	VPBROADCASTW  (AX), X5
+	VCVTPH2PS     X5, Y10
+	VMOVDQU       2(AX), Y11
+	VPXORD        Y0, Y11, Y11
+	VMOVDQU32     64(R9), Y12
+	VPDPBUSD      (R9), Y11, Y12
+	VCVTDQ2PS     Y12, Y12
+	VMULPS        128(R9), Y10, Y13
+	VFMADD231PS   Y12, Y13, Y1
+	VMOVDQU32     64(R9)(DX*1), Y12
+	VPDPBUSD      (R9)(DX*1), Y11, Y12
+	VCVTDQ2PS     Y12, Y12
+	VMULPS        128(R9)(DX*1), Y10, Y13
+	VFMADD231PS   Y12, Y13, Y2
+	VMOVDQU32     64(R10), Y12
+	VPDPBUSD      (R10), Y11, Y12
+	VCVTDQ2PS     Y12, Y12
+	VMULPS        128(R10), Y10, Y13
+	VFMADD231PS   Y12, Y13, Y3
+	VMOVDQU32     64(R10)(DX*1), Y12
+	VPDPBUSD      (R10)(DX*1), Y11, Y12
+	VCVTDQ2PS     Y12, Y12
+	VMULPS        128(R10)(DX*1), Y10, Y10
+	VFMADD231PS   Y12, Y10, Y4
+	ADDQ          $0x22, AX
+
+dotQ8_0x4VNNItail:
+	VADDPS       Y6, Y1, Y1
+	VEXTRACTF128 $0x01, Y1, X5
+	VADDPS       X5, X1, X1
+	VMOVHLPS     X1, X1, X5
+	VADDPS       X5, X1, X1
+	VMOVSHDUP    X1, X5
+	VADDSS       X5, X1, X1
+	VMOVSS       X1, (DI)
+	VADDPS       Y7, Y2, Y2
+	VEXTRACTF128 $0x01, Y2, X5
+	VADDPS       X5, X2, X2
+	VMOVHLPS     X2, X2, X5
+	VADDPS       X5, X2, X2
+	VMOVSHDUP    X2, X5
+	VADDSS       X5, X2, X2
+	VMOVSS       X2, (DI)(R8*1)
+	VADDPS       Y8, Y3, Y3
+	VEXTRACTF128 $0x01, Y3, X5
+	VADDPS       X5, X3, X3
+	VMOVHLPS     X3, X3, X5
+	VADDPS       X5, X3, X3
+	VMOVSHDUP    X3, X5
+	VADDSS       X5, X3, X3
+	VMOVSS       X3, (DI)(R8*2)
+	VADDPS       Y9, Y4, Y4
+	VEXTRACTF128 $0x01, Y4, X5
+	VADDPS       X5, X4, X4
+	VMOVHLPS     X4, X4, X5
+	VADDPS       X5, X4, X4
+	VMOVSHDUP    X4, X5
+	VADDSS       X5, X4, X4
+	LEAQ         (DI)(R8*2), R11
+	VMOVSS       X4, (R11)(R8*1)
+	ADDQ         $0x04, DI
+	DECQ         SI
+	JMP          dotQ8_0x4VNNIrows
+
+dotQ8_0x4VNNIrowsdone:
 	VZEROUPPER
 	RET
 

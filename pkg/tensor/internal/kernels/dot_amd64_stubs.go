@@ -22,7 +22,8 @@ func dotF16AVX2(a []uint16, b []uint16) float32
 //
 //	for b := 0; b < nb; b++ { s += d(w[b]) * d(x[b]) * Σ_j q(w[b])[j] * q(x[b])[j] }
 //
-// with the integer sums in 8 int32 lanes and the scaling in 8 float lanes.
+// with the integer sums in 8 int32 lanes and the scaling in 8 float lanes,
+// one set for even blocks and one for odd.
 //
 //go:noescape
 func dotQ8_0AVX2(w []byte, x []byte, nb int) float32
@@ -31,37 +32,57 @@ func dotQ8_0AVX2(w []byte, x []byte, nb int) float32
 //
 //	dst[c*dstride+r] = dotQ8_0AVX2(w[r*nb*34:], x[c*stride:], nb)
 //
-// with xd[b*1+c] the scale of block b of x's row c as float32.
+// with xd (Q8_0Pack) holding the scale of block b of x's row c as float32 at 4*(b*1+c).
 //
 //go:noescape
-func dotQ8_0x1AVX2(w []byte, x []byte, stride int, nb int, nrows int, xd []float32, dst []float32, dstride int)
+func dotQ8_0x1AVX2(w []byte, x []byte, stride int, nb int, nrows int, xd []byte, dst []float32, dstride int)
 
 // dotQ8_0x2AVX2 is, for r := 0; r < nrows; r++ and c := 0; c < 2; c++,
 //
 //	dst[c*dstride+r] = dotQ8_0AVX2(w[r*nb*34:], x[c*stride:], nb)
 //
-// with xd[b*2+c] the scale of block b of x's row c as float32.
+// with xd (Q8_0Pack) holding the scale of block b of x's row c as float32 at 4*(b*2+c).
 //
 //go:noescape
-func dotQ8_0x2AVX2(w []byte, x []byte, stride int, nb int, nrows int, xd []float32, dst []float32, dstride int)
+func dotQ8_0x2AVX2(w []byte, x []byte, stride int, nb int, nrows int, xd []byte, dst []float32, dstride int)
 
 // dotQ8_0x3AVX2 is, for r := 0; r < nrows; r++ and c := 0; c < 3; c++,
 //
 //	dst[c*dstride+r] = dotQ8_0AVX2(w[r*nb*34:], x[c*stride:], nb)
 //
-// with xd[b*3+c] the scale of block b of x's row c as float32.
+// with xd (Q8_0Pack) holding the scale of block b of x's row c as float32 at 4*(b*3+c).
 //
 //go:noescape
-func dotQ8_0x3AVX2(w []byte, x []byte, stride int, nb int, nrows int, xd []float32, dst []float32, dstride int)
+func dotQ8_0x3AVX2(w []byte, x []byte, stride int, nb int, nrows int, xd []byte, dst []float32, dstride int)
 
 // dotQ8_0x4AVX2 is, for r := 0; r < nrows; r++ and c := 0; c < 4; c++,
 //
 //	dst[c*dstride+r] = dotQ8_0AVX2(w[r*nb*34:], x[c*stride:], nb)
 //
-// with xd[b*4+c] the scale of block b of x's row c as float32.
+// with xd (Q8_0Pack) holding the scale of block b of x's row c as float32 at 4*(b*4+c).
 //
 //go:noescape
-func dotQ8_0x4AVX2(w []byte, x []byte, stride int, nb int, nrows int, xd []float32, dst []float32, dstride int)
+func dotQ8_0x4AVX2(w []byte, x []byte, stride int, nb int, nrows int, xd []byte, dst []float32, dstride int)
+
+// dotQ8_0x1VNNI is dotQ8_0x1AVX2 on activations packed by Q8_0Pack, xstride bytes a row.
+//
+//go:noescape
+func dotQ8_0x1VNNI(w []byte, xp []byte, xstride int, nb int, nrows int, dst []float32, dstride int)
+
+// dotQ8_0x2VNNI is dotQ8_0x2AVX2 on activations packed by Q8_0Pack, xstride bytes a row.
+//
+//go:noescape
+func dotQ8_0x2VNNI(w []byte, xp []byte, xstride int, nb int, nrows int, dst []float32, dstride int)
+
+// dotQ8_0x3VNNI is dotQ8_0x3AVX2 on activations packed by Q8_0Pack, xstride bytes a row.
+//
+//go:noescape
+func dotQ8_0x3VNNI(w []byte, xp []byte, xstride int, nb int, nrows int, dst []float32, dstride int)
+
+// dotQ8_0x4VNNI is dotQ8_0x4AVX2 on activations packed by Q8_0Pack, xstride bytes a row.
+//
+//go:noescape
+func dotQ8_0x4VNNI(w []byte, xp []byte, xstride int, nb int, nrows int, dst []float32, dstride int)
 
 // dotQ4_0AVX2 is, for nb Q4_0 blocks of w (18 bytes) and Q8_0 blocks of x,
 //

@@ -5,6 +5,9 @@ package kernels
 // UseAsm reports false: this build has no assembly kernels.
 func UseAsm(bool) bool { return false }
 
+// useVNNI is false: this build has no assembly kernels.
+var useVNNI = false
+
 // DotF32 returns Σ a[i]·b[i] over len(a) elements (len(b) ≥ len(a)).
 func DotF32(a, b []float32) float32 { return dotF32Generic(a, b) }
 
@@ -26,11 +29,14 @@ func DotBF16(a, b []uint16) float32 { return dotBF16Generic(a, b) }
 func DotQ4_0(w, x []byte, nb int) float32 { return dotQ4_0Generic(w, x, nb) }
 
 // DotQ8_0xN computes DotQ8_0 of nrows weight rows w (contiguous) with
-// rows (2 to 4) activation rows x[c*stride:] into dst[c*dstride+r]; xd
-// (the activations' block scales) is for the assembly.
-func DotQ8_0xN(w, x []byte, stride, nb, rows, nrows int, xd, dst []float32, dstride int) {
+// rows (1 to 4) activation rows x[c*stride:] into dst[c*dstride+r]; xp
+// (Q8_0Pack) is for the assembly.
+func DotQ8_0xN(w, x []byte, stride, nb, rows, nrows int, xp []byte, dst []float32, dstride int) {
 	dotQ8_0xNGeneric(w, x, stride, nb, rows, nrows, dst, dstride)
 }
+
+// Q8_0Pack returns dst: this build's DotQ8_0xN needs nothing packed.
+func Q8_0Pack(dst, x []byte, stride, nb, n int) []byte { return dst }
 
 // DotQ4_K returns the dot product of nb Q4_K weight blocks w with nb Q8_K
 // activation blocks x.

@@ -126,30 +126,54 @@ func TestAsmMatchesGeneric(t *testing.T) {
 		// apart in dst, with NaN guards around and between them.
 		const nrows, dstride = 3, 5
 		ws := q8Blocks(r, nrows*nb)
-		for rows := 1; rows <= 4; rows++ {
-			xd := Q8_0Scales(nil, xs[guard:], stride, nb, rows)
-			got, buf := guardedF32(r, rows*dstride)
-			DotQ8_0xN(ws[guard:guard+nrows*nb*34], xs[guard:guard+(rows-1)*stride+nb*34], stride, nb, rows, nrows, xd, got, dstride)
-			for c := range rows {
-				for wr := range dstride {
-					v := got[c*dstride+wr]
-					if wr >= nrows { // not written: still the random value
-						continue
-					}
-					one := DotQ8_0(ws[guard+wr*nb*34:guard+(wr+1)*nb*34], xs[guard+c*stride:guard+c*stride+nb*34], nb)
-					if v != one || math.IsNaN(float64(one)) {
-						t.Fatalf("DotQ8_0xN nb=%d rows=%d token %d weight row %d: %g, DotQ8_0 %g", nb, rows, c, wr, v, one)
-					}
-				}
-			}
-			checkGuardsF32(t, buf, rows*dstride)
-			want := make([]float32, rows*dstride)
-			copy(want, got)
-			dotQ8_0xNGeneric(ws[guard:], xs[guard:], stride, nb, rows, nrows, want, dstride)
-			if !slices.Equal(want, got) {
-				t.Fatalf("DotQ8_0xN nb=%d rows=%d: Go twin differs", nb, rows)
+		for _, vnni := range kernelChoices() {
+			useVNNI = vnni
+			for rows := 1; rows <= 4; rows++ {
+				testDotQ8_0xN(t, r, ws, xs, stride, nb, rows, nrows, dstride)
 			}
 		}
+		useVNNI = hasVNNIKernels
+	}
+}
+
+// hasVNNIKernels is whether this machine runs the VNNI batch kernels.
+var hasVNNIKernels = useVNNI
+
+// kernelChoices is the values of useVNNI to test: false, and true where
+// the CPU has the VNNI kernels.
+func kernelChoices() []bool {
+	if hasVNNIKernels {
+		return []bool{false, true}
+	}
+	return []bool{false}
+}
+
+// testDotQ8_0xN checks DotQ8_0xN of nrows weight rows with rows
+// activation rows against DotQ8_0 and the Go twin, bit for bit, and that
+// it writes nothing but its results.
+func testDotQ8_0xN(t *testing.T, r *rand.Rand, ws, xs []byte, stride, nb, rows, nrows, dstride int) {
+	t.Helper()
+	xp := Q8_0Pack(nil, xs[guard:], stride, nb, rows)
+	got, buf := guardedF32(r, rows*dstride)
+	DotQ8_0xN(ws[guard:guard+nrows*nb*34], xs[guard:guard+(rows-1)*stride+nb*34], stride, nb, rows, nrows, xp, got, dstride)
+	for c := range rows {
+		for wr := range dstride {
+			v := got[c*dstride+wr]
+			if wr >= nrows { // not written: still the random value
+				continue
+			}
+			one := DotQ8_0(ws[guard+wr*nb*34:guard+(wr+1)*nb*34], xs[guard+c*stride:guard+c*stride+nb*34], nb)
+			if v != one || math.IsNaN(float64(one)) {
+				t.Fatalf("DotQ8_0xN nb=%d rows=%d vnni=%v token %d weight row %d: %g, DotQ8_0 %g", nb, rows, useVNNI, c, wr, v, one)
+			}
+		}
+	}
+	checkGuardsF32(t, buf, rows*dstride)
+	want := make([]float32, rows*dstride)
+	copy(want, got)
+	dotQ8_0xNGeneric(ws[guard:], xs[guard:], stride, nb, rows, nrows, want, dstride)
+	if !slices.Equal(want, got) {
+		t.Fatalf("DotQ8_0xN nb=%d rows=%d vnni=%v: Go twin differs", nb, rows, useVNNI)
 	}
 }
 
