@@ -93,7 +93,7 @@ func (d *dispatcher) setNodes(nodes map[string]placement.Node) {
 		if _, ok := d.conns[id]; ok {
 			continue
 		}
-		conn, err := grpc.NewClient(n.Addr, d.dial, pb.DialOption())
+		conn, err := grpc.NewClient(n.Addr, append(pb.DialOptions(), d.dial)...)
 		if err != nil {
 			d.log.Error("dial expert node", "node", id, "addr", n.Addr, "err", err)
 			continue

@@ -148,7 +148,7 @@ func (n *Node) Digest() string { return n.digest }
 
 // grpcServer returns a gRPC server for the node's ExpertService.
 func (n *Node) grpcServer(opts ...grpc.ServerOption) *grpc.Server {
-	srv := grpc.NewServer(append(opts, pb.ServerOption())...)
+	srv := grpc.NewServer(append(opts, pb.ServerOptions()...)...)
 	pb.RegisterExpertServiceServer(srv, n)
 	return srv
 }

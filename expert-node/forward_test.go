@@ -47,7 +47,7 @@ func serveNode(t testing.TB, n *Node) pb.ExpertServiceClient {
 	srv := n.grpcServer()
 	go srv.Serve(lis)
 	t.Cleanup(srv.Stop)
-	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()), pb.DialOption())
+	conn, err := grpc.NewClient(lis.Addr().String(), append(pb.DialOptions(), grpc.WithTransportCredentials(insecure.NewCredentials()))...)
 	if err != nil {
 		t.Fatal(err)
 	}

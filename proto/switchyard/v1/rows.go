@@ -15,12 +15,24 @@ import (
 // request long before this.
 const MaxMessageBytes = 1 << 30
 
-// ServerOption raises a server's receive limit to MaxMessageBytes.
-func ServerOption() grpc.ServerOption { return grpc.MaxRecvMsgSize(MaxMessageBytes) }
+// windowBytes is the HTTP/2 flow-control window of ExpertService
+// connections and streams. Fixing it turns off gRPC's bandwidth-delay
+// estimation, which otherwise pings the peer on every few messages — a
+// frame each way, and allocations, per expert call on a decode step.
+const windowBytes = 16 << 20
 
-// DialOption raises a client's receive limit to MaxMessageBytes.
-func DialOption() grpc.DialOption {
-	return grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(MaxMessageBytes))
+// ServerOptions raise a server's receive limit to MaxMessageBytes and fix
+// its flow-control windows.
+func ServerOptions() []grpc.ServerOption {
+	return []grpc.ServerOption{grpc.MaxRecvMsgSize(MaxMessageBytes),
+		grpc.InitialWindowSize(windowBytes), grpc.InitialConnWindowSize(windowBytes)}
+}
+
+// DialOptions raise a client's receive limit to MaxMessageBytes and fix
+// its flow-control windows.
+func DialOptions() []grpc.DialOption {
+	return []grpc.DialOption{grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(MaxMessageBytes)),
+		grpc.WithInitialWindowSize(windowBytes), grpc.WithInitialConnWindowSize(windowBytes)}
 }
 
 // BytesPerValue is the size of one activation value in encoding e, or 0
