@@ -47,6 +47,8 @@ type dispatcher struct {
 	ready    map[string]map[string]bool // node → unit key → ready
 	conns    map[string]*nodeConn
 	rr       atomic.Uint64
+
+	dispatches sync.Pool // *dispatch, with the buffers of its calls
 }
 
 type nodeConn struct {
@@ -174,15 +176,20 @@ func (d *dispatcher) missing(layers, experts int) []string {
 	return out
 }
 
-// nodeCall is the work for one node in one layer.
+// nodeCall is the work for one node in one layer. A dispatch keeps its
+// calls, with their buffers, for its next round and its next Forward.
 type nodeCall struct {
 	node  string
 	conn  *nodeConn
-	rows  []int // original row of each local row
-	local map[int]uint32
-	pairs []int // output slot of each pair
-	req   *pb.ForwardRequest
-	units []string // for error messages
+	rows  []int   // original row of each local row
+	local []int32 // local row of each original row, or -1
+	pairs []int   // output slot of each pair
+	units []string
+	req   pb.ForwardRequest
+	sreq  pb.ForwardStreamRequest
+	buf   []byte // req.Activations
+	call  streamCall
+	err   error // of this round
 }
 
 // Forward implements model.Experts. A call that fails is resent, for the
@@ -196,32 +203,40 @@ func (d *dispatcher) Forward(ctx context.Context, layer int, x []float32, n int,
 // Start implements model.AsyncExperts: it sends every node its rows and
 // returns; Wait collects the answers (and resends what failed).
 func (d *dispatcher) Start(ctx context.Context, layer int, x []float32, n int, experts []int32, out []float32) model.Pending {
-	c := &dispatch{d: d, ctx: ctx, layer: layer, x: x, experts: experts, out: out,
-		pending: make([]int, len(experts)), failed: map[string]bool{}, deadline: time.Now().Add(d.unitWait)}
-	for s := range c.pending {
-		c.pending[s] = s
+	c, _ := d.dispatches.Get().(*dispatch)
+	if c == nil {
+		c = &dispatch{failed: map[string]bool{}}
+	}
+	c.d, c.ctx, c.layer, c.x, c.n, c.experts, c.out = d, ctx, layer, x, n, experts, out
+	c.deadline = time.Now().Add(d.unitWait)
+	c.pending = c.pending[:0]
+	for s := range experts {
+		c.pending = append(c.pending, s)
 	}
 	c.send() // a unit without a replica is waited for in Wait
 	return c
 }
 
 // dispatch is one Forward: the pairs still to compute and the round of
-// calls in flight.
+// calls in flight. In steady state it allocates nothing: a finished one
+// goes back to dispatcher.dispatches with its buffers.
 type dispatch struct {
 	d        *dispatcher
 	ctx      context.Context
-	layer    int
+	layer, n int
 	x, out   []float32
 	experts  []int32
 	pending  []int           // output slots not yet computed
+	retry    []int           // the next round's, while a round is collected
 	failed   map[string]bool // nodes that failed during this call
 	deadline time.Time       // for a unit with no ready replica
+	reps     []string        // plan's scratch
 
-	// The round in flight (sent is false when there is none).
+	// The round in flight (sent is false when there is none): the first
+	// ncalls of calls.
 	sent      bool
 	calls     []*nodeCall
-	started   []*streamCall
-	errs      []error
+	ncalls    int
 	callStart time.Time
 }
 
@@ -230,24 +245,20 @@ type dispatch struct {
 // nothing and returns the units without one.
 func (c *dispatch) send() (missing []string) {
 	d, E := c.d, c.d.embd
-	calls, order, missing := d.plan(c.layer, c.experts, c.pending, c.failed)
-	if len(missing) > 0 {
+	if missing := c.plan(); len(missing) > 0 {
 		return missing
 	}
-	c.calls, c.started, c.errs = c.calls[:0], make([]*streamCall, len(order)), make([]error, len(order))
 	c.callStart = time.Now()
-	octx, cancel := context.WithDeadline(c.ctx, c.callStart.Add(d.timeout)) // bounds opening a stream
-	defer cancel()
-	for i, node := range order {
-		nc := calls[node]
+	deadline := c.callStart.Add(d.timeout) // bounds opening a stream
+	for _, nc := range c.calls[:c.ncalls] {
 		nc.req.Rows = uint32(len(nc.rows))
-		buf := make([]byte, 0, len(nc.rows)*E*d.enc.BytesPerValue())
+		nc.buf = nc.buf[:0]
 		for _, r := range nc.rows {
-			buf = pb.EncodeRows(buf, d.enc, c.x[r*E:(r+1)*E])
+			nc.buf = pb.EncodeRows(nc.buf, d.enc, c.x[r*E:(r+1)*E])
 		}
-		nc.req.Activations = buf
-		c.calls = append(c.calls, nc)
-		c.started[i], c.errs[i] = nc.conn.stream.start(octx, nc.req)
+		nc.req.Activations = nc.buf
+		nc.sreq.Request = &nc.req
+		nc.err = nc.conn.stream.start(c.ctx, deadline, &nc.call, &nc.sreq)
 	}
 	c.sent = true
 	d.pool.Rest()
@@ -267,92 +278,126 @@ func (c *dispatch) Wait() error {
 				d.mu.RLock()
 				why := d.why(missing[0])
 				d.mu.RUnlock()
+				c.release()
 				return fmt.Errorf("%w: unit %s has no ready replica after waiting %v (%s)", errUnavailable, missing[0], d.unitWait, why)
 			}
 			select { // the controller is placing it again: wait
 			case <-c.ctx.Done():
+				c.release()
 				return c.ctx.Err()
 			case <-time.After(50 * time.Millisecond):
 			}
 		}
-		var retry []int
-		for i, nc := range c.calls {
-			if c.errs[i] == nil {
-				c.errs[i] = d.finish(c.ctx, nc, c.started[i], c.callStart, c.layer, c.out)
+		c.retry = c.retry[:0]
+		for _, nc := range c.calls[:c.ncalls] {
+			if nc.err == nil {
+				nc.err = d.finish(c.ctx, nc, c.callStart, c.layer, c.out)
 			}
-			if c.errs[i] == nil {
+			if nc.err == nil {
 				continue
 			}
 			if c.ctx.Err() != nil {
-				return c.ctx.Err()
+				return c.ctx.Err() // not released: calls may still be answered
 			}
-			d.log.Warn("expert call failed; resending to other replicas", "node", nc.node, "layer", c.layer, "units", strings.Join(nc.units, ","), "err", c.errs[i])
+			d.log.Warn("expert call failed; resending to other replicas", "node", nc.node, "layer", c.layer, "units", strings.Join(nc.units, ","), "err", nc.err)
 			d.suspect(nc.node)
 			d.stats.RecordRetry(nc.node)
 			c.failed[nc.node] = true
-			retry = append(retry, nc.pairs...)
+			c.retry = append(c.retry, nc.pairs...)
 		}
-		c.pending, c.sent = retry, false
+		c.pending, c.retry = c.retry, c.pending
+		c.sent = false
 	}
+	c.release()
 	return nil
 }
 
+// release drops the caller's buffers and returns c, whose calls have all
+// been answered, to the dispatcher for its next Forward.
+func (c *dispatch) release() {
+	d := c.d
+	c.d, c.ctx, c.x, c.out, c.experts = nil, nil, nil, nil, nil
+	clear(c.failed)
+	for _, nc := range c.calls {
+		nc.conn, nc.req.Activations, nc.sreq.Request = nil, nil, nil
+	}
+	d.dispatches.Put(c)
+}
+
 // plan assigns each pending slot to a usable replica, skipping failed
-// nodes, and lists the units that have none.
-func (d *dispatcher) plan(layer int, experts []int32, pending []int, failed map[string]bool) (map[string]*nodeCall, []string, []string) {
-	calls := map[string]*nodeCall{}
-	var order, missing []string
+// nodes, as the first ncalls of calls, and lists the units that have none.
+func (c *dispatch) plan() (missing []string) {
+	d := c.d
+	c.ncalls = 0
 	offset := int(d.rr.Add(1))
 	d.mu.RLock()
 	defer d.mu.RUnlock()
-	for _, s := range pending {
-		e := experts[s]
-		key := d.keys[layer][e]
-		var reps []string
-		for _, r := range d.replicas(key) {
-			if !failed[r] {
-				reps = append(reps, r)
+	for _, s := range c.pending {
+		e := c.experts[s]
+		key := d.keys[c.layer][e]
+		c.reps = c.reps[:0]
+		for _, r := range d.pmap.Units[key] {
+			if !c.failed[r] && d.usable(r, key) {
+				c.reps = append(c.reps, r)
 			}
 		}
-		if len(reps) == 0 {
+		if len(c.reps) == 0 {
 			if !slices.Contains(missing, key) {
 				missing = append(missing, key)
 			}
 			continue
 		}
 		// Rows of a unit with several replicas are spread over them.
-		node := reps[(offset+s/d.perRow)%len(reps)]
-		c := calls[node]
-		if c == nil {
-			c = &nodeCall{node: node, conn: d.conns[node], local: map[int]uint32{},
-				req: &pb.ForwardRequest{ModelDigest: d.digest, Layer: uint32(layer), RowSize: uint32(d.embd), Encoding: d.enc}}
-			calls[node] = c
-			order = append(order, node)
-		}
+		nc := c.call(c.reps[(offset+s/d.perRow)%len(c.reps)])
 		row := s / d.perRow
-		li, ok := c.local[row]
-		if !ok {
-			li = uint32(len(c.rows))
-			c.local[row] = li
-			c.rows = append(c.rows, row)
+		li := nc.local[row]
+		if li < 0 {
+			li = int32(len(nc.rows))
+			nc.local[row] = li
+			nc.rows = append(nc.rows, row)
 		}
-		c.req.PairRows = append(c.req.PairRows, li)
-		c.req.PairExperts = append(c.req.PairExperts, uint32(e))
-		c.pairs = append(c.pairs, s)
-		if !slices.Contains(c.units, key) {
-			c.units = append(c.units, key)
+		nc.req.PairRows = append(nc.req.PairRows, uint32(li))
+		nc.req.PairExperts = append(nc.req.PairExperts, uint32(e))
+		nc.pairs = append(nc.pairs, s)
+		if !slices.Contains(nc.units, key) {
+			nc.units = append(nc.units, key)
 		}
 	}
-	return calls, order, missing
+	return missing
+}
+
+// call returns this round's call to node, starting it if it is the
+// first pair for node. Must hold d.mu.
+func (c *dispatch) call(node string) *nodeCall {
+	for _, nc := range c.calls[:c.ncalls] {
+		if nc.node == node {
+			return nc
+		}
+	}
+	if c.ncalls == len(c.calls) {
+		c.calls = append(c.calls, new(nodeCall))
+	}
+	nc := c.calls[c.ncalls]
+	c.ncalls++
+	d := c.d
+	nc.node, nc.conn = node, d.conns[node]
+	nc.rows, nc.pairs, nc.units = nc.rows[:0], nc.pairs[:0], nc.units[:0]
+	nc.local = slices.Grow(nc.local[:0], c.n)[:c.n]
+	for i := range nc.local {
+		nc.local[i] = -1
+	}
+	nc.req = pb.ForwardRequest{ModelDigest: d.digest, Layer: uint32(c.layer), RowSize: uint32(d.embd), Encoding: d.enc,
+		PairRows: nc.req.PairRows[:0], PairExperts: nc.req.PairExperts[:0]}
+	return nc
 }
 
 // finish waits for a node's answer and writes its outputs into out.
-func (d *dispatcher) finish(ctx context.Context, c *nodeCall, sc *streamCall, start time.Time, layer int, out []float32) error {
+func (d *dispatcher) finish(ctx context.Context, c *nodeCall, start time.Time, layer int, out []float32) error {
 	E := d.embd
 	d.mu.RLock()
 	down := c.conn.down
 	d.mu.RUnlock()
-	r := sc.wait(ctx, down, start.Add(d.timeout))
+	r := c.call.wait(ctx, down, start.Add(d.timeout))
 	took := r.at.Sub(start)
 	d.stats.RecordCall(c.node, len(c.rows), len(c.req.Activations), len(r.resp.GetOutputs()), took, r.err != nil)
 	d.metrics.call(c.node, took, r.err != nil)

@@ -44,8 +44,9 @@ type genEvent struct {
 type seqState struct {
 	req       *genRequest
 	seq       *model.Sequence
-	pending   []int32 // tokens to feed next: the rest of the prompt, or the last sampled token
-	prefilled bool    // the whole prompt is in the cache
+	pending   []int32  // tokens to feed next: the rest of the prompt, or next
+	next      [1]int32 // the last sampled token
+	prefilled bool     // the whole prompt is in the cache
 	generated int
 	dec       *tokenizer.Decoder
 	stop      *sampling.Stopper
@@ -66,6 +67,11 @@ type scheduler struct {
 	submit    chan *genRequest
 	log       *slog.Logger
 	onStep    func(generated int) // stats hook, may be nil
+
+	// A step's batch, kept for the next step.
+	chunks []model.Chunk
+	owners []*seqState
+	done   []*seqState
 }
 
 func (s *scheduler) run(ctx context.Context) {
@@ -122,8 +128,12 @@ func (s *scheduler) start(r *genRequest) *seqState {
 // step runs one forward pass and returns the sequences still running.
 func (s *scheduler) step(ctx context.Context, active []*seqState) []*seqState {
 	budget := s.maxTokens
-	var chunks []model.Chunk
-	var owners []*seqState
+	chunks, owners := s.chunks[:0], s.owners[:0]
+	defer func() { // keep the buffers, not the sequences
+		clear(chunks)
+		clear(owners)
+		s.chunks, s.owners = chunks, owners
+	}()
 	// Decoding sequences first: one token each, so that a long prompt
 	// never stalls them; then prompt chunks in arrival order.
 	for _, st := range active {
@@ -149,7 +159,8 @@ func (s *scheduler) step(ctx context.Context, active []*seqState) []*seqState {
 		}
 		return slices.DeleteFunc(active, func(st *seqState) bool { return slices.Contains(owners, st) })
 	}
-	var done []*seqState
+	done := s.done[:0]
+	defer func() { clear(done); s.done = done }()
 	generated := 0
 	for i, st := range owners {
 		if r := chunks[i].Routing; r != nil {
@@ -198,7 +209,8 @@ func (s *scheduler) sample(st *seqState, logits []float32) bool {
 		st.finish(genEvent{text: st.rest(), finish: pb.FinishReason_FINISH_REASON_LENGTH})
 		return true
 	}
-	st.pending = []int32{r.Token}
+	st.next[0] = r.Token
+	st.pending = st.next[:]
 	return false
 }
 

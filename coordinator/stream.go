@@ -35,49 +35,61 @@ type streamResult struct {
 	at   time.Time // when the answer arrived
 }
 
-// streamCall is a call in flight.
+// streamCall is a call in flight. Its channel and timer are kept for the
+// next call it is used for, so that a call allocates nothing of its own.
 type streamCall struct {
 	s      *nodeStream
 	stream pb.ExpertService_ForwardStreamClient
 	id     uint64
-	ch     chan streamResult
+	ch     chan streamResult // nil: make a new one (an answer may still come to the old)
+	timer  *time.Timer
 }
 
 func newNodeStream(client pb.ExpertServiceClient) *nodeStream {
 	return &nodeStream{client: client, waiting: map[uint64]chan streamResult{}}
 }
 
-// start sends req, opening the stream if need be; ctx bounds only the
-// opening.
-func (s *nodeStream) start(ctx context.Context, req *pb.ForwardRequest) (*streamCall, error) {
+// start sends req as call c, opening the stream if need be; ctx and
+// deadline bound only the opening.
+func (s *nodeStream) start(ctx context.Context, deadline time.Time, c *streamCall, req *pb.ForwardStreamRequest) error {
 	s.sendMu.Lock()
 	defer s.sendMu.Unlock()
-	st, err := s.open(ctx)
+	st, err := s.open(ctx, deadline)
 	if err != nil {
-		return nil, err
+		return err
 	}
-	c := &streamCall{s: s, stream: st, ch: make(chan streamResult, 1)}
+	if c.ch == nil {
+		c.ch = make(chan streamResult, 1)
+	}
+	c.s, c.stream = s, st
 	s.mu.Lock()
 	s.next++
 	c.id = s.next
 	s.waiting[c.id] = c.ch
 	s.mu.Unlock()
-	if err := st.Send(&pb.ForwardStreamRequest{CallId: c.id, Request: req}); err != nil {
+	req.CallId = c.id
+	if err := st.Send(req); err != nil {
 		err = fmt.Errorf("sending on the forward stream: %w", err)
 		s.broken(st, err)
-		return nil, err
+		s.mu.Lock()
+		delete(s.waiting, c.id)
+		s.mu.Unlock()
+		c.ch = nil // broken may have answered it
+		return err
 	}
-	return c, nil
+	return nil
 }
 
 // open returns the current stream or opens one. Must hold sendMu.
-func (s *nodeStream) open(ctx context.Context) (pb.ExpertService_ForwardStreamClient, error) {
+func (s *nodeStream) open(ctx context.Context, deadline time.Time) (pb.ExpertService_ForwardStreamClient, error) {
 	s.mu.Lock()
 	st := s.stream
 	s.mu.Unlock()
 	if st != nil {
 		return st, nil
 	}
+	ctx, cancelOpen := context.WithDeadline(ctx, deadline)
+	defer cancelOpen()
 	// The stream outlives this call, but opening it must not outlast ctx.
 	sctx, cancel := context.WithCancel(context.Background())
 	stop := context.AfterFunc(ctx, cancel)
@@ -152,8 +164,12 @@ func (s *nodeStream) close() {
 // not answer by deadline, the stream is closed, since a node that stalls
 // one call stalls every call behind it.
 func (c *streamCall) wait(ctx, down context.Context, deadline time.Time) streamResult {
-	t := time.NewTimer(time.Until(deadline))
-	defer t.Stop()
+	if c.timer == nil {
+		c.timer = time.NewTimer(time.Until(deadline))
+	} else {
+		c.timer.Reset(time.Until(deadline))
+	}
+	defer c.timer.Stop()
 	select {
 	case r := <-c.ch:
 		return r
@@ -161,10 +177,11 @@ func (c *streamCall) wait(ctx, down context.Context, deadline time.Time) streamR
 		c.s.mu.Lock()
 		delete(c.s.waiting, c.id)
 		c.s.mu.Unlock()
+		c.ch = nil // the answer may be on its way to it
 		return streamResult{err: ctx.Err(), at: time.Now()}
 	case <-down.Done():
 		c.s.broken(c.stream, errors.New("node declared dead by gossip"))
-	case <-t.C:
+	case <-c.timer.C:
 		c.s.broken(c.stream, fmt.Errorf("no answer within the forward timeout: %w", context.DeadlineExceeded))
 	}
 	return <-c.ch // broken answered it, unless the answer came first

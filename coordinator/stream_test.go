@@ -89,11 +89,18 @@ func serveEcho(t testing.TB) (*echoNode, *grpc.Server, *nodeStream) {
 
 func call(t *testing.T, s *nodeStream, payload string, wait time.Duration) streamResult {
 	t.Helper()
-	c, err := s.start(t.Context(), &pb.ForwardRequest{Activations: []byte(payload)})
+	c, err := start(t.Context(), s, payload)
 	if err != nil {
 		return streamResult{err: err}
 	}
 	return c.wait(t.Context(), context.Background(), time.Now().Add(wait))
+}
+
+// start starts a call carrying payload as its activations.
+func start(ctx context.Context, s *nodeStream, payload string) (*streamCall, error) {
+	c := new(streamCall)
+	req := &pb.ForwardStreamRequest{Request: &pb.ForwardRequest{Activations: []byte(payload)}}
+	return c, s.start(ctx, time.Now().Add(time.Minute), c, req)
 }
 
 // Calls in flight together each get their own answer, whatever order
@@ -102,7 +109,7 @@ func TestStreamCallsInFlight(t *testing.T) {
 	e, _, s := serveEcho(t)
 	var calls []*streamCall
 	for _, p := range []string{"a", "bb", "ccc"} {
-		c, err := s.start(t.Context(), &pb.ForwardRequest{Activations: []byte(p)})
+		c, err := start(t.Context(), s, p)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -144,7 +151,7 @@ func TestStreamStalledNode(t *testing.T) {
 func TestStreamCallerGivesUp(t *testing.T) {
 	e, _, s := serveEcho(t)
 	e.hang.Store(true)
-	c, err := s.start(t.Context(), &pb.ForwardRequest{Activations: []byte("x")})
+	c, err := start(t.Context(), s, "x")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -167,7 +174,7 @@ func TestStreamCallerGivesUp(t *testing.T) {
 func TestStreamNodeGone(t *testing.T) {
 	e, srv, s := serveEcho(t)
 	e.hang.Store(true)
-	c, err := s.start(t.Context(), &pb.ForwardRequest{Activations: []byte("x")})
+	c, err := start(t.Context(), s, "x")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -184,7 +191,7 @@ func TestStreamNodeGone(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
 	defer cancel()
-	if c, err := s.start(ctx, &pb.ForwardRequest{}); err == nil {
+	if c, err := start(ctx, s, ""); err == nil {
 		if r := c.wait(ctx, context.Background(), time.Now().Add(5*time.Second)); r.err == nil {
 			t.Fatal("call after the node stopped succeeded")
 		}
