@@ -3817,27 +3817,72 @@ TEXT ·axpyRowsF32AVX2(SB), NOSPLIT, $0-80
 	MOVQ w_len+64(FP), DI
 	XORQ R8, R8
 
-colsloop:
-	CMPQ    R8, CX
-	JAE     colsdone
+widecols:
+	LEAQ    64(R8), R9
+	CMPQ    R9, CX
+	JA      widecolsdone
 	VMOVUPS (AX)(R8*4), Y0
-	XORQ    R9, R9
-	LEAQ    (DX)(R8*4), R10
+	VMOVUPS 32(AX)(R8*4), Y1
+	VMOVUPS 64(AX)(R8*4), Y2
+	VMOVUPS 96(AX)(R8*4), Y3
+	VMOVUPS 128(AX)(R8*4), Y4
+	VMOVUPS 160(AX)(R8*4), Y5
+	VMOVUPS 192(AX)(R8*4), Y6
+	VMOVUPS 224(AX)(R8*4), Y7
+	XORQ    R10, R10
+	LEAQ    (DX)(R8*4), R11
 
-wloop:
-	CMPQ         R9, DI
-	JAE          wdone
-	VBROADCASTSS (SI)(R9*4), Y1
-	VFMADD231PS  (R10), Y1, Y0
-	ADDQ         BX, R10
-	INCQ         R9
-	JMP          wloop
+widew:
+	CMPQ         R10, DI
+	JAE          widewdone
+	VBROADCASTSS (SI)(R10*4), Y8
+	VFMADD231PS  (R11), Y8, Y0
+	VFMADD231PS  32(R11), Y8, Y1
+	VFMADD231PS  64(R11), Y8, Y2
+	VFMADD231PS  96(R11), Y8, Y3
+	VFMADD231PS  128(R11), Y8, Y4
+	VFMADD231PS  160(R11), Y8, Y5
+	VFMADD231PS  192(R11), Y8, Y6
+	VFMADD231PS  224(R11), Y8, Y7
+	ADDQ         BX, R11
+	INCQ         R10
+	JMP          widew
 
-wdone:
+widewdone:
 	VMOVUPS Y0, (AX)(R8*4)
-	ADDQ    $0x08, R8
-	JMP     colsloop
+	VMOVUPS Y1, 32(AX)(R8*4)
+	VMOVUPS Y2, 64(AX)(R8*4)
+	VMOVUPS Y3, 96(AX)(R8*4)
+	VMOVUPS Y4, 128(AX)(R8*4)
+	VMOVUPS Y5, 160(AX)(R8*4)
+	VMOVUPS Y6, 192(AX)(R8*4)
+	VMOVUPS Y7, 224(AX)(R8*4)
+	MOVQ    R9, R8
+	JMP     widecols
 
-colsdone:
+widecolsdone:
+narrowcols:
+	LEAQ    8(R8), R9
+	CMPQ    R9, CX
+	JA      narrowcolsdone
+	VMOVUPS (AX)(R8*4), Y0
+	XORQ    R10, R10
+	LEAQ    (DX)(R8*4), R11
+
+narroww:
+	CMPQ         R10, DI
+	JAE          narrowwdone
+	VBROADCASTSS (SI)(R10*4), Y1
+	VFMADD231PS  (R11), Y1, Y0
+	ADDQ         BX, R11
+	INCQ         R10
+	JMP          narroww
+
+narrowwdone:
+	VMOVUPS Y0, (AX)(R8*4)
+	MOVQ    R9, R8
+	JMP     narrowcols
+
+narrowcolsdone:
 	VZEROUPPER
 	RET

@@ -623,9 +623,10 @@ func dotRows() {
 
 // axpyRows is axpy of many rows of v, stride floats apart, each with its
 // own weight, into dst (an attention head's weighted sum of cached values):
-// dst is kept in registers 8 floats at a time while the rows are added in
-// order, so each element sees the same fused multiply-adds as successive
-// axpy calls.
+// dst is kept in registers, 64 floats at a time (eight independent chains
+// of fused multiply-adds, so that their latency overlaps) and then 8 at a
+// time, while the rows are added in order, so each element sees the same
+// fused multiply-adds as successive axpy calls.
 func axpyRows() {
 	TEXT("axpyRowsF32AVX2", NOSPLIT, "func(dst, v []float32, stride int, w []float32)")
 	Pragma("noescape")
@@ -640,30 +641,44 @@ func axpyRows() {
 	SHLQ(U8(2), stride)
 	pw := Load(Param("w").Base(), GP64())
 	rows := Load(Param("w").Len(), GP64())
-	i := GP64()
+	i, end := GP64(), GP64()
 	XORQ(i, i)
-	Label("colsloop")
-	CMPQ(i, n)
-	JAE(LabelRef("colsdone"))
-	acc := YMM()
-	VMOVUPS(Mem{Base: pd, Index: i, Scale: 4}, acc)
-	j, row := GP64(), GP64()
-	XORQ(j, j)
-	LEAQ(Mem{Base: pv, Index: i, Scale: 4}, row)
-	Label("wloop")
-	CMPQ(j, rows)
-	JAE(LabelRef("wdone"))
-	a := YMM()
-	VBROADCASTSS(Mem{Base: pw, Index: j, Scale: 4}, a)
-	VFMADD231PS(Mem{Base: row}, a, acc)
-	ADDQ(stride, row)
-	INCQ(j)
-	JMP(LabelRef("wloop"))
-	Label("wdone")
-	VMOVUPS(acc, Mem{Base: pd, Index: i, Scale: 4})
-	ADDQ(U8(8), i)
-	JMP(LabelRef("colsloop"))
-	Label("colsdone")
+	// cols adds every row to dst[i:i+8*width], width registers at a
+	// time, while i+8*width ≤ n.
+	cols := func(width int, name string) {
+		Label(name + "cols")
+		LEAQ(Mem{Base: i, Disp: 8 * width}, end)
+		CMPQ(end, n)
+		JA(LabelRef(name + "colsdone"))
+		accs := make([]reg.VecVirtual, width)
+		for c := range accs {
+			accs[c] = YMM()
+			VMOVUPS(Mem{Base: pd, Index: i, Scale: 4, Disp: 32 * c}, accs[c])
+		}
+		j, row := GP64(), GP64()
+		XORQ(j, j)
+		LEAQ(Mem{Base: pv, Index: i, Scale: 4}, row)
+		Label(name + "w")
+		CMPQ(j, rows)
+		JAE(LabelRef(name + "wdone"))
+		a := YMM()
+		VBROADCASTSS(Mem{Base: pw, Index: j, Scale: 4}, a)
+		for c, acc := range accs {
+			VFMADD231PS(Mem{Base: row, Disp: 32 * c}, a, acc)
+		}
+		ADDQ(stride, row)
+		INCQ(j)
+		JMP(LabelRef(name + "w"))
+		Label(name + "wdone")
+		for c, acc := range accs {
+			VMOVUPS(acc, Mem{Base: pd, Index: i, Scale: 4, Disp: 32 * c})
+		}
+		MOVQ(end, i)
+		JMP(LabelRef(name + "cols"))
+		Label(name + "colsdone")
+	}
+	cols(8, "wide")
+	cols(1, "narrow")
 	VZEROUPPER()
 	RET()
 }
