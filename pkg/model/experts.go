@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math"
 
 	"github.com/switchyard-llm/switchyard/pkg/tensor"
 )
@@ -76,15 +75,12 @@ func (s *swiglu) Range(lo, hi int) {
 	start := 0
 	for i := 0; i < len(s.ps) && start < hi; i += 2 {
 		g, u := s.ps[i].Dst, s.ps[i+1].Dst
-		a, b := max(lo, start), min(hi, start+len(g))
-		for c := a; c < b; c++ {
-			g[c-start] = silu(g[c-start]) * u[c-start]
+		if a, b := max(lo, start), min(hi, start+len(g)); a < b {
+			tensor.SwiGLU(g[a-start:b-start], u[a-start:b-start])
 		}
 		start += len(g)
 	}
 }
-
-func silu(x float32) float32 { return x / (1 + float32(math.Exp(float64(-x)))) }
 
 // Local holds expert units in this process.
 type Local struct {

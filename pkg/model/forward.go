@@ -505,10 +505,9 @@ func softmax(x []float32) {
 	for _, v := range x {
 		mx = max(mx, v)
 	}
+	tensor.ExpShift(x, mx)
 	var sum float64
-	for i, v := range x {
-		e := float32(math.Exp(float64(v - mx)))
-		x[i] = e
+	for _, e := range x {
 		sum += float64(e)
 	}
 	inv := float32(1 / sum)

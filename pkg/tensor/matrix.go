@@ -253,3 +253,11 @@ func DotRows(dst, q, keys []float32, stride int) { k.DotRowsF32(dst, q, keys, st
 // AxpyRows adds w[j]·v[j*stride:j*stride+len(dst)] to dst for every j in
 // order, each element with one fused multiply-add per j.
 func AxpyRows(dst, v []float32, stride int, w []float32) { k.AxpyRowsF32(dst, v, stride, w) }
+
+// ExpShift sets x[i] = e^(x[i]-shift), with ggml's approximation of e^x
+// (within a few ulp; inputs clamped to ±87), as softmax needs it.
+func ExpShift(x []float32, shift float32) { k.ExpShift(x, shift) }
+
+// SwiGLU sets g[i] = silu(g[i])·u[i], silu(g) = g / (1 + e^-g), with
+// ExpShift's e^x.
+func SwiGLU(g, u []float32) { k.SwiGLU(g, u) }

@@ -275,3 +275,26 @@ func QuantQ8_0(dst []byte, x []float32) {
 	}
 	quantQ8_0AVX2(dst, x)
 }
+
+// ExpShift sets x[i] = e^(x[i]-shift), with ggml's approximation of e^x
+// (expGeneric), eight elements at a time.
+func ExpShift(x []float32, shift float32) {
+	if !useAsm {
+		expShiftGeneric(x, shift)
+		return
+	}
+	expShiftF32AVX2(x, shift)
+	expShiftGeneric(x[len(x)&^7:], shift)
+}
+
+// SwiGLU sets g[i] = silu(g[i])·u[i] with silu(g) = g / (1 + e^-g).
+func SwiGLU(g, u []float32) {
+	u = u[:len(g)] // bounds: the assembly does not check
+	if !useAsm {
+		swigluGeneric(g, u)
+		return
+	}
+	swigluF32AVX2(g, u)
+	tail := len(g) &^ 7
+	swigluGeneric(g[tail:], u[tail:])
+}

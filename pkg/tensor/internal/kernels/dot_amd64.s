@@ -3886,3 +3886,200 @@ narrowwdone:
 narrowcolsdone:
 	VZEROUPPER
 	RET
+
+DATA expc<>+0(SB)/4, $0x4b400000
+DATA expc<>+4(SB)/4, $0x4b400000
+DATA expc<>+8(SB)/4, $0x4b400000
+DATA expc<>+12(SB)/4, $0x4b400000
+DATA expc<>+16(SB)/4, $0x4b400000
+DATA expc<>+20(SB)/4, $0x4b400000
+DATA expc<>+24(SB)/4, $0x4b400000
+DATA expc<>+28(SB)/4, $0x4b400000
+DATA expc<>+32(SB)/4, $0x3fb8aa3b
+DATA expc<>+36(SB)/4, $0x3fb8aa3b
+DATA expc<>+40(SB)/4, $0x3fb8aa3b
+DATA expc<>+44(SB)/4, $0x3fb8aa3b
+DATA expc<>+48(SB)/4, $0x3fb8aa3b
+DATA expc<>+52(SB)/4, $0x3fb8aa3b
+DATA expc<>+56(SB)/4, $0x3fb8aa3b
+DATA expc<>+60(SB)/4, $0x3fb8aa3b
+DATA expc<>+64(SB)/4, $0x3f317200
+DATA expc<>+68(SB)/4, $0x3f317200
+DATA expc<>+72(SB)/4, $0x3f317200
+DATA expc<>+76(SB)/4, $0x3f317200
+DATA expc<>+80(SB)/4, $0x3f317200
+DATA expc<>+84(SB)/4, $0x3f317200
+DATA expc<>+88(SB)/4, $0x3f317200
+DATA expc<>+92(SB)/4, $0x3f317200
+DATA expc<>+96(SB)/4, $0x35bfbe8e
+DATA expc<>+100(SB)/4, $0x35bfbe8e
+DATA expc<>+104(SB)/4, $0x35bfbe8e
+DATA expc<>+108(SB)/4, $0x35bfbe8e
+DATA expc<>+112(SB)/4, $0x35bfbe8e
+DATA expc<>+116(SB)/4, $0x35bfbe8e
+DATA expc<>+120(SB)/4, $0x35bfbe8e
+DATA expc<>+124(SB)/4, $0x35bfbe8e
+DATA expc<>+128(SB)/4, $0x3c072010
+DATA expc<>+132(SB)/4, $0x3c072010
+DATA expc<>+136(SB)/4, $0x3c072010
+DATA expc<>+140(SB)/4, $0x3c072010
+DATA expc<>+144(SB)/4, $0x3c072010
+DATA expc<>+148(SB)/4, $0x3c072010
+DATA expc<>+152(SB)/4, $0x3c072010
+DATA expc<>+156(SB)/4, $0x3c072010
+DATA expc<>+160(SB)/4, $0x3d2b9f17
+DATA expc<>+164(SB)/4, $0x3d2b9f17
+DATA expc<>+168(SB)/4, $0x3d2b9f17
+DATA expc<>+172(SB)/4, $0x3d2b9f17
+DATA expc<>+176(SB)/4, $0x3d2b9f17
+DATA expc<>+180(SB)/4, $0x3d2b9f17
+DATA expc<>+184(SB)/4, $0x3d2b9f17
+DATA expc<>+188(SB)/4, $0x3d2b9f17
+DATA expc<>+192(SB)/4, $0x3e2aaf33
+DATA expc<>+196(SB)/4, $0x3e2aaf33
+DATA expc<>+200(SB)/4, $0x3e2aaf33
+DATA expc<>+204(SB)/4, $0x3e2aaf33
+DATA expc<>+208(SB)/4, $0x3e2aaf33
+DATA expc<>+212(SB)/4, $0x3e2aaf33
+DATA expc<>+216(SB)/4, $0x3e2aaf33
+DATA expc<>+220(SB)/4, $0x3e2aaf33
+DATA expc<>+224(SB)/4, $0x3efffedb
+DATA expc<>+228(SB)/4, $0x3efffedb
+DATA expc<>+232(SB)/4, $0x3efffedb
+DATA expc<>+236(SB)/4, $0x3efffedb
+DATA expc<>+240(SB)/4, $0x3efffedb
+DATA expc<>+244(SB)/4, $0x3efffedb
+DATA expc<>+248(SB)/4, $0x3efffedb
+DATA expc<>+252(SB)/4, $0x3efffedb
+DATA expc<>+256(SB)/4, $0x3f7ffff6
+DATA expc<>+260(SB)/4, $0x3f7ffff6
+DATA expc<>+264(SB)/4, $0x3f7ffff6
+DATA expc<>+268(SB)/4, $0x3f7ffff6
+DATA expc<>+272(SB)/4, $0x3f7ffff6
+DATA expc<>+276(SB)/4, $0x3f7ffff6
+DATA expc<>+280(SB)/4, $0x3f7ffff6
+DATA expc<>+284(SB)/4, $0x3f7ffff6
+DATA expc<>+288(SB)/4, $0x3f800000
+DATA expc<>+292(SB)/4, $0x3f800000
+DATA expc<>+296(SB)/4, $0x3f800000
+DATA expc<>+300(SB)/4, $0x3f800000
+DATA expc<>+304(SB)/4, $0x3f800000
+DATA expc<>+308(SB)/4, $0x3f800000
+DATA expc<>+312(SB)/4, $0x3f800000
+DATA expc<>+316(SB)/4, $0x3f800000
+DATA expc<>+320(SB)/4, $0xc2ae0000
+DATA expc<>+324(SB)/4, $0xc2ae0000
+DATA expc<>+328(SB)/4, $0xc2ae0000
+DATA expc<>+332(SB)/4, $0xc2ae0000
+DATA expc<>+336(SB)/4, $0xc2ae0000
+DATA expc<>+340(SB)/4, $0xc2ae0000
+DATA expc<>+344(SB)/4, $0xc2ae0000
+DATA expc<>+348(SB)/4, $0xc2ae0000
+DATA expc<>+352(SB)/4, $0x42ae0000
+DATA expc<>+356(SB)/4, $0x42ae0000
+DATA expc<>+360(SB)/4, $0x42ae0000
+DATA expc<>+364(SB)/4, $0x42ae0000
+DATA expc<>+368(SB)/4, $0x42ae0000
+DATA expc<>+372(SB)/4, $0x42ae0000
+DATA expc<>+376(SB)/4, $0x42ae0000
+DATA expc<>+380(SB)/4, $0x42ae0000
+DATA expc<>+384(SB)/4, $0x80000000
+DATA expc<>+388(SB)/4, $0x80000000
+DATA expc<>+392(SB)/4, $0x80000000
+DATA expc<>+396(SB)/4, $0x80000000
+DATA expc<>+400(SB)/4, $0x80000000
+DATA expc<>+404(SB)/4, $0x80000000
+DATA expc<>+408(SB)/4, $0x80000000
+DATA expc<>+412(SB)/4, $0x80000000
+GLOBL expc<>(SB), RODATA|NOPTR, $416
+
+// func expShiftF32AVX2(x []float32, shift float32)
+// Requires: AVX, AVX2, FMA3, SSE
+TEXT ·expShiftF32AVX2(SB), NOSPLIT, $0-28
+	MOVQ         x_base+0(FP), AX
+	MOVQ         x_len+8(FP), CX
+	SHRQ         $0x03, CX
+	MOVSS        shift+24(FP), X0
+	VBROADCASTSS X0, Y0
+
+exploop:
+	CMPQ         CX, $0x00
+	JE           expdone
+	VMOVUPS      (AX), Y1
+	VSUBPS       Y0, Y1, Y1
+	VMOVUPS      expc<>+320(SB), Y2
+	VMAXPS       Y1, Y2, Y1
+	VMOVUPS      expc<>+352(SB), Y2
+	VMINPS       Y1, Y2, Y1
+	VMOVUPS      expc<>+0(SB), Y2
+	VFMADD231PS  expc<>+32(SB), Y1, Y2
+	VSUBPS       expc<>+0(SB), Y2, Y3
+	VFNMADD231PS expc<>+64(SB), Y3, Y1
+	VFNMADD231PS expc<>+96(SB), Y3, Y1
+	VPSLLD       $0x17, Y2, Y2
+	VPADDD       expc<>+288(SB), Y2, Y2
+	VMULPS       Y1, Y1, Y3
+	VMOVUPS      expc<>+160(SB), Y4
+	VFMADD231PS  expc<>+128(SB), Y1, Y4
+	VMOVUPS      expc<>+224(SB), Y5
+	VFMADD231PS  expc<>+192(SB), Y1, Y5
+	VFMADD213PS  Y5, Y3, Y4
+	VMULPS       expc<>+256(SB), Y1, Y5
+	VFMADD213PS  Y5, Y3, Y4
+	VFMADD213PS  Y2, Y2, Y4
+	VMOVAPS      Y4, Y1
+	VMOVUPS      Y1, (AX)
+	ADDQ         $0x20, AX
+	DECQ         CX
+	JMP          exploop
+
+expdone:
+	VZEROUPPER
+	RET
+
+// func swigluF32AVX2(g []float32, u []float32)
+// Requires: AVX, AVX2, FMA3
+TEXT ·swigluF32AVX2(SB), NOSPLIT, $0-48
+	MOVQ g_base+0(FP), AX
+	MOVQ u_base+24(FP), CX
+	MOVQ g_len+8(FP), DX
+	SHRQ $0x03, DX
+
+swigluloop:
+	CMPQ         DX, $0x00
+	JE           swigludone
+	VMOVUPS      (AX), Y0
+	VXORPS       expc<>+384(SB), Y0, Y1
+	VMOVUPS      expc<>+320(SB), Y2
+	VMAXPS       Y1, Y2, Y1
+	VMOVUPS      expc<>+352(SB), Y2
+	VMINPS       Y1, Y2, Y1
+	VMOVUPS      expc<>+0(SB), Y2
+	VFMADD231PS  expc<>+32(SB), Y1, Y2
+	VSUBPS       expc<>+0(SB), Y2, Y3
+	VFNMADD231PS expc<>+64(SB), Y3, Y1
+	VFNMADD231PS expc<>+96(SB), Y3, Y1
+	VPSLLD       $0x17, Y2, Y2
+	VPADDD       expc<>+288(SB), Y2, Y2
+	VMULPS       Y1, Y1, Y3
+	VMOVUPS      expc<>+160(SB), Y4
+	VFMADD231PS  expc<>+128(SB), Y1, Y4
+	VMOVUPS      expc<>+224(SB), Y5
+	VFMADD231PS  expc<>+192(SB), Y1, Y5
+	VFMADD213PS  Y5, Y3, Y4
+	VMULPS       expc<>+256(SB), Y1, Y5
+	VFMADD213PS  Y5, Y3, Y4
+	VFMADD213PS  Y2, Y2, Y4
+	VMOVAPS      Y4, Y1
+	VADDPS       expc<>+288(SB), Y1, Y1
+	VDIVPS       Y1, Y0, Y0
+	VMULPS       (CX), Y0, Y0
+	VMOVUPS      Y0, (AX)
+	ADDQ         $0x20, AX
+	ADDQ         $0x20, CX
+	DECQ         DX
+	JMP          swigluloop
+
+swigludone:
+	VZEROUPPER
+	RET

@@ -181,3 +181,13 @@ func dotRowsF32AVX2(dst []float32, q []float32, k []float32, stride int)
 //
 //go:noescape
 func axpyRowsF32AVX2(dst []float32, v []float32, stride int, w []float32)
+
+// expShiftF32AVX2 is, over len(x) &^ 7 elements, x[i] = expGeneric(x[i] - shift).
+//
+//go:noescape
+func expShiftF32AVX2(x []float32, shift float32)
+
+// swigluF32AVX2 is, over len(g) &^ 7 elements, g[i] = g[i] / (1 + expGeneric(-g[i])) * u[i].
+//
+//go:noescape
+func swigluF32AVX2(g []float32, u []float32)

@@ -413,3 +413,59 @@ func axpyGeneric(dst, x []float32, a float32) {
 		dst[i] = float32(math.FMA(float64(a), float64(v), float64(dst[i])))
 	}
 }
+
+// expGeneric is e^x as the assembly computes it, after ggml's
+// ggml_v_expf: x clamped to [-87, 87] (so that 2^n stays a normal float;
+// a NaN passes), n = round(x·log2 e) by adding 1.5·2^23, b = x - n·ln 2
+// in two parts, and e^x = 2^n + 2^n·p(b), where p(b) ≈ e^b - 1 to within
+// about one ulp. Every step rounds to float32 as the assembly's does.
+func expGeneric(x float32) float32 {
+	const (
+		round = 0x1.8p23
+		log2e = 0x1.715476p+0
+		ln2Hi = 0x1.62e4p-1
+		ln2Lo = 0x1.7f7d1cp-20
+		c5    = 0x1.0e4020p-7
+		c4    = 0x1.573e2ep-5
+		c3    = 0x1.555e66p-3
+		c2    = 0x1.fffdb6p-2
+		c1    = 0x1.ffffecp-1
+	)
+	if x < -87 {
+		x = -87
+	}
+	if x > 87 {
+		x = 87
+	}
+	z := fma32(x, log2e, round)
+	n := z - round
+	b := fma32(-n, ln2Hi, x)
+	b = fma32(-n, ln2Lo, b)
+	k := math.Float32frombits(math.Float32bits(z)<<23 + math.Float32bits(1))
+	u := float32(b * b)
+	p := fma32(u, fma32(c5, b, c4), fma32(c3, b, c2))
+	p = fma32(u, p, float32(c1*b))
+	return fma32(k, p, k)
+}
+
+// fma32 is a·b + c rounded once to float32 (a·b is exact in float64).
+func fma32(a, b, c float32) float32 {
+	return float32(math.FMA(float64(a), float64(b), float64(c)))
+}
+
+// expShiftGeneric sets x[i] = e^(x[i]-shift).
+func expShiftGeneric(x []float32, shift float32) {
+	for i, v := range x {
+		x[i] = expGeneric(v - shift)
+	}
+}
+
+// swigluGeneric sets g[i] = silu(g[i])·u[i], silu(g) = g / (1 + e^-g).
+func swigluGeneric(g, u []float32) {
+	u = u[:len(g)]
+	for i, v := range g {
+		d := 1 + expGeneric(-v)
+		s := v / d
+		g[i] = s * u[i]
+	}
+}

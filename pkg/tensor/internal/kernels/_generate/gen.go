@@ -5,6 +5,7 @@ package main
 
 import (
 	"fmt"
+	"math"
 
 	. "github.com/mmcloughlin/avo/build"
 	"github.com/mmcloughlin/avo/ir"
@@ -35,6 +36,9 @@ func main() {
 	quantQ8()
 	dotRows()
 	axpyRows()
+	expConstants()
+	expShift()
+	swiglu()
 	Generate()
 }
 
@@ -679,6 +683,138 @@ func axpyRows() {
 	}
 	cols(8, "wide")
 	cols(1, "narrow")
+	VZEROUPPER()
+	RET()
+}
+
+// The constants of vexp, each eight times (one YMM operand), at these
+// offsets of the table expc. They are ggml's for ggml_v_expf: a rounding
+// constant, log2(e), ln(2) in two parts, and the polynomial for e^b - 1
+// on |b| ≤ ln(2)/2.
+const (
+	ecRound = 32 * iota
+	ecLog2e
+	ecLn2Hi
+	ecLn2Lo
+	ecC5
+	ecC4
+	ecC3
+	ecC2
+	ecC1
+	ecOne
+	ecLo
+	ecHi
+	ecSign
+	ecCount
+)
+
+var expc Mem
+
+func expConstants() {
+	expc = GLOBL("expc", RODATA|NOPTR)
+	values := map[int]uint32{
+		ecRound: math.Float32bits(0x1.8p23), ecLog2e: math.Float32bits(0x1.715476p+0),
+		ecLn2Hi: math.Float32bits(0x1.62e4p-1), ecLn2Lo: math.Float32bits(0x1.7f7d1cp-20),
+		ecC5: math.Float32bits(0x1.0e4020p-7), ecC4: math.Float32bits(0x1.573e2ep-5),
+		ecC3: math.Float32bits(0x1.555e66p-3), ecC2: math.Float32bits(0x1.fffdb6p-2),
+		ecC1: math.Float32bits(0x1.ffffecp-1), ecOne: math.Float32bits(1),
+		ecLo: math.Float32bits(-87), ecHi: math.Float32bits(87), ecSign: 0x80000000,
+	}
+	for off := 0; off < ecCount; off += 32 {
+		for lane := range 8 {
+			DATA(off+4*lane, U32(values[off]))
+		}
+	}
+}
+
+// vexp sets x to e^x in each of its 8 lanes, as expGeneric does: x
+// clamped to [-87, 87] (a NaN stays), n = round(x·log2 e), b = x - n·ln 2,
+// e^x = 2^n·(1 + p(b)) with the last step a fused multiply-add.
+func vexp(x reg.VecVirtual) {
+	c := func(off int) Mem { return expc.Offset(off) }
+	// Intel's MAX(a, b) is a > b ? a : b, so b when either is NaN.
+	lim := YMM()
+	VMOVUPS(c(ecLo), lim)
+	VMAXPS(x, lim, x) // lo > x ? lo : x
+	VMOVUPS(c(ecHi), lim)
+	VMINPS(x, lim, x) // hi < x ? hi : x
+	z, n := YMM(), YMM()
+	VMOVUPS(c(ecRound), z)
+	VFMADD231PS(c(ecLog2e), x, z)  // z = x·log2e + round
+	VSUBPS(c(ecRound), z, n)       // n = z - round
+	VFNMADD231PS(c(ecLn2Hi), n, x) // b = x - n·ln2hi
+	VFNMADD231PS(c(ecLn2Lo), n, x) //   - n·ln2lo
+	b := x
+	VPSLLD(U8(23), z, z)
+	VPADDD(c(ecOne), z, z) // k = 2^n
+	k := z
+	u := YMM()
+	VMULPS(b, b, u)
+	p, q := YMM(), YMM()
+	VMOVUPS(c(ecC4), p)
+	VFMADD231PS(c(ecC5), b, p) // c5·b + c4
+	VMOVUPS(c(ecC2), q)
+	VFMADD231PS(c(ecC3), b, q) // c3·b + c2
+	VFMADD213PS(q, u, p)       // p = p·u + q
+	VMULPS(c(ecC1), b, q)      // c1·b
+	VFMADD213PS(q, u, p)       // j = p·u + c1·b
+	VFMADD213PS(k, k, p)       // j·k + k
+	VMOVAPS(p, x)
+}
+
+// expShift is e^(x-shift) over a row (attention's softmax).
+func expShift() {
+	TEXT("expShiftF32AVX2", NOSPLIT, "func(x []float32, shift float32)")
+	Pragma("noescape")
+	Doc("expShiftF32AVX2 is, over len(x) &^ 7 elements, x[i] = expGeneric(x[i] - shift).")
+	px := Load(Param("x").Base(), GP64())
+	n := Load(Param("x").Len(), GP64())
+	SHRQ(U8(3), n)
+	shx := Load(Param("shift"), XMM())
+	sh := YMM()
+	VBROADCASTSS(shx, sh)
+	Label("exploop")
+	CMPQ(n, U8(0))
+	JE(LabelRef("expdone"))
+	v := YMM()
+	VMOVUPS(Mem{Base: px}, v)
+	VSUBPS(sh, v, v)
+	vexp(v)
+	VMOVUPS(v, Mem{Base: px})
+	ADDQ(U8(32), px)
+	DECQ(n)
+	JMP(LabelRef("exploop"))
+	Label("expdone")
+	VZEROUPPER()
+	RET()
+}
+
+// swiglu is silu(g)·u = g / (1 + e^-g) · u over a row (a feed-forward
+// network's gate and up projections).
+func swiglu() {
+	TEXT("swigluF32AVX2", NOSPLIT, "func(g, u []float32)")
+	Pragma("noescape")
+	Doc("swigluF32AVX2 is, over len(g) &^ 7 elements, g[i] = g[i] / (1 + expGeneric(-g[i])) * u[i].")
+	pg := Load(Param("g").Base(), GP64())
+	pu := Load(Param("u").Base(), GP64())
+	n := Load(Param("g").Len(), GP64())
+	SHRQ(U8(3), n)
+	Label("swigluloop")
+	CMPQ(n, U8(0))
+	JE(LabelRef("swigludone"))
+	g, e := YMM(), YMM()
+	VMOVUPS(Mem{Base: pg}, g)
+	VXORPS(expc.Offset(ecSign), g, e) // -g
+	vexp(e)
+	VADDPS(expc.Offset(ecOne), e, e)
+	VDIVPS(e, g, g)
+	VMULPS(Mem{Base: pu}, g, g)
+	VMOVUPS(g, Mem{Base: pg})
+	ADDQ(U8(32), pg)
+	ADDQ(U8(32), pu)
+	DECQ(n)
+	JMP(LabelRef("swigluloop"))
+	Label("swigludone")
 	VZEROUPPER()
 	RET()
 }
