@@ -81,8 +81,8 @@ func DotQ8_0xN(w, x []byte, stride, nb, rows, nrows int, xp []byte, dst []float3
 	if nrows == 0 {
 		return
 	}
-	if rows < 1 || rows > 4 {
-		panic("kernels: DotQ8_0xN takes 1 to 4 rows")
+	if rows < 1 || rows > Q8_0Group() {
+		panic("kernels: DotQ8_0xN takes 1 to Q8_0Group() rows")
 	}
 	// bounds: the assembly does not check
 	_, _ = w[:nrows*nb*34], dst[(rows-1)*dstride+nrows-1]
@@ -104,13 +104,14 @@ var (
 	dotQ8_0AVX2xN = [...]func(w, x []byte, stride, nb, nrows int, xd []byte, dst []float32, dstride int){
 		dotQ8_0x1AVX2, dotQ8_0x2AVX2, dotQ8_0x3AVX2, dotQ8_0x4AVX2}
 	dotQ8_0VNNI = [...]func(w, xp []byte, xstride, nb, nrows int, dst []float32, dstride int){
-		dotQ8_0x1VNNI, dotQ8_0x2VNNI, dotQ8_0x3VNNI, dotQ8_0x4VNNI}
+		dotQ8_0x1VNNI, dotQ8_0x2VNNI, dotQ8_0x3VNNI, dotQ8_0x4VNNI,
+		dotQ8_0x5VNNI, dotQ8_0x6VNNI, dotQ8_0x7VNNI, dotQ8_0x8VNNI}
 )
 
 // Q8_0Pack appends n activation rows of nb Q8_0 blocks, stride bytes
 // apart, in the form this machine's DotQ8_0xN takes them; every row
 // packs to the same number of bytes and a group of rows starting at row
-// t (a multiple of 4) starts at t times that.
+// t (a multiple of Q8_0Group) starts at t times that.
 func Q8_0Pack(dst, x []byte, stride, nb, n int) []byte {
 	switch {
 	case useVNNI:
@@ -119,6 +120,15 @@ func Q8_0Pack(dst, x []byte, stride, nb, n int) []byte {
 		return packQ8_0Scales(dst, x, stride, nb, n)
 	}
 	return dst
+}
+
+// Q8_0Group is how many activation rows DotQ8_0xN takes at most: 8 with
+// the VNNI kernels (32 vector registers), 4 otherwise.
+func Q8_0Group() int {
+	if useVNNI {
+		return 8
+	}
+	return 4
 }
 
 // packQ8_0VNNIRow is the bytes packQ8_0VNNI packs a row of nb blocks into.

@@ -790,71 +790,70 @@ TEXT ·dotQ8_0x1VNNI(SB), NOSPLIT, $0-104
 	MOVQ         w_base+0(FP), AX
 	MOVQ         xp_base+24(FP), CX
 	MOVQ         xstride+48(FP), DX
-	MOVQ         nb+56(FP), BX
-	MOVQ         nrows+64(FP), SI
-	MOVQ         dst_base+72(FP), DI
-	MOVQ         dstride+96(FP), R8
-	SHLQ         $0x02, R8
-	MOVL         $0x80808080, R8
-	VPBROADCASTD R8, Z0
+	MOVQ         nb+56(FP), DX
+	MOVQ         nrows+64(FP), BX
+	MOVQ         dst_base+72(FP), SI
+	MOVQ         dstride+96(FP), DI
+	SHLQ         $0x02, DI
+	MOVL         $0x80808080, DI
+	VPBROADCASTD DI, Z0
 
 dotQ8_0x1VNNIrows:
-	CMPQ   SI, $0x00
+	CMPQ   BX, $0x00
 	JE     dotQ8_0x1VNNIrowsdone
-	MOVQ   CX, R8
-	LEAQ   (R8)(DX*2), R9
-	MOVQ   BX, R10
-	SHRQ   $0x01, R10
+	MOVQ   CX, DI
+	MOVQ   DX, R8
+	SHRQ   $0x01, R8
 	VPXORD Z1, Z1, Z1
 
 dotQ8_0x1VNNIloop:
-	CMPQ         R10, $0x00
+	CMPQ         R8, $0x00
 	JE           dotQ8_0x1VNNIdone
 	VPBROADCASTW (AX), X2
 	VPBROADCASTW 34(AX), X3
-	VINSERTI128  $0x01, X3, Y2, Y3
+	VINSERTI32X4 $0x01, X3, Y2, Y3
 	VCVTPH2PS    Y3, Z3
-	VMOVDQU      2(AX), Y4
+	VMOVDQU32    2(AX), Y4
 	VINSERTI64X4 $0x01, 36(AX), Z4, Z4
 	VPXORD       Z0, Z4, Z4
-	VMOVDQU32    64(R8), Z5
-	VPDPBUSD     (R8), Z4, Z5
+	VMOVDQU32    64(DI), Z5
+	VPDPBUSD     (DI), Z4, Z5
 	VCVTDQ2PS    Z5, Z5
-	VMULPS       128(R8), Z3, Z3
+	VMULPS       128(DI), Z3, Z3
 	VFMADD231PS  Z5, Z3, Z1
 	ADDQ         $0x44, AX
-	ADDQ         $0x000000c0, R8
-	ADDQ         $0x000000c0, R9
-	DECQ         R10
+	ADDQ         $0x000000c0, DI
+	DECQ         R8
 	JMP          dotQ8_0x1VNNIloop
 
 dotQ8_0x1VNNIdone:
 	VEXTRACTF64X4 $0x01, Z1, Y3
-	TESTQ         $0x00000001, BX
+	TESTQ         $0x00000001, DX
 	JE            dotQ8_0x1VNNItail
 	VPBROADCASTW  (AX), X2
 	VCVTPH2PS     X2, Y4
-	VMOVDQU       2(AX), Y5
+	VMOVDQU32     2(AX), Y5
 	VPXORD        Y0, Y5, Y5
-	VMOVDQU32     64(R8), Y6
-	VPDPBUSD      (R8), Y5, Y6
+	VMOVDQU32     64(DI), Y6
+	VPDPBUSD      (DI), Y5, Y6
 	VCVTDQ2PS     Y6, Y6
-	VMULPS        128(R8), Y4, Y4
+	VMULPS        128(DI), Y4, Y4
 	VFMADD231PS   Y6, Y4, Y1
 	ADDQ          $0x22, AX
 
 dotQ8_0x1VNNItail:
-	VADDPS       Y3, Y1, Y1
-	VEXTRACTF128 $0x01, Y1, X2
-	VADDPS       X2, X1, X1
-	VMOVHLPS     X1, X1, X2
-	VADDPS       X2, X1, X1
-	VMOVSHDUP    X1, X2
-	VADDSS       X2, X1, X1
-	VMOVSS       X1, (DI)
-	ADDQ         $0x04, DI
-	DECQ         SI
-	JMP          dotQ8_0x1VNNIrows
+	VADDPS        Y3, Y1, Y1
+	VEXTRACTF32X4 $0x01, Y1, X2
+	VADDPS        X2, X1, X1
+	VMOVHLPS      X1, X1, X2
+	VADDPS        X2, X1, X1
+	VMOVSHDUP     X1, X2
+	VADDSS        X2, X1, X1
+	MOVQ          SI, R8
+	VMOVSS        X1, (R8)
+	ADDQ          $0x04, SI
+	DECQ          BX
+	JMP           dotQ8_0x1VNNIrows
 
 dotQ8_0x1VNNIrowsdone:
 	VZEROUPPER
@@ -878,20 +877,19 @@ dotQ8_0x2VNNIrows:
 	CMPQ   SI, $0x00
 	JE     dotQ8_0x2VNNIrowsdone
 	MOVQ   CX, R9
-	LEAQ   (R9)(DX*2), R10
-	MOVQ   BX, R11
-	SHRQ   $0x01, R11
+	MOVQ   BX, R10
+	SHRQ   $0x01, R10
 	VPXORD Z1, Z1, Z1
 	VPXORD Z2, Z2, Z2
 
 dotQ8_0x2VNNIloop:
-	CMPQ         R11, $0x00
+	CMPQ         R10, $0x00
 	JE           dotQ8_0x2VNNIdone
 	VPBROADCASTW (AX), X3
 	VPBROADCASTW 34(AX), X4
-	VINSERTI128  $0x01, X4, Y3, Y4
+	VINSERTI32X4 $0x01, X4, Y3, Y4
 	VCVTPH2PS    Y4, Z4
-	VMOVDQU      2(AX), Y5
+	VMOVDQU32    2(AX), Y5
 	VINSERTI64X4 $0x01, 36(AX), Z5, Z5
 	VPXORD       Z0, Z5, Z5
 	VMOVDQU32    64(R9), Z6
@@ -906,8 +904,7 @@ dotQ8_0x2VNNIloop:
 	VFMADD231PS  Z6, Z4, Z2
 	ADDQ         $0x44, AX
 	ADDQ         $0x000000c0, R9
-	ADDQ         $0x000000c0, R10
-	DECQ         R11
+	DECQ         R10
 	JMP          dotQ8_0x2VNNIloop
 
 dotQ8_0x2VNNIdone:
@@ -917,7 +914,7 @@ dotQ8_0x2VNNIdone:
 	JE            dotQ8_0x2VNNItail
 	VPBROADCASTW  (AX), X3
 	VCVTPH2PS     X3, Y6
-	VMOVDQU       2(AX), Y7
+	VMOVDQU32     2(AX), Y7
 	VPXORD        Y0, Y7, Y7
 	VMOVDQU32     64(R9), Y8
 	VPDPBUSD      (R9), Y7, Y8
@@ -932,25 +929,27 @@ dotQ8_0x2VNNIdone:
 	ADDQ          $0x22, AX
 
 dotQ8_0x2VNNItail:
-	VADDPS       Y4, Y1, Y1
-	VEXTRACTF128 $0x01, Y1, X3
-	VADDPS       X3, X1, X1
-	VMOVHLPS     X1, X1, X3
-	VADDPS       X3, X1, X1
-	VMOVSHDUP    X1, X3
-	VADDSS       X3, X1, X1
-	VMOVSS       X1, (DI)
-	VADDPS       Y5, Y2, Y2
-	VEXTRACTF128 $0x01, Y2, X3
-	VADDPS       X3, X2, X2
-	VMOVHLPS     X2, X2, X3
-	VADDPS       X3, X2, X2
-	VMOVSHDUP    X2, X3
-	VADDSS       X3, X2, X2
-	VMOVSS       X2, (DI)(R8*1)
-	ADDQ         $0x04, DI
-	DECQ         SI
-	JMP          dotQ8_0x2VNNIrows
+	VADDPS        Y4, Y1, Y1
+	VEXTRACTF32X4 $0x01, Y1, X3
+	VADDPS        X3, X1, X1
+	VMOVHLPS      X1, X1, X3
+	VADDPS        X3, X1, X1
+	VMOVSHDUP     X1, X3
+	VADDSS        X3, X1, X1
+	MOVQ          DI, R10
+	VMOVSS        X1, (R10)
+	VADDPS        Y5, Y2, Y2
+	VEXTRACTF32X4 $0x01, Y2, X3
+	VADDPS        X3, X2, X2
+	VMOVHLPS      X2, X2, X3
+	VADDPS        X3, X2, X2
+	VMOVSHDUP     X2, X3
+	VADDSS        X3, X2, X2
+	ADDQ          R8, R10
+	VMOVSS        X2, (R10)
+	ADDQ          $0x04, DI
+	DECQ          SI
+	JMP           dotQ8_0x2VNNIrows
 
 dotQ8_0x2VNNIrowsdone:
 	VZEROUPPER
@@ -986,9 +985,9 @@ dotQ8_0x3VNNIloop:
 	JE           dotQ8_0x3VNNIdone
 	VPBROADCASTW (AX), X4
 	VPBROADCASTW 34(AX), X5
-	VINSERTI128  $0x01, X5, Y4, Y5
+	VINSERTI32X4 $0x01, X5, Y4, Y5
 	VCVTPH2PS    Y5, Z5
-	VMOVDQU      2(AX), Y6
+	VMOVDQU32    2(AX), Y6
 	VINSERTI64X4 $0x01, 36(AX), Z6, Z6
 	VPXORD       Z0, Z6, Z6
 	VMOVDQU32    64(R9), Z7
@@ -1020,7 +1019,7 @@ dotQ8_0x3VNNIdone:
 	JE            dotQ8_0x3VNNItail
 	VPBROADCASTW  (AX), X4
 	VCVTPH2PS     X4, Y8
-	VMOVDQU       2(AX), Y9
+	VMOVDQU32     2(AX), Y9
 	VPXORD        Y0, Y9, Y9
 	VMOVDQU32     64(R9), Y10
 	VPDPBUSD      (R9), Y9, Y10
@@ -1040,33 +1039,36 @@ dotQ8_0x3VNNIdone:
 	ADDQ          $0x22, AX
 
 dotQ8_0x3VNNItail:
-	VADDPS       Y5, Y1, Y1
-	VEXTRACTF128 $0x01, Y1, X4
-	VADDPS       X4, X1, X1
-	VMOVHLPS     X1, X1, X4
-	VADDPS       X4, X1, X1
-	VMOVSHDUP    X1, X4
-	VADDSS       X4, X1, X1
-	VMOVSS       X1, (DI)
-	VADDPS       Y6, Y2, Y2
-	VEXTRACTF128 $0x01, Y2, X4
-	VADDPS       X4, X2, X2
-	VMOVHLPS     X2, X2, X4
-	VADDPS       X4, X2, X2
-	VMOVSHDUP    X2, X4
-	VADDSS       X4, X2, X2
-	VMOVSS       X2, (DI)(R8*1)
-	VADDPS       Y7, Y3, Y3
-	VEXTRACTF128 $0x01, Y3, X4
-	VADDPS       X4, X3, X3
-	VMOVHLPS     X3, X3, X4
-	VADDPS       X4, X3, X3
-	VMOVSHDUP    X3, X4
-	VADDSS       X4, X3, X3
-	VMOVSS       X3, (DI)(R8*2)
-	ADDQ         $0x04, DI
-	DECQ         SI
-	JMP          dotQ8_0x3VNNIrows
+	VADDPS        Y5, Y1, Y1
+	VEXTRACTF32X4 $0x01, Y1, X4
+	VADDPS        X4, X1, X1
+	VMOVHLPS      X1, X1, X4
+	VADDPS        X4, X1, X1
+	VMOVSHDUP     X1, X4
+	VADDSS        X4, X1, X1
+	MOVQ          DI, R11
+	VMOVSS        X1, (R11)
+	VADDPS        Y6, Y2, Y2
+	VEXTRACTF32X4 $0x01, Y2, X4
+	VADDPS        X4, X2, X2
+	VMOVHLPS      X2, X2, X4
+	VADDPS        X4, X2, X2
+	VMOVSHDUP     X2, X4
+	VADDSS        X4, X2, X2
+	ADDQ          R8, R11
+	VMOVSS        X2, (R11)
+	VADDPS        Y7, Y3, Y3
+	VEXTRACTF32X4 $0x01, Y3, X4
+	VADDPS        X4, X3, X3
+	VMOVHLPS      X3, X3, X4
+	VADDPS        X4, X3, X3
+	VMOVSHDUP     X3, X4
+	VADDSS        X4, X3, X3
+	ADDQ          R8, R11
+	VMOVSS        X3, (R11)
+	ADDQ          $0x04, DI
+	DECQ          SI
+	JMP           dotQ8_0x3VNNIrows
 
 dotQ8_0x3VNNIrowsdone:
 	VZEROUPPER
@@ -1103,9 +1105,9 @@ dotQ8_0x4VNNIloop:
 	JE           dotQ8_0x4VNNIdone
 	VPBROADCASTW (AX), X5
 	VPBROADCASTW 34(AX), X6
-	VINSERTI128  $0x01, X6, Y5, Y6
+	VINSERTI32X4 $0x01, X6, Y5, Y6
 	VCVTPH2PS    Y6, Z6
-	VMOVDQU      2(AX), Y7
+	VMOVDQU32    2(AX), Y7
 	VINSERTI64X4 $0x01, 36(AX), Z7, Z7
 	VPXORD       Z0, Z7, Z7
 	VMOVDQU32    64(R9), Z8
@@ -1143,7 +1145,7 @@ dotQ8_0x4VNNIdone:
 	JE            dotQ8_0x4VNNItail
 	VPBROADCASTW  (AX), X5
 	VCVTPH2PS     X5, Y10
-	VMOVDQU       2(AX), Y11
+	VMOVDQU32     2(AX), Y11
 	VPXORD        Y0, Y11, Y11
 	VMOVDQU32     64(R9), Y12
 	VPDPBUSD      (R9), Y11, Y12
@@ -1168,44 +1170,829 @@ dotQ8_0x4VNNIdone:
 	ADDQ          $0x22, AX
 
 dotQ8_0x4VNNItail:
-	VADDPS       Y6, Y1, Y1
-	VEXTRACTF128 $0x01, Y1, X5
-	VADDPS       X5, X1, X1
-	VMOVHLPS     X1, X1, X5
-	VADDPS       X5, X1, X1
-	VMOVSHDUP    X1, X5
-	VADDSS       X5, X1, X1
-	VMOVSS       X1, (DI)
-	VADDPS       Y7, Y2, Y2
-	VEXTRACTF128 $0x01, Y2, X5
-	VADDPS       X5, X2, X2
-	VMOVHLPS     X2, X2, X5
-	VADDPS       X5, X2, X2
-	VMOVSHDUP    X2, X5
-	VADDSS       X5, X2, X2
-	VMOVSS       X2, (DI)(R8*1)
-	VADDPS       Y8, Y3, Y3
-	VEXTRACTF128 $0x01, Y3, X5
-	VADDPS       X5, X3, X3
-	VMOVHLPS     X3, X3, X5
-	VADDPS       X5, X3, X3
-	VMOVSHDUP    X3, X5
-	VADDSS       X5, X3, X3
-	VMOVSS       X3, (DI)(R8*2)
-	VADDPS       Y9, Y4, Y4
-	VEXTRACTF128 $0x01, Y4, X5
-	VADDPS       X5, X4, X4
-	VMOVHLPS     X4, X4, X5
-	VADDPS       X5, X4, X4
-	VMOVSHDUP    X4, X5
-	VADDSS       X5, X4, X4
-	LEAQ         (DI)(R8*2), R11
-	VMOVSS       X4, (R11)(R8*1)
-	ADDQ         $0x04, DI
-	DECQ         SI
-	JMP          dotQ8_0x4VNNIrows
+	VADDPS        Y6, Y1, Y1
+	VEXTRACTF32X4 $0x01, Y1, X5
+	VADDPS        X5, X1, X1
+	VMOVHLPS      X1, X1, X5
+	VADDPS        X5, X1, X1
+	VMOVSHDUP     X1, X5
+	VADDSS        X5, X1, X1
+	MOVQ          DI, R11
+	VMOVSS        X1, (R11)
+	VADDPS        Y7, Y2, Y2
+	VEXTRACTF32X4 $0x01, Y2, X5
+	VADDPS        X5, X2, X2
+	VMOVHLPS      X2, X2, X5
+	VADDPS        X5, X2, X2
+	VMOVSHDUP     X2, X5
+	VADDSS        X5, X2, X2
+	ADDQ          R8, R11
+	VMOVSS        X2, (R11)
+	VADDPS        Y8, Y3, Y3
+	VEXTRACTF32X4 $0x01, Y3, X5
+	VADDPS        X5, X3, X3
+	VMOVHLPS      X3, X3, X5
+	VADDPS        X5, X3, X3
+	VMOVSHDUP     X3, X5
+	VADDSS        X5, X3, X3
+	ADDQ          R8, R11
+	VMOVSS        X3, (R11)
+	VADDPS        Y9, Y4, Y4
+	VEXTRACTF32X4 $0x01, Y4, X5
+	VADDPS        X5, X4, X4
+	VMOVHLPS      X4, X4, X5
+	VADDPS        X5, X4, X4
+	VMOVSHDUP     X4, X5
+	VADDSS        X5, X4, X4
+	ADDQ          R8, R11
+	VMOVSS        X4, (R11)
+	ADDQ          $0x04, DI
+	DECQ          SI
+	JMP           dotQ8_0x4VNNIrows
 
 dotQ8_0x4VNNIrowsdone:
+	VZEROUPPER
+	RET
+
+// func dotQ8_0x5VNNI(w []byte, xp []byte, xstride int, nb int, nrows int, dst []float32, dstride int)
+// Requires: AVX, AVX2, AVX512F, AVX512VL, AVX512_VNNI, F16C, FMA3
+TEXT ·dotQ8_0x5VNNI(SB), NOSPLIT, $0-104
+	MOVQ         w_base+0(FP), AX
+	MOVQ         xp_base+24(FP), CX
+	MOVQ         xstride+48(FP), DX
+	MOVQ         nb+56(FP), BX
+	MOVQ         nrows+64(FP), SI
+	MOVQ         dst_base+72(FP), DI
+	MOVQ         dstride+96(FP), R8
+	SHLQ         $0x02, R8
+	MOVL         $0x80808080, R9
+	VPBROADCASTD R9, Z0
+
+dotQ8_0x5VNNIrows:
+	CMPQ   SI, $0x00
+	JE     dotQ8_0x5VNNIrowsdone
+	MOVQ   CX, R9
+	LEAQ   (R9)(DX*2), R10
+	LEAQ   (R9)(DX*4), R11
+	MOVQ   BX, R12
+	SHRQ   $0x01, R12
+	VPXORD Z1, Z1, Z1
+	VPXORD Z2, Z2, Z2
+	VPXORD Z3, Z3, Z3
+	VPXORD Z4, Z4, Z4
+	VPXORD Z5, Z5, Z5
+
+dotQ8_0x5VNNIloop:
+	CMPQ         R12, $0x00
+	JE           dotQ8_0x5VNNIdone
+	VPBROADCASTW (AX), X6
+	VPBROADCASTW 34(AX), X7
+	VINSERTI32X4 $0x01, X7, Y6, Y7
+	VCVTPH2PS    Y7, Z7
+	VMOVDQU32    2(AX), Y8
+	VINSERTI64X4 $0x01, 36(AX), Z8, Z8
+	VPXORD       Z0, Z8, Z8
+	VMOVDQU32    64(R9), Z9
+	VPDPBUSD     (R9), Z8, Z9
+	VCVTDQ2PS    Z9, Z9
+	VMULPS       128(R9), Z7, Z10
+	VFMADD231PS  Z9, Z10, Z1
+	VMOVDQU32    64(R9)(DX*1), Z9
+	VPDPBUSD     (R9)(DX*1), Z8, Z9
+	VCVTDQ2PS    Z9, Z9
+	VMULPS       128(R9)(DX*1), Z7, Z10
+	VFMADD231PS  Z9, Z10, Z2
+	VMOVDQU32    64(R10), Z9
+	VPDPBUSD     (R10), Z8, Z9
+	VCVTDQ2PS    Z9, Z9
+	VMULPS       128(R10), Z7, Z10
+	VFMADD231PS  Z9, Z10, Z3
+	VMOVDQU32    64(R10)(DX*1), Z9
+	VPDPBUSD     (R10)(DX*1), Z8, Z9
+	VCVTDQ2PS    Z9, Z9
+	VMULPS       128(R10)(DX*1), Z7, Z10
+	VFMADD231PS  Z9, Z10, Z4
+	VMOVDQU32    64(R11), Z9
+	VPDPBUSD     (R11), Z8, Z9
+	VCVTDQ2PS    Z9, Z9
+	VMULPS       128(R11), Z7, Z7
+	VFMADD231PS  Z9, Z7, Z5
+	ADDQ         $0x44, AX
+	ADDQ         $0x000000c0, R9
+	ADDQ         $0x000000c0, R10
+	ADDQ         $0x000000c0, R11
+	DECQ         R12
+	JMP          dotQ8_0x5VNNIloop
+
+dotQ8_0x5VNNIdone:
+	VEXTRACTF64X4 $0x01, Z1, Y7
+	VEXTRACTF64X4 $0x01, Z2, Y8
+	VEXTRACTF64X4 $0x01, Z3, Y9
+	VEXTRACTF64X4 $0x01, Z4, Y10
+	VEXTRACTF64X4 $0x01, Z5, Y11
+	TESTQ         $0x00000001, BX
+	JE            dotQ8_0x5VNNItail
+	VPBROADCASTW  (AX), X6
+	VCVTPH2PS     X6, Y12
+	VMOVDQU32     2(AX), Y13
+	VPXORD        Y0, Y13, Y13
+	VMOVDQU32     64(R9), Y14
+	VPDPBUSD      (R9), Y13, Y14
+	VCVTDQ2PS     Y14, Y14
+	VMULPS        128(R9), Y12, Y15
+	VFMADD231PS   Y14, Y15, Y1
+	VMOVDQU32     64(R9)(DX*1), Y14
+	VPDPBUSD      (R9)(DX*1), Y13, Y14
+	VCVTDQ2PS     Y14, Y14
+	VMULPS        128(R9)(DX*1), Y12, Y15
+	VFMADD231PS   Y14, Y15, Y2
+	VMOVDQU32     64(R10), Y14
+	VPDPBUSD      (R10), Y13, Y14
+	VCVTDQ2PS     Y14, Y14
+	VMULPS        128(R10), Y12, Y15
+	VFMADD231PS   Y14, Y15, Y3
+	VMOVDQU32     64(R10)(DX*1), Y14
+	VPDPBUSD      (R10)(DX*1), Y13, Y14
+	VCVTDQ2PS     Y14, Y14
+	VMULPS        128(R10)(DX*1), Y12, Y15
+	VFMADD231PS   Y14, Y15, Y4
+	VMOVDQU32     64(R11), Y14
+	VPDPBUSD      (R11), Y13, Y14
+	VCVTDQ2PS     Y14, Y14
+	VMULPS        128(R11), Y12, Y12
+	VFMADD231PS   Y14, Y12, Y5
+	ADDQ          $0x22, AX
+
+dotQ8_0x5VNNItail:
+	VADDPS        Y7, Y1, Y1
+	VEXTRACTF32X4 $0x01, Y1, X6
+	VADDPS        X6, X1, X1
+	VMOVHLPS      X1, X1, X6
+	VADDPS        X6, X1, X1
+	VMOVSHDUP     X1, X6
+	VADDSS        X6, X1, X1
+	MOVQ          DI, R12
+	VMOVSS        X1, (R12)
+	VADDPS        Y8, Y2, Y2
+	VEXTRACTF32X4 $0x01, Y2, X6
+	VADDPS        X6, X2, X2
+	VMOVHLPS      X2, X2, X6
+	VADDPS        X6, X2, X2
+	VMOVSHDUP     X2, X6
+	VADDSS        X6, X2, X2
+	ADDQ          R8, R12
+	VMOVSS        X2, (R12)
+	VADDPS        Y9, Y3, Y3
+	VEXTRACTF32X4 $0x01, Y3, X6
+	VADDPS        X6, X3, X3
+	VMOVHLPS      X3, X3, X6
+	VADDPS        X6, X3, X3
+	VMOVSHDUP     X3, X6
+	VADDSS        X6, X3, X3
+	ADDQ          R8, R12
+	VMOVSS        X3, (R12)
+	VADDPS        Y10, Y4, Y4
+	VEXTRACTF32X4 $0x01, Y4, X6
+	VADDPS        X6, X4, X4
+	VMOVHLPS      X4, X4, X6
+	VADDPS        X6, X4, X4
+	VMOVSHDUP     X4, X6
+	VADDSS        X6, X4, X4
+	ADDQ          R8, R12
+	VMOVSS        X4, (R12)
+	VADDPS        Y11, Y5, Y5
+	VEXTRACTF32X4 $0x01, Y5, X6
+	VADDPS        X6, X5, X5
+	VMOVHLPS      X5, X5, X6
+	VADDPS        X6, X5, X5
+	VMOVSHDUP     X5, X6
+	VADDSS        X6, X5, X5
+	ADDQ          R8, R12
+	VMOVSS        X5, (R12)
+	ADDQ          $0x04, DI
+	DECQ          SI
+	JMP           dotQ8_0x5VNNIrows
+
+dotQ8_0x5VNNIrowsdone:
+	VZEROUPPER
+	RET
+
+// func dotQ8_0x6VNNI(w []byte, xp []byte, xstride int, nb int, nrows int, dst []float32, dstride int)
+// Requires: AVX, AVX2, AVX512F, AVX512VL, AVX512_VNNI, F16C, FMA3
+TEXT ·dotQ8_0x6VNNI(SB), NOSPLIT, $0-104
+	MOVQ         w_base+0(FP), AX
+	MOVQ         xp_base+24(FP), CX
+	MOVQ         xstride+48(FP), DX
+	MOVQ         nb+56(FP), BX
+	MOVQ         nrows+64(FP), SI
+	MOVQ         dst_base+72(FP), DI
+	MOVQ         dstride+96(FP), R8
+	SHLQ         $0x02, R8
+	MOVL         $0x80808080, R9
+	VPBROADCASTD R9, Z0
+
+dotQ8_0x6VNNIrows:
+	CMPQ   SI, $0x00
+	JE     dotQ8_0x6VNNIrowsdone
+	MOVQ   CX, R9
+	LEAQ   (R9)(DX*2), R10
+	LEAQ   (R9)(DX*4), R11
+	MOVQ   BX, R12
+	SHRQ   $0x01, R12
+	VPXORD Z1, Z1, Z1
+	VPXORD Z2, Z2, Z2
+	VPXORD Z3, Z3, Z3
+	VPXORD Z4, Z4, Z4
+	VPXORD Z5, Z5, Z5
+	VPXORD Z6, Z6, Z6
+
+dotQ8_0x6VNNIloop:
+	CMPQ         R12, $0x00
+	JE           dotQ8_0x6VNNIdone
+	VPBROADCASTW (AX), X7
+	VPBROADCASTW 34(AX), X8
+	VINSERTI32X4 $0x01, X8, Y7, Y8
+	VCVTPH2PS    Y8, Z8
+	VMOVDQU32    2(AX), Y9
+	VINSERTI64X4 $0x01, 36(AX), Z9, Z9
+	VPXORD       Z0, Z9, Z9
+	VMOVDQU32    64(R9), Z10
+	VPDPBUSD     (R9), Z9, Z10
+	VCVTDQ2PS    Z10, Z10
+	VMULPS       128(R9), Z8, Z11
+	VFMADD231PS  Z10, Z11, Z1
+	VMOVDQU32    64(R9)(DX*1), Z10
+	VPDPBUSD     (R9)(DX*1), Z9, Z10
+	VCVTDQ2PS    Z10, Z10
+	VMULPS       128(R9)(DX*1), Z8, Z11
+	VFMADD231PS  Z10, Z11, Z2
+	VMOVDQU32    64(R10), Z10
+	VPDPBUSD     (R10), Z9, Z10
+	VCVTDQ2PS    Z10, Z10
+	VMULPS       128(R10), Z8, Z11
+	VFMADD231PS  Z10, Z11, Z3
+	VMOVDQU32    64(R10)(DX*1), Z10
+	VPDPBUSD     (R10)(DX*1), Z9, Z10
+	VCVTDQ2PS    Z10, Z10
+	VMULPS       128(R10)(DX*1), Z8, Z11
+	VFMADD231PS  Z10, Z11, Z4
+	VMOVDQU32    64(R11), Z10
+	VPDPBUSD     (R11), Z9, Z10
+	VCVTDQ2PS    Z10, Z10
+	VMULPS       128(R11), Z8, Z11
+	VFMADD231PS  Z10, Z11, Z5
+	VMOVDQU32    64(R11)(DX*1), Z10
+	VPDPBUSD     (R11)(DX*1), Z9, Z10
+	VCVTDQ2PS    Z10, Z10
+	VMULPS       128(R11)(DX*1), Z8, Z8
+	VFMADD231PS  Z10, Z8, Z6
+	ADDQ         $0x44, AX
+	ADDQ         $0x000000c0, R9
+	ADDQ         $0x000000c0, R10
+	ADDQ         $0x000000c0, R11
+	DECQ         R12
+	JMP          dotQ8_0x6VNNIloop
+
+dotQ8_0x6VNNIdone:
+	VEXTRACTF64X4 $0x01, Z1, Y8
+	VEXTRACTF64X4 $0x01, Z2, Y9
+	VEXTRACTF64X4 $0x01, Z3, Y10
+	VEXTRACTF64X4 $0x01, Z4, Y11
+	VEXTRACTF64X4 $0x01, Z5, Y12
+	VEXTRACTF64X4 $0x01, Z6, Y13
+	TESTQ         $0x00000001, BX
+	JE            dotQ8_0x6VNNItail
+	VPBROADCASTW  (AX), X7
+	VCVTPH2PS     X7, Y14
+	VMOVDQU32     2(AX), Y15
+	VPXORD        Y0, Y15, Y15
+	VMOVDQU32     64(R9), Y16
+	VPDPBUSD      (R9), Y15, Y16
+	VCVTDQ2PS     Y16, Y16
+	VMULPS        128(R9), Y14, Y17
+	VFMADD231PS   Y16, Y17, Y1
+	VMOVDQU32     64(R9)(DX*1), Y16
+	VPDPBUSD      (R9)(DX*1), Y15, Y16
+	VCVTDQ2PS     Y16, Y16
+	VMULPS        128(R9)(DX*1), Y14, Y17
+	VFMADD231PS   Y16, Y17, Y2
+	VMOVDQU32     64(R10), Y16
+	VPDPBUSD      (R10), Y15, Y16
+	VCVTDQ2PS     Y16, Y16
+	VMULPS        128(R10), Y14, Y17
+	VFMADD231PS   Y16, Y17, Y3
+	VMOVDQU32     64(R10)(DX*1), Y16
+	VPDPBUSD      (R10)(DX*1), Y15, Y16
+	VCVTDQ2PS     Y16, Y16
+	VMULPS        128(R10)(DX*1), Y14, Y17
+	VFMADD231PS   Y16, Y17, Y4
+	VMOVDQU32     64(R11), Y16
+	VPDPBUSD      (R11), Y15, Y16
+	VCVTDQ2PS     Y16, Y16
+	VMULPS        128(R11), Y14, Y17
+	VFMADD231PS   Y16, Y17, Y5
+	VMOVDQU32     64(R11)(DX*1), Y16
+	VPDPBUSD      (R11)(DX*1), Y15, Y16
+	VCVTDQ2PS     Y16, Y16
+	VMULPS        128(R11)(DX*1), Y14, Y14
+	VFMADD231PS   Y16, Y14, Y6
+	ADDQ          $0x22, AX
+
+dotQ8_0x6VNNItail:
+	VADDPS        Y8, Y1, Y1
+	VEXTRACTF32X4 $0x01, Y1, X7
+	VADDPS        X7, X1, X1
+	VMOVHLPS      X1, X1, X7
+	VADDPS        X7, X1, X1
+	VMOVSHDUP     X1, X7
+	VADDSS        X7, X1, X1
+	MOVQ          DI, R12
+	VMOVSS        X1, (R12)
+	VADDPS        Y9, Y2, Y2
+	VEXTRACTF32X4 $0x01, Y2, X7
+	VADDPS        X7, X2, X2
+	VMOVHLPS      X2, X2, X7
+	VADDPS        X7, X2, X2
+	VMOVSHDUP     X2, X7
+	VADDSS        X7, X2, X2
+	ADDQ          R8, R12
+	VMOVSS        X2, (R12)
+	VADDPS        Y10, Y3, Y3
+	VEXTRACTF32X4 $0x01, Y3, X7
+	VADDPS        X7, X3, X3
+	VMOVHLPS      X3, X3, X7
+	VADDPS        X7, X3, X3
+	VMOVSHDUP     X3, X7
+	VADDSS        X7, X3, X3
+	ADDQ          R8, R12
+	VMOVSS        X3, (R12)
+	VADDPS        Y11, Y4, Y4
+	VEXTRACTF32X4 $0x01, Y4, X7
+	VADDPS        X7, X4, X4
+	VMOVHLPS      X4, X4, X7
+	VADDPS        X7, X4, X4
+	VMOVSHDUP     X4, X7
+	VADDSS        X7, X4, X4
+	ADDQ          R8, R12
+	VMOVSS        X4, (R12)
+	VADDPS        Y12, Y5, Y5
+	VEXTRACTF32X4 $0x01, Y5, X7
+	VADDPS        X7, X5, X5
+	VMOVHLPS      X5, X5, X7
+	VADDPS        X7, X5, X5
+	VMOVSHDUP     X5, X7
+	VADDSS        X7, X5, X5
+	ADDQ          R8, R12
+	VMOVSS        X5, (R12)
+	VADDPS        Y13, Y6, Y6
+	VEXTRACTF32X4 $0x01, Y6, X7
+	VADDPS        X7, X6, X6
+	VMOVHLPS      X6, X6, X7
+	VADDPS        X7, X6, X6
+	VMOVSHDUP     X6, X7
+	VADDSS        X7, X6, X6
+	ADDQ          R8, R12
+	VMOVSS        X6, (R12)
+	ADDQ          $0x04, DI
+	DECQ          SI
+	JMP           dotQ8_0x6VNNIrows
+
+dotQ8_0x6VNNIrowsdone:
+	VZEROUPPER
+	RET
+
+// func dotQ8_0x7VNNI(w []byte, xp []byte, xstride int, nb int, nrows int, dst []float32, dstride int)
+// Requires: AVX, AVX2, AVX512F, AVX512VL, AVX512_VNNI, F16C, FMA3
+TEXT ·dotQ8_0x7VNNI(SB), NOSPLIT, $0-104
+	MOVQ         w_base+0(FP), AX
+	MOVQ         xp_base+24(FP), CX
+	MOVQ         xstride+48(FP), DX
+	MOVQ         nb+56(FP), BX
+	MOVQ         nrows+64(FP), SI
+	MOVQ         dst_base+72(FP), DI
+	MOVQ         dstride+96(FP), R8
+	SHLQ         $0x02, R8
+	MOVL         $0x80808080, R9
+	VPBROADCASTD R9, Z0
+
+dotQ8_0x7VNNIrows:
+	CMPQ   SI, $0x00
+	JE     dotQ8_0x7VNNIrowsdone
+	MOVQ   CX, R9
+	LEAQ   (R9)(DX*2), R10
+	LEAQ   (R9)(DX*4), R11
+	LEAQ   (R11)(DX*2), R12
+	MOVQ   BX, R13
+	SHRQ   $0x01, R13
+	VPXORD Z1, Z1, Z1
+	VPXORD Z2, Z2, Z2
+	VPXORD Z3, Z3, Z3
+	VPXORD Z4, Z4, Z4
+	VPXORD Z5, Z5, Z5
+	VPXORD Z6, Z6, Z6
+	VPXORD Z7, Z7, Z7
+
+dotQ8_0x7VNNIloop:
+	CMPQ         R13, $0x00
+	JE           dotQ8_0x7VNNIdone
+	VPBROADCASTW (AX), X8
+	VPBROADCASTW 34(AX), X9
+	VINSERTI32X4 $0x01, X9, Y8, Y9
+	VCVTPH2PS    Y9, Z9
+	VMOVDQU32    2(AX), Y10
+	VINSERTI64X4 $0x01, 36(AX), Z10, Z10
+	VPXORD       Z0, Z10, Z10
+	VMOVDQU32    64(R9), Z11
+	VPDPBUSD     (R9), Z10, Z11
+	VCVTDQ2PS    Z11, Z11
+	VMULPS       128(R9), Z9, Z12
+	VFMADD231PS  Z11, Z12, Z1
+	VMOVDQU32    64(R9)(DX*1), Z11
+	VPDPBUSD     (R9)(DX*1), Z10, Z11
+	VCVTDQ2PS    Z11, Z11
+	VMULPS       128(R9)(DX*1), Z9, Z12
+	VFMADD231PS  Z11, Z12, Z2
+	VMOVDQU32    64(R10), Z11
+	VPDPBUSD     (R10), Z10, Z11
+	VCVTDQ2PS    Z11, Z11
+	VMULPS       128(R10), Z9, Z12
+	VFMADD231PS  Z11, Z12, Z3
+	VMOVDQU32    64(R10)(DX*1), Z11
+	VPDPBUSD     (R10)(DX*1), Z10, Z11
+	VCVTDQ2PS    Z11, Z11
+	VMULPS       128(R10)(DX*1), Z9, Z12
+	VFMADD231PS  Z11, Z12, Z4
+	VMOVDQU32    64(R11), Z11
+	VPDPBUSD     (R11), Z10, Z11
+	VCVTDQ2PS    Z11, Z11
+	VMULPS       128(R11), Z9, Z12
+	VFMADD231PS  Z11, Z12, Z5
+	VMOVDQU32    64(R11)(DX*1), Z11
+	VPDPBUSD     (R11)(DX*1), Z10, Z11
+	VCVTDQ2PS    Z11, Z11
+	VMULPS       128(R11)(DX*1), Z9, Z12
+	VFMADD231PS  Z11, Z12, Z6
+	VMOVDQU32    64(R12), Z11
+	VPDPBUSD     (R12), Z10, Z11
+	VCVTDQ2PS    Z11, Z11
+	VMULPS       128(R12), Z9, Z9
+	VFMADD231PS  Z11, Z9, Z7
+	ADDQ         $0x44, AX
+	ADDQ         $0x000000c0, R9
+	ADDQ         $0x000000c0, R10
+	ADDQ         $0x000000c0, R11
+	ADDQ         $0x000000c0, R12
+	DECQ         R13
+	JMP          dotQ8_0x7VNNIloop
+
+dotQ8_0x7VNNIdone:
+	VEXTRACTF64X4 $0x01, Z1, Y9
+	VEXTRACTF64X4 $0x01, Z2, Y10
+	VEXTRACTF64X4 $0x01, Z3, Y11
+	VEXTRACTF64X4 $0x01, Z4, Y12
+	VEXTRACTF64X4 $0x01, Z5, Y13
+	VEXTRACTF64X4 $0x01, Z6, Y14
+	VEXTRACTF64X4 $0x01, Z7, Y15
+	TESTQ         $0x00000001, BX
+	JE            dotQ8_0x7VNNItail
+	VPBROADCASTW  (AX), X8
+	VCVTPH2PS     X8, Y16
+	VMOVDQU32     2(AX), Y17
+	VPXORD        Y0, Y17, Y17
+	VMOVDQU32     64(R9), Y18
+	VPDPBUSD      (R9), Y17, Y18
+	VCVTDQ2PS     Y18, Y18
+	VMULPS        128(R9), Y16, Y19
+	VFMADD231PS   Y18, Y19, Y1
+	VMOVDQU32     64(R9)(DX*1), Y18
+	VPDPBUSD      (R9)(DX*1), Y17, Y18
+	VCVTDQ2PS     Y18, Y18
+	VMULPS        128(R9)(DX*1), Y16, Y19
+	VFMADD231PS   Y18, Y19, Y2
+	VMOVDQU32     64(R10), Y18
+	VPDPBUSD      (R10), Y17, Y18
+	VCVTDQ2PS     Y18, Y18
+	VMULPS        128(R10), Y16, Y19
+	VFMADD231PS   Y18, Y19, Y3
+	VMOVDQU32     64(R10)(DX*1), Y18
+	VPDPBUSD      (R10)(DX*1), Y17, Y18
+	VCVTDQ2PS     Y18, Y18
+	VMULPS        128(R10)(DX*1), Y16, Y19
+	VFMADD231PS   Y18, Y19, Y4
+	VMOVDQU32     64(R11), Y18
+	VPDPBUSD      (R11), Y17, Y18
+	VCVTDQ2PS     Y18, Y18
+	VMULPS        128(R11), Y16, Y19
+	VFMADD231PS   Y18, Y19, Y5
+	VMOVDQU32     64(R11)(DX*1), Y18
+	VPDPBUSD      (R11)(DX*1), Y17, Y18
+	VCVTDQ2PS     Y18, Y18
+	VMULPS        128(R11)(DX*1), Y16, Y19
+	VFMADD231PS   Y18, Y19, Y6
+	VMOVDQU32     64(R12), Y18
+	VPDPBUSD      (R12), Y17, Y18
+	VCVTDQ2PS     Y18, Y18
+	VMULPS        128(R12), Y16, Y16
+	VFMADD231PS   Y18, Y16, Y7
+	ADDQ          $0x22, AX
+
+dotQ8_0x7VNNItail:
+	VADDPS        Y9, Y1, Y1
+	VEXTRACTF32X4 $0x01, Y1, X8
+	VADDPS        X8, X1, X1
+	VMOVHLPS      X1, X1, X8
+	VADDPS        X8, X1, X1
+	VMOVSHDUP     X1, X8
+	VADDSS        X8, X1, X1
+	MOVQ          DI, R13
+	VMOVSS        X1, (R13)
+	VADDPS        Y10, Y2, Y2
+	VEXTRACTF32X4 $0x01, Y2, X8
+	VADDPS        X8, X2, X2
+	VMOVHLPS      X2, X2, X8
+	VADDPS        X8, X2, X2
+	VMOVSHDUP     X2, X8
+	VADDSS        X8, X2, X2
+	ADDQ          R8, R13
+	VMOVSS        X2, (R13)
+	VADDPS        Y11, Y3, Y3
+	VEXTRACTF32X4 $0x01, Y3, X8
+	VADDPS        X8, X3, X3
+	VMOVHLPS      X3, X3, X8
+	VADDPS        X8, X3, X3
+	VMOVSHDUP     X3, X8
+	VADDSS        X8, X3, X3
+	ADDQ          R8, R13
+	VMOVSS        X3, (R13)
+	VADDPS        Y12, Y4, Y4
+	VEXTRACTF32X4 $0x01, Y4, X8
+	VADDPS        X8, X4, X4
+	VMOVHLPS      X4, X4, X8
+	VADDPS        X8, X4, X4
+	VMOVSHDUP     X4, X8
+	VADDSS        X8, X4, X4
+	ADDQ          R8, R13
+	VMOVSS        X4, (R13)
+	VADDPS        Y13, Y5, Y5
+	VEXTRACTF32X4 $0x01, Y5, X8
+	VADDPS        X8, X5, X5
+	VMOVHLPS      X5, X5, X8
+	VADDPS        X8, X5, X5
+	VMOVSHDUP     X5, X8
+	VADDSS        X8, X5, X5
+	ADDQ          R8, R13
+	VMOVSS        X5, (R13)
+	VADDPS        Y14, Y6, Y6
+	VEXTRACTF32X4 $0x01, Y6, X8
+	VADDPS        X8, X6, X6
+	VMOVHLPS      X6, X6, X8
+	VADDPS        X8, X6, X6
+	VMOVSHDUP     X6, X8
+	VADDSS        X8, X6, X6
+	ADDQ          R8, R13
+	VMOVSS        X6, (R13)
+	VADDPS        Y15, Y7, Y7
+	VEXTRACTF32X4 $0x01, Y7, X8
+	VADDPS        X8, X7, X7
+	VMOVHLPS      X7, X7, X8
+	VADDPS        X8, X7, X7
+	VMOVSHDUP     X7, X8
+	VADDSS        X8, X7, X7
+	ADDQ          R8, R13
+	VMOVSS        X7, (R13)
+	ADDQ          $0x04, DI
+	DECQ          SI
+	JMP           dotQ8_0x7VNNIrows
+
+dotQ8_0x7VNNIrowsdone:
+	VZEROUPPER
+	RET
+
+// func dotQ8_0x8VNNI(w []byte, xp []byte, xstride int, nb int, nrows int, dst []float32, dstride int)
+// Requires: AVX, AVX2, AVX512F, AVX512VL, AVX512_VNNI, F16C, FMA3
+TEXT ·dotQ8_0x8VNNI(SB), NOSPLIT, $0-104
+	MOVQ         w_base+0(FP), AX
+	MOVQ         xp_base+24(FP), CX
+	MOVQ         xstride+48(FP), DX
+	MOVQ         nb+56(FP), BX
+	MOVQ         nrows+64(FP), SI
+	MOVQ         dst_base+72(FP), DI
+	MOVQ         dstride+96(FP), R8
+	SHLQ         $0x02, R8
+	MOVL         $0x80808080, R9
+	VPBROADCASTD R9, Z0
+
+dotQ8_0x8VNNIrows:
+	CMPQ   SI, $0x00
+	JE     dotQ8_0x8VNNIrowsdone
+	MOVQ   CX, R9
+	LEAQ   (R9)(DX*2), R10
+	LEAQ   (R9)(DX*4), R11
+	LEAQ   (R11)(DX*2), R12
+	MOVQ   BX, R13
+	SHRQ   $0x01, R13
+	VPXORD Z1, Z1, Z1
+	VPXORD Z2, Z2, Z2
+	VPXORD Z3, Z3, Z3
+	VPXORD Z4, Z4, Z4
+	VPXORD Z5, Z5, Z5
+	VPXORD Z6, Z6, Z6
+	VPXORD Z7, Z7, Z7
+	VPXORD Z8, Z8, Z8
+
+dotQ8_0x8VNNIloop:
+	CMPQ         R13, $0x00
+	JE           dotQ8_0x8VNNIdone
+	VPBROADCASTW (AX), X9
+	VPBROADCASTW 34(AX), X10
+	VINSERTI32X4 $0x01, X10, Y9, Y10
+	VCVTPH2PS    Y10, Z10
+	VMOVDQU32    2(AX), Y11
+	VINSERTI64X4 $0x01, 36(AX), Z11, Z11
+	VPXORD       Z0, Z11, Z11
+	VMOVDQU32    64(R9), Z12
+	VPDPBUSD     (R9), Z11, Z12
+	VCVTDQ2PS    Z12, Z12
+	VMULPS       128(R9), Z10, Z13
+	VFMADD231PS  Z12, Z13, Z1
+	VMOVDQU32    64(R9)(DX*1), Z12
+	VPDPBUSD     (R9)(DX*1), Z11, Z12
+	VCVTDQ2PS    Z12, Z12
+	VMULPS       128(R9)(DX*1), Z10, Z13
+	VFMADD231PS  Z12, Z13, Z2
+	VMOVDQU32    64(R10), Z12
+	VPDPBUSD     (R10), Z11, Z12
+	VCVTDQ2PS    Z12, Z12
+	VMULPS       128(R10), Z10, Z13
+	VFMADD231PS  Z12, Z13, Z3
+	VMOVDQU32    64(R10)(DX*1), Z12
+	VPDPBUSD     (R10)(DX*1), Z11, Z12
+	VCVTDQ2PS    Z12, Z12
+	VMULPS       128(R10)(DX*1), Z10, Z13
+	VFMADD231PS  Z12, Z13, Z4
+	VMOVDQU32    64(R11), Z12
+	VPDPBUSD     (R11), Z11, Z12
+	VCVTDQ2PS    Z12, Z12
+	VMULPS       128(R11), Z10, Z13
+	VFMADD231PS  Z12, Z13, Z5
+	VMOVDQU32    64(R11)(DX*1), Z12
+	VPDPBUSD     (R11)(DX*1), Z11, Z12
+	VCVTDQ2PS    Z12, Z12
+	VMULPS       128(R11)(DX*1), Z10, Z13
+	VFMADD231PS  Z12, Z13, Z6
+	VMOVDQU32    64(R12), Z12
+	VPDPBUSD     (R12), Z11, Z12
+	VCVTDQ2PS    Z12, Z12
+	VMULPS       128(R12), Z10, Z13
+	VFMADD231PS  Z12, Z13, Z7
+	VMOVDQU32    64(R12)(DX*1), Z12
+	VPDPBUSD     (R12)(DX*1), Z11, Z12
+	VCVTDQ2PS    Z12, Z12
+	VMULPS       128(R12)(DX*1), Z10, Z10
+	VFMADD231PS  Z12, Z10, Z8
+	ADDQ         $0x44, AX
+	ADDQ         $0x000000c0, R9
+	ADDQ         $0x000000c0, R10
+	ADDQ         $0x000000c0, R11
+	ADDQ         $0x000000c0, R12
+	DECQ         R13
+	JMP          dotQ8_0x8VNNIloop
+
+dotQ8_0x8VNNIdone:
+	VEXTRACTF64X4 $0x01, Z1, Y10
+	VEXTRACTF64X4 $0x01, Z2, Y11
+	VEXTRACTF64X4 $0x01, Z3, Y12
+	VEXTRACTF64X4 $0x01, Z4, Y13
+	VEXTRACTF64X4 $0x01, Z5, Y14
+	VEXTRACTF64X4 $0x01, Z6, Y15
+	VEXTRACTF64X4 $0x01, Z7, Y16
+	VEXTRACTF64X4 $0x01, Z8, Y17
+	TESTQ         $0x00000001, BX
+	JE            dotQ8_0x8VNNItail
+	VPBROADCASTW  (AX), X9
+	VCVTPH2PS     X9, Y18
+	VMOVDQU32     2(AX), Y19
+	VPXORD        Y0, Y19, Y19
+	VMOVDQU32     64(R9), Y20
+	VPDPBUSD      (R9), Y19, Y20
+	VCVTDQ2PS     Y20, Y20
+	VMULPS        128(R9), Y18, Y21
+	VFMADD231PS   Y20, Y21, Y1
+	VMOVDQU32     64(R9)(DX*1), Y20
+	VPDPBUSD      (R9)(DX*1), Y19, Y20
+	VCVTDQ2PS     Y20, Y20
+	VMULPS        128(R9)(DX*1), Y18, Y21
+	VFMADD231PS   Y20, Y21, Y2
+	VMOVDQU32     64(R10), Y20
+	VPDPBUSD      (R10), Y19, Y20
+	VCVTDQ2PS     Y20, Y20
+	VMULPS        128(R10), Y18, Y21
+	VFMADD231PS   Y20, Y21, Y3
+	VMOVDQU32     64(R10)(DX*1), Y20
+	VPDPBUSD      (R10)(DX*1), Y19, Y20
+	VCVTDQ2PS     Y20, Y20
+	VMULPS        128(R10)(DX*1), Y18, Y21
+	VFMADD231PS   Y20, Y21, Y4
+	VMOVDQU32     64(R11), Y20
+	VPDPBUSD      (R11), Y19, Y20
+	VCVTDQ2PS     Y20, Y20
+	VMULPS        128(R11), Y18, Y21
+	VFMADD231PS   Y20, Y21, Y5
+	VMOVDQU32     64(R11)(DX*1), Y20
+	VPDPBUSD      (R11)(DX*1), Y19, Y20
+	VCVTDQ2PS     Y20, Y20
+	VMULPS        128(R11)(DX*1), Y18, Y21
+	VFMADD231PS   Y20, Y21, Y6
+	VMOVDQU32     64(R12), Y20
+	VPDPBUSD      (R12), Y19, Y20
+	VCVTDQ2PS     Y20, Y20
+	VMULPS        128(R12), Y18, Y21
+	VFMADD231PS   Y20, Y21, Y7
+	VMOVDQU32     64(R12)(DX*1), Y20
+	VPDPBUSD      (R12)(DX*1), Y19, Y20
+	VCVTDQ2PS     Y20, Y20
+	VMULPS        128(R12)(DX*1), Y18, Y18
+	VFMADD231PS   Y20, Y18, Y8
+	ADDQ          $0x22, AX
+
+dotQ8_0x8VNNItail:
+	VADDPS        Y10, Y1, Y1
+	VEXTRACTF32X4 $0x01, Y1, X9
+	VADDPS        X9, X1, X1
+	VMOVHLPS      X1, X1, X9
+	VADDPS        X9, X1, X1
+	VMOVSHDUP     X1, X9
+	VADDSS        X9, X1, X1
+	MOVQ          DI, R13
+	VMOVSS        X1, (R13)
+	VADDPS        Y11, Y2, Y2
+	VEXTRACTF32X4 $0x01, Y2, X9
+	VADDPS        X9, X2, X2
+	VMOVHLPS      X2, X2, X9
+	VADDPS        X9, X2, X2
+	VMOVSHDUP     X2, X9
+	VADDSS        X9, X2, X2
+	ADDQ          R8, R13
+	VMOVSS        X2, (R13)
+	VADDPS        Y12, Y3, Y3
+	VEXTRACTF32X4 $0x01, Y3, X9
+	VADDPS        X9, X3, X3
+	VMOVHLPS      X3, X3, X9
+	VADDPS        X9, X3, X3
+	VMOVSHDUP     X3, X9
+	VADDSS        X9, X3, X3
+	ADDQ          R8, R13
+	VMOVSS        X3, (R13)
+	VADDPS        Y13, Y4, Y4
+	VEXTRACTF32X4 $0x01, Y4, X9
+	VADDPS        X9, X4, X4
+	VMOVHLPS      X4, X4, X9
+	VADDPS        X9, X4, X4
+	VMOVSHDUP     X4, X9
+	VADDSS        X9, X4, X4
+	ADDQ          R8, R13
+	VMOVSS        X4, (R13)
+	VADDPS        Y14, Y5, Y5
+	VEXTRACTF32X4 $0x01, Y5, X9
+	VADDPS        X9, X5, X5
+	VMOVHLPS      X5, X5, X9
+	VADDPS        X9, X5, X5
+	VMOVSHDUP     X5, X9
+	VADDSS        X9, X5, X5
+	ADDQ          R8, R13
+	VMOVSS        X5, (R13)
+	VADDPS        Y15, Y6, Y6
+	VEXTRACTF32X4 $0x01, Y6, X9
+	VADDPS        X9, X6, X6
+	VMOVHLPS      X6, X6, X9
+	VADDPS        X9, X6, X6
+	VMOVSHDUP     X6, X9
+	VADDSS        X9, X6, X6
+	ADDQ          R8, R13
+	VMOVSS        X6, (R13)
+	VADDPS        Y16, Y7, Y7
+	VEXTRACTF32X4 $0x01, Y7, X9
+	VADDPS        X9, X7, X7
+	VMOVHLPS      X7, X7, X9
+	VADDPS        X9, X7, X7
+	VMOVSHDUP     X7, X9
+	VADDSS        X9, X7, X7
+	ADDQ          R8, R13
+	VMOVSS        X7, (R13)
+	VADDPS        Y17, Y8, Y8
+	VEXTRACTF32X4 $0x01, Y8, X9
+	VADDPS        X9, X8, X8
+	VMOVHLPS      X8, X8, X9
+	VADDPS        X9, X8, X8
+	VMOVSHDUP     X8, X9
+	VADDSS        X9, X8, X8
+	ADDQ          R8, R13
+	VMOVSS        X8, (R13)
+	ADDQ          $0x04, DI
+	DECQ          SI
+	JMP           dotQ8_0x8VNNIrows
+
+dotQ8_0x8VNNIrowsdone:
 	VZEROUPPER
 	RET
 

@@ -84,6 +84,26 @@ func dotQ8_0x3VNNI(w []byte, xp []byte, xstride int, nb int, nrows int, dst []fl
 //go:noescape
 func dotQ8_0x4VNNI(w []byte, xp []byte, xstride int, nb int, nrows int, dst []float32, dstride int)
 
+// dotQ8_0x5VNNI is dotQ8_0x5AVX2 on activations packed by Q8_0Pack, xstride bytes a row.
+//
+//go:noescape
+func dotQ8_0x5VNNI(w []byte, xp []byte, xstride int, nb int, nrows int, dst []float32, dstride int)
+
+// dotQ8_0x6VNNI is dotQ8_0x6AVX2 on activations packed by Q8_0Pack, xstride bytes a row.
+//
+//go:noescape
+func dotQ8_0x6VNNI(w []byte, xp []byte, xstride int, nb int, nrows int, dst []float32, dstride int)
+
+// dotQ8_0x7VNNI is dotQ8_0x7AVX2 on activations packed by Q8_0Pack, xstride bytes a row.
+//
+//go:noescape
+func dotQ8_0x7VNNI(w []byte, xp []byte, xstride int, nb int, nrows int, dst []float32, dstride int)
+
+// dotQ8_0x8VNNI is dotQ8_0x8AVX2 on activations packed by Q8_0Pack, xstride bytes a row.
+//
+//go:noescape
+func dotQ8_0x8VNNI(w []byte, xp []byte, xstride int, nb int, nrows int, dst []float32, dstride int)
+
 // dotQ4_0AVX2 is, for nb Q4_0 blocks of w (18 bytes) and Q8_0 blocks of x,
 //
 //	for b := 0; b < nb; b++ { s += d(w[b]) * d(x[b]) * Σ_j (nibble(w[b], j) - 8) * q(x[b])[j] }

@@ -35,6 +35,9 @@ func DotQ8_0xN(w, x []byte, stride, nb, rows, nrows int, xp []byte, dst []float3
 	dotQ8_0xNGeneric(w, x, stride, nb, rows, nrows, dst, dstride)
 }
 
+// Q8_0Group is how many activation rows DotQ8_0xN takes at most.
+func Q8_0Group() int { return 4 }
+
 // Q8_0Pack returns dst: this build's DotQ8_0xN needs nothing packed.
 func Q8_0Pack(dst, x []byte, stride, nb, n int) []byte { return dst }
 

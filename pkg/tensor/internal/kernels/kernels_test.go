@@ -112,14 +112,14 @@ func TestAsmMatchesGeneric(t *testing.T) {
 		if got != want || math.IsNaN(float64(got)) {
 			t.Fatalf("DotQ8_0 nb=%d: asm %g, Go %g", nb, got, want)
 		}
-		// Four activation rows, spaced by a stride with a gap between
+		// Eight activation rows, spaced by a stride with a gap between
 		// them that holds NaN scales.
 		stride := nb*34 + 6
-		xs := make([]byte, 4*stride+2*guard)
+		xs := make([]byte, 8*stride+2*guard)
 		for i := range xs {
 			xs[i] = 0x7e
 		}
-		for c := range 4 {
+		for c := range 8 {
 			copy(xs[guard+c*stride:], q8Blocks(r, nb)[guard:guard+nb*34])
 		}
 		// Several weight rows at once, each token's results a stride
@@ -128,7 +128,7 @@ func TestAsmMatchesGeneric(t *testing.T) {
 		ws := q8Blocks(r, nrows*nb)
 		for _, vnni := range kernelChoices() {
 			useVNNI = vnni
-			for rows := 1; rows <= 4; rows++ {
+			for rows := 1; rows <= Q8_0Group(); rows++ {
 				testDotQ8_0xN(t, r, ws, xs, stride, nb, rows, nrows, dstride)
 			}
 		}

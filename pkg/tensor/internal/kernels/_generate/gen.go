@@ -21,7 +21,7 @@ func main() {
 	for rows := 1; rows <= 4; rows++ {
 		dotQ8xN(rows)
 	}
-	for rows := 1; rows <= 4; rows++ {
+	for rows := 1; rows <= 8; rows++ {
 		dotQ8xNVNNI(rows)
 	}
 	dotQ4()
@@ -45,6 +45,21 @@ func main() {
 // hsum reduces the 8 float lanes of acc to a scalar in the low lane of
 // the returned register.
 func hsum(acc reg.VecVirtual) reg.Register { return hsumY(acc.AsY()) }
+
+// hsumEVEX is hsumY in instructions with EVEX forms, so that it can take
+// the registers only AVX-512 has (Y16 to Y31).
+func hsumEVEX(acc reg.Register) reg.Register {
+	hi := XMM()
+	VEXTRACTF32X4(U8(1), acc, hi)
+	lo := acc.(reg.Vec).AsX()
+	VADDPS(hi, lo, lo)
+	t := XMM()
+	VMOVHLPS(lo, lo, t)
+	VADDPS(t, lo, lo)
+	VMOVSHDUP(lo, t)
+	VADDSS(t, lo, lo)
+	return lo
+}
 
 // hsumY is hsum of a YMM register given as such (the low half of a ZMM
 // virtual register).
@@ -363,13 +378,23 @@ func dotQ8xNVNNI(rows int) {
 	MOVL(U32(0x80808080), t)
 	c80 := ZMM()
 	VPBROADCASTD(t, c80)
-	px, px2, cnt := GP64(), GP64(), GP64()
+	px, px2, px4, px6, cnt := GP64(), GP64(), GP64(), GP64(), GP64()
 	rowLoop, rowDone, loop, done, tail := name+"rows", name+"rowsdone", name+"loop", name+"done", name+"tail"
 	Label(rowLoop)
 	CMPQ(nrows, U8(0))
 	JE(LabelRef(rowDone))
 	MOVQ(px0, px)
-	LEAQ(Mem{Base: px, Index: xs, Scale: 2}, px2)
+	// Row c of xp starts at px + c*xs: rows 0 and 1 from px, 2 and 3
+	// from px2, 4 and 5 from px4, 6 and 7 from px6.
+	if rows > 2 {
+		LEAQ(Mem{Base: px, Index: xs, Scale: 2}, px2)
+	}
+	if rows > 4 {
+		LEAQ(Mem{Base: px, Index: xs, Scale: 4}, px4)
+	}
+	if rows > 6 {
+		LEAQ(Mem{Base: px4, Index: xs, Scale: 2}, px6)
+	}
 	MOVQ(nb, cnt)
 	SHRQ(U8(1), cnt)
 	accs := make([]reg.VecVirtual, rows)
@@ -377,7 +402,8 @@ func dotQ8xNVNNI(rows int) {
 		accs[c] = ZMM()
 		VPXORD(accs[c], accs[c], accs[c])
 	}
-	addr := []Mem{{Base: px}, {Base: px, Index: xs, Scale: 1}, {Base: px2}, {Base: px2, Index: xs, Scale: 1}}
+	addr := []Mem{{Base: px}, {Base: px, Index: xs, Scale: 1}, {Base: px2}, {Base: px2, Index: xs, Scale: 1},
+		{Base: px4}, {Base: px4, Index: xs, Scale: 1}, {Base: px6}, {Base: px6, Index: xs, Scale: 1}}
 	Label(loop)
 	CMPQ(cnt, U8(0))
 	JE(LabelRef(done))
@@ -386,12 +412,12 @@ func dotQ8xNVNNI(rows int) {
 	VPBROADCASTW(Mem{Base: pw}, h0)
 	VPBROADCASTW(Mem{Base: pw, Disp: 34}, h1)
 	hy := YMM()
-	VINSERTI128(U8(1), h1, h0.AsY(), hy)
+	VINSERTI32X4(U8(1), h1, h0.AsY(), hy)
 	dw := ZMM()
 	VCVTPH2PS(hy, dw)
 	// Both blocks' quants, +128 as unsigned bytes.
 	wq := ZMM()
-	VMOVDQU(Mem{Base: pw, Disp: 2}, wq.AsY())
+	VMOVDQU32(Mem{Base: pw, Disp: 2}, wq.AsY())
 	VINSERTI64X4(U8(1), Mem{Base: pw, Disp: 36}, wq, wq)
 	VPXORD(c80, wq, wq)
 	for c := range rows {
@@ -405,7 +431,15 @@ func dotQ8xNVNNI(rows int) {
 	}
 	ADDQ(U8(68), pw) // the weight rows are contiguous: pw ends at the next one
 	ADDQ(U32(192), px)
-	ADDQ(U32(192), px2)
+	if rows > 2 {
+		ADDQ(U32(192), px2)
+	}
+	if rows > 4 {
+		ADDQ(U32(192), px4)
+	}
+	if rows > 6 {
+		ADDQ(U32(192), px6)
+	}
 	DECQ(cnt)
 	JMP(LabelRef(loop))
 	Label(done)
@@ -424,7 +458,7 @@ func dotQ8xNVNNI(rows int) {
 	dwy := YMM()
 	VCVTPH2PS(h, dwy)
 	wy := YMM()
-	VMOVDQU(Mem{Base: pw, Disp: 2}, wy)
+	VMOVDQU32(Mem{Base: pw, Disp: 2}, wy)
 	VPXORD(c80.AsY(), wy, wy)
 	for c := range rows {
 		lanes := YMM()
@@ -439,18 +473,13 @@ func dotQ8xNVNNI(rows int) {
 	Label(tail)
 	for c, acc := range accs {
 		VADDPS(odds[c], acc.AsY(), acc.AsY())
-		s := hsumY(acc.AsY())
-		switch c {
-		case 0:
-			VMOVSS(s, Mem{Base: pdst})
-		case 1:
-			VMOVSS(s, Mem{Base: pdst, Index: ds, Scale: 1})
-		case 2:
-			VMOVSS(s, Mem{Base: pdst, Index: ds, Scale: 2})
-		case 3:
-			LEAQ(Mem{Base: pdst, Index: ds, Scale: 2}, cnt) // cnt is free: 0 here
-			VMOVSS(s, Mem{Base: cnt, Index: ds, Scale: 1})
+		s := hsumEVEX(acc.AsY())
+		if c == 0 {
+			MOVQ(pdst, cnt) // cnt is free: 0 here
+		} else {
+			ADDQ(ds, cnt)
 		}
+		VMOVSS(s, Mem{Base: cnt})
 	}
 	ADDQ(U8(4), pdst)
 	DECQ(nrows)
