@@ -30,7 +30,8 @@ type genRequest struct {
 }
 
 type genEvent struct {
-	token   *sampling.Result
+	token   sampling.Result // when sampled
+	sampled bool
 	routing []int32 // layers × k, with returnRouting
 	// promptRouting (positions × layers × k) comes with the first token.
 	promptRouting []int32
@@ -44,9 +45,10 @@ type genEvent struct {
 type seqState struct {
 	req       *genRequest
 	seq       *model.Sequence
-	pending   []int32  // tokens to feed next: the rest of the prompt, or next
-	next      [1]int32 // the last sampled token
-	prefilled bool     // the whole prompt is in the cache
+	pending   []int32   // tokens to feed next: the rest of the prompt, or next
+	next      [1]int32  // the last sampled token
+	logits    []float32 // the buffer Forward writes this sequence's logits into
+	prefilled bool      // the whole prompt is in the cache
 	generated int
 	dec       *tokenizer.Decoder
 	stop      *sampling.Stopper
@@ -138,7 +140,7 @@ func (s *scheduler) step(ctx context.Context, active []*seqState) []*seqState {
 	// never stalls them; then prompt chunks in arrival order.
 	for _, st := range active {
 		if st.prefilled && budget > 0 {
-			chunks = append(chunks, model.Chunk{Seq: st.seq, Tokens: st.pending, WantRouting: st.req.routing})
+			chunks = append(chunks, model.Chunk{Seq: st.seq, Tokens: st.pending, WantRouting: st.req.routing, Logits: st.logits[:0]})
 			owners = append(owners, st)
 			budget--
 		}
@@ -146,13 +148,12 @@ func (s *scheduler) step(ctx context.Context, active []*seqState) []*seqState {
 	for _, st := range active {
 		if !st.prefilled && budget > 0 {
 			n := min(len(st.pending), budget)
-			chunks = append(chunks, model.Chunk{Seq: st.seq, Tokens: st.pending[:n], WantRouting: st.req.routing})
+			chunks = append(chunks, model.Chunk{Seq: st.seq, Tokens: st.pending[:n], WantRouting: st.req.routing, Logits: st.logits[:0]})
 			owners = append(owners, st)
 			budget -= n
 		}
 	}
-	logits, err := s.m.Forward(ctx, chunks)
-	if err != nil {
+	if err := s.m.Step(ctx, chunks); err != nil {
 		s.log.Warn("step failed", "sequences", len(owners), "err", err)
 		for _, st := range owners {
 			st.finish(genEvent{err: err})
@@ -163,6 +164,7 @@ func (s *scheduler) step(ctx context.Context, active []*seqState) []*seqState {
 	defer func() { clear(done); s.done = done }()
 	generated := 0
 	for i, st := range owners {
+		st.logits = chunks[i].Logits // its buffer, for the next step
 		if r := chunks[i].Routing; r != nil {
 			per := len(r) / len(chunks[i].Tokens)
 			if !st.prefilled {
@@ -176,7 +178,7 @@ func (s *scheduler) step(ctx context.Context, active []*seqState) []*seqState {
 		}
 		st.prefilled = true
 		generated++
-		if s.sample(st, logits[i]) {
+		if s.sample(st, st.logits) {
 			done = append(done, st)
 		}
 	}
@@ -196,7 +198,7 @@ func (s *scheduler) sample(st *seqState, logits []float32) bool {
 	}
 	st.req.sampler.Accept(r.Token)
 	text, stopped := st.stop.Push(st.dec.Next(r.Token))
-	ev := genEvent{token: &r, text: text, routing: st.lastRouting}
+	ev := genEvent{token: r, sampled: true, text: text, routing: st.lastRouting}
 	if !st.sentPrompt {
 		ev.promptRouting, st.sentPrompt = st.promptRouting, true
 	}

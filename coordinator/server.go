@@ -162,7 +162,7 @@ func (c *Coordinator) Generate(req *pb.GenerateRequest, stream pb.CoordinatorSer
 		if first {
 			msg.ChatTemplate, first = template, false
 		}
-		if ev.token != nil {
+		if ev.sampled {
 			usage.CompletionTokens++
 			c.generated.Add(1)
 			t := &pb.Token{Id: ev.token.Token, Logprob: ev.token.Logprob, Piece: c.tok.Piece(ev.token.Token)}

@@ -61,7 +61,7 @@ func BenchmarkDecode(b *testing.B) {
 		if seq.Len() >= 256 {
 			seq.Truncate(128)
 		}
-		if _, err := m.Forward(b.Context(), chunks); err != nil {
+		if err := m.Step(b.Context(), chunks); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -100,6 +100,20 @@ type Chunk struct {
 // requested logits (positions × vocabulary, row-major), which are also
 // left in each chunk's Logits.
 func (m *Model) Forward(ctx context.Context, chunks []Chunk) ([][]float32, error) {
+	if err := m.Step(ctx, chunks); err != nil {
+		return nil, err
+	}
+	out := make([][]float32, len(chunks))
+	for c := range chunks {
+		out[c] = chunks[c].Logits
+	}
+	return out, nil
+}
+
+// Step is Forward leaving the logits only in the chunks: with chunks that
+// keep their Logits buffers from step to step (as the coordinator's
+// scheduler does), it allocates nothing in steady state.
+func (m *Model) Step(ctx context.Context, chunks []Chunk) error {
 	h := m.Hyper
 	E := h.Embd
 	n := 0
@@ -108,7 +122,7 @@ func (m *Model) Forward(ctx context.Context, chunks []Chunk) ([][]float32, error
 			for _, c := range chunks[:i] {
 				c.Seq.inBatch = false
 			}
-			return nil, fmt.Errorf("model: sequence appears twice in one batch")
+			return fmt.Errorf("model: sequence appears twice in one batch")
 		}
 		ch.Seq.inBatch = true
 		n += len(ch.Tokens)
@@ -123,14 +137,14 @@ func (m *Model) Forward(ctx context.Context, chunks []Chunk) ([][]float32, error
 	rows := ws.rows.take(n)[:0]
 	for c, ch := range chunks {
 		if len(ch.Tokens) == 0 {
-			return nil, fmt.Errorf("%w: empty prompt", ErrToken)
+			return fmt.Errorf("%w: empty prompt", ErrToken)
 		}
 		if ch.Seq.n+len(ch.Tokens) > h.Context {
-			return nil, fmt.Errorf("%w: %d positions cached plus %d new exceed the context of %d", ErrContext, ch.Seq.n, len(ch.Tokens), h.Context)
+			return fmt.Errorf("%w: %d positions cached plus %d new exceed the context of %d", ErrContext, ch.Seq.n, len(ch.Tokens), h.Context)
 		}
 		for i, t := range ch.Tokens {
 			if t < 0 || int(t) >= h.Vocab {
-				return nil, fmt.Errorf("%w: token %d at position %d is outside the vocabulary of %d", ErrToken, t, ch.Seq.n+i, h.Vocab)
+				return fmt.Errorf("%w: token %d at position %d is outside the vocabulary of %d", ErrToken, t, ch.Seq.n+i, h.Vocab)
 			}
 			rows = append(rows, rowRef{chunk: c, pos: ch.Seq.n + i})
 		}
@@ -148,7 +162,7 @@ func (m *Model) Forward(ctx context.Context, chunks []Chunk) ([][]float32, error
 		for _, ch := range chunks {
 			ch.Seq.trim()
 		}
-		return nil, err
+		return err
 	}
 	for _, ch := range chunks {
 		ch.Seq.n += len(ch.Tokens)
@@ -175,11 +189,7 @@ func (m *Model) Forward(ctx context.Context, chunks []Chunk) ([][]float32, error
 		ch := &chunks[rows[i].chunk]
 		ch.Logits = append(ch.Logits, logits[j*h.Vocab:(j+1)*h.Vocab]...)
 	}
-	out := make([][]float32, len(chunks))
-	for c := range chunks {
-		out[c] = chunks[c].Logits
-	}
-	return out, nil
+	return nil
 }
 
 type rowRef struct{ chunk, pos int }
