@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -73,13 +74,14 @@ func TestChaosKillNode(t *testing.T) {
 					t.Fatalf("fault-free stream %d: %v", i, err)
 				}
 			}
+			started := firstTokens(t, c.URL)
 			done := make(chan struct{})
 			var got []string
 			go func() {
 				got, errs = workload(t, c.URL, 32, 48)
 				close(done)
 			}()
-			time.Sleep(150 * time.Millisecond)
+			awaitFirstTokens(t, c.URL, started+32)
 			killed := time.Now()
 			if err := c.KillNode(1); err != nil {
 				t.Fatal(err)
@@ -149,13 +151,14 @@ func TestChaosKillNode(t *testing.T) {
 func TestDrainUnderLoad(t *testing.T) {
 	bin := binary(t)
 	c := start(t, Config{Processes: true, Binary: bin})
+	started := firstTokens(t, c.URL)
 	done := make(chan struct{})
 	var errs []error
 	go func() {
 		_, errs = workload(t, c.URL, 16, 64)
 		close(done)
 	}()
-	time.Sleep(100 * time.Millisecond)
+	awaitFirstTokens(t, c.URL, started+16)
 	if err := c.DrainNode(2, 30*time.Second); err != nil {
 		t.Fatal(err)
 	}
@@ -240,19 +243,21 @@ func seededWorkload(t *testing.T, url string, n, tokens int) ([]string, []error)
 func TestCoordinatorLoss(t *testing.T) {
 	bin := binary(t)
 	c := start(t, Config{Processes: true, Binary: bin, Coordinators: 2})
-	want, errs := seededWorkload(t, c.URL, 16, 48)
+	const streams, tokens = 16, 160
+	want, errs := seededWorkload(t, c.URL, streams, tokens)
 	for i, err := range errs {
 		if err != nil {
 			t.Fatalf("fault-free stream %d: %v", i, err)
 		}
 	}
+	started := firstTokens(t, c.URL)
 	done := make(chan struct{})
 	var got []string
 	go func() {
-		got, errs = seededWorkload(t, c.URL, 16, 48)
+		got, errs = seededWorkload(t, c.URL, streams, tokens)
 		close(done)
 	}()
-	time.Sleep(150 * time.Millisecond)
+	awaitFirstTokens(t, c.URL, started+streams) // all in flight
 	if err := c.KillCoordinator(0); err != nil {
 		t.Fatal(err)
 	}
@@ -282,6 +287,36 @@ func TestCoordinatorLoss(t *testing.T) {
 }
 
 func readAll(r io.Reader) []byte { b, _ := io.ReadAll(r); return b }
+
+// awaitFirstTokens waits until n streams in all have had their first
+// token (firstTokens), so that a fault injected next hits streams in
+// flight, however fast the machine.
+func awaitFirstTokens(t *testing.T, url string, n int) {
+	t.Helper()
+	for deadline := time.Now().Add(30 * time.Second); firstTokens(t, url) < n; {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d streams had no first token within 30 s", n)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}
+
+// firstTokens is how many streams have had their first token, from the
+// router's time-to-first-token histogram.
+func firstTokens(t *testing.T, url string) int {
+	t.Helper()
+	resp, err := http.Get(url + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	m := regexp.MustCompile(`switchyard_router_time_to_first_token_seconds_count(?:\{[^}]*\})? (\d+)`).FindSubmatch(readAll(resp.Body))
+	if m == nil {
+		t.Fatal("the router exports no time-to-first-token histogram")
+	}
+	n, _ := strconv.Atoi(string(m[1]))
+	return n
+}
 
 // TestHotReplication sends a skewed workload (one token, over and over)
 // and checks that the controller gives hot units extra replicas and

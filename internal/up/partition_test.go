@@ -97,13 +97,14 @@ func TestPartition(t *testing.T) {
 			t.Fatalf("before the partition, stream %d: %v", i, err)
 		}
 	}
+	started := firstTokens(t, c.URL)
 	done := make(chan struct{})
 	var got []string
 	go func() {
 		got, errs = workload(t, c.URL, 16, 48)
 		close(done)
 	}()
-	time.Sleep(150 * time.Millisecond)
+	awaitFirstTokens(t, c.URL, started+16)
 	cut := time.Now()
 	if err := ipCmd("link", "set", ns.hostIf, "down"); err != nil {
 		t.Fatal(err)
