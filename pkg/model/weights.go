@@ -180,7 +180,10 @@ func matrix(ti *gguf.TensorInfo, data []byte) (tensor.Matrix, error) {
 	if err != nil {
 		return m, fmt.Errorf("%w: tensor %q: %w", ErrTensor, ti.Name, err)
 	}
-	return m, nil
+	if ti.Name == "token_embd.weight" {
+		return m, nil // only ever read a row at a time
+	}
+	return m.Pack(), nil
 }
 
 // File is a model file opened for loading: its metadata, hyperparameters

@@ -17,6 +17,7 @@ func BenchmarkMatVec(b *testing.B) {
 	for _, dt := range computeTypes {
 		w := Quantize(dt, nil, randRow(r, rows*cols, 0.05))
 		m, _ := NewMatrix(dt, rows, cols, w)
+		m = m.Pack() // as a model's matrices are
 		b.Run(dt.String(), func(b *testing.B) {
 			b.SetBytes(int64(len(w)))
 			for b.Loop() {
@@ -37,6 +38,7 @@ func BenchmarkMatMul(b *testing.B) {
 		for _, dt := range computeTypes {
 			w := Quantize(dt, nil, randRow(r, rows*cols, 0.05))
 			m, _ := NewMatrix(dt, rows, cols, w)
+			m = m.Pack()
 			b.Run(fmt.Sprintf("%s/batch%d", dt, n), func(b *testing.B) {
 				b.SetBytes(int64(len(w)))
 				for b.Loop() {

@@ -112,25 +112,44 @@ func TestMatMul(t *testing.T) {
 					t.Fatal(err)
 				}
 				x := randRow(r, n*cols, 1)
-				got := make([]float32, n*rows)
-				m.MatMul(p, got, x, n)
-				wf := make([]float32, cols)
-				xr := make([]float32, cols)
-				for i := range n {
-					act := dt.ActivationType()
-					Dequantize(act, xr, Quantize(act, nil, x[i*cols:(i+1)*cols]), cols)
-					for row := range rows {
-						m.DequantizeRow(wf, row)
-						var want float64
-						for c := range cols {
-							want += float64(wf[c]) * float64(xr[c])
-						}
-						if d := math.Abs(float64(got[i*rows+row]) - want); d > 1e-4*(1+math.Abs(want)) {
-							t.Fatalf("row %d token %d: got %g, want %g", row, i, got[i*rows+row], want)
-						}
-					}
+				for _, m := range layouts(m) {
+					testMatMul(t, p, m, x, n)
 				}
 			})
+		}
+	}
+}
+
+// layouts is m and, where this machine's kernels want one (Pack), m in
+// its packed layout.
+func layouts(m Matrix) []Matrix {
+	if pm := m.Pack(); pm.r16 != nil {
+		return []Matrix{m, pm}
+	}
+	return []Matrix{m}
+}
+
+// testMatMul checks m's product with the n rows of x against float64
+// sums of the dequantised weights and activations.
+func testMatMul(t *testing.T, p *Pool, m Matrix, x []float32, n int) {
+	t.Helper()
+	dt, rows, cols := m.Type, m.Rows, m.Cols
+	got := make([]float32, n*rows)
+	m.MatMul(p, got, x, n)
+	wf := make([]float32, cols)
+	xr := make([]float32, cols)
+	for i := range n {
+		act := dt.ActivationType()
+		Dequantize(act, xr, Quantize(act, nil, x[i*cols:(i+1)*cols]), cols)
+		for row := range rows {
+			m.DequantizeRow(wf, row)
+			var want float64
+			for c := range cols {
+				want += float64(wf[c]) * float64(xr[c])
+			}
+			if d := math.Abs(float64(got[i*rows+row]) - want); d > 1e-4*(1+math.Abs(want)) {
+				t.Fatalf("packed=%v row %d token %d: got %g, want %g", m.r16 != nil, row, i, got[i*rows+row], want)
+			}
 		}
 	}
 }
@@ -216,18 +235,28 @@ func TestMatMulBatchEqualsRows(t *testing.T) {
 	r := rand.New(rand.NewPCG(5, 6))
 	const rows, cols = 37, 512
 	for _, dt := range computeTypes {
-		m, _ := NewMatrix(dt, rows, cols, Quantize(dt, nil, randRow(r, rows*cols, 0.1)))
-		for n := 1; n <= 9; n++ {
-			x := randRow(r, n*cols, 1)
-			got := make([]float32, n*rows)
-			m.MatMul(nil, got, x, n)
-			one := make([]float32, rows)
-			for i := range n {
-				m.MatVec(nil, one, x[i*cols:(i+1)*cols])
-				for row, v := range one {
-					if got[i*rows+row] != v {
-						t.Fatalf("%s batch of %d, token %d row %d: %g in the batch, %g alone", dt, n, i, row, got[i*rows+row], v)
-					}
+		m0, _ := NewMatrix(dt, rows, cols, Quantize(dt, nil, randRow(r, rows*cols, 0.1)))
+		for _, m := range layouts(m0) {
+			testBatchEqualsRows(t, r, m)
+		}
+	}
+}
+
+// testBatchEqualsRows checks that m's products with batches of 1 to 9
+// tokens equal its products with each token alone, bit for bit.
+func testBatchEqualsRows(t *testing.T, r *rand.Rand, m Matrix) {
+	t.Helper()
+	rows, cols := m.Rows, m.Cols
+	for n := 1; n <= 9; n++ {
+		x := randRow(r, n*cols, 1)
+		got := make([]float32, n*rows)
+		m.MatMul(nil, got, x, n)
+		one := make([]float32, rows)
+		for i := range n {
+			m.MatVec(nil, one, x[i*cols:(i+1)*cols])
+			for row, v := range one {
+				if got[i*rows+row] != v {
+					t.Fatalf("%s packed=%v batch of %d, token %d row %d: %g in the batch, %g alone", m.Type, m.r16 != nil, n, i, row, got[i*rows+row], v)
 				}
 			}
 		}

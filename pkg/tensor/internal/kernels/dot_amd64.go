@@ -308,3 +308,28 @@ func SwiGLU(g, u []float32) {
 	tail := len(g) &^ 7
 	swigluGeneric(g[tail:], u[tail:])
 }
+
+// HasR16 reports whether the row-interleaved Q8_0 kernels (DotQ8_0R16,
+// on AVX-512 VNNI) run here.
+func HasR16() bool { return useVNNI }
+
+// DotQ8_0R16 multiplies a group of 16 weight rows packed by PackQ8_0R16
+// (nb blocks each; the first valid rows are real) with tokens (1 to 8)
+// activation rows packed by PackQ8_0R16Act (xstride bytes apart), writing
+// token t's product with row r to dst[t*dstride+r] for r < valid, as
+// dotQ8_0R16Generic does.
+func DotQ8_0R16(wp, xa []byte, nb, xstride, tokens int, dst []float32, dstride, valid int) {
+	if !useVNNI {
+		panic("kernels: DotQ8_0R16 without AVX-512 VNNI")
+	}
+	if tokens < 1 || tokens > 8 || valid < 1 || valid > R16 {
+		panic("kernels: DotQ8_0R16 takes 1 to 8 tokens and 1 to 16 rows")
+	}
+	// bounds: the assembly does not check
+	_, _, _ = wp[:nb*R16Block], xa[:(tokens-1)*xstride+nb*R16ActBlock], dst[(tokens-1)*dstride+valid-1]
+	dotQ8_0R16[tokens-1](wp, xa, nb, xstride, dst, dstride, uint16(1)<<valid-1)
+}
+
+var dotQ8_0R16 = [...]func(wp, xa []byte, nb, xstride int, dst []float32, dstride int, mask uint16){
+	dotQ8_0R16x1, dotQ8_0R16x2, dotQ8_0R16x3, dotQ8_0R16x4,
+	dotQ8_0R16x5, dotQ8_0R16x6, dotQ8_0R16x7, dotQ8_0R16x8}

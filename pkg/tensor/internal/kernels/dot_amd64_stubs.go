@@ -104,6 +104,46 @@ func dotQ8_0x7VNNI(w []byte, xp []byte, xstride int, nb int, nrows int, dst []fl
 //go:noescape
 func dotQ8_0x8VNNI(w []byte, xp []byte, xstride int, nb int, nrows int, dst []float32, dstride int)
 
+// dotQ8_0R16x1 is dotQ8_0R16Generic for 1 tokens (a store mask of rows).
+//
+//go:noescape
+func dotQ8_0R16x1(wp []byte, xa []byte, nb int, xstride int, dst []float32, dstride int, mask uint16)
+
+// dotQ8_0R16x2 is dotQ8_0R16Generic for 2 tokens (a store mask of rows).
+//
+//go:noescape
+func dotQ8_0R16x2(wp []byte, xa []byte, nb int, xstride int, dst []float32, dstride int, mask uint16)
+
+// dotQ8_0R16x3 is dotQ8_0R16Generic for 3 tokens (a store mask of rows).
+//
+//go:noescape
+func dotQ8_0R16x3(wp []byte, xa []byte, nb int, xstride int, dst []float32, dstride int, mask uint16)
+
+// dotQ8_0R16x4 is dotQ8_0R16Generic for 4 tokens (a store mask of rows).
+//
+//go:noescape
+func dotQ8_0R16x4(wp []byte, xa []byte, nb int, xstride int, dst []float32, dstride int, mask uint16)
+
+// dotQ8_0R16x5 is dotQ8_0R16Generic for 5 tokens (a store mask of rows).
+//
+//go:noescape
+func dotQ8_0R16x5(wp []byte, xa []byte, nb int, xstride int, dst []float32, dstride int, mask uint16)
+
+// dotQ8_0R16x6 is dotQ8_0R16Generic for 6 tokens (a store mask of rows).
+//
+//go:noescape
+func dotQ8_0R16x6(wp []byte, xa []byte, nb int, xstride int, dst []float32, dstride int, mask uint16)
+
+// dotQ8_0R16x7 is dotQ8_0R16Generic for 7 tokens (a store mask of rows).
+//
+//go:noescape
+func dotQ8_0R16x7(wp []byte, xa []byte, nb int, xstride int, dst []float32, dstride int, mask uint16)
+
+// dotQ8_0R16x8 is dotQ8_0R16Generic for 8 tokens (a store mask of rows).
+//
+//go:noescape
+func dotQ8_0R16x8(wp []byte, xa []byte, nb int, xstride int, dst []float32, dstride int, mask uint16)
+
 // dotQ4_0AVX2 is, for nb Q4_0 blocks of w (18 bytes) and Q8_0 blocks of x,
 //
 //	for b := 0; b < nb; b++ { s += d(w[b]) * d(x[b]) * Σ_j (nibble(w[b], j) - 8) * q(x[b])[j] }

@@ -75,3 +75,11 @@ func ExpShift(x []float32, shift float32) { expShiftGeneric(x, shift) }
 
 // SwiGLU sets g[i] = silu(g[i])·u[i] with silu(g) = g / (1 + e^-g).
 func SwiGLU(g, u []float32) { swigluGeneric(g, u) }
+
+// HasR16 reports false: this build has no row-interleaved Q8_0 kernels.
+func HasR16() bool { return false }
+
+// DotQ8_0R16 is not available in this build (HasR16).
+func DotQ8_0R16(wp, xa []byte, nb, xstride, tokens int, dst []float32, dstride, valid int) {
+	panic("kernels: DotQ8_0R16 without assembly")
+}

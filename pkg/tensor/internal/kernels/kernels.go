@@ -7,6 +7,7 @@ package kernels
 import (
 	"encoding/binary"
 	"math"
+	"slices"
 )
 
 var f16 = func() *[1 << 16]float32 {
@@ -467,5 +468,92 @@ func swigluGeneric(g, u []float32) {
 		d := 1 + expGeneric(-v)
 		s := v / d
 		g[i] = s * u[i]
+	}
+}
+
+// The row-interleaved Q8_0 layout: R16 weight rows a group, R16Block
+// bytes a group and block (PackQ8_0R16), R16ActBlock bytes an activation
+// block (PackQ8_0R16Act).
+const (
+	R16         = 16
+	R16Block    = 4*R16 + 8*64
+	R16ActBlock = 32 + 4 + 4
+)
+
+// PackQ8_0R16 appends the rows × nb Q8_0 blocks of w (rows contiguous) in
+// the row-interleaved layout of the VNNI many-row kernels: groups of 16
+// rows (the last padded with zero rows), and per group and block the 16
+// rows' scales as float32, then 8 slices of 64 bytes, slice s holding
+// bytes 4s…4s+3 of each row's quants offset to unsigned (+128): 576 bytes
+// a group and block.
+func PackQ8_0R16(dst, w []byte, rows, nb int) []byte {
+	groups := (rows + R16 - 1) / R16
+	out := len(dst)
+	dst = slices.Grow(dst, groups*nb*R16Block)[:out+groups*nb*R16Block]
+	p := dst[out:]
+	for g := range groups {
+		for b := range nb {
+			rec := p[(g*nb+b)*R16Block : (g*nb+b+1)*R16Block]
+			for r := range R16 {
+				row := g*R16 + r
+				if row >= rows {
+					binary.LittleEndian.PutUint32(rec[4*r:], 0)
+					for s := range 8 {
+						copy(rec[64+64*s+4*r:64+64*s+4*r+4], []byte{0x80, 0x80, 0x80, 0x80})
+					}
+					continue
+				}
+				blk := w[(row*nb+b)*34 : (row*nb+b+1)*34]
+				binary.LittleEndian.PutUint32(rec[4*r:], math.Float32bits(f16[binary.LittleEndian.Uint16(blk)]))
+				for s := range 8 {
+					for i := range 4 {
+						rec[64+64*s+4*r+i] = blk[2+4*s+i] ^ 0x80
+					}
+				}
+			}
+		}
+	}
+	return dst
+}
+
+// PackQ8_0R16Act appends n activation rows of nb Q8_0 blocks, stride
+// bytes apart, as the R16 kernels take them: per block 40 bytes, the 32
+// quants, −128 times their sum as int32 and the scale as float32.
+func PackQ8_0R16Act(dst, x []byte, stride, nb, n int) []byte {
+	for t := range n {
+		for b := range nb {
+			blk := x[t*stride+b*34 : t*stride+b*34+34]
+			dst = append(dst, blk[2:]...)
+			var s int32
+			for _, q := range blk[2:] {
+				s += int32(int8(q))
+			}
+			dst = binary.LittleEndian.AppendUint32(dst, uint32(-128*s))
+			dst = binary.LittleEndian.AppendUint32(dst, math.Float32bits(f16[binary.LittleEndian.Uint16(blk)]))
+		}
+	}
+	return dst
+}
+
+// dotQ8_0R16Generic is, for weight rows r0 ≤ r < r0+16 (those below
+// rows) of w (Q8_0, rows contiguous) and tokens activation rows of x
+// (Q8_0, stride bytes apart), the R16 kernels' sum: per block the exact
+// integer dot product, then acc = fma(float(isum), d(w)·d(x), acc) block
+// after block; into dst[t*dstride+r-r0].
+func dotQ8_0R16Generic(w []byte, rows, r0, nb int, x []byte, stride, tokens int, dst []float32, dstride int) {
+	for t := range tokens {
+		for r := r0; r < min(rows, r0+R16); r++ {
+			var acc float32
+			for b := range nb {
+				wb, xb := w[(r*nb+b)*34:(r*nb+b+1)*34], x[t*stride+b*34:t*stride+b*34+34]
+				var isum int32
+				for i := range 32 {
+					isum += int32(int8(wb[2+i])) * int32(int8(xb[2+i]))
+				}
+				d := f16[binary.LittleEndian.Uint16(wb)] * f16[binary.LittleEndian.Uint16(xb)]
+				acc = fma32(float32(isum), d, acc)
+			}
+			dst[t*dstride+r-r0] = acc
+		}
 	}
 }

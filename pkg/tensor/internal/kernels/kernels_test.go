@@ -427,3 +427,54 @@ func TestExpKernels(t *testing.T) {
 }
 
 func isNaN32(f float32) bool { return f != f }
+
+// The row-interleaved Q8_0 kernels equal their Go twin bit for bit for
+// every token count, with groups cut short (masked rows are not written)
+// and odd block counts; the twin is within rounding of a float64 sum.
+func TestQ8_0R16(t *testing.T) {
+	if !HasR16() {
+		t.Skip("no AVX-512 VNNI here: the R16 kernels do not run (their Go twin is what the other kernels are checked against)")
+	}
+	r := rand.New(rand.NewPCG(13, 14))
+	for _, rows := range []int{1, 5, 16, 17, 40} {
+		for _, nb := range []int{1, 2, 7, 32} {
+			w := q8Blocks(r, rows*nb)[guard : guard+rows*nb*34]
+			const tokens = 8
+			x := q8Blocks(r, tokens*nb)[guard : guard+tokens*nb*34]
+			wp := PackQ8_0R16(nil, w, rows, nb)
+			xa := PackQ8_0R16Act(nil, x, nb*34, nb, tokens)
+			for tk := 1; tk <= tokens; tk++ {
+				for r0 := 0; r0 < rows; r0 += R16 {
+					valid := min(R16, rows-r0)
+					const dstride = R16 + 3
+					got := make([]float32, tk*dstride)
+					for i := range got {
+						got[i] = -7
+					}
+					want := slices.Clone(got)
+					DotQ8_0R16(wp[r0/R16*nb*R16Block:], xa, nb, nb*R16ActBlock, tk, got, dstride, valid)
+					dotQ8_0R16Generic(w, rows, r0, nb, x, nb*34, tk, want, dstride)
+					if !slices.Equal(got, want) {
+						t.Fatalf("rows=%d nb=%d tokens=%d group %d: asm %v, Go %v", rows, nb, tk, r0/R16, got, want)
+					}
+					for c := range tk {
+						for rr := range valid {
+							ref := 0.0
+							for b := range nb {
+								wb, xb := w[((r0+rr)*nb+b)*34:], x[(c*nb+b)*34:]
+								var isum float64
+								for i := range 32 {
+									isum += float64(int8(wb[2+i])) * float64(int8(xb[2+i]))
+								}
+								ref += isum * float64(F16(binary.LittleEndian.Uint16(wb))) * float64(F16(binary.LittleEndian.Uint16(xb)))
+							}
+							if v := float64(got[c*dstride+rr]); math.Abs(v-ref) > 1e-4*(1+math.Abs(ref)) {
+								t.Fatalf("rows=%d nb=%d token %d row %d: %g, float64 sum %g", rows, nb, c, r0+rr, v, ref)
+							}
+						}
+					}
+				}
+			}
+		}
+	}
+}

@@ -24,6 +24,9 @@ func main() {
 	for rows := 1; rows <= 8; rows++ {
 		dotQ8xNVNNI(rows)
 	}
+	for tokens := 1; tokens <= 8; tokens++ {
+		dotQ8R16(tokens)
+	}
 	dotQ4()
 	for rows := 1; rows <= 4; rows++ {
 		dotQ4KxN(rows)
@@ -487,6 +490,116 @@ func dotQ8xNVNNI(rows int) {
 	Label(rowDone)
 	VZEROUPPER()
 	RET()
+}
+
+// dotQ8R16 multiplies a group of 16 Q8_0 weight rows, packed by
+// PackQ8_0R16 (per block: the 16 rows' scales as float32, then 8 slices
+// of 64 bytes, slice s holding bytes 4s…4s+3 of each row offset to
+// unsigned by +128), with tokens activation rows packed by
+// PackQ8_0R16Act (per block: 32 quants, −128·Σ of them as int32, the
+// scale as float32). Per block, eight VPDPBUSD with the token's quants
+// broadcast a dword at a time give each row's exact integer sum in its own
+// lane; converted, scaled by d(w)·d(x) and added with a fused
+// multiply-add, block after block. Lanes of rows past the group's end are
+// not stored (mask).
+func dotQ8R16(tokens int) {
+	name := fmt.Sprintf("dotQ8_0R16x%d", tokens)
+	TEXT(name, NOSPLIT, "func(wp, xa []byte, nb, xstride int, dst []float32, dstride int, mask uint16)")
+	Pragma("noescape")
+	Doc(fmt.Sprintf("%s is dotQ8_0R16Generic for %d tokens (a store mask of rows).", name, tokens))
+	pw := Load(Param("wp").Base(), GP64())
+	px := Load(Param("xa").Base(), GP64())
+	nb := Load(Param("nb"), GP64())
+	xs := Load(Param("xstride"), GP64())
+	pdst := Load(Param("dst").Base(), GP64())
+	ds := Load(Param("dstride"), GP64())
+	SHLQ(U8(2), ds) // in bytes
+	mask := Load(Param("mask"), GP32())
+	px2, px4, px6 := GP64(), GP64(), GP64()
+	if tokens > 2 {
+		LEAQ(Mem{Base: px, Index: xs, Scale: 2}, px2)
+	}
+	if tokens > 4 {
+		LEAQ(Mem{Base: px, Index: xs, Scale: 4}, px4)
+	}
+	if tokens > 6 {
+		LEAQ(Mem{Base: px4, Index: xs, Scale: 2}, px6)
+	}
+	addr := []Mem{{Base: px}, {Base: px, Index: xs, Scale: 1}, {Base: px2}, {Base: px2, Index: xs, Scale: 1},
+		{Base: px4}, {Base: px4, Index: xs, Scale: 1}, {Base: px6}, {Base: px6, Index: xs, Scale: 1}}
+	accs := make([]reg.VecVirtual, tokens)
+	for c := range accs {
+		accs[c] = ZMM()
+		VPXORD(accs[c], accs[c], accs[c])
+	}
+	loop, done := name+"loop", name+"done"
+	Label(loop)
+	CMPQ(nb, U8(0))
+	JE(LabelRef(done))
+	dw := ZMM()
+	VMOVUPS(Mem{Base: pw}, dw)
+	var w [8]reg.VecVirtual
+	for i := range w {
+		w[i] = ZMM()
+		VMOVDQU32(Mem{Base: pw, Disp: 64 + 64*i}, w[i])
+	}
+	for c := range tokens {
+		acc := ZMM()
+		VPBROADCASTD(addr[c].Offset(32), acc) // −128·Σx
+		if tokens > 2 {
+			for i := range w {
+				vpdpbusdBcst(addr[c].Offset(4*i), w[i], acc)
+			}
+		} else { // two chains, so that few tokens do not wait on one
+			acc2 := ZMM()
+			VPXORD(acc2, acc2, acc2)
+			for i := range w {
+				vpdpbusdBcst(addr[c].Offset(4*i), w[i], [2]reg.VecVirtual{acc, acc2}[i%2])
+			}
+			VPADDD(acc2, acc, acc)
+		}
+		VCVTDQ2PS(acc, acc)
+		d := ZMM()
+		VMULPS_BCST(addr[c].Offset(36), dw, d) // d(w)·d(x)
+		VFMADD231PS(acc, d, accs[c])
+	}
+	ADDQ(U32(576), pw)
+	ADDQ(U8(40), px)
+	if tokens > 2 {
+		ADDQ(U8(40), px2)
+	}
+	if tokens > 4 {
+		ADDQ(U8(40), px4)
+	}
+	if tokens > 6 {
+		ADDQ(U8(40), px6)
+	}
+	DECQ(nb)
+	JMP(LabelRef(loop))
+	Label(done)
+	k := K()
+	KMOVW(mask, k)
+	for c, acc := range accs {
+		VMOVUPS(acc, k, Mem{Base: pdst})
+		if c+1 < tokens {
+			ADDQ(ds, pdst)
+		}
+	}
+	VZEROUPPER()
+	RET()
+}
+
+// vpdpbusdBcst is vpdpbusd with the signed operand a dword in memory
+// broadcast to every lane.
+func vpdpbusdBcst(s Mem, u, acc reg.Register) {
+	Instruction(&ir.Instruction{
+		Opcode:   "VPDPBUSD",
+		Suffixes: []string{"BCST"},
+		Operands: []Op{s, u, acc},
+		Inputs:   []Op{s, u, acc},
+		Outputs:  []Op{acc},
+		ISA:      []string{"AVX512_VNNI"},
+	})
 }
 
 // vpdpbusd adds to each int32 lane of acc the products of its four
