@@ -136,13 +136,19 @@ func Measure(ctx context.Context, c Config) (*Report, error) {
 			return nil, err
 		}
 	}
-	for _, conc := range c.Concurrency {
-		var r Run
+	run := func(conc, gt int) (Run, error) {
 		if c.Mode == "single" {
-			r, err = single(ctx, m, conc, c.PromptTokens, c.GenTokens)
-		} else {
-			r, err = cluster(ctx, c.URL, f.Vocab, conc, c.PromptTokens, c.GenTokens)
+			return single(ctx, m, conc, c.PromptTokens, gt)
 		}
+		return cluster(ctx, c.URL, f.Vocab, conc, c.PromptTokens, gt)
+	}
+	// One unmeasured request first, as llama-bench does: the first pass
+	// through a process faults in its weights and grows its buffers.
+	if _, err := run(1, 2); err != nil {
+		return nil, fmt.Errorf("bench: warm-up: %w", err)
+	}
+	for _, conc := range c.Concurrency {
+		r, err := run(conc, c.GenTokens)
 		if err != nil {
 			return nil, err
 		}
