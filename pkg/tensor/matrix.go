@@ -47,15 +47,22 @@ func (m Matrix) DequantizeRow(dst []float32, i int) { Dequantize(m.Type, dst, m.
 func (m Matrix) Bytes() int { return len(m.Data) }
 
 // Pack returns m with a copy of its data laid out for this machine's
-// fastest kernels, where they want one: Q8_0 matrices of 16 rows or more,
-// on CPUs with AVX-512 VNNI, get their rows interleaved 16 at a time, so
-// that one instruction multiplies a token with 16 rows at once. Products
-// with a packed matrix sum each block's integer dot product before
-// scaling it, an order that differs from the unpacked kernels' in the
-// last bits; a model packs all its matrices or none.
+// fastest kernels, where they want one: Q8_0 and Q4_K matrices of 16 rows
+// or more, on CPUs with AVX-512 VNNI, get their rows interleaved 16 at a
+// time, so that one instruction multiplies a token with 16 rows at once.
+// Q4_K products are bit-identical either way; packed Q8_0 products sum
+// each block's integer dot product before scaling it, an order that
+// differs from the unpacked kernels' in the last bits, so a model packs
+// all its matrices or none.
 func (m Matrix) Pack() Matrix {
-	if m.Type == Q8_0 && k.HasR16() && m.Rows >= k.R16 && m.r16 == nil {
+	if !k.HasR16() || m.Rows < k.R16 || m.r16 != nil {
+		return m
+	}
+	switch m.Type {
+	case Q8_0:
 		m.r16 = k.PackQ8_0R16(nil, m.Data, m.Rows, m.Cols/QK)
+	case Q4_K:
+		m.r16 = k.PackQ4_KR16(nil, m.Data, m.Rows, m.Cols/QKK)
 	}
 	return m
 }
@@ -181,6 +188,7 @@ func MatMulAll(p *Pool, ps []Product) {
 	for i := range m.ps {
 		pr, pp := &m.ps[i], &m.prep[i]
 		switch {
+		case pr.M.r16 != nil && pr.M.Type == Q4_K: // takes Q8_K rows as they are
 		case pr.M.r16 != nil:
 			pp.packOff = len(m.packed)
 			m.packed = k.PackQ8_0R16Act(m.packed, pp.act, pp.arb, pr.M.Cols/QK, pr.N)
@@ -282,8 +290,21 @@ func (m *matmul) gemm(pp *prepared, pr *Product, a, b int) {
 }
 
 // r16 computes row groups [a, b) of a packed product, for every group of
-// up to 8 tokens.
+// tokens its kernel takes at once.
 func (m *matmul) r16(pp *prepared, pr *Product, a, b int) {
+	if pr.M.Type == Q4_K {
+		nb := pr.M.Cols / QKK
+		for g := a; g < b; g++ {
+			r0 := g * k.R16
+			wp := pr.M.r16[g*nb*k.R16Q4K : (g+1)*nb*k.R16Q4K]
+			valid := min(k.R16, pr.M.Rows-r0)
+			for t := 0; t < pr.N; t += 4 {
+				tokens := min(4, pr.N-t)
+				k.DotQ4_KR16(wp, pp.act[t*pp.arb:], nb, pp.arb, tokens, pr.Dst[t*pr.M.Rows+r0:], pr.M.Rows, valid)
+			}
+		}
+		return
+	}
 	xa := m.packed[pp.packOff:pp.packEnd]
 	nb := pr.M.Cols / QK
 	xs := nb * k.R16ActBlock // bytes of a packed activation row

@@ -333,3 +333,23 @@ func DotQ8_0R16(wp, xa []byte, nb, xstride, tokens int, dst []float32, dstride, 
 var dotQ8_0R16 = [...]func(wp, xa []byte, nb, xstride int, dst []float32, dstride int, mask uint16){
 	dotQ8_0R16x1, dotQ8_0R16x2, dotQ8_0R16x3, dotQ8_0R16x4,
 	dotQ8_0R16x5, dotQ8_0R16x6, dotQ8_0R16x7, dotQ8_0R16x8}
+
+// DotQ4_KR16 multiplies a group of 16 weight rows packed by PackQ4_KR16
+// (nb super-blocks each; the first valid rows are real) with tokens (1
+// to 4) Q8_K activation rows xstride bytes apart, writing token t's
+// product with row r to dst[t*dstride+r] for r < valid, bit-identical to
+// DotQ4_K.
+func DotQ4_KR16(wp, x []byte, nb, xstride, tokens int, dst []float32, dstride, valid int) {
+	if !useVNNI {
+		panic("kernels: DotQ4_KR16 without AVX-512 VNNI")
+	}
+	if tokens < 1 || tokens > 4 || valid < 1 || valid > R16 {
+		panic("kernels: DotQ4_KR16 takes 1 to 4 tokens and 1 to 16 rows")
+	}
+	// bounds: the assembly does not check
+	_, _, _ = wp[:nb*R16Q4K], x[:(tokens-1)*xstride+nb*292], dst[(tokens-1)*dstride+valid-1]
+	dotQ4_KR16[tokens-1](wp, x, nb, xstride, dst, dstride, uint16(1)<<valid-1)
+}
+
+var dotQ4_KR16 = [...]func(wp, x []byte, nb, xstride int, dst []float32, dstride int, mask uint16){
+	dotQ4_KR16x1, dotQ4_KR16x2, dotQ4_KR16x3, dotQ4_KR16x4}

@@ -83,3 +83,8 @@ func HasR16() bool { return false }
 func DotQ8_0R16(wp, xa []byte, nb, xstride, tokens int, dst []float32, dstride, valid int) {
 	panic("kernels: DotQ8_0R16 without assembly")
 }
+
+// DotQ4_KR16 is not available in this build (HasR16).
+func DotQ4_KR16(wp, x []byte, nb, xstride, tokens int, dst []float32, dstride, valid int) {
+	panic("kernels: DotQ4_KR16 without assembly")
+}

@@ -557,3 +557,47 @@ func dotQ8_0R16Generic(w []byte, rows, r0, nb int, x []byte, stride, tokens int,
 		}
 	}
 }
+
+// R16Q4K is the bytes PackQ4_KR16 gives a group of 16 rows and a
+// super-block.
+const R16Q4K = 4*R16 + 4*R16 + 8*R16 + 8*R16 + 4*8*64
+
+// PackQ4_KR16 appends the rows × nb Q4_K super-blocks of w (rows
+// contiguous) for the VNNI Q4_K kernels: groups of 16 rows (the last
+// padded with zero rows), and per group and super-block the rows' d and
+// dmin as float32, their 8 scales and 8 mins as bytes (scale j of row r
+// at 16j+r), then for each pair of sub-blocks 8 slices of 64 bytes,
+// slice s holding bytes 4s…4s+3 of each row's 32 quant bytes.
+func PackQ4_KR16(dst, w []byte, rows, nb int) []byte {
+	groups := (rows + R16 - 1) / R16
+	out := len(dst)
+	dst = slices.Grow(dst, groups*nb*R16Q4K)[:out+groups*nb*R16Q4K]
+	p := dst[out:]
+	clear(p)
+	for g := range groups {
+		for b := range nb {
+			rec := p[(g*nb+b)*R16Q4K : (g*nb+b+1)*R16Q4K]
+			for r := range min(R16, rows-g*R16) {
+				blk := w[((g*R16+r)*nb+b)*144 : ((g*R16+r)*nb+b+1)*144]
+				binary.LittleEndian.PutUint32(rec[4*r:], math.Float32bits(f16[binary.LittleEndian.Uint16(blk)]))
+				binary.LittleEndian.PutUint32(rec[64+4*r:], math.Float32bits(f16[binary.LittleEndian.Uint16(blk[2:])]))
+				scales := blk[4:16]
+				for j := range 8 {
+					var sc, m uint8
+					if j < 4 {
+						sc, m = scales[j]&63, scales[j+4]&63
+					} else {
+						sc, m = scales[j+4]&0xf|(scales[j-4]>>6)<<4, scales[j+4]>>4|(scales[j]>>6)<<4
+					}
+					rec[128+16*j+r], rec[256+16*j+r] = sc, m
+				}
+				for pr := range 4 {
+					for s := range 8 {
+						copy(rec[384+512*pr+64*s+4*r:384+512*pr+64*s+4*r+4], blk[16+32*pr+4*s:16+32*pr+4*s+4])
+					}
+				}
+			}
+		}
+	}
+	return dst
+}

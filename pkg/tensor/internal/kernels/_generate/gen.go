@@ -27,6 +27,9 @@ func main() {
 	for tokens := 1; tokens <= 8; tokens++ {
 		dotQ8R16(tokens)
 	}
+	for tokens := 1; tokens <= 4; tokens++ {
+		dotQ4KR16(tokens)
+	}
 	dotQ4()
 	for rows := 1; rows <= 4; rows++ {
 		dotQ4KxN(rows)
@@ -548,13 +551,13 @@ func dotQ8R16(tokens int) {
 		VPBROADCASTD(addr[c].Offset(32), acc) // −128·Σx
 		if tokens > 2 {
 			for i := range w {
-				vpdpbusdBcst(addr[c].Offset(4*i), w[i], acc)
+				vnniBcst("VPDPBUSD", addr[c].Offset(4*i), w[i], acc)
 			}
 		} else { // two chains, so that few tokens do not wait on one
 			acc2 := ZMM()
 			VPXORD(acc2, acc2, acc2)
 			for i := range w {
-				vpdpbusdBcst(addr[c].Offset(4*i), w[i], [2]reg.VecVirtual{acc, acc2}[i%2])
+				vnniBcst("VPDPBUSD", addr[c].Offset(4*i), w[i], [2]reg.VecVirtual{acc, acc2}[i%2])
 			}
 			VPADDD(acc2, acc, acc)
 		}
@@ -589,11 +592,147 @@ func dotQ8R16(tokens int) {
 	RET()
 }
 
-// vpdpbusdBcst is vpdpbusd with the signed operand a dword in memory
-// broadcast to every lane.
-func vpdpbusdBcst(s Mem, u, acc reg.Register) {
+// dotQ4KR16 multiplies a group of 16 Q4_K weight rows, packed by
+// PackQ4_KR16 (per super-block: the rows' d and dmin as float32, their 8
+// six-bit scales and 8 mins as bytes, then for each pair of sub-blocks 8
+// slices of 64 bytes, slice s holding bytes 4s…4s+3 of each row's 32
+// quant bytes: low nibbles the even sub-block, high the odd), with
+// tokens Q8_K activation rows (292 bytes a super-block). Per sub-block,
+// eight VPDPBUSD with the token's quants broadcast a dword at a time give
+// each row's exact integer sum in its lane, times the row's scale; the
+// mins times the bsums by VPDPWSSD; then per super-block d·Σ - dmin·Σ as
+// dotQ4_KGeneric computes it, so the results are bit-identical to it.
+func dotQ4KR16(tokens int) {
+	name := fmt.Sprintf("dotQ4_KR16x%d", tokens)
+	TEXT(name, NOSPLIT, "func(wp, x []byte, nb, xstride int, dst []float32, dstride int, mask uint16)")
+	Pragma("noescape")
+	Doc(fmt.Sprintf("%s is dotQ4_KGeneric of 16 packed rows with %d tokens (a store mask of rows).", name, tokens))
+	pw := Load(Param("wp").Base(), GP64())
+	px := Load(Param("x").Base(), GP64())
+	nb := Load(Param("nb"), GP64())
+	xs := Load(Param("xstride"), GP64())
+	pdst := Load(Param("dst").Base(), GP64())
+	ds := Load(Param("dstride"), GP64())
+	SHLQ(U8(2), ds)
+	mask := Load(Param("mask"), GP32())
+	px2 := GP64()
+	if tokens > 2 {
+		LEAQ(Mem{Base: px, Index: xs, Scale: 2}, px2)
+	}
+	addr := []Mem{{Base: px}, {Base: px, Index: xs, Scale: 1}, {Base: px2}, {Base: px2, Index: xs, Scale: 1}}
+	t := GP32()
+	MOVL(U32(0x0f0f0f0f), t)
+	low := ZMM()
+	VPBROADCASTD(t, low)
+	accs := make([]reg.VecVirtual, tokens)
+	for c := range accs {
+		accs[c] = ZMM()
+		VPXORD(accs[c], accs[c], accs[c])
+	}
+	loop, done := name+"loop", name+"done"
+	Label(loop)
+	CMPQ(nb, U8(0))
+	JE(LabelRef(done))
+	sums := make([]reg.VecVirtual, tokens)
+	for c := range tokens {
+		sums[c] = ZMM()
+		VPXORD(sums[c], sums[c], sums[c])
+	}
+	// One set of registers for every sub-block's nibbles, scales and
+	// products (avo's allocator does not backtrack).
+	var nib [8]reg.VecVirtual
+	for i := range nib {
+		nib[i] = ZMM()
+	}
+	sc := ZMM()
+	// Independent chains of VPDPBUSD per sub-block: four for one token,
+	// two for two, so that few tokens do not wait on one chain's latency.
+	chains := make([]reg.VecVirtual, max(1, 4/tokens))
+	for i := range chains {
+		chains[i] = ZMM()
+	}
+	a := chains[0]
+	for p := range 4 {
+		for h := range 2 {
+			j := 2*p + h
+			for i := range 8 {
+				if h == 0 {
+					VPANDD(Mem{Base: pw, Disp: 384 + 512*p + 64*i}, low, nib[i])
+				} else {
+					VMOVDQU32(Mem{Base: pw, Disp: 384 + 512*p + 64*i}, nib[i])
+					VPSRLW(U8(4), nib[i], nib[i])
+					VPANDD(low, nib[i], nib[i])
+				}
+			}
+			VPMOVZXBD(Mem{Base: pw, Disp: 128 + 16*j}, sc)
+			for c := range tokens {
+				for _, ch := range chains {
+					VPXORD(ch, ch, ch)
+				}
+				for i := range 8 {
+					vnniBcst("VPDPBUSD", addr[c].Offset(4+32*j+4*i), nib[i], chains[i%len(chains)])
+				}
+				for _, ch := range chains[1:] {
+					VPADDD(ch, a, a)
+				}
+				VPMULLD(sc, a, a)
+				VPADDD(a, sums[c], sums[c])
+			}
+		}
+	}
+	// Mins: m_j in both halves of each lane, times the token's bsums
+	// 2j and 2j+1.
+	mins := make([]reg.VecVirtual, tokens)
+	for c := range tokens {
+		mins[c] = ZMM()
+		VPXORD(mins[c], mins[c], mins[c])
+	}
+	m, m2 := ZMM(), ZMM()
+	for j := range 8 {
+		VPMOVZXBD(Mem{Base: pw, Disp: 256 + 16*j}, m)
+		VPSLLD(U8(16), m, m2)
+		VPORD(m2, m, m)
+		for c := range tokens {
+			vnniBcst("VPDPWSSD", addr[c].Offset(260+4*j), m, mins[c])
+		}
+	}
+	dx, d, dmin := ZMM(), ZMM(), ZMM()
+	for c := range tokens {
+		VBROADCASTSS(addr[c], dx)
+		VMULPS(Mem{Base: pw}, dx, d)              // d = dx·d(w)
+		VMULPS(Mem{Base: pw, Disp: 64}, dx, dmin) // dmin = dx·dmin(w)
+		VCVTDQ2PS(sums[c], sums[c])
+		VCVTDQ2PS(mins[c], mins[c])
+		VMULPS(sums[c], d, d)
+		VMULPS(mins[c], dmin, dmin)
+		VSUBPS(dmin, d, d)
+		VADDPS(d, accs[c], accs[c])
+	}
+	ADDQ(U32(2432), pw)
+	ADDQ(U32(292), px)
+	if tokens > 2 {
+		ADDQ(U32(292), px2)
+	}
+	DECQ(nb)
+	JMP(LabelRef(loop))
+	Label(done)
+	k := K()
+	KMOVW(mask, k)
+	for c, acc := range accs {
+		VMOVUPS(acc, k, Mem{Base: pdst})
+		if c+1 < tokens {
+			ADDQ(ds, pdst)
+		}
+	}
+	VZEROUPPER()
+	RET()
+}
+
+// vnniBcst is a VNNI multiply-add (VPDPBUSD, VPDPWSSD) into acc of u with
+// a dword in memory broadcast to every lane.
+func vnniBcst(op string, s Mem, u, acc reg.Register) {
 	Instruction(&ir.Instruction{
-		Opcode:   "VPDPBUSD",
+		Opcode:   op,
 		Suffixes: []string{"BCST"},
 		Operands: []Op{s, u, acc},
 		Inputs:   []Op{s, u, acc},
