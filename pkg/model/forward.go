@@ -194,6 +194,15 @@ func (m *Model) Step(ctx context.Context, chunks []Chunk) error {
 
 type rowRef struct{ chunk, pos int }
 
+// reserve returns s with room for n more elements, at least doubling its
+// capacity when it has to grow.
+func reserve(s []float32, n int) []float32 {
+	if cap(s)-len(s) >= n {
+		return s
+	}
+	return slices.Grow(s, max(n, cap(s)))
+}
+
 // microBatchRows is the smallest step that layers cuts in two when the
 // experts are remote. Decode steps of fewer streams stay whole: on
 // two cores, halving every expert's batch costs more than the overlap
@@ -285,7 +294,16 @@ func (m *Model) begin(ctx context.Context, ws *workspace, l int, x []float32, ro
 		m.rope(qi, cs)
 		m.rope(ki, cs)
 	}
-	// Append keys and values to the caches, then attend causally.
+	// Append keys and values to the caches, then attend causally. A
+	// chunk's rows are contiguous: each cache grows once for the chunk,
+	// at least doubling (append grows large slices by a quarter, which
+	// for a long prompt copies the cache dozens of times).
+	for c := range chunks {
+		if ch := &chunks[c]; len(ch.Tokens) > 1 {
+			ch.Seq.k[l] = reserve(ch.Seq.k[l], len(ch.Tokens)*kd)
+			ch.Seq.v[l] = reserve(ch.Seq.v[l], len(ch.Tokens)*vd)
+		}
+	}
 	for i, r := range rows {
 		s := chunks[r.chunk].Seq
 		s.k[l] = append(s.k[l], k[i*kd:(i+1)*kd]...)
