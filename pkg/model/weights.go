@@ -237,7 +237,7 @@ func (f *File) LoadShared() (*Shared, error) {
 		return nil, err
 	}
 	if s.Output.Data == nil {
-		s.Output = s.Embd
+		s.Output = s.Embd.Pack() // the embeddings themselves stay unpacked
 	}
 	s.Layers = make([]Layer, f.Layers)
 	for i := range s.Layers {

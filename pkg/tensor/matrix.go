@@ -77,11 +77,9 @@ type kernel struct {
 	dotN func(w, a []byte, stride, n, rows int) [4]float32
 	// gemm, where there is one, is dotN over nrows contiguous weight rows
 	// at once, writing token c's product with row r to dst[c*dstride+r];
-	// ap are the activation rows as pack lays them out for the kernel,
-	// and group is how many rows it takes at most.
-	gemm  func(w, a []byte, stride, n, rows, nrows int, ap []byte, dst []float32, dstride int)
-	pack  func(dst, a []byte, stride, n, rows int) []byte
-	group func() int
+	// ap are the activations' block scales as pack lays them out.
+	gemm func(w, a []byte, stride, n, rows, nrows int, ap []byte, dst []float32, dstride int)
+	pack func(dst, a []byte, stride, n, rows int) []byte
 }
 
 var kernelTable = map[DType]kernel{
@@ -94,8 +92,7 @@ var kernelTable = map[DType]kernel{
 		},
 		pack: func(dst, a []byte, stride, n, rows int) []byte {
 			return k.Q8_0Pack(dst, a, stride, n/QK, rows)
-		},
-		group: k.Q8_0Group},
+		}},
 	Q4_0: {act: Q8_0, dot: func(w, a []byte, n int) float32 { return k.DotQ4_0(w, a, n/QK) }},
 	Q4_K: {act: Q8_K, dot: func(w, a []byte, n int) float32 { return k.DotQ4_K(w, a, n/QKK) },
 		dotN: func(w, a []byte, stride, n, rows int) (o [4]float32) {
@@ -272,16 +269,15 @@ func (m *matmul) Range(lo, hi int) {
 const gemmRows = 16
 
 // gemm computes weight rows [a, b) of a product with the many-row kernel,
-// gemmRows at a time, for every group of tokens the kernel takes at once.
+// gemmRows at a time, for every group of up to four tokens.
 func (m *matmul) gemm(pp *prepared, pr *Product, a, b int) {
 	ap := m.packed[pp.packOff:pp.packEnd]
 	prb := len(ap) / pr.N // packed bytes a row
-	g := pp.kn.group()
 	for r0 := a; r0 < b; r0 += gemmRows {
 		r1 := min(b, r0+gemmRows)
 		w := pr.M.Data[r0*pp.wrb : r1*pp.wrb]
 		for t := 0; t < pr.N; {
-			rows := min(g, pr.N-t)
+			rows := min(4, pr.N-t)
 			pp.kn.gemm(w, pp.act[t*pp.arb:(t+rows)*pp.arb], pp.arb, pr.M.Cols, rows, r1-r0,
 				ap[t*prb:(t+rows)*prb], pr.Dst[t*pr.M.Rows+r0:], pr.M.Rows)
 			t += rows

@@ -10,8 +10,8 @@ import (
 
 // useAsm selects the AVX2/FMA/F16C kernels; it is decided once from the
 // CPU's features and can be switched off (UseAsm) to compare with Go.
-// useVNNI, where the CPU has AVX-512 VNNI too, selects those kernels for
-// batches of Q8_0 products (tests switch it to compare both).
+// useVNNI is whether the CPU has AVX-512 VNNI too, for the kernels of
+// packed weights (HasR16).
 var (
 	useAsm  = hasAVX2()
 	useVNNI = useAsm && hasVNNI()
@@ -71,9 +71,8 @@ func DotQ8_0(w, x []byte, nb int) float32 {
 // DotQ8_0xN computes DotQ8_0 of nrows weight rows w (contiguous) with
 // rows (1 to 4) activation rows x[c*stride:] into dst[c*dstride+r],
 // bit-identical to separate DotQ8_0 calls but loading each weight block
-// once. xp is the activation rows as Q8_0Pack packs them (the VNNI
-// kernels read nothing else of the activations).
-func DotQ8_0xN(w, x []byte, stride, nb, rows, nrows int, xp []byte, dst []float32, dstride int) {
+// once. xd is the activations' block scales as Q8_0Pack packs them.
+func DotQ8_0xN(w, x []byte, stride, nb, rows, nrows int, xd []byte, dst []float32, dstride int) {
 	if !useAsm {
 		dotQ8_0xNGeneric(w, x, stride, nb, rows, nrows, dst, dstride)
 		return
@@ -81,58 +80,31 @@ func DotQ8_0xN(w, x []byte, stride, nb, rows, nrows int, xp []byte, dst []float3
 	if nrows == 0 {
 		return
 	}
-	if rows < 1 || rows > Q8_0Group() {
-		panic("kernels: DotQ8_0xN takes 1 to Q8_0Group() rows")
+	if rows < 1 || rows > 4 {
+		panic("kernels: DotQ8_0xN takes 1 to 4 rows")
 	}
 	// bounds: the assembly does not check
-	_, _ = w[:nrows*nb*34], dst[(rows-1)*dstride+nrows-1]
-	if useVNNI {
-		xs := packQ8_0VNNIRow(nb)
-		_ = xp[:rows*xs]
-		dotQ8_0VNNI[rows-1](w, xp, xs, nb, nrows, dst, dstride)
-		return
-	}
-	_, _ = x[:(rows-1)*stride+nb*34], xp[:4*rows*nb]
+	_, _, _, _ = w[:nrows*nb*34], x[:(rows-1)*stride+nb*34], xd[:4*rows*nb], dst[(rows-1)*dstride+nrows-1]
 	if stride < nb*34 {
 		panic("kernels: DotQ8_0xN rows overlap")
 	}
-	dotQ8_0AVX2xN[rows-1](w, x, stride, nb, nrows, xp, dst, dstride)
+	dotQ8_0AVX2xN[rows-1](w, x, stride, nb, nrows, xd, dst, dstride)
 }
 
 // The Q8_0 batch kernels by number of activation rows.
-var (
-	dotQ8_0AVX2xN = [...]func(w, x []byte, stride, nb, nrows int, xd []byte, dst []float32, dstride int){
-		dotQ8_0x1AVX2, dotQ8_0x2AVX2, dotQ8_0x3AVX2, dotQ8_0x4AVX2}
-	dotQ8_0VNNI = [...]func(w, xp []byte, xstride, nb, nrows int, dst []float32, dstride int){
-		dotQ8_0x1VNNI, dotQ8_0x2VNNI, dotQ8_0x3VNNI, dotQ8_0x4VNNI,
-		dotQ8_0x5VNNI, dotQ8_0x6VNNI, dotQ8_0x7VNNI, dotQ8_0x8VNNI}
-)
+var dotQ8_0AVX2xN = [...]func(w, x []byte, stride, nb, nrows int, xd []byte, dst []float32, dstride int){
+	dotQ8_0x1AVX2, dotQ8_0x2AVX2, dotQ8_0x3AVX2, dotQ8_0x4AVX2}
 
-// Q8_0Pack appends n activation rows of nb Q8_0 blocks, stride bytes
-// apart, in the form this machine's DotQ8_0xN takes them; every row
-// packs to the same number of bytes and a group of rows starting at row
-// t (a multiple of Q8_0Group) starts at t times that.
+// Q8_0Pack appends the block scales of n activation rows of nb Q8_0
+// blocks, stride bytes apart, as float32, as DotQ8_0xN takes them: in
+// groups of four rows, each interleaved by block, so that the group
+// starting at row t (a multiple of 4) starts at byte 4*t*nb.
 func Q8_0Pack(dst, x []byte, stride, nb, n int) []byte {
-	switch {
-	case useVNNI:
-		return packQ8_0VNNI(dst, x, stride, nb, n)
-	case useAsm:
-		return packQ8_0Scales(dst, x, stride, nb, n)
+	if !useAsm {
+		return dst
 	}
-	return dst
+	return packQ8_0Scales(dst, x, stride, nb, n)
 }
-
-// Q8_0Group is how many activation rows DotQ8_0xN takes at most: 8 with
-// the VNNI kernels (32 vector registers), 4 otherwise.
-func Q8_0Group() int {
-	if useVNNI {
-		return 8
-	}
-	return 4
-}
-
-// packQ8_0VNNIRow is the bytes packQ8_0VNNI packs a row of nb blocks into.
-func packQ8_0VNNIRow(nb int) int { return 192 * ((nb + 1) / 2) }
 
 // Axpy adds a·x to dst (len(dst) ≥ len(x)).
 func Axpy(dst, x []float32, a float32) {

@@ -22,8 +22,7 @@ func dotF16AVX2(a []uint16, b []uint16) float32
 //
 //	for b := 0; b < nb; b++ { s += d(w[b]) * d(x[b]) * Σ_j q(w[b])[j] * q(x[b])[j] }
 //
-// with the integer sums in 8 int32 lanes and the scaling in 8 float lanes,
-// one set for even blocks and one for odd.
+// with the integer sums in 8 int32 lanes and the scaling in 8 float lanes.
 //
 //go:noescape
 func dotQ8_0AVX2(w []byte, x []byte, nb int) float32
@@ -63,46 +62,6 @@ func dotQ8_0x3AVX2(w []byte, x []byte, stride int, nb int, nrows int, xd []byte,
 //
 //go:noescape
 func dotQ8_0x4AVX2(w []byte, x []byte, stride int, nb int, nrows int, xd []byte, dst []float32, dstride int)
-
-// dotQ8_0x1VNNI is dotQ8_0x1AVX2 on activations packed by Q8_0Pack, xstride bytes a row.
-//
-//go:noescape
-func dotQ8_0x1VNNI(w []byte, xp []byte, xstride int, nb int, nrows int, dst []float32, dstride int)
-
-// dotQ8_0x2VNNI is dotQ8_0x2AVX2 on activations packed by Q8_0Pack, xstride bytes a row.
-//
-//go:noescape
-func dotQ8_0x2VNNI(w []byte, xp []byte, xstride int, nb int, nrows int, dst []float32, dstride int)
-
-// dotQ8_0x3VNNI is dotQ8_0x3AVX2 on activations packed by Q8_0Pack, xstride bytes a row.
-//
-//go:noescape
-func dotQ8_0x3VNNI(w []byte, xp []byte, xstride int, nb int, nrows int, dst []float32, dstride int)
-
-// dotQ8_0x4VNNI is dotQ8_0x4AVX2 on activations packed by Q8_0Pack, xstride bytes a row.
-//
-//go:noescape
-func dotQ8_0x4VNNI(w []byte, xp []byte, xstride int, nb int, nrows int, dst []float32, dstride int)
-
-// dotQ8_0x5VNNI is dotQ8_0x5AVX2 on activations packed by Q8_0Pack, xstride bytes a row.
-//
-//go:noescape
-func dotQ8_0x5VNNI(w []byte, xp []byte, xstride int, nb int, nrows int, dst []float32, dstride int)
-
-// dotQ8_0x6VNNI is dotQ8_0x6AVX2 on activations packed by Q8_0Pack, xstride bytes a row.
-//
-//go:noescape
-func dotQ8_0x6VNNI(w []byte, xp []byte, xstride int, nb int, nrows int, dst []float32, dstride int)
-
-// dotQ8_0x7VNNI is dotQ8_0x7AVX2 on activations packed by Q8_0Pack, xstride bytes a row.
-//
-//go:noescape
-func dotQ8_0x7VNNI(w []byte, xp []byte, xstride int, nb int, nrows int, dst []float32, dstride int)
-
-// dotQ8_0x8VNNI is dotQ8_0x8AVX2 on activations packed by Q8_0Pack, xstride bytes a row.
-//
-//go:noescape
-func dotQ8_0x8VNNI(w []byte, xp []byte, xstride int, nb int, nrows int, dst []float32, dstride int)
 
 // dotQ8_0R16x1 is dotQ8_0R16Generic for 1 tokens (a store mask of rows).
 //

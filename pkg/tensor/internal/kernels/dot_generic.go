@@ -5,9 +5,6 @@ package kernels
 // UseAsm reports false: this build has no assembly kernels.
 func UseAsm(bool) bool { return false }
 
-// useVNNI is false: this build has no assembly kernels.
-var useVNNI = false
-
 // DotF32 returns Σ a[i]·b[i] over len(a) elements (len(b) ≥ len(a)).
 func DotF32(a, b []float32) float32 { return dotF32Generic(a, b) }
 
@@ -29,14 +26,11 @@ func DotBF16(a, b []uint16) float32 { return dotBF16Generic(a, b) }
 func DotQ4_0(w, x []byte, nb int) float32 { return dotQ4_0Generic(w, x, nb) }
 
 // DotQ8_0xN computes DotQ8_0 of nrows weight rows w (contiguous) with
-// rows (1 to 4) activation rows x[c*stride:] into dst[c*dstride+r]; xp
+// rows (1 to 4) activation rows x[c*stride:] into dst[c*dstride+r]; xd
 // (Q8_0Pack) is for the assembly.
-func DotQ8_0xN(w, x []byte, stride, nb, rows, nrows int, xp []byte, dst []float32, dstride int) {
+func DotQ8_0xN(w, x []byte, stride, nb, rows, nrows int, xd []byte, dst []float32, dstride int) {
 	dotQ8_0xNGeneric(w, x, stride, nb, rows, nrows, dst, dstride)
 }
-
-// Q8_0Group is how many activation rows DotQ8_0xN takes at most.
-func Q8_0Group() int { return 4 }
 
 // Q8_0Pack returns dst: this build's DotQ8_0xN needs nothing packed.
 func Q8_0Pack(dst, x []byte, stride, nb, n int) []byte { return dst }

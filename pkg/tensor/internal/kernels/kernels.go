@@ -159,32 +159,25 @@ func bf(h uint16) float32 { return math.Float32frombits(uint32(h) << 16) }
 
 // dotQ8_0Generic returns the dot product of nb Q8_0 weight blocks w with
 // nb Q8_0 activation blocks x: Σ_b d_w·d_x·Σ q_w·q_x. It keeps the
-// assembly's order exactly — eight lanes, lane j holding bytes 4j…4j+3 of
-// a block, scaled with a fused multiply-add into one set of lanes for the
-// even blocks and one for the odd (as ggml's AVX2 kernel does, but with
-// two sets, so that AVX-512 can take a pair of blocks at once), the two
-// added, summed pairwise at the end — so every build gives the same
-// numbers.
+// assembly's (and ggml's AVX2) order exactly — eight lanes, lane j holding
+// bytes 4j…4j+3 of every block, scaled with a fused multiply-add, summed
+// pairwise at the end — so both builds give the same numbers, which are
+// llama.cpp's.
 func dotQ8_0Generic(w, x []byte, nb int) float32 {
 	w, x = w[:nb*34], x[:nb*34]
-	var acc [2][8]float32
+	var acc [8]float32
 	for b := 0; b < nb; b++ {
 		wb, xb := w[b*34:b*34+34], x[b*34:b*34+34]
 		d := f16[binary.LittleEndian.Uint16(wb)] * f16[binary.LittleEndian.Uint16(xb)]
-		a := &acc[b&1]
 		for j := range 8 {
 			q := wb[2+4*j : 6+4*j]
 			p := xb[2+4*j : 6+4*j]
 			lane := int32(int8(q[0]))*int32(int8(p[0])) + int32(int8(q[1]))*int32(int8(p[1])) +
 				int32(int8(q[2]))*int32(int8(p[2])) + int32(int8(q[3]))*int32(int8(p[3]))
-			a[j] = float32(math.FMA(float64(d), float64(lane), float64(a[j])))
+			acc[j] = float32(math.FMA(float64(d), float64(lane), float64(acc[j])))
 		}
 	}
-	var l [8]float32
-	for j := range l {
-		l[j] = acc[0][j] + acc[1][j]
-	}
-	return hsum8(l)
+	return hsum8(acc)
 }
 
 // packQ8_0Scales appends the block scales of n rows of nb Q8_0 blocks
@@ -198,43 +191,6 @@ func packQ8_0Scales(dst, x []byte, stride, nb, n int) []byte {
 			for c := range g {
 				d := f16[binary.LittleEndian.Uint16(x[(t+c)*stride+b*34:])]
 				dst = binary.LittleEndian.AppendUint32(dst, math.Float32bits(d))
-			}
-		}
-	}
-	return dst
-}
-
-// packQ8_0VNNI appends n rows of nb Q8_0 blocks each, stride bytes apart,
-// as the VNNI DotQ8_0xN takes them: per pair of blocks (the last one
-// alone when nb is odd, padded), 64 quants; per int32 lane (four quants)
-// of each block, −128 times the lane's sum; then each block's scale eight
-// times as float32 — 192 bytes a pair, 192·⌈nb/2⌉ a row.
-func packQ8_0VNNI(dst, x []byte, stride, nb, n int) []byte {
-	pairs := (nb + 1) / 2
-	for r := range n {
-		row := x[r*stride : r*stride+nb*34]
-		for p := range pairs {
-			var q [64]byte
-			var lanes, scales [16]uint32
-			for h := range 2 {
-				b := 2*p + h
-				if b >= nb {
-					break
-				}
-				blk := row[b*34 : b*34+34]
-				copy(q[32*h:], blk[2:])
-				for j := range 8 {
-					s := int32(int8(blk[2+4*j])) + int32(int8(blk[3+4*j])) + int32(int8(blk[4+4*j])) + int32(int8(blk[5+4*j]))
-					lanes[8*h+j] = uint32(-128 * s)
-					scales[8*h+j] = math.Float32bits(f16[binary.LittleEndian.Uint16(blk)])
-				}
-			}
-			dst = append(dst, q[:]...)
-			for _, v := range lanes {
-				dst = binary.LittleEndian.AppendUint32(dst, v)
-			}
-			for _, v := range scales {
-				dst = binary.LittleEndian.AppendUint32(dst, v)
 			}
 		}
 	}

@@ -21,9 +21,6 @@ func main() {
 	for rows := 1; rows <= 4; rows++ {
 		dotQ8xN(rows)
 	}
-	for rows := 1; rows <= 8; rows++ {
-		dotQ8xNVNNI(rows)
-	}
 	for tokens := 1; tokens <= 8; tokens++ {
 		dotQ8R16(tokens)
 	}
@@ -50,29 +47,10 @@ func main() {
 
 // hsum reduces the 8 float lanes of acc to a scalar in the low lane of
 // the returned register.
-func hsum(acc reg.VecVirtual) reg.Register { return hsumY(acc.AsY()) }
-
-// hsumEVEX is hsumY in instructions with EVEX forms, so that it can take
-// the registers only AVX-512 has (Y16 to Y31).
-func hsumEVEX(acc reg.Register) reg.Register {
-	hi := XMM()
-	VEXTRACTF32X4(U8(1), acc, hi)
-	lo := acc.(reg.Vec).AsX()
-	VADDPS(hi, lo, lo)
-	t := XMM()
-	VMOVHLPS(lo, lo, t)
-	VADDPS(t, lo, lo)
-	VMOVSHDUP(lo, t)
-	VADDSS(t, lo, lo)
-	return lo
-}
-
-// hsumY is hsum of a YMM register given as such (the low half of a ZMM
-// virtual register).
-func hsumY(acc reg.Register) reg.Register {
+func hsum(acc reg.VecVirtual) reg.Register {
 	hi := XMM()
 	VEXTRACTF128(U8(1), acc, hi)
-	lo := acc.(reg.Vec).AsX()
+	lo := acc.AsX()
 	VADDPS(hi, lo, lo)
 	t := XMM()
 	VMOVHLPS(lo, lo, t)
@@ -174,9 +152,7 @@ func dotF16() {
 // dotQ8 is the dot product of nb Q8_0 blocks (fp16 scale + 32 int8) of w
 // and x: per block, |w| · sign(x, w) by VPMADDUBSW, pairs summed to int32
 // by VPMADDWD, converted and scaled by d_w·d_x into 8 float lanes — the
-// way ggml's AVX2 kernel does it, but with one set of lanes for the even
-// blocks and one for the odd, added at the end (the order the AVX-512
-// kernels take pairs of blocks in).
+// way ggml's AVX2 kernel does it.
 func dotQ8() {
 	TEXT("dotQ8_0AVX2", NOSPLIT, "func(w, x []byte, nb int) float32")
 	Pragma("noescape")
@@ -184,60 +160,46 @@ func dotQ8() {
 		"",
 		"\tfor b := 0; b < nb; b++ { s += d(w[b]) * d(x[b]) * Σ_j q(w[b])[j] * q(x[b])[j] }",
 		"",
-		"with the integer sums in 8 int32 lanes and the scaling in 8 float lanes,",
-		"one set for even blocks and one for odd.")
+		"with the integer sums in 8 int32 lanes and the scaling in 8 float lanes.")
 	pw := Load(Param("w").Base(), GP64())
 	px := Load(Param("x").Base(), GP64())
 	nb := Load(Param("nb"), GP64())
-	even, odd := YMM(), YMM()
-	VXORPS(even, even, even)
-	VXORPS(odd, odd, odd)
+	acc := YMM()
+	VXORPS(acc, acc, acc)
 	ones := YMM()
 	VPCMPEQW(ones, ones, ones)
 	VPSRLW(U8(15), ones, ones) // sixteen int16 ones
-	block := func(disp int, acc reg.VecVirtual) {
-		// Scales: two fp16 values to float, multiplied, broadcast.
-		t := GP32()
-		dw, dx := XMM(), XMM()
-		MOVWLZX(Mem{Base: pw, Disp: disp}, t)
-		VMOVD(t, dw)
-		VCVTPH2PS(dw, dw)
-		MOVWLZX(Mem{Base: px, Disp: disp}, t)
-		VMOVD(t, dx)
-		VCVTPH2PS(dx, dx)
-		VMULSS(dx, dw, dw)
-		d := YMM()
-		VBROADCASTSS(dw, d)
-		qw, qx := YMM(), YMM()
-		VMOVDQU(Mem{Base: pw, Disp: disp + 2}, qw)
-		VMOVDQU(Mem{Base: px, Disp: disp + 2}, qx)
-		ax, sy := YMM(), YMM()
-		VPSIGNB(qw, qw, ax) // |w|
-		VPSIGNB(qw, qx, sy) // x with w's sign
-		VPMADDUBSW(sy, ax, ax)
-		VPMADDWD(ones, ax, ax)
-		VCVTDQ2PS(ax, ax)
-		VFMADD231PS(ax, d, acc)
-	}
-	cnt := GP64()
-	MOVQ(nb, cnt)
-	SHRQ(U8(1), cnt)
 	Label("q8loop")
-	CMPQ(cnt, U8(0))
+	CMPQ(nb, U8(0))
 	JE(LabelRef("q8done"))
-	block(0, even)
-	block(34, odd)
-	ADDQ(U8(68), pw)
-	ADDQ(U8(68), px)
-	DECQ(cnt)
+	// Scales: two fp16 values to float, multiplied, broadcast.
+	t := GP32()
+	dw, dx := XMM(), XMM()
+	MOVWLZX(Mem{Base: pw}, t)
+	VMOVD(t, dw)
+	VCVTPH2PS(dw, dw)
+	MOVWLZX(Mem{Base: px}, t)
+	VMOVD(t, dx)
+	VCVTPH2PS(dx, dx)
+	VMULSS(dx, dw, dw)
+	d := YMM()
+	VBROADCASTSS(dw, d)
+	qw, qx := YMM(), YMM()
+	VMOVDQU(Mem{Base: pw, Disp: 2}, qw)
+	VMOVDQU(Mem{Base: px, Disp: 2}, qx)
+	ax, sy := YMM(), YMM()
+	VPSIGNB(qw, qw, ax) // |w|
+	VPSIGNB(qw, qx, sy) // x with w's sign
+	VPMADDUBSW(sy, ax, ax)
+	VPMADDWD(ones, ax, ax)
+	VCVTDQ2PS(ax, ax)
+	VFMADD231PS(ax, d, acc)
+	ADDQ(U8(34), pw)
+	ADDQ(U8(34), px)
+	DECQ(nb)
 	JMP(LabelRef("q8loop"))
 	Label("q8done")
-	TESTQ(U32(1), nb)
-	JE(LabelRef("q8sum"))
-	block(0, even)
-	Label("q8sum")
-	VADDPS(odd, even, even)
-	s := hsum(even)
+	s := hsum(acc)
 	VZEROUPPER()
 	Store(s, ReturnIndex(0))
 	RET()
@@ -274,7 +236,7 @@ func dotQ8xN(rows int) {
 	VPCMPEQW(ones, ones, ones)
 	VPSRLW(U8(15), ones, ones)
 	px, px2, pd, cnt := GP64(), GP64(), GP64(), GP64()
-	rowLoop, rowDone, loop, done, sum := name+"rows", name+"rowsdone", name+"loop", name+"done", name+"sum"
+	rowLoop, rowDone, loop, done := name+"rows", name+"rowsdone", name+"loop", name+"done"
 	Label(rowLoop)
 	CMPQ(nrows, U8(0))
 	JE(LabelRef(rowDone))
@@ -284,59 +246,45 @@ func dotQ8xN(rows int) {
 	LEAQ(Mem{Base: px, Index: stride, Scale: 2}, px2)
 	MOVQ(pd0, pd)
 	MOVQ(nb, cnt)
-	evens, odds := make([]reg.VecVirtual, rows), make([]reg.VecVirtual, rows)
-	for c := range rows {
-		evens[c], odds[c] = YMM(), YMM()
-		VXORPS(evens[c], evens[c], evens[c])
-		VXORPS(odds[c], odds[c], odds[c])
+	accs := make([]reg.VecVirtual, rows)
+	for c := range accs {
+		accs[c] = YMM()
+		VXORPS(accs[c], accs[c], accs[c])
 	}
 	addr := []Mem{{Base: px}, {Base: px, Index: stride, Scale: 1}, {Base: px2}, {Base: px2, Index: stride, Scale: 1}}
-	block := func(disp int, accs []reg.VecVirtual) {
-		t := GP32()
-		dw := XMM()
-		MOVWLZX(Mem{Base: pw, Disp: disp}, t)
-		VMOVD(t, dw)
-		VCVTPH2PS(dw, dw)
-		dwv := YMM()
-		VBROADCASTSS(dw, dwv)
-		qw, ax := YMM(), YMM()
-		VMOVDQU(Mem{Base: pw, Disp: disp + 2}, qw)
-		VPSIGNB(qw, qw, ax) // |w|
-		for c := range rows {
-			d := YMM()
-			VBROADCASTSS(Mem{Base: pd, Disp: 4 * c}, d)
-			VMULPS(d, dwv, d) // d(w)·d(x), as dotQ8's scalar product
-			qx := YMM()
-			VMOVDQU(addr[c].Offset(disp+2), qx)
-			VPSIGNB(qw, qx, qx) // x with w's sign
-			VPMADDUBSW(qx, ax, qx)
-			VPMADDWD(ones, qx, qx)
-			VCVTDQ2PS(qx, qx)
-			VFMADD231PS(qx, d, accs[c])
-		}
-		ADDQ(U8(4*rows), pd)
-	}
-	SHRQ(U8(1), cnt)
 	Label(loop)
 	CMPQ(cnt, U8(0))
 	JE(LabelRef(done))
-	block(0, evens)
-	block(34, odds)
-	ADDQ(U8(68), pw) // the weight rows are contiguous: pw ends at the next one
-	ADDQ(U8(68), px)
-	ADDQ(U8(68), px2)
+	t := GP32()
+	dw := XMM()
+	MOVWLZX(Mem{Base: pw}, t)
+	VMOVD(t, dw)
+	VCVTPH2PS(dw, dw)
+	dwv := YMM()
+	VBROADCASTSS(dw, dwv)
+	qw, ax := YMM(), YMM()
+	VMOVDQU(Mem{Base: pw, Disp: 2}, qw)
+	VPSIGNB(qw, qw, ax) // |w|
+	for c := range rows {
+		d := YMM()
+		VBROADCASTSS(Mem{Base: pd, Disp: 4 * c}, d)
+		VMULPS(d, dwv, d) // d(w)·d(x), as dotQ8's scalar product
+		qx := YMM()
+		VMOVDQU(addr[c].Offset(2), qx)
+		VPSIGNB(qw, qx, qx) // x with w's sign
+		VPMADDUBSW(qx, ax, qx)
+		VPMADDWD(ones, qx, qx)
+		VCVTDQ2PS(qx, qx)
+		VFMADD231PS(qx, d, accs[c])
+	}
+	ADDQ(U8(34), pw) // the weight rows are contiguous: pw ends at the next one
+	ADDQ(U8(34), px)
+	ADDQ(U8(34), px2)
+	ADDQ(U8(4*rows), pd)
 	DECQ(cnt)
 	JMP(LabelRef(loop))
 	Label(done)
-	TESTQ(U32(1), nb)
-	JE(LabelRef(sum))
-	block(0, evens)
-	ADDQ(U8(34), pw)
-	Label(sum)
-	for c := range rows {
-		VADDPS(odds[c], evens[c], evens[c])
-	}
-	for c, acc := range evens {
+	for c, acc := range accs {
 		s := hsum(acc)
 		switch c {
 		case 0:
@@ -349,143 +297,6 @@ func dotQ8xN(rows int) {
 			LEAQ(Mem{Base: pdst, Index: ds, Scale: 2}, cnt) // cnt is free: 0 here
 			VMOVSS(s, Mem{Base: cnt, Index: ds, Scale: 1})
 		}
-	}
-	ADDQ(U8(4), pdst)
-	DECQ(nrows)
-	JMP(LabelRef(rowLoop))
-	Label(rowDone)
-	VZEROUPPER()
-	RET()
-}
-
-// dotQ8xNVNNI is dotQ8xN for CPUs with AVX-512 VNNI, on activations
-// packed by Q8_0Pack: per pair of blocks, their 64 quants, then per int32
-// lane of each block −128·Σ of its four quants, then each block's scale
-// eight times as float32 (192 bytes a pair). One VPDPBUSD multiplies a
-// pair of weight blocks, offset to unsigned by +128, with a token's pair
-// and adds the lane offsets, giving exactly dotQ8's integer lanes for two
-// blocks; the lanes are then scaled and accumulated in 16 float lanes,
-// the low 8 dotQ8's even set and the high 8 its odd set, so the results
-// are bit-identical to it.
-func dotQ8xNVNNI(rows int) {
-	name := fmt.Sprintf("dotQ8_0x%dVNNI", rows)
-	TEXT(name, NOSPLIT, "func(w, xp []byte, xstride, nb, nrows int, dst []float32, dstride int)")
-	Pragma("noescape")
-	Doc(fmt.Sprintf("%s is dotQ8_0x%dAVX2 on activations packed by Q8_0Pack, xstride bytes a row.", name, rows))
-	pw := Load(Param("w").Base(), GP64())
-	px0 := Load(Param("xp").Base(), GP64())
-	xs := Load(Param("xstride"), GP64())
-	nb := Load(Param("nb"), GP64())
-	nrows := Load(Param("nrows"), GP64())
-	pdst := Load(Param("dst").Base(), GP64())
-	ds := Load(Param("dstride"), GP64())
-	SHLQ(U8(2), ds) // in bytes
-	t := GP32()
-	MOVL(U32(0x80808080), t)
-	c80 := ZMM()
-	VPBROADCASTD(t, c80)
-	px, px2, px4, px6, cnt := GP64(), GP64(), GP64(), GP64(), GP64()
-	rowLoop, rowDone, loop, done, tail := name+"rows", name+"rowsdone", name+"loop", name+"done", name+"tail"
-	Label(rowLoop)
-	CMPQ(nrows, U8(0))
-	JE(LabelRef(rowDone))
-	MOVQ(px0, px)
-	// Row c of xp starts at px + c*xs: rows 0 and 1 from px, 2 and 3
-	// from px2, 4 and 5 from px4, 6 and 7 from px6.
-	if rows > 2 {
-		LEAQ(Mem{Base: px, Index: xs, Scale: 2}, px2)
-	}
-	if rows > 4 {
-		LEAQ(Mem{Base: px, Index: xs, Scale: 4}, px4)
-	}
-	if rows > 6 {
-		LEAQ(Mem{Base: px4, Index: xs, Scale: 2}, px6)
-	}
-	MOVQ(nb, cnt)
-	SHRQ(U8(1), cnt)
-	accs := make([]reg.VecVirtual, rows)
-	for c := range accs {
-		accs[c] = ZMM()
-		VPXORD(accs[c], accs[c], accs[c])
-	}
-	addr := []Mem{{Base: px}, {Base: px, Index: xs, Scale: 1}, {Base: px2}, {Base: px2, Index: xs, Scale: 1},
-		{Base: px4}, {Base: px4, Index: xs, Scale: 1}, {Base: px6}, {Base: px6, Index: xs, Scale: 1}}
-	Label(loop)
-	CMPQ(cnt, U8(0))
-	JE(LabelRef(done))
-	// Both blocks' scales: eight fp16 copies of each to sixteen floats.
-	h0, h1 := XMM(), XMM()
-	VPBROADCASTW(Mem{Base: pw}, h0)
-	VPBROADCASTW(Mem{Base: pw, Disp: 34}, h1)
-	hy := YMM()
-	VINSERTI32X4(U8(1), h1, h0.AsY(), hy)
-	dw := ZMM()
-	VCVTPH2PS(hy, dw)
-	// Both blocks' quants, +128 as unsigned bytes.
-	wq := ZMM()
-	VMOVDQU32(Mem{Base: pw, Disp: 2}, wq.AsY())
-	VINSERTI64X4(U8(1), Mem{Base: pw, Disp: 36}, wq, wq)
-	VPXORD(c80, wq, wq)
-	for c := range rows {
-		lanes := ZMM()
-		VMOVDQU32(addr[c].Offset(64), lanes) // −128·Σx per lane
-		vpdpbusd(addr[c], wq, lanes)
-		VCVTDQ2PS(lanes, lanes)
-		d := ZMM()
-		VMULPS(addr[c].Offset(128), dw, d) // d(w)·d(x) per block
-		VFMADD231PS(lanes, d, accs[c])
-	}
-	ADDQ(U8(68), pw) // the weight rows are contiguous: pw ends at the next one
-	ADDQ(U32(192), px)
-	if rows > 2 {
-		ADDQ(U32(192), px2)
-	}
-	if rows > 4 {
-		ADDQ(U32(192), px4)
-	}
-	if rows > 6 {
-		ADDQ(U32(192), px6)
-	}
-	DECQ(cnt)
-	JMP(LabelRef(loop))
-	Label(done)
-	// The odd set aside; the even set is the low half of each
-	// accumulator, written as a YMM register from here on.
-	odds := make([]reg.VecVirtual, rows)
-	for c, acc := range accs {
-		odds[c] = YMM()
-		VEXTRACTF64X4(U8(1), acc, odds[c])
-	}
-	// An odd last block: the low halves of the same steps.
-	TESTQ(U32(1), nb)
-	JE(LabelRef(tail))
-	h := XMM()
-	VPBROADCASTW(Mem{Base: pw}, h)
-	dwy := YMM()
-	VCVTPH2PS(h, dwy)
-	wy := YMM()
-	VMOVDQU32(Mem{Base: pw, Disp: 2}, wy)
-	VPXORD(c80.AsY(), wy, wy)
-	for c := range rows {
-		lanes := YMM()
-		VMOVDQU32(addr[c].Offset(64), lanes)
-		vpdpbusd(addr[c], wy, lanes)
-		VCVTDQ2PS(lanes, lanes)
-		d := YMM()
-		VMULPS(addr[c].Offset(128), dwy, d)
-		VFMADD231PS(lanes, d, accs[c].AsY())
-	}
-	ADDQ(U8(34), pw)
-	Label(tail)
-	for c, acc := range accs {
-		VADDPS(odds[c], acc.AsY(), acc.AsY())
-		s := hsumEVEX(acc.AsY())
-		if c == 0 {
-			MOVQ(pdst, cnt) // cnt is free: 0 here
-		} else {
-			ADDQ(ds, cnt)
-		}
-		VMOVSS(s, Mem{Base: cnt})
 	}
 	ADDQ(U8(4), pdst)
 	DECQ(nrows)
@@ -734,19 +545,6 @@ func vnniBcst(op string, s Mem, u, acc reg.Register) {
 	Instruction(&ir.Instruction{
 		Opcode:   op,
 		Suffixes: []string{"BCST"},
-		Operands: []Op{s, u, acc},
-		Inputs:   []Op{s, u, acc},
-		Outputs:  []Op{acc},
-		ISA:      []string{"AVX512_VNNI"},
-	})
-}
-
-// vpdpbusd adds to each int32 lane of acc the products of its four
-// unsigned bytes of u with the four signed bytes of s (AVX-512 VNNI),
-// which avo v0.5.0 does not know: written as a raw instruction.
-func vpdpbusd(s Op, u, acc reg.Register) {
-	Instruction(&ir.Instruction{
-		Opcode:   "VPDPBUSD",
 		Operands: []Op{s, u, acc},
 		Inputs:   []Op{s, u, acc},
 		Outputs:  []Op{acc},
