@@ -47,10 +47,11 @@ func (m Matrix) DequantizeRow(dst []float32, i int) { Dequantize(m.Type, dst, m.
 func (m Matrix) Bytes() int { return len(m.Data) }
 
 // Pack returns m with a copy of its data laid out for this machine's
-// fastest kernels, where they want one: Q8_0 and Q4_K matrices of 16 rows
-// or more, on CPUs with AVX-512 VNNI, get their rows interleaved 16 at a
-// time, so that one instruction multiplies a token with 16 rows at once.
-// Q4_K products are bit-identical either way; packed Q8_0 products sum
+// fastest kernels, where they want one: Q8_0, Q4_K and Q6_K matrices of
+// 16 rows or more, on CPUs with AVX-512 VNNI, get their rows interleaved
+// 16 at a time, so that one instruction multiplies a token with 16 rows
+// at once. K-quant products are bit-identical either way; packed Q8_0
+// products sum
 // each block's integer dot product before scaling it, an order that
 // differs from the unpacked kernels' in the last bits, so a model packs
 // all its matrices or none.
@@ -63,6 +64,8 @@ func (m Matrix) Pack() Matrix {
 		m.r16 = k.PackQ8_0R16(nil, m.Data, m.Rows, m.Cols/QK)
 	case Q4_K:
 		m.r16 = k.PackQ4_KR16(nil, m.Data, m.Rows, m.Cols/QKK)
+	case Q6_K:
+		m.r16 = k.PackQ6_KR16(nil, m.Data, m.Rows, m.Cols/QKK)
 	}
 	return m
 }
@@ -185,7 +188,7 @@ func MatMulAll(p *Pool, ps []Product) {
 	for i := range m.ps {
 		pr, pp := &m.ps[i], &m.prep[i]
 		switch {
-		case pr.M.r16 != nil && pr.M.Type == Q4_K: // takes Q8_K rows as they are
+		case pr.M.r16 != nil && pr.M.Type != Q8_0: // K-quants take Q8_K rows as they are
 		case pr.M.r16 != nil:
 			pp.packOff = len(m.packed)
 			m.packed = k.PackQ8_0R16Act(m.packed, pp.act, pp.arb, pr.M.Cols/QK, pr.N)
@@ -285,18 +288,28 @@ func (m *matmul) gemm(pp *prepared, pr *Product, a, b int) {
 	}
 }
 
+// kQuantR16 is, per K-quant type, its packed kernel and the bytes of a
+// packed group of rows and super-block.
+var kQuantR16 = map[DType]struct {
+	dot   func(wp, x []byte, nb, xstride, tokens int, dst []float32, dstride, valid int)
+	bytes int
+}{
+	Q4_K: {k.DotQ4_KR16, k.R16Q4K},
+	Q6_K: {k.DotQ6_KR16, k.R16Q6K},
+}
+
 // r16 computes row groups [a, b) of a packed product, for every group of
 // tokens its kernel takes at once.
 func (m *matmul) r16(pp *prepared, pr *Product, a, b int) {
-	if pr.M.Type == Q4_K {
+	if kq, ok := kQuantR16[pr.M.Type]; ok {
 		nb := pr.M.Cols / QKK
 		for g := a; g < b; g++ {
 			r0 := g * k.R16
-			wp := pr.M.r16[g*nb*k.R16Q4K : (g+1)*nb*k.R16Q4K]
+			wp := pr.M.r16[g*nb*kq.bytes : (g+1)*nb*kq.bytes]
 			valid := min(k.R16, pr.M.Rows-r0)
 			for t := 0; t < pr.N; t += 4 {
 				tokens := min(4, pr.N-t)
-				k.DotQ4_KR16(wp, pp.act[t*pp.arb:], nb, pp.arb, tokens, pr.Dst[t*pr.M.Rows+r0:], pr.M.Rows, valid)
+				kq.dot(wp, pp.act[t*pp.arb:], nb, pp.arb, tokens, pr.Dst[t*pr.M.Rows+r0:], pr.M.Rows, valid)
 			}
 		}
 		return

@@ -325,3 +325,23 @@ func DotQ4_KR16(wp, x []byte, nb, xstride, tokens int, dst []float32, dstride, v
 
 var dotQ4_KR16 = [...]func(wp, x []byte, nb, xstride int, dst []float32, dstride int, mask uint16){
 	dotQ4_KR16x1, dotQ4_KR16x2, dotQ4_KR16x3, dotQ4_KR16x4}
+
+// DotQ6_KR16 multiplies a group of 16 weight rows packed by PackQ6_KR16
+// (nb super-blocks each; the first valid rows are real) with tokens (1
+// to 4) Q8_K activation rows xstride bytes apart, writing token t's
+// product with row r to dst[t*dstride+r] for r < valid, bit-identical to
+// DotQ6_K.
+func DotQ6_KR16(wp, x []byte, nb, xstride, tokens int, dst []float32, dstride, valid int) {
+	if !useVNNI {
+		panic("kernels: DotQ6_KR16 without AVX-512 VNNI")
+	}
+	if tokens < 1 || tokens > 4 || valid < 1 || valid > R16 {
+		panic("kernels: DotQ6_KR16 takes 1 to 4 tokens and 1 to 16 rows")
+	}
+	// bounds: the assembly does not check
+	_, _, _ = wp[:nb*R16Q6K], x[:(tokens-1)*xstride+nb*292], dst[(tokens-1)*dstride+valid-1]
+	dotQ6_KR16[tokens-1](wp, x, nb, xstride, dst, dstride, uint16(1)<<valid-1)
+}
+
+var dotQ6_KR16 = [...]func(wp, x []byte, nb, xstride int, dst []float32, dstride int, mask uint16){
+	dotQ6_KR16x1, dotQ6_KR16x2, dotQ6_KR16x3, dotQ6_KR16x4}

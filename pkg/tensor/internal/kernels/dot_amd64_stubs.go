@@ -123,6 +123,26 @@ func dotQ4_KR16x3(wp []byte, x []byte, nb int, xstride int, dst []float32, dstri
 //go:noescape
 func dotQ4_KR16x4(wp []byte, x []byte, nb int, xstride int, dst []float32, dstride int, mask uint16)
 
+// dotQ6_KR16x1 is dotQ6_KGeneric of 16 packed rows with 1 tokens (a store mask of rows).
+//
+//go:noescape
+func dotQ6_KR16x1(wp []byte, x []byte, nb int, xstride int, dst []float32, dstride int, mask uint16)
+
+// dotQ6_KR16x2 is dotQ6_KGeneric of 16 packed rows with 2 tokens (a store mask of rows).
+//
+//go:noescape
+func dotQ6_KR16x2(wp []byte, x []byte, nb int, xstride int, dst []float32, dstride int, mask uint16)
+
+// dotQ6_KR16x3 is dotQ6_KGeneric of 16 packed rows with 3 tokens (a store mask of rows).
+//
+//go:noescape
+func dotQ6_KR16x3(wp []byte, x []byte, nb int, xstride int, dst []float32, dstride int, mask uint16)
+
+// dotQ6_KR16x4 is dotQ6_KGeneric of 16 packed rows with 4 tokens (a store mask of rows).
+//
+//go:noescape
+func dotQ6_KR16x4(wp []byte, x []byte, nb int, xstride int, dst []float32, dstride int, mask uint16)
+
 // dotQ4_0AVX2 is, for nb Q4_0 blocks of w (18 bytes) and Q8_0 blocks of x,
 //
 //	for b := 0; b < nb; b++ { s += d(w[b]) * d(x[b]) * Σ_j (nibble(w[b], j) - 8) * q(x[b])[j] }

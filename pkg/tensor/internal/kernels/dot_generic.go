@@ -82,3 +82,8 @@ func DotQ8_0R16(wp, xa []byte, nb, xstride, tokens int, dst []float32, dstride, 
 func DotQ4_KR16(wp, x []byte, nb, xstride, tokens int, dst []float32, dstride, valid int) {
 	panic("kernels: DotQ4_KR16 without assembly")
 }
+
+// DotQ6_KR16 is not available in this build (HasR16).
+func DotQ6_KR16(wp, x []byte, nb, xstride, tokens int, dst []float32, dstride, valid int) {
+	panic("kernels: DotQ6_KR16 without assembly")
+}

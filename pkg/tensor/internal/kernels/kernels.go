@@ -310,6 +310,22 @@ func dotQ4_KxNGeneric(w, x []byte, stride, nb, rows int, out *[4]float32) {
 	}
 }
 
+// decodeQ6_K returns the 256 six-bit values of a Q6_K block (low four bits
+// in ql, high two in qh), each minus 32.
+func decodeQ6_K(blk []byte) (q6 [256]int8) {
+	ql, qh := blk[0:128], blk[128:192]
+	for n := 0; n < 2; n++ {
+		l0, h0, y := ql[n*64:], qh[n*32:], q6[n*128:]
+		for l := range 32 {
+			y[l] = int8(l0[l]&0xf|(h0[l]&3)<<4) - 32
+			y[l+32] = int8(l0[l+32]&0xf|(h0[l]>>2&3)<<4) - 32
+			y[l+64] = int8(l0[l]>>4|(h0[l]>>4&3)<<4) - 32
+			y[l+96] = int8(l0[l+32]>>4|(h0[l]>>6&3)<<4) - 32
+		}
+	}
+	return q6
+}
+
 // dotQ6_KGeneric returns the dot product of nb Q6_K weight blocks w with
 // nb Q8_K activation blocks x: per block the exact integer sum, then
 // dx·d·sum in float32.
@@ -318,18 +334,8 @@ func dotQ6_KGeneric(w, x []byte, nb int) float32 {
 	var sum float32
 	for b := 0; b < nb; b++ {
 		wb, xb := w[b*210:b*210+210], x[b*292:b*292+292]
-		ql, qh, sc := wb[0:128], wb[128:192], wb[192:208]
-		qx := xb[4:260]
-		var q6 [256]int8
-		for n := 0; n < 2; n++ {
-			l0, h0, y := ql[n*64:], qh[n*32:], q6[n*128:]
-			for l := range 32 {
-				y[l] = int8(l0[l]&0xf|(h0[l]&3)<<4) - 32
-				y[l+32] = int8(l0[l+32]&0xf|(h0[l]>>2&3)<<4) - 32
-				y[l+64] = int8(l0[l]>>4|(h0[l]>>4&3)<<4) - 32
-				y[l+96] = int8(l0[l+32]>>4|(h0[l]>>6&3)<<4) - 32
-			}
-		}
+		sc, qx := wb[192:208], xb[4:260]
+		q6 := decodeQ6_K(wb)
 		var isum int32
 		for j := range 16 {
 			var s int32
@@ -550,6 +556,43 @@ func PackQ4_KR16(dst, w []byte, rows, nb int) []byte {
 				for pr := range 4 {
 					for s := range 8 {
 						copy(rec[384+512*pr+64*s+4*r:384+512*pr+64*s+4*r+4], blk[16+32*pr+4*s:16+32*pr+4*s+4])
+					}
+				}
+			}
+		}
+	}
+	return dst
+}
+
+// R16Q6K is the bytes PackQ6_KR16 gives a group of 16 rows and a
+// super-block.
+const R16Q6K = 4*R16 + 16*R16 + 64*64
+
+// PackQ6_KR16 appends the rows × nb Q6_K super-blocks of w (rows
+// contiguous) for the VNNI Q6_K kernels: groups of 16 rows (the last
+// padded with zero rows), and per group and super-block the rows' d as
+// float32, their 16 scales (scale j of row r at 16j+r), then 64 slices of
+// 64 bytes, slice s holding values 4s…4s+3 of each row decoded and
+// offset to unsigned (q+32, 0 to 63).
+func PackQ6_KR16(dst, w []byte, rows, nb int) []byte {
+	groups := (rows + R16 - 1) / R16
+	out := len(dst)
+	dst = slices.Grow(dst, groups*nb*R16Q6K)[:out+groups*nb*R16Q6K]
+	p := dst[out:]
+	clear(p)
+	for g := range groups {
+		for b := range nb {
+			rec := p[(g*nb+b)*R16Q6K : (g*nb+b+1)*R16Q6K]
+			for r := range min(R16, rows-g*R16) {
+				blk := w[((g*R16+r)*nb+b)*210 : ((g*R16+r)*nb+b+1)*210]
+				binary.LittleEndian.PutUint32(rec[4*r:], math.Float32bits(f16[binary.LittleEndian.Uint16(blk[208:])]))
+				for j := range 16 {
+					rec[64+16*j+r] = blk[192+j]
+				}
+				q6 := decodeQ6_K(blk)
+				for s := range 64 {
+					for i := range 4 {
+						rec[320+64*s+4*r+i] = byte(q6[4*s+i] + 32)
 					}
 				}
 			}

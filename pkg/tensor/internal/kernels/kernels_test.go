@@ -508,3 +508,48 @@ func TestQ4_KR16(t *testing.T) {
 		}
 	}
 }
+
+// The packed Q6_K kernels equal DotQ6_K (and so its Go twin) bit for bit
+// for every token count, with groups cut short and rows of full random
+// blocks (every scale, negative ones included).
+func TestQ6_KR16(t *testing.T) {
+	if !HasR16() {
+		t.Skip("no AVX-512 VNNI here: the R16 kernels do not run")
+	}
+	r := rand.New(rand.NewPCG(17, 18))
+	for _, rows := range []int{1, 9, 16, 33} {
+		for _, nb := range []int{1, 3} {
+			w := randomBlocks(r, rows*nb, 210, func(blk []byte) {
+				binary.LittleEndian.PutUint16(blk[208:], F32ToF16(float32(r.Float64()*0.01)))
+			})[guard : guard+rows*nb*210]
+			const tokens = 4
+			x := make([]byte, 0, tokens*nb*292)
+			for range tokens {
+				x = append(x, q8KBlocks(r, nb)[guard:guard+nb*292]...)
+			}
+			wp := PackQ6_KR16(nil, w, rows, nb)
+			for tk := 1; tk <= tokens; tk++ {
+				for r0 := 0; r0 < rows; r0 += R16 {
+					valid := min(R16, rows-r0)
+					const dstride = R16 + 1
+					got := make([]float32, tk*dstride)
+					for i := range got {
+						got[i] = -7
+					}
+					DotQ6_KR16(wp[r0/R16*nb*R16Q6K:], x, nb, nb*292, tk, got, dstride, valid)
+					for c := range tk {
+						for rr := range dstride {
+							want := float32(-7) // not written
+							if rr < valid {
+								want = dotQ6_KGeneric(w[(r0+rr)*nb*210:(r0+rr+1)*nb*210], x[c*nb*292:(c+1)*nb*292], nb)
+							}
+							if got[c*dstride+rr] != want {
+								t.Fatalf("rows=%d nb=%d tokens=%d token %d row %d: %g, Go %g", rows, nb, tk, c, r0+rr, got[c*dstride+rr], want)
+							}
+						}
+					}
+				}
+			}
+		}
+	}
+}

@@ -27,6 +27,9 @@ func main() {
 	for tokens := 1; tokens <= 4; tokens++ {
 		dotQ4KR16(tokens)
 	}
+	for tokens := 1; tokens <= 4; tokens++ {
+		dotQ6KR16(tokens)
+	}
 	dotQ4()
 	for rows := 1; rows <= 4; rows++ {
 		dotQ4KxN(rows)
@@ -520,6 +523,115 @@ func dotQ4KR16(tokens int) {
 		VADDPS(d, accs[c], accs[c])
 	}
 	ADDQ(U32(2432), pw)
+	ADDQ(U32(292), px)
+	if tokens > 2 {
+		ADDQ(U32(292), px2)
+	}
+	DECQ(nb)
+	JMP(LabelRef(loop))
+	Label(done)
+	k := K()
+	KMOVW(mask, k)
+	for c, acc := range accs {
+		VMOVUPS(acc, k, Mem{Base: pdst})
+		if c+1 < tokens {
+			ADDQ(ds, pdst)
+		}
+	}
+	VZEROUPPER()
+	RET()
+}
+
+// dotQ6KR16 multiplies a group of 16 Q6_K weight rows, packed by
+// PackQ6_KR16 (per super-block: the rows' d as float32, their 16 int8
+// scales (scale j of row r at 16j+r), then 64 slices of 64 bytes, slice s
+// holding values 4s…4s+3 of each row as unsigned bytes q+32), with tokens
+// Q8_K activation rows (292 bytes a super-block). Per group of 16
+// values, four VPDPBUSD give each row's exact Σ (q+32)·x in its lane,
+// times its scale; Σ scale·32·bsum, by VPDPWSSD on the bsums, takes the
+// +32 back out; then dx·d·Σ as dotQ6_KGeneric computes it, so the results
+// are bit-identical to it.
+func dotQ6KR16(tokens int) {
+	name := fmt.Sprintf("dotQ6_KR16x%d", tokens)
+	TEXT(name, NOSPLIT, "func(wp, x []byte, nb, xstride int, dst []float32, dstride int, mask uint16)")
+	Pragma("noescape")
+	Doc(fmt.Sprintf("%s is dotQ6_KGeneric of 16 packed rows with %d tokens (a store mask of rows).", name, tokens))
+	pw := Load(Param("wp").Base(), GP64())
+	px := Load(Param("x").Base(), GP64())
+	nb := Load(Param("nb"), GP64())
+	xs := Load(Param("xstride"), GP64())
+	pdst := Load(Param("dst").Base(), GP64())
+	ds := Load(Param("dstride"), GP64())
+	SHLQ(U8(2), ds)
+	mask := Load(Param("mask"), GP32())
+	px2 := GP64()
+	if tokens > 2 {
+		LEAQ(Mem{Base: px, Index: xs, Scale: 2}, px2)
+	}
+	addr := []Mem{{Base: px}, {Base: px, Index: xs, Scale: 1}, {Base: px2}, {Base: px2, Index: xs, Scale: 1}}
+	accs := make([]reg.VecVirtual, tokens)
+	for c := range accs {
+		accs[c] = ZMM()
+		VPXORD(accs[c], accs[c], accs[c])
+	}
+	sums, corr := make([]reg.VecVirtual, tokens), make([]reg.VecVirtual, tokens)
+	for c := range tokens {
+		sums[c], corr[c] = ZMM(), ZMM()
+	}
+	var w [4]reg.VecVirtual
+	for i := range w {
+		w[i] = ZMM()
+	}
+	sc, a, a2 := ZMM(), ZMM(), ZMM()
+	loop, done := name+"loop", name+"done"
+	Label(loop)
+	CMPQ(nb, U8(0))
+	JE(LabelRef(done))
+	for c := range tokens {
+		VPXORD(sums[c], sums[c], sums[c])
+		VPXORD(corr[c], corr[c], corr[c])
+	}
+	for j := range 16 {
+		for i := range w {
+			VMOVDQU32(Mem{Base: pw, Disp: 320 + 256*j + 64*i}, w[i])
+		}
+		VPMOVSXBD(Mem{Base: pw, Disp: 64 + 16*j}, sc)
+		for c := range tokens {
+			VPXORD(a, a, a)
+			VPXORD(a2, a2, a2)
+			for i := range w {
+				vnniBcst("VPDPBUSD", addr[c].Offset(4+16*j+4*i), w[i], [2]reg.VecVirtual{a, a2}[i%2])
+			}
+			VPADDD(a2, a, a)
+			VPMULLD(sc, a, a)
+			VPADDD(a, sums[c], sums[c])
+		}
+	}
+	// The +32: scales in pairs (sc_2i, sc_2i+1) as int16 in each lane,
+	// times the token's bsums 2i and 2i+1.
+	for i := range 8 {
+		lo, hi := ZMM(), ZMM()
+		VPMOVSXBD(Mem{Base: pw, Disp: 64 + 32*i}, lo)
+		VPMOVSXBD(Mem{Base: pw, Disp: 64 + 32*i + 16}, hi)
+		VPSLLD(U8(16), hi, hi)
+		VPSLLD(U8(16), lo, lo) // the low half alone
+		VPSRLD(U8(16), lo, lo)
+		VPORD(hi, lo, lo)
+		for c := range tokens {
+			vnniBcst("VPDPWSSD", addr[c].Offset(260+4*i), lo, corr[c])
+		}
+	}
+	d := ZMM()
+	for c := range tokens {
+		VPSLLD(U8(5), corr[c], corr[c])
+		VPSUBD(corr[c], sums[c], sums[c])
+		VBROADCASTSS(addr[c], d)
+		VMULPS(Mem{Base: pw}, d, d) // dx·d(w)
+		VCVTDQ2PS(sums[c], sums[c])
+		VMULPS(sums[c], d, d)
+		VADDPS(d, accs[c], accs[c])
+	}
+	ADDQ(U32(4416), pw)
 	ADDQ(U32(292), px)
 	if tokens > 2 {
 		ADDQ(U32(292), px2)
