@@ -214,7 +214,7 @@ type matmul struct {
 	ps     []Product
 	prep   []prepared
 	act    []byte // converted activations of every product
-	packed []byte // the same packed for kernel.gemm
+	packed []byte // the same packed for kernel.gemm or the R16 kernels
 }
 
 type prepared struct {
@@ -225,7 +225,7 @@ type prepared struct {
 	units    int // rows, or groups of rows when packed
 	same     int // index of an earlier product with the same activations, or -1
 	off      int // offset of the converted activations in matmul.act, or -1
-	packOff  int // the activations packed for kernel.gemm are
+	packOff  int // the activations packed for kernel.gemm or R16 are
 	packEnd  int // matmul.packed[packOff:packEnd]
 }
 
@@ -316,10 +316,10 @@ func (m *matmul) r16(pp *prepared, pr *Product, a, b int) {
 	}
 	xa := m.packed[pp.packOff:pp.packEnd]
 	nb := pr.M.Cols / QK
-	xs := nb * k.R16ActBlock // bytes of a packed activation row
+	xs := nb * k.R16Q8Act // bytes of a packed activation row
 	for g := a; g < b; g++ {
 		r0 := g * k.R16
-		wp := pr.M.r16[g*nb*k.R16Block : (g+1)*nb*k.R16Block]
+		wp := pr.M.r16[g*nb*k.R16Q8 : (g+1)*nb*k.R16Q8]
 		valid := min(k.R16, pr.M.Rows-r0)
 		for t := 0; t < pr.N; t += 8 {
 			tokens := min(8, pr.N-t)

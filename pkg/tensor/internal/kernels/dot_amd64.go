@@ -298,7 +298,7 @@ func DotQ8_0R16(wp, xa []byte, nb, xstride, tokens int, dst []float32, dstride, 
 		panic("kernels: DotQ8_0R16 takes 1 to 8 tokens and 1 to 16 rows")
 	}
 	// bounds: the assembly does not check
-	_, _, _ = wp[:nb*R16Block], xa[:(tokens-1)*xstride+nb*R16ActBlock], dst[(tokens-1)*dstride+valid-1]
+	_, _, _ = wp[:nb*R16Q8], xa[:(tokens-1)*xstride+nb*R16Q8Act], dst[(tokens-1)*dstride+valid-1]
 	dotQ8_0R16[tokens-1](wp, xa, nb, xstride, dst, dstride, uint16(1)<<valid-1)
 }
 

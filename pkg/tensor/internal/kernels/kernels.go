@@ -433,13 +433,14 @@ func swigluGeneric(g, u []float32) {
 	}
 }
 
-// The row-interleaved Q8_0 layout: R16 weight rows a group, R16Block
-// bytes a group and block (PackQ8_0R16), R16ActBlock bytes an activation
-// block (PackQ8_0R16Act).
+// The row-interleaved layouts: R16 weight rows a group; R16Q8 bytes a
+// group and Q8_0 block (PackQ8_0R16) and R16Q8Act bytes an activation
+// block (PackQ8_0R16Act); R16Q4K and R16Q6K bytes a group and K-quant
+// super-block.
 const (
-	R16         = 16
-	R16Block    = 4*R16 + 8*64
-	R16ActBlock = 32 + 4 + 4
+	R16      = 16
+	R16Q8    = 4*R16 + 8*64
+	R16Q8Act = 32 + 4 + 4
 )
 
 // PackQ8_0R16 appends the rows × nb Q8_0 blocks of w (rows contiguous) in
@@ -451,11 +452,11 @@ const (
 func PackQ8_0R16(dst, w []byte, rows, nb int) []byte {
 	groups := (rows + R16 - 1) / R16
 	out := len(dst)
-	dst = slices.Grow(dst, groups*nb*R16Block)[:out+groups*nb*R16Block]
+	dst = slices.Grow(dst, groups*nb*R16Q8)[:out+groups*nb*R16Q8]
 	p := dst[out:]
 	for g := range groups {
 		for b := range nb {
-			rec := p[(g*nb+b)*R16Block : (g*nb+b+1)*R16Block]
+			rec := p[(g*nb+b)*R16Q8 : (g*nb+b+1)*R16Q8]
 			for r := range R16 {
 				row := g*R16 + r
 				if row >= rows {
@@ -520,8 +521,7 @@ func dotQ8_0R16Generic(w []byte, rows, r0, nb int, x []byte, stride, tokens int,
 	}
 }
 
-// R16Q4K is the bytes PackQ4_KR16 gives a group of 16 rows and a
-// super-block.
+// R16Q4K: d and dmin, scales and mins, quants.
 const R16Q4K = 4*R16 + 4*R16 + 8*R16 + 8*R16 + 4*8*64
 
 // PackQ4_KR16 appends the rows × nb Q4_K super-blocks of w (rows
@@ -564,8 +564,7 @@ func PackQ4_KR16(dst, w []byte, rows, nb int) []byte {
 	return dst
 }
 
-// R16Q6K is the bytes PackQ6_KR16 gives a group of 16 rows and a
-// super-block.
+// R16Q6K: d, scales, decoded values.
 const R16Q6K = 4*R16 + 16*R16 + 64*64
 
 // PackQ6_KR16 appends the rows × nb Q6_K super-blocks of w (rows
