@@ -3,6 +3,7 @@
 package kernels
 
 import (
+	"fmt"
 	"math"
 
 	"golang.org/x/sys/cpu"
@@ -281,9 +282,27 @@ func SwiGLU(g, u []float32) {
 	swigluGeneric(g[tail:], u[tail:])
 }
 
-// HasR16 reports whether the row-interleaved Q8_0 kernels (DotQ8_0R16,
-// on AVX-512 VNNI) run here.
+// HasR16 reports whether the kernels of row-interleaved weights
+// (DotQ8_0R16, DotQ4_KR16, DotQ6_KR16, on AVX-512 VNNI) run here.
 func HasR16() bool { return useVNNI }
+
+// r16Kernel is a kernel of 16 packed weight rows with a number of tokens
+// (its index in its table plus one).
+type r16Kernel func(wp, x []byte, nb, xstride int, dst []float32, dstride int, mask uint16)
+
+// runR16 checks a packed product's arguments (wpBytes of weights and
+// xBytes of each token's activations are read) and runs the kernel for
+// its number of tokens; the assembly does not check bounds.
+func runR16(name string, ks []r16Kernel, wp []byte, wpBytes int, x []byte, xBytes, nb, xstride, tokens int, dst []float32, dstride, valid int) {
+	if !useVNNI {
+		panic("kernels: " + name + " without AVX-512 VNNI")
+	}
+	if tokens < 1 || tokens > len(ks) || valid < 1 || valid > R16 {
+		panic(fmt.Sprintf("kernels: %s takes 1 to %d tokens and 1 to %d rows", name, len(ks), R16))
+	}
+	_, _, _ = wp[:wpBytes], x[:(tokens-1)*xstride+xBytes], dst[(tokens-1)*dstride+valid-1]
+	ks[tokens-1](wp, x, nb, xstride, dst, dstride, uint16(1)<<valid-1)
+}
 
 // DotQ8_0R16 multiplies a group of 16 weight rows packed by PackQ8_0R16
 // (nb blocks each; the first valid rows are real) with tokens (1 to 8)
@@ -291,20 +310,8 @@ func HasR16() bool { return useVNNI }
 // token t's product with row r to dst[t*dstride+r] for r < valid, as
 // dotQ8_0R16Generic does.
 func DotQ8_0R16(wp, xa []byte, nb, xstride, tokens int, dst []float32, dstride, valid int) {
-	if !useVNNI {
-		panic("kernels: DotQ8_0R16 without AVX-512 VNNI")
-	}
-	if tokens < 1 || tokens > 8 || valid < 1 || valid > R16 {
-		panic("kernels: DotQ8_0R16 takes 1 to 8 tokens and 1 to 16 rows")
-	}
-	// bounds: the assembly does not check
-	_, _, _ = wp[:nb*R16Q8], xa[:(tokens-1)*xstride+nb*R16Q8Act], dst[(tokens-1)*dstride+valid-1]
-	dotQ8_0R16[tokens-1](wp, xa, nb, xstride, dst, dstride, uint16(1)<<valid-1)
+	runR16("DotQ8_0R16", dotQ8_0R16[:], wp, nb*R16Q8, xa, nb*R16Q8Act, nb, xstride, tokens, dst, dstride, valid)
 }
-
-var dotQ8_0R16 = [...]func(wp, xa []byte, nb, xstride int, dst []float32, dstride int, mask uint16){
-	dotQ8_0R16x1, dotQ8_0R16x2, dotQ8_0R16x3, dotQ8_0R16x4,
-	dotQ8_0R16x5, dotQ8_0R16x6, dotQ8_0R16x7, dotQ8_0R16x8}
 
 // DotQ4_KR16 multiplies a group of 16 weight rows packed by PackQ4_KR16
 // (nb super-blocks each; the first valid rows are real) with tokens (1
@@ -312,36 +319,18 @@ var dotQ8_0R16 = [...]func(wp, xa []byte, nb, xstride int, dst []float32, dstrid
 // product with row r to dst[t*dstride+r] for r < valid, bit-identical to
 // DotQ4_K.
 func DotQ4_KR16(wp, x []byte, nb, xstride, tokens int, dst []float32, dstride, valid int) {
-	if !useVNNI {
-		panic("kernels: DotQ4_KR16 without AVX-512 VNNI")
-	}
-	if tokens < 1 || tokens > 4 || valid < 1 || valid > R16 {
-		panic("kernels: DotQ4_KR16 takes 1 to 4 tokens and 1 to 16 rows")
-	}
-	// bounds: the assembly does not check
-	_, _, _ = wp[:nb*R16Q4K], x[:(tokens-1)*xstride+nb*292], dst[(tokens-1)*dstride+valid-1]
-	dotQ4_KR16[tokens-1](wp, x, nb, xstride, dst, dstride, uint16(1)<<valid-1)
+	runR16("DotQ4_KR16", dotQ4_KR16[:], wp, nb*R16Q4K, x, nb*292, nb, xstride, tokens, dst, dstride, valid)
 }
 
-var dotQ4_KR16 = [...]func(wp, x []byte, nb, xstride int, dst []float32, dstride int, mask uint16){
-	dotQ4_KR16x1, dotQ4_KR16x2, dotQ4_KR16x3, dotQ4_KR16x4}
-
-// DotQ6_KR16 multiplies a group of 16 weight rows packed by PackQ6_KR16
-// (nb super-blocks each; the first valid rows are real) with tokens (1
-// to 4) Q8_K activation rows xstride bytes apart, writing token t's
-// product with row r to dst[t*dstride+r] for r < valid, bit-identical to
-// DotQ6_K.
+// DotQ6_KR16 is DotQ4_KR16 for Q6_K weights packed by PackQ6_KR16,
+// bit-identical to DotQ6_K.
 func DotQ6_KR16(wp, x []byte, nb, xstride, tokens int, dst []float32, dstride, valid int) {
-	if !useVNNI {
-		panic("kernels: DotQ6_KR16 without AVX-512 VNNI")
-	}
-	if tokens < 1 || tokens > 4 || valid < 1 || valid > R16 {
-		panic("kernels: DotQ6_KR16 takes 1 to 4 tokens and 1 to 16 rows")
-	}
-	// bounds: the assembly does not check
-	_, _, _ = wp[:nb*R16Q6K], x[:(tokens-1)*xstride+nb*292], dst[(tokens-1)*dstride+valid-1]
-	dotQ6_KR16[tokens-1](wp, x, nb, xstride, dst, dstride, uint16(1)<<valid-1)
+	runR16("DotQ6_KR16", dotQ6_KR16[:], wp, nb*R16Q6K, x, nb*292, nb, xstride, tokens, dst, dstride, valid)
 }
 
-var dotQ6_KR16 = [...]func(wp, x []byte, nb, xstride int, dst []float32, dstride int, mask uint16){
-	dotQ6_KR16x1, dotQ6_KR16x2, dotQ6_KR16x3, dotQ6_KR16x4}
+var (
+	dotQ8_0R16 = [...]r16Kernel{dotQ8_0R16x1, dotQ8_0R16x2, dotQ8_0R16x3, dotQ8_0R16x4,
+		dotQ8_0R16x5, dotQ8_0R16x6, dotQ8_0R16x7, dotQ8_0R16x8}
+	dotQ4_KR16 = [...]r16Kernel{dotQ4_KR16x1, dotQ4_KR16x2, dotQ4_KR16x3, dotQ4_KR16x4}
+	dotQ6_KR16 = [...]r16Kernel{dotQ6_KR16x1, dotQ6_KR16x2, dotQ6_KR16x3, dotQ6_KR16x4}
+)

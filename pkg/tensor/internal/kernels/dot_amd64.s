@@ -484,11 +484,11 @@ dotQ8_0x4AVX2rowsdone:
 	VZEROUPPER
 	RET
 
-// func dotQ8_0R16x1(wp []byte, xa []byte, nb int, xstride int, dst []float32, dstride int, mask uint16)
+// func dotQ8_0R16x1(wp []byte, x []byte, nb int, xstride int, dst []float32, dstride int, mask uint16)
 // Requires: AVX, AVX512F, AVX512_VNNI
 TEXT ·dotQ8_0R16x1(SB), NOSPLIT, $0-98
 	MOVQ    wp_base+0(FP), AX
-	MOVQ    xa_base+24(FP), CX
+	MOVQ    x_base+24(FP), CX
 	MOVQ    nb+48(FP), DX
 	MOVQ    xstride+56(FP), BX
 	MOVQ    dst_base+64(FP), BX
@@ -524,7 +524,7 @@ dotQ8_0R16x1loop:
 	VMULPS.BCST   36(CX), Z1, Z1
 	VFMADD231PS   Z10, Z1, Z0
 	ADDQ          $0x00000240, AX
-	ADDQ          $0x28, CX
+	ADDQ          $0x00000028, CX
 	DECQ          DX
 	JMP           dotQ8_0R16x1loop
 
@@ -534,11 +534,11 @@ dotQ8_0R16x1done:
 	VZEROUPPER
 	RET
 
-// func dotQ8_0R16x2(wp []byte, xa []byte, nb int, xstride int, dst []float32, dstride int, mask uint16)
+// func dotQ8_0R16x2(wp []byte, x []byte, nb int, xstride int, dst []float32, dstride int, mask uint16)
 // Requires: AVX, AVX512F, AVX512_VNNI
 TEXT ·dotQ8_0R16x2(SB), NOSPLIT, $0-98
 	MOVQ    wp_base+0(FP), AX
-	MOVQ    xa_base+24(FP), CX
+	MOVQ    x_base+24(FP), CX
 	MOVQ    nb+48(FP), DX
 	MOVQ    xstride+56(FP), BX
 	MOVQ    dst_base+64(FP), SI
@@ -589,7 +589,7 @@ dotQ8_0R16x2loop:
 	VMULPS.BCST   36(CX)(BX*1), Z2, Z2
 	VFMADD231PS   Z11, Z2, Z1
 	ADDQ          $0x00000240, AX
-	ADDQ          $0x28, CX
+	ADDQ          $0x00000028, CX
 	DECQ          DX
 	JMP           dotQ8_0R16x2loop
 
@@ -601,11 +601,11 @@ dotQ8_0R16x2done:
 	VZEROUPPER
 	RET
 
-// func dotQ8_0R16x3(wp []byte, xa []byte, nb int, xstride int, dst []float32, dstride int, mask uint16)
+// func dotQ8_0R16x3(wp []byte, x []byte, nb int, xstride int, dst []float32, dstride int, mask uint16)
 // Requires: AVX, AVX512F, AVX512_VNNI
 TEXT ·dotQ8_0R16x3(SB), NOSPLIT, $0-98
 	MOVQ    wp_base+0(FP), AX
-	MOVQ    xa_base+24(FP), CX
+	MOVQ    x_base+24(FP), CX
 	MOVQ    nb+48(FP), DX
 	MOVQ    xstride+56(FP), BX
 	MOVQ    dst_base+64(FP), SI
@@ -666,8 +666,8 @@ dotQ8_0R16x3loop:
 	VMULPS.BCST   36(R9), Z3, Z3
 	VFMADD231PS   Z12, Z3, Z2
 	ADDQ          $0x00000240, AX
-	ADDQ          $0x28, CX
-	ADDQ          $0x28, R9
+	ADDQ          $0x00000028, CX
+	ADDQ          $0x00000028, R9
 	DECQ          DX
 	JMP           dotQ8_0R16x3loop
 
@@ -681,11 +681,11 @@ dotQ8_0R16x3done:
 	VZEROUPPER
 	RET
 
-// func dotQ8_0R16x4(wp []byte, xa []byte, nb int, xstride int, dst []float32, dstride int, mask uint16)
+// func dotQ8_0R16x4(wp []byte, x []byte, nb int, xstride int, dst []float32, dstride int, mask uint16)
 // Requires: AVX, AVX512F, AVX512_VNNI
 TEXT ·dotQ8_0R16x4(SB), NOSPLIT, $0-98
 	MOVQ    wp_base+0(FP), AX
-	MOVQ    xa_base+24(FP), CX
+	MOVQ    x_base+24(FP), CX
 	MOVQ    nb+48(FP), DX
 	MOVQ    xstride+56(FP), BX
 	MOVQ    dst_base+64(FP), SI
@@ -759,8 +759,8 @@ dotQ8_0R16x4loop:
 	VMULPS.BCST   36(R9)(BX*1), Z4, Z4
 	VFMADD231PS   Z13, Z4, Z3
 	ADDQ          $0x00000240, AX
-	ADDQ          $0x28, CX
-	ADDQ          $0x28, R9
+	ADDQ          $0x00000028, CX
+	ADDQ          $0x00000028, R9
 	DECQ          DX
 	JMP           dotQ8_0R16x4loop
 
@@ -776,11 +776,11 @@ dotQ8_0R16x4done:
 	VZEROUPPER
 	RET
 
-// func dotQ8_0R16x5(wp []byte, xa []byte, nb int, xstride int, dst []float32, dstride int, mask uint16)
+// func dotQ8_0R16x5(wp []byte, x []byte, nb int, xstride int, dst []float32, dstride int, mask uint16)
 // Requires: AVX, AVX512F, AVX512_VNNI
 TEXT ·dotQ8_0R16x5(SB), NOSPLIT, $0-98
 	MOVQ    wp_base+0(FP), AX
-	MOVQ    xa_base+24(FP), CX
+	MOVQ    x_base+24(FP), CX
 	MOVQ    nb+48(FP), DX
 	MOVQ    xstride+56(FP), BX
 	MOVQ    dst_base+64(FP), SI
@@ -788,7 +788,7 @@ TEXT ·dotQ8_0R16x5(SB), NOSPLIT, $0-98
 	SHLQ    $0x02, DI
 	MOVWLZX mask+96(FP), R8
 	LEAQ    (CX)(BX*2), R9
-	LEAQ    (CX)(BX*4), R10
+	LEAQ    (R9)(BX*2), R10
 	VPXORD  Z0, Z0, Z0
 	VPXORD  Z1, Z1, Z1
 	VPXORD  Z2, Z2, Z2
@@ -868,9 +868,9 @@ dotQ8_0R16x5loop:
 	VMULPS.BCST   36(R10), Z5, Z5
 	VFMADD231PS   Z14, Z5, Z4
 	ADDQ          $0x00000240, AX
-	ADDQ          $0x28, CX
-	ADDQ          $0x28, R9
-	ADDQ          $0x28, R10
+	ADDQ          $0x00000028, CX
+	ADDQ          $0x00000028, R9
+	ADDQ          $0x00000028, R10
 	DECQ          DX
 	JMP           dotQ8_0R16x5loop
 
@@ -888,11 +888,11 @@ dotQ8_0R16x5done:
 	VZEROUPPER
 	RET
 
-// func dotQ8_0R16x6(wp []byte, xa []byte, nb int, xstride int, dst []float32, dstride int, mask uint16)
+// func dotQ8_0R16x6(wp []byte, x []byte, nb int, xstride int, dst []float32, dstride int, mask uint16)
 // Requires: AVX, AVX512F, AVX512_VNNI
 TEXT ·dotQ8_0R16x6(SB), NOSPLIT, $0-98
 	MOVQ    wp_base+0(FP), AX
-	MOVQ    xa_base+24(FP), CX
+	MOVQ    x_base+24(FP), CX
 	MOVQ    nb+48(FP), DX
 	MOVQ    xstride+56(FP), BX
 	MOVQ    dst_base+64(FP), SI
@@ -900,7 +900,7 @@ TEXT ·dotQ8_0R16x6(SB), NOSPLIT, $0-98
 	SHLQ    $0x02, DI
 	MOVWLZX mask+96(FP), R8
 	LEAQ    (CX)(BX*2), R9
-	LEAQ    (CX)(BX*4), R10
+	LEAQ    (R9)(BX*2), R10
 	VPXORD  Z0, Z0, Z0
 	VPXORD  Z1, Z1, Z1
 	VPXORD  Z2, Z2, Z2
@@ -993,9 +993,9 @@ dotQ8_0R16x6loop:
 	VMULPS.BCST   36(R10)(BX*1), Z6, Z6
 	VFMADD231PS   Z15, Z6, Z5
 	ADDQ          $0x00000240, AX
-	ADDQ          $0x28, CX
-	ADDQ          $0x28, R9
-	ADDQ          $0x28, R10
+	ADDQ          $0x00000028, CX
+	ADDQ          $0x00000028, R9
+	ADDQ          $0x00000028, R10
 	DECQ          DX
 	JMP           dotQ8_0R16x6loop
 
@@ -1015,11 +1015,11 @@ dotQ8_0R16x6done:
 	VZEROUPPER
 	RET
 
-// func dotQ8_0R16x7(wp []byte, xa []byte, nb int, xstride int, dst []float32, dstride int, mask uint16)
+// func dotQ8_0R16x7(wp []byte, x []byte, nb int, xstride int, dst []float32, dstride int, mask uint16)
 // Requires: AVX, AVX512F, AVX512_VNNI
 TEXT ·dotQ8_0R16x7(SB), NOSPLIT, $0-98
 	MOVQ    wp_base+0(FP), AX
-	MOVQ    xa_base+24(FP), CX
+	MOVQ    x_base+24(FP), CX
 	MOVQ    nb+48(FP), DX
 	MOVQ    xstride+56(FP), BX
 	MOVQ    dst_base+64(FP), SI
@@ -1027,7 +1027,7 @@ TEXT ·dotQ8_0R16x7(SB), NOSPLIT, $0-98
 	SHLQ    $0x02, DI
 	MOVWLZX mask+96(FP), R8
 	LEAQ    (CX)(BX*2), R9
-	LEAQ    (CX)(BX*4), R10
+	LEAQ    (R9)(BX*2), R10
 	LEAQ    (R10)(BX*2), R11
 	VPXORD  Z0, Z0, Z0
 	VPXORD  Z1, Z1, Z1
@@ -1134,10 +1134,10 @@ dotQ8_0R16x7loop:
 	VMULPS.BCST   36(R11), Z7, Z7
 	VFMADD231PS   Z16, Z7, Z6
 	ADDQ          $0x00000240, AX
-	ADDQ          $0x28, CX
-	ADDQ          $0x28, R9
-	ADDQ          $0x28, R10
-	ADDQ          $0x28, R11
+	ADDQ          $0x00000028, CX
+	ADDQ          $0x00000028, R9
+	ADDQ          $0x00000028, R10
+	ADDQ          $0x00000028, R11
 	DECQ          DX
 	JMP           dotQ8_0R16x7loop
 
@@ -1159,11 +1159,11 @@ dotQ8_0R16x7done:
 	VZEROUPPER
 	RET
 
-// func dotQ8_0R16x8(wp []byte, xa []byte, nb int, xstride int, dst []float32, dstride int, mask uint16)
+// func dotQ8_0R16x8(wp []byte, x []byte, nb int, xstride int, dst []float32, dstride int, mask uint16)
 // Requires: AVX, AVX512F, AVX512_VNNI
 TEXT ·dotQ8_0R16x8(SB), NOSPLIT, $0-98
 	MOVQ    wp_base+0(FP), AX
-	MOVQ    xa_base+24(FP), CX
+	MOVQ    x_base+24(FP), CX
 	MOVQ    nb+48(FP), DX
 	MOVQ    xstride+56(FP), BX
 	MOVQ    dst_base+64(FP), SI
@@ -1171,7 +1171,7 @@ TEXT ·dotQ8_0R16x8(SB), NOSPLIT, $0-98
 	SHLQ    $0x02, DI
 	MOVWLZX mask+96(FP), R8
 	LEAQ    (CX)(BX*2), R9
-	LEAQ    (CX)(BX*4), R10
+	LEAQ    (R9)(BX*2), R10
 	LEAQ    (R10)(BX*2), R11
 	VPXORD  Z0, Z0, Z0
 	VPXORD  Z1, Z1, Z1
@@ -1291,10 +1291,10 @@ dotQ8_0R16x8loop:
 	VMULPS.BCST   36(R11)(BX*1), Z8, Z8
 	VFMADD231PS   Z17, Z8, Z7
 	ADDQ          $0x00000240, AX
-	ADDQ          $0x28, CX
-	ADDQ          $0x28, R9
-	ADDQ          $0x28, R10
-	ADDQ          $0x28, R11
+	ADDQ          $0x00000028, CX
+	ADDQ          $0x00000028, R9
+	ADDQ          $0x00000028, R10
+	ADDQ          $0x00000028, R11
 	DECQ          DX
 	JMP           dotQ8_0R16x8loop
 

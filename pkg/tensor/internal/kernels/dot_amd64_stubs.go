@@ -66,42 +66,42 @@ func dotQ8_0x4AVX2(w []byte, x []byte, stride int, nb int, nrows int, xd []byte,
 // dotQ8_0R16x1 is dotQ8_0R16Generic for 1 tokens (a store mask of rows).
 //
 //go:noescape
-func dotQ8_0R16x1(wp []byte, xa []byte, nb int, xstride int, dst []float32, dstride int, mask uint16)
+func dotQ8_0R16x1(wp []byte, x []byte, nb int, xstride int, dst []float32, dstride int, mask uint16)
 
 // dotQ8_0R16x2 is dotQ8_0R16Generic for 2 tokens (a store mask of rows).
 //
 //go:noescape
-func dotQ8_0R16x2(wp []byte, xa []byte, nb int, xstride int, dst []float32, dstride int, mask uint16)
+func dotQ8_0R16x2(wp []byte, x []byte, nb int, xstride int, dst []float32, dstride int, mask uint16)
 
 // dotQ8_0R16x3 is dotQ8_0R16Generic for 3 tokens (a store mask of rows).
 //
 //go:noescape
-func dotQ8_0R16x3(wp []byte, xa []byte, nb int, xstride int, dst []float32, dstride int, mask uint16)
+func dotQ8_0R16x3(wp []byte, x []byte, nb int, xstride int, dst []float32, dstride int, mask uint16)
 
 // dotQ8_0R16x4 is dotQ8_0R16Generic for 4 tokens (a store mask of rows).
 //
 //go:noescape
-func dotQ8_0R16x4(wp []byte, xa []byte, nb int, xstride int, dst []float32, dstride int, mask uint16)
+func dotQ8_0R16x4(wp []byte, x []byte, nb int, xstride int, dst []float32, dstride int, mask uint16)
 
 // dotQ8_0R16x5 is dotQ8_0R16Generic for 5 tokens (a store mask of rows).
 //
 //go:noescape
-func dotQ8_0R16x5(wp []byte, xa []byte, nb int, xstride int, dst []float32, dstride int, mask uint16)
+func dotQ8_0R16x5(wp []byte, x []byte, nb int, xstride int, dst []float32, dstride int, mask uint16)
 
 // dotQ8_0R16x6 is dotQ8_0R16Generic for 6 tokens (a store mask of rows).
 //
 //go:noescape
-func dotQ8_0R16x6(wp []byte, xa []byte, nb int, xstride int, dst []float32, dstride int, mask uint16)
+func dotQ8_0R16x6(wp []byte, x []byte, nb int, xstride int, dst []float32, dstride int, mask uint16)
 
 // dotQ8_0R16x7 is dotQ8_0R16Generic for 7 tokens (a store mask of rows).
 //
 //go:noescape
-func dotQ8_0R16x7(wp []byte, xa []byte, nb int, xstride int, dst []float32, dstride int, mask uint16)
+func dotQ8_0R16x7(wp []byte, x []byte, nb int, xstride int, dst []float32, dstride int, mask uint16)
 
 // dotQ8_0R16x8 is dotQ8_0R16Generic for 8 tokens (a store mask of rows).
 //
 //go:noescape
-func dotQ8_0R16x8(wp []byte, xa []byte, nb int, xstride int, dst []float32, dstride int, mask uint16)
+func dotQ8_0R16x8(wp []byte, x []byte, nb int, xstride int, dst []float32, dstride int, mask uint16)
 
 // dotQ4_KR16x1 is dotQ4_KGeneric of 16 packed rows with 1 tokens (a store mask of rows).
 //

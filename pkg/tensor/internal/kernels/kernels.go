@@ -445,34 +445,38 @@ const (
 
 // PackQ8_0R16 appends the rows × nb Q8_0 blocks of w (rows contiguous) in
 // the row-interleaved layout of the VNNI many-row kernels: groups of 16
-// rows (the last padded with zero rows), and per group and block the 16
+// rows (packR16), and per group and block the 16
 // rows' scales as float32, then 8 slices of 64 bytes, slice s holding
 // bytes 4s…4s+3 of each row's quants offset to unsigned (+128): 576 bytes
 // a group and block.
 func PackQ8_0R16(dst, w []byte, rows, nb int) []byte {
+	return packR16(dst, w, rows, nb, 34, R16Q8, func(rec, blk []byte, r int) {
+		binary.LittleEndian.PutUint32(rec[4*r:], math.Float32bits(f16[binary.LittleEndian.Uint16(blk)]))
+		for s := range 8 {
+			for i := range 4 {
+				rec[64+64*s+4*r+i] = blk[2+4*s+i] ^ 0x80
+			}
+		}
+	})
+}
+
+// packR16 appends the rows × nb blocks of w (blockBytes each, rows
+// contiguous) in groups of R16 rows, recBytes a group and block: fill
+// writes row r of the group's record from the row's block; the records of
+// the last group's missing rows stay zero (scale 0: they add nothing,
+// and their lanes are not stored).
+func packR16(dst, w []byte, rows, nb, blockBytes, recBytes int, fill func(rec, blk []byte, r int)) []byte {
 	groups := (rows + R16 - 1) / R16
 	out := len(dst)
-	dst = slices.Grow(dst, groups*nb*R16Q8)[:out+groups*nb*R16Q8]
+	dst = slices.Grow(dst, groups*nb*recBytes)[:out+groups*nb*recBytes]
 	p := dst[out:]
+	clear(p)
 	for g := range groups {
 		for b := range nb {
-			rec := p[(g*nb+b)*R16Q8 : (g*nb+b+1)*R16Q8]
-			for r := range R16 {
+			rec := p[(g*nb+b)*recBytes : (g*nb+b+1)*recBytes]
+			for r := range min(R16, rows-g*R16) {
 				row := g*R16 + r
-				if row >= rows {
-					binary.LittleEndian.PutUint32(rec[4*r:], 0)
-					for s := range 8 {
-						copy(rec[64+64*s+4*r:64+64*s+4*r+4], []byte{0x80, 0x80, 0x80, 0x80})
-					}
-					continue
-				}
-				blk := w[(row*nb+b)*34 : (row*nb+b+1)*34]
-				binary.LittleEndian.PutUint32(rec[4*r:], math.Float32bits(f16[binary.LittleEndian.Uint16(blk)]))
-				for s := range 8 {
-					for i := range 4 {
-						rec[64+64*s+4*r+i] = blk[2+4*s+i] ^ 0x80
-					}
-				}
+				fill(rec, w[(row*nb+b)*blockBytes:(row*nb+b+1)*blockBytes], r)
 			}
 		}
 	}
@@ -531,37 +535,25 @@ const R16Q4K = 4*R16 + 4*R16 + 8*R16 + 8*R16 + 4*8*64
 // at 16j+r), then for each pair of sub-blocks 8 slices of 64 bytes,
 // slice s holding bytes 4s…4s+3 of each row's 32 quant bytes.
 func PackQ4_KR16(dst, w []byte, rows, nb int) []byte {
-	groups := (rows + R16 - 1) / R16
-	out := len(dst)
-	dst = slices.Grow(dst, groups*nb*R16Q4K)[:out+groups*nb*R16Q4K]
-	p := dst[out:]
-	clear(p)
-	for g := range groups {
-		for b := range nb {
-			rec := p[(g*nb+b)*R16Q4K : (g*nb+b+1)*R16Q4K]
-			for r := range min(R16, rows-g*R16) {
-				blk := w[((g*R16+r)*nb+b)*144 : ((g*R16+r)*nb+b+1)*144]
-				binary.LittleEndian.PutUint32(rec[4*r:], math.Float32bits(f16[binary.LittleEndian.Uint16(blk)]))
-				binary.LittleEndian.PutUint32(rec[64+4*r:], math.Float32bits(f16[binary.LittleEndian.Uint16(blk[2:])]))
-				scales := blk[4:16]
-				for j := range 8 {
-					var sc, m uint8
-					if j < 4 {
-						sc, m = scales[j]&63, scales[j+4]&63
-					} else {
-						sc, m = scales[j+4]&0xf|(scales[j-4]>>6)<<4, scales[j+4]>>4|(scales[j]>>6)<<4
-					}
-					rec[128+16*j+r], rec[256+16*j+r] = sc, m
-				}
-				for pr := range 4 {
-					for s := range 8 {
-						copy(rec[384+512*pr+64*s+4*r:384+512*pr+64*s+4*r+4], blk[16+32*pr+4*s:16+32*pr+4*s+4])
-					}
-				}
+	return packR16(dst, w, rows, nb, 144, R16Q4K, func(rec, blk []byte, r int) {
+		binary.LittleEndian.PutUint32(rec[4*r:], math.Float32bits(f16[binary.LittleEndian.Uint16(blk)]))
+		binary.LittleEndian.PutUint32(rec[64+4*r:], math.Float32bits(f16[binary.LittleEndian.Uint16(blk[2:])]))
+		scales := blk[4:16]
+		for j := range 8 {
+			var sc, m uint8
+			if j < 4 {
+				sc, m = scales[j]&63, scales[j+4]&63
+			} else {
+				sc, m = scales[j+4]&0xf|(scales[j-4]>>6)<<4, scales[j+4]>>4|(scales[j]>>6)<<4
+			}
+			rec[128+16*j+r], rec[256+16*j+r] = sc, m
+		}
+		for pr := range 4 {
+			for s := range 8 {
+				copy(rec[384+512*pr+64*s+4*r:384+512*pr+64*s+4*r+4], blk[16+32*pr+4*s:16+32*pr+4*s+4])
 			}
 		}
-	}
-	return dst
+	})
 }
 
 // R16Q6K: d, scales, decoded values.
@@ -574,28 +566,16 @@ const R16Q6K = 4*R16 + 16*R16 + 64*64
 // 64 bytes, slice s holding values 4s…4s+3 of each row decoded and
 // offset to unsigned (q+32, 0 to 63).
 func PackQ6_KR16(dst, w []byte, rows, nb int) []byte {
-	groups := (rows + R16 - 1) / R16
-	out := len(dst)
-	dst = slices.Grow(dst, groups*nb*R16Q6K)[:out+groups*nb*R16Q6K]
-	p := dst[out:]
-	clear(p)
-	for g := range groups {
-		for b := range nb {
-			rec := p[(g*nb+b)*R16Q6K : (g*nb+b+1)*R16Q6K]
-			for r := range min(R16, rows-g*R16) {
-				blk := w[((g*R16+r)*nb+b)*210 : ((g*R16+r)*nb+b+1)*210]
-				binary.LittleEndian.PutUint32(rec[4*r:], math.Float32bits(f16[binary.LittleEndian.Uint16(blk[208:])]))
-				for j := range 16 {
-					rec[64+16*j+r] = blk[192+j]
-				}
-				q6 := decodeQ6_K(blk)
-				for s := range 64 {
-					for i := range 4 {
-						rec[320+64*s+4*r+i] = byte(q6[4*s+i] + 32)
-					}
-				}
+	return packR16(dst, w, rows, nb, 210, R16Q6K, func(rec, blk []byte, r int) {
+		binary.LittleEndian.PutUint32(rec[4*r:], math.Float32bits(f16[binary.LittleEndian.Uint16(blk[208:])]))
+		for j := range 16 {
+			rec[64+16*j+r] = blk[192+j]
+		}
+		q6 := decodeQ6_K(blk)
+		for s := range 64 {
+			for i := range 4 {
+				rec[320+64*s+4*r+i] = byte(q6[4*s+i] + 32)
 			}
 		}
-	}
-	return dst
+	})
 }

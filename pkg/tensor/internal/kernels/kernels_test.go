@@ -463,88 +463,61 @@ func TestQ8_0R16(t *testing.T) {
 	}
 }
 
-// The packed Q4_K kernels equal DotQ4_K (and so its Go twin) bit for bit
-// for every token count, with groups cut short and rows of full random
-// blocks (every scale and min encoding).
-func TestQ4_KR16(t *testing.T) {
+// The packed K-quant kernels equal the unpacked dot products (and so
+// their Go twins) bit for bit for every token count, with groups cut
+// short (masked rows are not written) and rows of full random blocks
+// (every scale and min encoding, negative Q6_K scales included).
+func TestKQuantsR16(t *testing.T) {
 	if !HasR16() {
 		t.Skip("no AVX-512 VNNI here: the R16 kernels do not run")
 	}
 	r := rand.New(rand.NewPCG(15, 16))
-	for _, rows := range []int{1, 9, 16, 33} {
-		for _, nb := range []int{1, 3} {
-			w := randomBlocks(r, rows*nb, 144, func(blk []byte) {
-				binary.LittleEndian.PutUint16(blk, F32ToF16(float32(r.Float64()*0.01)))
-				binary.LittleEndian.PutUint16(blk[2:], F32ToF16(float32(r.Float64()*0.01)))
-			})[guard : guard+rows*nb*144]
-			const tokens = 4
-			x := make([]byte, 0, tokens*nb*292)
-			for range tokens {
-				x = append(x, q8KBlocks(r, nb)[guard:guard+nb*292]...)
-			}
-			wp := PackQ4_KR16(nil, w, rows, nb)
-			for tk := 1; tk <= tokens; tk++ {
-				for r0 := 0; r0 < rows; r0 += R16 {
-					valid := min(R16, rows-r0)
-					const dstride = R16 + 1
-					got := make([]float32, tk*dstride)
-					for i := range got {
-						got[i] = -7
-					}
-					DotQ4_KR16(wp[r0/R16*nb*R16Q4K:], x, nb, nb*292, tk, got, dstride, valid)
-					for c := range tk {
-						for rr := range dstride {
-							want := float32(-7) // not written
-							if rr < valid {
-								want = dotQ4_KGeneric(w[(r0+rr)*nb*144:(r0+rr+1)*nb*144], x[c*nb*292:(c+1)*nb*292], nb)
-							}
-							if got[c*dstride+rr] != want {
-								t.Fatalf("rows=%d nb=%d tokens=%d token %d row %d: %g, Go %g", rows, nb, tk, c, r0+rr, got[c*dstride+rr], want)
-							}
-						}
-					}
+	types := []struct {
+		name       string
+		blockBytes int
+		scale      func(blk []byte) // sets the block's float scales
+		pack       func(dst, w []byte, rows, nb int) []byte
+		recBytes   int
+		dot        func(wp, x []byte, nb, xstride, tokens int, dst []float32, dstride, valid int)
+		twin       func(w, x []byte, nb int) float32
+	}{
+		{"Q4_K", 144, func(blk []byte) {
+			binary.LittleEndian.PutUint16(blk, F32ToF16(float32(r.Float64()*0.01)))
+			binary.LittleEndian.PutUint16(blk[2:], F32ToF16(float32(r.Float64()*0.01)))
+		}, PackQ4_KR16, R16Q4K, DotQ4_KR16, dotQ4_KGeneric},
+		{"Q6_K", 210, func(blk []byte) {
+			binary.LittleEndian.PutUint16(blk[208:], F32ToF16(float32(r.Float64()*0.01)))
+		}, PackQ6_KR16, R16Q6K, DotQ6_KR16, dotQ6_KGeneric},
+	}
+	for _, ty := range types {
+		for _, rows := range []int{1, 9, 16, 33} {
+			for _, nb := range []int{1, 3} {
+				bb := ty.blockBytes
+				w := randomBlocks(r, rows*nb, bb, ty.scale)[guard : guard+rows*nb*bb]
+				const tokens = 4
+				x := make([]byte, 0, tokens*nb*292)
+				for range tokens {
+					x = append(x, q8KBlocks(r, nb)[guard:guard+nb*292]...)
 				}
-			}
-		}
-	}
-}
-
-// The packed Q6_K kernels equal DotQ6_K (and so its Go twin) bit for bit
-// for every token count, with groups cut short and rows of full random
-// blocks (every scale, negative ones included).
-func TestQ6_KR16(t *testing.T) {
-	if !HasR16() {
-		t.Skip("no AVX-512 VNNI here: the R16 kernels do not run")
-	}
-	r := rand.New(rand.NewPCG(17, 18))
-	for _, rows := range []int{1, 9, 16, 33} {
-		for _, nb := range []int{1, 3} {
-			w := randomBlocks(r, rows*nb, 210, func(blk []byte) {
-				binary.LittleEndian.PutUint16(blk[208:], F32ToF16(float32(r.Float64()*0.01)))
-			})[guard : guard+rows*nb*210]
-			const tokens = 4
-			x := make([]byte, 0, tokens*nb*292)
-			for range tokens {
-				x = append(x, q8KBlocks(r, nb)[guard:guard+nb*292]...)
-			}
-			wp := PackQ6_KR16(nil, w, rows, nb)
-			for tk := 1; tk <= tokens; tk++ {
-				for r0 := 0; r0 < rows; r0 += R16 {
-					valid := min(R16, rows-r0)
-					const dstride = R16 + 1
-					got := make([]float32, tk*dstride)
-					for i := range got {
-						got[i] = -7
-					}
-					DotQ6_KR16(wp[r0/R16*nb*R16Q6K:], x, nb, nb*292, tk, got, dstride, valid)
-					for c := range tk {
-						for rr := range dstride {
-							want := float32(-7) // not written
-							if rr < valid {
-								want = dotQ6_KGeneric(w[(r0+rr)*nb*210:(r0+rr+1)*nb*210], x[c*nb*292:(c+1)*nb*292], nb)
-							}
-							if got[c*dstride+rr] != want {
-								t.Fatalf("rows=%d nb=%d tokens=%d token %d row %d: %g, Go %g", rows, nb, tk, c, r0+rr, got[c*dstride+rr], want)
+				wp := ty.pack(nil, w, rows, nb)
+				for tk := 1; tk <= tokens; tk++ {
+					for r0 := 0; r0 < rows; r0 += R16 {
+						valid := min(R16, rows-r0)
+						const dstride = R16 + 1
+						got := make([]float32, tk*dstride)
+						for i := range got {
+							got[i] = -7
+						}
+						ty.dot(wp[r0/R16*nb*ty.recBytes:], x, nb, nb*292, tk, got, dstride, valid)
+						for c := range tk {
+							for rr := range dstride {
+								want := float32(-7) // not written
+								if rr < valid {
+									want = ty.twin(w[(r0+rr)*nb*bb:(r0+rr+1)*nb*bb], x[c*nb*292:(c+1)*nb*292], nb)
+								}
+								if got[c*dstride+rr] != want {
+									t.Fatalf("%s rows=%d nb=%d tokens=%d token %d row %d: %g, Go %g", ty.name, rows, nb, tk, c, r0+rr, got[c*dstride+rr], want)
+								}
 							}
 						}
 					}

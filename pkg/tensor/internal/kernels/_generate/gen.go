@@ -319,31 +319,47 @@ func dotQ8xN(rows int) {
 // lane; converted, scaled by d(w)·d(x) and added with a fused
 // multiply-add, block after block. Lanes of rows past the group's end are
 // not stored (mask).
-func dotQ8R16(tokens int) {
-	name := fmt.Sprintf("dotQ8_0R16x%d", tokens)
-	TEXT(name, NOSPLIT, "func(wp, xa []byte, nb, xstride int, dst []float32, dstride int, mask uint16)")
+// r16Kernel writes what the packed-weight kernels share: the signature
+//
+//	func(wp, x []byte, nb, xstride int, dst []float32, dstride int, mask uint16)
+//
+// (16 packed weight rows, tokens activation rows xstride bytes apart),
+// setup (may be nil) before the loop, one 16-lane float accumulator a
+// token, zeroed, and a loop over the nb blocks, blockBytes of weights and
+// actBytes of each token's activations each, whose body is body; then the
+// accumulators are stored a token's dstride apart, the rows past the
+// group's end masked off.
+func r16Kernel(name, doc string, tokens, blockBytes, actBytes int, setup func(), body func(pw reg.Register, addr []Mem, accs []reg.VecVirtual)) {
+	TEXT(name, NOSPLIT, "func(wp, x []byte, nb, xstride int, dst []float32, dstride int, mask uint16)")
 	Pragma("noescape")
-	Doc(fmt.Sprintf("%s is dotQ8_0R16Generic for %d tokens (a store mask of rows).", name, tokens))
+	Doc(doc)
 	pw := Load(Param("wp").Base(), GP64())
-	px := Load(Param("xa").Base(), GP64())
+	px := Load(Param("x").Base(), GP64())
 	nb := Load(Param("nb"), GP64())
 	xs := Load(Param("xstride"), GP64())
 	pdst := Load(Param("dst").Base(), GP64())
 	ds := Load(Param("dstride"), GP64())
 	SHLQ(U8(2), ds) // in bytes
 	mask := Load(Param("mask"), GP32())
-	px2, px4, px6 := GP64(), GP64(), GP64()
-	if tokens > 2 {
-		LEAQ(Mem{Base: px, Index: xs, Scale: 2}, px2)
+	// Token c's activations: tokens 0 and 1 from px, 2 and 3 from px2,
+	// 4 and 5 from px4, 6 and 7 from px6.
+	ptrs := []reg.Register{px}
+	for c := 2; c < tokens; c += 2 {
+		p := GP64()
+		LEAQ(Mem{Base: ptrs[len(ptrs)-1], Index: xs, Scale: 2}, p)
+		ptrs = append(ptrs, p)
 	}
-	if tokens > 4 {
-		LEAQ(Mem{Base: px, Index: xs, Scale: 4}, px4)
+	var addr []Mem
+	for c := range tokens {
+		if c%2 == 0 {
+			addr = append(addr, Mem{Base: ptrs[c/2]})
+		} else {
+			addr = append(addr, Mem{Base: ptrs[c/2], Index: xs, Scale: 1})
+		}
 	}
-	if tokens > 6 {
-		LEAQ(Mem{Base: px4, Index: xs, Scale: 2}, px6)
+	if setup != nil {
+		setup()
 	}
-	addr := []Mem{{Base: px}, {Base: px, Index: xs, Scale: 1}, {Base: px2}, {Base: px2, Index: xs, Scale: 1},
-		{Base: px4}, {Base: px4, Index: xs, Scale: 1}, {Base: px6}, {Base: px6, Index: xs, Scale: 1}}
 	accs := make([]reg.VecVirtual, tokens)
 	for c := range accs {
 		accs[c] = ZMM()
@@ -353,43 +369,10 @@ func dotQ8R16(tokens int) {
 	Label(loop)
 	CMPQ(nb, U8(0))
 	JE(LabelRef(done))
-	dw := ZMM()
-	VMOVUPS(Mem{Base: pw}, dw)
-	var w [8]reg.VecVirtual
-	for i := range w {
-		w[i] = ZMM()
-		VMOVDQU32(Mem{Base: pw, Disp: 64 + 64*i}, w[i])
-	}
-	for c := range tokens {
-		acc := ZMM()
-		VPBROADCASTD(addr[c].Offset(32), acc) // −128·Σx
-		if tokens > 2 {
-			for i := range w {
-				vnniBcst("VPDPBUSD", addr[c].Offset(4*i), w[i], acc)
-			}
-		} else { // two chains, so that few tokens do not wait on one
-			acc2 := ZMM()
-			VPXORD(acc2, acc2, acc2)
-			for i := range w {
-				vnniBcst("VPDPBUSD", addr[c].Offset(4*i), w[i], [2]reg.VecVirtual{acc, acc2}[i%2])
-			}
-			VPADDD(acc2, acc, acc)
-		}
-		VCVTDQ2PS(acc, acc)
-		d := ZMM()
-		VMULPS_BCST(addr[c].Offset(36), dw, d) // d(w)·d(x)
-		VFMADD231PS(acc, d, accs[c])
-	}
-	ADDQ(U32(576), pw)
-	ADDQ(U8(40), px)
-	if tokens > 2 {
-		ADDQ(U8(40), px2)
-	}
-	if tokens > 4 {
-		ADDQ(U8(40), px4)
-	}
-	if tokens > 6 {
-		ADDQ(U8(40), px6)
+	body(pw, addr, accs)
+	ADDQ(U32(uint32(blockBytes)), pw)
+	for _, p := range ptrs {
+		ADDQ(U32(uint32(actBytes)), p)
 	}
 	DECQ(nb)
 	JMP(LabelRef(loop))
@@ -404,6 +387,40 @@ func dotQ8R16(tokens int) {
 	}
 	VZEROUPPER()
 	RET()
+}
+
+func dotQ8R16(tokens int) {
+	name := fmt.Sprintf("dotQ8_0R16x%d", tokens)
+	r16Kernel(name, fmt.Sprintf("%s is dotQ8_0R16Generic for %d tokens (a store mask of rows).", name, tokens),
+		tokens, 576, 40, nil, func(pw reg.Register, addr []Mem, accs []reg.VecVirtual) {
+			dw := ZMM()
+			VMOVUPS(Mem{Base: pw}, dw)
+			var w [8]reg.VecVirtual
+			for i := range w {
+				w[i] = ZMM()
+				VMOVDQU32(Mem{Base: pw, Disp: 64 + 64*i}, w[i])
+			}
+			for c := range tokens {
+				acc := ZMM()
+				VPBROADCASTD(addr[c].Offset(32), acc) // −128·Σx
+				if tokens > 2 {
+					for i := range w {
+						vnniBcst("VPDPBUSD", addr[c].Offset(4*i), w[i], acc)
+					}
+				} else { // two chains, so that few tokens do not wait on one
+					acc2 := ZMM()
+					VPXORD(acc2, acc2, acc2)
+					for i := range w {
+						vnniBcst("VPDPBUSD", addr[c].Offset(4*i), w[i], [2]reg.VecVirtual{acc, acc2}[i%2])
+					}
+					VPADDD(acc2, acc, acc)
+				}
+				VCVTDQ2PS(acc, acc)
+				d := ZMM()
+				VMULPS_BCST(addr[c].Offset(36), dw, d) // d(w)·d(x)
+				VFMADD231PS(acc, d, accs[c])
+			}
+		})
 }
 
 // dotQ4KR16 multiplies a group of 16 Q4_K weight rows, packed by
@@ -418,128 +435,90 @@ func dotQ8R16(tokens int) {
 // dotQ4_KGeneric computes it, so the results are bit-identical to it.
 func dotQ4KR16(tokens int) {
 	name := fmt.Sprintf("dotQ4_KR16x%d", tokens)
-	TEXT(name, NOSPLIT, "func(wp, x []byte, nb, xstride int, dst []float32, dstride int, mask uint16)")
-	Pragma("noescape")
-	Doc(fmt.Sprintf("%s is dotQ4_KGeneric of 16 packed rows with %d tokens (a store mask of rows).", name, tokens))
-	pw := Load(Param("wp").Base(), GP64())
-	px := Load(Param("x").Base(), GP64())
-	nb := Load(Param("nb"), GP64())
-	xs := Load(Param("xstride"), GP64())
-	pdst := Load(Param("dst").Base(), GP64())
-	ds := Load(Param("dstride"), GP64())
-	SHLQ(U8(2), ds)
-	mask := Load(Param("mask"), GP32())
-	px2 := GP64()
-	if tokens > 2 {
-		LEAQ(Mem{Base: px, Index: xs, Scale: 2}, px2)
-	}
-	addr := []Mem{{Base: px}, {Base: px, Index: xs, Scale: 1}, {Base: px2}, {Base: px2, Index: xs, Scale: 1}}
-	t := GP32()
-	MOVL(U32(0x0f0f0f0f), t)
-	low := ZMM()
-	VPBROADCASTD(t, low)
-	accs := make([]reg.VecVirtual, tokens)
-	for c := range accs {
-		accs[c] = ZMM()
-		VPXORD(accs[c], accs[c], accs[c])
-	}
-	loop, done := name+"loop", name+"done"
-	Label(loop)
-	CMPQ(nb, U8(0))
-	JE(LabelRef(done))
-	sums := make([]reg.VecVirtual, tokens)
-	for c := range tokens {
-		sums[c] = ZMM()
-		VPXORD(sums[c], sums[c], sums[c])
-	}
-	// One set of registers for every sub-block's nibbles, scales and
-	// products (avo's allocator does not backtrack).
-	var nib [8]reg.VecVirtual
-	for i := range nib {
-		nib[i] = ZMM()
-	}
-	sc := ZMM()
-	// Independent chains of VPDPBUSD per sub-block: four for one token,
-	// two for two, so that few tokens do not wait on one chain's latency.
-	chains := make([]reg.VecVirtual, max(1, 4/tokens))
-	for i := range chains {
-		chains[i] = ZMM()
-	}
-	a := chains[0]
-	for p := range 4 {
-		for h := range 2 {
-			j := 2*p + h
-			for i := range 8 {
-				if h == 0 {
-					VPANDD(Mem{Base: pw, Disp: 384 + 512*p + 64*i}, low, nib[i])
-				} else {
-					VMOVDQU32(Mem{Base: pw, Disp: 384 + 512*p + 64*i}, nib[i])
-					VPSRLW(U8(4), nib[i], nib[i])
-					VPANDD(low, nib[i], nib[i])
-				}
-			}
-			VPMOVZXBD(Mem{Base: pw, Disp: 128 + 16*j}, sc)
+	var low reg.VecVirtual
+	r16Kernel(name, fmt.Sprintf("%s is dotQ4_KGeneric of 16 packed rows with %d tokens (a store mask of rows).", name, tokens),
+		tokens, 2432, 292, func() {
+			t := GP32()
+			MOVL(U32(0x0f0f0f0f), t)
+			low = ZMM()
+			VPBROADCASTD(t, low)
+		}, func(pw reg.Register, addr []Mem, accs []reg.VecVirtual) {
+			sums := make([]reg.VecVirtual, tokens)
 			for c := range tokens {
-				for _, ch := range chains {
-					VPXORD(ch, ch, ch)
-				}
-				for i := range 8 {
-					vnniBcst("VPDPBUSD", addr[c].Offset(4+32*j+4*i), nib[i], chains[i%len(chains)])
-				}
-				for _, ch := range chains[1:] {
-					VPADDD(ch, a, a)
-				}
-				VPMULLD(sc, a, a)
-				VPADDD(a, sums[c], sums[c])
+				sums[c] = ZMM()
+				VPXORD(sums[c], sums[c], sums[c])
 			}
-		}
-	}
-	// Mins: m_j in both halves of each lane, times the token's bsums
-	// 2j and 2j+1.
-	mins := make([]reg.VecVirtual, tokens)
-	for c := range tokens {
-		mins[c] = ZMM()
-		VPXORD(mins[c], mins[c], mins[c])
-	}
-	m, m2 := ZMM(), ZMM()
-	for j := range 8 {
-		VPMOVZXBD(Mem{Base: pw, Disp: 256 + 16*j}, m)
-		VPSLLD(U8(16), m, m2)
-		VPORD(m2, m, m)
-		for c := range tokens {
-			vnniBcst("VPDPWSSD", addr[c].Offset(260+4*j), m, mins[c])
-		}
-	}
-	dx, d, dmin := ZMM(), ZMM(), ZMM()
-	for c := range tokens {
-		VBROADCASTSS(addr[c], dx)
-		VMULPS(Mem{Base: pw}, dx, d)              // d = dx·d(w)
-		VMULPS(Mem{Base: pw, Disp: 64}, dx, dmin) // dmin = dx·dmin(w)
-		VCVTDQ2PS(sums[c], sums[c])
-		VCVTDQ2PS(mins[c], mins[c])
-		VMULPS(sums[c], d, d)
-		VMULPS(mins[c], dmin, dmin)
-		VSUBPS(dmin, d, d)
-		VADDPS(d, accs[c], accs[c])
-	}
-	ADDQ(U32(2432), pw)
-	ADDQ(U32(292), px)
-	if tokens > 2 {
-		ADDQ(U32(292), px2)
-	}
-	DECQ(nb)
-	JMP(LabelRef(loop))
-	Label(done)
-	k := K()
-	KMOVW(mask, k)
-	for c, acc := range accs {
-		VMOVUPS(acc, k, Mem{Base: pdst})
-		if c+1 < tokens {
-			ADDQ(ds, pdst)
-		}
-	}
-	VZEROUPPER()
-	RET()
+			// One set of registers for every sub-block's nibbles, scales and
+			// products (avo's allocator does not backtrack).
+			var nib [8]reg.VecVirtual
+			for i := range nib {
+				nib[i] = ZMM()
+			}
+			sc := ZMM()
+			// Independent chains of VPDPBUSD per sub-block: four for one token,
+			// two for two, so that few tokens do not wait on one chain's latency.
+			chains := make([]reg.VecVirtual, max(1, 4/tokens))
+			for i := range chains {
+				chains[i] = ZMM()
+			}
+			a := chains[0]
+			for p := range 4 {
+				for h := range 2 {
+					j := 2*p + h
+					for i := range 8 {
+						if h == 0 {
+							VPANDD(Mem{Base: pw, Disp: 384 + 512*p + 64*i}, low, nib[i])
+						} else {
+							VMOVDQU32(Mem{Base: pw, Disp: 384 + 512*p + 64*i}, nib[i])
+							VPSRLW(U8(4), nib[i], nib[i])
+							VPANDD(low, nib[i], nib[i])
+						}
+					}
+					VPMOVZXBD(Mem{Base: pw, Disp: 128 + 16*j}, sc)
+					for c := range tokens {
+						for _, ch := range chains {
+							VPXORD(ch, ch, ch)
+						}
+						for i := range 8 {
+							vnniBcst("VPDPBUSD", addr[c].Offset(4+32*j+4*i), nib[i], chains[i%len(chains)])
+						}
+						for _, ch := range chains[1:] {
+							VPADDD(ch, a, a)
+						}
+						VPMULLD(sc, a, a)
+						VPADDD(a, sums[c], sums[c])
+					}
+				}
+			}
+			// Mins: m_j in both halves of each lane, times the token's bsums
+			// 2j and 2j+1.
+			mins := make([]reg.VecVirtual, tokens)
+			for c := range tokens {
+				mins[c] = ZMM()
+				VPXORD(mins[c], mins[c], mins[c])
+			}
+			m, m2 := ZMM(), ZMM()
+			for j := range 8 {
+				VPMOVZXBD(Mem{Base: pw, Disp: 256 + 16*j}, m)
+				VPSLLD(U8(16), m, m2)
+				VPORD(m2, m, m)
+				for c := range tokens {
+					vnniBcst("VPDPWSSD", addr[c].Offset(260+4*j), m, mins[c])
+				}
+			}
+			dx, d, dmin := ZMM(), ZMM(), ZMM()
+			for c := range tokens {
+				VBROADCASTSS(addr[c], dx)
+				VMULPS(Mem{Base: pw}, dx, d)              // d = dx·d(w)
+				VMULPS(Mem{Base: pw, Disp: 64}, dx, dmin) // dmin = dx·dmin(w)
+				VCVTDQ2PS(sums[c], sums[c])
+				VCVTDQ2PS(mins[c], mins[c])
+				VMULPS(sums[c], d, d)
+				VMULPS(mins[c], dmin, dmin)
+				VSUBPS(dmin, d, d)
+				VADDPS(d, accs[c], accs[c])
+			}
+		})
 }
 
 // dotQ6KR16 multiplies a group of 16 Q6_K weight rows, packed by
@@ -553,102 +532,62 @@ func dotQ4KR16(tokens int) {
 // are bit-identical to it.
 func dotQ6KR16(tokens int) {
 	name := fmt.Sprintf("dotQ6_KR16x%d", tokens)
-	TEXT(name, NOSPLIT, "func(wp, x []byte, nb, xstride int, dst []float32, dstride int, mask uint16)")
-	Pragma("noescape")
-	Doc(fmt.Sprintf("%s is dotQ6_KGeneric of 16 packed rows with %d tokens (a store mask of rows).", name, tokens))
-	pw := Load(Param("wp").Base(), GP64())
-	px := Load(Param("x").Base(), GP64())
-	nb := Load(Param("nb"), GP64())
-	xs := Load(Param("xstride"), GP64())
-	pdst := Load(Param("dst").Base(), GP64())
-	ds := Load(Param("dstride"), GP64())
-	SHLQ(U8(2), ds)
-	mask := Load(Param("mask"), GP32())
-	px2 := GP64()
-	if tokens > 2 {
-		LEAQ(Mem{Base: px, Index: xs, Scale: 2}, px2)
-	}
-	addr := []Mem{{Base: px}, {Base: px, Index: xs, Scale: 1}, {Base: px2}, {Base: px2, Index: xs, Scale: 1}}
-	accs := make([]reg.VecVirtual, tokens)
-	for c := range accs {
-		accs[c] = ZMM()
-		VPXORD(accs[c], accs[c], accs[c])
-	}
-	sums, corr := make([]reg.VecVirtual, tokens), make([]reg.VecVirtual, tokens)
-	for c := range tokens {
-		sums[c], corr[c] = ZMM(), ZMM()
-	}
-	var w [4]reg.VecVirtual
-	for i := range w {
-		w[i] = ZMM()
-	}
-	sc, a, a2 := ZMM(), ZMM(), ZMM()
-	loop, done := name+"loop", name+"done"
-	Label(loop)
-	CMPQ(nb, U8(0))
-	JE(LabelRef(done))
-	for c := range tokens {
-		VPXORD(sums[c], sums[c], sums[c])
-		VPXORD(corr[c], corr[c], corr[c])
-	}
-	for j := range 16 {
-		for i := range w {
-			VMOVDQU32(Mem{Base: pw, Disp: 320 + 256*j + 64*i}, w[i])
-		}
-		VPMOVSXBD(Mem{Base: pw, Disp: 64 + 16*j}, sc)
-		for c := range tokens {
-			VPXORD(a, a, a)
-			VPXORD(a2, a2, a2)
-			for i := range w {
-				vnniBcst("VPDPBUSD", addr[c].Offset(4+16*j+4*i), w[i], [2]reg.VecVirtual{a, a2}[i%2])
+	r16Kernel(name, fmt.Sprintf("%s is dotQ6_KGeneric of 16 packed rows with %d tokens (a store mask of rows).", name, tokens),
+		tokens, 4416, 292, nil, func(pw reg.Register, addr []Mem, accs []reg.VecVirtual) {
+			sums, corr := make([]reg.VecVirtual, tokens), make([]reg.VecVirtual, tokens)
+			for c := range tokens {
+				sums[c], corr[c] = ZMM(), ZMM()
 			}
-			VPADDD(a2, a, a)
-			VPMULLD(sc, a, a)
-			VPADDD(a, sums[c], sums[c])
-		}
-	}
-	// The +32: scales in pairs (sc_2i, sc_2i+1) as int16 in each lane,
-	// times the token's bsums 2i and 2i+1.
-	for i := range 8 {
-		lo, hi := ZMM(), ZMM()
-		VPMOVSXBD(Mem{Base: pw, Disp: 64 + 32*i}, lo)
-		VPMOVSXBD(Mem{Base: pw, Disp: 64 + 32*i + 16}, hi)
-		VPSLLD(U8(16), hi, hi)
-		VPSLLD(U8(16), lo, lo) // the low half alone
-		VPSRLD(U8(16), lo, lo)
-		VPORD(hi, lo, lo)
-		for c := range tokens {
-			vnniBcst("VPDPWSSD", addr[c].Offset(260+4*i), lo, corr[c])
-		}
-	}
-	d := ZMM()
-	for c := range tokens {
-		VPSLLD(U8(5), corr[c], corr[c])
-		VPSUBD(corr[c], sums[c], sums[c])
-		VBROADCASTSS(addr[c], d)
-		VMULPS(Mem{Base: pw}, d, d) // dx·d(w)
-		VCVTDQ2PS(sums[c], sums[c])
-		VMULPS(sums[c], d, d)
-		VADDPS(d, accs[c], accs[c])
-	}
-	ADDQ(U32(4416), pw)
-	ADDQ(U32(292), px)
-	if tokens > 2 {
-		ADDQ(U32(292), px2)
-	}
-	DECQ(nb)
-	JMP(LabelRef(loop))
-	Label(done)
-	k := K()
-	KMOVW(mask, k)
-	for c, acc := range accs {
-		VMOVUPS(acc, k, Mem{Base: pdst})
-		if c+1 < tokens {
-			ADDQ(ds, pdst)
-		}
-	}
-	VZEROUPPER()
-	RET()
+			var w [4]reg.VecVirtual
+			for i := range w {
+				w[i] = ZMM()
+			}
+			sc, a, a2 := ZMM(), ZMM(), ZMM()
+			for c := range tokens {
+				VPXORD(sums[c], sums[c], sums[c])
+				VPXORD(corr[c], corr[c], corr[c])
+			}
+			for j := range 16 {
+				for i := range w {
+					VMOVDQU32(Mem{Base: pw, Disp: 320 + 256*j + 64*i}, w[i])
+				}
+				VPMOVSXBD(Mem{Base: pw, Disp: 64 + 16*j}, sc)
+				for c := range tokens {
+					VPXORD(a, a, a)
+					VPXORD(a2, a2, a2)
+					for i := range w {
+						vnniBcst("VPDPBUSD", addr[c].Offset(4+16*j+4*i), w[i], [2]reg.VecVirtual{a, a2}[i%2])
+					}
+					VPADDD(a2, a, a)
+					VPMULLD(sc, a, a)
+					VPADDD(a, sums[c], sums[c])
+				}
+			}
+			// The +32: scales in pairs (sc_2i, sc_2i+1) as int16 in each lane,
+			// times the token's bsums 2i and 2i+1.
+			for i := range 8 {
+				lo, hi := ZMM(), ZMM()
+				VPMOVSXBD(Mem{Base: pw, Disp: 64 + 32*i}, lo)
+				VPMOVSXBD(Mem{Base: pw, Disp: 64 + 32*i + 16}, hi)
+				VPSLLD(U8(16), hi, hi)
+				VPSLLD(U8(16), lo, lo) // the low half alone
+				VPSRLD(U8(16), lo, lo)
+				VPORD(hi, lo, lo)
+				for c := range tokens {
+					vnniBcst("VPDPWSSD", addr[c].Offset(260+4*i), lo, corr[c])
+				}
+			}
+			d := ZMM()
+			for c := range tokens {
+				VPSLLD(U8(5), corr[c], corr[c])
+				VPSUBD(corr[c], sums[c], sums[c])
+				VBROADCASTSS(addr[c], d)
+				VMULPS(Mem{Base: pw}, d, d) // dx·d(w)
+				VCVTDQ2PS(sums[c], sums[c])
+				VMULPS(sums[c], d, d)
+				VADDPS(d, accs[c], accs[c])
+			}
+		})
 }
 
 // vnniBcst is a VNNI multiply-add (VPDPBUSD, VPDPWSSD) into acc of u with
