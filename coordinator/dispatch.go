@@ -148,15 +148,15 @@ func (d *dispatcher) usable(node, key string) bool {
 	return d.members == nil || !d.members.Known(node) || d.members.Alive(node)
 }
 
-// replicas returns the nodes that can serve key now. Must hold d.mu.
-func (d *dispatcher) replicas(key string) []string {
-	var out []string
+// replicas appends to dst the nodes that can serve key now, leaving out
+// those in skip. Must hold d.mu.
+func (d *dispatcher) replicas(dst []string, key string, skip map[string]bool) []string {
 	for _, n := range d.pmap.Units[key] {
-		if d.usable(n, key) {
-			out = append(out, n)
+		if !skip[n] && d.usable(n, key) {
+			dst = append(dst, n)
 		}
 	}
-	return out
+	return dst
 }
 
 // missing lists the units of a layers × experts model without a usable
@@ -168,7 +168,7 @@ func (d *dispatcher) missing(layers, experts int) []string {
 	for l := range layers {
 		for e := range experts {
 			key := placement.UnitKey(model.Unit{Layer: l, Expert: e})
-			if len(d.replicas(key)) == 0 {
+			if len(d.replicas(nil, key, nil)) == 0 {
 				out = append(out, key)
 			}
 		}
@@ -335,12 +335,7 @@ func (c *dispatch) plan() (missing []string) {
 	for _, s := range c.pending {
 		e := c.experts[s]
 		key := d.keys[c.layer][e]
-		c.reps = c.reps[:0]
-		for _, r := range d.pmap.Units[key] {
-			if !c.failed[r] && d.usable(r, key) {
-				c.reps = append(c.reps, r)
-			}
-		}
+		c.reps = d.replicas(c.reps[:0], key, c.failed)
 		if len(c.reps) == 0 {
 			if !slices.Contains(missing, key) {
 				missing = append(missing, key)
