@@ -297,12 +297,12 @@ func (m *Model) begin(ctx context.Context, ws *workspace, l int, x []float32, ro
 	// Append keys and values to the caches, then attend causally. A
 	// chunk's rows are contiguous: each cache grows once for the chunk,
 	// at least doubling (append grows large slices by a quarter, which
-	// for a long prompt copies the cache dozens of times).
+	// for a long prompt or generation copies the cache dozens of times,
+	// each time into fresh pages the kernel must fault in).
 	for c := range chunks {
-		if ch := &chunks[c]; len(ch.Tokens) > 1 {
-			ch.Seq.k[l] = reserve(ch.Seq.k[l], len(ch.Tokens)*kd)
-			ch.Seq.v[l] = reserve(ch.Seq.v[l], len(ch.Tokens)*vd)
-		}
+		ch := &chunks[c]
+		ch.Seq.k[l] = reserve(ch.Seq.k[l], len(ch.Tokens)*kd)
+		ch.Seq.v[l] = reserve(ch.Seq.v[l], len(ch.Tokens)*vd)
 	}
 	for i, r := range rows {
 		s := chunks[r.chunk].Seq
