@@ -393,6 +393,7 @@ func (d *dispatcher) finish(ctx context.Context, c *nodeCall, start time.Time, l
 	down := c.conn.down
 	d.mu.RUnlock()
 	r := c.call.wait(ctx, down, start.Add(d.timeout))
+	defer c.call.s.release(r)
 	took := r.at.Sub(start)
 	d.stats.RecordCall(c.node, len(c.rows), len(c.req.Activations), len(r.resp.GetOutputs()), took, r.err != nil)
 	d.metrics.call(c.node, took, r.err != nil)

@@ -27,12 +27,25 @@ type nodeStream struct {
 	cancel  context.CancelFunc
 	next    uint64
 	waiting map[uint64]chan streamResult
+
+	// answers are messages to receive into, with their buffers; a
+	// caller done with an answer's outputs puts it back (release).
+	answers sync.Pool
 }
 
 type streamResult struct {
 	resp *pb.ForwardResponse
 	err  error
-	at   time.Time // when the answer arrived
+	at   time.Time                 // when the answer arrived
+	msg  *pb.ForwardStreamResponse // holds resp; for release
+}
+
+// release returns r's message, and the buffers of its outputs, for the
+// stream to receive into again.
+func (s *nodeStream) release(r streamResult) {
+	if r.msg != nil {
+		s.answers.Put(r.msg)
+	}
 }
 
 // streamCall is a call in flight. Its channel and timer are kept for the
@@ -111,12 +124,15 @@ func (s *nodeStream) open(ctx context.Context, deadline time.Time) (pb.ExpertSer
 // receive hands each answer on st to its call until st breaks.
 func (s *nodeStream) receive(st pb.ExpertService_ForwardStreamClient) {
 	for {
-		r, err := st.Recv()
-		if err != nil {
+		r, _ := s.answers.Get().(*pb.ForwardStreamResponse)
+		if r == nil {
+			r = new(pb.ForwardStreamResponse)
+		}
+		if err := st.RecvMsg(r); err != nil { // into r's buffers: see pb's codec
 			s.broken(st, fmt.Errorf("forward stream: %w", err))
 			return
 		}
-		res := streamResult{resp: r.Response, at: time.Now()}
+		res := streamResult{resp: r.Response, at: time.Now(), msg: r}
 		switch {
 		case r.Code != 0:
 			res.resp, res.err = nil, status.Error(codes.Code(r.Code), r.Message)
@@ -129,6 +145,8 @@ func (s *nodeStream) receive(st pb.ExpertService_ForwardStreamClient) {
 		s.mu.Unlock()
 		if ch != nil {
 			ch <- res
+		} else {
+			s.release(res)
 		}
 	}
 }

@@ -34,38 +34,39 @@ type echoNode struct {
 
 func (e *echoNode) ForwardStream(s pb.ExpertService_ForwardStreamServer) error {
 	e.opened.Add(1)
+	// Reused call after call, as the node's are.
+	var in pb.ForwardStreamRequest
+	var resp pb.ForwardResponse
 	for {
-		in, err := s.Recv()
-		if err != nil {
+		if err := s.RecvMsg(&in); err != nil {
 			return nil
 		}
 		if e.hang.Load() {
 			continue
 		}
 		e.served.Add(1)
-		out := &pb.ForwardStreamResponse{CallId: in.CallId, Response: &pb.ForwardResponse{Outputs: echo(in.Request)}}
+		resp.Outputs = echo(resp.Outputs[:0], in.Request)
 		if e.short.Load() {
-			out.Response.Outputs = out.Response.Outputs[1:]
+			resp.Outputs = resp.Outputs[1:]
 		}
-		if err := s.Send(out); err != nil {
+		if err := s.Send(&pb.ForwardStreamResponse{CallId: in.CallId, Response: &resp}); err != nil {
 			return err
 		}
 	}
 }
 
-// echo answers a request as experts that return their input would: each
+// echo appends to dst the answer of experts that return their input: each
 // pair's row is the activations of its row (all activations, if the
 // request has no pairs).
-func echo(req *pb.ForwardRequest) []byte {
+func echo(dst []byte, req *pb.ForwardRequest) []byte {
 	if len(req.GetPairRows()) == 0 {
-		return req.GetActivations()
+		return append(dst, req.GetActivations()...)
 	}
 	row := int(req.RowSize) * 4
-	var out []byte
 	for _, r := range req.PairRows {
-		out = append(out, req.Activations[int(r)*row:int(r+1)*row]...)
+		dst = append(dst, req.Activations[int(r)*row:int(r+1)*row]...)
 	}
-	return out
+	return dst
 }
 
 func serveEcho(t testing.TB) (*echoNode, *grpc.Server, *nodeStream) {

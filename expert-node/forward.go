@@ -22,8 +22,17 @@ const (
 
 // Forward applies the requested experts to the request's rows.
 func (n *Node) Forward(ctx context.Context, req *pb.ForwardRequest) (*pb.ForwardResponse, error) {
+	resp := new(pb.ForwardResponse)
+	if err := n.observe(ctx, req, resp); err != nil {
+		return nil, err
+	}
+	return resp, nil
+}
+
+// observe is forward, counted in the node's metrics.
+func (n *Node) observe(ctx context.Context, req *pb.ForwardRequest, resp *pb.ForwardResponse) error {
 	start := time.Now()
-	resp, err := n.forward(ctx, req)
+	err := n.forward(ctx, req, resp)
 	if m := n.metrics; m != nil {
 		m.forwards.WithLabelValues(status.Code(err).String()).Inc()
 		m.latency.Observe(time.Since(start).Seconds())
@@ -31,66 +40,73 @@ func (n *Node) Forward(ctx context.Context, req *pb.ForwardRequest) (*pb.Forward
 			m.rows.Add(float64(len(req.PairRows)))
 		}
 	}
-	return resp, err
+	return err
 }
 
 // ForwardStream serves Forward calls from one stream in order, answering
 // each with its call id; a failed call is answered with its status and the
-// stream goes on.
+// stream goes on. The stream's request and answer are reused call after
+// call, their buffers with them: the codec decodes into the request, and
+// Send has encoded the answer by the time it returns (this server has no
+// stats handler that could hold on to it).
 func (n *Node) ForwardStream(s pb.ExpertService_ForwardStreamServer) error {
+	var in pb.ForwardStreamRequest
+	var out pb.ForwardStreamResponse
+	var resp pb.ForwardResponse
 	for {
-		in, err := s.Recv()
-		if errors.Is(err, io.EOF) {
+		if err := s.RecvMsg(&in); errors.Is(err, io.EOF) {
 			return nil
-		}
-		if err != nil {
+		} else if err != nil {
 			return err
 		}
-		out := &pb.ForwardStreamResponse{CallId: in.CallId}
+		out = pb.ForwardStreamResponse{CallId: in.CallId}
 		if in.Request == nil {
 			out.Code, out.Message = uint32(codes.InvalidArgument), "no request"
-		} else if out.Response, err = n.Forward(s.Context(), in.Request); err != nil {
+		} else if err := n.observe(s.Context(), in.Request, &resp); err != nil {
 			st := status.Convert(err)
 			out.Code, out.Message = uint32(st.Code()), st.Message()
+		} else {
+			out.Response = &resp
 		}
-		if err := s.Send(out); err != nil {
+		if err := s.Send(&out); err != nil {
 			return err
 		}
 	}
 }
 
-func (n *Node) forward(ctx context.Context, req *pb.ForwardRequest) (*pb.ForwardResponse, error) {
+// forward computes req's answer into resp, reusing resp's buffer.
+func (n *Node) forward(ctx context.Context, req *pb.ForwardRequest, resp *pb.ForwardResponse) error {
 	h := n.file.Hyper
 	switch {
 	case req.ModelDigest != n.digest:
-		return nil, status.Errorf(codes.FailedPrecondition, "model digest %q does not match this node's %q (%s)", req.ModelDigest, n.digest, n.cfg.ModelPath)
+		return status.Errorf(codes.FailedPrecondition, "model digest %q does not match this node's %q (%s)", req.ModelDigest, n.digest, n.cfg.ModelPath)
 	case int(req.Layer) >= h.Layers:
-		return nil, status.Errorf(codes.InvalidArgument, "unknown layer %d (the model has %d)", req.Layer, h.Layers)
+		return status.Errorf(codes.InvalidArgument, "unknown layer %d (the model has %d)", req.Layer, h.Layers)
 	case int(req.RowSize) != h.Embd:
-		return nil, status.Errorf(codes.InvalidArgument, "row size %d, want %d", req.RowSize, h.Embd)
+		return status.Errorf(codes.InvalidArgument, "row size %d, want %d", req.RowSize, h.Embd)
 	case req.Rows == 0 || req.Rows > maxRows:
-		return nil, status.Errorf(codes.InvalidArgument, "%d rows (want 1 to %d)", req.Rows, maxRows)
+		return status.Errorf(codes.InvalidArgument, "%d rows (want 1 to %d)", req.Rows, maxRows)
 	case len(req.PairRows) != len(req.PairExperts):
-		return nil, status.Errorf(codes.InvalidArgument, "%d pair rows for %d pair experts", len(req.PairRows), len(req.PairExperts))
+		return status.Errorf(codes.InvalidArgument, "%d pair rows for %d pair experts", len(req.PairRows), len(req.PairExperts))
 	case len(req.PairRows) == 0 || len(req.PairRows) > maxPairs:
-		return nil, status.Errorf(codes.InvalidArgument, "%d pairs (want 1 to %d)", len(req.PairRows), maxPairs)
+		return status.Errorf(codes.InvalidArgument, "%d pairs (want 1 to %d)", len(req.PairRows), maxPairs)
 	case req.OutputEncoding.BytesPerValue() == 0:
-		return nil, status.Errorf(codes.InvalidArgument, "unknown output encoding %d", req.OutputEncoding)
+		return status.Errorf(codes.InvalidArgument, "unknown output encoding %d", req.OutputEncoding)
 	}
 	sc := n.scratch.Get().(*scratch)
 	defer n.scratch.Put(sc)
 	x, err := pb.DecodeRowsInto(sc.x, req.Activations, req.Encoding, int(req.Rows)*h.Embd)
 	if err != nil {
-		return nil, status.Errorf(codes.InvalidArgument, "activations: %v", err)
+		return status.Errorf(codes.InvalidArgument, "activations: %v", err)
 	}
 	sc.x = x
 	rows, experts := sc.pairs(len(req.PairRows))
 	for i := range rows {
 		if req.PairRows[i] >= req.Rows {
-			return nil, status.Errorf(codes.InvalidArgument, "pair %d refers to row %d of %d", i, req.PairRows[i], req.Rows)
+			return status.Errorf(codes.InvalidArgument, "pair %d refers to row %d of %d", i, req.PairRows[i], req.Rows)
 		}
 		if int(req.PairExperts[i]) >= h.Experts {
-			return nil, status.Errorf(codes.InvalidArgument, "pair %d refers to expert %d of %d", i, req.PairExperts[i], h.Experts)
+			return status.Errorf(codes.InvalidArgument, "pair %d refers to expert %d of %d", i, req.PairExperts[i], h.Experts)
 		}
 		rows[i], experts[i] = int32(req.PairRows[i]), int32(req.PairExperts[i])
 	}
@@ -104,17 +120,18 @@ func (n *Node) forward(ctx context.Context, req *pb.ForwardRequest) (*pb.Forward
 	n.local.Pool.Rest() // the next request is a network round trip away
 	switch {
 	case errors.Is(err, model.ErrNotHeld):
-		return nil, status.Errorf(codes.NotFound, "%v on node %s", err, n.cfg.NodeID)
+		return status.Errorf(codes.NotFound, "%v on node %s", err, n.cfg.NodeID)
 	case ctx.Err() != nil:
-		return nil, status.FromContextError(ctx.Err()).Err()
+		return status.FromContextError(ctx.Err()).Err()
 	case err != nil:
-		return nil, status.Errorf(codes.Internal, "forward: %v", err)
+		return status.Errorf(codes.Internal, "forward: %v", err)
 	}
 	enc := req.OutputEncoding
 	if enc == pb.Encoding_ENCODING_UNSPECIFIED {
 		enc = req.Encoding
 	}
-	return &pb.ForwardResponse{Encoding: enc, Outputs: pb.EncodeRows(make([]byte, 0, len(out)*enc.BytesPerValue()), enc, out)}, nil
+	resp.Encoding, resp.Outputs = enc, pb.EncodeRows(resp.Outputs[:0], enc, out)
+	return nil
 }
 
 // scratch is one Forward's working memory, pooled across calls.

@@ -21,17 +21,19 @@ const MaxMessageBytes = 1 << 30
 // frame each way, and allocations, per expert call on a decode step.
 const windowBytes = 16 << 20
 
-// ServerOptions raise a server's receive limit to MaxMessageBytes and fix
-// its flow-control windows.
+// ServerOptions raise a server's receive limit to MaxMessageBytes, fix
+// its flow-control windows and decode ForwardStream requests into reused
+// buffers (see codec).
 func ServerOptions() []grpc.ServerOption {
 	return []grpc.ServerOption{grpc.MaxRecvMsgSize(MaxMessageBytes),
-		grpc.InitialWindowSize(windowBytes), grpc.InitialConnWindowSize(windowBytes)}
+		grpc.InitialWindowSize(windowBytes), grpc.InitialConnWindowSize(windowBytes), codecServerOption()}
 }
 
-// DialOptions raise a client's receive limit to MaxMessageBytes and fix
-// its flow-control windows.
+// DialOptions raise a client's receive limit to MaxMessageBytes, fix its
+// flow-control windows and decode ForwardStream answers into reused
+// buffers (see codec).
 func DialOptions() []grpc.DialOption {
-	return []grpc.DialOption{grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(MaxMessageBytes)),
+	return []grpc.DialOption{grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(MaxMessageBytes), codecCallOption()),
 		grpc.WithInitialWindowSize(windowBytes), grpc.WithInitialConnWindowSize(windowBytes)}
 }
 
