@@ -9,6 +9,7 @@ import (
 	"os"
 	"runtime/pprof"
 	"runtime/trace"
+	"slices"
 	"strconv"
 
 	"github.com/switchyard-llm/switchyard/internal/bench"
@@ -20,7 +21,8 @@ func runBench(ctx context.Context, args []string) error {
 	var c bench.Config
 	fs.StringVar(&c.ModelPath, "model", "", "GGUF model (single mode; cluster mode starts `up` on it unless --url)")
 	fs.StringVar(&c.URL, "url", "", "benchmark a running cluster's router instead (needs --model for the census)")
-	fs.StringVar(&c.Mode, "mode", "cluster", "single (the one-process engine) or cluster")
+	modes := fs.String("mode", "cluster", "single (the one-process engine), cluster, or both (single,cluster), alternated round by round")
+	fs.IntVar(&c.Rounds, "rounds", 1, "measure each mode and concurrency this many times (modes alternating) and report medians")
 	nodes := fs.Int("expert-nodes", 2, "expert nodes of the cluster started for cluster mode")
 	conc := fs.String("concurrency", "1,4,16", "concurrent streams, comma-separated")
 	fs.IntVar(&c.PromptTokens, "prompt-tokens", 128, "prompt length")
@@ -44,19 +46,22 @@ func runBench(ctx context.Context, args []string) error {
 	if c.PromptTokens < 1 || c.GenTokens < 2 {
 		return errors.New("bench: --prompt-tokens ≥ 1 and --gen-tokens ≥ 2")
 	}
-	switch c.Mode {
-	case "single":
-	case "cluster":
-		if c.URL == "" {
-			cl, err := up.Start(ctx, up.Config{ModelPath: c.ModelPath, ExpertNodes: *nodes, Listen: "127.0.0.1:0"})
-			if err != nil {
-				return err
-			}
-			defer cl.Close()
-			c.URL = cl.URL
+	c.Modes = splitList(*modes)
+	for _, m := range c.Modes {
+		if m != "single" && m != "cluster" {
+			return fmt.Errorf("bench: --mode %q: want single, cluster or single,cluster", *modes)
 		}
-	default:
-		return fmt.Errorf("bench: --mode %q: want single or cluster", c.Mode)
+	}
+	if len(c.Modes) == 0 || c.Rounds < 1 {
+		return errors.New("bench: --mode needs a mode, and --rounds ≥ 1")
+	}
+	if slices.Contains(c.Modes, "cluster") && c.URL == "" {
+		cl, err := up.Start(ctx, up.Config{ModelPath: c.ModelPath, ExpertNodes: *nodes, Listen: "127.0.0.1:0"})
+		if err != nil {
+			return err
+		}
+		defer cl.Close()
+		c.URL = cl.URL
 	}
 	if *cpuProfile != "" {
 		f, err := os.Create(*cpuProfile)

@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -132,5 +133,50 @@ func TestModelCommandErrors(t *testing.T) {
 				t.Errorf("exit %d, stderr %q; want non-zero and %q", code, errOut, c.msg)
 			}
 		})
+	}
+}
+
+// TestBench runs both modes alternately on the tiny model, through a
+// cluster it starts, and reads the JSON report.
+func TestBench(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a cluster")
+	}
+	bin := binary(t)
+	out, errOut, code := run(t, bin, "bench", "--model", tiny, "--mode", "single,cluster", "--rounds", "2", "--concurrency", "1,2",
+		"--prompt-tokens", "8", "--gen-tokens", "6", "--json")
+	if code != 0 {
+		t.Fatalf("bench: exit %d: %s", code, errOut)
+	}
+	var rep struct {
+		Runs []struct {
+			Mode        string
+			Concurrency int
+			DecodeTokS  float64 `json:"decode_tok_s"`
+		}
+		Ratios []struct {
+			Concurrency int
+			Decode      float64 `json:"decode_ratio"`
+		} `json:"cluster_vs_single"`
+	}
+	if err := json.Unmarshal([]byte(out), &rep); err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	want := []string{"single 1", "cluster 1", "single 2", "cluster 2"}
+	if len(rep.Runs) != len(want) {
+		t.Fatalf("runs %+v, want %v", rep.Runs, want)
+	}
+	for i, r := range rep.Runs {
+		if got := r.Mode + " " + strconv.Itoa(r.Concurrency); got != want[i] || r.DecodeTokS <= 0 {
+			t.Errorf("run %d: %s at %.1f tok/s, want %s decoding", i, got, r.DecodeTokS, want[i])
+		}
+	}
+	if len(rep.Ratios) != 2 || rep.Ratios[0].Concurrency != 1 || rep.Ratios[1].Concurrency != 2 || rep.Ratios[0].Decode <= 0 {
+		t.Errorf("ratios %+v, want one per concurrency", rep.Ratios)
+	}
+
+	_, errOut, code = run(t, bin, "bench", "--model", tiny, "--mode", "single,fast")
+	if code == 0 || !strings.Contains(errOut, `--mode "single,fast"`) {
+		t.Errorf("--mode single,fast: exit %d, %s", code, errOut)
 	}
 }

@@ -14,6 +14,7 @@ import (
 	"io"
 	"math"
 	"net/http"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -27,12 +28,17 @@ import (
 
 // Config of a benchmark.
 type Config struct {
-	ModelPath    string // the model (single mode, and for its census)
-	URL          string // cluster mode: the router to load
-	Mode         string // "single" or "cluster"
+	ModelPath    string   // the model (single mode, and for its census)
+	URL          string   // cluster mode: the router to load
+	Modes        []string // "single" and/or "cluster"
 	Concurrency  []int
 	PromptTokens int
 	GenTokens    int
+	// Rounds repeats every (concurrency, mode) measurement, the modes
+	// alternating within a round, and reports each figure's median. The
+	// machine's memory bandwidth can swing by half within a minute; modes
+	// compared round by round saw the same machine.
+	Rounds int
 }
 
 // Run is one measurement.
@@ -59,6 +65,15 @@ type ModelInfo struct {
 type Report struct {
 	Runs  []Run     `json:"runs"`
 	Model ModelInfo `json:"model"`
+	// Ratios compare cluster with single decode when both were measured.
+	Ratios []Ratio `json:"cluster_vs_single,omitempty"`
+}
+
+// Ratio is the cluster's decode rate over single mode's at one
+// concurrency: the median over rounds of each round's ratio.
+type Ratio struct {
+	Concurrency int     `json:"concurrency"`
+	Decode      float64 `json:"decode_ratio"`
 }
 
 // ActiveBytes is what decoding one token reads: every shared tensor but
@@ -131,30 +146,70 @@ func Measure(ctx context.Context, c Config) (*Report, error) {
 	}
 	rep.Model.DecodeLimitTokS = rep.Model.BandwidthGBs * 1e9 / float64(rep.Model.ActiveBytesPerToken)
 	var m *model.Model
-	if c.Mode == "single" {
+	if slices.Contains(c.Modes, "single") {
 		if m, err = model.LoadLocal(f, nil); err != nil {
 			return nil, err
 		}
+		runtime.GC() // the load's garbage, collected now rather than while measuring
 	}
-	run := func(conc, gt int) (Run, error) {
-		if c.Mode == "single" {
+	run := func(mode string, conc, gt int) (Run, error) {
+		if mode == "single" {
 			return single(ctx, m, conc, c.PromptTokens, gt)
 		}
 		return cluster(ctx, c.URL, f.Vocab, conc, c.PromptTokens, gt)
 	}
 	// One unmeasured request first, as llama-bench does: the first pass
 	// through a process faults in its weights and grows its buffers.
-	if _, err := run(1, 2); err != nil {
-		return nil, fmt.Errorf("bench: warm-up: %w", err)
+	for _, mode := range c.Modes {
+		if _, err := run(mode, 1, 2); err != nil {
+			return nil, fmt.Errorf("bench: %s warm-up: %w", mode, err)
+		}
 	}
 	for _, conc := range c.Concurrency {
-		r, err := run(conc, c.GenTokens)
-		if err != nil {
-			return nil, err
+		rounds := make([][]Run, len(c.Modes)) // by mode
+		for range max(1, c.Rounds) {
+			for i, mode := range c.Modes {
+				r, err := run(mode, conc, c.GenTokens)
+				if err != nil {
+					return nil, err
+				}
+				rounds[i] = append(rounds[i], r)
+			}
 		}
-		rep.Runs = append(rep.Runs, r)
+		for _, rs := range rounds {
+			rep.Runs = append(rep.Runs, median(rs))
+		}
+		si, ci := slices.Index(c.Modes, "single"), slices.Index(c.Modes, "cluster")
+		if si >= 0 && ci >= 0 {
+			var ratios []float64
+			for k := range rounds[si] {
+				ratios = append(ratios, rounds[ci][k].DecodeTokS/rounds[si][k].DecodeTokS)
+			}
+			rep.Ratios = append(rep.Ratios, Ratio{Concurrency: conc, Decode: percentile(ratios, 0.5)})
+		}
 	}
 	return rep, nil
+}
+
+// median is a run whose every figure is the median of that figure over rs
+// (runs of one mode and concurrency).
+func median(rs []Run) Run {
+	out := rs[0]
+	for _, f := range []func(*Run) *float64{
+		func(r *Run) *float64 { return &r.PrefillTokS },
+		func(r *Run) *float64 { return &r.DecodeTokS },
+		func(r *Run) *float64 { return &r.TTFTp50 },
+		func(r *Run) *float64 { return &r.TTFTp99 },
+		func(r *Run) *float64 { return &r.ITLp50 },
+		func(r *Run) *float64 { return &r.ITLp99 },
+	} {
+		var xs []float64
+		for i := range rs {
+			xs = append(xs, *f(&rs[i]))
+		}
+		*f(&out) = percentile(xs, 0.5)
+	}
+	return out
 }
 
 func prompt(vocab, n, seed int) []int32 {
@@ -322,4 +377,7 @@ func Print(w io.Writer, rep *Report) {
 			r.TTFTp50, r.TTFTp99, r.ITLp50, r.ITLp99)
 	}
 	fmt.Fprintln(w, "(times in ms)")
+	for _, r := range rep.Ratios {
+		fmt.Fprintf(w, "cluster ÷ single decode at concurrency %d: %.2f\n", r.Concurrency, r.Decode)
+	}
 }

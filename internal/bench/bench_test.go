@@ -33,3 +33,15 @@ func TestDecodeRateCountsOnlyTheAllDecodingWindow(t *testing.T) {
 		}
 	}
 }
+
+func TestMedianTakesEachFigureApart(t *testing.T) {
+	rs := []Run{
+		{Mode: "cluster", Concurrency: 4, PrefillTokS: 10, DecodeTokS: 300, TTFTp50: 5, TTFTp99: 9, ITLp50: 1, ITLp99: 7},
+		{Mode: "cluster", Concurrency: 4, PrefillTokS: 30, DecodeTokS: 100, TTFTp50: 4, TTFTp99: 8, ITLp50: 3, ITLp99: 9},
+		{Mode: "cluster", Concurrency: 4, PrefillTokS: 20, DecodeTokS: 200, TTFTp50: 6, TTFTp99: 7, ITLp50: 2, ITLp99: 8},
+	}
+	want := Run{Mode: "cluster", Concurrency: 4, PrefillTokS: 20, DecodeTokS: 200, TTFTp50: 5, TTFTp99: 8, ITLp50: 2, ITLp99: 8}
+	if got := median(rs); got != want {
+		t.Errorf("median = %+v, want %+v", got, want)
+	}
+}
