@@ -21,8 +21,13 @@ type genRequest struct {
 	sampler     *sampling.Sampler
 	topLogprobs int
 	maxTokens   int
-	stop        []string
-	routing     bool // return the experts chosen
+	// reserve is how many positions the KV cache is sized for up front:
+	// the prompt plus a max_tokens the client set, or 0 (a request without
+	// one may run to the context length, but most end far sooner; its cache
+	// grows as it goes).
+	reserve int
+	stop    []string
+	routing bool // return the experts chosen
 	// events receives one event per generated token and a final one (with
 	// a finish reason or an error). It is buffered for all of them, so the
 	// scheduler never waits for a slow client.
@@ -119,6 +124,7 @@ func (s *scheduler) run(ctx context.Context) {
 func (s *scheduler) start(r *genRequest) *seqState {
 	st := &seqState{req: r, seq: s.m.NewSequence(), pending: slices.Clone(r.prompt),
 		dec: s.tok.NewDecoder(), stop: sampling.NewStopper(r.stop)}
+	st.seq.Reserve(r.reserve)
 	// Resumed tokens' text was sent by the coordinator that died: bring the
 	// decoder and the stop matcher to where it left them.
 	for _, t := range r.resumed {

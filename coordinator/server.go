@@ -118,12 +118,13 @@ func (c *Coordinator) admit(ctx context.Context, req *pb.GenerateRequest) (*genR
 		s.Accept(t)
 	}
 	s.Skip(len(req.ResumeTokens))
-	maxTokens := ctxLen - len(prompt)
+	maxTokens, reserve := ctxLen-len(prompt), 0
 	if req.MaxTokens > 0 {
 		maxTokens = min(maxTokens, int(req.MaxTokens))
+		reserve = len(prompt) + maxTokens
 	}
 	return &genRequest{ctx: ctx, prompt: prompt, promptLen: promptLen, resumed: req.ResumeTokens, sampler: s,
-		topLogprobs: int(req.TopLogprobs), maxTokens: maxTokens, stop: req.Stop, routing: req.ReturnRouting,
+		topLogprobs: int(req.TopLogprobs), maxTokens: maxTokens, reserve: reserve, stop: req.Stop, routing: req.ReturnRouting,
 		events: make(chan genEvent, maxTokens+2)}, template, nil
 }
 

@@ -231,6 +231,7 @@ func single(ctx context.Context, m *model.Model, conc, pt, gt int) (Run, error) 
 	start := time.Now()
 	for i := range conc {
 		seqs[i] = m.NewSequence()
+		seqs[i].Reserve(pt + gt) // as the coordinator does for a request
 		out, err := m.Forward(ctx, []model.Chunk{{Seq: seqs[i], Tokens: prompt(m.Vocab, pt, i)}})
 		if err != nil {
 			return r, err

@@ -81,6 +81,7 @@ func Generate(ctx context.Context, c GenerateConfig, out io.Writer) error {
 		s.Accept(t)
 	}
 	seq := m.NewSequence()
+	seq.Reserve(min(len(prompt)+c.MaxTokens, m.Context))
 	dec := tk.NewDecoder()
 	stop := sampling.NewStopper(c.Stop)
 	next := prompt

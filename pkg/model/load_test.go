@@ -337,6 +337,32 @@ func TestBatchEqualsAlone(t *testing.T) {
 	}
 }
 
+// TestReserveKeepsTheCaches decodes token by token into a reserved sequence:
+// the caches are never reallocated, and the logits equal a whole pass's.
+func TestReserveKeepsTheCaches(t *testing.T) {
+	m := loadModel(t, tinyMixtral)
+	want := logitsOf(t, mustOpen(t, tinyMixtral), prompt)
+	seq := m.NewSequence()
+	seq.Reserve(len(prompt))
+	k0, v0 := &seq.k[0][:1][0], &seq.v[m.Layers-1][:1][0]
+	for i, tok := range prompt {
+		out, err := m.Forward(t.Context(), []Chunk{{Seq: seq, Tokens: []int32{tok}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d := maxDiff(out[0], want[i*m.Vocab:(i+1)*m.Vocab]); d > 1e-4 {
+			t.Errorf("position %d differs from the whole pass by %g", i, d)
+		}
+	}
+	if &seq.k[0][0] != k0 || &seq.v[m.Layers-1][0] != v0 {
+		t.Error("a reserved cache was reallocated")
+	}
+	seq.Reserve(1) // smaller than held: nothing changes
+	if &seq.k[0][0] != k0 || seq.Len() != len(prompt) {
+		t.Error("Reserve below the length changed the cache")
+	}
+}
+
 // failingExperts fails on a chosen layer, as an unreachable node would.
 type failingExperts struct {
 	Experts
