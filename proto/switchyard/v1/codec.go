@@ -62,28 +62,38 @@ func codecCallOption() grpc.CallOption     { return grpc.ForceCodecV2(newCodec()
 
 var errWire = errors.New("malformed wire data")
 
-// field reads one field's tag and value from b: its number and type, its
-// varint (VarintType) or bytes (BytesType) value, and the rest of b.
-// Fields of other wire types are skipped, reported with a zero number.
-func field(b []byte) (num protowire.Number, typ protowire.Type, v uint64, bs, rest []byte, err error) {
-	num, typ, n := protowire.ConsumeTag(b)
-	if n < 0 || num > protowire.MaxValidNumber {
-		return 0, 0, 0, nil, nil, errWire
+// eachField calls fn with each field of b in turn: its number and wire
+// type, and its value, a varint (v) or bytes (bs). Fields of other wire
+// types are skipped; the first error stops the walk.
+func eachField(b []byte, fn func(num protowire.Number, typ protowire.Type, v uint64, bs []byte) error) error {
+	for len(b) > 0 {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 || num > protowire.MaxValidNumber {
+			return errWire
+		}
+		b = b[n:]
+		var v uint64
+		var bs []byte
+		switch typ {
+		case protowire.VarintType:
+			v, n = protowire.ConsumeVarint(b)
+		case protowire.BytesType:
+			bs, n = protowire.ConsumeBytes(b)
+		default:
+			n = protowire.ConsumeFieldValue(num, typ, b)
+		}
+		if n < 0 {
+			return errWire
+		}
+		b = b[n:]
+		if typ != protowire.VarintType && typ != protowire.BytesType {
+			continue
+		}
+		if err := fn(num, typ, v, bs); err != nil {
+			return err
+		}
 	}
-	b = b[n:]
-	switch typ {
-	case protowire.VarintType:
-		v, n = protowire.ConsumeVarint(b)
-	case protowire.BytesType:
-		bs, n = protowire.ConsumeBytes(b)
-	default:
-		n = protowire.ConsumeFieldValue(num, typ, b)
-		num = 0
-	}
-	if n < 0 {
-		return 0, 0, 0, nil, nil, errWire
-	}
-	return num, typ, v, bs, b[n:], nil
+	return nil
 }
 
 // str returns b as a string, reusing old when they are equal (a digest
@@ -118,12 +128,7 @@ func (m *ForwardStreamRequest) decode(b []byte) error {
 	r := m.Request
 	digest := r.GetModelDigest()
 	m.CallId, m.Request = 0, nil
-	for len(b) > 0 {
-		num, typ, v, bs, rest, err := field(b)
-		if err != nil {
-			return err
-		}
-		b = rest
+	return eachField(b, func(num protowire.Number, typ protowire.Type, v uint64, bs []byte) error {
 		switch {
 		case num == 1 && typ == protowire.VarintType:
 			m.CallId = v
@@ -135,27 +140,18 @@ func (m *ForwardStreamRequest) decode(b []byte) error {
 				*r = ForwardRequest{Activations: r.Activations[:0], PairRows: r.PairRows[:0], PairExperts: r.PairExperts[:0]}
 				m.Request = r
 			}
-			if err := m.Request.merge(bs, digest); err != nil {
-				return err
-			}
+			return m.Request.merge(bs, digest)
 		}
-	}
-	return nil
+		return nil
+	})
 }
 
 // merge decodes b into r; digest is the previous message's, for str.
 func (r *ForwardRequest) merge(b []byte, digest string) error {
-	for len(b) > 0 {
-		num, typ, v, bs, rest, err := field(b)
-		if err != nil {
-			return err
-		}
-		b = rest
+	return eachField(b, func(num protowire.Number, typ protowire.Type, v uint64, bs []byte) (err error) {
 		switch {
 		case num == 1 && typ == protowire.BytesType:
-			if r.ModelDigest, err = str(digest, bs); err != nil {
-				return err
-			}
+			r.ModelDigest, err = str(digest, bs)
 		case num == 2 && typ == protowire.VarintType:
 			r.Layer = uint32(v)
 		case num == 3 && typ == protowire.VarintType:
@@ -167,30 +163,21 @@ func (r *ForwardRequest) merge(b []byte, digest string) error {
 		case num == 6 && typ == protowire.BytesType:
 			r.Activations = append(r.Activations[:0], bs...)
 		case num == 7:
-			if r.PairRows, err = uint32s(r.PairRows, typ, v, bs); err != nil {
-				return err
-			}
+			r.PairRows, err = uint32s(r.PairRows, typ, v, bs)
 		case num == 8:
-			if r.PairExperts, err = uint32s(r.PairExperts, typ, v, bs); err != nil {
-				return err
-			}
+			r.PairExperts, err = uint32s(r.PairExperts, typ, v, bs)
 		case num == 9 && typ == protowire.VarintType:
 			r.OutputEncoding = Encoding(int32(v))
 		}
-	}
-	return nil
+		return err
+	})
 }
 
 // decode replaces m with the message in b, reusing m's buffers.
 func (m *ForwardStreamResponse) decode(b []byte) error {
 	r := m.Response
 	m.CallId, m.Response, m.Code, m.Message = 0, nil, 0, ""
-	for len(b) > 0 {
-		num, typ, v, bs, rest, err := field(b)
-		if err != nil {
-			return err
-		}
-		b = rest
+	return eachField(b, func(num protowire.Number, typ protowire.Type, v uint64, bs []byte) (err error) {
 		switch {
 		case num == 1 && typ == protowire.VarintType:
 			m.CallId = v
@@ -202,33 +189,24 @@ func (m *ForwardStreamResponse) decode(b []byte) error {
 				*r = ForwardResponse{Outputs: r.Outputs[:0]}
 				m.Response = r
 			}
-			if err := m.Response.merge(bs); err != nil {
-				return err
-			}
+			err = m.Response.merge(bs)
 		case num == 3 && typ == protowire.VarintType:
 			m.Code = uint32(v)
 		case num == 4 && typ == protowire.BytesType:
-			if m.Message, err = str("", bs); err != nil {
-				return err
-			}
+			m.Message, err = str("", bs)
 		}
-	}
-	return nil
+		return err
+	})
 }
 
 func (r *ForwardResponse) merge(b []byte) error {
-	for len(b) > 0 {
-		num, typ, v, bs, rest, err := field(b)
-		if err != nil {
-			return err
-		}
-		b = rest
+	return eachField(b, func(num protowire.Number, typ protowire.Type, v uint64, bs []byte) error {
 		switch {
 		case num == 1 && typ == protowire.VarintType:
 			r.Encoding = Encoding(int32(v))
 		case num == 2 && typ == protowire.BytesType:
 			r.Outputs = append(r.Outputs[:0], bs...)
 		}
-	}
-	return nil
+		return nil
+	})
 }
