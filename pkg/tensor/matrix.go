@@ -86,9 +86,21 @@ type kernel struct {
 }
 
 var kernelTable = map[DType]kernel{
-	F32:  {act: F32, dot: func(w, a []byte, n int) float32 { return k.DotF32(asF32(w), asF32(a)) }},
-	F16:  {act: F16, dot: func(w, a []byte, n int) float32 { return k.DotF16(asU16(w), asU16(a)) }},
-	BF16: {act: BF16, dot: func(w, a []byte, n int) float32 { return k.DotBF16(asU16(w), asU16(a)) }},
+	F32: {act: F32, dot: func(w, a []byte, n int) float32 { return k.DotF32(asF32(w), asF32(a)) },
+		dotN: func(w, a []byte, stride, n, rows int) (o [4]float32) {
+			k.DotF32xN(asF32(w), asF32(a), stride/4, rows, &o)
+			return o
+		}},
+	F16: {act: F16, dot: func(w, a []byte, n int) float32 { return k.DotF16(asU16(w), asU16(a)) },
+		dotN: func(w, a []byte, stride, n, rows int) (o [4]float32) {
+			k.DotF16xN(asU16(w), asU16(a), stride/2, rows, &o)
+			return o
+		}},
+	BF16: {act: BF16, dot: func(w, a []byte, n int) float32 { return k.DotBF16(asU16(w), asU16(a)) },
+		dotN: func(w, a []byte, stride, n, rows int) (o [4]float32) {
+			k.DotBF16xN(asU16(w), asU16(a), stride/2, rows, &o)
+			return o
+		}},
 	Q8_0: {act: Q8_0, dot: func(w, a []byte, n int) float32 { return k.DotQ8_0(w, a, n/QK) },
 		gemm: func(w, a []byte, stride, n, rows, nrows int, ap []byte, dst []float32, dstride int) {
 			k.DotQ8_0xN(w, a, stride, n/QK, rows, nrows, ap, dst, dstride)
@@ -247,29 +259,41 @@ func (m *matmul) Range(lo, hi int) {
 			m.gemm(pp, pr, a, b)
 			continue
 		}
-		for r := a; r < b; r++ {
-			w := pr.M.Data[r*pp.wrb : (r+1)*pp.wrb]
-			t := 0
-			if pp.kn.dotN != nil {
-				for t+1 < pr.N {
-					rows := min(4, pr.N-t)
-					o := pp.kn.dotN(w, pp.act[t*pp.arb:(t+rows)*pp.arb], pp.arb, pr.M.Cols, rows)
-					for c, v := range o[:rows] {
-						pr.Dst[(t+c)*pr.M.Rows+r] = v
-					}
-					t += rows
-				}
-			}
-			for ; t < pr.N; t++ {
-				pr.Dst[t*pr.M.Rows+r] = pp.kn.dot(w, pp.act[t*pp.arb:(t+1)*pp.arb], pr.M.Cols)
-			}
-		}
+		m.rows(pp, pr, a, b)
 	}
 }
 
 // gemmRows is how many weight rows gemm takes at a time: few enough to
 // stay in the L1 cache while every group of tokens goes over them.
 const gemmRows = 16
+
+// rows computes weight rows [a, b) of a product with the dot kernels:
+// gemmRows weight rows at a time, each group of up to four tokens (dotN,
+// where the type has one) going over them while its activations stay in
+// the L1 cache, rather than every token's going over each row.
+func (m *matmul) rows(pp *prepared, pr *Product, a, b int) {
+	for r0 := a; r0 < b; r0 += gemmRows {
+		r1 := min(b, r0+gemmRows)
+		t := 0
+		for pp.kn.dotN != nil && t+1 < pr.N {
+			n := min(4, pr.N-t)
+			x := pp.act[t*pp.arb : (t+n)*pp.arb]
+			for r := r0; r < r1; r++ {
+				o := pp.kn.dotN(pr.M.Data[r*pp.wrb:(r+1)*pp.wrb], x, pp.arb, pr.M.Cols, n)
+				for c, v := range o[:n] {
+					pr.Dst[(t+c)*pr.M.Rows+r] = v
+				}
+			}
+			t += n
+		}
+		for ; t < pr.N; t++ {
+			x := pp.act[t*pp.arb : (t+1)*pp.arb]
+			for r := r0; r < r1; r++ {
+				pr.Dst[t*pr.M.Rows+r] = pp.kn.dot(pr.M.Data[r*pp.wrb:(r+1)*pp.wrb], x, pr.M.Cols)
+			}
+		}
+	}
+}
 
 // gemm computes weight rows [a, b) of a product with the many-row kernel,
 // gemmRows at a time, for every group of up to four tokens.

@@ -59,6 +59,69 @@ func DotF16(a, b []uint16) float32 {
 	return float32(s)
 }
 
+// DotF32xN computes DotF32 of one weight row w with rows (2 to 4)
+// activation rows x[c*stride:] into out[:rows], bit-identical to separate
+// DotF32 calls but loading each weight element once for up to three rows.
+func DotF32xN(w, x []float32, stride, rows int, out *[4]float32) {
+	if !useAsm {
+		dotxNGeneric(dotF32Generic, w, x, stride, rows, out)
+		return
+	}
+	dotxN(w, x, stride, rows, out, dotF32x2AVX2, dotF32x3AVX2, func(a, b float32) float32 { return a * b })
+}
+
+// DotF16xN is DotF32xN for half-precision rows (DotF16).
+func DotF16xN(w, x []uint16, stride, rows int, out *[4]float32) {
+	if !useAsm {
+		dotxNGeneric(dotF16Generic, w, x, stride, rows, out)
+		return
+	}
+	dotxN(w, x, stride, rows, out, dotF16x2AVX2, dotF16x3AVX2, func(a, b uint16) float32 { return f16[a] * f16[b] })
+}
+
+// DotBF16xN is DotF32xN for bfloat16 rows (DotBF16).
+func DotBF16xN(w, x []uint16, stride, rows int, out *[4]float32) {
+	if !useAsm {
+		dotxNGeneric(dotBF16Generic, w, x, stride, rows, out)
+		return
+	}
+	dotxN(w, x, stride, rows, out, dotBF16x2AVX2, dotBF16x3AVX2, func(a, b uint16) float32 { return bf(a) * bf(b) })
+}
+
+// floatxN is a two- or three-row float kernel.
+type floatxN[T float32 | uint16] func(w, x []T, stride, n int, out *[4]float32)
+
+// dotxN runs a float row type's batched kernels over rows 2 to 4 (four as
+// two pairs), then adds each row's tail in float64 as the single-row
+// wrappers do; term is one tail element's product.
+func dotxN[T float32 | uint16](w, x []T, stride, rows int, out *[4]float32, x2, x3 floatxN[T], term func(a, b T) float32) {
+	n := len(w)
+	_ = x[:(rows-1)*stride+n] // bounds: the assembly does not check
+	if stride < n {
+		panic("kernels: dotxN rows overlap")
+	}
+	switch rows {
+	case 2:
+		x2(w, x, stride, n, out)
+	case 3:
+		x3(w, x, stride, n, out)
+	case 4:
+		var hi [4]float32
+		x2(w, x, stride, n, out)
+		x2(w, x[2*stride:], stride, n, &hi)
+		out[2], out[3] = hi[0], hi[1]
+	default:
+		panic("kernels: dotxN takes 2 to 4 rows")
+	}
+	for c := range out[:rows] {
+		s, xc := float64(out[c]), x[c*stride:]
+		for i := n &^ 31; i < n; i++ {
+			s += float64(term(w[i], xc[i]))
+		}
+		out[c] = float32(s)
+	}
+}
+
 // DotQ8_0 returns the dot product of nb Q8_0 weight blocks w with nb Q8_0
 // activation blocks x: Σ_b d_w·d_x·Σ q_w·q_x.
 func DotQ8_0(w, x []byte, nb int) float32 {

@@ -215,6 +215,36 @@ func dotQ6_Kx4AVX2(w []byte, x []byte, stride int, nb int, out *[4]float32)
 //go:noescape
 func dotBF16AVX2(a []uint16, b []uint16) float32
 
+// dotF32x2AVX2 is, for c < 2, out[c] = dotF32AVX2(w[:n], x[c*stride:][:n]).
+//
+//go:noescape
+func dotF32x2AVX2(w []float32, x []float32, stride int, n int, out *[4]float32)
+
+// dotF32x3AVX2 is, for c < 3, out[c] = dotF32AVX2(w[:n], x[c*stride:][:n]).
+//
+//go:noescape
+func dotF32x3AVX2(w []float32, x []float32, stride int, n int, out *[4]float32)
+
+// dotF16x2AVX2 is, for c < 2, out[c] = dotF16AVX2(w[:n], x[c*stride:][:n]).
+//
+//go:noescape
+func dotF16x2AVX2(w []uint16, x []uint16, stride int, n int, out *[4]float32)
+
+// dotF16x3AVX2 is, for c < 3, out[c] = dotF16AVX2(w[:n], x[c*stride:][:n]).
+//
+//go:noescape
+func dotF16x3AVX2(w []uint16, x []uint16, stride int, n int, out *[4]float32)
+
+// dotBF16x2AVX2 is, for c < 2, out[c] = dotBF16AVX2(w[:n], x[c*stride:][:n]).
+//
+//go:noescape
+func dotBF16x2AVX2(w []uint16, x []uint16, stride int, n int, out *[4]float32)
+
+// dotBF16x3AVX2 is, for c < 3, out[c] = dotBF16AVX2(w[:n], x[c*stride:][:n]).
+//
+//go:noescape
+func dotBF16x3AVX2(w []uint16, x []uint16, stride int, n int, out *[4]float32)
+
 // axpyAVX2 is, with fused multiply-adds,
 //
 //	for i := 0; i < len(x)&^7; i++ { dst[i] += a * x[i] }

@@ -15,6 +15,24 @@ func DotF16(a, b []uint16) float32 { return dotF16Generic(a, b) }
 // activation blocks x: Σ_b d_w·d_x·Σ q_w·q_x.
 func DotQ8_0(w, x []byte, nb int) float32 { return dotQ8_0Generic(w, x, nb) }
 
+// DotF32xN computes DotF32 of one weight row w with rows (2 to 4)
+// activation rows x[c*stride:] into out[:rows].
+func DotF32xN(w, x []float32, stride, rows int, out *[4]float32) {
+	dotxNGeneric(dotF32Generic, w, x, stride, rows, out)
+}
+
+// DotF16xN computes DotF16 of one weight row w with rows (2 to 4)
+// activation rows x[c*stride:] into out[:rows].
+func DotF16xN(w, x []uint16, stride, rows int, out *[4]float32) {
+	dotxNGeneric(dotF16Generic, w, x, stride, rows, out)
+}
+
+// DotBF16xN computes DotBF16 of one weight row w with rows (2 to 4)
+// activation rows x[c*stride:] into out[:rows].
+func DotBF16xN(w, x []uint16, stride, rows int, out *[4]float32) {
+	dotxNGeneric(dotBF16Generic, w, x, stride, rows, out)
+}
+
 // Axpy adds a·x to dst (len(dst) ≥ len(x)).
 func Axpy(dst, x []float32, a float32) { axpyGeneric(dst, x, a) }
 

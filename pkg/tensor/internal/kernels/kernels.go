@@ -82,6 +82,14 @@ func F16(h uint16) float32 { return f16[h] }
 
 //go:generate sh -c "cd _generate && GOFLAGS=-mod=mod go run . -out ../dot_amd64.s -stubs ../dot_amd64_stubs.go -pkg kernels"
 
+// dotxNGeneric is dot of one weight row w with rows activation rows
+// x[c*stride:] into out[:rows].
+func dotxNGeneric[T float32 | uint16](dot func(a, b []T) float32, w, x []T, stride, rows int, out *[4]float32) {
+	for c := range out[:rows] {
+		out[c] = dot(w, x[c*stride:])
+	}
+}
+
 // dotF32Generic returns Σ a[i]·b[i] over len(a) elements in the order of
 // the assembly and of ggml_vec_dot_f32 on AVX2: four 8-lane accumulators
 // of fused multiply-adds over steps of 32, reduced by reduce4, then the

@@ -219,6 +219,67 @@ func TestKQuantsAsmMatchGeneric(t *testing.T) {
 	}
 }
 
+// The batched float kernels equal one DotF32, DotF16 or DotBF16 call per
+// row, bit for bit, for every row count and lengths with and without a
+// tail; they read nothing past their rows (NaN guards) and leave the
+// outputs past rows alone.
+func TestFloatxN(t *testing.T) {
+	for _, asm := range []bool{true, false} {
+		UseAsm(asm)
+		r := rand.New(rand.NewPCG(9, 10))
+		for n := 0; n <= 300; n += 1 + n/6 {
+			stride := n + r.IntN(5)
+			wf, _ := guardedF32(r, n)
+			xf, _ := guardedF32(r, 3*stride+n)
+			for c := range 3 { // the gaps between rows are guards too
+				for i := c*stride + n; i < (c+1)*stride; i++ {
+					xf[i] = float32(math.NaN())
+				}
+			}
+			wh, xh := make([]uint16, n), make([]uint16, 3*stride+n+2*guard)
+			wb, xb := make([]uint16, n), make([]uint16, 3*stride+n+2*guard)
+			for i := range wh {
+				wh[i], wb[i] = F32ToF16(wf[i]), uint16(math.Float32bits(wf[i])>>16)
+			}
+			for i := range xh {
+				xh[i], xb[i] = 0x7e00, 0x7fc0 // NaN in F16 and BF16: guards
+			}
+			for i, v := range xf {
+				xh[guard+i], xb[guard+i] = F32ToF16(v), uint16(math.Float32bits(v)>>16)
+			}
+			xh, xb = xh[guard:guard+len(xf)], xb[guard:guard+len(xf)]
+			for rows := 2; rows <= 4; rows++ {
+				last := (rows-1)*stride + n
+				for _, k := range []struct {
+					name string
+					run  func(out *[4]float32)
+					one  func(c int) float32
+				}{
+					{"F32", func(o *[4]float32) { DotF32xN(wf, xf[:last], stride, rows, o) },
+						func(c int) float32 { return DotF32(wf, xf[c*stride:]) }},
+					{"F16", func(o *[4]float32) { DotF16xN(wh, xh[:last], stride, rows, o) },
+						func(c int) float32 { return DotF16(wh, xh[c*stride:]) }},
+					{"BF16", func(o *[4]float32) { DotBF16xN(wb, xb[:last], stride, rows, o) },
+						func(c int) float32 { return DotBF16(wb, xb[c*stride:]) }},
+				} {
+					out := [4]float32{42, 42, 42, 42}
+					k.run(&out)
+					for c := range out {
+						want := float32(42)
+						if c < rows {
+							want = k.one(c)
+						}
+						if out[c] != want || math.IsNaN(float64(out[c])) {
+							t.Fatalf("asm %v: Dot%sxN n=%d rows=%d row %d: %g, want %g", asm, k.name, n, rows, c, out[c], want)
+						}
+					}
+				}
+			}
+		}
+	}
+	UseAsm(true)
+}
+
 // The attention kernels equal one DotF32 or Axpy call per row, bit for
 // bit, for head sizes with and without a tail.
 func TestRowKernels(t *testing.T) {

@@ -38,6 +38,11 @@ func main() {
 		dotQ6KxN(rows)
 	}
 	dotBF16()
+	for _, f := range floatRows {
+		for rows := 2; rows <= 3; rows++ {
+			dotFloatxN(f, rows)
+		}
+	}
 	axpy()
 	quantQ8()
 	dotRows()
@@ -1330,5 +1335,83 @@ func dotBF16() {
 	s := reduce4(accs)
 	VZEROUPPER()
 	Store(s, ReturnIndex(0))
+	RET()
+}
+
+// floatRow is a float row type of the batched kernels: its element size
+// and how 8 elements become 8 float32 lanes.
+type floatRow struct {
+	name, goType string
+	size         int
+	load         func(m Mem, dst reg.VecVirtual)
+}
+
+var floatRows = []floatRow{
+	{"F32", "float32", 4, func(m Mem, dst reg.VecVirtual) { VMOVUPS(m, dst) }},
+	{"F16", "uint16", 2, func(m Mem, dst reg.VecVirtual) { VCVTPH2PS(m, dst) }},
+	{"BF16", "uint16", 2, func(m Mem, dst reg.VecVirtual) {
+		VPMOVZXWD(m, dst)
+		VPSLLD(U8(16), dst, dst)
+	}},
+}
+
+// dotFloatxN is dotF32, dotF16 or dotBF16 of one weight row with rows (2
+// or 3) activation rows at once: each token keeps its own four
+// accumulators, fed in the single-row kernel's order, so each result is
+// bit-identical to a separate call, while each weight element is loaded
+// and converted once. Four rows would need 16 accumulators: all of AVX2's
+// registers.
+func dotFloatxN(f floatRow, rows int) {
+	name := fmt.Sprintf("dot%sx%dAVX2", f.name, rows)
+	TEXT(name, NOSPLIT, fmt.Sprintf("func(w, x []%s, stride, n int, out *[4]float32)", f.goType))
+	Pragma("noescape")
+	Doc(name + " is, for c < " + fmt.Sprint(rows) + ", out[c] = dot" + f.name + "AVX2(w[:n], x[c*stride:][:n]).")
+	pw := Load(Param("w").Base(), GP64())
+	px := Load(Param("x").Base(), GP64())
+	stride := Load(Param("stride"), GP64())
+	n := Load(Param("n"), GP64())
+	ANDQ(I32(^31), n)
+	SHLQ(U8(map[int]uint8{2: 1, 4: 2}[f.size]), stride) // to bytes
+	xs := []reg.Register{px}
+	for c := 1; c < rows; c++ {
+		p := GP64()
+		LEAQ(Mem{Base: xs[c-1], Index: stride, Scale: 1}, p)
+		xs = append(xs, p)
+	}
+	accs := make([][]reg.VecVirtual, rows)
+	for c := range accs {
+		accs[c] = []reg.VecVirtual{YMM(), YMM(), YMM(), YMM()}
+		for _, a := range accs[c] {
+			VXORPS(a, a, a)
+		}
+	}
+	i := GP64()
+	XORQ(i, i)
+	loop, done := name+"loop", name+"done"
+	Label(loop)
+	CMPQ(i, n)
+	JAE(LabelRef(done))
+	for k := range 4 {
+		wv := YMM()
+		f.load(Mem{Base: pw, Index: i, Scale: uint8(f.size), Disp: 8 * f.size * k}, wv)
+		for c := range rows {
+			at := Mem{Base: xs[c], Index: i, Scale: uint8(f.size), Disp: 8 * f.size * k}
+			if f.name == "F32" {
+				VFMADD231PS(at, wv, accs[c][k])
+				continue
+			}
+			xv := YMM()
+			f.load(at, xv)
+			VFMADD231PS(xv, wv, accs[c][k])
+		}
+	}
+	ADDQ(U8(32), i)
+	JMP(LabelRef(loop))
+	Label(done)
+	out := Load(Param("out"), GP64())
+	for c := range rows {
+		MOVSS(reduce4(accs[c]), Mem{Base: out, Disp: 4 * c})
+	}
+	VZEROUPPER()
 	RET()
 }
