@@ -311,14 +311,20 @@ func (m *Model) begin(ctx context.Context, ws *workspace, l int, x []float32, ro
 		m.rope(ki, cs)
 	}
 	// Append keys and values to the caches, then attend causally. A
-	// chunk's rows are contiguous: each cache grows once for the chunk,
-	// at least doubling (append grows large slices by a quarter, which
-	// for a long prompt or generation copies the cache dozens of times,
-	// each time into fresh pages the kernel must fault in).
-	for c := range chunks {
-		ch := &chunks[c]
-		ch.Seq.k[l] = reserve(ch.Seq.k[l], len(ch.Tokens)*kd)
-		ch.Seq.v[l] = reserve(ch.Seq.v[l], len(ch.Tokens)*vd)
+	// chunk's rows are contiguous: each cache grows at most once for the
+	// rows of it here (a micro-batch may hold part of a chunk), at least
+	// doubling (append grows large slices by a quarter, which for a long
+	// prompt or generation copies the cache dozens of times, each time
+	// into fresh pages the kernel must fault in).
+	for i := 0; i < len(rows); {
+		j := i + 1
+		for j < len(rows) && rows[j].chunk == rows[i].chunk {
+			j++
+		}
+		s := chunks[rows[i].chunk].Seq
+		s.k[l] = reserve(s.k[l], (j-i)*kd)
+		s.v[l] = reserve(s.v[l], (j-i)*vd)
+		i = j
 	}
 	for i, r := range rows {
 		s := chunks[r.chunk].Seq

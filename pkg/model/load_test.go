@@ -489,8 +489,15 @@ func TestMicroBatches(t *testing.T) {
 	local, started := m.Experts.(*Local), 0
 	m.Experts = asyncExperts{local, &started, -1}
 	got := chunks()
+	// A reserved cache holds a chunk cut in two without growing: each
+	// micro-batch makes room for its own rows only.
+	got[1].Seq.Reserve(len(long))
+	k0 := &got[1].Seq.k[0][:1][0]
 	if _, err := m.Forward(t.Context(), got); err != nil {
 		t.Fatal(err)
+	}
+	if &got[1].Seq.k[0][0] != k0 {
+		t.Error("the cut chunk's reserved cache was reallocated")
 	}
 	if started != 2*m.Layers {
 		t.Errorf("%d expert calls started, want %d (two micro-batches per layer)", started, 2*m.Layers)
