@@ -108,7 +108,11 @@ var kernelTable = map[DType]kernel{
 		pack: func(dst, a []byte, stride, n, rows int) []byte {
 			return k.Q8_0Pack(dst, a, stride, n/QK, rows)
 		}},
-	Q4_0: {act: Q8_0, dot: func(w, a []byte, n int) float32 { return k.DotQ4_0(w, a, n/QK) }},
+	Q4_0: {act: Q8_0, dot: func(w, a []byte, n int) float32 { return k.DotQ4_0(w, a, n/QK) },
+		dotN: func(w, a []byte, stride, n, rows int) (o [4]float32) {
+			k.DotQ4_0xN(w, a, stride, n/QK, rows, &o)
+			return o
+		}},
 	Q4_K: {act: Q8_K, dot: func(w, a []byte, n int) float32 { return k.DotQ4_K(w, a, n/QKK) },
 		dotN: func(w, a []byte, stride, n, rows int) (o [4]float32) {
 			k.DotQ4_KxN(w, a, stride, n/QKK, rows, &o)

@@ -206,6 +206,30 @@ func DotQ4_0(w, x []byte, nb int) float32 {
 	return dotQ4_0AVX2(w, x, nb)
 }
 
+// DotQ4_0xN computes DotQ4_0 of one weight row w with rows (2 to 4) Q8_0
+// activation rows x[c*stride:] into out[:rows], bit-identical to separate
+// DotQ4_0 calls but unpacking each weight block once.
+func DotQ4_0xN(w, x []byte, stride, nb, rows int, out *[4]float32) {
+	if !useAsm {
+		dotQ4_0xNGeneric(w, x, stride, nb, rows, out)
+		return
+	}
+	_, _ = w[:nb*18], x[:(rows-1)*stride+nb*34] // bounds: the assembly does not check
+	if stride < nb*34 {
+		panic("kernels: DotQ4_0xN rows overlap")
+	}
+	switch rows {
+	case 2:
+		dotQ4_0x2AVX2(w, x, stride, nb, out)
+	case 3:
+		dotQ4_0x3AVX2(w, x, stride, nb, out)
+	case 4:
+		dotQ4_0x4AVX2(w, x, stride, nb, out)
+	default:
+		panic("kernels: DotQ4_0xN takes 2 to 4 rows")
+	}
+}
+
 // DotQ4_K returns the dot product of nb Q4_K weight blocks w with nb Q8_K
 // activation blocks x.
 func DotQ4_K(w, x []byte, nb int) float32 {

@@ -5553,6 +5553,309 @@ q4done:
 	MOVSS        X0, ret+56(FP)
 	RET
 
+// func dotQ4_0x2AVX2(w []byte, x []byte, stride int, nb int, out *[4]float32)
+// Requires: AVX, AVX2, F16C, FMA3
+TEXT ·dotQ4_0x2AVX2(SB), NOSPLIT, $0-72
+	MOVQ         w_base+0(FP), AX
+	MOVQ         x_base+24(FP), CX
+	MOVQ         stride+48(FP), DX
+	MOVQ         nb+56(FP), BX
+	MOVQ         out+64(FP), SI
+	LEAQ         (CX)(DX*2), DI
+	VXORPS       X0, X0, X0
+	VMOVSS       X0, (SI)
+	VMOVSS       X0, 4(SI)
+	VXORPS       Y0, Y0, Y0
+	VXORPS       Y1, Y1, Y1
+	VPCMPEQW     Y2, Y2, Y2
+	VPSRLW       $0x0f, Y2, Y2
+	MOVL         $0x0f0f0f0f, R8
+	VMOVD        R8, X3
+	VPBROADCASTD X3, Y3
+	MOVL         $0x08080808, R8
+	VMOVD        R8, X4
+	VPBROADCASTD X4, Y4
+
+dotQ4_0x2AVX2loop:
+	CMPQ         BX, $0x00
+	JE           dotQ4_0x2AVX2done
+	MOVWLZX      (AX), R8
+	VMOVD        R8, X5
+	VCVTPH2PS    X5, X5
+	VMOVDQU      2(AX), X6
+	VPSRLW       $0x04, X6, X7
+	VINSERTI128  $0x01, X7, Y6, Y7
+	VPAND        Y3, Y7, Y7
+	VPSUBB       Y4, Y7, Y7
+	VPSIGNB      Y7, Y7, Y8
+	MOVWLZX      (CX), R8
+	VMOVD        R8, X6
+	VCVTPH2PS    X6, X6
+	VMULSS       X6, X5, X6
+	VBROADCASTSS X6, Y9
+	VMOVDQU      2(CX), Y10
+	VPSIGNB      Y7, Y10, Y10
+	VPMADDUBSW   Y10, Y8, Y10
+	VPMADDWD     Y2, Y10, Y10
+	VCVTDQ2PS    Y10, Y10
+	VFMADD231PS  Y10, Y9, Y0
+	MOVWLZX      (CX)(DX*1), R8
+	VMOVD        R8, X6
+	VCVTPH2PS    X6, X6
+	VMULSS       X6, X5, X6
+	VBROADCASTSS X6, Y5
+	VMOVDQU      2(CX)(DX*1), Y9
+	VPSIGNB      Y7, Y9, Y9
+	VPMADDUBSW   Y9, Y8, Y7
+	VPMADDWD     Y2, Y7, Y7
+	VCVTDQ2PS    Y7, Y7
+	VFMADD231PS  Y7, Y5, Y1
+	ADDQ         $0x12, AX
+	ADDQ         $0x22, CX
+	ADDQ         $0x22, DI
+	DECQ         BX
+	JMP          dotQ4_0x2AVX2loop
+
+dotQ4_0x2AVX2done:
+	VEXTRACTF128 $0x01, Y0, X2
+	VADDPS       X2, X0, X0
+	VMOVHLPS     X0, X0, X2
+	VADDPS       X2, X0, X0
+	VMOVSHDUP    X0, X2
+	VADDSS       X2, X0, X0
+	VMOVSS       X0, (SI)
+	VEXTRACTF128 $0x01, Y1, X0
+	VADDPS       X0, X1, X1
+	VMOVHLPS     X1, X1, X0
+	VADDPS       X0, X1, X1
+	VMOVSHDUP    X1, X0
+	VADDSS       X0, X1, X1
+	VMOVSS       X1, 4(SI)
+	VZEROUPPER
+	RET
+
+// func dotQ4_0x3AVX2(w []byte, x []byte, stride int, nb int, out *[4]float32)
+// Requires: AVX, AVX2, F16C, FMA3
+TEXT ·dotQ4_0x3AVX2(SB), NOSPLIT, $0-72
+	MOVQ         w_base+0(FP), AX
+	MOVQ         x_base+24(FP), CX
+	MOVQ         stride+48(FP), DX
+	MOVQ         nb+56(FP), BX
+	MOVQ         out+64(FP), SI
+	LEAQ         (CX)(DX*2), DI
+	VXORPS       X0, X0, X0
+	VMOVSS       X0, (SI)
+	VMOVSS       X0, 4(SI)
+	VMOVSS       X0, 8(SI)
+	VXORPS       Y0, Y0, Y0
+	VXORPS       Y1, Y1, Y1
+	VXORPS       Y2, Y2, Y2
+	VPCMPEQW     Y3, Y3, Y3
+	VPSRLW       $0x0f, Y3, Y3
+	MOVL         $0x0f0f0f0f, R8
+	VMOVD        R8, X4
+	VPBROADCASTD X4, Y4
+	MOVL         $0x08080808, R8
+	VMOVD        R8, X5
+	VPBROADCASTD X5, Y5
+
+dotQ4_0x3AVX2loop:
+	CMPQ         BX, $0x00
+	JE           dotQ4_0x3AVX2done
+	MOVWLZX      (AX), R8
+	VMOVD        R8, X6
+	VCVTPH2PS    X6, X6
+	VMOVDQU      2(AX), X7
+	VPSRLW       $0x04, X7, X8
+	VINSERTI128  $0x01, X8, Y7, Y8
+	VPAND        Y4, Y8, Y8
+	VPSUBB       Y5, Y8, Y8
+	VPSIGNB      Y8, Y8, Y9
+	MOVWLZX      (CX), R8
+	VMOVD        R8, X7
+	VCVTPH2PS    X7, X7
+	VMULSS       X7, X6, X7
+	VBROADCASTSS X7, Y10
+	VMOVDQU      2(CX), Y11
+	VPSIGNB      Y8, Y11, Y11
+	VPMADDUBSW   Y11, Y9, Y11
+	VPMADDWD     Y3, Y11, Y11
+	VCVTDQ2PS    Y11, Y11
+	VFMADD231PS  Y11, Y10, Y0
+	MOVWLZX      (CX)(DX*1), R8
+	VMOVD        R8, X7
+	VCVTPH2PS    X7, X7
+	VMULSS       X7, X6, X7
+	VBROADCASTSS X7, Y10
+	VMOVDQU      2(CX)(DX*1), Y11
+	VPSIGNB      Y8, Y11, Y11
+	VPMADDUBSW   Y11, Y9, Y11
+	VPMADDWD     Y3, Y11, Y11
+	VCVTDQ2PS    Y11, Y11
+	VFMADD231PS  Y11, Y10, Y1
+	MOVWLZX      (DI), R8
+	VMOVD        R8, X7
+	VCVTPH2PS    X7, X7
+	VMULSS       X7, X6, X7
+	VBROADCASTSS X7, Y6
+	VMOVDQU      2(DI), Y10
+	VPSIGNB      Y8, Y10, Y10
+	VPMADDUBSW   Y10, Y9, Y8
+	VPMADDWD     Y3, Y8, Y8
+	VCVTDQ2PS    Y8, Y8
+	VFMADD231PS  Y8, Y6, Y2
+	ADDQ         $0x12, AX
+	ADDQ         $0x22, CX
+	ADDQ         $0x22, DI
+	DECQ         BX
+	JMP          dotQ4_0x3AVX2loop
+
+dotQ4_0x3AVX2done:
+	VEXTRACTF128 $0x01, Y0, X3
+	VADDPS       X3, X0, X0
+	VMOVHLPS     X0, X0, X3
+	VADDPS       X3, X0, X0
+	VMOVSHDUP    X0, X3
+	VADDSS       X3, X0, X0
+	VMOVSS       X0, (SI)
+	VEXTRACTF128 $0x01, Y1, X0
+	VADDPS       X0, X1, X1
+	VMOVHLPS     X1, X1, X0
+	VADDPS       X0, X1, X1
+	VMOVSHDUP    X1, X0
+	VADDSS       X0, X1, X1
+	VMOVSS       X1, 4(SI)
+	VEXTRACTF128 $0x01, Y2, X0
+	VADDPS       X0, X2, X2
+	VMOVHLPS     X2, X2, X0
+	VADDPS       X0, X2, X2
+	VMOVSHDUP    X2, X0
+	VADDSS       X0, X2, X2
+	VMOVSS       X2, 8(SI)
+	VZEROUPPER
+	RET
+
+// func dotQ4_0x4AVX2(w []byte, x []byte, stride int, nb int, out *[4]float32)
+// Requires: AVX, AVX2, F16C, FMA3
+TEXT ·dotQ4_0x4AVX2(SB), NOSPLIT, $0-72
+	MOVQ         w_base+0(FP), AX
+	MOVQ         x_base+24(FP), CX
+	MOVQ         stride+48(FP), DX
+	MOVQ         nb+56(FP), BX
+	MOVQ         out+64(FP), SI
+	LEAQ         (CX)(DX*2), DI
+	VXORPS       X0, X0, X0
+	VMOVSS       X0, (SI)
+	VMOVSS       X0, 4(SI)
+	VMOVSS       X0, 8(SI)
+	VMOVSS       X0, 12(SI)
+	VXORPS       Y0, Y0, Y0
+	VXORPS       Y1, Y1, Y1
+	VXORPS       Y2, Y2, Y2
+	VXORPS       Y3, Y3, Y3
+	VPCMPEQW     Y4, Y4, Y4
+	VPSRLW       $0x0f, Y4, Y4
+	MOVL         $0x0f0f0f0f, R8
+	VMOVD        R8, X5
+	VPBROADCASTD X5, Y5
+	MOVL         $0x08080808, R8
+	VMOVD        R8, X6
+	VPBROADCASTD X6, Y6
+
+dotQ4_0x4AVX2loop:
+	CMPQ         BX, $0x00
+	JE           dotQ4_0x4AVX2done
+	MOVWLZX      (AX), R8
+	VMOVD        R8, X7
+	VCVTPH2PS    X7, X7
+	VMOVDQU      2(AX), X8
+	VPSRLW       $0x04, X8, X9
+	VINSERTI128  $0x01, X9, Y8, Y9
+	VPAND        Y5, Y9, Y9
+	VPSUBB       Y6, Y9, Y9
+	VPSIGNB      Y9, Y9, Y10
+	MOVWLZX      (CX), R8
+	VMOVD        R8, X8
+	VCVTPH2PS    X8, X8
+	VMULSS       X8, X7, X8
+	VBROADCASTSS X8, Y11
+	VMOVDQU      2(CX), Y12
+	VPSIGNB      Y9, Y12, Y12
+	VPMADDUBSW   Y12, Y10, Y12
+	VPMADDWD     Y4, Y12, Y12
+	VCVTDQ2PS    Y12, Y12
+	VFMADD231PS  Y12, Y11, Y0
+	MOVWLZX      (CX)(DX*1), R8
+	VMOVD        R8, X8
+	VCVTPH2PS    X8, X8
+	VMULSS       X8, X7, X8
+	VBROADCASTSS X8, Y11
+	VMOVDQU      2(CX)(DX*1), Y12
+	VPSIGNB      Y9, Y12, Y12
+	VPMADDUBSW   Y12, Y10, Y12
+	VPMADDWD     Y4, Y12, Y12
+	VCVTDQ2PS    Y12, Y12
+	VFMADD231PS  Y12, Y11, Y1
+	MOVWLZX      (DI), R8
+	VMOVD        R8, X8
+	VCVTPH2PS    X8, X8
+	VMULSS       X8, X7, X8
+	VBROADCASTSS X8, Y11
+	VMOVDQU      2(DI), Y12
+	VPSIGNB      Y9, Y12, Y12
+	VPMADDUBSW   Y12, Y10, Y12
+	VPMADDWD     Y4, Y12, Y12
+	VCVTDQ2PS    Y12, Y12
+	VFMADD231PS  Y12, Y11, Y2
+	MOVWLZX      (DI)(DX*1), R8
+	VMOVD        R8, X8
+	VCVTPH2PS    X8, X8
+	VMULSS       X8, X7, X8
+	VBROADCASTSS X8, Y7
+	VMOVDQU      2(DI)(DX*1), Y11
+	VPSIGNB      Y9, Y11, Y11
+	VPMADDUBSW   Y11, Y10, Y9
+	VPMADDWD     Y4, Y9, Y9
+	VCVTDQ2PS    Y9, Y9
+	VFMADD231PS  Y9, Y7, Y3
+	ADDQ         $0x12, AX
+	ADDQ         $0x22, CX
+	ADDQ         $0x22, DI
+	DECQ         BX
+	JMP          dotQ4_0x4AVX2loop
+
+dotQ4_0x4AVX2done:
+	VEXTRACTF128 $0x01, Y0, X4
+	VADDPS       X4, X0, X0
+	VMOVHLPS     X0, X0, X4
+	VADDPS       X4, X0, X0
+	VMOVSHDUP    X0, X4
+	VADDSS       X4, X0, X0
+	VMOVSS       X0, (SI)
+	VEXTRACTF128 $0x01, Y1, X0
+	VADDPS       X0, X1, X1
+	VMOVHLPS     X1, X1, X0
+	VADDPS       X0, X1, X1
+	VMOVSHDUP    X1, X0
+	VADDSS       X0, X1, X1
+	VMOVSS       X1, 4(SI)
+	VEXTRACTF128 $0x01, Y2, X0
+	VADDPS       X0, X2, X2
+	VMOVHLPS     X2, X2, X0
+	VADDPS       X0, X2, X2
+	VMOVSHDUP    X2, X0
+	VADDSS       X0, X2, X2
+	VMOVSS       X2, 8(SI)
+	VEXTRACTF128 $0x01, Y3, X0
+	VADDPS       X0, X3, X3
+	VMOVHLPS     X3, X3, X0
+	VADDPS       X0, X3, X3
+	VMOVSHDUP    X3, X0
+	VADDSS       X0, X3, X3
+	VMOVSS       X3, 12(SI)
+	VZEROUPPER
+	RET
+
 // func dotQ4_Kx1AVX2(w []byte, x []byte, stride int, nb int, out *[4]float32)
 // Requires: AVX, AVX2, F16C
 TEXT ·dotQ4_Kx1AVX2(SB), NOSPLIT, $0-72

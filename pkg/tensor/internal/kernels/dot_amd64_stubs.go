@@ -152,6 +152,27 @@ func dotQ6_KR16x4(wp []byte, x []byte, nb int, xstride int, dst []float32, dstri
 //go:noescape
 func dotQ4_0AVX2(w []byte, x []byte, nb int) float32
 
+// dotQ4_0x2AVX2 is, for c := 0; c < 2; c++,
+//
+//	out[c] = DotQ4_0(w, x[c*stride:], nb)
+//
+//go:noescape
+func dotQ4_0x2AVX2(w []byte, x []byte, stride int, nb int, out *[4]float32)
+
+// dotQ4_0x3AVX2 is, for c := 0; c < 3; c++,
+//
+//	out[c] = DotQ4_0(w, x[c*stride:], nb)
+//
+//go:noescape
+func dotQ4_0x3AVX2(w []byte, x []byte, stride int, nb int, out *[4]float32)
+
+// dotQ4_0x4AVX2 is, for c := 0; c < 4; c++,
+//
+//	out[c] = DotQ4_0(w, x[c*stride:], nb)
+//
+//go:noescape
+func dotQ4_0x4AVX2(w []byte, x []byte, stride int, nb int, out *[4]float32)
+
 // dotQ4_Kx1AVX2 is, for c := 0; c < 1; c++,
 //
 //	out[c] = DotQ4_K(w, x[c*stride:], nb)

@@ -43,6 +43,12 @@ func DotBF16(a, b []uint16) float32 { return dotBF16Generic(a, b) }
 // activation blocks x.
 func DotQ4_0(w, x []byte, nb int) float32 { return dotQ4_0Generic(w, x, nb) }
 
+// DotQ4_0xN computes DotQ4_0 of one weight row w with rows (2 to 4) Q8_0
+// activation rows x[c*stride:] into out[:rows].
+func DotQ4_0xN(w, x []byte, stride, nb, rows int, out *[4]float32) {
+	dotQ4_0xNGeneric(w, x, stride, nb, rows, out)
+}
+
 // DotQ8_0xN computes DotQ8_0 of nrows weight rows w (contiguous) with
 // rows (1 to 4) activation rows x[c*stride:] into dst[c*dstride+r]; xd
 // (Q8_0Pack) is for the assembly.

@@ -268,6 +268,12 @@ func dotQ4_0Generic(w, x []byte, nb int) float32 {
 	return hsum8(acc)
 }
 
+func dotQ4_0xNGeneric(w, x []byte, stride, nb, rows int, out *[4]float32) {
+	for c := range out[:rows] {
+		out[c] = dotQ4_0Generic(w, x[c*stride:], nb)
+	}
+}
+
 // dotQ4_KGeneric returns the dot product of nb Q4_K weight blocks w with
 // nb Q8_K activation blocks x: per block the integer sums, exact in any
 // order, then d·Σ sc·Σ q·x - dmin·Σ m·bsum in float32.

@@ -103,6 +103,29 @@ func TestAsmMatchesGeneric(t *testing.T) {
 		if got != want || math.IsNaN(float64(got)) {
 			t.Fatalf("DotQ4_0 nb=%d: asm %g, Go %g", nb, got, want)
 		}
+		// Up to four activation rows with NaN-scale gaps between them:
+		// each row's result equals its own DotQ4_0, bit for bit.
+		stride := nb*34 + 6
+		xs := make([]byte, 4*stride+2*guard)
+		for i := range xs {
+			xs[i] = 0x7e
+		}
+		for c := range 4 {
+			copy(xs[guard+c*stride:], q8Blocks(r, nb)[guard:guard+nb*34])
+		}
+		for rows := 2; rows <= 4; rows++ {
+			out := [4]float32{42, 42, 42, 42}
+			DotQ4_0xN(w4[guard:guard+nb*18], xs[guard:guard+(rows-1)*stride+nb*34], stride, nb, rows, &out)
+			for c := range out {
+				want := float32(42)
+				if c < rows {
+					want = DotQ4_0(w4[guard:guard+nb*18], xs[guard+c*stride:guard+c*stride+nb*34], nb)
+				}
+				if out[c] != want || math.IsNaN(float64(out[c])) {
+					t.Fatalf("DotQ4_0xN nb=%d rows=%d row %d: %g, DotQ4_0 %g", nb, rows, c, out[c], want)
+				}
+			}
+		}
 	}
 	for nb := 0; nb <= 40; nb++ {
 		w, x := q8Blocks(r, nb), q8Blocks(r, nb)

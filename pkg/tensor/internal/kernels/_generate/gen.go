@@ -31,6 +31,9 @@ func main() {
 		dotQ6KR16(tokens)
 	}
 	dotQ4()
+	for rows := 2; rows <= 4; rows++ {
+		dotQ4xN(rows)
+	}
 	for rows := 1; rows <= 4; rows++ {
 		dotQ4KxN(rows)
 	}
@@ -1023,6 +1026,73 @@ func dotQ4() {
 	s := hsum(acc)
 	VZEROUPPER()
 	Store(s, ReturnIndex(0))
+	RET()
+}
+
+// dotQ4xN is dotQ4 of one weight row with rows (2 to 4) Q8_0 activation
+// rows, stride bytes apart: a block's scale and nibbles are unpacked once
+// for all rows, and each row's sums and scaling follow dotQ4's, so every
+// result is bit-identical to a separate call.
+func dotQ4xN(rows int) {
+	name := fmt.Sprintf("dotQ4_0x%dAVX2", rows)
+	pw, px, px2, nb, out, addr := rowsKernel(name, "DotQ4_0", rows)
+	accs := make([]reg.VecVirtual, rows)
+	for c := range accs {
+		accs[c] = YMM()
+		VXORPS(accs[c], accs[c], accs[c])
+	}
+	ones := YMM()
+	VPCMPEQW(ones, ones, ones)
+	VPSRLW(U8(15), ones, ones)
+	low := broadcastByte(0x0F)
+	eight := broadcastByte(0x08)
+	loop, done := name+"loop", name+"done"
+	Label(loop)
+	CMPQ(nb, U8(0))
+	JE(LabelRef(done))
+	t := GP32()
+	dw := XMM()
+	MOVWLZX(Mem{Base: pw}, t)
+	VMOVD(t, dw)
+	VCVTPH2PS(dw, dw)
+	lo, hi := XMM(), XMM()
+	VMOVDQU(Mem{Base: pw, Disp: 2}, lo)
+	VPSRLW(U8(4), lo, hi)
+	qw := YMM()
+	VINSERTI128(U8(1), hi, lo.AsY(), qw)
+	VPAND(low, qw, qw)
+	VPSUBB(eight, qw, qw)
+	ax := YMM()
+	VPSIGNB(qw, qw, ax)
+	for c := range rows {
+		dx := XMM()
+		MOVWLZX(addr[c], t)
+		VMOVD(t, dx)
+		VCVTPH2PS(dx, dx)
+		VMULSS(dx, dw, dx)
+		d := YMM()
+		VBROADCASTSS(dx, d)
+		q := addr[c]
+		q.Disp += 2
+		sy := YMM()
+		VMOVDQU(q, sy)
+		VPSIGNB(qw, sy, sy)
+		p := YMM()
+		VPMADDUBSW(sy, ax, p)
+		VPMADDWD(ones, p, p)
+		VCVTDQ2PS(p, p)
+		VFMADD231PS(p, d, accs[c])
+	}
+	ADDQ(U8(18), pw)
+	ADDQ(U8(34), px)
+	ADDQ(U8(34), px2)
+	DECQ(nb)
+	JMP(LabelRef(loop))
+	Label(done)
+	for c := range rows {
+		VMOVSS(hsum(accs[c]), Mem{Base: out, Disp: 4 * c})
+	}
+	VZEROUPPER()
 	RET()
 }
 
