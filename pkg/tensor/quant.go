@@ -149,9 +149,10 @@ func Quantize(t DType, dst []byte, x []float32) []byte {
 			dst = quantQ6K(dst, x[b:b+QKK])
 		}
 	case Q8_K:
-		for b := 0; b+QKK <= len(x); b += QKK {
-			dst = quantQ8K(dst, x[b:b+QKK])
-		}
+		n := len(x) / QKK * 292
+		dst = slices.Grow(dst, n)
+		k.QuantQ8_K(dst[len(dst):len(dst)+n], x)
+		dst = dst[:len(dst)+n]
 	default:
 		panic("tensor: Quantize to unsupported type " + t.String())
 	}
@@ -282,36 +283,6 @@ func quantQ6K(dst []byte, x []float32) []byte {
 		dst = append(dst, byte(s))
 	}
 	return binary.LittleEndian.AppendUint16(dst, F32ToF16(d))
-}
-
-// quantQ8K follows ggml's quantize_row_q8_K_ref: scale -127/x where x is the
-// value of largest magnitude, plus sums of each 16 quants.
-func quantQ8K(dst []byte, x []float32) []byte {
-	var amax, mx float32
-	for _, v := range x {
-		if abs32(v) > amax {
-			amax, mx = abs32(v), v
-		}
-	}
-	start := len(dst)
-	dst = append(dst, make([]byte, 292)...)
-	blk := dst[start:]
-	if amax == 0 {
-		return dst
-	}
-	iscale := -127 / mx
-	binary.LittleEndian.PutUint32(blk, math.Float32bits(1/iscale))
-	for j, v := range x {
-		blk[4+j] = byte(int8(min(127, math.RoundToEven(float64(iscale*v)))))
-	}
-	for j := range 16 {
-		var s int16
-		for _, q := range blk[4+j*16 : 4+j*16+16] {
-			s += int16(int8(q))
-		}
-		binary.LittleEndian.PutUint16(blk[260+2*j:], uint16(s))
-	}
-	return dst
 }
 
 func abs32(v float32) float32 { return math.Float32frombits(math.Float32bits(v) &^ (1 << 31)) }

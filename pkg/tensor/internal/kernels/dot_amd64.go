@@ -346,6 +346,17 @@ func QuantQ8_0(dst []byte, x []float32) {
 	quantQ8_0AVX2(dst, x)
 }
 
+// QuantQ8_K writes the len(x)/256 Q8_K blocks of x into dst (292 bytes
+// each), as ggml's quantize_row_q8_K_ref.
+func QuantQ8_K(dst []byte, x []float32) {
+	if !useAsm {
+		quantQ8_KGeneric(dst, x)
+		return
+	}
+	nb := len(x) / 256
+	quantQ8_KAVX2(dst[:nb*292], x[:nb*256])
+}
+
 // ExpShift sets x[i] = e^(x[i]-shift), with ggml's approximation of e^x
 // (expGeneric), eight elements at a time.
 func ExpShift(x []float32, shift float32) {

@@ -8817,6 +8817,476 @@ DATA q8perm<>+24(SB)/4, $0x00000003
 DATA q8perm<>+28(SB)/4, $0x00000007
 GLOBL q8perm<>(SB), RODATA|NOPTR, $32
 
+// func quantQ8_KAVX2(dst []byte, x []float32)
+// Requires: AVX, AVX2
+TEXT ·quantQ8_KAVX2(SB), NOSPLIT, $0-48
+	MOVQ     dst_base+0(FP), AX
+	MOVQ     x_base+24(FP), CX
+	MOVQ     x_len+32(FP), DX
+	SHRQ     $0x08, DX
+	VPCMPEQD Y0, Y0, Y0
+	VPSRLD   $0x01, Y0, Y0
+	VPCMPEQW Y1, Y1, Y1
+	VPSRLW   $0x0f, Y1, Y1
+	MOVL     $0x42fe0000, BX
+	VMOVD    BX, X2
+	MOVL     $0xc2fe0000, BX
+	VMOVD    BX, X3
+	VMOVDQU  q8perm<>+0(SB), Y4
+
+q8kloop:
+	CMPQ         DX, $0x00
+	JE           q8kdone
+	VXORPS       Y5, Y5, Y5
+	VANDPS       (CX), Y0, Y6
+	VMAXPS       Y5, Y6, Y5
+	VANDPS       32(CX), Y0, Y6
+	VMAXPS       Y5, Y6, Y5
+	VANDPS       64(CX), Y0, Y6
+	VMAXPS       Y5, Y6, Y5
+	VANDPS       96(CX), Y0, Y6
+	VMAXPS       Y5, Y6, Y5
+	VANDPS       128(CX), Y0, Y6
+	VMAXPS       Y5, Y6, Y5
+	VANDPS       160(CX), Y0, Y6
+	VMAXPS       Y5, Y6, Y5
+	VANDPS       192(CX), Y0, Y6
+	VMAXPS       Y5, Y6, Y5
+	VANDPS       224(CX), Y0, Y6
+	VMAXPS       Y5, Y6, Y5
+	VANDPS       256(CX), Y0, Y6
+	VMAXPS       Y5, Y6, Y5
+	VANDPS       288(CX), Y0, Y6
+	VMAXPS       Y5, Y6, Y5
+	VANDPS       320(CX), Y0, Y6
+	VMAXPS       Y5, Y6, Y5
+	VANDPS       352(CX), Y0, Y6
+	VMAXPS       Y5, Y6, Y5
+	VANDPS       384(CX), Y0, Y6
+	VMAXPS       Y5, Y6, Y5
+	VANDPS       416(CX), Y0, Y6
+	VMAXPS       Y5, Y6, Y5
+	VANDPS       448(CX), Y0, Y6
+	VMAXPS       Y5, Y6, Y5
+	VANDPS       480(CX), Y0, Y6
+	VMAXPS       Y5, Y6, Y5
+	VANDPS       512(CX), Y0, Y6
+	VMAXPS       Y5, Y6, Y5
+	VANDPS       544(CX), Y0, Y6
+	VMAXPS       Y5, Y6, Y5
+	VANDPS       576(CX), Y0, Y6
+	VMAXPS       Y5, Y6, Y5
+	VANDPS       608(CX), Y0, Y6
+	VMAXPS       Y5, Y6, Y5
+	VANDPS       640(CX), Y0, Y6
+	VMAXPS       Y5, Y6, Y5
+	VANDPS       672(CX), Y0, Y6
+	VMAXPS       Y5, Y6, Y5
+	VANDPS       704(CX), Y0, Y6
+	VMAXPS       Y5, Y6, Y5
+	VANDPS       736(CX), Y0, Y6
+	VMAXPS       Y5, Y6, Y5
+	VANDPS       768(CX), Y0, Y6
+	VMAXPS       Y5, Y6, Y5
+	VANDPS       800(CX), Y0, Y6
+	VMAXPS       Y5, Y6, Y5
+	VANDPS       832(CX), Y0, Y6
+	VMAXPS       Y5, Y6, Y5
+	VANDPS       864(CX), Y0, Y6
+	VMAXPS       Y5, Y6, Y5
+	VANDPS       896(CX), Y0, Y6
+	VMAXPS       Y5, Y6, Y5
+	VANDPS       928(CX), Y0, Y6
+	VMAXPS       Y5, Y6, Y5
+	VANDPS       960(CX), Y0, Y6
+	VMAXPS       Y5, Y6, Y5
+	VANDPS       992(CX), Y0, Y6
+	VMAXPS       Y5, Y6, Y5
+	VEXTRACTF128 $0x01, Y5, X6
+	VMAXPS       X5, X6, X5
+	VMOVHLPS     X5, X5, X6
+	VMAXPS       X5, X6, X5
+	VMOVSHDUP    X5, X6
+	VMAXSS       X5, X6, X5
+	VXORPS       X6, X6, X6
+	VUCOMISS     X6, X5
+	JNE          q8knonzero
+	VXORPS       Y5, Y5, Y5
+	VMOVDQU      Y5, (AX)
+	VMOVDQU      Y5, 32(AX)
+	VMOVDQU      Y5, 64(AX)
+	VMOVDQU      Y5, 96(AX)
+	VMOVDQU      Y5, 128(AX)
+	VMOVDQU      Y5, 160(AX)
+	VMOVDQU      Y5, 192(AX)
+	VMOVDQU      Y5, 224(AX)
+	VMOVDQU      Y5, 256(AX)
+	MOVL         $0x00000000, 288(AX)
+	JMP          q8knext
+
+q8knonzero:
+	VBROADCASTSS X5, Y5
+	XORQ         BX, BX
+
+q8kfind:
+	VANDPS    (CX)(BX*4), Y0, Y6
+	VCMPPS    $0x00, Y5, Y6, Y6
+	VMOVMSKPS Y6, DI
+	TESTL     DI, DI
+	JNZ       q8kfound
+	ADDQ      $0x08, BX
+	JMP       q8kfind
+
+q8kfound:
+	BSFL         DI, SI
+	ADDQ         SI, BX
+	VMOVSS       (CX)(BX*4), X5
+	VDIVSS       X5, X3, X5
+	MOVL         $0x3f800000, BX
+	VMOVD        BX, X6
+	VDIVSS       X5, X6, X6
+	VMOVSS       X6, (AX)
+	VBROADCASTSS X5, Y5
+	VBROADCASTSS X2, Y6
+	VMULPS       (CX), Y5, Y7
+	VROUNDPS     $0x00, Y7, Y7
+	VMINPS       Y6, Y7, Y7
+	VCVTPS2DQ    Y7, Y7
+	VMULPS       32(CX), Y5, Y8
+	VROUNDPS     $0x00, Y8, Y8
+	VMINPS       Y6, Y8, Y8
+	VCVTPS2DQ    Y8, Y8
+	VMULPS       64(CX), Y5, Y9
+	VROUNDPS     $0x00, Y9, Y9
+	VMINPS       Y6, Y9, Y9
+	VCVTPS2DQ    Y9, Y9
+	VMULPS       96(CX), Y5, Y10
+	VROUNDPS     $0x00, Y10, Y10
+	VMINPS       Y6, Y10, Y10
+	VCVTPS2DQ    Y10, Y10
+	VPACKSSDW    Y8, Y7, Y7
+	VPACKSSDW    Y10, Y9, Y9
+	VPACKSSWB    Y9, Y7, Y7
+	VPERMD       Y7, Y4, Y7
+	VMOVDQU      Y7, 4(AX)
+	VMULPS       128(CX), Y5, Y7
+	VROUNDPS     $0x00, Y7, Y7
+	VMINPS       Y6, Y7, Y7
+	VCVTPS2DQ    Y7, Y7
+	VMULPS       160(CX), Y5, Y8
+	VROUNDPS     $0x00, Y8, Y8
+	VMINPS       Y6, Y8, Y8
+	VCVTPS2DQ    Y8, Y8
+	VMULPS       192(CX), Y5, Y9
+	VROUNDPS     $0x00, Y9, Y9
+	VMINPS       Y6, Y9, Y9
+	VCVTPS2DQ    Y9, Y9
+	VMULPS       224(CX), Y5, Y10
+	VROUNDPS     $0x00, Y10, Y10
+	VMINPS       Y6, Y10, Y10
+	VCVTPS2DQ    Y10, Y10
+	VPACKSSDW    Y8, Y7, Y7
+	VPACKSSDW    Y10, Y9, Y9
+	VPACKSSWB    Y9, Y7, Y7
+	VPERMD       Y7, Y4, Y7
+	VMOVDQU      Y7, 36(AX)
+	VMULPS       256(CX), Y5, Y7
+	VROUNDPS     $0x00, Y7, Y7
+	VMINPS       Y6, Y7, Y7
+	VCVTPS2DQ    Y7, Y7
+	VMULPS       288(CX), Y5, Y8
+	VROUNDPS     $0x00, Y8, Y8
+	VMINPS       Y6, Y8, Y8
+	VCVTPS2DQ    Y8, Y8
+	VMULPS       320(CX), Y5, Y9
+	VROUNDPS     $0x00, Y9, Y9
+	VMINPS       Y6, Y9, Y9
+	VCVTPS2DQ    Y9, Y9
+	VMULPS       352(CX), Y5, Y10
+	VROUNDPS     $0x00, Y10, Y10
+	VMINPS       Y6, Y10, Y10
+	VCVTPS2DQ    Y10, Y10
+	VPACKSSDW    Y8, Y7, Y7
+	VPACKSSDW    Y10, Y9, Y9
+	VPACKSSWB    Y9, Y7, Y7
+	VPERMD       Y7, Y4, Y7
+	VMOVDQU      Y7, 68(AX)
+	VMULPS       384(CX), Y5, Y7
+	VROUNDPS     $0x00, Y7, Y7
+	VMINPS       Y6, Y7, Y7
+	VCVTPS2DQ    Y7, Y7
+	VMULPS       416(CX), Y5, Y8
+	VROUNDPS     $0x00, Y8, Y8
+	VMINPS       Y6, Y8, Y8
+	VCVTPS2DQ    Y8, Y8
+	VMULPS       448(CX), Y5, Y9
+	VROUNDPS     $0x00, Y9, Y9
+	VMINPS       Y6, Y9, Y9
+	VCVTPS2DQ    Y9, Y9
+	VMULPS       480(CX), Y5, Y10
+	VROUNDPS     $0x00, Y10, Y10
+	VMINPS       Y6, Y10, Y10
+	VCVTPS2DQ    Y10, Y10
+	VPACKSSDW    Y8, Y7, Y7
+	VPACKSSDW    Y10, Y9, Y9
+	VPACKSSWB    Y9, Y7, Y7
+	VPERMD       Y7, Y4, Y7
+	VMOVDQU      Y7, 100(AX)
+	VMULPS       512(CX), Y5, Y7
+	VROUNDPS     $0x00, Y7, Y7
+	VMINPS       Y6, Y7, Y7
+	VCVTPS2DQ    Y7, Y7
+	VMULPS       544(CX), Y5, Y8
+	VROUNDPS     $0x00, Y8, Y8
+	VMINPS       Y6, Y8, Y8
+	VCVTPS2DQ    Y8, Y8
+	VMULPS       576(CX), Y5, Y9
+	VROUNDPS     $0x00, Y9, Y9
+	VMINPS       Y6, Y9, Y9
+	VCVTPS2DQ    Y9, Y9
+	VMULPS       608(CX), Y5, Y10
+	VROUNDPS     $0x00, Y10, Y10
+	VMINPS       Y6, Y10, Y10
+	VCVTPS2DQ    Y10, Y10
+	VPACKSSDW    Y8, Y7, Y7
+	VPACKSSDW    Y10, Y9, Y9
+	VPACKSSWB    Y9, Y7, Y7
+	VPERMD       Y7, Y4, Y7
+	VMOVDQU      Y7, 132(AX)
+	VMULPS       640(CX), Y5, Y7
+	VROUNDPS     $0x00, Y7, Y7
+	VMINPS       Y6, Y7, Y7
+	VCVTPS2DQ    Y7, Y7
+	VMULPS       672(CX), Y5, Y8
+	VROUNDPS     $0x00, Y8, Y8
+	VMINPS       Y6, Y8, Y8
+	VCVTPS2DQ    Y8, Y8
+	VMULPS       704(CX), Y5, Y9
+	VROUNDPS     $0x00, Y9, Y9
+	VMINPS       Y6, Y9, Y9
+	VCVTPS2DQ    Y9, Y9
+	VMULPS       736(CX), Y5, Y10
+	VROUNDPS     $0x00, Y10, Y10
+	VMINPS       Y6, Y10, Y10
+	VCVTPS2DQ    Y10, Y10
+	VPACKSSDW    Y8, Y7, Y7
+	VPACKSSDW    Y10, Y9, Y9
+	VPACKSSWB    Y9, Y7, Y7
+	VPERMD       Y7, Y4, Y7
+	VMOVDQU      Y7, 164(AX)
+	VMULPS       768(CX), Y5, Y7
+	VROUNDPS     $0x00, Y7, Y7
+	VMINPS       Y6, Y7, Y7
+	VCVTPS2DQ    Y7, Y7
+	VMULPS       800(CX), Y5, Y8
+	VROUNDPS     $0x00, Y8, Y8
+	VMINPS       Y6, Y8, Y8
+	VCVTPS2DQ    Y8, Y8
+	VMULPS       832(CX), Y5, Y9
+	VROUNDPS     $0x00, Y9, Y9
+	VMINPS       Y6, Y9, Y9
+	VCVTPS2DQ    Y9, Y9
+	VMULPS       864(CX), Y5, Y10
+	VROUNDPS     $0x00, Y10, Y10
+	VMINPS       Y6, Y10, Y10
+	VCVTPS2DQ    Y10, Y10
+	VPACKSSDW    Y8, Y7, Y7
+	VPACKSSDW    Y10, Y9, Y9
+	VPACKSSWB    Y9, Y7, Y7
+	VPERMD       Y7, Y4, Y7
+	VMOVDQU      Y7, 196(AX)
+	VMULPS       896(CX), Y5, Y7
+	VROUNDPS     $0x00, Y7, Y7
+	VMINPS       Y6, Y7, Y7
+	VCVTPS2DQ    Y7, Y7
+	VMULPS       928(CX), Y5, Y8
+	VROUNDPS     $0x00, Y8, Y8
+	VMINPS       Y6, Y8, Y8
+	VCVTPS2DQ    Y8, Y8
+	VMULPS       960(CX), Y5, Y9
+	VROUNDPS     $0x00, Y9, Y9
+	VMINPS       Y6, Y9, Y9
+	VCVTPS2DQ    Y9, Y9
+	VMULPS       992(CX), Y5, Y5
+	VROUNDPS     $0x00, Y5, Y5
+	VMINPS       Y6, Y5, Y5
+	VCVTPS2DQ    Y5, Y5
+	VPACKSSDW    Y8, Y7, Y7
+	VPACKSSDW    Y5, Y9, Y9
+	VPACKSSWB    Y9, Y7, Y7
+	VPERMD       Y7, Y4, Y7
+	VMOVDQU      Y7, 228(AX)
+	VPMOVSXBW    4(AX), Y5
+	VPMADDWD     Y1, Y5, Y5
+	VEXTRACTI128 $0x01, Y5, X6
+	VPADDD       X6, X5, X5
+	VPSHUFD      $0x4e, X5, X6
+	VPADDD       X6, X5, X5
+	VPSHUFD      $0xb1, X5, X6
+	VPADDD       X6, X5, X5
+	VMOVD        X5, BX
+	MOVW         BX, 260(AX)
+	VPMOVSXBW    20(AX), Y5
+	VPMADDWD     Y1, Y5, Y5
+	VEXTRACTI128 $0x01, Y5, X6
+	VPADDD       X6, X5, X5
+	VPSHUFD      $0x4e, X5, X6
+	VPADDD       X6, X5, X5
+	VPSHUFD      $0xb1, X5, X6
+	VPADDD       X6, X5, X5
+	VMOVD        X5, BX
+	MOVW         BX, 262(AX)
+	VPMOVSXBW    36(AX), Y5
+	VPMADDWD     Y1, Y5, Y5
+	VEXTRACTI128 $0x01, Y5, X6
+	VPADDD       X6, X5, X5
+	VPSHUFD      $0x4e, X5, X6
+	VPADDD       X6, X5, X5
+	VPSHUFD      $0xb1, X5, X6
+	VPADDD       X6, X5, X5
+	VMOVD        X5, BX
+	MOVW         BX, 264(AX)
+	VPMOVSXBW    52(AX), Y5
+	VPMADDWD     Y1, Y5, Y5
+	VEXTRACTI128 $0x01, Y5, X6
+	VPADDD       X6, X5, X5
+	VPSHUFD      $0x4e, X5, X6
+	VPADDD       X6, X5, X5
+	VPSHUFD      $0xb1, X5, X6
+	VPADDD       X6, X5, X5
+	VMOVD        X5, BX
+	MOVW         BX, 266(AX)
+	VPMOVSXBW    68(AX), Y5
+	VPMADDWD     Y1, Y5, Y5
+	VEXTRACTI128 $0x01, Y5, X6
+	VPADDD       X6, X5, X5
+	VPSHUFD      $0x4e, X5, X6
+	VPADDD       X6, X5, X5
+	VPSHUFD      $0xb1, X5, X6
+	VPADDD       X6, X5, X5
+	VMOVD        X5, BX
+	MOVW         BX, 268(AX)
+	VPMOVSXBW    84(AX), Y5
+	VPMADDWD     Y1, Y5, Y5
+	VEXTRACTI128 $0x01, Y5, X6
+	VPADDD       X6, X5, X5
+	VPSHUFD      $0x4e, X5, X6
+	VPADDD       X6, X5, X5
+	VPSHUFD      $0xb1, X5, X6
+	VPADDD       X6, X5, X5
+	VMOVD        X5, BX
+	MOVW         BX, 270(AX)
+	VPMOVSXBW    100(AX), Y5
+	VPMADDWD     Y1, Y5, Y5
+	VEXTRACTI128 $0x01, Y5, X6
+	VPADDD       X6, X5, X5
+	VPSHUFD      $0x4e, X5, X6
+	VPADDD       X6, X5, X5
+	VPSHUFD      $0xb1, X5, X6
+	VPADDD       X6, X5, X5
+	VMOVD        X5, BX
+	MOVW         BX, 272(AX)
+	VPMOVSXBW    116(AX), Y5
+	VPMADDWD     Y1, Y5, Y5
+	VEXTRACTI128 $0x01, Y5, X6
+	VPADDD       X6, X5, X5
+	VPSHUFD      $0x4e, X5, X6
+	VPADDD       X6, X5, X5
+	VPSHUFD      $0xb1, X5, X6
+	VPADDD       X6, X5, X5
+	VMOVD        X5, BX
+	MOVW         BX, 274(AX)
+	VPMOVSXBW    132(AX), Y5
+	VPMADDWD     Y1, Y5, Y5
+	VEXTRACTI128 $0x01, Y5, X6
+	VPADDD       X6, X5, X5
+	VPSHUFD      $0x4e, X5, X6
+	VPADDD       X6, X5, X5
+	VPSHUFD      $0xb1, X5, X6
+	VPADDD       X6, X5, X5
+	VMOVD        X5, BX
+	MOVW         BX, 276(AX)
+	VPMOVSXBW    148(AX), Y5
+	VPMADDWD     Y1, Y5, Y5
+	VEXTRACTI128 $0x01, Y5, X6
+	VPADDD       X6, X5, X5
+	VPSHUFD      $0x4e, X5, X6
+	VPADDD       X6, X5, X5
+	VPSHUFD      $0xb1, X5, X6
+	VPADDD       X6, X5, X5
+	VMOVD        X5, BX
+	MOVW         BX, 278(AX)
+	VPMOVSXBW    164(AX), Y5
+	VPMADDWD     Y1, Y5, Y5
+	VEXTRACTI128 $0x01, Y5, X6
+	VPADDD       X6, X5, X5
+	VPSHUFD      $0x4e, X5, X6
+	VPADDD       X6, X5, X5
+	VPSHUFD      $0xb1, X5, X6
+	VPADDD       X6, X5, X5
+	VMOVD        X5, BX
+	MOVW         BX, 280(AX)
+	VPMOVSXBW    180(AX), Y5
+	VPMADDWD     Y1, Y5, Y5
+	VEXTRACTI128 $0x01, Y5, X6
+	VPADDD       X6, X5, X5
+	VPSHUFD      $0x4e, X5, X6
+	VPADDD       X6, X5, X5
+	VPSHUFD      $0xb1, X5, X6
+	VPADDD       X6, X5, X5
+	VMOVD        X5, BX
+	MOVW         BX, 282(AX)
+	VPMOVSXBW    196(AX), Y5
+	VPMADDWD     Y1, Y5, Y5
+	VEXTRACTI128 $0x01, Y5, X6
+	VPADDD       X6, X5, X5
+	VPSHUFD      $0x4e, X5, X6
+	VPADDD       X6, X5, X5
+	VPSHUFD      $0xb1, X5, X6
+	VPADDD       X6, X5, X5
+	VMOVD        X5, BX
+	MOVW         BX, 284(AX)
+	VPMOVSXBW    212(AX), Y5
+	VPMADDWD     Y1, Y5, Y5
+	VEXTRACTI128 $0x01, Y5, X6
+	VPADDD       X6, X5, X5
+	VPSHUFD      $0x4e, X5, X6
+	VPADDD       X6, X5, X5
+	VPSHUFD      $0xb1, X5, X6
+	VPADDD       X6, X5, X5
+	VMOVD        X5, BX
+	MOVW         BX, 286(AX)
+	VPMOVSXBW    228(AX), Y5
+	VPMADDWD     Y1, Y5, Y5
+	VEXTRACTI128 $0x01, Y5, X6
+	VPADDD       X6, X5, X5
+	VPSHUFD      $0x4e, X5, X6
+	VPADDD       X6, X5, X5
+	VPSHUFD      $0xb1, X5, X6
+	VPADDD       X6, X5, X5
+	VMOVD        X5, BX
+	MOVW         BX, 288(AX)
+	VPMOVSXBW    244(AX), Y5
+	VPMADDWD     Y1, Y5, Y5
+	VEXTRACTI128 $0x01, Y5, X6
+	VPADDD       X6, X5, X5
+	VPSHUFD      $0x4e, X5, X6
+	VPADDD       X6, X5, X5
+	VPSHUFD      $0xb1, X5, X6
+	VPADDD       X6, X5, X5
+	VMOVD        X5, BX
+	MOVW         BX, 290(AX)
+
+q8knext:
+	ADDQ $0x00000400, CX
+	ADDQ $0x00000124, AX
+	DECQ DX
+	JMP  q8kloop
+
+q8kdone:
+	VZEROUPPER
+	RET
+
 // func dotRowsF32AVX2(dst []float32, q []float32, k []float32, stride int)
 // Requires: AVX, FMA3
 TEXT ·dotRowsF32AVX2(SB), NOSPLIT, $0-80

@@ -278,6 +278,12 @@ func axpyAVX2(dst []float32, x []float32, a float32)
 //go:noescape
 func quantQ8_0AVX2(dst []byte, x []float32)
 
+// quantQ8_KAVX2 writes the len(x)/256 Q8_K blocks of x into dst (292 bytes
+// each), as quantQ8_KGeneric does for finite x.
+//
+//go:noescape
+func quantQ8_KAVX2(dst []byte, x []float32)
+
 // dotRowsF32AVX2 is, for len(q) a multiple of 32,
 //
 //	for j := range dst { dst[j] = dotF32AVX2(q, k[j*stride:]) }

@@ -88,6 +88,10 @@ func DotQ6_KxN(w, x []byte, stride, nb, rows int, out *[4]float32) {
 // QuantQ8_0 writes the len(x)/32 Q8_0 blocks of x into dst (34 bytes each).
 func QuantQ8_0(dst []byte, x []float32) { quantQ8_0Generic(dst, x) }
 
+// QuantQ8_K writes the len(x)/256 Q8_K blocks of x into dst (292 bytes
+// each).
+func QuantQ8_K(dst []byte, x []float32) { quantQ8_KGeneric(dst, x) }
+
 // ExpShift sets x[i] = e^(x[i]-shift) (expGeneric: ggml's approximation).
 func ExpShift(x []float32, shift float32) { expShiftGeneric(x, shift) }
 

@@ -226,6 +226,38 @@ func quantQ8_0Generic(dst []byte, x []float32) {
 	}
 }
 
+// quantQ8_KGeneric writes the len(x)/256 Q8_K blocks of x into dst (292
+// bytes each) as ggml's quantize_row_q8_K_ref: the scale from the first
+// value of largest magnitude (-127/that value), quants rounded to nearest
+// even, and each 16 quants' sum.
+func quantQ8_KGeneric(dst []byte, x []float32) {
+	for b := 0; b+256 <= len(x); b += 256 {
+		blk, xs := dst[b/256*292:b/256*292+292], x[b:b+256]
+		var amax, mx float32
+		for _, v := range xs {
+			if a := math.Float32frombits(math.Float32bits(v) &^ (1 << 31)); a > amax {
+				amax, mx = a, v
+			}
+		}
+		clear(blk)
+		if amax == 0 {
+			continue
+		}
+		iscale := -127 / mx
+		binary.LittleEndian.PutUint32(blk, math.Float32bits(1/iscale))
+		for j, v := range xs {
+			blk[4+j] = byte(int8(min(127, math.RoundToEven(float64(iscale*v)))))
+		}
+		for j := range 16 {
+			var s int16
+			for _, q := range blk[4+j*16 : 4+j*16+16] {
+				s += int16(int8(q))
+			}
+			binary.LittleEndian.PutUint16(blk[260+2*j:], uint16(s))
+		}
+	}
+}
+
 // dotQ8_0xNGeneric is dotQ8_0Generic for each weight row and activation
 // row.
 func dotQ8_0xNGeneric(w, x []byte, stride, nb, rows, nrows int, dst []float32, dstride int) {

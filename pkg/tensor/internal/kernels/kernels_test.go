@@ -364,6 +364,48 @@ func TestQuantQ8_0(t *testing.T) {
 	}
 }
 
+// TestQuantQ8_K compares the assembly quantiser with ggml's reference
+// loop: zero blocks, a negative value of largest magnitude, ties between a
+// value and its negation (the first sets the sign), halves that round to
+// even, and partial blocks at the end (ignored), on dirty buffers.
+func TestQuantQ8_K(t *testing.T) {
+	UseAsm(true)
+	r := rand.New(rand.NewPCG(13, 14))
+	for _, scale := range []float64{0, 1e-30, 1e-6, 0.01, 1, 1e3, 1e30} {
+		for nb := 0; nb <= 5; nb++ {
+			x := make([]float32, nb*256+r.IntN(256))
+			for i := range x {
+				x[i] = float32(r.NormFloat64() * scale)
+			}
+			if nb > 1 {
+				clear(x[256:512]) // a zero block
+			}
+			if nb > 2 { // block 2: its largest magnitude three times, negative first
+				x[512+41], x[512+44], x[512+200] = -float32(9*scale), float32(9*scale), float32(9*scale)
+			}
+			if nb > 3 { // block 3: quants landing on halves
+				for i := range 256 {
+					x[768+i] = float32(i%17-8) * 0.5
+				}
+				x[768+255] = 127
+			}
+			got, want := make([]byte, nb*292+2), make([]byte, nb*292+2)
+			for i := range got {
+				got[i], want[i] = 0x5a, 0x5a // stale bytes and guards
+			}
+			QuantQ8_K(got, x)
+			quantQ8_KGeneric(want, x)
+			if !bytes.Equal(got, want) {
+				for b := range nb + 1 {
+					if e := min(len(got), (b+1)*292); !bytes.Equal(got[b*292:e], want[b*292:e]) {
+						t.Fatalf("scale %g, %d blocks: block %d: asm %x, Go %x", scale, nb, b, got[b*292:e], want[b*292:e])
+					}
+				}
+			}
+		}
+	}
+}
+
 // randomBlocks makes nb blocks of size random bytes between guard bytes
 // of 0x7e (NaN as half-precision scales), then lets set fix each block's
 // scales.

@@ -48,6 +48,7 @@ func main() {
 	}
 	axpy()
 	quantQ8()
+	quantQ8K()
 	dotRows()
 	axpyRows()
 	expConstants()
@@ -645,6 +646,23 @@ func axpy() {
 // 32 float32s: d = max|x|/127 stored as half precision, then x·(127/max|x|)
 // converted to int32 with rounding to nearest even, packed to int8 and put
 // back in order.
+// q8perm is packOrder's table, once written.
+var q8perm *Mem
+
+// packOrder is the VPERMD index that puts 32 bytes packed from four
+// vectors of eight int32 (VPACKSSDW, VPACKSSWB: per 128-bit lane) back in
+// order.
+func packOrder() Mem {
+	if q8perm == nil {
+		m := GLOBL("q8perm", RODATA|NOPTR)
+		for i, v := range []uint32{0, 4, 1, 5, 2, 6, 3, 7} {
+			DATA(4*i, U32(v))
+		}
+		q8perm = &m
+	}
+	return *q8perm
+}
+
 func quantQ8() {
 	TEXT("quantQ8_0AVX2", NOSPLIT, "func(dst []byte, x []float32)")
 	Pragma("noescape")
@@ -660,12 +678,8 @@ func quantQ8() {
 	t := GP32()
 	MOVL(U32(0x42fe0000), t) // 127.0
 	VMOVD(t, c127)
-	perm := GLOBL("q8perm", RODATA|NOPTR)
-	for i, v := range []uint32{0, 4, 1, 5, 2, 6, 3, 7} {
-		DATA(4*i, U32(v))
-	}
 	order := YMM()
-	VMOVDQU(perm, order)
+	VMOVDQU(packOrder(), order)
 	Label("quantloop")
 	CMPQ(n, U8(0))
 	JE(LabelRef("quantdone"))
@@ -1482,6 +1496,136 @@ func dotFloatxN(f floatRow, rows int) {
 	for c := range rows {
 		MOVSS(reduce4(accs[c]), Mem{Base: out, Disp: 4 * c})
 	}
+	VZEROUPPER()
+	RET()
+}
+
+// quantQ8K writes Q8_K blocks as quantQ8_KGeneric (ggml's
+// quantize_row_q8_K_ref): the scale from the first value of largest
+// magnitude, quants rounded to nearest even, and each 16 quants' sum.
+func quantQ8K() {
+	TEXT("quantQ8_KAVX2", NOSPLIT, "func(dst []byte, x []float32)")
+	Pragma("noescape")
+	Doc("quantQ8_KAVX2 writes the len(x)/256 Q8_K blocks of x into dst (292 bytes",
+		"each), as quantQ8_KGeneric does for finite x.")
+	pd := Load(Param("dst").Base(), GP64())
+	px := Load(Param("x").Base(), GP64())
+	n := Load(Param("x").Len(), GP64())
+	SHRQ(U8(8), n)
+	abs := YMM()
+	VPCMPEQD(abs, abs, abs)
+	VPSRLD(U8(1), abs, abs) // 0x7fffffff: clears the sign
+	ones := YMM()
+	VPCMPEQW(ones, ones, ones)
+	VPSRLW(U8(15), ones, ones) // 16-bit ones
+	t := GP32()
+	c127, cneg := XMM(), XMM()
+	MOVL(U32(0x42fe0000), t) // 127.0
+	VMOVD(t, c127)
+	MOVL(U32(0xc2fe0000), t) // -127.0
+	VMOVD(t, cneg)
+	order := YMM()
+	VMOVDQU(packOrder(), order)
+	Label("q8kloop")
+	CMPQ(n, U8(0))
+	JE(LabelRef("q8kdone"))
+	// The largest magnitude, NaNs ignored as the Go loop's > ignores them.
+	m, a := YMM(), YMM()
+	VXORPS(m, m, m)
+	for i := range 32 {
+		VANDPS(Mem{Base: px, Disp: 32 * i}, abs, a)
+		VMAXPS(m, a, m) // a > m ? a : m
+	}
+	hi := XMM()
+	VEXTRACTF128(U8(1), m, hi)
+	mx := m.AsX()
+	VMAXPS(mx, hi, mx)
+	VMOVHLPS(mx, mx, hi)
+	VMAXPS(mx, hi, mx)
+	VMOVSHDUP(mx, hi)
+	VMAXSS(mx, hi, mx) // amax in the low lane
+	zero := XMM()
+	VXORPS(zero, zero, zero)
+	VUCOMISS(zero, mx)
+	JNE(LabelRef("q8knonzero"))
+	// All zero: the block is zeros.
+	z := YMM()
+	VXORPS(z, z, z)
+	for off := 0; off+32 <= 288; off += 32 {
+		VMOVDQU(z, Mem{Base: pd, Disp: off})
+	}
+	MOVL(U32(0), Mem{Base: pd, Disp: 288})
+	JMP(LabelRef("q8knext"))
+	Label("q8knonzero")
+	// The first value whose magnitude is amax: its sign sets the scale's.
+	amaxv := YMM()
+	VBROADCASTSS(mx, amaxv)
+	idx := GP64()
+	XORQ(idx, idx)
+	Label("q8kfind")
+	eq := YMM()
+	VANDPS(Mem{Base: px, Index: idx, Scale: 4}, abs, eq)
+	VCMPPS(U8(0), amaxv, eq, eq) // == amax
+	bits := GP32()
+	VMOVMSKPS(eq, bits)
+	TESTL(bits, bits)
+	JNZ(LabelRef("q8kfound"))
+	ADDQ(U8(8), idx)
+	JMP(LabelRef("q8kfind"))
+	Label("q8kfound")
+	lane := GP32()
+	BSFL(bits, lane)
+	ADDQ(lane.As64(), idx)
+	v0 := XMM()
+	VMOVSS(Mem{Base: px, Index: idx, Scale: 4}, v0)
+	is := XMM()
+	VDIVSS(v0, cneg, is) // iscale = -127/max
+	d := XMM()
+	one := XMM()
+	MOVL(U32(0x3f800000), t) // 1.0
+	VMOVD(t, one)
+	VDIVSS(is, one, d) // d = 1/iscale
+	VMOVSS(d, Mem{Base: pd})
+	isv := YMM()
+	VBROADCASTSS(is, isv)
+	c127v := YMM()
+	VBROADCASTSS(c127, c127v)
+	for g := range 8 { // 32 quants at a time
+		v := []reg.VecVirtual{YMM(), YMM(), YMM(), YMM()}
+		for i := range v {
+			VMULPS(Mem{Base: px, Disp: 128*g + 32*i}, isv, v[i])
+			VROUNDPS(U8(0), v[i], v[i]) // nearest even
+			VMINPS(c127v, v[i], v[i])
+			VCVTPS2DQ(v[i], v[i])
+		}
+		VPACKSSDW(v[1], v[0], v[0])
+		VPACKSSDW(v[3], v[2], v[2])
+		VPACKSSWB(v[2], v[0], v[0])
+		VPERMD(v[0], order, v[0])
+		VMOVDQU(v[0], Mem{Base: pd, Disp: 4 + 32*g})
+	}
+	// Each 16 quants' sum, as an int16.
+	for j := range 16 {
+		w := YMM()
+		VPMOVSXBW(Mem{Base: pd, Disp: 4 + 16*j}, w)
+		VPMADDWD(ones, w, w)
+		h := XMM()
+		VEXTRACTI128(U8(1), w, h)
+		lo := w.AsX()
+		VPADDD(h, lo, lo)
+		VPSHUFD(U8(0x4e), lo, h)
+		VPADDD(h, lo, lo)
+		VPSHUFD(U8(0xb1), lo, h)
+		VPADDD(h, lo, lo)
+		VMOVD(lo, t)
+		MOVW(t.As16(), Mem{Base: pd, Disp: 260 + 2*j})
+	}
+	Label("q8knext")
+	ADDQ(U32(1024), px)
+	ADDQ(U32(292), pd)
+	DECQ(n)
+	JMP(LabelRef("q8kloop"))
+	Label("q8kdone")
 	VZEROUPPER()
 	RET()
 }
