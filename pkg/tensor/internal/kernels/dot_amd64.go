@@ -214,20 +214,33 @@ func DotQ4_0xN(w, x []byte, stride, nb, rows int, out *[4]float32) {
 		dotQ4_0xNGeneric(w, x, stride, nb, rows, out)
 		return
 	}
-	_, _ = w[:nb*18], x[:(rows-1)*stride+nb*34] // bounds: the assembly does not check
-	if stride < nb*34 {
-		panic("kernels: DotQ4_0xN rows overlap")
+	q4_0Rows.run(w, x, stride, nb, rows, out)
+}
+
+// blockRows are a block type's kernels of one weight row with 2, 3 and 4
+// activation rows.
+type blockRows struct {
+	name           string
+	wBlock, xBlock int // bytes of a weight and of an activation block
+	kernels        [3]func(w, x []byte, stride, nb int, out *[4]float32)
+}
+
+var (
+	q4_0Rows = blockRows{"DotQ4_0xN", 18, 34, [3]func(w, x []byte, stride, nb int, out *[4]float32){dotQ4_0x2AVX2, dotQ4_0x3AVX2, dotQ4_0x4AVX2}}
+	q4_KRows = blockRows{"DotQ4_KxN", 144, 292, [3]func(w, x []byte, stride, nb int, out *[4]float32){dotQ4_Kx2AVX2, dotQ4_Kx3AVX2, dotQ4_Kx4AVX2}}
+	q6_KRows = blockRows{"DotQ6_KxN", 210, 292, [3]func(w, x []byte, stride, nb int, out *[4]float32){dotQ6_Kx2AVX2, dotQ6_Kx3AVX2, dotQ6_Kx4AVX2}}
+)
+
+// run checks the bounds the assembly does not, then runs the kernel.
+func (b *blockRows) run(w, x []byte, stride, nb, rows int, out *[4]float32) {
+	_, _ = w[:nb*b.wBlock], x[:(rows-1)*stride+nb*b.xBlock]
+	switch {
+	case stride < nb*b.xBlock:
+		panic("kernels: " + b.name + " rows overlap")
+	case rows < 2 || rows > 4:
+		panic("kernels: " + b.name + " takes 2 to 4 rows")
 	}
-	switch rows {
-	case 2:
-		dotQ4_0x2AVX2(w, x, stride, nb, out)
-	case 3:
-		dotQ4_0x3AVX2(w, x, stride, nb, out)
-	case 4:
-		dotQ4_0x4AVX2(w, x, stride, nb, out)
-	default:
-		panic("kernels: DotQ4_0xN takes 2 to 4 rows")
-	}
+	b.kernels[rows-2](w, x, stride, nb, out)
 }
 
 // DotQ4_K returns the dot product of nb Q4_K weight blocks w with nb Q8_K
@@ -296,20 +309,7 @@ func DotQ4_KxN(w, x []byte, stride, nb, rows int, out *[4]float32) {
 		dotQ4_KxNGeneric(w, x, stride, nb, rows, out)
 		return
 	}
-	_, _ = w[:nb*144], x[:(rows-1)*stride+nb*292] // bounds: the assembly does not check
-	if stride < nb*292 {
-		panic("kernels: DotQ4_KxN rows overlap")
-	}
-	switch rows {
-	case 2:
-		dotQ4_Kx2AVX2(w, x, stride, nb, out)
-	case 3:
-		dotQ4_Kx3AVX2(w, x, stride, nb, out)
-	case 4:
-		dotQ4_Kx4AVX2(w, x, stride, nb, out)
-	default:
-		panic("kernels: DotQ4_KxN takes 2 to 4 rows")
-	}
+	q4_KRows.run(w, x, stride, nb, rows, out)
 }
 
 // DotQ6_KxN computes DotQ6_K of one weight row w with rows (2 to 4) Q8_K
@@ -320,20 +320,7 @@ func DotQ6_KxN(w, x []byte, stride, nb, rows int, out *[4]float32) {
 		dotQ6_KxNGeneric(w, x, stride, nb, rows, out)
 		return
 	}
-	_, _ = w[:nb*210], x[:(rows-1)*stride+nb*292] // bounds: the assembly does not check
-	if stride < nb*292 {
-		panic("kernels: DotQ6_KxN rows overlap")
-	}
-	switch rows {
-	case 2:
-		dotQ6_Kx2AVX2(w, x, stride, nb, out)
-	case 3:
-		dotQ6_Kx3AVX2(w, x, stride, nb, out)
-	case 4:
-		dotQ6_Kx4AVX2(w, x, stride, nb, out)
-	default:
-		panic("kernels: DotQ6_KxN takes 2 to 4 rows")
-	}
+	q6_KRows.run(w, x, stride, nb, rows, out)
 }
 
 // QuantQ8_0 writes the len(x)/32 Q8_0 blocks of x into dst (34 bytes each).

@@ -103,16 +103,9 @@ func TestAsmMatchesGeneric(t *testing.T) {
 		if got != want || math.IsNaN(float64(got)) {
 			t.Fatalf("DotQ4_0 nb=%d: asm %g, Go %g", nb, got, want)
 		}
-		// Up to four activation rows with NaN-scale gaps between them:
-		// each row's result equals its own DotQ4_0, bit for bit.
-		stride := nb*34 + 6
-		xs := make([]byte, 4*stride+2*guard)
-		for i := range xs {
-			xs[i] = 0x7e
-		}
-		for c := range 4 {
-			copy(xs[guard+c*stride:], q8Blocks(r, nb)[guard:guard+nb*34])
-		}
+		// Up to four activation rows: each row's result equals its own
+		// DotQ4_0, bit for bit.
+		xs, stride := q8Rows(r, nb)
 		for rows := 2; rows <= 4; rows++ {
 			out := [4]float32{42, 42, 42, 42}
 			DotQ4_0xN(w4[guard:guard+nb*18], xs[guard:guard+(rows-1)*stride+nb*34], stride, nb, rows, &out)
@@ -135,16 +128,7 @@ func TestAsmMatchesGeneric(t *testing.T) {
 		if got != want || math.IsNaN(float64(got)) {
 			t.Fatalf("DotQ8_0 nb=%d: asm %g, Go %g", nb, got, want)
 		}
-		// Four activation rows, spaced by a stride with a gap between
-		// them that holds NaN scales.
-		stride := nb*34 + 6
-		xs := make([]byte, 4*stride+2*guard)
-		for i := range xs {
-			xs[i] = 0x7e
-		}
-		for c := range 4 {
-			copy(xs[guard+c*stride:], q8Blocks(r, nb)[guard:guard+nb*34])
-		}
+		xs, stride := q8Rows(r, nb)
 		// Several weight rows at once, each token's results a stride
 		// apart in dst, with NaN guards around and between them.
 		const nrows, dstride = 3, 5
@@ -451,6 +435,20 @@ func q8Blocks(r *rand.Rand, nb int) []byte {
 			blk[2+j] = byte(int8(r.IntN(255) - 127))
 		}
 	})
+}
+
+// q8Rows makes four rows of nb random Q8_0 blocks, stride bytes apart,
+// with gaps between them and guards around them that hold NaN scales.
+func q8Rows(r *rand.Rand, nb int) (xs []byte, stride int) {
+	stride = nb*34 + 6
+	xs = make([]byte, 4*stride+2*guard)
+	for i := range xs {
+		xs[i] = 0x7e
+	}
+	for c := range 4 {
+		copy(xs[guard+c*stride:], q8Blocks(r, nb)[guard:guard+nb*34])
+	}
+	return xs, stride
 }
 
 // q4Blocks makes nb random Q4_0 blocks between NaN-scale guard bytes.

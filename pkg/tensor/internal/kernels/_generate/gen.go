@@ -997,41 +997,12 @@ func dotQ4() {
 	nb := Load(Param("nb"), GP64())
 	acc := YMM()
 	VXORPS(acc, acc, acc)
-	ones := YMM()
-	VPCMPEQW(ones, ones, ones)
-	VPSRLW(U8(15), ones, ones)
-	low := broadcastByte(0x0F)
-	eight := broadcastByte(0x08)
+	k := newQ4Consts()
 	Label("q4loop")
 	CMPQ(nb, U8(0))
 	JE(LabelRef("q4done"))
-	t := GP32()
-	dw, dx := XMM(), XMM()
-	MOVWLZX(Mem{Base: pw}, t)
-	VMOVD(t, dw)
-	VCVTPH2PS(dw, dw)
-	MOVWLZX(Mem{Base: px}, t)
-	VMOVD(t, dx)
-	VCVTPH2PS(dx, dx)
-	VMULSS(dx, dw, dw)
-	d := YMM()
-	VBROADCASTSS(dw, d)
-	lo, hi := XMM(), XMM()
-	VMOVDQU(Mem{Base: pw, Disp: 2}, lo)
-	VPSRLW(U8(4), lo, hi)
-	qw := YMM()
-	VINSERTI128(U8(1), hi, lo.AsY(), qw)
-	VPAND(low, qw, qw)
-	VPSUBB(eight, qw, qw)
-	qx := YMM()
-	VMOVDQU(Mem{Base: px, Disp: 2}, qx)
-	ax, sy := YMM(), YMM()
-	VPSIGNB(qw, qw, ax)
-	VPSIGNB(qw, qx, sy)
-	VPMADDUBSW(sy, ax, ax)
-	VPMADDWD(ones, ax, ax)
-	VCVTDQ2PS(ax, ax)
-	VFMADD231PS(ax, d, acc)
+	blk := k.unpack(pw)
+	blk.row(k, Mem{Base: px}, acc)
 	ADDQ(U8(18), pw)
 	ADDQ(U8(34), px)
 	DECQ(nb)
@@ -1041,6 +1012,67 @@ func dotQ4() {
 	VZEROUPPER()
 	Store(s, ReturnIndex(0))
 	RET()
+}
+
+// q4Consts are the constants of the Q4_0 kernels: 16-bit ones, the low
+// nibble mask and the offset 8.
+type q4Consts struct{ ones, low, eight reg.VecVirtual }
+
+func newQ4Consts() q4Consts {
+	ones := YMM()
+	VPCMPEQW(ones, ones, ones)
+	VPSRLW(U8(15), ones, ones)
+	return q4Consts{ones, broadcastByte(0x0F), broadcastByte(0x08)}
+}
+
+// q4Block is a Q4_0 weight block unpacked: its scale (a float in the low
+// lane of dw), its 32 values q - 8 as bytes, and their magnitudes.
+type q4Block struct {
+	dw     reg.VecVirtual
+	qw, ax reg.VecVirtual
+}
+
+// unpack loads the Q4_0 block at pw.
+func (k q4Consts) unpack(pw reg.Register) q4Block {
+	t := GP32()
+	dw := XMM()
+	MOVWLZX(Mem{Base: pw}, t)
+	VMOVD(t, dw)
+	VCVTPH2PS(dw, dw)
+	lo, hi := XMM(), XMM()
+	VMOVDQU(Mem{Base: pw, Disp: 2}, lo)
+	VPSRLW(U8(4), lo, hi)
+	qw := YMM()
+	VINSERTI128(U8(1), hi, lo.AsY(), qw)
+	VPAND(k.low, qw, qw)
+	VPSUBB(k.eight, qw, qw)
+	ax := YMM()
+	VPSIGNB(qw, qw, ax)
+	return q4Block{dw, qw, ax}
+}
+
+// row adds the block's product with the Q8_0 block at x to acc, as
+// ggml's AVX2 kernel: |w| · sign(x, w) by VPMADDUBSW, pairs summed to
+// int32 by VPMADDWD, converted and scaled by d_w·d_x into 8 float lanes.
+func (b q4Block) row(k q4Consts, x Mem, acc reg.VecVirtual) {
+	t := GP32()
+	dx := XMM()
+	MOVWLZX(x, t)
+	VMOVD(t, dx)
+	VCVTPH2PS(dx, dx)
+	VMULSS(dx, b.dw, dx)
+	d := YMM()
+	VBROADCASTSS(dx, d)
+	q := x
+	q.Disp += 2
+	sy := YMM()
+	VMOVDQU(q, sy)
+	VPSIGNB(b.qw, sy, sy)
+	p := YMM()
+	VPMADDUBSW(sy, b.ax, p)
+	VPMADDWD(k.ones, p, p)
+	VCVTDQ2PS(p, p)
+	VFMADD231PS(p, d, acc)
 }
 
 // dotQ4xN is dotQ4 of one weight row with rows (2 to 4) Q8_0 activation
@@ -1055,47 +1087,14 @@ func dotQ4xN(rows int) {
 		accs[c] = YMM()
 		VXORPS(accs[c], accs[c], accs[c])
 	}
-	ones := YMM()
-	VPCMPEQW(ones, ones, ones)
-	VPSRLW(U8(15), ones, ones)
-	low := broadcastByte(0x0F)
-	eight := broadcastByte(0x08)
+	k := newQ4Consts()
 	loop, done := name+"loop", name+"done"
 	Label(loop)
 	CMPQ(nb, U8(0))
 	JE(LabelRef(done))
-	t := GP32()
-	dw := XMM()
-	MOVWLZX(Mem{Base: pw}, t)
-	VMOVD(t, dw)
-	VCVTPH2PS(dw, dw)
-	lo, hi := XMM(), XMM()
-	VMOVDQU(Mem{Base: pw, Disp: 2}, lo)
-	VPSRLW(U8(4), lo, hi)
-	qw := YMM()
-	VINSERTI128(U8(1), hi, lo.AsY(), qw)
-	VPAND(low, qw, qw)
-	VPSUBB(eight, qw, qw)
-	ax := YMM()
-	VPSIGNB(qw, qw, ax)
+	blk := k.unpack(pw)
 	for c := range rows {
-		dx := XMM()
-		MOVWLZX(addr[c], t)
-		VMOVD(t, dx)
-		VCVTPH2PS(dx, dx)
-		VMULSS(dx, dw, dx)
-		d := YMM()
-		VBROADCASTSS(dx, d)
-		q := addr[c]
-		q.Disp += 2
-		sy := YMM()
-		VMOVDQU(q, sy)
-		VPSIGNB(qw, sy, sy)
-		p := YMM()
-		VPMADDUBSW(sy, ax, p)
-		VPMADDWD(ones, p, p)
-		VCVTDQ2PS(p, p)
-		VFMADD231PS(p, d, accs[c])
+		blk.row(k, addr[c], accs[c])
 	}
 	ADDQ(U8(18), pw)
 	ADDQ(U8(34), px)
