@@ -71,6 +71,23 @@ func (n *Node) ForwardStream(s pb.ExpertService_ForwardStreamServer) error {
 		if err := s.Send(&out); err != nil {
 			return err
 		}
+		trim(in.Request, &resp)
+	}
+}
+
+// keepBytes is the largest buffer a stream keeps for its next call: a
+// decode step of 64 streams, or a 256-token prompt chunk, of a
+// 4096-wide model in f32.
+const keepBytes = 4 << 20
+
+// trim drops a stream's buffers larger than keepBytes, so that a long
+// prompt's are not held for the decode steps after it.
+func trim(req *pb.ForwardRequest, resp *pb.ForwardResponse) {
+	if cap(resp.Outputs) > keepBytes {
+		resp.Outputs = nil
+	}
+	if req != nil && cap(req.Activations) > keepBytes {
+		req.Activations = nil
 	}
 }
 

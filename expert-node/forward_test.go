@@ -289,3 +289,20 @@ func BenchmarkNodeForward(b *testing.B) {
 		}
 	}
 }
+
+// A stream keeps a decode step's buffers for the next call, and drops a
+// long prompt's.
+func TestTrimKeepsSmallBuffers(t *testing.T) {
+	small, big := make([]byte, 0, 64<<10), make([]byte, 0, keepBytes+1)
+	req, resp := &pb.ForwardRequest{Activations: small}, &pb.ForwardResponse{Outputs: small}
+	trim(req, resp)
+	if req.Activations == nil || resp.Outputs == nil {
+		t.Error("a decode step's buffers were dropped")
+	}
+	req.Activations, resp.Outputs = big, big
+	trim(req, resp)
+	if req.Activations != nil || resp.Outputs != nil {
+		t.Error("a long prompt's buffers were kept")
+	}
+	trim(nil, resp) // a call without a request
+}
