@@ -3,6 +3,7 @@ package kernels
 import (
 	"bytes"
 	"encoding/binary"
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"slices"
@@ -106,19 +107,11 @@ func TestAsmMatchesGeneric(t *testing.T) {
 		// Up to four activation rows: each row's result equals its own
 		// DotQ4_0, bit for bit.
 		xs, stride := q8Rows(r, nb)
-		for rows := 2; rows <= 4; rows++ {
-			out := [4]float32{42, 42, 42, 42}
-			DotQ4_0xN(w4[guard:guard+nb*18], xs[guard:guard+(rows-1)*stride+nb*34], stride, nb, rows, &out)
-			for c := range out {
-				want := float32(42)
-				if c < rows {
-					want = DotQ4_0(w4[guard:guard+nb*18], xs[guard+c*stride:guard+c*stride+nb*34], nb)
-				}
-				if out[c] != want || math.IsNaN(float64(out[c])) {
-					t.Fatalf("DotQ4_0xN nb=%d rows=%d row %d: %g, DotQ4_0 %g", nb, rows, c, out[c], want)
-				}
-			}
-		}
+		checkRows(t, fmt.Sprintf("DotQ4_0xN nb=%d", nb), func(rows int, out *[4]float32) {
+			DotQ4_0xN(w4[guard:guard+nb*18], xs[guard:guard+(rows-1)*stride+nb*34], stride, nb, rows, out)
+		}, func(c int) float32 {
+			return DotQ4_0(w4[guard:guard+nb*18], xs[guard+c*stride:guard+c*stride+nb*34], nb)
+		})
 	}
 	for nb := 0; nb <= 40; nb++ {
 		w, x := q8Blocks(r, nb), q8Blocks(r, nb)
@@ -189,19 +182,11 @@ func TestKQuantsAsmMatchGeneric(t *testing.T) {
 		for c := range 4 {
 			copy(xs[guard+c*stride:], q8KBlocks(r, nb)[guard:guard+nb*292])
 		}
-		for rows := 2; rows <= 4; rows++ {
-			var got4 [4]float32
-			DotQ4_KxN(w4[guard:guard+nb*144], xs[guard:guard+(rows-1)*stride+nb*292], stride, nb, rows, &got4)
-			for c := range 4 {
-				want := float32(0)
-				if c < rows {
-					want = DotQ4_K(w4[guard:guard+nb*144], xs[guard+c*stride:guard+c*stride+nb*292], nb)
-				}
-				if got4[c] != want || math.IsNaN(float64(want)) {
-					t.Fatalf("DotQ4_KxN nb=%d rows=%d row %d: %g, DotQ4_K %g", nb, rows, c, got4[c], want)
-				}
-			}
-		}
+		checkRows(t, fmt.Sprintf("DotQ4_KxN nb=%d", nb), func(rows int, out *[4]float32) {
+			DotQ4_KxN(w4[guard:guard+nb*144], xs[guard:guard+(rows-1)*stride+nb*292], stride, nb, rows, out)
+		}, func(c int) float32 {
+			return DotQ4_K(w4[guard:guard+nb*144], xs[guard+c*stride:guard+c*stride+nb*292], nb)
+		})
 		w6 := randomBlocks(r, nb, 210, func(blk []byte) {
 			binary.LittleEndian.PutUint16(blk[208:], F32ToF16(float32(r.Float64()*0.01)))
 		})
@@ -210,19 +195,11 @@ func TestKQuantsAsmMatchGeneric(t *testing.T) {
 		if got != want || math.IsNaN(float64(got)) {
 			t.Fatalf("DotQ6_K nb=%d: asm %g, Go %g", nb, got, want)
 		}
-		for rows := 2; rows <= 4; rows++ {
-			var got4 [4]float32
-			DotQ6_KxN(w6[guard:guard+nb*210], xs[guard:guard+(rows-1)*stride+nb*292], stride, nb, rows, &got4)
-			for c := range 4 {
-				want := float32(0)
-				if c < rows {
-					want = DotQ6_K(w6[guard:guard+nb*210], xs[guard+c*stride:guard+c*stride+nb*292], nb)
-				}
-				if got4[c] != want || math.IsNaN(float64(want)) {
-					t.Fatalf("DotQ6_KxN nb=%d rows=%d row %d: %g, DotQ6_K %g", nb, rows, c, got4[c], want)
-				}
-			}
-		}
+		checkRows(t, fmt.Sprintf("DotQ6_KxN nb=%d", nb), func(rows int, out *[4]float32) {
+			DotQ6_KxN(w6[guard:guard+nb*210], xs[guard:guard+(rows-1)*stride+nb*292], stride, nb, rows, out)
+		}, func(c int) float32 {
+			return DotQ6_K(w6[guard:guard+nb*210], xs[guard+c*stride:guard+c*stride+nb*292], nb)
+		})
 	}
 }
 
@@ -255,33 +232,16 @@ func TestFloatxN(t *testing.T) {
 				xh[guard+i], xb[guard+i] = F32ToF16(v), uint16(math.Float32bits(v)>>16)
 			}
 			xh, xb = xh[guard:guard+len(xf)], xb[guard:guard+len(xf)]
-			for rows := 2; rows <= 4; rows++ {
-				last := (rows-1)*stride + n
-				for _, k := range []struct {
-					name string
-					run  func(out *[4]float32)
-					one  func(c int) float32
-				}{
-					{"F32", func(o *[4]float32) { DotF32xN(wf, xf[:last], stride, rows, o) },
-						func(c int) float32 { return DotF32(wf, xf[c*stride:]) }},
-					{"F16", func(o *[4]float32) { DotF16xN(wh, xh[:last], stride, rows, o) },
-						func(c int) float32 { return DotF16(wh, xh[c*stride:]) }},
-					{"BF16", func(o *[4]float32) { DotBF16xN(wb, xb[:last], stride, rows, o) },
-						func(c int) float32 { return DotBF16(wb, xb[c*stride:]) }},
-				} {
-					out := [4]float32{42, 42, 42, 42}
-					k.run(&out)
-					for c := range out {
-						want := float32(42)
-						if c < rows {
-							want = k.one(c)
-						}
-						if out[c] != want || math.IsNaN(float64(out[c])) {
-							t.Fatalf("asm %v: Dot%sxN n=%d rows=%d row %d: %g, want %g", asm, k.name, n, rows, c, out[c], want)
-						}
-					}
-				}
-			}
+			last := func(rows int) int { return (rows-1)*stride + n }
+			checkRows(t, fmt.Sprintf("asm %v: DotF32xN n=%d", asm, n), func(rows int, o *[4]float32) {
+				DotF32xN(wf, xf[:last(rows)], stride, rows, o)
+			}, func(c int) float32 { return DotF32(wf, xf[c*stride:]) })
+			checkRows(t, fmt.Sprintf("asm %v: DotF16xN n=%d", asm, n), func(rows int, o *[4]float32) {
+				DotF16xN(wh, xh[:last(rows)], stride, rows, o)
+			}, func(c int) float32 { return DotF16(wh, xh[c*stride:]) })
+			checkRows(t, fmt.Sprintf("asm %v: DotBF16xN n=%d", asm, n), func(rows int, o *[4]float32) {
+				DotBF16xN(wb, xb[:last(rows)], stride, rows, o)
+			}, func(c int) float32 { return DotBF16(wb, xb[c*stride:]) })
 		}
 	}
 	UseAsm(true)
@@ -435,6 +395,26 @@ func q8Blocks(r *rand.Rand, nb int) []byte {
 			blk[2+j] = byte(int8(r.IntN(255) - 127))
 		}
 	})
+}
+
+// checkRows runs a batched kernel for 2 to 4 rows and checks that each
+// row's result equals the single-row kernel's (one), bit for bit, and that
+// the outputs past rows are left alone.
+func checkRows(t *testing.T, name string, run func(rows int, out *[4]float32), one func(c int) float32) {
+	t.Helper()
+	for rows := 2; rows <= 4; rows++ {
+		out := [4]float32{42, 42, 42, 42}
+		run(rows, &out)
+		for c := range out {
+			want := float32(42)
+			if c < rows {
+				want = one(c)
+			}
+			if out[c] != want || math.IsNaN(float64(out[c])) {
+				t.Fatalf("%s rows=%d row %d: %g, want %g", name, rows, c, out[c], want)
+			}
+		}
+	}
 }
 
 // q8Rows makes four rows of nb random Q8_0 blocks, stride bytes apart,
