@@ -40,13 +40,14 @@ type dispatcher struct {
 	keys     [][]string    // placement.UnitKey of every unit, by layer and expert
 	unitWait time.Duration // how long to wait for a unit with no ready replica
 
-	mu       sync.RWMutex
-	suspects map[string]time.Time // node → until when it is avoided
-	pmap     placement.Map
-	nodes    map[string]placement.Node
-	ready    map[string]map[string]bool // node → unit key → ready
-	conns    map[string]*nodeConn
-	rr       atomic.Uint64
+	mu         sync.RWMutex
+	suspects   map[string]time.Time // node → until when it is avoided
+	suspectFor time.Duration        // how long a node whose call failed is avoided
+	pmap       placement.Map
+	nodes      map[string]placement.Node
+	ready      map[string]map[string]bool // node → unit key → ready
+	conns      map[string]*nodeConn
+	rr         atomic.Uint64
 
 	dispatches sync.Pool // *dispatch, with the buffers of its calls
 }
@@ -74,8 +75,8 @@ func newDispatcher(pool *tensor.Pool, dial grpc.DialOption, digest string, h mod
 	}
 	embd, k := h.Embd, h.ExpertsUsed
 	return &dispatcher{pool: pool, keys: keys, dial: dial, digest: digest, embd: embd, perRow: k, enc: enc, timeout: timeout, unitWait: unitWait, members: members, stats: stats, metrics: m, log: log,
-		suspects: map[string]time.Time{},
-		nodes:    map[string]placement.Node{}, ready: map[string]map[string]bool{}, conns: map[string]*nodeConn{}}
+		suspects: map[string]time.Time{}, suspectFor: suspectFor,
+		nodes: map[string]placement.Node{}, ready: map[string]map[string]bool{}, conns: map[string]*nodeConn{}}
 }
 
 // setNodes updates the registered nodes, dialling new ones.
@@ -228,7 +229,7 @@ type dispatch struct {
 	experts  []int32
 	pending  []int           // output slots not yet computed
 	retry    []int           // the next round's, while a round is collected
-	failed   map[string]bool // nodes that failed during this call
+	failed   map[string]bool // nodes that failed during this call (forgotten when it waits)
 	deadline time.Time       // for a unit with no ready replica
 	reps     []string        // plan's scratch
 
@@ -281,6 +282,9 @@ func (c *dispatch) Wait() error {
 				c.release()
 				return fmt.Errorf("%w: unit %s has no ready replica after waiting %v (%s)", errUnavailable, missing[0], d.unitWait, why)
 			}
+			// A node that failed is avoided while it is suspected; a unit
+			// whose every replica failed is tried on them again after that.
+			clear(c.failed)
 			select { // the controller is placing it again: wait
 			case <-c.ctx.Done():
 				c.release()
@@ -436,7 +440,7 @@ func (d *dispatcher) membershipChanged() {
 // gossip or a fresh status says otherwise.
 func (d *dispatcher) suspect(node string) {
 	d.mu.Lock()
-	d.suspects[node] = time.Now().Add(suspectFor)
+	d.suspects[node] = time.Now().Add(d.suspectFor)
 	d.mu.Unlock()
 }
 

@@ -28,7 +28,8 @@ type echoNode struct {
 	pb.UnimplementedExpertServiceServer
 	opened atomic.Int32
 	hang   atomic.Bool
-	short  atomic.Bool // answer one byte short
+	short  atomic.Bool  // answer one byte short
+	shortN atomic.Int32 // answer this many calls one byte short
 	served atomic.Int32
 }
 
@@ -46,7 +47,7 @@ func (e *echoNode) ForwardStream(s pb.ExpertService_ForwardStreamServer) error {
 		}
 		e.served.Add(1)
 		resp.Outputs = echo(resp.Outputs[:0], in.Request)
-		if e.short.Load() {
+		if e.short.Load() || e.shortN.Add(-1) >= 0 {
 			resp.Outputs = resp.Outputs[1:]
 		}
 		if err := s.Send(&pb.ForwardStreamResponse{CallId: in.CallId, Response: &resp}); err != nil {
@@ -233,6 +234,39 @@ func TestDispatchResendsBadAnswers(t *testing.T) {
 	}
 	if bad.served.Load() == 0 || good.served.Load() == 0 {
 		t.Errorf("bad node served %d calls, good %d: want both used", bad.served.Load(), good.served.Load())
+	}
+}
+
+// When every replica of a unit fails a call (a node that had just dropped
+// the unit, say), the call is not failed: once the nodes are no longer
+// suspected, they are tried again.
+func TestDispatchRetriesWhenEveryReplicaFailed(t *testing.T) {
+	const E, k = 4, 1
+	stats := routingstats.New(1, 1, k)
+	d := newDispatcher(nil, nil, "sha256:x", model.Hyper{Embd: E, ExpertsUsed: k, Layers: 1, Experts: 1}, pb.Encoding_ENCODING_F32, 10*time.Second, 5*time.Second, nil, stats,
+		newMetrics(prometheus.NewRegistry(), stats, false), slog.New(slog.DiscardHandler))
+	d.suspectFor = 50 * time.Millisecond
+	var nodes []*echoNode
+	for _, id := range []string{"a", "b"} {
+		e, _, s := serveEcho(t)
+		e.shortN.Store(1)
+		nodes = append(nodes, e)
+		down, fail := context.WithCancel(context.Background())
+		t.Cleanup(fail)
+		d.conns[id] = &nodeConn{stream: s, down: down, fail: fail}
+		d.ready[id] = map[string]bool{"0/0": true}
+	}
+	d.pmap = placement.Map{Units: map[string][]string{"0/0": {"a", "b"}}}
+	x := []float32{1, 2, 3, 4}
+	out := make([]float32, E)
+	if err := d.Forward(t.Context(), 0, x, 1, []int32{0}, out); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(out, x) {
+		t.Fatalf("out %v, want %v", out, x)
+	}
+	if a, b := nodes[0].served.Load(), nodes[1].served.Load(); a+b != 3 {
+		t.Errorf("nodes served %d and %d calls: want both failed ones and one more", a, b)
 	}
 }
 

@@ -161,11 +161,12 @@ type Node struct {
 	reader *countingReader
 	digest string
 
-	mu    sync.RWMutex // guards local's unit set against Forward, and epoch
+	mu    sync.RWMutex // guards local's unit set against Forward, placed and epoch
 	local *model.Local
 	// scratch pools Forward's working memory (*scratch).
 	scratch sync.Pool
-	epoch   int64 // the placement epoch the units reflect
+	placed  []model.Unit // the units the placement of epoch gives this node
+	epoch   int64        // the placement epoch the units reflect
 
 	metrics *metrics // nil until Serve
 }
@@ -374,7 +375,13 @@ func (n *Node) apply(ctx context.Context, store *placement.Store, lease clientv3
 	n.publish(ctx, store, lease)
 }
 
-// sync makes the loaded units those pm places on this node.
+// dropGrace is how long a unit the placement takes away stays loaded:
+// coordinators that have not yet seen the new placement still send it
+// calls for a moment, and those must not fail.
+const dropGrace = 2 * time.Second
+
+// sync loads the units pm places on this node and unloads, after
+// dropGrace, the ones it no longer places here.
 func (n *Node) sync(pm placement.Map) {
 	want := pm.UnitsOf(n.cfg.NodeID)
 	n.mu.RLock()
@@ -394,28 +401,45 @@ func (n *Node) sync(pm placement.Map) {
 		n.mu.Unlock()
 	}
 	n.mu.Lock()
+	n.placed, n.epoch = want, pm.Epoch
+	n.mu.Unlock()
 	for _, u := range have {
 		if !slices.Contains(want, u) {
-			n.local.Remove(u)
+			time.AfterFunc(dropGrace, func() { n.unload(u) })
 		}
 	}
-	n.epoch = pm.Epoch
-	n.mu.Unlock()
 }
 
-// publish writes the node's status: the units it has loaded.
-func (n *Node) publish(ctx context.Context, store *placement.Store, lease clientv3.LeaseID) {
-	n.mu.RLock()
-	st := placement.Status{NodeID: n.cfg.NodeID, Digest: n.digest, Epoch: n.epoch}
-	for _, u := range sortUnits(n.local.Units()) {
-		st.Ready = append(st.Ready, placement.UnitKey(u))
+// unload drops u unless the placement has given it back meanwhile.
+func (n *Node) unload(u model.Unit) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if !slices.Contains(n.placed, u) {
+		n.local.Remove(u)
 	}
-	n.mu.RUnlock()
+}
+
+// publish writes the node's status: the units it has loaded that the
+// placement gives it (not those it is about to unload).
+func (n *Node) publish(ctx context.Context, store *placement.Store, lease clientv3.LeaseID) {
+	st := n.status()
 	if err := store.Put(ctx, store.Status(n.cfg.NodeID), st, lease); err != nil {
 		n.log.Error("publish status", "err", err)
 		return
 	}
 	n.log.Info("units ready", "epoch", st.Epoch, "units", len(st.Ready), "bytes_read", n.reader.n.Load())
+}
+
+func (n *Node) status() placement.Status {
+	n.mu.RLock()
+	defer n.mu.RUnlock()
+	st := placement.Status{NodeID: n.cfg.NodeID, Digest: n.digest, Epoch: n.epoch}
+	for _, u := range sortUnits(n.local.Units()) {
+		if slices.Contains(n.placed, u) {
+			st.Ready = append(st.Ready, placement.UnitKey(u))
+		}
+	}
+	return st
 }
 
 func sortUnits(us []model.Unit) []model.Unit {

@@ -5,9 +5,14 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"slices"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/switchyard-llm/switchyard/pkg/model"
 	"github.com/switchyard-llm/switchyard/pkg/placement"
@@ -86,4 +91,40 @@ type counter struct {
 func (c *counter) Write(b []byte) (int, error) {
 	c.n.Add(int64(len(b)))
 	return c.ResponseWriter.Write(b)
+}
+
+// A unit the placement takes away is no longer reported ready but is still
+// served for a moment (coordinators on the old placement still send it
+// calls); then it is unloaded, unless the placement has given it back.
+func TestDroppedUnitLingers(t *testing.T) {
+	n := testNode(t) // holds 0/0–0/3
+	client := serveNode(t, n)
+	placed := func(epoch int64, experts ...int) placement.Map {
+		pm := placement.Map{Epoch: epoch, Units: map[string][]string{}}
+		for _, e := range experts {
+			pm.Units[placement.UnitKey(model.Unit{Layer: 0, Expert: e})] = []string{"n1"}
+		}
+		return pm
+	}
+	forward := func() error { // routes to experts 3, 1 and 2
+		_, err := client.Forward(t.Context(), validRequest(n))
+		return err
+	}
+	n.sync(placed(1, 0, 1, 2, 3))
+	n.sync(placed(2, 0, 3)) // 0/1 and 0/2 move away
+	if got := n.status().Ready; !slices.Equal(got, []string{"0/0", "0/3"}) {
+		t.Errorf("ready %v after 0/1 and 0/2 were taken away, want [0/0 0/3]", got)
+	}
+	if err := forward(); err != nil {
+		t.Fatalf("a call to units just taken away: %v", err)
+	}
+	n.sync(placed(3, 0, 2, 3)) // 0/2 comes back before it is unloaded
+	n.unload(model.Unit{Layer: 0, Expert: 1})
+	n.unload(model.Unit{Layer: 0, Expert: 2})
+	if got := n.status().Ready; !slices.Equal(got, []string{"0/0", "0/2", "0/3"}) {
+		t.Errorf("ready %v, want [0/0 0/2 0/3]", got)
+	}
+	if err := forward(); status.Code(err) != codes.NotFound || !strings.Contains(err.Error(), "L0/E1") {
+		t.Errorf("a call to unloaded unit 0/1: %v, want NotFound naming L0/E1", err)
+	}
 }
