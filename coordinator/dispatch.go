@@ -245,27 +245,13 @@ type dispatch struct {
 // sends every node its rows, all nodes working at once; otherwise it sends
 // nothing and returns the units without one.
 func (c *dispatch) send() (missing []string) {
+	d, E := c.d, c.d.embd
 	if missing := c.plan(); len(missing) > 0 {
 		return missing
 	}
 	c.callStart = time.Now()
-	// On the pool, so that the calls to several nodes are encoded and
-	// written to their sockets on several cores at once.
-	c.d.pool.Run(c.ncalls, 1, (*sender)(c))
-	c.sent = true
-	c.d.pool.Rest()
-	return nil
-}
-
-// sender sends a dispatch's calls (a tensor.Loop over them).
-type sender dispatch
-
-// Range encodes calls [lo, hi) and sends them.
-func (s *sender) Range(lo, hi int) {
-	c := (*dispatch)(s)
-	d, E := c.d, c.d.embd
 	deadline := c.callStart.Add(d.timeout) // bounds opening a stream
-	for _, nc := range c.calls[lo:hi] {
+	for _, nc := range c.calls[:c.ncalls] {
 		nc.req.Rows = uint32(len(nc.rows))
 		nc.buf = nc.buf[:0]
 		for _, r := range nc.rows {
@@ -275,6 +261,9 @@ func (s *sender) Range(lo, hi int) {
 		nc.sreq.Request = &nc.req
 		nc.err = nc.conn.stream.start(c.ctx, deadline, &nc.call, &nc.sreq)
 	}
+	c.sent = true
+	d.pool.Rest()
+	return nil
 }
 
 // Wait implements model.Pending.
