@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"io"
-	"runtime"
 	"time"
 
 	"google.golang.org/grpc"
@@ -61,10 +60,6 @@ func (n *Node) ForwardStream(s pb.ExpertService_ForwardStreamServer) error {
 			return err
 		}
 		out = pb.ForwardStreamResponse{CallId: in.CallId}
-		// Let goroutines already waiting for a core run before this call
-		// takes them all: in up, the other nodes' requests of the same
-		// step, read only when a core is free.
-		runtime.Gosched()
 		if in.Request == nil {
 			out.Code, out.Message = uint32(codes.InvalidArgument), "no request"
 		} else if err := n.observe(s.Context(), in.Request, &resp); err != nil {
