@@ -53,11 +53,7 @@ type join struct {
 	wg       sync.WaitGroup
 }
 
-// run claims and runs chunks until none is left, yielding the processor
-// after each: Go does not preempt a running loop for milliseconds, and
-// where several roles share the process (up), another node's request
-// waits, unread, for a core until the loop ends. A yield costs a fraction
-// of a microsecond when nothing else is waiting.
+// run claims and runs chunks until none is left.
 func (j *join) run() {
 	for {
 		lo := int(j.next.Add(int64(j.chunk))) - j.chunk
@@ -65,7 +61,6 @@ func (j *join) run() {
 			return
 		}
 		j.body.Range(lo, min(j.n, lo+j.chunk))
-		runtime.Gosched()
 	}
 }
 
