@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"net"
 	"slices"
 	"sync/atomic"
@@ -28,8 +29,7 @@ type echoNode struct {
 	pb.UnimplementedExpertServiceServer
 	opened atomic.Int32
 	hang   atomic.Bool
-	short  atomic.Bool  // answer one byte short
-	shortN atomic.Int32 // answer this many calls one byte short
+	short  atomic.Int32 // answer this many calls one byte short
 	served atomic.Int32
 }
 
@@ -47,7 +47,7 @@ func (e *echoNode) ForwardStream(s pb.ExpertService_ForwardStreamServer) error {
 		}
 		e.served.Add(1)
 		resp.Outputs = echo(resp.Outputs[:0], in.Request)
-		if e.short.Load() || e.shortN.Add(-1) >= 0 {
+		if e.short.Load() > 0 && e.short.Add(-1) >= 0 {
 			resp.Outputs = resp.Outputs[1:]
 		}
 		if err := s.Send(&pb.ForwardStreamResponse{CallId: in.CallId, Response: &resp}); err != nil {
@@ -206,7 +206,7 @@ func TestDispatchResendsBadAnswers(t *testing.T) {
 	const E, k = 4, 2
 	good, _, gs := serveEcho(t)
 	bad, _, bs := serveEcho(t)
-	bad.short.Store(true)
+	bad.short.Store(math.MaxInt32)
 	stats := routingstats.New(1, 2, k)
 	d := newDispatcher(nil, nil, "sha256:x", model.Hyper{Embd: E, ExpertsUsed: k, Layers: 1, Experts: 2}, pb.Encoding_ENCODING_F32, 10*time.Second, time.Second, nil, stats,
 		newMetrics(prometheus.NewRegistry(), stats, false), slog.New(slog.DiscardHandler))
@@ -249,7 +249,7 @@ func TestDispatchRetriesWhenEveryReplicaFailed(t *testing.T) {
 	var nodes []*echoNode
 	for _, id := range []string{"a", "b"} {
 		e, _, s := serveEcho(t)
-		e.shortN.Store(1)
+		e.short.Store(1)
 		nodes = append(nodes, e)
 		down, fail := context.WithCancel(context.Background())
 		t.Cleanup(fail)

@@ -161,12 +161,14 @@ type Node struct {
 	reader *countingReader
 	digest string
 
-	mu    sync.RWMutex // guards local's unit set against Forward, placed and epoch
+	mu    sync.RWMutex // guards local's unit set against Forward, dropped and epoch
 	local *model.Local
+	// dropped are loaded units the placement has taken away, each with the
+	// epoch that took it: unloaded dropGrace later, unless placed back.
+	dropped map[model.Unit]int64
 	// scratch pools Forward's working memory (*scratch).
 	scratch sync.Pool
-	placed  []model.Unit // the units the placement of epoch gives this node
-	epoch   int64        // the placement epoch the units reflect
+	epoch   int64 // the placement epoch the units reflect
 
 	metrics *metrics // nil until Serve
 }
@@ -197,7 +199,7 @@ func Open(cfg Config) (*Node, error) {
 	}
 	digest := g.Digest()
 	return &Node{cfg: cfg, log: cfg.Logger.With("node", cfg.NodeID), file: f, reader: cr, digest: digest,
-		local: model.NewLocal(f.Embd, tensor.Default()), scratch: sync.Pool{New: func() any { return new(scratch) }}}, nil
+		local: model.NewLocal(f.Embd, tensor.Default()), dropped: map[model.Unit]int64{}, scratch: sync.Pool{New: func() any { return new(scratch) }}}, nil
 }
 
 // Run serves until ctx ends, then deregisters and stops.
@@ -401,26 +403,30 @@ func (n *Node) sync(pm placement.Map) {
 		n.mu.Unlock()
 	}
 	n.mu.Lock()
-	n.placed, n.epoch = want, pm.Epoch
-	n.mu.Unlock()
+	defer n.mu.Unlock()
+	n.epoch = pm.Epoch
+	for _, u := range want {
+		delete(n.dropped, u)
+	}
 	for _, u := range have {
-		if !slices.Contains(want, u) {
-			time.AfterFunc(dropGrace, func() { n.unload(u) })
+		if _, ok := n.dropped[u]; !ok && !slices.Contains(want, u) {
+			n.dropped[u] = pm.Epoch
+			time.AfterFunc(dropGrace, func() { n.unload(u, pm.Epoch) })
 		}
 	}
 }
 
-// unload drops u unless the placement has given it back meanwhile.
-func (n *Node) unload(u model.Unit) {
+// unload drops u if it is still dropped by the placement of epoch.
+func (n *Node) unload(u model.Unit, epoch int64) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	if !slices.Contains(n.placed, u) {
+	if e, ok := n.dropped[u]; ok && e == epoch {
 		n.local.Remove(u)
+		delete(n.dropped, u)
 	}
 }
 
-// publish writes the node's status: the units it has loaded that the
-// placement gives it (not those it is about to unload).
+// publish writes the node's status.
 func (n *Node) publish(ctx context.Context, store *placement.Store, lease clientv3.LeaseID) {
 	st := n.status()
 	if err := store.Put(ctx, store.Status(n.cfg.NodeID), st, lease); err != nil {
@@ -430,12 +436,14 @@ func (n *Node) publish(ctx context.Context, store *placement.Store, lease client
 	n.log.Info("units ready", "epoch", st.Epoch, "units", len(st.Ready), "bytes_read", n.reader.n.Load())
 }
 
+// status lists the units the node has loaded and the placement gives it
+// (not those it is about to unload).
 func (n *Node) status() placement.Status {
 	n.mu.RLock()
 	defer n.mu.RUnlock()
 	st := placement.Status{NodeID: n.cfg.NodeID, Digest: n.digest, Epoch: n.epoch}
 	for _, u := range sortUnits(n.local.Units()) {
-		if slices.Contains(n.placed, u) {
+		if _, ok := n.dropped[u]; !ok {
 			st.Ready = append(st.Ready, placement.UnitKey(u))
 		}
 	}

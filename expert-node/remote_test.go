@@ -118,9 +118,9 @@ func TestDroppedUnitLingers(t *testing.T) {
 	if err := forward(); err != nil {
 		t.Fatalf("a call to units just taken away: %v", err)
 	}
-	n.sync(placed(3, 0, 2, 3)) // 0/2 comes back before it is unloaded
-	n.unload(model.Unit{Layer: 0, Expert: 1})
-	n.unload(model.Unit{Layer: 0, Expert: 2})
+	n.sync(placed(3, 0, 2, 3))                   // 0/2 comes back before it is unloaded
+	n.unload(model.Unit{Layer: 0, Expert: 1}, 2) // the timers of epoch 2's drops
+	n.unload(model.Unit{Layer: 0, Expert: 2}, 2)
 	if got := n.status().Ready; !slices.Equal(got, []string{"0/0", "0/2", "0/3"}) {
 		t.Errorf("ready %v, want [0/0 0/2 0/3]", got)
 	}
