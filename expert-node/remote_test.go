@@ -127,4 +127,15 @@ func TestDroppedUnitLingers(t *testing.T) {
 	if err := forward(); status.Code(err) != codes.NotFound || !strings.Contains(err.Error(), "L0/E1") {
 		t.Errorf("a call to unloaded unit 0/1: %v, want NotFound naming L0/E1", err)
 	}
+	// Dropped again: the first drop's timer must not cut the new grace short.
+	u := model.Unit{Layer: 0, Expert: 2}
+	n.sync(placed(4, 0, 3))
+	n.unload(u, 2)
+	if !slices.Contains(n.local.Units(), u) {
+		t.Errorf("0/2 unloaded by the timer of an earlier drop")
+	}
+	n.unload(u, 4)
+	if slices.Contains(n.local.Units(), u) {
+		t.Errorf("0/2 still loaded after its drop's grace")
+	}
 }
