@@ -2,8 +2,10 @@ package coordinator
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"math"
 	"net"
@@ -14,8 +16,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 
+	"github.com/switchyard-llm/switchyard/internal/tlsconfig"
 	"github.com/switchyard-llm/switchyard/pkg/model"
 	"github.com/switchyard-llm/switchyard/pkg/placement"
 	"github.com/switchyard-llm/switchyard/pkg/routingstats"
@@ -71,17 +73,22 @@ func echo(dst []byte, req *pb.ForwardRequest) []byte {
 }
 
 func serveEcho(t testing.TB) (*echoNode, *grpc.Server, *nodeStream) {
+	return serveEchoTLS(t, nil)
+}
+
+// serveEchoTLS is serveEcho with mutual TLS, or in plaintext if tp is nil.
+func serveEchoTLS(t testing.TB, tp *tlsconfig.Pair) (*echoNode, *grpc.Server, *nodeStream) {
 	t.Helper()
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	e := &echoNode{}
-	srv := grpc.NewServer(pb.ServerOptions()...)
+	srv := grpc.NewServer(append(pb.ServerOptions(), tp.ServerOption())...)
 	pb.RegisterExpertServiceServer(srv, e)
 	go srv.Serve(lis)
 	t.Cleanup(srv.Stop)
-	conn, err := grpc.NewClient(lis.Addr().String(), append(pb.DialOptions(), grpc.WithTransportCredentials(insecure.NewCredentials()))...)
+	conn, err := grpc.NewClient(lis.Addr().String(), append(pb.DialOptions(), tp.DialOption())...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -302,4 +309,102 @@ func BenchmarkDispatch(b *testing.B) {
 	if !slices.Equal(out[E:], x) {
 		b.Fatalf("pair 1: got %v…, want the row", out[E:E+4])
 	}
+}
+
+// BenchmarkTransport puts a decode step's dispatch to one node (one token,
+// both its experts there, 1024-wide f32 rows: 4 KiB out, 8 KiB back) beside
+// the same bytes echoed over a bare loopback socket, each in plaintext and
+// with mutual TLS: what gRPC and the dispatch path cost over the socket,
+// measured in one run.
+func BenchmarkTransport(b *testing.B) {
+	const E, k = 1024, 2
+	tp, _, err := tlsconfig.Ephemeral([]string{"127.0.0.1"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, sec := range []struct {
+		name string
+		tp   *tlsconfig.Pair
+	}{{"plain", nil}, {"tls", tp}} {
+		b.Run("socket/"+sec.name, func(b *testing.B) {
+			var server, client func(net.Conn) net.Conn
+			if sec.tp != nil {
+				server = func(c net.Conn) net.Conn { return tls.Server(c, sec.tp.Server) }
+				cfg := sec.tp.ClientConfig().Clone()
+				cfg.ServerName = "127.0.0.1"
+				client = func(c net.Conn) net.Conn { return tls.Client(c, cfg) }
+			}
+			c := echoSocket(b, E*4, k*E*4, server, client)
+			req, resp := make([]byte, E*4), make([]byte, k*E*4)
+			for b.Loop() {
+				if _, err := c.Write(req); err != nil {
+					b.Fatal(err)
+				}
+				if _, err := io.ReadFull(c, resp); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+		b.Run("dispatch/"+sec.name, func(b *testing.B) {
+			stats := routingstats.New(1, k, k)
+			d := newDispatcher(nil, nil, "sha256:x", model.Hyper{Embd: E, ExpertsUsed: k, Layers: 1, Experts: k}, pb.Encoding_ENCODING_F32, 10*time.Second, time.Second, nil, stats,
+				newMetrics(prometheus.NewRegistry(), stats, false), slog.New(slog.DiscardHandler))
+			_, _, s := serveEchoTLS(b, sec.tp)
+			down, fail := context.WithCancel(context.Background())
+			b.Cleanup(fail)
+			d.conns["a"] = &nodeConn{stream: s, down: down, fail: fail}
+			d.ready["a"] = map[string]bool{"0/0": true, "0/1": true}
+			d.pmap = placement.Map{Units: map[string][]string{"0/0": {"a"}, "0/1": {"a"}}}
+			x, out := make([]float32, E), make([]float32, k*E)
+			x[E-1] = 1
+			for b.Loop() {
+				if err := d.Forward(b.Context(), 0, x, 1, []int32{0, 1}, out); err != nil {
+					b.Fatal(err)
+				}
+			}
+			if out[2*E-1] != 1 {
+				b.Fatal("the second pair's row did not come back")
+			}
+		})
+	}
+}
+
+// echoSocket serves, on a loopback TCP socket wrapped by server (nil: as
+// is), one connection that answers every in bytes with out bytes, and
+// returns the client end, wrapped by client.
+func echoSocket(b *testing.B, in, out int, server, client func(net.Conn) net.Conn) net.Conn {
+	b.Helper()
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { lis.Close() })
+	go func() {
+		c, err := lis.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		if server != nil {
+			c = server(c)
+		}
+		req, resp := make([]byte, in), make([]byte, out)
+		for {
+			if _, err := io.ReadFull(c, req); err != nil {
+				return
+			}
+			if _, err := c.Write(resp); err != nil {
+				return
+			}
+		}
+	}()
+	c, err := net.Dial("tcp", lis.Addr().String())
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { c.Close() })
+	if client != nil {
+		c = client(c)
+	}
+	return c
 }
