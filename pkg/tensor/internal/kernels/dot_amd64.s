@@ -485,7 +485,7 @@ dotQ8_0x4AVX2rowsdone:
 	RET
 
 // func dotQ8_0R16x1(wp []byte, x []byte, nb int, xstride int, dst []float32, dstride int, mask uint16)
-// Requires: AVX, AVX512F, AVX512_VNNI
+// Requires: AVX, AVX512F, AVX512_VNNI, MMX+
 TEXT ·dotQ8_0R16x1(SB), NOSPLIT, $0-98
 	MOVQ    wp_base+0(FP), AX
 	MOVQ    x_base+24(FP), CX
@@ -500,6 +500,15 @@ TEXT ·dotQ8_0R16x1(SB), NOSPLIT, $0-98
 dotQ8_0R16x1loop:
 	CMPQ          DX, $0x00
 	JE            dotQ8_0R16x1done
+	PREFETCHNTA   4608(AX)
+	PREFETCHNTA   4672(AX)
+	PREFETCHNTA   4736(AX)
+	PREFETCHNTA   4800(AX)
+	PREFETCHNTA   4864(AX)
+	PREFETCHNTA   4928(AX)
+	PREFETCHNTA   4992(AX)
+	PREFETCHNTA   5056(AX)
+	PREFETCHNTA   5120(AX)
 	VMOVUPS       (AX), Z1
 	VMOVDQU32     64(AX), Z2
 	VMOVDQU32     128(AX), Z3
@@ -535,7 +544,7 @@ dotQ8_0R16x1done:
 	RET
 
 // func dotQ8_0R16x2(wp []byte, x []byte, nb int, xstride int, dst []float32, dstride int, mask uint16)
-// Requires: AVX, AVX512F, AVX512_VNNI
+// Requires: AVX, AVX512F, AVX512_VNNI, MMX+
 TEXT ·dotQ8_0R16x2(SB), NOSPLIT, $0-98
 	MOVQ    wp_base+0(FP), AX
 	MOVQ    x_base+24(FP), CX
@@ -551,6 +560,15 @@ TEXT ·dotQ8_0R16x2(SB), NOSPLIT, $0-98
 dotQ8_0R16x2loop:
 	CMPQ          DX, $0x00
 	JE            dotQ8_0R16x2done
+	PREFETCHNTA   4608(AX)
+	PREFETCHNTA   4672(AX)
+	PREFETCHNTA   4736(AX)
+	PREFETCHNTA   4800(AX)
+	PREFETCHNTA   4864(AX)
+	PREFETCHNTA   4928(AX)
+	PREFETCHNTA   4992(AX)
+	PREFETCHNTA   5056(AX)
+	PREFETCHNTA   5120(AX)
 	VMOVUPS       (AX), Z2
 	VMOVDQU32     64(AX), Z3
 	VMOVDQU32     128(AX), Z4
@@ -602,7 +620,7 @@ dotQ8_0R16x2done:
 	RET
 
 // func dotQ8_0R16x3(wp []byte, x []byte, nb int, xstride int, dst []float32, dstride int, mask uint16)
-// Requires: AVX, AVX512F, AVX512_VNNI
+// Requires: AVX, AVX512F, AVX512_VNNI, MMX+
 TEXT ·dotQ8_0R16x3(SB), NOSPLIT, $0-98
 	MOVQ    wp_base+0(FP), AX
 	MOVQ    x_base+24(FP), CX
@@ -620,6 +638,15 @@ TEXT ·dotQ8_0R16x3(SB), NOSPLIT, $0-98
 dotQ8_0R16x3loop:
 	CMPQ          DX, $0x00
 	JE            dotQ8_0R16x3done
+	PREFETCHNTA   4608(AX)
+	PREFETCHNTA   4672(AX)
+	PREFETCHNTA   4736(AX)
+	PREFETCHNTA   4800(AX)
+	PREFETCHNTA   4864(AX)
+	PREFETCHNTA   4928(AX)
+	PREFETCHNTA   4992(AX)
+	PREFETCHNTA   5056(AX)
+	PREFETCHNTA   5120(AX)
 	VMOVUPS       (AX), Z3
 	VMOVDQU32     64(AX), Z4
 	VMOVDQU32     128(AX), Z5
@@ -682,7 +709,7 @@ dotQ8_0R16x3done:
 	RET
 
 // func dotQ8_0R16x4(wp []byte, x []byte, nb int, xstride int, dst []float32, dstride int, mask uint16)
-// Requires: AVX, AVX512F, AVX512_VNNI
+// Requires: AVX, AVX512F, AVX512_VNNI, MMX+
 TEXT ·dotQ8_0R16x4(SB), NOSPLIT, $0-98
 	MOVQ    wp_base+0(FP), AX
 	MOVQ    x_base+24(FP), CX
@@ -701,6 +728,15 @@ TEXT ·dotQ8_0R16x4(SB), NOSPLIT, $0-98
 dotQ8_0R16x4loop:
 	CMPQ          DX, $0x00
 	JE            dotQ8_0R16x4done
+	PREFETCHNTA   4608(AX)
+	PREFETCHNTA   4672(AX)
+	PREFETCHNTA   4736(AX)
+	PREFETCHNTA   4800(AX)
+	PREFETCHNTA   4864(AX)
+	PREFETCHNTA   4928(AX)
+	PREFETCHNTA   4992(AX)
+	PREFETCHNTA   5056(AX)
+	PREFETCHNTA   5120(AX)
 	VMOVUPS       (AX), Z4
 	VMOVDQU32     64(AX), Z5
 	VMOVDQU32     128(AX), Z6
@@ -777,7 +813,7 @@ dotQ8_0R16x4done:
 	RET
 
 // func dotQ8_0R16x5(wp []byte, x []byte, nb int, xstride int, dst []float32, dstride int, mask uint16)
-// Requires: AVX, AVX512F, AVX512_VNNI
+// Requires: AVX, AVX512F, AVX512_VNNI, MMX+
 TEXT ·dotQ8_0R16x5(SB), NOSPLIT, $0-98
 	MOVQ    wp_base+0(FP), AX
 	MOVQ    x_base+24(FP), CX
@@ -798,6 +834,15 @@ TEXT ·dotQ8_0R16x5(SB), NOSPLIT, $0-98
 dotQ8_0R16x5loop:
 	CMPQ          DX, $0x00
 	JE            dotQ8_0R16x5done
+	PREFETCHNTA   4608(AX)
+	PREFETCHNTA   4672(AX)
+	PREFETCHNTA   4736(AX)
+	PREFETCHNTA   4800(AX)
+	PREFETCHNTA   4864(AX)
+	PREFETCHNTA   4928(AX)
+	PREFETCHNTA   4992(AX)
+	PREFETCHNTA   5056(AX)
+	PREFETCHNTA   5120(AX)
 	VMOVUPS       (AX), Z5
 	VMOVDQU32     64(AX), Z6
 	VMOVDQU32     128(AX), Z7
@@ -889,7 +934,7 @@ dotQ8_0R16x5done:
 	RET
 
 // func dotQ8_0R16x6(wp []byte, x []byte, nb int, xstride int, dst []float32, dstride int, mask uint16)
-// Requires: AVX, AVX512F, AVX512_VNNI
+// Requires: AVX, AVX512F, AVX512_VNNI, MMX+
 TEXT ·dotQ8_0R16x6(SB), NOSPLIT, $0-98
 	MOVQ    wp_base+0(FP), AX
 	MOVQ    x_base+24(FP), CX
@@ -911,6 +956,15 @@ TEXT ·dotQ8_0R16x6(SB), NOSPLIT, $0-98
 dotQ8_0R16x6loop:
 	CMPQ          DX, $0x00
 	JE            dotQ8_0R16x6done
+	PREFETCHNTA   4608(AX)
+	PREFETCHNTA   4672(AX)
+	PREFETCHNTA   4736(AX)
+	PREFETCHNTA   4800(AX)
+	PREFETCHNTA   4864(AX)
+	PREFETCHNTA   4928(AX)
+	PREFETCHNTA   4992(AX)
+	PREFETCHNTA   5056(AX)
+	PREFETCHNTA   5120(AX)
 	VMOVUPS       (AX), Z6
 	VMOVDQU32     64(AX), Z7
 	VMOVDQU32     128(AX), Z8
@@ -1016,7 +1070,7 @@ dotQ8_0R16x6done:
 	RET
 
 // func dotQ8_0R16x7(wp []byte, x []byte, nb int, xstride int, dst []float32, dstride int, mask uint16)
-// Requires: AVX, AVX512F, AVX512_VNNI
+// Requires: AVX, AVX512F, AVX512_VNNI, MMX+
 TEXT ·dotQ8_0R16x7(SB), NOSPLIT, $0-98
 	MOVQ    wp_base+0(FP), AX
 	MOVQ    x_base+24(FP), CX
@@ -1040,6 +1094,15 @@ TEXT ·dotQ8_0R16x7(SB), NOSPLIT, $0-98
 dotQ8_0R16x7loop:
 	CMPQ          DX, $0x00
 	JE            dotQ8_0R16x7done
+	PREFETCHNTA   4608(AX)
+	PREFETCHNTA   4672(AX)
+	PREFETCHNTA   4736(AX)
+	PREFETCHNTA   4800(AX)
+	PREFETCHNTA   4864(AX)
+	PREFETCHNTA   4928(AX)
+	PREFETCHNTA   4992(AX)
+	PREFETCHNTA   5056(AX)
+	PREFETCHNTA   5120(AX)
 	VMOVUPS       (AX), Z7
 	VMOVDQU32     64(AX), Z8
 	VMOVDQU32     128(AX), Z9
@@ -1160,7 +1223,7 @@ dotQ8_0R16x7done:
 	RET
 
 // func dotQ8_0R16x8(wp []byte, x []byte, nb int, xstride int, dst []float32, dstride int, mask uint16)
-// Requires: AVX, AVX512F, AVX512_VNNI
+// Requires: AVX, AVX512F, AVX512_VNNI, MMX+
 TEXT ·dotQ8_0R16x8(SB), NOSPLIT, $0-98
 	MOVQ    wp_base+0(FP), AX
 	MOVQ    x_base+24(FP), CX
@@ -1185,6 +1248,15 @@ TEXT ·dotQ8_0R16x8(SB), NOSPLIT, $0-98
 dotQ8_0R16x8loop:
 	CMPQ          DX, $0x00
 	JE            dotQ8_0R16x8done
+	PREFETCHNTA   4608(AX)
+	PREFETCHNTA   4672(AX)
+	PREFETCHNTA   4736(AX)
+	PREFETCHNTA   4800(AX)
+	PREFETCHNTA   4864(AX)
+	PREFETCHNTA   4928(AX)
+	PREFETCHNTA   4992(AX)
+	PREFETCHNTA   5056(AX)
+	PREFETCHNTA   5120(AX)
 	VMOVUPS       (AX), Z8
 	VMOVDQU32     64(AX), Z9
 	VMOVDQU32     128(AX), Z10

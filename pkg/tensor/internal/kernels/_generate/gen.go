@@ -318,6 +318,15 @@ func dotQ8xN(rows int) {
 	RET()
 }
 
+// q8R16Prefetch is how far ahead, in bytes (8 blocks), dotQ8R16 hints the
+// weights it is about to read as non-temporal (PREFETCHNTA). A product
+// reads its weights once, so the hint keeps them from evicting what is
+// read again: activations, the KV cache and, with a cluster's roles in one
+// process, the network path's buffers. In A/B runs in one process on the
+// medium Q8_0 model it raised single-stream decode 3%, the cluster's
+// single stream 9% and 16 streams 18%.
+const q8R16Prefetch = 4608
+
 // dotQ8R16 multiplies a group of 16 Q8_0 weight rows, packed by
 // PackQ8_0R16 (per block: the 16 rows' scales as float32, then 8 slices
 // of 64 bytes, slice s holding bytes 4s…4s+3 of each row offset to
@@ -335,10 +344,11 @@ func dotQ8xN(rows int) {
 // (16 packed weight rows, tokens activation rows xstride bytes apart),
 // setup (may be nil) before the loop, one 16-lane float accumulator a
 // token, zeroed, and a loop over the nb blocks, blockBytes of weights and
-// actBytes of each token's activations each, whose body is body; then the
-// accumulators are stored a token's dstride apart, the rows past the
-// group's end masked off.
-func r16Kernel(name, doc string, tokens, blockBytes, actBytes int, setup func(), body func(pw reg.Register, addr []Mem, accs []reg.VecVirtual)) {
+// actBytes of each token's activations each, whose body is body (after,
+// if prefetch is not 0, a non-temporal prefetch of the block that many
+// bytes ahead); then the accumulators are stored a token's dstride apart,
+// the rows past the group's end masked off.
+func r16Kernel(name, doc string, tokens, blockBytes, actBytes, prefetch int, setup func(), body func(pw reg.Register, addr []Mem, accs []reg.VecVirtual)) {
 	TEXT(name, NOSPLIT, "func(wp, x []byte, nb, xstride int, dst []float32, dstride int, mask uint16)")
 	Pragma("noescape")
 	Doc(doc)
@@ -378,6 +388,9 @@ func r16Kernel(name, doc string, tokens, blockBytes, actBytes int, setup func(),
 	Label(loop)
 	CMPQ(nb, U8(0))
 	JE(LabelRef(done))
+	for off := 0; prefetch > 0 && off < blockBytes; off += 64 {
+		PREFETCHNTA(Mem{Base: pw, Disp: prefetch + off})
+	}
 	body(pw, addr, accs)
 	ADDQ(U32(uint32(blockBytes)), pw)
 	for _, p := range ptrs {
@@ -401,7 +414,7 @@ func r16Kernel(name, doc string, tokens, blockBytes, actBytes int, setup func(),
 func dotQ8R16(tokens int) {
 	name := fmt.Sprintf("dotQ8_0R16x%d", tokens)
 	r16Kernel(name, fmt.Sprintf("%s is dotQ8_0R16Generic for %d tokens (a store mask of rows).", name, tokens),
-		tokens, 576, 40, nil, func(pw reg.Register, addr []Mem, accs []reg.VecVirtual) {
+		tokens, 576, 40, q8R16Prefetch, nil, func(pw reg.Register, addr []Mem, accs []reg.VecVirtual) {
 			dw := ZMM()
 			VMOVUPS(Mem{Base: pw}, dw)
 			var w [8]reg.VecVirtual
@@ -446,7 +459,7 @@ func dotQ4KR16(tokens int) {
 	name := fmt.Sprintf("dotQ4_KR16x%d", tokens)
 	var low reg.VecVirtual
 	r16Kernel(name, fmt.Sprintf("%s is dotQ4_KGeneric of 16 packed rows with %d tokens (a store mask of rows).", name, tokens),
-		tokens, 2432, 292, func() {
+		tokens, 2432, 292, 0, func() {
 			t := GP32()
 			MOVL(U32(0x0f0f0f0f), t)
 			low = ZMM()
@@ -542,7 +555,7 @@ func dotQ4KR16(tokens int) {
 func dotQ6KR16(tokens int) {
 	name := fmt.Sprintf("dotQ6_KR16x%d", tokens)
 	r16Kernel(name, fmt.Sprintf("%s is dotQ6_KGeneric of 16 packed rows with %d tokens (a store mask of rows).", name, tokens),
-		tokens, 4416, 292, nil, func(pw reg.Register, addr []Mem, accs []reg.VecVirtual) {
+		tokens, 4416, 292, 0, nil, func(pw reg.Register, addr []Mem, accs []reg.VecVirtual) {
 			sums, corr := make([]reg.VecVirtual, tokens), make([]reg.VecVirtual, tokens)
 			for c := range tokens {
 				sums[c], corr[c] = ZMM(), ZMM()
