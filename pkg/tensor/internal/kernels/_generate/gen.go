@@ -320,14 +320,15 @@ func dotQ8xN(rows int) {
 
 // r16Prefetch is how far ahead, in bytes, the packed Q8_0 and Q4_K
 // kernels hint the weights they are about to read as non-temporal
-// (PREFETCHNTA): 8 Q8_0 blocks, almost 2 Q4_K super-blocks. A product reads its
-// weights once, so the hint keeps them from evicting what is read again
-// (activations, the KV cache and, with a cluster's roles in one process,
-// the network path's buffers), and it runs ahead of the loads. In A/B runs
-// in one process on the medium models, Q8_0: single-stream decode +3%,
-// the cluster's single stream +9%, 16 streams +18%; Q4_K: one stream +8%,
-// 16 streams +35–44%. The Q6_K kernel, with no such model to measure on,
-// does without.
+// (PREFETCHNTA): 8 Q8_0 blocks, almost 2 Q4_K super-blocks. A product
+// reads its weights once, so the hint keeps them from evicting what is
+// read again: activations, the KV cache and, with a cluster's roles in
+// one process, the network path's buffers. In A/B runs in one process on
+// the medium models, Q8_0: single-stream decode +3%, the cluster's single
+// stream +9%, 16 streams +18%; Q4_K: one stream +8%, 16 streams +35–44%.
+// On a lone matrix (BenchmarkMatVec), where nothing else needs the
+// caches, the hint is worth nothing to Q8_0 and costs Q6_K a tenth; with
+// no Q6_K model to measure on, the Q6_K kernel does without.
 const r16Prefetch = 4608
 
 // dotQ8R16 multiplies a group of 16 Q8_0 weight rows, packed by
