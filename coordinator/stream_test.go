@@ -96,6 +96,25 @@ func serveEchoTLS(t testing.TB, tp *tlsconfig.Pair) (*echoNode, *grpc.Server, *n
 	return e, srv, newNodeStream(pb.NewExpertServiceClient(conn))
 }
 
+// testDispatcher is a dispatcher for a one-layer model of the given
+// experts, k a row of E values, with no nodes yet.
+func testDispatcher(E, k, experts int, unitWait time.Duration) *dispatcher {
+	stats := routingstats.New(1, experts, k)
+	return newDispatcher(nil, nil, "sha256:x", model.Hyper{Embd: E, ExpertsUsed: k, Layers: 1, Experts: experts}, pb.Encoding_ENCODING_F32, 10*time.Second, unitWait, nil, stats,
+		newMetrics(prometheus.NewRegistry(), stats, false), slog.New(slog.DiscardHandler))
+}
+
+// addNode connects d to node id over s, ready with units.
+func addNode(t testing.TB, d *dispatcher, id string, s *nodeStream, units ...string) {
+	down, fail := context.WithCancel(context.Background())
+	t.Cleanup(fail)
+	d.conns[id] = &nodeConn{stream: s, down: down, fail: fail}
+	d.ready[id] = map[string]bool{}
+	for _, u := range units {
+		d.ready[id][u] = true
+	}
+}
+
 func call(t *testing.T, s *nodeStream, payload string, wait time.Duration) streamResult {
 	t.Helper()
 	c, err := start(t.Context(), s, payload)
@@ -214,14 +233,9 @@ func TestDispatchResendsBadAnswers(t *testing.T) {
 	good, _, gs := serveEcho(t)
 	bad, _, bs := serveEcho(t)
 	bad.short.Store(math.MaxInt32)
-	stats := routingstats.New(1, 2, k)
-	d := newDispatcher(nil, nil, "sha256:x", model.Hyper{Embd: E, ExpertsUsed: k, Layers: 1, Experts: 2}, pb.Encoding_ENCODING_F32, 10*time.Second, time.Second, nil, stats,
-		newMetrics(prometheus.NewRegistry(), stats, false), slog.New(slog.DiscardHandler))
+	d := testDispatcher(E, k, 2, time.Second)
 	for id, s := range map[string]*nodeStream{"good": gs, "bad": bs} {
-		down, fail := context.WithCancel(context.Background())
-		t.Cleanup(fail)
-		d.conns[id] = &nodeConn{stream: s, down: down, fail: fail}
-		d.ready[id] = map[string]bool{"0/0": true, "0/1": true}
+		addNode(t, d, id, s, "0/0", "0/1")
 	}
 	d.pmap = placement.Map{Units: map[string][]string{"0/0": {"good", "bad"}, "0/1": {"bad", "good"}}}
 	x := []float32{1, 2, 3, 4, 5, 6, 7, 8}
@@ -249,19 +263,14 @@ func TestDispatchResendsBadAnswers(t *testing.T) {
 // suspected, they are tried again.
 func TestDispatchRetriesWhenEveryReplicaFailed(t *testing.T) {
 	const E, k = 4, 1
-	stats := routingstats.New(1, 1, k)
-	d := newDispatcher(nil, nil, "sha256:x", model.Hyper{Embd: E, ExpertsUsed: k, Layers: 1, Experts: 1}, pb.Encoding_ENCODING_F32, 10*time.Second, 5*time.Second, nil, stats,
-		newMetrics(prometheus.NewRegistry(), stats, false), slog.New(slog.DiscardHandler))
+	d := testDispatcher(E, k, 1, 5*time.Second)
 	d.suspectFor = 50 * time.Millisecond
 	var nodes []*echoNode
 	for _, id := range []string{"a", "b"} {
 		e, _, s := serveEcho(t)
 		e.short.Store(1)
 		nodes = append(nodes, e)
-		down, fail := context.WithCancel(context.Background())
-		t.Cleanup(fail)
-		d.conns[id] = &nodeConn{stream: s, down: down, fail: fail}
-		d.ready[id] = map[string]bool{"0/0": true}
+		addNode(t, d, id, s, "0/0")
 	}
 	d.pmap = placement.Map{Units: map[string][]string{"0/0": {"a", "b"}}}
 	x := []float32{1, 2, 3, 4}
@@ -283,15 +292,10 @@ func TestDispatchRetriesWhenEveryReplicaFailed(t *testing.T) {
 // gRPC's on both sides and the echo nodes'.
 func BenchmarkDispatch(b *testing.B) {
 	const E, k = 1024, 2
-	stats := routingstats.New(1, 2, k)
-	d := newDispatcher(nil, nil, "sha256:x", model.Hyper{Embd: E, ExpertsUsed: k, Layers: 1, Experts: 2}, pb.Encoding_ENCODING_F32, 10*time.Second, time.Second, nil, stats,
-		newMetrics(prometheus.NewRegistry(), stats, false), slog.New(slog.DiscardHandler))
+	d := testDispatcher(E, k, 2, time.Second)
 	for i, id := range []string{"a", "b"} {
 		_, _, s := serveEcho(b)
-		down, fail := context.WithCancel(context.Background())
-		b.Cleanup(fail)
-		d.conns[id] = &nodeConn{stream: s, down: down, fail: fail}
-		d.ready[id] = map[string]bool{fmt.Sprintf("0/%d", i): true}
+		addNode(b, d, id, s, fmt.Sprintf("0/%d", i))
 	}
 	d.pmap = placement.Map{Units: map[string][]string{"0/0": {"a"}, "0/1": {"b"}}}
 	x := make([]float32, E)
@@ -346,14 +350,9 @@ func BenchmarkTransport(b *testing.B) {
 			}
 		})
 		b.Run("dispatch/"+sec.name, func(b *testing.B) {
-			stats := routingstats.New(1, k, k)
-			d := newDispatcher(nil, nil, "sha256:x", model.Hyper{Embd: E, ExpertsUsed: k, Layers: 1, Experts: k}, pb.Encoding_ENCODING_F32, 10*time.Second, time.Second, nil, stats,
-				newMetrics(prometheus.NewRegistry(), stats, false), slog.New(slog.DiscardHandler))
+			d := testDispatcher(E, k, k, time.Second)
 			_, _, s := serveEchoTLS(b, sec.tp)
-			down, fail := context.WithCancel(context.Background())
-			b.Cleanup(fail)
-			d.conns["a"] = &nodeConn{stream: s, down: down, fail: fail}
-			d.ready["a"] = map[string]bool{"0/0": true, "0/1": true}
+			addNode(b, d, "a", s, "0/0", "0/1")
 			d.pmap = placement.Map{Units: map[string][]string{"0/0": {"a"}, "0/1": {"a"}}}
 			x, out := make([]float32, E), make([]float32, k*E)
 			x[E-1] = 1
