@@ -305,7 +305,7 @@ func (s *Sampler) rank(l []float32) *ranking {
 // them, then empties that heap from the back.
 func topK(dst []int32, l []float32, k int) []int32 {
 	dst = slices.Grow(dst, k)
-	h := ranking{l: l, ids: dst[len(dst):len(dst)], worstFirst: true}
+	h := ranking{l: l, ids: dst[len(dst):], worstFirst: true}
 	for i := range l {
 		id := int32(i)
 		if len(h.ids) < k {

@@ -3,6 +3,7 @@
 package kernels
 
 import (
+	"encoding/binary"
 	"fmt"
 	"math"
 
@@ -168,6 +169,23 @@ func Q8_0Pack(dst, x []byte, stride, nb, n int) []byte {
 		return dst
 	}
 	return packQ8_0Scales(dst, x, stride, nb, n)
+}
+
+// packQ8_0Scales appends the block scales of n rows of nb Q8_0 blocks
+// each, stride bytes apart, as float32 bytes, as the AVX2 DotQ8_0xN takes
+// them: in groups of four rows (the last group the rest), each interleaved
+// by block, so the group starting at row t starts at byte 4*t*nb.
+func packQ8_0Scales(dst, x []byte, stride, nb, n int) []byte {
+	for t := 0; t < n; t += 4 {
+		g := min(4, n-t)
+		for b := range nb {
+			for c := range g {
+				d := f16[binary.LittleEndian.Uint16(x[(t+c)*stride+b*34:])]
+				dst = binary.LittleEndian.AppendUint32(dst, math.Float32bits(d))
+			}
+		}
+	}
+	return dst
 }
 
 // Axpy adds a·x to dst (len(dst) ≥ len(x)).

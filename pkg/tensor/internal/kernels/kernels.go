@@ -1,7 +1,9 @@
 // Package kernels holds the inner loops of the tensor products: dot
-// products of one weight row with one activation row, per block format.
-// They are pure Go today; each has the signature an assembly twin will
-// keep, so faster versions can replace them without touching callers.
+// products of weight rows with activation rows, per block format, and the
+// element-wise loops around them. On amd64 they are assembly generated
+// with avo (_generate), chosen at run time from the CPU's features; each
+// has a Go twin here that gives the same bits, which the noasm build tag,
+// other architectures and CPUs without AVX2 use.
 package kernels
 
 import (
@@ -186,23 +188,6 @@ func dotQ8_0Generic(w, x []byte, nb int) float32 {
 		}
 	}
 	return hsum8(acc)
-}
-
-// packQ8_0Scales appends the block scales of n rows of nb Q8_0 blocks
-// each, stride bytes apart, as float32 bytes, as the AVX2 DotQ8_0xN takes
-// them: in groups of four rows (the last group the rest), each interleaved
-// by block, so the group starting at row t starts at byte 4*t*nb.
-func packQ8_0Scales(dst, x []byte, stride, nb, n int) []byte {
-	for t := 0; t < n; t += 4 {
-		g := min(4, n-t)
-		for b := range nb {
-			for c := range g {
-				d := f16[binary.LittleEndian.Uint16(x[(t+c)*stride+b*34:])]
-				dst = binary.LittleEndian.AppendUint32(dst, math.Float32bits(d))
-			}
-		}
-	}
-	return dst
 }
 
 // quantQ8_0Generic writes the Q8_0 blocks of x (len(x)/32 of them) into

@@ -37,10 +37,6 @@ func checkGuardsF32(t *testing.T, buf []float32, n int) {
 	}
 }
 
-func close32(a, b float32, scale float64) bool {
-	return math.Abs(float64(a)-float64(b)) <= 1e-5*scale+1e-6
-}
-
 // TestAsmMatchesGeneric compares every assembly kernel with its Go twin on
 // random inputs of many lengths, odd tails included.
 func TestAsmMatchesGeneric(t *testing.T) {
