@@ -30,25 +30,35 @@ const maxBody = 4 << 20
 // Handler returns the HTTP API.
 func (r *Router) Handler() http.Handler {
 	mux := http.NewServeMux()
+	allow := map[string][]string{} // path → its methods, for 405 answers
+	handle := func(method, path string, h http.Handler) {
+		mux.Handle(method+" "+path, h)
+		allow[path] = append(allow[path], method)
+	}
 	m := r.metrics
-	mux.HandleFunc("POST /v1/completions", m.count("completions", r.completions))
-	mux.HandleFunc("POST /v1/chat/completions", m.count("chat_completions", r.chatCompletions))
-	mux.HandleFunc("GET /v1/models", m.count("models", r.models))
-	mux.HandleFunc("GET /v1/routing/stats", m.count("routing_stats", r.routingStats))
-	mux.Handle("GET /metrics", promhttp.HandlerFor(r.cfg.Gatherer, promhttp.HandlerOpts{}))
-	mux.HandleFunc("GET /dashboard", func(w http.ResponseWriter, _ *http.Request) {
+	handle("POST", "/v1/completions", m.count("completions", r.completions))
+	handle("POST", "/v1/chat/completions", m.count("chat_completions", r.chatCompletions))
+	handle("GET", "/v1/models", m.count("models", r.models))
+	handle("GET", "/v1/routing/stats", m.count("routing_stats", r.routingStats))
+	handle("GET", "/metrics", promhttp.HandlerFor(r.cfg.Gatherer, promhttp.HandlerOpts{}))
+	handle("GET", "/dashboard", http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/html; charset=utf-8")
 		w.Write(dashboardHTML)
-	})
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok\n") })
-	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, req *http.Request) {
+	}))
+	handle("GET", "/healthz", http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok\n") }))
+	handle("GET", "/readyz", http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		if r.modelInfo() == nil || !r.ready(req.Context()) {
 			http.Error(w, "not ready: no coordinator can serve every expert unit yet\n", http.StatusServiceUnavailable)
 			return
 		}
 		io.WriteString(w, "ready\n")
-	})
+	}))
 	mux.HandleFunc("/", func(w http.ResponseWriter, req *http.Request) {
+		if methods := allow[req.URL.Path]; methods != nil {
+			w.Header().Set("Allow", strings.Join(methods, ", "))
+			writeError(w, http.StatusMethodNotAllowed, "invalid_request_error", "", fmt.Sprintf("%s %s is not allowed (use %s)", req.Method, req.URL.Path, strings.Join(methods, " or ")))
+			return
+		}
 		writeError(w, http.StatusNotFound, "invalid_request_error", "", fmt.Sprintf("no route for %s %s", req.Method, req.URL.Path))
 	})
 	return mux

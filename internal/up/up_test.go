@@ -299,6 +299,7 @@ func TestBadHTTPRequests(t *testing.T) {
 		{"bad role", "/v1/chat/completions", `{"messages":[{"role":"wizard","content":"hi"}]}`, 400, "role"},
 		{"n > 1", "/v1/completions", `{"prompt":"hi","n":2}`, 400, "n = 2"},
 		{"unknown route", "/v1/embeddings", `{}`, 404, "no route"},
+		{"wrong method", "/v1/models", `{}`, 405, "use GET"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
