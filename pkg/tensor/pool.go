@@ -44,13 +44,68 @@ type task struct{ j *join }
 // join is one loop in flight: its range is cut into chunks that the caller
 // and its helpers claim in turn, so a helper that starts late or runs slow
 // (the cores are shared) takes fewer chunks instead of holding up the loop.
-// left counts helpers not yet finished, for polling; wg is for parking.
+// A helper that has not started when the caller runs out of chunks is not
+// waited for: the caller closes the loop, and a helper that comes to it
+// later leaves it alone. (Waiting for it would tie the loop to whatever
+// the worker is busy with: another role's loop in the same process.)
 type join struct {
 	body     Loop
 	n, chunk int
 	next     atomic.Int64
-	left     atomic.Int32
-	wg       sync.WaitGroup
+	// state counts the helpers running chunks, with the joinClosed and
+	// joinParked flags; done wakes a parked caller.
+	state atomic.Int64
+	done  chan struct{}
+}
+
+const (
+	joinClosed  = 1 << 62 // the caller has run out of chunks
+	joinParked  = 1 << 61 // the caller sleeps until the last helper leaves
+	joinHelpers = joinParked - 1
+)
+
+// enter registers a helper, unless the loop is closed. A task can outlive
+// its loop, and its join be reused for the next: then it helps with that.
+func (j *join) enter() bool {
+	for {
+		s := j.state.Load()
+		if s&joinClosed != 0 {
+			return false
+		}
+		if j.state.CompareAndSwap(s, s+1) {
+			return true
+		}
+	}
+}
+
+// leave unregisters a helper, waking the caller if it sleeps until the
+// last one leaves.
+func (j *join) leave() {
+	if s := j.state.Add(-1); s&joinHelpers == 0 && s&joinParked != 0 {
+		j.done <- struct{}{}
+	}
+}
+
+// close ends the loop for helpers yet to come and waits for those running
+// its last chunks: polling for poll, then asleep.
+func (j *join) close(poll time.Duration) {
+	if j.state.Or(joinClosed)&joinHelpers == 0 {
+		return
+	}
+	deadline := time.Now().Add(poll)
+	for j.state.Load()&joinHelpers != 0 && time.Now().Before(deadline) {
+		runtime.Gosched()
+	}
+	for {
+		s := j.state.Load()
+		if s&joinHelpers == 0 {
+			return
+		}
+		if j.state.CompareAndSwap(s, s|joinParked) {
+			<-j.done
+			return
+		}
+	}
 }
 
 // run claims and runs chunks until none is left.
@@ -71,7 +126,7 @@ func NewPool(n int) *Pool {
 		n = runtime.GOMAXPROCS(0)
 	}
 	p := &Pool{workers: n, tasks: make(chan task, n)}
-	p.joins.New = func() any { return new(join) }
+	p.joins.New = func() any { return &join{done: make(chan struct{}, 1)} }
 	p.poll.Store(int64(pollDedicated))
 	for range n - 1 {
 		go p.work()
@@ -85,9 +140,10 @@ func (p *Pool) work() {
 		if !ok {
 			return
 		}
-		t.j.run()
-		t.j.left.Add(-1)
-		t.j.wg.Done()
+		if t.j.enter() {
+			t.j.run()
+			t.j.leave()
+		}
 	}
 }
 
@@ -197,24 +253,15 @@ func (p *Pool) Run(n, grain int, body Loop) {
 	j.body, j.n = body, n
 	j.chunk = max(grain, (n+chunksPerWorker*parts-1)/(chunksPerWorker*parts))
 	j.next.Store(0)
-	j.left.Store(int32(parts - 1))
-	j.wg.Add(parts - 1)
+	j.state.Store(0) // open: the fields above are set
 	for range parts - 1 {
 		select {
 		case p.tasks <- task{j}:
 		default: // every worker is busy with other loops: go without
-			j.left.Add(-1)
-			j.wg.Done()
 		}
 	}
 	j.run()
-	if j.left.Load() > 0 {
-		deadline := time.Now().Add(time.Duration(p.poll.Load()))
-		for j.left.Load() > 0 && time.Now().Before(deadline) {
-			runtime.Gosched()
-		}
-	}
-	j.wg.Wait()
+	j.close(time.Duration(p.poll.Load()))
 	j.body = nil
 	p.joins.Put(j)
 }

@@ -7,6 +7,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 )
 
 func TestF16(t *testing.T) {
@@ -226,6 +227,47 @@ func TestPoolConcurrentLoops(t *testing.T) {
 	for _, e := range errs {
 		t.Error(e)
 	}
+}
+
+// A loop does not wait for a worker that is busy with another loop (as a
+// node's is with the next node's loop when the roles of a cluster share a
+// process): its caller runs the chunks the worker did not take and returns.
+func TestPoolLoopDoesNotWaitForBusyWorker(t *testing.T) {
+	p := NewPool(2) // the caller and one worker
+	defer p.Close()
+	started, release, first := make(chan struct{}, 2), make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(first)
+		p.For(2, 1, func(lo, hi int) { // two chunks: one each, both held
+			started <- struct{}{}
+			<-release
+		})
+	}()
+	<-started
+	<-started // the worker is inside the first loop
+	second := make(chan struct{})
+	go func() {
+		defer close(second)
+		seen := make([]int, 100)
+		p.For(len(seen), 1, func(lo, hi int) {
+			for i := lo; i < hi; i++ {
+				seen[i]++
+			}
+		})
+		for i, c := range seen {
+			if c != 1 {
+				t.Errorf("index %d visited %d times", i, c)
+			}
+		}
+	}()
+	select {
+	case <-second:
+	case <-time.After(10 * time.Second):
+		t.Error("a loop waited for the worker busy with another loop")
+	}
+	close(release)
+	<-first
+	<-second
 }
 
 // A token's product is the same bit for bit whatever batch it is in (the
