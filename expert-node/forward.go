@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"runtime"
 	"time"
 
 	"google.golang.org/grpc"
@@ -131,6 +132,11 @@ func (n *Node) forward(ctx context.Context, req *pb.ForwardRequest, resp *pb.For
 		sc.out = make([]float32, len(experts)*h.Embd)
 	}
 	out := sc.out[:len(experts)*h.Embd]
+	// Let goroutines that are ready run before this compute holds the
+	// processor: where a cluster's roles share a process (up), they are
+	// the other nodes' requests for this layer, which then compute
+	// alongside this one instead of after it.
+	runtime.Gosched()
 	n.mu.RLock()
 	err = n.local.Apply(ctx, int(req.Layer), x, rows, experts, out)
 	n.mu.RUnlock()
