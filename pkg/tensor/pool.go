@@ -33,6 +33,9 @@ const (
 	// shares them with other busy processes.
 	pollDedicated = time.Millisecond
 	pollShared    = 50 * time.Microsecond
+	// spinBetweenYields is how long an idle worker watches for a task
+	// between yields of the processor.
+	spinBetweenYields = 2 * time.Microsecond
 	// chunksPerWorker is how many chunks a loop is cut into per
 	// participant, so that the chunks balance unequal cores.
 	chunksPerWorker = 4
@@ -160,7 +163,16 @@ func (p *Pool) next() (t task, ok bool) {
 		if p.resting.Load() || time.Now().After(deadline) {
 			break
 		}
-		runtime.Gosched()
+		// Watch the queue a moment before yielding. A yield goes through
+		// the scheduler's global run queue, whose lock the other cores'
+		// scheduling takes too; where cores are far apart (see
+		// BenchmarkCoreRoundTrip), that lock bouncing between them slows
+		// everything that schedules, such as a cluster's network path.
+		for spin := time.Now().Add(spinBetweenYields); len(p.tasks) == 0 && time.Now().Before(spin); {
+		}
+		if len(p.tasks) == 0 {
+			runtime.Gosched()
+		}
 	}
 	t, ok = <-p.tasks
 	return t, ok
