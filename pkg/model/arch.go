@@ -43,6 +43,8 @@ type Arch struct {
 	QKNorm   QKNorm
 	// SharedExpert: a shared expert gated by sigmoid(ffn_gate_inp_shexp·h).
 	SharedExpert bool
+	// hyper reads the family's own metadata keys, after the common ones.
+	hyper func(k *keys, h *Hyper)
 }
 
 var archs = map[string]*Arch{
