@@ -23,36 +23,25 @@ var (
 	ErrContext = errors.New("model: context length exceeded")
 )
 
-// QKNorm says where an architecture applies RMSNorm to queries and keys.
-type QKNorm int
-
-// Where q/k norms sit.
-const (
-	QKNormNone    QKNorm = iota
-	QKNormPerHead        // over each head (size head_dim), Qwen3-MoE
-	QKNormFull           // over the whole projection, before the head split, OLMoE
-)
-
-// Arch is an architecture's rules, as llama.cpp applies them.
+// Arch is an architecture: how its metadata is read and which blocks (an
+// attention, a feed-forward part with its router) each layer is built from,
+// as llama.cpp builds them. Each family is a file that registers one.
 type Arch struct {
 	Name string
 	// RopeNeoX rotates pairs (i, i+d/2) instead of (2i, 2i+1).
 	RopeNeoX bool
-	// NormTopK divides the chosen experts' gate probabilities by their sum.
-	NormTopK bool
-	QKNorm   QKNorm
-	// SharedExpert: a shared expert gated by sigmoid(ffn_gate_inp_shexp·h).
-	SharedExpert bool
 	// hyper reads the family's own metadata keys, after the common ones.
 	hyper func(k *keys, h *Hyper)
+	// shapes adds or overrides expected tensor shapes (ggml order) by tag.
+	shapes func(h Hyper, s map[string][]int)
+	// layer returns layer l's blocks, their weights not yet bound.
+	layer func(h Hyper, l int) Layer
 }
 
-var archs = map[string]*Arch{
-	"llama":    {Name: "llama", NormTopK: true},
-	"qwen2moe": {Name: "qwen2moe", RopeNeoX: true, SharedExpert: true},
-	"qwen3moe": {Name: "qwen3moe", RopeNeoX: true, NormTopK: true, QKNorm: QKNormPerHead},
-	"olmoe":    {Name: "olmoe", RopeNeoX: true, QKNorm: QKNormFull},
-}
+var archs = map[string]*Arch{}
+
+// register adds a family to the table; families call it from init.
+func register(a *Arch) { archs[a.Name] = a }
 
 // Architectures lists the supported general.architecture values.
 func Architectures() []string {

@@ -104,7 +104,7 @@ func (l *Local) Has(u Unit) bool { _, ok := l.units[u]; return ok }
 // LoadAll loads every unit of f.
 func LoadAll(f *File, p *tensor.Pool) (*Local, error) {
 	l := NewLocal(f.Embd, p)
-	for layer := range f.Layers {
+	for _, layer := range f.MoELayers() {
 		for e := range f.Experts {
 			x, err := f.LoadExpert(Unit{layer, e})
 			if err != nil {

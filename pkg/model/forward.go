@@ -50,15 +50,22 @@ func LoadLocal(f *File, p *tensor.Pool) (*Model, error) {
 // Sequence is one sequence's KV cache.
 type Sequence struct {
 	k, v    [][]float32 // per layer, positions × kd (or vd)
-	kd, vd  int
+	kd, vd  int         // vd 0: values are read from the keys (MLA)
 	n       int
 	inBatch bool // set while a Forward holds it
 }
 
 // NewSequence returns an empty sequence.
 func (m *Model) NewSequence() *Sequence {
-	return &Sequence{k: make([][]float32, m.Layers), v: make([][]float32, m.Layers),
-		kd: m.KVHeads * m.HeadDim, vd: m.KVHeads * m.ValueDim}
+	kd, vd := m.Shared.Layers[0].Attn.cacheWidths(m.Hyper)
+	return &Sequence{k: make([][]float32, m.Layers), v: make([][]float32, m.Layers), kd: kd, vd: vd}
+}
+
+// KVBytesPerToken is what the KV cache holds per token over every layer,
+// in bytes (float32 values).
+func (m *Model) KVBytesPerToken() int {
+	kd, vd := m.Shared.Layers[0].Attn.cacheWidths(m.Hyper)
+	return 4 * m.Layers * (kd + vd)
 }
 
 // Reserve makes room in the caches for n positions in all, so that a
@@ -103,7 +110,8 @@ type Chunk struct {
 	// only at its last position.
 	AllLogits bool
 	// WantRouting asks Forward to fill Routing with the experts chosen at
-	// every position: positions × layers × k, row-major.
+	// every position: positions × layers × k, row-major; -1 in the
+	// slots of dense layers.
 	WantRouting bool
 	Routing     []int32
 	// Logits receives the chunk's logits; Forward reuses its capacity, so
@@ -170,8 +178,13 @@ func (m *Model) Step(ctx context.Context, chunks []Chunk) error {
 		m.Shared.Embd.DequantizeRow(x[i*E:(i+1)*E], int(chunks[r.chunk].Tokens[r.pos-chunks[r.chunk].Seq.n]))
 	}
 	for c := range chunks {
-		if chunks[c].WantRouting && m.MoE() {
+		if chunks[c].WantRouting && m.MoE() { // dense layers' slots stay -1
 			chunks[c].Routing = make([]int32, len(chunks[c].Tokens)*h.Layers*h.ExpertsUsed)
+			if h.DenseLeading > 0 {
+				for i := range chunks[c].Routing {
+					chunks[c].Routing[i] = -1
+				}
+			}
 		}
 	}
 	if err := m.layers(ctx, ws, x, rows, chunks); err != nil {
@@ -267,7 +280,6 @@ type layerStep struct {
 	out     []float32 // the routed experts' outputs, rows × k rows
 	pending Pending   // the experts call in flight, if any
 	err     error     // of a call already finished
-	done    bool      // the layer is complete (a dense FFN)
 }
 
 func (st *layerStep) wait() error {
@@ -277,255 +289,31 @@ func (st *layerStep) wait() error {
 	return st.err
 }
 
+// begin runs layer l's attention over the rows and starts its
+// feed-forward part.
 func (m *Model) begin(ctx context.Context, ws *workspace, l int, x []float32, rows []rowRef, chunks []Chunk) layerStep {
-	h, ly, p := m.Hyper, &m.Shared.Layers[l], m.Pool
+	h, ly := m.Hyper, &m.Shared.Layers[l]
 	E, n := h.Embd, len(rows)
-	qd, kd, vd := h.Heads*h.HeadDim, h.KVHeads*h.HeadDim, h.KVHeads*h.ValueDim
-
 	xn := ws.f.take(n * E)
 	for i := range n {
 		rmsNorm(xn[i*E:(i+1)*E], x[i*E:(i+1)*E], ly.AttnNorm, h.RMSEps)
 	}
-	q, k, v := ws.f.take(n*qd), ws.f.take(n*kd), ws.f.take(n*vd)
-	tensor.MatMulAll(p, []tensor.Product{{M: ly.Q, Dst: q, X: xn, N: n}, {M: ly.K, Dst: k, X: xn, N: n}, {M: ly.V, Dst: v, X: xn, N: n}})
-	addBias(q, ly.QBias)
-	addBias(k, ly.KBias)
-	addBias(v, ly.VBias)
-	cs := ws.f.take(h.RopeDims)
-	for i, r := range rows {
-		qi, ki := q[i*qd:(i+1)*qd], k[i*kd:(i+1)*kd]
-		switch m.Arch.QKNorm {
-		case QKNormFull:
-			rmsNorm(qi, qi, ly.QNorm, h.RMSEps)
-			rmsNorm(ki, ki, ly.KNorm, h.RMSEps)
-		case QKNormPerHead:
-			for hd := 0; hd < qd; hd += h.HeadDim {
-				rmsNorm(qi[hd:hd+h.HeadDim], qi[hd:hd+h.HeadDim], ly.QNorm, h.RMSEps)
-			}
-			for hd := 0; hd < kd; hd += h.HeadDim {
-				rmsNorm(ki[hd:hd+h.HeadDim], ki[hd:hd+h.HeadDim], ly.KNorm, h.RMSEps)
-			}
-		}
-		m.ropeTable(cs, r.pos)
-		m.rope(qi, cs)
-		m.rope(ki, cs)
-	}
-	// Append keys and values to the caches, then attend causally. A
-	// chunk's rows are contiguous: each cache grows at most once for the
-	// rows of it here (a micro-batch may hold part of a chunk), at least
-	// doubling (append grows large slices by a quarter, which for a long
-	// prompt or generation copies the cache dozens of times, each time
-	// into fresh pages the kernel must fault in).
-	for i := 0; i < len(rows); {
-		j := i + 1
-		for j < len(rows) && rows[j].chunk == rows[i].chunk {
-			j++
-		}
-		s := chunks[rows[i].chunk].Seq
-		s.k[l] = reserve(s.k[l], (j-i)*kd)
-		s.v[l] = reserve(s.v[l], (j-i)*vd)
-		i = j
-	}
-	for i, r := range rows {
-		s := chunks[r.chunk].Seq
-		s.k[l] = append(s.k[l], k[i*kd:(i+1)*kd]...)
-		s.v[l] = append(s.v[l], v[i*vd:(i+1)*vd]...)
-	}
-	att := ws.f.take(n * h.Heads * h.ValueDim)
-	ws.attn = attention{m: m, dst: att, q: q, rows: rows, chunks: chunks, l: l}
-	m.Pool.Run(n*h.Heads, 4, &ws.attn)
 	o := ws.f.take(n * E)
-	ly.O.MatMul(p, o, att, n)
+	ly.Attn.attend(m, ws, l, xn, o, rows, chunks)
 	for i := range x {
 		x[i] += o[i]
 	}
-
 	for i := range n {
 		rmsNorm(xn[i*E:(i+1)*E], x[i*E:(i+1)*E], ly.FFNNorm, h.RMSEps)
 	}
 	st := layerStep{l: l, x: x, xn: xn}
-	if !h.MoE() {
-		ffn := ws.f.take(n * E)
-		applyAll(p, ws, []ffnJob{{&ly.Dense, ffn, xn, n}})
-		for i := range x {
-			x[i] += ffn[i]
-		}
-		st.done = true
-		return st
-	}
-	// Route each row to its top-k experts and send it to them.
-	K := h.ExpertsUsed
-	var choices []int32
-	choices, st.weights = m.route(ws, l, xn, n)
-	if m.Observer != nil {
-		m.Observer.Observe(l, choices, st.weights)
-	}
-	for i, r := range rows {
-		if ch := &chunks[r.chunk]; ch.Routing != nil {
-			j := r.pos - ch.Seq.n
-			copy(ch.Routing[(j*h.Layers+l)*K:(j*h.Layers+l+1)*K], choices[i*K:(i+1)*K])
-		}
-	}
-	st.out = ws.f.take(n * K * E)
-	if a, ok := m.Experts.(AsyncExperts); ok {
-		st.pending = a.Start(ctx, l, xn, n, choices, st.out)
-	} else {
-		st.err = m.Experts.Forward(ctx, l, xn, n, choices, st.out)
-	}
+	ly.FFN.start(ctx, m, ws, &st, rows, chunks)
 	return st
 }
 
-// end waits for the step's experts and adds their outputs, weighted and in
-// top-k order, and the gated shared expert where there is one, to the
-// residual stream.
+// end completes the step's feed-forward part.
 func (m *Model) end(ws *workspace, st *layerStep) error {
-	if st.done {
-		return nil
-	}
-	if err := st.wait(); err != nil {
-		return fmt.Errorf("model: layer %d experts: %w", st.l, err)
-	}
-	h, ly := m.Hyper, &m.Shared.Layers[st.l]
-	E, k := h.Embd, h.ExpertsUsed
-	n := len(st.x) / E
-	dst := ws.f.zeros(n * E)
-	for i := range n {
-		d := dst[i*E : (i+1)*E]
-		for j := range k {
-			w, y := st.weights[i*k+j], st.out[(i*k+j)*E:(i*k+j+1)*E]
-			for c := range d {
-				d[c] += w * y[c]
-			}
-		}
-	}
-	if ly.Shexp.Present() {
-		xn := st.xn
-		sh := ws.f.take(n * E)
-		applyAll(m.Pool, ws, []ffnJob{{&ly.Shexp, sh, xn, n}})
-		for i := range n {
-			xi := xn[i*E : (i+1)*E]
-			var g float32
-			for c := range xi {
-				g += ly.ShGate[c] * xi[c]
-			}
-			g = 1 / (1 + float32(math.Exp(float64(-g))))
-			for c := range E {
-				dst[i*E+c] += sh[i*E+c] * g
-			}
-		}
-	}
-	for i := range st.x {
-		st.x[i] += dst[i]
-	}
-	return nil
-}
-
-// route runs layer l's gate on n normalised rows and returns, per row, the
-// k chosen experts (highest probability first) and their weights.
-func (m *Model) route(ws *workspace, l int, xn []float32, n int) (choices []int32, weights []float32) {
-	h, ly := m.Hyper, &m.Shared.Layers[l]
-	k := h.ExpertsUsed
-	logits := ws.f.take(n * h.Experts)
-	ly.Router.MatMul(m.Pool, logits, xn, n)
-	choices, weights = ws.i.take(n*k), ws.f.take(n*k)
-	idx := ws.i.take(h.Experts)
-	for i := range n {
-		pr := logits[i*h.Experts : (i+1)*h.Experts]
-		softmax(pr)
-		for e := range idx {
-			idx[e] = int32(e)
-		}
-		slices.SortStableFunc(idx, func(a, b int32) int {
-			switch {
-			case pr[a] > pr[b]:
-				return -1
-			case pr[a] < pr[b]:
-				return 1
-			}
-			return 0
-		})
-		var sum float32
-		for j := range k {
-			choices[i*k+j], weights[i*k+j] = idx[j], pr[idx[j]]
-			sum += pr[idx[j]]
-		}
-		if m.Arch.NormTopK {
-			for j := range k {
-				weights[i*k+j] /= sum
-			}
-		}
-	}
-	return choices, weights
-}
-
-// attention is one layer's causal attention over a batch: a loop over
-// (row, head) pairs.
-type attention struct {
-	m      *Model
-	dst, q []float32
-	rows   []rowRef
-	chunks []Chunk
-	l      int
-}
-
-func (a *attention) Range(lo, hi int) {
-	h, l := a.m.Hyper, a.l
-	qd, kd, vd := h.Heads*h.HeadDim, h.KVHeads*h.HeadDim, h.KVHeads*h.ValueDim
-	group := h.Heads / h.KVHeads
-	scale := float32(1 / math.Sqrt(float64(h.HeadDim)))
-	buf := scores.Get().(*[]float32)
-	defer scores.Put(buf)
-	if len(*buf) < h.Context {
-		*buf = make([]float32, h.Context)
-	}
-	for t := lo; t < hi; t++ {
-		i, hd := t/h.Heads, t%h.Heads
-		r := a.rows[i]
-		s := a.chunks[r.chunk].Seq
-		kv := hd / group
-		qi := a.q[i*qd+hd*h.HeadDim : i*qd+(hd+1)*h.HeadDim]
-		sc := (*buf)[:r.pos+1]
-		tensor.DotRows(sc, qi, s.k[l][kv*h.HeadDim:], kd)
-		for j := range sc {
-			sc[j] *= scale
-		}
-		softmax(sc)
-		out := a.dst[(i*h.Heads+hd)*h.ValueDim : (i*h.Heads+hd+1)*h.ValueDim]
-		clear(out)
-		tensor.AxpyRows(out, s.v[l][kv*h.ValueDim:], vd, sc)
-	}
-}
-
-// ropeTable writes the cosine and sine of every rotated pair's angle at
-// pos into cs (RopeDims values), as ggml computes them: theta_i =
-// pos·base^(-2i/d), accumulated in float32.
-func (m *Model) ropeTable(cs []float32, pos int) {
-	d := m.RopeDims
-	thetaScale := float32(math.Pow(float64(m.RopeBase), -2/float64(d)))
-	theta := float32(pos)
-	for i := 0; i < d/2; i++ {
-		cs[2*i], cs[2*i+1] = float32(math.Cos(float64(theta))), float32(math.Sin(float64(theta)))
-		theta *= thetaScale
-	}
-}
-
-// rope rotates every head of x (heads × head size) by the angles of cs.
-func (m *Model) rope(x, cs []float32) {
-	h := m.Hyper
-	d := h.RopeDims
-	for hd := 0; hd < len(x); hd += h.HeadDim {
-		xh := x[hd : hd+h.HeadDim]
-		for i := 0; i < d/2; i++ {
-			c, s := cs[2*i], cs[2*i+1]
-			a, b := 2*i, 2*i+1
-			if m.Arch.RopeNeoX {
-				a, b = i, i+d/2
-			}
-			x0, x1 := xh[a], xh[b]
-			xh[a] = x0*c - x1*s
-			xh[b] = x0*s + x1*c
-		}
-	}
+	return m.Shared.Layers[st.l].FFN.finish(m, ws, st)
 }
 
 // rmsNorm writes x / rms(x) ⊙ w into dst (which may be x); the sum of

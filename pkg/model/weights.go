@@ -11,30 +11,20 @@ import (
 	"github.com/switchyard-llm/switchyard/pkg/tensor"
 )
 
-// Layer holds one block's shared weights: attention, norms, the router and,
-// per architecture, a dense FFN or a shared expert. Fields bind to tensors
-// blk.N.<tag>.weight (or blk.N.<tag> when the tag has a suffix) by tag.
+// Layer is one block: a normalised attention and a normalised
+// feed-forward part, each a component the architecture chose (see Arch).
+// Tagged fields bind to tensors blk.N.<tag>.weight (or blk.N.<tag> when
+// the tag has a suffix); components bind their own tagged fields the same
+// way.
 type Layer struct {
-	AttnNorm []float32     `gguf:"attn_norm"`
-	Q        tensor.Matrix `gguf:"attn_q"`
-	K        tensor.Matrix `gguf:"attn_k"`
-	V        tensor.Matrix `gguf:"attn_v"`
-	O        tensor.Matrix `gguf:"attn_output"`
-	QBias    []float32     `gguf:"attn_q.bias,optional"`
-	KBias    []float32     `gguf:"attn_k.bias,optional"`
-	VBias    []float32     `gguf:"attn_v.bias,optional"`
-	QNorm    []float32     `gguf:"attn_q_norm,optional"`
-	KNorm    []float32     `gguf:"attn_k_norm,optional"`
-	FFNNorm  []float32     `gguf:"ffn_norm"`
-	Router   tensor.Matrix `gguf:"ffn_gate_inp,optional"`
-	Dense    FFN           `gguf:",optional"`
-	// Shared expert (Qwen2-MoE): its output is scaled by sigmoid(ShGate·h).
-	ShGate []float32 `gguf:"ffn_gate_inp_shexp,optional"`
-	Shexp  FFN       `gguf:"_shexp,optional"`
+	AttnNorm []float32   `gguf:"attn_norm"`
+	Attn     attention   `gguf:""`
+	FFNNorm  []float32   `gguf:"ffn_norm"`
+	FFN      feedForward `gguf:""`
 }
 
 // FFN is a SwiGLU feed-forward network: Down·(silu(Gate·x) ⊙ Up·x). Within
-// a Layer its tags get the suffix of the enclosing field's tag.
+// a component its tags get the suffix of the enclosing field's tag.
 type FFN struct {
 	Gate tensor.Matrix `gguf:"ffn_gate"`
 	Up   tensor.Matrix `gguf:"ffn_up"`
@@ -51,6 +41,8 @@ type Shared struct {
 	// Output is the head; when the file has none it is tied to Embd.
 	Output tensor.Matrix `gguf:"output,optional"`
 	Layers []Layer
+
+	rope rope // the positions' rotation, for every layer
 }
 
 // Unit is the unit of placement: one expert of one layer.
@@ -76,11 +68,8 @@ func (h Hyper) shapes(a *Arch) map[string][]int {
 		"ffn_gate_inp_shexp": {E},
 		"ffn_gate_shexp":     {E, h.SharedFFN}, "ffn_up_shexp": {E, h.SharedFFN}, "ffn_down_shexp": {h.SharedFFN, E},
 	}
-	switch a.QKNorm {
-	case QKNormPerHead:
-		s["attn_q_norm"], s["attn_k_norm"] = []int{h.HeadDim}, []int{h.HeadDim}
-	case QKNormFull:
-		s["attn_q_norm"], s["attn_k_norm"] = []int{q}, []int{kv}
+	if a.shapes != nil {
+		a.shapes(h, s)
 	}
 	return s
 }
@@ -114,8 +103,19 @@ func (l *loader) bind(dst any, prefix, suffix string, optional bool) (bool, erro
 		}
 		name, opts, _ := strings.Cut(tag, ",")
 		opt := optional || opts == "optional"
-		if sf.Type == reflect.TypeFor[FFN]() {
-			got, err := l.bind(v.Field(i).Addr().Interface(), prefix, name, opt)
+		// A component (a struct, or an interface holding a pointer to
+		// one) binds its own fields, its tags suffixed by this tag.
+		var inner any
+		switch fv := v.Field(i); {
+		case sf.Type.Kind() == reflect.Struct && sf.Type != reflect.TypeFor[tensor.Matrix]():
+			inner = fv.Addr().Interface()
+		case sf.Type.Kind() == reflect.Interface && !fv.IsNil():
+			inner = fv.Interface()
+		case sf.Type.Kind() == reflect.Interface:
+			continue // the architecture has no such block here
+		}
+		if inner != nil {
+			got, err := l.bind(inner, prefix, name+suffix, opt)
 			if err != nil {
 				return found, err
 			}
@@ -152,6 +152,10 @@ func (l *loader) bind(dst any, prefix, suffix string, optional bool) (bool, erro
 				return found, err
 			}
 			*p = m
+		case *[]tensor.Matrix:
+			if *p, err = slices3D(ti, data); err != nil {
+				return found, err
+			}
 		}
 	}
 	return found, nil
@@ -184,6 +188,25 @@ func matrix(ti *gguf.TensorInfo, data []byte) (tensor.Matrix, error) {
 		return m, nil // only ever read a row at a time
 	}
 	return m.Pack(), nil
+}
+
+// slices3D views a 3-D tensor [ne0, ne1, ne2] as ne2 matrices of ne1 rows
+// of ne0 elements: one per head for attn_k_b and attn_v_b.
+func slices3D(ti *gguf.TensorInfo, data []byte) ([]tensor.Matrix, error) {
+	if len(ti.Dims) != 3 {
+		return nil, fmt.Errorf("%w: tensor %q has shape %v, want 3 dimensions", ErrTensor, ti.Name, ti.Dims)
+	}
+	n := int(ti.Dims[2])
+	per := len(data) / n
+	ms := make([]tensor.Matrix, n)
+	for i := range ms {
+		m, err := tensor.NewMatrix(ti.Type, int(ti.Dims[1]), int(ti.Dims[0]), data[i*per:(i+1)*per])
+		if err != nil {
+			return nil, fmt.Errorf("%w: tensor %q slice %d: %w", ErrTensor, ti.Name, i, err)
+		}
+		ms[i] = m.Pack()
+	}
+	return ms, nil
 }
 
 // File is a model file opened for loading: its metadata, hyperparameters
@@ -242,33 +265,33 @@ func (f *File) LoadShared() (*Shared, error) {
 	s.Layers = make([]Layer, f.Layers)
 	for i := range s.Layers {
 		ly := &s.Layers[i]
-		if _, err := l.bind(ly, fmt.Sprintf("blk.%d.", i), "", false); err != nil {
+		*ly = f.Arch.layer(f.Hyper, i)
+		prefix := fmt.Sprintf("blk.%d.", i)
+		if _, err := l.bind(ly, prefix, "", false); err != nil {
 			return nil, err
 		}
-		if err := f.checkLayer(i, ly); err != nil {
-			return nil, err
+		for _, c := range []any{ly.Attn, ly.FFN} {
+			if c, ok := c.(checker); ok {
+				if err := c.check(l, f.Hyper, prefix); err != nil {
+					return nil, err
+				}
+			}
 		}
 	}
+	s.rope = newRope(f.Hyper, f.Arch)
 	return s, nil
 }
 
-func (f *File) checkLayer(i int, ly *Layer) error {
-	missing := func(tag string) error {
-		return fmt.Errorf("%w: missing tensor %q (required by %s)", ErrTensor, tensorName(fmt.Sprintf("blk.%d.", i), tag), f.Arch.Name)
-	}
-	if f.MoE() && ly.Router.Data == nil {
-		return missing("ffn_gate_inp")
-	}
-	if !f.MoE() && !ly.Dense.Present() {
-		return missing("ffn_gate")
-	}
-	if f.Arch.QKNorm != QKNormNone && (ly.QNorm == nil || ly.KNorm == nil) {
-		return missing("attn_q_norm")
-	}
-	if f.Arch.SharedExpert && f.SharedFFN > 0 && (ly.ShGate == nil || !ly.Shexp.Present()) {
-		return missing("ffn_gate_inp_shexp")
-	}
-	return nil
+// checker is a component with work once its tagged weights are bound:
+// checks that depend on which optional tensors the file has, or weights
+// derived from others.
+type checker interface {
+	check(l *loader, h Hyper, prefix string) error
+}
+
+// missingTensor is the error for a tensor an architecture needs.
+func missingTensor(prefix, tag, why string) error {
+	return fmt.Errorf("%w: missing tensor %q (%s)", ErrTensor, tensorName(prefix, tag), why)
 }
 
 // expertTensors names the three tensors of a unit and says whether they
@@ -279,6 +302,9 @@ func (f *File) expertTensors(u Unit) (names [3]string, merged bool, err error) {
 	}
 	if u.Layer < 0 || u.Layer >= f.Layers || u.Expert < 0 || u.Expert >= f.Experts {
 		return names, false, fmt.Errorf("%w: no unit %v in a model of %d layers × %d experts", ErrTensor, u, f.Layers, f.Experts)
+	}
+	if !f.MoELayer(u.Layer) {
+		return names, false, fmt.Errorf("%w: no unit %v: layer %d has a dense FFN, not routed experts", ErrTensor, u, u.Layer)
 	}
 	for i, p := range []string{"gate", "up", "down"} {
 		names[i] = fmt.Sprintf("blk.%d.ffn_%s_exps.weight", u.Layer, p)

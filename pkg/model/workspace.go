@@ -48,7 +48,7 @@ type workspace struct {
 	rows   arena[rowRef]
 	jobs   arena[ffnJob]
 	prods  arena[tensor.Product]
-	attn   attention
+	attn   attnLoop
 	swiglu swiglu
 }
 
@@ -72,7 +72,7 @@ func (w *workspaces) get() *workspace {
 func (w *workspaces) put(ws *workspace) {
 	clear(ws.jobs.buf) // drop references to weights and buffers
 	clear(ws.prods.buf)
-	ws.attn = attention{}
+	ws.attn = attnLoop{}
 	w.pool.Put(ws)
 }
 

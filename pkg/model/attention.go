@@ -1,0 +1,163 @@
+package model
+
+import (
+	"math"
+
+	"github.com/switchyard-llm/switchyard/pkg/tensor"
+)
+
+// attention is a layer's self-attention: grouped-query (gqa) or
+// multi-head latent (mla).
+type attention interface {
+	// cacheWidths is what the KV cache holds per token: key and value
+	// values (a value width of 0: values are read from the keys).
+	cacheWidths(h Hyper) (k, v int)
+	// attend reads the normalised rows xn (rows × n_embd), appends their
+	// keys and values to their sequences' caches, attends causally, and
+	// writes the output, projected back to n_embd, into out.
+	attend(m *Model, ws *workspace, l int, xn, out []float32, rows []rowRef, chunks []Chunk)
+}
+
+// QKNorm says where an attention applies RMSNorm to queries and keys.
+type QKNorm int
+
+// Where q/k norms sit.
+const (
+	QKNormNone    QKNorm = iota
+	QKNormPerHead        // over each head (size head_dim), Qwen3-MoE
+	QKNormFull           // over the whole projection, before the head split, OLMoE
+)
+
+// gqa is grouped-query attention (multi-head when KV heads = heads), with
+// optional q/k/v biases and q/k norms.
+type gqa struct {
+	Q     tensor.Matrix `gguf:"attn_q"`
+	K     tensor.Matrix `gguf:"attn_k"`
+	V     tensor.Matrix `gguf:"attn_v"`
+	O     tensor.Matrix `gguf:"attn_output"`
+	QBias []float32     `gguf:"attn_q.bias,optional"`
+	KBias []float32     `gguf:"attn_k.bias,optional"`
+	VBias []float32     `gguf:"attn_v.bias,optional"`
+	QNorm []float32     `gguf:"attn_q_norm,optional"`
+	KNorm []float32     `gguf:"attn_k_norm,optional"`
+
+	qkNorm QKNorm
+}
+
+func (a *gqa) cacheWidths(h Hyper) (k, v int) { return h.KVHeads * h.HeadDim, h.KVHeads * h.ValueDim }
+
+func (a *gqa) check(_ *loader, _ Hyper, prefix string) error {
+	if a.qkNorm != QKNormNone && (a.QNorm == nil || a.KNorm == nil) {
+		return missingTensor(prefix, "attn_q_norm", "this architecture normalises queries and keys")
+	}
+	return nil
+}
+
+func (a *gqa) attend(m *Model, ws *workspace, l int, xn, out []float32, rows []rowRef, chunks []Chunk) {
+	h, p := m.Hyper, m.Pool
+	n := len(rows)
+	qd, kd, vd := h.Heads*h.HeadDim, h.KVHeads*h.HeadDim, h.KVHeads*h.ValueDim
+	q, k, v := ws.f.take(n*qd), ws.f.take(n*kd), ws.f.take(n*vd)
+	tensor.MatMulAll(p, []tensor.Product{{M: a.Q, Dst: q, X: xn, N: n}, {M: a.K, Dst: k, X: xn, N: n}, {M: a.V, Dst: v, X: xn, N: n}})
+	addBias(q, a.QBias)
+	addBias(k, a.KBias)
+	addBias(v, a.VBias)
+	rp := &m.Shared.rope
+	cs := ws.f.take(rp.dims)
+	for i, r := range rows {
+		qi, ki := q[i*qd:(i+1)*qd], k[i*kd:(i+1)*kd]
+		switch a.qkNorm {
+		case QKNormFull:
+			rmsNorm(qi, qi, a.QNorm, h.RMSEps)
+			rmsNorm(ki, ki, a.KNorm, h.RMSEps)
+		case QKNormPerHead:
+			for hd := 0; hd < qd; hd += h.HeadDim {
+				rmsNorm(qi[hd:hd+h.HeadDim], qi[hd:hd+h.HeadDim], a.QNorm, h.RMSEps)
+			}
+			for hd := 0; hd < kd; hd += h.HeadDim {
+				rmsNorm(ki[hd:hd+h.HeadDim], ki[hd:hd+h.HeadDim], a.KNorm, h.RMSEps)
+			}
+		}
+		rp.table(cs, r.pos)
+		rp.rotate(qi, h.HeadDim, cs)
+		rp.rotate(ki, h.HeadDim, cs)
+	}
+	appendCache(l, rows, chunks, k, v)
+	att := ws.f.take(n * h.Heads * h.ValueDim)
+	ws.attn = attnLoop{m: m, dst: att, q: q, rows: rows, chunks: chunks, l: l,
+		group: h.Heads / h.KVHeads, dq: h.HeadDim, dv: h.ValueDim,
+		scale: float32(1 / math.Sqrt(float64(h.HeadDim)))}
+	p.Run(n*h.Heads, 4, &ws.attn)
+	a.O.MatMul(p, out, att, n)
+}
+
+// appendCache appends the rows' keys k and values v (v may be empty) to
+// their sequences' caches of layer l. A chunk's rows are contiguous: each
+// cache grows at most once for the rows of it here (a micro-batch may hold
+// part of a chunk), at least doubling (append grows large slices by a
+// quarter, which for a long prompt or generation copies the cache dozens
+// of times, each time into fresh pages the kernel must fault in).
+func appendCache(l int, rows []rowRef, chunks []Chunk, k, v []float32) {
+	n := len(rows)
+	kd, vd := len(k)/n, len(v)/n
+	for i := 0; i < n; {
+		j := i + 1
+		for j < n && rows[j].chunk == rows[i].chunk {
+			j++
+		}
+		s := chunks[rows[i].chunk].Seq
+		s.k[l] = reserve(s.k[l], (j-i)*kd)
+		s.v[l] = reserve(s.v[l], (j-i)*vd)
+		i = j
+	}
+	for i, r := range rows {
+		s := chunks[r.chunk].Seq
+		s.k[l] = append(s.k[l], k[i*kd:(i+1)*kd]...)
+		s.v[l] = append(s.v[l], v[i*vd:(i+1)*vd]...)
+	}
+}
+
+// attnLoop is one layer's causal attention over a batch: a loop over
+// (row, head) pairs. Queries are rows × heads × dq; the cache holds one
+// key of dq values per token and KV head (heads/group of them), and one
+// value of dv values, or, with an empty value cache, the first dv values
+// of the key. Outputs are rows × heads × dv.
+type attnLoop struct {
+	m      *Model
+	dst, q []float32
+	rows   []rowRef
+	chunks []Chunk
+	l      int
+	group  int // query heads per KV head
+	dq, dv int
+	scale  float32
+}
+
+func (a *attnLoop) Range(lo, hi int) {
+	heads, l := a.m.Heads, a.l
+	buf := scores.Get().(*[]float32)
+	defer scores.Put(buf)
+	if len(*buf) < a.m.Context {
+		*buf = make([]float32, a.m.Context)
+	}
+	for t := lo; t < hi; t++ {
+		i, hd := t/heads, t%heads
+		r := a.rows[i]
+		s := a.chunks[r.chunk].Seq
+		kv := hd / a.group
+		qi := a.q[(i*heads+hd)*a.dq : (i*heads+hd+1)*a.dq]
+		sc := (*buf)[:r.pos+1]
+		tensor.DotRows(sc, qi, s.k[l][kv*a.dq:], s.kd)
+		for j := range sc {
+			sc[j] *= a.scale
+		}
+		softmax(sc)
+		out := a.dst[(i*heads+hd)*a.dv : (i*heads+hd+1)*a.dv]
+		clear(out)
+		if s.vd == 0 {
+			tensor.AxpyRows(out, s.k[l][kv*a.dq:], s.kd, sc)
+		} else {
+			tensor.AxpyRows(out, s.v[l][kv*a.dv:], s.vd, sc)
+		}
+	}
+}
