@@ -31,8 +31,9 @@ var (
 	DTypes  = []tensor.DType{tensor.F32, tensor.F16, tensor.Q8_0, tensor.Q4_K}
 )
 
-// shape is one model's hyperparameters.
+// shape is one Mixtral-style model's hyperparameters.
 type shape struct {
+	arch                                              string
 	vocab, ctx, embd, layers, heads, kvHeads, headDim int
 	experts, used, ffn, sharedFFN                     int
 	eps, ropeBase                                     float32
@@ -50,7 +51,7 @@ func (c Config) shape() (shape, error) {
 	default:
 		return s, fmt.Errorf("synth: unknown preset %q (want one of %v)", c.Preset, Presets)
 	}
-	s.eps, s.ropeBase = 1e-5, 1e4
+	s.arch, s.eps, s.ropeBase = c.Arch, 1e-5, 1e4
 	switch c.Arch {
 	case "mixtral":
 	case "qwen3moe":
@@ -78,16 +79,20 @@ func ggufArch(a string) string {
 var fileType = map[tensor.DType]uint32{tensor.F32: 0, tensor.F16: 1, tensor.Q8_0: 7, tensor.Q4_K: 15}
 
 // New returns a GGUF writer for the model; its tensors generate their
-// data when written, so large models are never held in memory.
+// data when written, so large models are never held in memory. The
+// writer's tensor table (names, types, shapes) is complete before any
+// data is generated.
 func New(c Config) (*gguf.Writer, error) {
+	var f family
 	s, err := c.shape()
 	if err != nil {
 		return nil, err
 	}
+	f = s
 	if !slices.Contains(DTypes, c.DType) {
 		return nil, fmt.Errorf("synth: unsupported type %s (want one of %v)", c.DType, DTypes)
 	}
-	voc, err := NewVocab(s.vocab)
+	voc, err := NewVocab(f.vocabSize())
 	if err != nil {
 		return nil, err
 	}
@@ -98,6 +103,32 @@ func New(c Config) (*gguf.Writer, error) {
 	w.Set("general.description", gguf.Str(fmt.Sprintf("random weights (seed %d) written by switchyard model synth", c.Seed)))
 	w.Set("general.file_type", gguf.U32(fileType[c.DType]))
 	w.Set("general.quantization_version", gguf.U32(2))
+	f.write(w, arch, gen{seed: c.Seed, mat: c.DType})
+	w.Set("tokenizer.ggml.model", gguf.Str("gpt2"))
+	w.Set("tokenizer.ggml.pre", gguf.Str("gpt-2"))
+	w.Set("tokenizer.ggml.tokens", gguf.Strs(voc.Tokens))
+	w.Set("tokenizer.ggml.token_type", gguf.I32s(voc.Types))
+	w.Set("tokenizer.ggml.merges", gguf.Strs(voc.Merges))
+	w.Set("tokenizer.ggml.bos_token_id", gguf.U32(uint32(voc.BOS)))
+	w.Set("tokenizer.ggml.eos_token_id", gguf.U32(uint32(voc.EOS)))
+	w.Set("tokenizer.ggml.add_bos_token", gguf.BoolV(true))
+	w.Set("tokenizer.ggml.add_eos_token", gguf.BoolV(false))
+	return w, nil
+}
+
+// family is one architecture at one preset: it writes its own {arch}.*
+// metadata and all tensors; New writes the general.* and tokenizer keys
+// around it.
+type family interface {
+	vocabSize() int
+	write(w *gguf.Writer, arch string, g gen)
+}
+
+func (s shape) vocabSize() int { return s.vocab }
+
+// write lays out the Mixtral-style families: every layer has attention
+// with separate q/k/v and a routed-expert FFN.
+func (s shape) write(w *gguf.Writer, arch string, g gen) {
 	u := func(k string, v int) { w.Set(arch+"."+k, gguf.U32(uint32(v))) }
 	u("vocab_size", s.vocab)
 	u("context_length", s.ctx)
@@ -115,43 +146,34 @@ func New(c Config) (*gguf.Writer, error) {
 	u("rope.dimension_count", s.headDim)
 	u("expert_count", s.experts)
 	u("expert_used_count", s.used)
-	if c.Arch == "qwen2moe" || c.Arch == "qwen3moe" {
+	if s.arch == "qwen2moe" || s.arch == "qwen3moe" {
 		u("expert_feed_forward_length", s.ffn)
 	}
 	if s.sharedFFN > 0 {
 		u("expert_shared_feed_forward_length", s.sharedFFN)
 	}
-	w.Set("tokenizer.ggml.model", gguf.Str("gpt2"))
-	w.Set("tokenizer.ggml.pre", gguf.Str("gpt-2"))
-	w.Set("tokenizer.ggml.tokens", gguf.Strs(voc.Tokens))
-	w.Set("tokenizer.ggml.token_type", gguf.I32s(voc.Types))
-	w.Set("tokenizer.ggml.merges", gguf.Strs(voc.Merges))
-	w.Set("tokenizer.ggml.bos_token_id", gguf.U32(uint32(voc.BOS)))
-	w.Set("tokenizer.ggml.eos_token_id", gguf.U32(uint32(voc.EOS)))
-	w.Set("tokenizer.ggml.add_bos_token", gguf.BoolV(true))
-	w.Set("tokenizer.ggml.add_eos_token", gguf.BoolV(false))
 
 	E, q, kv := s.embd, s.heads*s.headDim, s.kvHeads*s.headDim
-	g := gen{seed: c.Seed, mat: c.DType}
+	dt := g.mat
 	// Scales: rows of embeddings have unit RMS; a matrix with n inputs has
 	// entries of RMS 1/sqrt(n) (so outputs keep the scale of their inputs),
 	// except the head, whose logits get an RMS of about 3.
-	w.Add(g.matrix("token_embd.weight", E, s.vocab, 1, c.DType))
+	w.Add(g.matrix("token_embd.weight", E, s.vocab, 1, dt))
 	w.Add(g.norm("output_norm.weight", E))
-	w.Add(g.matrix("output.weight", E, s.vocab, 3/math.Sqrt(float64(E)), headType(c.DType)))
+	w.Add(g.matrix("output.weight", E, s.vocab, 3/math.Sqrt(float64(E)), headType(dt)))
 	for l := range s.layers {
 		p := fmt.Sprintf("blk.%d.", l)
 		w.Add(g.norm(p+"attn_norm.weight", E))
-		w.Add(g.matrix(p+"attn_q.weight", E, q, 1/math.Sqrt(float64(E)), c.DType))
-		w.Add(g.matrix(p+"attn_k.weight", E, kv, 1/math.Sqrt(float64(E)), c.DType))
-		w.Add(g.matrix(p+"attn_v.weight", E, kv, 1/math.Sqrt(float64(E)), c.DType))
-		if c.Arch == "qwen2moe" {
+		w.Add(g.matrix(p+"attn_q.weight", E, q, 1/math.Sqrt(float64(E)), dt))
+		w.Add(g.matrix(p+"attn_k.weight", E, kv, 1/math.Sqrt(float64(E)), dt))
+		w.Add(g.matrix(p+"attn_v.weight", E, kv, 1/math.Sqrt(float64(E)), dt))
+		if s.arch == "qwen2moe" {
 			w.Add(g.vector(p+"attn_q.bias", q, 0.1))
 			w.Add(g.vector(p+"attn_k.bias", kv, 0.1))
 			w.Add(g.vector(p+"attn_v.bias", kv, 0.1))
 		}
-		w.Add(g.matrix(p+"attn_output.weight", q, E, 1/math.Sqrt(float64(q)), c.DType))
-		switch c.Arch {
+		w.Add(g.matrix(p+"attn_output.weight", q, E, 1/math.Sqrt(float64(q)), dt))
+		switch s.arch {
 		case "qwen3moe":
 			w.Add(g.norm(p+"attn_q_norm.weight", s.headDim))
 			w.Add(g.norm(p+"attn_k_norm.weight", s.headDim))
@@ -161,17 +183,16 @@ func New(c Config) (*gguf.Writer, error) {
 		}
 		w.Add(g.norm(p+"ffn_norm.weight", E))
 		w.Add(g.matrix(p+"ffn_gate_inp.weight", E, s.experts, 2/math.Sqrt(float64(E)), tensor.F32))
-		w.Add(g.experts(p+"ffn_gate_exps.weight", E, s.ffn, s.experts, 1/math.Sqrt(float64(E)), c.DType))
-		w.Add(g.experts(p+"ffn_up_exps.weight", E, s.ffn, s.experts, 1/math.Sqrt(float64(E)), c.DType))
-		w.Add(g.experts(p+"ffn_down_exps.weight", s.ffn, E, s.experts, 1/math.Sqrt(float64(s.ffn)), c.DType))
+		w.Add(g.experts(p+"ffn_gate_exps.weight", E, s.ffn, s.experts, 1/math.Sqrt(float64(E)), dt))
+		w.Add(g.experts(p+"ffn_up_exps.weight", E, s.ffn, s.experts, 1/math.Sqrt(float64(E)), dt))
+		w.Add(g.experts(p+"ffn_down_exps.weight", s.ffn, E, s.experts, 1/math.Sqrt(float64(s.ffn)), dt))
 		if s.sharedFFN > 0 {
 			w.Add(g.vector(p+"ffn_gate_inp_shexp.weight", E, 1/math.Sqrt(float64(E))))
-			w.Add(g.matrix(p+"ffn_gate_shexp.weight", E, s.sharedFFN, 1/math.Sqrt(float64(E)), c.DType))
-			w.Add(g.matrix(p+"ffn_up_shexp.weight", E, s.sharedFFN, 1/math.Sqrt(float64(E)), c.DType))
-			w.Add(g.matrix(p+"ffn_down_shexp.weight", s.sharedFFN, E, 1/math.Sqrt(float64(s.sharedFFN)), c.DType))
+			w.Add(g.matrix(p+"ffn_gate_shexp.weight", E, s.sharedFFN, 1/math.Sqrt(float64(E)), dt))
+			w.Add(g.matrix(p+"ffn_up_shexp.weight", E, s.sharedFFN, 1/math.Sqrt(float64(E)), dt))
+			w.Add(g.matrix(p+"ffn_down_shexp.weight", s.sharedFFN, E, 1/math.Sqrt(float64(s.sharedFFN)), dt))
 		}
 	}
-	return w, nil
 }
 
 // headType follows llama.cpp's Q4_K_M in giving the output head Q6_K.
