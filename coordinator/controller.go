@@ -8,7 +8,6 @@ import (
 
 	"go.etcd.io/etcd/client/v3/concurrency"
 
-	"github.com/switchyard-llm/switchyard/pkg/model"
 	"github.com/switchyard-llm/switchyard/pkg/placement"
 )
 
@@ -51,6 +50,7 @@ func (c *Coordinator) controlRound(ctx context.Context, store *placement.Store) 
 	if err != nil {
 		return err
 	}
+	units := c.info.Units()
 	var cur placement.Map
 	switch err := store.Get(rctx, store.Placement(), &cur); {
 	case errors.Is(err, placement.ErrNotFound):
@@ -60,12 +60,12 @@ func (c *Coordinator) controlRound(ctx context.Context, store *placement.Store) 
 		}
 	case err != nil:
 		return err
-	case len(cur.Units) != c.info.Layers*c.info.Experts:
+	case len(cur.Units) != len(units):
 		c.log.Warn("placement is for another model shape; placing afresh", "units", len(cur.Units))
 		cur = placement.Map{Epoch: cur.Epoch}
 	}
-	unitBytes, _ := c.file.UnitBytes(model.Unit{})
-	in := placement.Input{Layers: c.info.Layers, Experts: c.info.Experts, Replicas: c.cfg.Replicas, Current: cur,
+	unitBytes, _ := c.file.UnitBytes(units[0])
+	in := placement.Input{Units: units, Replicas: c.cfg.Replicas, Current: cur,
 		MaxMoves: c.cfg.MaxMoves, ExtraReplicas: c.cfg.HotReplicas, HotAbove: 1.25, CoolBelow: 1.1}
 	for id, n := range nodes {
 		ns := placement.NodeState{ID: id, Draining: n.Draining || drains[id], Ready: map[string]bool{}}
@@ -87,10 +87,8 @@ func (c *Coordinator) controlRound(ctx context.Context, store *placement.Store) 
 	}
 	if total >= 256 {
 		in.Load = map[string]float64{}
-		for l := range w.Layers {
-			for e, v := range w.ExpertTokens[l] {
-				in.Load[placement.UnitKey(model.Unit{Layer: l, Expert: e})] = float64(v)
-			}
+		for _, u := range units {
+			in.Load[placement.UnitKey(u)] = float64(w.ExpertTokens[u.Layer][u.Expert])
 		}
 	}
 	next, reasons := placement.Plan(in)

@@ -204,7 +204,7 @@ func open(cfg Config) (*Coordinator, error) {
 		f.Close()
 		return nil, fmt.Errorf("coordinator: %s: %w", cfg.ModelPath, err)
 	}
-	if !f.MoE() {
+	if len(f.MoELayers()) == 0 {
 		return fail(errors.New("a dense model has no experts to distribute; use `switchyard model run`"))
 	}
 	shared, err := f.LoadShared()
@@ -235,14 +235,14 @@ func open(cfg Config) (*Coordinator, error) {
 	h := f.Hyper
 	c := &Coordinator{cfg: cfg, log: cfg.Logger.With("coordinator", cfg.ID), file: f, tok: tok, tmpl: tmpl,
 		info: placement.ModelInfo{Name: name, Arch: h.Arch, Digest: digest, Layers: h.Layers, Experts: h.Experts,
-			ExpertsUsed: h.ExpertsUsed, Vocab: h.Vocab, Context: h.Context, Census: f.Census()}}
+			ExpertsUsed: h.ExpertsUsed, Vocab: h.Vocab, Context: h.Context, Census: f.Census(), MoELayers: h.MoELayers()}}
 	if tmpl != nil {
 		c.info.ChatTemplate = tmpl.Name
 	}
 	c.stats = routingstats.New(h.Layers, h.Experts, h.ExpertsUsed)
 	switch {
 	case cfg.HotReplicas == 0:
-		c.cfg.HotReplicas = h.Layers * h.Experts / 4
+		c.cfg.HotReplicas = len(c.info.Units()) / 4
 	case cfg.HotReplicas < 0:
 		c.cfg.HotReplicas = 0
 	}
@@ -297,7 +297,7 @@ func (c *Coordinator) serve(ctx context.Context) error {
 	c.model.Experts = c.dispatch
 	updateHealth := func() {
 		st := healthpb.HealthCheckResponse_SERVING
-		if len(c.dispatch.missing(c.info.Layers, c.info.Experts)) > 0 {
+		if len(c.dispatch.missing()) > 0 {
 			st = healthpb.HealthCheckResponse_NOT_SERVING
 		}
 		hs.SetServingStatus(ServiceName, st)

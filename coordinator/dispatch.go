@@ -37,7 +37,7 @@ type dispatcher struct {
 
 	pool     *tensor.Pool  // rested while calls are out
 	perRow   int           // experts per token (k)
-	keys     [][]string    // placement.UnitKey of every unit, by layer and expert
+	keys     [][]string    // placement.UnitKey of every unit, by layer and expert; none for a dense layer
 	unitWait time.Duration // how long to wait for a unit with no ready replica
 
 	mu         sync.RWMutex
@@ -67,7 +67,7 @@ const suspectFor = 3 * time.Second
 
 func newDispatcher(pool *tensor.Pool, dial grpc.DialOption, digest string, h model.Hyper, enc pb.Encoding, timeout, unitWait time.Duration, members *membership.Members, stats *routingstats.Recorder, m *metrics, log *slog.Logger) *dispatcher {
 	keys := make([][]string, h.Layers)
-	for l := range keys {
+	for _, l := range h.MoELayers() {
 		keys[l] = make([]string, h.Experts)
 		for e := range keys[l] {
 			keys[l][e] = placement.UnitKey(model.Unit{Layer: l, Expert: e})
@@ -160,15 +160,14 @@ func (d *dispatcher) replicas(dst []string, key string, skip map[string]bool) []
 	return dst
 }
 
-// missing lists the units of a layers × experts model without a usable
-// replica (empty when the cluster can serve every token).
-func (d *dispatcher) missing(layers, experts int) []string {
+// missing lists the model's units without a usable replica (empty when
+// the cluster can serve every token).
+func (d *dispatcher) missing() []string {
 	d.mu.RLock()
 	defer d.mu.RUnlock()
 	var out []string
-	for l := range layers {
-		for e := range experts {
-			key := placement.UnitKey(model.Unit{Layer: l, Expert: e})
+	for _, layer := range d.keys {
+		for _, key := range layer {
 			if len(d.replicas(nil, key, nil)) == 0 {
 				out = append(out, key)
 			}

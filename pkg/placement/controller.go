@@ -19,10 +19,10 @@ type NodeState struct {
 
 // Input is everything one planning round looks at.
 type Input struct {
-	Layers, Experts int
-	Replicas        int // copies of every unit; at least 1
-	Nodes           []NodeState
-	Current         Map
+	Units    []model.Unit // the units to place (ModelInfo.Units)
+	Replicas int          // copies of every unit; at least 1
+	Nodes    []NodeState
+	Current  Map
 	// Load is each unit's recent routing load (tokens); nil or all zero
 	// turns hot-expert replication off.
 	Load map[string]float64
@@ -55,19 +55,17 @@ func Plan(in Input) (Map, []string) {
 	for i := range in.Nodes {
 		p.live[in.Nodes[i].ID] = &in.Nodes[i]
 	}
-	for l := range in.Layers {
-		for e := range in.Experts {
-			key := UnitKey(model.Unit{Layer: l, Expert: e})
-			// Replicas on nodes that are gone are dropped at once.
-			for _, n := range in.Current.Units[key] {
-				if p.live[n] != nil {
-					p.next.Units[key] = append(p.next.Units[key], n)
-				} else {
-					p.note("unit %s: dropped from %s (node gone)", key, n)
-				}
+	for _, u := range in.Units {
+		key := UnitKey(u)
+		// Replicas on nodes that are gone are dropped at once.
+		for _, n := range in.Current.Units[key] {
+			if p.live[n] != nil {
+				p.next.Units[key] = append(p.next.Units[key], n)
+			} else {
+				p.note("unit %s: dropped from %s (node gone)", key, n)
 			}
-			p.keys = append(p.keys, key)
 		}
+		p.keys = append(p.keys, key)
 	}
 	moves := p.cool(in.MaxMoves)
 	moves += p.hot(in.MaxMoves - moves)

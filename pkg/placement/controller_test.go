@@ -1,6 +1,7 @@
 package placement
 
 import (
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -84,7 +85,7 @@ func counts(m Map) map[string]int {
 }
 
 func TestPlanInitialAndStable(t *testing.T) {
-	in := Input{Layers: 4, Experts: 8, Replicas: 2, Nodes: nodes("a", "b", "c"), MaxMoves: 4}
+	in := Input{Units: ModelInfo{Layers: 4, Experts: 8}.Units(), Replicas: 2, Nodes: nodes("a", "b", "c"), MaxMoves: 4}
 	settle(t, &in, 10)
 	c := counts(in.Current)
 	for _, n := range []string{"a", "b", "c"} {
@@ -98,7 +99,7 @@ func TestPlanInitialAndStable(t *testing.T) {
 }
 
 func TestPlanNodeLost(t *testing.T) {
-	in := Input{Layers: 2, Experts: 8, Replicas: 1, Nodes: nodes("a", "b", "c"), MaxMoves: 2}
+	in := Input{Units: ModelInfo{Layers: 2, Experts: 8}.Units(), Replicas: 1, Nodes: nodes("a", "b", "c"), MaxMoves: 2}
 	settle(t, &in, 10)
 	in.Nodes = slices.DeleteFunc(in.Nodes, func(n NodeState) bool { return n.ID == "b" })
 	next, reasons := Plan(in)
@@ -113,7 +114,7 @@ func TestPlanNodeLost(t *testing.T) {
 }
 
 func TestPlanJoinIsBoundedAndMakesBeforeBreaking(t *testing.T) {
-	in := Input{Layers: 4, Experts: 8, Replicas: 1, Nodes: nodes("a", "b"), MaxMoves: 3}
+	in := Input{Units: ModelInfo{Layers: 4, Experts: 8}.Units(), Replicas: 1, Nodes: nodes("a", "b"), MaxMoves: 3}
 	settle(t, &in, 10)
 	in.Nodes = append(in.Nodes, NodeState{ID: "c", Ready: map[string]bool{}})
 	next, reasons := Plan(in)
@@ -139,7 +140,7 @@ func TestPlanJoinIsBoundedAndMakesBeforeBreaking(t *testing.T) {
 }
 
 func TestPlanDrain(t *testing.T) {
-	in := Input{Layers: 2, Experts: 8, Replicas: 1, Nodes: nodes("a", "b", "c"), MaxMoves: 2}
+	in := Input{Units: ModelInfo{Layers: 2, Experts: 8}.Units(), Replicas: 1, Nodes: nodes("a", "b", "c"), MaxMoves: 2}
 	settle(t, &in, 10)
 	in.Nodes[1].Draining = true
 	settle(t, &in, 10)
@@ -149,7 +150,7 @@ func TestPlanDrain(t *testing.T) {
 }
 
 func TestPlanHotReplication(t *testing.T) {
-	in := Input{Layers: 1, Experts: 8, Replicas: 1, Nodes: nodes("a", "b", "c", "d"), MaxMoves: 2,
+	in := Input{Units: ModelInfo{Layers: 1, Experts: 8}.Units(), Replicas: 1, Nodes: nodes("a", "b", "c", "d"), MaxMoves: 2,
 		ExtraReplicas: 8, HotAbove: 1.3, CoolBelow: 1.1}
 	settle(t, &in, 10)
 	// Skewed routing: expert 0 takes most of the tokens.
@@ -184,10 +185,36 @@ func TestPlanHotReplication(t *testing.T) {
 func TestPlanRespectsCapacity(t *testing.T) {
 	ns := nodes("a", "b", "c")
 	ns[0].Units = 4 // a small node
-	in := Input{Layers: 2, Experts: 8, Replicas: 1, Nodes: ns, MaxMoves: 4}
+	in := Input{Units: ModelInfo{Layers: 2, Experts: 8}.Units(), Replicas: 1, Nodes: ns, MaxMoves: 4}
 	settle(t, &in, 10)
 	c := counts(in.Current)
 	if c["a"] > 4 || c["a"]+c["b"]+c["c"] != 16 || c["b"] < 6 || c["c"] < 6 {
 		t.Errorf("placement %v ignores a's capacity of 4 units", c)
+	}
+}
+
+func TestPlanOnlyMoELayers(t *testing.T) {
+	// Layer 0 is dense (deepseek2's leading_dense_block_count = 1); the
+	// current placement is an old one that still places unit 0/1.
+	info := ModelInfo{Layers: 4, Experts: 4, MoELayers: []int{1, 2, 3}}
+	in := Input{Units: info.Units(), Replicas: 2, Nodes: nodes("a", "b", "c"), MaxMoves: 4,
+		Current: Map{Units: map[string][]string{"0/1": {"a"}}}}
+	settle(t, &in, 10)
+	var want []string
+	for l := 1; l <= 3; l++ {
+		for e := range 4 {
+			want = append(want, fmt.Sprintf("%d/%d", l, e))
+		}
+	}
+	var got []string
+	for key, on := range in.Current.Units {
+		got = append(got, key)
+		if len(on) != 2 {
+			t.Errorf("unit %s on %v, want 2 replicas", key, on)
+		}
+	}
+	slices.Sort(got)
+	if !slices.Equal(got, want) {
+		t.Errorf("placed units %v, want %v", got, want)
 	}
 }

@@ -48,6 +48,28 @@ type ModelInfo struct {
 	// ChatTemplate names the chat template in use: "gguf" (the file's own),
 	// "plain" (the documented fallback) or "" (none: chat requests fail).
 	ChatTemplate string `json:"chat_template"`
+	// MoELayers lists, in order, the layers with routed experts; the
+	// others have a dense FFN and no units. Absent (in records written
+	// before it existed) means every layer.
+	MoELayers []int `json:"moe_layers,omitempty"`
+}
+
+// Units lists the model's units of placement, by layer then expert: every
+// expert of every MoE layer.
+func (m ModelInfo) Units() []model.Unit {
+	layers := m.MoELayers
+	if layers == nil {
+		for l := range m.Layers {
+			layers = append(layers, l)
+		}
+	}
+	out := make([]model.Unit, 0, len(layers)*m.Experts)
+	for _, l := range layers {
+		for e := range m.Experts {
+			out = append(out, model.Unit{Layer: l, Expert: e})
+		}
+	}
+	return out
 }
 
 // Node is an expert node's registration.
