@@ -5,6 +5,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -60,6 +61,13 @@ func argmax(x []float32) int32 {
 	return int32(best)
 }
 
+func appendDiffs(d []float64, a, b []float32) []float64 {
+	for i := range a {
+		d = append(d, math.Abs(float64(a[i])-float64(b[i])))
+	}
+	return d
+}
+
 func maxDiff(a, b []float32) float64 {
 	var d float64
 	for i := range a {
@@ -100,6 +108,12 @@ func TestGolden(t *testing.T) {
 			tol := tolerance[dtype]
 			g := loadGolden(t, gpath)
 			m := loadModel(t, modelPath(name))
+			var diffs []float64 // every |Δlogit| compared
+			defer func() {
+				slices.Sort(diffs)
+				q := func(f float64) float64 { return diffs[int(f*float64(len(diffs)-1))] }
+				t.Logf("%s: %d logits: max |Δ| %.3g, p50 %.3g, p99 %.3g", name, len(diffs), q(1), q(0.5), q(0.99))
+			}()
 			for pi, p := range g.Prompts {
 				seq := m.NewSequence()
 				out, err := m.Forward(t.Context(), []Chunk{{Seq: seq, Tokens: p.Prompt, AllLogits: true}})
@@ -110,10 +124,12 @@ func TestGolden(t *testing.T) {
 				var worst float64
 				for pos := range p.Prompt {
 					worst = max(worst, maxDiff(out[0][pos*V:(pos+1)*V], p.Logits[pos]))
+					diffs = appendDiffs(diffs, out[0][pos*V:(pos+1)*V], p.Logits[pos])
 				}
 				last := out[0][(len(p.Prompt)-1)*V:]
 				var genWorst float64
 				next := argmax(last)
+				agreed := 0
 				for step, want := range p.Greedy {
 					if next != want {
 						if p.Margin[step] > 0.05 || dtype == "f32" {
@@ -122,16 +138,18 @@ func TestGolden(t *testing.T) {
 						t.Logf("prompt %d step %d: near-tie (margin %g) flipped: %d vs %d; stopping", pi, step, p.Margin[step], next, want)
 						break
 					}
+					agreed++
 					logits, err := m.Forward(t.Context(), []Chunk{{Seq: seq, Tokens: []int32{want}}})
 					if err != nil {
 						t.Fatal(err)
 					}
 					if step < len(p.GenLogits) {
 						genWorst = max(genWorst, maxDiff(logits[0], p.GenLogits[step]))
+						diffs = appendDiffs(diffs, logits[0], p.GenLogits[step])
 					}
 					next = argmax(logits[0])
 				}
-				t.Logf("prompt %d (%d tokens): max |Δ| prompt %.3g, generation %.3g", pi, len(p.Prompt), worst, genWorst)
+				t.Logf("prompt %d (%d tokens): max |Δ| prompt %.3g, generation %.3g; greedy %d/%d", pi, len(p.Prompt), worst, genWorst, agreed, len(p.Greedy))
 				if worst > tol || genWorst > tol {
 					t.Errorf("prompt %d: max |Δlogit| %.3g / %.3g exceeds %g", pi, worst, genWorst, tol)
 				}

@@ -78,6 +78,17 @@ func TestLoadReadsOnlyItsBytes(t *testing.T) {
 // tensors, and returns the result opened as a model file.
 func rewrite(t *testing.T, path string, edit func(w *gguf.Writer, f *gguf.File)) *File {
 	t.Helper()
+	f, err := rewriteErr(t, path, edit)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
+
+// rewriteErr writes the file at path, edited, to memory and opens it,
+// returning the model's error.
+func rewriteErr(t *testing.T, path string, edit func(w *gguf.Writer, f *gguf.File)) (*File, error) {
+	t.Helper()
 	g, err := gguf.Open(path, gguf.Options{})
 	if err != nil {
 		t.Fatal(err)
@@ -100,11 +111,7 @@ func rewrite(t *testing.T, path string, edit func(w *gguf.Writer, f *gguf.File))
 	if err != nil {
 		t.Fatal(err)
 	}
-	f, err := NewFile(out)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return f
+	return NewFile(out)
 }
 
 func setKV(w *gguf.Writer, key string, v gguf.Value) {
@@ -257,26 +264,7 @@ func TestBadModels(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			g, err := gguf.Open(tinyMixtral, gguf.Options{})
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer g.Close()
-			w := &gguf.Writer{KVs: slices.Clone(g.KVs)}
-			for _, ti := range g.Tensors {
-				data, _ := g.TensorData(ti.Name)
-				w.Add(gguf.WriterTensor{Name: ti.Name, Type: ti.Type, Dims: ti.Dims, Data: data})
-			}
-			c.edit(w, g)
-			var buf bytes.Buffer
-			if _, err := w.WriteTo(&buf); err != nil {
-				t.Fatal(err)
-			}
-			out, err := gguf.Read(bytes.NewReader(buf.Bytes()), int64(buf.Len()), gguf.Limits{})
-			if err != nil {
-				t.Fatal(err)
-			}
-			f, err := NewFile(out)
+			f, err := rewriteErr(t, tinyMixtral, c.edit)
 			if err == nil {
 				_, err = LoadLocal(f, nil)
 			}
