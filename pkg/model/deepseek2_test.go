@@ -201,7 +201,9 @@ func TestBadDeepseek(t *testing.T) {
 			dropTensors(w, func(n string) bool { return n == "blk.2.attn_q_a_norm.weight" })
 		}, ErrTensor, `"blk.2.attn_q_a.weight"`},
 		{"no k_b, no kv_b", func(w *gguf.Writer, g *gguf.File) {
-			dropTensors(w, func(n string) bool { return strings.HasSuffix(n, "attn_k_b.weight") || strings.HasSuffix(n, "attn_v_b.weight") })
+			dropTensors(w, func(n string) bool {
+				return strings.HasSuffix(n, "attn_k_b.weight") || strings.HasSuffix(n, "attn_v_b.weight")
+			})
 		}, ErrTensor, `missing tensor "blk.0.attn_k_b.weight"`},
 		{"wrong latent width", func(w *gguf.Writer, g *gguf.File) { setKV(w, "deepseek2.attention.kv_lora_rank", gguf.U32(24)) },
 			ErrTensor, `"blk.0.attn_kv_a_mqa.weight" has shape [64 48], want [64 40]`},
