@@ -59,6 +59,10 @@ type ModelInfo struct {
 	ActiveBytesPerToken int64   `json:"active_bytes_per_token"`
 	BandwidthGBs        float64 `json:"memory_read_gb_s"`
 	DecodeLimitTokS     float64 `json:"decode_limit_tok_s"` // bandwidth ÷ active bytes
+	KVBytesPerToken     int     `json:"kv_bytes_per_token"`
+	// PlainKVBytesPerToken is, for MLA, what per-head keys and values
+	// would take at the same shape; 0 otherwise.
+	PlainKVBytesPerToken int `json:"plain_kv_bytes_per_token,omitempty"`
 }
 
 // Report is the benchmark's output.
@@ -140,7 +144,10 @@ func Measure(ctx context.Context, c Config) (*Report, error) {
 		return nil, err
 	}
 	defer f.Close()
-	rep := &Report{Model: ModelInfo{ActiveBytesPerToken: ActiveBytes(f), BandwidthGBs: Bandwidth()}}
+	rep := &Report{Model: ModelInfo{ActiveBytesPerToken: ActiveBytes(f), BandwidthGBs: Bandwidth(), KVBytesPerToken: f.KVBytesPerToken()}}
+	if f.MLA() {
+		rep.Model.PlainKVBytesPerToken = f.PlainKVBytesPerToken()
+	}
 	if v, ok := f.Get("general.name"); ok {
 		rep.Model.Name, _ = v.V.(string)
 	}
@@ -370,8 +377,13 @@ func decodeRate(arrivals [][]time.Time) float64 {
 // Print writes the report as a table.
 func Print(w io.Writer, rep *Report) {
 	m := rep.Model
-	fmt.Fprintf(w, "model %s: %.1f MB read per decoded token; memory %.1f GB/s → decode limit %.0f tok/s\n\n",
+	fmt.Fprintf(w, "model %s: %.1f MB read per decoded token; memory %.1f GB/s → decode limit %.0f tok/s\n",
 		m.Name, float64(m.ActiveBytesPerToken)/1e6, m.BandwidthGBs, m.DecodeLimitTokS)
+	fmt.Fprintf(w, "KV cache: %d bytes per token", m.KVBytesPerToken)
+	if m.PlainKVBytesPerToken > 0 {
+		fmt.Fprintf(w, " (MLA; per-head K/V would take %d, %.1f× more)", m.PlainKVBytesPerToken, float64(m.PlainKVBytesPerToken)/float64(m.KVBytesPerToken))
+	}
+	fmt.Fprint(w, "\n\n")
 	fmt.Fprintf(w, "%-8s %5s %12s %12s %9s %9s %8s %8s\n", "mode", "conc", "prefill t/s", "decode t/s", "TTFT p50", "TTFT p99", "ITL p50", "ITL p99")
 	for _, r := range rep.Runs {
 		fmt.Fprintf(w, "%-8s %5d %12.1f %12.1f %9.1f %9.1f %8.2f %8.2f\n", r.Mode, r.Concurrency, r.PrefillTokS, r.DecodeTokS,

@@ -87,9 +87,19 @@ func TestDeepseekLayers(t *testing.T) {
 	if got, want := m.KVBytesPerToken(), 4*4*(32+16); got != want {
 		t.Errorf("KV cache %d bytes a token, want %d", got, want)
 	}
+	if got, want := m.PlainKVBytesPerToken(), 4*4*4*(48+32); got != want {
+		t.Errorf("plain KV cache %d bytes a token, want %d", got, want)
+	}
 	ch := []Chunk{{Seq: m.NewSequence(), Tokens: prompt, WantRouting: true}}
 	if _, err := m.Forward(t.Context(), ch); err != nil {
 		t.Fatal(err)
+	}
+	held := 0
+	for l := range 4 {
+		held += 4 * (len(ch[0].Seq.k[l]) + len(ch[0].Seq.v[l]))
+	}
+	if held != len(prompt)*m.KVBytesPerToken() {
+		t.Errorf("the cache holds %d bytes for %d tokens, want %d a token", held, len(prompt), m.KVBytesPerToken())
 	}
 	k := 4
 	for pos := range prompt {

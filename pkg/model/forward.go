@@ -61,13 +61,6 @@ func (m *Model) NewSequence() *Sequence {
 	return &Sequence{k: make([][]float32, m.Layers), v: make([][]float32, m.Layers), kd: kd, vd: vd}
 }
 
-// KVBytesPerToken is what the KV cache holds per token over every layer,
-// in bytes (float32 values).
-func (m *Model) KVBytesPerToken() int {
-	kd, vd := m.Shared.Layers[0].Attn.cacheWidths(m.Hyper)
-	return 4 * m.Layers * (kd + vd)
-}
-
 // Reserve makes room in the caches for n positions in all, so that a
 // sequence whose length is bounded up front (prompt plus max tokens) never
 // regrows them: each regrowth copies every layer's cache into new memory,

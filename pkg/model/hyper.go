@@ -88,6 +88,26 @@ func (h Hyper) MoELayers() []int {
 // MLA reports whether attention is multi-head latent attention.
 func (h Hyper) MLA() bool { return h.KVLoRA > 0 }
 
+// KVBytesPerToken is what the KV cache holds per token over every layer
+// (float32 values): per KV head a key and a value, or with MLA one latent
+// vector and one rotated key shared by all heads.
+func (h Hyper) KVBytesPerToken() int {
+	if h.MLA() {
+		return 4 * h.Layers * (h.KVLoRA + h.RopeDims)
+	}
+	return 4 * h.Layers * h.KVHeads * (h.HeadDim + h.ValueDim)
+}
+
+// PlainKVBytesPerToken is what a cache of per-head keys and values would
+// hold per token at this shape: for MLA, what its latent cache saves.
+func (h Hyper) PlainKVBytesPerToken() int {
+	kv := h.KVHeads
+	if h.MLA() {
+		kv = h.Heads
+	}
+	return 4 * h.Layers * kv * (h.HeadDim + h.ValueDim)
+}
+
 // Limits on hyperparameters, so that a corrupt file cannot make the engine
 // allocate absurd buffers.
 const (
