@@ -18,7 +18,7 @@ import (
 
 // Config says what to synthesise.
 type Config struct {
-	Arch   string       // mixtral, qwen2moe, qwen3moe or olmoe
+	Arch   string       // mixtral, qwen2moe, qwen3moe, olmoe or deepseek2
 	Preset string       // tiny, small or medium
 	DType  tensor.DType // F32, F16, Q8_0 or Q4_K for weight matrices
 	Seed   uint64
@@ -26,7 +26,7 @@ type Config struct {
 
 // Archs and Presets list the accepted values of Config.
 var (
-	Archs   = []string{"mixtral", "qwen2moe", "qwen3moe", "olmoe"}
+	Archs   = []string{"mixtral", "qwen2moe", "qwen3moe", "olmoe", "deepseek2"}
 	Presets = []string{"tiny", "small", "medium"}
 	DTypes  = []tensor.DType{tensor.F32, tensor.F16, tensor.Q8_0, tensor.Q4_K}
 )
@@ -84,11 +84,20 @@ var fileType = map[tensor.DType]uint32{tensor.F32: 0, tensor.F16: 1, tensor.Q8_0
 // data is generated.
 func New(c Config) (*gguf.Writer, error) {
 	var f family
-	s, err := c.shape()
-	if err != nil {
-		return nil, err
+	switch c.Arch {
+	case "deepseek2":
+		s, err := deepseek2Shape(c.Preset)
+		if err != nil {
+			return nil, err
+		}
+		f = s
+	default:
+		s, err := c.shape()
+		if err != nil {
+			return nil, err
+		}
+		f = s
 	}
-	f = s
 	if !slices.Contains(DTypes, c.DType) {
 		return nil, fmt.Errorf("synth: unsupported type %s (want one of %v)", c.DType, DTypes)
 	}
