@@ -152,12 +152,30 @@ func Inspect(c InspectConfig, out io.Writer) error {
 	fmt.Fprintf(out, "vocabulary    %d   context %d\n", h.Vocab, h.Context)
 	fmt.Fprintf(out, "layers        %d   n_embd %d\n", h.Layers, h.Embd)
 	fmt.Fprintf(out, "attention     %d heads, %d KV heads, head size %d, RoPE base %g (%s)\n", h.Heads, h.KVHeads, h.HeadDim, h.RopeBase, map[bool]string{true: "NEOX", false: "NORM"}[f.Arch.RopeNeoX])
+	if h.MLA() {
+		fmt.Fprintf(out, "latent attn   q_lora %d, kv_lora %d, %d RoPE dims, value size %d\n", h.QLoRA, h.KVLoRA, h.RopeDims, h.ValueDim)
+	}
+	if h.Rope.Type != "" {
+		fmt.Fprintf(out, "RoPE scaling  %s, factor %g, original context %d\n", h.Rope.Type, h.Rope.Factor, h.Rope.OrigContext)
+	}
 	if h.MoE() {
 		fmt.Fprintf(out, "experts       %d per layer, %d used, ffn %d", h.Experts, h.ExpertsUsed, h.ExpertFFN)
-		if h.SharedFFN > 0 {
+		if h.Gating == model.GatingSigmoid {
+			fmt.Fprint(out, ", sigmoid scores")
+		}
+		if h.Groups > 1 {
+			fmt.Fprintf(out, ", %d groups (best %d kept)", h.Groups, h.GroupsUsed)
+		}
+		switch {
+		case h.SharedExperts > 0:
+			fmt.Fprintf(out, ", shared experts %d (ffn %d in all)", h.SharedExperts, h.SharedFFN)
+		case h.SharedFFN > 0:
 			fmt.Fprintf(out, ", shared expert ffn %d", h.SharedFFN)
 		}
 		fmt.Fprintln(out)
+		if h.DenseLeading > 0 {
+			fmt.Fprintf(out, "dense layers  first %d, ffn %d\n", h.DenseLeading, h.FFN)
+		}
 	} else {
 		fmt.Fprintf(out, "ffn           %d (dense)\n", h.FFN)
 	}
