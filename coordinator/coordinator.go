@@ -239,7 +239,7 @@ func open(cfg Config) (*Coordinator, error) {
 	if tmpl != nil {
 		c.info.ChatTemplate = tmpl.Name
 	}
-	c.stats = routingstats.New(h.Layers, h.Experts, h.ExpertsUsed)
+	c.stats = routingstats.New(h.Layers, h.Experts, h.ExpertsUsed, h.MoELayers())
 	switch {
 	case cfg.HotReplicas == 0:
 		c.cfg.HotReplicas = len(c.info.Units()) / 4

@@ -69,6 +69,9 @@ func (c *routingCollector) Describe(ch chan<- *prometheus.Desc) {
 func (c *routingCollector) Collect(ch chan<- prometheus.Metric) {
 	w := c.rec.Window(time.Minute)
 	for l := range w.Layers {
+		if !w.MoELayer(l) {
+			continue // dense: nothing is routed
+		}
 		layer := strconv.Itoa(l)
 		ch <- prometheus.MustNewConstMetric(imbalanceDesc, prometheus.GaugeValue, routingstats.Imbalance(w.ExpertTokens[l]), layer)
 		ch <- prometheus.MustNewConstMetric(entropyDesc, prometheus.GaugeValue, routingstats.Entropy(w.ExpertTokens[l]), layer)

@@ -99,7 +99,7 @@ func serveEchoTLS(t testing.TB, tp *tlsconfig.Pair) (*echoNode, *grpc.Server, *n
 // testDispatcher is a dispatcher for a one-layer model of the given
 // experts, k a row of E values, with no nodes yet.
 func testDispatcher(E, k, experts int, unitWait time.Duration) *dispatcher {
-	stats := routingstats.New(1, experts, k)
+	stats := routingstats.New(1, experts, k, nil)
 	return newDispatcher(nil, nil, "sha256:x", model.Hyper{Embd: E, ExpertsUsed: k, Layers: 1, Experts: experts}, pb.Encoding_ENCODING_F32, 10*time.Second, unitWait, nil, stats,
 		newMetrics(prometheus.NewRegistry(), stats, false), slog.New(slog.DiscardHandler))
 }

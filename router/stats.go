@@ -64,11 +64,11 @@ func (r *Router) report(ctx context.Context, window string, secs uint32) (*routi
 	}
 	g.Wait()
 
-	layers, experts := 0, 0
+	merged := routingstats.NewCounts(0, 0)
 	if info != nil {
-		layers, experts = info.Layers, info.Experts
+		merged = routingstats.NewCounts(info.Layers, info.Experts)
+		merged.MoELayers = info.MoELayers
 	}
-	merged := routingstats.NewCounts(layers, experts)
 	series := map[int64]uint64{}
 	var uptime float64
 	n := 0

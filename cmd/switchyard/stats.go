@@ -34,11 +34,11 @@ func runStats(ctx context.Context, args []string) error {
 		if rep.Model == nil {
 			return errors.New("stats: the router reports no model yet")
 		}
-		a, err := statsview.Route(ctx, *url, pos[0], rep.Model.Layers, rep.Model.Experts)
+		a, err := statsview.Route(ctx, *url, pos[0], rep)
 		if err != nil {
 			return err
 		}
-		b, err := statsview.Route(ctx, *url, pos[1], rep.Model.Layers, rep.Model.Experts)
+		b, err := statsview.Route(ctx, *url, pos[1], rep)
 		if err != nil {
 			return err
 		}

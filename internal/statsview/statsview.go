@@ -1,6 +1,7 @@
 // Package statsview draws a cluster's routing statistics in a terminal:
 // a layers × experts heatmap with a legend, per-layer imbalance and
 // entropy, and the node table; and compares where two prompts route.
+// Dense layers (no routed experts) are labelled as such.
 package statsview
 
 import (
@@ -93,8 +94,8 @@ func Render(w io.Writer, rep *routingstats.Report, o Options) {
 	fmt.Fprintf(w, "tokens %d · generated %d (%.1f/s) · steps %d · expert calls %d\n\n", rep.Totals.Tokens, rep.Totals.Generated,
 		rep.Totals.TokensPerSecond, rep.Totals.Steps, rep.Totals.ExpertCalls)
 	experts := 0
-	if len(rep.Layers) > 0 {
-		experts = len(rep.Layers[0].Experts)
+	for _, l := range rep.Layers {
+		experts = max(experts, len(l.Experts)) // a dense layer has none
 	}
 	// Cells are 3 columns wide for small models, 1 for wide ones; more
 	// than fits in one row of the terminal is folded into blocks.
@@ -117,6 +118,10 @@ func Render(w io.Writer, rep *routingstats.Report, o Options) {
 		fmt.Fprintf(w, " %5s %5s\n", "imbal", "bits")
 		for _, l := range rep.Layers {
 			fmt.Fprintf(w, "L%-3d", l.Layer)
+			if l.Dense {
+				fmt.Fprintln(w, denseLabel)
+				continue
+			}
 			for _, e := range l.Experts[start:end] {
 				fmt.Fprint(w, cell(o, shadeOf(e.Share, experts), cw))
 			}
@@ -173,17 +178,21 @@ func Watch(ctx context.Context, w io.Writer, base, window string, o Options, int
 	}
 }
 
+// denseLabel marks a dense layer's row.
+const denseLabel = "dense: no routed experts"
+
 // Routing is where one prompt's tokens went: per layer, per expert, the
 // number of prompt positions routed to it.
 type Routing struct {
 	Prompt string
 	Tokens int
-	Counts [][]int // [layer][expert]
+	Counts [][]int // [layer][expert]; nil for a dense layer
 }
 
 // Route sends prompt to the router and counts the experts its positions
-// were routed to.
-func Route(ctx context.Context, base, prompt string, layers, experts int) (*Routing, error) {
+// were routed to, in the layers rep reports as routed. rep.Model must be
+// set.
+func Route(ctx context.Context, base, prompt string, rep *routingstats.Report) (*Routing, error) {
 	body, _ := json.Marshal(map[string]any{"prompt": prompt, "max_tokens": 1, "temperature": 0, "return_routing": true})
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, strings.TrimRight(base, "/")+"/v1/completions", bytes.NewReader(body))
 	if err != nil {
@@ -209,15 +218,20 @@ func Route(ctx context.Context, base, prompt string, layers, experts int) (*Rout
 	if err := json.Unmarshal(raw, &out); err != nil || len(out.Choices) == 0 {
 		return nil, fmt.Errorf("compare: decoding the answer: %v", err)
 	}
-	r := &Routing{Prompt: prompt, Counts: make([][]int, layers)}
+	r := &Routing{Prompt: prompt, Counts: make([][]int, rep.Model.Layers)}
 	for l := range r.Counts {
-		r.Counts[l] = make([]int, experts)
+		r.Counts[l] = make([]int, rep.Model.Experts)
+	}
+	for _, lr := range rep.Layers {
+		if lr.Dense && lr.Layer < len(r.Counts) {
+			r.Counts[lr.Layer] = nil
+		}
 	}
 	for _, pos := range out.Choices[0].Routing.Prompt {
 		r.Tokens++
 		for l, chosen := range pos {
 			for _, e := range chosen {
-				if l < layers && e < experts {
+				if l < len(r.Counts) && e >= 0 && e < len(r.Counts[l]) {
 					r.Counts[l][e]++
 				}
 			}
@@ -251,6 +265,10 @@ func Compare(w io.Writer, a, b *Routing) {
 	fmt.Fprintf(w, "A: %q (%d tokens)\nB: %q (%d tokens)\n\n", a.Prompt, a.Tokens, b.Prompt, b.Tokens)
 	fmt.Fprintf(w, "%-6s %-28s %-28s %s\n", "layer", "A prefers", "B prefers", "")
 	for l := range a.Counts {
+		if a.Counts[l] == nil {
+			fmt.Fprintf(w, "L%-5d %s\n", l, denseLabel)
+			continue
+		}
 		ta, tb := top(a.Counts[l], 3), top(b.Counts[l], 3)
 		mark := ""
 		if len(ta) > 0 && len(tb) > 0 && strings.Fields(ta[0])[0] != strings.Fields(tb[0])[0] {

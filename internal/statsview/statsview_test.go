@@ -2,6 +2,9 @@ package statsview
 
 import (
 	"bytes"
+	"io"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -67,5 +70,64 @@ func TestCompareMarksDifferentExperts(t *testing.T) {
 	}
 	if strings.Contains(l0, "different") || !strings.Contains(l1, "different") || !strings.Contains(l1, "e0 100%") || !strings.Contains(l1, "e2 100%") {
 		t.Errorf("compare output:\n%s", buf.String())
+	}
+}
+
+// deepseek2 layout: layer 0 has a dense FFN, layers 1 and 2 route.
+func denseReport() *routingstats.Report {
+	c := routingstats.NewCounts(3, 8)
+	c.MoELayers = []int{1, 2}
+	for l := 1; l < 3; l++ {
+		c.Tokens[l] = 100
+		c.ExpertTokens[l][l] = 100
+	}
+	rep := routingstats.Build(c, "1m", 60)
+	rep.Model = &routingstats.ModelSummary{Name: "tiny-deepseek2", Layers: 3, Experts: 8, ExpertsUsed: 1}
+	return &rep
+}
+
+func TestRenderDenseLayer(t *testing.T) {
+	var buf bytes.Buffer
+	Render(&buf, denseReport(), Options{})
+	out := buf.String()
+	rows := map[string]string{}
+	for _, ln := range strings.Split(out, "\n") {
+		if len(ln) > 2 && ln[0] == 'L' {
+			rows[ln[:2]] = ln
+		}
+	}
+	if l0 := rows["L0"]; !strings.Contains(l0, "dense") || strings.ContainsAny(l0, "·░▒▓█") {
+		t.Errorf("dense layer 0 drawn as %q, want a dense label and no cells", l0)
+	}
+	// The heatmap is as wide as the routed layers: 8 cells each.
+	if l1 := rows["L1"]; strings.Count(l1, "█") != 3 || strings.Count(l1, "·") != 3*7 {
+		t.Errorf("layer 1 drawn as %q, want 1 hot cell and 7 empty ones, 3 columns each", l1)
+	}
+}
+
+func TestRouteAndCompareSkipDenseLayers(t *testing.T) {
+	// Two prompt positions, k = 1; pkg/model reports a choice for the
+	// dense layer 0 too, which must not be counted.
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/v1/completions" {
+			http.NotFound(w, r)
+			return
+		}
+		io.WriteString(w, `{"choices":[{"routing":{"prompt":[[[0],[3],[5]],[[0],[3],[6]]]}}]}`)
+	}))
+	defer srv.Close()
+	a, err := Route(t.Context(), srv.URL, "def f(x):", denseReport())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a.Tokens != 2 || a.Counts[0] != nil || a.Counts[1][3] != 2 || a.Counts[2][5] != 1 || a.Counts[2][6] != 1 {
+		t.Fatalf("routing %+v: want 2 tokens, no counts for layer 0, 2 on L1 e3, 1 each on L2 e5 and e6", a)
+	}
+	var buf bytes.Buffer
+	Compare(&buf, a, a)
+	for _, ln := range strings.Split(buf.String(), "\n") {
+		if strings.HasPrefix(ln, "L0") && (!strings.Contains(ln, "dense") || strings.Contains(ln, "e0")) {
+			t.Errorf("dense layer 0 compared as %q", ln)
+		}
 	}
 }

@@ -42,9 +42,11 @@ type Totals struct {
 	NodeImbalance float64 `json:"node_imbalance"`
 }
 
-// LayerReport is one MoE layer's routing.
+// LayerReport is one layer's routing. A dense layer (no routed experts)
+// has Dense set and no experts.
 type LayerReport struct {
 	Layer     int            `json:"layer"`
+	Dense     bool           `json:"dense,omitempty"`
 	Tokens    uint64         `json:"tokens"`
 	Imbalance float64        `json:"imbalance"` // max over mean of expert loads
 	Entropy   float64        `json:"entropy"`   // bits; log2(experts) is uniform
@@ -97,6 +99,10 @@ func Build(c Counts, window string, seconds float64) Report {
 		r.Totals.TokensPerSecond = float64(c.Generated) / seconds
 	}
 	for l := range c.Layers {
+		if !c.MoELayer(l) {
+			r.Layers = append(r.Layers, LayerReport{Layer: l, Dense: true, Experts: []ExpertReport{}})
+			continue
+		}
 		slots := uint64(0)
 		for _, v := range c.ExpertTokens[l] {
 			slots += v

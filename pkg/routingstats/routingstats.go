@@ -51,6 +51,10 @@ type Counts struct {
 	Nodes           map[string]*NodeCounts
 	Generated       uint64 // tokens generated (sampled)
 	Steps           uint64 // forward passes
+	// MoELayers lists, in order, the layers with routed experts (nil:
+	// every layer); a dense layer's rows stay zero. Merge keeps the
+	// receiver's.
+	MoELayers []int
 }
 
 // NewCounts returns empty counts for a layers × experts model.
@@ -62,6 +66,11 @@ func NewCounts(layers, experts int) Counts {
 		c.GateMass[l] = make([]float64, experts)
 	}
 	return c
+}
+
+// MoELayer reports whether layer l has routed experts.
+func (c Counts) MoELayer(l int) bool {
+	return l >= 0 && l < c.Layers && (c.MoELayers == nil || slices.Contains(c.MoELayers, l))
 }
 
 func (c *Counts) node(id string) *NodeCounts {
@@ -102,7 +111,7 @@ func (c *Counts) Merge(o Counts) {
 }
 
 func (c *Counts) observe(layer int, choices []int32, weights []float32, k int) {
-	if layer < 0 || layer >= c.Layers || k == 0 {
+	if !c.MoELayer(layer) || k == 0 {
 		return
 	}
 	et, gm := c.ExpertTokens[layer], c.GateMass[layer]
@@ -130,6 +139,7 @@ func (c *Counts) observe(layer int, choices []int32, weights []float32, k int) {
 // call holds one mutex briefly.
 type Recorder struct {
 	layers, experts, k int
+	moe                []int
 	now                func() time.Time
 
 	mu    sync.Mutex
@@ -144,11 +154,19 @@ type bucket struct {
 }
 
 // New returns a recorder for a model of layers × experts with k experts
-// used per token.
-func New(layers, experts, k int) *Recorder {
-	r := &Recorder{layers: layers, experts: experts, k: k, now: time.Now, all: NewCounts(layers, experts)}
+// used per token, of which moe lists the layers with routed experts (nil:
+// every layer).
+func New(layers, experts, k int, moe []int) *Recorder {
+	r := &Recorder{layers: layers, experts: experts, k: k, moe: moe, now: time.Now}
+	r.all = r.newCounts()
 	r.start = r.now()
 	return r
+}
+
+func (r *Recorder) newCounts() Counts {
+	c := NewCounts(r.layers, r.experts)
+	c.MoELayers = r.moe
+	return c
 }
 
 // current returns the bucket for now. Must hold r.mu.
@@ -156,7 +174,7 @@ func (r *Recorder) current() *Counts {
 	slot := r.now().Unix() / BucketSeconds
 	b := r.ring[slot%ringBuckets]
 	if b == nil || b.slot != slot {
-		b = &bucket{slot: slot, c: NewCounts(r.layers, r.experts)}
+		b = &bucket{slot: slot, c: r.newCounts()}
 		r.ring[slot%ringBuckets] = b
 	}
 	return &b.c
@@ -210,7 +228,7 @@ func (r *Recorder) RecordRetry(node string) {
 // Window returns the counts of the last d (rounded up to whole buckets);
 // d <= 0 means since the recorder started.
 func (r *Recorder) Window(d time.Duration) Counts {
-	out := NewCounts(r.layers, r.experts)
+	out := r.newCounts()
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if d <= 0 {

@@ -1,7 +1,9 @@
 package routingstats
 
 import (
+	"encoding/json"
 	"math"
+	"strings"
 	"testing"
 	"time"
 )
@@ -29,7 +31,7 @@ func TestImbalanceAndEntropy(t *testing.T) {
 }
 
 func TestCountsExact(t *testing.T) {
-	r := New(2, 4, 2)
+	r := New(2, 4, 2, nil)
 	// Three tokens in layer 0: experts (1,3), (3,1), (0,2).
 	r.Observe(0, []int32{1, 3, 3, 1, 0, 2}, []float32{0.6, 0.4, 0.7, 0.3, 0.5, 0.5})
 	r.Observe(1, []int32{2, 2}, []float32{1, 0}) // a degenerate row still counts
@@ -60,9 +62,55 @@ func TestCountsExact(t *testing.T) {
 	}
 }
 
+func TestDenseLayers(t *testing.T) {
+	// Layer 0 has a dense FFN (deepseek2's leading dense block); 1 and 2
+	// route over 2 experts.
+	r := New(3, 2, 1, []int{1, 2})
+	r.Observe(0, []int32{0, 1}, []float32{1, 1}) // not routing: ignored
+	r.Observe(1, []int32{0, 0, 1}, []float32{1, 1, 1})
+	c := r.Window(0)
+	if c.Tokens[0] != 0 || c.ExpertTokens[0][0] != 0 || c.Tokens[1] != 3 {
+		t.Fatalf("tokens %v, expert tokens %v: want layer 0 empty and 3 tokens in layer 1", c.Tokens, c.ExpertTokens)
+	}
+	// The router merges decoded counts (which carry no layer map) into
+	// counts shaped from the model record: the receiver's map holds.
+	merged := NewCounts(3, 2)
+	merged.MoELayers = []int{1, 2}
+	decoded := NewCounts(3, 2)
+	decoded.Merge(c)
+	merged.Merge(decoded)
+	rep := Build(merged, "all", 1)
+	want := []struct {
+		dense   bool
+		tokens  uint64
+		experts int
+	}{{true, 0, 0}, {false, 3, 2}, {false, 0, 2}}
+	if len(rep.Layers) != len(want) {
+		t.Fatalf("%d layers in the report, want %d", len(rep.Layers), len(want))
+	}
+	for l, w := range want {
+		lr := rep.Layers[l]
+		if lr.Layer != l || lr.Dense != w.dense || lr.Tokens != w.tokens || len(lr.Experts) != w.experts {
+			t.Errorf("layer %d: got layer %d dense %v, %d tokens, %d experts; want dense %v, %d tokens, %d experts",
+				l, lr.Layer, lr.Dense, lr.Tokens, len(lr.Experts), w.dense, w.tokens, w.experts)
+		}
+	}
+	// 3 slots: expert 0 has 2, expert 1 has 1; mean 1.5, so 2/1.5.
+	if got := rep.Layers[1].Imbalance; math.Abs(got-4.0/3) > 1e-12 {
+		t.Errorf("layer 1 imbalance %g, want 4/3", got)
+	}
+	b, err := json.Marshal(rep.Layers[:2])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := string(b), `[{"layer":0,"dense":true,"tokens":0,"imbalance":0,"entropy":0,"experts":[]},{"layer":1,"tokens":3,`; !strings.HasPrefix(got, want) {
+		t.Errorf("JSON %s, want it to start %s", got, want)
+	}
+}
+
 func TestWindows(t *testing.T) {
 	now := time.Unix(1_000_000, 0)
-	r := New(1, 2, 1)
+	r := New(1, 2, 1, nil)
 	r.now = func() time.Time { return now }
 	r.Observe(0, []int32{0}, []float32{1})
 	now = now.Add(2 * time.Minute)
@@ -87,7 +135,7 @@ func TestWindows(t *testing.T) {
 }
 
 func TestNodesAndPercentiles(t *testing.T) {
-	r := New(1, 2, 1)
+	r := New(1, 2, 1, nil)
 	for range 98 {
 		r.RecordCall("n1", 4, 100, 200, 3*time.Millisecond, false)
 	}
@@ -95,7 +143,7 @@ func TestNodesAndPercentiles(t *testing.T) {
 	r.RecordCall("n1", 4, 100, 200, 400*time.Millisecond, false)
 	r.RecordRetry("n1")
 	a := r.Window(0)
-	b := New(1, 2, 1).Window(0)
+	b := New(1, 2, 1, nil).Window(0)
 	b.Merge(a)
 	b.Merge(a)
 	n := b.Nodes["n1"]
@@ -115,7 +163,7 @@ func TestNodesAndPercentiles(t *testing.T) {
 // batch in an 8-layer, 8-expert, top-2 model (what a coordinator adds to
 // every step).
 func BenchmarkObserve(b *testing.B) {
-	r := New(8, 8, 2)
+	r := New(8, 8, 2, nil)
 	choices := make([]int32, 64)
 	weights := make([]float32, 64)
 	for i := range choices {
