@@ -100,6 +100,8 @@ func (n *Node) forward(ctx context.Context, req *pb.ForwardRequest, resp *pb.For
 		return status.Errorf(codes.FailedPrecondition, "model digest %q does not match this node's %q (%s)", req.ModelDigest, n.digest, n.cfg.ModelPath)
 	case int(req.Layer) >= h.Layers:
 		return status.Errorf(codes.InvalidArgument, "unknown layer %d (the model has %d)", req.Layer, h.Layers)
+	case !h.MoELayer(int(req.Layer)):
+		return status.Errorf(codes.InvalidArgument, "layer %d is dense: it has no routed experts", req.Layer)
 	case int(req.RowSize) != h.Embd:
 		return status.Errorf(codes.InvalidArgument, "row size %d, want %d", req.RowSize, h.Embd)
 	case req.Rows == 0 || req.Rows > maxRows:

@@ -132,6 +132,18 @@ func TestForwardErrors(t *testing.T) {
 	}
 }
 
+// A request for a dense layer is refused as a bad argument that names the
+// layer, even where the node holds units of that index.
+func TestForwardDenseLayer(t *testing.T) {
+	n := testNode(t)
+	n.file.Hyper.DenseLeading = 1 // as deepseek2's leading_dense_block_count = 1 reads
+	client := serveNode(t, n)
+	_, err := client.Forward(t.Context(), validRequest(n))
+	if st, _ := status.FromError(err); st.Code() != codes.InvalidArgument || !strings.Contains(st.Message(), "layer 0 is dense") {
+		t.Errorf("got %v, want InvalidArgument saying layer 0 is dense", err)
+	}
+}
+
 // A step larger than gRPC's default 4 MiB message (here 20,000 rows each
 // way) goes through, on the stream as on the unary call.
 func TestForwardLargeStep(t *testing.T) {
