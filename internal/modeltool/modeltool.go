@@ -11,6 +11,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -115,6 +116,8 @@ type inspectReport struct {
 	Version      uint32         `json:"gguf_version"`
 	Architecture string         `json:"architecture"`
 	Hyper        model.Hyper    `json:"hyperparameters"`
+	MoELayers    []int          `json:"moe_layers"`   // layers with routed experts
+	DenseLayers  []int          `json:"dense_layers"` // layers with a dense FFN
 	Census       model.Census   `json:"census"`
 	Tensors      []tensorReport `json:"tensors"`
 }
@@ -137,7 +140,15 @@ func Inspect(c InspectConfig, out io.Writer) error {
 	if c.Tensor != "" {
 		return printRow(f, c.Tensor, c.Row, out)
 	}
-	r := inspectReport{File: c.Path, Version: f.Version, Architecture: f.Arch.Name, Hyper: f.Hyper, Census: f.Census()}
+	r := inspectReport{File: c.Path, Version: f.Version, Architecture: f.Arch.Name, Hyper: f.Hyper, Census: f.Census(),
+		MoELayers: []int{}, DenseLayers: []int{}}
+	for l := range f.Layers {
+		if f.MoELayer(l) {
+			r.MoELayers = append(r.MoELayers, l)
+		} else {
+			r.DenseLayers = append(r.DenseLayers, l)
+		}
+	}
 	for _, t := range f.Tensors {
 		r.Tensors = append(r.Tensors, tensorReport{t.Name, t.Type.String(), t.Dims, t.Size})
 	}
@@ -150,7 +161,11 @@ func Inspect(c InspectConfig, out io.Writer) error {
 	fmt.Fprintf(out, "file          %s (GGUF v%d)\n", c.Path, f.Version)
 	fmt.Fprintf(out, "architecture  %s\n", f.Arch.Name)
 	fmt.Fprintf(out, "vocabulary    %d   context %d\n", h.Vocab, h.Context)
-	fmt.Fprintf(out, "layers        %d   n_embd %d\n", h.Layers, h.Embd)
+	fmt.Fprintf(out, "layers        %d", h.Layers)
+	if len(r.MoELayers) > 0 && len(r.DenseLayers) > 0 {
+		fmt.Fprintf(out, " (dense %s; MoE %s)", spans(r.DenseLayers), spans(r.MoELayers))
+	}
+	fmt.Fprintf(out, "   n_embd %d\n", h.Embd)
 	fmt.Fprintf(out, "attention     %d heads, %d KV heads, head size %d, RoPE base %g (%s)\n", h.Heads, h.KVHeads, h.HeadDim, h.RopeBase, map[bool]string{true: "NEOX", false: "NORM"}[f.Arch.RopeNeoX])
 	if h.MLA() {
 		fmt.Fprintf(out, "latent attn   q_lora %d, kv_lora %d, %d RoPE dims, value size %d\n", h.QLoRA, h.KVLoRA, h.RopeDims, h.ValueDim)
@@ -173,8 +188,8 @@ func Inspect(c InspectConfig, out io.Writer) error {
 			fmt.Fprintf(out, ", shared expert ffn %d", h.SharedFFN)
 		}
 		fmt.Fprintln(out)
-		if h.DenseLeading > 0 {
-			fmt.Fprintf(out, "dense layers  first %d, ffn %d\n", h.DenseLeading, h.FFN)
+		if len(r.DenseLayers) > 0 {
+			fmt.Fprintf(out, "dense ffn     %d\n", h.FFN)
 		}
 	} else {
 		fmt.Fprintf(out, "ffn           %d (dense)\n", h.FFN)
@@ -200,6 +215,27 @@ func Inspect(c InspectConfig, out io.Writer) error {
 		fmt.Fprintf(tw, "%s\t%d\t%s\t\n", row.name, row.n, pct(row.n))
 	}
 	return tw.Flush()
+}
+
+// spans writes sorted layer numbers as runs: "0", "1–3", "0–2, 5".
+func spans(ls []int) string {
+	var b strings.Builder
+	for i := 0; i < len(ls); {
+		j := i
+		for j+1 < len(ls) && ls[j+1] == ls[j]+1 {
+			j++
+		}
+		if b.Len() > 0 {
+			b.WriteString(", ")
+		}
+		if j == i {
+			fmt.Fprintf(&b, "%d", ls[i])
+		} else {
+			fmt.Fprintf(&b, "%d–%d", ls[i], ls[j])
+		}
+		i = j + 1
+	}
+	return b.String()
 }
 
 func printRow(f *model.File, name string, row int, out io.Writer) error {
