@@ -180,11 +180,12 @@ func TestMetrics(t *testing.T) {
 // (experts 0, 1, 3 for code; 7, 5, 2 for prose).
 func TestSpecialisation(t *testing.T) {
 	c := start(t, Config{})
-	code, err := statsview.Route(t.Context(), c.URL, "def f(x):\n    return x * 2\n\nclass Point:\n    def __init__(self, x, y):", 4, 8)
+	demo := &routingstats.Report{Model: &routingstats.ModelSummary{Layers: 4, Experts: 8}} // 4 MoE layers
+	code, err := statsview.Route(t.Context(), c.URL, "def f(x):\n    return x * 2\n\nclass Point:\n    def __init__(self, x, y):", demo)
 	if err != nil {
 		t.Fatal(err)
 	}
-	prose, err := statsview.Route(t.Context(), c.URL, "The list type is a mutable sequence, and the module describes how objects are used.", 4, 8)
+	prose, err := statsview.Route(t.Context(), c.URL, "The list type is a mutable sequence, and the module describes how objects are used.", demo)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -256,7 +256,7 @@ func TestNodeReadsItsShare(t *testing.T) {
 	f.Close()
 	// The demo model: every unit is 3 Q8_0 matrices of 192 × 384.
 	unitBytes := uint64(3 * 192 * 384 / 32 * 34)
-	totalExpert := unitBytes * uint64(info.Layers*info.Experts)
+	totalExpert := unitBytes * uint64(len(info.Units()))
 	for id, n := range nodes {
 		conn, err := grpc.NewClient(n.Addr, c.TLS.DialOption())
 		if err != nil {
