@@ -433,7 +433,7 @@ func (r *Router) run(w http.ResponseWriter, req *http.Request, g *pb.GenerateReq
 	}
 	info := r.modelInfo()
 	out := &response{id: g.RequestId, created: time.Now().Unix(), model: info.Name, kind: k, logprobs: logprobs, tokenIDs: c.ReturnTokenIDs,
-		routing: c.ReturnRouting, layers: info.Layers}
+		routing: c.ReturnRouting, layers: info.Layers, moeLayer: info.MoELayer}
 	next := func() (*pb.GenerateResponse, error) {
 		m := first
 		if m != nil {
@@ -587,6 +587,7 @@ type response struct {
 	tokenIDs bool
 	routing  bool
 	layers   int
+	moeLayer func(l int) bool // false: a dense layer, whose slots hold no experts
 
 	text          strings.Builder
 	promptRouting []uint32
@@ -748,7 +749,8 @@ func tokenRouting(tokens []*pb.Token) []uint32 {
 }
 
 // shape turns flat routing (positions × layers × k) into nested lists:
-// per position, per layer, the k experts chosen (best first).
+// per position, per layer, the k experts chosen (best first); none for a
+// dense layer.
 func (o *response) shape(flat []uint32) [][][]uint32 {
 	out := [][][]uint32{}
 	if o.k == 0 || o.layers == 0 {
@@ -759,6 +761,9 @@ func (o *response) shape(flat []uint32) [][][]uint32 {
 		pos := make([][]uint32, o.layers)
 		for l := range o.layers {
 			pos[l] = flat[p+l*o.k : p+(l+1)*o.k]
+			if !o.moeLayer(l) {
+				pos[l] = []uint32{}
+			}
 		}
 		out = append(out, pos)
 	}

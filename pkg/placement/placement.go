@@ -54,17 +54,19 @@ type ModelInfo struct {
 	MoELayers []int `json:"moe_layers,omitempty"`
 }
 
+// MoELayer reports whether layer l has routed experts.
+func (m ModelInfo) MoELayer(l int) bool {
+	return l >= 0 && l < m.Layers && (m.MoELayers == nil || slices.Contains(m.MoELayers, l))
+}
+
 // Units lists the model's units of placement, by layer then expert: every
 // expert of every MoE layer.
 func (m ModelInfo) Units() []model.Unit {
-	layers := m.MoELayers
-	if layers == nil {
-		for l := range m.Layers {
-			layers = append(layers, l)
+	var out []model.Unit
+	for l := range m.Layers {
+		if !m.MoELayer(l) {
+			continue
 		}
-	}
-	out := make([]model.Unit, 0, len(layers)*m.Experts)
-	for _, l := range layers {
 		for e := range m.Experts {
 			out = append(out, model.Unit{Layer: l, Expert: e})
 		}
