@@ -64,7 +64,9 @@ func BenchmarkSchedulerStep(b *testing.B) {
 	for b.Loop() {
 		for _, st := range active {
 			if st.seq.Len() >= 256 {
-				st.seq.Truncate(64)
+				if err := st.seq.Truncate(64); err != nil {
+					b.Fatal(err)
+				}
 			}
 			for len(st.req.events) > 0 {
 				<-st.req.events

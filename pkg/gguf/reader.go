@@ -84,16 +84,17 @@ func (t *TensorInfo) Elements() uint64 {
 }
 
 // ExpertRange returns the byte range, relative to the tensor's start, of
-// expert e of a merged 3-D expert tensor (experts are the outermost
-// dimension, stored one after another).
+// expert e of a merged expert tensor: 3-D weights or 2-D biases, experts
+// being the outermost dimension, stored one after another.
 func (t *TensorInfo) ExpertRange(e int) (off, size uint64, err error) {
-	if len(t.Dims) != 3 {
-		return 0, 0, fmt.Errorf("gguf: tensor %q has %d dimensions, want 3 for per-expert access", t.Name, len(t.Dims))
+	if len(t.Dims) != 2 && len(t.Dims) != 3 {
+		return 0, 0, fmt.Errorf("gguf: tensor %q has %d dimensions, want 2 or 3 for per-expert access", t.Name, len(t.Dims))
 	}
-	if e < 0 || uint64(e) >= t.Dims[2] {
-		return 0, 0, fmt.Errorf("gguf: tensor %q has %d experts, no expert %d", t.Name, t.Dims[2], e)
+	n := t.Dims[len(t.Dims)-1] // experts are the last dimension
+	if e < 0 || uint64(e) >= n {
+		return 0, 0, fmt.Errorf("gguf: tensor %q has %d experts, no expert %d", t.Name, n, e)
 	}
-	per := t.Size / t.Dims[2]
+	per := t.Size / n
 	return uint64(e) * per, per, nil
 }
 

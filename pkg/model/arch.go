@@ -36,6 +36,10 @@ type Arch struct {
 	shapes func(h Hyper, s map[string][]int)
 	// layer returns layer l's blocks, their weights not yet bound.
 	layer func(h Hyper, l int) Layer
+	// rename maps a tag to the family's own name for that tensor.
+	rename map[string]string
+	// oaiExperts: routed experts use SwiGLU-OAI (see FFN).
+	oaiExperts bool
 }
 
 var archs = map[string]*Arch{}

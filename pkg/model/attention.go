@@ -12,6 +12,9 @@ type attention interface {
 	// cacheWidths is what the KV cache holds per token: key and value
 	// values (a value width of 0: values are read from the keys).
 	cacheWidths(h Hyper) (k, v int)
+	// window is how many positions a token attends to, itself included:
+	// 0 for all of them.
+	window() int
 	// attend reads the normalised rows xn (rows × n_embd), appends their
 	// keys and values to their sequences' caches, attends causally, and
 	// writes the output, projected back to n_embd, into out.
@@ -29,7 +32,8 @@ const (
 )
 
 // gqa is grouped-query attention (multi-head when KV heads = heads), with
-// optional q/k/v biases and q/k norms.
+// optional q/k/v/output biases, q/k norms, a sliding window and per-head
+// attention sinks.
 type gqa struct {
 	Q     tensor.Matrix `gguf:"attn_q"`
 	K     tensor.Matrix `gguf:"attn_k"`
@@ -40,9 +44,16 @@ type gqa struct {
 	VBias []float32     `gguf:"attn_v.bias,optional"`
 	QNorm []float32     `gguf:"attn_q_norm,optional"`
 	KNorm []float32     `gguf:"attn_k_norm,optional"`
+	OBias []float32     `gguf:"attn_output.bias,optional"`
+	// Sinks are per-head logits that join every softmax's denominator
+	// (gpt-oss), letting a head attend to nothing.
+	Sinks []float32 `gguf:"attn_sinks,optional"`
 
 	qkNorm QKNorm
+	win    int // sliding window, 0: none
 }
+
+func (a *gqa) window() int { return a.win }
 
 func (a *gqa) cacheWidths(h Hyper) (k, v int) { return h.KVHeads * h.HeadDim, h.KVHeads * h.ValueDim }
 
@@ -86,9 +97,10 @@ func (a *gqa) attend(m *Model, ws *workspace, l int, xn, out []float32, rows []r
 	att := ws.f.take(n * h.Heads * h.ValueDim)
 	ws.attn = attnLoop{m: m, dst: att, q: q, rows: rows, chunks: chunks, l: l,
 		group: h.Heads / h.KVHeads, dq: h.HeadDim, dv: h.ValueDim,
-		scale: float32(1 / math.Sqrt(float64(h.HeadDim)))}
+		scale: float32(1 / math.Sqrt(float64(h.HeadDim))), window: a.win, sinks: a.Sinks}
 	p.Run(n*h.Heads, 4, &ws.attn)
 	a.O.MatMul(p, out, att, n)
+	addBias(out, a.OBias)
 }
 
 // appendCache appends the rows' keys k and values v (v may be empty) to
@@ -131,6 +143,8 @@ type attnLoop struct {
 	group  int // query heads per KV head
 	dq, dv int
 	scale  float32
+	window int       // attend to this many positions, 0: all
+	sinks  []float32 // per head, or nil
 }
 
 func (a *attnLoop) Range(lo, hi int) {
@@ -145,19 +159,28 @@ func (a *attnLoop) Range(lo, hi int) {
 		r := a.rows[i]
 		s := a.chunks[r.chunk].Seq
 		kv := hd / a.group
+		from := 0 // the first position attended to
+		if a.window > 0 {
+			from = max(0, r.pos-a.window+1)
+		}
+		at := from - s.off[l] // its index in the cache
 		qi := a.q[(i*heads+hd)*a.dq : (i*heads+hd+1)*a.dq]
-		sc := (*buf)[:r.pos+1]
-		tensor.DotRows(sc, qi, s.k[l][kv*a.dq:], s.kd)
+		sc := (*buf)[:r.pos+1-from]
+		tensor.DotRows(sc, qi, s.k[l][at*s.kd+kv*a.dq:], s.kd)
 		for j := range sc {
 			sc[j] *= a.scale
 		}
-		softmax(sc)
+		if a.sinks != nil {
+			softmaxSink(sc, a.sinks[hd])
+		} else {
+			softmax(sc)
+		}
 		out := a.dst[(i*heads+hd)*a.dv : (i*heads+hd+1)*a.dv]
 		clear(out)
 		if s.vd == 0 {
-			tensor.AxpyRows(out, s.k[l][kv*a.dq:], s.kd, sc)
+			tensor.AxpyRows(out, s.k[l][at*s.kd+kv*a.dq:], s.kd, sc)
 		} else {
-			tensor.AxpyRows(out, s.v[l][kv*a.dv:], s.vd, sc)
+			tensor.AxpyRows(out, s.v[l][at*s.vd+kv*a.dv:], s.vd, sc)
 		}
 	}
 }

@@ -59,7 +59,9 @@ func BenchmarkDecode(b *testing.B) {
 	chunks := []Chunk{{Seq: seq, Tokens: []int32{1}}}
 	for b.Loop() {
 		if seq.Len() >= 256 {
-			seq.Truncate(128)
+			if err := seq.Truncate(128); err != nil {
+				b.Fatal(err)
+			}
 		}
 		if err := m.Step(b.Context(), chunks); err != nil {
 			b.Fatal(err)

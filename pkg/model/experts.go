@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 
 	"github.com/switchyard-llm/switchyard/pkg/tensor"
 )
@@ -51,7 +52,7 @@ func applyAll(p *tensor.Pool, ws *workspace, jobs []ffnJob) {
 		ps = append(ps, tensor.Product{M: j.f.Gate, Dst: g, X: j.x, N: j.m}, tensor.Product{M: j.f.Up, Dst: u, X: j.x, N: j.m})
 	}
 	tensor.MatMulAll(p, ps)
-	ws.swiglu = swiglu{ps: ps}
+	ws.swiglu = swiglu{ps: ps, jobs: jobs}
 	for i := range jobs {
 		ws.swiglu.n += len(ps[2*i].Dst)
 	}
@@ -61,14 +62,18 @@ func applyAll(p *tensor.Pool, ws *workspace, jobs []ffnJob) {
 		ps[i] = tensor.Product{M: j.f.Down, Dst: j.dst, X: ps[2*i].Dst, N: j.m}
 	}
 	tensor.MatMulAll(p, ps[:len(jobs)])
+	for _, j := range jobs {
+		addBias(j.dst, j.f.DownBias)
+	}
 }
 
-// swiglu sets g = silu(g)·u over the gate and up outputs of applyAll's
+// swiglu sets g = act(g, u) over the gate and up outputs of applyAll's
 // products (gate, up, gate, up, ...), as one parallel loop over all their
 // elements.
 type swiglu struct {
-	ps []tensor.Product
-	n  int
+	ps   []tensor.Product
+	jobs []ffnJob
+	n    int
 }
 
 func (s *swiglu) Range(lo, hi int) {
@@ -76,9 +81,37 @@ func (s *swiglu) Range(lo, hi int) {
 	for i := 0; i < len(s.ps) && start < hi; i += 2 {
 		g, u := s.ps[i].Dst, s.ps[i+1].Dst
 		if a, b := max(lo, start), min(hi, start+len(g)); a < b {
-			tensor.SwiGLU(g[a-start:b-start], u[a-start:b-start])
+			if f := s.jobs[i/2].f; f.OAI || f.GateBias != nil || f.UpBias != nil {
+				biasedGLU(f, g, u, a-start, b-start)
+			} else {
+				tensor.SwiGLU(g[a-start:b-start], u[a-start:b-start])
+			}
 		}
 		start += len(g)
+	}
+}
+
+// biasedGLU sets g[i] = act(g[i]+gate bias, u[i]+up bias) for i in
+// [a, b), the biases indexed by column, act being f's: SwiGLU or, for
+// gpt-oss, SwiGLU-OAI as ggml computes it.
+func biasedGLU(f *FFN, g, u []float32, a, b int) {
+	const alpha, limit = 1.702, 7
+	ff := f.Gate.Rows
+	for i := a; i < b; i++ {
+		x, y := g[i], u[i]
+		if f.GateBias != nil {
+			x += f.GateBias[i%ff]
+		}
+		if f.UpBias != nil {
+			y += f.UpBias[i%ff]
+		}
+		if f.OAI {
+			x = min(x, limit)
+			y = min(max(y, -limit), limit)
+			g[i] = x / (1 + float32(math.Exp(float64(alpha*-x)))) * (y + 1)
+			continue
+		}
+		g[i] = x / (1 + float32(math.Exp(float64(-x)))) * y
 	}
 }
 

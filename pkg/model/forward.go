@@ -2,6 +2,7 @@ package model
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math"
 	"slices"
@@ -49,29 +50,41 @@ func LoadLocal(f *File, p *tensor.Pool) (*Model, error) {
 
 // Sequence is one sequence's KV cache.
 type Sequence struct {
-	k, v    [][]float32 // per layer, positions × kd (or vd)
-	kd, vd  int         // vd 0: values are read from the keys (MLA)
-	n       int
-	inBatch bool // set while a Forward holds it
+	k, v   [][]float32 // per layer, cached positions × kd (or vd)
+	kd, vd int         // vd 0: values are read from the keys (MLA)
+	// Sliding-window layers keep only their window: win[l] > 0 positions,
+	// the cache of layer l starting at position off[l].
+	win, off []int
+	n        int
+	inBatch  bool // set while a Forward holds it
 }
 
 // NewSequence returns an empty sequence.
 func (m *Model) NewSequence() *Sequence {
 	kd, vd := m.Shared.Layers[0].Attn.cacheWidths(m.Hyper)
-	return &Sequence{k: make([][]float32, m.Layers), v: make([][]float32, m.Layers), kd: kd, vd: vd}
+	s := &Sequence{k: make([][]float32, m.Layers), v: make([][]float32, m.Layers), kd: kd, vd: vd,
+		win: make([]int, m.Layers), off: make([]int, m.Layers)}
+	for l := range s.win {
+		s.win[l] = m.Shared.Layers[l].Attn.window()
+	}
+	return s
 }
 
 // Reserve makes room in the caches for n positions in all, so that a
 // sequence whose length is bounded up front (prompt plus max tokens) never
 // regrows them: each regrowth copies every layer's cache into new memory,
 // a stall of one step that reaches milliseconds at a few hundred
-// positions.
+// positions. A sliding-window layer reserves at most twice its window.
 func (s *Sequence) Reserve(n int) {
 	for l := range s.k {
-		if more := n*s.kd - len(s.k[l]); more > 0 {
+		m := n
+		if s.win[l] > 0 {
+			m = min(n, 2*s.win[l])
+		}
+		if more := m*s.kd - len(s.k[l]); more > 0 {
 			s.k[l] = slices.Grow(s.k[l], more)
 		}
-		if more := n*s.vd - len(s.v[l]); more > 0 {
+		if more := m*s.vd - len(s.v[l]); more > 0 {
 			s.v[l] = slices.Grow(s.v[l], more)
 		}
 	}
@@ -80,18 +93,48 @@ func (s *Sequence) Reserve(n int) {
 // Len is the number of positions in the cache.
 func (s *Sequence) Len() int { return s.n }
 
-// Truncate drops cached positions from n on.
-func (s *Sequence) Truncate(n int) {
+// ErrRewind is returned (wrapped) when a sequence is truncated further
+// back than a sliding-window layer keeps.
+var ErrRewind = errors.New("model: cannot rewind a sliding-window cache past its window")
+
+// Truncate drops cached positions from n on. A sliding-window layer keeps
+// only its last window positions, so it cannot go back further than
+// that: the sequence is left as it was and ErrRewind returned.
+func (s *Sequence) Truncate(n int) error {
 	n = min(n, s.n)
+	for l, w := range s.win {
+		if w > 0 && max(0, n-w+1) < s.off[l] {
+			return fmt.Errorf("%w: position %d, layer %d keeps positions from %d", ErrRewind, n, l, s.off[l])
+		}
+	}
 	s.n = n
 	s.trim()
+	return nil
 }
 
 // trim drops cache entries past Len, left by a forward pass that failed.
 func (s *Sequence) trim() {
 	for l := range s.k {
-		s.k[l] = s.k[l][:min(len(s.k[l]), s.n*s.kd)]
-		s.v[l] = s.v[l][:min(len(s.v[l]), s.n*s.vd)]
+		s.k[l] = s.k[l][:min(len(s.k[l]), (s.n-s.off[l])*s.kd)]
+		s.v[l] = s.v[l][:min(len(s.v[l]), (s.n-s.off[l])*s.vd)]
+	}
+}
+
+// slide drops, from each sliding-window layer, the positions no later
+// token can attend to, once they amount to a window: the cache then holds
+// between window-1 and 2·window-1 positions between steps.
+func (s *Sequence) slide() {
+	for l, w := range s.win {
+		if w == 0 {
+			continue
+		}
+		drop := s.n - (w - 1) - s.off[l]
+		if drop < w {
+			continue
+		}
+		s.k[l] = s.k[l][:copy(s.k[l], s.k[l][drop*s.kd:])]
+		s.v[l] = s.v[l][:copy(s.v[l], s.v[l][drop*s.vd:])]
+		s.off[l] += drop
 	}
 }
 
@@ -188,6 +231,7 @@ func (m *Model) Step(ctx context.Context, chunks []Chunk) error {
 	}
 	for _, ch := range chunks {
 		ch.Seq.n += len(ch.Tokens)
+		ch.Seq.slide()
 	}
 
 	// Logits only for the rows asked for.
@@ -341,6 +385,25 @@ func softmax(x []float32) {
 	for _, e := range x {
 		sum += float64(e)
 	}
+	inv := float32(1 / sum)
+	for i := range x {
+		x[i] *= inv
+	}
+}
+
+// softmaxSink is softmax with one more logit, sink, in the denominator
+// only, as ggml's soft_max with sinks computes it.
+func softmaxSink(x []float32, sink float32) {
+	mx := sink
+	for _, v := range x {
+		mx = max(mx, v)
+	}
+	tensor.ExpShift(x, mx)
+	var sum float64
+	for _, e := range x {
+		sum += float64(e)
+	}
+	sum += float64(float32(math.Exp(float64(sink - mx))))
 	inv := float32(1 / sum)
 	for i := range x {
 		x[i] *= inv

@@ -45,6 +45,18 @@ type Hyper struct {
 	// value size.
 	QLoRA  int `json:"q_lora_rank,omitempty"`  // 0: plain attn_q
 	KVLoRA int `json:"kv_lora_rank,omitempty"` // > 0: MLA
+
+	// SlidingWindow is how many positions a sliding-window layer attends
+	// to; 0 without such layers. With SlidingPattern n, layer l slides
+	// when l mod n < n-1 (llama.cpp's swa pattern; gpt-oss: n = 2, the
+	// even layers).
+	SlidingWindow  int `json:"sliding_window,omitempty"`
+	SlidingPattern int `json:"sliding_pattern,omitempty"`
+}
+
+// Sliding reports whether layer l attends to a sliding window only.
+func (h Hyper) Sliding(l int) bool {
+	return h.SlidingWindow > 0 && h.SlidingPattern > 0 && l%h.SlidingPattern < h.SlidingPattern-1
 }
 
 // Gating is how router logits become expert scores.
@@ -89,13 +101,40 @@ func (h Hyper) MoELayers() []int {
 func (h Hyper) MLA() bool { return h.KVLoRA > 0 }
 
 // KVBytesPerToken is what the KV cache holds per token over every layer
-// (float32 values): per KV head a key and a value, or with MLA one latent
-// vector and one rotated key shared by all heads.
+// that attends to all positions (float32 values): per KV head a key and a
+// value, or with MLA one latent vector and one rotated key shared by all
+// heads. Sliding-window layers hold a bounded amount: see KVBytes.
 func (h Hyper) KVBytesPerToken() int {
-	if h.MLA() {
-		return 4 * h.Layers * (h.KVLoRA + h.RopeDims)
+	full := 0
+	for l := range h.Layers {
+		if !h.Sliding(l) {
+			full++
+		}
 	}
-	return 4 * h.Layers * h.KVHeads * (h.HeadDim + h.ValueDim)
+	return full * h.kvLayerBytes()
+}
+
+// kvLayerBytes is one layer's cache per token.
+func (h Hyper) kvLayerBytes() int {
+	if h.MLA() {
+		return 4 * (h.KVLoRA + h.RopeDims)
+	}
+	return 4 * h.KVHeads * (h.HeadDim + h.ValueDim)
+}
+
+// KVBytes is what a sequence of n positions holds in its KV cache at
+// most, between steps: a sliding-window layer keeps at most 2·window-1
+// positions (see Sequence).
+func (h Hyper) KVBytes(n int) int {
+	total := 0
+	for l := range h.Layers {
+		pos := n
+		if h.Sliding(l) {
+			pos = min(n, 2*h.SlidingWindow-1)
+		}
+		total += pos * h.kvLayerBytes()
+	}
+	return total
 }
 
 // PlainKVBytesPerToken is what a cache of per-head keys and values would

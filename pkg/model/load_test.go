@@ -246,7 +246,7 @@ func TestBadModels(t *testing.T) {
 		msg  string
 	}{
 		{"unknown architecture", func(w *gguf.Writer, g *gguf.File) { setKV(w, "general.architecture", gguf.Str("gpt9")) },
-			ErrArch, `"gpt9" (supported: deepseek2, llama, olmoe, qwen2moe, qwen3moe)`},
+			ErrArch, `"gpt9" (supported: deepseek2, gpt-oss, llama, olmoe, qwen2moe, qwen3moe)`},
 		{"missing tensor", func(w *gguf.Writer, g *gguf.File) {
 			dropTensors(w, func(n string) bool { return n == "blk.1.attn_k.weight" })
 		}, ErrTensor, `missing tensor "blk.1.attn_k.weight"`},

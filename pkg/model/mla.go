@@ -42,6 +42,8 @@ func mlaShapes(h Hyper, s map[string][]int) {
 
 func (a *mla) cacheWidths(h Hyper) (k, v int) { return h.KVLoRA + h.RopeDims, 0 }
 
+func (a *mla) window() int { return 0 }
+
 func (a *mla) check(l *loader, h Hyper, prefix string) error {
 	switch {
 	case h.QLoRA == 0 && a.Q.Data == nil:

@@ -136,3 +136,32 @@ func sortDesc(idx []int32, score []float32) {
 		return 0
 	})
 }
+
+// topKSoftmax takes the top k of the raw gate logits (plus the gate's
+// bias) and weighs them by a softmax over those k alone: gpt-oss.
+type topKSoftmax struct {
+	W    tensor.Matrix `gguf:"ffn_gate_inp"`
+	Bias []float32     `gguf:"ffn_gate_inp.bias,optional"`
+}
+
+func (r *topKSoftmax) route(m *Model, ws *workspace, xn []float32, n int) (choices []int32, weights []float32) {
+	ne, k := m.Hyper.Experts, m.ExpertsUsed
+	logits := ws.f.take(n * ne)
+	r.W.MatMul(m.Pool, logits, xn, n)
+	addBias(logits, r.Bias)
+	choices, weights = ws.i.take(n*k), ws.f.take(n*k)
+	idx := ws.i.take(ne)
+	for i := range n {
+		z := logits[i*ne : (i+1)*ne]
+		for e := range idx {
+			idx[e] = int32(e)
+		}
+		sortDesc(idx, z)
+		w := weights[i*k : (i+1)*k]
+		for j := range k {
+			choices[i*k+j], w[j] = idx[j], z[idx[j]]
+		}
+		softmax(w)
+	}
+	return choices, weights
+}

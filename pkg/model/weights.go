@@ -23,12 +23,19 @@ type Layer struct {
 	FFN      feedForward `gguf:""`
 }
 
-// FFN is a SwiGLU feed-forward network: Down·(silu(Gate·x) ⊙ Up·x). Within
-// a component its tags get the suffix of the enclosing field's tag.
+// FFN is a SwiGLU feed-forward network, Down·(silu(Gate·x) ⊙ Up·x), with
+// optional biases after each product; or, with OAI, gpt-oss's clamped
+// SwiGLU. Within a component its tags get the suffix of the enclosing
+// field's tag.
 type FFN struct {
-	Gate tensor.Matrix `gguf:"ffn_gate"`
-	Up   tensor.Matrix `gguf:"ffn_up"`
-	Down tensor.Matrix `gguf:"ffn_down"`
+	Gate     tensor.Matrix `gguf:"ffn_gate"`
+	Up       tensor.Matrix `gguf:"ffn_up"`
+	Down     tensor.Matrix `gguf:"ffn_down"`
+	GateBias []float32     `gguf:"ffn_gate.bias,optional"`
+	UpBias   []float32     `gguf:"ffn_up.bias,optional"`
+	DownBias []float32     `gguf:"ffn_down.bias,optional"`
+	// OAI: x = min(gate, 7), y = clamp(up, -7, 7), x·σ(1.702x)·(y+1).
+	OAI bool
 }
 
 // Present reports whether the FFN was bound.
@@ -79,6 +86,7 @@ func (h Hyper) shapes(a *Arch) map[string][]int {
 type loader struct {
 	f      *gguf.File
 	shapes map[string][]int
+	rename map[string]string // the family's own names for tags
 }
 
 func tensorName(prefix, tag string) string {
@@ -122,7 +130,16 @@ func (l *loader) bind(dst any, prefix, suffix string, optional bool) (bool, erro
 			found = found || got
 			continue
 		}
-		key := name + suffix
+		// The suffix goes before any ".bias": ffn_gate.bias with suffix
+		// _shexp is ffn_gate_shexp.bias.
+		base, ext, dotted := strings.Cut(name, ".")
+		key := base + suffix
+		if r, ok := l.rename[key]; ok {
+			key = r
+		}
+		if dotted {
+			key += "." + ext
+		}
 		full := tensorName(prefix, key)
 		ti, ok := l.f.Tensor(full)
 		if !ok {
@@ -250,7 +267,9 @@ func NewFile(g *gguf.File) (*File, error) {
 	return &File{File: g, Hyper: h, Arch: a}, nil
 }
 
-func (f *File) loader() *loader { return &loader{f: f.File, shapes: f.shapes(f.Arch)} }
+func (f *File) loader() *loader {
+	return &loader{f: f.File, shapes: f.shapes(f.Arch), rename: f.Arch.rename}
+}
 
 // LoadShared reads the shared part: every tensor except routed experts.
 func (f *File) LoadShared() (*Shared, error) {
@@ -327,6 +346,7 @@ func (f *File) LoadExpert(u Unit) (*Expert, error) {
 	ff := f.ExpertFFN
 	want := [3][]int{{f.Embd, ff}, {f.Embd, ff}, {ff, f.Embd}}
 	e := &Expert{Unit: u}
+	e.OAI = f.Arch.oaiExperts
 	dst := [3]*tensor.Matrix{&e.Gate, &e.Up, &e.Down}
 	for i, name := range names {
 		ti, ok := f.Tensor(name)
@@ -353,6 +373,27 @@ func (f *File) LoadExpert(u Unit) (*Expert, error) {
 			return nil, err
 		}
 	}
+	if !merged {
+		return e, nil
+	}
+	// Biases (gpt-oss) travel with their unit: the expert's column of
+	// ffn_{gate,up,down}_exps.bias.
+	for i, b := range [3]*[]float32{&e.GateBias, &e.UpBias, &e.DownBias} {
+		name := strings.TrimSuffix(names[i], ".weight") + ".bias"
+		ti, ok := f.Tensor(name)
+		if !ok {
+			continue
+		}
+		if rows := want[i][1]; !shapeIs(ti.Dims, []int{rows, f.Experts}) || !ti.Type.Supported() {
+			return nil, fmt.Errorf("%w: tensor %q is %s %v, want a supported type of shape %v", ErrTensor, name, ti.Type, ti.Dims, []int{rows, f.Experts})
+		}
+		data, err := f.ExpertData(name, u.Expert)
+		if err != nil {
+			return nil, fmt.Errorf("model: unit %v: %w", u, err)
+		}
+		*b = make([]float32, ti.Dims[0])
+		tensor.Dequantize(ti.Type, *b, data, len(*b))
+	}
 	return e, nil
 }
 
@@ -370,6 +411,9 @@ func (f *File) UnitBytes(u Unit) (int64, error) {
 		}
 		if merged {
 			n += int64(ti.Size / ti.Dims[len(ti.Dims)-1])
+			if b, ok := f.Tensor(strings.TrimSuffix(name, ".weight") + ".bias"); ok {
+				n += int64(b.Size / b.Dims[len(b.Dims)-1])
+			}
 		} else {
 			n += int64(ti.Size)
 		}
