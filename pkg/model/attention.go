@@ -103,29 +103,13 @@ func (a *gqa) attend(m *Model, ws *workspace, l int, xn, out []float32, rows []r
 	addBias(out, a.OBias)
 }
 
-// appendCache appends the rows' keys k and values v (v may be empty) to
-// their sequences' caches of layer l. A chunk's rows are contiguous: each
-// cache grows at most once for the rows of it here (a micro-batch may hold
-// part of a chunk), at least doubling (append grows large slices by a
-// quarter, which for a long prompt or generation copies the cache dozens
-// of times, each time into fresh pages the kernel must fault in).
+// appendCache writes the rows' keys k and values v (v may be empty) into
+// their sequences' caches of layer l, at the rows' positions.
 func appendCache(l int, rows []rowRef, chunks []Chunk, k, v []float32) {
 	n := len(rows)
 	kd, vd := len(k)/n, len(v)/n
-	for i := 0; i < n; {
-		j := i + 1
-		for j < n && rows[j].chunk == rows[i].chunk {
-			j++
-		}
-		s := chunks[rows[i].chunk].Seq
-		s.k[l] = reserve(s.k[l], (j-i)*kd)
-		s.v[l] = reserve(s.v[l], (j-i)*vd)
-		i = j
-	}
 	for i, r := range rows {
-		s := chunks[r.chunk].Seq
-		s.k[l] = append(s.k[l], k[i*kd:(i+1)*kd]...)
-		s.v[l] = append(s.v[l], v[i*vd:(i+1)*vd]...)
+		chunks[r.chunk].Seq.put(l, r.pos, k[i*kd:(i+1)*kd], v[i*vd:(i+1)*vd])
 	}
 }
 
@@ -163,10 +147,15 @@ func (a *attnLoop) Range(lo, hi int) {
 		if a.window > 0 {
 			from = max(0, r.pos-a.window+1)
 		}
-		at := from - s.off[l] // its index in the cache
 		qi := a.q[(i*heads+hd)*a.dq : (i*heads+hd+1)*a.dq]
 		sc := (*buf)[:r.pos+1-from]
-		tensor.DotRows(sc, qi, s.k[l][at*s.kd+kv*a.dq:], s.kd)
+		// Scores block by block: positions [p0, p1) of block b.
+		for p0 := from; p0 <= r.pos; {
+			b := s.t[l][(p0-s.off[l])/BlockTokens]
+			p1 := min(r.pos+1, (p0/BlockTokens+1)*BlockTokens)
+			tensor.DotRows(sc[p0-from:p1-from], qi, b.k[(p0%BlockTokens)*s.kd+kv*a.dq:], s.kd)
+			p0 = p1
+		}
 		for j := range sc {
 			sc[j] *= a.scale
 		}
@@ -177,10 +166,16 @@ func (a *attnLoop) Range(lo, hi int) {
 		}
 		out := a.dst[(i*heads+hd)*a.dv : (i*heads+hd+1)*a.dv]
 		clear(out)
-		if s.vd == 0 {
-			tensor.AxpyRows(out, s.k[l][at*s.kd+kv*a.dq:], s.kd, sc)
-		} else {
-			tensor.AxpyRows(out, s.v[l][at*s.vd+kv*a.dv:], s.vd, sc)
+		for p0 := from; p0 <= r.pos; {
+			b := s.t[l][(p0-s.off[l])/BlockTokens]
+			p1 := min(r.pos+1, (p0/BlockTokens+1)*BlockTokens)
+			at := p0 % BlockTokens
+			if s.vd == 0 {
+				tensor.AxpyRows(out, b.k[at*s.kd+kv*a.dq:], s.kd, sc[p0-from:p1-from])
+			} else {
+				tensor.AxpyRows(out, b.v[at*s.vd+kv*a.dv:], s.vd, sc[p0-from:p1-from])
+			}
+			p0 = p1
 		}
 	}
 }

@@ -94,12 +94,8 @@ func TestDeepseekLayers(t *testing.T) {
 	if _, err := m.Forward(t.Context(), ch); err != nil {
 		t.Fatal(err)
 	}
-	held := 0
-	for l := range 4 {
-		held += 4 * (len(ch[0].Seq.k[l]) + len(ch[0].Seq.v[l]))
-	}
-	if held != len(prompt)*m.KVBytesPerToken() {
-		t.Errorf("the cache holds %d bytes for %d tokens, want %d a token", held, len(prompt), m.KVBytesPerToken())
+	if got, want := m.KV.BlockBytes(), 4*BlockTokens*(32+16); got != want {
+		t.Errorf("a cache block is %d bytes, want %d", got, want)
 	}
 	k := 4
 	for pos := range prompt {

@@ -2,7 +2,6 @@ package model
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"math"
 	"slices"
@@ -20,6 +19,9 @@ type Model struct {
 	Pool    *tensor.Pool // nil: tensor.Default()
 	// Observer, when set, sees every routing decision.
 	Observer RouteObserver
+	// KV is the pool of the sequences' KV caches; nil: a pool without
+	// budget or prefix caching, made on first use.
+	KV *KVCache
 
 	ws workspaces
 }
@@ -46,96 +48,6 @@ func LoadLocal(f *File, p *tensor.Pool) (*Model, error) {
 		}
 	}
 	return m, nil
-}
-
-// Sequence is one sequence's KV cache.
-type Sequence struct {
-	k, v   [][]float32 // per layer, cached positions × kd (or vd)
-	kd, vd int         // vd 0: values are read from the keys (MLA)
-	// Sliding-window layers keep only their window: win[l] > 0 positions,
-	// the cache of layer l starting at position off[l].
-	win, off []int
-	n        int
-	inBatch  bool // set while a Forward holds it
-}
-
-// NewSequence returns an empty sequence.
-func (m *Model) NewSequence() *Sequence {
-	kd, vd := m.Shared.Layers[0].Attn.cacheWidths(m.Hyper)
-	s := &Sequence{k: make([][]float32, m.Layers), v: make([][]float32, m.Layers), kd: kd, vd: vd,
-		win: make([]int, m.Layers), off: make([]int, m.Layers)}
-	for l := range s.win {
-		s.win[l] = m.Shared.Layers[l].Attn.window()
-	}
-	return s
-}
-
-// Reserve makes room in the caches for n positions in all, so that a
-// sequence whose length is bounded up front (prompt plus max tokens) never
-// regrows them: each regrowth copies every layer's cache into new memory,
-// a stall of one step that reaches milliseconds at a few hundred
-// positions. A sliding-window layer reserves at most twice its window.
-func (s *Sequence) Reserve(n int) {
-	for l := range s.k {
-		m := n
-		if s.win[l] > 0 {
-			m = min(n, 2*s.win[l])
-		}
-		if more := m*s.kd - len(s.k[l]); more > 0 {
-			s.k[l] = slices.Grow(s.k[l], more)
-		}
-		if more := m*s.vd - len(s.v[l]); more > 0 {
-			s.v[l] = slices.Grow(s.v[l], more)
-		}
-	}
-}
-
-// Len is the number of positions in the cache.
-func (s *Sequence) Len() int { return s.n }
-
-// ErrRewind is returned (wrapped) when a sequence is truncated further
-// back than a sliding-window layer keeps.
-var ErrRewind = errors.New("model: cannot rewind a sliding-window cache past its window")
-
-// Truncate drops cached positions from n on. A sliding-window layer keeps
-// only its last window positions, so it cannot go back further than
-// that: the sequence is left as it was and ErrRewind returned.
-func (s *Sequence) Truncate(n int) error {
-	n = min(n, s.n)
-	for l, w := range s.win {
-		if w > 0 && max(0, n-w+1) < s.off[l] {
-			return fmt.Errorf("%w: position %d, layer %d keeps positions from %d", ErrRewind, n, l, s.off[l])
-		}
-	}
-	s.n = n
-	s.trim()
-	return nil
-}
-
-// trim drops cache entries past Len, left by a forward pass that failed.
-func (s *Sequence) trim() {
-	for l := range s.k {
-		s.k[l] = s.k[l][:min(len(s.k[l]), (s.n-s.off[l])*s.kd)]
-		s.v[l] = s.v[l][:min(len(s.v[l]), (s.n-s.off[l])*s.vd)]
-	}
-}
-
-// slide drops, from each sliding-window layer, the positions no later
-// token can attend to, once they amount to a window: the cache then holds
-// between window-1 and 2·window-1 positions between steps.
-func (s *Sequence) slide() {
-	for l, w := range s.win {
-		if w == 0 {
-			continue
-		}
-		drop := s.n - (w - 1) - s.off[l]
-		if drop < w {
-			continue
-		}
-		s.k[l] = s.k[l][:copy(s.k[l], s.k[l][drop*s.kd:])]
-		s.v[l] = s.v[l][:copy(s.v[l], s.v[l][drop*s.vd:])]
-		s.off[l] += drop
-	}
 }
 
 // Chunk is a run of tokens appended to one sequence in a forward pass.
@@ -209,6 +121,11 @@ func (m *Model) Step(ctx context.Context, chunks []Chunk) error {
 			rows = append(rows, rowRef{chunk: c, pos: ch.Seq.n + i})
 		}
 	}
+	for _, ch := range chunks {
+		if err := ch.Seq.prepare(len(ch.Tokens)); err != nil {
+			return err
+		}
+	}
 	x := ws.f.take(n * E)
 	for i, r := range rows {
 		m.Shared.Embd.DequantizeRow(x[i*E:(i+1)*E], int(chunks[r.chunk].Tokens[r.pos-chunks[r.chunk].Seq.n]))
@@ -224,14 +141,10 @@ func (m *Model) Step(ctx context.Context, chunks []Chunk) error {
 		}
 	}
 	if err := m.layers(ctx, ws, x, rows, chunks); err != nil {
-		for _, ch := range chunks {
-			ch.Seq.trim()
-		}
-		return err
+		return err // what the layers wrote past each Len is overwritten next time
 	}
 	for _, ch := range chunks {
-		ch.Seq.n += len(ch.Tokens)
-		ch.Seq.slide()
+		ch.Seq.advance(ch.Tokens)
 	}
 
 	// Logits only for the rows asked for.

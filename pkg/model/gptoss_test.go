@@ -8,9 +8,9 @@ import (
 const tinyGptoss = "../../testdata/models/tiny-gptoss-f32.gguf"
 
 // TestSlidingWindowBounded decodes far past gpt-oss's window of 8: the
-// sliding layers (0 and 2) keep at most 2·8-1 positions, the others every
-// position, and the logits equal a second sequence that got the same
-// tokens as one prompt (whose cache slid once, at the end).
+// sliding layers (0 and 2) keep only the blocks the window reaches (at
+// most 8-1+BlockTokens positions), the others every position, and the
+// logits equal a second sequence that got the same tokens as one prompt.
 func TestSlidingWindowBounded(t *testing.T) {
 	f := mustOpen(t, tinyGptoss)
 	m, err := LoadLocal(f, nil)
@@ -31,20 +31,16 @@ func TestSlidingWindowBounded(t *testing.T) {
 		}
 		last = out[0]
 		for l := range 4 {
-			held := len(seq.k[l]) / seq.kd
+			held := seq.held(l)
 			if want := i + 1; !f.Sliding(l) && held != want {
 				t.Fatalf("step %d layer %d holds %d positions, want %d", i, l, held, want)
 			}
-			if f.Sliding(l) && held > 2*8-1 {
-				t.Fatalf("step %d sliding layer %d holds %d positions, more than 15", i, l, held)
+			if f.Sliding(l) && (held > 8-1+BlockTokens || len(seq.t[l]) > 2) {
+				t.Fatalf("step %d sliding layer %d holds %d positions in %d blocks", i, l, held, len(seq.t[l]))
 			}
 		}
 	}
-	held := 0
-	for l := range 4 {
-		held += 4 * (len(seq.k[l]) + len(seq.v[l]))
-	}
-	if held > f.KVBytes(100) || held <= f.KVBytesPerToken()*100 {
+	if held := m.KV.Stats().Used * m.KV.BlockBytes(); held > f.KVBytes(100) || held <= f.KVBytesPerToken()*100 {
 		t.Errorf("cache holds %d bytes; bound %d, full layers alone %d", held, f.KVBytes(100), f.KVBytesPerToken()*100)
 	}
 	whole := m.NewSequence()

@@ -123,16 +123,16 @@ func (h Hyper) kvLayerBytes() int {
 }
 
 // KVBytes is what a sequence of n positions holds in its KV cache at
-// most, between steps: a sliding-window layer keeps at most 2·window-1
-// positions (see Sequence).
+// most, between steps, in whole blocks of BlockTokens positions: a
+// sliding-window layer keeps only the blocks its window reaches.
 func (h Hyper) KVBytes(n int) int {
 	total := 0
 	for l := range h.Layers {
-		pos := n
+		blocks := (n + BlockTokens - 1) / BlockTokens
 		if h.Sliding(l) {
-			pos = min(n, 2*h.SlidingWindow-1)
+			blocks = min(blocks, (h.SlidingWindow-1+BlockTokens-1)/BlockTokens+1)
 		}
-		total += pos * h.kvLayerBytes()
+		total += blocks * BlockTokens * h.kvLayerBytes()
 	}
 	return total
 }

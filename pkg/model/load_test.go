@@ -331,8 +331,11 @@ func TestReserveKeepsTheCaches(t *testing.T) {
 	m := loadModel(t, tinyMixtral)
 	want := logitsOf(t, mustOpen(t, tinyMixtral), prompt)
 	seq := m.NewSequence()
-	seq.Reserve(len(prompt))
-	k0, v0 := &seq.k[0][:1][0], &seq.v[m.Layers-1][:1][0]
+	if err := seq.Reserve(len(prompt)); err != nil {
+		t.Fatal(err)
+	}
+	held := m.KV.Stats().Used
+	k0 := seq.t[0][0]
 	for i, tok := range prompt {
 		out, err := m.Forward(t.Context(), []Chunk{{Seq: seq, Tokens: []int32{tok}}})
 		if err != nil {
@@ -342,12 +345,11 @@ func TestReserveKeepsTheCaches(t *testing.T) {
 			t.Errorf("position %d differs from the whole pass by %g", i, d)
 		}
 	}
-	if &seq.k[0][0] != k0 || &seq.v[m.Layers-1][0] != v0 {
-		t.Error("a reserved cache was reallocated")
+	if used := m.KV.Stats().Used; seq.t[0][0] != k0 || used != held {
+		t.Errorf("a reserved cache grew: %d blocks, reserved %d", used, held)
 	}
-	seq.Reserve(1) // smaller than held: nothing changes
-	if &seq.k[0][0] != k0 || seq.Len() != len(prompt) {
-		t.Error("Reserve below the length changed the cache")
+	if err := seq.Reserve(1); err != nil || seq.t[0][0] != k0 || seq.Len() != len(prompt) { // smaller than held: nothing changes
+		t.Errorf("Reserve below the length changed the cache (%v)", err)
 	}
 }
 
@@ -479,13 +481,15 @@ func TestMicroBatches(t *testing.T) {
 	got := chunks()
 	// A reserved cache holds a chunk cut in two without growing: each
 	// micro-batch makes room for its own rows only.
-	got[1].Seq.Reserve(len(long))
-	k0 := &got[1].Seq.k[0][:1][0]
+	if err := got[1].Seq.Reserve(len(long)); err != nil {
+		t.Fatal(err)
+	}
+	k0 := got[1].Seq.t[0][0]
 	if _, err := m.Forward(t.Context(), got); err != nil {
 		t.Fatal(err)
 	}
-	if &got[1].Seq.k[0][0] != k0 {
-		t.Error("the cut chunk's reserved cache was reallocated")
+	if got[1].Seq.t[0][0] != k0 || len(got[1].Seq.t[0]) != (len(long)+BlockTokens-1)/BlockTokens {
+		t.Error("the cut chunk's reserved cache was reallocated or grew")
 	}
 	if started != 2*m.Layers {
 		t.Errorf("%d expert calls started, want %d (two micro-batches per layer)", started, 2*m.Layers)
@@ -505,8 +509,8 @@ func TestMicroBatches(t *testing.T) {
 			t.Fatalf("failing layer %d: got %v, want the experts' error", layer, err)
 		}
 		for c := range ch {
-			if ch[c].Seq.Len() != 0 || len(ch[c].Seq.k[0]) != 0 {
-				t.Errorf("failing layer %d: chunk %d left %d positions, %d cached keys", layer, c, ch[c].Seq.Len(), len(ch[c].Seq.k[0]))
+			if ch[c].Seq.Len() != 0 {
+				t.Errorf("failing layer %d: chunk %d left %d positions", layer, c, ch[c].Seq.Len())
 			}
 		}
 	}

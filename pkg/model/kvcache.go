@@ -1,0 +1,235 @@
+package model
+
+import (
+	"container/list"
+	"errors"
+	"fmt"
+	"hash/maphash"
+	"slices"
+)
+
+// BlockTokens is the number of positions in one KV-cache block.
+const BlockTokens = 32
+
+// ErrKVFull is returned (wrapped) when the KV cache's budget has no room
+// for the blocks a sequence needs.
+var ErrKVFull = errors.New("model: KV cache full")
+
+// block holds one layer's keys and values for BlockTokens positions.
+type block struct {
+	k, v []float32
+	ref  int // sequences and cache entries holding it
+}
+
+// KVCache is a pool of KV-cache blocks under a byte budget, shared by the
+// sequences of one model, and, when prefix caching is on, an index of the
+// blocks of finished prompt prefixes, so that a later sequence starting
+// with the same tokens reuses them instead of computing them again
+// (vLLM's automatic prefix caching: each full block is keyed by a hash
+// chained over every token up to its end).
+//
+// Cached blocks are read-only: a sequence writes only into blocks it holds
+// alone, and copies a shared block before writing into it. Entries no
+// running sequence holds are evicted least recently used first when the
+// pool needs room.
+//
+// A KVCache is not safe for concurrent use: the sequences of one pool are
+// stepped by one goroutine (the coordinator's scheduler).
+type KVCache struct {
+	kd, vd  int  // values per position, keys and values, of every layer
+	layers  int  // blocks per position range: one per layer
+	limit   int  // blocks the budget allows, 0: no limit
+	used    int  // blocks allocated (held by a sequence or an entry)
+	prefix  bool // index finished blocks for reuse
+	free    []*block
+	index   map[uint64]*entry
+	lru     *list.List // of *entry, least recently used at the front
+	seed    maphash.Seed
+	hits    int64 // prompt positions served from the cache
+	lookups int64 // prompt positions looked up
+	evicted int64 // entries evicted
+}
+
+// entry is one cached block position range of a prefix: every layer's
+// block for it (nil where a sliding-window layer had dropped it).
+type entry struct {
+	hash   uint64
+	parent uint64 // the previous block's hash, 0 for the first
+	tokens [BlockTokens]int32
+	blocks []*block
+	elem   *list.Element
+}
+
+// KVCacheConfig configures a KVCache.
+type KVCacheConfig struct {
+	// Bytes bounds the pool; 0 means no bound.
+	Bytes int64
+	// Prefix turns prefix caching on.
+	Prefix bool
+}
+
+// NewKVCache returns a pool for the sequences of m.
+func NewKVCache(m *Model, c KVCacheConfig) *KVCache {
+	kd, vd := m.Shared.Layers[0].Attn.cacheWidths(m.Hyper)
+	kc := &KVCache{kd: kd, vd: vd, layers: m.Layers, prefix: c.Prefix,
+		index: map[uint64]*entry{}, lru: list.New(), seed: maphash.MakeSeed()}
+	if c.Bytes > 0 {
+		kc.limit = max(1, int(c.Bytes/int64(kc.BlockBytes())))
+	}
+	return kc
+}
+
+// BlockBytes is the size of one block (one layer, BlockTokens positions).
+func (c *KVCache) BlockBytes() int { return 4 * BlockTokens * (c.kd + c.vd) }
+
+// KVStats is a snapshot of a pool.
+type KVStats struct {
+	Blocks, Used, Cached int   // budget (0: none), allocated, held by cache entries
+	Hits, Lookups        int64 // prompt positions served from the cache, and looked up
+	Evictions            int64
+}
+
+// Stats reports the pool's use.
+func (c *KVCache) Stats() KVStats {
+	return KVStats{Blocks: c.limit, Used: c.used, Cached: c.lru.Len() * c.layers,
+		Hits: c.hits, Lookups: c.lookups, Evictions: c.evicted}
+}
+
+// Free is the number of blocks that can still be allocated, evicting
+// cache entries no sequence holds; -1 without a budget.
+func (c *KVCache) Free() int {
+	if c.limit == 0 {
+		return -1
+	}
+	n := c.limit - c.used
+	for e := c.lru.Front(); e != nil; e = e.Next() {
+		if c.evictable(e.Value.(*entry)) {
+			n += c.entryBlocks(e.Value.(*entry))
+		}
+	}
+	return n
+}
+
+func (c *KVCache) entryBlocks(en *entry) int {
+	n := 0
+	for _, b := range en.blocks {
+		if b != nil && b.ref == 1 {
+			n++
+		}
+	}
+	return n
+}
+
+// evictable reports whether no sequence holds any of the entry's blocks.
+func (c *KVCache) evictable(en *entry) bool {
+	for _, b := range en.blocks {
+		if b != nil && b.ref > 1 {
+			return false
+		}
+	}
+	return true
+}
+
+// alloc returns an empty block, held once, evicting the least recently
+// used entry that no sequence holds when the budget is spent.
+func (c *KVCache) alloc() (*block, error) {
+	for c.limit > 0 && c.used >= c.limit {
+		if !c.evictOne() {
+			return nil, fmt.Errorf("%w: %d blocks of %d bytes in use", ErrKVFull, c.used, c.BlockBytes())
+		}
+	}
+	c.used++
+	if n := len(c.free); n > 0 {
+		b := c.free[n-1]
+		c.free = c.free[:n-1]
+		b.ref = 1
+		return b, nil
+	}
+	return &block{k: make([]float32, BlockTokens*c.kd), v: make([]float32, BlockTokens*c.vd), ref: 1}, nil
+}
+
+// release drops one hold on b, returning it to the free list when none is
+// left.
+func (c *KVCache) release(b *block) {
+	b.ref--
+	if b.ref == 0 {
+		c.used--
+		c.free = append(c.free, b)
+	}
+}
+
+// evictOne drops the least recently used entry no sequence holds.
+func (c *KVCache) evictOne() bool {
+	for e := c.lru.Front(); e != nil; e = e.Next() {
+		en := e.Value.(*entry)
+		if !c.evictable(en) {
+			continue
+		}
+		c.lru.Remove(e)
+		delete(c.index, en.hash)
+		for _, b := range en.blocks {
+			if b != nil {
+				c.release(b)
+			}
+		}
+		c.evicted++
+		return true
+	}
+	return false
+}
+
+// chain is the hash of a block of tokens following the block hashed
+// parent (0 for the first).
+func (c *KVCache) chain(parent uint64, tokens []int32) uint64 {
+	var h maphash.Hash
+	h.SetSeed(c.seed)
+	var buf [8 + 4*BlockTokens]byte
+	for i := range 8 {
+		buf[i] = byte(parent >> (8 * i))
+	}
+	for i, t := range tokens {
+		for j := range 4 {
+			buf[8+4*i+j] = byte(uint32(t) >> (8 * j))
+		}
+	}
+	h.Write(buf[:])
+	if x := h.Sum64(); x != 0 {
+		return x
+	}
+	return 1
+}
+
+// lookup returns the entry for a block of tokens after parent, if cached.
+func (c *KVCache) lookup(parent uint64, tokens []int32) *entry {
+	en := c.index[c.chain(parent, tokens)]
+	if en == nil || en.parent != parent || !slices.Equal(en.tokens[:], tokens) {
+		return nil
+	}
+	return en
+}
+
+// insert records a sequence's full block bi (every layer's, nil where
+// dropped) as the entry after parent.
+func (c *KVCache) insert(parent uint64, tokens []int32, blocks []*block) uint64 {
+	h := c.chain(parent, tokens)
+	if en := c.index[h]; en != nil {
+		c.lru.MoveToBack(en.elem)
+		return h
+	}
+	en := &entry{hash: h, parent: parent, blocks: slices.Clone(blocks)}
+	copy(en.tokens[:], tokens)
+	for _, b := range en.blocks {
+		if b != nil {
+			b.ref++
+		}
+	}
+	en.elem = c.lru.PushBack(en)
+	c.index[h] = en
+	return h
+}
+
+// Clear drops every cache entry no sequence holds.
+func (c *KVCache) Clear() {
+	for c.evictOne() {
+	}
+}

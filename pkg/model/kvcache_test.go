@@ -1,0 +1,142 @@
+package model
+
+import (
+	"errors"
+	"path/filepath"
+	"slices"
+	"testing"
+)
+
+// greedy decodes n tokens after the logits last, returning the tokens and
+// every step's logits.
+func greedy(t *testing.T, m *Model, seq *Sequence, last []float32, n int) ([]int32, []float32) {
+	t.Helper()
+	var toks []int32
+	var all []float32
+	for range n {
+		tok := argmax(last)
+		toks = append(toks, tok)
+		out, err := m.Forward(t.Context(), []Chunk{{Seq: seq, Tokens: []int32{tok}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		last = out[0]
+		all = append(all, last...)
+	}
+	return toks, all
+}
+
+// TestPrefixCacheExact: a second request that starts with a first
+// request's prompt and answer reuses their cached blocks, and its logits
+// (prompt and decode) are bit-identical to computing everything afresh,
+// on every architecture in testdata.
+func TestPrefixCacheExact(t *testing.T) {
+	paths, _ := filepath.Glob("../../testdata/models/tiny-*.gguf")
+	if len(paths) < 8 {
+		t.Fatalf("found %d tiny models", len(paths))
+	}
+	p1 := make([]int32, 80)
+	for i := range p1 {
+		p1[i] = int32(i*131%500) + 1
+	}
+	for _, path := range paths {
+		t.Run(filepath.Base(path), func(t *testing.T) {
+			m := loadModel(t, path)
+			m.KV = NewKVCache(m, KVCacheConfig{Prefix: true})
+			a := m.NewSequence()
+			if n := a.Reuse(p1); n != 0 {
+				t.Fatalf("empty cache reused %d positions", n)
+			}
+			out, err := m.Forward(t.Context(), []Chunk{{Seq: a, Tokens: p1}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			answer, _ := greedy(t, m, a, out[0], 8)
+			a.Release()
+
+			p2 := slices.Concat(p1, answer, []int32{7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18})
+			b := m.NewSequence()
+			n := b.Reuse(p2)
+			// a cached the full blocks of its prompt and answer (88 positions).
+			if want := (len(p1) + len(answer)) / BlockTokens * BlockTokens; n != want {
+				t.Fatalf("reused %d positions, want %d", n, want)
+			}
+			got, err := m.Forward(t.Context(), []Chunk{{Seq: b, Tokens: p2[n:], AllLogits: true}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			gotToks, gotGen := greedy(t, m, b, got[0][len(got[0])-m.Vocab:], 8)
+
+			fresh := loadModel(t, path) // its own pool, no prefix cache
+			c := fresh.NewSequence()
+			want, err := fresh.Forward(t.Context(), []Chunk{{Seq: c, Tokens: p2, AllLogits: true}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !slices.Equal(got[0], want[0][n*m.Vocab:]) {
+				t.Errorf("prompt logits after the cached prefix differ: max |Δ| %g", maxDiff(got[0], want[0][n*m.Vocab:]))
+			}
+			wantToks, wantGen := greedy(t, fresh, c, want[0][len(want[0])-m.Vocab:], 8)
+			if !slices.Equal(gotToks, wantToks) || !slices.Equal(gotGen, wantGen) {
+				t.Errorf("decode differs: %v vs %v, max |Δ| %g", gotToks, wantToks, maxDiff(gotGen, wantGen))
+			}
+			if st := m.KV.Stats(); st.Hits != int64(n) || st.Lookups != int64(len(p1)+len(p2)) {
+				t.Errorf("stats: %d hits of %d looked up, want %d of %d", st.Hits, st.Lookups, n, len(p1)+len(p2))
+			}
+		})
+	}
+}
+
+// TestKVBudget: a pool of a fixed number of blocks admits sequences while
+// their blocks fit, evicts cached prefixes no sequence holds, and refuses
+// with ErrKVFull (leaving the sequence usable) when running sequences hold
+// everything.
+func TestKVBudget(t *testing.T) {
+	m := loadModel(t, tinyMixtral)
+	kv := NewKVCache(m, KVCacheConfig{Prefix: true})
+	kv.limit = 4 * m.Layers // four blocks of positions
+	m.KV = kv
+	p := make([]int32, 2*BlockTokens+1)
+	for i := range p {
+		p[i] = int32(i + 3)
+	}
+	a := m.NewSequence()
+	if err := a.Reserve(len(p)); err != nil { // 3 blocks a layer
+		t.Fatal(err)
+	}
+	if _, err := m.Forward(t.Context(), []Chunk{{Seq: a, Tokens: p}}); err != nil {
+		t.Fatal(err)
+	}
+	b := m.NewSequence()
+	if err := b.Reserve(2 * BlockTokens); !errors.Is(err, ErrKVFull) {
+		t.Fatalf("a second sequence of 2 blocks beside one of 3 in a pool of 4: %v, want ErrKVFull", err)
+	}
+	if got := kv.Free(); got != 2 {
+		t.Errorf("free blocks %d beside a sequence holding 6 of 8, want 2", got)
+	}
+	a.Release() // its two full blocks stay cached
+	if st := kv.Stats(); st.Used != 2*m.Layers || st.Cached != 2*m.Layers {
+		t.Errorf("after release: %d blocks used, %d cached; want %d and %d", st.Used, st.Cached, 2*m.Layers, 2*m.Layers)
+	}
+	c := m.NewSequence()
+	if n := c.Reuse(p); n != 2*BlockTokens {
+		t.Fatalf("reused %d positions, want %d", n, 2*BlockTokens)
+	}
+	if _, err := m.Forward(t.Context(), []Chunk{{Seq: c, Tokens: p[2*BlockTokens:]}}); err != nil {
+		t.Fatal(err)
+	}
+	// c holds the cached blocks and one more a layer: 6 of 8.
+	if err := b.Reserve(2 * BlockTokens); !errors.Is(err, ErrKVFull) {
+		t.Fatalf("b beside c: %v, want ErrKVFull", err)
+	}
+	c.Release()
+	if err := b.Reserve(len(p)); err != nil { // 6 blocks: one cached prefix block must go
+		t.Fatalf("b after c is gone: %v (a cached prefix should be evicted)", err)
+	}
+	if st := kv.Stats(); st.Evictions == 0 {
+		t.Error("no entry was evicted")
+	}
+	if _, err := m.Forward(t.Context(), []Chunk{{Seq: b, Tokens: p}}); err != nil {
+		t.Fatalf("b's forward in its reservation: %v", err)
+	}
+}
