@@ -18,7 +18,7 @@ import (
 
 // Config says what to synthesise.
 type Config struct {
-	Arch   string       // mixtral, qwen2moe, qwen3moe, olmoe or deepseek2
+	Arch   string       // mixtral, qwen2moe, qwen3moe, olmoe, deepseek2 or gpt-oss
 	Preset string       // tiny, small or medium
 	DType  tensor.DType // F32, F16, Q8_0 or Q4_K for weight matrices
 	Seed   uint64
@@ -26,7 +26,7 @@ type Config struct {
 
 // Archs and Presets list the accepted values of Config.
 var (
-	Archs   = []string{"mixtral", "qwen2moe", "qwen3moe", "olmoe", "deepseek2"}
+	Archs   = []string{"mixtral", "qwen2moe", "qwen3moe", "olmoe", "deepseek2", "gpt-oss"}
 	Presets = []string{"tiny", "small", "medium"}
 	DTypes  = []tensor.DType{tensor.F32, tensor.F16, tensor.Q8_0, tensor.Q4_K}
 )
@@ -87,6 +87,12 @@ func New(c Config) (*gguf.Writer, error) {
 	switch c.Arch {
 	case "deepseek2":
 		s, err := deepseek2Shape(c.Preset)
+		if err != nil {
+			return nil, err
+		}
+		f = s
+	case "gpt-oss":
+		s, err := gptossShape(c.Preset)
 		if err != nil {
 			return nil, err
 		}

@@ -34,8 +34,11 @@ func TestTinyLoadsBack(t *testing.T) {
 			t.Run(fmt.Sprintf("%s-%s", arch, dt), func(t *testing.T) {
 				data := write(t, c)
 				limit := 2 << 20
-				if arch == "deepseek2" {
+				switch arch {
+				case "deepseek2":
 					limit = 5 << 20 / 2 // the shape of llama.cpp's tiny-deepseek3 fixture: 2.2 MB in F32
+				case "gpt-oss":
+					limit = 5 << 20 / 2 // the shape of llama.cpp's tiny-gptoss fixture: 2.3 MB in F32
 				}
 				if len(data) > limit {
 					t.Errorf("tiny file is %d bytes, want under %d", len(data), limit)
@@ -91,7 +94,7 @@ func TestTinyLoadsBack(t *testing.T) {
 }
 
 func TestDeterministic(t *testing.T) {
-	for _, arch := range []string{"mixtral", "deepseek2"} {
+	for _, arch := range []string{"mixtral", "deepseek2", "gpt-oss"} {
 		a := write(t, Config{Arch: arch, Preset: "tiny", DType: tensor.Q8_0, Seed: 1})
 		b := write(t, Config{Arch: arch, Preset: "tiny", DType: tensor.Q8_0, Seed: 1})
 		c := write(t, Config{Arch: arch, Preset: "tiny", DType: tensor.Q8_0, Seed: 2})
@@ -136,6 +139,8 @@ func TestBadConfig(t *testing.T) {
 		{Arch: "mixtral", Preset: "tiny", DType: tensor.Q4_0},
 		{Arch: "deepseek2", Preset: "huge", DType: tensor.F32},
 		{Arch: "deepseek2", Preset: "tiny", DType: tensor.Q4_0},
+		{Arch: "gpt-oss", Preset: "huge", DType: tensor.F32},
+		{Arch: "gpt-oss", Preset: "tiny", DType: tensor.Q4_0},
 	} {
 		if _, err := New(c); err == nil {
 			t.Errorf("%+v: got nil error", c)
