@@ -28,8 +28,8 @@ func runModel(ctx context.Context, args []string) error {
 func modelSynth(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("model synth", flag.ContinueOnError)
 	var c synth.Config
-	fs.StringVar(&c.Arch, "arch", "mixtral", "architecture: mixtral, qwen2moe, qwen3moe, olmoe or deepseek2 (DeepSeek-V3 style: MLA, grouped sigmoid routing, a shared expert)")
-	fs.StringVar(&c.Preset, "preset", "tiny", "size: tiny (~2 MB in f32), small (tens of MB) or medium (~650M parameters; ~1.03B for deepseek2)")
+	fs.StringVar(&c.Arch, "arch", "mixtral", "architecture: mixtral, qwen2moe, qwen3moe, olmoe, deepseek2 (DeepSeek-V3 style: MLA, grouped sigmoid routing, a shared expert) or gpt-oss (attention sinks, a sliding window on every other layer, biased router, SwiGLU-OAI experts)")
+	fs.StringVar(&c.Preset, "preset", "tiny", "size: tiny (~2 MB in f32), small (tens of MB) or medium (~650M parameters; ~1.03B for deepseek2, ~0.70B for gpt-oss)")
 	dtype := fs.String("dtype", "f32", "weight type: f32, f16, q8_0 or q4_k")
 	fs.Uint64Var(&c.Seed, "seed", 1, "random seed")
 	out := fs.String("o", "", "output file")

@@ -112,14 +112,15 @@ type InspectConfig struct {
 }
 
 type inspectReport struct {
-	File         string         `json:"file"`
-	Version      uint32         `json:"gguf_version"`
-	Architecture string         `json:"architecture"`
-	Hyper        model.Hyper    `json:"hyperparameters"`
-	MoELayers    []int          `json:"moe_layers"`   // layers with routed experts
-	DenseLayers  []int          `json:"dense_layers"` // layers with a dense FFN
-	Census       model.Census   `json:"census"`
-	Tensors      []tensorReport `json:"tensors"`
+	File          string         `json:"file"`
+	Version       uint32         `json:"gguf_version"`
+	Architecture  string         `json:"architecture"`
+	Hyper         model.Hyper    `json:"hyperparameters"`
+	MoELayers     []int          `json:"moe_layers"`               // layers with routed experts
+	DenseLayers   []int          `json:"dense_layers"`             // layers with a dense FFN
+	SlidingLayers []int          `json:"sliding_layers,omitempty"` // layers that see only the last sliding_window positions
+	Census        model.Census   `json:"census"`
+	Tensors       []tensorReport `json:"tensors"`
 }
 
 type tensorReport struct {
@@ -148,6 +149,9 @@ func Inspect(c InspectConfig, out io.Writer) error {
 		} else {
 			r.DenseLayers = append(r.DenseLayers, l)
 		}
+		if f.Sliding(l) {
+			r.SlidingLayers = append(r.SlidingLayers, l)
+		}
 	}
 	for _, t := range f.Tensors {
 		r.Tensors = append(r.Tensors, tensorReport{t.Name, t.Type.String(), t.Dims, t.Size})
@@ -167,6 +171,22 @@ func Inspect(c InspectConfig, out io.Writer) error {
 	}
 	fmt.Fprintf(out, "   n_embd %d\n", h.Embd)
 	fmt.Fprintf(out, "attention     %d heads, %d KV heads, head size %d, RoPE base %g (%s)\n", h.Heads, h.KVHeads, h.HeadDim, h.RopeBase, map[bool]string{true: "NEOX", false: "NORM"}[f.Arch.RopeNeoX])
+	if len(r.SlidingLayers) > 0 {
+		var full []int
+		for l := range h.Layers {
+			if !f.Sliding(l) {
+				full = append(full, l)
+			}
+		}
+		fmt.Fprintf(out, "window        %d positions on layers %s", h.SlidingWindow, strided(r.SlidingLayers))
+		if len(full) > 0 {
+			fmt.Fprintf(out, "; full attention on %s", strided(full))
+		}
+		fmt.Fprintln(out)
+	}
+	if extras := attnExtras(f); extras != "" {
+		fmt.Fprintf(out, "attn extras   %s\n", extras)
+	}
 	if h.MLA() {
 		fmt.Fprintf(out, "latent attn   q_lora %d, kv_lora %d, %d RoPE dims, value size %d\n", h.QLoRA, h.KVLoRA, h.RopeDims, h.ValueDim)
 	}
@@ -186,6 +206,12 @@ func Inspect(c InspectConfig, out io.Writer) error {
 			fmt.Fprintf(out, ", shared experts %d (ffn %d in all)", h.SharedExperts, h.SharedFFN)
 		case h.SharedFFN > 0:
 			fmt.Fprintf(out, ", shared expert ffn %d", h.SharedFFN)
+		}
+		if len(r.MoELayers) > 0 && hasTensor(f, r.MoELayers[0], "ffn_gate_inp.bias") {
+			fmt.Fprint(out, ", router bias")
+		}
+		if len(r.MoELayers) > 0 && hasTensor(f, r.MoELayers[0], "ffn_gate_exps.bias") {
+			fmt.Fprint(out, ", expert biases")
 		}
 		fmt.Fprintln(out)
 		if len(r.DenseLayers) > 0 {
@@ -215,6 +241,51 @@ func Inspect(c InspectConfig, out io.Writer) error {
 		fmt.Fprintf(tw, "%s\t%d\t%s\t\n", row.name, row.n, pct(row.n))
 	}
 	return tw.Flush()
+}
+
+// hasTensor reports whether layer l has the tensor blk.l.name.
+func hasTensor(f *model.File, l int, name string) bool {
+	_, ok := f.Tensor(fmt.Sprintf("blk.%d.%s", l, name))
+	return ok
+}
+
+// attnExtras names what layer 0's attention has beyond its projections:
+// biases ("q/k/v/o biases") and per-head sinks; "" if nothing.
+func attnExtras(f *model.File) string {
+	var biased, extras []string
+	for _, p := range []struct{ short, name string }{{"q", "attn_q"}, {"k", "attn_k"}, {"v", "attn_v"}, {"o", "attn_output"}} {
+		if hasTensor(f, 0, p.name+".bias") {
+			biased = append(biased, p.short)
+		}
+	}
+	if len(biased) > 0 {
+		extras = append(extras, strings.Join(biased, "/")+" biases")
+	}
+	if hasTensor(f, 0, "attn_sinks.weight") {
+		extras = append(extras, "per-head sinks")
+	}
+	return strings.Join(extras, ", ")
+}
+
+// strided writes sorted layer numbers with one step between them as
+// "0, 2, …, 10 (every other)" when there are four or more; otherwise as
+// spans does.
+func strided(ls []int) string {
+	if len(ls) >= 4 && ls[1]-ls[0] > 1 {
+		d := ls[1] - ls[0]
+		regular := true
+		for i := 2; i < len(ls); i++ {
+			regular = regular && ls[i]-ls[i-1] == d
+		}
+		if regular {
+			every := "every other"
+			if d > 2 {
+				every = fmt.Sprintf("every %d", d)
+			}
+			return fmt.Sprintf("%d, %d, …, %d (%s)", ls[0], ls[1], ls[len(ls)-1], every)
+		}
+	}
+	return spans(ls)
 }
 
 // spans writes sorted layer numbers as runs: "0", "1–3", "0–2, 5".
