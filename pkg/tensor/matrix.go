@@ -123,6 +123,27 @@ var kernelTable = map[DType]kernel{
 			k.DotQ6_KxN(w, a, stride, n/QKK, rows, &o)
 			return o
 		}},
+	Q4_1:   blockKernel(Q8_1, QK, k.DotQ4_1, k.DotQ4_1xN),
+	Q5_0:   blockKernel(Q8_0, QK, k.DotQ5_0, k.DotQ5_0xN),
+	Q5_1:   blockKernel(Q8_1, QK, k.DotQ5_1, k.DotQ5_1xN),
+	IQ4_NL: blockKernel(Q8_0, QK, k.DotIQ4_NL, k.DotIQ4_NLxN),
+	MXFP4:  blockKernel(Q8_0, QK, k.DotMXFP4, k.DotMXFP4xN),
+	Q2_K:   blockKernel(Q8_K, QKK, k.DotQ2_K, k.DotQ2_KxN),
+	Q3_K:   blockKernel(Q8_K, QKK, k.DotQ3_K, k.DotQ3_KxN),
+	Q5_K:   blockKernel(Q8_K, QKK, k.DotQ5_K, k.DotQ5_KxN),
+	IQ4_XS: blockKernel(Q8_K, QKK, k.DotIQ4_XS, k.DotIQ4_XSxN),
+}
+
+// blockKernel is the kernel of a block type whose activations are of
+// type act, from its dot product and its 2-to-4-row product of blocks of
+// bs elements.
+func blockKernel(act DType, bs int, dot func(w, x []byte, nb int) float32, dotN func(w, x []byte, stride, nb, rows int, out *[4]float32)) kernel {
+	return kernel{act: act,
+		dot: func(w, a []byte, n int) float32 { return dot(w, a, n/bs) },
+		dotN: func(w, a []byte, stride, n, rows int) (o [4]float32) {
+			dotN(w, a, stride, n/bs, rows, &o)
+			return o
+		}}
 }
 
 // ActivationType is the type activations are converted to before they are

@@ -15,6 +15,16 @@ import (
 //	Q4_K (144 B / 256): d f16, dmin f16, scales [12]byte (8 six-bit scale/min pairs), qs [128]byte
 //	Q6_K (210 B / 256): ql [128]byte, qh [64]byte, scales [16]int8, d f16
 //	Q8_K (292 B / 256): d f32, qs [256]int8, bsums [16]int16 (activations only)
+//	Q8_1  (36 B / 32): d f16, s f16 (d·Σq), qs [32]int8 (activations only)
+//	Q4_1  (20 B / 32): d f16, m f16, qs [16]byte;     x = d·q + m, q a nibble as in Q4_0
+//	Q5_0  (22 B / 32): d f16, qh [4]byte, qs [16]byte; x = d·(q-16), bit j of qh the fifth bit of value j
+//	Q5_1  (24 B / 32): d f16, m f16, qh, qs;          x = d·q + m
+//	IQ4_NL (18 B / 32): d f16, qs [16]byte;           x = d·kvalues_iq4nl[q]
+//	MXFP4 (17 B / 32): e E8M0, qs [16]byte;           x = 2^(e-128)·kvalues_mxfp4[q] (doubled FP4)
+//	Q2_K  (84 B / 256): scales [16]byte (scale | min<<4 per 16), qs [64]byte (2 bits), d f16, dmin f16
+//	Q3_K (110 B / 256): hmask [32]byte, qs [64]byte, scales [12]byte (16 six-bit, -32), d f16
+//	Q5_K (176 B / 256): d f16, dmin f16, scales [12]byte (as Q4_K), qh [32]byte, qs [128]byte
+//	IQ4_XS (136 B / 256): d f16, scales_h u16, scales_l [4]byte (8 six-bit, -32), qs [128]byte
 
 func f16At(b []byte) float32 { return F16ToF32(binary.LittleEndian.Uint16(b)) }
 
@@ -57,6 +67,16 @@ func Dequantize(t DType, dst []float32, src []byte, n int) {
 	case Q6_K:
 		for b := 0; b < n/QKK; b++ {
 			dequantQ6K(dst[b*QKK:b*QKK+QKK], src[b*210:b*210+210])
+		}
+	case Q4_1, Q5_0, Q5_1, IQ4_NL, MXFP4, Q8_1:
+		bb := t.BlockBytes()
+		for b := 0; b < n/QK; b++ {
+			dequant32(t, dst[b*QK:b*QK+QK], src[b*bb:b*bb+bb])
+		}
+	case Q2_K, Q3_K, Q5_K, IQ4_XS:
+		bb := t.BlockBytes()
+		for b := 0; b < n/QKK; b++ {
+			dequant256(t, dst[b*QKK:b*QKK+QKK], src[b*bb:b*bb+bb])
 		}
 	case Q8_K:
 		for b := 0; b < n/QKK; b++ {
@@ -153,6 +173,19 @@ func Quantize(t DType, dst []byte, x []float32) []byte {
 		dst = slices.Grow(dst, n)
 		k.QuantQ8_K(dst[len(dst):len(dst)+n], x)
 		dst = dst[:len(dst)+n]
+	case Q8_1:
+		n := len(x) / QK * 36
+		dst = slices.Grow(dst, n)
+		k.QuantQ8_1(dst[len(dst):len(dst)+n], x)
+		dst = dst[:len(dst)+n]
+	case Q4_1, Q5_0, Q5_1, IQ4_NL, MXFP4:
+		for b := 0; b+QK <= len(x); b += QK {
+			dst = quant32(t, dst, x[b:b+QK])
+		}
+	case Q2_K, Q3_K, Q5_K, IQ4_XS:
+		for b := 0; b+QKK <= len(x); b += QKK {
+			dst = quant256(t, dst, x[b:b+QKK])
+		}
 	default:
 		panic("tensor: Quantize to unsupported type " + t.String())
 	}

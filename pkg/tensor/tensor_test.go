@@ -61,13 +61,15 @@ func randRow(r *rand.Rand, n int, scale float32) []float32 {
 	return x
 }
 
-var computeTypes = []DType{F32, F16, BF16, Q8_0, Q4_0, Q4_K, Q6_K}
+var computeTypes = []DType{F32, F16, BF16, Q8_0, Q4_0, Q4_K, Q6_K,
+	Q4_1, Q5_0, Q5_1, IQ4_NL, MXFP4, Q2_K, Q3_K, Q5_K, IQ4_XS}
 
 // TestQuantizeRoundTrip checks each type's error bound against its step.
 func TestQuantizeRoundTrip(t *testing.T) {
 	r := rand.New(rand.NewPCG(1, 2))
 	// Relative RMS error bounds for Gaussian data.
-	bound := map[DType]float64{F32: 0, F16: 1e-3, BF16: 8e-3, Q8_0: 0.01, Q4_0: 0.15, Q4_K: 0.15, Q6_K: 0.04}
+	bound := map[DType]float64{F32: 0, F16: 1e-3, BF16: 8e-3, Q8_0: 0.01, Q4_0: 0.15, Q4_K: 0.15, Q6_K: 0.04,
+		Q4_1: 0.15, Q5_0: 0.07, Q5_1: 0.07, IQ4_NL: 0.15, MXFP4: 0.25, Q2_K: 0.5, Q3_K: 0.3, Q5_K: 0.07, IQ4_XS: 0.15}
 	for _, dt := range computeTypes {
 		x := randRow(r, 1024, 1)
 		q := Quantize(dt, nil, x)
@@ -141,18 +143,41 @@ func testMatMul(t *testing.T, p *Pool, m Matrix, x []float32, n int) {
 	xr := make([]float32, cols)
 	for i := range n {
 		act := dt.ActivationType()
-		Dequantize(act, xr, Quantize(act, nil, x[i*cols:(i+1)*cols]), cols)
+		xq := Quantize(act, nil, x[i*cols:(i+1)*cols])
+		Dequantize(act, xr, xq, cols)
 		for row := range rows {
 			m.DequantizeRow(wf, row)
 			var want float64
 			for c := range cols {
 				want += float64(wf[c]) * float64(xr[c])
 			}
+			if act == Q8_1 { // Σ m·x is m·s, s = d·Σq stored in half precision
+				want += q8_1MinTerm(m.Row(row), xq, xr)
+			}
 			if d := math.Abs(float64(got[i*rows+row]) - want); d > 1e-4*(1+math.Abs(want)) {
 				t.Fatalf("packed=%v row %d token %d: got %g, want %g", m.r16 != nil, row, i, got[i*rows+row], want)
 			}
 		}
 	}
+}
+
+// q8_1MinTerm is, for a row of Q4_1 or Q5_1 blocks w (m at bytes 2…3 of
+// each) and its activations xq (Q8_1, s at bytes 2…3) decoded to xr,
+// Σ m·s - Σ m·Σx: what the kernels' use of s (ggml's) adds to the float
+// product of the decoded rows.
+func q8_1MinTerm(w, xq []byte, xr []float32) float64 {
+	wb := len(w) / (len(xr) / QK)
+	var t float64
+	for b := range len(xr) / QK {
+		m := float64(F16ToF32(uint16(w[b*wb+2]) | uint16(w[b*wb+3])<<8))
+		s := float64(F16ToF32(uint16(xq[b*36+2]) | uint16(xq[b*36+3])<<8))
+		var sx float64
+		for _, v := range xr[b*QK : b*QK+QK] {
+			sx += float64(v)
+		}
+		t += m*s - m*sx
+	}
+	return t
 }
 
 func TestNewMatrixChecks(t *testing.T) {
@@ -162,7 +187,7 @@ func TestNewMatrixChecks(t *testing.T) {
 	if _, err := NewMatrix(Q8_0, 2, 33, make([]byte, 68)); err == nil {
 		t.Error("row not a multiple of the block: got nil error")
 	}
-	if _, err := NewMatrix(Q5_K, 1, 256, make([]byte, 176)); err == nil {
+	if _, err := NewMatrix(IQ2_XXS, 1, 256, make([]byte, 66)); err == nil {
 		t.Error("type without kernel: got nil error")
 	}
 }
