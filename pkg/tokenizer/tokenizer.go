@@ -19,6 +19,11 @@ import (
 // ErrTokenizer is wrapped by every error of this package.
 var ErrTokenizer = errors.New("tokenizer")
 
+// ErrUnknownPre is wrapped by the error a byte-level vocabulary gets when
+// its tokenizer.ggml.pre names a pre-tokenizer this package does not
+// implement: tokenizing it with another one would be silently wrong.
+var ErrUnknownPre = fmt.Errorf("%w: unknown pre-tokenizer", ErrTokenizer)
+
 // Token types of tokenizer.ggml.token_type.
 const (
 	TypeNormal      = 1
@@ -43,9 +48,11 @@ type Tokenizer struct {
 	// ignoreMerges emits a pre-tokenized word that is itself a token
 	// directly (Llama 3's rule).
 	ignoreMerges bool
-	specials     []string // control and user-defined tokens, longest first
-	byteToken    [256]int32
-	pieces       [][]byte // decoded bytes of each token
+	// specials holds the control, user-defined and unknown tokens by their
+	// first byte, longest first.
+	specials  [256][]string
+	byteToken [256]int32
+	pieces    [][]byte // decoded bytes of each token
 
 	BOS, EOS, UNK, PAD int32 // -1 when absent
 	AddBOS, AddEOS     bool
@@ -120,7 +127,9 @@ func FromGGUF(f *gguf.File) (*Tokenizer, error) {
 	}
 	switch t.Model {
 	case "gpt2":
-		t.AddBOS = false
+		if _, ok := f.Get("tokenizer.ggml.pre"); !ok {
+			return nil, fmt.Errorf("%w: tokenizer.ggml.pre is missing (llama.cpp would fall back to %q and warn that quality degrades)", ErrUnknownPre, "default")
+		}
 	case "llama":
 		t.AddBOS, t.addSpacePrefix = true, true
 		if t.scores == nil {
@@ -129,17 +138,18 @@ func FromGGUF(f *gguf.File) (*Tokenizer, error) {
 	default:
 		return nil, fmt.Errorf("%w: unsupported tokenizer.ggml.model %q (supported: gpt2, llama)", ErrTokenizer, t.Model)
 	}
-	flag("tokenizer.ggml.add_bos_token", &t.AddBOS)
-	flag("tokenizer.ggml.add_eos_token", &t.AddEOS)
-	flag("tokenizer.ggml.add_space_prefix", &t.addSpacePrefix)
 	if err := t.init(merges); err != nil {
 		return nil, err
 	}
+	flag("tokenizer.ggml.add_bos_token", &t.AddBOS)
+	flag("tokenizer.ggml.add_eos_token", &t.AddEOS)
+	flag("tokenizer.ggml.add_space_prefix", &t.addSpacePrefix)
 	return t, nil
 }
 
 // New builds a tokenizer from its parts (what FromGGUF reads), for vocabularies that do not come
-// in a GGUF file. scores is needed for "llama", merges for "gpt2".
+// in a GGUF file. scores is needed for "llama", merges for "gpt2", whose pre
+// must be one of the supported tokenizer.ggml.pre values.
 func New(model, pre string, tokens []string, types []int32, scores []float32, merges []string) (*Tokenizer, error) {
 	t := &Tokenizer{Model: model, Pre: pre, tokens: tokens, types: types, scores: scores, BOS: -1, EOS: -1, UNK: -1, PAD: -1}
 	if t.types == nil {
@@ -161,24 +171,30 @@ func (t *Tokenizer) init(merges []string) error {
 		if _, dup := t.ids[s]; !dup {
 			t.ids[s] = int32(i)
 		}
-		if t.types[i] == TypeControl || t.types[i] == TypeUserDefined {
+		switch t.types[i] {
+		case TypeControl, TypeUserDefined, TypeUnknown:
 			if s != "" {
-				t.specials = append(t.specials, s)
+				t.specials[s[0]] = append(t.specials[s[0]], s)
 			}
 		}
 	}
-	sort.Slice(t.specials, func(i, j int) bool { return len(t.specials[i]) > len(t.specials[j]) })
+	for _, ss := range t.specials {
+		sort.SliceStable(ss, func(i, j int) bool { return len(ss[i]) > len(ss[j]) })
+	}
 	t.pieces = make([][]byte, len(t.tokens))
 	for i := range t.byteToken {
 		t.byteToken[i] = -1
 	}
 	switch t.Model {
 	case "gpt2":
-		t.pre = preTokenizers[t.Pre]
-		if t.pre == nil {
-			t.pre = gpt2Pre
+		spec, ok := preSpecs[t.Pre]
+		if !ok {
+			return fmt.Errorf("%w: tokenizer.ggml.pre %q (supported: %s)", ErrUnknownPre, t.Pre, strings.Join(preNames, ", "))
 		}
-		t.ignoreMerges = t.Pre == "llama-bpe" || t.Pre == "llama3" || t.Pre == "llama-v3"
+		if len(merges) == 0 && !spec.mergesOptional {
+			return fmt.Errorf("%w: byte-level vocabulary without tokenizer.ggml.merges", ErrTokenizer)
+		}
+		t.pre, t.ignoreMerges, t.AddBOS = spec.split, spec.ignoreMerges, spec.addBOS
 		t.ranks = make(map[[2]string]int, len(merges))
 		for i, m := range merges {
 			a, b, ok := strings.Cut(m, " ")
@@ -275,8 +291,9 @@ func (t *Tokenizer) Lookup(s string) (int32, bool) { id, ok := t.ids[s]; return 
 func (t *Tokenizer) IsControl(id int32) bool { return t.types[id] == TypeControl }
 
 // Encode tokenizes text. addSpecial adds BOS/EOS as the vocabulary asks;
-// parseSpecial matches control and user-defined tokens written in the text
-// (otherwise their text is tokenized like any other).
+// parseSpecial matches control tokens written in the text (otherwise their
+// text is tokenized like any other). User-defined tokens are matched either
+// way, as llama.cpp and Hugging Face tokenizers do.
 func (t *Tokenizer) Encode(text string, addSpecial, parseSpecial bool) []int32 {
 	var out []int32
 	if addSpecial && t.AddBOS && t.BOS >= 0 {
@@ -313,20 +330,15 @@ type fragment struct {
 	special int32
 }
 
-// fragments splits text around special tokens (longest match first).
+// fragments splits text around special tokens (longest match first);
+// without parseSpecial only user-defined ones count.
 func (t *Tokenizer) fragments(text string, parseSpecial bool) []fragment {
-	if !parseSpecial || len(t.specials) == 0 {
-		if text == "" {
-			return nil
-		}
-		return []fragment{{text, -1}}
-	}
 	var out []fragment
 	start := 0
 	for i := 0; i < len(text); {
 		matched := ""
-		for _, s := range t.specials {
-			if strings.HasPrefix(text[i:], s) {
+		for _, s := range t.specials[text[i]] {
+			if strings.HasPrefix(text[i:], s) && (parseSpecial || t.types[t.ids[s]] == TypeUserDefined) {
 				matched = s
 				break
 			}

@@ -251,7 +251,7 @@ func TestPreTokenizers(t *testing.T) {
 		{"llama-bpe", "x!!\n\ny", []string{"x", "!!\n\n", "y"}},
 	}
 	for _, c := range cases {
-		got := preTokenizers[c.pre].split(c.text)
+		got := preSpecs[c.pre].split.split(c.text)
 		if !slices.Equal(got, c.want) {
 			t.Errorf("%s split %q = %q, want %q", c.pre, c.text, got, c.want)
 		}
