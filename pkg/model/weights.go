@@ -259,6 +259,9 @@ func OpenReader(r io.ReaderAt, size int64) (*File, error) {
 
 // NewFile interprets an already parsed GGUF file as a model.
 func NewFile(g *gguf.File) (*File, error) {
+	if err := checkTypes(g); err != nil {
+		return nil, err
+	}
 	h, err := readHyper(g)
 	if err != nil {
 		return nil, err

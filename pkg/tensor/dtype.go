@@ -41,9 +41,18 @@ const (
 	F64     DType = 28
 	IQ1_M   DType = 29
 	BF16    DType = 30
-	TQ1_0   DType = 34
-	TQ2_0   DType = 35
-	MXFP4   DType = 39
+	// Q4_0 and IQ4_NL rows interleaved 4 or 8 at a time, which ggml wrote
+	// for a while and no longer does; known so that such a file is
+	// named, not taken for a corrupt one.
+	Q4_0_4_4   DType = 31
+	Q4_0_4_8   DType = 32
+	Q4_0_8_8   DType = 33
+	TQ1_0      DType = 34
+	TQ2_0      DType = 35
+	IQ4_NL_4_4 DType = 36
+	IQ4_NL_4_8 DType = 37
+	IQ4_NL_8_8 DType = 38
+	MXFP4      DType = 39
 )
 
 // QK is the block size of the 32-element formats, QKK that of the K-quants.
@@ -68,6 +77,14 @@ var table = map[DType]traits{
 	IQ2_XXS: {"IQ2_XXS", QKK, 66}, IQ2_XS: {"IQ2_XS", QKK, 74}, IQ3_XXS: {"IQ3_XXS", QKK, 98},
 	IQ1_S: {"IQ1_S", QKK, 50}, IQ3_S: {"IQ3_S", QKK, 110}, IQ2_S: {"IQ2_S", QKK, 82},
 	IQ4_XS: {"IQ4_XS", QKK, 136}, IQ1_M: {"IQ1_M", QKK, 56}, TQ1_0: {"TQ1_0", QKK, 54}, TQ2_0: {"TQ2_0", QKK, 66},
+	Q4_0_4_4: {"Q4_0_4_4", QK, 18}, Q4_0_4_8: {"Q4_0_4_8", QK, 18}, Q4_0_8_8: {"Q4_0_8_8", QK, 18},
+	IQ4_NL_4_4: {"IQ4_NL_4_4", QK, 18}, IQ4_NL_4_8: {"IQ4_NL_4_8", QK, 18}, IQ4_NL_8_8: {"IQ4_NL_8_8", QK, 18},
+}
+
+// Interleaved reports whether t is one of the row-interleaved layouts ggml
+// has dropped (Q4_0_4_4 … IQ4_NL_8_8).
+func (t DType) Interleaved() bool {
+	return t >= Q4_0_4_4 && t <= Q4_0_8_8 || t >= IQ4_NL_4_4 && t <= IQ4_NL_8_8
 }
 
 // Known reports whether t is a ggml type this package knows the layout of.
