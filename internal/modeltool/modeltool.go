@@ -323,7 +323,7 @@ func printRow(f *model.File, name string, row int, out io.Writer) error {
 		return fmt.Errorf("inspect: tensor %q has %d rows, no row %d", name, rows, row)
 	}
 	rb := uint64(ti.Type.RowBytes(cols))
-	data, err := f.ReadRange(ti.Offset+uint64(row)*rb, rb)
+	data, err := f.TensorRange(name, uint64(row)*rb, rb)
 	if err != nil {
 		return err
 	}

@@ -29,6 +29,7 @@ var (
 	ErrLimit     = errors.New("gguf: limit exceeded")
 	ErrCorrupt   = errors.New("gguf: corrupt file")
 	ErrNotFound  = errors.New("gguf: not found")
+	ErrSplit     = errors.New("gguf: split model")
 )
 
 // Limits bounds everything the reader takes from an untrusted file before
@@ -70,7 +71,8 @@ type TensorInfo struct {
 	Name   string
 	Dims   []uint64
 	Type   tensor.DType
-	Offset uint64 // from the start of the data section
+	Part   int    // index in File.Parts of the file that holds the data
+	Offset uint64 // from the start of that part's data section
 	Size   uint64 // bytes
 }
 
@@ -98,82 +100,183 @@ func (t *TensorInfo) ExpertRange(e int) (off, size uint64, err error) {
 	return uint64(e) * per, per, nil
 }
 
-// File is an open GGUF file.
+// File is an open GGUF model: one file, or a model split into parts (see
+// Open), read as one.
 type File struct {
 	Version    uint32
-	KVs        []KV
-	Tensors    []TensorInfo
-	Alignment  uint64
-	DataOffset int64 // absolute offset of the data section
-	Size       int64 // file size
+	KVs        []KV         // the model's metadata: the first part's
+	Tensors    []TensorInfo // of every part, in part order
+	Alignment  uint64       // of the first part
+	DataOffset int64        // absolute offset of the first part's data section
+	Size       int64        // size of the first part; Parts gives every part's
+	Parts      []Part       // the files the model is stored in: one unless split
 
 	digest      string
 	kvIndex     map[string]int
 	tensorIndex map[string]int
-	r           io.ReaderAt
-	closer      io.Closer
-	mapped      []byte
+}
+
+// Part is one file of a model: the whole model, or one part of a split one.
+type Part struct {
+	Name       string // the path or URL it was opened by; "" for Read
+	Size       int64
+	DataOffset int64 // absolute offset of its data section
+	Alignment  uint64
+
+	digest string // of its header and size
+	r      io.ReaderAt
+	closer io.Closer // nil for Read: the caller owns r
+	mapped []byte    // the whole file, when mapped
 }
 
 // Options controls Open.
 type Options struct {
 	Limits Limits
-	// Mmap maps the file read-only; tensor data is then returned as views
-	// into the mapping instead of being read into fresh buffers.
+	// Mmap maps each file read-only; tensor data is then returned as views
+	// into the mapping instead of being read into fresh buffers. Applies
+	// only when Source is nil.
 	Mmap bool
+	// Source opens the files Open names; nil means local paths.
+	Source Source
 }
 
-// Open opens and parses the GGUF file at path.
-func Open(path string, opts Options) (*File, error) {
-	fh, err := os.Open(path)
-	if err != nil {
-		return nil, fmt.Errorf("gguf: %w", err)
+// A Source opens the file called name: the name Open was given, or one
+// derived from it for another part of a split model (a path, a URL:
+// whatever names mean to the source). The reader must stay valid until the
+// File is closed; one that is an io.Closer is closed with the File.
+type Source func(name string) (r io.ReaderAt, size int64, err error)
+
+// Open opens and parses the model whose file, or first part, is name. A
+// model split as llama.cpp's gguf-split writes it (split.count > 1, parts
+// named <prefix>-00001-of-0000N.gguf, …) is opened part by part through
+// the same source and read as one File; every part must agree with the
+// first (see ErrSplit). Parts are never joined on disk.
+func Open(name string, opts Options) (*File, error) {
+	src := opts.Source
+	if src == nil {
+		src = localFiles(opts.Mmap)
 	}
-	st, err := fh.Stat()
+	f, err := openPart(src, name, opts.Limits)
 	if err != nil {
-		fh.Close()
-		return nil, fmt.Errorf("gguf: %w", err)
+		return nil, err
 	}
-	f, err := Read(fh, st.Size(), opts.Limits)
-	if err != nil {
-		fh.Close()
-		return nil, fmt.Errorf("%s: %w", path, err)
-	}
-	f.closer = fh
-	if opts.Mmap && st.Size() > 0 {
-		m, err := syscall.Mmap(int(fh.Fd()), 0, int(st.Size()), syscall.PROT_READ, syscall.MAP_SHARED)
-		if err != nil {
-			fh.Close()
-			return nil, fmt.Errorf("gguf: mmap %s: %w", path, err)
-		}
-		f.mapped = m
+	if err := f.openParts(src, name, opts.Limits); err != nil {
+		f.Close()
+		return nil, err
 	}
 	return f, nil
 }
 
-// Close releases the file and any mapping; data views obtained from a
-// mapping must not be used afterwards.
+// openPart opens and parses one file, which may be a part of a split model.
+func openPart(src Source, name string, lim Limits) (*File, error) {
+	r, size, err := src(name)
+	if err != nil {
+		return nil, fmt.Errorf("gguf: %w", err)
+	}
+	f, err := read(r, size, lim)
+	if err != nil {
+		if c, ok := r.(io.Closer); ok {
+			c.Close()
+		}
+		return nil, fmt.Errorf("%s: %w", name, err)
+	}
+	p := &f.Parts[0]
+	p.Name = name
+	p.closer, _ = r.(io.Closer)
+	if m, ok := r.(*mapping); ok {
+		p.mapped = m.data
+	}
+	return f, nil
+}
+
+// localFiles is the Source of local paths, optionally memory-mapped.
+func localFiles(mmap bool) Source {
+	return func(path string) (io.ReaderAt, int64, error) {
+		fh, err := os.Open(path)
+		if err != nil {
+			return nil, 0, err
+		}
+		st, err := fh.Stat()
+		if err != nil {
+			fh.Close()
+			return nil, 0, err
+		}
+		if !mmap || st.Size() == 0 {
+			return fh, st.Size(), nil
+		}
+		m, err := syscall.Mmap(int(fh.Fd()), 0, int(st.Size()), syscall.PROT_READ, syscall.MAP_SHARED)
+		fh.Close() // the mapping outlives the descriptor
+		if err != nil {
+			return nil, 0, fmt.Errorf("mmap %s: %w", path, err)
+		}
+		return &mapping{data: m}, st.Size(), nil
+	}
+}
+
+// mapping is a file mapped read-only.
+type mapping struct{ data []byte }
+
+func (m *mapping) ReadAt(p []byte, off int64) (int, error) {
+	if off < 0 || off >= int64(len(m.data)) {
+		return 0, io.EOF
+	}
+	n := copy(p, m.data[off:])
+	if n < len(p) {
+		return n, io.EOF
+	}
+	return n, nil
+}
+
+func (m *mapping) Close() error {
+	if m.data == nil {
+		return nil
+	}
+	err := syscall.Munmap(m.data)
+	m.data = nil
+	return err
+}
+
+// Close releases every part's file and mapping; data views obtained from
+// a mapping must not be used afterwards.
 func (f *File) Close() error {
 	var err error
-	if f.mapped != nil {
-		err = syscall.Munmap(f.mapped)
-		f.mapped = nil
-	}
-	if f.closer != nil {
-		if cerr := f.closer.Close(); err == nil {
-			err = cerr
+	for i := range f.Parts {
+		p := &f.Parts[i]
+		p.mapped = nil
+		if p.closer != nil {
+			if cerr := p.closer.Close(); err == nil {
+				err = cerr
+			}
+			p.closer = nil
 		}
-		f.closer = nil
 	}
 	return err
 }
 
 // Read parses a GGUF file of the given size from r. Tensor data is read
-// from r on demand, so r must stay valid while the File is used.
+// from r on demand, so r must stay valid while the File is used. A part
+// of a split model is refused with ErrSplit: its other parts can only be
+// found by name, through Open.
 func Read(r io.ReaderAt, size int64, lim Limits) (*File, error) {
+	f, err := read(r, size, lim)
+	if err != nil {
+		return nil, err
+	}
+	s, err := f.splitKeys()
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrSplit, err)
+	}
+	if s.count > 1 {
+		return nil, fmt.Errorf("%w: this is part %d of %d; open the first part by name so that the others are found", ErrSplit, s.no+1, s.count)
+	}
+	return f, nil
+}
+
+// read parses one file, whole model or part.
+func read(r io.ReaderAt, size int64, lim Limits) (*File, error) {
 	lim = lim.withDefaults()
 	d := &decoder{r: bufio.NewReaderSize(io.NewSectionReader(r, 0, size), 1<<16), size: size, lim: lim, h: sha256.New()}
-	f := &File{Size: size, r: r, kvIndex: map[string]int{}, tensorIndex: map[string]int{}}
+	f := &File{Size: size, kvIndex: map[string]int{}, tensorIndex: map[string]int{}}
 
 	var magic [4]byte
 	if err := d.full(magic[:]); err != nil {
@@ -264,6 +367,7 @@ func Read(r io.ReaderAt, size int64, lim Limits) (*File, error) {
 	f.digest = "sha256:" + hex.EncodeToString(d.h.Sum(nil))
 	data := (uint64(d.pos) + f.Alignment - 1) / f.Alignment * f.Alignment
 	f.DataOffset = int64(data)
+	f.Parts = []Part{{Size: size, DataOffset: f.DataOffset, Alignment: f.Alignment, digest: f.digest, r: r}}
 	for i := range f.Tensors {
 		t := &f.Tensors[i]
 		end := data + t.Offset + t.Size
@@ -292,22 +396,19 @@ func (f *File) Tensor(name string) (*TensorInfo, bool) {
 	return &f.Tensors[i], true
 }
 
-// ReadRange returns size bytes at offset off of the data section: a view
-// into the mapping when the file is mapped, else a fresh buffer filled by
-// exactly one ranged read.
-func (f *File) ReadRange(off, size uint64) ([]byte, error) {
-	start := uint64(f.DataOffset) + off
-	if start < off || start+size < start || start+size > uint64(f.Size) {
-		return nil, fmt.Errorf("%w: range [%d, %d) outside the file", ErrCorrupt, start, start+size)
+// TensorRange returns size bytes at offset off of the named tensor's data,
+// from the part that holds it: a view into the mapping when the part is
+// mapped, else a fresh buffer filled by exactly one ranged read.
+func (f *File) TensorRange(name string, off, size uint64) ([]byte, error) {
+	t, ok := f.Tensor(name)
+	if !ok {
+		return nil, fmt.Errorf("%w: tensor %q", ErrNotFound, name)
 	}
-	if f.mapped != nil {
-		return f.mapped[start : start+size : start+size], nil
+	b, err := f.readTensor(t, off, size)
+	if err != nil {
+		return nil, fmt.Errorf("gguf: tensor %q: %w", name, err)
 	}
-	buf := make([]byte, size)
-	if _, err := f.r.ReadAt(buf, int64(start)); err != nil {
-		return nil, fmt.Errorf("gguf: read [%d, %d): %w", start, start+size, err)
-	}
-	return buf, nil
+	return b, nil
 }
 
 // TensorData returns the bytes of the named tensor.
@@ -316,7 +417,7 @@ func (f *File) TensorData(name string) ([]byte, error) {
 	if !ok {
 		return nil, fmt.Errorf("%w: tensor %q", ErrNotFound, name)
 	}
-	b, err := f.ReadRange(t.Offset, t.Size)
+	b, err := f.readTensor(t, 0, t.Size)
 	if err != nil {
 		return nil, fmt.Errorf("gguf: tensor %q: %w", name, err)
 	}
@@ -334,11 +435,29 @@ func (f *File) ExpertData(name string, e int) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	b, err := f.ReadRange(t.Offset+off, size)
+	b, err := f.readTensor(t, off, size)
 	if err != nil {
 		return nil, fmt.Errorf("gguf: tensor %q expert %d: %w", name, e, err)
 	}
 	return b, nil
+}
+
+// readTensor reads [off, off+size) of t's data from its part.
+func (f *File) readTensor(t *TensorInfo, off, size uint64) ([]byte, error) {
+	if off > t.Size || size > t.Size-off {
+		return nil, fmt.Errorf("%w: range [%d, %d) outside the tensor's %d bytes", ErrCorrupt, off, off+size, t.Size)
+	}
+	p := &f.Parts[t.Part]
+	// read checked that the tensor lies within its part.
+	start := uint64(p.DataOffset) + t.Offset + off
+	if p.mapped != nil {
+		return p.mapped[start : start+size : start+size], nil
+	}
+	buf := make([]byte, size)
+	if _, err := p.r.ReadAt(buf, int64(start)); err != nil {
+		return nil, fmt.Errorf("read [%d, %d) of %s: %w", start, start+size, f.partLabel(t.Part), err)
+	}
+	return buf, nil
 }
 
 // decoder reads the header sequentially, checking every length against the
@@ -605,5 +724,5 @@ func (d *decoder) tensorInfo() (TensorInfo, error) {
 // Digest identifies the file's contents cheaply: the SHA-256 of its
 // header (metadata and tensor infos, which fix every tensor's type, shape
 // and place) and its size, computed while parsing, without reading any
-// tensor data.
+// tensor data. A split model's digest is the SHA-256 of its parts'.
 func (f *File) Digest() string { return f.digest }
