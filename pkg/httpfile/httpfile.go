@@ -94,6 +94,20 @@ func Open(ctx context.Context, url, dir string, client *http.Client) (*File, err
 	return file, nil
 }
 
+// Opener returns a function that opens URLs with Open, their caches in
+// dir: a source of files by name, as gguf.Options.Source takes one, so
+// that a model split into parts is fetched part by part. Each file it
+// returns is an io.Closer.
+func Opener(ctx context.Context, dir string, client *http.Client) func(url string) (io.ReaderAt, int64, error) {
+	return func(url string) (io.ReaderAt, int64, error) {
+		f, err := Open(ctx, url, dir, client)
+		if err != nil {
+			return nil, 0, err
+		}
+		return f, f.Size(), nil
+	}
+}
+
 // contentRange parses "bytes START-END/TOTAL".
 func contentRange(s string) (start, end, total int64, err error) {
 	rest, ok := strings.CutPrefix(s, "bytes ")

@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -84,5 +85,35 @@ func TestServerWithoutRanges(t *testing.T) {
 	srv, _ := server(t, []byte("hello"), false)
 	if _, err := Open(t.Context(), srv.URL, t.TempDir(), nil); !errors.Is(err, ErrRange) {
 		t.Errorf("got %v, want ErrRange", err)
+	}
+}
+
+// TestOpener opens files by URL as a source of named files does, each
+// with its own size and cache, and fails on a URL the server lacks.
+func TestOpener(t *testing.T) {
+	files := map[string][]byte{"/m-00001-of-00002.gguf": []byte("first part"), "/m-00002-of-00002.gguf": []byte("the second, longer part")}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		data, ok := files[r.URL.Path]
+		if !ok {
+			http.NotFound(w, r)
+			return
+		}
+		http.ServeContent(w, r, r.URL.Path, time.Unix(1, 0), bytes.NewReader(data))
+	}))
+	defer srv.Close()
+	open := Opener(t.Context(), t.TempDir(), nil)
+	for path, want := range files {
+		r, size, err := open(srv.URL + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := make([]byte, size)
+		if _, err := r.ReadAt(got, 0); err != nil || !bytes.Equal(got, want) {
+			t.Errorf("%s: read %q (%v), want %q", path, got, err, want)
+		}
+		r.(io.Closer).Close()
+	}
+	if _, _, err := open(srv.URL + "/m-00003-of-00002.gguf"); err == nil || !strings.Contains(err.Error(), "m-00003-of-00002.gguf: 404") {
+		t.Errorf("missing file: got %v, want an error naming it and the status", err)
 	}
 }
