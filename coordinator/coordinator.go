@@ -186,18 +186,13 @@ func Run(ctx context.Context, cfg Config) error {
 }
 
 func open(cfg Config) (*Coordinator, error) {
-	var f *model.File
-	var err error
+	opts := gguf.Options{Mmap: true}
 	if httpfile.IsURL(cfg.ModelPath) {
-		var hf *httpfile.File
-		if hf, err = httpfile.Open(context.Background(), cfg.ModelPath, cfg.CacheDir, nil); err != nil {
-			return nil, fmt.Errorf("coordinator: %w", err)
-		}
-		if f, err = model.OpenReader(hf, hf.Size()); err != nil {
-			hf.Close()
-			return nil, fmt.Errorf("coordinator: %s: %w", cfg.ModelPath, err)
-		}
-	} else if f, err = model.Open(cfg.ModelPath, gguf.Options{Mmap: true}); err != nil {
+		// Fetched by ranges, each part of a split model through its own cache.
+		opts = gguf.Options{Source: httpfile.Opener(context.Background(), cfg.CacheDir, nil)}
+	}
+	f, err := model.Open(cfg.ModelPath, opts)
+	if err != nil {
 		return nil, fmt.Errorf("coordinator: %w", err)
 	}
 	fail := func(err error) (*Coordinator, error) {

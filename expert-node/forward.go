@@ -178,7 +178,7 @@ func (n *Node) Info(ctx context.Context, _ *pb.InfoRequest) (*pb.InfoResponse, e
 	n.mu.RLock()
 	units := sortUnits(n.local.Units())
 	n.mu.RUnlock()
-	r := &pb.InfoResponse{NodeId: n.cfg.NodeID, ModelDigest: n.digest, FileBytesRead: uint64(n.reader.n.Load())}
+	r := &pb.InfoResponse{NodeId: n.cfg.NodeID, ModelDigest: n.digest, FileBytesRead: uint64(n.bytesRead())}
 	for _, u := range units {
 		r.Units = append(r.Units, &pb.Unit{Layer: uint32(u.Layer), Expert: uint32(u.Expert)})
 	}

@@ -1,6 +1,8 @@
 package expertnode
 
 import (
+	"strconv"
+
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -27,7 +29,12 @@ func newMetrics(reg prometheus.Registerer, n *Node) *metrics {
 		return float64(len(n.local.Units()))
 	})
 	read := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "switchyard_expert_model_bytes_read",
-		Help: "Bytes of the model file read so far."}, func() float64 { return float64(n.reader.n.Load()) })
+		Help: "Bytes of the model file, all its parts together, read so far."}, func() float64 { return float64(n.bytesRead()) })
 	reg.MustRegister(m.forwards, m.rows, m.latency, units, read)
+	for i, r := range n.read {
+		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "switchyard_expert_model_part_bytes_read",
+			Help:        "Bytes read so far from each file of the model, by part from 1 (an unsplit model is part 1).",
+			ConstLabels: prometheus.Labels{"part": strconv.Itoa(i + 1)}}, func() float64 { return float64(r.n.Load()) }))
+	}
 	return m
 }

@@ -106,41 +106,62 @@ func (c *Config) Validate() error {
 	return nil
 }
 
-type readerAtCloser interface {
-	io.ReaderAt
-	io.Closer
-}
-
-// openSource opens the model file or URL.
-func openSource(cfg Config) (readerAtCloser, int64, error) {
+// source opens the model's files: local paths, or for a URL, ranges
+// fetched into a cache.
+func source(cfg Config) (gguf.Source, error) {
 	if httpfile.IsURL(cfg.ModelPath) {
 		dir := cfg.CacheDir
 		if dir == "" {
 			base, err := os.UserCacheDir()
 			if err != nil {
-				return nil, 0, fmt.Errorf("expert-node: no cache directory for %s: %w", cfg.ModelPath, err)
+				return nil, fmt.Errorf("expert-node: no cache directory for %s: %w", cfg.ModelPath, err)
 			}
 			dir = filepath.Join(base, "switchyard", "models", cfg.NodeID)
 		}
-		f, err := httpfile.Open(context.Background(), cfg.ModelPath, dir, nil)
+		return httpfile.Opener(context.Background(), dir, nil), nil
+	}
+	return func(path string) (io.ReaderAt, int64, error) {
+		fh, err := os.Open(path)
 		if err != nil {
-			return nil, 0, fmt.Errorf("expert-node: %w", err)
+			return nil, 0, err
 		}
-		return f, f.Size(), nil
-	}
-	fh, err := os.Open(cfg.ModelPath)
-	if err != nil {
-		return nil, 0, fmt.Errorf("expert-node: %w", err)
-	}
-	st, err := fh.Stat()
-	if err != nil {
-		fh.Close()
-		return nil, 0, fmt.Errorf("expert-node: %w", err)
-	}
-	return fh, st.Size(), nil
+		st, err := fh.Stat()
+		if err != nil {
+			fh.Close()
+			return nil, 0, err
+		}
+		return fh, st.Size(), nil
+	}, nil
 }
 
-// countingReader counts bytes read from the model file.
+// openModel opens the model, every part of a split one, and returns a
+// counter of the bytes read from each part, in the order of g.Parts.
+func openModel(cfg Config) (g *gguf.File, read []*countingReader, err error) {
+	src, err := source(cfg)
+	if err != nil {
+		return nil, nil, err
+	}
+	counted := map[string]*countingReader{}
+	g, err = gguf.Open(cfg.ModelPath, gguf.Options{Source: func(name string) (io.ReaderAt, int64, error) {
+		r, size, err := src(name)
+		if err != nil {
+			return nil, 0, err
+		}
+		cr := &countingReader{r: r}
+		counted[name] = cr
+		return cr, size, nil
+	}})
+	if err != nil {
+		return nil, nil, fmt.Errorf("expert-node: %w", err)
+	}
+	read = make([]*countingReader, len(g.Parts))
+	for i, p := range g.Parts {
+		read[i] = counted[p.Name]
+	}
+	return g, read, nil
+}
+
+// countingReader counts bytes read from one file of the model.
 type countingReader struct {
 	r io.ReaderAt
 	n atomic.Int64
@@ -152,13 +173,21 @@ func (c *countingReader) ReadAt(p []byte, off int64) (int, error) {
 	return n, err
 }
 
+// Close closes the file read.
+func (c *countingReader) Close() error {
+	if cl, ok := c.r.(io.Closer); ok {
+		return cl.Close()
+	}
+	return nil
+}
+
 // Node is a running expert node.
 type Node struct {
 	pb.UnimplementedExpertServiceServer
 	cfg    Config
 	log    *slog.Logger
 	file   *model.File
-	reader *countingReader
+	read   []*countingReader // bytes read from each of the model's files
 	digest string
 
 	mu    sync.RWMutex // guards local's unit set against Forward, dropped and epoch
@@ -178,28 +207,31 @@ func Open(cfg Config) (*Node, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	fh, size, err := openSource(cfg)
+	g, read, err := openModel(cfg)
 	if err != nil {
 		return nil, err
 	}
-	cr := &countingReader{r: fh}
-	g, err := gguf.Read(cr, size, gguf.Limits{})
-	if err != nil {
-		fh.Close()
-		return nil, fmt.Errorf("expert-node: %s: %w", cfg.ModelPath, err)
-	}
 	f, err := model.NewFile(g)
 	if err != nil {
-		fh.Close()
+		g.Close()
 		return nil, fmt.Errorf("expert-node: %s: %w", cfg.ModelPath, err)
 	}
 	if !f.MoE() {
-		fh.Close()
+		g.Close()
 		return nil, fmt.Errorf("expert-node: %s is a dense model: there are no experts to serve", cfg.ModelPath)
 	}
 	digest := g.Digest()
-	return &Node{cfg: cfg, log: cfg.Logger.With("node", cfg.NodeID), file: f, reader: cr, digest: digest,
+	return &Node{cfg: cfg, log: cfg.Logger.With("node", cfg.NodeID), file: f, read: read, digest: digest,
 		local: model.NewLocal(f.Embd, tensor.Default()), dropped: map[model.Unit]int64{}, scratch: sync.Pool{New: func() any { return new(scratch) }}}, nil
+}
+
+// bytesRead is how many bytes the node has read from the model's files.
+func (n *Node) bytesRead() int64 {
+	var sum int64
+	for _, r := range n.read {
+		sum += r.n.Load()
+	}
+	return sum
 }
 
 // Run serves until ctx ends, then deregisters and stops.
@@ -433,7 +465,7 @@ func (n *Node) publish(ctx context.Context, store *placement.Store, lease client
 		n.log.Error("publish status", "err", err)
 		return
 	}
-	n.log.Info("units ready", "epoch", st.Epoch, "units", len(st.Ready), "bytes_read", n.reader.n.Load())
+	n.log.Info("units ready", "epoch", st.Epoch, "units", len(st.Ready), "bytes_read", n.bytesRead())
 }
 
 // status lists the units the node has loaded and the placement gives it

@@ -2,18 +2,22 @@ package expertnode
 
 import (
 	"bytes"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/switchyard-llm/switchyard/pkg/gguf"
 	"github.com/switchyard-llm/switchyard/pkg/model"
 	"github.com/switchyard-llm/switchyard/pkg/placement"
 )
@@ -80,6 +84,93 @@ func TestModelOverHTTP(t *testing.T) {
 	}
 	if got := len(n2.local.Units()); got != held {
 		t.Errorf("second start loaded %d units, want %d", got, held)
+	}
+}
+
+// TestSplitModelOverHTTP serves the demo model split into three parts:
+// given the first part's URL, the node finds the others, reads from each
+// its header and the units it holds there and nothing else, and reports
+// the bytes of each part in its metrics.
+func TestSplitModelOverHTTP(t *testing.T) {
+	whole, err := gguf.Open(demo, gguf.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer whole.Close()
+	ws, err := whole.Split(3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	files := map[string][]byte{}
+	partOf := map[string]int{} // tensor name → part, as written
+	for i, w := range ws {
+		var buf bytes.Buffer
+		if _, err := w.WriteTo(&buf); err != nil {
+			t.Fatal(err)
+		}
+		files["/"+gguf.PartName("demo", i, 3)] = buf.Bytes()
+		for _, ti := range w.Tensors {
+			partOf[ti.Name] = i
+		}
+	}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		data, ok := files[r.URL.Path]
+		if !ok {
+			http.NotFound(w, r)
+			return
+		}
+		http.ServeContent(w, r, r.URL.Path, time.Unix(1, 0), bytes.NewReader(data))
+	}))
+	defer srv.Close()
+	n, err := Open(Config{NodeID: "node-1", ModelPath: srv.URL + "/demo-00001-of-00003.gguf", CacheDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(n.read) != 3 {
+		t.Fatalf("counting %d parts, want 3", len(n.read))
+	}
+	h := n.file.Hyper
+	pm := placement.Map{Epoch: 1, Units: map[string][]string{}}
+	var want [3]int64 // bytes of the held units in each part
+	for l := range h.Layers {
+		for e := range h.Experts {
+			if (l*h.Experts+e)%3 != 0 {
+				continue
+			}
+			pm.Units[placement.UnitKey(model.Unit{Layer: l, Expert: e})] = []string{"node-1"}
+			for _, p := range []string{"gate", "up", "down"} {
+				ti, _ := whole.Tensor(fmt.Sprintf("blk.%d.ffn_%s_exps.weight", l, p))
+				want[partOf[ti.Name]] += int64(ti.Size / ti.Dims[2])
+			}
+		}
+	}
+	n.sync(pm)
+	reg := prometheus.NewRegistry()
+	newMetrics(reg, n)
+	perPart := map[string]float64{}
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == "switchyard_expert_model_part_bytes_read" {
+			for _, m := range mf.GetMetric() {
+				perPart[m.GetLabel()[0].GetValue()] = m.GetGauge().GetValue()
+			}
+		}
+	}
+	for i, p := range n.file.Parts {
+		read := n.read[i].n.Load()
+		t.Logf("part %d: header %d bytes, units %d bytes, read %d bytes", i+1, p.DataOffset, want[i], read)
+		if got := read - p.DataOffset; got < want[i] || got > want[i]+64<<10 {
+			t.Errorf("part %d: read %d bytes beyond its header, want the %d bytes of the held units in it", i+1, got, want[i])
+		}
+		if m := perPart[strconv.Itoa(i+1)]; m != float64(read) {
+			t.Errorf("part %d: metric says %g bytes read, the counter %d", i+1, m, read)
+		}
+	}
+	if want[1] == 0 || want[2] == 0 {
+		t.Errorf("held units' bytes per part %v: the later parts should hold experts", want)
 	}
 }
 
