@@ -83,15 +83,18 @@ func modelLogits(ctx context.Context, args []string) error {
 
 func modelTokenize(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("model tokenize", flag.ContinueOnError)
-	path := fs.String("model", "", "GGUF model file")
-	text := fs.String("text", "", "text to tokenize")
+	var c modeltool.TokenizeConfig
+	fs.StringVar(&c.Path, "model", "", "GGUF file: a model, or a vocabulary alone")
+	fs.StringVar(&c.Text, "text", "", "text to tokenize")
+	fs.BoolVar(&c.ParseSpecial, "special", false, "match control tokens written in the text (<|im_start|>, …) instead of tokenizing their text")
+	fs.BoolVar(&c.NoBOS, "no-bos", false, "add no BOS or EOS, even where the vocabulary asks for them")
 	if _, err := parse(fs, args); err != nil {
 		return err
 	}
-	if *path == "" {
+	if c.Path == "" {
 		return fmt.Errorf("--model is required")
 	}
-	return modeltool.Tokenize(*path, *text, os.Stdout)
+	return modeltool.Tokenize(c, os.Stdout)
 }
 
 func modelRun(ctx context.Context, args []string) error {

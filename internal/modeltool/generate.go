@@ -8,24 +8,37 @@ import (
 	"io"
 
 	"github.com/switchyard-llm/switchyard/pkg/chat"
+	"github.com/switchyard-llm/switchyard/pkg/gguf"
 	"github.com/switchyard-llm/switchyard/pkg/model"
 	"github.com/switchyard-llm/switchyard/pkg/sampling"
 	"github.com/switchyard-llm/switchyard/pkg/tokenizer"
 )
 
-// Tokenize prints the tokens of text as JSON {"tokens":[...]}: BOS/EOS
-// as the vocabulary asks, special tokens in the text matched whole.
-func Tokenize(path, text string, out io.Writer) error {
-	f, err := Open(path)
+// TokenizeConfig is one text to tokenize.
+type TokenizeConfig struct {
+	Path string // GGUF file: a model or a vocabulary alone
+	Text string
+	// ParseSpecial matches control tokens written in the text (false:
+	// their text is tokenized like any other, as llama.cpp's tokenizer
+	// tests do; user-defined tokens are matched either way).
+	ParseSpecial bool
+	// NoBOS adds no BOS or EOS even where the vocabulary asks for them.
+	NoBOS bool
+}
+
+// Tokenize prints the tokens of a text as JSON {"tokens":[...]}. It reads
+// the tokenizer.ggml.* metadata only, so a vocabulary-only file will do.
+func Tokenize(c TokenizeConfig, out io.Writer) error {
+	f, err := gguf.Open(c.Path, gguf.Options{Mmap: true})
 	if err != nil {
-		return err
+		return fmt.Errorf("tokenize: %w", err)
 	}
 	defer f.Close()
-	tk, err := tokenizer.FromGGUF(f.File)
+	tk, err := tokenizer.FromGGUF(f)
 	if err != nil {
-		return err
+		return fmt.Errorf("tokenize %s: %w", c.Path, err)
 	}
-	ids := tk.Encode(text, true, true)
+	ids := tk.Encode(c.Text, !c.NoBOS, c.ParseSpecial)
 	if ids == nil {
 		ids = []int32{}
 	}
