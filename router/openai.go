@@ -133,6 +133,9 @@ type common struct {
 	N                 *int64             `json:"n"`
 	ReturnTokenIDs    bool               `json:"return_token_ids"`
 	ReturnRouting     bool               `json:"return_routing"`
+	// CachePrompt false computes the whole prompt even when the
+	// coordinator has its prefix cached (llama.cpp server's field).
+	CachePrompt *bool `json:"cache_prompt"`
 }
 
 type streamOptions struct {
@@ -188,7 +191,8 @@ func (r *Router) build(w http.ResponseWriter, c *common) (*pb.GenerateRequest, b
 		badRequest(w, "n", "n = %d is not supported (only 1)", *c.N)
 		return nil, false
 	}
-	g := &pb.GenerateRequest{Sampling: &pb.SamplingParams{Temperature: 1, TopP: 1}, ReturnRouting: c.ReturnRouting}
+	g := &pb.GenerateRequest{Sampling: &pb.SamplingParams{Temperature: 1, TopP: 1}, ReturnRouting: c.ReturnRouting,
+		NoPromptCache: c.CachePrompt != nil && !*c.CachePrompt}
 	sp := g.Sampling
 	if c.MaxTokens != nil {
 		if *c.MaxTokens < 1 || *c.MaxTokens > math.MaxInt32 {
@@ -626,16 +630,24 @@ func finishString(f pb.FinishReason) *string {
 }
 
 type usageJSON struct {
-	PromptTokens     uint32 `json:"prompt_tokens"`
-	CompletionTokens uint32 `json:"completion_tokens"`
-	TotalTokens      uint32 `json:"total_tokens"`
+	PromptTokens        uint32               `json:"prompt_tokens"`
+	CompletionTokens    uint32               `json:"completion_tokens"`
+	TotalTokens         uint32               `json:"total_tokens"`
+	PromptTokensDetails *promptTokensDetails `json:"prompt_tokens_details,omitempty"`
+}
+
+// promptTokensDetails is OpenAI's: how many prompt tokens were served from
+// the prefix cache.
+type promptTokensDetails struct {
+	CachedTokens uint32 `json:"cached_tokens"`
 }
 
 func usageOf(u *pb.Usage) *usageJSON {
 	if u == nil {
 		return nil
 	}
-	return &usageJSON{u.PromptTokens, u.CompletionTokens, u.PromptTokens + u.CompletionTokens}
+	return &usageJSON{u.PromptTokens, u.CompletionTokens, u.PromptTokens + u.CompletionTokens,
+		&promptTokensDetails{CachedTokens: u.CachedTokens}}
 }
 
 func pieceString(b []byte) string { return strings.ToValidUTF8(string(b), "\uFFFD") }

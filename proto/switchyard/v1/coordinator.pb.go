@@ -260,7 +260,10 @@ type GenerateRequest struct {
 	// Report each chosen token's log-probability (implied by top_logprobs
 	// > 0). Without it the coordinator skips the pass over the vocabulary
 	// that computes it, and Token.logprob is 0.
-	Logprobs      bool `protobuf:"varint,11,opt,name=logprobs,proto3" json:"logprobs,omitempty"`
+	Logprobs bool `protobuf:"varint,11,opt,name=logprobs,proto3" json:"logprobs,omitempty"`
+	// Compute the whole prompt even when its prefix is in the coordinator's
+	// prefix cache (the OpenAI extension cache_prompt: false).
+	NoPromptCache bool `protobuf:"varint,12,opt,name=no_prompt_cache,json=noPromptCache,proto3" json:"no_prompt_cache,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -368,6 +371,13 @@ func (x *GenerateRequest) GetResumeTokens() []int32 {
 func (x *GenerateRequest) GetLogprobs() bool {
 	if x != nil {
 		return x.Logprobs
+	}
+	return false
+}
+
+func (x *GenerateRequest) GetNoPromptCache() bool {
+	if x != nil {
+		return x.NoPromptCache
 	}
 	return false
 }
@@ -516,8 +526,10 @@ type Usage struct {
 	state            protoimpl.MessageState `protogen:"open.v1"`
 	PromptTokens     uint32                 `protobuf:"varint,1,opt,name=prompt_tokens,json=promptTokens,proto3" json:"prompt_tokens,omitempty"`
 	CompletionTokens uint32                 `protobuf:"varint,2,opt,name=completion_tokens,json=completionTokens,proto3" json:"completion_tokens,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// Prompt tokens served from the prefix cache rather than computed.
+	CachedTokens  uint32 `protobuf:"varint,3,opt,name=cached_tokens,json=cachedTokens,proto3" json:"cached_tokens,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Usage) Reset() {
@@ -560,6 +572,13 @@ func (x *Usage) GetPromptTokens() uint32 {
 func (x *Usage) GetCompletionTokens() uint32 {
 	if x != nil {
 		return x.CompletionTokens
+	}
+	return 0
+}
+
+func (x *Usage) GetCachedTokens() uint32 {
+	if x != nil {
+		return x.CachedTokens
 	}
 	return 0
 }
@@ -1127,7 +1146,7 @@ const file_switchyard_v1_coordinator_proto_rawDesc = "" +
 	"logit_bias\x18\t \x03(\v2,.switchyard.v1.SamplingParams.LogitBiasEntryR\tlogitBias\x1a<\n" +
 	"\x0eLogitBiasEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\x05R\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\x02R\x05value:\x028\x01\"\x9e\x03\n" +
+	"\x05value\x18\x02 \x01(\x02R\x05value:\x028\x01\"\xc6\x03\n" +
 	"\x0fGenerateRequest\x12\x1d\n" +
 	"\n" +
 	"request_id\x18\x01 \x01(\tR\trequestId\x12\x16\n" +
@@ -1142,7 +1161,8 @@ const file_switchyard_v1_coordinator_proto_rawDesc = "" +
 	"\x0ereturn_routing\x18\t \x01(\bR\rreturnRouting\x12#\n" +
 	"\rresume_tokens\x18\n" +
 	" \x03(\x05R\fresumeTokens\x12\x1a\n" +
-	"\blogprobs\x18\v \x01(\bR\blogprobs\"T\n" +
+	"\blogprobs\x18\v \x01(\bR\blogprobs\x12&\n" +
+	"\x0fno_prompt_cache\x18\f \x01(\bR\rnoPromptCache\"T\n" +
 	"\fTokenLogprob\x12\x14\n" +
 	"\x05token\x18\x01 \x01(\x05R\x05token\x12\x18\n" +
 	"\alogprob\x18\x02 \x01(\x02R\alogprob\x12\x14\n" +
@@ -1152,10 +1172,11 @@ const file_switchyard_v1_coordinator_proto_rawDesc = "" +
 	"\alogprob\x18\x02 \x01(\x02R\alogprob\x12-\n" +
 	"\x03top\x18\x03 \x03(\v2\x1b.switchyard.v1.TokenLogprobR\x03top\x12\x14\n" +
 	"\x05piece\x18\x04 \x01(\fR\x05piece\x12\x18\n" +
-	"\arouting\x18\x05 \x03(\rR\arouting\"Y\n" +
+	"\arouting\x18\x05 \x03(\rR\arouting\"~\n" +
 	"\x05Usage\x12#\n" +
 	"\rprompt_tokens\x18\x01 \x01(\rR\fpromptTokens\x12+\n" +
-	"\x11completion_tokens\x18\x02 \x01(\rR\x10completionTokens\"\xba\x02\n" +
+	"\x11completion_tokens\x18\x02 \x01(\rR\x10completionTokens\x12#\n" +
+	"\rcached_tokens\x18\x03 \x01(\rR\fcachedTokens\"\xba\x02\n" +
 	"\x10GenerateResponse\x12,\n" +
 	"\x06tokens\x18\x01 \x03(\v2\x14.switchyard.v1.TokenR\x06tokens\x12\x12\n" +
 	"\x04text\x18\x02 \x01(\tR\x04text\x12@\n" +
