@@ -39,6 +39,11 @@ type Config struct {
 	// machine's memory bandwidth can swing by half within a minute; modes
 	// compared round by round saw the same machine.
 	Rounds int
+	// Workload, when set (MultiTurn or SharedPrefix), measures the prefix
+	// cache instead: each of PrefixCache ("on", "off") alternated like the
+	// modes.
+	Workload    string
+	PrefixCache []string
 }
 
 // Run is one measurement.
@@ -51,6 +56,13 @@ type Run struct {
 	TTFTp99     float64 `json:"ttft_ms_p99"`
 	ITLp50      float64 `json:"itl_ms_p50"`
 	ITLp99      float64 `json:"itl_ms_p99"`
+
+	// Prefix-cache workloads only.
+	Workload     string    `json:"workload,omitempty"`
+	PrefixCache  string    `json:"prefix_cache,omitempty"` // "on" or "off"
+	CachedTokens int       `json:"cached_tokens"`          // prompt tokens served from the cache, summed
+	TTFTByTurn   []float64 `json:"ttft_ms_by_turn,omitempty"`
+	PrefillMs    float64   `json:"prefill_ms,omitempty"` // every request's time to first token, summed
 }
 
 // ModelInfo is what bounds the speed.
@@ -157,7 +169,11 @@ func Measure(ctx context.Context, c Config) (*Report, error) {
 		if m, err = model.LoadLocal(f, nil); err != nil {
 			return nil, err
 		}
+		m.KV = model.NewKVCache(m, model.KVCacheConfig{Prefix: true})
 		runtime.GC() // the load's garbage, collected now rather than while measuring
+	}
+	if c.Workload != "" {
+		return measureWorkload(ctx, c, rep, m, f.Vocab)
 	}
 	run := func(mode string, conc, gt int) (Run, error) {
 		if mode == "single" {
@@ -384,6 +400,10 @@ func Print(w io.Writer, rep *Report) {
 		fmt.Fprintf(w, " (MLA; per-head K/V would take %d, %.1f× more)", m.PlainKVBytesPerToken, float64(m.PlainKVBytesPerToken)/float64(m.KVBytesPerToken))
 	}
 	fmt.Fprint(w, "\n\n")
+	if len(rep.Runs) > 0 && rep.Runs[0].Workload != "" {
+		printWorkload(w, rep.Runs)
+		return
+	}
 	fmt.Fprintf(w, "%-8s %5s %12s %12s %9s %9s %8s %8s\n", "mode", "conc", "prefill t/s", "decode t/s", "TTFT p50", "TTFT p99", "ITL p50", "ITL p99")
 	for _, r := range rep.Runs {
 		fmt.Fprintf(w, "%-8s %5d %12.1f %12.1f %9.1f %9.1f %8.2f %8.2f\n", r.Mode, r.Concurrency, r.PrefillTokS, r.DecodeTokS,
@@ -392,5 +412,47 @@ func Print(w io.Writer, rep *Report) {
 	fmt.Fprintln(w, "(times in ms)")
 	for _, r := range rep.Ratios {
 		fmt.Fprintf(w, "cluster ÷ single decode at concurrency %d: %.2f\n", r.Concurrency, r.Decode)
+	}
+}
+
+// measureWorkload runs a prefix-cache workload in every mode and cache
+// setting, alternated, each run on prompts of its own.
+func measureWorkload(ctx context.Context, c Config, rep *Report, m *model.Model, vocab int) (*Report, error) {
+	seed := 1
+	for _, conc := range c.Concurrency {
+		for range max(1, c.Rounds) {
+			for _, mode := range c.Modes {
+				req := clusterRequester(c.URL)
+				if mode == "single" {
+					req = singleRequester(m)
+				}
+				for _, pc := range c.PrefixCache {
+					r, err := workload(ctx, req, c.Workload, pc == "on", vocab, conc, c.GenTokens, seed)
+					if err != nil {
+						return nil, fmt.Errorf("bench: %s %s prefix cache %s: %w", mode, c.Workload, pc, err)
+					}
+					r.Mode = mode
+					rep.Runs = append(rep.Runs, r)
+					seed++
+				}
+			}
+		}
+	}
+	return rep, nil
+}
+
+// printWorkload writes prefix-cache workload runs as a table.
+func printWorkload(w io.Writer, runs []Run) {
+	fmt.Fprintf(w, "%-8s %-13s %5s %6s %8s %12s  %s\n", "mode", "workload", "conc", "cache", "cached", "prefill ms", "TTFT ms (by turn, or p50/p99)")
+	for _, r := range runs {
+		ttft := fmt.Sprintf("%.1f / %.1f", r.TTFTp50, r.TTFTp99)
+		if len(r.TTFTByTurn) > 0 {
+			parts := make([]string, len(r.TTFTByTurn))
+			for i, x := range r.TTFTByTurn {
+				parts[i] = fmt.Sprintf("%.0f", x)
+			}
+			ttft = strings.Join(parts, " ")
+		}
+		fmt.Fprintf(w, "%-8s %-13s %5d %6s %8d %12.1f  %s\n", r.Mode, r.Workload, r.Concurrency, r.PrefixCache, r.CachedTokens, r.PrefillMs, ttft)
 	}
 }
