@@ -1,6 +1,7 @@
 package tokenizer
 
 import (
+	"bytes"
 	"compress/gzip"
 	"encoding/json"
 	"errors"
@@ -9,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"unicode/utf8"
+
+	"github.com/switchyard-llm/switchyard/pkg/gguf"
 )
 
 // corpus is testdata/tokenizers/corpus.json (written by pretok.py).
@@ -119,4 +122,74 @@ func TestUnknownPreIsAnError(t *testing.T) {
 		}
 	}
 	t.Logf("error: %v", err)
+}
+
+// llama.cpp's llama_vocab::impl::load: Llama 3-style and Tekken
+// vocabularies add BOS unless the file says otherwise; others do not; a
+// byte-level vocabulary needs merges, except Kimi-K2's.
+func TestPreDefaults(t *testing.T) {
+	toks, merges := []string{"a", "b", "ab"}, []string{"a b"}
+	for _, c := range []struct {
+		pre    string
+		addBOS bool
+	}{
+		{"llama-bpe", true}, {"llama3", true}, {"falcon3", true}, {"tekken", true},
+		{"gpt-2", false}, {"qwen2", false}, {"deepseek-v3", false}, {"gpt-4o", false}, {"glm4", false}, {"kimi-k2", false},
+	} {
+		tk, err := New("gpt2", c.pre, toks, nil, nil, merges)
+		if err != nil {
+			t.Fatalf("%s: %v", c.pre, err)
+		}
+		if tk.AddBOS != c.addBOS {
+			t.Errorf("%s: AddBOS = %v, want %v", c.pre, tk.AddBOS, c.addBOS)
+		}
+	}
+	if _, err := New("gpt2", "gpt-2", toks, nil, nil, nil); err == nil {
+		t.Error("gpt-2 without merges: got nil error")
+	}
+	if _, err := New("gpt2", "kimi-k2", toks, nil, nil, nil); err != nil {
+		t.Errorf("kimi-k2 without merges: %v", err)
+	}
+
+	file := func(kvs ...gguf.KV) *gguf.File {
+		var w gguf.Writer
+		w.Set("tokenizer.ggml.model", gguf.Str("gpt2"))
+		w.Set("tokenizer.ggml.tokens", gguf.Strs(toks))
+		w.Set("tokenizer.ggml.merges", gguf.Strs(merges))
+		w.KVs = append(w.KVs, kvs...)
+		var buf bytes.Buffer
+		if _, err := w.WriteTo(&buf); err != nil {
+			t.Fatal(err)
+		}
+		f, err := gguf.Read(bytes.NewReader(buf.Bytes()), int64(buf.Len()), gguf.Limits{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return f
+	}
+	tk, err := FromGGUF(file(gguf.KV{Key: "tokenizer.ggml.pre", Value: gguf.Str("llama-bpe")}, gguf.KV{Key: "tokenizer.ggml.add_bos_token", Value: gguf.BoolV(false)}))
+	if err != nil || tk.AddBOS {
+		t.Errorf("llama-bpe with add_bos_token false: AddBOS %v, err %v; want false, nil", tk != nil && tk.AddBOS, err)
+	}
+	if _, err := FromGGUF(file()); !errors.Is(err, ErrUnknownPre) {
+		t.Errorf("no tokenizer.ggml.pre: got %v, want ErrUnknownPre", err)
+	}
+}
+
+// Every splitter cuts any text into non-empty pieces that put it back.
+func FuzzPreTokenizers(f *testing.F) {
+	for _, s := range readCorpus(f).Strings {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		if !utf8.ValidString(s) {
+			return
+		}
+		for _, name := range preNames {
+			words := preSpecs[name].split.split(s)
+			if strings.Join(words, "") != s || slices.Contains(words, "") {
+				t.Fatalf("%s: split(%q) = %q", name, s, words)
+			}
+		}
+	})
 }
