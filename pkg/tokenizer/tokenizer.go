@@ -3,6 +3,11 @@
 // ("gpt2", with the pre-tokenizer named by tokenizer.ggml.pre) and
 // SentencePiece-style BPE with scores ("llama"), special tokens matched
 // whole, and decoding that is safe for streaming.
+//
+// A byte-level vocabulary whose tokenizer.ggml.pre is missing or not one
+// this package implements is refused (ErrUnknownPre) rather than split
+// with another pre-tokenizer's rules. It is not a tokenizer trainer, and
+// it has no WordPiece, Unigram or RWKV vocabularies.
 package tokenizer
 
 import (
