@@ -53,6 +53,16 @@ func TestModelCommands(t *testing.T) {
 		t.Errorf("run: got %v, want %v", res.Tokens, want)
 	}
 
+	// The same from a copy split into three parts, given by its first.
+	prefix := filepath.Join(t.TempDir(), "tiny")
+	if _, e, code := run(t, bin, "model", "split", "--parts", "3", tiny, prefix); code != 0 {
+		t.Fatalf("split: exit %d: %s", code, e)
+	}
+	out, errOut, code = run(t, bin, "model", "run", "--model", prefix+"-00001-of-00003.gguf", "--tokens", "510,17,300,42,255,7,128", "--max-tokens", "16")
+	if code != 0 || json.Unmarshal([]byte(out), &res) != nil || !slices.Equal(res.Tokens, want) {
+		t.Errorf("run on the split copy: exit %d, stdout %q, stderr %q; want tokens %v", code, out, errOut, want)
+	}
+
 	out, _, code = run(t, bin, "model", "tokenize", "--model", tiny, "--text", "Hello world, experts!")
 	if code != 0 || json.Unmarshal([]byte(out), &res) != nil || !slices.Equal(res.Tokens, []int32{510, 320, 351, 44, 290, 33}) {
 		t.Errorf("tokenize: exit %d, %q", code, out)
@@ -108,6 +118,11 @@ func TestModelCommandErrors(t *testing.T) {
 	bin := binary(t)
 	bad := filepath.Join(t.TempDir(), "bad.gguf")
 	os.WriteFile(bad, []byte("GGUF\x07\x00\x00\x00"), 0o644)
+	prefix := filepath.Join(t.TempDir(), "tiny")
+	if _, e, code := run(t, bin, "model", "split", "--parts", "2", tiny, prefix); code != 0 {
+		t.Fatalf("split: exit %d: %s", code, e)
+	}
+	splitPart := prefix + "-00002-of-00002.gguf"
 	cases := []struct {
 		name string
 		args []string
@@ -120,6 +135,9 @@ func TestModelCommandErrors(t *testing.T) {
 		{"missing file", []string{"model", "inspect", "/nonexistent.gguf"}, "no such file"},
 		{"corrupt file", []string{"model", "inspect", bad}, "unknown version 7"},
 		{"unknown arch", []string{"model", "synth", "--arch", "gpt9", "-o", bad}, `unknown architecture "gpt9"`},
+		{"split without a prefix", []string{"model", "split", "--parts", "2", tiny}, "usage: switchyard model split"},
+		{"split into no parts", []string{"model", "split", "--parts", "0", tiny, filepath.Join(t.TempDir(), "p")}, "into 0 parts"},
+		{"split part given", []string{"model", "inspect", splitPart}, "is part 2 of 2; open the first part"},
 		{"no such tensor", []string{"model", "inspect", tiny, "--tensor", "nope.weight"}, `no tensor "nope.weight"`},
 		{"chat without template", []string{"model", "run", "--model", tiny, "--prompt", "hi", "--chat"}, "no chat template"},
 		{"bad top-p", []string{"model", "run", "--model", tiny, "--prompt", "hi", "--top-p", "0"}, "top_p"},

@@ -19,6 +19,7 @@ func runModel(ctx context.Context, args []string) error {
 	return dispatch(ctx, []command{
 		{"synth", "write a deterministic random-weight model", modelSynth},
 		{"inspect", "describe a model file: hyperparameters, tensors, parameter census", modelInspect},
+		{"split", "write a model as N parts (<prefix>-00001-of-0000N.gguf, …) as llama.cpp's gguf-split does", modelSplit},
 		{"tokenize", "print the tokens of a text as JSON", modelTokenize},
 		{"logits", "print the logits at every prompt position as JSON", modelLogits},
 		{"run", "continue a prompt: --prompt streams text, --tokens prints greedy token IDs as JSON", modelRun},
@@ -59,6 +60,19 @@ func modelInspect(ctx context.Context, args []string) error {
 	}
 	c.Path = pos[0]
 	return modeltool.Inspect(c, os.Stdout)
+}
+
+func modelSplit(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("model split", flag.ContinueOnError)
+	parts := fs.Int("parts", 2, "number of parts; the tensors are shared out in order, balancing bytes")
+	pos, err := parse(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 2 {
+		return errors.New("usage: switchyard model split --parts N IN OUT-PREFIX")
+	}
+	return modeltool.Split(ctx, pos[0], pos[1], *parts, os.Stdout)
 }
 
 func modelFlags(name string) (*flag.FlagSet, *string, *string) {

@@ -32,25 +32,40 @@ func Synth(ctx context.Context, c synth.Config, path string, progress io.Writer)
 	if path == "" {
 		return errors.New("synth: an output file (-o) is required")
 	}
-	tmp, err := os.CreateTemp(filepath.Dir(path), ".synth-*")
-	if err != nil {
+	var bar io.Writer
+	if total := synth.Size(w); progress != nil && total > 64<<20 {
+		b := &progressBar{w: progress, total: total, label: filepath.Base(path)}
+		defer b.finish()
+		bar = b
+	}
+	if _, err := writeFile(ctx, path, w, bar); err != nil {
 		return fmt.Errorf("synth: %w", err)
+	}
+	return nil
+}
+
+// writeFile writes w to path through a temporary file renamed into place,
+// so that a failed or cancelled write leaves nothing at path. What is
+// written is copied to progress unless it is nil.
+func writeFile(ctx context.Context, path string, w io.WriterTo, progress io.Writer) (int64, error) {
+	tmp, err := os.CreateTemp(filepath.Dir(path), ".switchyard-*")
+	if err != nil {
+		return 0, err
 	}
 	defer os.Remove(tmp.Name())
 	var out io.Writer = tmp
-	if total := synth.Size(w); progress != nil && total > 64<<20 {
-		bar := &progressBar{w: progress, total: total, label: filepath.Base(path)}
-		defer bar.finish()
-		out = io.MultiWriter(tmp, bar)
+	if progress != nil {
+		out = io.MultiWriter(tmp, progress)
 	}
-	if _, err := w.WriteTo(&ctxWriter{ctx, out}); err != nil {
+	n, err := w.WriteTo(&ctxWriter{ctx, out})
+	if err != nil {
 		tmp.Close()
-		return err
+		return n, err
 	}
 	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("synth: %w", err)
+		return n, err
 	}
-	return os.Rename(tmp.Name(), path)
+	return n, os.Rename(tmp.Name(), path)
 }
 
 type ctxWriter struct {
@@ -113,6 +128,7 @@ type InspectConfig struct {
 
 type inspectReport struct {
 	File          string         `json:"file"`
+	Parts         []partReport   `json:"parts"` // the files it is stored in: one unless split
 	Version       uint32         `json:"gguf_version"`
 	Architecture  string         `json:"architecture"`
 	Hyper         model.Hyper    `json:"hyperparameters"`
@@ -121,6 +137,12 @@ type inspectReport struct {
 	SlidingLayers []int          `json:"sliding_layers,omitempty"` // layers that see only the last sliding_window positions
 	Census        model.Census   `json:"census"`
 	Tensors       []tensorReport `json:"tensors"`
+}
+
+type partReport struct {
+	Name    string `json:"name"`
+	Bytes   int64  `json:"bytes"`
+	Tensors int    `json:"tensors"`
 }
 
 type tensorReport struct {
@@ -153,8 +175,12 @@ func Inspect(c InspectConfig, out io.Writer) error {
 			r.SlidingLayers = append(r.SlidingLayers, l)
 		}
 	}
+	for _, p := range f.Parts {
+		r.Parts = append(r.Parts, partReport{Name: p.Name, Bytes: p.Size})
+	}
 	for _, t := range f.Tensors {
 		r.Tensors = append(r.Tensors, tensorReport{t.Name, t.Type.String(), t.Dims, t.Size})
+		r.Parts[t.Part].Tensors++
 	}
 	if c.JSON {
 		enc := json.NewEncoder(out)
@@ -163,6 +189,11 @@ func Inspect(c InspectConfig, out io.Writer) error {
 	}
 	h := f.Hyper
 	fmt.Fprintf(out, "file          %s (GGUF v%d)\n", c.Path, f.Version)
+	if len(r.Parts) > 1 {
+		for i, p := range r.Parts {
+			fmt.Fprintf(out, "part %-8d %s, %d tensors, %d bytes\n", i+1, p.Name, p.Tensors, p.Bytes)
+		}
+	}
 	fmt.Fprintf(out, "architecture  %s\n", f.Arch.Name)
 	fmt.Fprintf(out, "vocabulary    %d   context %d\n", h.Vocab, h.Context)
 	fmt.Fprintf(out, "layers        %d", h.Layers)
