@@ -234,6 +234,16 @@ func (n *Node) bytesRead() int64 {
 	return sum
 }
 
+// bytesReadByPart is how many bytes the node has read from each file of
+// the model, in part order.
+func (n *Node) bytesReadByPart() []int64 {
+	by := make([]int64, len(n.read))
+	for i, r := range n.read {
+		by[i] = r.n.Load()
+	}
+	return by
+}
+
 // Run serves until ctx ends, then deregisters and stops.
 func Run(ctx context.Context, cfg Config) error {
 	if err := cfg.Validate(); err != nil {
@@ -465,7 +475,7 @@ func (n *Node) publish(ctx context.Context, store *placement.Store, lease client
 		n.log.Error("publish status", "err", err)
 		return
 	}
-	n.log.Info("units ready", "epoch", st.Epoch, "units", len(st.Ready), "bytes_read", n.bytesRead())
+	n.log.Info("units ready", "epoch", st.Epoch, "units", len(st.Ready), "bytes_read", n.bytesRead(), "bytes_read_by_part", n.bytesReadByPart())
 }
 
 // status lists the units the node has loaded and the placement gives it
