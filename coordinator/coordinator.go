@@ -262,12 +262,7 @@ func (c *Coordinator) serve(ctx context.Context) error {
 
 	hs := health.NewServer()
 	hs.SetServingStatus(ServiceName, healthpb.HealthCheckResponse_NOT_SERVING)
-	var onChange atomic.Pointer[func()] // set once the dispatcher exists
-	members, err := membership.Start(membership.Config{Name: cfg.ID, BindAddr: bindHost, Advertise: advHost, Logger: c.log, SecretKey: cfg.GossipKey, OnChange: func() {
-		if f := onChange.Load(); f != nil {
-			(*f)()
-		}
-	}})
+	members, err := membership.Start(membership.Config{Name: cfg.ID, BindAddr: bindHost, Advertise: advHost, Logger: c.log, SecretKey: cfg.GossipKey})
 	if err != nil {
 		return err
 	}
@@ -287,8 +282,6 @@ func (c *Coordinator) serve(ctx context.Context) error {
 	c.metrics = newMetrics(reg, c.stats, cfg.MetricsPerExpert)
 	c.dispatch = newDispatcher(c.model.Pool, cfg.TLS.DialOption(), c.info.Digest, c.model.Hyper, cfg.Encoding, cfg.ForwardTimeout, cfg.UnitWait, members, c.stats, c.metrics, c.log)
 	defer c.dispatch.close()
-	changed := c.dispatch.membershipChanged
-	onChange.Store(&changed)
 	c.model.Experts = c.dispatch
 	updateHealth := func() {
 		st := healthpb.HealthCheckResponse_SERVING
@@ -318,13 +311,18 @@ func (c *Coordinator) serve(ctx context.Context) error {
 		c.dispatch.setPlacement(m[""])
 		updateHealth()
 	})
-	go func() { // membership changes are rare; re-check readiness on a timer
+	go func() {
+		// Gossip's events arrive here, on a goroutine of ours, not on
+		// memberlist's; readiness is also re-checked on a timer.
 		t := time.NewTicker(500 * time.Millisecond)
 		defer t.Stop()
 		for {
 			select {
 			case <-ctx.Done():
 				return
+			case <-members.Changed():
+				c.dispatch.membershipChanged()
+				updateHealth()
 			case <-t.C:
 				updateHealth()
 			}
@@ -354,7 +352,7 @@ func (c *Coordinator) serve(ctx context.Context) error {
 	go func() { serveErr <- srv.Serve(lis) }()
 	defer serve.StopGracefully(srv)
 
-	lease, err := store.Register(ctx, store.Coordinator(cfg.ID), placement.Coordinator{ID: cfg.ID, Addr: addr, GossipAddr: members.Addr()}, 5)
+	lease, err := store.Register(ctx, store.Coordinator(cfg.ID), placement.Coordinator{ID: cfg.ID, Addr: addr, GossipAddr: members.Addr()}, 5, nil)
 	if err != nil {
 		return err
 	}

@@ -309,16 +309,17 @@ func (n *Node) Serve(ctx context.Context) error {
 
 	self := placement.Node{ID: cfg.NodeID, Addr: addr, GossipAddr: members.Addr(), CapacityBytes: cfg.CapacityBytes}
 	rctx, cancelReg := context.WithTimeout(ctx, cfg.RegisterTimeout)
-	lease, err := store.Register(rctx, store.Node(cfg.NodeID), self, cfg.LeaseTTL)
+	// When the lease lapses (etcd was away longer than its TTL, or lost its
+	// data) the node registers again and publishes its status again.
+	lease, err := store.Register(rctx, store.Node(cfg.NodeID), self, cfg.LeaseTTL, func(ctx context.Context, id clientv3.LeaseID) {
+		n.log.Warn("registration lost and renewed; publishing status again")
+		n.publish(ctx, store, id)
+	})
 	cancelReg()
 	if err != nil {
 		return fmt.Errorf("expert-node: cannot register in etcd %v (is its certificate signed by the cluster CA?): %w", cfg.Etcd, err)
 	}
 	defer lease.Close(context.WithoutCancel(ctx))
-	lease.OnRenew = func(ctx context.Context, id clientv3.LeaseID) {
-		n.log.Warn("registration lost and renewed; publishing status again")
-		n.publish(ctx, store, id)
-	}
 	n.log.Info("expert node registered", "addr", addr, "gossip", members.Addr(), "digest", n.digest)
 	n.joinGossip(ctx, store, members)
 
@@ -354,7 +355,7 @@ func (n *Node) Serve(ctx context.Context) error {
 		draining = true
 		deadline = time.After(cfg.DrainTimeout)
 		self.Draining = true
-		if err := store.Put(wctx, store.Node(cfg.NodeID), self, lease.ID()); err != nil {
+		if err := lease.Put(wctx, self); err != nil { // kept if the lease is renewed
 			n.log.Warn("announce drain", "err", err)
 		}
 		n.log.Info("draining: waiting for the controller to move units away", "why", why, "timeout", cfg.DrainTimeout)

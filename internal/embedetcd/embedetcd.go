@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"os"
+	"path/filepath"
 	"time"
 
 	"go.etcd.io/etcd/client/pkg/v3/transport"
@@ -100,3 +102,17 @@ func (s *Server) Close() {
 
 // Restart starts a closed server again on the same ports and data.
 func (s *Server) Restart(ctx context.Context) error { return s.start(ctx) }
+
+// RestartEmpty starts a closed server again on the same ports with its
+// data removed, as a disaster recovery would: a new etcd with nothing in it.
+func (s *Server) RestartEmpty(ctx context.Context) error {
+	if s.e != nil {
+		return fmt.Errorf("embedetcd: restart empty: the server is running")
+	}
+	// etcd keeps everything under member/; other files in the directory
+	// (the TLS files up writes there) stay.
+	if err := os.RemoveAll(filepath.Join(s.dir, "member")); err != nil {
+		return fmt.Errorf("embedetcd: restart empty: %w", err)
+	}
+	return s.start(ctx)
+}

@@ -29,18 +29,28 @@ type Config struct {
 	// SecretKey (16, 24 or 32 bytes) encrypts gossip; members without it
 	// cannot join. nil means plaintext gossip.
 	SecretKey []byte
-	// OnChange is called (from memberlist's goroutines) after a member
-	// joins, leaves or is declared dead. It must not block.
-	OnChange func()
 }
 
 // Members is this process's view of the cluster. Safe for concurrent use.
+//
+// memberlist reports joins, leaves and deaths through a channel
+// (memberlist.ChannelEventDelegate) that one goroutine of Members reads:
+// no lock of the caller's is ever taken on memberlist's goroutines.
 type Members struct {
-	ml       *memberlist.Memberlist
-	mu       sync.Mutex
-	alive    map[string]bool
-	onChange func()
+	ml      *memberlist.Memberlist
+	events  chan memberlist.NodeEvent
+	changed chan struct{}
+	stop    chan struct{}
+	done    chan struct{}
+	closing sync.Once
+
+	mu    sync.Mutex
+	alive map[string]bool
 }
+
+// eventBuffer is how many memberlist events may wait for Members' reader;
+// memberlist blocks when it is full.
+const eventBuffer = 256
 
 // Start joins no one yet: it starts gossiping on the configured address.
 func Start(c Config) (*Members, error) {
@@ -82,15 +92,50 @@ func Start(c Config) (*Members, error) {
 		conf.SecretKey = c.SecretKey
 		conf.GossipVerifyIncoming, conf.GossipVerifyOutgoing = true, true
 	}
-	m := &Members{alive: map[string]bool{}, onChange: c.OnChange}
-	conf.Events = m
+	m := &Members{alive: map[string]bool{}, events: make(chan memberlist.NodeEvent, eventBuffer),
+		changed: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
+	conf.Events = &memberlist.ChannelEventDelegate{Ch: m.events}
+	go m.run()
 	ml, err := memberlist.Create(conf)
 	if err != nil {
+		close(m.stop)
+		<-m.done
 		return nil, fmt.Errorf("membership: start %s: %w", c.Name, err)
 	}
 	m.ml = ml
 	return m, nil
 }
+
+// run applies memberlist's events to the view until Close, and signals
+// Changed after each.
+func (m *Members) run() {
+	defer close(m.done)
+	for {
+		select {
+		case <-m.stop:
+			return
+		case ev := <-m.events:
+			switch ev.Event {
+			case memberlist.NodeJoin:
+				m.set(ev.Node.Name, true)
+			case memberlist.NodeLeave:
+				m.set(ev.Node.Name, false)
+			default:
+				continue
+			}
+			select {
+			case m.changed <- struct{}{}:
+			default: // a change is already pending: the reader sees this one too
+			}
+		}
+	}
+}
+
+// Changed receives a value after members joined, left or were declared
+// dead. Changes are coalesced: one value may stand for several, so the
+// receiver reads the view (Alive, Known) when it gets one. It never
+// blocks memberlist; it has one reader.
+func (m *Members) Changed() <-chan struct{} { return m.changed }
 
 // Addr is the host:port this member gossips on.
 func (m *Members) Addr() string {
@@ -124,29 +169,26 @@ func (m *Members) Known(name string) bool {
 	return ok
 }
 
-// Close leaves the cluster gracefully and stops gossiping.
+// Close leaves the cluster gracefully, stops gossiping and stops the
+// event reader. It may be called more than once.
 func (m *Members) Close() error {
-	m.ml.Leave(500 * time.Millisecond)
-	return m.ml.Shutdown()
+	var err error
+	m.closing.Do(func() {
+		m.ml.Leave(500 * time.Millisecond)
+		if err = m.ml.Shutdown(); err != nil {
+			err = fmt.Errorf("membership: shutdown: %w", err)
+		}
+		close(m.stop)
+		<-m.done
+	})
+	return err
 }
 
 func (m *Members) set(name string, alive bool) {
 	m.mu.Lock()
 	m.alive[name] = alive
 	m.mu.Unlock()
-	if m.onChange != nil {
-		m.onChange()
-	}
 }
-
-// NotifyJoin implements memberlist.EventDelegate.
-func (m *Members) NotifyJoin(n *memberlist.Node) { m.set(n.Name, true) }
-
-// NotifyLeave implements memberlist.EventDelegate.
-func (m *Members) NotifyLeave(n *memberlist.Node) { m.set(n.Name, false) }
-
-// NotifyUpdate implements memberlist.EventDelegate.
-func (m *Members) NotifyUpdate(n *memberlist.Node) {}
 
 type slogWriter struct{ l *slog.Logger }
 

@@ -1,6 +1,7 @@
 package membership
 
 import (
+	"runtime"
 	"testing"
 	"time"
 )
@@ -30,11 +31,9 @@ func TestJoinAndFailure(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, "a to see b", func() bool { return a.Alive("b") })
-	if !b.Alive("a") {
-		t.Error("b does not see a")
-	}
+	waitFor(t, "b to see a", func() bool { return b.Alive("a") }) // events reach the view through a channel
 	// Shut b down without leaving, as a crash would: a must declare it dead.
-	b.ml.Shutdown()
+	crash(b)
 	waitFor(t, "a to declare b dead", func() bool { return !a.Alive("b") })
 	if !a.Known("b") || a.Known("c") {
 		t.Error("Known is wrong")
@@ -72,8 +71,76 @@ func TestGossipKey(t *testing.T) {
 	if err := wrong.Join([]string{a.Addr()}); err == nil {
 		t.Error("a member with another gossip key joined")
 	}
+	waitFor(t, "a to see friend", func() bool { return a.Alive("friend") })
 	time.Sleep(300 * time.Millisecond)
 	if a.Known("stranger") || a.Known("wrong") || !a.Alive("friend") {
 		t.Errorf("a's view: stranger %v, wrong %v, friend %v", a.Known("stranger"), a.Known("wrong"), a.Alive("friend"))
 	}
+}
+
+// Changed signals joins and deaths, coalesced, and memberlist never waits
+// for its reader: with nobody reading, the view still follows the cluster.
+func TestChangedThroughChannel(t *testing.T) {
+	before := runtime.NumGoroutine()
+	a, err := Start(Config{Name: "a"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Nobody reads a.Changed() while b and c join and c dies: memberlist
+	// must not block on it.
+	b, err := Start(Config{Name: "b"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := Start(Config{Name: "c"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range []*Members{b, c} {
+		if err := m.Join([]string{a.Addr()}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, "a to see b and c", func() bool { return a.Alive("b") && a.Alive("c") })
+	crash(c)
+	waitFor(t, "a to declare c dead", func() bool { return !a.Alive("c") })
+	if !a.Alive("b") {
+		t.Error("b is not alive in a's view")
+	}
+	// The changes above are pending as one signal.
+	select {
+	case <-a.Changed():
+	default:
+		t.Fatal("no change signalled after joins and a death")
+	}
+	select {
+	case <-a.Changed():
+		t.Fatal("changes were not coalesced: a second signal with nothing new")
+	default:
+	}
+	// A new change is signalled again.
+	b.Close()
+	select {
+	case <-a.Changed():
+	case <-time.After(10 * time.Second):
+		t.Fatal("b's leave was not signalled")
+	}
+	if a.Alive("b") {
+		t.Error("b left but is alive in a's view")
+	}
+	for _, m := range []*Members{a, b} {
+		m.Close()
+		m.Close() // idempotent
+	}
+	waitFor(t, "memberlist's goroutines to end", func() bool { return runtime.NumGoroutine() <= before })
+}
+
+// crash stops m as a crash would, without a leave message, and ends its
+// event reader.
+func crash(m *Members) {
+	m.ml.Shutdown()
+	m.closing.Do(func() {
+		close(m.stop)
+		<-m.done
+	})
 }

@@ -13,6 +13,10 @@ type NodeState struct {
 	ID       string
 	Units    int  // units it can hold (from its capacity); 0 means no limit
 	Draining bool // asked to give its units away
+	// Held: its registration lapsed but it is not gone (see Absence): it
+	// keeps its units, takes no new ones, and while any node is held
+	// nothing moves but repairs and drains.
+	Held bool
 	// Ready lists the units it has loaded (its status).
 	Ready map[string]bool
 }
@@ -67,12 +71,18 @@ func Plan(in Input) (Map, []string) {
 		}
 		p.keys = append(p.keys, key)
 	}
-	moves := p.cool(in.MaxMoves)
-	moves += p.hot(in.MaxMoves - moves)
+	held := slices.ContainsFunc(in.Nodes, func(n NodeState) bool { return n.Held })
+	moves := 0
+	if !held {
+		moves = p.cool(in.MaxMoves)
+		moves += p.hot(in.MaxMoves - moves)
+	}
 	p.repair()
 	p.drain()
-	p.balance(in.MaxMoves - moves)
-	p.trim()
+	if !held {
+		p.balance(in.MaxMoves - moves)
+		p.trim()
+	}
 	if len(p.next.Want) == 0 {
 		p.next.Want = nil
 	}
@@ -98,7 +108,7 @@ func (p *planner) note(format string, a ...any) {
 func (p *planner) eligible() []*NodeState {
 	var out []*NodeState
 	for _, n := range p.in.Nodes {
-		if !n.Draining {
+		if !n.Draining && !n.Held {
 			out = append(out, p.live[n.ID])
 		}
 	}

@@ -13,6 +13,12 @@
 //	election/           the coordinators' leader election
 //	drain/<id>          a request that node <id> drain and exit
 //	history/<epoch>     Change: why each placement epoch was written
+//
+// The elected coordinator writes model, placement and history only in etcd
+// transactions fenced on its election key (Fence), so a deposed leader
+// cannot write. Watch notices when etcd lost its data (its revision went
+// back) and lists afresh instead of waiting on a revision that no longer
+// exists.
 package placement
 
 import (
@@ -23,6 +29,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -33,6 +40,10 @@ import (
 
 // ErrNotFound is returned when a key is absent.
 var ErrNotFound = errors.New("placement: not found")
+
+// ErrNotLeader is returned by a fenced write whose writer no longer holds
+// the leadership it was elected with: its election key is gone.
+var ErrNotLeader = errors.New("placement: not the leader")
 
 // ModelInfo describes the served model.
 type ModelInfo struct {
@@ -94,8 +105,11 @@ type Coordinator struct {
 
 // Map is a placement: the nodes each unit is placed on.
 type Map struct {
-	Epoch int64               `json:"epoch"`
-	Units map[string][]string `json:"units"` // UnitKey → node IDs
+	Epoch int64 `json:"epoch"`
+	// Digest is the model file's digest (ModelInfo.Digest) the placement
+	// is for; absent in records written before it existed.
+	Digest string              `json:"digest,omitempty"`
+	Units  map[string][]string `json:"units"` // UnitKey → node IDs
 	// Want is the replica count of units that should have more than the
 	// base (hot units), by UnitKey.
 	Want map[string]int `json:"want,omitempty"`
@@ -176,10 +190,12 @@ type Change struct {
 	Reasons []string  `json:"reasons"`
 }
 
-// Store reads and writes the schema through an etcd client.
+// Store reads and writes the schema through an etcd client. While any
+// Watch runs it also keeps a view of etcd itself (EtcdState).
 type Store struct {
 	C *clientv3.Client
 	Keys
+	view view
 }
 
 // NewStore uses client c for cluster name.
@@ -241,10 +257,14 @@ func list[T any](ctx context.Context, s *Store, prefix string) (map[string]T, in
 
 // Watch calls fn with the decoded values under prefix now and after every
 // change, until ctx ends. Watching resumes from the revision of the last
-// read, so no change is missed; after a watch error it reads afresh. fn
-// runs on Watch's goroutine.
+// read, so no change is missed; after a watch error, or when etcd is found
+// to have lost its data (its revision went back: the revision watched from
+// may never come), it reads afresh. fn runs on Watch's goroutine; after
+// etcd lost its data it may be called with what little etcd holds then.
 func Watch[T any](ctx context.Context, s *Store, prefix string, fn func(map[string]T)) {
+	defer s.watching()()
 	for ctx.Err() == nil {
+		lost := s.view.lostSignal()
 		vals, rev, err := list[T](ctx, s, prefix)
 		if err != nil {
 			sleep(ctx, 500*time.Millisecond)
@@ -253,15 +273,21 @@ func Watch[T any](ctx context.Context, s *Store, prefix string, fn func(map[stri
 		fn(vals)
 		wctx, cancel := context.WithCancel(ctx)
 		ch := s.C.Watch(clientv3.WithRequireLeader(wctx), prefix, clientv3.WithPrefix(), clientv3.WithRev(rev+1))
-		for resp := range ch {
-			if resp.Err() != nil {
-				break
+	watching:
+		for {
+			select {
+			case resp, ok := <-ch:
+				if !ok || resp.Err() != nil {
+					break watching
+				}
+				vals, _, err := list[T](ctx, s, prefix)
+				if err != nil {
+					break watching
+				}
+				fn(vals)
+			case <-lost:
+				break watching
 			}
-			vals, _, err := list[T](ctx, s, prefix)
-			if err != nil {
-				break
-			}
-			fn(vals)
 		}
 		cancel()
 		sleep(ctx, 200*time.Millisecond)
@@ -276,50 +302,70 @@ func sleep(ctx context.Context, d time.Duration) {
 }
 
 // Lease is a registration kept alive until Close. If the lease is lost
-// (etcd was away longer than its TTL), it is granted again and the value
-// written again, and OnRenew (when set) runs so that other keys under the
-// lease can be rewritten too.
+// (etcd was away longer than its TTL, or lost its data), it is granted
+// again and the value written again, and the onRenew given to Register
+// (when not nil) runs so that other keys under the lease can be written
+// again too.
 type Lease struct {
 	id      atomic.Int64
 	cancel  context.CancelFunc
+	done    chan struct{}
 	s       *Store
-	OnRenew func(ctx context.Context, id clientv3.LeaseID)
+	key     string
+	onRenew func(ctx context.Context, id clientv3.LeaseID)
+
+	mu sync.Mutex
+	v  any // the value written at key, again on every renewal
 }
 
 // ID is the current lease.
 func (l *Lease) ID() clientv3.LeaseID { return clientv3.LeaseID(l.id.Load()) }
 
 // Register grants a lease of ttl seconds, writes v at key under it and
-// keeps both alive in the background until Close.
-func (s *Store) Register(ctx context.Context, key string, v any, ttl int64) (*Lease, error) {
-	l := &Lease{s: s}
+// keeps both alive in the background until Close. onRenew, when not nil,
+// runs on the keep-alive goroutine after the lease was lost and granted
+// again (with the new lease), so that other keys under it can be written
+// again; it must return once its ctx ends.
+func (s *Store) Register(ctx context.Context, key string, v any, ttl int64, onRenew func(ctx context.Context, id clientv3.LeaseID)) (*Lease, error) {
+	l := &Lease{s: s, key: key, v: v, onRenew: onRenew, done: make(chan struct{})}
+	kctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	l.cancel = cancel
+	// grant bounds granting and writing by ctx; the keep-alive lasts until Close.
 	grant := func(ctx context.Context) (<-chan *clientv3.LeaseKeepAliveResponse, error) {
 		g, err := s.C.Grant(ctx, ttl)
 		if err != nil {
 			return nil, fmt.Errorf("placement: lease for %s: %w", key, err)
 		}
+		l.mu.Lock()
+		v := l.v
+		l.mu.Unlock()
 		if err := s.Put(ctx, key, v, g.ID); err != nil {
 			return nil, err
 		}
 		l.id.Store(int64(g.ID))
-		return s.C.KeepAlive(ctx, g.ID)
+		ch, err := s.C.KeepAlive(kctx, g.ID)
+		if err != nil {
+			return nil, fmt.Errorf("placement: keep lease for %s alive: %w", key, err)
+		}
+		return ch, nil
 	}
-	kctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	l.cancel = cancel
-	ch, err := grant(kctx)
+	ch, err := grant(ctx)
 	if err != nil {
 		cancel()
+		close(l.done)
 		return nil, err
 	}
 	go func() {
+		defer close(l.done)
 		for {
 			for range ch {
 			}
 			// The keep-alive ended: either Close, or the lease was lost.
 			for kctx.Err() == nil {
+				var err error
 				if ch, err = grant(kctx); err == nil {
-					if l.OnRenew != nil {
-						l.OnRenew(kctx, l.ID())
+					if l.onRenew != nil {
+						l.onRenew(kctx, l.ID())
 					}
 					break
 				}
@@ -333,10 +379,78 @@ func (s *Store) Register(ctx context.Context, key string, v any, ttl int64) (*Le
 	return l, nil
 }
 
+// Put writes v at the lease's key under the lease, and keeps it as the
+// value written again if the lease is renewed.
+func (l *Lease) Put(ctx context.Context, v any) error {
+	l.mu.Lock()
+	l.v = v
+	l.mu.Unlock()
+	return l.s.Put(ctx, l.key, v, l.ID())
+}
+
 // Close stops the keep-alive and revokes the lease, removing its keys.
 func (l *Lease) Close(ctx context.Context) {
 	l.cancel()
+	<-l.done
 	rctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
 	l.s.C.Revoke(rctx, l.ID())
+}
+
+// Fence is the leadership a write is conditioned on: the key the leader
+// campaigned with and that key's creation revision
+// (concurrency.Election's Key and Rev). The key lives as long as the
+// leader's election session; once it is gone (the session ended, a newer
+// leader was elected, etcd lost its data) a fenced write fails with
+// ErrNotLeader.
+type Fence struct {
+	Key string
+	Rev int64
+}
+
+// fenced commits ops only if f still holds.
+func (s *Store) fenced(ctx context.Context, f Fence, what string, ops ...clientv3.Op) error {
+	if f.Key == "" || f.Rev == 0 {
+		return fmt.Errorf("placement: %s: no election fence", what)
+	}
+	r, err := s.C.Txn(ctx).If(clientv3.Compare(clientv3.CreateRevision(f.Key), "=", f.Rev)).Then(ops...).Commit()
+	if err != nil {
+		return fmt.Errorf("placement: %s: %w", what, err)
+	}
+	if !r.Succeeded {
+		return fmt.Errorf("%w: %s refused: election key %s of revision %d is gone", ErrNotLeader, what, f.Key, f.Rev)
+	}
+	return nil
+}
+
+// PutFenced writes v as JSON at key (without a lease) if f still holds.
+func (s *Store) PutFenced(ctx context.Context, f Fence, key string, v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return fmt.Errorf("placement: encode %s: %w", key, err)
+	}
+	return s.fenced(ctx, f, "put "+key, clientv3.OpPut(key, string(b)))
+}
+
+// Publish writes placement m and the record of why it changed as one
+// transaction fenced on f, deleting the history record kept epochs older.
+// It refuses a placement with no units: no model has none, and a leader
+// that computed one is wrong, not the cluster.
+func (s *Store) Publish(ctx context.Context, f Fence, m Map, why Change, kept int64) error {
+	if len(m.Units) == 0 {
+		return fmt.Errorf("placement: refusing to publish epoch %d: it places no units", m.Epoch)
+	}
+	pm, err := json.Marshal(m)
+	if err != nil {
+		return fmt.Errorf("placement: encode epoch %d: %w", m.Epoch, err)
+	}
+	ch, err := json.Marshal(why)
+	if err != nil {
+		return fmt.Errorf("placement: encode history of epoch %d: %w", m.Epoch, err)
+	}
+	ops := []clientv3.Op{clientv3.OpPut(s.Placement(), string(pm)), clientv3.OpPut(s.History(m.Epoch), string(ch))}
+	if kept > 0 && m.Epoch > kept {
+		ops = append(ops, clientv3.OpDelete(s.History(m.Epoch-kept)))
+	}
+	return s.fenced(ctx, f, fmt.Sprintf("publish placement epoch %d", m.Epoch), ops...)
 }
