@@ -58,6 +58,9 @@ func writeFile(ctx context.Context, path string, w io.WriterTo, progress io.Writ
 		out = io.MultiWriter(tmp, progress)
 	}
 	n, err := w.WriteTo(&ctxWriter{ctx, out})
+	if err == nil {
+		err = tmp.Chmod(0o644) // CreateTemp's 0600 would keep a model from others
+	}
 	if err != nil {
 		tmp.Close()
 		return n, err

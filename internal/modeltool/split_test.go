@@ -73,6 +73,9 @@ func TestSplit(t *testing.T) {
 		if p.Name != path || p.Bytes != st.Size() || p.Tensors == 0 {
 			t.Errorf("inspect part %d: %+v, want %s of %d bytes with tensors", i+1, p, path, st.Size())
 		}
+		if st.Mode().Perm() != 0o644 {
+			t.Errorf("%s has mode %v, want -rw-r--r--", path, st.Mode().Perm())
+		}
 		if want := fmt.Sprintf("%s\t%d tensors\t%d bytes", path, p.Tensors, st.Size()); i >= len(lines) || lines[i] != want {
 			t.Errorf("split printed %q, want %q", lines, want)
 		}
