@@ -137,7 +137,13 @@ var (
 	oneNewline   = pattern{upTo(isNL, 1)}
 	dsLLMLetters = pattern{optional(isSpace, inRanges("A-Za-zµÀ-ÖØ-öø-ƺƼ-ƿǄ-ʓʕ-ʯͰ-ͳͶͷͻ-ͽͿΆΈ-ΊΌΎ-ΡΣ-ϵϷ-ҁҊ-ԯԱ-ՖႠ-ჅᎠ-Ᏽᏸ-ᏽᲐ-ᲺᲽ-Ჿᴀ-ᴫᵫ-ᵷᵹ-ᶚḀ-ἕἘ-Ἕἠ-ὅὈ-Ὅὐ-ὗὙὛὝὟ-\u1f7dᾀ-ᾴᾶ-ᾼ\u1fbeῂ-ῄῆ-ῌῐ-\u1fd3ῖ-\u1fdbῠ-Ῥῲ-ῴῶ-ῼℂℇℊ-ℓℕℙ-ℝℤ\u2126ℨ\u212a-ℭℯ-ℴℹℼ-ℿⅅ-ⅉⅎↃↄⰀ-ⱻⱾ-ⳤⳫ-ⳮⳲⳳꙀ-ꙭꚀ-ꚛꜢ-ꝯꝱ-ꞇꞋ-ꞎꭰ-ꮿﬀ-ﬆﬓ-ﬗＡ-Ｚａ-ｚ𐐀-𐑏𐒰-𐓓𐓘-𐓻𐲀-𐲲𐳀-𐳲𑢠-𑣟𞤀-𞥃"))}
 	dsLLMPunct   = pattern{optional(isSpace, inRanges("!-/:-~！-／：-～‘-‟　-。"))}
-	spacesAtEnd  = pattern{func(r []rune, i int) int {
+	// spacesAtEnd is \s+$. After whitespace at i-1 it fails at once: i-1
+	// was tried and its run did not reach the end, so neither does i's
+	// (scanning again would make long runs quadratic).
+	spacesAtEnd = pattern{func(r []rune, i int) int {
+		if i > 0 && isSpace(r[i-1]) {
+			return 0
+		}
 		if n := run(r, i, isSpace); i+n == len(r) {
 			return n
 		}

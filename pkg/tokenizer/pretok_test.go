@@ -95,7 +95,7 @@ func TestPreTokenizersMatchTheirExpressions(t *testing.T) {
 			if bad > 0 {
 				t.Fatalf("%d of %d strings split differently from %s's expressions", bad, len(texts), id)
 			}
-			t.Logf("%d strings split as %s's expressions do", len(texts), id)
+			t.Logf("%s: %d strings split as the expressions of %s do", name, len(texts), id)
 		})
 	}
 }
