@@ -121,7 +121,6 @@ type Part struct {
 	Name       string // the path or URL it was opened by; "" for Read
 	Size       int64
 	DataOffset int64 // absolute offset of its data section
-	Alignment  uint64
 
 	digest string // of its header and size
 	r      io.ReaderAt
@@ -367,7 +366,7 @@ func read(r io.ReaderAt, size int64, lim Limits) (*File, error) {
 	f.digest = "sha256:" + hex.EncodeToString(d.h.Sum(nil))
 	data := (uint64(d.pos) + f.Alignment - 1) / f.Alignment * f.Alignment
 	f.DataOffset = int64(data)
-	f.Parts = []Part{{Size: size, DataOffset: f.DataOffset, Alignment: f.Alignment, digest: f.digest, r: r}}
+	f.Parts = []Part{{Size: size, DataOffset: f.DataOffset, digest: f.digest, r: r}}
 	for i := range f.Tensors {
 		t := &f.Tensors[i]
 		end := data + t.Offset + t.Size

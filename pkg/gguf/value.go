@@ -1,8 +1,10 @@
 // Package gguf reads and writes GGUF files, the model format of the
 // llama.cpp ecosystem (versions 2 and 3): typed metadata, tensor infos and
-// the aligned data section. Tensors are reached by exact byte-range reads
-// or through a read-only memory map, and a merged 3-D expert tensor can be
-// read one expert at a time. It does not interpret what the tensors mean.
+// the aligned data section, in one file or split into parts as llama.cpp's
+// gguf-split writes them. Tensors are reached by exact byte-range reads,
+// each in its own part, or through read-only memory maps, and a merged
+// 3-D expert tensor can be read one expert at a time. It does not
+// interpret what the tensors mean, nor fetch files: a Source does.
 package gguf
 
 import (
