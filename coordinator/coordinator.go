@@ -66,8 +66,16 @@ type Config struct {
 	// MinNodes is how many expert nodes must register before the initial
 	// placement is written; 0 means 1.
 	MinNodes       int
-	MaxBatchTokens int           // tokens per step; 0 means 256
-	MaxSequences   int           // running sequences; 0 means 64
+	MaxBatchTokens int // tokens per step; 0 means 256
+	MaxSequences   int // running sequences; 0 means 64
+	// KVCacheBytes bounds the KV cache of all sequences; 0 means half the
+	// memory available at start (MemAvailable), negative means no bound.
+	KVCacheBytes int64
+	// NoPrefixCache turns prefix caching off (it is on by default).
+	NoPrefixCache bool
+	// QueueTimeout is how long a request waits for KV-cache room before it
+	// fails (and the router tries elsewhere); 0 means 60s.
+	QueueTimeout   time.Duration
 	Encoding       pb.Encoding   // activations on the wire; unspecified means F32
 	ForwardTimeout time.Duration // per expert call; 0 means 30s
 	// FallbackTemplate is used for chat requests when the file has no
@@ -144,6 +152,12 @@ func (c *Config) Validate() error {
 	}
 	if c.UnitWait == 0 {
 		c.UnitWait = 30 * time.Second
+	}
+	if c.QueueTimeout == 0 {
+		c.QueueTimeout = 60 * time.Second
+	}
+	if c.KVCacheBytes == 0 {
+		c.KVCacheBytes = memAvailable() / 2
 	}
 	if c.Encoding == pb.Encoding_ENCODING_UNSPECIFIED {
 		c.Encoding = pb.Encoding_ENCODING_F32
@@ -329,12 +343,15 @@ func (c *Coordinator) serve(ctx context.Context) error {
 		}
 	}()
 
+	c.model.KV = model.NewKVCache(c.model, model.KVCacheConfig{Bytes: max(0, cfg.KVCacheBytes), Prefix: !cfg.NoPrefixCache})
+	c.log.Info("KV cache", "budget_bytes", cfg.KVCacheBytes, "block_bytes", c.model.KV.BlockBytes(), "prefix_cache", !cfg.NoPrefixCache)
 	c.sched = &scheduler{m: c.model, tok: c.tok, maxTokens: cfg.MaxBatchTokens, maxSeqs: cfg.MaxSequences,
-		submit: make(chan *genRequest), log: c.log, onStep: func(generated int) {
+		queueTimeout: cfg.QueueTimeout, submit: make(chan *genRequest), log: c.log, onStep: func(generated int) {
 			c.stats.RecordStep(generated)
 			c.metrics.steps.Inc()
 			c.metrics.tokens.WithLabelValues("generated").Add(float64(generated))
 		}}
+	reg.MustRegister(&kvCollector{s: c.sched, blockBytes: c.model.KV.BlockBytes()})
 	go c.sched.run(ctx)
 
 	srv := grpc.NewServer(cfg.TLS.ServerOption())

@@ -2,8 +2,12 @@ package coordinator
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"log/slog"
 	"slices"
+	"sync/atomic"
+	"time"
 
 	"github.com/switchyard-llm/switchyard/pkg/model"
 	"github.com/switchyard-llm/switchyard/pkg/sampling"
@@ -28,6 +32,7 @@ type genRequest struct {
 	reserve int
 	stop    []string
 	routing bool // return the experts chosen
+	noCache bool // compute the whole prompt even when its prefix is cached
 	// events receives one event per generated token and a final one (with
 	// a finish reason or an error). It is buffered for all of them, so the
 	// scheduler never waits for a slow client.
@@ -43,13 +48,21 @@ type genEvent struct {
 	text          string
 	finish        pb.FinishReason
 	eos           bool // the finish came from sampling the end-of-sequence token
-	err           error
+	// cached is how many prompt tokens came from the prefix cache, on the
+	// first event.
+	cached int
+	err    error
 }
 
-// seqState is a running sequence.
+// seqState is a request's sequence: waiting for KV-cache blocks (seq
+// nil), or running.
 type seqState struct {
 	req       *genRequest
 	seq       *model.Sequence
+	history   []int32   // every token of the sequence: prompt, then sampled
+	queued    time.Time // when it began waiting
+	cached    int       // prompt tokens the prefix cache served, at first admission
+	admitted  bool      // it ran before (a preempted sequence waits again)
 	pending   []int32   // tokens to feed next: the rest of the prompt, or next
 	next      [1]int32  // the last sampled token
 	logits    []float32 // the buffer Forward writes this sequence's logits into
@@ -65,15 +78,27 @@ type seqState struct {
 
 // scheduler runs continuous batching: every step advances each running
 // sequence by one token and feeds prompt chunks of new ones, under a token
-// budget, as one forward pass. One goroutine (run) owns all sequences.
+// budget, as one forward pass. One goroutine (run) owns all sequences and
+// the model's KV-cache pool.
+//
+// A request runs once its KV-cache blocks fit the pool's budget (its
+// prompt, less a cached prefix, plus its max_tokens when set); until then
+// it waits in a FIFO queue, for at most queueTimeout. A running sequence
+// that needs a block the pool cannot give is preempted: its blocks go back
+// and it waits again at the front of the queue, to be recomputed (its
+// prompt and the tokens generated so far, mostly from the prefix cache).
 type scheduler struct {
-	m         *model.Model
-	tok       *tokenizer.Tokenizer
-	maxTokens int // per step
-	maxSeqs   int
-	submit    chan *genRequest
-	log       *slog.Logger
-	onStep    func(generated int) // stats hook, may be nil
+	m            *model.Model
+	tok          *tokenizer.Tokenizer
+	maxTokens    int // per step
+	maxSeqs      int
+	queueTimeout time.Duration
+	submit       chan *genRequest
+	log          *slog.Logger
+	onStep       func(generated int) // stats hook, may be nil
+
+	waiting []*seqState
+	stats   atomic.Pointer[kvStats] // a snapshot after every step, for metrics
 
 	// A step's batch, kept for the next step.
 	chunks []model.Chunk
@@ -81,25 +106,57 @@ type scheduler struct {
 	done   []*seqState
 }
 
+// kvStats is what the scheduler publishes about its KV cache.
+type kvStats struct {
+	model.KVStats
+	Queue       int
+	Preemptions int64
+}
+
+var (
+	// errQueueTimeout fails a request that waited too long for KV-cache
+	// room; the router tries another coordinator, else answers 503.
+	errQueueTimeout = errors.New("KV cache full")
+	// errTooLarge fails a request whose blocks exceed the whole budget.
+	errTooLarge = errors.New("request needs more KV cache than the budget")
+)
+
 func (s *scheduler) run(ctx context.Context) {
 	var active []*seqState
+	var preemptions int64
 	for {
-		if len(active) == 0 {
+		if len(active) == 0 && len(s.waiting) == 0 {
 			select {
 			case r := <-s.submit:
-				active = append(active, s.start(r))
+				s.enqueue(r)
 			case <-ctx.Done():
 				return
 			}
 		}
-	admit:
-		for len(active) < s.maxSeqs {
+	recv:
+		for {
 			select {
 			case r := <-s.submit:
-				active = append(active, s.start(r))
+				s.enqueue(r)
 			default:
-				break admit
+				break recv
 			}
+		}
+		s.expire()
+		for len(active) < s.maxSeqs && len(s.waiting) > 0 {
+			st := s.waiting[0]
+			if err := s.place(st); err != nil {
+				if len(active) > 0 && errors.Is(err, model.ErrKVFull) {
+					break // room comes back as sequences finish
+				}
+				if errors.Is(err, model.ErrKVFull) {
+					err = fmt.Errorf("%w: %w", errTooLarge, err)
+				}
+				st.finish(genEvent{err: err})
+			} else {
+				active = append(active, st)
+			}
+			s.waiting = s.waiting[1:]
 		}
 		active = slices.DeleteFunc(active, func(st *seqState) bool {
 			if err := st.req.ctx.Err(); err != nil {
@@ -108,33 +165,76 @@ func (s *scheduler) run(ctx context.Context) {
 			}
 			return false
 		})
-		if len(active) == 0 {
-			continue
-		}
 		if ctx.Err() != nil {
-			for _, st := range active {
+			for _, st := range slices.Concat(active, s.waiting) {
 				st.finish(genEvent{err: ctx.Err()})
 			}
 			return
 		}
-		active = s.step(ctx, active)
+		if len(active) == 0 {
+			continue
+		}
+		var preempted *seqState
+		active, preempted = s.step(ctx, active)
+		if preempted != nil {
+			preemptions++
+			s.waiting = append([]*seqState{preempted}, s.waiting...)
+		}
+		s.stats.Store(&kvStats{KVStats: s.m.KV.Stats(), Queue: len(s.waiting), Preemptions: preemptions})
 	}
 }
 
-func (s *scheduler) start(r *genRequest) *seqState {
-	st := &seqState{req: r, seq: s.m.NewSequence(), pending: slices.Clone(r.prompt),
+// enqueue makes r wait for KV-cache room.
+func (s *scheduler) enqueue(r *genRequest) {
+	st := &seqState{req: r, pending: slices.Clone(r.prompt), history: slices.Clone(r.prompt), queued: time.Now(),
 		dec: s.tok.NewDecoder(), stop: sampling.NewStopper(r.stop)}
-	st.seq.Reserve(r.reserve)
 	// Resumed tokens' text was sent by the coordinator that died: bring the
 	// decoder and the stop matcher to where it left them.
 	for _, t := range r.resumed {
 		st.stop.Push(st.dec.Next(t))
 	}
-	return st
+	s.waiting = append(s.waiting, st)
 }
 
-// step runs one forward pass and returns the sequences still running.
-func (s *scheduler) step(ctx context.Context, active []*seqState) []*seqState {
+// expire fails waiting requests whose client has gone or that waited past
+// the queue timeout.
+func (s *scheduler) expire() {
+	s.waiting = slices.DeleteFunc(s.waiting, func(st *seqState) bool {
+		switch {
+		case st.req.ctx.Err() != nil:
+			st.finish(genEvent{err: st.req.ctx.Err()})
+		case time.Since(st.queued) > s.queueTimeout:
+			st.finish(genEvent{err: fmt.Errorf("%w: waited %s in the queue", errQueueTimeout, s.queueTimeout)})
+		default:
+			return false
+		}
+		return true
+	})
+}
+
+// place gives st a sequence: the longest cached prefix of what it must
+// feed, and blocks for the rest and its max_tokens.
+func (s *scheduler) place(st *seqState) error {
+	seq := s.m.NewSequence()
+	n := 0
+	if !st.req.noCache {
+		n = seq.Reuse(st.pending)
+	}
+	need := max(st.req.reserve, len(st.pending)+1)
+	if err := seq.Reserve(min(need, s.m.Context)); err != nil {
+		seq.Release()
+		return err
+	}
+	if !st.admitted {
+		st.cached, st.admitted = n, true
+	}
+	st.seq, st.pending = seq, st.pending[n:]
+	return nil
+}
+
+// step runs one forward pass and returns the sequences still running,
+// and one it preempted to make room, if any.
+func (s *scheduler) step(ctx context.Context, active []*seqState) ([]*seqState, *seqState) {
 	budget := s.maxTokens
 	chunks, owners := s.chunks[:0], s.owners[:0]
 	defer func() { // keep the buffers, not the sequences
@@ -160,11 +260,21 @@ func (s *scheduler) step(ctx context.Context, active []*seqState) []*seqState {
 		}
 	}
 	if err := s.m.Step(ctx, chunks); err != nil {
+		if errors.Is(err, model.ErrKVFull) && len(active) > 1 {
+			// Make room: the newest sequence steps back and is recomputed
+			// later; the others retry at once.
+			st := active[len(active)-1]
+			s.log.Info("KV cache full: preempting a sequence", "generated", st.generated, "err", err)
+			st.seq.Release()
+			st.seq, st.pending, st.prefilled = nil, slices.Clone(st.history), false
+			st.queued = time.Now()
+			return active[:len(active)-1], st
+		}
 		s.log.Warn("step failed", "sequences", len(owners), "err", err)
 		for _, st := range owners {
 			st.finish(genEvent{err: err})
 		}
-		return slices.DeleteFunc(active, func(st *seqState) bool { return slices.Contains(owners, st) })
+		return slices.DeleteFunc(active, func(st *seqState) bool { return slices.Contains(owners, st) }), nil
 	}
 	done := s.done[:0]
 	defer func() { clear(done); s.done = done }()
@@ -173,7 +283,7 @@ func (s *scheduler) step(ctx context.Context, active []*seqState) []*seqState {
 		st.logits = chunks[i].Logits // its buffer, for the next step
 		if r := chunks[i].Routing; r != nil {
 			per := len(r) / len(chunks[i].Tokens)
-			if !st.prefilled {
+			if !st.prefilled && !st.sentPrompt {
 				st.promptRouting = append(st.promptRouting, r...)
 			}
 			st.lastRouting = r[len(r)-per:]
@@ -191,7 +301,7 @@ func (s *scheduler) step(ctx context.Context, active []*seqState) []*seqState {
 	if s.onStep != nil {
 		s.onStep(generated)
 	}
-	return slices.DeleteFunc(active, func(st *seqState) bool { return slices.Contains(done, st) })
+	return slices.DeleteFunc(active, func(st *seqState) bool { return slices.Contains(done, st) }), nil
 }
 
 // sample picks the next token of st and reports whether st has finished.
@@ -203,10 +313,11 @@ func (s *scheduler) sample(st *seqState, logits []float32) bool {
 		return true
 	}
 	st.req.sampler.Accept(r.Token)
+	st.history = append(st.history, r.Token)
 	text, stopped := st.stop.Push(st.dec.Next(r.Token))
 	ev := genEvent{token: r, sampled: true, text: text, routing: st.lastRouting}
 	if !st.sentPrompt {
-		ev.promptRouting, st.sentPrompt = st.promptRouting, true
+		ev.promptRouting, ev.cached, st.sentPrompt = st.promptRouting, st.cached, true
 	}
 	st.req.events <- ev
 	switch {
@@ -222,7 +333,15 @@ func (s *scheduler) sample(st *seqState, logits []float32) bool {
 	return false
 }
 
+// finish sends the last event and returns the sequence's blocks.
 func (st *seqState) finish(ev genEvent) {
+	if !st.sentPrompt {
+		ev.cached, st.sentPrompt = st.cached, true
+	}
+	if st.seq != nil {
+		st.seq.Release()
+		st.seq = nil
+	}
 	st.req.events <- ev
 	close(st.req.events)
 }

@@ -57,9 +57,14 @@ func BenchmarkSchedulerStep(b *testing.B) {
 		}
 		prompt := []int32{1, int32(10 + i), 20, 30, 40, 50, 60, 70}
 		r := &genRequest{ctx: b.Context(), prompt: prompt, promptLen: len(prompt), sampler: sp, maxTokens: 1 << 30, events: make(chan genEvent, 1024)}
-		active = append(active, s.start(r))
+		s.enqueue(r)
+		st := s.waiting[len(s.waiting)-1]
+		if err := s.place(st); err != nil {
+			b.Fatal(err)
+		}
+		active = append(active, st)
 	}
-	active = s.step(b.Context(), active) // the prompts
+	active, _ = s.step(b.Context(), active) // the prompts
 	b.ReportAllocs()
 	for b.Loop() {
 		for _, st := range active {
@@ -72,7 +77,7 @@ func BenchmarkSchedulerStep(b *testing.B) {
 				<-st.req.events
 			}
 		}
-		active = s.step(b.Context(), active)
+		active, _ = s.step(b.Context(), active)
 		if len(active) != seqs {
 			b.Fatalf("%d sequences decoding, want %d", len(active), seqs)
 		}

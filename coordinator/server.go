@@ -124,7 +124,7 @@ func (c *Coordinator) admit(ctx context.Context, req *pb.GenerateRequest) (*genR
 		reserve = len(prompt) + maxTokens
 	}
 	return &genRequest{ctx: ctx, prompt: prompt, promptLen: promptLen, resumed: req.ResumeTokens, sampler: s,
-		topLogprobs: int(req.TopLogprobs), maxTokens: maxTokens, reserve: reserve, stop: req.Stop, routing: req.ReturnRouting,
+		topLogprobs: int(req.TopLogprobs), maxTokens: maxTokens, reserve: reserve, stop: req.Stop, routing: req.ReturnRouting, noCache: req.NoPromptCache,
 		events: make(chan genEvent, maxTokens+2)}, template, nil
 }
 
@@ -150,12 +150,16 @@ func (c *Coordinator) Generate(req *pb.GenerateRequest, stream pb.CoordinatorSer
 	usage := &pb.Usage{PromptTokens: uint32(r.promptLen)}
 	first := true
 	for ev := range r.events {
+		usage.CachedTokens = max(usage.CachedTokens, uint32(ev.cached))
 		if ev.err != nil {
-			if errors.Is(ev.err, errUnavailable) {
+			if errors.Is(ev.err, errUnavailable) || errors.Is(ev.err, errQueueTimeout) {
 				return status.Error(codes.Unavailable, ev.err.Error())
 			}
 			if ctx.Err() != nil {
 				return status.FromContextError(ctx.Err()).Err()
+			}
+			if errors.Is(ev.err, errTooLarge) {
+				return status.Error(codes.OutOfRange, ev.err.Error())
 			}
 			return status.Errorf(codes.Internal, "generate: %v", ev.err)
 		}

@@ -27,6 +27,8 @@ func runBench(ctx context.Context, args []string) error {
 	conc := fs.String("concurrency", "1,4,16", "concurrent streams, comma-separated")
 	fs.IntVar(&c.PromptTokens, "prompt-tokens", 128, "prompt length")
 	fs.IntVar(&c.GenTokens, "gen-tokens", 64, "tokens generated per stream")
+	fs.StringVar(&c.Workload, "workload", "", "measure the prefix cache instead: multi-turn or shared-prefix (default: plain prefill and decode)")
+	prefix := fs.String("prefix-cache", "on,off", "with --workload: prefix cache settings to compare, alternated")
 	asJSON := fs.Bool("json", false, "print JSON")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the measurement to this file")
 	traceFile := fs.String("trace", "", "write an execution trace of the measurement to this file (go tool trace)")
@@ -45,6 +47,17 @@ func runBench(ctx context.Context, args []string) error {
 	}
 	if c.PromptTokens < 1 || c.GenTokens < 2 {
 		return errors.New("bench: --prompt-tokens ≥ 1 and --gen-tokens ≥ 2")
+	}
+	c.PrefixCache = splitList(*prefix)
+	for _, p := range c.PrefixCache {
+		if p != "on" && p != "off" {
+			return fmt.Errorf("bench: --prefix-cache %q: want on, off or on,off", *prefix)
+		}
+	}
+	switch c.Workload {
+	case "", bench.MultiTurn, bench.SharedPrefix:
+	default:
+		return fmt.Errorf("bench: --workload %q: want %s or %s", c.Workload, bench.MultiTurn, bench.SharedPrefix)
 	}
 	c.Modes = splitList(*modes)
 	for _, m := range c.Modes {

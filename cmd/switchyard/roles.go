@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -68,9 +69,13 @@ func runUp(ctx context.Context, args []string) error {
 	fs.BoolVar(&c.Insecure, "insecure", false, "plaintext gRPC, etcd and gossip (default: mutual TLS with ephemeral certificates)")
 	fs.BoolVar(&c.Processes, "processes", false, "run each expert node and coordinator as its own OS process")
 	fs.IntVar(&c.Coordinators, "coordinators", 1, "coordinators behind the router")
+	kv := kvFlags(fs, &c.KVCacheBytes, &c.NoPrefixCache, &c.QueueTimeout)
 	act := fs.String("activations", "f32", "activation encoding on the wire: f32, f16 or bf16")
 	tmpl := fs.String("chat-template", "", `chat template for a model file without one: "plain" or a Jinja file (the demo model uses "plain")`)
 	if _, err := parse(fs, args); err != nil {
+		return err
+	}
+	if err := kv(); err != nil {
 		return err
 	}
 	enc, err := parseEncoding(*act)
@@ -127,6 +132,7 @@ func runCoordinator(ctx context.Context, args []string) error {
 	fs.IntVar(&c.MaxMoves, "max-moves", 4, "rebalancing changes per placement epoch")
 	fs.IntVar(&c.HotReplicas, "hot-replicas", 0, "extra replicas for hot units in all (0: a quarter of the units; -1: off)")
 	fs.IntVar(&c.MaxBatchTokens, "max-batch-tokens", 256, "tokens per scheduler step")
+	kv := kvFlags(fs, &c.KVCacheBytes, &c.NoPrefixCache, &c.QueueTimeout)
 	fs.StringVar(&c.MetricsListen, "metrics-listen", "", "HTTP address for /metrics (default: none)")
 	fs.StringVar(&c.HealthListen, "health-listen", "", "plaintext gRPC health port for probes (default: none)")
 	fs.BoolVar(&c.MetricsPerExpert, "metrics-per-expert", false, "export per-(layer, expert) series")
@@ -135,6 +141,9 @@ func runCoordinator(ctx context.Context, args []string) error {
 	sharedCores := fs.Bool("shared-cores", false, "this process shares its CPU cores with other busy switchyard processes (as up --processes runs them): compute threads poll briefly for work and sleep while waiting on the network")
 	loadTLS := tlsFlags(fs, true)
 	if _, err := parse(fs, args); err != nil {
+		return err
+	}
+	if err := kv(); err != nil {
 		return err
 	}
 	tensor.Default().ShareCores(*sharedCores)
@@ -224,4 +233,44 @@ func runCerts(ctx context.Context, args []string) error {
 	}
 	fmt.Printf("wrote a development CA (ca.pem) and certificates for %s into %s\n", strings.Join(tlsconfig.Roles, ", "), *out)
 	return nil
+}
+
+// kvFlags adds the KV-cache flags a coordinator (and up) takes; the
+// returned func, called after parsing, fills the fields.
+func kvFlags(fs *flag.FlagSet, bytes *int64, noPrefix *bool, queue *time.Duration) func() error {
+	size := fs.String("kv-cache-bytes", "0", "KV-cache budget, with an optional KiB/MiB/GiB suffix (0: half the available memory; -1: no bound)")
+	prefix := fs.String("prefix-cache", "on", "reuse the KV cache of earlier prompts' prefixes: on or off")
+	fs.DurationVar(queue, "queue-timeout", 60*time.Second, "how long a request waits for KV-cache room before it fails")
+	typ := fs.String("kv-cache-type", "f32", "KV-cache element type (only f32 so far)")
+	return func() error {
+		var err error
+		if *bytes, err = parseBytes(*size); err != nil {
+			return fmt.Errorf("--kv-cache-bytes: %w", err)
+		}
+		switch *prefix {
+		case "on", "off":
+			*noPrefix = *prefix == "off"
+		default:
+			return fmt.Errorf("--prefix-cache %q: want on or off", *prefix)
+		}
+		if *typ != "f32" {
+			return fmt.Errorf("--kv-cache-type %q: only f32 is supported so far", *typ)
+		}
+		return nil
+	}
+}
+
+// parseBytes reads a byte count with an optional KiB, MiB or GiB suffix.
+func parseBytes(s string) (int64, error) {
+	mult := int64(1)
+	for suf, m := range map[string]int64{"KiB": 1 << 10, "MiB": 1 << 20, "GiB": 1 << 30} {
+		if rest, ok := strings.CutSuffix(s, suf); ok {
+			s, mult = rest, m
+		}
+	}
+	n, err := strconv.ParseInt(strings.TrimSpace(s), 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("%q is not a byte count", s)
+	}
+	return n * mult, nil
 }

@@ -69,6 +69,11 @@ type Config struct {
 	// UnitWait bounds how long a step waits for a unit with no ready
 	// replica; 0 means the coordinator's default.
 	UnitWait time.Duration
+	// KVCacheBytes, NoPrefixCache and QueueTimeout go to every
+	// coordinator (see coordinator.Config); zero values mean its defaults.
+	KVCacheBytes  int64
+	NoPrefixCache bool
+	QueueTimeout  time.Duration
 }
 
 // Cluster is a running local cluster.
@@ -202,7 +207,11 @@ func Start(ctx context.Context, cfg Config) (*Cluster, error) {
 		id := fmt.Sprintf("coordinator-%d", i+1)
 		if cfg.Processes {
 			args := []string{"coordinator", "--etcd", etcd.Endpoint, "--listen", net.JoinHostPort(cfg.Host, "0"), "--model", cfg.ModelPath,
-				"--id", id, "--min-nodes", fmt.Sprint(cfg.ExpertNodes), "--replicas", fmt.Sprint(max(1, cfg.Replicas)), "--shared-cores"}
+				"--id", id, "--min-nodes", fmt.Sprint(cfg.ExpertNodes), "--replicas", fmt.Sprint(max(1, cfg.Replicas)), "--shared-cores",
+				"--kv-cache-bytes", fmt.Sprint(cfg.KVCacheBytes), "--prefix-cache", map[bool]string{false: "on", true: "off"}[cfg.NoPrefixCache]}
+			if cfg.QueueTimeout > 0 {
+				args = append(args, "--queue-timeout", cfg.QueueTimeout.String())
+			}
 			if fallback != nil {
 				args = append(args, "--chat-template", "plain")
 			}
@@ -226,7 +235,8 @@ func Start(ctx context.Context, cfg Config) (*Cluster, error) {
 			return coordinator.Run(gctx, coordinator.Config{ID: id, Etcd: endpoints, Listener: coordLis,
 				ModelPath: cfg.ModelPath, Replicas: cfg.Replicas, MinNodes: cfg.ExpertNodes, Encoding: cfg.Encoding,
 				FallbackTemplate: fallback, Logger: cfg.Logger, Registerer: labelled(id), MetricsPerExpert: cfg.MetricsPerExpert,
-				UnitWait: cfg.UnitWait, TLS: pair, GossipKey: gossipKey})
+				UnitWait: cfg.UnitWait, TLS: pair, GossipKey: gossipKey,
+				KVCacheBytes: cfg.KVCacheBytes, NoPrefixCache: cfg.NoPrefixCache, QueueTimeout: cfg.QueueTimeout})
 		})
 	}
 	g.Go(func() error {
