@@ -15,11 +15,11 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"go.etcd.io/etcd/client/v3/concurrency"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
@@ -102,6 +102,15 @@ type Config struct {
 	// UnitWait is how long a step waits for a unit with no ready replica
 	// (while the controller places it again) before failing; 0 means 30s.
 	UnitWait time.Duration
+	// ReregisterGrace is how long, after etcd answers again following an
+	// outage, nodes have to register again before the controller may drop
+	// the units of one whose lease lapsed; 0 means 10s. A node alive in
+	// gossip that answers its health check keeps its units regardless.
+	ReregisterGrace time.Duration
+	// MassLossHold is how long the controller holds the placement when
+	// more than half its nodes vanish at once, before repairing as usual;
+	// 0 means 60s.
+	MassLossHold time.Duration
 	// TLS, when set, secures every gRPC connection and the etcd client
 	// with mutual TLS; GossipKey encrypts memberlist gossip.
 	TLS       *tlsconfig.Pair
@@ -121,6 +130,8 @@ func (c *Config) Validate() error {
 		return errors.New("coordinator: --listen is required")
 	case c.Replicas < 0 || c.MinNodes < 0 || c.MaxBatchTokens < 0 || c.MaxSequences < 0:
 		return errors.New("coordinator: negative sizes")
+	case c.ReregisterGrace < 0 || c.MassLossHold < 0:
+		return errors.New("coordinator: negative --reregister-grace or --mass-loss-hold")
 	}
 	def := func(v *int, d int) {
 		if *v == 0 {
@@ -152,6 +163,12 @@ func (c *Config) Validate() error {
 	}
 	if c.UnitWait == 0 {
 		c.UnitWait = 30 * time.Second
+	}
+	if c.ReregisterGrace == 0 {
+		c.ReregisterGrace = 10 * time.Second
+	}
+	if c.MassLossHold == 0 {
+		c.MassLossHold = time.Minute
 	}
 	if c.QueueTimeout == 0 {
 		c.QueueTimeout = 60 * time.Second
@@ -273,6 +290,11 @@ func (c *Coordinator) serve(ctx context.Context) error {
 	}
 	defer cli.Close()
 	store := placement.NewStore(cli, cfg.Cluster)
+	// The goroutines below end with ctx; serve returns after they have.
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
 
 	hs := health.NewServer()
 	hs.SetServingStatus(ServiceName, healthpb.HealthCheckResponse_NOT_SERVING)
@@ -304,44 +326,7 @@ func (c *Coordinator) serve(ctx context.Context) error {
 		}
 		hs.SetServingStatus(ServiceName, st)
 	}
-	go placement.Watch(ctx, store, store.NodesPrefix(), func(nodes map[string]placement.Node) {
-		c.dispatch.setNodes(nodes)
-		var addrs []string
-		for id, n := range nodes {
-			if !members.Alive(id) {
-				addrs = append(addrs, n.GossipAddr)
-			}
-		}
-		if err := members.Join(addrs); err != nil {
-			c.log.Debug("gossip join", "err", err)
-		}
-		updateHealth()
-	})
-	go placement.Watch(ctx, store, store.StatusPrefix(), func(st map[string]placement.Status) {
-		c.dispatch.setStatus(st)
-		updateHealth()
-	})
-	go placement.Watch(ctx, store, store.Placement(), func(m map[string]placement.Map) {
-		c.dispatch.setPlacement(m[""])
-		updateHealth()
-	})
-	go func() {
-		// Gossip's events arrive here, on a goroutine of ours, not on
-		// memberlist's; readiness is also re-checked on a timer.
-		t := time.NewTicker(500 * time.Millisecond)
-		defer t.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-members.Changed():
-				c.dispatch.membershipChanged()
-				updateHealth()
-			case <-t.C:
-				updateHealth()
-			}
-		}
-	}()
+	c.watchCluster(ctx, &wg, store, members, updateHealth)
 
 	c.model.KV = model.NewKVCache(c.model, model.KVCacheConfig{Bytes: max(0, cfg.KVCacheBytes), Prefix: !cfg.NoPrefixCache})
 	c.log.Info("KV cache", "budget_bytes", cfg.KVCacheBytes, "block_bytes", c.model.KV.BlockBytes(), "prefix_cache", !cfg.NoPrefixCache)
@@ -374,7 +359,7 @@ func (c *Coordinator) serve(ctx context.Context) error {
 		return err
 	}
 	defer lease.Close(context.WithoutCancel(ctx))
-	go c.lead(ctx, store)
+	wg.Go(func() { c.lead(ctx, store, members) })
 	c.log.Info("coordinator serving", "addr", addr, "model", c.info.Name, "digest", c.info.Digest)
 
 	select {
@@ -383,32 +368,4 @@ func (c *Coordinator) serve(ctx context.Context) error {
 	case err := <-serveErr:
 		return fmt.Errorf("coordinator: serve: %w", err)
 	}
-}
-
-// lead campaigns for leadership; the leader writes the model record and,
-// when there is none, the initial placement.
-func (c *Coordinator) lead(ctx context.Context, store *placement.Store) {
-	for ctx.Err() == nil {
-		if err := c.campaign(ctx, store); err != nil && ctx.Err() == nil {
-			c.log.Warn("leader election", "err", err)
-			time.Sleep(time.Second)
-		}
-	}
-}
-
-func (c *Coordinator) campaign(ctx context.Context, store *placement.Store) error {
-	sess, err := concurrency.NewSession(store.C, concurrency.WithTTL(5), concurrency.WithContext(ctx))
-	if err != nil {
-		return err
-	}
-	defer sess.Close()
-	el := concurrency.NewElection(sess, store.Election())
-	if err := el.Campaign(ctx, c.cfg.ID); err != nil {
-		return err
-	}
-	c.log.Info("elected leader")
-	if err := store.Put(ctx, store.Model(), c.info, 0); err != nil {
-		return err
-	}
-	return c.control(ctx, store, sess)
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"maps"
 	"slices"
 	"strings"
 	"sync"
@@ -11,6 +12,7 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
 	"github.com/switchyard-llm/switchyard/pkg/membership"
 	"github.com/switchyard-llm/switchyard/pkg/model"
@@ -44,9 +46,17 @@ type dispatcher struct {
 	suspects   map[string]time.Time // node → until when it is avoided
 	suspectFor time.Duration        // how long a node whose call failed is avoided
 	pmap       placement.Map
+	// registered and status are etcd's view, as last listed; nodes and
+	// ready are what routing uses: the same, plus the nodes whose
+	// registration (or status) lapsed while gossip still sees them alive —
+	// leases lapse together when etcd is away or loses its data, and such
+	// nodes go on serving.
+	registered map[string]placement.Node
+	status     map[string]map[string]bool // node → unit key → ready
 	nodes      map[string]placement.Node
 	ready      map[string]map[string]bool // node → unit key → ready
 	conns      map[string]*nodeConn
+	closed     bool
 	rr         atomic.Uint64
 
 	dispatches sync.Pool // *dispatch, with the buffers of its calls
@@ -75,20 +85,124 @@ func newDispatcher(pool *tensor.Pool, dial grpc.DialOption, digest string, h mod
 	}
 	embd, k := h.Embd, h.ExpertsUsed
 	return &dispatcher{pool: pool, keys: keys, dial: dial, digest: digest, embd: embd, perRow: k, enc: enc, timeout: timeout, unitWait: unitWait, members: members, stats: stats, metrics: m, log: log,
-		suspects: map[string]time.Time{}, suspectFor: suspectFor,
+		suspects: map[string]time.Time{}, suspectFor: suspectFor, registered: map[string]placement.Node{}, status: map[string]map[string]bool{},
 		nodes: map[string]placement.Node{}, ready: map[string]map[string]bool{}, conns: map[string]*nodeConn{}}
 }
 
-// setNodes updates the registered nodes, dialling new ones.
+// setNodes takes the registered nodes, as listed from etcd.
 func (d *dispatcher) setNodes(nodes map[string]placement.Node) {
 	d.mu.Lock()
+	d.registered = nodes
+	stale := d.reconcile()
+	d.mu.Unlock()
+	closeConns(stale)
+}
+
+// setStatus takes the nodes' status, as listed from etcd.
+func (d *dispatcher) setStatus(st map[string]placement.Status) {
+	status := map[string]map[string]bool{}
+	for id, s := range st {
+		if s.Digest != d.digest {
+			d.log.Warn("expert node serves another model", "node", id, "digest", s.Digest, "want", d.digest)
+			continue
+		}
+		r := map[string]bool{}
+		for _, u := range s.Ready {
+			r[u] = true
+		}
+		status[id] = r
+	}
+	d.mu.Lock()
+	d.status = status
+	stale := d.reconcile()
+	d.mu.Unlock()
+	closeConns(stale)
+}
+
+// setPlacement takes the placement, as read from etcd. An absent one
+// (etcd lost its data) or one older than the placement in use (etcd
+// restored from an older copy) is not applied: serving goes on with the
+// last one seen until the controller writes a newer one.
+func (d *dispatcher) setPlacement(m placement.Map) {
+	d.mu.Lock()
 	defer d.mu.Unlock()
-	d.nodes = nodes
+	switch {
+	case m.Units == nil && m.Epoch == 0:
+		if d.pmap.Units != nil {
+			d.log.Warn("etcd holds no placement; serving on the last one seen", "epoch", d.pmap.Epoch)
+		}
+	case m.Epoch < d.pmap.Epoch:
+		d.log.Warn("etcd holds an older placement than the one in use; keeping it", "etcd_epoch", m.Epoch, "epoch", d.pmap.Epoch)
+	default:
+		d.pmap = m
+	}
+}
+
+// lastPlacement is the placement in use: the last one seen.
+func (d *dispatcher) lastPlacement() placement.Map {
+	d.mu.RLock()
+	defer d.mu.RUnlock()
+	return d.pmap
+}
+
+// view returns what routing knows of node: its registration (possibly
+// one that lapsed) and the units it reported ready.
+func (d *dispatcher) view(node string) (placement.Node, map[string]bool, bool) {
+	d.mu.RLock()
+	defer d.mu.RUnlock()
+	n, ok := d.nodes[node]
+	return n, maps.Clone(d.ready[node]), ok
+}
+
+// healthy reports whether node's gRPC health service answers SERVING.
+func (d *dispatcher) healthy(ctx context.Context, node string) bool {
+	d.mu.RLock()
+	c := d.conns[node]
+	d.mu.RUnlock()
+	if c == nil {
+		return false
+	}
+	ctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	r, err := healthpb.NewHealthClient(c.conn).Check(ctx, &healthpb.HealthCheckRequest{})
+	return err == nil && r.Status == healthpb.HealthCheckResponse_SERVING
+}
+
+// alive reports whether gossip sees node alive. Must hold d.mu.
+func (d *dispatcher) alive(node string) bool { return d.members != nil && d.members.Alive(node) }
+
+// reconcile derives nodes and ready from etcd's view and gossip, dials
+// nodes that are new and returns the connections to close (outside the
+// lock). Must hold d.mu for writing.
+func (d *dispatcher) reconcile() (stale []*nodeConn) {
+	if d.closed {
+		return nil
+	}
+	nodes := map[string]placement.Node{}
+	maps.Copy(nodes, d.registered)
+	for id, n := range d.nodes {
+		if _, ok := nodes[id]; !ok && d.alive(id) {
+			nodes[id] = n // registration lapsed, still alive: keep serving
+		}
+	}
+	for id := range d.nodes {
+		if _, ok := nodes[id]; !ok {
+			d.log.Info("expert node gone: no registration, not alive in gossip", "node", id)
+		}
+	}
+	ready := map[string]map[string]bool{}
+	maps.Copy(ready, d.status)
+	for id, r := range d.ready {
+		if _, ok := ready[id]; !ok && d.alive(id) {
+			if _, ok := nodes[id]; ok {
+				ready[id] = r // status lapsed with the registration
+			}
+		}
+	}
+	d.nodes, d.ready = nodes, ready
 	for id, c := range d.conns {
 		if n, ok := nodes[id]; !ok || n.Addr != c.addr {
-			c.stream.close()
-			c.conn.Close()
-			c.fail()
+			stale = append(stale, c)
 			delete(d.conns, id)
 		}
 	}
@@ -105,40 +219,32 @@ func (d *dispatcher) setNodes(nodes map[string]placement.Node) {
 		d.conns[id] = &nodeConn{addr: n.Addr, conn: conn, stream: newNodeStream(pb.NewExpertServiceClient(conn)), down: down, fail: fail}
 		d.metrics.errors.WithLabelValues(id).Add(0) // export the series before the first error
 	}
+	return stale
 }
 
-func (d *dispatcher) setStatus(st map[string]placement.Status) {
-	ready := map[string]map[string]bool{}
-	for id, s := range st {
-		if s.Digest != d.digest {
-			d.log.Warn("expert node serves another model", "node", id, "digest", s.Digest, "want", d.digest)
-			continue
-		}
-		r := map[string]bool{}
-		for _, u := range s.Ready {
-			r[u] = true
-		}
-		ready[id] = r
+// close abandons every node's calls in flight and its connection.
+func (c *nodeConn) close() {
+	c.fail()
+	c.stream.close()
+	c.conn.Close()
+}
+
+func closeConns(cs []*nodeConn) {
+	for _, c := range cs {
+		c.close()
 	}
-	d.mu.Lock()
-	d.ready = ready
-	d.mu.Unlock()
-}
-
-func (d *dispatcher) setPlacement(m placement.Map) {
-	d.mu.Lock()
-	d.pmap = m
-	d.mu.Unlock()
 }
 
 func (d *dispatcher) close() {
 	d.mu.Lock()
-	defer d.mu.Unlock()
+	d.closed = true
+	stale := make([]*nodeConn, 0, len(d.conns))
 	for id, c := range d.conns {
-		c.stream.close()
-		c.conn.Close()
+		stale = append(stale, c)
 		delete(d.conns, id)
 	}
+	d.mu.Unlock()
+	closeConns(stale)
 }
 
 // usable reports whether node can serve unit key now. Must hold d.mu.
@@ -417,22 +523,30 @@ func (d *dispatcher) finish(ctx context.Context, c *nodeCall, start time.Time, l
 	return nil
 }
 
-// membershipChanged abandons calls in flight to nodes gossip says are dead.
-// Called from memberlist's goroutines.
+// membershipChanged abandons calls in flight to nodes gossip says are
+// dead, and forgets nodes that are neither registered nor alive. It runs
+// on the coordinator's goroutine that reads membership.Members.Changed,
+// never on memberlist's; connections are closed outside the lock.
 func (d *dispatcher) membershipChanged() {
 	if d.members == nil {
 		return
 	}
+	var abandon []context.CancelFunc
 	d.mu.Lock()
-	defer d.mu.Unlock()
 	for id, c := range d.conns {
 		if d.members.Known(id) && !d.members.Alive(id) && c.down.Err() == nil {
 			d.log.Warn("expert node declared dead by gossip; abandoning its calls", "node", id)
-			c.fail()
+			abandon = append(abandon, c.fail)
 		} else if d.members.Alive(id) && c.down.Err() != nil {
 			c.down, c.fail = context.WithCancel(context.Background())
 		}
 	}
+	stale := d.reconcile()
+	d.mu.Unlock()
+	for _, fail := range abandon {
+		fail()
+	}
+	closeConns(stale)
 }
 
 // suspect keeps a node that just failed out of routing for a while, until

@@ -131,6 +131,8 @@ func runCoordinator(ctx context.Context, args []string) error {
 	fs.IntVar(&c.MinNodes, "min-nodes", 1, "expert nodes to wait for before placing units")
 	fs.IntVar(&c.MaxMoves, "max-moves", 4, "rebalancing changes per placement epoch")
 	fs.IntVar(&c.HotReplicas, "hot-replicas", 0, "extra replicas for hot units in all (0: a quarter of the units; -1: off)")
+	fs.DurationVar(&c.ReregisterGrace, "reregister-grace", 10*time.Second, "after an etcd outage, how long nodes have to register again before their units may move")
+	fs.DurationVar(&c.MassLossHold, "mass-loss-hold", time.Minute, "when more than half the nodes vanish at once, how long to hold the placement before repairing")
 	fs.IntVar(&c.MaxBatchTokens, "max-batch-tokens", 256, "tokens per scheduler step")
 	kv := kvFlags(fs, &c.KVCacheBytes, &c.NoPrefixCache, &c.QueueTimeout)
 	fs.StringVar(&c.MetricsListen, "metrics-listen", "", "HTTP address for /metrics (default: none)")
