@@ -14,16 +14,31 @@ func BenchmarkMatVec(b *testing.B) {
 	const rows, cols = 16384, 4096
 	x := randRow(r, cols, 1)
 	dst := make([]float32, rows)
+	// The weights are made in the sub-benchmark, so that -bench picks
+	// the types it quantises. A type with a packed layout (Pack) is run
+	// packed, as a model's matrices are, and unpacked ("-avx2").
+	w := randRow(r, rows*cols, 0.05)
 	for _, dt := range computeTypes {
-		w := Quantize(dt, nil, randRow(r, rows*cols, 0.05))
-		m, _ := NewMatrix(dt, rows, cols, w)
-		m = m.Pack() // as a model's matrices are
-		b.Run(dt.String(), func(b *testing.B) {
-			b.SetBytes(int64(len(w)))
-			for b.Loop() {
-				m.MatVec(nil, dst, x)
-			}
-		})
+		var m Matrix
+		layout := func(name string, packed bool) {
+			b.Run(name, func(b *testing.B) {
+				if m.Data == nil {
+					m, _ = NewMatrix(dt, rows, cols, Quantize(dt, nil, w))
+				}
+				mm := m
+				if packed {
+					mm = m.Pack()
+				}
+				b.SetBytes(int64(mm.Bytes()))
+				for b.Loop() {
+					mm.MatVec(nil, dst, x)
+				}
+			})
+		}
+		layout(dt.String(), true)
+		if _, ok := kQuantR16[dt]; ok || dt == Q8_0 {
+			layout(dt.String()+"-avx2", false)
+		}
 	}
 }
 

@@ -9842,3 +9842,7038 @@ swigluloop:
 swigludone:
 	VZEROUPPER
 	RET
+
+// func dotQ4_1x1AVX2(w []byte, x []byte, stride int, nb int, out *[4]float32)
+// Requires: AVX, AVX2, F16C, FMA3
+TEXT ·dotQ4_1x1AVX2(SB), NOSPLIT, $0-72
+	MOVQ   w_base+0(FP), AX
+	MOVQ   x_base+24(FP), CX
+	MOVQ   stride+48(FP), DX
+	MOVQ   nb+56(FP), BX
+	MOVQ   out+64(FP), SI
+	LEAQ   (CX)(DX*2), DX
+	VXORPS X0, X0, X0
+	VMOVSS X0, (SI)
+
+	// Σ_b d_w·d_x·Σ q·x + Σ_b m·s (ggml_vec_dot_q4_1_q8_1)
+	VXORPS Y0, Y0, Y0
+	VXORPS X1, X1, X1
+
+dotQ4_1x1AVX2loop:
+	CMPQ         BX, $0x01
+	JB           dotQ4_1x1AVX2done
+	VMOVDQU      4(AX), X2
+	VPSRLW       $0x04, X2, X3
+	VINSERTI128  $0x01, X3, Y2, Y3
+	VPAND        bytes0f<>+0(SB), Y3, Y3
+	VPBROADCASTW 2(AX), X2
+	VCVTPH2PS    X2, X2
+	VPBROADCASTW (AX), X4
+	VCVTPH2PS    X4, Y4
+	VMOVD        (CX), X5
+	VCVTPH2PS    X5, X5
+	VFMADD231PS  X5, X2, X1
+	VBROADCASTSS X5, Y5
+	VMULPS       Y4, Y5, Y5
+	VPMADDUBSW   4(CX), Y3, Y3
+	VPMADDWD     ones16<>+0(SB), Y3, Y3
+	VCVTDQ2PS    Y3, Y3
+	VFMADD231PS  Y3, Y5, Y0
+	ADDQ         $0x14, AX
+	ADDQ         $0x24, CX
+	ADDQ         $0x24, DX
+	SUBQ         $0x01, BX
+	JMP          dotQ4_1x1AVX2loop
+
+dotQ4_1x1AVX2done:
+	VEXTRACTF128 $0x01, Y0, X2
+	VADDPS       X2, X0, X0
+	VMOVHLPS     X0, X0, X2
+	VADDPS       X2, X0, X0
+	VMOVSHDUP    X0, X2
+	VADDSS       X2, X0, X0
+	VMOVSHDUP    X1, X1
+	VADDSS       X1, X0, X0
+	VMOVSS       X0, (SI)
+	VZEROUPPER
+	RET
+
+DATA ones16<>+0(SB)/2, $0x0001
+DATA ones16<>+2(SB)/2, $0x0001
+DATA ones16<>+4(SB)/2, $0x0001
+DATA ones16<>+6(SB)/2, $0x0001
+DATA ones16<>+8(SB)/2, $0x0001
+DATA ones16<>+10(SB)/2, $0x0001
+DATA ones16<>+12(SB)/2, $0x0001
+DATA ones16<>+14(SB)/2, $0x0001
+DATA ones16<>+16(SB)/2, $0x0001
+DATA ones16<>+18(SB)/2, $0x0001
+DATA ones16<>+20(SB)/2, $0x0001
+DATA ones16<>+22(SB)/2, $0x0001
+DATA ones16<>+24(SB)/2, $0x0001
+DATA ones16<>+26(SB)/2, $0x0001
+DATA ones16<>+28(SB)/2, $0x0001
+DATA ones16<>+30(SB)/2, $0x0001
+GLOBL ones16<>(SB), RODATA|NOPTR, $32
+
+DATA bytes0f<>+0(SB)/1, $0x0f
+DATA bytes0f<>+1(SB)/1, $0x0f
+DATA bytes0f<>+2(SB)/1, $0x0f
+DATA bytes0f<>+3(SB)/1, $0x0f
+DATA bytes0f<>+4(SB)/1, $0x0f
+DATA bytes0f<>+5(SB)/1, $0x0f
+DATA bytes0f<>+6(SB)/1, $0x0f
+DATA bytes0f<>+7(SB)/1, $0x0f
+DATA bytes0f<>+8(SB)/1, $0x0f
+DATA bytes0f<>+9(SB)/1, $0x0f
+DATA bytes0f<>+10(SB)/1, $0x0f
+DATA bytes0f<>+11(SB)/1, $0x0f
+DATA bytes0f<>+12(SB)/1, $0x0f
+DATA bytes0f<>+13(SB)/1, $0x0f
+DATA bytes0f<>+14(SB)/1, $0x0f
+DATA bytes0f<>+15(SB)/1, $0x0f
+DATA bytes0f<>+16(SB)/1, $0x0f
+DATA bytes0f<>+17(SB)/1, $0x0f
+DATA bytes0f<>+18(SB)/1, $0x0f
+DATA bytes0f<>+19(SB)/1, $0x0f
+DATA bytes0f<>+20(SB)/1, $0x0f
+DATA bytes0f<>+21(SB)/1, $0x0f
+DATA bytes0f<>+22(SB)/1, $0x0f
+DATA bytes0f<>+23(SB)/1, $0x0f
+DATA bytes0f<>+24(SB)/1, $0x0f
+DATA bytes0f<>+25(SB)/1, $0x0f
+DATA bytes0f<>+26(SB)/1, $0x0f
+DATA bytes0f<>+27(SB)/1, $0x0f
+DATA bytes0f<>+28(SB)/1, $0x0f
+DATA bytes0f<>+29(SB)/1, $0x0f
+DATA bytes0f<>+30(SB)/1, $0x0f
+DATA bytes0f<>+31(SB)/1, $0x0f
+GLOBL bytes0f<>(SB), RODATA|NOPTR, $32
+
+// func dotQ5_0x1AVX2(w []byte, x []byte, stride int, nb int, out *[4]float32)
+// Requires: AVX, AVX2, F16C, FMA3
+TEXT ·dotQ5_0x1AVX2(SB), NOSPLIT, $0-72
+	MOVQ   w_base+0(FP), AX
+	MOVQ   x_base+24(FP), CX
+	MOVQ   stride+48(FP), DX
+	MOVQ   nb+56(FP), BX
+	MOVQ   out+64(FP), SI
+	LEAQ   (CX)(DX*2), DX
+	VXORPS X0, X0, X0
+	VMOVSS X0, (SI)
+
+	// Σ_b d_w·d_x·Σ (q-16)·x (ggml_vec_dot_q5_0_q8_0)
+	VMOVDQU q5bits<>+0(SB), Y0
+	VXORPS  Y1, Y1, Y1
+
+dotQ5_0x1AVX2loop:
+	CMPQ         BX, $0x01
+	JB           dotQ5_0x1AVX2done
+	VMOVDQU      6(AX), X2
+	VPSRLW       $0x04, X2, X3
+	VINSERTI128  $0x01, X3, Y2, Y3
+	VPAND        bytes0f<>+0(SB), Y3, Y3
+	VPBROADCASTD 2(AX), Y4
+	VPSHUFB      q5shuf<>+0(SB), Y4, Y4
+	VPAND        Y0, Y4, Y4
+	VPCMPEQB     Y0, Y4, Y4
+	VPANDN       bytesf0<>+0(SB), Y4, Y4
+	VPOR         Y4, Y3, Y3
+	VPSIGNB      Y3, Y3, Y4
+	VPBROADCASTW (AX), X5
+	VCVTPH2PS    X5, Y5
+	VPBROADCASTW (CX), X6
+	VCVTPH2PS    X6, Y6
+	VMULPS       Y5, Y6, Y6
+	VMOVDQU      2(CX), Y5
+	VPSIGNB      Y3, Y5, Y5
+	VPMADDUBSW   Y5, Y4, Y5
+	VPMADDWD     ones16<>+0(SB), Y5, Y5
+	VCVTDQ2PS    Y5, Y5
+	VFMADD231PS  Y5, Y6, Y1
+	ADDQ         $0x16, AX
+	ADDQ         $0x22, CX
+	ADDQ         $0x22, DX
+	SUBQ         $0x01, BX
+	JMP          dotQ5_0x1AVX2loop
+
+dotQ5_0x1AVX2done:
+	VEXTRACTF128 $0x01, Y1, X0
+	VADDPS       X0, X1, X1
+	VMOVHLPS     X1, X1, X0
+	VADDPS       X0, X1, X1
+	VMOVSHDUP    X1, X0
+	VADDSS       X0, X1, X1
+	VMOVSS       X1, (SI)
+	VZEROUPPER
+	RET
+
+DATA q5bits<>+0(SB)/1, $0x01
+DATA q5bits<>+1(SB)/1, $0x02
+DATA q5bits<>+2(SB)/1, $0x04
+DATA q5bits<>+3(SB)/1, $0x08
+DATA q5bits<>+4(SB)/1, $0x10
+DATA q5bits<>+5(SB)/1, $0x20
+DATA q5bits<>+6(SB)/1, $0x40
+DATA q5bits<>+7(SB)/1, $0x80
+DATA q5bits<>+8(SB)/1, $0x01
+DATA q5bits<>+9(SB)/1, $0x02
+DATA q5bits<>+10(SB)/1, $0x04
+DATA q5bits<>+11(SB)/1, $0x08
+DATA q5bits<>+12(SB)/1, $0x10
+DATA q5bits<>+13(SB)/1, $0x20
+DATA q5bits<>+14(SB)/1, $0x40
+DATA q5bits<>+15(SB)/1, $0x80
+DATA q5bits<>+16(SB)/1, $0x01
+DATA q5bits<>+17(SB)/1, $0x02
+DATA q5bits<>+18(SB)/1, $0x04
+DATA q5bits<>+19(SB)/1, $0x08
+DATA q5bits<>+20(SB)/1, $0x10
+DATA q5bits<>+21(SB)/1, $0x20
+DATA q5bits<>+22(SB)/1, $0x40
+DATA q5bits<>+23(SB)/1, $0x80
+DATA q5bits<>+24(SB)/1, $0x01
+DATA q5bits<>+25(SB)/1, $0x02
+DATA q5bits<>+26(SB)/1, $0x04
+DATA q5bits<>+27(SB)/1, $0x08
+DATA q5bits<>+28(SB)/1, $0x10
+DATA q5bits<>+29(SB)/1, $0x20
+DATA q5bits<>+30(SB)/1, $0x40
+DATA q5bits<>+31(SB)/1, $0x80
+GLOBL q5bits<>(SB), RODATA|NOPTR, $32
+
+DATA q5shuf<>+0(SB)/1, $0x00
+DATA q5shuf<>+1(SB)/1, $0x00
+DATA q5shuf<>+2(SB)/1, $0x00
+DATA q5shuf<>+3(SB)/1, $0x00
+DATA q5shuf<>+4(SB)/1, $0x00
+DATA q5shuf<>+5(SB)/1, $0x00
+DATA q5shuf<>+6(SB)/1, $0x00
+DATA q5shuf<>+7(SB)/1, $0x00
+DATA q5shuf<>+8(SB)/1, $0x01
+DATA q5shuf<>+9(SB)/1, $0x01
+DATA q5shuf<>+10(SB)/1, $0x01
+DATA q5shuf<>+11(SB)/1, $0x01
+DATA q5shuf<>+12(SB)/1, $0x01
+DATA q5shuf<>+13(SB)/1, $0x01
+DATA q5shuf<>+14(SB)/1, $0x01
+DATA q5shuf<>+15(SB)/1, $0x01
+DATA q5shuf<>+16(SB)/1, $0x02
+DATA q5shuf<>+17(SB)/1, $0x02
+DATA q5shuf<>+18(SB)/1, $0x02
+DATA q5shuf<>+19(SB)/1, $0x02
+DATA q5shuf<>+20(SB)/1, $0x02
+DATA q5shuf<>+21(SB)/1, $0x02
+DATA q5shuf<>+22(SB)/1, $0x02
+DATA q5shuf<>+23(SB)/1, $0x02
+DATA q5shuf<>+24(SB)/1, $0x03
+DATA q5shuf<>+25(SB)/1, $0x03
+DATA q5shuf<>+26(SB)/1, $0x03
+DATA q5shuf<>+27(SB)/1, $0x03
+DATA q5shuf<>+28(SB)/1, $0x03
+DATA q5shuf<>+29(SB)/1, $0x03
+DATA q5shuf<>+30(SB)/1, $0x03
+DATA q5shuf<>+31(SB)/1, $0x03
+GLOBL q5shuf<>(SB), RODATA|NOPTR, $32
+
+DATA bytesf0<>+0(SB)/1, $0xf0
+DATA bytesf0<>+1(SB)/1, $0xf0
+DATA bytesf0<>+2(SB)/1, $0xf0
+DATA bytesf0<>+3(SB)/1, $0xf0
+DATA bytesf0<>+4(SB)/1, $0xf0
+DATA bytesf0<>+5(SB)/1, $0xf0
+DATA bytesf0<>+6(SB)/1, $0xf0
+DATA bytesf0<>+7(SB)/1, $0xf0
+DATA bytesf0<>+8(SB)/1, $0xf0
+DATA bytesf0<>+9(SB)/1, $0xf0
+DATA bytesf0<>+10(SB)/1, $0xf0
+DATA bytesf0<>+11(SB)/1, $0xf0
+DATA bytesf0<>+12(SB)/1, $0xf0
+DATA bytesf0<>+13(SB)/1, $0xf0
+DATA bytesf0<>+14(SB)/1, $0xf0
+DATA bytesf0<>+15(SB)/1, $0xf0
+DATA bytesf0<>+16(SB)/1, $0xf0
+DATA bytesf0<>+17(SB)/1, $0xf0
+DATA bytesf0<>+18(SB)/1, $0xf0
+DATA bytesf0<>+19(SB)/1, $0xf0
+DATA bytesf0<>+20(SB)/1, $0xf0
+DATA bytesf0<>+21(SB)/1, $0xf0
+DATA bytesf0<>+22(SB)/1, $0xf0
+DATA bytesf0<>+23(SB)/1, $0xf0
+DATA bytesf0<>+24(SB)/1, $0xf0
+DATA bytesf0<>+25(SB)/1, $0xf0
+DATA bytesf0<>+26(SB)/1, $0xf0
+DATA bytesf0<>+27(SB)/1, $0xf0
+DATA bytesf0<>+28(SB)/1, $0xf0
+DATA bytesf0<>+29(SB)/1, $0xf0
+DATA bytesf0<>+30(SB)/1, $0xf0
+DATA bytesf0<>+31(SB)/1, $0xf0
+GLOBL bytesf0<>(SB), RODATA|NOPTR, $32
+
+// func dotQ5_1x1AVX2(w []byte, x []byte, stride int, nb int, out *[4]float32)
+// Requires: AVX, AVX2, F16C, FMA3
+TEXT ·dotQ5_1x1AVX2(SB), NOSPLIT, $0-72
+	MOVQ   w_base+0(FP), AX
+	MOVQ   x_base+24(FP), CX
+	MOVQ   stride+48(FP), DX
+	MOVQ   nb+56(FP), BX
+	MOVQ   out+64(FP), SI
+	LEAQ   (CX)(DX*2), DX
+	VXORPS X0, X0, X0
+	VMOVSS X0, (SI)
+
+	// Σ_b d_w·d_x·Σ q·x + Σ_b m·s (ggml_vec_dot_q5_1_q8_1)
+	VMOVDQU q5bits<>+0(SB), Y0
+	VXORPS  Y1, Y1, Y1
+	VXORPS  X2, X2, X2
+
+dotQ5_1x1AVX2loop:
+	CMPQ         BX, $0x01
+	JB           dotQ5_1x1AVX2done
+	VMOVDQU      8(AX), X3
+	VPSRLW       $0x04, X3, X4
+	VINSERTI128  $0x01, X4, Y3, Y4
+	VPAND        bytes0f<>+0(SB), Y4, Y4
+	VPBROADCASTD 4(AX), Y5
+	VPSHUFB      q5shuf<>+0(SB), Y5, Y5
+	VPAND        Y0, Y5, Y5
+	VPCMPEQB     Y0, Y5, Y5
+	VPAND        bytes10<>+0(SB), Y5, Y5
+	VPOR         Y5, Y4, Y4
+	VPBROADCASTW 2(AX), X3
+	VCVTPH2PS    X3, X3
+	VPBROADCASTW (AX), X5
+	VCVTPH2PS    X5, Y5
+	VMOVD        (CX), X6
+	VCVTPH2PS    X6, X6
+	VFMADD231PS  X6, X3, X2
+	VBROADCASTSS X6, Y6
+	VMULPS       Y5, Y6, Y6
+	VPMADDUBSW   4(CX), Y4, Y4
+	VPMADDWD     ones16<>+0(SB), Y4, Y4
+	VCVTDQ2PS    Y4, Y4
+	VFMADD231PS  Y4, Y6, Y1
+	ADDQ         $0x18, AX
+	ADDQ         $0x24, CX
+	ADDQ         $0x24, DX
+	SUBQ         $0x01, BX
+	JMP          dotQ5_1x1AVX2loop
+
+dotQ5_1x1AVX2done:
+	VEXTRACTF128 $0x01, Y1, X0
+	VADDPS       X0, X1, X1
+	VMOVHLPS     X1, X1, X0
+	VADDPS       X0, X1, X1
+	VMOVSHDUP    X1, X0
+	VADDSS       X0, X1, X1
+	VMOVSHDUP    X2, X2
+	VADDSS       X2, X1, X1
+	VMOVSS       X1, (SI)
+	VZEROUPPER
+	RET
+
+DATA bytes10<>+0(SB)/1, $0x10
+DATA bytes10<>+1(SB)/1, $0x10
+DATA bytes10<>+2(SB)/1, $0x10
+DATA bytes10<>+3(SB)/1, $0x10
+DATA bytes10<>+4(SB)/1, $0x10
+DATA bytes10<>+5(SB)/1, $0x10
+DATA bytes10<>+6(SB)/1, $0x10
+DATA bytes10<>+7(SB)/1, $0x10
+DATA bytes10<>+8(SB)/1, $0x10
+DATA bytes10<>+9(SB)/1, $0x10
+DATA bytes10<>+10(SB)/1, $0x10
+DATA bytes10<>+11(SB)/1, $0x10
+DATA bytes10<>+12(SB)/1, $0x10
+DATA bytes10<>+13(SB)/1, $0x10
+DATA bytes10<>+14(SB)/1, $0x10
+DATA bytes10<>+15(SB)/1, $0x10
+DATA bytes10<>+16(SB)/1, $0x10
+DATA bytes10<>+17(SB)/1, $0x10
+DATA bytes10<>+18(SB)/1, $0x10
+DATA bytes10<>+19(SB)/1, $0x10
+DATA bytes10<>+20(SB)/1, $0x10
+DATA bytes10<>+21(SB)/1, $0x10
+DATA bytes10<>+22(SB)/1, $0x10
+DATA bytes10<>+23(SB)/1, $0x10
+DATA bytes10<>+24(SB)/1, $0x10
+DATA bytes10<>+25(SB)/1, $0x10
+DATA bytes10<>+26(SB)/1, $0x10
+DATA bytes10<>+27(SB)/1, $0x10
+DATA bytes10<>+28(SB)/1, $0x10
+DATA bytes10<>+29(SB)/1, $0x10
+DATA bytes10<>+30(SB)/1, $0x10
+DATA bytes10<>+31(SB)/1, $0x10
+GLOBL bytes10<>(SB), RODATA|NOPTR, $32
+
+// func dotIQ4_NLx1AVX2(w []byte, x []byte, stride int, nb int, out *[4]float32)
+// Requires: AVX, AVX2, F16C, FMA3
+TEXT ·dotIQ4_NLx1AVX2(SB), NOSPLIT, $0-72
+	MOVQ   w_base+0(FP), AX
+	MOVQ   x_base+24(FP), CX
+	MOVQ   stride+48(FP), DX
+	MOVQ   nb+56(FP), BX
+	MOVQ   out+64(FP), SI
+	LEAQ   (CX)(DX*2), DX
+	VXORPS X0, X0, X0
+	VMOVSS X0, (SI)
+
+	// Σ_b d_w·d_x·Σ kvalues_iq4nl[q]·x, blocks in pairs (ggml_vec_dot_iq4_nl_q8_0)
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+
+dotIQ4_NLx1AVX2loop:
+	CMPQ           BX, $0x02
+	JB             dotIQ4_NLx1AVX2done
+	VMOVDQU        2(AX), X2
+	VPSRLW         $0x04, X2, X3
+	VINSERTI128    $0x01, X3, Y2, Y3
+	VPAND          bytes0f<>+0(SB), Y3, Y3
+	VBROADCASTI128 kvaluesiq4nl<>+0(SB), Y4
+	VPSHUFB        Y3, Y4, Y3
+	VPSIGNB        Y3, Y3, Y4
+	VPBROADCASTW   (AX), X5
+	VCVTPH2PS      X5, Y5
+	VPBROADCASTW   (CX), X6
+	VCVTPH2PS      X6, Y6
+	VMULPS         Y5, Y6, Y6
+	VMOVDQU        2(CX), Y5
+	VPSIGNB        Y3, Y5, Y5
+	VPMADDUBSW     Y5, Y4, Y5
+	VPMADDWD       ones16<>+0(SB), Y5, Y5
+	VCVTDQ2PS      Y5, Y5
+	VFMADD231PS    Y5, Y6, Y0
+	ADDQ           $0x12, AX
+	ADDQ           $0x22, CX
+	ADDQ           $0x22, DX
+	VMOVDQU        2(AX), X2
+	VPSRLW         $0x04, X2, X3
+	VINSERTI128    $0x01, X3, Y2, Y3
+	VPAND          bytes0f<>+0(SB), Y3, Y3
+	VBROADCASTI128 kvaluesiq4nl<>+0(SB), Y4
+	VPSHUFB        Y3, Y4, Y3
+	VPSIGNB        Y3, Y3, Y4
+	VPBROADCASTW   (AX), X5
+	VCVTPH2PS      X5, Y5
+	VPBROADCASTW   (CX), X6
+	VCVTPH2PS      X6, Y6
+	VMULPS         Y5, Y6, Y6
+	VMOVDQU        2(CX), Y5
+	VPSIGNB        Y3, Y5, Y5
+	VPMADDUBSW     Y5, Y4, Y5
+	VPMADDWD       ones16<>+0(SB), Y5, Y5
+	VCVTDQ2PS      Y5, Y5
+	VFMADD231PS    Y5, Y6, Y1
+	ADDQ           $0x12, AX
+	ADDQ           $0x22, CX
+	ADDQ           $0x22, DX
+	SUBQ           $0x02, BX
+	JMP            dotIQ4_NLx1AVX2loop
+
+dotIQ4_NLx1AVX2done:
+	VADDPS         Y1, Y0, Y0
+	VEXTRACTF128   $0x01, Y0, X1
+	VADDPS         X1, X0, X0
+	VMOVHLPS       X0, X0, X1
+	VADDPS         X1, X0, X0
+	VMOVSHDUP      X0, X1
+	VADDSS         X1, X0, X0
+	CMPQ           BX, $0x00
+	JE             dotIQ4_NLx1AVX2end
+	VMOVDQU        2(AX), X2
+	VPSRLW         $0x04, X2, X1
+	VINSERTI128    $0x01, X1, Y2, Y1
+	VPAND          bytes0f<>+0(SB), Y1, Y1
+	VBROADCASTI128 kvaluesiq4nl<>+0(SB), Y2
+	VPSHUFB        Y1, Y2, Y1
+	VPSIGNB        Y1, Y1, Y2
+	VPBROADCASTW   (AX), X3
+	VCVTPH2PS      X3, Y3
+	VPBROADCASTW   (CX), X4
+	VCVTPH2PS      X4, Y4
+	VMULPS         Y3, Y4, Y4
+	VMOVDQU        2(CX), Y3
+	VPSIGNB        Y1, Y3, Y3
+	VPMADDUBSW     Y3, Y2, Y3
+	VPMADDWD       ones16<>+0(SB), Y3, Y3
+	VEXTRACTI128   $0x01, Y3, X1
+	VPADDD         X1, X3, X3
+	VPSHUFD        $0x4e, X3, X1
+	VPADDD         X1, X3, X3
+	VPSHUFD        $0xb1, X3, X1
+	VPADDD         X1, X3, X3
+	VMOVD          X3, AX
+	VXORPS         X1, X1, X1
+	VCVTSI2SSL     AX, X1, X1
+	VFMADD231SS    X1, X4, X0
+
+dotIQ4_NLx1AVX2end:
+	VMOVSS X0, (SI)
+	VZEROUPPER
+	RET
+
+DATA kvaluesiq4nl<>+0(SB)/1, $0x81
+DATA kvaluesiq4nl<>+1(SB)/1, $0x98
+DATA kvaluesiq4nl<>+2(SB)/1, $0xad
+DATA kvaluesiq4nl<>+3(SB)/1, $0xbf
+DATA kvaluesiq4nl<>+4(SB)/1, $0xcf
+DATA kvaluesiq4nl<>+5(SB)/1, $0xdd
+DATA kvaluesiq4nl<>+6(SB)/1, $0xea
+DATA kvaluesiq4nl<>+7(SB)/1, $0xf6
+DATA kvaluesiq4nl<>+8(SB)/1, $0x01
+DATA kvaluesiq4nl<>+9(SB)/1, $0x0d
+DATA kvaluesiq4nl<>+10(SB)/1, $0x19
+DATA kvaluesiq4nl<>+11(SB)/1, $0x26
+DATA kvaluesiq4nl<>+12(SB)/1, $0x35
+DATA kvaluesiq4nl<>+13(SB)/1, $0x45
+DATA kvaluesiq4nl<>+14(SB)/1, $0x59
+DATA kvaluesiq4nl<>+15(SB)/1, $0x71
+GLOBL kvaluesiq4nl<>(SB), RODATA|NOPTR, $16
+
+// func dotMXFP4x1AVX2(w []byte, x []byte, stride int, nb int, out *[4]float32)
+// Requires: AVX, AVX2, F16C, FMA3
+TEXT ·dotMXFP4x1AVX2(SB), NOSPLIT, $0-72
+	MOVQ   w_base+0(FP), AX
+	MOVQ   x_base+24(FP), CX
+	MOVQ   stride+48(FP), DX
+	MOVQ   nb+56(FP), BX
+	MOVQ   out+64(FP), SI
+	LEAQ   (CX)(DX*2), DX
+	VXORPS X0, X0, X0
+	VMOVSS X0, (SI)
+
+	// Σ_b d_x·2^(e-128)·Σ kvalues_mxfp4[q]·x, blocks in pairs (ggml_vec_dot_mxfp4_q8_0)
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+
+dotMXFP4x1AVX2loop:
+	CMPQ           BX, $0x02
+	JB             dotMXFP4x1AVX2done
+	VMOVDQU        1(AX), X2
+	VPSRLW         $0x04, X2, X3
+	VINSERTI128    $0x01, X3, Y2, Y3
+	VPAND          bytes0f<>+0(SB), Y3, Y3
+	VBROADCASTI128 kvaluesmxfp4<>+0(SB), Y4
+	VPSHUFB        Y3, Y4, Y3
+	VPSIGNB        Y3, Y3, Y4
+	MOVBLZX        (AX), DI
+	LEAQ           e8m0half<>+0(SB), R8
+	VBROADCASTSS   (R8)(DI*4), Y5
+	VPBROADCASTW   (CX), X6
+	VCVTPH2PS      X6, Y6
+	VMULPS         Y5, Y6, Y6
+	VMOVDQU        2(CX), Y5
+	VPSIGNB        Y3, Y5, Y5
+	VPMADDUBSW     Y5, Y4, Y5
+	VPMADDWD       ones16<>+0(SB), Y5, Y5
+	VCVTDQ2PS      Y5, Y5
+	VFMADD231PS    Y5, Y6, Y0
+	ADDQ           $0x11, AX
+	ADDQ           $0x22, CX
+	ADDQ           $0x22, DX
+	VMOVDQU        1(AX), X2
+	VPSRLW         $0x04, X2, X3
+	VINSERTI128    $0x01, X3, Y2, Y3
+	VPAND          bytes0f<>+0(SB), Y3, Y3
+	VBROADCASTI128 kvaluesmxfp4<>+0(SB), Y4
+	VPSHUFB        Y3, Y4, Y3
+	VPSIGNB        Y3, Y3, Y4
+	MOVBLZX        (AX), DI
+	LEAQ           e8m0half<>+0(SB), R8
+	VBROADCASTSS   (R8)(DI*4), Y5
+	VPBROADCASTW   (CX), X6
+	VCVTPH2PS      X6, Y6
+	VMULPS         Y5, Y6, Y6
+	VMOVDQU        2(CX), Y5
+	VPSIGNB        Y3, Y5, Y5
+	VPMADDUBSW     Y5, Y4, Y5
+	VPMADDWD       ones16<>+0(SB), Y5, Y5
+	VCVTDQ2PS      Y5, Y5
+	VFMADD231PS    Y5, Y6, Y1
+	ADDQ           $0x11, AX
+	ADDQ           $0x22, CX
+	ADDQ           $0x22, DX
+	SUBQ           $0x02, BX
+	JMP            dotMXFP4x1AVX2loop
+
+dotMXFP4x1AVX2done:
+	VADDPS         Y1, Y0, Y0
+	VEXTRACTF128   $0x01, Y0, X1
+	VADDPS         X1, X0, X0
+	VMOVHLPS       X0, X0, X1
+	VADDPS         X1, X0, X0
+	VMOVSHDUP      X0, X1
+	VADDSS         X1, X0, X0
+	CMPQ           BX, $0x00
+	JE             dotMXFP4x1AVX2end
+	VMOVDQU        1(AX), X2
+	VPSRLW         $0x04, X2, X1
+	VINSERTI128    $0x01, X1, Y2, Y1
+	VPAND          bytes0f<>+0(SB), Y1, Y1
+	VBROADCASTI128 kvaluesmxfp4<>+0(SB), Y2
+	VPSHUFB        Y1, Y2, Y1
+	VPSIGNB        Y1, Y1, Y2
+	MOVBLZX        (AX), AX
+	LEAQ           e8m0half<>+0(SB), DX
+	VBROADCASTSS   (DX)(AX*4), Y3
+	VPBROADCASTW   (CX), X4
+	VCVTPH2PS      X4, Y4
+	VMULPS         Y3, Y4, Y4
+	VMOVDQU        2(CX), Y3
+	VPSIGNB        Y1, Y3, Y3
+	VPMADDUBSW     Y3, Y2, Y3
+	VPMADDWD       ones16<>+0(SB), Y3, Y3
+	VEXTRACTI128   $0x01, Y3, X1
+	VPADDD         X1, X3, X3
+	VPSHUFD        $0x4e, X3, X1
+	VPADDD         X1, X3, X3
+	VPSHUFD        $0xb1, X3, X1
+	VPADDD         X1, X3, X3
+	VMOVD          X3, AX
+	VXORPS         X1, X1, X1
+	VCVTSI2SSL     AX, X1, X1
+	VFMADD231SS    X1, X4, X0
+
+dotMXFP4x1AVX2end:
+	VMOVSS X0, (SI)
+	VZEROUPPER
+	RET
+
+DATA kvaluesmxfp4<>+0(SB)/1, $0x00
+DATA kvaluesmxfp4<>+1(SB)/1, $0x01
+DATA kvaluesmxfp4<>+2(SB)/1, $0x02
+DATA kvaluesmxfp4<>+3(SB)/1, $0x03
+DATA kvaluesmxfp4<>+4(SB)/1, $0x04
+DATA kvaluesmxfp4<>+5(SB)/1, $0x06
+DATA kvaluesmxfp4<>+6(SB)/1, $0x08
+DATA kvaluesmxfp4<>+7(SB)/1, $0x0c
+DATA kvaluesmxfp4<>+8(SB)/1, $0x00
+DATA kvaluesmxfp4<>+9(SB)/1, $0xff
+DATA kvaluesmxfp4<>+10(SB)/1, $0xfe
+DATA kvaluesmxfp4<>+11(SB)/1, $0xfd
+DATA kvaluesmxfp4<>+12(SB)/1, $0xfc
+DATA kvaluesmxfp4<>+13(SB)/1, $0xfa
+DATA kvaluesmxfp4<>+14(SB)/1, $0xf8
+DATA kvaluesmxfp4<>+15(SB)/1, $0xf4
+GLOBL kvaluesmxfp4<>(SB), RODATA|NOPTR, $16
+
+DATA e8m0half<>+0(SB)/4, $0x00200000
+DATA e8m0half<>+4(SB)/4, $0x00400000
+DATA e8m0half<>+8(SB)/4, $0x00800000
+DATA e8m0half<>+12(SB)/4, $0x01000000
+DATA e8m0half<>+16(SB)/4, $0x01800000
+DATA e8m0half<>+20(SB)/4, $0x02000000
+DATA e8m0half<>+24(SB)/4, $0x02800000
+DATA e8m0half<>+28(SB)/4, $0x03000000
+DATA e8m0half<>+32(SB)/4, $0x03800000
+DATA e8m0half<>+36(SB)/4, $0x04000000
+DATA e8m0half<>+40(SB)/4, $0x04800000
+DATA e8m0half<>+44(SB)/4, $0x05000000
+DATA e8m0half<>+48(SB)/4, $0x05800000
+DATA e8m0half<>+52(SB)/4, $0x06000000
+DATA e8m0half<>+56(SB)/4, $0x06800000
+DATA e8m0half<>+60(SB)/4, $0x07000000
+DATA e8m0half<>+64(SB)/4, $0x07800000
+DATA e8m0half<>+68(SB)/4, $0x08000000
+DATA e8m0half<>+72(SB)/4, $0x08800000
+DATA e8m0half<>+76(SB)/4, $0x09000000
+DATA e8m0half<>+80(SB)/4, $0x09800000
+DATA e8m0half<>+84(SB)/4, $0x0a000000
+DATA e8m0half<>+88(SB)/4, $0x0a800000
+DATA e8m0half<>+92(SB)/4, $0x0b000000
+DATA e8m0half<>+96(SB)/4, $0x0b800000
+DATA e8m0half<>+100(SB)/4, $0x0c000000
+DATA e8m0half<>+104(SB)/4, $0x0c800000
+DATA e8m0half<>+108(SB)/4, $0x0d000000
+DATA e8m0half<>+112(SB)/4, $0x0d800000
+DATA e8m0half<>+116(SB)/4, $0x0e000000
+DATA e8m0half<>+120(SB)/4, $0x0e800000
+DATA e8m0half<>+124(SB)/4, $0x0f000000
+DATA e8m0half<>+128(SB)/4, $0x0f800000
+DATA e8m0half<>+132(SB)/4, $0x10000000
+DATA e8m0half<>+136(SB)/4, $0x10800000
+DATA e8m0half<>+140(SB)/4, $0x11000000
+DATA e8m0half<>+144(SB)/4, $0x11800000
+DATA e8m0half<>+148(SB)/4, $0x12000000
+DATA e8m0half<>+152(SB)/4, $0x12800000
+DATA e8m0half<>+156(SB)/4, $0x13000000
+DATA e8m0half<>+160(SB)/4, $0x13800000
+DATA e8m0half<>+164(SB)/4, $0x14000000
+DATA e8m0half<>+168(SB)/4, $0x14800000
+DATA e8m0half<>+172(SB)/4, $0x15000000
+DATA e8m0half<>+176(SB)/4, $0x15800000
+DATA e8m0half<>+180(SB)/4, $0x16000000
+DATA e8m0half<>+184(SB)/4, $0x16800000
+DATA e8m0half<>+188(SB)/4, $0x17000000
+DATA e8m0half<>+192(SB)/4, $0x17800000
+DATA e8m0half<>+196(SB)/4, $0x18000000
+DATA e8m0half<>+200(SB)/4, $0x18800000
+DATA e8m0half<>+204(SB)/4, $0x19000000
+DATA e8m0half<>+208(SB)/4, $0x19800000
+DATA e8m0half<>+212(SB)/4, $0x1a000000
+DATA e8m0half<>+216(SB)/4, $0x1a800000
+DATA e8m0half<>+220(SB)/4, $0x1b000000
+DATA e8m0half<>+224(SB)/4, $0x1b800000
+DATA e8m0half<>+228(SB)/4, $0x1c000000
+DATA e8m0half<>+232(SB)/4, $0x1c800000
+DATA e8m0half<>+236(SB)/4, $0x1d000000
+DATA e8m0half<>+240(SB)/4, $0x1d800000
+DATA e8m0half<>+244(SB)/4, $0x1e000000
+DATA e8m0half<>+248(SB)/4, $0x1e800000
+DATA e8m0half<>+252(SB)/4, $0x1f000000
+DATA e8m0half<>+256(SB)/4, $0x1f800000
+DATA e8m0half<>+260(SB)/4, $0x20000000
+DATA e8m0half<>+264(SB)/4, $0x20800000
+DATA e8m0half<>+268(SB)/4, $0x21000000
+DATA e8m0half<>+272(SB)/4, $0x21800000
+DATA e8m0half<>+276(SB)/4, $0x22000000
+DATA e8m0half<>+280(SB)/4, $0x22800000
+DATA e8m0half<>+284(SB)/4, $0x23000000
+DATA e8m0half<>+288(SB)/4, $0x23800000
+DATA e8m0half<>+292(SB)/4, $0x24000000
+DATA e8m0half<>+296(SB)/4, $0x24800000
+DATA e8m0half<>+300(SB)/4, $0x25000000
+DATA e8m0half<>+304(SB)/4, $0x25800000
+DATA e8m0half<>+308(SB)/4, $0x26000000
+DATA e8m0half<>+312(SB)/4, $0x26800000
+DATA e8m0half<>+316(SB)/4, $0x27000000
+DATA e8m0half<>+320(SB)/4, $0x27800000
+DATA e8m0half<>+324(SB)/4, $0x28000000
+DATA e8m0half<>+328(SB)/4, $0x28800000
+DATA e8m0half<>+332(SB)/4, $0x29000000
+DATA e8m0half<>+336(SB)/4, $0x29800000
+DATA e8m0half<>+340(SB)/4, $0x2a000000
+DATA e8m0half<>+344(SB)/4, $0x2a800000
+DATA e8m0half<>+348(SB)/4, $0x2b000000
+DATA e8m0half<>+352(SB)/4, $0x2b800000
+DATA e8m0half<>+356(SB)/4, $0x2c000000
+DATA e8m0half<>+360(SB)/4, $0x2c800000
+DATA e8m0half<>+364(SB)/4, $0x2d000000
+DATA e8m0half<>+368(SB)/4, $0x2d800000
+DATA e8m0half<>+372(SB)/4, $0x2e000000
+DATA e8m0half<>+376(SB)/4, $0x2e800000
+DATA e8m0half<>+380(SB)/4, $0x2f000000
+DATA e8m0half<>+384(SB)/4, $0x2f800000
+DATA e8m0half<>+388(SB)/4, $0x30000000
+DATA e8m0half<>+392(SB)/4, $0x30800000
+DATA e8m0half<>+396(SB)/4, $0x31000000
+DATA e8m0half<>+400(SB)/4, $0x31800000
+DATA e8m0half<>+404(SB)/4, $0x32000000
+DATA e8m0half<>+408(SB)/4, $0x32800000
+DATA e8m0half<>+412(SB)/4, $0x33000000
+DATA e8m0half<>+416(SB)/4, $0x33800000
+DATA e8m0half<>+420(SB)/4, $0x34000000
+DATA e8m0half<>+424(SB)/4, $0x34800000
+DATA e8m0half<>+428(SB)/4, $0x35000000
+DATA e8m0half<>+432(SB)/4, $0x35800000
+DATA e8m0half<>+436(SB)/4, $0x36000000
+DATA e8m0half<>+440(SB)/4, $0x36800000
+DATA e8m0half<>+444(SB)/4, $0x37000000
+DATA e8m0half<>+448(SB)/4, $0x37800000
+DATA e8m0half<>+452(SB)/4, $0x38000000
+DATA e8m0half<>+456(SB)/4, $0x38800000
+DATA e8m0half<>+460(SB)/4, $0x39000000
+DATA e8m0half<>+464(SB)/4, $0x39800000
+DATA e8m0half<>+468(SB)/4, $0x3a000000
+DATA e8m0half<>+472(SB)/4, $0x3a800000
+DATA e8m0half<>+476(SB)/4, $0x3b000000
+DATA e8m0half<>+480(SB)/4, $0x3b800000
+DATA e8m0half<>+484(SB)/4, $0x3c000000
+DATA e8m0half<>+488(SB)/4, $0x3c800000
+DATA e8m0half<>+492(SB)/4, $0x3d000000
+DATA e8m0half<>+496(SB)/4, $0x3d800000
+DATA e8m0half<>+500(SB)/4, $0x3e000000
+DATA e8m0half<>+504(SB)/4, $0x3e800000
+DATA e8m0half<>+508(SB)/4, $0x3f000000
+DATA e8m0half<>+512(SB)/4, $0x3f800000
+DATA e8m0half<>+516(SB)/4, $0x40000000
+DATA e8m0half<>+520(SB)/4, $0x40800000
+DATA e8m0half<>+524(SB)/4, $0x41000000
+DATA e8m0half<>+528(SB)/4, $0x41800000
+DATA e8m0half<>+532(SB)/4, $0x42000000
+DATA e8m0half<>+536(SB)/4, $0x42800000
+DATA e8m0half<>+540(SB)/4, $0x43000000
+DATA e8m0half<>+544(SB)/4, $0x43800000
+DATA e8m0half<>+548(SB)/4, $0x44000000
+DATA e8m0half<>+552(SB)/4, $0x44800000
+DATA e8m0half<>+556(SB)/4, $0x45000000
+DATA e8m0half<>+560(SB)/4, $0x45800000
+DATA e8m0half<>+564(SB)/4, $0x46000000
+DATA e8m0half<>+568(SB)/4, $0x46800000
+DATA e8m0half<>+572(SB)/4, $0x47000000
+DATA e8m0half<>+576(SB)/4, $0x47800000
+DATA e8m0half<>+580(SB)/4, $0x48000000
+DATA e8m0half<>+584(SB)/4, $0x48800000
+DATA e8m0half<>+588(SB)/4, $0x49000000
+DATA e8m0half<>+592(SB)/4, $0x49800000
+DATA e8m0half<>+596(SB)/4, $0x4a000000
+DATA e8m0half<>+600(SB)/4, $0x4a800000
+DATA e8m0half<>+604(SB)/4, $0x4b000000
+DATA e8m0half<>+608(SB)/4, $0x4b800000
+DATA e8m0half<>+612(SB)/4, $0x4c000000
+DATA e8m0half<>+616(SB)/4, $0x4c800000
+DATA e8m0half<>+620(SB)/4, $0x4d000000
+DATA e8m0half<>+624(SB)/4, $0x4d800000
+DATA e8m0half<>+628(SB)/4, $0x4e000000
+DATA e8m0half<>+632(SB)/4, $0x4e800000
+DATA e8m0half<>+636(SB)/4, $0x4f000000
+DATA e8m0half<>+640(SB)/4, $0x4f800000
+DATA e8m0half<>+644(SB)/4, $0x50000000
+DATA e8m0half<>+648(SB)/4, $0x50800000
+DATA e8m0half<>+652(SB)/4, $0x51000000
+DATA e8m0half<>+656(SB)/4, $0x51800000
+DATA e8m0half<>+660(SB)/4, $0x52000000
+DATA e8m0half<>+664(SB)/4, $0x52800000
+DATA e8m0half<>+668(SB)/4, $0x53000000
+DATA e8m0half<>+672(SB)/4, $0x53800000
+DATA e8m0half<>+676(SB)/4, $0x54000000
+DATA e8m0half<>+680(SB)/4, $0x54800000
+DATA e8m0half<>+684(SB)/4, $0x55000000
+DATA e8m0half<>+688(SB)/4, $0x55800000
+DATA e8m0half<>+692(SB)/4, $0x56000000
+DATA e8m0half<>+696(SB)/4, $0x56800000
+DATA e8m0half<>+700(SB)/4, $0x57000000
+DATA e8m0half<>+704(SB)/4, $0x57800000
+DATA e8m0half<>+708(SB)/4, $0x58000000
+DATA e8m0half<>+712(SB)/4, $0x58800000
+DATA e8m0half<>+716(SB)/4, $0x59000000
+DATA e8m0half<>+720(SB)/4, $0x59800000
+DATA e8m0half<>+724(SB)/4, $0x5a000000
+DATA e8m0half<>+728(SB)/4, $0x5a800000
+DATA e8m0half<>+732(SB)/4, $0x5b000000
+DATA e8m0half<>+736(SB)/4, $0x5b800000
+DATA e8m0half<>+740(SB)/4, $0x5c000000
+DATA e8m0half<>+744(SB)/4, $0x5c800000
+DATA e8m0half<>+748(SB)/4, $0x5d000000
+DATA e8m0half<>+752(SB)/4, $0x5d800000
+DATA e8m0half<>+756(SB)/4, $0x5e000000
+DATA e8m0half<>+760(SB)/4, $0x5e800000
+DATA e8m0half<>+764(SB)/4, $0x5f000000
+DATA e8m0half<>+768(SB)/4, $0x5f800000
+DATA e8m0half<>+772(SB)/4, $0x60000000
+DATA e8m0half<>+776(SB)/4, $0x60800000
+DATA e8m0half<>+780(SB)/4, $0x61000000
+DATA e8m0half<>+784(SB)/4, $0x61800000
+DATA e8m0half<>+788(SB)/4, $0x62000000
+DATA e8m0half<>+792(SB)/4, $0x62800000
+DATA e8m0half<>+796(SB)/4, $0x63000000
+DATA e8m0half<>+800(SB)/4, $0x63800000
+DATA e8m0half<>+804(SB)/4, $0x64000000
+DATA e8m0half<>+808(SB)/4, $0x64800000
+DATA e8m0half<>+812(SB)/4, $0x65000000
+DATA e8m0half<>+816(SB)/4, $0x65800000
+DATA e8m0half<>+820(SB)/4, $0x66000000
+DATA e8m0half<>+824(SB)/4, $0x66800000
+DATA e8m0half<>+828(SB)/4, $0x67000000
+DATA e8m0half<>+832(SB)/4, $0x67800000
+DATA e8m0half<>+836(SB)/4, $0x68000000
+DATA e8m0half<>+840(SB)/4, $0x68800000
+DATA e8m0half<>+844(SB)/4, $0x69000000
+DATA e8m0half<>+848(SB)/4, $0x69800000
+DATA e8m0half<>+852(SB)/4, $0x6a000000
+DATA e8m0half<>+856(SB)/4, $0x6a800000
+DATA e8m0half<>+860(SB)/4, $0x6b000000
+DATA e8m0half<>+864(SB)/4, $0x6b800000
+DATA e8m0half<>+868(SB)/4, $0x6c000000
+DATA e8m0half<>+872(SB)/4, $0x6c800000
+DATA e8m0half<>+876(SB)/4, $0x6d000000
+DATA e8m0half<>+880(SB)/4, $0x6d800000
+DATA e8m0half<>+884(SB)/4, $0x6e000000
+DATA e8m0half<>+888(SB)/4, $0x6e800000
+DATA e8m0half<>+892(SB)/4, $0x6f000000
+DATA e8m0half<>+896(SB)/4, $0x6f800000
+DATA e8m0half<>+900(SB)/4, $0x70000000
+DATA e8m0half<>+904(SB)/4, $0x70800000
+DATA e8m0half<>+908(SB)/4, $0x71000000
+DATA e8m0half<>+912(SB)/4, $0x71800000
+DATA e8m0half<>+916(SB)/4, $0x72000000
+DATA e8m0half<>+920(SB)/4, $0x72800000
+DATA e8m0half<>+924(SB)/4, $0x73000000
+DATA e8m0half<>+928(SB)/4, $0x73800000
+DATA e8m0half<>+932(SB)/4, $0x74000000
+DATA e8m0half<>+936(SB)/4, $0x74800000
+DATA e8m0half<>+940(SB)/4, $0x75000000
+DATA e8m0half<>+944(SB)/4, $0x75800000
+DATA e8m0half<>+948(SB)/4, $0x76000000
+DATA e8m0half<>+952(SB)/4, $0x76800000
+DATA e8m0half<>+956(SB)/4, $0x77000000
+DATA e8m0half<>+960(SB)/4, $0x77800000
+DATA e8m0half<>+964(SB)/4, $0x78000000
+DATA e8m0half<>+968(SB)/4, $0x78800000
+DATA e8m0half<>+972(SB)/4, $0x79000000
+DATA e8m0half<>+976(SB)/4, $0x79800000
+DATA e8m0half<>+980(SB)/4, $0x7a000000
+DATA e8m0half<>+984(SB)/4, $0x7a800000
+DATA e8m0half<>+988(SB)/4, $0x7b000000
+DATA e8m0half<>+992(SB)/4, $0x7b800000
+DATA e8m0half<>+996(SB)/4, $0x7c000000
+DATA e8m0half<>+1000(SB)/4, $0x7c800000
+DATA e8m0half<>+1004(SB)/4, $0x7d000000
+DATA e8m0half<>+1008(SB)/4, $0x7d800000
+DATA e8m0half<>+1012(SB)/4, $0x7e000000
+DATA e8m0half<>+1016(SB)/4, $0x7e800000
+DATA e8m0half<>+1020(SB)/4, $0x7f000000
+GLOBL e8m0half<>(SB), RODATA|NOPTR, $1024
+
+// func dotQ2_Kx1AVX2(w []byte, x []byte, stride int, nb int, out *[4]float32)
+// Requires: AVX, AVX2, AVX512BW, AVX512VL, F16C, FMA3
+TEXT ·dotQ2_Kx1AVX2(SB), NOSPLIT, $0-72
+	MOVQ   w_base+0(FP), AX
+	MOVQ   x_base+24(FP), CX
+	MOVQ   stride+48(FP), DX
+	MOVQ   nb+56(FP), BX
+	MOVQ   out+64(FP), SI
+	LEAQ   (CX)(DX*2), DX
+	VXORPS X0, X0, X0
+	VMOVSS X0, (SI)
+	VXORPS Y0, Y0, Y0
+
+dotQ2_Kx1AVX2loop:
+	CMPQ BX, $0x00
+	JE   dotQ2_Kx1AVX2done
+
+	// scales: low nibbles, per 16 values; mins: high nibbles
+	VMOVDQU      (AX), X1
+	VPSRLW       $0x04, X1, X1
+	VPAND        bytes0f<>+0(SB), X1, X1
+	VPMOVZXBW    X1, Y1
+	MOVWLZX      82(AX), DI
+	VMOVD        DI, X2
+	VCVTPH2PS    X2, X2
+	VXORPS       signbit<>+0(SB), X2, X2
+	VPMADDWD     260(CX), Y1, Y1
+	VCVTDQ2PS    Y1, Y1
+	VMULSS       (CX), X2, X2
+	VBROADCASTSS X2, Y2
+	VFMADD231PS  Y1, Y2, Y0
+	VPXOR        Y1, Y1, Y1
+	VMOVDQU      (AX), X2
+	VPAND        bytes0f<>+0(SB), X2, X2
+	VPMOVZXBW    X2, Y2
+	VINSERTI128  $0x01, X2, Y2, Y3
+	VMOVDQU      16(AX), Y4
+	VPAND        bytes03<>+0(SB), Y4, Y4
+	VPSHUFB      kscaleshuf<>+0(SB), Y3, Y5
+	VPMADDUBSW   4(CX), Y4, Y4
+	VPMADDWD     Y5, Y4, Y4
+	VPADDD       Y4, Y1, Y1
+	VPSRLW       $0x02, 16(AX), Y4
+	VPAND        bytes03<>+0(SB), Y4, Y4
+	VPSHUFB      kscaleshuf<>+32(SB), Y3, Y5
+	VPMADDUBSW   36(CX), Y4, Y4
+	VPMADDWD     Y5, Y4, Y4
+	VPADDD       Y4, Y1, Y1
+	VPSRLW       $0x04, 16(AX), Y4
+	VPAND        bytes03<>+0(SB), Y4, Y4
+	VPSHUFB      kscaleshuf<>+64(SB), Y3, Y5
+	VPMADDUBSW   68(CX), Y4, Y4
+	VPMADDWD     Y5, Y4, Y4
+	VPADDD       Y4, Y1, Y1
+	VPSRLW       $0x06, 16(AX), Y4
+	VPAND        bytes03<>+0(SB), Y4, Y4
+	VPSHUFB      kscaleshuf<>+96(SB), Y3, Y3
+	VPMADDUBSW   100(CX), Y4, Y4
+	VPMADDWD     Y3, Y4, Y4
+	VPADDD       Y4, Y1, Y1
+	VPERM2I128   $0x11, Y2, Y2, Y2
+	VMOVDQU      48(AX), Y3
+	VPAND        bytes03<>+0(SB), Y3, Y3
+	VPSHUFB      kscaleshuf<>+0(SB), Y2, Y4
+	VPMADDUBSW   132(CX), Y3, Y3
+	VPMADDWD     Y4, Y3, Y3
+	VPADDD       Y3, Y1, Y1
+	VPSRLW       $0x02, 48(AX), Y3
+	VPAND        bytes03<>+0(SB), Y3, Y3
+	VPSHUFB      kscaleshuf<>+32(SB), Y2, Y4
+	VPMADDUBSW   164(CX), Y3, Y3
+	VPMADDWD     Y4, Y3, Y3
+	VPADDD       Y3, Y1, Y1
+	VPSRLW       $0x04, 48(AX), Y3
+	VPAND        bytes03<>+0(SB), Y3, Y3
+	VPSHUFB      kscaleshuf<>+64(SB), Y2, Y4
+	VPMADDUBSW   196(CX), Y3, Y3
+	VPMADDWD     Y4, Y3, Y3
+	VPADDD       Y3, Y1, Y1
+	VPSRLW       $0x06, 48(AX), Y3
+	VPAND        bytes03<>+0(SB), Y3, Y3
+	VPSHUFB      kscaleshuf<>+96(SB), Y2, Y2
+	VPMADDUBSW   228(CX), Y3, Y3
+	VPMADDWD     Y2, Y3, Y3
+	VPADDD       Y3, Y1, Y1
+	MOVWLZX      80(AX), DI
+	VMOVD        DI, X2
+	VCVTPH2PS    X2, X2
+	VMULSS       (CX), X2, X2
+	VBROADCASTSS X2, Y2
+	VCVTDQ2PS    Y1, Y1
+	VFMADD231PS  Y1, Y2, Y0
+	ADDQ         $0x00000054, AX
+	ADDQ         $0x00000124, CX
+	ADDQ         $0x00000124, DX
+	DECQ         BX
+	JMP          dotQ2_Kx1AVX2loop
+
+dotQ2_Kx1AVX2done:
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVHLPS     X0, X0, X1
+	VADDPS       X1, X0, X0
+	VMOVSHDUP    X0, X1
+	VADDSS       X1, X0, X0
+	VMOVSS       X0, (SI)
+	VZEROUPPER
+	RET
+
+DATA signbit<>+0(SB)/4, $0x80000000
+DATA signbit<>+4(SB)/4, $0x00000000
+DATA signbit<>+8(SB)/8, $0x0000000000000000
+GLOBL signbit<>(SB), RODATA|NOPTR, $16
+
+DATA bytes03<>+0(SB)/1, $0x03
+DATA bytes03<>+1(SB)/1, $0x03
+DATA bytes03<>+2(SB)/1, $0x03
+DATA bytes03<>+3(SB)/1, $0x03
+DATA bytes03<>+4(SB)/1, $0x03
+DATA bytes03<>+5(SB)/1, $0x03
+DATA bytes03<>+6(SB)/1, $0x03
+DATA bytes03<>+7(SB)/1, $0x03
+DATA bytes03<>+8(SB)/1, $0x03
+DATA bytes03<>+9(SB)/1, $0x03
+DATA bytes03<>+10(SB)/1, $0x03
+DATA bytes03<>+11(SB)/1, $0x03
+DATA bytes03<>+12(SB)/1, $0x03
+DATA bytes03<>+13(SB)/1, $0x03
+DATA bytes03<>+14(SB)/1, $0x03
+DATA bytes03<>+15(SB)/1, $0x03
+DATA bytes03<>+16(SB)/1, $0x03
+DATA bytes03<>+17(SB)/1, $0x03
+DATA bytes03<>+18(SB)/1, $0x03
+DATA bytes03<>+19(SB)/1, $0x03
+DATA bytes03<>+20(SB)/1, $0x03
+DATA bytes03<>+21(SB)/1, $0x03
+DATA bytes03<>+22(SB)/1, $0x03
+DATA bytes03<>+23(SB)/1, $0x03
+DATA bytes03<>+24(SB)/1, $0x03
+DATA bytes03<>+25(SB)/1, $0x03
+DATA bytes03<>+26(SB)/1, $0x03
+DATA bytes03<>+27(SB)/1, $0x03
+DATA bytes03<>+28(SB)/1, $0x03
+DATA bytes03<>+29(SB)/1, $0x03
+DATA bytes03<>+30(SB)/1, $0x03
+DATA bytes03<>+31(SB)/1, $0x03
+GLOBL bytes03<>(SB), RODATA|NOPTR, $32
+
+DATA kscaleshuf<>+0(SB)/1, $0x00
+DATA kscaleshuf<>+1(SB)/1, $0x01
+DATA kscaleshuf<>+2(SB)/1, $0x00
+DATA kscaleshuf<>+3(SB)/1, $0x01
+DATA kscaleshuf<>+4(SB)/1, $0x00
+DATA kscaleshuf<>+5(SB)/1, $0x01
+DATA kscaleshuf<>+6(SB)/1, $0x00
+DATA kscaleshuf<>+7(SB)/1, $0x01
+DATA kscaleshuf<>+8(SB)/1, $0x00
+DATA kscaleshuf<>+9(SB)/1, $0x01
+DATA kscaleshuf<>+10(SB)/1, $0x00
+DATA kscaleshuf<>+11(SB)/1, $0x01
+DATA kscaleshuf<>+12(SB)/1, $0x00
+DATA kscaleshuf<>+13(SB)/1, $0x01
+DATA kscaleshuf<>+14(SB)/1, $0x00
+DATA kscaleshuf<>+15(SB)/1, $0x01
+DATA kscaleshuf<>+16(SB)/1, $0x02
+DATA kscaleshuf<>+17(SB)/1, $0x03
+DATA kscaleshuf<>+18(SB)/1, $0x02
+DATA kscaleshuf<>+19(SB)/1, $0x03
+DATA kscaleshuf<>+20(SB)/1, $0x02
+DATA kscaleshuf<>+21(SB)/1, $0x03
+DATA kscaleshuf<>+22(SB)/1, $0x02
+DATA kscaleshuf<>+23(SB)/1, $0x03
+DATA kscaleshuf<>+24(SB)/1, $0x02
+DATA kscaleshuf<>+25(SB)/1, $0x03
+DATA kscaleshuf<>+26(SB)/1, $0x02
+DATA kscaleshuf<>+27(SB)/1, $0x03
+DATA kscaleshuf<>+28(SB)/1, $0x02
+DATA kscaleshuf<>+29(SB)/1, $0x03
+DATA kscaleshuf<>+30(SB)/1, $0x02
+DATA kscaleshuf<>+31(SB)/1, $0x03
+DATA kscaleshuf<>+32(SB)/1, $0x04
+DATA kscaleshuf<>+33(SB)/1, $0x05
+DATA kscaleshuf<>+34(SB)/1, $0x04
+DATA kscaleshuf<>+35(SB)/1, $0x05
+DATA kscaleshuf<>+36(SB)/1, $0x04
+DATA kscaleshuf<>+37(SB)/1, $0x05
+DATA kscaleshuf<>+38(SB)/1, $0x04
+DATA kscaleshuf<>+39(SB)/1, $0x05
+DATA kscaleshuf<>+40(SB)/1, $0x04
+DATA kscaleshuf<>+41(SB)/1, $0x05
+DATA kscaleshuf<>+42(SB)/1, $0x04
+DATA kscaleshuf<>+43(SB)/1, $0x05
+DATA kscaleshuf<>+44(SB)/1, $0x04
+DATA kscaleshuf<>+45(SB)/1, $0x05
+DATA kscaleshuf<>+46(SB)/1, $0x04
+DATA kscaleshuf<>+47(SB)/1, $0x05
+DATA kscaleshuf<>+48(SB)/1, $0x06
+DATA kscaleshuf<>+49(SB)/1, $0x07
+DATA kscaleshuf<>+50(SB)/1, $0x06
+DATA kscaleshuf<>+51(SB)/1, $0x07
+DATA kscaleshuf<>+52(SB)/1, $0x06
+DATA kscaleshuf<>+53(SB)/1, $0x07
+DATA kscaleshuf<>+54(SB)/1, $0x06
+DATA kscaleshuf<>+55(SB)/1, $0x07
+DATA kscaleshuf<>+56(SB)/1, $0x06
+DATA kscaleshuf<>+57(SB)/1, $0x07
+DATA kscaleshuf<>+58(SB)/1, $0x06
+DATA kscaleshuf<>+59(SB)/1, $0x07
+DATA kscaleshuf<>+60(SB)/1, $0x06
+DATA kscaleshuf<>+61(SB)/1, $0x07
+DATA kscaleshuf<>+62(SB)/1, $0x06
+DATA kscaleshuf<>+63(SB)/1, $0x07
+DATA kscaleshuf<>+64(SB)/1, $0x08
+DATA kscaleshuf<>+65(SB)/1, $0x09
+DATA kscaleshuf<>+66(SB)/1, $0x08
+DATA kscaleshuf<>+67(SB)/1, $0x09
+DATA kscaleshuf<>+68(SB)/1, $0x08
+DATA kscaleshuf<>+69(SB)/1, $0x09
+DATA kscaleshuf<>+70(SB)/1, $0x08
+DATA kscaleshuf<>+71(SB)/1, $0x09
+DATA kscaleshuf<>+72(SB)/1, $0x08
+DATA kscaleshuf<>+73(SB)/1, $0x09
+DATA kscaleshuf<>+74(SB)/1, $0x08
+DATA kscaleshuf<>+75(SB)/1, $0x09
+DATA kscaleshuf<>+76(SB)/1, $0x08
+DATA kscaleshuf<>+77(SB)/1, $0x09
+DATA kscaleshuf<>+78(SB)/1, $0x08
+DATA kscaleshuf<>+79(SB)/1, $0x09
+DATA kscaleshuf<>+80(SB)/1, $0x0a
+DATA kscaleshuf<>+81(SB)/1, $0x0b
+DATA kscaleshuf<>+82(SB)/1, $0x0a
+DATA kscaleshuf<>+83(SB)/1, $0x0b
+DATA kscaleshuf<>+84(SB)/1, $0x0a
+DATA kscaleshuf<>+85(SB)/1, $0x0b
+DATA kscaleshuf<>+86(SB)/1, $0x0a
+DATA kscaleshuf<>+87(SB)/1, $0x0b
+DATA kscaleshuf<>+88(SB)/1, $0x0a
+DATA kscaleshuf<>+89(SB)/1, $0x0b
+DATA kscaleshuf<>+90(SB)/1, $0x0a
+DATA kscaleshuf<>+91(SB)/1, $0x0b
+DATA kscaleshuf<>+92(SB)/1, $0x0a
+DATA kscaleshuf<>+93(SB)/1, $0x0b
+DATA kscaleshuf<>+94(SB)/1, $0x0a
+DATA kscaleshuf<>+95(SB)/1, $0x0b
+DATA kscaleshuf<>+96(SB)/1, $0x0c
+DATA kscaleshuf<>+97(SB)/1, $0x0d
+DATA kscaleshuf<>+98(SB)/1, $0x0c
+DATA kscaleshuf<>+99(SB)/1, $0x0d
+DATA kscaleshuf<>+100(SB)/1, $0x0c
+DATA kscaleshuf<>+101(SB)/1, $0x0d
+DATA kscaleshuf<>+102(SB)/1, $0x0c
+DATA kscaleshuf<>+103(SB)/1, $0x0d
+DATA kscaleshuf<>+104(SB)/1, $0x0c
+DATA kscaleshuf<>+105(SB)/1, $0x0d
+DATA kscaleshuf<>+106(SB)/1, $0x0c
+DATA kscaleshuf<>+107(SB)/1, $0x0d
+DATA kscaleshuf<>+108(SB)/1, $0x0c
+DATA kscaleshuf<>+109(SB)/1, $0x0d
+DATA kscaleshuf<>+110(SB)/1, $0x0c
+DATA kscaleshuf<>+111(SB)/1, $0x0d
+DATA kscaleshuf<>+112(SB)/1, $0x0e
+DATA kscaleshuf<>+113(SB)/1, $0x0f
+DATA kscaleshuf<>+114(SB)/1, $0x0e
+DATA kscaleshuf<>+115(SB)/1, $0x0f
+DATA kscaleshuf<>+116(SB)/1, $0x0e
+DATA kscaleshuf<>+117(SB)/1, $0x0f
+DATA kscaleshuf<>+118(SB)/1, $0x0e
+DATA kscaleshuf<>+119(SB)/1, $0x0f
+DATA kscaleshuf<>+120(SB)/1, $0x0e
+DATA kscaleshuf<>+121(SB)/1, $0x0f
+DATA kscaleshuf<>+122(SB)/1, $0x0e
+DATA kscaleshuf<>+123(SB)/1, $0x0f
+DATA kscaleshuf<>+124(SB)/1, $0x0e
+DATA kscaleshuf<>+125(SB)/1, $0x0f
+DATA kscaleshuf<>+126(SB)/1, $0x0e
+DATA kscaleshuf<>+127(SB)/1, $0x0f
+DATA kscaleshuf<>+128(SB)/1, $0x00
+DATA kscaleshuf<>+129(SB)/1, $0x01
+DATA kscaleshuf<>+130(SB)/1, $0x00
+DATA kscaleshuf<>+131(SB)/1, $0x01
+DATA kscaleshuf<>+132(SB)/1, $0x00
+DATA kscaleshuf<>+133(SB)/1, $0x01
+DATA kscaleshuf<>+134(SB)/1, $0x00
+DATA kscaleshuf<>+135(SB)/1, $0x01
+DATA kscaleshuf<>+136(SB)/1, $0x00
+DATA kscaleshuf<>+137(SB)/1, $0x01
+DATA kscaleshuf<>+138(SB)/1, $0x00
+DATA kscaleshuf<>+139(SB)/1, $0x01
+DATA kscaleshuf<>+140(SB)/1, $0x00
+DATA kscaleshuf<>+141(SB)/1, $0x01
+DATA kscaleshuf<>+142(SB)/1, $0x00
+DATA kscaleshuf<>+143(SB)/1, $0x01
+DATA kscaleshuf<>+144(SB)/1, $0x00
+DATA kscaleshuf<>+145(SB)/1, $0x01
+DATA kscaleshuf<>+146(SB)/1, $0x00
+DATA kscaleshuf<>+147(SB)/1, $0x01
+DATA kscaleshuf<>+148(SB)/1, $0x00
+DATA kscaleshuf<>+149(SB)/1, $0x01
+DATA kscaleshuf<>+150(SB)/1, $0x00
+DATA kscaleshuf<>+151(SB)/1, $0x01
+DATA kscaleshuf<>+152(SB)/1, $0x00
+DATA kscaleshuf<>+153(SB)/1, $0x01
+DATA kscaleshuf<>+154(SB)/1, $0x00
+DATA kscaleshuf<>+155(SB)/1, $0x01
+DATA kscaleshuf<>+156(SB)/1, $0x00
+DATA kscaleshuf<>+157(SB)/1, $0x01
+DATA kscaleshuf<>+158(SB)/1, $0x00
+DATA kscaleshuf<>+159(SB)/1, $0x01
+DATA kscaleshuf<>+160(SB)/1, $0x02
+DATA kscaleshuf<>+161(SB)/1, $0x03
+DATA kscaleshuf<>+162(SB)/1, $0x02
+DATA kscaleshuf<>+163(SB)/1, $0x03
+DATA kscaleshuf<>+164(SB)/1, $0x02
+DATA kscaleshuf<>+165(SB)/1, $0x03
+DATA kscaleshuf<>+166(SB)/1, $0x02
+DATA kscaleshuf<>+167(SB)/1, $0x03
+DATA kscaleshuf<>+168(SB)/1, $0x02
+DATA kscaleshuf<>+169(SB)/1, $0x03
+DATA kscaleshuf<>+170(SB)/1, $0x02
+DATA kscaleshuf<>+171(SB)/1, $0x03
+DATA kscaleshuf<>+172(SB)/1, $0x02
+DATA kscaleshuf<>+173(SB)/1, $0x03
+DATA kscaleshuf<>+174(SB)/1, $0x02
+DATA kscaleshuf<>+175(SB)/1, $0x03
+DATA kscaleshuf<>+176(SB)/1, $0x02
+DATA kscaleshuf<>+177(SB)/1, $0x03
+DATA kscaleshuf<>+178(SB)/1, $0x02
+DATA kscaleshuf<>+179(SB)/1, $0x03
+DATA kscaleshuf<>+180(SB)/1, $0x02
+DATA kscaleshuf<>+181(SB)/1, $0x03
+DATA kscaleshuf<>+182(SB)/1, $0x02
+DATA kscaleshuf<>+183(SB)/1, $0x03
+DATA kscaleshuf<>+184(SB)/1, $0x02
+DATA kscaleshuf<>+185(SB)/1, $0x03
+DATA kscaleshuf<>+186(SB)/1, $0x02
+DATA kscaleshuf<>+187(SB)/1, $0x03
+DATA kscaleshuf<>+188(SB)/1, $0x02
+DATA kscaleshuf<>+189(SB)/1, $0x03
+DATA kscaleshuf<>+190(SB)/1, $0x02
+DATA kscaleshuf<>+191(SB)/1, $0x03
+DATA kscaleshuf<>+192(SB)/1, $0x04
+DATA kscaleshuf<>+193(SB)/1, $0x05
+DATA kscaleshuf<>+194(SB)/1, $0x04
+DATA kscaleshuf<>+195(SB)/1, $0x05
+DATA kscaleshuf<>+196(SB)/1, $0x04
+DATA kscaleshuf<>+197(SB)/1, $0x05
+DATA kscaleshuf<>+198(SB)/1, $0x04
+DATA kscaleshuf<>+199(SB)/1, $0x05
+DATA kscaleshuf<>+200(SB)/1, $0x04
+DATA kscaleshuf<>+201(SB)/1, $0x05
+DATA kscaleshuf<>+202(SB)/1, $0x04
+DATA kscaleshuf<>+203(SB)/1, $0x05
+DATA kscaleshuf<>+204(SB)/1, $0x04
+DATA kscaleshuf<>+205(SB)/1, $0x05
+DATA kscaleshuf<>+206(SB)/1, $0x04
+DATA kscaleshuf<>+207(SB)/1, $0x05
+DATA kscaleshuf<>+208(SB)/1, $0x04
+DATA kscaleshuf<>+209(SB)/1, $0x05
+DATA kscaleshuf<>+210(SB)/1, $0x04
+DATA kscaleshuf<>+211(SB)/1, $0x05
+DATA kscaleshuf<>+212(SB)/1, $0x04
+DATA kscaleshuf<>+213(SB)/1, $0x05
+DATA kscaleshuf<>+214(SB)/1, $0x04
+DATA kscaleshuf<>+215(SB)/1, $0x05
+DATA kscaleshuf<>+216(SB)/1, $0x04
+DATA kscaleshuf<>+217(SB)/1, $0x05
+DATA kscaleshuf<>+218(SB)/1, $0x04
+DATA kscaleshuf<>+219(SB)/1, $0x05
+DATA kscaleshuf<>+220(SB)/1, $0x04
+DATA kscaleshuf<>+221(SB)/1, $0x05
+DATA kscaleshuf<>+222(SB)/1, $0x04
+DATA kscaleshuf<>+223(SB)/1, $0x05
+DATA kscaleshuf<>+224(SB)/1, $0x06
+DATA kscaleshuf<>+225(SB)/1, $0x07
+DATA kscaleshuf<>+226(SB)/1, $0x06
+DATA kscaleshuf<>+227(SB)/1, $0x07
+DATA kscaleshuf<>+228(SB)/1, $0x06
+DATA kscaleshuf<>+229(SB)/1, $0x07
+DATA kscaleshuf<>+230(SB)/1, $0x06
+DATA kscaleshuf<>+231(SB)/1, $0x07
+DATA kscaleshuf<>+232(SB)/1, $0x06
+DATA kscaleshuf<>+233(SB)/1, $0x07
+DATA kscaleshuf<>+234(SB)/1, $0x06
+DATA kscaleshuf<>+235(SB)/1, $0x07
+DATA kscaleshuf<>+236(SB)/1, $0x06
+DATA kscaleshuf<>+237(SB)/1, $0x07
+DATA kscaleshuf<>+238(SB)/1, $0x06
+DATA kscaleshuf<>+239(SB)/1, $0x07
+DATA kscaleshuf<>+240(SB)/1, $0x06
+DATA kscaleshuf<>+241(SB)/1, $0x07
+DATA kscaleshuf<>+242(SB)/1, $0x06
+DATA kscaleshuf<>+243(SB)/1, $0x07
+DATA kscaleshuf<>+244(SB)/1, $0x06
+DATA kscaleshuf<>+245(SB)/1, $0x07
+DATA kscaleshuf<>+246(SB)/1, $0x06
+DATA kscaleshuf<>+247(SB)/1, $0x07
+DATA kscaleshuf<>+248(SB)/1, $0x06
+DATA kscaleshuf<>+249(SB)/1, $0x07
+DATA kscaleshuf<>+250(SB)/1, $0x06
+DATA kscaleshuf<>+251(SB)/1, $0x07
+DATA kscaleshuf<>+252(SB)/1, $0x06
+DATA kscaleshuf<>+253(SB)/1, $0x07
+DATA kscaleshuf<>+254(SB)/1, $0x06
+DATA kscaleshuf<>+255(SB)/1, $0x07
+DATA kscaleshuf<>+256(SB)/1, $0x08
+DATA kscaleshuf<>+257(SB)/1, $0x09
+DATA kscaleshuf<>+258(SB)/1, $0x08
+DATA kscaleshuf<>+259(SB)/1, $0x09
+DATA kscaleshuf<>+260(SB)/1, $0x08
+DATA kscaleshuf<>+261(SB)/1, $0x09
+DATA kscaleshuf<>+262(SB)/1, $0x08
+DATA kscaleshuf<>+263(SB)/1, $0x09
+DATA kscaleshuf<>+264(SB)/1, $0x08
+DATA kscaleshuf<>+265(SB)/1, $0x09
+DATA kscaleshuf<>+266(SB)/1, $0x08
+DATA kscaleshuf<>+267(SB)/1, $0x09
+DATA kscaleshuf<>+268(SB)/1, $0x08
+DATA kscaleshuf<>+269(SB)/1, $0x09
+DATA kscaleshuf<>+270(SB)/1, $0x08
+DATA kscaleshuf<>+271(SB)/1, $0x09
+DATA kscaleshuf<>+272(SB)/1, $0x08
+DATA kscaleshuf<>+273(SB)/1, $0x09
+DATA kscaleshuf<>+274(SB)/1, $0x08
+DATA kscaleshuf<>+275(SB)/1, $0x09
+DATA kscaleshuf<>+276(SB)/1, $0x08
+DATA kscaleshuf<>+277(SB)/1, $0x09
+DATA kscaleshuf<>+278(SB)/1, $0x08
+DATA kscaleshuf<>+279(SB)/1, $0x09
+DATA kscaleshuf<>+280(SB)/1, $0x08
+DATA kscaleshuf<>+281(SB)/1, $0x09
+DATA kscaleshuf<>+282(SB)/1, $0x08
+DATA kscaleshuf<>+283(SB)/1, $0x09
+DATA kscaleshuf<>+284(SB)/1, $0x08
+DATA kscaleshuf<>+285(SB)/1, $0x09
+DATA kscaleshuf<>+286(SB)/1, $0x08
+DATA kscaleshuf<>+287(SB)/1, $0x09
+DATA kscaleshuf<>+288(SB)/1, $0x0a
+DATA kscaleshuf<>+289(SB)/1, $0x0b
+DATA kscaleshuf<>+290(SB)/1, $0x0a
+DATA kscaleshuf<>+291(SB)/1, $0x0b
+DATA kscaleshuf<>+292(SB)/1, $0x0a
+DATA kscaleshuf<>+293(SB)/1, $0x0b
+DATA kscaleshuf<>+294(SB)/1, $0x0a
+DATA kscaleshuf<>+295(SB)/1, $0x0b
+DATA kscaleshuf<>+296(SB)/1, $0x0a
+DATA kscaleshuf<>+297(SB)/1, $0x0b
+DATA kscaleshuf<>+298(SB)/1, $0x0a
+DATA kscaleshuf<>+299(SB)/1, $0x0b
+DATA kscaleshuf<>+300(SB)/1, $0x0a
+DATA kscaleshuf<>+301(SB)/1, $0x0b
+DATA kscaleshuf<>+302(SB)/1, $0x0a
+DATA kscaleshuf<>+303(SB)/1, $0x0b
+DATA kscaleshuf<>+304(SB)/1, $0x0a
+DATA kscaleshuf<>+305(SB)/1, $0x0b
+DATA kscaleshuf<>+306(SB)/1, $0x0a
+DATA kscaleshuf<>+307(SB)/1, $0x0b
+DATA kscaleshuf<>+308(SB)/1, $0x0a
+DATA kscaleshuf<>+309(SB)/1, $0x0b
+DATA kscaleshuf<>+310(SB)/1, $0x0a
+DATA kscaleshuf<>+311(SB)/1, $0x0b
+DATA kscaleshuf<>+312(SB)/1, $0x0a
+DATA kscaleshuf<>+313(SB)/1, $0x0b
+DATA kscaleshuf<>+314(SB)/1, $0x0a
+DATA kscaleshuf<>+315(SB)/1, $0x0b
+DATA kscaleshuf<>+316(SB)/1, $0x0a
+DATA kscaleshuf<>+317(SB)/1, $0x0b
+DATA kscaleshuf<>+318(SB)/1, $0x0a
+DATA kscaleshuf<>+319(SB)/1, $0x0b
+DATA kscaleshuf<>+320(SB)/1, $0x0c
+DATA kscaleshuf<>+321(SB)/1, $0x0d
+DATA kscaleshuf<>+322(SB)/1, $0x0c
+DATA kscaleshuf<>+323(SB)/1, $0x0d
+DATA kscaleshuf<>+324(SB)/1, $0x0c
+DATA kscaleshuf<>+325(SB)/1, $0x0d
+DATA kscaleshuf<>+326(SB)/1, $0x0c
+DATA kscaleshuf<>+327(SB)/1, $0x0d
+DATA kscaleshuf<>+328(SB)/1, $0x0c
+DATA kscaleshuf<>+329(SB)/1, $0x0d
+DATA kscaleshuf<>+330(SB)/1, $0x0c
+DATA kscaleshuf<>+331(SB)/1, $0x0d
+DATA kscaleshuf<>+332(SB)/1, $0x0c
+DATA kscaleshuf<>+333(SB)/1, $0x0d
+DATA kscaleshuf<>+334(SB)/1, $0x0c
+DATA kscaleshuf<>+335(SB)/1, $0x0d
+DATA kscaleshuf<>+336(SB)/1, $0x0c
+DATA kscaleshuf<>+337(SB)/1, $0x0d
+DATA kscaleshuf<>+338(SB)/1, $0x0c
+DATA kscaleshuf<>+339(SB)/1, $0x0d
+DATA kscaleshuf<>+340(SB)/1, $0x0c
+DATA kscaleshuf<>+341(SB)/1, $0x0d
+DATA kscaleshuf<>+342(SB)/1, $0x0c
+DATA kscaleshuf<>+343(SB)/1, $0x0d
+DATA kscaleshuf<>+344(SB)/1, $0x0c
+DATA kscaleshuf<>+345(SB)/1, $0x0d
+DATA kscaleshuf<>+346(SB)/1, $0x0c
+DATA kscaleshuf<>+347(SB)/1, $0x0d
+DATA kscaleshuf<>+348(SB)/1, $0x0c
+DATA kscaleshuf<>+349(SB)/1, $0x0d
+DATA kscaleshuf<>+350(SB)/1, $0x0c
+DATA kscaleshuf<>+351(SB)/1, $0x0d
+DATA kscaleshuf<>+352(SB)/1, $0x0e
+DATA kscaleshuf<>+353(SB)/1, $0x0f
+DATA kscaleshuf<>+354(SB)/1, $0x0e
+DATA kscaleshuf<>+355(SB)/1, $0x0f
+DATA kscaleshuf<>+356(SB)/1, $0x0e
+DATA kscaleshuf<>+357(SB)/1, $0x0f
+DATA kscaleshuf<>+358(SB)/1, $0x0e
+DATA kscaleshuf<>+359(SB)/1, $0x0f
+DATA kscaleshuf<>+360(SB)/1, $0x0e
+DATA kscaleshuf<>+361(SB)/1, $0x0f
+DATA kscaleshuf<>+362(SB)/1, $0x0e
+DATA kscaleshuf<>+363(SB)/1, $0x0f
+DATA kscaleshuf<>+364(SB)/1, $0x0e
+DATA kscaleshuf<>+365(SB)/1, $0x0f
+DATA kscaleshuf<>+366(SB)/1, $0x0e
+DATA kscaleshuf<>+367(SB)/1, $0x0f
+DATA kscaleshuf<>+368(SB)/1, $0x0e
+DATA kscaleshuf<>+369(SB)/1, $0x0f
+DATA kscaleshuf<>+370(SB)/1, $0x0e
+DATA kscaleshuf<>+371(SB)/1, $0x0f
+DATA kscaleshuf<>+372(SB)/1, $0x0e
+DATA kscaleshuf<>+373(SB)/1, $0x0f
+DATA kscaleshuf<>+374(SB)/1, $0x0e
+DATA kscaleshuf<>+375(SB)/1, $0x0f
+DATA kscaleshuf<>+376(SB)/1, $0x0e
+DATA kscaleshuf<>+377(SB)/1, $0x0f
+DATA kscaleshuf<>+378(SB)/1, $0x0e
+DATA kscaleshuf<>+379(SB)/1, $0x0f
+DATA kscaleshuf<>+380(SB)/1, $0x0e
+DATA kscaleshuf<>+381(SB)/1, $0x0f
+DATA kscaleshuf<>+382(SB)/1, $0x0e
+DATA kscaleshuf<>+383(SB)/1, $0x0f
+GLOBL kscaleshuf<>(SB), RODATA|NOPTR, $384
+
+// func dotQ3_Kx1AVX2(w []byte, x []byte, stride int, nb int, out *[4]float32)
+// Requires: AVX, AVX2, AVX512BW, AVX512VL, F16C, FMA3
+TEXT ·dotQ3_Kx1AVX2(SB), NOSPLIT, $0-72
+	MOVQ   w_base+0(FP), AX
+	MOVQ   x_base+24(FP), CX
+	MOVQ   stride+48(FP), DX
+	MOVQ   nb+56(FP), BX
+	MOVQ   out+64(FP), SI
+	LEAQ   (CX)(DX*2), DX
+	VXORPS X0, X0, X0
+	VMOVSS X0, (SI)
+	VXORPS Y0, Y0, Y0
+
+dotQ3_Kx1AVX2loop:
+	CMPQ         BX, $0x00
+	JE           dotQ3_Kx1AVX2done
+	VPXOR        Y1, Y1, Y1
+	MOVL         96(AX), DI
+	MOVL         100(AX), R8
+	MOVL         104(AX), R9
+	MOVL         DI, R10
+	ANDL         $0x0f0f0f0f, R10
+	MOVL         R9, R11
+	ANDL         $0x03030303, R11
+	SHLL         $0x04, R11
+	ORL          R11, R10
+	VMOVD        R10, X2
+	MOVL         R8, R10
+	ANDL         $0x0f0f0f0f, R10
+	MOVL         R9, R11
+	SHRL         $0x02, R11
+	ANDL         $0x03030303, R11
+	SHLL         $0x04, R11
+	ORL          R11, R10
+	VPINSRD      $0x01, R10, X2, X2
+	SHRL         $0x04, DI
+	ANDL         $0x0f0f0f0f, DI
+	MOVL         R9, R10
+	SHRL         $0x04, R10
+	ANDL         $0x03030303, R10
+	SHLL         $0x04, R10
+	ORL          R10, DI
+	VPINSRD      $0x02, DI, X2, X2
+	MOVL         R8, DI
+	SHRL         $0x04, DI
+	ANDL         $0x0f0f0f0f, DI
+	MOVL         R9, R8
+	SHRL         $0x06, R8
+	ANDL         $0x03030303, R8
+	SHLL         $0x04, R8
+	ORL          R8, DI
+	VPINSRD      $0x03, DI, X2, X2
+	VPSUBB       bytes20<>+0(SB), X2, X2
+	VPMOVSXBW    X2, Y2
+	VINSERTI128  $0x01, X2, Y2, Y3
+	VMOVDQU      32(AX), Y4
+	VPAND        bytes03<>+0(SB), Y4, Y4
+	VPSLLW       $0x02, (AX), Y5
+	VPAND        bytes04<>+0(SB), Y5, Y5
+	VPOR         Y5, Y4, Y4
+	VPSUBB       bytes04<>+0(SB), Y4, Y4
+	VPABSB       Y4, Y5
+	VPSHUFB      kscaleshuf<>+0(SB), Y3, Y6
+	VMOVDQU      4(CX), Y7
+	VPSIGNB      Y4, Y7, Y7
+	VPMADDUBSW   Y7, Y5, Y7
+	VPMADDWD     Y6, Y7, Y7
+	VPADDD       Y7, Y1, Y1
+	VPSRLW       $0x02, 32(AX), Y4
+	VPAND        bytes03<>+0(SB), Y4, Y4
+	VPSLLW       $0x01, (AX), Y5
+	VPAND        bytes04<>+0(SB), Y5, Y5
+	VPOR         Y5, Y4, Y4
+	VPSUBB       bytes04<>+0(SB), Y4, Y4
+	VPABSB       Y4, Y5
+	VPSHUFB      kscaleshuf<>+32(SB), Y3, Y6
+	VMOVDQU      36(CX), Y7
+	VPSIGNB      Y4, Y7, Y7
+	VPMADDUBSW   Y7, Y5, Y7
+	VPMADDWD     Y6, Y7, Y7
+	VPADDD       Y7, Y1, Y1
+	VPSRLW       $0x04, 32(AX), Y4
+	VPAND        bytes03<>+0(SB), Y4, Y4
+	VMOVDQU      (AX), Y5
+	VPAND        bytes04<>+0(SB), Y5, Y5
+	VPOR         Y5, Y4, Y4
+	VPSUBB       bytes04<>+0(SB), Y4, Y4
+	VPABSB       Y4, Y5
+	VPSHUFB      kscaleshuf<>+64(SB), Y3, Y6
+	VMOVDQU      68(CX), Y7
+	VPSIGNB      Y4, Y7, Y7
+	VPMADDUBSW   Y7, Y5, Y7
+	VPMADDWD     Y6, Y7, Y7
+	VPADDD       Y7, Y1, Y1
+	VPSRLW       $0x06, 32(AX), Y4
+	VPAND        bytes03<>+0(SB), Y4, Y4
+	VPSRLW       $0x01, (AX), Y5
+	VPAND        bytes04<>+0(SB), Y5, Y5
+	VPOR         Y5, Y4, Y4
+	VPSUBB       bytes04<>+0(SB), Y4, Y4
+	VPABSB       Y4, Y5
+	VPSHUFB      kscaleshuf<>+96(SB), Y3, Y3
+	VMOVDQU      100(CX), Y6
+	VPSIGNB      Y4, Y6, Y6
+	VPMADDUBSW   Y6, Y5, Y6
+	VPMADDWD     Y3, Y6, Y6
+	VPADDD       Y6, Y1, Y1
+	VPERM2I128   $0x11, Y2, Y2, Y2
+	VMOVDQU      64(AX), Y3
+	VPAND        bytes03<>+0(SB), Y3, Y3
+	VPSRLW       $0x02, (AX), Y4
+	VPAND        bytes04<>+0(SB), Y4, Y4
+	VPOR         Y4, Y3, Y3
+	VPSUBB       bytes04<>+0(SB), Y3, Y3
+	VPABSB       Y3, Y4
+	VPSHUFB      kscaleshuf<>+0(SB), Y2, Y5
+	VMOVDQU      132(CX), Y6
+	VPSIGNB      Y3, Y6, Y6
+	VPMADDUBSW   Y6, Y4, Y6
+	VPMADDWD     Y5, Y6, Y6
+	VPADDD       Y6, Y1, Y1
+	VPSRLW       $0x02, 64(AX), Y3
+	VPAND        bytes03<>+0(SB), Y3, Y3
+	VPSRLW       $0x03, (AX), Y4
+	VPAND        bytes04<>+0(SB), Y4, Y4
+	VPOR         Y4, Y3, Y3
+	VPSUBB       bytes04<>+0(SB), Y3, Y3
+	VPABSB       Y3, Y4
+	VPSHUFB      kscaleshuf<>+32(SB), Y2, Y5
+	VMOVDQU      164(CX), Y6
+	VPSIGNB      Y3, Y6, Y6
+	VPMADDUBSW   Y6, Y4, Y6
+	VPMADDWD     Y5, Y6, Y6
+	VPADDD       Y6, Y1, Y1
+	VPSRLW       $0x04, 64(AX), Y3
+	VPAND        bytes03<>+0(SB), Y3, Y3
+	VPSRLW       $0x04, (AX), Y4
+	VPAND        bytes04<>+0(SB), Y4, Y4
+	VPOR         Y4, Y3, Y3
+	VPSUBB       bytes04<>+0(SB), Y3, Y3
+	VPABSB       Y3, Y4
+	VPSHUFB      kscaleshuf<>+64(SB), Y2, Y5
+	VMOVDQU      196(CX), Y6
+	VPSIGNB      Y3, Y6, Y6
+	VPMADDUBSW   Y6, Y4, Y6
+	VPMADDWD     Y5, Y6, Y6
+	VPADDD       Y6, Y1, Y1
+	VPSRLW       $0x06, 64(AX), Y3
+	VPAND        bytes03<>+0(SB), Y3, Y3
+	VPSRLW       $0x05, (AX), Y4
+	VPAND        bytes04<>+0(SB), Y4, Y4
+	VPOR         Y4, Y3, Y3
+	VPSUBB       bytes04<>+0(SB), Y3, Y3
+	VPABSB       Y3, Y4
+	VPSHUFB      kscaleshuf<>+96(SB), Y2, Y2
+	VMOVDQU      228(CX), Y5
+	VPSIGNB      Y3, Y5, Y5
+	VPMADDUBSW   Y5, Y4, Y5
+	VPMADDWD     Y2, Y5, Y5
+	VPADDD       Y5, Y1, Y1
+	MOVWLZX      108(AX), DI
+	VMOVD        DI, X2
+	VCVTPH2PS    X2, X2
+	VMULSS       (CX), X2, X2
+	VBROADCASTSS X2, Y2
+	VCVTDQ2PS    Y1, Y1
+	VFMADD231PS  Y1, Y2, Y0
+	ADDQ         $0x0000006e, AX
+	ADDQ         $0x00000124, CX
+	ADDQ         $0x00000124, DX
+	DECQ         BX
+	JMP          dotQ3_Kx1AVX2loop
+
+dotQ3_Kx1AVX2done:
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVHLPS     X0, X0, X1
+	VADDPS       X1, X0, X0
+	VMOVSHDUP    X0, X1
+	VADDSS       X1, X0, X0
+	VMOVSS       X0, (SI)
+	VZEROUPPER
+	RET
+
+DATA bytes20<>+0(SB)/1, $0x20
+DATA bytes20<>+1(SB)/1, $0x20
+DATA bytes20<>+2(SB)/1, $0x20
+DATA bytes20<>+3(SB)/1, $0x20
+DATA bytes20<>+4(SB)/1, $0x20
+DATA bytes20<>+5(SB)/1, $0x20
+DATA bytes20<>+6(SB)/1, $0x20
+DATA bytes20<>+7(SB)/1, $0x20
+DATA bytes20<>+8(SB)/1, $0x20
+DATA bytes20<>+9(SB)/1, $0x20
+DATA bytes20<>+10(SB)/1, $0x20
+DATA bytes20<>+11(SB)/1, $0x20
+DATA bytes20<>+12(SB)/1, $0x20
+DATA bytes20<>+13(SB)/1, $0x20
+DATA bytes20<>+14(SB)/1, $0x20
+DATA bytes20<>+15(SB)/1, $0x20
+DATA bytes20<>+16(SB)/1, $0x20
+DATA bytes20<>+17(SB)/1, $0x20
+DATA bytes20<>+18(SB)/1, $0x20
+DATA bytes20<>+19(SB)/1, $0x20
+DATA bytes20<>+20(SB)/1, $0x20
+DATA bytes20<>+21(SB)/1, $0x20
+DATA bytes20<>+22(SB)/1, $0x20
+DATA bytes20<>+23(SB)/1, $0x20
+DATA bytes20<>+24(SB)/1, $0x20
+DATA bytes20<>+25(SB)/1, $0x20
+DATA bytes20<>+26(SB)/1, $0x20
+DATA bytes20<>+27(SB)/1, $0x20
+DATA bytes20<>+28(SB)/1, $0x20
+DATA bytes20<>+29(SB)/1, $0x20
+DATA bytes20<>+30(SB)/1, $0x20
+DATA bytes20<>+31(SB)/1, $0x20
+GLOBL bytes20<>(SB), RODATA|NOPTR, $32
+
+DATA bytes04<>+0(SB)/1, $0x04
+DATA bytes04<>+1(SB)/1, $0x04
+DATA bytes04<>+2(SB)/1, $0x04
+DATA bytes04<>+3(SB)/1, $0x04
+DATA bytes04<>+4(SB)/1, $0x04
+DATA bytes04<>+5(SB)/1, $0x04
+DATA bytes04<>+6(SB)/1, $0x04
+DATA bytes04<>+7(SB)/1, $0x04
+DATA bytes04<>+8(SB)/1, $0x04
+DATA bytes04<>+9(SB)/1, $0x04
+DATA bytes04<>+10(SB)/1, $0x04
+DATA bytes04<>+11(SB)/1, $0x04
+DATA bytes04<>+12(SB)/1, $0x04
+DATA bytes04<>+13(SB)/1, $0x04
+DATA bytes04<>+14(SB)/1, $0x04
+DATA bytes04<>+15(SB)/1, $0x04
+DATA bytes04<>+16(SB)/1, $0x04
+DATA bytes04<>+17(SB)/1, $0x04
+DATA bytes04<>+18(SB)/1, $0x04
+DATA bytes04<>+19(SB)/1, $0x04
+DATA bytes04<>+20(SB)/1, $0x04
+DATA bytes04<>+21(SB)/1, $0x04
+DATA bytes04<>+22(SB)/1, $0x04
+DATA bytes04<>+23(SB)/1, $0x04
+DATA bytes04<>+24(SB)/1, $0x04
+DATA bytes04<>+25(SB)/1, $0x04
+DATA bytes04<>+26(SB)/1, $0x04
+DATA bytes04<>+27(SB)/1, $0x04
+DATA bytes04<>+28(SB)/1, $0x04
+DATA bytes04<>+29(SB)/1, $0x04
+DATA bytes04<>+30(SB)/1, $0x04
+DATA bytes04<>+31(SB)/1, $0x04
+GLOBL bytes04<>(SB), RODATA|NOPTR, $32
+
+// func dotQ5_Kx1AVX2(w []byte, x []byte, stride int, nb int, out *[4]float32)
+// Requires: AVX, AVX2, AVX512BW, AVX512VL, F16C, FMA3
+TEXT ·dotQ5_Kx1AVX2(SB), NOSPLIT, $0-72
+	MOVQ   w_base+0(FP), AX
+	MOVQ   x_base+24(FP), CX
+	MOVQ   stride+48(FP), DX
+	MOVQ   nb+56(FP), BX
+	MOVQ   out+64(FP), SI
+	LEAQ   (CX)(DX*2), DX
+	VXORPS X0, X0, X0
+	VMOVSS X0, (SI)
+	VXORPS Y0, Y0, Y0
+
+dotQ5_Kx1AVX2loop:
+	CMPQ         BX, $0x00
+	JE           dotQ5_Kx1AVX2done
+	MOVL         4(AX), DI
+	MOVL         8(AX), R8
+	MOVL         12(AX), R9
+	MOVL         R9, R10
+	SHRL         $0x04, R10
+	ANDL         $0x0f0f0f0f, R10
+	MOVL         R8, R11
+	SHRL         $0x06, R11
+	ANDL         $0x03030303, R11
+	SHLL         $0x04, R11
+	ORL          R11, R10
+	ANDL         $0x3f3f3f3f, R8
+	ANDL         $0x0f0f0f0f, R9
+	MOVL         DI, R11
+	SHRL         $0x06, R11
+	ANDL         $0x03030303, R11
+	SHLL         $0x04, R11
+	ORL          R11, R9
+	ANDL         $0x3f3f3f3f, DI
+	VMOVD        DI, X1
+	VPINSRD      $0x01, R9, X1, X1
+	VPINSRD      $0x02, R8, X1, X1
+	VPINSRD      $0x03, R10, X1, X1
+	VPMOVZXBW    X1, Y1
+	VINSERTI128  $0x01, X1, Y1, Y2
+	VEXTRACTI128 $0x01, Y1, X1
+	MOVWLZX      2(AX), DI
+	VMOVD        DI, X3
+	VCVTPH2PS    X3, X3
+	VXORPS       signbit<>+0(SB), X3, X3
+	VMOVDQU      260(CX), X4
+	VPHADDW      276(CX), X4, X4
+	VPMADDWD     X1, X4, X4
+	VPHADDD      X4, X4, X4
+	VPHADDD      X4, X4, X4
+	VCVTDQ2PS    X4, X4
+	VMOVSS       (SI), X1
+	VMULSS       (CX), X3, X3
+	VFMADD231SS  X4, X3, X1
+	VMOVSS       X1, (SI)
+	VPXOR        Y1, Y1, Y1
+	VMOVDQU      48(AX), Y3
+	VPAND        bytes0f<>+0(SB), Y3, Y3
+	VPSLLW       $0x04, 16(AX), Y4
+	VPAND        bytes10<>+0(SB), Y4, Y4
+	VPOR         Y4, Y3, Y3
+	VPSHUFB      kscaleshuf<>+128(SB), Y2, Y4
+	VPMADDUBSW   4(CX), Y3, Y3
+	VPMADDWD     Y4, Y3, Y3
+	VPADDD       Y3, Y1, Y1
+	VPSRLW       $0x04, 48(AX), Y3
+	VPAND        bytes0f<>+0(SB), Y3, Y3
+	VPSLLW       $0x03, 16(AX), Y4
+	VPAND        bytes10<>+0(SB), Y4, Y4
+	VPOR         Y4, Y3, Y3
+	VPSHUFB      kscaleshuf<>+160(SB), Y2, Y4
+	VPMADDUBSW   36(CX), Y3, Y3
+	VPMADDWD     Y4, Y3, Y3
+	VPADDD       Y3, Y1, Y1
+	VMOVDQU      80(AX), Y3
+	VPAND        bytes0f<>+0(SB), Y3, Y3
+	VPSLLW       $0x02, 16(AX), Y4
+	VPAND        bytes10<>+0(SB), Y4, Y4
+	VPOR         Y4, Y3, Y3
+	VPSHUFB      kscaleshuf<>+192(SB), Y2, Y4
+	VPMADDUBSW   68(CX), Y3, Y3
+	VPMADDWD     Y4, Y3, Y3
+	VPADDD       Y3, Y1, Y1
+	VPSRLW       $0x04, 80(AX), Y3
+	VPAND        bytes0f<>+0(SB), Y3, Y3
+	VPSLLW       $0x01, 16(AX), Y4
+	VPAND        bytes10<>+0(SB), Y4, Y4
+	VPOR         Y4, Y3, Y3
+	VPSHUFB      kscaleshuf<>+224(SB), Y2, Y4
+	VPMADDUBSW   100(CX), Y3, Y3
+	VPMADDWD     Y4, Y3, Y3
+	VPADDD       Y3, Y1, Y1
+	VMOVDQU      112(AX), Y3
+	VPAND        bytes0f<>+0(SB), Y3, Y3
+	VMOVDQU      16(AX), Y4
+	VPAND        bytes10<>+0(SB), Y4, Y4
+	VPOR         Y4, Y3, Y3
+	VPSHUFB      kscaleshuf<>+256(SB), Y2, Y4
+	VPMADDUBSW   132(CX), Y3, Y3
+	VPMADDWD     Y4, Y3, Y3
+	VPADDD       Y3, Y1, Y1
+	VPSRLW       $0x04, 112(AX), Y3
+	VPAND        bytes0f<>+0(SB), Y3, Y3
+	VPSRLW       $0x01, 16(AX), Y4
+	VPAND        bytes10<>+0(SB), Y4, Y4
+	VPOR         Y4, Y3, Y3
+	VPSHUFB      kscaleshuf<>+288(SB), Y2, Y4
+	VPMADDUBSW   164(CX), Y3, Y3
+	VPMADDWD     Y4, Y3, Y3
+	VPADDD       Y3, Y1, Y1
+	VMOVDQU      144(AX), Y3
+	VPAND        bytes0f<>+0(SB), Y3, Y3
+	VPSRLW       $0x02, 16(AX), Y4
+	VPAND        bytes10<>+0(SB), Y4, Y4
+	VPOR         Y4, Y3, Y3
+	VPSHUFB      kscaleshuf<>+320(SB), Y2, Y4
+	VPMADDUBSW   196(CX), Y3, Y3
+	VPMADDWD     Y4, Y3, Y3
+	VPADDD       Y3, Y1, Y1
+	VPSRLW       $0x04, 144(AX), Y3
+	VPAND        bytes0f<>+0(SB), Y3, Y3
+	VPSRLW       $0x03, 16(AX), Y4
+	VPAND        bytes10<>+0(SB), Y4, Y4
+	VPOR         Y4, Y3, Y3
+	VPSHUFB      kscaleshuf<>+352(SB), Y2, Y2
+	VPMADDUBSW   228(CX), Y3, Y3
+	VPMADDWD     Y2, Y3, Y3
+	VPADDD       Y3, Y1, Y1
+	MOVWLZX      (AX), DI
+	VMOVD        DI, X2
+	VCVTPH2PS    X2, X2
+	VMULSS       (CX), X2, X2
+	VBROADCASTSS X2, Y2
+	VCVTDQ2PS    Y1, Y1
+	VFMADD231PS  Y1, Y2, Y0
+	ADDQ         $0x000000b0, AX
+	ADDQ         $0x00000124, CX
+	ADDQ         $0x00000124, DX
+	DECQ         BX
+	JMP          dotQ5_Kx1AVX2loop
+
+dotQ5_Kx1AVX2done:
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVHLPS     X0, X0, X1
+	VADDPS       X1, X0, X0
+	VMOVSHDUP    X0, X1
+	VADDSS       X1, X0, X0
+	VADDSS       (SI), X0, X0
+	VMOVSS       X0, (SI)
+	VZEROUPPER
+	RET
+
+// func dotIQ4_XSx1AVX2(w []byte, x []byte, stride int, nb int, out *[4]float32)
+// Requires: AVX, AVX2, BMI2, F16C, FMA3
+TEXT ·dotIQ4_XSx1AVX2(SB), NOSPLIT, $0-72
+	MOVQ   w_base+0(FP), AX
+	MOVQ   x_base+24(FP), CX
+	MOVQ   stride+48(FP), DX
+	MOVQ   nb+56(FP), BX
+	MOVQ   out+64(FP), SI
+	LEAQ   (CX)(DX*2), DX
+	VXORPS X0, X0, X0
+	VMOVSS X0, (SI)
+	VXORPS Y0, Y0, Y0
+
+dotIQ4_XSx1AVX2loop:
+	CMPQ           BX, $0x00
+	JE             dotIQ4_XSx1AVX2done
+	VBROADCASTI128 kvaluesiq4nl<>+0(SB), Y1
+	VPXOR          Y2, Y2, Y2
+	MOVL           4(AX), DI
+	MOVQ           $0x0f0f0f0f0f0f0f0f, R9
+	PDEPQ          R9, DI, DI
+	MOVWQZX        2(AX), R8
+	MOVQ           $0x0303030303030303, R9
+	PDEPQ          R9, R8, R8
+	SHLQ           $0x04, R8
+	ORQ            R8, DI
+	VMOVQ          DI, X3
+	VPSUBB         bytes20<>+0(SB), X3, X3
+	VPMOVSXBW      X3, X3
+	VINSERTI128    $0x01, X3, Y3, Y4
+	VMOVDQU        8(AX), X3
+	VPSRLW         $0x04, X3, X5
+	VINSERTI128    $0x01, X5, Y3, Y5
+	VPAND          bytes0f<>+0(SB), Y5, Y5
+	VPSHUFB        Y5, Y1, Y5
+	VPSIGNB        Y5, Y5, Y6
+	VPSHUFB        kscaleshuf<>+128(SB), Y4, Y7
+	VMOVDQU        4(CX), Y8
+	VPSIGNB        Y5, Y8, Y8
+	VPMADDUBSW     Y8, Y6, Y8
+	VPMADDWD       Y7, Y8, Y8
+	VPADDD         Y8, Y2, Y2
+	VMOVDQU        24(AX), X3
+	VPSRLW         $0x04, X3, X5
+	VINSERTI128    $0x01, X5, Y3, Y5
+	VPAND          bytes0f<>+0(SB), Y5, Y5
+	VPSHUFB        Y5, Y1, Y5
+	VPSIGNB        Y5, Y5, Y6
+	VPSHUFB        kscaleshuf<>+160(SB), Y4, Y7
+	VMOVDQU        36(CX), Y8
+	VPSIGNB        Y5, Y8, Y8
+	VPMADDUBSW     Y8, Y6, Y8
+	VPMADDWD       Y7, Y8, Y8
+	VPADDD         Y8, Y2, Y2
+	VMOVDQU        40(AX), X3
+	VPSRLW         $0x04, X3, X5
+	VINSERTI128    $0x01, X5, Y3, Y5
+	VPAND          bytes0f<>+0(SB), Y5, Y5
+	VPSHUFB        Y5, Y1, Y5
+	VPSIGNB        Y5, Y5, Y6
+	VPSHUFB        kscaleshuf<>+192(SB), Y4, Y7
+	VMOVDQU        68(CX), Y8
+	VPSIGNB        Y5, Y8, Y8
+	VPMADDUBSW     Y8, Y6, Y8
+	VPMADDWD       Y7, Y8, Y8
+	VPADDD         Y8, Y2, Y2
+	VMOVDQU        56(AX), X3
+	VPSRLW         $0x04, X3, X5
+	VINSERTI128    $0x01, X5, Y3, Y5
+	VPAND          bytes0f<>+0(SB), Y5, Y5
+	VPSHUFB        Y5, Y1, Y5
+	VPSIGNB        Y5, Y5, Y6
+	VPSHUFB        kscaleshuf<>+224(SB), Y4, Y7
+	VMOVDQU        100(CX), Y8
+	VPSIGNB        Y5, Y8, Y8
+	VPMADDUBSW     Y8, Y6, Y8
+	VPMADDWD       Y7, Y8, Y8
+	VPADDD         Y8, Y2, Y2
+	VMOVDQU        72(AX), X3
+	VPSRLW         $0x04, X3, X5
+	VINSERTI128    $0x01, X5, Y3, Y5
+	VPAND          bytes0f<>+0(SB), Y5, Y5
+	VPSHUFB        Y5, Y1, Y5
+	VPSIGNB        Y5, Y5, Y6
+	VPSHUFB        kscaleshuf<>+256(SB), Y4, Y7
+	VMOVDQU        132(CX), Y8
+	VPSIGNB        Y5, Y8, Y8
+	VPMADDUBSW     Y8, Y6, Y8
+	VPMADDWD       Y7, Y8, Y8
+	VPADDD         Y8, Y2, Y2
+	VMOVDQU        88(AX), X3
+	VPSRLW         $0x04, X3, X5
+	VINSERTI128    $0x01, X5, Y3, Y5
+	VPAND          bytes0f<>+0(SB), Y5, Y5
+	VPSHUFB        Y5, Y1, Y5
+	VPSIGNB        Y5, Y5, Y6
+	VPSHUFB        kscaleshuf<>+288(SB), Y4, Y7
+	VMOVDQU        164(CX), Y8
+	VPSIGNB        Y5, Y8, Y8
+	VPMADDUBSW     Y8, Y6, Y8
+	VPMADDWD       Y7, Y8, Y8
+	VPADDD         Y8, Y2, Y2
+	VMOVDQU        104(AX), X3
+	VPSRLW         $0x04, X3, X5
+	VINSERTI128    $0x01, X5, Y3, Y5
+	VPAND          bytes0f<>+0(SB), Y5, Y5
+	VPSHUFB        Y5, Y1, Y5
+	VPSIGNB        Y5, Y5, Y6
+	VPSHUFB        kscaleshuf<>+320(SB), Y4, Y7
+	VMOVDQU        196(CX), Y8
+	VPSIGNB        Y5, Y8, Y8
+	VPMADDUBSW     Y8, Y6, Y8
+	VPMADDWD       Y7, Y8, Y8
+	VPADDD         Y8, Y2, Y2
+	VMOVDQU        120(AX), X3
+	VPSRLW         $0x04, X3, X5
+	VINSERTI128    $0x01, X5, Y3, Y5
+	VPAND          bytes0f<>+0(SB), Y5, Y5
+	VPSHUFB        Y5, Y1, Y5
+	VPSIGNB        Y5, Y5, Y1
+	VPSHUFB        kscaleshuf<>+352(SB), Y4, Y4
+	VMOVDQU        228(CX), Y6
+	VPSIGNB        Y5, Y6, Y6
+	VPMADDUBSW     Y6, Y1, Y6
+	VPMADDWD       Y4, Y6, Y6
+	VPADDD         Y6, Y2, Y2
+	MOVWLZX        (AX), DI
+	VMOVD          DI, X1
+	VCVTPH2PS      X1, X1
+	VMULSS         (CX), X1, X1
+	VBROADCASTSS   X1, Y1
+	VCVTDQ2PS      Y2, Y2
+	VFMADD231PS    Y2, Y1, Y0
+	ADDQ           $0x00000088, AX
+	ADDQ           $0x00000124, CX
+	ADDQ           $0x00000124, DX
+	DECQ           BX
+	JMP            dotIQ4_XSx1AVX2loop
+
+dotIQ4_XSx1AVX2done:
+	VEXTRACTF128 $0x01, Y0, X1
+	VADDPS       X1, X0, X0
+	VMOVHLPS     X0, X0, X1
+	VADDPS       X1, X0, X0
+	VMOVSHDUP    X0, X1
+	VADDSS       X1, X0, X0
+	VMOVSS       X0, (SI)
+	VZEROUPPER
+	RET
+
+// func dotQ4_1x2AVX2(w []byte, x []byte, stride int, nb int, out *[4]float32)
+// Requires: AVX, AVX2, F16C, FMA3
+TEXT ·dotQ4_1x2AVX2(SB), NOSPLIT, $0-72
+	MOVQ   w_base+0(FP), AX
+	MOVQ   x_base+24(FP), CX
+	MOVQ   stride+48(FP), DX
+	MOVQ   nb+56(FP), BX
+	MOVQ   out+64(FP), SI
+	LEAQ   (CX)(DX*2), DI
+	VXORPS X0, X0, X0
+	VMOVSS X0, (SI)
+	VMOVSS X0, 4(SI)
+
+	// Σ_b d_w·d_x·Σ q·x + Σ_b m·s (ggml_vec_dot_q4_1_q8_1)
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS X2, X2, X2
+	VXORPS X3, X3, X3
+
+dotQ4_1x2AVX2loop:
+	CMPQ         BX, $0x01
+	JB           dotQ4_1x2AVX2done
+	VMOVDQU      4(AX), X4
+	VPSRLW       $0x04, X4, X5
+	VINSERTI128  $0x01, X5, Y4, Y5
+	VPAND        bytes0f<>+0(SB), Y5, Y5
+	VPBROADCASTW 2(AX), X4
+	VCVTPH2PS    X4, X4
+	VPBROADCASTW (AX), X6
+	VCVTPH2PS    X6, Y6
+	VMOVD        (CX), X7
+	VCVTPH2PS    X7, X7
+	VFMADD231PS  X7, X4, X2
+	VBROADCASTSS X7, Y7
+	VMULPS       Y6, Y7, Y7
+	VPMADDUBSW   4(CX), Y5, Y8
+	VPMADDWD     ones16<>+0(SB), Y8, Y8
+	VCVTDQ2PS    Y8, Y8
+	VFMADD231PS  Y8, Y7, Y0
+	VMOVD        (CX)(DX*1), X7
+	VCVTPH2PS    X7, X7
+	VFMADD231PS  X7, X4, X3
+	VBROADCASTSS X7, Y7
+	VMULPS       Y6, Y7, Y7
+	VPMADDUBSW   4(CX)(DX*1), Y5, Y5
+	VPMADDWD     ones16<>+0(SB), Y5, Y5
+	VCVTDQ2PS    Y5, Y5
+	VFMADD231PS  Y5, Y7, Y1
+	ADDQ         $0x14, AX
+	ADDQ         $0x24, CX
+	ADDQ         $0x24, DI
+	SUBQ         $0x01, BX
+	JMP          dotQ4_1x2AVX2loop
+
+dotQ4_1x2AVX2done:
+	VEXTRACTF128 $0x01, Y0, X4
+	VADDPS       X4, X0, X0
+	VMOVHLPS     X0, X0, X4
+	VADDPS       X4, X0, X0
+	VMOVSHDUP    X0, X4
+	VADDSS       X4, X0, X0
+	VMOVSHDUP    X2, X2
+	VADDSS       X2, X0, X0
+	VEXTRACTF128 $0x01, Y1, X2
+	VADDPS       X2, X1, X1
+	VMOVHLPS     X1, X1, X2
+	VADDPS       X2, X1, X1
+	VMOVSHDUP    X1, X2
+	VADDSS       X2, X1, X1
+	VMOVSHDUP    X3, X3
+	VADDSS       X3, X1, X1
+	VMOVSS       X0, (SI)
+	VMOVSS       X1, 4(SI)
+	VZEROUPPER
+	RET
+
+// func dotQ5_0x2AVX2(w []byte, x []byte, stride int, nb int, out *[4]float32)
+// Requires: AVX, AVX2, F16C, FMA3
+TEXT ·dotQ5_0x2AVX2(SB), NOSPLIT, $0-72
+	MOVQ   w_base+0(FP), AX
+	MOVQ   x_base+24(FP), CX
+	MOVQ   stride+48(FP), DX
+	MOVQ   nb+56(FP), BX
+	MOVQ   out+64(FP), SI
+	LEAQ   (CX)(DX*2), DI
+	VXORPS X0, X0, X0
+	VMOVSS X0, (SI)
+	VMOVSS X0, 4(SI)
+
+	// Σ_b d_w·d_x·Σ (q-16)·x (ggml_vec_dot_q5_0_q8_0)
+	VMOVDQU q5bits<>+0(SB), Y0
+	VXORPS  Y1, Y1, Y1
+	VXORPS  Y2, Y2, Y2
+
+dotQ5_0x2AVX2loop:
+	CMPQ         BX, $0x01
+	JB           dotQ5_0x2AVX2done
+	VMOVDQU      6(AX), X3
+	VPSRLW       $0x04, X3, X4
+	VINSERTI128  $0x01, X4, Y3, Y4
+	VPAND        bytes0f<>+0(SB), Y4, Y4
+	VPBROADCASTD 2(AX), Y5
+	VPSHUFB      q5shuf<>+0(SB), Y5, Y5
+	VPAND        Y0, Y5, Y5
+	VPCMPEQB     Y0, Y5, Y5
+	VPANDN       bytesf0<>+0(SB), Y5, Y5
+	VPOR         Y5, Y4, Y4
+	VPSIGNB      Y4, Y4, Y5
+	VPBROADCASTW (AX), X6
+	VCVTPH2PS    X6, Y6
+	VPBROADCASTW (CX), X7
+	VCVTPH2PS    X7, Y7
+	VMULPS       Y6, Y7, Y7
+	VMOVDQU      2(CX), Y8
+	VPSIGNB      Y4, Y8, Y8
+	VPMADDUBSW   Y8, Y5, Y8
+	VPMADDWD     ones16<>+0(SB), Y8, Y8
+	VCVTDQ2PS    Y8, Y8
+	VFMADD231PS  Y8, Y7, Y1
+	VPBROADCASTW (CX)(DX*1), X7
+	VCVTPH2PS    X7, Y7
+	VMULPS       Y6, Y7, Y7
+	VMOVDQU      2(CX)(DX*1), Y6
+	VPSIGNB      Y4, Y6, Y6
+	VPMADDUBSW   Y6, Y5, Y6
+	VPMADDWD     ones16<>+0(SB), Y6, Y6
+	VCVTDQ2PS    Y6, Y6
+	VFMADD231PS  Y6, Y7, Y2
+	ADDQ         $0x16, AX
+	ADDQ         $0x22, CX
+	ADDQ         $0x22, DI
+	SUBQ         $0x01, BX
+	JMP          dotQ5_0x2AVX2loop
+
+dotQ5_0x2AVX2done:
+	VEXTRACTF128 $0x01, Y1, X0
+	VADDPS       X0, X1, X1
+	VMOVHLPS     X1, X1, X0
+	VADDPS       X0, X1, X1
+	VMOVSHDUP    X1, X0
+	VADDSS       X0, X1, X1
+	VEXTRACTF128 $0x01, Y2, X0
+	VADDPS       X0, X2, X2
+	VMOVHLPS     X2, X2, X0
+	VADDPS       X0, X2, X2
+	VMOVSHDUP    X2, X0
+	VADDSS       X0, X2, X2
+	VMOVSS       X1, (SI)
+	VMOVSS       X2, 4(SI)
+	VZEROUPPER
+	RET
+
+// func dotQ5_1x2AVX2(w []byte, x []byte, stride int, nb int, out *[4]float32)
+// Requires: AVX, AVX2, F16C, FMA3
+TEXT ·dotQ5_1x2AVX2(SB), NOSPLIT, $0-72
+	MOVQ   w_base+0(FP), AX
+	MOVQ   x_base+24(FP), CX
+	MOVQ   stride+48(FP), DX
+	MOVQ   nb+56(FP), BX
+	MOVQ   out+64(FP), SI
+	LEAQ   (CX)(DX*2), DI
+	VXORPS X0, X0, X0
+	VMOVSS X0, (SI)
+	VMOVSS X0, 4(SI)
+
+	// Σ_b d_w·d_x·Σ q·x + Σ_b m·s (ggml_vec_dot_q5_1_q8_1)
+	VMOVDQU q5bits<>+0(SB), Y0
+	VXORPS  Y1, Y1, Y1
+	VXORPS  Y2, Y2, Y2
+	VXORPS  X3, X3, X3
+	VXORPS  X4, X4, X4
+
+dotQ5_1x2AVX2loop:
+	CMPQ         BX, $0x01
+	JB           dotQ5_1x2AVX2done
+	VMOVDQU      8(AX), X5
+	VPSRLW       $0x04, X5, X6
+	VINSERTI128  $0x01, X6, Y5, Y6
+	VPAND        bytes0f<>+0(SB), Y6, Y6
+	VPBROADCASTD 4(AX), Y7
+	VPSHUFB      q5shuf<>+0(SB), Y7, Y7
+	VPAND        Y0, Y7, Y7
+	VPCMPEQB     Y0, Y7, Y7
+	VPAND        bytes10<>+0(SB), Y7, Y7
+	VPOR         Y7, Y6, Y6
+	VPBROADCASTW 2(AX), X5
+	VCVTPH2PS    X5, X5
+	VPBROADCASTW (AX), X7
+	VCVTPH2PS    X7, Y7
+	VMOVD        (CX), X8
+	VCVTPH2PS    X8, X8
+	VFMADD231PS  X8, X5, X3
+	VBROADCASTSS X8, Y8
+	VMULPS       Y7, Y8, Y8
+	VPMADDUBSW   4(CX), Y6, Y9
+	VPMADDWD     ones16<>+0(SB), Y9, Y9
+	VCVTDQ2PS    Y9, Y9
+	VFMADD231PS  Y9, Y8, Y1
+	VMOVD        (CX)(DX*1), X8
+	VCVTPH2PS    X8, X8
+	VFMADD231PS  X8, X5, X4
+	VBROADCASTSS X8, Y8
+	VMULPS       Y7, Y8, Y8
+	VPMADDUBSW   4(CX)(DX*1), Y6, Y6
+	VPMADDWD     ones16<>+0(SB), Y6, Y6
+	VCVTDQ2PS    Y6, Y6
+	VFMADD231PS  Y6, Y8, Y2
+	ADDQ         $0x18, AX
+	ADDQ         $0x24, CX
+	ADDQ         $0x24, DI
+	SUBQ         $0x01, BX
+	JMP          dotQ5_1x2AVX2loop
+
+dotQ5_1x2AVX2done:
+	VEXTRACTF128 $0x01, Y1, X0
+	VADDPS       X0, X1, X1
+	VMOVHLPS     X1, X1, X0
+	VADDPS       X0, X1, X1
+	VMOVSHDUP    X1, X0
+	VADDSS       X0, X1, X1
+	VMOVSHDUP    X3, X3
+	VADDSS       X3, X1, X1
+	VEXTRACTF128 $0x01, Y2, X0
+	VADDPS       X0, X2, X2
+	VMOVHLPS     X2, X2, X0
+	VADDPS       X0, X2, X2
+	VMOVSHDUP    X2, X0
+	VADDSS       X0, X2, X2
+	VMOVSHDUP    X4, X4
+	VADDSS       X4, X2, X2
+	VMOVSS       X1, (SI)
+	VMOVSS       X2, 4(SI)
+	VZEROUPPER
+	RET
+
+// func dotIQ4_NLx2AVX2(w []byte, x []byte, stride int, nb int, out *[4]float32)
+// Requires: AVX, AVX2, F16C, FMA3
+TEXT ·dotIQ4_NLx2AVX2(SB), NOSPLIT, $0-72
+	MOVQ   w_base+0(FP), AX
+	MOVQ   x_base+24(FP), CX
+	MOVQ   stride+48(FP), DX
+	MOVQ   nb+56(FP), BX
+	MOVQ   out+64(FP), SI
+	LEAQ   (CX)(DX*2), DI
+	VXORPS X0, X0, X0
+	VMOVSS X0, (SI)
+	VMOVSS X0, 4(SI)
+
+	// Σ_b d_w·d_x·Σ kvalues_iq4nl[q]·x, blocks in pairs (ggml_vec_dot_iq4_nl_q8_0)
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+
+dotIQ4_NLx2AVX2loop:
+	CMPQ           BX, $0x02
+	JB             dotIQ4_NLx2AVX2done
+	VMOVDQU        2(AX), X4
+	VPSRLW         $0x04, X4, X5
+	VINSERTI128    $0x01, X5, Y4, Y5
+	VPAND          bytes0f<>+0(SB), Y5, Y5
+	VBROADCASTI128 kvaluesiq4nl<>+0(SB), Y6
+	VPSHUFB        Y5, Y6, Y5
+	VPSIGNB        Y5, Y5, Y6
+	VPBROADCASTW   (AX), X7
+	VCVTPH2PS      X7, Y7
+	VPBROADCASTW   (CX), X8
+	VCVTPH2PS      X8, Y8
+	VMULPS         Y7, Y8, Y8
+	VMOVDQU        2(CX), Y9
+	VPSIGNB        Y5, Y9, Y9
+	VPMADDUBSW     Y9, Y6, Y9
+	VPMADDWD       ones16<>+0(SB), Y9, Y9
+	VCVTDQ2PS      Y9, Y9
+	VFMADD231PS    Y9, Y8, Y0
+	VPBROADCASTW   (CX)(DX*1), X8
+	VCVTPH2PS      X8, Y8
+	VMULPS         Y7, Y8, Y8
+	VMOVDQU        2(CX)(DX*1), Y7
+	VPSIGNB        Y5, Y7, Y7
+	VPMADDUBSW     Y7, Y6, Y7
+	VPMADDWD       ones16<>+0(SB), Y7, Y7
+	VCVTDQ2PS      Y7, Y7
+	VFMADD231PS    Y7, Y8, Y1
+	ADDQ           $0x12, AX
+	ADDQ           $0x22, CX
+	ADDQ           $0x22, DI
+	VMOVDQU        2(AX), X4
+	VPSRLW         $0x04, X4, X5
+	VINSERTI128    $0x01, X5, Y4, Y5
+	VPAND          bytes0f<>+0(SB), Y5, Y5
+	VBROADCASTI128 kvaluesiq4nl<>+0(SB), Y6
+	VPSHUFB        Y5, Y6, Y5
+	VPSIGNB        Y5, Y5, Y6
+	VPBROADCASTW   (AX), X7
+	VCVTPH2PS      X7, Y7
+	VPBROADCASTW   (CX), X8
+	VCVTPH2PS      X8, Y8
+	VMULPS         Y7, Y8, Y8
+	VMOVDQU        2(CX), Y9
+	VPSIGNB        Y5, Y9, Y9
+	VPMADDUBSW     Y9, Y6, Y9
+	VPMADDWD       ones16<>+0(SB), Y9, Y9
+	VCVTDQ2PS      Y9, Y9
+	VFMADD231PS    Y9, Y8, Y2
+	VPBROADCASTW   (CX)(DX*1), X8
+	VCVTPH2PS      X8, Y8
+	VMULPS         Y7, Y8, Y8
+	VMOVDQU        2(CX)(DX*1), Y7
+	VPSIGNB        Y5, Y7, Y7
+	VPMADDUBSW     Y7, Y6, Y7
+	VPMADDWD       ones16<>+0(SB), Y7, Y7
+	VCVTDQ2PS      Y7, Y7
+	VFMADD231PS    Y7, Y8, Y3
+	ADDQ           $0x12, AX
+	ADDQ           $0x22, CX
+	ADDQ           $0x22, DI
+	SUBQ           $0x02, BX
+	JMP            dotIQ4_NLx2AVX2loop
+
+dotIQ4_NLx2AVX2done:
+	VADDPS         Y2, Y0, Y0
+	VEXTRACTF128   $0x01, Y0, X2
+	VADDPS         X2, X0, X0
+	VMOVHLPS       X0, X0, X2
+	VADDPS         X2, X0, X0
+	VMOVSHDUP      X0, X2
+	VADDSS         X2, X0, X0
+	VADDPS         Y3, Y1, Y1
+	VEXTRACTF128   $0x01, Y1, X2
+	VADDPS         X2, X1, X1
+	VMOVHLPS       X1, X1, X2
+	VADDPS         X2, X1, X1
+	VMOVSHDUP      X1, X2
+	VADDSS         X2, X1, X1
+	CMPQ           BX, $0x00
+	JE             dotIQ4_NLx2AVX2end
+	VMOVDQU        2(AX), X4
+	VPSRLW         $0x04, X4, X2
+	VINSERTI128    $0x01, X2, Y4, Y2
+	VPAND          bytes0f<>+0(SB), Y2, Y2
+	VBROADCASTI128 kvaluesiq4nl<>+0(SB), Y3
+	VPSHUFB        Y2, Y3, Y2
+	VPSIGNB        Y2, Y2, Y3
+	VPBROADCASTW   (AX), X4
+	VCVTPH2PS      X4, Y4
+	VPBROADCASTW   (CX), X5
+	VCVTPH2PS      X5, Y5
+	VMULPS         Y4, Y5, Y5
+	VMOVDQU        2(CX), Y6
+	VPSIGNB        Y2, Y6, Y6
+	VPMADDUBSW     Y6, Y3, Y6
+	VPMADDWD       ones16<>+0(SB), Y6, Y6
+	VEXTRACTI128   $0x01, Y6, X7
+	VPADDD         X7, X6, X6
+	VPSHUFD        $0x4e, X6, X7
+	VPADDD         X7, X6, X6
+	VPSHUFD        $0xb1, X6, X7
+	VPADDD         X7, X6, X6
+	VMOVD          X6, AX
+	VXORPS         X6, X6, X6
+	VCVTSI2SSL     AX, X6, X6
+	VFMADD231SS    X6, X5, X0
+	VPBROADCASTW   (CX)(DX*1), X5
+	VCVTPH2PS      X5, Y5
+	VMULPS         Y4, Y5, Y5
+	VMOVDQU        2(CX)(DX*1), Y4
+	VPSIGNB        Y2, Y4, Y4
+	VPMADDUBSW     Y4, Y3, Y4
+	VPMADDWD       ones16<>+0(SB), Y4, Y4
+	VEXTRACTI128   $0x01, Y4, X2
+	VPADDD         X2, X4, X4
+	VPSHUFD        $0x4e, X4, X2
+	VPADDD         X2, X4, X4
+	VPSHUFD        $0xb1, X4, X2
+	VPADDD         X2, X4, X4
+	VMOVD          X4, AX
+	VXORPS         X2, X2, X2
+	VCVTSI2SSL     AX, X2, X2
+	VFMADD231SS    X2, X5, X1
+
+dotIQ4_NLx2AVX2end:
+	VMOVSS X0, (SI)
+	VMOVSS X1, 4(SI)
+	VZEROUPPER
+	RET
+
+// func dotMXFP4x2AVX2(w []byte, x []byte, stride int, nb int, out *[4]float32)
+// Requires: AVX, AVX2, F16C, FMA3
+TEXT ·dotMXFP4x2AVX2(SB), NOSPLIT, $0-72
+	MOVQ   w_base+0(FP), AX
+	MOVQ   x_base+24(FP), CX
+	MOVQ   stride+48(FP), DX
+	MOVQ   nb+56(FP), BX
+	MOVQ   out+64(FP), SI
+	LEAQ   (CX)(DX*2), DI
+	VXORPS X0, X0, X0
+	VMOVSS X0, (SI)
+	VMOVSS X0, 4(SI)
+
+	// Σ_b d_x·2^(e-128)·Σ kvalues_mxfp4[q]·x, blocks in pairs (ggml_vec_dot_mxfp4_q8_0)
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+
+dotMXFP4x2AVX2loop:
+	CMPQ           BX, $0x02
+	JB             dotMXFP4x2AVX2done
+	VMOVDQU        1(AX), X4
+	VPSRLW         $0x04, X4, X5
+	VINSERTI128    $0x01, X5, Y4, Y5
+	VPAND          bytes0f<>+0(SB), Y5, Y5
+	VBROADCASTI128 kvaluesmxfp4<>+0(SB), Y6
+	VPSHUFB        Y5, Y6, Y5
+	VPSIGNB        Y5, Y5, Y6
+	MOVBLZX        (AX), R8
+	LEAQ           e8m0half<>+0(SB), R9
+	VBROADCASTSS   (R9)(R8*4), Y7
+	VPBROADCASTW   (CX), X8
+	VCVTPH2PS      X8, Y8
+	VMULPS         Y7, Y8, Y8
+	VMOVDQU        2(CX), Y9
+	VPSIGNB        Y5, Y9, Y9
+	VPMADDUBSW     Y9, Y6, Y9
+	VPMADDWD       ones16<>+0(SB), Y9, Y9
+	VCVTDQ2PS      Y9, Y9
+	VFMADD231PS    Y9, Y8, Y0
+	VPBROADCASTW   (CX)(DX*1), X8
+	VCVTPH2PS      X8, Y8
+	VMULPS         Y7, Y8, Y8
+	VMOVDQU        2(CX)(DX*1), Y7
+	VPSIGNB        Y5, Y7, Y7
+	VPMADDUBSW     Y7, Y6, Y7
+	VPMADDWD       ones16<>+0(SB), Y7, Y7
+	VCVTDQ2PS      Y7, Y7
+	VFMADD231PS    Y7, Y8, Y1
+	ADDQ           $0x11, AX
+	ADDQ           $0x22, CX
+	ADDQ           $0x22, DI
+	VMOVDQU        1(AX), X4
+	VPSRLW         $0x04, X4, X5
+	VINSERTI128    $0x01, X5, Y4, Y5
+	VPAND          bytes0f<>+0(SB), Y5, Y5
+	VBROADCASTI128 kvaluesmxfp4<>+0(SB), Y6
+	VPSHUFB        Y5, Y6, Y5
+	VPSIGNB        Y5, Y5, Y6
+	MOVBLZX        (AX), R8
+	LEAQ           e8m0half<>+0(SB), R9
+	VBROADCASTSS   (R9)(R8*4), Y7
+	VPBROADCASTW   (CX), X8
+	VCVTPH2PS      X8, Y8
+	VMULPS         Y7, Y8, Y8
+	VMOVDQU        2(CX), Y9
+	VPSIGNB        Y5, Y9, Y9
+	VPMADDUBSW     Y9, Y6, Y9
+	VPMADDWD       ones16<>+0(SB), Y9, Y9
+	VCVTDQ2PS      Y9, Y9
+	VFMADD231PS    Y9, Y8, Y2
+	VPBROADCASTW   (CX)(DX*1), X8
+	VCVTPH2PS      X8, Y8
+	VMULPS         Y7, Y8, Y8
+	VMOVDQU        2(CX)(DX*1), Y7
+	VPSIGNB        Y5, Y7, Y7
+	VPMADDUBSW     Y7, Y6, Y7
+	VPMADDWD       ones16<>+0(SB), Y7, Y7
+	VCVTDQ2PS      Y7, Y7
+	VFMADD231PS    Y7, Y8, Y3
+	ADDQ           $0x11, AX
+	ADDQ           $0x22, CX
+	ADDQ           $0x22, DI
+	SUBQ           $0x02, BX
+	JMP            dotMXFP4x2AVX2loop
+
+dotMXFP4x2AVX2done:
+	VADDPS         Y2, Y0, Y0
+	VEXTRACTF128   $0x01, Y0, X2
+	VADDPS         X2, X0, X0
+	VMOVHLPS       X0, X0, X2
+	VADDPS         X2, X0, X0
+	VMOVSHDUP      X0, X2
+	VADDSS         X2, X0, X0
+	VADDPS         Y3, Y1, Y1
+	VEXTRACTF128   $0x01, Y1, X2
+	VADDPS         X2, X1, X1
+	VMOVHLPS       X1, X1, X2
+	VADDPS         X2, X1, X1
+	VMOVSHDUP      X1, X2
+	VADDSS         X2, X1, X1
+	CMPQ           BX, $0x00
+	JE             dotMXFP4x2AVX2end
+	VMOVDQU        1(AX), X4
+	VPSRLW         $0x04, X4, X2
+	VINSERTI128    $0x01, X2, Y4, Y2
+	VPAND          bytes0f<>+0(SB), Y2, Y2
+	VBROADCASTI128 kvaluesmxfp4<>+0(SB), Y3
+	VPSHUFB        Y2, Y3, Y2
+	VPSIGNB        Y2, Y2, Y3
+	MOVBLZX        (AX), AX
+	LEAQ           e8m0half<>+0(SB), BX
+	VBROADCASTSS   (BX)(AX*4), Y4
+	VPBROADCASTW   (CX), X5
+	VCVTPH2PS      X5, Y5
+	VMULPS         Y4, Y5, Y5
+	VMOVDQU        2(CX), Y6
+	VPSIGNB        Y2, Y6, Y6
+	VPMADDUBSW     Y6, Y3, Y6
+	VPMADDWD       ones16<>+0(SB), Y6, Y6
+	VEXTRACTI128   $0x01, Y6, X7
+	VPADDD         X7, X6, X6
+	VPSHUFD        $0x4e, X6, X7
+	VPADDD         X7, X6, X6
+	VPSHUFD        $0xb1, X6, X7
+	VPADDD         X7, X6, X6
+	VMOVD          X6, AX
+	VXORPS         X6, X6, X6
+	VCVTSI2SSL     AX, X6, X6
+	VFMADD231SS    X6, X5, X0
+	VPBROADCASTW   (CX)(DX*1), X5
+	VCVTPH2PS      X5, Y5
+	VMULPS         Y4, Y5, Y5
+	VMOVDQU        2(CX)(DX*1), Y4
+	VPSIGNB        Y2, Y4, Y4
+	VPMADDUBSW     Y4, Y3, Y4
+	VPMADDWD       ones16<>+0(SB), Y4, Y4
+	VEXTRACTI128   $0x01, Y4, X2
+	VPADDD         X2, X4, X4
+	VPSHUFD        $0x4e, X4, X2
+	VPADDD         X2, X4, X4
+	VPSHUFD        $0xb1, X4, X2
+	VPADDD         X2, X4, X4
+	VMOVD          X4, AX
+	VXORPS         X2, X2, X2
+	VCVTSI2SSL     AX, X2, X2
+	VFMADD231SS    X2, X5, X1
+
+dotMXFP4x2AVX2end:
+	VMOVSS X0, (SI)
+	VMOVSS X1, 4(SI)
+	VZEROUPPER
+	RET
+
+// func dotQ2_Kx2AVX2(w []byte, x []byte, stride int, nb int, out *[4]float32)
+// Requires: AVX, AVX2, AVX512BW, AVX512VL, F16C, FMA3
+TEXT ·dotQ2_Kx2AVX2(SB), NOSPLIT, $0-72
+	MOVQ   w_base+0(FP), AX
+	MOVQ   x_base+24(FP), CX
+	MOVQ   stride+48(FP), DX
+	MOVQ   nb+56(FP), BX
+	MOVQ   out+64(FP), SI
+	LEAQ   (CX)(DX*2), DI
+	VXORPS X0, X0, X0
+	VMOVSS X0, (SI)
+	VMOVSS X0, 4(SI)
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+
+dotQ2_Kx2AVX2loop:
+	CMPQ BX, $0x00
+	JE   dotQ2_Kx2AVX2done
+
+	// scales: low nibbles, per 16 values; mins: high nibbles
+	VMOVDQU      (AX), X2
+	VPSRLW       $0x04, X2, X2
+	VPAND        bytes0f<>+0(SB), X2, X2
+	VPMOVZXBW    X2, Y2
+	MOVWLZX      82(AX), R8
+	VMOVD        R8, X3
+	VCVTPH2PS    X3, X3
+	VXORPS       signbit<>+0(SB), X3, X3
+	VPMADDWD     260(CX), Y2, Y4
+	VCVTDQ2PS    Y4, Y4
+	VMULSS       (CX), X3, X5
+	VBROADCASTSS X5, Y5
+	VFMADD231PS  Y4, Y5, Y0
+	VPMADDWD     260(CX)(DX*1), Y2, Y2
+	VCVTDQ2PS    Y2, Y2
+	VMULSS       (CX)(DX*1), X3, X3
+	VBROADCASTSS X3, Y3
+	VFMADD231PS  Y2, Y3, Y1
+	VPXOR        Y2, Y2, Y2
+	VPXOR        Y3, Y3, Y3
+	VMOVDQU      (AX), X4
+	VPAND        bytes0f<>+0(SB), X4, X4
+	VPMOVZXBW    X4, Y4
+	VINSERTI128  $0x01, X4, Y4, Y5
+	VMOVDQU      16(AX), Y6
+	VPAND        bytes03<>+0(SB), Y6, Y6
+	VPSHUFB      kscaleshuf<>+0(SB), Y5, Y7
+	VPMADDUBSW   4(CX), Y6, Y8
+	VPMADDWD     Y7, Y8, Y8
+	VPADDD       Y8, Y2, Y2
+	VPMADDUBSW   4(CX)(DX*1), Y6, Y6
+	VPMADDWD     Y7, Y6, Y6
+	VPADDD       Y6, Y3, Y3
+	VPSRLW       $0x02, 16(AX), Y6
+	VPAND        bytes03<>+0(SB), Y6, Y6
+	VPSHUFB      kscaleshuf<>+32(SB), Y5, Y7
+	VPMADDUBSW   36(CX), Y6, Y8
+	VPMADDWD     Y7, Y8, Y8
+	VPADDD       Y8, Y2, Y2
+	VPMADDUBSW   36(CX)(DX*1), Y6, Y6
+	VPMADDWD     Y7, Y6, Y6
+	VPADDD       Y6, Y3, Y3
+	VPSRLW       $0x04, 16(AX), Y6
+	VPAND        bytes03<>+0(SB), Y6, Y6
+	VPSHUFB      kscaleshuf<>+64(SB), Y5, Y7
+	VPMADDUBSW   68(CX), Y6, Y8
+	VPMADDWD     Y7, Y8, Y8
+	VPADDD       Y8, Y2, Y2
+	VPMADDUBSW   68(CX)(DX*1), Y6, Y6
+	VPMADDWD     Y7, Y6, Y6
+	VPADDD       Y6, Y3, Y3
+	VPSRLW       $0x06, 16(AX), Y6
+	VPAND        bytes03<>+0(SB), Y6, Y6
+	VPSHUFB      kscaleshuf<>+96(SB), Y5, Y5
+	VPMADDUBSW   100(CX), Y6, Y7
+	VPMADDWD     Y5, Y7, Y7
+	VPADDD       Y7, Y2, Y2
+	VPMADDUBSW   100(CX)(DX*1), Y6, Y6
+	VPMADDWD     Y5, Y6, Y6
+	VPADDD       Y6, Y3, Y3
+	VPERM2I128   $0x11, Y4, Y4, Y4
+	VMOVDQU      48(AX), Y5
+	VPAND        bytes03<>+0(SB), Y5, Y5
+	VPSHUFB      kscaleshuf<>+0(SB), Y4, Y6
+	VPMADDUBSW   132(CX), Y5, Y7
+	VPMADDWD     Y6, Y7, Y7
+	VPADDD       Y7, Y2, Y2
+	VPMADDUBSW   132(CX)(DX*1), Y5, Y5
+	VPMADDWD     Y6, Y5, Y5
+	VPADDD       Y5, Y3, Y3
+	VPSRLW       $0x02, 48(AX), Y5
+	VPAND        bytes03<>+0(SB), Y5, Y5
+	VPSHUFB      kscaleshuf<>+32(SB), Y4, Y6
+	VPMADDUBSW   164(CX), Y5, Y7
+	VPMADDWD     Y6, Y7, Y7
+	VPADDD       Y7, Y2, Y2
+	VPMADDUBSW   164(CX)(DX*1), Y5, Y5
+	VPMADDWD     Y6, Y5, Y5
+	VPADDD       Y5, Y3, Y3
+	VPSRLW       $0x04, 48(AX), Y5
+	VPAND        bytes03<>+0(SB), Y5, Y5
+	VPSHUFB      kscaleshuf<>+64(SB), Y4, Y6
+	VPMADDUBSW   196(CX), Y5, Y7
+	VPMADDWD     Y6, Y7, Y7
+	VPADDD       Y7, Y2, Y2
+	VPMADDUBSW   196(CX)(DX*1), Y5, Y5
+	VPMADDWD     Y6, Y5, Y5
+	VPADDD       Y5, Y3, Y3
+	VPSRLW       $0x06, 48(AX), Y5
+	VPAND        bytes03<>+0(SB), Y5, Y5
+	VPSHUFB      kscaleshuf<>+96(SB), Y4, Y4
+	VPMADDUBSW   228(CX), Y5, Y6
+	VPMADDWD     Y4, Y6, Y6
+	VPADDD       Y6, Y2, Y2
+	VPMADDUBSW   228(CX)(DX*1), Y5, Y5
+	VPMADDWD     Y4, Y5, Y5
+	VPADDD       Y5, Y3, Y3
+	MOVWLZX      80(AX), R8
+	VMOVD        R8, X4
+	VCVTPH2PS    X4, X4
+	VMULSS       (CX), X4, X5
+	VBROADCASTSS X5, Y5
+	VCVTDQ2PS    Y2, Y2
+	VFMADD231PS  Y2, Y5, Y0
+	VMULSS       (CX)(DX*1), X4, X2
+	VBROADCASTSS X2, Y2
+	VCVTDQ2PS    Y3, Y3
+	VFMADD231PS  Y3, Y2, Y1
+	ADDQ         $0x00000054, AX
+	ADDQ         $0x00000124, CX
+	ADDQ         $0x00000124, DI
+	DECQ         BX
+	JMP          dotQ2_Kx2AVX2loop
+
+dotQ2_Kx2AVX2done:
+	VEXTRACTF128 $0x01, Y0, X2
+	VADDPS       X2, X0, X0
+	VMOVHLPS     X0, X0, X2
+	VADDPS       X2, X0, X0
+	VMOVSHDUP    X0, X2
+	VADDSS       X2, X0, X0
+	VMOVSS       X0, (SI)
+	VEXTRACTF128 $0x01, Y1, X0
+	VADDPS       X0, X1, X1
+	VMOVHLPS     X1, X1, X0
+	VADDPS       X0, X1, X1
+	VMOVSHDUP    X1, X0
+	VADDSS       X0, X1, X1
+	VMOVSS       X1, 4(SI)
+	VZEROUPPER
+	RET
+
+// func dotQ3_Kx2AVX2(w []byte, x []byte, stride int, nb int, out *[4]float32)
+// Requires: AVX, AVX2, AVX512BW, AVX512VL, F16C, FMA3
+TEXT ·dotQ3_Kx2AVX2(SB), NOSPLIT, $0-72
+	MOVQ   w_base+0(FP), AX
+	MOVQ   x_base+24(FP), CX
+	MOVQ   stride+48(FP), DX
+	MOVQ   nb+56(FP), BX
+	MOVQ   out+64(FP), SI
+	LEAQ   (CX)(DX*2), DI
+	VXORPS X0, X0, X0
+	VMOVSS X0, (SI)
+	VMOVSS X0, 4(SI)
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+
+dotQ3_Kx2AVX2loop:
+	CMPQ         BX, $0x00
+	JE           dotQ3_Kx2AVX2done
+	VPXOR        Y2, Y2, Y2
+	VPXOR        Y3, Y3, Y3
+	MOVL         96(AX), R8
+	MOVL         100(AX), R9
+	MOVL         104(AX), R10
+	MOVL         R8, R11
+	ANDL         $0x0f0f0f0f, R11
+	MOVL         R10, R12
+	ANDL         $0x03030303, R12
+	SHLL         $0x04, R12
+	ORL          R12, R11
+	VMOVD        R11, X4
+	MOVL         R9, R11
+	ANDL         $0x0f0f0f0f, R11
+	MOVL         R10, R12
+	SHRL         $0x02, R12
+	ANDL         $0x03030303, R12
+	SHLL         $0x04, R12
+	ORL          R12, R11
+	VPINSRD      $0x01, R11, X4, X4
+	SHRL         $0x04, R8
+	ANDL         $0x0f0f0f0f, R8
+	MOVL         R10, R11
+	SHRL         $0x04, R11
+	ANDL         $0x03030303, R11
+	SHLL         $0x04, R11
+	ORL          R11, R8
+	VPINSRD      $0x02, R8, X4, X4
+	MOVL         R9, R8
+	SHRL         $0x04, R8
+	ANDL         $0x0f0f0f0f, R8
+	MOVL         R10, R9
+	SHRL         $0x06, R9
+	ANDL         $0x03030303, R9
+	SHLL         $0x04, R9
+	ORL          R9, R8
+	VPINSRD      $0x03, R8, X4, X4
+	VPSUBB       bytes20<>+0(SB), X4, X4
+	VPMOVSXBW    X4, Y4
+	VINSERTI128  $0x01, X4, Y4, Y5
+	VMOVDQU      32(AX), Y6
+	VPAND        bytes03<>+0(SB), Y6, Y6
+	VPSLLW       $0x02, (AX), Y7
+	VPAND        bytes04<>+0(SB), Y7, Y7
+	VPOR         Y7, Y6, Y6
+	VPSUBB       bytes04<>+0(SB), Y6, Y6
+	VPABSB       Y6, Y7
+	VPSHUFB      kscaleshuf<>+0(SB), Y5, Y8
+	VMOVDQU      4(CX), Y9
+	VPSIGNB      Y6, Y9, Y9
+	VPMADDUBSW   Y9, Y7, Y9
+	VPMADDWD     Y8, Y9, Y9
+	VPADDD       Y9, Y2, Y2
+	VMOVDQU      4(CX)(DX*1), Y9
+	VPSIGNB      Y6, Y9, Y9
+	VPMADDUBSW   Y9, Y7, Y9
+	VPMADDWD     Y8, Y9, Y9
+	VPADDD       Y9, Y3, Y3
+	VPSRLW       $0x02, 32(AX), Y6
+	VPAND        bytes03<>+0(SB), Y6, Y6
+	VPSLLW       $0x01, (AX), Y7
+	VPAND        bytes04<>+0(SB), Y7, Y7
+	VPOR         Y7, Y6, Y6
+	VPSUBB       bytes04<>+0(SB), Y6, Y6
+	VPABSB       Y6, Y7
+	VPSHUFB      kscaleshuf<>+32(SB), Y5, Y8
+	VMOVDQU      36(CX), Y9
+	VPSIGNB      Y6, Y9, Y9
+	VPMADDUBSW   Y9, Y7, Y9
+	VPMADDWD     Y8, Y9, Y9
+	VPADDD       Y9, Y2, Y2
+	VMOVDQU      36(CX)(DX*1), Y9
+	VPSIGNB      Y6, Y9, Y9
+	VPMADDUBSW   Y9, Y7, Y9
+	VPMADDWD     Y8, Y9, Y9
+	VPADDD       Y9, Y3, Y3
+	VPSRLW       $0x04, 32(AX), Y6
+	VPAND        bytes03<>+0(SB), Y6, Y6
+	VMOVDQU      (AX), Y7
+	VPAND        bytes04<>+0(SB), Y7, Y7
+	VPOR         Y7, Y6, Y6
+	VPSUBB       bytes04<>+0(SB), Y6, Y6
+	VPABSB       Y6, Y7
+	VPSHUFB      kscaleshuf<>+64(SB), Y5, Y8
+	VMOVDQU      68(CX), Y9
+	VPSIGNB      Y6, Y9, Y9
+	VPMADDUBSW   Y9, Y7, Y9
+	VPMADDWD     Y8, Y9, Y9
+	VPADDD       Y9, Y2, Y2
+	VMOVDQU      68(CX)(DX*1), Y9
+	VPSIGNB      Y6, Y9, Y9
+	VPMADDUBSW   Y9, Y7, Y9
+	VPMADDWD     Y8, Y9, Y9
+	VPADDD       Y9, Y3, Y3
+	VPSRLW       $0x06, 32(AX), Y6
+	VPAND        bytes03<>+0(SB), Y6, Y6
+	VPSRLW       $0x01, (AX), Y7
+	VPAND        bytes04<>+0(SB), Y7, Y7
+	VPOR         Y7, Y6, Y6
+	VPSUBB       bytes04<>+0(SB), Y6, Y6
+	VPABSB       Y6, Y7
+	VPSHUFB      kscaleshuf<>+96(SB), Y5, Y5
+	VMOVDQU      100(CX), Y8
+	VPSIGNB      Y6, Y8, Y8
+	VPMADDUBSW   Y8, Y7, Y8
+	VPMADDWD     Y5, Y8, Y8
+	VPADDD       Y8, Y2, Y2
+	VMOVDQU      100(CX)(DX*1), Y8
+	VPSIGNB      Y6, Y8, Y8
+	VPMADDUBSW   Y8, Y7, Y8
+	VPMADDWD     Y5, Y8, Y8
+	VPADDD       Y8, Y3, Y3
+	VPERM2I128   $0x11, Y4, Y4, Y4
+	VMOVDQU      64(AX), Y5
+	VPAND        bytes03<>+0(SB), Y5, Y5
+	VPSRLW       $0x02, (AX), Y6
+	VPAND        bytes04<>+0(SB), Y6, Y6
+	VPOR         Y6, Y5, Y5
+	VPSUBB       bytes04<>+0(SB), Y5, Y5
+	VPABSB       Y5, Y6
+	VPSHUFB      kscaleshuf<>+0(SB), Y4, Y7
+	VMOVDQU      132(CX), Y8
+	VPSIGNB      Y5, Y8, Y8
+	VPMADDUBSW   Y8, Y6, Y8
+	VPMADDWD     Y7, Y8, Y8
+	VPADDD       Y8, Y2, Y2
+	VMOVDQU      132(CX)(DX*1), Y8
+	VPSIGNB      Y5, Y8, Y8
+	VPMADDUBSW   Y8, Y6, Y8
+	VPMADDWD     Y7, Y8, Y8
+	VPADDD       Y8, Y3, Y3
+	VPSRLW       $0x02, 64(AX), Y5
+	VPAND        bytes03<>+0(SB), Y5, Y5
+	VPSRLW       $0x03, (AX), Y6
+	VPAND        bytes04<>+0(SB), Y6, Y6
+	VPOR         Y6, Y5, Y5
+	VPSUBB       bytes04<>+0(SB), Y5, Y5
+	VPABSB       Y5, Y6
+	VPSHUFB      kscaleshuf<>+32(SB), Y4, Y7
+	VMOVDQU      164(CX), Y8
+	VPSIGNB      Y5, Y8, Y8
+	VPMADDUBSW   Y8, Y6, Y8
+	VPMADDWD     Y7, Y8, Y8
+	VPADDD       Y8, Y2, Y2
+	VMOVDQU      164(CX)(DX*1), Y8
+	VPSIGNB      Y5, Y8, Y8
+	VPMADDUBSW   Y8, Y6, Y8
+	VPMADDWD     Y7, Y8, Y8
+	VPADDD       Y8, Y3, Y3
+	VPSRLW       $0x04, 64(AX), Y5
+	VPAND        bytes03<>+0(SB), Y5, Y5
+	VPSRLW       $0x04, (AX), Y6
+	VPAND        bytes04<>+0(SB), Y6, Y6
+	VPOR         Y6, Y5, Y5
+	VPSUBB       bytes04<>+0(SB), Y5, Y5
+	VPABSB       Y5, Y6
+	VPSHUFB      kscaleshuf<>+64(SB), Y4, Y7
+	VMOVDQU      196(CX), Y8
+	VPSIGNB      Y5, Y8, Y8
+	VPMADDUBSW   Y8, Y6, Y8
+	VPMADDWD     Y7, Y8, Y8
+	VPADDD       Y8, Y2, Y2
+	VMOVDQU      196(CX)(DX*1), Y8
+	VPSIGNB      Y5, Y8, Y8
+	VPMADDUBSW   Y8, Y6, Y8
+	VPMADDWD     Y7, Y8, Y8
+	VPADDD       Y8, Y3, Y3
+	VPSRLW       $0x06, 64(AX), Y5
+	VPAND        bytes03<>+0(SB), Y5, Y5
+	VPSRLW       $0x05, (AX), Y6
+	VPAND        bytes04<>+0(SB), Y6, Y6
+	VPOR         Y6, Y5, Y5
+	VPSUBB       bytes04<>+0(SB), Y5, Y5
+	VPABSB       Y5, Y6
+	VPSHUFB      kscaleshuf<>+96(SB), Y4, Y4
+	VMOVDQU      228(CX), Y7
+	VPSIGNB      Y5, Y7, Y7
+	VPMADDUBSW   Y7, Y6, Y7
+	VPMADDWD     Y4, Y7, Y7
+	VPADDD       Y7, Y2, Y2
+	VMOVDQU      228(CX)(DX*1), Y7
+	VPSIGNB      Y5, Y7, Y7
+	VPMADDUBSW   Y7, Y6, Y7
+	VPMADDWD     Y4, Y7, Y7
+	VPADDD       Y7, Y3, Y3
+	MOVWLZX      108(AX), R8
+	VMOVD        R8, X4
+	VCVTPH2PS    X4, X4
+	VMULSS       (CX), X4, X5
+	VBROADCASTSS X5, Y5
+	VCVTDQ2PS    Y2, Y2
+	VFMADD231PS  Y2, Y5, Y0
+	VMULSS       (CX)(DX*1), X4, X2
+	VBROADCASTSS X2, Y2
+	VCVTDQ2PS    Y3, Y3
+	VFMADD231PS  Y3, Y2, Y1
+	ADDQ         $0x0000006e, AX
+	ADDQ         $0x00000124, CX
+	ADDQ         $0x00000124, DI
+	DECQ         BX
+	JMP          dotQ3_Kx2AVX2loop
+
+dotQ3_Kx2AVX2done:
+	VEXTRACTF128 $0x01, Y0, X2
+	VADDPS       X2, X0, X0
+	VMOVHLPS     X0, X0, X2
+	VADDPS       X2, X0, X0
+	VMOVSHDUP    X0, X2
+	VADDSS       X2, X0, X0
+	VMOVSS       X0, (SI)
+	VEXTRACTF128 $0x01, Y1, X0
+	VADDPS       X0, X1, X1
+	VMOVHLPS     X1, X1, X0
+	VADDPS       X0, X1, X1
+	VMOVSHDUP    X1, X0
+	VADDSS       X0, X1, X1
+	VMOVSS       X1, 4(SI)
+	VZEROUPPER
+	RET
+
+// func dotQ5_Kx2AVX2(w []byte, x []byte, stride int, nb int, out *[4]float32)
+// Requires: AVX, AVX2, AVX512BW, AVX512VL, F16C, FMA3
+TEXT ·dotQ5_Kx2AVX2(SB), NOSPLIT, $0-72
+	MOVQ   w_base+0(FP), AX
+	MOVQ   x_base+24(FP), CX
+	MOVQ   stride+48(FP), DX
+	MOVQ   nb+56(FP), BX
+	MOVQ   out+64(FP), SI
+	LEAQ   (CX)(DX*2), DI
+	VXORPS X0, X0, X0
+	VMOVSS X0, (SI)
+	VMOVSS X0, 4(SI)
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+
+dotQ5_Kx2AVX2loop:
+	CMPQ         BX, $0x00
+	JE           dotQ5_Kx2AVX2done
+	MOVL         4(AX), R8
+	MOVL         8(AX), R9
+	MOVL         12(AX), R10
+	MOVL         R10, R11
+	SHRL         $0x04, R11
+	ANDL         $0x0f0f0f0f, R11
+	MOVL         R9, R12
+	SHRL         $0x06, R12
+	ANDL         $0x03030303, R12
+	SHLL         $0x04, R12
+	ORL          R12, R11
+	ANDL         $0x3f3f3f3f, R9
+	ANDL         $0x0f0f0f0f, R10
+	MOVL         R8, R12
+	SHRL         $0x06, R12
+	ANDL         $0x03030303, R12
+	SHLL         $0x04, R12
+	ORL          R12, R10
+	ANDL         $0x3f3f3f3f, R8
+	VMOVD        R8, X2
+	VPINSRD      $0x01, R10, X2, X2
+	VPINSRD      $0x02, R9, X2, X2
+	VPINSRD      $0x03, R11, X2, X2
+	VPMOVZXBW    X2, Y2
+	VINSERTI128  $0x01, X2, Y2, Y3
+	VEXTRACTI128 $0x01, Y2, X2
+	MOVWLZX      2(AX), R8
+	VMOVD        R8, X4
+	VCVTPH2PS    X4, X4
+	VXORPS       signbit<>+0(SB), X4, X4
+	VMOVDQU      260(CX), X5
+	VPHADDW      276(CX), X5, X5
+	VPMADDWD     X2, X5, X5
+	VPHADDD      X5, X5, X5
+	VPHADDD      X5, X5, X5
+	VCVTDQ2PS    X5, X5
+	VMOVSS       (SI), X6
+	VMULSS       (CX), X4, X7
+	VFMADD231SS  X5, X7, X6
+	VMOVSS       X6, (SI)
+	VMOVDQU      260(CX)(DX*1), X5
+	VPHADDW      276(CX)(DX*1), X5, X5
+	VPMADDWD     X2, X5, X5
+	VPHADDD      X5, X5, X5
+	VPHADDD      X5, X5, X5
+	VCVTDQ2PS    X5, X5
+	VMOVSS       4(SI), X2
+	VMULSS       (CX)(DX*1), X4, X4
+	VFMADD231SS  X5, X4, X2
+	VMOVSS       X2, 4(SI)
+	VPXOR        Y2, Y2, Y2
+	VPXOR        Y4, Y4, Y4
+	VMOVDQU      48(AX), Y5
+	VPAND        bytes0f<>+0(SB), Y5, Y5
+	VPSLLW       $0x04, 16(AX), Y6
+	VPAND        bytes10<>+0(SB), Y6, Y6
+	VPOR         Y6, Y5, Y5
+	VPSHUFB      kscaleshuf<>+128(SB), Y3, Y6
+	VPMADDUBSW   4(CX), Y5, Y7
+	VPMADDWD     Y6, Y7, Y7
+	VPADDD       Y7, Y2, Y2
+	VPMADDUBSW   4(CX)(DX*1), Y5, Y5
+	VPMADDWD     Y6, Y5, Y5
+	VPADDD       Y5, Y4, Y4
+	VPSRLW       $0x04, 48(AX), Y5
+	VPAND        bytes0f<>+0(SB), Y5, Y5
+	VPSLLW       $0x03, 16(AX), Y6
+	VPAND        bytes10<>+0(SB), Y6, Y6
+	VPOR         Y6, Y5, Y5
+	VPSHUFB      kscaleshuf<>+160(SB), Y3, Y6
+	VPMADDUBSW   36(CX), Y5, Y7
+	VPMADDWD     Y6, Y7, Y7
+	VPADDD       Y7, Y2, Y2
+	VPMADDUBSW   36(CX)(DX*1), Y5, Y5
+	VPMADDWD     Y6, Y5, Y5
+	VPADDD       Y5, Y4, Y4
+	VMOVDQU      80(AX), Y5
+	VPAND        bytes0f<>+0(SB), Y5, Y5
+	VPSLLW       $0x02, 16(AX), Y6
+	VPAND        bytes10<>+0(SB), Y6, Y6
+	VPOR         Y6, Y5, Y5
+	VPSHUFB      kscaleshuf<>+192(SB), Y3, Y6
+	VPMADDUBSW   68(CX), Y5, Y7
+	VPMADDWD     Y6, Y7, Y7
+	VPADDD       Y7, Y2, Y2
+	VPMADDUBSW   68(CX)(DX*1), Y5, Y5
+	VPMADDWD     Y6, Y5, Y5
+	VPADDD       Y5, Y4, Y4
+	VPSRLW       $0x04, 80(AX), Y5
+	VPAND        bytes0f<>+0(SB), Y5, Y5
+	VPSLLW       $0x01, 16(AX), Y6
+	VPAND        bytes10<>+0(SB), Y6, Y6
+	VPOR         Y6, Y5, Y5
+	VPSHUFB      kscaleshuf<>+224(SB), Y3, Y6
+	VPMADDUBSW   100(CX), Y5, Y7
+	VPMADDWD     Y6, Y7, Y7
+	VPADDD       Y7, Y2, Y2
+	VPMADDUBSW   100(CX)(DX*1), Y5, Y5
+	VPMADDWD     Y6, Y5, Y5
+	VPADDD       Y5, Y4, Y4
+	VMOVDQU      112(AX), Y5
+	VPAND        bytes0f<>+0(SB), Y5, Y5
+	VMOVDQU      16(AX), Y6
+	VPAND        bytes10<>+0(SB), Y6, Y6
+	VPOR         Y6, Y5, Y5
+	VPSHUFB      kscaleshuf<>+256(SB), Y3, Y6
+	VPMADDUBSW   132(CX), Y5, Y7
+	VPMADDWD     Y6, Y7, Y7
+	VPADDD       Y7, Y2, Y2
+	VPMADDUBSW   132(CX)(DX*1), Y5, Y5
+	VPMADDWD     Y6, Y5, Y5
+	VPADDD       Y5, Y4, Y4
+	VPSRLW       $0x04, 112(AX), Y5
+	VPAND        bytes0f<>+0(SB), Y5, Y5
+	VPSRLW       $0x01, 16(AX), Y6
+	VPAND        bytes10<>+0(SB), Y6, Y6
+	VPOR         Y6, Y5, Y5
+	VPSHUFB      kscaleshuf<>+288(SB), Y3, Y6
+	VPMADDUBSW   164(CX), Y5, Y7
+	VPMADDWD     Y6, Y7, Y7
+	VPADDD       Y7, Y2, Y2
+	VPMADDUBSW   164(CX)(DX*1), Y5, Y5
+	VPMADDWD     Y6, Y5, Y5
+	VPADDD       Y5, Y4, Y4
+	VMOVDQU      144(AX), Y5
+	VPAND        bytes0f<>+0(SB), Y5, Y5
+	VPSRLW       $0x02, 16(AX), Y6
+	VPAND        bytes10<>+0(SB), Y6, Y6
+	VPOR         Y6, Y5, Y5
+	VPSHUFB      kscaleshuf<>+320(SB), Y3, Y6
+	VPMADDUBSW   196(CX), Y5, Y7
+	VPMADDWD     Y6, Y7, Y7
+	VPADDD       Y7, Y2, Y2
+	VPMADDUBSW   196(CX)(DX*1), Y5, Y5
+	VPMADDWD     Y6, Y5, Y5
+	VPADDD       Y5, Y4, Y4
+	VPSRLW       $0x04, 144(AX), Y5
+	VPAND        bytes0f<>+0(SB), Y5, Y5
+	VPSRLW       $0x03, 16(AX), Y6
+	VPAND        bytes10<>+0(SB), Y6, Y6
+	VPOR         Y6, Y5, Y5
+	VPSHUFB      kscaleshuf<>+352(SB), Y3, Y3
+	VPMADDUBSW   228(CX), Y5, Y6
+	VPMADDWD     Y3, Y6, Y6
+	VPADDD       Y6, Y2, Y2
+	VPMADDUBSW   228(CX)(DX*1), Y5, Y5
+	VPMADDWD     Y3, Y5, Y5
+	VPADDD       Y5, Y4, Y4
+	MOVWLZX      (AX), R8
+	VMOVD        R8, X3
+	VCVTPH2PS    X3, X3
+	VMULSS       (CX), X3, X5
+	VBROADCASTSS X5, Y5
+	VCVTDQ2PS    Y2, Y2
+	VFMADD231PS  Y2, Y5, Y0
+	VMULSS       (CX)(DX*1), X3, X2
+	VBROADCASTSS X2, Y2
+	VCVTDQ2PS    Y4, Y4
+	VFMADD231PS  Y4, Y2, Y1
+	ADDQ         $0x000000b0, AX
+	ADDQ         $0x00000124, CX
+	ADDQ         $0x00000124, DI
+	DECQ         BX
+	JMP          dotQ5_Kx2AVX2loop
+
+dotQ5_Kx2AVX2done:
+	VEXTRACTF128 $0x01, Y0, X2
+	VADDPS       X2, X0, X0
+	VMOVHLPS     X0, X0, X2
+	VADDPS       X2, X0, X0
+	VMOVSHDUP    X0, X2
+	VADDSS       X2, X0, X0
+	VADDSS       (SI), X0, X0
+	VMOVSS       X0, (SI)
+	VEXTRACTF128 $0x01, Y1, X0
+	VADDPS       X0, X1, X1
+	VMOVHLPS     X1, X1, X0
+	VADDPS       X0, X1, X1
+	VMOVSHDUP    X1, X0
+	VADDSS       X0, X1, X1
+	VADDSS       4(SI), X1, X1
+	VMOVSS       X1, 4(SI)
+	VZEROUPPER
+	RET
+
+// func dotIQ4_XSx2AVX2(w []byte, x []byte, stride int, nb int, out *[4]float32)
+// Requires: AVX, AVX2, BMI2, F16C, FMA3
+TEXT ·dotIQ4_XSx2AVX2(SB), NOSPLIT, $0-72
+	MOVQ   w_base+0(FP), AX
+	MOVQ   x_base+24(FP), CX
+	MOVQ   stride+48(FP), DX
+	MOVQ   nb+56(FP), BX
+	MOVQ   out+64(FP), SI
+	LEAQ   (CX)(DX*2), DI
+	VXORPS X0, X0, X0
+	VMOVSS X0, (SI)
+	VMOVSS X0, 4(SI)
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+
+dotIQ4_XSx2AVX2loop:
+	CMPQ           BX, $0x00
+	JE             dotIQ4_XSx2AVX2done
+	VBROADCASTI128 kvaluesiq4nl<>+0(SB), Y2
+	VPXOR          Y3, Y3, Y3
+	VPXOR          Y4, Y4, Y4
+	MOVL           4(AX), R8
+	MOVQ           $0x0f0f0f0f0f0f0f0f, R10
+	PDEPQ          R10, R8, R8
+	MOVWQZX        2(AX), R9
+	MOVQ           $0x0303030303030303, R10
+	PDEPQ          R10, R9, R9
+	SHLQ           $0x04, R9
+	ORQ            R9, R8
+	VMOVQ          R8, X5
+	VPSUBB         bytes20<>+0(SB), X5, X5
+	VPMOVSXBW      X5, X5
+	VINSERTI128    $0x01, X5, Y5, Y6
+	VMOVDQU        8(AX), X5
+	VPSRLW         $0x04, X5, X7
+	VINSERTI128    $0x01, X7, Y5, Y7
+	VPAND          bytes0f<>+0(SB), Y7, Y7
+	VPSHUFB        Y7, Y2, Y7
+	VPSIGNB        Y7, Y7, Y8
+	VPSHUFB        kscaleshuf<>+128(SB), Y6, Y9
+	VMOVDQU        4(CX), Y10
+	VPSIGNB        Y7, Y10, Y10
+	VPMADDUBSW     Y10, Y8, Y10
+	VPMADDWD       Y9, Y10, Y10
+	VPADDD         Y10, Y3, Y3
+	VMOVDQU        4(CX)(DX*1), Y10
+	VPSIGNB        Y7, Y10, Y10
+	VPMADDUBSW     Y10, Y8, Y10
+	VPMADDWD       Y9, Y10, Y10
+	VPADDD         Y10, Y4, Y4
+	VMOVDQU        24(AX), X5
+	VPSRLW         $0x04, X5, X7
+	VINSERTI128    $0x01, X7, Y5, Y7
+	VPAND          bytes0f<>+0(SB), Y7, Y7
+	VPSHUFB        Y7, Y2, Y7
+	VPSIGNB        Y7, Y7, Y8
+	VPSHUFB        kscaleshuf<>+160(SB), Y6, Y9
+	VMOVDQU        36(CX), Y10
+	VPSIGNB        Y7, Y10, Y10
+	VPMADDUBSW     Y10, Y8, Y10
+	VPMADDWD       Y9, Y10, Y10
+	VPADDD         Y10, Y3, Y3
+	VMOVDQU        36(CX)(DX*1), Y10
+	VPSIGNB        Y7, Y10, Y10
+	VPMADDUBSW     Y10, Y8, Y10
+	VPMADDWD       Y9, Y10, Y10
+	VPADDD         Y10, Y4, Y4
+	VMOVDQU        40(AX), X5
+	VPSRLW         $0x04, X5, X7
+	VINSERTI128    $0x01, X7, Y5, Y7
+	VPAND          bytes0f<>+0(SB), Y7, Y7
+	VPSHUFB        Y7, Y2, Y7
+	VPSIGNB        Y7, Y7, Y8
+	VPSHUFB        kscaleshuf<>+192(SB), Y6, Y9
+	VMOVDQU        68(CX), Y10
+	VPSIGNB        Y7, Y10, Y10
+	VPMADDUBSW     Y10, Y8, Y10
+	VPMADDWD       Y9, Y10, Y10
+	VPADDD         Y10, Y3, Y3
+	VMOVDQU        68(CX)(DX*1), Y10
+	VPSIGNB        Y7, Y10, Y10
+	VPMADDUBSW     Y10, Y8, Y10
+	VPMADDWD       Y9, Y10, Y10
+	VPADDD         Y10, Y4, Y4
+	VMOVDQU        56(AX), X5
+	VPSRLW         $0x04, X5, X7
+	VINSERTI128    $0x01, X7, Y5, Y7
+	VPAND          bytes0f<>+0(SB), Y7, Y7
+	VPSHUFB        Y7, Y2, Y7
+	VPSIGNB        Y7, Y7, Y8
+	VPSHUFB        kscaleshuf<>+224(SB), Y6, Y9
+	VMOVDQU        100(CX), Y10
+	VPSIGNB        Y7, Y10, Y10
+	VPMADDUBSW     Y10, Y8, Y10
+	VPMADDWD       Y9, Y10, Y10
+	VPADDD         Y10, Y3, Y3
+	VMOVDQU        100(CX)(DX*1), Y10
+	VPSIGNB        Y7, Y10, Y10
+	VPMADDUBSW     Y10, Y8, Y10
+	VPMADDWD       Y9, Y10, Y10
+	VPADDD         Y10, Y4, Y4
+	VMOVDQU        72(AX), X5
+	VPSRLW         $0x04, X5, X7
+	VINSERTI128    $0x01, X7, Y5, Y7
+	VPAND          bytes0f<>+0(SB), Y7, Y7
+	VPSHUFB        Y7, Y2, Y7
+	VPSIGNB        Y7, Y7, Y8
+	VPSHUFB        kscaleshuf<>+256(SB), Y6, Y9
+	VMOVDQU        132(CX), Y10
+	VPSIGNB        Y7, Y10, Y10
+	VPMADDUBSW     Y10, Y8, Y10
+	VPMADDWD       Y9, Y10, Y10
+	VPADDD         Y10, Y3, Y3
+	VMOVDQU        132(CX)(DX*1), Y10
+	VPSIGNB        Y7, Y10, Y10
+	VPMADDUBSW     Y10, Y8, Y10
+	VPMADDWD       Y9, Y10, Y10
+	VPADDD         Y10, Y4, Y4
+	VMOVDQU        88(AX), X5
+	VPSRLW         $0x04, X5, X7
+	VINSERTI128    $0x01, X7, Y5, Y7
+	VPAND          bytes0f<>+0(SB), Y7, Y7
+	VPSHUFB        Y7, Y2, Y7
+	VPSIGNB        Y7, Y7, Y8
+	VPSHUFB        kscaleshuf<>+288(SB), Y6, Y9
+	VMOVDQU        164(CX), Y10
+	VPSIGNB        Y7, Y10, Y10
+	VPMADDUBSW     Y10, Y8, Y10
+	VPMADDWD       Y9, Y10, Y10
+	VPADDD         Y10, Y3, Y3
+	VMOVDQU        164(CX)(DX*1), Y10
+	VPSIGNB        Y7, Y10, Y10
+	VPMADDUBSW     Y10, Y8, Y10
+	VPMADDWD       Y9, Y10, Y10
+	VPADDD         Y10, Y4, Y4
+	VMOVDQU        104(AX), X5
+	VPSRLW         $0x04, X5, X7
+	VINSERTI128    $0x01, X7, Y5, Y7
+	VPAND          bytes0f<>+0(SB), Y7, Y7
+	VPSHUFB        Y7, Y2, Y7
+	VPSIGNB        Y7, Y7, Y8
+	VPSHUFB        kscaleshuf<>+320(SB), Y6, Y9
+	VMOVDQU        196(CX), Y10
+	VPSIGNB        Y7, Y10, Y10
+	VPMADDUBSW     Y10, Y8, Y10
+	VPMADDWD       Y9, Y10, Y10
+	VPADDD         Y10, Y3, Y3
+	VMOVDQU        196(CX)(DX*1), Y10
+	VPSIGNB        Y7, Y10, Y10
+	VPMADDUBSW     Y10, Y8, Y10
+	VPMADDWD       Y9, Y10, Y10
+	VPADDD         Y10, Y4, Y4
+	VMOVDQU        120(AX), X5
+	VPSRLW         $0x04, X5, X7
+	VINSERTI128    $0x01, X7, Y5, Y7
+	VPAND          bytes0f<>+0(SB), Y7, Y7
+	VPSHUFB        Y7, Y2, Y7
+	VPSIGNB        Y7, Y7, Y2
+	VPSHUFB        kscaleshuf<>+352(SB), Y6, Y6
+	VMOVDQU        228(CX), Y8
+	VPSIGNB        Y7, Y8, Y8
+	VPMADDUBSW     Y8, Y2, Y8
+	VPMADDWD       Y6, Y8, Y8
+	VPADDD         Y8, Y3, Y3
+	VMOVDQU        228(CX)(DX*1), Y8
+	VPSIGNB        Y7, Y8, Y8
+	VPMADDUBSW     Y8, Y2, Y8
+	VPMADDWD       Y6, Y8, Y8
+	VPADDD         Y8, Y4, Y4
+	MOVWLZX        (AX), R8
+	VMOVD          R8, X5
+	VCVTPH2PS      X5, X5
+	VMULSS         (CX), X5, X2
+	VBROADCASTSS   X2, Y2
+	VCVTDQ2PS      Y3, Y3
+	VFMADD231PS    Y3, Y2, Y0
+	VMULSS         (CX)(DX*1), X5, X2
+	VBROADCASTSS   X2, Y2
+	VCVTDQ2PS      Y4, Y4
+	VFMADD231PS    Y4, Y2, Y1
+	ADDQ           $0x00000088, AX
+	ADDQ           $0x00000124, CX
+	ADDQ           $0x00000124, DI
+	DECQ           BX
+	JMP            dotIQ4_XSx2AVX2loop
+
+dotIQ4_XSx2AVX2done:
+	VEXTRACTF128 $0x01, Y0, X2
+	VADDPS       X2, X0, X0
+	VMOVHLPS     X0, X0, X2
+	VADDPS       X2, X0, X0
+	VMOVSHDUP    X0, X2
+	VADDSS       X2, X0, X0
+	VMOVSS       X0, (SI)
+	VEXTRACTF128 $0x01, Y1, X0
+	VADDPS       X0, X1, X1
+	VMOVHLPS     X1, X1, X0
+	VADDPS       X0, X1, X1
+	VMOVSHDUP    X1, X0
+	VADDSS       X0, X1, X1
+	VMOVSS       X1, 4(SI)
+	VZEROUPPER
+	RET
+
+// func dotQ4_1x3AVX2(w []byte, x []byte, stride int, nb int, out *[4]float32)
+// Requires: AVX, AVX2, F16C, FMA3
+TEXT ·dotQ4_1x3AVX2(SB), NOSPLIT, $0-72
+	MOVQ   w_base+0(FP), AX
+	MOVQ   x_base+24(FP), CX
+	MOVQ   stride+48(FP), DX
+	MOVQ   nb+56(FP), BX
+	MOVQ   out+64(FP), SI
+	LEAQ   (CX)(DX*2), DI
+	VXORPS X0, X0, X0
+	VMOVSS X0, (SI)
+	VMOVSS X0, 4(SI)
+	VMOVSS X0, 8(SI)
+
+	// Σ_b d_w·d_x·Σ q·x + Σ_b m·s (ggml_vec_dot_q4_1_q8_1)
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS X3, X3, X3
+	VXORPS X4, X4, X4
+	VXORPS X5, X5, X5
+
+dotQ4_1x3AVX2loop:
+	CMPQ         BX, $0x01
+	JB           dotQ4_1x3AVX2done
+	VMOVDQU      4(AX), X6
+	VPSRLW       $0x04, X6, X7
+	VINSERTI128  $0x01, X7, Y6, Y7
+	VPAND        bytes0f<>+0(SB), Y7, Y7
+	VPBROADCASTW 2(AX), X6
+	VCVTPH2PS    X6, X6
+	VPBROADCASTW (AX), X8
+	VCVTPH2PS    X8, Y8
+	VMOVD        (CX), X9
+	VCVTPH2PS    X9, X9
+	VFMADD231PS  X9, X6, X3
+	VBROADCASTSS X9, Y9
+	VMULPS       Y8, Y9, Y9
+	VPMADDUBSW   4(CX), Y7, Y10
+	VPMADDWD     ones16<>+0(SB), Y10, Y10
+	VCVTDQ2PS    Y10, Y10
+	VFMADD231PS  Y10, Y9, Y0
+	VMOVD        (CX)(DX*1), X9
+	VCVTPH2PS    X9, X9
+	VFMADD231PS  X9, X6, X4
+	VBROADCASTSS X9, Y9
+	VMULPS       Y8, Y9, Y9
+	VPMADDUBSW   4(CX)(DX*1), Y7, Y10
+	VPMADDWD     ones16<>+0(SB), Y10, Y10
+	VCVTDQ2PS    Y10, Y10
+	VFMADD231PS  Y10, Y9, Y1
+	VMOVD        (DI), X9
+	VCVTPH2PS    X9, X9
+	VFMADD231PS  X9, X6, X5
+	VBROADCASTSS X9, Y9
+	VMULPS       Y8, Y9, Y9
+	VPMADDUBSW   4(DI), Y7, Y7
+	VPMADDWD     ones16<>+0(SB), Y7, Y7
+	VCVTDQ2PS    Y7, Y7
+	VFMADD231PS  Y7, Y9, Y2
+	ADDQ         $0x14, AX
+	ADDQ         $0x24, CX
+	ADDQ         $0x24, DI
+	SUBQ         $0x01, BX
+	JMP          dotQ4_1x3AVX2loop
+
+dotQ4_1x3AVX2done:
+	VEXTRACTF128 $0x01, Y0, X6
+	VADDPS       X6, X0, X0
+	VMOVHLPS     X0, X0, X6
+	VADDPS       X6, X0, X0
+	VMOVSHDUP    X0, X6
+	VADDSS       X6, X0, X0
+	VMOVSHDUP    X3, X3
+	VADDSS       X3, X0, X0
+	VEXTRACTF128 $0x01, Y1, X3
+	VADDPS       X3, X1, X1
+	VMOVHLPS     X1, X1, X3
+	VADDPS       X3, X1, X1
+	VMOVSHDUP    X1, X3
+	VADDSS       X3, X1, X1
+	VMOVSHDUP    X4, X4
+	VADDSS       X4, X1, X1
+	VEXTRACTF128 $0x01, Y2, X3
+	VADDPS       X3, X2, X2
+	VMOVHLPS     X2, X2, X3
+	VADDPS       X3, X2, X2
+	VMOVSHDUP    X2, X3
+	VADDSS       X3, X2, X2
+	VMOVSHDUP    X5, X5
+	VADDSS       X5, X2, X2
+	VMOVSS       X0, (SI)
+	VMOVSS       X1, 4(SI)
+	VMOVSS       X2, 8(SI)
+	VZEROUPPER
+	RET
+
+// func dotQ5_0x3AVX2(w []byte, x []byte, stride int, nb int, out *[4]float32)
+// Requires: AVX, AVX2, F16C, FMA3
+TEXT ·dotQ5_0x3AVX2(SB), NOSPLIT, $0-72
+	MOVQ   w_base+0(FP), AX
+	MOVQ   x_base+24(FP), CX
+	MOVQ   stride+48(FP), DX
+	MOVQ   nb+56(FP), BX
+	MOVQ   out+64(FP), SI
+	LEAQ   (CX)(DX*2), DI
+	VXORPS X0, X0, X0
+	VMOVSS X0, (SI)
+	VMOVSS X0, 4(SI)
+	VMOVSS X0, 8(SI)
+
+	// Σ_b d_w·d_x·Σ (q-16)·x (ggml_vec_dot_q5_0_q8_0)
+	VMOVDQU q5bits<>+0(SB), Y0
+	VXORPS  Y1, Y1, Y1
+	VXORPS  Y2, Y2, Y2
+	VXORPS  Y3, Y3, Y3
+
+dotQ5_0x3AVX2loop:
+	CMPQ         BX, $0x01
+	JB           dotQ5_0x3AVX2done
+	VMOVDQU      6(AX), X4
+	VPSRLW       $0x04, X4, X5
+	VINSERTI128  $0x01, X5, Y4, Y5
+	VPAND        bytes0f<>+0(SB), Y5, Y5
+	VPBROADCASTD 2(AX), Y6
+	VPSHUFB      q5shuf<>+0(SB), Y6, Y6
+	VPAND        Y0, Y6, Y6
+	VPCMPEQB     Y0, Y6, Y6
+	VPANDN       bytesf0<>+0(SB), Y6, Y6
+	VPOR         Y6, Y5, Y5
+	VPSIGNB      Y5, Y5, Y6
+	VPBROADCASTW (AX), X7
+	VCVTPH2PS    X7, Y7
+	VPBROADCASTW (CX), X8
+	VCVTPH2PS    X8, Y8
+	VMULPS       Y7, Y8, Y8
+	VMOVDQU      2(CX), Y9
+	VPSIGNB      Y5, Y9, Y9
+	VPMADDUBSW   Y9, Y6, Y9
+	VPMADDWD     ones16<>+0(SB), Y9, Y9
+	VCVTDQ2PS    Y9, Y9
+	VFMADD231PS  Y9, Y8, Y1
+	VPBROADCASTW (CX)(DX*1), X8
+	VCVTPH2PS    X8, Y8
+	VMULPS       Y7, Y8, Y8
+	VMOVDQU      2(CX)(DX*1), Y9
+	VPSIGNB      Y5, Y9, Y9
+	VPMADDUBSW   Y9, Y6, Y9
+	VPMADDWD     ones16<>+0(SB), Y9, Y9
+	VCVTDQ2PS    Y9, Y9
+	VFMADD231PS  Y9, Y8, Y2
+	VPBROADCASTW (DI), X8
+	VCVTPH2PS    X8, Y8
+	VMULPS       Y7, Y8, Y8
+	VMOVDQU      2(DI), Y7
+	VPSIGNB      Y5, Y7, Y7
+	VPMADDUBSW   Y7, Y6, Y7
+	VPMADDWD     ones16<>+0(SB), Y7, Y7
+	VCVTDQ2PS    Y7, Y7
+	VFMADD231PS  Y7, Y8, Y3
+	ADDQ         $0x16, AX
+	ADDQ         $0x22, CX
+	ADDQ         $0x22, DI
+	SUBQ         $0x01, BX
+	JMP          dotQ5_0x3AVX2loop
+
+dotQ5_0x3AVX2done:
+	VEXTRACTF128 $0x01, Y1, X0
+	VADDPS       X0, X1, X1
+	VMOVHLPS     X1, X1, X0
+	VADDPS       X0, X1, X1
+	VMOVSHDUP    X1, X0
+	VADDSS       X0, X1, X1
+	VEXTRACTF128 $0x01, Y2, X0
+	VADDPS       X0, X2, X2
+	VMOVHLPS     X2, X2, X0
+	VADDPS       X0, X2, X2
+	VMOVSHDUP    X2, X0
+	VADDSS       X0, X2, X2
+	VEXTRACTF128 $0x01, Y3, X0
+	VADDPS       X0, X3, X3
+	VMOVHLPS     X3, X3, X0
+	VADDPS       X0, X3, X3
+	VMOVSHDUP    X3, X0
+	VADDSS       X0, X3, X3
+	VMOVSS       X1, (SI)
+	VMOVSS       X2, 4(SI)
+	VMOVSS       X3, 8(SI)
+	VZEROUPPER
+	RET
+
+// func dotQ5_1x3AVX2(w []byte, x []byte, stride int, nb int, out *[4]float32)
+// Requires: AVX, AVX2, F16C, FMA3
+TEXT ·dotQ5_1x3AVX2(SB), NOSPLIT, $0-72
+	MOVQ   w_base+0(FP), AX
+	MOVQ   x_base+24(FP), CX
+	MOVQ   stride+48(FP), DX
+	MOVQ   nb+56(FP), BX
+	MOVQ   out+64(FP), SI
+	LEAQ   (CX)(DX*2), DI
+	VXORPS X0, X0, X0
+	VMOVSS X0, (SI)
+	VMOVSS X0, 4(SI)
+	VMOVSS X0, 8(SI)
+
+	// Σ_b d_w·d_x·Σ q·x + Σ_b m·s (ggml_vec_dot_q5_1_q8_1)
+	VMOVDQU q5bits<>+0(SB), Y0
+	VXORPS  Y1, Y1, Y1
+	VXORPS  Y2, Y2, Y2
+	VXORPS  Y3, Y3, Y3
+	VXORPS  X4, X4, X4
+	VXORPS  X5, X5, X5
+	VXORPS  X6, X6, X6
+
+dotQ5_1x3AVX2loop:
+	CMPQ         BX, $0x01
+	JB           dotQ5_1x3AVX2done
+	VMOVDQU      8(AX), X7
+	VPSRLW       $0x04, X7, X8
+	VINSERTI128  $0x01, X8, Y7, Y8
+	VPAND        bytes0f<>+0(SB), Y8, Y8
+	VPBROADCASTD 4(AX), Y9
+	VPSHUFB      q5shuf<>+0(SB), Y9, Y9
+	VPAND        Y0, Y9, Y9
+	VPCMPEQB     Y0, Y9, Y9
+	VPAND        bytes10<>+0(SB), Y9, Y9
+	VPOR         Y9, Y8, Y8
+	VPBROADCASTW 2(AX), X7
+	VCVTPH2PS    X7, X7
+	VPBROADCASTW (AX), X9
+	VCVTPH2PS    X9, Y9
+	VMOVD        (CX), X10
+	VCVTPH2PS    X10, X10
+	VFMADD231PS  X10, X7, X4
+	VBROADCASTSS X10, Y10
+	VMULPS       Y9, Y10, Y10
+	VPMADDUBSW   4(CX), Y8, Y11
+	VPMADDWD     ones16<>+0(SB), Y11, Y11
+	VCVTDQ2PS    Y11, Y11
+	VFMADD231PS  Y11, Y10, Y1
+	VMOVD        (CX)(DX*1), X10
+	VCVTPH2PS    X10, X10
+	VFMADD231PS  X10, X7, X5
+	VBROADCASTSS X10, Y10
+	VMULPS       Y9, Y10, Y10
+	VPMADDUBSW   4(CX)(DX*1), Y8, Y11
+	VPMADDWD     ones16<>+0(SB), Y11, Y11
+	VCVTDQ2PS    Y11, Y11
+	VFMADD231PS  Y11, Y10, Y2
+	VMOVD        (DI), X10
+	VCVTPH2PS    X10, X10
+	VFMADD231PS  X10, X7, X6
+	VBROADCASTSS X10, Y10
+	VMULPS       Y9, Y10, Y10
+	VPMADDUBSW   4(DI), Y8, Y8
+	VPMADDWD     ones16<>+0(SB), Y8, Y8
+	VCVTDQ2PS    Y8, Y8
+	VFMADD231PS  Y8, Y10, Y3
+	ADDQ         $0x18, AX
+	ADDQ         $0x24, CX
+	ADDQ         $0x24, DI
+	SUBQ         $0x01, BX
+	JMP          dotQ5_1x3AVX2loop
+
+dotQ5_1x3AVX2done:
+	VEXTRACTF128 $0x01, Y1, X0
+	VADDPS       X0, X1, X1
+	VMOVHLPS     X1, X1, X0
+	VADDPS       X0, X1, X1
+	VMOVSHDUP    X1, X0
+	VADDSS       X0, X1, X1
+	VMOVSHDUP    X4, X4
+	VADDSS       X4, X1, X1
+	VEXTRACTF128 $0x01, Y2, X0
+	VADDPS       X0, X2, X2
+	VMOVHLPS     X2, X2, X0
+	VADDPS       X0, X2, X2
+	VMOVSHDUP    X2, X0
+	VADDSS       X0, X2, X2
+	VMOVSHDUP    X5, X5
+	VADDSS       X5, X2, X2
+	VEXTRACTF128 $0x01, Y3, X0
+	VADDPS       X0, X3, X3
+	VMOVHLPS     X3, X3, X0
+	VADDPS       X0, X3, X3
+	VMOVSHDUP    X3, X0
+	VADDSS       X0, X3, X3
+	VMOVSHDUP    X6, X6
+	VADDSS       X6, X3, X3
+	VMOVSS       X1, (SI)
+	VMOVSS       X2, 4(SI)
+	VMOVSS       X3, 8(SI)
+	VZEROUPPER
+	RET
+
+// func dotIQ4_NLx3AVX2(w []byte, x []byte, stride int, nb int, out *[4]float32)
+// Requires: AVX, AVX2, F16C, FMA3
+TEXT ·dotIQ4_NLx3AVX2(SB), NOSPLIT, $0-72
+	MOVQ   w_base+0(FP), AX
+	MOVQ   x_base+24(FP), CX
+	MOVQ   stride+48(FP), DX
+	MOVQ   nb+56(FP), BX
+	MOVQ   out+64(FP), SI
+	LEAQ   (CX)(DX*2), DI
+	VXORPS X0, X0, X0
+	VMOVSS X0, (SI)
+	VMOVSS X0, 4(SI)
+	VMOVSS X0, 8(SI)
+
+	// Σ_b d_w·d_x·Σ kvalues_iq4nl[q]·x, blocks in pairs (ggml_vec_dot_iq4_nl_q8_0)
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+	VXORPS Y4, Y4, Y4
+	VXORPS Y5, Y5, Y5
+
+dotIQ4_NLx3AVX2loop:
+	CMPQ           BX, $0x02
+	JB             dotIQ4_NLx3AVX2done
+	VMOVDQU        2(AX), X6
+	VPSRLW         $0x04, X6, X7
+	VINSERTI128    $0x01, X7, Y6, Y7
+	VPAND          bytes0f<>+0(SB), Y7, Y7
+	VBROADCASTI128 kvaluesiq4nl<>+0(SB), Y8
+	VPSHUFB        Y7, Y8, Y7
+	VPSIGNB        Y7, Y7, Y8
+	VPBROADCASTW   (AX), X9
+	VCVTPH2PS      X9, Y9
+	VPBROADCASTW   (CX), X10
+	VCVTPH2PS      X10, Y10
+	VMULPS         Y9, Y10, Y10
+	VMOVDQU        2(CX), Y11
+	VPSIGNB        Y7, Y11, Y11
+	VPMADDUBSW     Y11, Y8, Y11
+	VPMADDWD       ones16<>+0(SB), Y11, Y11
+	VCVTDQ2PS      Y11, Y11
+	VFMADD231PS    Y11, Y10, Y0
+	VPBROADCASTW   (CX)(DX*1), X10
+	VCVTPH2PS      X10, Y10
+	VMULPS         Y9, Y10, Y10
+	VMOVDQU        2(CX)(DX*1), Y11
+	VPSIGNB        Y7, Y11, Y11
+	VPMADDUBSW     Y11, Y8, Y11
+	VPMADDWD       ones16<>+0(SB), Y11, Y11
+	VCVTDQ2PS      Y11, Y11
+	VFMADD231PS    Y11, Y10, Y1
+	VPBROADCASTW   (DI), X10
+	VCVTPH2PS      X10, Y10
+	VMULPS         Y9, Y10, Y10
+	VMOVDQU        2(DI), Y9
+	VPSIGNB        Y7, Y9, Y9
+	VPMADDUBSW     Y9, Y8, Y9
+	VPMADDWD       ones16<>+0(SB), Y9, Y9
+	VCVTDQ2PS      Y9, Y9
+	VFMADD231PS    Y9, Y10, Y2
+	ADDQ           $0x12, AX
+	ADDQ           $0x22, CX
+	ADDQ           $0x22, DI
+	VMOVDQU        2(AX), X6
+	VPSRLW         $0x04, X6, X7
+	VINSERTI128    $0x01, X7, Y6, Y7
+	VPAND          bytes0f<>+0(SB), Y7, Y7
+	VBROADCASTI128 kvaluesiq4nl<>+0(SB), Y8
+	VPSHUFB        Y7, Y8, Y7
+	VPSIGNB        Y7, Y7, Y8
+	VPBROADCASTW   (AX), X9
+	VCVTPH2PS      X9, Y9
+	VPBROADCASTW   (CX), X10
+	VCVTPH2PS      X10, Y10
+	VMULPS         Y9, Y10, Y10
+	VMOVDQU        2(CX), Y11
+	VPSIGNB        Y7, Y11, Y11
+	VPMADDUBSW     Y11, Y8, Y11
+	VPMADDWD       ones16<>+0(SB), Y11, Y11
+	VCVTDQ2PS      Y11, Y11
+	VFMADD231PS    Y11, Y10, Y3
+	VPBROADCASTW   (CX)(DX*1), X10
+	VCVTPH2PS      X10, Y10
+	VMULPS         Y9, Y10, Y10
+	VMOVDQU        2(CX)(DX*1), Y11
+	VPSIGNB        Y7, Y11, Y11
+	VPMADDUBSW     Y11, Y8, Y11
+	VPMADDWD       ones16<>+0(SB), Y11, Y11
+	VCVTDQ2PS      Y11, Y11
+	VFMADD231PS    Y11, Y10, Y4
+	VPBROADCASTW   (DI), X10
+	VCVTPH2PS      X10, Y10
+	VMULPS         Y9, Y10, Y10
+	VMOVDQU        2(DI), Y9
+	VPSIGNB        Y7, Y9, Y9
+	VPMADDUBSW     Y9, Y8, Y9
+	VPMADDWD       ones16<>+0(SB), Y9, Y9
+	VCVTDQ2PS      Y9, Y9
+	VFMADD231PS    Y9, Y10, Y5
+	ADDQ           $0x12, AX
+	ADDQ           $0x22, CX
+	ADDQ           $0x22, DI
+	SUBQ           $0x02, BX
+	JMP            dotIQ4_NLx3AVX2loop
+
+dotIQ4_NLx3AVX2done:
+	VADDPS         Y3, Y0, Y0
+	VEXTRACTF128   $0x01, Y0, X3
+	VADDPS         X3, X0, X0
+	VMOVHLPS       X0, X0, X3
+	VADDPS         X3, X0, X0
+	VMOVSHDUP      X0, X3
+	VADDSS         X3, X0, X0
+	VADDPS         Y4, Y1, Y1
+	VEXTRACTF128   $0x01, Y1, X3
+	VADDPS         X3, X1, X1
+	VMOVHLPS       X1, X1, X3
+	VADDPS         X3, X1, X1
+	VMOVSHDUP      X1, X3
+	VADDSS         X3, X1, X1
+	VADDPS         Y5, Y2, Y2
+	VEXTRACTF128   $0x01, Y2, X3
+	VADDPS         X3, X2, X2
+	VMOVHLPS       X2, X2, X3
+	VADDPS         X3, X2, X2
+	VMOVSHDUP      X2, X3
+	VADDSS         X3, X2, X2
+	CMPQ           BX, $0x00
+	JE             dotIQ4_NLx3AVX2end
+	VMOVDQU        2(AX), X6
+	VPSRLW         $0x04, X6, X3
+	VINSERTI128    $0x01, X3, Y6, Y3
+	VPAND          bytes0f<>+0(SB), Y3, Y3
+	VBROADCASTI128 kvaluesiq4nl<>+0(SB), Y4
+	VPSHUFB        Y3, Y4, Y3
+	VPSIGNB        Y3, Y3, Y4
+	VPBROADCASTW   (AX), X5
+	VCVTPH2PS      X5, Y5
+	VPBROADCASTW   (CX), X6
+	VCVTPH2PS      X6, Y6
+	VMULPS         Y5, Y6, Y6
+	VMOVDQU        2(CX), Y7
+	VPSIGNB        Y3, Y7, Y7
+	VPMADDUBSW     Y7, Y4, Y7
+	VPMADDWD       ones16<>+0(SB), Y7, Y7
+	VEXTRACTI128   $0x01, Y7, X8
+	VPADDD         X8, X7, X7
+	VPSHUFD        $0x4e, X7, X8
+	VPADDD         X8, X7, X7
+	VPSHUFD        $0xb1, X7, X8
+	VPADDD         X8, X7, X7
+	VMOVD          X7, AX
+	VXORPS         X7, X7, X7
+	VCVTSI2SSL     AX, X7, X7
+	VFMADD231SS    X7, X6, X0
+	VPBROADCASTW   (CX)(DX*1), X6
+	VCVTPH2PS      X6, Y6
+	VMULPS         Y5, Y6, Y6
+	VMOVDQU        2(CX)(DX*1), Y7
+	VPSIGNB        Y3, Y7, Y7
+	VPMADDUBSW     Y7, Y4, Y7
+	VPMADDWD       ones16<>+0(SB), Y7, Y7
+	VEXTRACTI128   $0x01, Y7, X8
+	VPADDD         X8, X7, X7
+	VPSHUFD        $0x4e, X7, X8
+	VPADDD         X8, X7, X7
+	VPSHUFD        $0xb1, X7, X8
+	VPADDD         X8, X7, X7
+	VMOVD          X7, AX
+	VXORPS         X7, X7, X7
+	VCVTSI2SSL     AX, X7, X7
+	VFMADD231SS    X7, X6, X1
+	VPBROADCASTW   (DI), X6
+	VCVTPH2PS      X6, Y6
+	VMULPS         Y5, Y6, Y6
+	VMOVDQU        2(DI), Y5
+	VPSIGNB        Y3, Y5, Y5
+	VPMADDUBSW     Y5, Y4, Y5
+	VPMADDWD       ones16<>+0(SB), Y5, Y5
+	VEXTRACTI128   $0x01, Y5, X3
+	VPADDD         X3, X5, X5
+	VPSHUFD        $0x4e, X5, X3
+	VPADDD         X3, X5, X5
+	VPSHUFD        $0xb1, X5, X3
+	VPADDD         X3, X5, X5
+	VMOVD          X5, AX
+	VXORPS         X3, X3, X3
+	VCVTSI2SSL     AX, X3, X3
+	VFMADD231SS    X3, X6, X2
+
+dotIQ4_NLx3AVX2end:
+	VMOVSS X0, (SI)
+	VMOVSS X1, 4(SI)
+	VMOVSS X2, 8(SI)
+	VZEROUPPER
+	RET
+
+// func dotMXFP4x3AVX2(w []byte, x []byte, stride int, nb int, out *[4]float32)
+// Requires: AVX, AVX2, F16C, FMA3
+TEXT ·dotMXFP4x3AVX2(SB), NOSPLIT, $0-72
+	MOVQ   w_base+0(FP), AX
+	MOVQ   x_base+24(FP), CX
+	MOVQ   stride+48(FP), DX
+	MOVQ   nb+56(FP), BX
+	MOVQ   out+64(FP), SI
+	LEAQ   (CX)(DX*2), DI
+	VXORPS X0, X0, X0
+	VMOVSS X0, (SI)
+	VMOVSS X0, 4(SI)
+	VMOVSS X0, 8(SI)
+
+	// Σ_b d_x·2^(e-128)·Σ kvalues_mxfp4[q]·x, blocks in pairs (ggml_vec_dot_mxfp4_q8_0)
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+	VXORPS Y4, Y4, Y4
+	VXORPS Y5, Y5, Y5
+
+dotMXFP4x3AVX2loop:
+	CMPQ           BX, $0x02
+	JB             dotMXFP4x3AVX2done
+	VMOVDQU        1(AX), X6
+	VPSRLW         $0x04, X6, X7
+	VINSERTI128    $0x01, X7, Y6, Y7
+	VPAND          bytes0f<>+0(SB), Y7, Y7
+	VBROADCASTI128 kvaluesmxfp4<>+0(SB), Y8
+	VPSHUFB        Y7, Y8, Y7
+	VPSIGNB        Y7, Y7, Y8
+	MOVBLZX        (AX), R8
+	LEAQ           e8m0half<>+0(SB), R9
+	VBROADCASTSS   (R9)(R8*4), Y9
+	VPBROADCASTW   (CX), X10
+	VCVTPH2PS      X10, Y10
+	VMULPS         Y9, Y10, Y10
+	VMOVDQU        2(CX), Y11
+	VPSIGNB        Y7, Y11, Y11
+	VPMADDUBSW     Y11, Y8, Y11
+	VPMADDWD       ones16<>+0(SB), Y11, Y11
+	VCVTDQ2PS      Y11, Y11
+	VFMADD231PS    Y11, Y10, Y0
+	VPBROADCASTW   (CX)(DX*1), X10
+	VCVTPH2PS      X10, Y10
+	VMULPS         Y9, Y10, Y10
+	VMOVDQU        2(CX)(DX*1), Y11
+	VPSIGNB        Y7, Y11, Y11
+	VPMADDUBSW     Y11, Y8, Y11
+	VPMADDWD       ones16<>+0(SB), Y11, Y11
+	VCVTDQ2PS      Y11, Y11
+	VFMADD231PS    Y11, Y10, Y1
+	VPBROADCASTW   (DI), X10
+	VCVTPH2PS      X10, Y10
+	VMULPS         Y9, Y10, Y10
+	VMOVDQU        2(DI), Y9
+	VPSIGNB        Y7, Y9, Y9
+	VPMADDUBSW     Y9, Y8, Y9
+	VPMADDWD       ones16<>+0(SB), Y9, Y9
+	VCVTDQ2PS      Y9, Y9
+	VFMADD231PS    Y9, Y10, Y2
+	ADDQ           $0x11, AX
+	ADDQ           $0x22, CX
+	ADDQ           $0x22, DI
+	VMOVDQU        1(AX), X6
+	VPSRLW         $0x04, X6, X7
+	VINSERTI128    $0x01, X7, Y6, Y7
+	VPAND          bytes0f<>+0(SB), Y7, Y7
+	VBROADCASTI128 kvaluesmxfp4<>+0(SB), Y8
+	VPSHUFB        Y7, Y8, Y7
+	VPSIGNB        Y7, Y7, Y8
+	MOVBLZX        (AX), R8
+	LEAQ           e8m0half<>+0(SB), R9
+	VBROADCASTSS   (R9)(R8*4), Y9
+	VPBROADCASTW   (CX), X10
+	VCVTPH2PS      X10, Y10
+	VMULPS         Y9, Y10, Y10
+	VMOVDQU        2(CX), Y11
+	VPSIGNB        Y7, Y11, Y11
+	VPMADDUBSW     Y11, Y8, Y11
+	VPMADDWD       ones16<>+0(SB), Y11, Y11
+	VCVTDQ2PS      Y11, Y11
+	VFMADD231PS    Y11, Y10, Y3
+	VPBROADCASTW   (CX)(DX*1), X10
+	VCVTPH2PS      X10, Y10
+	VMULPS         Y9, Y10, Y10
+	VMOVDQU        2(CX)(DX*1), Y11
+	VPSIGNB        Y7, Y11, Y11
+	VPMADDUBSW     Y11, Y8, Y11
+	VPMADDWD       ones16<>+0(SB), Y11, Y11
+	VCVTDQ2PS      Y11, Y11
+	VFMADD231PS    Y11, Y10, Y4
+	VPBROADCASTW   (DI), X10
+	VCVTPH2PS      X10, Y10
+	VMULPS         Y9, Y10, Y10
+	VMOVDQU        2(DI), Y9
+	VPSIGNB        Y7, Y9, Y9
+	VPMADDUBSW     Y9, Y8, Y9
+	VPMADDWD       ones16<>+0(SB), Y9, Y9
+	VCVTDQ2PS      Y9, Y9
+	VFMADD231PS    Y9, Y10, Y5
+	ADDQ           $0x11, AX
+	ADDQ           $0x22, CX
+	ADDQ           $0x22, DI
+	SUBQ           $0x02, BX
+	JMP            dotMXFP4x3AVX2loop
+
+dotMXFP4x3AVX2done:
+	VADDPS         Y3, Y0, Y0
+	VEXTRACTF128   $0x01, Y0, X3
+	VADDPS         X3, X0, X0
+	VMOVHLPS       X0, X0, X3
+	VADDPS         X3, X0, X0
+	VMOVSHDUP      X0, X3
+	VADDSS         X3, X0, X0
+	VADDPS         Y4, Y1, Y1
+	VEXTRACTF128   $0x01, Y1, X3
+	VADDPS         X3, X1, X1
+	VMOVHLPS       X1, X1, X3
+	VADDPS         X3, X1, X1
+	VMOVSHDUP      X1, X3
+	VADDSS         X3, X1, X1
+	VADDPS         Y5, Y2, Y2
+	VEXTRACTF128   $0x01, Y2, X3
+	VADDPS         X3, X2, X2
+	VMOVHLPS       X2, X2, X3
+	VADDPS         X3, X2, X2
+	VMOVSHDUP      X2, X3
+	VADDSS         X3, X2, X2
+	CMPQ           BX, $0x00
+	JE             dotMXFP4x3AVX2end
+	VMOVDQU        1(AX), X6
+	VPSRLW         $0x04, X6, X3
+	VINSERTI128    $0x01, X3, Y6, Y3
+	VPAND          bytes0f<>+0(SB), Y3, Y3
+	VBROADCASTI128 kvaluesmxfp4<>+0(SB), Y4
+	VPSHUFB        Y3, Y4, Y3
+	VPSIGNB        Y3, Y3, Y4
+	MOVBLZX        (AX), AX
+	LEAQ           e8m0half<>+0(SB), BX
+	VBROADCASTSS   (BX)(AX*4), Y5
+	VPBROADCASTW   (CX), X6
+	VCVTPH2PS      X6, Y6
+	VMULPS         Y5, Y6, Y6
+	VMOVDQU        2(CX), Y7
+	VPSIGNB        Y3, Y7, Y7
+	VPMADDUBSW     Y7, Y4, Y7
+	VPMADDWD       ones16<>+0(SB), Y7, Y7
+	VEXTRACTI128   $0x01, Y7, X8
+	VPADDD         X8, X7, X7
+	VPSHUFD        $0x4e, X7, X8
+	VPADDD         X8, X7, X7
+	VPSHUFD        $0xb1, X7, X8
+	VPADDD         X8, X7, X7
+	VMOVD          X7, AX
+	VXORPS         X7, X7, X7
+	VCVTSI2SSL     AX, X7, X7
+	VFMADD231SS    X7, X6, X0
+	VPBROADCASTW   (CX)(DX*1), X6
+	VCVTPH2PS      X6, Y6
+	VMULPS         Y5, Y6, Y6
+	VMOVDQU        2(CX)(DX*1), Y7
+	VPSIGNB        Y3, Y7, Y7
+	VPMADDUBSW     Y7, Y4, Y7
+	VPMADDWD       ones16<>+0(SB), Y7, Y7
+	VEXTRACTI128   $0x01, Y7, X8
+	VPADDD         X8, X7, X7
+	VPSHUFD        $0x4e, X7, X8
+	VPADDD         X8, X7, X7
+	VPSHUFD        $0xb1, X7, X8
+	VPADDD         X8, X7, X7
+	VMOVD          X7, AX
+	VXORPS         X7, X7, X7
+	VCVTSI2SSL     AX, X7, X7
+	VFMADD231SS    X7, X6, X1
+	VPBROADCASTW   (DI), X6
+	VCVTPH2PS      X6, Y6
+	VMULPS         Y5, Y6, Y6
+	VMOVDQU        2(DI), Y5
+	VPSIGNB        Y3, Y5, Y5
+	VPMADDUBSW     Y5, Y4, Y5
+	VPMADDWD       ones16<>+0(SB), Y5, Y5
+	VEXTRACTI128   $0x01, Y5, X3
+	VPADDD         X3, X5, X5
+	VPSHUFD        $0x4e, X5, X3
+	VPADDD         X3, X5, X5
+	VPSHUFD        $0xb1, X5, X3
+	VPADDD         X3, X5, X5
+	VMOVD          X5, AX
+	VXORPS         X3, X3, X3
+	VCVTSI2SSL     AX, X3, X3
+	VFMADD231SS    X3, X6, X2
+
+dotMXFP4x3AVX2end:
+	VMOVSS X0, (SI)
+	VMOVSS X1, 4(SI)
+	VMOVSS X2, 8(SI)
+	VZEROUPPER
+	RET
+
+// func dotQ2_Kx3AVX2(w []byte, x []byte, stride int, nb int, out *[4]float32)
+// Requires: AVX, AVX2, AVX512BW, AVX512VL, F16C, FMA3
+TEXT ·dotQ2_Kx3AVX2(SB), NOSPLIT, $0-72
+	MOVQ   w_base+0(FP), AX
+	MOVQ   x_base+24(FP), CX
+	MOVQ   stride+48(FP), DX
+	MOVQ   nb+56(FP), BX
+	MOVQ   out+64(FP), SI
+	LEAQ   (CX)(DX*2), DI
+	VXORPS X0, X0, X0
+	VMOVSS X0, (SI)
+	VMOVSS X0, 4(SI)
+	VMOVSS X0, 8(SI)
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+
+dotQ2_Kx3AVX2loop:
+	CMPQ BX, $0x00
+	JE   dotQ2_Kx3AVX2done
+
+	// scales: low nibbles, per 16 values; mins: high nibbles
+	VMOVDQU      (AX), X3
+	VPSRLW       $0x04, X3, X3
+	VPAND        bytes0f<>+0(SB), X3, X3
+	VPMOVZXBW    X3, Y3
+	MOVWLZX      82(AX), R8
+	VMOVD        R8, X4
+	VCVTPH2PS    X4, X4
+	VXORPS       signbit<>+0(SB), X4, X4
+	VPMADDWD     260(CX), Y3, Y5
+	VCVTDQ2PS    Y5, Y5
+	VMULSS       (CX), X4, X6
+	VBROADCASTSS X6, Y6
+	VFMADD231PS  Y5, Y6, Y0
+	VPMADDWD     260(CX)(DX*1), Y3, Y5
+	VCVTDQ2PS    Y5, Y5
+	VMULSS       (CX)(DX*1), X4, X6
+	VBROADCASTSS X6, Y6
+	VFMADD231PS  Y5, Y6, Y1
+	VPMADDWD     260(DI), Y3, Y3
+	VCVTDQ2PS    Y3, Y3
+	VMULSS       (DI), X4, X4
+	VBROADCASTSS X4, Y4
+	VFMADD231PS  Y3, Y4, Y2
+	VPXOR        Y3, Y3, Y3
+	VPXOR        Y4, Y4, Y4
+	VPXOR        Y5, Y5, Y5
+	VMOVDQU      (AX), X6
+	VPAND        bytes0f<>+0(SB), X6, X6
+	VPMOVZXBW    X6, Y6
+	VINSERTI128  $0x01, X6, Y6, Y7
+	VMOVDQU      16(AX), Y8
+	VPAND        bytes03<>+0(SB), Y8, Y8
+	VPSHUFB      kscaleshuf<>+0(SB), Y7, Y9
+	VPMADDUBSW   4(CX), Y8, Y10
+	VPMADDWD     Y9, Y10, Y10
+	VPADDD       Y10, Y3, Y3
+	VPMADDUBSW   4(CX)(DX*1), Y8, Y10
+	VPMADDWD     Y9, Y10, Y10
+	VPADDD       Y10, Y4, Y4
+	VPMADDUBSW   4(DI), Y8, Y8
+	VPMADDWD     Y9, Y8, Y8
+	VPADDD       Y8, Y5, Y5
+	VPSRLW       $0x02, 16(AX), Y8
+	VPAND        bytes03<>+0(SB), Y8, Y8
+	VPSHUFB      kscaleshuf<>+32(SB), Y7, Y9
+	VPMADDUBSW   36(CX), Y8, Y10
+	VPMADDWD     Y9, Y10, Y10
+	VPADDD       Y10, Y3, Y3
+	VPMADDUBSW   36(CX)(DX*1), Y8, Y10
+	VPMADDWD     Y9, Y10, Y10
+	VPADDD       Y10, Y4, Y4
+	VPMADDUBSW   36(DI), Y8, Y8
+	VPMADDWD     Y9, Y8, Y8
+	VPADDD       Y8, Y5, Y5
+	VPSRLW       $0x04, 16(AX), Y8
+	VPAND        bytes03<>+0(SB), Y8, Y8
+	VPSHUFB      kscaleshuf<>+64(SB), Y7, Y9
+	VPMADDUBSW   68(CX), Y8, Y10
+	VPMADDWD     Y9, Y10, Y10
+	VPADDD       Y10, Y3, Y3
+	VPMADDUBSW   68(CX)(DX*1), Y8, Y10
+	VPMADDWD     Y9, Y10, Y10
+	VPADDD       Y10, Y4, Y4
+	VPMADDUBSW   68(DI), Y8, Y8
+	VPMADDWD     Y9, Y8, Y8
+	VPADDD       Y8, Y5, Y5
+	VPSRLW       $0x06, 16(AX), Y8
+	VPAND        bytes03<>+0(SB), Y8, Y8
+	VPSHUFB      kscaleshuf<>+96(SB), Y7, Y7
+	VPMADDUBSW   100(CX), Y8, Y9
+	VPMADDWD     Y7, Y9, Y9
+	VPADDD       Y9, Y3, Y3
+	VPMADDUBSW   100(CX)(DX*1), Y8, Y9
+	VPMADDWD     Y7, Y9, Y9
+	VPADDD       Y9, Y4, Y4
+	VPMADDUBSW   100(DI), Y8, Y8
+	VPMADDWD     Y7, Y8, Y8
+	VPADDD       Y8, Y5, Y5
+	VPERM2I128   $0x11, Y6, Y6, Y6
+	VMOVDQU      48(AX), Y7
+	VPAND        bytes03<>+0(SB), Y7, Y7
+	VPSHUFB      kscaleshuf<>+0(SB), Y6, Y8
+	VPMADDUBSW   132(CX), Y7, Y9
+	VPMADDWD     Y8, Y9, Y9
+	VPADDD       Y9, Y3, Y3
+	VPMADDUBSW   132(CX)(DX*1), Y7, Y9
+	VPMADDWD     Y8, Y9, Y9
+	VPADDD       Y9, Y4, Y4
+	VPMADDUBSW   132(DI), Y7, Y7
+	VPMADDWD     Y8, Y7, Y7
+	VPADDD       Y7, Y5, Y5
+	VPSRLW       $0x02, 48(AX), Y7
+	VPAND        bytes03<>+0(SB), Y7, Y7
+	VPSHUFB      kscaleshuf<>+32(SB), Y6, Y8
+	VPMADDUBSW   164(CX), Y7, Y9
+	VPMADDWD     Y8, Y9, Y9
+	VPADDD       Y9, Y3, Y3
+	VPMADDUBSW   164(CX)(DX*1), Y7, Y9
+	VPMADDWD     Y8, Y9, Y9
+	VPADDD       Y9, Y4, Y4
+	VPMADDUBSW   164(DI), Y7, Y7
+	VPMADDWD     Y8, Y7, Y7
+	VPADDD       Y7, Y5, Y5
+	VPSRLW       $0x04, 48(AX), Y7
+	VPAND        bytes03<>+0(SB), Y7, Y7
+	VPSHUFB      kscaleshuf<>+64(SB), Y6, Y8
+	VPMADDUBSW   196(CX), Y7, Y9
+	VPMADDWD     Y8, Y9, Y9
+	VPADDD       Y9, Y3, Y3
+	VPMADDUBSW   196(CX)(DX*1), Y7, Y9
+	VPMADDWD     Y8, Y9, Y9
+	VPADDD       Y9, Y4, Y4
+	VPMADDUBSW   196(DI), Y7, Y7
+	VPMADDWD     Y8, Y7, Y7
+	VPADDD       Y7, Y5, Y5
+	VPSRLW       $0x06, 48(AX), Y7
+	VPAND        bytes03<>+0(SB), Y7, Y7
+	VPSHUFB      kscaleshuf<>+96(SB), Y6, Y6
+	VPMADDUBSW   228(CX), Y7, Y8
+	VPMADDWD     Y6, Y8, Y8
+	VPADDD       Y8, Y3, Y3
+	VPMADDUBSW   228(CX)(DX*1), Y7, Y8
+	VPMADDWD     Y6, Y8, Y8
+	VPADDD       Y8, Y4, Y4
+	VPMADDUBSW   228(DI), Y7, Y7
+	VPMADDWD     Y6, Y7, Y7
+	VPADDD       Y7, Y5, Y5
+	MOVWLZX      80(AX), R8
+	VMOVD        R8, X6
+	VCVTPH2PS    X6, X6
+	VMULSS       (CX), X6, X7
+	VBROADCASTSS X7, Y7
+	VCVTDQ2PS    Y3, Y3
+	VFMADD231PS  Y3, Y7, Y0
+	VMULSS       (CX)(DX*1), X6, X3
+	VBROADCASTSS X3, Y3
+	VCVTDQ2PS    Y4, Y4
+	VFMADD231PS  Y4, Y3, Y1
+	VMULSS       (DI), X6, X3
+	VBROADCASTSS X3, Y3
+	VCVTDQ2PS    Y5, Y5
+	VFMADD231PS  Y5, Y3, Y2
+	ADDQ         $0x00000054, AX
+	ADDQ         $0x00000124, CX
+	ADDQ         $0x00000124, DI
+	DECQ         BX
+	JMP          dotQ2_Kx3AVX2loop
+
+dotQ2_Kx3AVX2done:
+	VEXTRACTF128 $0x01, Y0, X3
+	VADDPS       X3, X0, X0
+	VMOVHLPS     X0, X0, X3
+	VADDPS       X3, X0, X0
+	VMOVSHDUP    X0, X3
+	VADDSS       X3, X0, X0
+	VMOVSS       X0, (SI)
+	VEXTRACTF128 $0x01, Y1, X0
+	VADDPS       X0, X1, X1
+	VMOVHLPS     X1, X1, X0
+	VADDPS       X0, X1, X1
+	VMOVSHDUP    X1, X0
+	VADDSS       X0, X1, X1
+	VMOVSS       X1, 4(SI)
+	VEXTRACTF128 $0x01, Y2, X0
+	VADDPS       X0, X2, X2
+	VMOVHLPS     X2, X2, X0
+	VADDPS       X0, X2, X2
+	VMOVSHDUP    X2, X0
+	VADDSS       X0, X2, X2
+	VMOVSS       X2, 8(SI)
+	VZEROUPPER
+	RET
+
+// func dotQ3_Kx3AVX2(w []byte, x []byte, stride int, nb int, out *[4]float32)
+// Requires: AVX, AVX2, AVX512BW, AVX512VL, F16C, FMA3
+TEXT ·dotQ3_Kx3AVX2(SB), NOSPLIT, $0-72
+	MOVQ   w_base+0(FP), AX
+	MOVQ   x_base+24(FP), CX
+	MOVQ   stride+48(FP), DX
+	MOVQ   nb+56(FP), BX
+	MOVQ   out+64(FP), SI
+	LEAQ   (CX)(DX*2), DI
+	VXORPS X0, X0, X0
+	VMOVSS X0, (SI)
+	VMOVSS X0, 4(SI)
+	VMOVSS X0, 8(SI)
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+
+dotQ3_Kx3AVX2loop:
+	CMPQ         BX, $0x00
+	JE           dotQ3_Kx3AVX2done
+	VPXOR        Y3, Y3, Y3
+	VPXOR        Y4, Y4, Y4
+	VPXOR        Y5, Y5, Y5
+	MOVL         96(AX), R8
+	MOVL         100(AX), R9
+	MOVL         104(AX), R10
+	MOVL         R8, R11
+	ANDL         $0x0f0f0f0f, R11
+	MOVL         R10, R12
+	ANDL         $0x03030303, R12
+	SHLL         $0x04, R12
+	ORL          R12, R11
+	VMOVD        R11, X6
+	MOVL         R9, R11
+	ANDL         $0x0f0f0f0f, R11
+	MOVL         R10, R12
+	SHRL         $0x02, R12
+	ANDL         $0x03030303, R12
+	SHLL         $0x04, R12
+	ORL          R12, R11
+	VPINSRD      $0x01, R11, X6, X6
+	SHRL         $0x04, R8
+	ANDL         $0x0f0f0f0f, R8
+	MOVL         R10, R11
+	SHRL         $0x04, R11
+	ANDL         $0x03030303, R11
+	SHLL         $0x04, R11
+	ORL          R11, R8
+	VPINSRD      $0x02, R8, X6, X6
+	MOVL         R9, R8
+	SHRL         $0x04, R8
+	ANDL         $0x0f0f0f0f, R8
+	MOVL         R10, R9
+	SHRL         $0x06, R9
+	ANDL         $0x03030303, R9
+	SHLL         $0x04, R9
+	ORL          R9, R8
+	VPINSRD      $0x03, R8, X6, X6
+	VPSUBB       bytes20<>+0(SB), X6, X6
+	VPMOVSXBW    X6, Y6
+	VINSERTI128  $0x01, X6, Y6, Y7
+	VMOVDQU      32(AX), Y8
+	VPAND        bytes03<>+0(SB), Y8, Y8
+	VPSLLW       $0x02, (AX), Y9
+	VPAND        bytes04<>+0(SB), Y9, Y9
+	VPOR         Y9, Y8, Y8
+	VPSUBB       bytes04<>+0(SB), Y8, Y8
+	VPABSB       Y8, Y9
+	VPSHUFB      kscaleshuf<>+0(SB), Y7, Y10
+	VMOVDQU      4(CX), Y11
+	VPSIGNB      Y8, Y11, Y11
+	VPMADDUBSW   Y11, Y9, Y11
+	VPMADDWD     Y10, Y11, Y11
+	VPADDD       Y11, Y3, Y3
+	VMOVDQU      4(CX)(DX*1), Y11
+	VPSIGNB      Y8, Y11, Y11
+	VPMADDUBSW   Y11, Y9, Y11
+	VPMADDWD     Y10, Y11, Y11
+	VPADDD       Y11, Y4, Y4
+	VMOVDQU      4(DI), Y11
+	VPSIGNB      Y8, Y11, Y11
+	VPMADDUBSW   Y11, Y9, Y11
+	VPMADDWD     Y10, Y11, Y11
+	VPADDD       Y11, Y5, Y5
+	VPSRLW       $0x02, 32(AX), Y8
+	VPAND        bytes03<>+0(SB), Y8, Y8
+	VPSLLW       $0x01, (AX), Y9
+	VPAND        bytes04<>+0(SB), Y9, Y9
+	VPOR         Y9, Y8, Y8
+	VPSUBB       bytes04<>+0(SB), Y8, Y8
+	VPABSB       Y8, Y9
+	VPSHUFB      kscaleshuf<>+32(SB), Y7, Y10
+	VMOVDQU      36(CX), Y11
+	VPSIGNB      Y8, Y11, Y11
+	VPMADDUBSW   Y11, Y9, Y11
+	VPMADDWD     Y10, Y11, Y11
+	VPADDD       Y11, Y3, Y3
+	VMOVDQU      36(CX)(DX*1), Y11
+	VPSIGNB      Y8, Y11, Y11
+	VPMADDUBSW   Y11, Y9, Y11
+	VPMADDWD     Y10, Y11, Y11
+	VPADDD       Y11, Y4, Y4
+	VMOVDQU      36(DI), Y11
+	VPSIGNB      Y8, Y11, Y11
+	VPMADDUBSW   Y11, Y9, Y11
+	VPMADDWD     Y10, Y11, Y11
+	VPADDD       Y11, Y5, Y5
+	VPSRLW       $0x04, 32(AX), Y8
+	VPAND        bytes03<>+0(SB), Y8, Y8
+	VMOVDQU      (AX), Y9
+	VPAND        bytes04<>+0(SB), Y9, Y9
+	VPOR         Y9, Y8, Y8
+	VPSUBB       bytes04<>+0(SB), Y8, Y8
+	VPABSB       Y8, Y9
+	VPSHUFB      kscaleshuf<>+64(SB), Y7, Y10
+	VMOVDQU      68(CX), Y11
+	VPSIGNB      Y8, Y11, Y11
+	VPMADDUBSW   Y11, Y9, Y11
+	VPMADDWD     Y10, Y11, Y11
+	VPADDD       Y11, Y3, Y3
+	VMOVDQU      68(CX)(DX*1), Y11
+	VPSIGNB      Y8, Y11, Y11
+	VPMADDUBSW   Y11, Y9, Y11
+	VPMADDWD     Y10, Y11, Y11
+	VPADDD       Y11, Y4, Y4
+	VMOVDQU      68(DI), Y11
+	VPSIGNB      Y8, Y11, Y11
+	VPMADDUBSW   Y11, Y9, Y11
+	VPMADDWD     Y10, Y11, Y11
+	VPADDD       Y11, Y5, Y5
+	VPSRLW       $0x06, 32(AX), Y8
+	VPAND        bytes03<>+0(SB), Y8, Y8
+	VPSRLW       $0x01, (AX), Y9
+	VPAND        bytes04<>+0(SB), Y9, Y9
+	VPOR         Y9, Y8, Y8
+	VPSUBB       bytes04<>+0(SB), Y8, Y8
+	VPABSB       Y8, Y9
+	VPSHUFB      kscaleshuf<>+96(SB), Y7, Y7
+	VMOVDQU      100(CX), Y10
+	VPSIGNB      Y8, Y10, Y10
+	VPMADDUBSW   Y10, Y9, Y10
+	VPMADDWD     Y7, Y10, Y10
+	VPADDD       Y10, Y3, Y3
+	VMOVDQU      100(CX)(DX*1), Y10
+	VPSIGNB      Y8, Y10, Y10
+	VPMADDUBSW   Y10, Y9, Y10
+	VPMADDWD     Y7, Y10, Y10
+	VPADDD       Y10, Y4, Y4
+	VMOVDQU      100(DI), Y10
+	VPSIGNB      Y8, Y10, Y10
+	VPMADDUBSW   Y10, Y9, Y10
+	VPMADDWD     Y7, Y10, Y10
+	VPADDD       Y10, Y5, Y5
+	VPERM2I128   $0x11, Y6, Y6, Y6
+	VMOVDQU      64(AX), Y7
+	VPAND        bytes03<>+0(SB), Y7, Y7
+	VPSRLW       $0x02, (AX), Y8
+	VPAND        bytes04<>+0(SB), Y8, Y8
+	VPOR         Y8, Y7, Y7
+	VPSUBB       bytes04<>+0(SB), Y7, Y7
+	VPABSB       Y7, Y8
+	VPSHUFB      kscaleshuf<>+0(SB), Y6, Y9
+	VMOVDQU      132(CX), Y10
+	VPSIGNB      Y7, Y10, Y10
+	VPMADDUBSW   Y10, Y8, Y10
+	VPMADDWD     Y9, Y10, Y10
+	VPADDD       Y10, Y3, Y3
+	VMOVDQU      132(CX)(DX*1), Y10
+	VPSIGNB      Y7, Y10, Y10
+	VPMADDUBSW   Y10, Y8, Y10
+	VPMADDWD     Y9, Y10, Y10
+	VPADDD       Y10, Y4, Y4
+	VMOVDQU      132(DI), Y10
+	VPSIGNB      Y7, Y10, Y10
+	VPMADDUBSW   Y10, Y8, Y10
+	VPMADDWD     Y9, Y10, Y10
+	VPADDD       Y10, Y5, Y5
+	VPSRLW       $0x02, 64(AX), Y7
+	VPAND        bytes03<>+0(SB), Y7, Y7
+	VPSRLW       $0x03, (AX), Y8
+	VPAND        bytes04<>+0(SB), Y8, Y8
+	VPOR         Y8, Y7, Y7
+	VPSUBB       bytes04<>+0(SB), Y7, Y7
+	VPABSB       Y7, Y8
+	VPSHUFB      kscaleshuf<>+32(SB), Y6, Y9
+	VMOVDQU      164(CX), Y10
+	VPSIGNB      Y7, Y10, Y10
+	VPMADDUBSW   Y10, Y8, Y10
+	VPMADDWD     Y9, Y10, Y10
+	VPADDD       Y10, Y3, Y3
+	VMOVDQU      164(CX)(DX*1), Y10
+	VPSIGNB      Y7, Y10, Y10
+	VPMADDUBSW   Y10, Y8, Y10
+	VPMADDWD     Y9, Y10, Y10
+	VPADDD       Y10, Y4, Y4
+	VMOVDQU      164(DI), Y10
+	VPSIGNB      Y7, Y10, Y10
+	VPMADDUBSW   Y10, Y8, Y10
+	VPMADDWD     Y9, Y10, Y10
+	VPADDD       Y10, Y5, Y5
+	VPSRLW       $0x04, 64(AX), Y7
+	VPAND        bytes03<>+0(SB), Y7, Y7
+	VPSRLW       $0x04, (AX), Y8
+	VPAND        bytes04<>+0(SB), Y8, Y8
+	VPOR         Y8, Y7, Y7
+	VPSUBB       bytes04<>+0(SB), Y7, Y7
+	VPABSB       Y7, Y8
+	VPSHUFB      kscaleshuf<>+64(SB), Y6, Y9
+	VMOVDQU      196(CX), Y10
+	VPSIGNB      Y7, Y10, Y10
+	VPMADDUBSW   Y10, Y8, Y10
+	VPMADDWD     Y9, Y10, Y10
+	VPADDD       Y10, Y3, Y3
+	VMOVDQU      196(CX)(DX*1), Y10
+	VPSIGNB      Y7, Y10, Y10
+	VPMADDUBSW   Y10, Y8, Y10
+	VPMADDWD     Y9, Y10, Y10
+	VPADDD       Y10, Y4, Y4
+	VMOVDQU      196(DI), Y10
+	VPSIGNB      Y7, Y10, Y10
+	VPMADDUBSW   Y10, Y8, Y10
+	VPMADDWD     Y9, Y10, Y10
+	VPADDD       Y10, Y5, Y5
+	VPSRLW       $0x06, 64(AX), Y7
+	VPAND        bytes03<>+0(SB), Y7, Y7
+	VPSRLW       $0x05, (AX), Y8
+	VPAND        bytes04<>+0(SB), Y8, Y8
+	VPOR         Y8, Y7, Y7
+	VPSUBB       bytes04<>+0(SB), Y7, Y7
+	VPABSB       Y7, Y8
+	VPSHUFB      kscaleshuf<>+96(SB), Y6, Y6
+	VMOVDQU      228(CX), Y9
+	VPSIGNB      Y7, Y9, Y9
+	VPMADDUBSW   Y9, Y8, Y9
+	VPMADDWD     Y6, Y9, Y9
+	VPADDD       Y9, Y3, Y3
+	VMOVDQU      228(CX)(DX*1), Y9
+	VPSIGNB      Y7, Y9, Y9
+	VPMADDUBSW   Y9, Y8, Y9
+	VPMADDWD     Y6, Y9, Y9
+	VPADDD       Y9, Y4, Y4
+	VMOVDQU      228(DI), Y9
+	VPSIGNB      Y7, Y9, Y9
+	VPMADDUBSW   Y9, Y8, Y9
+	VPMADDWD     Y6, Y9, Y9
+	VPADDD       Y9, Y5, Y5
+	MOVWLZX      108(AX), R8
+	VMOVD        R8, X6
+	VCVTPH2PS    X6, X6
+	VMULSS       (CX), X6, X7
+	VBROADCASTSS X7, Y7
+	VCVTDQ2PS    Y3, Y3
+	VFMADD231PS  Y3, Y7, Y0
+	VMULSS       (CX)(DX*1), X6, X3
+	VBROADCASTSS X3, Y3
+	VCVTDQ2PS    Y4, Y4
+	VFMADD231PS  Y4, Y3, Y1
+	VMULSS       (DI), X6, X3
+	VBROADCASTSS X3, Y3
+	VCVTDQ2PS    Y5, Y5
+	VFMADD231PS  Y5, Y3, Y2
+	ADDQ         $0x0000006e, AX
+	ADDQ         $0x00000124, CX
+	ADDQ         $0x00000124, DI
+	DECQ         BX
+	JMP          dotQ3_Kx3AVX2loop
+
+dotQ3_Kx3AVX2done:
+	VEXTRACTF128 $0x01, Y0, X3
+	VADDPS       X3, X0, X0
+	VMOVHLPS     X0, X0, X3
+	VADDPS       X3, X0, X0
+	VMOVSHDUP    X0, X3
+	VADDSS       X3, X0, X0
+	VMOVSS       X0, (SI)
+	VEXTRACTF128 $0x01, Y1, X0
+	VADDPS       X0, X1, X1
+	VMOVHLPS     X1, X1, X0
+	VADDPS       X0, X1, X1
+	VMOVSHDUP    X1, X0
+	VADDSS       X0, X1, X1
+	VMOVSS       X1, 4(SI)
+	VEXTRACTF128 $0x01, Y2, X0
+	VADDPS       X0, X2, X2
+	VMOVHLPS     X2, X2, X0
+	VADDPS       X0, X2, X2
+	VMOVSHDUP    X2, X0
+	VADDSS       X0, X2, X2
+	VMOVSS       X2, 8(SI)
+	VZEROUPPER
+	RET
+
+// func dotQ5_Kx3AVX2(w []byte, x []byte, stride int, nb int, out *[4]float32)
+// Requires: AVX, AVX2, AVX512BW, AVX512VL, F16C, FMA3
+TEXT ·dotQ5_Kx3AVX2(SB), NOSPLIT, $0-72
+	MOVQ   w_base+0(FP), AX
+	MOVQ   x_base+24(FP), CX
+	MOVQ   stride+48(FP), DX
+	MOVQ   nb+56(FP), BX
+	MOVQ   out+64(FP), SI
+	LEAQ   (CX)(DX*2), DI
+	VXORPS X0, X0, X0
+	VMOVSS X0, (SI)
+	VMOVSS X0, 4(SI)
+	VMOVSS X0, 8(SI)
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+
+dotQ5_Kx3AVX2loop:
+	CMPQ         BX, $0x00
+	JE           dotQ5_Kx3AVX2done
+	MOVL         4(AX), R8
+	MOVL         8(AX), R9
+	MOVL         12(AX), R10
+	MOVL         R10, R11
+	SHRL         $0x04, R11
+	ANDL         $0x0f0f0f0f, R11
+	MOVL         R9, R12
+	SHRL         $0x06, R12
+	ANDL         $0x03030303, R12
+	SHLL         $0x04, R12
+	ORL          R12, R11
+	ANDL         $0x3f3f3f3f, R9
+	ANDL         $0x0f0f0f0f, R10
+	MOVL         R8, R12
+	SHRL         $0x06, R12
+	ANDL         $0x03030303, R12
+	SHLL         $0x04, R12
+	ORL          R12, R10
+	ANDL         $0x3f3f3f3f, R8
+	VMOVD        R8, X3
+	VPINSRD      $0x01, R10, X3, X3
+	VPINSRD      $0x02, R9, X3, X3
+	VPINSRD      $0x03, R11, X3, X3
+	VPMOVZXBW    X3, Y3
+	VINSERTI128  $0x01, X3, Y3, Y4
+	VEXTRACTI128 $0x01, Y3, X3
+	MOVWLZX      2(AX), R8
+	VMOVD        R8, X5
+	VCVTPH2PS    X5, X5
+	VXORPS       signbit<>+0(SB), X5, X5
+	VMOVDQU      260(CX), X6
+	VPHADDW      276(CX), X6, X6
+	VPMADDWD     X3, X6, X6
+	VPHADDD      X6, X6, X6
+	VPHADDD      X6, X6, X6
+	VCVTDQ2PS    X6, X6
+	VMOVSS       (SI), X7
+	VMULSS       (CX), X5, X8
+	VFMADD231SS  X6, X8, X7
+	VMOVSS       X7, (SI)
+	VMOVDQU      260(CX)(DX*1), X6
+	VPHADDW      276(CX)(DX*1), X6, X6
+	VPMADDWD     X3, X6, X6
+	VPHADDD      X6, X6, X6
+	VPHADDD      X6, X6, X6
+	VCVTDQ2PS    X6, X6
+	VMOVSS       4(SI), X7
+	VMULSS       (CX)(DX*1), X5, X8
+	VFMADD231SS  X6, X8, X7
+	VMOVSS       X7, 4(SI)
+	VMOVDQU      260(DI), X6
+	VPHADDW      276(DI), X6, X6
+	VPMADDWD     X3, X6, X6
+	VPHADDD      X6, X6, X6
+	VPHADDD      X6, X6, X6
+	VCVTDQ2PS    X6, X6
+	VMOVSS       8(SI), X3
+	VMULSS       (DI), X5, X5
+	VFMADD231SS  X6, X5, X3
+	VMOVSS       X3, 8(SI)
+	VPXOR        Y3, Y3, Y3
+	VPXOR        Y5, Y5, Y5
+	VPXOR        Y6, Y6, Y6
+	VMOVDQU      48(AX), Y7
+	VPAND        bytes0f<>+0(SB), Y7, Y7
+	VPSLLW       $0x04, 16(AX), Y8
+	VPAND        bytes10<>+0(SB), Y8, Y8
+	VPOR         Y8, Y7, Y7
+	VPSHUFB      kscaleshuf<>+128(SB), Y4, Y8
+	VPMADDUBSW   4(CX), Y7, Y9
+	VPMADDWD     Y8, Y9, Y9
+	VPADDD       Y9, Y3, Y3
+	VPMADDUBSW   4(CX)(DX*1), Y7, Y9
+	VPMADDWD     Y8, Y9, Y9
+	VPADDD       Y9, Y5, Y5
+	VPMADDUBSW   4(DI), Y7, Y7
+	VPMADDWD     Y8, Y7, Y7
+	VPADDD       Y7, Y6, Y6
+	VPSRLW       $0x04, 48(AX), Y7
+	VPAND        bytes0f<>+0(SB), Y7, Y7
+	VPSLLW       $0x03, 16(AX), Y8
+	VPAND        bytes10<>+0(SB), Y8, Y8
+	VPOR         Y8, Y7, Y7
+	VPSHUFB      kscaleshuf<>+160(SB), Y4, Y8
+	VPMADDUBSW   36(CX), Y7, Y9
+	VPMADDWD     Y8, Y9, Y9
+	VPADDD       Y9, Y3, Y3
+	VPMADDUBSW   36(CX)(DX*1), Y7, Y9
+	VPMADDWD     Y8, Y9, Y9
+	VPADDD       Y9, Y5, Y5
+	VPMADDUBSW   36(DI), Y7, Y7
+	VPMADDWD     Y8, Y7, Y7
+	VPADDD       Y7, Y6, Y6
+	VMOVDQU      80(AX), Y7
+	VPAND        bytes0f<>+0(SB), Y7, Y7
+	VPSLLW       $0x02, 16(AX), Y8
+	VPAND        bytes10<>+0(SB), Y8, Y8
+	VPOR         Y8, Y7, Y7
+	VPSHUFB      kscaleshuf<>+192(SB), Y4, Y8
+	VPMADDUBSW   68(CX), Y7, Y9
+	VPMADDWD     Y8, Y9, Y9
+	VPADDD       Y9, Y3, Y3
+	VPMADDUBSW   68(CX)(DX*1), Y7, Y9
+	VPMADDWD     Y8, Y9, Y9
+	VPADDD       Y9, Y5, Y5
+	VPMADDUBSW   68(DI), Y7, Y7
+	VPMADDWD     Y8, Y7, Y7
+	VPADDD       Y7, Y6, Y6
+	VPSRLW       $0x04, 80(AX), Y7
+	VPAND        bytes0f<>+0(SB), Y7, Y7
+	VPSLLW       $0x01, 16(AX), Y8
+	VPAND        bytes10<>+0(SB), Y8, Y8
+	VPOR         Y8, Y7, Y7
+	VPSHUFB      kscaleshuf<>+224(SB), Y4, Y8
+	VPMADDUBSW   100(CX), Y7, Y9
+	VPMADDWD     Y8, Y9, Y9
+	VPADDD       Y9, Y3, Y3
+	VPMADDUBSW   100(CX)(DX*1), Y7, Y9
+	VPMADDWD     Y8, Y9, Y9
+	VPADDD       Y9, Y5, Y5
+	VPMADDUBSW   100(DI), Y7, Y7
+	VPMADDWD     Y8, Y7, Y7
+	VPADDD       Y7, Y6, Y6
+	VMOVDQU      112(AX), Y7
+	VPAND        bytes0f<>+0(SB), Y7, Y7
+	VMOVDQU      16(AX), Y8
+	VPAND        bytes10<>+0(SB), Y8, Y8
+	VPOR         Y8, Y7, Y7
+	VPSHUFB      kscaleshuf<>+256(SB), Y4, Y8
+	VPMADDUBSW   132(CX), Y7, Y9
+	VPMADDWD     Y8, Y9, Y9
+	VPADDD       Y9, Y3, Y3
+	VPMADDUBSW   132(CX)(DX*1), Y7, Y9
+	VPMADDWD     Y8, Y9, Y9
+	VPADDD       Y9, Y5, Y5
+	VPMADDUBSW   132(DI), Y7, Y7
+	VPMADDWD     Y8, Y7, Y7
+	VPADDD       Y7, Y6, Y6
+	VPSRLW       $0x04, 112(AX), Y7
+	VPAND        bytes0f<>+0(SB), Y7, Y7
+	VPSRLW       $0x01, 16(AX), Y8
+	VPAND        bytes10<>+0(SB), Y8, Y8
+	VPOR         Y8, Y7, Y7
+	VPSHUFB      kscaleshuf<>+288(SB), Y4, Y8
+	VPMADDUBSW   164(CX), Y7, Y9
+	VPMADDWD     Y8, Y9, Y9
+	VPADDD       Y9, Y3, Y3
+	VPMADDUBSW   164(CX)(DX*1), Y7, Y9
+	VPMADDWD     Y8, Y9, Y9
+	VPADDD       Y9, Y5, Y5
+	VPMADDUBSW   164(DI), Y7, Y7
+	VPMADDWD     Y8, Y7, Y7
+	VPADDD       Y7, Y6, Y6
+	VMOVDQU      144(AX), Y7
+	VPAND        bytes0f<>+0(SB), Y7, Y7
+	VPSRLW       $0x02, 16(AX), Y8
+	VPAND        bytes10<>+0(SB), Y8, Y8
+	VPOR         Y8, Y7, Y7
+	VPSHUFB      kscaleshuf<>+320(SB), Y4, Y8
+	VPMADDUBSW   196(CX), Y7, Y9
+	VPMADDWD     Y8, Y9, Y9
+	VPADDD       Y9, Y3, Y3
+	VPMADDUBSW   196(CX)(DX*1), Y7, Y9
+	VPMADDWD     Y8, Y9, Y9
+	VPADDD       Y9, Y5, Y5
+	VPMADDUBSW   196(DI), Y7, Y7
+	VPMADDWD     Y8, Y7, Y7
+	VPADDD       Y7, Y6, Y6
+	VPSRLW       $0x04, 144(AX), Y7
+	VPAND        bytes0f<>+0(SB), Y7, Y7
+	VPSRLW       $0x03, 16(AX), Y8
+	VPAND        bytes10<>+0(SB), Y8, Y8
+	VPOR         Y8, Y7, Y7
+	VPSHUFB      kscaleshuf<>+352(SB), Y4, Y4
+	VPMADDUBSW   228(CX), Y7, Y8
+	VPMADDWD     Y4, Y8, Y8
+	VPADDD       Y8, Y3, Y3
+	VPMADDUBSW   228(CX)(DX*1), Y7, Y8
+	VPMADDWD     Y4, Y8, Y8
+	VPADDD       Y8, Y5, Y5
+	VPMADDUBSW   228(DI), Y7, Y7
+	VPMADDWD     Y4, Y7, Y7
+	VPADDD       Y7, Y6, Y6
+	MOVWLZX      (AX), R8
+	VMOVD        R8, X4
+	VCVTPH2PS    X4, X4
+	VMULSS       (CX), X4, X7
+	VBROADCASTSS X7, Y7
+	VCVTDQ2PS    Y3, Y3
+	VFMADD231PS  Y3, Y7, Y0
+	VMULSS       (CX)(DX*1), X4, X3
+	VBROADCASTSS X3, Y3
+	VCVTDQ2PS    Y5, Y5
+	VFMADD231PS  Y5, Y3, Y1
+	VMULSS       (DI), X4, X3
+	VBROADCASTSS X3, Y3
+	VCVTDQ2PS    Y6, Y6
+	VFMADD231PS  Y6, Y3, Y2
+	ADDQ         $0x000000b0, AX
+	ADDQ         $0x00000124, CX
+	ADDQ         $0x00000124, DI
+	DECQ         BX
+	JMP          dotQ5_Kx3AVX2loop
+
+dotQ5_Kx3AVX2done:
+	VEXTRACTF128 $0x01, Y0, X3
+	VADDPS       X3, X0, X0
+	VMOVHLPS     X0, X0, X3
+	VADDPS       X3, X0, X0
+	VMOVSHDUP    X0, X3
+	VADDSS       X3, X0, X0
+	VADDSS       (SI), X0, X0
+	VMOVSS       X0, (SI)
+	VEXTRACTF128 $0x01, Y1, X0
+	VADDPS       X0, X1, X1
+	VMOVHLPS     X1, X1, X0
+	VADDPS       X0, X1, X1
+	VMOVSHDUP    X1, X0
+	VADDSS       X0, X1, X1
+	VADDSS       4(SI), X1, X1
+	VMOVSS       X1, 4(SI)
+	VEXTRACTF128 $0x01, Y2, X0
+	VADDPS       X0, X2, X2
+	VMOVHLPS     X2, X2, X0
+	VADDPS       X0, X2, X2
+	VMOVSHDUP    X2, X0
+	VADDSS       X0, X2, X2
+	VADDSS       8(SI), X2, X2
+	VMOVSS       X2, 8(SI)
+	VZEROUPPER
+	RET
+
+// func dotIQ4_XSx3AVX2(w []byte, x []byte, stride int, nb int, out *[4]float32)
+// Requires: AVX, AVX2, BMI2, F16C, FMA3
+TEXT ·dotIQ4_XSx3AVX2(SB), NOSPLIT, $0-72
+	MOVQ   w_base+0(FP), AX
+	MOVQ   x_base+24(FP), CX
+	MOVQ   stride+48(FP), DX
+	MOVQ   nb+56(FP), BX
+	MOVQ   out+64(FP), SI
+	LEAQ   (CX)(DX*2), DI
+	VXORPS X0, X0, X0
+	VMOVSS X0, (SI)
+	VMOVSS X0, 4(SI)
+	VMOVSS X0, 8(SI)
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+
+dotIQ4_XSx3AVX2loop:
+	CMPQ           BX, $0x00
+	JE             dotIQ4_XSx3AVX2done
+	VBROADCASTI128 kvaluesiq4nl<>+0(SB), Y3
+	VPXOR          Y4, Y4, Y4
+	VPXOR          Y5, Y5, Y5
+	VPXOR          Y6, Y6, Y6
+	MOVL           4(AX), R8
+	MOVQ           $0x0f0f0f0f0f0f0f0f, R10
+	PDEPQ          R10, R8, R8
+	MOVWQZX        2(AX), R9
+	MOVQ           $0x0303030303030303, R10
+	PDEPQ          R10, R9, R9
+	SHLQ           $0x04, R9
+	ORQ            R9, R8
+	VMOVQ          R8, X7
+	VPSUBB         bytes20<>+0(SB), X7, X7
+	VPMOVSXBW      X7, X7
+	VINSERTI128    $0x01, X7, Y7, Y8
+	VMOVDQU        8(AX), X7
+	VPSRLW         $0x04, X7, X9
+	VINSERTI128    $0x01, X9, Y7, Y9
+	VPAND          bytes0f<>+0(SB), Y9, Y9
+	VPSHUFB        Y9, Y3, Y9
+	VPSIGNB        Y9, Y9, Y10
+	VPSHUFB        kscaleshuf<>+128(SB), Y8, Y11
+	VMOVDQU        4(CX), Y12
+	VPSIGNB        Y9, Y12, Y12
+	VPMADDUBSW     Y12, Y10, Y12
+	VPMADDWD       Y11, Y12, Y12
+	VPADDD         Y12, Y4, Y4
+	VMOVDQU        4(CX)(DX*1), Y12
+	VPSIGNB        Y9, Y12, Y12
+	VPMADDUBSW     Y12, Y10, Y12
+	VPMADDWD       Y11, Y12, Y12
+	VPADDD         Y12, Y5, Y5
+	VMOVDQU        4(DI), Y12
+	VPSIGNB        Y9, Y12, Y12
+	VPMADDUBSW     Y12, Y10, Y12
+	VPMADDWD       Y11, Y12, Y12
+	VPADDD         Y12, Y6, Y6
+	VMOVDQU        24(AX), X7
+	VPSRLW         $0x04, X7, X9
+	VINSERTI128    $0x01, X9, Y7, Y9
+	VPAND          bytes0f<>+0(SB), Y9, Y9
+	VPSHUFB        Y9, Y3, Y9
+	VPSIGNB        Y9, Y9, Y10
+	VPSHUFB        kscaleshuf<>+160(SB), Y8, Y11
+	VMOVDQU        36(CX), Y12
+	VPSIGNB        Y9, Y12, Y12
+	VPMADDUBSW     Y12, Y10, Y12
+	VPMADDWD       Y11, Y12, Y12
+	VPADDD         Y12, Y4, Y4
+	VMOVDQU        36(CX)(DX*1), Y12
+	VPSIGNB        Y9, Y12, Y12
+	VPMADDUBSW     Y12, Y10, Y12
+	VPMADDWD       Y11, Y12, Y12
+	VPADDD         Y12, Y5, Y5
+	VMOVDQU        36(DI), Y12
+	VPSIGNB        Y9, Y12, Y12
+	VPMADDUBSW     Y12, Y10, Y12
+	VPMADDWD       Y11, Y12, Y12
+	VPADDD         Y12, Y6, Y6
+	VMOVDQU        40(AX), X7
+	VPSRLW         $0x04, X7, X9
+	VINSERTI128    $0x01, X9, Y7, Y9
+	VPAND          bytes0f<>+0(SB), Y9, Y9
+	VPSHUFB        Y9, Y3, Y9
+	VPSIGNB        Y9, Y9, Y10
+	VPSHUFB        kscaleshuf<>+192(SB), Y8, Y11
+	VMOVDQU        68(CX), Y12
+	VPSIGNB        Y9, Y12, Y12
+	VPMADDUBSW     Y12, Y10, Y12
+	VPMADDWD       Y11, Y12, Y12
+	VPADDD         Y12, Y4, Y4
+	VMOVDQU        68(CX)(DX*1), Y12
+	VPSIGNB        Y9, Y12, Y12
+	VPMADDUBSW     Y12, Y10, Y12
+	VPMADDWD       Y11, Y12, Y12
+	VPADDD         Y12, Y5, Y5
+	VMOVDQU        68(DI), Y12
+	VPSIGNB        Y9, Y12, Y12
+	VPMADDUBSW     Y12, Y10, Y12
+	VPMADDWD       Y11, Y12, Y12
+	VPADDD         Y12, Y6, Y6
+	VMOVDQU        56(AX), X7
+	VPSRLW         $0x04, X7, X9
+	VINSERTI128    $0x01, X9, Y7, Y9
+	VPAND          bytes0f<>+0(SB), Y9, Y9
+	VPSHUFB        Y9, Y3, Y9
+	VPSIGNB        Y9, Y9, Y10
+	VPSHUFB        kscaleshuf<>+224(SB), Y8, Y11
+	VMOVDQU        100(CX), Y12
+	VPSIGNB        Y9, Y12, Y12
+	VPMADDUBSW     Y12, Y10, Y12
+	VPMADDWD       Y11, Y12, Y12
+	VPADDD         Y12, Y4, Y4
+	VMOVDQU        100(CX)(DX*1), Y12
+	VPSIGNB        Y9, Y12, Y12
+	VPMADDUBSW     Y12, Y10, Y12
+	VPMADDWD       Y11, Y12, Y12
+	VPADDD         Y12, Y5, Y5
+	VMOVDQU        100(DI), Y12
+	VPSIGNB        Y9, Y12, Y12
+	VPMADDUBSW     Y12, Y10, Y12
+	VPMADDWD       Y11, Y12, Y12
+	VPADDD         Y12, Y6, Y6
+	VMOVDQU        72(AX), X7
+	VPSRLW         $0x04, X7, X9
+	VINSERTI128    $0x01, X9, Y7, Y9
+	VPAND          bytes0f<>+0(SB), Y9, Y9
+	VPSHUFB        Y9, Y3, Y9
+	VPSIGNB        Y9, Y9, Y10
+	VPSHUFB        kscaleshuf<>+256(SB), Y8, Y11
+	VMOVDQU        132(CX), Y12
+	VPSIGNB        Y9, Y12, Y12
+	VPMADDUBSW     Y12, Y10, Y12
+	VPMADDWD       Y11, Y12, Y12
+	VPADDD         Y12, Y4, Y4
+	VMOVDQU        132(CX)(DX*1), Y12
+	VPSIGNB        Y9, Y12, Y12
+	VPMADDUBSW     Y12, Y10, Y12
+	VPMADDWD       Y11, Y12, Y12
+	VPADDD         Y12, Y5, Y5
+	VMOVDQU        132(DI), Y12
+	VPSIGNB        Y9, Y12, Y12
+	VPMADDUBSW     Y12, Y10, Y12
+	VPMADDWD       Y11, Y12, Y12
+	VPADDD         Y12, Y6, Y6
+	VMOVDQU        88(AX), X7
+	VPSRLW         $0x04, X7, X9
+	VINSERTI128    $0x01, X9, Y7, Y9
+	VPAND          bytes0f<>+0(SB), Y9, Y9
+	VPSHUFB        Y9, Y3, Y9
+	VPSIGNB        Y9, Y9, Y10
+	VPSHUFB        kscaleshuf<>+288(SB), Y8, Y11
+	VMOVDQU        164(CX), Y12
+	VPSIGNB        Y9, Y12, Y12
+	VPMADDUBSW     Y12, Y10, Y12
+	VPMADDWD       Y11, Y12, Y12
+	VPADDD         Y12, Y4, Y4
+	VMOVDQU        164(CX)(DX*1), Y12
+	VPSIGNB        Y9, Y12, Y12
+	VPMADDUBSW     Y12, Y10, Y12
+	VPMADDWD       Y11, Y12, Y12
+	VPADDD         Y12, Y5, Y5
+	VMOVDQU        164(DI), Y12
+	VPSIGNB        Y9, Y12, Y12
+	VPMADDUBSW     Y12, Y10, Y12
+	VPMADDWD       Y11, Y12, Y12
+	VPADDD         Y12, Y6, Y6
+	VMOVDQU        104(AX), X7
+	VPSRLW         $0x04, X7, X9
+	VINSERTI128    $0x01, X9, Y7, Y9
+	VPAND          bytes0f<>+0(SB), Y9, Y9
+	VPSHUFB        Y9, Y3, Y9
+	VPSIGNB        Y9, Y9, Y10
+	VPSHUFB        kscaleshuf<>+320(SB), Y8, Y11
+	VMOVDQU        196(CX), Y12
+	VPSIGNB        Y9, Y12, Y12
+	VPMADDUBSW     Y12, Y10, Y12
+	VPMADDWD       Y11, Y12, Y12
+	VPADDD         Y12, Y4, Y4
+	VMOVDQU        196(CX)(DX*1), Y12
+	VPSIGNB        Y9, Y12, Y12
+	VPMADDUBSW     Y12, Y10, Y12
+	VPMADDWD       Y11, Y12, Y12
+	VPADDD         Y12, Y5, Y5
+	VMOVDQU        196(DI), Y12
+	VPSIGNB        Y9, Y12, Y12
+	VPMADDUBSW     Y12, Y10, Y12
+	VPMADDWD       Y11, Y12, Y12
+	VPADDD         Y12, Y6, Y6
+	VMOVDQU        120(AX), X7
+	VPSRLW         $0x04, X7, X9
+	VINSERTI128    $0x01, X9, Y7, Y9
+	VPAND          bytes0f<>+0(SB), Y9, Y9
+	VPSHUFB        Y9, Y3, Y9
+	VPSIGNB        Y9, Y9, Y3
+	VPSHUFB        kscaleshuf<>+352(SB), Y8, Y8
+	VMOVDQU        228(CX), Y10
+	VPSIGNB        Y9, Y10, Y10
+	VPMADDUBSW     Y10, Y3, Y10
+	VPMADDWD       Y8, Y10, Y10
+	VPADDD         Y10, Y4, Y4
+	VMOVDQU        228(CX)(DX*1), Y10
+	VPSIGNB        Y9, Y10, Y10
+	VPMADDUBSW     Y10, Y3, Y10
+	VPMADDWD       Y8, Y10, Y10
+	VPADDD         Y10, Y5, Y5
+	VMOVDQU        228(DI), Y10
+	VPSIGNB        Y9, Y10, Y10
+	VPMADDUBSW     Y10, Y3, Y10
+	VPMADDWD       Y8, Y10, Y10
+	VPADDD         Y10, Y6, Y6
+	MOVWLZX        (AX), R8
+	VMOVD          R8, X7
+	VCVTPH2PS      X7, X7
+	VMULSS         (CX), X7, X3
+	VBROADCASTSS   X3, Y3
+	VCVTDQ2PS      Y4, Y4
+	VFMADD231PS    Y4, Y3, Y0
+	VMULSS         (CX)(DX*1), X7, X3
+	VBROADCASTSS   X3, Y3
+	VCVTDQ2PS      Y5, Y5
+	VFMADD231PS    Y5, Y3, Y1
+	VMULSS         (DI), X7, X3
+	VBROADCASTSS   X3, Y3
+	VCVTDQ2PS      Y6, Y6
+	VFMADD231PS    Y6, Y3, Y2
+	ADDQ           $0x00000088, AX
+	ADDQ           $0x00000124, CX
+	ADDQ           $0x00000124, DI
+	DECQ           BX
+	JMP            dotIQ4_XSx3AVX2loop
+
+dotIQ4_XSx3AVX2done:
+	VEXTRACTF128 $0x01, Y0, X3
+	VADDPS       X3, X0, X0
+	VMOVHLPS     X0, X0, X3
+	VADDPS       X3, X0, X0
+	VMOVSHDUP    X0, X3
+	VADDSS       X3, X0, X0
+	VMOVSS       X0, (SI)
+	VEXTRACTF128 $0x01, Y1, X0
+	VADDPS       X0, X1, X1
+	VMOVHLPS     X1, X1, X0
+	VADDPS       X0, X1, X1
+	VMOVSHDUP    X1, X0
+	VADDSS       X0, X1, X1
+	VMOVSS       X1, 4(SI)
+	VEXTRACTF128 $0x01, Y2, X0
+	VADDPS       X0, X2, X2
+	VMOVHLPS     X2, X2, X0
+	VADDPS       X0, X2, X2
+	VMOVSHDUP    X2, X0
+	VADDSS       X0, X2, X2
+	VMOVSS       X2, 8(SI)
+	VZEROUPPER
+	RET
+
+// func dotQ4_1x4AVX2(w []byte, x []byte, stride int, nb int, out *[4]float32)
+// Requires: AVX, AVX2, F16C, FMA3
+TEXT ·dotQ4_1x4AVX2(SB), NOSPLIT, $0-72
+	MOVQ   w_base+0(FP), AX
+	MOVQ   x_base+24(FP), CX
+	MOVQ   stride+48(FP), DX
+	MOVQ   nb+56(FP), BX
+	MOVQ   out+64(FP), SI
+	LEAQ   (CX)(DX*2), DI
+	VXORPS X0, X0, X0
+	VMOVSS X0, (SI)
+	VMOVSS X0, 4(SI)
+	VMOVSS X0, 8(SI)
+	VMOVSS X0, 12(SI)
+
+	// Σ_b d_w·d_x·Σ q·x + Σ_b m·s (ggml_vec_dot_q4_1_q8_1)
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+	VXORPS X4, X4, X4
+	VXORPS X5, X5, X5
+	VXORPS X6, X6, X6
+	VXORPS X7, X7, X7
+
+dotQ4_1x4AVX2loop:
+	CMPQ         BX, $0x01
+	JB           dotQ4_1x4AVX2done
+	VMOVDQU      4(AX), X8
+	VPSRLW       $0x04, X8, X9
+	VINSERTI128  $0x01, X9, Y8, Y9
+	VPAND        bytes0f<>+0(SB), Y9, Y9
+	VPBROADCASTW 2(AX), X8
+	VCVTPH2PS    X8, X8
+	VPBROADCASTW (AX), X10
+	VCVTPH2PS    X10, Y10
+	VMOVD        (CX), X11
+	VCVTPH2PS    X11, X11
+	VFMADD231PS  X11, X8, X4
+	VBROADCASTSS X11, Y11
+	VMULPS       Y10, Y11, Y11
+	VPMADDUBSW   4(CX), Y9, Y12
+	VPMADDWD     ones16<>+0(SB), Y12, Y12
+	VCVTDQ2PS    Y12, Y12
+	VFMADD231PS  Y12, Y11, Y0
+	VMOVD        (CX)(DX*1), X11
+	VCVTPH2PS    X11, X11
+	VFMADD231PS  X11, X8, X5
+	VBROADCASTSS X11, Y11
+	VMULPS       Y10, Y11, Y11
+	VPMADDUBSW   4(CX)(DX*1), Y9, Y12
+	VPMADDWD     ones16<>+0(SB), Y12, Y12
+	VCVTDQ2PS    Y12, Y12
+	VFMADD231PS  Y12, Y11, Y1
+	VMOVD        (DI), X11
+	VCVTPH2PS    X11, X11
+	VFMADD231PS  X11, X8, X6
+	VBROADCASTSS X11, Y11
+	VMULPS       Y10, Y11, Y11
+	VPMADDUBSW   4(DI), Y9, Y12
+	VPMADDWD     ones16<>+0(SB), Y12, Y12
+	VCVTDQ2PS    Y12, Y12
+	VFMADD231PS  Y12, Y11, Y2
+	VMOVD        (DI)(DX*1), X11
+	VCVTPH2PS    X11, X11
+	VFMADD231PS  X11, X8, X7
+	VBROADCASTSS X11, Y11
+	VMULPS       Y10, Y11, Y11
+	VPMADDUBSW   4(DI)(DX*1), Y9, Y9
+	VPMADDWD     ones16<>+0(SB), Y9, Y9
+	VCVTDQ2PS    Y9, Y9
+	VFMADD231PS  Y9, Y11, Y3
+	ADDQ         $0x14, AX
+	ADDQ         $0x24, CX
+	ADDQ         $0x24, DI
+	SUBQ         $0x01, BX
+	JMP          dotQ4_1x4AVX2loop
+
+dotQ4_1x4AVX2done:
+	VEXTRACTF128 $0x01, Y0, X8
+	VADDPS       X8, X0, X0
+	VMOVHLPS     X0, X0, X8
+	VADDPS       X8, X0, X0
+	VMOVSHDUP    X0, X8
+	VADDSS       X8, X0, X0
+	VMOVSHDUP    X4, X4
+	VADDSS       X4, X0, X0
+	VEXTRACTF128 $0x01, Y1, X4
+	VADDPS       X4, X1, X1
+	VMOVHLPS     X1, X1, X4
+	VADDPS       X4, X1, X1
+	VMOVSHDUP    X1, X4
+	VADDSS       X4, X1, X1
+	VMOVSHDUP    X5, X5
+	VADDSS       X5, X1, X1
+	VEXTRACTF128 $0x01, Y2, X4
+	VADDPS       X4, X2, X2
+	VMOVHLPS     X2, X2, X4
+	VADDPS       X4, X2, X2
+	VMOVSHDUP    X2, X4
+	VADDSS       X4, X2, X2
+	VMOVSHDUP    X6, X6
+	VADDSS       X6, X2, X2
+	VEXTRACTF128 $0x01, Y3, X4
+	VADDPS       X4, X3, X3
+	VMOVHLPS     X3, X3, X4
+	VADDPS       X4, X3, X3
+	VMOVSHDUP    X3, X4
+	VADDSS       X4, X3, X3
+	VMOVSHDUP    X7, X7
+	VADDSS       X7, X3, X3
+	VMOVSS       X0, (SI)
+	VMOVSS       X1, 4(SI)
+	VMOVSS       X2, 8(SI)
+	VMOVSS       X3, 12(SI)
+	VZEROUPPER
+	RET
+
+// func dotQ5_0x4AVX2(w []byte, x []byte, stride int, nb int, out *[4]float32)
+// Requires: AVX, AVX2, F16C, FMA3
+TEXT ·dotQ5_0x4AVX2(SB), NOSPLIT, $0-72
+	MOVQ   w_base+0(FP), AX
+	MOVQ   x_base+24(FP), CX
+	MOVQ   stride+48(FP), DX
+	MOVQ   nb+56(FP), BX
+	MOVQ   out+64(FP), SI
+	LEAQ   (CX)(DX*2), DI
+	VXORPS X0, X0, X0
+	VMOVSS X0, (SI)
+	VMOVSS X0, 4(SI)
+	VMOVSS X0, 8(SI)
+	VMOVSS X0, 12(SI)
+
+	// Σ_b d_w·d_x·Σ (q-16)·x (ggml_vec_dot_q5_0_q8_0)
+	VMOVDQU q5bits<>+0(SB), Y0
+	VXORPS  Y1, Y1, Y1
+	VXORPS  Y2, Y2, Y2
+	VXORPS  Y3, Y3, Y3
+	VXORPS  Y4, Y4, Y4
+
+dotQ5_0x4AVX2loop:
+	CMPQ         BX, $0x01
+	JB           dotQ5_0x4AVX2done
+	VMOVDQU      6(AX), X5
+	VPSRLW       $0x04, X5, X6
+	VINSERTI128  $0x01, X6, Y5, Y6
+	VPAND        bytes0f<>+0(SB), Y6, Y6
+	VPBROADCASTD 2(AX), Y7
+	VPSHUFB      q5shuf<>+0(SB), Y7, Y7
+	VPAND        Y0, Y7, Y7
+	VPCMPEQB     Y0, Y7, Y7
+	VPANDN       bytesf0<>+0(SB), Y7, Y7
+	VPOR         Y7, Y6, Y6
+	VPSIGNB      Y6, Y6, Y7
+	VPBROADCASTW (AX), X8
+	VCVTPH2PS    X8, Y8
+	VPBROADCASTW (CX), X9
+	VCVTPH2PS    X9, Y9
+	VMULPS       Y8, Y9, Y9
+	VMOVDQU      2(CX), Y10
+	VPSIGNB      Y6, Y10, Y10
+	VPMADDUBSW   Y10, Y7, Y10
+	VPMADDWD     ones16<>+0(SB), Y10, Y10
+	VCVTDQ2PS    Y10, Y10
+	VFMADD231PS  Y10, Y9, Y1
+	VPBROADCASTW (CX)(DX*1), X9
+	VCVTPH2PS    X9, Y9
+	VMULPS       Y8, Y9, Y9
+	VMOVDQU      2(CX)(DX*1), Y10
+	VPSIGNB      Y6, Y10, Y10
+	VPMADDUBSW   Y10, Y7, Y10
+	VPMADDWD     ones16<>+0(SB), Y10, Y10
+	VCVTDQ2PS    Y10, Y10
+	VFMADD231PS  Y10, Y9, Y2
+	VPBROADCASTW (DI), X9
+	VCVTPH2PS    X9, Y9
+	VMULPS       Y8, Y9, Y9
+	VMOVDQU      2(DI), Y10
+	VPSIGNB      Y6, Y10, Y10
+	VPMADDUBSW   Y10, Y7, Y10
+	VPMADDWD     ones16<>+0(SB), Y10, Y10
+	VCVTDQ2PS    Y10, Y10
+	VFMADD231PS  Y10, Y9, Y3
+	VPBROADCASTW (DI)(DX*1), X9
+	VCVTPH2PS    X9, Y9
+	VMULPS       Y8, Y9, Y9
+	VMOVDQU      2(DI)(DX*1), Y8
+	VPSIGNB      Y6, Y8, Y8
+	VPMADDUBSW   Y8, Y7, Y8
+	VPMADDWD     ones16<>+0(SB), Y8, Y8
+	VCVTDQ2PS    Y8, Y8
+	VFMADD231PS  Y8, Y9, Y4
+	ADDQ         $0x16, AX
+	ADDQ         $0x22, CX
+	ADDQ         $0x22, DI
+	SUBQ         $0x01, BX
+	JMP          dotQ5_0x4AVX2loop
+
+dotQ5_0x4AVX2done:
+	VEXTRACTF128 $0x01, Y1, X0
+	VADDPS       X0, X1, X1
+	VMOVHLPS     X1, X1, X0
+	VADDPS       X0, X1, X1
+	VMOVSHDUP    X1, X0
+	VADDSS       X0, X1, X1
+	VEXTRACTF128 $0x01, Y2, X0
+	VADDPS       X0, X2, X2
+	VMOVHLPS     X2, X2, X0
+	VADDPS       X0, X2, X2
+	VMOVSHDUP    X2, X0
+	VADDSS       X0, X2, X2
+	VEXTRACTF128 $0x01, Y3, X0
+	VADDPS       X0, X3, X3
+	VMOVHLPS     X3, X3, X0
+	VADDPS       X0, X3, X3
+	VMOVSHDUP    X3, X0
+	VADDSS       X0, X3, X3
+	VEXTRACTF128 $0x01, Y4, X0
+	VADDPS       X0, X4, X4
+	VMOVHLPS     X4, X4, X0
+	VADDPS       X0, X4, X4
+	VMOVSHDUP    X4, X0
+	VADDSS       X0, X4, X4
+	VMOVSS       X1, (SI)
+	VMOVSS       X2, 4(SI)
+	VMOVSS       X3, 8(SI)
+	VMOVSS       X4, 12(SI)
+	VZEROUPPER
+	RET
+
+// func dotQ5_1x4AVX2(w []byte, x []byte, stride int, nb int, out *[4]float32)
+// Requires: AVX, AVX2, F16C, FMA3
+TEXT ·dotQ5_1x4AVX2(SB), NOSPLIT, $0-72
+	MOVQ   w_base+0(FP), AX
+	MOVQ   x_base+24(FP), CX
+	MOVQ   stride+48(FP), DX
+	MOVQ   nb+56(FP), BX
+	MOVQ   out+64(FP), SI
+	LEAQ   (CX)(DX*2), DI
+	VXORPS X0, X0, X0
+	VMOVSS X0, (SI)
+	VMOVSS X0, 4(SI)
+	VMOVSS X0, 8(SI)
+	VMOVSS X0, 12(SI)
+
+	// Σ_b d_w·d_x·Σ q·x + Σ_b m·s (ggml_vec_dot_q5_1_q8_1)
+	VMOVDQU q5bits<>+0(SB), Y0
+	VXORPS  Y1, Y1, Y1
+	VXORPS  Y2, Y2, Y2
+	VXORPS  Y3, Y3, Y3
+	VXORPS  Y4, Y4, Y4
+	VXORPS  X5, X5, X5
+	VXORPS  X6, X6, X6
+	VXORPS  X7, X7, X7
+	VXORPS  X8, X8, X8
+
+dotQ5_1x4AVX2loop:
+	CMPQ         BX, $0x01
+	JB           dotQ5_1x4AVX2done
+	VMOVDQU      8(AX), X9
+	VPSRLW       $0x04, X9, X10
+	VINSERTI128  $0x01, X10, Y9, Y10
+	VPAND        bytes0f<>+0(SB), Y10, Y10
+	VPBROADCASTD 4(AX), Y11
+	VPSHUFB      q5shuf<>+0(SB), Y11, Y11
+	VPAND        Y0, Y11, Y11
+	VPCMPEQB     Y0, Y11, Y11
+	VPAND        bytes10<>+0(SB), Y11, Y11
+	VPOR         Y11, Y10, Y10
+	VPBROADCASTW 2(AX), X9
+	VCVTPH2PS    X9, X9
+	VPBROADCASTW (AX), X11
+	VCVTPH2PS    X11, Y11
+	VMOVD        (CX), X12
+	VCVTPH2PS    X12, X12
+	VFMADD231PS  X12, X9, X5
+	VBROADCASTSS X12, Y12
+	VMULPS       Y11, Y12, Y12
+	VPMADDUBSW   4(CX), Y10, Y13
+	VPMADDWD     ones16<>+0(SB), Y13, Y13
+	VCVTDQ2PS    Y13, Y13
+	VFMADD231PS  Y13, Y12, Y1
+	VMOVD        (CX)(DX*1), X12
+	VCVTPH2PS    X12, X12
+	VFMADD231PS  X12, X9, X6
+	VBROADCASTSS X12, Y12
+	VMULPS       Y11, Y12, Y12
+	VPMADDUBSW   4(CX)(DX*1), Y10, Y13
+	VPMADDWD     ones16<>+0(SB), Y13, Y13
+	VCVTDQ2PS    Y13, Y13
+	VFMADD231PS  Y13, Y12, Y2
+	VMOVD        (DI), X12
+	VCVTPH2PS    X12, X12
+	VFMADD231PS  X12, X9, X7
+	VBROADCASTSS X12, Y12
+	VMULPS       Y11, Y12, Y12
+	VPMADDUBSW   4(DI), Y10, Y13
+	VPMADDWD     ones16<>+0(SB), Y13, Y13
+	VCVTDQ2PS    Y13, Y13
+	VFMADD231PS  Y13, Y12, Y3
+	VMOVD        (DI)(DX*1), X12
+	VCVTPH2PS    X12, X12
+	VFMADD231PS  X12, X9, X8
+	VBROADCASTSS X12, Y12
+	VMULPS       Y11, Y12, Y12
+	VPMADDUBSW   4(DI)(DX*1), Y10, Y10
+	VPMADDWD     ones16<>+0(SB), Y10, Y10
+	VCVTDQ2PS    Y10, Y10
+	VFMADD231PS  Y10, Y12, Y4
+	ADDQ         $0x18, AX
+	ADDQ         $0x24, CX
+	ADDQ         $0x24, DI
+	SUBQ         $0x01, BX
+	JMP          dotQ5_1x4AVX2loop
+
+dotQ5_1x4AVX2done:
+	VEXTRACTF128 $0x01, Y1, X0
+	VADDPS       X0, X1, X1
+	VMOVHLPS     X1, X1, X0
+	VADDPS       X0, X1, X1
+	VMOVSHDUP    X1, X0
+	VADDSS       X0, X1, X1
+	VMOVSHDUP    X5, X5
+	VADDSS       X5, X1, X1
+	VEXTRACTF128 $0x01, Y2, X0
+	VADDPS       X0, X2, X2
+	VMOVHLPS     X2, X2, X0
+	VADDPS       X0, X2, X2
+	VMOVSHDUP    X2, X0
+	VADDSS       X0, X2, X2
+	VMOVSHDUP    X6, X6
+	VADDSS       X6, X2, X2
+	VEXTRACTF128 $0x01, Y3, X0
+	VADDPS       X0, X3, X3
+	VMOVHLPS     X3, X3, X0
+	VADDPS       X0, X3, X3
+	VMOVSHDUP    X3, X0
+	VADDSS       X0, X3, X3
+	VMOVSHDUP    X7, X7
+	VADDSS       X7, X3, X3
+	VEXTRACTF128 $0x01, Y4, X0
+	VADDPS       X0, X4, X4
+	VMOVHLPS     X4, X4, X0
+	VADDPS       X0, X4, X4
+	VMOVSHDUP    X4, X0
+	VADDSS       X0, X4, X4
+	VMOVSHDUP    X8, X8
+	VADDSS       X8, X4, X4
+	VMOVSS       X1, (SI)
+	VMOVSS       X2, 4(SI)
+	VMOVSS       X3, 8(SI)
+	VMOVSS       X4, 12(SI)
+	VZEROUPPER
+	RET
+
+// func dotIQ4_NLx4AVX2(w []byte, x []byte, stride int, nb int, out *[4]float32)
+// Requires: AVX, AVX2, F16C, FMA3
+TEXT ·dotIQ4_NLx4AVX2(SB), NOSPLIT, $0-72
+	MOVQ   w_base+0(FP), AX
+	MOVQ   x_base+24(FP), CX
+	MOVQ   stride+48(FP), DX
+	MOVQ   nb+56(FP), BX
+	MOVQ   out+64(FP), SI
+	LEAQ   (CX)(DX*2), DI
+	VXORPS X0, X0, X0
+	VMOVSS X0, (SI)
+	VMOVSS X0, 4(SI)
+	VMOVSS X0, 8(SI)
+	VMOVSS X0, 12(SI)
+
+	// Σ_b d_w·d_x·Σ kvalues_iq4nl[q]·x, blocks in pairs (ggml_vec_dot_iq4_nl_q8_0)
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+	VXORPS Y4, Y4, Y4
+	VXORPS Y5, Y5, Y5
+	VXORPS Y6, Y6, Y6
+	VXORPS Y7, Y7, Y7
+
+dotIQ4_NLx4AVX2loop:
+	CMPQ           BX, $0x02
+	JB             dotIQ4_NLx4AVX2done
+	VMOVDQU        2(AX), X8
+	VPSRLW         $0x04, X8, X9
+	VINSERTI128    $0x01, X9, Y8, Y9
+	VPAND          bytes0f<>+0(SB), Y9, Y9
+	VBROADCASTI128 kvaluesiq4nl<>+0(SB), Y10
+	VPSHUFB        Y9, Y10, Y9
+	VPSIGNB        Y9, Y9, Y10
+	VPBROADCASTW   (AX), X11
+	VCVTPH2PS      X11, Y11
+	VPBROADCASTW   (CX), X12
+	VCVTPH2PS      X12, Y12
+	VMULPS         Y11, Y12, Y12
+	VMOVDQU        2(CX), Y13
+	VPSIGNB        Y9, Y13, Y13
+	VPMADDUBSW     Y13, Y10, Y13
+	VPMADDWD       ones16<>+0(SB), Y13, Y13
+	VCVTDQ2PS      Y13, Y13
+	VFMADD231PS    Y13, Y12, Y0
+	VPBROADCASTW   (CX)(DX*1), X12
+	VCVTPH2PS      X12, Y12
+	VMULPS         Y11, Y12, Y12
+	VMOVDQU        2(CX)(DX*1), Y13
+	VPSIGNB        Y9, Y13, Y13
+	VPMADDUBSW     Y13, Y10, Y13
+	VPMADDWD       ones16<>+0(SB), Y13, Y13
+	VCVTDQ2PS      Y13, Y13
+	VFMADD231PS    Y13, Y12, Y1
+	VPBROADCASTW   (DI), X12
+	VCVTPH2PS      X12, Y12
+	VMULPS         Y11, Y12, Y12
+	VMOVDQU        2(DI), Y13
+	VPSIGNB        Y9, Y13, Y13
+	VPMADDUBSW     Y13, Y10, Y13
+	VPMADDWD       ones16<>+0(SB), Y13, Y13
+	VCVTDQ2PS      Y13, Y13
+	VFMADD231PS    Y13, Y12, Y2
+	VPBROADCASTW   (DI)(DX*1), X12
+	VCVTPH2PS      X12, Y12
+	VMULPS         Y11, Y12, Y12
+	VMOVDQU        2(DI)(DX*1), Y11
+	VPSIGNB        Y9, Y11, Y11
+	VPMADDUBSW     Y11, Y10, Y11
+	VPMADDWD       ones16<>+0(SB), Y11, Y11
+	VCVTDQ2PS      Y11, Y11
+	VFMADD231PS    Y11, Y12, Y3
+	ADDQ           $0x12, AX
+	ADDQ           $0x22, CX
+	ADDQ           $0x22, DI
+	VMOVDQU        2(AX), X8
+	VPSRLW         $0x04, X8, X9
+	VINSERTI128    $0x01, X9, Y8, Y9
+	VPAND          bytes0f<>+0(SB), Y9, Y9
+	VBROADCASTI128 kvaluesiq4nl<>+0(SB), Y10
+	VPSHUFB        Y9, Y10, Y9
+	VPSIGNB        Y9, Y9, Y10
+	VPBROADCASTW   (AX), X11
+	VCVTPH2PS      X11, Y11
+	VPBROADCASTW   (CX), X12
+	VCVTPH2PS      X12, Y12
+	VMULPS         Y11, Y12, Y12
+	VMOVDQU        2(CX), Y13
+	VPSIGNB        Y9, Y13, Y13
+	VPMADDUBSW     Y13, Y10, Y13
+	VPMADDWD       ones16<>+0(SB), Y13, Y13
+	VCVTDQ2PS      Y13, Y13
+	VFMADD231PS    Y13, Y12, Y4
+	VPBROADCASTW   (CX)(DX*1), X12
+	VCVTPH2PS      X12, Y12
+	VMULPS         Y11, Y12, Y12
+	VMOVDQU        2(CX)(DX*1), Y13
+	VPSIGNB        Y9, Y13, Y13
+	VPMADDUBSW     Y13, Y10, Y13
+	VPMADDWD       ones16<>+0(SB), Y13, Y13
+	VCVTDQ2PS      Y13, Y13
+	VFMADD231PS    Y13, Y12, Y5
+	VPBROADCASTW   (DI), X12
+	VCVTPH2PS      X12, Y12
+	VMULPS         Y11, Y12, Y12
+	VMOVDQU        2(DI), Y13
+	VPSIGNB        Y9, Y13, Y13
+	VPMADDUBSW     Y13, Y10, Y13
+	VPMADDWD       ones16<>+0(SB), Y13, Y13
+	VCVTDQ2PS      Y13, Y13
+	VFMADD231PS    Y13, Y12, Y6
+	VPBROADCASTW   (DI)(DX*1), X12
+	VCVTPH2PS      X12, Y12
+	VMULPS         Y11, Y12, Y12
+	VMOVDQU        2(DI)(DX*1), Y11
+	VPSIGNB        Y9, Y11, Y11
+	VPMADDUBSW     Y11, Y10, Y11
+	VPMADDWD       ones16<>+0(SB), Y11, Y11
+	VCVTDQ2PS      Y11, Y11
+	VFMADD231PS    Y11, Y12, Y7
+	ADDQ           $0x12, AX
+	ADDQ           $0x22, CX
+	ADDQ           $0x22, DI
+	SUBQ           $0x02, BX
+	JMP            dotIQ4_NLx4AVX2loop
+
+dotIQ4_NLx4AVX2done:
+	VADDPS         Y4, Y0, Y0
+	VEXTRACTF128   $0x01, Y0, X4
+	VADDPS         X4, X0, X0
+	VMOVHLPS       X0, X0, X4
+	VADDPS         X4, X0, X0
+	VMOVSHDUP      X0, X4
+	VADDSS         X4, X0, X0
+	VADDPS         Y5, Y1, Y1
+	VEXTRACTF128   $0x01, Y1, X4
+	VADDPS         X4, X1, X1
+	VMOVHLPS       X1, X1, X4
+	VADDPS         X4, X1, X1
+	VMOVSHDUP      X1, X4
+	VADDSS         X4, X1, X1
+	VADDPS         Y6, Y2, Y2
+	VEXTRACTF128   $0x01, Y2, X4
+	VADDPS         X4, X2, X2
+	VMOVHLPS       X2, X2, X4
+	VADDPS         X4, X2, X2
+	VMOVSHDUP      X2, X4
+	VADDSS         X4, X2, X2
+	VADDPS         Y7, Y3, Y3
+	VEXTRACTF128   $0x01, Y3, X4
+	VADDPS         X4, X3, X3
+	VMOVHLPS       X3, X3, X4
+	VADDPS         X4, X3, X3
+	VMOVSHDUP      X3, X4
+	VADDSS         X4, X3, X3
+	CMPQ           BX, $0x00
+	JE             dotIQ4_NLx4AVX2end
+	VMOVDQU        2(AX), X8
+	VPSRLW         $0x04, X8, X4
+	VINSERTI128    $0x01, X4, Y8, Y4
+	VPAND          bytes0f<>+0(SB), Y4, Y4
+	VBROADCASTI128 kvaluesiq4nl<>+0(SB), Y5
+	VPSHUFB        Y4, Y5, Y4
+	VPSIGNB        Y4, Y4, Y5
+	VPBROADCASTW   (AX), X6
+	VCVTPH2PS      X6, Y6
+	VPBROADCASTW   (CX), X7
+	VCVTPH2PS      X7, Y7
+	VMULPS         Y6, Y7, Y7
+	VMOVDQU        2(CX), Y8
+	VPSIGNB        Y4, Y8, Y8
+	VPMADDUBSW     Y8, Y5, Y8
+	VPMADDWD       ones16<>+0(SB), Y8, Y8
+	VEXTRACTI128   $0x01, Y8, X9
+	VPADDD         X9, X8, X8
+	VPSHUFD        $0x4e, X8, X9
+	VPADDD         X9, X8, X8
+	VPSHUFD        $0xb1, X8, X9
+	VPADDD         X9, X8, X8
+	VMOVD          X8, AX
+	VXORPS         X8, X8, X8
+	VCVTSI2SSL     AX, X8, X8
+	VFMADD231SS    X8, X7, X0
+	VPBROADCASTW   (CX)(DX*1), X7
+	VCVTPH2PS      X7, Y7
+	VMULPS         Y6, Y7, Y7
+	VMOVDQU        2(CX)(DX*1), Y8
+	VPSIGNB        Y4, Y8, Y8
+	VPMADDUBSW     Y8, Y5, Y8
+	VPMADDWD       ones16<>+0(SB), Y8, Y8
+	VEXTRACTI128   $0x01, Y8, X9
+	VPADDD         X9, X8, X8
+	VPSHUFD        $0x4e, X8, X9
+	VPADDD         X9, X8, X8
+	VPSHUFD        $0xb1, X8, X9
+	VPADDD         X9, X8, X8
+	VMOVD          X8, AX
+	VXORPS         X8, X8, X8
+	VCVTSI2SSL     AX, X8, X8
+	VFMADD231SS    X8, X7, X1
+	VPBROADCASTW   (DI), X7
+	VCVTPH2PS      X7, Y7
+	VMULPS         Y6, Y7, Y7
+	VMOVDQU        2(DI), Y8
+	VPSIGNB        Y4, Y8, Y8
+	VPMADDUBSW     Y8, Y5, Y8
+	VPMADDWD       ones16<>+0(SB), Y8, Y8
+	VEXTRACTI128   $0x01, Y8, X9
+	VPADDD         X9, X8, X8
+	VPSHUFD        $0x4e, X8, X9
+	VPADDD         X9, X8, X8
+	VPSHUFD        $0xb1, X8, X9
+	VPADDD         X9, X8, X8
+	VMOVD          X8, AX
+	VXORPS         X8, X8, X8
+	VCVTSI2SSL     AX, X8, X8
+	VFMADD231SS    X8, X7, X2
+	VPBROADCASTW   (DI)(DX*1), X7
+	VCVTPH2PS      X7, Y7
+	VMULPS         Y6, Y7, Y7
+	VMOVDQU        2(DI)(DX*1), Y6
+	VPSIGNB        Y4, Y6, Y6
+	VPMADDUBSW     Y6, Y5, Y6
+	VPMADDWD       ones16<>+0(SB), Y6, Y6
+	VEXTRACTI128   $0x01, Y6, X4
+	VPADDD         X4, X6, X6
+	VPSHUFD        $0x4e, X6, X4
+	VPADDD         X4, X6, X6
+	VPSHUFD        $0xb1, X6, X4
+	VPADDD         X4, X6, X6
+	VMOVD          X6, AX
+	VXORPS         X4, X4, X4
+	VCVTSI2SSL     AX, X4, X4
+	VFMADD231SS    X4, X7, X3
+
+dotIQ4_NLx4AVX2end:
+	VMOVSS X0, (SI)
+	VMOVSS X1, 4(SI)
+	VMOVSS X2, 8(SI)
+	VMOVSS X3, 12(SI)
+	VZEROUPPER
+	RET
+
+// func dotMXFP4x4AVX2(w []byte, x []byte, stride int, nb int, out *[4]float32)
+// Requires: AVX, AVX2, F16C, FMA3
+TEXT ·dotMXFP4x4AVX2(SB), NOSPLIT, $0-72
+	MOVQ   w_base+0(FP), AX
+	MOVQ   x_base+24(FP), CX
+	MOVQ   stride+48(FP), DX
+	MOVQ   nb+56(FP), BX
+	MOVQ   out+64(FP), SI
+	LEAQ   (CX)(DX*2), DI
+	VXORPS X0, X0, X0
+	VMOVSS X0, (SI)
+	VMOVSS X0, 4(SI)
+	VMOVSS X0, 8(SI)
+	VMOVSS X0, 12(SI)
+
+	// Σ_b d_x·2^(e-128)·Σ kvalues_mxfp4[q]·x, blocks in pairs (ggml_vec_dot_mxfp4_q8_0)
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+	VXORPS Y4, Y4, Y4
+	VXORPS Y5, Y5, Y5
+	VXORPS Y6, Y6, Y6
+	VXORPS Y7, Y7, Y7
+
+dotMXFP4x4AVX2loop:
+	CMPQ           BX, $0x02
+	JB             dotMXFP4x4AVX2done
+	VMOVDQU        1(AX), X8
+	VPSRLW         $0x04, X8, X9
+	VINSERTI128    $0x01, X9, Y8, Y9
+	VPAND          bytes0f<>+0(SB), Y9, Y9
+	VBROADCASTI128 kvaluesmxfp4<>+0(SB), Y10
+	VPSHUFB        Y9, Y10, Y9
+	VPSIGNB        Y9, Y9, Y10
+	MOVBLZX        (AX), R8
+	LEAQ           e8m0half<>+0(SB), R9
+	VBROADCASTSS   (R9)(R8*4), Y11
+	VPBROADCASTW   (CX), X12
+	VCVTPH2PS      X12, Y12
+	VMULPS         Y11, Y12, Y12
+	VMOVDQU        2(CX), Y13
+	VPSIGNB        Y9, Y13, Y13
+	VPMADDUBSW     Y13, Y10, Y13
+	VPMADDWD       ones16<>+0(SB), Y13, Y13
+	VCVTDQ2PS      Y13, Y13
+	VFMADD231PS    Y13, Y12, Y0
+	VPBROADCASTW   (CX)(DX*1), X12
+	VCVTPH2PS      X12, Y12
+	VMULPS         Y11, Y12, Y12
+	VMOVDQU        2(CX)(DX*1), Y13
+	VPSIGNB        Y9, Y13, Y13
+	VPMADDUBSW     Y13, Y10, Y13
+	VPMADDWD       ones16<>+0(SB), Y13, Y13
+	VCVTDQ2PS      Y13, Y13
+	VFMADD231PS    Y13, Y12, Y1
+	VPBROADCASTW   (DI), X12
+	VCVTPH2PS      X12, Y12
+	VMULPS         Y11, Y12, Y12
+	VMOVDQU        2(DI), Y13
+	VPSIGNB        Y9, Y13, Y13
+	VPMADDUBSW     Y13, Y10, Y13
+	VPMADDWD       ones16<>+0(SB), Y13, Y13
+	VCVTDQ2PS      Y13, Y13
+	VFMADD231PS    Y13, Y12, Y2
+	VPBROADCASTW   (DI)(DX*1), X12
+	VCVTPH2PS      X12, Y12
+	VMULPS         Y11, Y12, Y12
+	VMOVDQU        2(DI)(DX*1), Y11
+	VPSIGNB        Y9, Y11, Y11
+	VPMADDUBSW     Y11, Y10, Y11
+	VPMADDWD       ones16<>+0(SB), Y11, Y11
+	VCVTDQ2PS      Y11, Y11
+	VFMADD231PS    Y11, Y12, Y3
+	ADDQ           $0x11, AX
+	ADDQ           $0x22, CX
+	ADDQ           $0x22, DI
+	VMOVDQU        1(AX), X8
+	VPSRLW         $0x04, X8, X9
+	VINSERTI128    $0x01, X9, Y8, Y9
+	VPAND          bytes0f<>+0(SB), Y9, Y9
+	VBROADCASTI128 kvaluesmxfp4<>+0(SB), Y10
+	VPSHUFB        Y9, Y10, Y9
+	VPSIGNB        Y9, Y9, Y10
+	MOVBLZX        (AX), R8
+	LEAQ           e8m0half<>+0(SB), R9
+	VBROADCASTSS   (R9)(R8*4), Y11
+	VPBROADCASTW   (CX), X12
+	VCVTPH2PS      X12, Y12
+	VMULPS         Y11, Y12, Y12
+	VMOVDQU        2(CX), Y13
+	VPSIGNB        Y9, Y13, Y13
+	VPMADDUBSW     Y13, Y10, Y13
+	VPMADDWD       ones16<>+0(SB), Y13, Y13
+	VCVTDQ2PS      Y13, Y13
+	VFMADD231PS    Y13, Y12, Y4
+	VPBROADCASTW   (CX)(DX*1), X12
+	VCVTPH2PS      X12, Y12
+	VMULPS         Y11, Y12, Y12
+	VMOVDQU        2(CX)(DX*1), Y13
+	VPSIGNB        Y9, Y13, Y13
+	VPMADDUBSW     Y13, Y10, Y13
+	VPMADDWD       ones16<>+0(SB), Y13, Y13
+	VCVTDQ2PS      Y13, Y13
+	VFMADD231PS    Y13, Y12, Y5
+	VPBROADCASTW   (DI), X12
+	VCVTPH2PS      X12, Y12
+	VMULPS         Y11, Y12, Y12
+	VMOVDQU        2(DI), Y13
+	VPSIGNB        Y9, Y13, Y13
+	VPMADDUBSW     Y13, Y10, Y13
+	VPMADDWD       ones16<>+0(SB), Y13, Y13
+	VCVTDQ2PS      Y13, Y13
+	VFMADD231PS    Y13, Y12, Y6
+	VPBROADCASTW   (DI)(DX*1), X12
+	VCVTPH2PS      X12, Y12
+	VMULPS         Y11, Y12, Y12
+	VMOVDQU        2(DI)(DX*1), Y11
+	VPSIGNB        Y9, Y11, Y11
+	VPMADDUBSW     Y11, Y10, Y11
+	VPMADDWD       ones16<>+0(SB), Y11, Y11
+	VCVTDQ2PS      Y11, Y11
+	VFMADD231PS    Y11, Y12, Y7
+	ADDQ           $0x11, AX
+	ADDQ           $0x22, CX
+	ADDQ           $0x22, DI
+	SUBQ           $0x02, BX
+	JMP            dotMXFP4x4AVX2loop
+
+dotMXFP4x4AVX2done:
+	VADDPS         Y4, Y0, Y0
+	VEXTRACTF128   $0x01, Y0, X4
+	VADDPS         X4, X0, X0
+	VMOVHLPS       X0, X0, X4
+	VADDPS         X4, X0, X0
+	VMOVSHDUP      X0, X4
+	VADDSS         X4, X0, X0
+	VADDPS         Y5, Y1, Y1
+	VEXTRACTF128   $0x01, Y1, X4
+	VADDPS         X4, X1, X1
+	VMOVHLPS       X1, X1, X4
+	VADDPS         X4, X1, X1
+	VMOVSHDUP      X1, X4
+	VADDSS         X4, X1, X1
+	VADDPS         Y6, Y2, Y2
+	VEXTRACTF128   $0x01, Y2, X4
+	VADDPS         X4, X2, X2
+	VMOVHLPS       X2, X2, X4
+	VADDPS         X4, X2, X2
+	VMOVSHDUP      X2, X4
+	VADDSS         X4, X2, X2
+	VADDPS         Y7, Y3, Y3
+	VEXTRACTF128   $0x01, Y3, X4
+	VADDPS         X4, X3, X3
+	VMOVHLPS       X3, X3, X4
+	VADDPS         X4, X3, X3
+	VMOVSHDUP      X3, X4
+	VADDSS         X4, X3, X3
+	CMPQ           BX, $0x00
+	JE             dotMXFP4x4AVX2end
+	VMOVDQU        1(AX), X8
+	VPSRLW         $0x04, X8, X4
+	VINSERTI128    $0x01, X4, Y8, Y4
+	VPAND          bytes0f<>+0(SB), Y4, Y4
+	VBROADCASTI128 kvaluesmxfp4<>+0(SB), Y5
+	VPSHUFB        Y4, Y5, Y4
+	VPSIGNB        Y4, Y4, Y5
+	MOVBLZX        (AX), AX
+	LEAQ           e8m0half<>+0(SB), BX
+	VBROADCASTSS   (BX)(AX*4), Y6
+	VPBROADCASTW   (CX), X7
+	VCVTPH2PS      X7, Y7
+	VMULPS         Y6, Y7, Y7
+	VMOVDQU        2(CX), Y8
+	VPSIGNB        Y4, Y8, Y8
+	VPMADDUBSW     Y8, Y5, Y8
+	VPMADDWD       ones16<>+0(SB), Y8, Y8
+	VEXTRACTI128   $0x01, Y8, X9
+	VPADDD         X9, X8, X8
+	VPSHUFD        $0x4e, X8, X9
+	VPADDD         X9, X8, X8
+	VPSHUFD        $0xb1, X8, X9
+	VPADDD         X9, X8, X8
+	VMOVD          X8, AX
+	VXORPS         X8, X8, X8
+	VCVTSI2SSL     AX, X8, X8
+	VFMADD231SS    X8, X7, X0
+	VPBROADCASTW   (CX)(DX*1), X7
+	VCVTPH2PS      X7, Y7
+	VMULPS         Y6, Y7, Y7
+	VMOVDQU        2(CX)(DX*1), Y8
+	VPSIGNB        Y4, Y8, Y8
+	VPMADDUBSW     Y8, Y5, Y8
+	VPMADDWD       ones16<>+0(SB), Y8, Y8
+	VEXTRACTI128   $0x01, Y8, X9
+	VPADDD         X9, X8, X8
+	VPSHUFD        $0x4e, X8, X9
+	VPADDD         X9, X8, X8
+	VPSHUFD        $0xb1, X8, X9
+	VPADDD         X9, X8, X8
+	VMOVD          X8, AX
+	VXORPS         X8, X8, X8
+	VCVTSI2SSL     AX, X8, X8
+	VFMADD231SS    X8, X7, X1
+	VPBROADCASTW   (DI), X7
+	VCVTPH2PS      X7, Y7
+	VMULPS         Y6, Y7, Y7
+	VMOVDQU        2(DI), Y8
+	VPSIGNB        Y4, Y8, Y8
+	VPMADDUBSW     Y8, Y5, Y8
+	VPMADDWD       ones16<>+0(SB), Y8, Y8
+	VEXTRACTI128   $0x01, Y8, X9
+	VPADDD         X9, X8, X8
+	VPSHUFD        $0x4e, X8, X9
+	VPADDD         X9, X8, X8
+	VPSHUFD        $0xb1, X8, X9
+	VPADDD         X9, X8, X8
+	VMOVD          X8, AX
+	VXORPS         X8, X8, X8
+	VCVTSI2SSL     AX, X8, X8
+	VFMADD231SS    X8, X7, X2
+	VPBROADCASTW   (DI)(DX*1), X7
+	VCVTPH2PS      X7, Y7
+	VMULPS         Y6, Y7, Y7
+	VMOVDQU        2(DI)(DX*1), Y6
+	VPSIGNB        Y4, Y6, Y6
+	VPMADDUBSW     Y6, Y5, Y6
+	VPMADDWD       ones16<>+0(SB), Y6, Y6
+	VEXTRACTI128   $0x01, Y6, X4
+	VPADDD         X4, X6, X6
+	VPSHUFD        $0x4e, X6, X4
+	VPADDD         X4, X6, X6
+	VPSHUFD        $0xb1, X6, X4
+	VPADDD         X4, X6, X6
+	VMOVD          X6, AX
+	VXORPS         X4, X4, X4
+	VCVTSI2SSL     AX, X4, X4
+	VFMADD231SS    X4, X7, X3
+
+dotMXFP4x4AVX2end:
+	VMOVSS X0, (SI)
+	VMOVSS X1, 4(SI)
+	VMOVSS X2, 8(SI)
+	VMOVSS X3, 12(SI)
+	VZEROUPPER
+	RET
+
+// func dotQ2_Kx4AVX2(w []byte, x []byte, stride int, nb int, out *[4]float32)
+// Requires: AVX, AVX2, AVX512BW, AVX512VL, F16C, FMA3
+TEXT ·dotQ2_Kx4AVX2(SB), NOSPLIT, $0-72
+	MOVQ   w_base+0(FP), AX
+	MOVQ   x_base+24(FP), CX
+	MOVQ   stride+48(FP), DX
+	MOVQ   nb+56(FP), BX
+	MOVQ   out+64(FP), SI
+	LEAQ   (CX)(DX*2), DI
+	VXORPS X0, X0, X0
+	VMOVSS X0, (SI)
+	VMOVSS X0, 4(SI)
+	VMOVSS X0, 8(SI)
+	VMOVSS X0, 12(SI)
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+
+dotQ2_Kx4AVX2loop:
+	CMPQ BX, $0x00
+	JE   dotQ2_Kx4AVX2done
+
+	// scales: low nibbles, per 16 values; mins: high nibbles
+	VMOVDQU      (AX), X4
+	VPSRLW       $0x04, X4, X4
+	VPAND        bytes0f<>+0(SB), X4, X4
+	VPMOVZXBW    X4, Y4
+	MOVWLZX      82(AX), R8
+	VMOVD        R8, X5
+	VCVTPH2PS    X5, X5
+	VXORPS       signbit<>+0(SB), X5, X5
+	VPMADDWD     260(CX), Y4, Y6
+	VCVTDQ2PS    Y6, Y6
+	VMULSS       (CX), X5, X7
+	VBROADCASTSS X7, Y7
+	VFMADD231PS  Y6, Y7, Y0
+	VPMADDWD     260(CX)(DX*1), Y4, Y6
+	VCVTDQ2PS    Y6, Y6
+	VMULSS       (CX)(DX*1), X5, X7
+	VBROADCASTSS X7, Y7
+	VFMADD231PS  Y6, Y7, Y1
+	VPMADDWD     260(DI), Y4, Y6
+	VCVTDQ2PS    Y6, Y6
+	VMULSS       (DI), X5, X7
+	VBROADCASTSS X7, Y7
+	VFMADD231PS  Y6, Y7, Y2
+	VPMADDWD     260(DI)(DX*1), Y4, Y4
+	VCVTDQ2PS    Y4, Y4
+	VMULSS       (DI)(DX*1), X5, X5
+	VBROADCASTSS X5, Y5
+	VFMADD231PS  Y4, Y5, Y3
+	VPXOR        Y4, Y4, Y4
+	VPXOR        Y5, Y5, Y5
+	VPXOR        Y6, Y6, Y6
+	VPXOR        Y7, Y7, Y7
+	VMOVDQU      (AX), X8
+	VPAND        bytes0f<>+0(SB), X8, X8
+	VPMOVZXBW    X8, Y8
+	VINSERTI128  $0x01, X8, Y8, Y9
+	VMOVDQU      16(AX), Y10
+	VPAND        bytes03<>+0(SB), Y10, Y10
+	VPSHUFB      kscaleshuf<>+0(SB), Y9, Y11
+	VPMADDUBSW   4(CX), Y10, Y12
+	VPMADDWD     Y11, Y12, Y12
+	VPADDD       Y12, Y4, Y4
+	VPMADDUBSW   4(CX)(DX*1), Y10, Y12
+	VPMADDWD     Y11, Y12, Y12
+	VPADDD       Y12, Y5, Y5
+	VPMADDUBSW   4(DI), Y10, Y12
+	VPMADDWD     Y11, Y12, Y12
+	VPADDD       Y12, Y6, Y6
+	VPMADDUBSW   4(DI)(DX*1), Y10, Y10
+	VPMADDWD     Y11, Y10, Y10
+	VPADDD       Y10, Y7, Y7
+	VPSRLW       $0x02, 16(AX), Y10
+	VPAND        bytes03<>+0(SB), Y10, Y10
+	VPSHUFB      kscaleshuf<>+32(SB), Y9, Y11
+	VPMADDUBSW   36(CX), Y10, Y12
+	VPMADDWD     Y11, Y12, Y12
+	VPADDD       Y12, Y4, Y4
+	VPMADDUBSW   36(CX)(DX*1), Y10, Y12
+	VPMADDWD     Y11, Y12, Y12
+	VPADDD       Y12, Y5, Y5
+	VPMADDUBSW   36(DI), Y10, Y12
+	VPMADDWD     Y11, Y12, Y12
+	VPADDD       Y12, Y6, Y6
+	VPMADDUBSW   36(DI)(DX*1), Y10, Y10
+	VPMADDWD     Y11, Y10, Y10
+	VPADDD       Y10, Y7, Y7
+	VPSRLW       $0x04, 16(AX), Y10
+	VPAND        bytes03<>+0(SB), Y10, Y10
+	VPSHUFB      kscaleshuf<>+64(SB), Y9, Y11
+	VPMADDUBSW   68(CX), Y10, Y12
+	VPMADDWD     Y11, Y12, Y12
+	VPADDD       Y12, Y4, Y4
+	VPMADDUBSW   68(CX)(DX*1), Y10, Y12
+	VPMADDWD     Y11, Y12, Y12
+	VPADDD       Y12, Y5, Y5
+	VPMADDUBSW   68(DI), Y10, Y12
+	VPMADDWD     Y11, Y12, Y12
+	VPADDD       Y12, Y6, Y6
+	VPMADDUBSW   68(DI)(DX*1), Y10, Y10
+	VPMADDWD     Y11, Y10, Y10
+	VPADDD       Y10, Y7, Y7
+	VPSRLW       $0x06, 16(AX), Y10
+	VPAND        bytes03<>+0(SB), Y10, Y10
+	VPSHUFB      kscaleshuf<>+96(SB), Y9, Y9
+	VPMADDUBSW   100(CX), Y10, Y11
+	VPMADDWD     Y9, Y11, Y11
+	VPADDD       Y11, Y4, Y4
+	VPMADDUBSW   100(CX)(DX*1), Y10, Y11
+	VPMADDWD     Y9, Y11, Y11
+	VPADDD       Y11, Y5, Y5
+	VPMADDUBSW   100(DI), Y10, Y11
+	VPMADDWD     Y9, Y11, Y11
+	VPADDD       Y11, Y6, Y6
+	VPMADDUBSW   100(DI)(DX*1), Y10, Y10
+	VPMADDWD     Y9, Y10, Y10
+	VPADDD       Y10, Y7, Y7
+	VPERM2I128   $0x11, Y8, Y8, Y8
+	VMOVDQU      48(AX), Y9
+	VPAND        bytes03<>+0(SB), Y9, Y9
+	VPSHUFB      kscaleshuf<>+0(SB), Y8, Y10
+	VPMADDUBSW   132(CX), Y9, Y11
+	VPMADDWD     Y10, Y11, Y11
+	VPADDD       Y11, Y4, Y4
+	VPMADDUBSW   132(CX)(DX*1), Y9, Y11
+	VPMADDWD     Y10, Y11, Y11
+	VPADDD       Y11, Y5, Y5
+	VPMADDUBSW   132(DI), Y9, Y11
+	VPMADDWD     Y10, Y11, Y11
+	VPADDD       Y11, Y6, Y6
+	VPMADDUBSW   132(DI)(DX*1), Y9, Y9
+	VPMADDWD     Y10, Y9, Y9
+	VPADDD       Y9, Y7, Y7
+	VPSRLW       $0x02, 48(AX), Y9
+	VPAND        bytes03<>+0(SB), Y9, Y9
+	VPSHUFB      kscaleshuf<>+32(SB), Y8, Y10
+	VPMADDUBSW   164(CX), Y9, Y11
+	VPMADDWD     Y10, Y11, Y11
+	VPADDD       Y11, Y4, Y4
+	VPMADDUBSW   164(CX)(DX*1), Y9, Y11
+	VPMADDWD     Y10, Y11, Y11
+	VPADDD       Y11, Y5, Y5
+	VPMADDUBSW   164(DI), Y9, Y11
+	VPMADDWD     Y10, Y11, Y11
+	VPADDD       Y11, Y6, Y6
+	VPMADDUBSW   164(DI)(DX*1), Y9, Y9
+	VPMADDWD     Y10, Y9, Y9
+	VPADDD       Y9, Y7, Y7
+	VPSRLW       $0x04, 48(AX), Y9
+	VPAND        bytes03<>+0(SB), Y9, Y9
+	VPSHUFB      kscaleshuf<>+64(SB), Y8, Y10
+	VPMADDUBSW   196(CX), Y9, Y11
+	VPMADDWD     Y10, Y11, Y11
+	VPADDD       Y11, Y4, Y4
+	VPMADDUBSW   196(CX)(DX*1), Y9, Y11
+	VPMADDWD     Y10, Y11, Y11
+	VPADDD       Y11, Y5, Y5
+	VPMADDUBSW   196(DI), Y9, Y11
+	VPMADDWD     Y10, Y11, Y11
+	VPADDD       Y11, Y6, Y6
+	VPMADDUBSW   196(DI)(DX*1), Y9, Y9
+	VPMADDWD     Y10, Y9, Y9
+	VPADDD       Y9, Y7, Y7
+	VPSRLW       $0x06, 48(AX), Y9
+	VPAND        bytes03<>+0(SB), Y9, Y9
+	VPSHUFB      kscaleshuf<>+96(SB), Y8, Y8
+	VPMADDUBSW   228(CX), Y9, Y10
+	VPMADDWD     Y8, Y10, Y10
+	VPADDD       Y10, Y4, Y4
+	VPMADDUBSW   228(CX)(DX*1), Y9, Y10
+	VPMADDWD     Y8, Y10, Y10
+	VPADDD       Y10, Y5, Y5
+	VPMADDUBSW   228(DI), Y9, Y10
+	VPMADDWD     Y8, Y10, Y10
+	VPADDD       Y10, Y6, Y6
+	VPMADDUBSW   228(DI)(DX*1), Y9, Y9
+	VPMADDWD     Y8, Y9, Y9
+	VPADDD       Y9, Y7, Y7
+	MOVWLZX      80(AX), R8
+	VMOVD        R8, X8
+	VCVTPH2PS    X8, X8
+	VMULSS       (CX), X8, X9
+	VBROADCASTSS X9, Y9
+	VCVTDQ2PS    Y4, Y4
+	VFMADD231PS  Y4, Y9, Y0
+	VMULSS       (CX)(DX*1), X8, X4
+	VBROADCASTSS X4, Y4
+	VCVTDQ2PS    Y5, Y5
+	VFMADD231PS  Y5, Y4, Y1
+	VMULSS       (DI), X8, X4
+	VBROADCASTSS X4, Y4
+	VCVTDQ2PS    Y6, Y6
+	VFMADD231PS  Y6, Y4, Y2
+	VMULSS       (DI)(DX*1), X8, X4
+	VBROADCASTSS X4, Y4
+	VCVTDQ2PS    Y7, Y7
+	VFMADD231PS  Y7, Y4, Y3
+	ADDQ         $0x00000054, AX
+	ADDQ         $0x00000124, CX
+	ADDQ         $0x00000124, DI
+	DECQ         BX
+	JMP          dotQ2_Kx4AVX2loop
+
+dotQ2_Kx4AVX2done:
+	VEXTRACTF128 $0x01, Y0, X4
+	VADDPS       X4, X0, X0
+	VMOVHLPS     X0, X0, X4
+	VADDPS       X4, X0, X0
+	VMOVSHDUP    X0, X4
+	VADDSS       X4, X0, X0
+	VMOVSS       X0, (SI)
+	VEXTRACTF128 $0x01, Y1, X0
+	VADDPS       X0, X1, X1
+	VMOVHLPS     X1, X1, X0
+	VADDPS       X0, X1, X1
+	VMOVSHDUP    X1, X0
+	VADDSS       X0, X1, X1
+	VMOVSS       X1, 4(SI)
+	VEXTRACTF128 $0x01, Y2, X0
+	VADDPS       X0, X2, X2
+	VMOVHLPS     X2, X2, X0
+	VADDPS       X0, X2, X2
+	VMOVSHDUP    X2, X0
+	VADDSS       X0, X2, X2
+	VMOVSS       X2, 8(SI)
+	VEXTRACTF128 $0x01, Y3, X0
+	VADDPS       X0, X3, X3
+	VMOVHLPS     X3, X3, X0
+	VADDPS       X0, X3, X3
+	VMOVSHDUP    X3, X0
+	VADDSS       X0, X3, X3
+	VMOVSS       X3, 12(SI)
+	VZEROUPPER
+	RET
+
+// func dotQ3_Kx4AVX2(w []byte, x []byte, stride int, nb int, out *[4]float32)
+// Requires: AVX, AVX2, AVX512BW, AVX512VL, F16C, FMA3
+TEXT ·dotQ3_Kx4AVX2(SB), NOSPLIT, $0-72
+	MOVQ   w_base+0(FP), AX
+	MOVQ   x_base+24(FP), CX
+	MOVQ   stride+48(FP), DX
+	MOVQ   nb+56(FP), BX
+	MOVQ   out+64(FP), SI
+	LEAQ   (CX)(DX*2), DI
+	VXORPS X0, X0, X0
+	VMOVSS X0, (SI)
+	VMOVSS X0, 4(SI)
+	VMOVSS X0, 8(SI)
+	VMOVSS X0, 12(SI)
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+
+dotQ3_Kx4AVX2loop:
+	CMPQ         BX, $0x00
+	JE           dotQ3_Kx4AVX2done
+	VPXOR        Y4, Y4, Y4
+	VPXOR        Y5, Y5, Y5
+	VPXOR        Y6, Y6, Y6
+	VPXOR        Y7, Y7, Y7
+	MOVL         96(AX), R8
+	MOVL         100(AX), R9
+	MOVL         104(AX), R10
+	MOVL         R8, R11
+	ANDL         $0x0f0f0f0f, R11
+	MOVL         R10, R12
+	ANDL         $0x03030303, R12
+	SHLL         $0x04, R12
+	ORL          R12, R11
+	VMOVD        R11, X8
+	MOVL         R9, R11
+	ANDL         $0x0f0f0f0f, R11
+	MOVL         R10, R12
+	SHRL         $0x02, R12
+	ANDL         $0x03030303, R12
+	SHLL         $0x04, R12
+	ORL          R12, R11
+	VPINSRD      $0x01, R11, X8, X8
+	SHRL         $0x04, R8
+	ANDL         $0x0f0f0f0f, R8
+	MOVL         R10, R11
+	SHRL         $0x04, R11
+	ANDL         $0x03030303, R11
+	SHLL         $0x04, R11
+	ORL          R11, R8
+	VPINSRD      $0x02, R8, X8, X8
+	MOVL         R9, R8
+	SHRL         $0x04, R8
+	ANDL         $0x0f0f0f0f, R8
+	MOVL         R10, R9
+	SHRL         $0x06, R9
+	ANDL         $0x03030303, R9
+	SHLL         $0x04, R9
+	ORL          R9, R8
+	VPINSRD      $0x03, R8, X8, X8
+	VPSUBB       bytes20<>+0(SB), X8, X8
+	VPMOVSXBW    X8, Y8
+	VINSERTI128  $0x01, X8, Y8, Y9
+	VMOVDQU      32(AX), Y10
+	VPAND        bytes03<>+0(SB), Y10, Y10
+	VPSLLW       $0x02, (AX), Y11
+	VPAND        bytes04<>+0(SB), Y11, Y11
+	VPOR         Y11, Y10, Y10
+	VPSUBB       bytes04<>+0(SB), Y10, Y10
+	VPABSB       Y10, Y11
+	VPSHUFB      kscaleshuf<>+0(SB), Y9, Y12
+	VMOVDQU      4(CX), Y13
+	VPSIGNB      Y10, Y13, Y13
+	VPMADDUBSW   Y13, Y11, Y13
+	VPMADDWD     Y12, Y13, Y13
+	VPADDD       Y13, Y4, Y4
+	VMOVDQU      4(CX)(DX*1), Y13
+	VPSIGNB      Y10, Y13, Y13
+	VPMADDUBSW   Y13, Y11, Y13
+	VPMADDWD     Y12, Y13, Y13
+	VPADDD       Y13, Y5, Y5
+	VMOVDQU      4(DI), Y13
+	VPSIGNB      Y10, Y13, Y13
+	VPMADDUBSW   Y13, Y11, Y13
+	VPMADDWD     Y12, Y13, Y13
+	VPADDD       Y13, Y6, Y6
+	VMOVDQU      4(DI)(DX*1), Y13
+	VPSIGNB      Y10, Y13, Y13
+	VPMADDUBSW   Y13, Y11, Y13
+	VPMADDWD     Y12, Y13, Y13
+	VPADDD       Y13, Y7, Y7
+	VPSRLW       $0x02, 32(AX), Y10
+	VPAND        bytes03<>+0(SB), Y10, Y10
+	VPSLLW       $0x01, (AX), Y11
+	VPAND        bytes04<>+0(SB), Y11, Y11
+	VPOR         Y11, Y10, Y10
+	VPSUBB       bytes04<>+0(SB), Y10, Y10
+	VPABSB       Y10, Y11
+	VPSHUFB      kscaleshuf<>+32(SB), Y9, Y12
+	VMOVDQU      36(CX), Y13
+	VPSIGNB      Y10, Y13, Y13
+	VPMADDUBSW   Y13, Y11, Y13
+	VPMADDWD     Y12, Y13, Y13
+	VPADDD       Y13, Y4, Y4
+	VMOVDQU      36(CX)(DX*1), Y13
+	VPSIGNB      Y10, Y13, Y13
+	VPMADDUBSW   Y13, Y11, Y13
+	VPMADDWD     Y12, Y13, Y13
+	VPADDD       Y13, Y5, Y5
+	VMOVDQU      36(DI), Y13
+	VPSIGNB      Y10, Y13, Y13
+	VPMADDUBSW   Y13, Y11, Y13
+	VPMADDWD     Y12, Y13, Y13
+	VPADDD       Y13, Y6, Y6
+	VMOVDQU      36(DI)(DX*1), Y13
+	VPSIGNB      Y10, Y13, Y13
+	VPMADDUBSW   Y13, Y11, Y13
+	VPMADDWD     Y12, Y13, Y13
+	VPADDD       Y13, Y7, Y7
+	VPSRLW       $0x04, 32(AX), Y10
+	VPAND        bytes03<>+0(SB), Y10, Y10
+	VMOVDQU      (AX), Y11
+	VPAND        bytes04<>+0(SB), Y11, Y11
+	VPOR         Y11, Y10, Y10
+	VPSUBB       bytes04<>+0(SB), Y10, Y10
+	VPABSB       Y10, Y11
+	VPSHUFB      kscaleshuf<>+64(SB), Y9, Y12
+	VMOVDQU      68(CX), Y13
+	VPSIGNB      Y10, Y13, Y13
+	VPMADDUBSW   Y13, Y11, Y13
+	VPMADDWD     Y12, Y13, Y13
+	VPADDD       Y13, Y4, Y4
+	VMOVDQU      68(CX)(DX*1), Y13
+	VPSIGNB      Y10, Y13, Y13
+	VPMADDUBSW   Y13, Y11, Y13
+	VPMADDWD     Y12, Y13, Y13
+	VPADDD       Y13, Y5, Y5
+	VMOVDQU      68(DI), Y13
+	VPSIGNB      Y10, Y13, Y13
+	VPMADDUBSW   Y13, Y11, Y13
+	VPMADDWD     Y12, Y13, Y13
+	VPADDD       Y13, Y6, Y6
+	VMOVDQU      68(DI)(DX*1), Y13
+	VPSIGNB      Y10, Y13, Y13
+	VPMADDUBSW   Y13, Y11, Y13
+	VPMADDWD     Y12, Y13, Y13
+	VPADDD       Y13, Y7, Y7
+	VPSRLW       $0x06, 32(AX), Y10
+	VPAND        bytes03<>+0(SB), Y10, Y10
+	VPSRLW       $0x01, (AX), Y11
+	VPAND        bytes04<>+0(SB), Y11, Y11
+	VPOR         Y11, Y10, Y10
+	VPSUBB       bytes04<>+0(SB), Y10, Y10
+	VPABSB       Y10, Y11
+	VPSHUFB      kscaleshuf<>+96(SB), Y9, Y9
+	VMOVDQU      100(CX), Y12
+	VPSIGNB      Y10, Y12, Y12
+	VPMADDUBSW   Y12, Y11, Y12
+	VPMADDWD     Y9, Y12, Y12
+	VPADDD       Y12, Y4, Y4
+	VMOVDQU      100(CX)(DX*1), Y12
+	VPSIGNB      Y10, Y12, Y12
+	VPMADDUBSW   Y12, Y11, Y12
+	VPMADDWD     Y9, Y12, Y12
+	VPADDD       Y12, Y5, Y5
+	VMOVDQU      100(DI), Y12
+	VPSIGNB      Y10, Y12, Y12
+	VPMADDUBSW   Y12, Y11, Y12
+	VPMADDWD     Y9, Y12, Y12
+	VPADDD       Y12, Y6, Y6
+	VMOVDQU      100(DI)(DX*1), Y12
+	VPSIGNB      Y10, Y12, Y12
+	VPMADDUBSW   Y12, Y11, Y12
+	VPMADDWD     Y9, Y12, Y12
+	VPADDD       Y12, Y7, Y7
+	VPERM2I128   $0x11, Y8, Y8, Y8
+	VMOVDQU      64(AX), Y9
+	VPAND        bytes03<>+0(SB), Y9, Y9
+	VPSRLW       $0x02, (AX), Y10
+	VPAND        bytes04<>+0(SB), Y10, Y10
+	VPOR         Y10, Y9, Y9
+	VPSUBB       bytes04<>+0(SB), Y9, Y9
+	VPABSB       Y9, Y10
+	VPSHUFB      kscaleshuf<>+0(SB), Y8, Y11
+	VMOVDQU      132(CX), Y12
+	VPSIGNB      Y9, Y12, Y12
+	VPMADDUBSW   Y12, Y10, Y12
+	VPMADDWD     Y11, Y12, Y12
+	VPADDD       Y12, Y4, Y4
+	VMOVDQU      132(CX)(DX*1), Y12
+	VPSIGNB      Y9, Y12, Y12
+	VPMADDUBSW   Y12, Y10, Y12
+	VPMADDWD     Y11, Y12, Y12
+	VPADDD       Y12, Y5, Y5
+	VMOVDQU      132(DI), Y12
+	VPSIGNB      Y9, Y12, Y12
+	VPMADDUBSW   Y12, Y10, Y12
+	VPMADDWD     Y11, Y12, Y12
+	VPADDD       Y12, Y6, Y6
+	VMOVDQU      132(DI)(DX*1), Y12
+	VPSIGNB      Y9, Y12, Y12
+	VPMADDUBSW   Y12, Y10, Y12
+	VPMADDWD     Y11, Y12, Y12
+	VPADDD       Y12, Y7, Y7
+	VPSRLW       $0x02, 64(AX), Y9
+	VPAND        bytes03<>+0(SB), Y9, Y9
+	VPSRLW       $0x03, (AX), Y10
+	VPAND        bytes04<>+0(SB), Y10, Y10
+	VPOR         Y10, Y9, Y9
+	VPSUBB       bytes04<>+0(SB), Y9, Y9
+	VPABSB       Y9, Y10
+	VPSHUFB      kscaleshuf<>+32(SB), Y8, Y11
+	VMOVDQU      164(CX), Y12
+	VPSIGNB      Y9, Y12, Y12
+	VPMADDUBSW   Y12, Y10, Y12
+	VPMADDWD     Y11, Y12, Y12
+	VPADDD       Y12, Y4, Y4
+	VMOVDQU      164(CX)(DX*1), Y12
+	VPSIGNB      Y9, Y12, Y12
+	VPMADDUBSW   Y12, Y10, Y12
+	VPMADDWD     Y11, Y12, Y12
+	VPADDD       Y12, Y5, Y5
+	VMOVDQU      164(DI), Y12
+	VPSIGNB      Y9, Y12, Y12
+	VPMADDUBSW   Y12, Y10, Y12
+	VPMADDWD     Y11, Y12, Y12
+	VPADDD       Y12, Y6, Y6
+	VMOVDQU      164(DI)(DX*1), Y12
+	VPSIGNB      Y9, Y12, Y12
+	VPMADDUBSW   Y12, Y10, Y12
+	VPMADDWD     Y11, Y12, Y12
+	VPADDD       Y12, Y7, Y7
+	VPSRLW       $0x04, 64(AX), Y9
+	VPAND        bytes03<>+0(SB), Y9, Y9
+	VPSRLW       $0x04, (AX), Y10
+	VPAND        bytes04<>+0(SB), Y10, Y10
+	VPOR         Y10, Y9, Y9
+	VPSUBB       bytes04<>+0(SB), Y9, Y9
+	VPABSB       Y9, Y10
+	VPSHUFB      kscaleshuf<>+64(SB), Y8, Y11
+	VMOVDQU      196(CX), Y12
+	VPSIGNB      Y9, Y12, Y12
+	VPMADDUBSW   Y12, Y10, Y12
+	VPMADDWD     Y11, Y12, Y12
+	VPADDD       Y12, Y4, Y4
+	VMOVDQU      196(CX)(DX*1), Y12
+	VPSIGNB      Y9, Y12, Y12
+	VPMADDUBSW   Y12, Y10, Y12
+	VPMADDWD     Y11, Y12, Y12
+	VPADDD       Y12, Y5, Y5
+	VMOVDQU      196(DI), Y12
+	VPSIGNB      Y9, Y12, Y12
+	VPMADDUBSW   Y12, Y10, Y12
+	VPMADDWD     Y11, Y12, Y12
+	VPADDD       Y12, Y6, Y6
+	VMOVDQU      196(DI)(DX*1), Y12
+	VPSIGNB      Y9, Y12, Y12
+	VPMADDUBSW   Y12, Y10, Y12
+	VPMADDWD     Y11, Y12, Y12
+	VPADDD       Y12, Y7, Y7
+	VPSRLW       $0x06, 64(AX), Y9
+	VPAND        bytes03<>+0(SB), Y9, Y9
+	VPSRLW       $0x05, (AX), Y10
+	VPAND        bytes04<>+0(SB), Y10, Y10
+	VPOR         Y10, Y9, Y9
+	VPSUBB       bytes04<>+0(SB), Y9, Y9
+	VPABSB       Y9, Y10
+	VPSHUFB      kscaleshuf<>+96(SB), Y8, Y8
+	VMOVDQU      228(CX), Y11
+	VPSIGNB      Y9, Y11, Y11
+	VPMADDUBSW   Y11, Y10, Y11
+	VPMADDWD     Y8, Y11, Y11
+	VPADDD       Y11, Y4, Y4
+	VMOVDQU      228(CX)(DX*1), Y11
+	VPSIGNB      Y9, Y11, Y11
+	VPMADDUBSW   Y11, Y10, Y11
+	VPMADDWD     Y8, Y11, Y11
+	VPADDD       Y11, Y5, Y5
+	VMOVDQU      228(DI), Y11
+	VPSIGNB      Y9, Y11, Y11
+	VPMADDUBSW   Y11, Y10, Y11
+	VPMADDWD     Y8, Y11, Y11
+	VPADDD       Y11, Y6, Y6
+	VMOVDQU      228(DI)(DX*1), Y11
+	VPSIGNB      Y9, Y11, Y11
+	VPMADDUBSW   Y11, Y10, Y11
+	VPMADDWD     Y8, Y11, Y11
+	VPADDD       Y11, Y7, Y7
+	MOVWLZX      108(AX), R8
+	VMOVD        R8, X8
+	VCVTPH2PS    X8, X8
+	VMULSS       (CX), X8, X9
+	VBROADCASTSS X9, Y9
+	VCVTDQ2PS    Y4, Y4
+	VFMADD231PS  Y4, Y9, Y0
+	VMULSS       (CX)(DX*1), X8, X4
+	VBROADCASTSS X4, Y4
+	VCVTDQ2PS    Y5, Y5
+	VFMADD231PS  Y5, Y4, Y1
+	VMULSS       (DI), X8, X4
+	VBROADCASTSS X4, Y4
+	VCVTDQ2PS    Y6, Y6
+	VFMADD231PS  Y6, Y4, Y2
+	VMULSS       (DI)(DX*1), X8, X4
+	VBROADCASTSS X4, Y4
+	VCVTDQ2PS    Y7, Y7
+	VFMADD231PS  Y7, Y4, Y3
+	ADDQ         $0x0000006e, AX
+	ADDQ         $0x00000124, CX
+	ADDQ         $0x00000124, DI
+	DECQ         BX
+	JMP          dotQ3_Kx4AVX2loop
+
+dotQ3_Kx4AVX2done:
+	VEXTRACTF128 $0x01, Y0, X4
+	VADDPS       X4, X0, X0
+	VMOVHLPS     X0, X0, X4
+	VADDPS       X4, X0, X0
+	VMOVSHDUP    X0, X4
+	VADDSS       X4, X0, X0
+	VMOVSS       X0, (SI)
+	VEXTRACTF128 $0x01, Y1, X0
+	VADDPS       X0, X1, X1
+	VMOVHLPS     X1, X1, X0
+	VADDPS       X0, X1, X1
+	VMOVSHDUP    X1, X0
+	VADDSS       X0, X1, X1
+	VMOVSS       X1, 4(SI)
+	VEXTRACTF128 $0x01, Y2, X0
+	VADDPS       X0, X2, X2
+	VMOVHLPS     X2, X2, X0
+	VADDPS       X0, X2, X2
+	VMOVSHDUP    X2, X0
+	VADDSS       X0, X2, X2
+	VMOVSS       X2, 8(SI)
+	VEXTRACTF128 $0x01, Y3, X0
+	VADDPS       X0, X3, X3
+	VMOVHLPS     X3, X3, X0
+	VADDPS       X0, X3, X3
+	VMOVSHDUP    X3, X0
+	VADDSS       X0, X3, X3
+	VMOVSS       X3, 12(SI)
+	VZEROUPPER
+	RET
+
+// func dotQ5_Kx4AVX2(w []byte, x []byte, stride int, nb int, out *[4]float32)
+// Requires: AVX, AVX2, AVX512BW, AVX512VL, F16C, FMA3
+TEXT ·dotQ5_Kx4AVX2(SB), NOSPLIT, $0-72
+	MOVQ   w_base+0(FP), AX
+	MOVQ   x_base+24(FP), CX
+	MOVQ   stride+48(FP), DX
+	MOVQ   nb+56(FP), BX
+	MOVQ   out+64(FP), SI
+	LEAQ   (CX)(DX*2), DI
+	VXORPS X0, X0, X0
+	VMOVSS X0, (SI)
+	VMOVSS X0, 4(SI)
+	VMOVSS X0, 8(SI)
+	VMOVSS X0, 12(SI)
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+
+dotQ5_Kx4AVX2loop:
+	CMPQ         BX, $0x00
+	JE           dotQ5_Kx4AVX2done
+	MOVL         4(AX), R8
+	MOVL         8(AX), R9
+	MOVL         12(AX), R10
+	MOVL         R10, R11
+	SHRL         $0x04, R11
+	ANDL         $0x0f0f0f0f, R11
+	MOVL         R9, R12
+	SHRL         $0x06, R12
+	ANDL         $0x03030303, R12
+	SHLL         $0x04, R12
+	ORL          R12, R11
+	ANDL         $0x3f3f3f3f, R9
+	ANDL         $0x0f0f0f0f, R10
+	MOVL         R8, R12
+	SHRL         $0x06, R12
+	ANDL         $0x03030303, R12
+	SHLL         $0x04, R12
+	ORL          R12, R10
+	ANDL         $0x3f3f3f3f, R8
+	VMOVD        R8, X4
+	VPINSRD      $0x01, R10, X4, X4
+	VPINSRD      $0x02, R9, X4, X4
+	VPINSRD      $0x03, R11, X4, X4
+	VPMOVZXBW    X4, Y4
+	VINSERTI128  $0x01, X4, Y4, Y5
+	VEXTRACTI128 $0x01, Y4, X4
+	MOVWLZX      2(AX), R8
+	VMOVD        R8, X6
+	VCVTPH2PS    X6, X6
+	VXORPS       signbit<>+0(SB), X6, X6
+	VMOVDQU      260(CX), X7
+	VPHADDW      276(CX), X7, X7
+	VPMADDWD     X4, X7, X7
+	VPHADDD      X7, X7, X7
+	VPHADDD      X7, X7, X7
+	VCVTDQ2PS    X7, X7
+	VMOVSS       (SI), X8
+	VMULSS       (CX), X6, X9
+	VFMADD231SS  X7, X9, X8
+	VMOVSS       X8, (SI)
+	VMOVDQU      260(CX)(DX*1), X7
+	VPHADDW      276(CX)(DX*1), X7, X7
+	VPMADDWD     X4, X7, X7
+	VPHADDD      X7, X7, X7
+	VPHADDD      X7, X7, X7
+	VCVTDQ2PS    X7, X7
+	VMOVSS       4(SI), X8
+	VMULSS       (CX)(DX*1), X6, X9
+	VFMADD231SS  X7, X9, X8
+	VMOVSS       X8, 4(SI)
+	VMOVDQU      260(DI), X7
+	VPHADDW      276(DI), X7, X7
+	VPMADDWD     X4, X7, X7
+	VPHADDD      X7, X7, X7
+	VPHADDD      X7, X7, X7
+	VCVTDQ2PS    X7, X7
+	VMOVSS       8(SI), X8
+	VMULSS       (DI), X6, X9
+	VFMADD231SS  X7, X9, X8
+	VMOVSS       X8, 8(SI)
+	VMOVDQU      260(DI)(DX*1), X7
+	VPHADDW      276(DI)(DX*1), X7, X7
+	VPMADDWD     X4, X7, X7
+	VPHADDD      X7, X7, X7
+	VPHADDD      X7, X7, X7
+	VCVTDQ2PS    X7, X7
+	VMOVSS       12(SI), X4
+	VMULSS       (DI)(DX*1), X6, X6
+	VFMADD231SS  X7, X6, X4
+	VMOVSS       X4, 12(SI)
+	VPXOR        Y4, Y4, Y4
+	VPXOR        Y6, Y6, Y6
+	VPXOR        Y7, Y7, Y7
+	VPXOR        Y8, Y8, Y8
+	VMOVDQU      48(AX), Y9
+	VPAND        bytes0f<>+0(SB), Y9, Y9
+	VPSLLW       $0x04, 16(AX), Y10
+	VPAND        bytes10<>+0(SB), Y10, Y10
+	VPOR         Y10, Y9, Y9
+	VPSHUFB      kscaleshuf<>+128(SB), Y5, Y10
+	VPMADDUBSW   4(CX), Y9, Y11
+	VPMADDWD     Y10, Y11, Y11
+	VPADDD       Y11, Y4, Y4
+	VPMADDUBSW   4(CX)(DX*1), Y9, Y11
+	VPMADDWD     Y10, Y11, Y11
+	VPADDD       Y11, Y6, Y6
+	VPMADDUBSW   4(DI), Y9, Y11
+	VPMADDWD     Y10, Y11, Y11
+	VPADDD       Y11, Y7, Y7
+	VPMADDUBSW   4(DI)(DX*1), Y9, Y9
+	VPMADDWD     Y10, Y9, Y9
+	VPADDD       Y9, Y8, Y8
+	VPSRLW       $0x04, 48(AX), Y9
+	VPAND        bytes0f<>+0(SB), Y9, Y9
+	VPSLLW       $0x03, 16(AX), Y10
+	VPAND        bytes10<>+0(SB), Y10, Y10
+	VPOR         Y10, Y9, Y9
+	VPSHUFB      kscaleshuf<>+160(SB), Y5, Y10
+	VPMADDUBSW   36(CX), Y9, Y11
+	VPMADDWD     Y10, Y11, Y11
+	VPADDD       Y11, Y4, Y4
+	VPMADDUBSW   36(CX)(DX*1), Y9, Y11
+	VPMADDWD     Y10, Y11, Y11
+	VPADDD       Y11, Y6, Y6
+	VPMADDUBSW   36(DI), Y9, Y11
+	VPMADDWD     Y10, Y11, Y11
+	VPADDD       Y11, Y7, Y7
+	VPMADDUBSW   36(DI)(DX*1), Y9, Y9
+	VPMADDWD     Y10, Y9, Y9
+	VPADDD       Y9, Y8, Y8
+	VMOVDQU      80(AX), Y9
+	VPAND        bytes0f<>+0(SB), Y9, Y9
+	VPSLLW       $0x02, 16(AX), Y10
+	VPAND        bytes10<>+0(SB), Y10, Y10
+	VPOR         Y10, Y9, Y9
+	VPSHUFB      kscaleshuf<>+192(SB), Y5, Y10
+	VPMADDUBSW   68(CX), Y9, Y11
+	VPMADDWD     Y10, Y11, Y11
+	VPADDD       Y11, Y4, Y4
+	VPMADDUBSW   68(CX)(DX*1), Y9, Y11
+	VPMADDWD     Y10, Y11, Y11
+	VPADDD       Y11, Y6, Y6
+	VPMADDUBSW   68(DI), Y9, Y11
+	VPMADDWD     Y10, Y11, Y11
+	VPADDD       Y11, Y7, Y7
+	VPMADDUBSW   68(DI)(DX*1), Y9, Y9
+	VPMADDWD     Y10, Y9, Y9
+	VPADDD       Y9, Y8, Y8
+	VPSRLW       $0x04, 80(AX), Y9
+	VPAND        bytes0f<>+0(SB), Y9, Y9
+	VPSLLW       $0x01, 16(AX), Y10
+	VPAND        bytes10<>+0(SB), Y10, Y10
+	VPOR         Y10, Y9, Y9
+	VPSHUFB      kscaleshuf<>+224(SB), Y5, Y10
+	VPMADDUBSW   100(CX), Y9, Y11
+	VPMADDWD     Y10, Y11, Y11
+	VPADDD       Y11, Y4, Y4
+	VPMADDUBSW   100(CX)(DX*1), Y9, Y11
+	VPMADDWD     Y10, Y11, Y11
+	VPADDD       Y11, Y6, Y6
+	VPMADDUBSW   100(DI), Y9, Y11
+	VPMADDWD     Y10, Y11, Y11
+	VPADDD       Y11, Y7, Y7
+	VPMADDUBSW   100(DI)(DX*1), Y9, Y9
+	VPMADDWD     Y10, Y9, Y9
+	VPADDD       Y9, Y8, Y8
+	VMOVDQU      112(AX), Y9
+	VPAND        bytes0f<>+0(SB), Y9, Y9
+	VMOVDQU      16(AX), Y10
+	VPAND        bytes10<>+0(SB), Y10, Y10
+	VPOR         Y10, Y9, Y9
+	VPSHUFB      kscaleshuf<>+256(SB), Y5, Y10
+	VPMADDUBSW   132(CX), Y9, Y11
+	VPMADDWD     Y10, Y11, Y11
+	VPADDD       Y11, Y4, Y4
+	VPMADDUBSW   132(CX)(DX*1), Y9, Y11
+	VPMADDWD     Y10, Y11, Y11
+	VPADDD       Y11, Y6, Y6
+	VPMADDUBSW   132(DI), Y9, Y11
+	VPMADDWD     Y10, Y11, Y11
+	VPADDD       Y11, Y7, Y7
+	VPMADDUBSW   132(DI)(DX*1), Y9, Y9
+	VPMADDWD     Y10, Y9, Y9
+	VPADDD       Y9, Y8, Y8
+	VPSRLW       $0x04, 112(AX), Y9
+	VPAND        bytes0f<>+0(SB), Y9, Y9
+	VPSRLW       $0x01, 16(AX), Y10
+	VPAND        bytes10<>+0(SB), Y10, Y10
+	VPOR         Y10, Y9, Y9
+	VPSHUFB      kscaleshuf<>+288(SB), Y5, Y10
+	VPMADDUBSW   164(CX), Y9, Y11
+	VPMADDWD     Y10, Y11, Y11
+	VPADDD       Y11, Y4, Y4
+	VPMADDUBSW   164(CX)(DX*1), Y9, Y11
+	VPMADDWD     Y10, Y11, Y11
+	VPADDD       Y11, Y6, Y6
+	VPMADDUBSW   164(DI), Y9, Y11
+	VPMADDWD     Y10, Y11, Y11
+	VPADDD       Y11, Y7, Y7
+	VPMADDUBSW   164(DI)(DX*1), Y9, Y9
+	VPMADDWD     Y10, Y9, Y9
+	VPADDD       Y9, Y8, Y8
+	VMOVDQU      144(AX), Y9
+	VPAND        bytes0f<>+0(SB), Y9, Y9
+	VPSRLW       $0x02, 16(AX), Y10
+	VPAND        bytes10<>+0(SB), Y10, Y10
+	VPOR         Y10, Y9, Y9
+	VPSHUFB      kscaleshuf<>+320(SB), Y5, Y10
+	VPMADDUBSW   196(CX), Y9, Y11
+	VPMADDWD     Y10, Y11, Y11
+	VPADDD       Y11, Y4, Y4
+	VPMADDUBSW   196(CX)(DX*1), Y9, Y11
+	VPMADDWD     Y10, Y11, Y11
+	VPADDD       Y11, Y6, Y6
+	VPMADDUBSW   196(DI), Y9, Y11
+	VPMADDWD     Y10, Y11, Y11
+	VPADDD       Y11, Y7, Y7
+	VPMADDUBSW   196(DI)(DX*1), Y9, Y9
+	VPMADDWD     Y10, Y9, Y9
+	VPADDD       Y9, Y8, Y8
+	VPSRLW       $0x04, 144(AX), Y9
+	VPAND        bytes0f<>+0(SB), Y9, Y9
+	VPSRLW       $0x03, 16(AX), Y10
+	VPAND        bytes10<>+0(SB), Y10, Y10
+	VPOR         Y10, Y9, Y9
+	VPSHUFB      kscaleshuf<>+352(SB), Y5, Y5
+	VPMADDUBSW   228(CX), Y9, Y10
+	VPMADDWD     Y5, Y10, Y10
+	VPADDD       Y10, Y4, Y4
+	VPMADDUBSW   228(CX)(DX*1), Y9, Y10
+	VPMADDWD     Y5, Y10, Y10
+	VPADDD       Y10, Y6, Y6
+	VPMADDUBSW   228(DI), Y9, Y10
+	VPMADDWD     Y5, Y10, Y10
+	VPADDD       Y10, Y7, Y7
+	VPMADDUBSW   228(DI)(DX*1), Y9, Y9
+	VPMADDWD     Y5, Y9, Y9
+	VPADDD       Y9, Y8, Y8
+	MOVWLZX      (AX), R8
+	VMOVD        R8, X5
+	VCVTPH2PS    X5, X5
+	VMULSS       (CX), X5, X9
+	VBROADCASTSS X9, Y9
+	VCVTDQ2PS    Y4, Y4
+	VFMADD231PS  Y4, Y9, Y0
+	VMULSS       (CX)(DX*1), X5, X4
+	VBROADCASTSS X4, Y4
+	VCVTDQ2PS    Y6, Y6
+	VFMADD231PS  Y6, Y4, Y1
+	VMULSS       (DI), X5, X4
+	VBROADCASTSS X4, Y4
+	VCVTDQ2PS    Y7, Y7
+	VFMADD231PS  Y7, Y4, Y2
+	VMULSS       (DI)(DX*1), X5, X4
+	VBROADCASTSS X4, Y4
+	VCVTDQ2PS    Y8, Y8
+	VFMADD231PS  Y8, Y4, Y3
+	ADDQ         $0x000000b0, AX
+	ADDQ         $0x00000124, CX
+	ADDQ         $0x00000124, DI
+	DECQ         BX
+	JMP          dotQ5_Kx4AVX2loop
+
+dotQ5_Kx4AVX2done:
+	VEXTRACTF128 $0x01, Y0, X4
+	VADDPS       X4, X0, X0
+	VMOVHLPS     X0, X0, X4
+	VADDPS       X4, X0, X0
+	VMOVSHDUP    X0, X4
+	VADDSS       X4, X0, X0
+	VADDSS       (SI), X0, X0
+	VMOVSS       X0, (SI)
+	VEXTRACTF128 $0x01, Y1, X0
+	VADDPS       X0, X1, X1
+	VMOVHLPS     X1, X1, X0
+	VADDPS       X0, X1, X1
+	VMOVSHDUP    X1, X0
+	VADDSS       X0, X1, X1
+	VADDSS       4(SI), X1, X1
+	VMOVSS       X1, 4(SI)
+	VEXTRACTF128 $0x01, Y2, X0
+	VADDPS       X0, X2, X2
+	VMOVHLPS     X2, X2, X0
+	VADDPS       X0, X2, X2
+	VMOVSHDUP    X2, X0
+	VADDSS       X0, X2, X2
+	VADDSS       8(SI), X2, X2
+	VMOVSS       X2, 8(SI)
+	VEXTRACTF128 $0x01, Y3, X0
+	VADDPS       X0, X3, X3
+	VMOVHLPS     X3, X3, X0
+	VADDPS       X0, X3, X3
+	VMOVSHDUP    X3, X0
+	VADDSS       X0, X3, X3
+	VADDSS       12(SI), X3, X3
+	VMOVSS       X3, 12(SI)
+	VZEROUPPER
+	RET
+
+// func dotIQ4_XSx4AVX2(w []byte, x []byte, stride int, nb int, out *[4]float32)
+// Requires: AVX, AVX2, BMI2, F16C, FMA3
+TEXT ·dotIQ4_XSx4AVX2(SB), NOSPLIT, $0-72
+	MOVQ   w_base+0(FP), AX
+	MOVQ   x_base+24(FP), CX
+	MOVQ   stride+48(FP), DX
+	MOVQ   nb+56(FP), BX
+	MOVQ   out+64(FP), SI
+	LEAQ   (CX)(DX*2), DI
+	VXORPS X0, X0, X0
+	VMOVSS X0, (SI)
+	VMOVSS X0, 4(SI)
+	VMOVSS X0, 8(SI)
+	VMOVSS X0, 12(SI)
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+
+dotIQ4_XSx4AVX2loop:
+	CMPQ           BX, $0x00
+	JE             dotIQ4_XSx4AVX2done
+	VBROADCASTI128 kvaluesiq4nl<>+0(SB), Y4
+	VPXOR          Y5, Y5, Y5
+	VPXOR          Y6, Y6, Y6
+	VPXOR          Y7, Y7, Y7
+	VPXOR          Y8, Y8, Y8
+	MOVL           4(AX), R8
+	MOVQ           $0x0f0f0f0f0f0f0f0f, R10
+	PDEPQ          R10, R8, R8
+	MOVWQZX        2(AX), R9
+	MOVQ           $0x0303030303030303, R10
+	PDEPQ          R10, R9, R9
+	SHLQ           $0x04, R9
+	ORQ            R9, R8
+	VMOVQ          R8, X9
+	VPSUBB         bytes20<>+0(SB), X9, X9
+	VPMOVSXBW      X9, X9
+	VINSERTI128    $0x01, X9, Y9, Y10
+	VMOVDQU        8(AX), X9
+	VPSRLW         $0x04, X9, X11
+	VINSERTI128    $0x01, X11, Y9, Y11
+	VPAND          bytes0f<>+0(SB), Y11, Y11
+	VPSHUFB        Y11, Y4, Y11
+	VPSIGNB        Y11, Y11, Y12
+	VPSHUFB        kscaleshuf<>+128(SB), Y10, Y13
+	VMOVDQU        4(CX), Y14
+	VPSIGNB        Y11, Y14, Y14
+	VPMADDUBSW     Y14, Y12, Y14
+	VPMADDWD       Y13, Y14, Y14
+	VPADDD         Y14, Y5, Y5
+	VMOVDQU        4(CX)(DX*1), Y14
+	VPSIGNB        Y11, Y14, Y14
+	VPMADDUBSW     Y14, Y12, Y14
+	VPMADDWD       Y13, Y14, Y14
+	VPADDD         Y14, Y6, Y6
+	VMOVDQU        4(DI), Y14
+	VPSIGNB        Y11, Y14, Y14
+	VPMADDUBSW     Y14, Y12, Y14
+	VPMADDWD       Y13, Y14, Y14
+	VPADDD         Y14, Y7, Y7
+	VMOVDQU        4(DI)(DX*1), Y14
+	VPSIGNB        Y11, Y14, Y14
+	VPMADDUBSW     Y14, Y12, Y14
+	VPMADDWD       Y13, Y14, Y14
+	VPADDD         Y14, Y8, Y8
+	VMOVDQU        24(AX), X9
+	VPSRLW         $0x04, X9, X11
+	VINSERTI128    $0x01, X11, Y9, Y11
+	VPAND          bytes0f<>+0(SB), Y11, Y11
+	VPSHUFB        Y11, Y4, Y11
+	VPSIGNB        Y11, Y11, Y12
+	VPSHUFB        kscaleshuf<>+160(SB), Y10, Y13
+	VMOVDQU        36(CX), Y14
+	VPSIGNB        Y11, Y14, Y14
+	VPMADDUBSW     Y14, Y12, Y14
+	VPMADDWD       Y13, Y14, Y14
+	VPADDD         Y14, Y5, Y5
+	VMOVDQU        36(CX)(DX*1), Y14
+	VPSIGNB        Y11, Y14, Y14
+	VPMADDUBSW     Y14, Y12, Y14
+	VPMADDWD       Y13, Y14, Y14
+	VPADDD         Y14, Y6, Y6
+	VMOVDQU        36(DI), Y14
+	VPSIGNB        Y11, Y14, Y14
+	VPMADDUBSW     Y14, Y12, Y14
+	VPMADDWD       Y13, Y14, Y14
+	VPADDD         Y14, Y7, Y7
+	VMOVDQU        36(DI)(DX*1), Y14
+	VPSIGNB        Y11, Y14, Y14
+	VPMADDUBSW     Y14, Y12, Y14
+	VPMADDWD       Y13, Y14, Y14
+	VPADDD         Y14, Y8, Y8
+	VMOVDQU        40(AX), X9
+	VPSRLW         $0x04, X9, X11
+	VINSERTI128    $0x01, X11, Y9, Y11
+	VPAND          bytes0f<>+0(SB), Y11, Y11
+	VPSHUFB        Y11, Y4, Y11
+	VPSIGNB        Y11, Y11, Y12
+	VPSHUFB        kscaleshuf<>+192(SB), Y10, Y13
+	VMOVDQU        68(CX), Y14
+	VPSIGNB        Y11, Y14, Y14
+	VPMADDUBSW     Y14, Y12, Y14
+	VPMADDWD       Y13, Y14, Y14
+	VPADDD         Y14, Y5, Y5
+	VMOVDQU        68(CX)(DX*1), Y14
+	VPSIGNB        Y11, Y14, Y14
+	VPMADDUBSW     Y14, Y12, Y14
+	VPMADDWD       Y13, Y14, Y14
+	VPADDD         Y14, Y6, Y6
+	VMOVDQU        68(DI), Y14
+	VPSIGNB        Y11, Y14, Y14
+	VPMADDUBSW     Y14, Y12, Y14
+	VPMADDWD       Y13, Y14, Y14
+	VPADDD         Y14, Y7, Y7
+	VMOVDQU        68(DI)(DX*1), Y14
+	VPSIGNB        Y11, Y14, Y14
+	VPMADDUBSW     Y14, Y12, Y14
+	VPMADDWD       Y13, Y14, Y14
+	VPADDD         Y14, Y8, Y8
+	VMOVDQU        56(AX), X9
+	VPSRLW         $0x04, X9, X11
+	VINSERTI128    $0x01, X11, Y9, Y11
+	VPAND          bytes0f<>+0(SB), Y11, Y11
+	VPSHUFB        Y11, Y4, Y11
+	VPSIGNB        Y11, Y11, Y12
+	VPSHUFB        kscaleshuf<>+224(SB), Y10, Y13
+	VMOVDQU        100(CX), Y14
+	VPSIGNB        Y11, Y14, Y14
+	VPMADDUBSW     Y14, Y12, Y14
+	VPMADDWD       Y13, Y14, Y14
+	VPADDD         Y14, Y5, Y5
+	VMOVDQU        100(CX)(DX*1), Y14
+	VPSIGNB        Y11, Y14, Y14
+	VPMADDUBSW     Y14, Y12, Y14
+	VPMADDWD       Y13, Y14, Y14
+	VPADDD         Y14, Y6, Y6
+	VMOVDQU        100(DI), Y14
+	VPSIGNB        Y11, Y14, Y14
+	VPMADDUBSW     Y14, Y12, Y14
+	VPMADDWD       Y13, Y14, Y14
+	VPADDD         Y14, Y7, Y7
+	VMOVDQU        100(DI)(DX*1), Y14
+	VPSIGNB        Y11, Y14, Y14
+	VPMADDUBSW     Y14, Y12, Y14
+	VPMADDWD       Y13, Y14, Y14
+	VPADDD         Y14, Y8, Y8
+	VMOVDQU        72(AX), X9
+	VPSRLW         $0x04, X9, X11
+	VINSERTI128    $0x01, X11, Y9, Y11
+	VPAND          bytes0f<>+0(SB), Y11, Y11
+	VPSHUFB        Y11, Y4, Y11
+	VPSIGNB        Y11, Y11, Y12
+	VPSHUFB        kscaleshuf<>+256(SB), Y10, Y13
+	VMOVDQU        132(CX), Y14
+	VPSIGNB        Y11, Y14, Y14
+	VPMADDUBSW     Y14, Y12, Y14
+	VPMADDWD       Y13, Y14, Y14
+	VPADDD         Y14, Y5, Y5
+	VMOVDQU        132(CX)(DX*1), Y14
+	VPSIGNB        Y11, Y14, Y14
+	VPMADDUBSW     Y14, Y12, Y14
+	VPMADDWD       Y13, Y14, Y14
+	VPADDD         Y14, Y6, Y6
+	VMOVDQU        132(DI), Y14
+	VPSIGNB        Y11, Y14, Y14
+	VPMADDUBSW     Y14, Y12, Y14
+	VPMADDWD       Y13, Y14, Y14
+	VPADDD         Y14, Y7, Y7
+	VMOVDQU        132(DI)(DX*1), Y14
+	VPSIGNB        Y11, Y14, Y14
+	VPMADDUBSW     Y14, Y12, Y14
+	VPMADDWD       Y13, Y14, Y14
+	VPADDD         Y14, Y8, Y8
+	VMOVDQU        88(AX), X9
+	VPSRLW         $0x04, X9, X11
+	VINSERTI128    $0x01, X11, Y9, Y11
+	VPAND          bytes0f<>+0(SB), Y11, Y11
+	VPSHUFB        Y11, Y4, Y11
+	VPSIGNB        Y11, Y11, Y12
+	VPSHUFB        kscaleshuf<>+288(SB), Y10, Y13
+	VMOVDQU        164(CX), Y14
+	VPSIGNB        Y11, Y14, Y14
+	VPMADDUBSW     Y14, Y12, Y14
+	VPMADDWD       Y13, Y14, Y14
+	VPADDD         Y14, Y5, Y5
+	VMOVDQU        164(CX)(DX*1), Y14
+	VPSIGNB        Y11, Y14, Y14
+	VPMADDUBSW     Y14, Y12, Y14
+	VPMADDWD       Y13, Y14, Y14
+	VPADDD         Y14, Y6, Y6
+	VMOVDQU        164(DI), Y14
+	VPSIGNB        Y11, Y14, Y14
+	VPMADDUBSW     Y14, Y12, Y14
+	VPMADDWD       Y13, Y14, Y14
+	VPADDD         Y14, Y7, Y7
+	VMOVDQU        164(DI)(DX*1), Y14
+	VPSIGNB        Y11, Y14, Y14
+	VPMADDUBSW     Y14, Y12, Y14
+	VPMADDWD       Y13, Y14, Y14
+	VPADDD         Y14, Y8, Y8
+	VMOVDQU        104(AX), X9
+	VPSRLW         $0x04, X9, X11
+	VINSERTI128    $0x01, X11, Y9, Y11
+	VPAND          bytes0f<>+0(SB), Y11, Y11
+	VPSHUFB        Y11, Y4, Y11
+	VPSIGNB        Y11, Y11, Y12
+	VPSHUFB        kscaleshuf<>+320(SB), Y10, Y13
+	VMOVDQU        196(CX), Y14
+	VPSIGNB        Y11, Y14, Y14
+	VPMADDUBSW     Y14, Y12, Y14
+	VPMADDWD       Y13, Y14, Y14
+	VPADDD         Y14, Y5, Y5
+	VMOVDQU        196(CX)(DX*1), Y14
+	VPSIGNB        Y11, Y14, Y14
+	VPMADDUBSW     Y14, Y12, Y14
+	VPMADDWD       Y13, Y14, Y14
+	VPADDD         Y14, Y6, Y6
+	VMOVDQU        196(DI), Y14
+	VPSIGNB        Y11, Y14, Y14
+	VPMADDUBSW     Y14, Y12, Y14
+	VPMADDWD       Y13, Y14, Y14
+	VPADDD         Y14, Y7, Y7
+	VMOVDQU        196(DI)(DX*1), Y14
+	VPSIGNB        Y11, Y14, Y14
+	VPMADDUBSW     Y14, Y12, Y14
+	VPMADDWD       Y13, Y14, Y14
+	VPADDD         Y14, Y8, Y8
+	VMOVDQU        120(AX), X9
+	VPSRLW         $0x04, X9, X11
+	VINSERTI128    $0x01, X11, Y9, Y11
+	VPAND          bytes0f<>+0(SB), Y11, Y11
+	VPSHUFB        Y11, Y4, Y11
+	VPSIGNB        Y11, Y11, Y4
+	VPSHUFB        kscaleshuf<>+352(SB), Y10, Y10
+	VMOVDQU        228(CX), Y12
+	VPSIGNB        Y11, Y12, Y12
+	VPMADDUBSW     Y12, Y4, Y12
+	VPMADDWD       Y10, Y12, Y12
+	VPADDD         Y12, Y5, Y5
+	VMOVDQU        228(CX)(DX*1), Y12
+	VPSIGNB        Y11, Y12, Y12
+	VPMADDUBSW     Y12, Y4, Y12
+	VPMADDWD       Y10, Y12, Y12
+	VPADDD         Y12, Y6, Y6
+	VMOVDQU        228(DI), Y12
+	VPSIGNB        Y11, Y12, Y12
+	VPMADDUBSW     Y12, Y4, Y12
+	VPMADDWD       Y10, Y12, Y12
+	VPADDD         Y12, Y7, Y7
+	VMOVDQU        228(DI)(DX*1), Y12
+	VPSIGNB        Y11, Y12, Y12
+	VPMADDUBSW     Y12, Y4, Y12
+	VPMADDWD       Y10, Y12, Y12
+	VPADDD         Y12, Y8, Y8
+	MOVWLZX        (AX), R8
+	VMOVD          R8, X9
+	VCVTPH2PS      X9, X9
+	VMULSS         (CX), X9, X4
+	VBROADCASTSS   X4, Y4
+	VCVTDQ2PS      Y5, Y5
+	VFMADD231PS    Y5, Y4, Y0
+	VMULSS         (CX)(DX*1), X9, X4
+	VBROADCASTSS   X4, Y4
+	VCVTDQ2PS      Y6, Y6
+	VFMADD231PS    Y6, Y4, Y1
+	VMULSS         (DI), X9, X4
+	VBROADCASTSS   X4, Y4
+	VCVTDQ2PS      Y7, Y7
+	VFMADD231PS    Y7, Y4, Y2
+	VMULSS         (DI)(DX*1), X9, X4
+	VBROADCASTSS   X4, Y4
+	VCVTDQ2PS      Y8, Y8
+	VFMADD231PS    Y8, Y4, Y3
+	ADDQ           $0x00000088, AX
+	ADDQ           $0x00000124, CX
+	ADDQ           $0x00000124, DI
+	DECQ           BX
+	JMP            dotIQ4_XSx4AVX2loop
+
+dotIQ4_XSx4AVX2done:
+	VEXTRACTF128 $0x01, Y0, X4
+	VADDPS       X4, X0, X0
+	VMOVHLPS     X0, X0, X4
+	VADDPS       X4, X0, X0
+	VMOVSHDUP    X0, X4
+	VADDSS       X4, X0, X0
+	VMOVSS       X0, (SI)
+	VEXTRACTF128 $0x01, Y1, X0
+	VADDPS       X0, X1, X1
+	VMOVHLPS     X1, X1, X0
+	VADDPS       X0, X1, X1
+	VMOVSHDUP    X1, X0
+	VADDSS       X0, X1, X1
+	VMOVSS       X1, 4(SI)
+	VEXTRACTF128 $0x01, Y2, X0
+	VADDPS       X0, X2, X2
+	VMOVHLPS     X2, X2, X0
+	VADDPS       X0, X2, X2
+	VMOVSHDUP    X2, X0
+	VADDSS       X0, X2, X2
+	VMOVSS       X2, 8(SI)
+	VEXTRACTF128 $0x01, Y3, X0
+	VADDPS       X0, X3, X3
+	VMOVHLPS     X3, X3, X0
+	VADDPS       X0, X3, X3
+	VMOVSHDUP    X3, X0
+	VADDSS       X0, X3, X3
+	VMOVSS       X3, 12(SI)
+	VZEROUPPER
+	RET

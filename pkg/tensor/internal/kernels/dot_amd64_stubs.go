@@ -307,3 +307,255 @@ func expShiftF32AVX2(x []float32, shift float32)
 //
 //go:noescape
 func swigluF32AVX2(g []float32, u []float32)
+
+// dotQ4_1x1AVX2 is, for c := 0; c < 1; c++,
+//
+//	out[c] = DotQ4_1(w, x[c*stride:], nb)
+//
+//go:noescape
+func dotQ4_1x1AVX2(w []byte, x []byte, stride int, nb int, out *[4]float32)
+
+// dotQ5_0x1AVX2 is, for c := 0; c < 1; c++,
+//
+//	out[c] = DotQ5_0(w, x[c*stride:], nb)
+//
+//go:noescape
+func dotQ5_0x1AVX2(w []byte, x []byte, stride int, nb int, out *[4]float32)
+
+// dotQ5_1x1AVX2 is, for c := 0; c < 1; c++,
+//
+//	out[c] = DotQ5_1(w, x[c*stride:], nb)
+//
+//go:noescape
+func dotQ5_1x1AVX2(w []byte, x []byte, stride int, nb int, out *[4]float32)
+
+// dotIQ4_NLx1AVX2 is, for c := 0; c < 1; c++,
+//
+//	out[c] = DotIQ4_NL(w, x[c*stride:], nb)
+//
+//go:noescape
+func dotIQ4_NLx1AVX2(w []byte, x []byte, stride int, nb int, out *[4]float32)
+
+// dotMXFP4x1AVX2 is, for c := 0; c < 1; c++,
+//
+//	out[c] = DotMXFP4(w, x[c*stride:], nb)
+//
+//go:noescape
+func dotMXFP4x1AVX2(w []byte, x []byte, stride int, nb int, out *[4]float32)
+
+// dotQ2_Kx1AVX2 is, for c := 0; c < 1; c++,
+//
+//	out[c] = DotQ2_K(w, x[c*stride:], nb)
+//
+//go:noescape
+func dotQ2_Kx1AVX2(w []byte, x []byte, stride int, nb int, out *[4]float32)
+
+// dotQ3_Kx1AVX2 is, for c := 0; c < 1; c++,
+//
+//	out[c] = DotQ3_K(w, x[c*stride:], nb)
+//
+//go:noescape
+func dotQ3_Kx1AVX2(w []byte, x []byte, stride int, nb int, out *[4]float32)
+
+// dotQ5_Kx1AVX2 is, for c := 0; c < 1; c++,
+//
+//	out[c] = DotQ5_K(w, x[c*stride:], nb)
+//
+//go:noescape
+func dotQ5_Kx1AVX2(w []byte, x []byte, stride int, nb int, out *[4]float32)
+
+// dotIQ4_XSx1AVX2 is, for c := 0; c < 1; c++,
+//
+//	out[c] = DotIQ4_XS(w, x[c*stride:], nb)
+//
+//go:noescape
+func dotIQ4_XSx1AVX2(w []byte, x []byte, stride int, nb int, out *[4]float32)
+
+// dotQ4_1x2AVX2 is, for c := 0; c < 2; c++,
+//
+//	out[c] = DotQ4_1(w, x[c*stride:], nb)
+//
+//go:noescape
+func dotQ4_1x2AVX2(w []byte, x []byte, stride int, nb int, out *[4]float32)
+
+// dotQ5_0x2AVX2 is, for c := 0; c < 2; c++,
+//
+//	out[c] = DotQ5_0(w, x[c*stride:], nb)
+//
+//go:noescape
+func dotQ5_0x2AVX2(w []byte, x []byte, stride int, nb int, out *[4]float32)
+
+// dotQ5_1x2AVX2 is, for c := 0; c < 2; c++,
+//
+//	out[c] = DotQ5_1(w, x[c*stride:], nb)
+//
+//go:noescape
+func dotQ5_1x2AVX2(w []byte, x []byte, stride int, nb int, out *[4]float32)
+
+// dotIQ4_NLx2AVX2 is, for c := 0; c < 2; c++,
+//
+//	out[c] = DotIQ4_NL(w, x[c*stride:], nb)
+//
+//go:noescape
+func dotIQ4_NLx2AVX2(w []byte, x []byte, stride int, nb int, out *[4]float32)
+
+// dotMXFP4x2AVX2 is, for c := 0; c < 2; c++,
+//
+//	out[c] = DotMXFP4(w, x[c*stride:], nb)
+//
+//go:noescape
+func dotMXFP4x2AVX2(w []byte, x []byte, stride int, nb int, out *[4]float32)
+
+// dotQ2_Kx2AVX2 is, for c := 0; c < 2; c++,
+//
+//	out[c] = DotQ2_K(w, x[c*stride:], nb)
+//
+//go:noescape
+func dotQ2_Kx2AVX2(w []byte, x []byte, stride int, nb int, out *[4]float32)
+
+// dotQ3_Kx2AVX2 is, for c := 0; c < 2; c++,
+//
+//	out[c] = DotQ3_K(w, x[c*stride:], nb)
+//
+//go:noescape
+func dotQ3_Kx2AVX2(w []byte, x []byte, stride int, nb int, out *[4]float32)
+
+// dotQ5_Kx2AVX2 is, for c := 0; c < 2; c++,
+//
+//	out[c] = DotQ5_K(w, x[c*stride:], nb)
+//
+//go:noescape
+func dotQ5_Kx2AVX2(w []byte, x []byte, stride int, nb int, out *[4]float32)
+
+// dotIQ4_XSx2AVX2 is, for c := 0; c < 2; c++,
+//
+//	out[c] = DotIQ4_XS(w, x[c*stride:], nb)
+//
+//go:noescape
+func dotIQ4_XSx2AVX2(w []byte, x []byte, stride int, nb int, out *[4]float32)
+
+// dotQ4_1x3AVX2 is, for c := 0; c < 3; c++,
+//
+//	out[c] = DotQ4_1(w, x[c*stride:], nb)
+//
+//go:noescape
+func dotQ4_1x3AVX2(w []byte, x []byte, stride int, nb int, out *[4]float32)
+
+// dotQ5_0x3AVX2 is, for c := 0; c < 3; c++,
+//
+//	out[c] = DotQ5_0(w, x[c*stride:], nb)
+//
+//go:noescape
+func dotQ5_0x3AVX2(w []byte, x []byte, stride int, nb int, out *[4]float32)
+
+// dotQ5_1x3AVX2 is, for c := 0; c < 3; c++,
+//
+//	out[c] = DotQ5_1(w, x[c*stride:], nb)
+//
+//go:noescape
+func dotQ5_1x3AVX2(w []byte, x []byte, stride int, nb int, out *[4]float32)
+
+// dotIQ4_NLx3AVX2 is, for c := 0; c < 3; c++,
+//
+//	out[c] = DotIQ4_NL(w, x[c*stride:], nb)
+//
+//go:noescape
+func dotIQ4_NLx3AVX2(w []byte, x []byte, stride int, nb int, out *[4]float32)
+
+// dotMXFP4x3AVX2 is, for c := 0; c < 3; c++,
+//
+//	out[c] = DotMXFP4(w, x[c*stride:], nb)
+//
+//go:noescape
+func dotMXFP4x3AVX2(w []byte, x []byte, stride int, nb int, out *[4]float32)
+
+// dotQ2_Kx3AVX2 is, for c := 0; c < 3; c++,
+//
+//	out[c] = DotQ2_K(w, x[c*stride:], nb)
+//
+//go:noescape
+func dotQ2_Kx3AVX2(w []byte, x []byte, stride int, nb int, out *[4]float32)
+
+// dotQ3_Kx3AVX2 is, for c := 0; c < 3; c++,
+//
+//	out[c] = DotQ3_K(w, x[c*stride:], nb)
+//
+//go:noescape
+func dotQ3_Kx3AVX2(w []byte, x []byte, stride int, nb int, out *[4]float32)
+
+// dotQ5_Kx3AVX2 is, for c := 0; c < 3; c++,
+//
+//	out[c] = DotQ5_K(w, x[c*stride:], nb)
+//
+//go:noescape
+func dotQ5_Kx3AVX2(w []byte, x []byte, stride int, nb int, out *[4]float32)
+
+// dotIQ4_XSx3AVX2 is, for c := 0; c < 3; c++,
+//
+//	out[c] = DotIQ4_XS(w, x[c*stride:], nb)
+//
+//go:noescape
+func dotIQ4_XSx3AVX2(w []byte, x []byte, stride int, nb int, out *[4]float32)
+
+// dotQ4_1x4AVX2 is, for c := 0; c < 4; c++,
+//
+//	out[c] = DotQ4_1(w, x[c*stride:], nb)
+//
+//go:noescape
+func dotQ4_1x4AVX2(w []byte, x []byte, stride int, nb int, out *[4]float32)
+
+// dotQ5_0x4AVX2 is, for c := 0; c < 4; c++,
+//
+//	out[c] = DotQ5_0(w, x[c*stride:], nb)
+//
+//go:noescape
+func dotQ5_0x4AVX2(w []byte, x []byte, stride int, nb int, out *[4]float32)
+
+// dotQ5_1x4AVX2 is, for c := 0; c < 4; c++,
+//
+//	out[c] = DotQ5_1(w, x[c*stride:], nb)
+//
+//go:noescape
+func dotQ5_1x4AVX2(w []byte, x []byte, stride int, nb int, out *[4]float32)
+
+// dotIQ4_NLx4AVX2 is, for c := 0; c < 4; c++,
+//
+//	out[c] = DotIQ4_NL(w, x[c*stride:], nb)
+//
+//go:noescape
+func dotIQ4_NLx4AVX2(w []byte, x []byte, stride int, nb int, out *[4]float32)
+
+// dotMXFP4x4AVX2 is, for c := 0; c < 4; c++,
+//
+//	out[c] = DotMXFP4(w, x[c*stride:], nb)
+//
+//go:noescape
+func dotMXFP4x4AVX2(w []byte, x []byte, stride int, nb int, out *[4]float32)
+
+// dotQ2_Kx4AVX2 is, for c := 0; c < 4; c++,
+//
+//	out[c] = DotQ2_K(w, x[c*stride:], nb)
+//
+//go:noescape
+func dotQ2_Kx4AVX2(w []byte, x []byte, stride int, nb int, out *[4]float32)
+
+// dotQ3_Kx4AVX2 is, for c := 0; c < 4; c++,
+//
+//	out[c] = DotQ3_K(w, x[c*stride:], nb)
+//
+//go:noescape
+func dotQ3_Kx4AVX2(w []byte, x []byte, stride int, nb int, out *[4]float32)
+
+// dotQ5_Kx4AVX2 is, for c := 0; c < 4; c++,
+//
+//	out[c] = DotQ5_K(w, x[c*stride:], nb)
+//
+//go:noescape
+func dotQ5_Kx4AVX2(w []byte, x []byte, stride int, nb int, out *[4]float32)
+
+// dotIQ4_XSx4AVX2 is, for c := 0; c < 4; c++,
+//
+//	out[c] = DotIQ4_XS(w, x[c*stride:], nb)
+//
+//go:noescape
+func dotIQ4_XSx4AVX2(w []byte, x []byte, stride int, nb int, out *[4]float32)

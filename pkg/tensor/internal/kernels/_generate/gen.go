@@ -54,6 +54,7 @@ func main() {
 	expConstants()
 	expShift()
 	swiglu()
+	quantKernels()
 	Generate()
 }
 

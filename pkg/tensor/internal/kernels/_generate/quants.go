@@ -1,0 +1,822 @@
+package main
+
+import (
+	"fmt"
+
+	. "github.com/mmcloughlin/avo/build"
+	. "github.com/mmcloughlin/avo/operand"
+	"github.com/mmcloughlin/avo/reg"
+)
+
+// The kernels of Q4_1, Q5_0, Q5_1, IQ4_NL, MXFP4 (blocks of 32 values)
+// and Q2_K, Q3_K, Q5_K, IQ4_XS (super-blocks of 256): each the dot
+// product of one weight row with 1 to 4 activation rows, stride bytes
+// apart, in the order of ggml's AVX2 vec_dot for the type (see the Go
+// twins in quants.go): a block's integer products into eight int32 lanes
+// (VPMADDUBSW, then VPMADDWD by ones or by the sub-blocks' scales),
+// converted and scaled into eight float lanes per row with a fused
+// multiply-add, reduced at the end as hsum does. A block is unpacked once
+// for all rows; each row's operations are the single-row kernel's, so
+// every result is bit-identical to a single-row call.
+
+func quantKernels() {
+	for rows := 1; rows <= 4; rows++ {
+		dot32(q4_1, rows)
+		dot32(q5_0, rows)
+		dot32(q5_1, rows)
+		dot32(iq4nl, rows)
+		dot32(mxfp4, rows)
+		dotQ2K(rows)
+		dotQ3K(rows)
+		dotQ5K(rows)
+		dotIQ4XS(rows)
+	}
+}
+
+// f16Scalar loads the half-precision value at m as a float in the low
+// lane of an XMM register.
+func f16Scalar(m Mem) reg.VecVirtual {
+	t := GP32()
+	MOVWLZX(m, t)
+	x := XMM()
+	VMOVD(t, x)
+	VCVTPH2PS(x, x)
+	return x
+}
+
+// nibbles32 loads the 16 bytes at m as 32 four-bit codes: the low nibbles
+// in the low 128 bits (values 0…15), the high ones above (16…31).
+func nibbles32(m Mem) reg.VecVirtual {
+	lo, hi := XMM(), XMM()
+	VMOVDQU(m, lo)
+	VPSRLW(U8(4), lo, hi)
+	q := YMM()
+	VINSERTI128(U8(1), hi, lo.AsY(), q)
+	VPAND(bytes32(0x0F), q, q)
+	return q
+}
+
+var lutMem = map[string]Mem{}
+
+// lut16 is a 16-byte table broadcast to both 128-bit lanes, for VPSHUFB.
+func lut16(name string, values [16]int8) reg.VecVirtual {
+	m, ok := lutMem[name]
+	if !ok {
+		m = GLOBL(name, RODATA|NOPTR)
+		for i, v := range values {
+			DATA(i, U8(uint8(v)))
+		}
+		lutMem[name] = m
+	}
+	y := YMM()
+	VBROADCASTI128(m, y)
+	return y
+}
+
+var (
+	kvaluesIQ4NL = [16]int8{-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113}
+	kvaluesMXFP4 = [16]int8{0, 1, 2, 3, 4, 6, 8, 12, 0, -1, -2, -3, -4, -6, -8, -12}
+)
+
+var bytesMem = map[uint8]Mem{}
+
+// bytes32 is 32 bytes of b in memory: the kernels' constants are memory
+// operands, leaving the sixteen vector registers to four rows'
+// accumulators and a block's values.
+func bytes32(b uint8) Mem {
+	m, ok := bytesMem[b]
+	if !ok {
+		m = GLOBL(fmt.Sprintf("bytes%02x", b), RODATA|NOPTR)
+		for i := range 32 {
+			DATA(i, U8(b))
+		}
+		bytesMem[b] = m
+	}
+	return m
+}
+
+var ones16Mem *Mem
+
+// ones16 is sixteen int16 ones in memory.
+func ones16() Mem {
+	if ones16Mem == nil {
+		m := GLOBL("ones16", RODATA|NOPTR)
+		for i := range 16 {
+			DATA(2*i, U16(1))
+		}
+		ones16Mem = &m
+	}
+	return *ones16Mem
+}
+
+// block32 is a 32-value weight type of dot32.
+type block32 struct {
+	name           string
+	wBytes, xBytes int  // bytes of a weight and of an activation block
+	xq             int  // offset of the activation quants in their block
+	unsigned       bool // codes 0…31 (VPMADDUBSW takes them as they are), else signed values
+	pairs          bool // blocks in pairs into two sets of accumulators (IQ4_NL, MXFP4)
+	min            bool // Σ m·s in a scalar (Q4_1, Q5_1)
+	doc            string
+	// consts sets up the type's constants, decode unpacks the block at
+	// pw into 32 bytes and scale returns d_w·d_x (d_x from x) in the
+	// low lane of an XMM register.
+	consts func() []reg.VecVirtual
+	decode func(pw reg.Register, k []reg.VecVirtual) reg.VecVirtual
+	wscale func(pw reg.Register) reg.VecVirtual
+}
+
+// fifthBits returns bytes v where bit j of the 4 bytes at m is set (or,
+// if clear, where it is clear): from the fifth bit of value j of a Q5_0
+// or Q5_1 block.
+func fifthBits(m Mem, k []reg.VecVirtual, v uint8, clear bool) reg.VecVirtual {
+	bitmask := k[0]
+	h := YMM()
+	VPBROADCASTD(m, h)
+	VPSHUFB(q5Shuffle(), h, h) // byte j holds the qh byte j/8
+	VPAND(bitmask, h, h)       // byte j: bit j%8
+	VPCMPEQB(bitmask, h, h)    // 0xff where set
+	if clear {
+		VPANDN(bytes32(v), h, h)
+	} else {
+		VPAND(bytes32(v), h, h)
+	}
+	return h
+}
+
+// q5Consts: the bit of each byte of fifthBits.
+func q5Consts() []reg.VecVirtual {
+	bit := YMM()
+	VMOVDQU(q5Bits(), bit)
+	return []reg.VecVirtual{bit}
+}
+
+var q5ShufMem, q5BitsMem *Mem
+
+func q5Shuffle() Mem {
+	if q5ShufMem == nil {
+		m := GLOBL("q5shuf", RODATA|NOPTR)
+		for j := range 32 {
+			DATA(j, U8(uint8(j/8)))
+		}
+		q5ShufMem = &m
+	}
+	return *q5ShufMem
+}
+
+func q5Bits() Mem {
+	if q5BitsMem == nil {
+		m := GLOBL("q5bits", RODATA|NOPTR)
+		for j := range 32 {
+			DATA(j, U8(uint8(1)<<(j%8)))
+		}
+		q5BitsMem = &m
+	}
+	return *q5BitsMem
+}
+
+// f16Bcast loads the half-precision value at m as a float in all eight
+// lanes of a YMM register.
+func f16Bcast(m Mem) reg.VecVirtual {
+	y := YMM()
+	VPBROADCASTW(m, y.AsX())
+	VCVTPH2PS(y.AsX(), y)
+	return y
+}
+
+// wscaleF16 is the weight scale of the blocks that open with d (f16).
+func wscaleF16(pw reg.Register) reg.VecVirtual { return f16Bcast(Mem{Base: pw}) }
+
+var (
+	q4_1 = block32{name: "Q4_1", wBytes: 20, xBytes: 36, xq: 4, unsigned: true, min: true,
+		doc:    "Σ_b d_w·d_x·Σ q·x + Σ_b m·s (ggml_vec_dot_q4_1_q8_1)",
+		consts: func() []reg.VecVirtual { return nil },
+		decode: func(pw reg.Register, k []reg.VecVirtual) reg.VecVirtual {
+			return nibbles32(Mem{Base: pw, Disp: 4})
+		},
+		wscale: wscaleF16}
+	q5_0 = block32{name: "Q5_0", wBytes: 22, xBytes: 34, xq: 2,
+		doc:    "Σ_b d_w·d_x·Σ (q-16)·x (ggml_vec_dot_q5_0_q8_0)",
+		consts: q5Consts,
+		decode: func(pw reg.Register, k []reg.VecVirtual) reg.VecVirtual {
+			q := nibbles32(Mem{Base: pw, Disp: 6})
+			VPOR(fifthBits(Mem{Base: pw, Disp: 2}, k, 0xF0, true), q, q) // q-16: 0xF0 where the bit is clear
+			return q
+		},
+		wscale: wscaleF16}
+	q5_1 = block32{name: "Q5_1", wBytes: 24, xBytes: 36, xq: 4, unsigned: true, min: true,
+		doc:    "Σ_b d_w·d_x·Σ q·x + Σ_b m·s (ggml_vec_dot_q5_1_q8_1)",
+		consts: q5Consts,
+		decode: func(pw reg.Register, k []reg.VecVirtual) reg.VecVirtual {
+			q := nibbles32(Mem{Base: pw, Disp: 8})
+			VPOR(fifthBits(Mem{Base: pw, Disp: 4}, k, 0x10, false), q, q)
+			return q
+		},
+		wscale: wscaleF16}
+	iq4nl = block32{name: "IQ4_NL", wBytes: 18, xBytes: 34, xq: 2, pairs: true,
+		doc:    "Σ_b d_w·d_x·Σ kvalues_iq4nl[q]·x, blocks in pairs (ggml_vec_dot_iq4_nl_q8_0)",
+		consts: func() []reg.VecVirtual { return nil },
+		decode: func(pw reg.Register, k []reg.VecVirtual) reg.VecVirtual {
+			q := nibbles32(Mem{Base: pw, Disp: 2})
+			VPSHUFB(q, lut16("kvaluesiq4nl", kvaluesIQ4NL), q) // the table reloaded: four rows need the registers
+			return q
+		},
+		wscale: wscaleF16}
+	mxfp4 = block32{name: "MXFP4", wBytes: 17, xBytes: 34, xq: 2, pairs: true,
+		doc:    "Σ_b d_x·2^(e-128)·Σ kvalues_mxfp4[q]·x, blocks in pairs (ggml_vec_dot_mxfp4_q8_0)",
+		consts: func() []reg.VecVirtual { return nil },
+		decode: func(pw reg.Register, k []reg.VecVirtual) reg.VecVirtual {
+			q := nibbles32(Mem{Base: pw, Disp: 1})
+			VPSHUFB(q, lut16("kvaluesmxfp4", kvaluesMXFP4), q) // the table reloaded: four rows need the registers
+			return q
+		},
+		wscale: func(pw reg.Register) reg.VecVirtual {
+			e := GP32()
+			MOVBLZX(Mem{Base: pw}, e)
+			d := YMM()
+			VBROADCASTSS(Mem{Base: e8m0Table(), Index: e.As64(), Scale: 4}, d)
+			return d
+		}}
+)
+
+var e8m0Mem *Mem
+
+// e8m0Table is 2^(e-128) for every E8M0 byte e, as float32 bits
+// (E8M0HalfToF32).
+func e8m0Table() reg.Register {
+	if e8m0Mem == nil {
+		m := GLOBL("e8m0half", RODATA|NOPTR)
+		for e := range 256 {
+			bits := uint32(e-1) << 23
+			if e < 2 {
+				bits = 0x00200000 << e
+			}
+			DATA(4*e, U32(bits))
+		}
+		e8m0Mem = &m
+	}
+	p := GP64()
+	LEAQ(*e8m0Mem, p)
+	return p
+}
+
+// lanes32 returns the eight int32 lanes of a block's products with the
+// activation quants at x: Σ q·x over each four consecutive values. q
+// holds unsigned codes (ax nil) or signed values whose magnitudes are
+// ax.
+func lanes32(q, ax reg.VecVirtual, x Mem, ones Mem) reg.VecVirtual {
+	p := YMM()
+	if ax == nil {
+		VPMADDUBSW(x, q, p)
+	} else {
+		VMOVDQU(x, p)
+		VPSIGNB(q, p, p) // x with q's sign
+		VPMADDUBSW(p, ax, p)
+	}
+	VPMADDWD(ones, p, p)
+	return p
+}
+
+// dot32 writes the kernel of a 32-value type for rows activation rows.
+func dot32(t block32, rows int) {
+	name := fmt.Sprintf("dot%sx%dAVX2", t.name, rows)
+	pw, px, px2, nb, out, addr := rowsKernel(name, "Dot"+t.name, rows)
+	Comment(t.doc)
+	k := t.consts()
+	ones := ones16()
+	sets := 1
+	if t.pairs {
+		sets = 2
+	}
+	accs := make([][]reg.VecVirtual, sets)
+	for s := range accs {
+		for range rows {
+			a := YMM()
+			VXORPS(a, a, a)
+			accs[s] = append(accs[s], a)
+		}
+	}
+	// Σ m·s (Q4_1, Q5_1): per row lane 1 of an XMM accumulator, whose
+	// lane 0 takes m·d_x, unused: d_x and s are converted together.
+	var summs []reg.VecVirtual
+	if t.min {
+		for range rows {
+			a := XMM()
+			VXORPS(a, a, a)
+			summs = append(summs, a)
+		}
+	}
+	// dscale returns row c's d_w·d_x broadcast, from the weight's wv.
+	dscale := func(wv reg.VecVirtual, c int) reg.VecVirtual {
+		d := f16Bcast(addr[c])
+		VMULPS(wv, d, d)
+		return d
+	}
+	block := func(s int) {
+		q := t.decode(pw, k)
+		var ax reg.VecVirtual
+		if !t.unsigned {
+			ax = YMM()
+			VPSIGNB(q, q, ax)
+		}
+		var m reg.VecVirtual
+		if t.min {
+			m = XMM()
+			VPBROADCASTW(Mem{Base: pw, Disp: 2}, m)
+			VCVTPH2PS(m, m)
+		}
+		wv := t.wscale(pw)
+		for c := range rows {
+			var dv reg.VecVirtual
+			if t.min {
+				ds := XMM()
+				VMOVD(addr[c], ds)
+				VCVTPH2PS(ds, ds) // d_x, s, 0, 0
+				VFMADD231PS(ds, m, summs[c])
+				dv = YMM()
+				VBROADCASTSS(ds, dv)
+				VMULPS(wv, dv, dv)
+			} else {
+				dv = dscale(wv, c)
+			}
+			p := lanes32(q, ax, addr[c].Offset(t.xq), ones)
+			VCVTDQ2PS(p, p)
+			VFMADD231PS(p, dv, accs[s][c])
+		}
+		ADDQ(U8(t.wBytes), pw)
+		ADDQ(U8(t.xBytes), px)
+		ADDQ(U8(t.xBytes), px2)
+	}
+	loop, done := name+"loop", name+"done"
+	Label(loop)
+	CMPQ(nb, U8(sets))
+	JB(LabelRef(done))
+	for s := range sets {
+		block(s)
+	}
+	SUBQ(U8(sets), nb)
+	JMP(LabelRef(loop))
+	Label(done)
+	sums := make([]reg.Register, rows)
+	for c := range rows {
+		if t.pairs {
+			VADDPS(accs[1][c], accs[0][c], accs[0][c])
+		}
+		sums[c] = hsum(accs[0][c])
+		if t.min {
+			VMOVSHDUP(summs[c], summs[c])
+			VADDSS(summs[c], sums[c], sums[c])
+		}
+	}
+	if t.pairs { // an odd last block: its integer sum, scaled and added as a scalar
+		tail := name + "end"
+		CMPQ(nb, U8(0))
+		JE(LabelRef(tail))
+		q := t.decode(pw, k)
+		ax := YMM()
+		VPSIGNB(q, q, ax)
+		wv := t.wscale(pw)
+		for c := range rows {
+			d := dscale(wv, c)
+			isum := hsumInt(lanes32(q, ax, addr[c].Offset(t.xq), ones))
+			f := XMM()
+			VXORPS(f, f, f) // defined before VCVTSI2SSL merges into it
+			VCVTSI2SSL(isum, f, f)
+			VFMADD231SS(f, d.AsX(), sums[c])
+		}
+		Label(tail)
+	}
+	for c := range rows {
+		VMOVSS(sums[c], Mem{Base: out, Disp: 4 * c})
+	}
+	VZEROUPPER()
+	RET()
+}
+
+var kShufMem *Mem
+
+// kShuffles are VPSHUFB masks over a register of eight int16 scales,
+// the same in both 128-bit lanes: mask i (of 4, 32 bytes each) puts
+// scale 2i in the low lane and 2i+1 in the high one (ggml's
+// get_scale_shuffle_q3k); mask 4+i (of 8) puts scale i in both
+// (get_scale_shuffle_k4).
+func kShuffles() Mem {
+	if kShufMem == nil {
+		m := GLOBL("kscaleshuf", RODATA|NOPTR)
+		for i := range 4 {
+			for b := range 32 {
+				s := 2*i + b/16
+				DATA(32*i+b, U8(uint8(2*(s%8)+b%2)))
+			}
+		}
+		for i := range 8 {
+			for b := range 32 {
+				DATA(128+32*i+b, U8(uint8(2*i+b%2)))
+			}
+		}
+		kShufMem = &m
+	}
+	return *kShufMem
+}
+
+// pairScale returns the int16 scales of chunk k (of 4) of a 128-value
+// half: scale 2k for its first 16 values, 2k+1 for the next 16.
+func pairScale(scales reg.VecVirtual, k int) reg.VecVirtual {
+	s := YMM()
+	VPSHUFB(kShuffles().Offset(32*k), scales, s)
+	return s
+}
+
+// oneScale returns int16 scale i of eight broadcast.
+func oneScale(scales reg.VecVirtual, i int) reg.VecVirtual {
+	s := YMM()
+	VPSHUFB(kShuffles().Offset(128+32*i), scales, s)
+	return s
+}
+
+// bothLanes returns the 128-bit x in both lanes of a YMM register.
+func bothLanes(x reg.VecVirtual) reg.VecVirtual {
+	y := YMM()
+	VINSERTI128(U8(1), x, x.AsY(), y)
+	return y
+}
+
+// kRows is the frame of the super-block kernels: per row a float
+// accumulator and, per block, an integer one; the loop over blocks
+// (wBytes of weights, 292 bytes of Q8_K activations each); the final
+// reduction, plus for Q5_K a scalar sum kept in out[c].
+type kRows struct {
+	name        string
+	rows        int
+	pw, nb, out reg.Register
+	px, px2     reg.Register
+	addr        []Mem
+	acc, sumi   []reg.VecVirtual
+	loop, done  string
+	wBytes      int
+	scalarSum   bool
+}
+
+func newKRows(t string, rows, wBytes int, scalarSum bool) *kRows {
+	name := fmt.Sprintf("dot%sx%dAVX2", t, rows)
+	pw, px, px2, nb, out, addr := rowsKernel(name, "Dot"+t, rows)
+	k := &kRows{name: name, rows: rows, pw: pw, nb: nb, out: out, px: px, px2: px2, addr: addr, wBytes: wBytes, scalarSum: scalarSum}
+	for range rows {
+		a := YMM()
+		VXORPS(a, a, a)
+		k.acc = append(k.acc, a)
+	}
+	k.loop, k.done = k.name+"loop", k.name+"done"
+	Label(k.loop)
+	CMPQ(k.nb, U8(0))
+	JE(LabelRef(k.done))
+	return k
+}
+
+// zero zeroes the rows' integer accumulators of a block.
+func (k *kRows) zero() {
+	k.sumi = k.sumi[:0]
+	for range k.rows {
+		s := YMM()
+		VPXOR(s, s, s)
+		k.sumi = append(k.sumi, s)
+	}
+}
+
+// add adds row c's products of 32 values (unsigned codes q, or signed
+// values with magnitudes ax) with its quants at offset off, times the
+// int16 scales sc, to its integer lanes.
+func (k *kRows) add(c int, q, ax, sc reg.VecVirtual, off int) {
+	p := YMM()
+	x := k.addr[c].Offset(4 + off)
+	if ax == nil {
+		VPMADDUBSW(x, q, p)
+	} else {
+		VMOVDQU(x, p)
+		VPSIGNB(q, p, p)
+		VPMADDUBSW(p, ax, p)
+	}
+	VPMADDWD(sc, p, p)
+	VPADDD(p, k.sumi[c], k.sumi[c])
+}
+
+var signMem *Mem
+
+func signMask() Mem {
+	if signMem == nil {
+		m := GLOBL("signbit", RODATA|NOPTR)
+		DATA(0, U32(0x80000000))
+		DATA(4, U32(0))
+		DATA(8, U64(0))
+		signMem = &m
+	}
+	return *signMem
+}
+
+// close scales each row's integer lanes by its d_x times the weight scale
+// at dw into its float lanes, advances and loops; then reduces and
+// stores.
+func (k *kRows) close(dw Mem) {
+	w := f16Scalar(dw)
+	for c := range k.rows {
+		d := XMM()
+		VMULSS(k.addr[c], w, d)
+		dv := YMM()
+		VBROADCASTSS(d, dv)
+		VCVTDQ2PS(k.sumi[c], k.sumi[c])
+		VFMADD231PS(k.sumi[c], dv, k.acc[c])
+	}
+	ADDQ(U32(uint32(k.wBytes)), k.pw)
+	ADDQ(U32(292), k.px)
+	ADDQ(U32(292), k.px2)
+	DECQ(k.nb)
+	JMP(LabelRef(k.loop))
+	Label(k.done)
+	for c := range k.rows {
+		s := hsum(k.acc[c])
+		if k.scalarSum {
+			VADDSS(Mem{Base: k.out, Disp: 4 * c}, s, s)
+		}
+		VMOVSS(s, Mem{Base: k.out, Disp: 4 * c})
+	}
+	VZEROUPPER()
+	RET()
+}
+
+// dotQ2K: per block, -dmin·(mins · bsums pairs) into the float lanes,
+// then the two-bit codes times the four-bit scales (ggml_vec_dot_q2_K_q8_K).
+func dotQ2K(rows int) {
+	k := newKRows("Q2_K", rows, 84, false)
+	pw := k.pw
+	Comment("scales: low nibbles, per 16 values; mins: high nibbles")
+	mn8 := XMM()
+	VMOVDQU(Mem{Base: pw}, mn8)
+	VPSRLW(U8(4), mn8, mn8)
+	VPAND(bytes32(0x0F).Offset(0), mn8, mn8)
+	mins := YMM()
+	VPMOVZXBW(mn8, mins)
+	dminw := f16Scalar(Mem{Base: pw, Disp: 82})
+	VXORPS(signMask(), dminw, dminw) // -dmin: ggml's -d_x·dmin, the same bits
+	for c := range rows {
+		p := YMM()
+		VPMADDWD(k.addr[c].Offset(260), mins, p)
+		VCVTDQ2PS(p, p)
+		d := XMM()
+		VMULSS(k.addr[c], dminw, d)
+		dv := YMM()
+		VBROADCASTSS(d, dv)
+		VFMADD231PS(p, dv, k.acc[c])
+	}
+	k.zero()
+	sc8 := XMM()
+	VMOVDQU(Mem{Base: pw}, sc8)
+	VPAND(bytes32(0x0F), sc8, sc8)
+	sc16 := YMM()
+	VPMOVZXBW(sc8, sc16)
+	for half := range 2 {
+		scales := YMM()
+		if half == 0 {
+			VINSERTI128(U8(1), sc16.AsX(), sc16, scales)
+		} else {
+			VPERM2I128(U8(0x11), sc16, sc16, scales)
+		}
+		for ch := range 4 {
+			q := YMM()
+			if ch == 0 {
+				VMOVDQU(Mem{Base: pw, Disp: 16 + 32*half}, q)
+			} else {
+				VPSRLW(U8(2*ch), Mem{Base: pw, Disp: 16 + 32*half}, q)
+			}
+			VPAND(bytes32(0x03), q, q)
+			sc := pairScale(scales, ch)
+			for c := range rows {
+				k.add(c, q, nil, sc, 128*half+32*ch)
+			}
+		}
+	}
+	k.close(Mem{Base: pw, Disp: 80})
+}
+
+// q3KScales unpacks the 16 six-bit scales of the Q3_K block at pw, less
+// 32, to int16 (ggml's kmask shuffle of the 12 bytes at pw+96).
+func q3KScales(pw reg.Register) reg.VecVirtual {
+	a0, a1, a2 := GP32(), GP32(), GP32()
+	MOVL(Mem{Base: pw, Disp: 96}, a0)
+	MOVL(Mem{Base: pw, Disp: 100}, a1)
+	MOVL(Mem{Base: pw, Disp: 104}, a2)
+	word := func(src reg.GPVirtual, loShift, hiShift int) reg.GPVirtual {
+		lo, hi := GP32(), GP32()
+		MOVL(src, lo)
+		if loShift > 0 {
+			SHRL(U8(loShift), lo)
+		}
+		ANDL(U32(0x0f0f0f0f), lo)
+		MOVL(a2, hi)
+		if hiShift > 0 {
+			SHRL(U8(hiShift), hi)
+		}
+		ANDL(U32(0x03030303), hi)
+		SHLL(U8(4), hi)
+		ORL(hi, lo)
+		return lo
+	}
+	x := XMM()
+	VMOVD(word(a0, 0, 0), x)
+	VPINSRD(U8(1), word(a1, 0, 2), x, x)
+	VPINSRD(U8(2), word(a0, 4, 4), x, x)
+	VPINSRD(U8(3), word(a1, 4, 6), x, x)
+	VPSUBB(bytes32(32).Offset(0), x, x)
+	s := YMM()
+	VPMOVSXBW(x, s)
+	return s
+}
+
+// dotQ3K: the three-bit values (two low bits, the high one from hmask)
+// less 4, times the signed six-bit scales (ggml_vec_dot_q3_K_q8_K).
+func dotQ3K(rows int) {
+	k := newKRows("Q3_K", rows, 110, false)
+	pw := k.pw
+	k.zero()
+	sc16 := q3KScales(pw)
+	for half := range 2 {
+		scales := YMM()
+		if half == 0 {
+			VINSERTI128(U8(1), sc16.AsX(), sc16, scales)
+		} else {
+			VPERM2I128(U8(0x11), sc16, sc16, scales)
+		}
+		for ch := range 4 {
+			q := YMM()
+			if ch == 0 {
+				VMOVDQU(Mem{Base: pw, Disp: 32 + 32*half}, q)
+			} else {
+				VPSRLW(U8(2*ch), Mem{Base: pw, Disp: 32 + 32*half}, q)
+			}
+			VPAND(bytes32(0x03), q, q)
+			h := YMM() // the high bit (bit 4·half+ch of hmask) as 4
+			switch bit := 4*half + ch; {
+			case bit < 2:
+				VPSLLW(U8(2-bit), Mem{Base: pw}, h)
+			case bit == 2:
+				VMOVDQU(Mem{Base: pw}, h)
+			default:
+				VPSRLW(U8(bit-2), Mem{Base: pw}, h)
+			}
+			VPAND(bytes32(0x04), h, h)
+			VPOR(h, q, q)
+			VPSUBB(bytes32(0x04), q, q)
+			ax := YMM()
+			VPABSB(q, ax)
+			sc := pairScale(scales, ch)
+			for c := range rows {
+				k.add(c, q, ax, sc, 128*half+32*ch)
+			}
+		}
+	}
+	k.close(Mem{Base: pw, Disp: 108})
+}
+
+// k4ScalesMins unpacks the eight six-bit scales and mins of the Q4_K or
+// Q5_K block at pw (12 bytes at pw+4), as ggml's utmp shuffle does: the
+// scales as eight int16 in both lanes of a YMM register, the mins as
+// eight int16 in an XMM one.
+func k4ScalesMins(pw reg.Register) (scales, mins reg.VecVirtual) {
+	u0, u1, u2 := GP32(), GP32(), GP32()
+	MOVL(Mem{Base: pw, Disp: 4}, u0)
+	MOVL(Mem{Base: pw, Disp: 8}, u1)
+	MOVL(Mem{Base: pw, Disp: 12}, u2)
+	// utmp[3] = ((u2 >> 4) & 0x0f0f0f0f) | (((u1 >> 6) & 0x03030303) << 4)
+	t3, t := GP32(), GP32()
+	MOVL(u2, t3)
+	SHRL(U8(4), t3)
+	ANDL(U32(0x0f0f0f0f), t3)
+	MOVL(u1, t)
+	SHRL(U8(6), t)
+	ANDL(U32(0x03030303), t)
+	SHLL(U8(4), t)
+	ORL(t, t3)
+	// utmp[2] = u1 & 0x3f3f3f3f
+	t2 := GP32()
+	MOVL(u1, t2)
+	ANDL(U32(0x3f3f3f3f), t2)
+	// utmp[1] = (u2 & 0x0f0f0f0f) | (((u0 >> 6) & 0x03030303) << 4)
+	t1 := GP32()
+	MOVL(u2, t1)
+	ANDL(U32(0x0f0f0f0f), t1)
+	MOVL(u0, t)
+	SHRL(U8(6), t)
+	ANDL(U32(0x03030303), t)
+	SHLL(U8(4), t)
+	ORL(t, t1)
+	// utmp[0] = u0 & 0x3f3f3f3f
+	ANDL(U32(0x3f3f3f3f), u0)
+	x := XMM()
+	VMOVD(u0, x)
+	VPINSRD(U8(1), t1, x, x)
+	VPINSRD(U8(2), t2, x, x)
+	VPINSRD(U8(3), t3, x, x)
+	all := YMM()
+	VPMOVZXBW(x, all) // scales in the low lane, mins in the high
+	scales = YMM()
+	VINSERTI128(U8(1), all.AsX(), all, scales)
+	mins = XMM()
+	VEXTRACTI128(U8(1), all, mins)
+	return scales, mins
+}
+
+// dotQ5K: the five-bit codes (nibbles and qh bits) times the six-bit
+// scales into the float lanes, -dmin·Σ m·(bsum pairs) into a scalar kept
+// in out[c] (ggml_vec_dot_q5_K_q8_K).
+func dotQ5K(rows int) {
+	k := newKRows("Q5_K", rows, 176, true)
+	pw := k.pw
+	scales, mins := k4ScalesMins(pw)
+	dminw := f16Scalar(Mem{Base: pw, Disp: 2})
+	VXORPS(signMask(), dminw, dminw)
+	for c := range rows {
+		// Σ m_j·(bsum_2j + bsum_2j+1), exact, to a float
+		b := XMM()
+		VMOVDQU(k.addr[c].Offset(260), b)
+		VPHADDW(k.addr[c].Offset(276), b, b)
+		VPMADDWD(mins, b, b)
+		VPHADDD(b, b, b)
+		VPHADDD(b, b, b)
+		VCVTDQ2PS(b, b)
+		sm := XMM()
+		VMOVSS(Mem{Base: k.out, Disp: 4 * c}, sm)
+		d := XMM()
+		VMULSS(k.addr[c], dminw, d)
+		VFMADD231SS(b, d, sm)
+		VMOVSS(sm, Mem{Base: k.out, Disp: 4 * c})
+	}
+	k.zero()
+	for pair := range 4 {
+		for hh := range 2 {
+			q := YMM()
+			if hh == 0 {
+				VMOVDQU(Mem{Base: pw, Disp: 48 + 32*pair}, q)
+			} else {
+				VPSRLW(U8(4), Mem{Base: pw, Disp: 48 + 32*pair}, q)
+			}
+			VPAND(bytes32(0x0F), q, q)
+			h := YMM() // bit 2·pair+hh of qh, as 16
+			switch bit := 2*pair + hh; {
+			case bit < 4:
+				VPSLLW(U8(4-bit), Mem{Base: pw, Disp: 16}, h)
+			case bit == 4:
+				VMOVDQU(Mem{Base: pw, Disp: 16}, h)
+			default:
+				VPSRLW(U8(bit-4), Mem{Base: pw, Disp: 16}, h)
+			}
+			VPAND(bytes32(0x10), h, h)
+			VPOR(h, q, q)
+			sc := oneScale(scales, 2*pair+hh)
+			for c := range rows {
+				k.add(c, q, nil, sc, 64*pair+32*hh)
+			}
+		}
+	}
+	k.close(Mem{Base: pw})
+}
+
+// iq4XSScales returns the eight six-bit scales of the IQ4_XS block at
+// pw, less 32, as int16 in both lanes: four bits from scales_l (nibble
+// order is sub-block order), two from scales_h.
+func iq4XSScales(pw reg.Register) reg.VecVirtual {
+	lo, hi, mask := GP64(), GP64(), GP64()
+	MOVL(Mem{Base: pw, Disp: 4}, lo.As32())
+	MOVQ(U64(0x0f0f0f0f0f0f0f0f), mask)
+	PDEPQ(mask, lo, lo)
+	MOVWQZX(Mem{Base: pw, Disp: 2}, hi)
+	MOVQ(U64(0x0303030303030303), mask)
+	PDEPQ(mask, hi, hi)
+	SHLQ(U8(4), hi)
+	ORQ(hi, lo)
+	x := XMM()
+	VMOVQ(lo, x)
+	VPSUBB(bytes32(32).Offset(0), x, x)
+	s := XMM()
+	VPMOVSXBW(x, s)
+	return bothLanes(s)
+}
+
+// dotIQ4XS: the non-linear four-bit values times the six-bit scales
+// (ggml_vec_dot_iq4_xs_q8_K).
+func dotIQ4XS(rows int) {
+	k := newKRows("IQ4_XS", rows, 136, false)
+	pw := k.pw
+	lut := lut16("kvaluesiq4nl", kvaluesIQ4NL)
+	k.zero()
+	scales := iq4XSScales(pw)
+	for ib := range 8 {
+		q := nibbles32(Mem{Base: pw, Disp: 8 + 16*ib})
+		VPSHUFB(q, lut, q)
+		ax := YMM()
+		VPSIGNB(q, q, ax)
+		sc := oneScale(scales, ib)
+		for c := range rows {
+			k.add(c, q, ax, sc, 32*ib)
+		}
+	}
+	k.close(Mem{Base: pw})
+}
