@@ -109,7 +109,12 @@ func writeRPCError(w http.ResponseWriter, err error) {
 	case codes.ResourceExhausted:
 		code, typ = http.StatusTooManyRequests, "rate_limit_exceeded"
 	case codes.Canceled:
-		code, typ = 499, "cancelled"
+		// Never 499: that is a client's code. A request the router could
+		// not finish is a server-side outage; the client may try again.
+		code, typ = http.StatusServiceUnavailable, "service_unavailable"
+	}
+	if code == http.StatusServiceUnavailable {
+		w.Header().Set("Retry-After", "1")
 	}
 	writeError(w, code, typ, "", st.Message())
 }
@@ -479,9 +484,12 @@ func (r *Router) run(w http.ResponseWriter, req *http.Request, g *pb.GenerateReq
 }
 
 // genStream is one request's stream of messages from the coordinators.
-// When the coordinator serving it dies, the request is sent again to
-// another one with the tokens already received (resume_tokens), and the
-// stream continues where it was: the client sees no gap beyond latency.
+// When the stream to the coordinator serving it breaks (the coordinator
+// died, or its connection was closed), the request is sent again with the
+// tokens already received (resume_tokens) to another coordinator, or to
+// the same one once every one was tried, and the stream continues where it
+// was: the client sees no gap beyond latency. After retryWindow of trying
+// it fails with 503 and the reason.
 type genStream struct {
 	r     *Router
 	ctx   context.Context
@@ -490,11 +498,21 @@ type genStream struct {
 
 	coord   *coordConn
 	stream  pb.CoordinatorService_GenerateClient
-	lastErr error   // why the last coordinator failed
-	got     []int32 // tokens received so far
+	lastErr error     // why the last stream broke
+	cause   error     // why the stream first broke (since the last message)
+	brokeAt time.Time // when
+	got     []int32   // tokens received so far
 	resumed bool
 	base    int // tokens received before the current coordinator
 }
+
+// Retrying a broken stream: for at most retryWindow after it first broke,
+// waiting retryPause between rounds over every coordinator. (Variables
+// for the tests.)
+var (
+	retryWindow = 20 * time.Second
+	retryPause  = 250 * time.Millisecond
+)
 
 func (s *genStream) close() {
 	if s.coord != nil {
@@ -515,15 +533,57 @@ func resumable(err error) bool {
 	return false
 }
 
+// broken reports whether err broke the stream rather than ended the
+// request: the coordinator is gone, or the stream was cancelled while the
+// client is still there (the router closes a coordinator's connection
+// when its registration lapses, as it does when etcd was away).
+func (s *genStream) broken(err error) bool {
+	return s.ctx.Err() == nil && (resumable(err) || status.Code(err) == codes.Canceled)
+}
+
+// retry decides, after the stream broke with err, whether to open it
+// again: on a coordinator not yet tried, or, once every one was, on any
+// (the same one too) after a pause, until retryWindow has passed.
+func (s *genStream) retry(err error) bool {
+	s.close()
+	s.stream, s.lastErr = nil, err
+	if s.brokeAt.IsZero() {
+		s.brokeAt, s.cause = time.Now(), err
+	}
+	if time.Since(s.brokeAt) > retryWindow {
+		return false
+	}
+	if s.r.pickExcept(s.tried) != nil {
+		return true
+	}
+	select {
+	case <-s.ctx.Done():
+		return false
+	case <-time.After(retryPause):
+	}
+	clear(s.tried)
+	return true
+}
+
+// failure is the error a request that could not be finished gets: a
+// broken stream becomes Unavailable (503 with Retry-After) saying why.
+func (s *genStream) failure(err error) error {
+	if !s.broken(err) {
+		return err
+	}
+	why := status.Convert(err).Message()
+	if s.cause != nil && s.cause != err {
+		why += "; it broke with: " + status.Convert(s.cause).Message()
+	}
+	return status.Errorf(codes.Unavailable, "the stream from the coordinator broke and the request could not be resumed within %v: %s", retryWindow, why)
+}
+
 // open sends the request (with what was received so far) to the
 // coordinator with the fewest requests in flight not yet tried.
 func (s *genStream) open() error {
 	s.close()
 	coord := s.r.pickExcept(s.tried)
 	if coord == nil {
-		if s.lastErr != nil {
-			return s.lastErr // every coordinator failed: report why the last one did
-		}
 		return status.Error(codes.Unavailable, "no coordinator is available")
 	}
 	s.tried[coord.id] = true
@@ -538,7 +598,7 @@ func (s *genStream) open() error {
 		}
 		s.resumed, s.base = true, len(s.got)
 		s.r.metrics.resumed.Inc()
-		s.r.log.Warn("coordinator lost mid-stream; resuming", "request", req.RequestId, "on", coord.id, "tokens", len(s.got))
+		s.r.log.Warn("coordinator stream broke mid-request; resuming", "request", req.RequestId, "on", coord.id, "tokens", len(s.got), "why", s.lastErr)
 	}
 	st, err := coord.client.Generate(s.ctx, req)
 	if err != nil {
@@ -552,15 +612,15 @@ func (s *genStream) recv() (*pb.GenerateResponse, error) {
 	for {
 		if s.stream == nil {
 			if err := s.open(); err != nil {
-				if err != s.lastErr && resumable(err) && s.ctx.Err() == nil && s.r.pickExcept(s.tried) != nil {
-					s.lastErr = err
+				if s.broken(err) && s.retry(err) {
 					continue
 				}
-				return nil, err
+				return nil, s.failure(err)
 			}
 		}
 		m, err := s.stream.Recv()
 		if err == nil {
+			s.brokeAt, s.cause = time.Time{}, nil
 			for _, t := range m.Tokens {
 				s.got = append(s.got, t.Id)
 			}
@@ -574,10 +634,12 @@ func (s *genStream) recv() (*pb.GenerateResponse, error) {
 			}
 			return m, nil
 		}
-		if err == io.EOF || !resumable(err) || s.ctx.Err() != nil || s.r.pickExcept(s.tried) == nil {
+		if err == io.EOF {
 			return nil, err
 		}
-		s.stream, s.lastErr = nil, err // the coordinator is gone: resume elsewhere
+		if !s.broken(err) || !s.retry(err) {
+			return nil, s.failure(err)
+		}
 	}
 }
 
