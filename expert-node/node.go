@@ -13,6 +13,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -432,6 +433,7 @@ func (n *Node) sync(pm placement.Map) {
 	n.mu.RLock()
 	have := n.local.Units()
 	n.mu.RUnlock()
+	loaded := 0
 	for _, u := range want {
 		if slices.Contains(have, u) {
 			continue
@@ -444,6 +446,10 @@ func (n *Node) sync(pm placement.Map) {
 		n.mu.Lock()
 		n.local.Add(e)
 		n.mu.Unlock()
+		loaded++
+	}
+	if loaded > 0 {
+		debug.FreeOSMemory() // what was read to pack the units is garbage now
 	}
 	n.mu.Lock()
 	defer n.mu.Unlock()

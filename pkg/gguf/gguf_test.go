@@ -122,6 +122,13 @@ func TestMmapMatchesRead(t *testing.T) {
 		if err != nil || !bytes.Equal(x, y) {
 			t.Fatalf("tensor %s: mmap and read differ (%v)", ti.Name, err)
 		}
+		// Released pages are read again from the file when used again;
+		// releasing a buffer that is not a mapping's does nothing.
+		b.Release(y)
+		a.Release(x)
+		if !bytes.Equal(x, y) {
+			t.Fatalf("tensor %s: a released view reads back different bytes", ti.Name)
+		}
 	}
 }
 
@@ -150,8 +157,15 @@ func TestExpertData(t *testing.T) {
 	if _, err := f.ExpertData(name, 8); err == nil || !strings.Contains(err.Error(), "no expert 8") {
 		t.Errorf("expert 8 of 8: got %v, want an error naming the expert", err)
 	}
-	if _, err := f.ExpertData("token_embd.weight", 0); err == nil {
-		t.Error("per-expert read of a 2-D tensor: got nil error")
+	// A 2-D tensor's experts are its rows (gpt-oss's expert biases).
+	emb, _ := f.Tensor("token_embd.weight")
+	row, err := f.ExpertData("token_embd.weight", 3)
+	whole, _ := f.TensorData("token_embd.weight")
+	if rb := int(emb.Size / emb.Dims[1]); err != nil || !bytes.Equal(row, whole[3*rb:4*rb]) {
+		t.Errorf("per-expert read of a 2-D tensor: row 3 wrong (%v)", err)
+	}
+	if _, err := f.ExpertData("output_norm.weight", 0); err == nil {
+		t.Error("per-expert read of a 1-D tensor: got nil error")
 	}
 }
 

@@ -12,6 +12,7 @@ import (
 	"math"
 	"os"
 	"syscall"
+	"unsafe"
 
 	"github.com/switchyard-llm/switchyard/pkg/tensor"
 )
@@ -233,6 +234,34 @@ func (m *mapping) Close() error {
 	err := syscall.Munmap(m.data)
 	m.data = nil
 	return err
+}
+
+// Release tells the kernel that the pages wholly inside b, a view of a
+// memory-mapped part, are no longer needed: they leave the process's
+// resident memory (and are read again from the file if b is used again).
+// It does nothing for bytes that are not a mapping's.
+func (f *File) Release(b []byte) {
+	if len(b) == 0 {
+		return
+	}
+	start := uintptr(unsafe.Pointer(unsafe.SliceData(b)))
+	for i := range f.Parts {
+		m := f.Parts[i].mapped
+		if len(m) == 0 {
+			continue
+		}
+		base := uintptr(unsafe.Pointer(unsafe.SliceData(m)))
+		if start < base || start+uintptr(len(b)) > base+uintptr(len(m)) {
+			continue
+		}
+		page := uintptr(os.Getpagesize())
+		lo := (start - base + page - 1) / page * page
+		hi := (start - base + uintptr(len(b))) / page * page
+		if lo < hi {
+			syscall.Madvise(m[lo:hi], syscall.MADV_DONTNEED) // advice: an error changes nothing
+		}
+		return
+	}
 }
 
 // Close releases every part's file and mapping; data views obtained from

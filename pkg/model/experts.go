@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"runtime/debug"
 
 	"github.com/switchyard-llm/switchyard/pkg/tensor"
 )
@@ -146,6 +147,7 @@ func LoadAll(f *File, p *tensor.Pool) (*Local, error) {
 			l.Add(x)
 		}
 	}
+	debug.FreeOSMemory() // the unpacked copies of packed weights are garbage now
 	return l, nil
 }
 

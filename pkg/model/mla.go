@@ -46,9 +46,9 @@ func (a *mla) window() int { return 0 }
 
 func (a *mla) check(l *loader, h Hyper, prefix string) error {
 	switch {
-	case h.QLoRA == 0 && a.Q.Data == nil:
+	case h.QLoRA == 0 && a.Q.Rows == 0:
 		return missingTensor(prefix, "attn_q", "q_lora_rank is 0")
-	case h.QLoRA > 0 && (a.QA.Data == nil || a.QANorm == nil || a.QB.Data == nil):
+	case h.QLoRA > 0 && (a.QA.Rows == 0 || a.QANorm == nil || a.QB.Rows == 0):
 		return missingTensor(prefix, "attn_q_a", fmt.Sprintf("q_lora_rank is %d: attn_q_a, attn_q_a_norm and attn_q_b", h.QLoRA))
 	}
 	if a.KB == nil && a.VB == nil {

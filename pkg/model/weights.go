@@ -2,8 +2,8 @@ package model
 
 import (
 	"fmt"
-	"io"
 	"reflect"
+	"runtime/debug"
 	"slices"
 	"strings"
 
@@ -39,7 +39,7 @@ type FFN struct {
 }
 
 // Present reports whether the FFN was bound.
-func (f *FFN) Present() bool { return f.Gate.Data != nil }
+func (f *FFN) Present() bool { return f.Gate.Rows > 0 }
 
 // Shared is everything but the routed experts: what a coordinator holds.
 type Shared struct {
@@ -164,13 +164,13 @@ func (l *loader) bind(dst any, prefix, suffix string, optional bool) (bool, erro
 			*p = make([]float32, ti.Dims[0])
 			tensor.Dequantize(ti.Type, *p, data, int(ti.Dims[0]))
 		case *tensor.Matrix:
-			m, err := matrix(ti, data)
+			m, err := matrix(l.f, ti, data)
 			if err != nil {
 				return found, err
 			}
 			*p = m
 		case *[]tensor.Matrix:
-			if *p, err = slices3D(ti, data); err != nil {
+			if *p, err = slices3D(l.f, ti, data); err != nil {
 				return found, err
 			}
 		}
@@ -192,7 +192,7 @@ func shapeIs(dims []uint64, want []int) bool {
 
 // matrix views a 2-D (or 3-D, for one expert's slice) tensor as a matrix
 // of ne1 rows of ne0 elements.
-func matrix(ti *gguf.TensorInfo, data []byte) (tensor.Matrix, error) {
+func matrix(g *gguf.File, ti *gguf.TensorInfo, data []byte) (tensor.Matrix, error) {
 	rows := 1
 	for _, d := range ti.Dims[1:min(2, len(ti.Dims))] {
 		rows *= int(d)
@@ -204,12 +204,22 @@ func matrix(ti *gguf.TensorInfo, data []byte) (tensor.Matrix, error) {
 	if ti.Name == "token_embd.weight" {
 		return m, nil // only ever read a row at a time
 	}
-	return m.Pack(), nil
+	return packed(g, m, data), nil
+}
+
+// packed packs m; when that copied its weights into another layout, pages
+// of the file mapped for data are given back, so the weights are held
+// once.
+func packed(g *gguf.File, m tensor.Matrix, data []byte) tensor.Matrix {
+	if m = m.Pack(); m.Packed() {
+		g.Release(data)
+	}
+	return m
 }
 
 // slices3D views a 3-D tensor [ne0, ne1, ne2] as ne2 matrices of ne1 rows
 // of ne0 elements: one per head for attn_k_b and attn_v_b.
-func slices3D(ti *gguf.TensorInfo, data []byte) ([]tensor.Matrix, error) {
+func slices3D(g *gguf.File, ti *gguf.TensorInfo, data []byte) ([]tensor.Matrix, error) {
 	if len(ti.Dims) != 3 {
 		return nil, fmt.Errorf("%w: tensor %q has shape %v, want 3 dimensions", ErrTensor, ti.Name, ti.Dims)
 	}
@@ -221,7 +231,7 @@ func slices3D(ti *gguf.TensorInfo, data []byte) ([]tensor.Matrix, error) {
 		if err != nil {
 			return nil, fmt.Errorf("%w: tensor %q slice %d: %w", ErrTensor, ti.Name, i, err)
 		}
-		ms[i] = m.Pack()
+		ms[i] = packed(g, m, data[i*per:(i+1)*per])
 	}
 	return ms, nil
 }
@@ -248,15 +258,6 @@ func Open(path string, opts gguf.Options) (*File, error) {
 	return f, nil
 }
 
-// OpenReader parses a model of the given size from r (a remote file, say).
-func OpenReader(r io.ReaderAt, size int64) (*File, error) {
-	g, err := gguf.Read(r, size, gguf.Limits{})
-	if err != nil {
-		return nil, err
-	}
-	return NewFile(g)
-}
-
 // NewFile interprets an already parsed GGUF file as a model.
 func NewFile(g *gguf.File) (*File, error) {
 	if err := checkTypes(g); err != nil {
@@ -281,7 +282,7 @@ func (f *File) LoadShared() (*Shared, error) {
 	if _, err := l.bind(s, "", "", false); err != nil {
 		return nil, err
 	}
-	if s.Output.Data == nil {
+	if s.Output.Rows == 0 {
 		s.Output = s.Embd.Pack() // the embeddings themselves stay unpacked
 	}
 	s.Layers = make([]Layer, f.Layers)
@@ -301,6 +302,7 @@ func (f *File) LoadShared() (*Shared, error) {
 		}
 	}
 	s.rope = newRope(f.Hyper, f.Arch)
+	debug.FreeOSMemory() // the unpacked copies of packed weights are garbage now
 	return s, nil
 }
 
@@ -372,7 +374,7 @@ func (f *File) LoadExpert(u Unit) (*Expert, error) {
 		if err != nil {
 			return nil, fmt.Errorf("model: unit %v: %w", u, err)
 		}
-		if *dst[i], err = matrix(ti, data); err != nil {
+		if *dst[i], err = matrix(f.File, ti, data); err != nil {
 			return nil, err
 		}
 	}

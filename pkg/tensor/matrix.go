@@ -10,13 +10,14 @@ import (
 
 // Matrix is a row-major weight matrix stored in a ggml type: Rows rows of
 // Cols elements (ggml's ne1 × ne0). Data is not copied; it may be a view
-// into a memory-mapped file.
+// into a memory-mapped file. A packed matrix (see Pack) holds its weights
+// in another layout only, and its Data is nil.
 type Matrix struct {
 	Type       DType
 	Rows, Cols int
 	Data       []byte
-	// r16 is Data in the row-interleaved layout of the VNNI Q8_0 kernels
-	// (Pack), or nil.
+	// r16 is the weights in the row-interleaved layout of the VNNI
+	// kernels (Pack), or nil.
 	r16 []byte
 }
 
@@ -34,7 +35,7 @@ func NewMatrix(t DType, rows, cols int, data []byte) (Matrix, error) {
 	return Matrix{Type: t, Rows: rows, Cols: cols, Data: data}, nil
 }
 
-// Row returns the bytes of row i.
+// Row returns the bytes of row i of an unpacked matrix.
 func (m Matrix) Row(i int) []byte {
 	rb := m.Type.RowBytes(m.Cols)
 	return m.Data[i*rb : (i+1)*rb]
@@ -43,18 +44,23 @@ func (m Matrix) Row(i int) []byte {
 // DequantizeRow writes row i as float32 into dst[:Cols].
 func (m Matrix) DequantizeRow(dst []float32, i int) { Dequantize(m.Type, dst, m.Row(i), m.Cols) }
 
-// Bytes is the size of the matrix's data.
-func (m Matrix) Bytes() int { return len(m.Data) }
+// Bytes is the size of the matrix's weights, in whichever layout.
+func (m Matrix) Bytes() int { return len(m.Data) + len(m.r16) }
 
-// Pack returns m with a copy of its data laid out for this machine's
-// fastest kernels, where they want one: Q8_0, Q4_K and Q6_K matrices of
-// 16 rows or more, on CPUs with AVX-512 VNNI, get their rows interleaved
-// 16 at a time, so that one instruction multiplies a token with 16 rows
-// at once. K-quant products are bit-identical either way; packed Q8_0
-// products sum
-// each block's integer dot product before scaling it, an order that
-// differs from the unpacked kernels' in the last bits, so a model packs
-// all its matrices or none.
+// Packed reports whether Pack laid the weights out anew (and dropped
+// Data).
+func (m Matrix) Packed() bool { return m.r16 != nil }
+
+// Pack returns m with its data laid out for this machine's fastest
+// kernels, where they want one: Q8_0, Q4_K and Q6_K matrices of 16 rows
+// or more, on CPUs with AVX-512 VNNI, get their rows interleaved 16 at a
+// time, so that one instruction multiplies a token with 16 rows at once.
+// The packed matrix no longer refers to the original bytes (Data is nil),
+// so they can be freed, or their pages released when mapped: weights are
+// held once. K-quant products are bit-identical either way; packed Q8_0
+// products sum each block's integer dot product before scaling it, an
+// order that differs from the unpacked kernels' in the last bits, so a
+// model packs all its matrices or none.
 func (m Matrix) Pack() Matrix {
 	if !k.HasR16() || m.Rows < k.R16 || m.r16 != nil {
 		return m
@@ -66,6 +72,9 @@ func (m Matrix) Pack() Matrix {
 		m.r16 = k.PackQ4_KR16(nil, m.Data, m.Rows, m.Cols/QKK)
 	case Q6_K:
 		m.r16 = k.PackQ6_KR16(nil, m.Data, m.Rows, m.Cols/QKK)
+	}
+	if m.r16 != nil {
+		m.Data = nil
 	}
 	return m
 }
@@ -201,7 +210,7 @@ func MatMulAll(p *Pool, ps []Product) {
 			need += pr.N * pp.arb
 		}
 		total += pp.units
-		bytes += len(mt.Data)
+		bytes += mt.Bytes()
 	}
 	if cap(m.act) < need {
 		m.act = make([]byte, need)

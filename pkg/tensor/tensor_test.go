@@ -115,8 +115,8 @@ func TestMatMul(t *testing.T) {
 					t.Fatal(err)
 				}
 				x := randRow(r, n*cols, 1)
-				for _, m := range layouts(m) {
-					testMatMul(t, p, m, x, n)
+				for _, lm := range layouts(m) {
+					testMatMul(t, p, lm, m, x, n)
 				}
 			})
 		}
@@ -133,8 +133,8 @@ func layouts(m Matrix) []Matrix {
 }
 
 // testMatMul checks m's product with the n rows of x against float64
-// sums of the dequantised weights and activations.
-func testMatMul(t *testing.T, p *Pool, m Matrix, x []float32, n int) {
+// sums of the dequantised weights of ref (m unpacked) and activations.
+func testMatMul(t *testing.T, p *Pool, m, ref Matrix, x []float32, n int) {
 	t.Helper()
 	dt, rows, cols := m.Type, m.Rows, m.Cols
 	got := make([]float32, n*rows)
@@ -146,13 +146,13 @@ func testMatMul(t *testing.T, p *Pool, m Matrix, x []float32, n int) {
 		xq := Quantize(act, nil, x[i*cols:(i+1)*cols])
 		Dequantize(act, xr, xq, cols)
 		for row := range rows {
-			m.DequantizeRow(wf, row)
+			ref.DequantizeRow(wf, row)
 			var want float64
 			for c := range cols {
 				want += float64(wf[c]) * float64(xr[c])
 			}
 			if act == Q8_1 { // Σ m·x is m·s, s = d·Σq stored in half precision
-				want += q8_1MinTerm(m.Row(row), xq, xr)
+				want += q8_1MinTerm(ref.Row(row), xq, xr)
 			}
 			if d := math.Abs(float64(got[i*rows+row]) - want); d > 1e-4*(1+math.Abs(want)) {
 				t.Fatalf("packed=%v row %d token %d: got %g, want %g", m.r16 != nil, row, i, got[i*rows+row], want)
