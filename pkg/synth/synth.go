@@ -11,6 +11,8 @@ import (
 	"io"
 	"math"
 	"slices"
+	"strconv"
+	"strings"
 
 	"github.com/switchyard-llm/switchyard/pkg/gguf"
 	"github.com/switchyard-llm/switchyard/pkg/tensor"
@@ -20,16 +22,39 @@ import (
 type Config struct {
 	Arch   string       // mixtral, qwen2moe, qwen3moe, olmoe, deepseek2 or gpt-oss
 	Preset string       // tiny, small or medium
-	DType  tensor.DType // F32, F16, Q8_0 or Q4_K for weight matrices
-	Seed   uint64
+	DType  tensor.DType // F32, F16, Q8_0, Q4_K, Q5_K or MXFP4 for weight matrices
+	// Mix "m" gives some matrices more bits, as llama.cpp's _M file types
+	// do: Q6_K for attn_v and ffn_down in the layers use_more_bits picks.
+	// "" (the zero value) stores every matrix in DType, with the head Q6_K
+	// for the K-quants. MXFP4 goes to the routed experts only, the other
+	// matrices Q8_0, as in llama.cpp's MXFP4_MOE files.
+	Mix  string
+	Seed uint64
 }
 
 // Archs and Presets list the accepted values of Config.
 var (
 	Archs   = []string{"mixtral", "qwen2moe", "qwen3moe", "olmoe", "deepseek2", "gpt-oss"}
 	Presets = []string{"tiny", "small", "medium"}
-	DTypes  = []tensor.DType{tensor.F32, tensor.F16, tensor.Q8_0, tensor.Q4_K}
+	DTypes  = []tensor.DType{tensor.F32, tensor.F16, tensor.Q8_0, tensor.Q4_K, tensor.Q5_K, tensor.MXFP4}
 )
+
+// FileTypes are the names ParseFileType takes, as llama.cpp names its
+// file types: a DType's name, or a K-quant's with _m.
+var FileTypes = []string{"f32", "f16", "q8_0", "q4_k", "q4_k_m", "q5_k", "q5_k_m", "mxfp4"}
+
+// ParseFileType returns the DType and Mix of a file type name (FileTypes).
+func ParseFileType(s string) (tensor.DType, string, error) {
+	name, mix := strings.ToLower(s), ""
+	if base, ok := strings.CutSuffix(name, "_m"); ok && (base == "q4_k" || base == "q5_k") {
+		name, mix = base, "m"
+	}
+	t, err := tensor.ParseDType(name)
+	if err != nil || !slices.Contains(DTypes, t) {
+		return 0, "", fmt.Errorf("synth: unknown file type %q (want one of %v)", s, FileTypes)
+	}
+	return t, mix, nil
+}
 
 // shape is one Mixtral-style model's hyperparameters.
 type shape struct {
@@ -76,7 +101,10 @@ func ggufArch(a string) string {
 	return a
 }
 
-var fileType = map[tensor.DType]uint32{tensor.F32: 0, tensor.F16: 1, tensor.Q8_0: 7, tensor.Q4_K: 15}
+// fileType is llama.cpp's general.file_type of a DType and Mix: ALL_F32,
+// MOSTLY_F16, Q8_0, Q4_K_M (as plain Q4_K has always been written), Q5_K_S,
+// Q5_K_M, MXFP4_MOE.
+var fileType = map[string]uint32{"F32": 0, "F16": 1, "Q8_0": 7, "Q4_K": 15, "Q4_Km": 15, "Q5_K": 16, "Q5_Km": 17, "MXFP4": 38}
 
 // New returns a GGUF writer for the model; its tensors generate their
 // data when written, so large models are never held in memory. The
@@ -107,6 +135,13 @@ func New(c Config) (*gguf.Writer, error) {
 	if !slices.Contains(DTypes, c.DType) {
 		return nil, fmt.Errorf("synth: unsupported type %s (want one of %v)", c.DType, DTypes)
 	}
+	if c.Mix != "" && (c.Mix != "m" || c.DType != tensor.Q4_K && c.DType != tensor.Q5_K) {
+		return nil, fmt.Errorf("synth: mix %q of %s: only Q4_K and Q5_K take the mix \"m\"", c.Mix, c.DType)
+	}
+	// A dry run counts the layers, which the mix's choice depends on.
+	dry := &gguf.Writer{}
+	f.write(dry, "x", gen{mat: c.DType})
+	g := gen{seed: c.Seed, mat: c.DType, mix: c.Mix, layers: layerCount(dry)}
 	voc, err := NewVocab(f.vocabSize())
 	if err != nil {
 		return nil, err
@@ -114,11 +149,11 @@ func New(c Config) (*gguf.Writer, error) {
 	arch := ggufArch(c.Arch)
 	w := &gguf.Writer{}
 	w.Set("general.architecture", gguf.Str(arch))
-	w.Set("general.name", gguf.Str(fmt.Sprintf("synth-%s-%s-%s", c.Arch, c.Preset, c.DType)))
+	w.Set("general.name", gguf.Str(fmt.Sprintf("synth-%s-%s-%s%s", c.Arch, c.Preset, c.DType, map[string]string{"m": "_M"}[c.Mix])))
 	w.Set("general.description", gguf.Str(fmt.Sprintf("random weights (seed %d) written by switchyard model synth", c.Seed)))
-	w.Set("general.file_type", gguf.U32(fileType[c.DType]))
+	w.Set("general.file_type", gguf.U32(fileType[c.DType.String()+c.Mix]))
 	w.Set("general.quantization_version", gguf.U32(2))
-	f.write(w, arch, gen{seed: c.Seed, mat: c.DType})
+	f.write(w, arch, g)
 	w.Set("tokenizer.ggml.model", gguf.Str("gpt2"))
 	w.Set("tokenizer.ggml.pre", gguf.Str("gpt-2"))
 	w.Set("tokenizer.ggml.tokens", gguf.Strs(voc.Tokens))
@@ -210,10 +245,56 @@ func (s shape) write(w *gguf.Writer, arch string, g gen) {
 	}
 }
 
-// headType follows llama.cpp's Q4_K_M in giving the output head Q6_K.
+// headType follows llama.cpp's K-quant file types in giving the output
+// head Q6_K.
 func headType(t tensor.DType) tensor.DType {
-	if t == tensor.Q4_K {
+	if t == tensor.Q4_K || t == tensor.Q5_K {
 		return tensor.Q6_K
+	}
+	return t
+}
+
+// layerCount is one more than the largest blk.N of the writer's tensors.
+func layerCount(w *gguf.Writer) int {
+	n := 0
+	for _, t := range w.Tensors {
+		if l, ok := layerOf(t.Name); ok {
+			n = max(n, l+1)
+		}
+	}
+	return n
+}
+
+// layerOf is N of a tensor named blk.N.….
+func layerOf(name string) (int, bool) {
+	rest, ok := strings.CutPrefix(name, "blk.")
+	if !ok {
+		return 0, false
+	}
+	n, _, _ := strings.Cut(rest, ".")
+	l, err := strconv.Atoi(n)
+	return l, err == nil
+}
+
+// useMoreBits is llama.cpp's use_more_bits: the first and last eighth of
+// the layers, and every third between.
+func useMoreBits(l, n int) bool { return l < n/8 || l >= 7*n/8 || (l-n/8)%3 == 2 }
+
+// pick is the type of a weight matrix the family asked to store in t
+// (experts: a routed experts' tensor), after the mix: the _M mix's Q6_K
+// for attn_v and ffn_down where useMoreBits picks them; MXFP4 for routed
+// experts only, Q8_0 for the other matrices.
+func (g gen) pick(name string, t tensor.DType, experts bool) tensor.DType {
+	if t != g.mat {
+		return t // the head, the router: the family's own choice
+	}
+	switch {
+	case t == tensor.MXFP4 && !experts:
+		return tensor.Q8_0
+	case g.mix == "m" && (strings.Contains(name, ".attn_v.") || strings.Contains(name, ".ffn_down")):
+		if l, ok := layerOf(name); ok && useMoreBits(l, g.layers) {
+			return tensor.Q6_K
+		}
 	}
 	return t
 }
@@ -230,8 +311,10 @@ func storeType(t tensor.DType, n int) tensor.DType {
 }
 
 type gen struct {
-	seed uint64
-	mat  tensor.DType
+	seed   uint64
+	mat    tensor.DType
+	mix    string // Config.Mix
+	layers int    // the model's, for the mix
 }
 
 // rng is splitmix64, seeded per tensor so that every tensor's values are
@@ -275,13 +358,13 @@ func (g gen) fill(name string, rows, cols int, scale float64, t tensor.DType, w 
 }
 
 func (g gen) matrix(name string, cols, rows int, scale float64, t tensor.DType) gguf.WriterTensor {
-	t = storeType(t, cols)
+	t = storeType(g.pick(name, t, false), cols)
 	return gguf.WriterTensor{Name: name, Type: t, Dims: []uint64{uint64(cols), uint64(rows)},
 		Write: func(w io.Writer) error { return g.fill(name, rows, cols, scale, t, w) }}
 }
 
 func (g gen) experts(name string, cols, rows, n int, scale float64, t tensor.DType) gguf.WriterTensor {
-	t = storeType(t, cols)
+	t = storeType(g.pick(name, t, true), cols)
 	return gguf.WriterTensor{Name: name, Type: t, Dims: []uint64{uint64(cols), uint64(rows), uint64(n)},
 		Write: func(w io.Writer) error { return g.fill(name, rows*n, cols, scale, t, w) }}
 }
