@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"math"
-	"slices"
 
 	"github.com/switchyard-llm/switchyard/pkg/tensor"
 )
@@ -172,15 +171,6 @@ func (m *Model) Step(ctx context.Context, chunks []Chunk) error {
 }
 
 type rowRef struct{ chunk, pos int }
-
-// reserve returns s with room for n more elements, at least doubling its
-// capacity when it has to grow.
-func reserve(s []float32, n int) []float32 {
-	if cap(s)-len(s) >= n {
-		return s
-	}
-	return slices.Grow(s, max(n, cap(s)))
-}
 
 // microBatchRows is the smallest step that layers cuts in two when the
 // experts are remote. Decode steps of fewer streams stay whole: on
