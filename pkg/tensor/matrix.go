@@ -52,9 +52,10 @@ func (m Matrix) Bytes() int { return len(m.Data) + len(m.r16) }
 func (m Matrix) Packed() bool { return m.r16 != nil }
 
 // Pack returns m with its data laid out for this machine's fastest
-// kernels, where they want one: Q8_0, Q4_K and Q6_K matrices of 16 rows
-// or more, on CPUs with AVX-512 VNNI, get their rows interleaved 16 at a
-// time, so that one instruction multiplies a token with 16 rows at once.
+// kernels, where they want one: Q8_0, Q4_K, Q5_K, Q6_K and IQ4_XS
+// matrices of 16 rows or more, on CPUs with AVX-512 VNNI, get their rows
+// interleaved 16 at a time, so that one instruction multiplies a token
+// with 16 rows at once.
 // The packed matrix no longer refers to the original bytes (Data is nil),
 // so they can be freed, or their pages released when mapped: weights are
 // held once. K-quant products are bit-identical either way; packed Q8_0
@@ -72,6 +73,10 @@ func (m Matrix) Pack() Matrix {
 		m.r16 = k.PackQ4_KR16(nil, m.Data, m.Rows, m.Cols/QKK)
 	case Q6_K:
 		m.r16 = k.PackQ6_KR16(nil, m.Data, m.Rows, m.Cols/QKK)
+	case Q5_K:
+		m.r16 = k.PackQ5_KR16(nil, m.Data, m.Rows, m.Cols/QKK)
+	case IQ4_XS:
+		m.r16 = k.PackIQ4_XSR16(nil, m.Data, m.Rows, m.Cols/QKK)
 	}
 	if m.r16 != nil {
 		m.Data = nil
@@ -352,8 +357,10 @@ var kQuantR16 = map[DType]struct {
 	dot   func(wp, x []byte, nb, xstride, tokens int, dst []float32, dstride, valid int)
 	bytes int
 }{
-	Q4_K: {k.DotQ4_KR16, k.R16Q4K},
-	Q6_K: {k.DotQ6_KR16, k.R16Q6K},
+	Q4_K:   {k.DotQ4_KR16, k.R16Q4K},
+	Q6_K:   {k.DotQ6_KR16, k.R16Q6K},
+	Q5_K:   {k.DotQ5_KR16, k.R16Q5K},
+	IQ4_XS: {k.DotIQ4_XSR16, k.R16IQ4XS},
 }
 
 // r16 computes row groups [a, b) of a packed product, for every group of

@@ -559,3 +559,43 @@ func dotQ5_Kx4AVX2(w []byte, x []byte, stride int, nb int, out *[4]float32)
 //
 //go:noescape
 func dotIQ4_XSx4AVX2(w []byte, x []byte, stride int, nb int, out *[4]float32)
+
+// dotQ5_KR16x1 is dotQ5_KGeneric of 16 packed rows with 1 tokens (a store mask of rows).
+//
+//go:noescape
+func dotQ5_KR16x1(wp []byte, x []byte, nb int, xstride int, dst []float32, dstride int, mask uint16)
+
+// dotQ5_KR16x2 is dotQ5_KGeneric of 16 packed rows with 2 tokens (a store mask of rows).
+//
+//go:noescape
+func dotQ5_KR16x2(wp []byte, x []byte, nb int, xstride int, dst []float32, dstride int, mask uint16)
+
+// dotQ5_KR16x3 is dotQ5_KGeneric of 16 packed rows with 3 tokens (a store mask of rows).
+//
+//go:noescape
+func dotQ5_KR16x3(wp []byte, x []byte, nb int, xstride int, dst []float32, dstride int, mask uint16)
+
+// dotQ5_KR16x4 is dotQ5_KGeneric of 16 packed rows with 4 tokens (a store mask of rows).
+//
+//go:noescape
+func dotQ5_KR16x4(wp []byte, x []byte, nb int, xstride int, dst []float32, dstride int, mask uint16)
+
+// dotIQ4_XSR16x1 is dotIQ4_XSGeneric of 16 packed rows with 1 tokens (a store mask of rows).
+//
+//go:noescape
+func dotIQ4_XSR16x1(wp []byte, x []byte, nb int, xstride int, dst []float32, dstride int, mask uint16)
+
+// dotIQ4_XSR16x2 is dotIQ4_XSGeneric of 16 packed rows with 2 tokens (a store mask of rows).
+//
+//go:noescape
+func dotIQ4_XSR16x2(wp []byte, x []byte, nb int, xstride int, dst []float32, dstride int, mask uint16)
+
+// dotIQ4_XSR16x3 is dotIQ4_XSGeneric of 16 packed rows with 3 tokens (a store mask of rows).
+//
+//go:noescape
+func dotIQ4_XSR16x3(wp []byte, x []byte, nb int, xstride int, dst []float32, dstride int, mask uint16)
+
+// dotIQ4_XSR16x4 is dotIQ4_XSGeneric of 16 packed rows with 4 tokens (a store mask of rows).
+//
+//go:noescape
+func dotIQ4_XSR16x4(wp []byte, x []byte, nb int, xstride int, dst []float32, dstride int, mask uint16)

@@ -588,6 +588,13 @@ func TestKQuantsR16(t *testing.T) {
 		{"Q6_K", 210, func(blk []byte) {
 			binary.LittleEndian.PutUint16(blk[208:], F32ToF16(float32(r.Float64()*0.01)))
 		}, PackQ6_KR16, R16Q6K, DotQ6_KR16, dotQ6_KGeneric},
+		{"Q5_K", 176, func(blk []byte) {
+			binary.LittleEndian.PutUint16(blk, F32ToF16(float32(r.Float64()*0.01)))
+			binary.LittleEndian.PutUint16(blk[2:], F32ToF16(float32(r.Float64()*0.01)))
+		}, PackQ5_KR16, R16Q5K, DotQ5_KR16, dotQ5_KGeneric},
+		{"IQ4_XS", 136, func(blk []byte) {
+			binary.LittleEndian.PutUint16(blk, F32ToF16(float32(r.Float64()*0.001)))
+		}, PackIQ4_XSR16, R16IQ4XS, DotIQ4_XSR16, dotIQ4_XSGeneric},
 	}
 	for _, ty := range types {
 		for _, rows := range []int{1, 9, 16, 33} {

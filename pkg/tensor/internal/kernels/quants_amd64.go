@@ -131,3 +131,23 @@ func DotIQ4_XSxN(w, x []byte, stride, nb, rows int, out *[4]float32) {
 // QuantQ8_1 writes the len(x)/32 Q8_1 blocks of x into dst (36 bytes
 // each).
 func QuantQ8_1(dst []byte, x []float32) { quantQ8_1Generic(dst, x) }
+
+// DotQ5_KR16 multiplies a group of 16 weight rows packed by PackQ5_KR16
+// (nb super-blocks each; the first valid rows are real) with tokens (1
+// to 4) Q8_K activation rows xstride bytes apart, writing token t's
+// product with row r to dst[t*dstride+r] for r < valid, bit-identical to
+// DotQ5_K.
+func DotQ5_KR16(wp, x []byte, nb, xstride, tokens int, dst []float32, dstride, valid int) {
+	runR16("DotQ5_KR16", dotQ5_KR16[:], wp, nb*R16Q5K, x, nb*292, nb, xstride, tokens, dst, dstride, valid)
+}
+
+// DotIQ4_XSR16 is DotQ5_KR16 for IQ4_XS weights packed by
+// PackIQ4_XSR16, bit-identical to DotIQ4_XS.
+func DotIQ4_XSR16(wp, x []byte, nb, xstride, tokens int, dst []float32, dstride, valid int) {
+	runR16("DotIQ4_XSR16", dotIQ4_XSR16[:], wp, nb*R16IQ4XS, x, nb*292, nb, xstride, tokens, dst, dstride, valid)
+}
+
+var (
+	dotQ5_KR16   = [...]r16Kernel{dotQ5_KR16x1, dotQ5_KR16x2, dotQ5_KR16x3, dotQ5_KR16x4}
+	dotIQ4_XSR16 = [...]r16Kernel{dotIQ4_XSR16x1, dotIQ4_XSR16x2, dotIQ4_XSR16x3, dotIQ4_XSR16x4}
+)

@@ -80,3 +80,13 @@ func DotIQ4_XSxN(w, x []byte, stride, nb, rows int, out *[4]float32) {
 // QuantQ8_1 writes the len(x)/32 Q8_1 blocks of x into dst (36 bytes
 // each).
 func QuantQ8_1(dst []byte, x []float32) { quantQ8_1Generic(dst, x) }
+
+// DotQ5_KR16 is not available in this build (HasR16).
+func DotQ5_KR16(wp, x []byte, nb, xstride, tokens int, dst []float32, dstride, valid int) {
+	panic("kernels: DotQ5_KR16 without assembly")
+}
+
+// DotIQ4_XSR16 is not available in this build (HasR16).
+func DotIQ4_XSR16(wp, x []byte, nb, xstride, tokens int, dst []float32, dstride, valid int) {
+	panic("kernels: DotIQ4_XSR16 without assembly")
+}

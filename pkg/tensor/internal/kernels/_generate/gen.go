@@ -55,6 +55,7 @@ func main() {
 	expShift()
 	swiglu()
 	quantKernels()
+	packedKernels()
 	Generate()
 }
 
@@ -352,9 +353,13 @@ const r16Prefetch = 4608
 // actBytes of each token's activations each, whose body is body (after,
 // if prefetch is not 0, a non-temporal prefetch of the block that many
 // bytes ahead); then the accumulators are stored a token's dstride apart,
-// the rows past the group's end masked off.
-func r16Kernel(name, doc string, tokens, blockBytes, actBytes, prefetch int, setup func(), body func(pw reg.Register, addr []Mem, accs []reg.VecVirtual)) {
-	TEXT(name, NOSPLIT, "func(wp, x []byte, nb, xstride int, dst []float32, dstride int, mask uint16)")
+// the rows past the group's end masked off (after finish, if given).
+func r16Kernel(name, doc string, tokens, blockBytes, actBytes, prefetch int, setup func(), body func(pw reg.Register, addr []Mem, accs []reg.VecVirtual), finish ...func(accs []reg.VecVirtual)) {
+	attr := NOSPLIT
+	if finish != nil {
+		attr = 0 // its accumulators may take a frame larger than NOSPLIT allows
+	}
+	TEXT(name, attr, "func(wp, x []byte, nb, xstride int, dst []float32, dstride int, mask uint16)")
 	Pragma("noescape")
 	Doc(doc)
 	pw := Load(Param("wp").Base(), GP64())
@@ -404,6 +409,9 @@ func r16Kernel(name, doc string, tokens, blockBytes, actBytes, prefetch int, set
 	DECQ(nb)
 	JMP(LabelRef(loop))
 	Label(done)
+	for _, f := range finish { // the accumulators' final values, where the body kept them elsewhere
+		f(accs)
+	}
 	k := K()
 	KMOVW(mask, k)
 	for c, acc := range accs {
