@@ -53,14 +53,17 @@ func (r *Router) Handler() http.Handler {
 		}
 		io.WriteString(w, "ready\n")
 	}))
-	mux.HandleFunc("/", func(w http.ResponseWriter, req *http.Request) {
+	// Requests to no route, or with a method the route does not take, are
+	// counted under one endpoint label, "unknown", so that probes and
+	// mistyped URLs show without unbounding the label set.
+	mux.HandleFunc("/", m.count("unknown", func(w http.ResponseWriter, req *http.Request) {
 		if methods := allow[req.URL.Path]; methods != nil {
 			w.Header().Set("Allow", strings.Join(methods, ", "))
 			writeError(w, http.StatusMethodNotAllowed, "invalid_request_error", "", fmt.Sprintf("%s %s is not allowed (use %s)", req.Method, req.URL.Path, strings.Join(methods, " or ")))
 			return
 		}
 		writeError(w, http.StatusNotFound, "invalid_request_error", "", fmt.Sprintf("no route for %s %s", req.Method, req.URL.Path))
-	})
+	}))
 	return mux
 }
 
@@ -608,7 +611,17 @@ func (s *genStream) open() error {
 	return nil
 }
 
+// recv returns the next message. A request ended by the router's
+// shutdown fails with ErrShuttingDown's message, as Unavailable.
 func (s *genStream) recv() (*pb.GenerateResponse, error) {
+	m, err := s.next()
+	if err != nil && errors.Is(context.Cause(s.ctx), ErrShuttingDown) {
+		return nil, status.Error(codes.Unavailable, ErrShuttingDown.Error())
+	}
+	return m, err
+}
+
+func (s *genStream) next() (*pb.GenerateResponse, error) {
 	for {
 		if s.stream == nil {
 			if err := s.open(); err != nil {

@@ -47,10 +47,22 @@ type Config struct {
 	// and /metrics.
 	APIKeysFile string
 	PublicPaths []string
+	// DashboardPublic opens the dashboard and the routing statistics to
+	// anyone even with API keys on; otherwise a browser signs in to them
+	// with a key once, kept in a session cookie.
+	DashboardPublic bool
 	// TLS, when set, secures the router's gRPC connections to
 	// coordinators and its etcd client with mutual TLS.
 	TLS *tlsconfig.Pair
+	// ShutdownGrace is how long running requests have to finish once the
+	// context passed to Run ends (the router stops accepting at once);
+	// then they end with a "server shutting down" error. 0 means 10s.
+	ShutdownGrace time.Duration
 }
+
+// ErrShuttingDown ends the requests still running when the shutdown grace
+// runs out.
+var ErrShuttingDown = errors.New("server shutting down")
 
 // Validate checks the config and fills defaults.
 func (c *Config) Validate() error {
@@ -75,6 +87,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Gatherer == nil {
 		c.Gatherer = prometheus.NewRegistry()
+	}
+	if c.ShutdownGrace == 0 {
+		c.ShutdownGrace = 10 * time.Second
 	}
 	return nil
 }
@@ -159,22 +174,48 @@ func Run(ctx context.Context, cfg Config) error {
 		for _, p := range paths {
 			public[p] = true
 		}
+		if cfg.DashboardPublic {
+			for p := range sessionPaths {
+				public[p] = true
+			}
+		}
 		handler = keys.require(handler, public)
 	}
-	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}
+	// Requests outlive ctx by the shutdown grace; then stopRequests ends
+	// them with ErrShuttingDown as their context's cause.
+	requests, stopRequests := context.WithCancelCause(context.WithoutCancel(ctx))
+	defer stopRequests(nil)
+	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second,
+		BaseContext: func(net.Listener) context.Context { return requests }}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(lis) }()
 	r.log.Info("router serving", "addr", lis.Addr().String())
 	select {
 	case <-ctx.Done():
-		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
-		defer cancel()
-		if err := srv.Shutdown(sctx); err != nil {
-			srv.Close()
-		}
+		r.shutdown(srv, stopRequests)
+		<-errc // http.ErrServerClosed
 		return nil
 	case err := <-errc:
 		return fmt.Errorf("router: serve: %w", err)
+	}
+}
+
+// shutdown stops accepting, gives running requests the grace to finish,
+// then ends those left with ErrShuttingDown and closes the server once
+// they have written it (or after a few seconds more).
+func (r *Router) shutdown(srv *http.Server, stopRequests context.CancelCauseFunc) {
+	r.log.Info("router stopping: no new requests; running ones have the grace to finish", "grace", r.cfg.ShutdownGrace)
+	gctx, cancel := context.WithTimeout(context.Background(), r.cfg.ShutdownGrace)
+	defer cancel()
+	if srv.Shutdown(gctx) == nil {
+		return
+	}
+	r.log.Warn("shutdown grace over: ending the requests still running", "grace", r.cfg.ShutdownGrace)
+	stopRequests(ErrShuttingDown)
+	fctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(fctx); errors.Is(err, context.DeadlineExceeded) {
+		srv.Close()
 	}
 }
 
