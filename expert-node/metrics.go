@@ -28,11 +28,12 @@ func newMetrics(reg prometheus.Registerer, n *Node) *metrics {
 		defer n.mu.RUnlock()
 		return float64(len(n.local.Units()))
 	})
-	read := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "switchyard_expert_model_bytes_read",
+	// Bytes read only grow: counters, so that rate() works on them.
+	read := prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "switchyard_expert_model_bytes_read_total",
 		Help: "Bytes of the model file, all its parts together, read so far."}, func() float64 { return float64(n.bytesRead()) })
 	reg.MustRegister(m.forwards, m.rows, m.latency, units, read)
 	for i, r := range n.read {
-		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "switchyard_expert_model_part_bytes_read",
+		reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "switchyard_expert_model_part_bytes_read_total",
 			Help:        "Bytes read so far from each file of the model, by part from 1 (an unsplit model is part 1).",
 			ConstLabels: prometheus.Labels{"part": strconv.Itoa(i + 1)}}, func() float64 { return float64(r.n.Load()) }))
 	}

@@ -356,10 +356,23 @@ func (n *Node) Serve(ctx context.Context) error {
 		draining = true
 		deadline = time.After(cfg.DrainTimeout)
 		self.Draining = true
-		if err := lease.Put(wctx, self); err != nil { // kept if the lease is renewed
+		// With etcd away the write would retry for ever and hold up this
+		// loop past the drain's deadline: it gets a deadline of its own.
+		pctx, cancel := context.WithTimeout(wctx, min(etcdCallTimeout, cfg.DrainTimeout))
+		err := lease.Put(pctx, self) // kept if the lease is renewed
+		cancel()
+		if err != nil {
 			n.log.Warn("announce drain", "err", err)
 		}
 		n.log.Info("draining: waiting for the controller to move units away", "why", why, "timeout", cfg.DrainTimeout)
+	}
+	// forgetDrain removes a drain request made through etcd, if any.
+	forgetDrain := func() {
+		dctx, cancel := context.WithTimeout(wctx, etcdCallTimeout)
+		defer cancel()
+		if _, err := store.C.Delete(dctx, store.Drain(cfg.NodeID)); err != nil {
+			n.log.Warn("remove drain request", "err", err)
+		}
 	}
 	var last placement.Map
 	for {
@@ -376,7 +389,7 @@ func (n *Node) Serve(ctx context.Context) error {
 			}
 		case <-deadline:
 			n.log.Warn("drain timed out; exiting with units still placed here")
-			store.C.Delete(wctx, store.Drain(cfg.NodeID))
+			forgetDrain()
 			return nil
 		case err := <-serveErr:
 			return fmt.Errorf("expert-node: serve: %w", err)
@@ -387,15 +400,21 @@ func (n *Node) Serve(ctx context.Context) error {
 		if draining && last.Units != nil && len(last.UnitsOf(cfg.NodeID)) == 0 {
 			// Nothing routes here any more; let in-flight calls finish.
 			time.Sleep(500 * time.Millisecond)
-			store.C.Delete(wctx, store.Drain(cfg.NodeID))
+			forgetDrain()
 			n.log.Info("drained")
 			return nil
 		}
 	}
 }
 
+// etcdCallTimeout bounds each etcd call the node makes outside its
+// registration, so that with etcd gone it still stops on time.
+const etcdCallTimeout = 5 * time.Second
+
 // joinGossip joins every registered coordinator and node it can reach.
 func (n *Node) joinGossip(ctx context.Context, store *placement.Store, m *membership.Members) {
+	ctx, cancel := context.WithTimeout(ctx, etcdCallTimeout)
+	defer cancel()
 	var addrs []string
 	if nodes, err := placement.List[placement.Node](ctx, store, store.NodesPrefix()); err == nil {
 		for id, nd := range nodes {
@@ -478,6 +497,8 @@ func (n *Node) unload(u model.Unit, epoch int64) {
 // publish writes the node's status.
 func (n *Node) publish(ctx context.Context, store *placement.Store, lease clientv3.LeaseID) {
 	st := n.status()
+	ctx, cancel := context.WithTimeout(ctx, etcdCallTimeout)
+	defer cancel()
 	if err := store.Put(ctx, store.Status(n.cfg.NodeID), st, lease); err != nil {
 		n.log.Error("publish status", "err", err)
 		return

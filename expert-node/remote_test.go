@@ -153,9 +153,14 @@ func TestSplitModelOverHTTP(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, mf := range mfs {
-		if mf.GetName() == "switchyard_expert_model_part_bytes_read" {
+		switch mf.GetName() {
+		case "switchyard_expert_model_part_bytes_read_total":
 			for _, m := range mf.GetMetric() {
-				perPart[m.GetLabel()[0].GetValue()] = m.GetGauge().GetValue()
+				perPart[m.GetLabel()[0].GetValue()] = m.GetCounter().GetValue()
+			}
+		case "switchyard_expert_model_bytes_read_total":
+			if got, want := mf.GetMetric()[0].GetCounter().GetValue(), float64(n.bytesRead()); got != want {
+				t.Errorf("switchyard_expert_model_bytes_read_total is %g, the node read %g bytes", got, want)
 			}
 		}
 	}
