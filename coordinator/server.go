@@ -213,6 +213,11 @@ func (c *Coordinator) Stats(ctx context.Context, req *pb.StatsRequest) (*pb.Stat
 		TokensGeneratedTotal: uint64(c.generated.Load()), PromptTokensTotal: uint64(c.promptTokens.Load()),
 		UptimeSeconds: time.Since(c.stats.Since()).Seconds()}
 	r.SetCounts(c.stats.Window(time.Duration(req.WindowSeconds) * time.Second))
+	if st := c.sched.stats.Load(); st != nil {
+		r.KvCache = &pb.KVCacheStats{BlocksTotal: uint64(st.Blocks), BlocksUsed: uint64(st.Used), BlocksCached: uint64(st.Cached),
+			BlockBytes: uint64(c.model.KV.BlockBytes()), PrefixLookupTokens: uint64(st.Lookups), PrefixHitTokens: uint64(st.Hits),
+			Evictions: uint64(st.Evictions), Queue: uint32(st.Queue), Preemptions: uint64(st.Preemptions)}
+	}
 	for _, p := range c.stats.Series() {
 		r.Series = append(r.Series, &pb.SeriesPoint{Unix: p.Unix, Generated: p.Generated})
 	}

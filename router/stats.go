@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"slices"
 	"sort"
+	"strings"
 	"time"
 
 	"golang.org/x/sync/errgroup"
@@ -71,6 +72,7 @@ func (r *Router) report(ctx context.Context, window string, secs uint32) (*routi
 	}
 	series := map[int64]uint64{}
 	var uptime float64
+	var kvs []routingstats.KVCacheReport
 	n := 0
 	for _, resp := range resps {
 		if resp == nil {
@@ -82,6 +84,18 @@ func (r *Router) report(ctx context.Context, window string, secs uint32) (*routi
 			series[p.Unix] += p.Generated
 		}
 		uptime = max(uptime, resp.UptimeSeconds)
+		if kv := resp.KvCache; kv != nil {
+			kr := routingstats.KVCacheReport{Coordinator: resp.CoordinatorId, BlocksTotal: kv.BlocksTotal, BlocksUsed: kv.BlocksUsed,
+				BlocksCached: kv.BlocksCached, BlockBytes: kv.BlockBytes, HitTokens: kv.PrefixHitTokens, Evictions: kv.Evictions,
+				Queue: kv.Queue, Preemptions: kv.Preemptions}
+			if kv.BlocksTotal > kv.BlocksUsed {
+				kr.BlocksFree = kv.BlocksTotal - kv.BlocksUsed
+			}
+			if kv.PrefixLookupTokens > 0 {
+				kr.HitRate = float64(kv.PrefixHitTokens) / float64(kv.PrefixLookupTokens)
+			}
+			kvs = append(kvs, kr)
+		}
 	}
 	span := float64(secs)
 	if secs == 0 || uptime < span {
@@ -89,6 +103,8 @@ func (r *Router) report(ctx context.Context, window string, secs uint32) (*routi
 	}
 	rep := routingstats.Build(merged, window, span)
 	rep.Totals.Coordinators = n
+	slices.SortFunc(kvs, func(a, b routingstats.KVCacheReport) int { return strings.Compare(a.Coordinator, b.Coordinator) })
+	rep.KVCache = kvs
 	for t, v := range series {
 		rep.Series = append(rep.Series, routingstats.Point{Unix: t, Generated: v})
 	}

@@ -10,6 +10,7 @@ import (
 	"slices"
 	"sync"
 	"testing"
+	"time"
 )
 
 type cachedCompletion struct {
@@ -65,6 +66,19 @@ func TestPrefixCacheExact(t *testing.T) {
 			}
 			if got := on.Usage.PromptTokensDetails.CachedTokens; got < 64 {
 				t.Errorf("second request: %d cached tokens, want at least 64", got)
+			}
+			// The routing report shows the coordinator's pool; its hit count
+			// is what usage reported (published after the step, so waited for).
+			deadline := time.Now().Add(5 * time.Second)
+			for {
+				kv := getReport(t, c.URL, "all").KVCache
+				if len(kv) == 1 && kv[0].HitTokens == uint64(on.Usage.PromptTokensDetails.CachedTokens) && kv[0].HitRate > 0 && kv[0].BlocksCached > 0 {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("routing report's KV cache: %+v, want %d hit tokens", kv, on.Usage.PromptTokensDetails.CachedTokens)
+				}
+				time.Sleep(20 * time.Millisecond)
 			}
 			if !slices.Equal(on.Choices[0].TokenIDs, off.Choices[0].TokenIDs) ||
 				!slices.Equal(on.Choices[0].Logprobs.TokenLogprobs, off.Choices[0].Logprobs.TokenLogprobs) {

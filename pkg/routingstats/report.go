@@ -14,6 +14,24 @@ type Report struct {
 	Nodes         []NodeReport   `json:"nodes"`
 	Placement     *PlacementView `json:"placement,omitempty"`
 	Series        []Point        `json:"series"` // tokens generated per 5 s, last five minutes
+	// KVCache is each coordinator's KV cache and queue, now.
+	KVCache []KVCacheReport `json:"kv_cache,omitempty"`
+}
+
+// KVCacheReport is one coordinator's KV-cache pool, prefix cache and
+// request queue.
+type KVCacheReport struct {
+	Coordinator  string  `json:"coordinator"`
+	BlocksTotal  uint64  `json:"blocks_total"` // 0: no budget
+	BlocksUsed   uint64  `json:"blocks_used"`
+	BlocksCached uint64  `json:"blocks_cached"`
+	BlocksFree   uint64  `json:"blocks_free"`
+	BlockBytes   uint64  `json:"block_bytes"`
+	HitRate      float64 `json:"prefix_hit_rate"` // prompt tokens served from the cache over those looked up
+	HitTokens    uint64  `json:"prefix_hit_tokens"`
+	Evictions    uint64  `json:"evictions"`
+	Queue        uint32  `json:"queue"`
+	Preemptions  uint64  `json:"preemptions"`
 }
 
 // ModelSummary names the model and its parameter census.

@@ -755,6 +755,8 @@ type StatsResponse struct {
 	Series []*SeriesPoint `protobuf:"bytes,15,rep,name=series,proto3" json:"series,omitempty"`
 	// Seconds since the coordinator started.
 	UptimeSeconds float64 `protobuf:"fixed64,16,opt,name=uptime_seconds,json=uptimeSeconds,proto3" json:"uptime_seconds,omitempty"`
+	// The coordinator's KV cache, now (not windowed).
+	KvCache       *KVCacheStats `protobuf:"bytes,17,opt,name=kv_cache,json=kvCache,proto3" json:"kv_cache,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -901,6 +903,126 @@ func (x *StatsResponse) GetUptimeSeconds() float64 {
 	return 0
 }
 
+func (x *StatsResponse) GetKvCache() *KVCacheStats {
+	if x != nil {
+		return x.KvCache
+	}
+	return nil
+}
+
+// KVCacheStats describes a coordinator's KV-cache pool and queue.
+type KVCacheStats struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Blocks the budget allows (0: no budget), allocated, and held by the
+	// prefix cache; each block_bytes.
+	BlocksTotal  uint64 `protobuf:"varint,1,opt,name=blocks_total,json=blocksTotal,proto3" json:"blocks_total,omitempty"`
+	BlocksUsed   uint64 `protobuf:"varint,2,opt,name=blocks_used,json=blocksUsed,proto3" json:"blocks_used,omitempty"`
+	BlocksCached uint64 `protobuf:"varint,3,opt,name=blocks_cached,json=blocksCached,proto3" json:"blocks_cached,omitempty"`
+	BlockBytes   uint64 `protobuf:"varint,4,opt,name=block_bytes,json=blockBytes,proto3" json:"block_bytes,omitempty"`
+	// Prompt tokens looked up in the prefix cache, and served from it.
+	PrefixLookupTokens uint64 `protobuf:"varint,5,opt,name=prefix_lookup_tokens,json=prefixLookupTokens,proto3" json:"prefix_lookup_tokens,omitempty"`
+	PrefixHitTokens    uint64 `protobuf:"varint,6,opt,name=prefix_hit_tokens,json=prefixHitTokens,proto3" json:"prefix_hit_tokens,omitempty"`
+	Evictions          uint64 `protobuf:"varint,7,opt,name=evictions,proto3" json:"evictions,omitempty"`
+	// Requests waiting for room, and sequences preempted so far.
+	Queue         uint32 `protobuf:"varint,8,opt,name=queue,proto3" json:"queue,omitempty"`
+	Preemptions   uint64 `protobuf:"varint,9,opt,name=preemptions,proto3" json:"preemptions,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *KVCacheStats) Reset() {
+	*x = KVCacheStats{}
+	mi := &file_switchyard_v1_coordinator_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *KVCacheStats) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*KVCacheStats) ProtoMessage() {}
+
+func (x *KVCacheStats) ProtoReflect() protoreflect.Message {
+	mi := &file_switchyard_v1_coordinator_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use KVCacheStats.ProtoReflect.Descriptor instead.
+func (*KVCacheStats) Descriptor() ([]byte, []int) {
+	return file_switchyard_v1_coordinator_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *KVCacheStats) GetBlocksTotal() uint64 {
+	if x != nil {
+		return x.BlocksTotal
+	}
+	return 0
+}
+
+func (x *KVCacheStats) GetBlocksUsed() uint64 {
+	if x != nil {
+		return x.BlocksUsed
+	}
+	return 0
+}
+
+func (x *KVCacheStats) GetBlocksCached() uint64 {
+	if x != nil {
+		return x.BlocksCached
+	}
+	return 0
+}
+
+func (x *KVCacheStats) GetBlockBytes() uint64 {
+	if x != nil {
+		return x.BlockBytes
+	}
+	return 0
+}
+
+func (x *KVCacheStats) GetPrefixLookupTokens() uint64 {
+	if x != nil {
+		return x.PrefixLookupTokens
+	}
+	return 0
+}
+
+func (x *KVCacheStats) GetPrefixHitTokens() uint64 {
+	if x != nil {
+		return x.PrefixHitTokens
+	}
+	return 0
+}
+
+func (x *KVCacheStats) GetEvictions() uint64 {
+	if x != nil {
+		return x.Evictions
+	}
+	return 0
+}
+
+func (x *KVCacheStats) GetQueue() uint32 {
+	if x != nil {
+		return x.Queue
+	}
+	return 0
+}
+
+func (x *KVCacheStats) GetPreemptions() uint64 {
+	if x != nil {
+		return x.Preemptions
+	}
+	return 0
+}
+
 // ExpertPair counts tokens for which experts a < b were chosen together.
 type ExpertPair struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -914,7 +1036,7 @@ type ExpertPair struct {
 
 func (x *ExpertPair) Reset() {
 	*x = ExpertPair{}
-	mi := &file_switchyard_v1_coordinator_proto_msgTypes[9]
+	mi := &file_switchyard_v1_coordinator_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -926,7 +1048,7 @@ func (x *ExpertPair) String() string {
 func (*ExpertPair) ProtoMessage() {}
 
 func (x *ExpertPair) ProtoReflect() protoreflect.Message {
-	mi := &file_switchyard_v1_coordinator_proto_msgTypes[9]
+	mi := &file_switchyard_v1_coordinator_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -939,7 +1061,7 @@ func (x *ExpertPair) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExpertPair.ProtoReflect.Descriptor instead.
 func (*ExpertPair) Descriptor() ([]byte, []int) {
-	return file_switchyard_v1_coordinator_proto_rawDescGZIP(), []int{9}
+	return file_switchyard_v1_coordinator_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *ExpertPair) GetLayer() uint32 {
@@ -989,7 +1111,7 @@ type NodeDispatch struct {
 
 func (x *NodeDispatch) Reset() {
 	*x = NodeDispatch{}
-	mi := &file_switchyard_v1_coordinator_proto_msgTypes[10]
+	mi := &file_switchyard_v1_coordinator_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1001,7 +1123,7 @@ func (x *NodeDispatch) String() string {
 func (*NodeDispatch) ProtoMessage() {}
 
 func (x *NodeDispatch) ProtoReflect() protoreflect.Message {
-	mi := &file_switchyard_v1_coordinator_proto_msgTypes[10]
+	mi := &file_switchyard_v1_coordinator_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1014,7 +1136,7 @@ func (x *NodeDispatch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeDispatch.ProtoReflect.Descriptor instead.
 func (*NodeDispatch) Descriptor() ([]byte, []int) {
-	return file_switchyard_v1_coordinator_proto_rawDescGZIP(), []int{10}
+	return file_switchyard_v1_coordinator_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *NodeDispatch) GetNodeId() string {
@@ -1083,7 +1205,7 @@ type SeriesPoint struct {
 
 func (x *SeriesPoint) Reset() {
 	*x = SeriesPoint{}
-	mi := &file_switchyard_v1_coordinator_proto_msgTypes[11]
+	mi := &file_switchyard_v1_coordinator_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1095,7 +1217,7 @@ func (x *SeriesPoint) String() string {
 func (*SeriesPoint) ProtoMessage() {}
 
 func (x *SeriesPoint) ProtoReflect() protoreflect.Message {
-	mi := &file_switchyard_v1_coordinator_proto_msgTypes[11]
+	mi := &file_switchyard_v1_coordinator_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1108,7 +1230,7 @@ func (x *SeriesPoint) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SeriesPoint.ProtoReflect.Descriptor instead.
 func (*SeriesPoint) Descriptor() ([]byte, []int) {
-	return file_switchyard_v1_coordinator_proto_rawDescGZIP(), []int{11}
+	return file_switchyard_v1_coordinator_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *SeriesPoint) GetUnix() int64 {
@@ -1186,7 +1308,7 @@ const file_switchyard_v1_coordinator_proto_rawDesc = "" +
 	"\x0eprompt_routing\x18\x06 \x03(\rR\rpromptRouting\x12*\n" +
 	"\x11experts_per_token\x18\a \x01(\rR\x0fexpertsPerToken\"5\n" +
 	"\fStatsRequest\x12%\n" +
-	"\x0ewindow_seconds\x18\x01 \x01(\rR\rwindowSeconds\"\xea\x04\n" +
+	"\x0ewindow_seconds\x18\x01 \x01(\rR\rwindowSeconds\"\xa2\x05\n" +
 	"\rStatsResponse\x12%\n" +
 	"\x0ecoordinator_id\x18\x01 \x01(\tR\rcoordinatorId\x12\x1b\n" +
 	"\tin_flight\x18\x02 \x01(\rR\binFlight\x12%\n" +
@@ -1204,7 +1326,20 @@ const file_switchyard_v1_coordinator_proto_rawDesc = "" +
 	"\tgenerated\x18\r \x01(\x04R\tgenerated\x12\x14\n" +
 	"\x05steps\x18\x0e \x01(\x04R\x05steps\x122\n" +
 	"\x06series\x18\x0f \x03(\v2\x1a.switchyard.v1.SeriesPointR\x06series\x12%\n" +
-	"\x0euptime_seconds\x18\x10 \x01(\x01R\ruptimeSeconds\"V\n" +
+	"\x0euptime_seconds\x18\x10 \x01(\x01R\ruptimeSeconds\x126\n" +
+	"\bkv_cache\x18\x11 \x01(\v2\x1b.switchyard.v1.KVCacheStatsR\akvCache\"\xcc\x02\n" +
+	"\fKVCacheStats\x12!\n" +
+	"\fblocks_total\x18\x01 \x01(\x04R\vblocksTotal\x12\x1f\n" +
+	"\vblocks_used\x18\x02 \x01(\x04R\n" +
+	"blocksUsed\x12#\n" +
+	"\rblocks_cached\x18\x03 \x01(\x04R\fblocksCached\x12\x1f\n" +
+	"\vblock_bytes\x18\x04 \x01(\x04R\n" +
+	"blockBytes\x120\n" +
+	"\x14prefix_lookup_tokens\x18\x05 \x01(\x04R\x12prefixLookupTokens\x12*\n" +
+	"\x11prefix_hit_tokens\x18\x06 \x01(\x04R\x0fprefixHitTokens\x12\x1c\n" +
+	"\tevictions\x18\a \x01(\x04R\tevictions\x12\x14\n" +
+	"\x05queue\x18\b \x01(\rR\x05queue\x12 \n" +
+	"\vpreemptions\x18\t \x01(\x04R\vpreemptions\"V\n" +
 	"\n" +
 	"ExpertPair\x12\x14\n" +
 	"\x05layer\x18\x01 \x01(\rR\x05layer\x12\f\n" +
@@ -1245,7 +1380,7 @@ func file_switchyard_v1_coordinator_proto_rawDescGZIP() []byte {
 }
 
 var file_switchyard_v1_coordinator_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_switchyard_v1_coordinator_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
+var file_switchyard_v1_coordinator_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
 var file_switchyard_v1_coordinator_proto_goTypes = []any{
 	(FinishReason)(0),        // 0: switchyard.v1.FinishReason
 	(*ChatMessage)(nil),      // 1: switchyard.v1.ChatMessage
@@ -1257,31 +1392,33 @@ var file_switchyard_v1_coordinator_proto_goTypes = []any{
 	(*GenerateResponse)(nil), // 7: switchyard.v1.GenerateResponse
 	(*StatsRequest)(nil),     // 8: switchyard.v1.StatsRequest
 	(*StatsResponse)(nil),    // 9: switchyard.v1.StatsResponse
-	(*ExpertPair)(nil),       // 10: switchyard.v1.ExpertPair
-	(*NodeDispatch)(nil),     // 11: switchyard.v1.NodeDispatch
-	(*SeriesPoint)(nil),      // 12: switchyard.v1.SeriesPoint
-	nil,                      // 13: switchyard.v1.SamplingParams.LogitBiasEntry
+	(*KVCacheStats)(nil),     // 10: switchyard.v1.KVCacheStats
+	(*ExpertPair)(nil),       // 11: switchyard.v1.ExpertPair
+	(*NodeDispatch)(nil),     // 12: switchyard.v1.NodeDispatch
+	(*SeriesPoint)(nil),      // 13: switchyard.v1.SeriesPoint
+	nil,                      // 14: switchyard.v1.SamplingParams.LogitBiasEntry
 }
 var file_switchyard_v1_coordinator_proto_depIdxs = []int32{
-	13, // 0: switchyard.v1.SamplingParams.logit_bias:type_name -> switchyard.v1.SamplingParams.LogitBiasEntry
+	14, // 0: switchyard.v1.SamplingParams.logit_bias:type_name -> switchyard.v1.SamplingParams.LogitBiasEntry
 	1,  // 1: switchyard.v1.GenerateRequest.messages:type_name -> switchyard.v1.ChatMessage
 	2,  // 2: switchyard.v1.GenerateRequest.sampling:type_name -> switchyard.v1.SamplingParams
 	4,  // 3: switchyard.v1.Token.top:type_name -> switchyard.v1.TokenLogprob
 	5,  // 4: switchyard.v1.GenerateResponse.tokens:type_name -> switchyard.v1.Token
 	0,  // 5: switchyard.v1.GenerateResponse.finish_reason:type_name -> switchyard.v1.FinishReason
 	6,  // 6: switchyard.v1.GenerateResponse.usage:type_name -> switchyard.v1.Usage
-	10, // 7: switchyard.v1.StatsResponse.pairs:type_name -> switchyard.v1.ExpertPair
-	11, // 8: switchyard.v1.StatsResponse.nodes:type_name -> switchyard.v1.NodeDispatch
-	12, // 9: switchyard.v1.StatsResponse.series:type_name -> switchyard.v1.SeriesPoint
-	3,  // 10: switchyard.v1.CoordinatorService.Generate:input_type -> switchyard.v1.GenerateRequest
-	8,  // 11: switchyard.v1.CoordinatorService.Stats:input_type -> switchyard.v1.StatsRequest
-	7,  // 12: switchyard.v1.CoordinatorService.Generate:output_type -> switchyard.v1.GenerateResponse
-	9,  // 13: switchyard.v1.CoordinatorService.Stats:output_type -> switchyard.v1.StatsResponse
-	12, // [12:14] is the sub-list for method output_type
-	10, // [10:12] is the sub-list for method input_type
-	10, // [10:10] is the sub-list for extension type_name
-	10, // [10:10] is the sub-list for extension extendee
-	0,  // [0:10] is the sub-list for field type_name
+	11, // 7: switchyard.v1.StatsResponse.pairs:type_name -> switchyard.v1.ExpertPair
+	12, // 8: switchyard.v1.StatsResponse.nodes:type_name -> switchyard.v1.NodeDispatch
+	13, // 9: switchyard.v1.StatsResponse.series:type_name -> switchyard.v1.SeriesPoint
+	10, // 10: switchyard.v1.StatsResponse.kv_cache:type_name -> switchyard.v1.KVCacheStats
+	3,  // 11: switchyard.v1.CoordinatorService.Generate:input_type -> switchyard.v1.GenerateRequest
+	8,  // 12: switchyard.v1.CoordinatorService.Stats:input_type -> switchyard.v1.StatsRequest
+	7,  // 13: switchyard.v1.CoordinatorService.Generate:output_type -> switchyard.v1.GenerateResponse
+	9,  // 14: switchyard.v1.CoordinatorService.Stats:output_type -> switchyard.v1.StatsResponse
+	13, // [13:15] is the sub-list for method output_type
+	11, // [11:13] is the sub-list for method input_type
+	11, // [11:11] is the sub-list for extension type_name
+	11, // [11:11] is the sub-list for extension extendee
+	0,  // [0:11] is the sub-list for field type_name
 }
 
 func init() { file_switchyard_v1_coordinator_proto_init() }
@@ -1295,7 +1432,7 @@ func file_switchyard_v1_coordinator_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_switchyard_v1_coordinator_proto_rawDesc), len(file_switchyard_v1_coordinator_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   13,
+			NumMessages:   14,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
