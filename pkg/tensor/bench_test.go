@@ -29,7 +29,7 @@ func BenchmarkMatVec(b *testing.B) {
 				if packed {
 					mm = m.Pack()
 				}
-				b.SetBytes(int64(mm.Bytes()))
+				b.SetBytes(int64(dt.RowBytes(cols) * rows)) // the type's bytes, whatever the layout
 				for b.Loop() {
 					mm.MatVec(nil, dst, x)
 				}

@@ -157,7 +157,12 @@ func dotQ5KR16(tokens int) {
 			for c := range sumi {
 				sumi[c] = ZMM()
 			}
-			qh, w, hb, sc, d, f, a := ZMM(), ZMM(), ZMM(), ZMM(), ZMM(), ZMM(), ZMM()
+			qh, w, hb, d, f, a := ZMM(), ZMM(), ZMM(), ZMM(), ZMM(), ZMM()
+			var scs [8]reg.VecVirtual // the rows' scales, in the low half of each dword
+			for j := range scs {
+				scs[j] = ZMM()
+				VPMOVZXBD(Mem{Base: pw, Disp: 128 + 16*j}, scs[j])
+			}
 			for s := range 8 {
 				for c := range sumi {
 					VPXORD(sumi[c], sumi[c], sumi[c])
@@ -182,11 +187,10 @@ func dotQ5KR16(tokens int) {
 							VPSRLD(U8(j-4), qh, hb)
 						}
 						VPTERNLOGD(U8(ternOr), b4, hb, w) // w | (hb & 0x10)
-						VPMOVZXBD(Mem{Base: pw, Disp: 128 + 16*j}, sc)
 						for c := range tokens {
 							VPXORD(d, d, d)
 							vnniBcst("VPDPBUSD", addr[c].Offset(4+32*j+4*s), w, d)
-							vnni("VPDPWSSD", sc, d, sumi[c])
+							vnni("VPDPWSSD", scs[j], d, sumi[c])
 						}
 					}
 				}
@@ -221,8 +225,9 @@ func iq4Lut512() reg.VecVirtual {
 // dotIQ4XSR16: per lane s and sub-block j, the codes looked up as
 // kvalue+128 (unsigned for VPDPBUSD), times the token's activations; less
 // 128 times the sum of those four activations (precomputed a block for
-// each token by VPDPBUSD with ones); times the row's scale by VPMULLD (the
-// sums reach 2^16: VPDPWSSD's int16 halves do not hold them).
+// each token by VPDPBUSD with ones); times the row's scale in float (the
+// sums reach 2^16, past VPDPWSSD's int16 halves; the float products and
+// sums are exact).
 func dotIQ4XSR16(tokens int) {
 	name := fmt.Sprintf("dotIQ4_XSR16x%d", tokens)
 	var (
@@ -255,14 +260,23 @@ func dotIQ4XSR16(tokens int) {
 				}
 			}
 			ds := rowScales(addr, Mem{Base: pw})
-			sumi := make([]reg.VecVirtual, tokens)
-			for c := range sumi {
-				sumi[c] = ZMM()
+			// A lane's sum, Σ_j sc_j·D_j, is below 2^24 (|sc| ≤ 32, |D| ≤
+			// 4·127·127): its float, built with fused multiply-adds of the
+			// float scales and sums, is the integer's exactly.
+			lanes := make([]reg.VecVirtual, tokens)
+			for c := range lanes {
+				lanes[c] = ZMM()
 			}
-			w, sc, d, f, a := ZMM(), ZMM(), ZMM(), ZMM(), ZMM()
+			var scs [8]reg.VecVirtual
+			for j := range scs {
+				scs[j] = ZMM()
+				VPMOVSXWD(Mem{Base: pw, Disp: 64 + 32*j}, scs[j])
+				VCVTDQ2PS(scs[j], scs[j])
+			}
+			w, d, a := ZMM(), ZMM(), ZMM()
 			for s := range 8 {
-				for c := range sumi {
-					VPXORD(sumi[c], sumi[c], sumi[c])
+				for c := range lanes {
+					VXORPS(lanes[c], lanes[c], lanes[c])
 				}
 				for j := range 8 {
 					src := Mem{Base: pw, Disp: 320 + 256*j + 64*(s%4)}
@@ -274,17 +288,18 @@ func dotIQ4XSR16(tokens int) {
 						VPANDD(low, w, w)
 					}
 					VPSHUFB(w, lut, w)
-					VPMOVSXWD(Mem{Base: pw, Disp: 64 + 32*j}, sc)
 					for c := range tokens {
 						VPXORD(d, d, d)
 						vnniBcst("VPDPBUSD", addr[c].Offset(4+32*j+4*s), w, d)
 						VPSUBD_BCST(xs[c].Offset(4*(8*j+s)), d, d)
-						VPMULLD(sc, d, d)
-						VPADDD(d, sumi[c], sumi[c])
+						VCVTDQ2PS(d, d)
+						VFMADD231PS(d, scs[j], lanes[c])
 					}
 				}
 				for c := range tokens {
-					scaleLane(sumi[c], ds[c], acc[c][s], f, a)
+					VMOVUPS(acc[c][s], a)
+					VFMADD231PS(lanes[c], ds[c], a)
+					VMOVUPS(a, acc[c][s])
 				}
 			}
 		}, func(accs []reg.VecVirtual) {
