@@ -430,6 +430,7 @@ func (r *Router) run(w http.ResponseWriter, req *http.Request, g *pb.GenerateReq
 	}
 	g.RequestId = newID(prefix)
 	gs := &genStream{r: r, ctx: req.Context(), req: g, tried: map[string]bool{}}
+	gs.key, gs.keyed = affinityKey(g)
 	defer gs.close()
 	// Wait for the first message so that errors found before generation
 	// starts get a proper HTTP status.
@@ -498,6 +499,8 @@ type genStream struct {
 	ctx   context.Context
 	req   *pb.GenerateRequest
 	tried map[string]bool
+	key   uint64 // affinityKey of req, when keyed
+	keyed bool
 
 	coord   *coordConn
 	stream  pb.CoordinatorService_GenerateClient
@@ -585,7 +588,7 @@ func (s *genStream) failure(err error) error {
 // coordinator with the fewest requests in flight not yet tried.
 func (s *genStream) open() error {
 	s.close()
-	coord := s.r.pickExcept(s.tried)
+	coord := s.r.pickFor(s.key, s.keyed, s.tried)
 	if coord == nil {
 		return status.Error(codes.Unavailable, "no coordinator is available")
 	}
