@@ -176,50 +176,6 @@ func TestDrainUnderLoad(t *testing.T) {
 	}
 }
 
-// TestEtcdOutage stops etcd for 30 s under load: serving continues on the
-// last placement seen, with zero errors, and everything resumes after.
-func TestEtcdOutage(t *testing.T) {
-	if testing.Short() {
-		t.Skip("takes over 30 s; runs without -short")
-	}
-	c := start(t, Config{})
-	want, _ := workload(t, c.URL, 4, 24)
-	c.StopEtcd()
-	stopped := time.Now()
-	rounds := 0
-	for time.Since(stopped) < 30*time.Second {
-		got, errs := workload(t, c.URL, 4, 24)
-		for i := range got {
-			if errs[i] != nil {
-				t.Fatalf("%v into the outage, stream %d failed: %v", time.Since(stopped).Round(time.Second), i, errs[i])
-			}
-			if got[i] != want[i] {
-				t.Fatalf("during the outage stream %d changed: %q vs %q", i, got[i], want[i])
-			}
-		}
-		rounds++
-	}
-	if err := c.StartEtcd(t.Context()); err != nil {
-		t.Fatal(err)
-	}
-	t.Logf("%d rounds of 4 streams served during a 30 s etcd outage", rounds)
-	// After etcd returns, the statistics (which read etcd) work again.
-	deadline := time.Now().Add(15 * time.Second)
-	for {
-		rep := getReport(t, c.URL, "all")
-		if rep.Placement != nil && len(rep.Nodes) == 3 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("after etcd returned: %d nodes, placement %v", len(rep.Nodes), rep.Placement)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
-	if _, errs := workload(t, c.URL, 4, 8); errs[0] != nil {
-		t.Fatal(errs[0])
-	}
-}
-
 // seededWorkload runs n concurrent streams, half greedy and half sampled
 // with fixed seeds, and returns their texts.
 func seededWorkload(t *testing.T, url string, n, tokens int) ([]string, []error) {

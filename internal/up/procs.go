@@ -117,8 +117,27 @@ func (c *Cluster) KillCoordinator(i int) error {
 }
 
 // StopEtcd stops the embedded etcd (an outage); StartEtcd brings it back
-// with the same data on the same port.
-func (c *Cluster) StopEtcd() { c.etcd.Close() }
+// with the same data on the same port, StartEtcdEmpty without its data.
+// They do nothing to an etcd of one's own (Config.Etcd).
+func (c *Cluster) StopEtcd() {
+	if c.etcd != nil {
+		c.etcd.Close()
+	}
+}
 
 // StartEtcd restarts the embedded etcd after StopEtcd.
-func (c *Cluster) StartEtcd(ctx context.Context) error { return c.etcd.Restart(ctx) }
+func (c *Cluster) StartEtcd(ctx context.Context) error {
+	if c.etcd == nil {
+		return errors.New("up: no embedded etcd to start (Config.Etcd is set)")
+	}
+	return c.etcd.Restart(ctx)
+}
+
+// StartEtcdEmpty restarts the embedded etcd after StopEtcd with its data
+// removed, as a disaster recovery would.
+func (c *Cluster) StartEtcdEmpty(ctx context.Context) error {
+	if c.etcd == nil {
+		return errors.New("up: no embedded etcd to start (Config.Etcd is set)")
+	}
+	return c.etcd.RestartEmpty(ctx)
+}

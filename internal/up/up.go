@@ -69,6 +69,11 @@ type Config struct {
 	// UnitWait bounds how long a step waits for a unit with no ready
 	// replica; 0 means the coordinator's default.
 	UnitWait time.Duration
+	// Etcd is the client URL of an etcd to use instead of starting an
+	// embedded one ("" starts one), as the fault tests run Debian's etcd
+	// as a process of its own. It needs Insecure: the ephemeral
+	// certificates are made for the embedded server.
+	Etcd string
 	// KVCacheBytes, NoPrefixCache and QueueTimeout go to every
 	// coordinator (see coordinator.Config); zero values mean its defaults.
 	KVCacheBytes  int64
@@ -159,18 +164,27 @@ func Start(ctx context.Context, cfg Config) (*Cluster, error) {
 			return nil, err
 		}
 	}
-	etcd, err := embedetcd.Start(ctx, dataDir, cfg.Host, 0, etcdTLS)
-	if err != nil {
+	var etcd *embedetcd.Server
+	endpoint := cfg.Etcd
+	switch {
+	case endpoint != "" && !cfg.Insecure:
 		routerLis.Close()
 		os.RemoveAll(dataDir)
-		return nil, err
+		return nil, errors.New("up: an etcd of one's own (Config.Etcd) needs Insecure")
+	case endpoint == "":
+		if etcd, err = embedetcd.Start(ctx, dataDir, cfg.Host, 0, etcdTLS); err != nil {
+			routerLis.Close()
+			os.RemoveAll(dataDir)
+			return nil, err
+		}
+		endpoint = etcd.Endpoint
+		cfg.Logger.Info("embedded etcd serving", "endpoint", endpoint, "data", dataDir)
 	}
-	cfg.Logger.Info("embedded etcd serving", "endpoint", etcd.Endpoint, "data", dataDir)
 	rctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	c := &Cluster{URL: "http://" + routerLis.Addr().String(), Etcd: etcd.Endpoint, TLS: pair, CA: ca, cancel: cancel, etcd: etcd, dataDir: dataDir}
+	c := &Cluster{URL: "http://" + routerLis.Addr().String(), Etcd: endpoint, TLS: pair, CA: ca, cancel: cancel, etcd: etcd, dataDir: dataDir}
 	g, gctx := errgroup.WithContext(rctx)
 	c.g = g
-	endpoints := []string{etcd.Endpoint}
+	endpoints := []string{endpoint}
 	// One registry for the whole process, served by the router's /metrics;
 	// each component's series carry its ID.
 	reg := prometheus.NewRegistry()
@@ -181,7 +195,7 @@ func Start(ctx context.Context, cfg Config) (*Cluster, error) {
 	for i := range cfg.ExpertNodes {
 		id := fmt.Sprintf("node-%d", i+1)
 		if cfg.Processes {
-			p, err := newProc(cfg.Binary, id, cfg.LogOutput, append([]string{"expert-node", "--etcd", etcd.Endpoint, "--listen", net.JoinHostPort(cfg.Host, "0"),
+			p, err := newProc(cfg.Binary, id, cfg.LogOutput, append([]string{"expert-node", "--etcd", endpoint, "--listen", net.JoinHostPort(cfg.Host, "0"),
 				"--model", cfg.ModelPath, "--node-id", id, "--drain-timeout", "30s", "--shared-cores"}, tlsArgs...))
 			if err == nil {
 				err = p.start()
@@ -206,7 +220,7 @@ func Start(ctx context.Context, cfg Config) (*Cluster, error) {
 	for i := range max(1, cfg.Coordinators) {
 		id := fmt.Sprintf("coordinator-%d", i+1)
 		if cfg.Processes {
-			args := []string{"coordinator", "--etcd", etcd.Endpoint, "--listen", net.JoinHostPort(cfg.Host, "0"), "--model", cfg.ModelPath,
+			args := []string{"coordinator", "--etcd", endpoint, "--listen", net.JoinHostPort(cfg.Host, "0"), "--model", cfg.ModelPath,
 				"--id", id, "--min-nodes", fmt.Sprint(cfg.ExpertNodes), "--replicas", fmt.Sprint(max(1, cfg.Replicas)), "--shared-cores",
 				"--kv-cache-bytes", fmt.Sprint(cfg.KVCacheBytes), "--prefix-cache", map[bool]string{false: "on", true: "off"}[cfg.NoPrefixCache]}
 			if cfg.QueueTimeout > 0 {
@@ -281,7 +295,9 @@ func (c *Cluster) Close() error {
 	}
 	c.cancel()
 	err := c.g.Wait()
-	c.etcd.Close()
+	if c.etcd != nil {
+		c.etcd.Close()
+	}
 	os.RemoveAll(c.dataDir)
 	return err
 }
