@@ -10732,81 +10732,77 @@ dotQ2_Kx1AVX2loop:
 	CMPQ BX, $0x00
 	JE   dotQ2_Kx1AVX2done
 
-	// scales: low nibbles, per 16 values; mins: high nibbles
-	VMOVDQU      (AX), X1
-	VPSRLW       $0x04, X1, X1
-	VPAND        bytes0f<>+0(SB), X1, X1
-	VPMOVZXBW    X1, Y1
-	MOVWLZX      82(AX), DI
-	VMOVD        DI, X2
-	VCVTPH2PS    X2, X2
-	VXORPS       signbit<>+0(SB), X2, X2
-	VPMADDWD     260(CX), Y1, Y1
-	VCVTDQ2PS    Y1, Y1
-	VMULSS       (CX), X2, X2
-	VBROADCASTSS X2, Y2
-	VFMADD231PS  Y1, Y2, Y0
-	VPXOR        Y1, Y1, Y1
-	VMOVDQU      (AX), X2
-	VPAND        bytes0f<>+0(SB), X2, X2
-	VPMOVZXBW    X2, Y2
-	VINSERTI128  $0x01, X2, Y2, Y3
+	// scales (low nibbles) and mins (high), one per 16 values, as int16
+	VPMOVZXBW    (AX), Y1
+	VPSRLW       $0x04, Y1, Y2
+	VMOVD        80(AX), X3
+	VCVTPH2PS    X3, X3
+	VPMADDWD     260(CX), Y2, Y2
+	VCVTDQ2PS    Y2, Y2
+	VBROADCASTSS (CX), X4
+	VMULPS       X4, X3, X3
+	VMOVSHDUP    X3, X3
+	VBROADCASTSS X3, Y3
+	VFNMADD231PS Y2, Y3, Y0
+	VPXOR        Y2, Y2, Y2
+	VPAND        bytes0f<>+0(SB), Y1, Y1
+	VINSERTI128  $0x01, X1, Y1, Y3
 	VMOVDQU      16(AX), Y4
 	VPAND        bytes03<>+0(SB), Y4, Y4
 	VPSHUFB      kscaleshuf<>+0(SB), Y3, Y5
 	VPMADDUBSW   4(CX), Y4, Y4
 	VPMADDWD     Y5, Y4, Y4
-	VPADDD       Y4, Y1, Y1
+	VPADDD       Y4, Y2, Y2
 	VPSRLW       $0x02, 16(AX), Y4
 	VPAND        bytes03<>+0(SB), Y4, Y4
 	VPSHUFB      kscaleshuf<>+32(SB), Y3, Y5
 	VPMADDUBSW   36(CX), Y4, Y4
 	VPMADDWD     Y5, Y4, Y4
-	VPADDD       Y4, Y1, Y1
+	VPADDD       Y4, Y2, Y2
 	VPSRLW       $0x04, 16(AX), Y4
 	VPAND        bytes03<>+0(SB), Y4, Y4
 	VPSHUFB      kscaleshuf<>+64(SB), Y3, Y5
 	VPMADDUBSW   68(CX), Y4, Y4
 	VPMADDWD     Y5, Y4, Y4
-	VPADDD       Y4, Y1, Y1
+	VPADDD       Y4, Y2, Y2
 	VPSRLW       $0x06, 16(AX), Y4
 	VPAND        bytes03<>+0(SB), Y4, Y4
 	VPSHUFB      kscaleshuf<>+96(SB), Y3, Y3
 	VPMADDUBSW   100(CX), Y4, Y4
 	VPMADDWD     Y3, Y4, Y4
-	VPADDD       Y4, Y1, Y1
-	VPERM2I128   $0x11, Y2, Y2, Y2
+	VPADDD       Y4, Y2, Y2
+	VPERM2I128   $0x11, Y1, Y1, Y1
 	VMOVDQU      48(AX), Y3
 	VPAND        bytes03<>+0(SB), Y3, Y3
-	VPSHUFB      kscaleshuf<>+0(SB), Y2, Y4
+	VPSHUFB      kscaleshuf<>+0(SB), Y1, Y4
 	VPMADDUBSW   132(CX), Y3, Y3
 	VPMADDWD     Y4, Y3, Y3
-	VPADDD       Y3, Y1, Y1
+	VPADDD       Y3, Y2, Y2
 	VPSRLW       $0x02, 48(AX), Y3
 	VPAND        bytes03<>+0(SB), Y3, Y3
-	VPSHUFB      kscaleshuf<>+32(SB), Y2, Y4
+	VPSHUFB      kscaleshuf<>+32(SB), Y1, Y4
 	VPMADDUBSW   164(CX), Y3, Y3
 	VPMADDWD     Y4, Y3, Y3
-	VPADDD       Y3, Y1, Y1
+	VPADDD       Y3, Y2, Y2
 	VPSRLW       $0x04, 48(AX), Y3
 	VPAND        bytes03<>+0(SB), Y3, Y3
-	VPSHUFB      kscaleshuf<>+64(SB), Y2, Y4
+	VPSHUFB      kscaleshuf<>+64(SB), Y1, Y4
 	VPMADDUBSW   196(CX), Y3, Y3
 	VPMADDWD     Y4, Y3, Y3
-	VPADDD       Y3, Y1, Y1
+	VPADDD       Y3, Y2, Y2
 	VPSRLW       $0x06, 48(AX), Y3
 	VPAND        bytes03<>+0(SB), Y3, Y3
-	VPSHUFB      kscaleshuf<>+96(SB), Y2, Y2
+	VPSHUFB      kscaleshuf<>+96(SB), Y1, Y1
 	VPMADDUBSW   228(CX), Y3, Y3
-	VPMADDWD     Y2, Y3, Y3
-	VPADDD       Y3, Y1, Y1
+	VPMADDWD     Y1, Y3, Y3
+	VPADDD       Y3, Y2, Y2
 	MOVWLZX      80(AX), DI
-	VMOVD        DI, X2
-	VCVTPH2PS    X2, X2
-	VMULSS       (CX), X2, X2
-	VBROADCASTSS X2, Y2
-	VCVTDQ2PS    Y1, Y1
-	VFMADD231PS  Y1, Y2, Y0
+	VMOVD        DI, X1
+	VCVTPH2PS    X1, X1
+	VMULSS       (CX), X1, X1
+	VBROADCASTSS X1, Y1
+	VCVTDQ2PS    Y2, Y2
+	VFMADD231PS  Y2, Y1, Y0
 	ADDQ         $0x00000054, AX
 	ADDQ         $0x00000124, CX
 	ADDQ         $0x00000124, DX
@@ -10823,11 +10819,6 @@ dotQ2_Kx1AVX2done:
 	VMOVSS       X0, (SI)
 	VZEROUPPER
 	RET
-
-DATA signbit<>+0(SB)/4, $0x80000000
-DATA signbit<>+4(SB)/4, $0x00000000
-DATA signbit<>+8(SB)/8, $0x0000000000000000
-GLOBL signbit<>(SB), RODATA|NOPTR, $16
 
 DATA bytes03<>+0(SB)/1, $0x03
 DATA bytes03<>+1(SB)/1, $0x03
@@ -11307,108 +11298,84 @@ dotQ3_Kx1AVX2loop:
 	VMOVDQU      32(AX), Y4
 	VPAND        bytes03<>+0(SB), Y4, Y4
 	VPSLLW       $0x02, (AX), Y5
-	VPAND        bytes04<>+0(SB), Y5, Y5
-	VPOR         Y5, Y4, Y4
-	VPSUBB       bytes04<>+0(SB), Y4, Y4
-	VPABSB       Y4, Y5
+	VPANDN       bytes04<>+0(SB), Y5, Y5
 	VPSHUFB      kscaleshuf<>+0(SB), Y3, Y6
-	VMOVDQU      4(CX), Y7
-	VPSIGNB      Y4, Y7, Y7
-	VPMADDUBSW   Y7, Y5, Y7
-	VPMADDWD     Y6, Y7, Y7
-	VPADDD       Y7, Y1, Y1
+	VPMADDUBSW   4(CX), Y4, Y4
+	VPMADDUBSW   4(CX), Y5, Y5
+	VPSUBW       Y5, Y4, Y4
+	VPMADDWD     Y6, Y4, Y4
+	VPADDD       Y4, Y1, Y1
 	VPSRLW       $0x02, 32(AX), Y4
 	VPAND        bytes03<>+0(SB), Y4, Y4
 	VPSLLW       $0x01, (AX), Y5
-	VPAND        bytes04<>+0(SB), Y5, Y5
-	VPOR         Y5, Y4, Y4
-	VPSUBB       bytes04<>+0(SB), Y4, Y4
-	VPABSB       Y4, Y5
+	VPANDN       bytes04<>+0(SB), Y5, Y5
 	VPSHUFB      kscaleshuf<>+32(SB), Y3, Y6
-	VMOVDQU      36(CX), Y7
-	VPSIGNB      Y4, Y7, Y7
-	VPMADDUBSW   Y7, Y5, Y7
-	VPMADDWD     Y6, Y7, Y7
-	VPADDD       Y7, Y1, Y1
+	VPMADDUBSW   36(CX), Y4, Y4
+	VPMADDUBSW   36(CX), Y5, Y5
+	VPSUBW       Y5, Y4, Y4
+	VPMADDWD     Y6, Y4, Y4
+	VPADDD       Y4, Y1, Y1
 	VPSRLW       $0x04, 32(AX), Y4
 	VPAND        bytes03<>+0(SB), Y4, Y4
 	VMOVDQU      (AX), Y5
-	VPAND        bytes04<>+0(SB), Y5, Y5
-	VPOR         Y5, Y4, Y4
-	VPSUBB       bytes04<>+0(SB), Y4, Y4
-	VPABSB       Y4, Y5
+	VPANDN       bytes04<>+0(SB), Y5, Y5
 	VPSHUFB      kscaleshuf<>+64(SB), Y3, Y6
-	VMOVDQU      68(CX), Y7
-	VPSIGNB      Y4, Y7, Y7
-	VPMADDUBSW   Y7, Y5, Y7
-	VPMADDWD     Y6, Y7, Y7
-	VPADDD       Y7, Y1, Y1
+	VPMADDUBSW   68(CX), Y4, Y4
+	VPMADDUBSW   68(CX), Y5, Y5
+	VPSUBW       Y5, Y4, Y4
+	VPMADDWD     Y6, Y4, Y4
+	VPADDD       Y4, Y1, Y1
 	VPSRLW       $0x06, 32(AX), Y4
 	VPAND        bytes03<>+0(SB), Y4, Y4
 	VPSRLW       $0x01, (AX), Y5
-	VPAND        bytes04<>+0(SB), Y5, Y5
-	VPOR         Y5, Y4, Y4
-	VPSUBB       bytes04<>+0(SB), Y4, Y4
-	VPABSB       Y4, Y5
+	VPANDN       bytes04<>+0(SB), Y5, Y5
 	VPSHUFB      kscaleshuf<>+96(SB), Y3, Y3
-	VMOVDQU      100(CX), Y6
-	VPSIGNB      Y4, Y6, Y6
-	VPMADDUBSW   Y6, Y5, Y6
-	VPMADDWD     Y3, Y6, Y6
-	VPADDD       Y6, Y1, Y1
+	VPMADDUBSW   100(CX), Y4, Y4
+	VPMADDUBSW   100(CX), Y5, Y5
+	VPSUBW       Y5, Y4, Y4
+	VPMADDWD     Y3, Y4, Y4
+	VPADDD       Y4, Y1, Y1
 	VPERM2I128   $0x11, Y2, Y2, Y2
 	VMOVDQU      64(AX), Y3
 	VPAND        bytes03<>+0(SB), Y3, Y3
 	VPSRLW       $0x02, (AX), Y4
-	VPAND        bytes04<>+0(SB), Y4, Y4
-	VPOR         Y4, Y3, Y3
-	VPSUBB       bytes04<>+0(SB), Y3, Y3
-	VPABSB       Y3, Y4
+	VPANDN       bytes04<>+0(SB), Y4, Y4
 	VPSHUFB      kscaleshuf<>+0(SB), Y2, Y5
-	VMOVDQU      132(CX), Y6
-	VPSIGNB      Y3, Y6, Y6
-	VPMADDUBSW   Y6, Y4, Y6
-	VPMADDWD     Y5, Y6, Y6
-	VPADDD       Y6, Y1, Y1
+	VPMADDUBSW   132(CX), Y3, Y3
+	VPMADDUBSW   132(CX), Y4, Y4
+	VPSUBW       Y4, Y3, Y3
+	VPMADDWD     Y5, Y3, Y3
+	VPADDD       Y3, Y1, Y1
 	VPSRLW       $0x02, 64(AX), Y3
 	VPAND        bytes03<>+0(SB), Y3, Y3
 	VPSRLW       $0x03, (AX), Y4
-	VPAND        bytes04<>+0(SB), Y4, Y4
-	VPOR         Y4, Y3, Y3
-	VPSUBB       bytes04<>+0(SB), Y3, Y3
-	VPABSB       Y3, Y4
+	VPANDN       bytes04<>+0(SB), Y4, Y4
 	VPSHUFB      kscaleshuf<>+32(SB), Y2, Y5
-	VMOVDQU      164(CX), Y6
-	VPSIGNB      Y3, Y6, Y6
-	VPMADDUBSW   Y6, Y4, Y6
-	VPMADDWD     Y5, Y6, Y6
-	VPADDD       Y6, Y1, Y1
+	VPMADDUBSW   164(CX), Y3, Y3
+	VPMADDUBSW   164(CX), Y4, Y4
+	VPSUBW       Y4, Y3, Y3
+	VPMADDWD     Y5, Y3, Y3
+	VPADDD       Y3, Y1, Y1
 	VPSRLW       $0x04, 64(AX), Y3
 	VPAND        bytes03<>+0(SB), Y3, Y3
 	VPSRLW       $0x04, (AX), Y4
-	VPAND        bytes04<>+0(SB), Y4, Y4
-	VPOR         Y4, Y3, Y3
-	VPSUBB       bytes04<>+0(SB), Y3, Y3
-	VPABSB       Y3, Y4
+	VPANDN       bytes04<>+0(SB), Y4, Y4
 	VPSHUFB      kscaleshuf<>+64(SB), Y2, Y5
-	VMOVDQU      196(CX), Y6
-	VPSIGNB      Y3, Y6, Y6
-	VPMADDUBSW   Y6, Y4, Y6
-	VPMADDWD     Y5, Y6, Y6
-	VPADDD       Y6, Y1, Y1
+	VPMADDUBSW   196(CX), Y3, Y3
+	VPMADDUBSW   196(CX), Y4, Y4
+	VPSUBW       Y4, Y3, Y3
+	VPMADDWD     Y5, Y3, Y3
+	VPADDD       Y3, Y1, Y1
 	VPSRLW       $0x06, 64(AX), Y3
 	VPAND        bytes03<>+0(SB), Y3, Y3
 	VPSRLW       $0x05, (AX), Y4
-	VPAND        bytes04<>+0(SB), Y4, Y4
-	VPOR         Y4, Y3, Y3
-	VPSUBB       bytes04<>+0(SB), Y3, Y3
-	VPABSB       Y3, Y4
+	VPANDN       bytes04<>+0(SB), Y4, Y4
 	VPSHUFB      kscaleshuf<>+96(SB), Y2, Y2
-	VMOVDQU      228(CX), Y5
-	VPSIGNB      Y3, Y5, Y5
-	VPMADDUBSW   Y5, Y4, Y5
-	VPMADDWD     Y2, Y5, Y5
-	VPADDD       Y5, Y1, Y1
+	VPMADDUBSW   228(CX), Y3, Y3
+	VPMADDUBSW   228(CX), Y4, Y4
+	VPSUBW       Y4, Y3, Y3
+	VPMADDWD     Y2, Y3, Y3
+	VPADDD       Y3, Y1, Y1
 	MOVWLZX      108(AX), DI
 	VMOVD        DI, X2
 	VCVTPH2PS    X2, X2
@@ -11654,6 +11621,11 @@ dotQ5_Kx1AVX2done:
 	VMOVSS       X0, (SI)
 	VZEROUPPER
 	RET
+
+DATA signbit<>+0(SB)/4, $0x80000000
+DATA signbit<>+4(SB)/4, $0x00000000
+DATA signbit<>+8(SB)/8, $0x0000000000000000
+GLOBL signbit<>(SB), RODATA|NOPTR, $16
 
 // func dotIQ4_XSx1AVX2(w []byte, x []byte, stride int, nb int, out *[4]float32)
 // Requires: AVX, AVX2, BMI2, F16C, FMA3
@@ -12366,115 +12338,113 @@ dotQ2_Kx2AVX2loop:
 	CMPQ BX, $0x00
 	JE   dotQ2_Kx2AVX2done
 
-	// scales: low nibbles, per 16 values; mins: high nibbles
-	VMOVDQU      (AX), X2
-	VPSRLW       $0x04, X2, X2
-	VPAND        bytes0f<>+0(SB), X2, X2
-	VPMOVZXBW    X2, Y2
-	MOVWLZX      82(AX), R8
-	VMOVD        R8, X3
-	VCVTPH2PS    X3, X3
-	VXORPS       signbit<>+0(SB), X3, X3
-	VPMADDWD     260(CX), Y2, Y4
-	VCVTDQ2PS    Y4, Y4
-	VMULSS       (CX), X3, X5
-	VBROADCASTSS X5, Y5
-	VFMADD231PS  Y4, Y5, Y0
-	VPMADDWD     260(CX)(DX*1), Y2, Y2
-	VCVTDQ2PS    Y2, Y2
-	VMULSS       (CX)(DX*1), X3, X3
-	VBROADCASTSS X3, Y3
-	VFMADD231PS  Y2, Y3, Y1
-	VPXOR        Y2, Y2, Y2
+	// scales (low nibbles) and mins (high), one per 16 values, as int16
+	VPMOVZXBW    (AX), Y2
+	VPSRLW       $0x04, Y2, Y3
+	VMOVD        80(AX), X4
+	VCVTPH2PS    X4, X4
+	VPMADDWD     260(CX), Y3, Y5
+	VCVTDQ2PS    Y5, Y5
+	VBROADCASTSS (CX), X6
+	VMULPS       X6, X4, X6
+	VMOVSHDUP    X6, X6
+	VBROADCASTSS X6, Y6
+	VFNMADD231PS Y5, Y6, Y0
+	VPMADDWD     260(CX)(DX*1), Y3, Y3
+	VCVTDQ2PS    Y3, Y3
+	VBROADCASTSS (CX)(DX*1), X5
+	VMULPS       X5, X4, X4
+	VMOVSHDUP    X4, X4
+	VBROADCASTSS X4, Y4
+	VFNMADD231PS Y3, Y4, Y1
 	VPXOR        Y3, Y3, Y3
-	VMOVDQU      (AX), X4
-	VPAND        bytes0f<>+0(SB), X4, X4
-	VPMOVZXBW    X4, Y4
-	VINSERTI128  $0x01, X4, Y4, Y5
+	VPXOR        Y4, Y4, Y4
+	VPAND        bytes0f<>+0(SB), Y2, Y2
+	VINSERTI128  $0x01, X2, Y2, Y5
 	VMOVDQU      16(AX), Y6
 	VPAND        bytes03<>+0(SB), Y6, Y6
 	VPSHUFB      kscaleshuf<>+0(SB), Y5, Y7
 	VPMADDUBSW   4(CX), Y6, Y8
 	VPMADDWD     Y7, Y8, Y8
-	VPADDD       Y8, Y2, Y2
+	VPADDD       Y8, Y3, Y3
 	VPMADDUBSW   4(CX)(DX*1), Y6, Y6
 	VPMADDWD     Y7, Y6, Y6
-	VPADDD       Y6, Y3, Y3
+	VPADDD       Y6, Y4, Y4
 	VPSRLW       $0x02, 16(AX), Y6
 	VPAND        bytes03<>+0(SB), Y6, Y6
 	VPSHUFB      kscaleshuf<>+32(SB), Y5, Y7
 	VPMADDUBSW   36(CX), Y6, Y8
 	VPMADDWD     Y7, Y8, Y8
-	VPADDD       Y8, Y2, Y2
+	VPADDD       Y8, Y3, Y3
 	VPMADDUBSW   36(CX)(DX*1), Y6, Y6
 	VPMADDWD     Y7, Y6, Y6
-	VPADDD       Y6, Y3, Y3
+	VPADDD       Y6, Y4, Y4
 	VPSRLW       $0x04, 16(AX), Y6
 	VPAND        bytes03<>+0(SB), Y6, Y6
 	VPSHUFB      kscaleshuf<>+64(SB), Y5, Y7
 	VPMADDUBSW   68(CX), Y6, Y8
 	VPMADDWD     Y7, Y8, Y8
-	VPADDD       Y8, Y2, Y2
+	VPADDD       Y8, Y3, Y3
 	VPMADDUBSW   68(CX)(DX*1), Y6, Y6
 	VPMADDWD     Y7, Y6, Y6
-	VPADDD       Y6, Y3, Y3
+	VPADDD       Y6, Y4, Y4
 	VPSRLW       $0x06, 16(AX), Y6
 	VPAND        bytes03<>+0(SB), Y6, Y6
 	VPSHUFB      kscaleshuf<>+96(SB), Y5, Y5
 	VPMADDUBSW   100(CX), Y6, Y7
 	VPMADDWD     Y5, Y7, Y7
-	VPADDD       Y7, Y2, Y2
+	VPADDD       Y7, Y3, Y3
 	VPMADDUBSW   100(CX)(DX*1), Y6, Y6
 	VPMADDWD     Y5, Y6, Y6
-	VPADDD       Y6, Y3, Y3
-	VPERM2I128   $0x11, Y4, Y4, Y4
+	VPADDD       Y6, Y4, Y4
+	VPERM2I128   $0x11, Y2, Y2, Y2
 	VMOVDQU      48(AX), Y5
 	VPAND        bytes03<>+0(SB), Y5, Y5
-	VPSHUFB      kscaleshuf<>+0(SB), Y4, Y6
+	VPSHUFB      kscaleshuf<>+0(SB), Y2, Y6
 	VPMADDUBSW   132(CX), Y5, Y7
 	VPMADDWD     Y6, Y7, Y7
-	VPADDD       Y7, Y2, Y2
+	VPADDD       Y7, Y3, Y3
 	VPMADDUBSW   132(CX)(DX*1), Y5, Y5
 	VPMADDWD     Y6, Y5, Y5
-	VPADDD       Y5, Y3, Y3
+	VPADDD       Y5, Y4, Y4
 	VPSRLW       $0x02, 48(AX), Y5
 	VPAND        bytes03<>+0(SB), Y5, Y5
-	VPSHUFB      kscaleshuf<>+32(SB), Y4, Y6
+	VPSHUFB      kscaleshuf<>+32(SB), Y2, Y6
 	VPMADDUBSW   164(CX), Y5, Y7
 	VPMADDWD     Y6, Y7, Y7
-	VPADDD       Y7, Y2, Y2
+	VPADDD       Y7, Y3, Y3
 	VPMADDUBSW   164(CX)(DX*1), Y5, Y5
 	VPMADDWD     Y6, Y5, Y5
-	VPADDD       Y5, Y3, Y3
+	VPADDD       Y5, Y4, Y4
 	VPSRLW       $0x04, 48(AX), Y5
 	VPAND        bytes03<>+0(SB), Y5, Y5
-	VPSHUFB      kscaleshuf<>+64(SB), Y4, Y6
+	VPSHUFB      kscaleshuf<>+64(SB), Y2, Y6
 	VPMADDUBSW   196(CX), Y5, Y7
 	VPMADDWD     Y6, Y7, Y7
-	VPADDD       Y7, Y2, Y2
+	VPADDD       Y7, Y3, Y3
 	VPMADDUBSW   196(CX)(DX*1), Y5, Y5
 	VPMADDWD     Y6, Y5, Y5
-	VPADDD       Y5, Y3, Y3
+	VPADDD       Y5, Y4, Y4
 	VPSRLW       $0x06, 48(AX), Y5
 	VPAND        bytes03<>+0(SB), Y5, Y5
-	VPSHUFB      kscaleshuf<>+96(SB), Y4, Y4
+	VPSHUFB      kscaleshuf<>+96(SB), Y2, Y2
 	VPMADDUBSW   228(CX), Y5, Y6
-	VPMADDWD     Y4, Y6, Y6
-	VPADDD       Y6, Y2, Y2
+	VPMADDWD     Y2, Y6, Y6
+	VPADDD       Y6, Y3, Y3
 	VPMADDUBSW   228(CX)(DX*1), Y5, Y5
-	VPMADDWD     Y4, Y5, Y5
-	VPADDD       Y5, Y3, Y3
+	VPMADDWD     Y2, Y5, Y5
+	VPADDD       Y5, Y4, Y4
 	MOVWLZX      80(AX), R8
-	VMOVD        R8, X4
-	VCVTPH2PS    X4, X4
-	VMULSS       (CX), X4, X5
+	VMOVD        R8, X2
+	VCVTPH2PS    X2, X2
+	VMULSS       (CX), X2, X5
 	VBROADCASTSS X5, Y5
-	VCVTDQ2PS    Y2, Y2
-	VFMADD231PS  Y2, Y5, Y0
-	VMULSS       (CX)(DX*1), X4, X2
-	VBROADCASTSS X2, Y2
 	VCVTDQ2PS    Y3, Y3
-	VFMADD231PS  Y3, Y2, Y1
+	VFMADD231PS  Y3, Y5, Y0
+	VMULSS       (CX)(DX*1), X2, X2
+	VBROADCASTSS X2, Y2
+	VCVTDQ2PS    Y4, Y4
+	VFMADD231PS  Y4, Y2, Y1
 	ADDQ         $0x00000054, AX
 	ADDQ         $0x00000124, CX
 	ADDQ         $0x00000124, DI
@@ -12560,148 +12530,124 @@ dotQ3_Kx2AVX2loop:
 	VMOVDQU      32(AX), Y6
 	VPAND        bytes03<>+0(SB), Y6, Y6
 	VPSLLW       $0x02, (AX), Y7
-	VPAND        bytes04<>+0(SB), Y7, Y7
-	VPOR         Y7, Y6, Y6
-	VPSUBB       bytes04<>+0(SB), Y6, Y6
-	VPABSB       Y6, Y7
+	VPANDN       bytes04<>+0(SB), Y7, Y7
 	VPSHUFB      kscaleshuf<>+0(SB), Y5, Y8
-	VMOVDQU      4(CX), Y9
-	VPSIGNB      Y6, Y9, Y9
-	VPMADDUBSW   Y9, Y7, Y9
+	VPMADDUBSW   4(CX), Y6, Y9
+	VPMADDUBSW   4(CX), Y7, Y10
+	VPSUBW       Y10, Y9, Y9
 	VPMADDWD     Y8, Y9, Y9
 	VPADDD       Y9, Y2, Y2
-	VMOVDQU      4(CX)(DX*1), Y9
-	VPSIGNB      Y6, Y9, Y9
-	VPMADDUBSW   Y9, Y7, Y9
-	VPMADDWD     Y8, Y9, Y9
-	VPADDD       Y9, Y3, Y3
+	VPMADDUBSW   4(CX)(DX*1), Y6, Y6
+	VPMADDUBSW   4(CX)(DX*1), Y7, Y7
+	VPSUBW       Y7, Y6, Y6
+	VPMADDWD     Y8, Y6, Y6
+	VPADDD       Y6, Y3, Y3
 	VPSRLW       $0x02, 32(AX), Y6
 	VPAND        bytes03<>+0(SB), Y6, Y6
 	VPSLLW       $0x01, (AX), Y7
-	VPAND        bytes04<>+0(SB), Y7, Y7
-	VPOR         Y7, Y6, Y6
-	VPSUBB       bytes04<>+0(SB), Y6, Y6
-	VPABSB       Y6, Y7
+	VPANDN       bytes04<>+0(SB), Y7, Y7
 	VPSHUFB      kscaleshuf<>+32(SB), Y5, Y8
-	VMOVDQU      36(CX), Y9
-	VPSIGNB      Y6, Y9, Y9
-	VPMADDUBSW   Y9, Y7, Y9
+	VPMADDUBSW   36(CX), Y6, Y9
+	VPMADDUBSW   36(CX), Y7, Y10
+	VPSUBW       Y10, Y9, Y9
 	VPMADDWD     Y8, Y9, Y9
 	VPADDD       Y9, Y2, Y2
-	VMOVDQU      36(CX)(DX*1), Y9
-	VPSIGNB      Y6, Y9, Y9
-	VPMADDUBSW   Y9, Y7, Y9
-	VPMADDWD     Y8, Y9, Y9
-	VPADDD       Y9, Y3, Y3
+	VPMADDUBSW   36(CX)(DX*1), Y6, Y6
+	VPMADDUBSW   36(CX)(DX*1), Y7, Y7
+	VPSUBW       Y7, Y6, Y6
+	VPMADDWD     Y8, Y6, Y6
+	VPADDD       Y6, Y3, Y3
 	VPSRLW       $0x04, 32(AX), Y6
 	VPAND        bytes03<>+0(SB), Y6, Y6
 	VMOVDQU      (AX), Y7
-	VPAND        bytes04<>+0(SB), Y7, Y7
-	VPOR         Y7, Y6, Y6
-	VPSUBB       bytes04<>+0(SB), Y6, Y6
-	VPABSB       Y6, Y7
+	VPANDN       bytes04<>+0(SB), Y7, Y7
 	VPSHUFB      kscaleshuf<>+64(SB), Y5, Y8
-	VMOVDQU      68(CX), Y9
-	VPSIGNB      Y6, Y9, Y9
-	VPMADDUBSW   Y9, Y7, Y9
+	VPMADDUBSW   68(CX), Y6, Y9
+	VPMADDUBSW   68(CX), Y7, Y10
+	VPSUBW       Y10, Y9, Y9
 	VPMADDWD     Y8, Y9, Y9
 	VPADDD       Y9, Y2, Y2
-	VMOVDQU      68(CX)(DX*1), Y9
-	VPSIGNB      Y6, Y9, Y9
-	VPMADDUBSW   Y9, Y7, Y9
-	VPMADDWD     Y8, Y9, Y9
-	VPADDD       Y9, Y3, Y3
+	VPMADDUBSW   68(CX)(DX*1), Y6, Y6
+	VPMADDUBSW   68(CX)(DX*1), Y7, Y7
+	VPSUBW       Y7, Y6, Y6
+	VPMADDWD     Y8, Y6, Y6
+	VPADDD       Y6, Y3, Y3
 	VPSRLW       $0x06, 32(AX), Y6
 	VPAND        bytes03<>+0(SB), Y6, Y6
 	VPSRLW       $0x01, (AX), Y7
-	VPAND        bytes04<>+0(SB), Y7, Y7
-	VPOR         Y7, Y6, Y6
-	VPSUBB       bytes04<>+0(SB), Y6, Y6
-	VPABSB       Y6, Y7
+	VPANDN       bytes04<>+0(SB), Y7, Y7
 	VPSHUFB      kscaleshuf<>+96(SB), Y5, Y5
-	VMOVDQU      100(CX), Y8
-	VPSIGNB      Y6, Y8, Y8
-	VPMADDUBSW   Y8, Y7, Y8
+	VPMADDUBSW   100(CX), Y6, Y8
+	VPMADDUBSW   100(CX), Y7, Y9
+	VPSUBW       Y9, Y8, Y8
 	VPMADDWD     Y5, Y8, Y8
 	VPADDD       Y8, Y2, Y2
-	VMOVDQU      100(CX)(DX*1), Y8
-	VPSIGNB      Y6, Y8, Y8
-	VPMADDUBSW   Y8, Y7, Y8
-	VPMADDWD     Y5, Y8, Y8
-	VPADDD       Y8, Y3, Y3
+	VPMADDUBSW   100(CX)(DX*1), Y6, Y6
+	VPMADDUBSW   100(CX)(DX*1), Y7, Y7
+	VPSUBW       Y7, Y6, Y6
+	VPMADDWD     Y5, Y6, Y6
+	VPADDD       Y6, Y3, Y3
 	VPERM2I128   $0x11, Y4, Y4, Y4
 	VMOVDQU      64(AX), Y5
 	VPAND        bytes03<>+0(SB), Y5, Y5
 	VPSRLW       $0x02, (AX), Y6
-	VPAND        bytes04<>+0(SB), Y6, Y6
-	VPOR         Y6, Y5, Y5
-	VPSUBB       bytes04<>+0(SB), Y5, Y5
-	VPABSB       Y5, Y6
+	VPANDN       bytes04<>+0(SB), Y6, Y6
 	VPSHUFB      kscaleshuf<>+0(SB), Y4, Y7
-	VMOVDQU      132(CX), Y8
-	VPSIGNB      Y5, Y8, Y8
-	VPMADDUBSW   Y8, Y6, Y8
+	VPMADDUBSW   132(CX), Y5, Y8
+	VPMADDUBSW   132(CX), Y6, Y9
+	VPSUBW       Y9, Y8, Y8
 	VPMADDWD     Y7, Y8, Y8
 	VPADDD       Y8, Y2, Y2
-	VMOVDQU      132(CX)(DX*1), Y8
-	VPSIGNB      Y5, Y8, Y8
-	VPMADDUBSW   Y8, Y6, Y8
-	VPMADDWD     Y7, Y8, Y8
-	VPADDD       Y8, Y3, Y3
+	VPMADDUBSW   132(CX)(DX*1), Y5, Y5
+	VPMADDUBSW   132(CX)(DX*1), Y6, Y6
+	VPSUBW       Y6, Y5, Y5
+	VPMADDWD     Y7, Y5, Y5
+	VPADDD       Y5, Y3, Y3
 	VPSRLW       $0x02, 64(AX), Y5
 	VPAND        bytes03<>+0(SB), Y5, Y5
 	VPSRLW       $0x03, (AX), Y6
-	VPAND        bytes04<>+0(SB), Y6, Y6
-	VPOR         Y6, Y5, Y5
-	VPSUBB       bytes04<>+0(SB), Y5, Y5
-	VPABSB       Y5, Y6
+	VPANDN       bytes04<>+0(SB), Y6, Y6
 	VPSHUFB      kscaleshuf<>+32(SB), Y4, Y7
-	VMOVDQU      164(CX), Y8
-	VPSIGNB      Y5, Y8, Y8
-	VPMADDUBSW   Y8, Y6, Y8
+	VPMADDUBSW   164(CX), Y5, Y8
+	VPMADDUBSW   164(CX), Y6, Y9
+	VPSUBW       Y9, Y8, Y8
 	VPMADDWD     Y7, Y8, Y8
 	VPADDD       Y8, Y2, Y2
-	VMOVDQU      164(CX)(DX*1), Y8
-	VPSIGNB      Y5, Y8, Y8
-	VPMADDUBSW   Y8, Y6, Y8
-	VPMADDWD     Y7, Y8, Y8
-	VPADDD       Y8, Y3, Y3
+	VPMADDUBSW   164(CX)(DX*1), Y5, Y5
+	VPMADDUBSW   164(CX)(DX*1), Y6, Y6
+	VPSUBW       Y6, Y5, Y5
+	VPMADDWD     Y7, Y5, Y5
+	VPADDD       Y5, Y3, Y3
 	VPSRLW       $0x04, 64(AX), Y5
 	VPAND        bytes03<>+0(SB), Y5, Y5
 	VPSRLW       $0x04, (AX), Y6
-	VPAND        bytes04<>+0(SB), Y6, Y6
-	VPOR         Y6, Y5, Y5
-	VPSUBB       bytes04<>+0(SB), Y5, Y5
-	VPABSB       Y5, Y6
+	VPANDN       bytes04<>+0(SB), Y6, Y6
 	VPSHUFB      kscaleshuf<>+64(SB), Y4, Y7
-	VMOVDQU      196(CX), Y8
-	VPSIGNB      Y5, Y8, Y8
-	VPMADDUBSW   Y8, Y6, Y8
+	VPMADDUBSW   196(CX), Y5, Y8
+	VPMADDUBSW   196(CX), Y6, Y9
+	VPSUBW       Y9, Y8, Y8
 	VPMADDWD     Y7, Y8, Y8
 	VPADDD       Y8, Y2, Y2
-	VMOVDQU      196(CX)(DX*1), Y8
-	VPSIGNB      Y5, Y8, Y8
-	VPMADDUBSW   Y8, Y6, Y8
-	VPMADDWD     Y7, Y8, Y8
-	VPADDD       Y8, Y3, Y3
+	VPMADDUBSW   196(CX)(DX*1), Y5, Y5
+	VPMADDUBSW   196(CX)(DX*1), Y6, Y6
+	VPSUBW       Y6, Y5, Y5
+	VPMADDWD     Y7, Y5, Y5
+	VPADDD       Y5, Y3, Y3
 	VPSRLW       $0x06, 64(AX), Y5
 	VPAND        bytes03<>+0(SB), Y5, Y5
 	VPSRLW       $0x05, (AX), Y6
-	VPAND        bytes04<>+0(SB), Y6, Y6
-	VPOR         Y6, Y5, Y5
-	VPSUBB       bytes04<>+0(SB), Y5, Y5
-	VPABSB       Y5, Y6
+	VPANDN       bytes04<>+0(SB), Y6, Y6
 	VPSHUFB      kscaleshuf<>+96(SB), Y4, Y4
-	VMOVDQU      228(CX), Y7
-	VPSIGNB      Y5, Y7, Y7
-	VPMADDUBSW   Y7, Y6, Y7
+	VPMADDUBSW   228(CX), Y5, Y7
+	VPMADDUBSW   228(CX), Y6, Y8
+	VPSUBW       Y8, Y7, Y7
 	VPMADDWD     Y4, Y7, Y7
 	VPADDD       Y7, Y2, Y2
-	VMOVDQU      228(CX)(DX*1), Y7
-	VPSIGNB      Y5, Y7, Y7
-	VPMADDUBSW   Y7, Y6, Y7
-	VPMADDWD     Y4, Y7, Y7
-	VPADDD       Y7, Y3, Y3
+	VPMADDUBSW   228(CX)(DX*1), Y5, Y5
+	VPMADDUBSW   228(CX)(DX*1), Y6, Y6
+	VPSUBW       Y6, Y5, Y5
+	VPMADDWD     Y4, Y5, Y5
+	VPADDD       Y5, Y3, Y3
 	MOVWLZX      108(AX), R8
 	VMOVD        R8, X4
 	VCVTPH2PS    X4, X4
@@ -13859,149 +13805,149 @@ dotQ2_Kx3AVX2loop:
 	CMPQ BX, $0x00
 	JE   dotQ2_Kx3AVX2done
 
-	// scales: low nibbles, per 16 values; mins: high nibbles
-	VMOVDQU      (AX), X3
-	VPSRLW       $0x04, X3, X3
-	VPAND        bytes0f<>+0(SB), X3, X3
-	VPMOVZXBW    X3, Y3
-	MOVWLZX      82(AX), R8
-	VMOVD        R8, X4
-	VCVTPH2PS    X4, X4
-	VXORPS       signbit<>+0(SB), X4, X4
-	VPMADDWD     260(CX), Y3, Y5
-	VCVTDQ2PS    Y5, Y5
-	VMULSS       (CX), X4, X6
-	VBROADCASTSS X6, Y6
-	VFMADD231PS  Y5, Y6, Y0
-	VPMADDWD     260(CX)(DX*1), Y3, Y5
-	VCVTDQ2PS    Y5, Y5
-	VMULSS       (CX)(DX*1), X4, X6
-	VBROADCASTSS X6, Y6
-	VFMADD231PS  Y5, Y6, Y1
-	VPMADDWD     260(DI), Y3, Y3
-	VCVTDQ2PS    Y3, Y3
-	VMULSS       (DI), X4, X4
-	VBROADCASTSS X4, Y4
-	VFMADD231PS  Y3, Y4, Y2
-	VPXOR        Y3, Y3, Y3
+	// scales (low nibbles) and mins (high), one per 16 values, as int16
+	VPMOVZXBW    (AX), Y3
+	VPSRLW       $0x04, Y3, Y4
+	VMOVD        80(AX), X5
+	VCVTPH2PS    X5, X5
+	VPMADDWD     260(CX), Y4, Y6
+	VCVTDQ2PS    Y6, Y6
+	VBROADCASTSS (CX), X7
+	VMULPS       X7, X5, X7
+	VMOVSHDUP    X7, X7
+	VBROADCASTSS X7, Y7
+	VFNMADD231PS Y6, Y7, Y0
+	VPMADDWD     260(CX)(DX*1), Y4, Y6
+	VCVTDQ2PS    Y6, Y6
+	VBROADCASTSS (CX)(DX*1), X7
+	VMULPS       X7, X5, X7
+	VMOVSHDUP    X7, X7
+	VBROADCASTSS X7, Y7
+	VFNMADD231PS Y6, Y7, Y1
+	VPMADDWD     260(DI), Y4, Y4
+	VCVTDQ2PS    Y4, Y4
+	VBROADCASTSS (DI), X6
+	VMULPS       X6, X5, X5
+	VMOVSHDUP    X5, X5
+	VBROADCASTSS X5, Y5
+	VFNMADD231PS Y4, Y5, Y2
 	VPXOR        Y4, Y4, Y4
 	VPXOR        Y5, Y5, Y5
-	VMOVDQU      (AX), X6
-	VPAND        bytes0f<>+0(SB), X6, X6
-	VPMOVZXBW    X6, Y6
-	VINSERTI128  $0x01, X6, Y6, Y7
+	VPXOR        Y6, Y6, Y6
+	VPAND        bytes0f<>+0(SB), Y3, Y3
+	VINSERTI128  $0x01, X3, Y3, Y7
 	VMOVDQU      16(AX), Y8
 	VPAND        bytes03<>+0(SB), Y8, Y8
 	VPSHUFB      kscaleshuf<>+0(SB), Y7, Y9
 	VPMADDUBSW   4(CX), Y8, Y10
 	VPMADDWD     Y9, Y10, Y10
-	VPADDD       Y10, Y3, Y3
+	VPADDD       Y10, Y4, Y4
 	VPMADDUBSW   4(CX)(DX*1), Y8, Y10
 	VPMADDWD     Y9, Y10, Y10
-	VPADDD       Y10, Y4, Y4
+	VPADDD       Y10, Y5, Y5
 	VPMADDUBSW   4(DI), Y8, Y8
 	VPMADDWD     Y9, Y8, Y8
-	VPADDD       Y8, Y5, Y5
+	VPADDD       Y8, Y6, Y6
 	VPSRLW       $0x02, 16(AX), Y8
 	VPAND        bytes03<>+0(SB), Y8, Y8
 	VPSHUFB      kscaleshuf<>+32(SB), Y7, Y9
 	VPMADDUBSW   36(CX), Y8, Y10
 	VPMADDWD     Y9, Y10, Y10
-	VPADDD       Y10, Y3, Y3
+	VPADDD       Y10, Y4, Y4
 	VPMADDUBSW   36(CX)(DX*1), Y8, Y10
 	VPMADDWD     Y9, Y10, Y10
-	VPADDD       Y10, Y4, Y4
+	VPADDD       Y10, Y5, Y5
 	VPMADDUBSW   36(DI), Y8, Y8
 	VPMADDWD     Y9, Y8, Y8
-	VPADDD       Y8, Y5, Y5
+	VPADDD       Y8, Y6, Y6
 	VPSRLW       $0x04, 16(AX), Y8
 	VPAND        bytes03<>+0(SB), Y8, Y8
 	VPSHUFB      kscaleshuf<>+64(SB), Y7, Y9
 	VPMADDUBSW   68(CX), Y8, Y10
 	VPMADDWD     Y9, Y10, Y10
-	VPADDD       Y10, Y3, Y3
+	VPADDD       Y10, Y4, Y4
 	VPMADDUBSW   68(CX)(DX*1), Y8, Y10
 	VPMADDWD     Y9, Y10, Y10
-	VPADDD       Y10, Y4, Y4
+	VPADDD       Y10, Y5, Y5
 	VPMADDUBSW   68(DI), Y8, Y8
 	VPMADDWD     Y9, Y8, Y8
-	VPADDD       Y8, Y5, Y5
+	VPADDD       Y8, Y6, Y6
 	VPSRLW       $0x06, 16(AX), Y8
 	VPAND        bytes03<>+0(SB), Y8, Y8
 	VPSHUFB      kscaleshuf<>+96(SB), Y7, Y7
 	VPMADDUBSW   100(CX), Y8, Y9
 	VPMADDWD     Y7, Y9, Y9
-	VPADDD       Y9, Y3, Y3
+	VPADDD       Y9, Y4, Y4
 	VPMADDUBSW   100(CX)(DX*1), Y8, Y9
 	VPMADDWD     Y7, Y9, Y9
-	VPADDD       Y9, Y4, Y4
+	VPADDD       Y9, Y5, Y5
 	VPMADDUBSW   100(DI), Y8, Y8
 	VPMADDWD     Y7, Y8, Y8
-	VPADDD       Y8, Y5, Y5
-	VPERM2I128   $0x11, Y6, Y6, Y6
+	VPADDD       Y8, Y6, Y6
+	VPERM2I128   $0x11, Y3, Y3, Y3
 	VMOVDQU      48(AX), Y7
 	VPAND        bytes03<>+0(SB), Y7, Y7
-	VPSHUFB      kscaleshuf<>+0(SB), Y6, Y8
+	VPSHUFB      kscaleshuf<>+0(SB), Y3, Y8
 	VPMADDUBSW   132(CX), Y7, Y9
 	VPMADDWD     Y8, Y9, Y9
-	VPADDD       Y9, Y3, Y3
+	VPADDD       Y9, Y4, Y4
 	VPMADDUBSW   132(CX)(DX*1), Y7, Y9
 	VPMADDWD     Y8, Y9, Y9
-	VPADDD       Y9, Y4, Y4
+	VPADDD       Y9, Y5, Y5
 	VPMADDUBSW   132(DI), Y7, Y7
 	VPMADDWD     Y8, Y7, Y7
-	VPADDD       Y7, Y5, Y5
+	VPADDD       Y7, Y6, Y6
 	VPSRLW       $0x02, 48(AX), Y7
 	VPAND        bytes03<>+0(SB), Y7, Y7
-	VPSHUFB      kscaleshuf<>+32(SB), Y6, Y8
+	VPSHUFB      kscaleshuf<>+32(SB), Y3, Y8
 	VPMADDUBSW   164(CX), Y7, Y9
 	VPMADDWD     Y8, Y9, Y9
-	VPADDD       Y9, Y3, Y3
+	VPADDD       Y9, Y4, Y4
 	VPMADDUBSW   164(CX)(DX*1), Y7, Y9
 	VPMADDWD     Y8, Y9, Y9
-	VPADDD       Y9, Y4, Y4
+	VPADDD       Y9, Y5, Y5
 	VPMADDUBSW   164(DI), Y7, Y7
 	VPMADDWD     Y8, Y7, Y7
-	VPADDD       Y7, Y5, Y5
+	VPADDD       Y7, Y6, Y6
 	VPSRLW       $0x04, 48(AX), Y7
 	VPAND        bytes03<>+0(SB), Y7, Y7
-	VPSHUFB      kscaleshuf<>+64(SB), Y6, Y8
+	VPSHUFB      kscaleshuf<>+64(SB), Y3, Y8
 	VPMADDUBSW   196(CX), Y7, Y9
 	VPMADDWD     Y8, Y9, Y9
-	VPADDD       Y9, Y3, Y3
+	VPADDD       Y9, Y4, Y4
 	VPMADDUBSW   196(CX)(DX*1), Y7, Y9
 	VPMADDWD     Y8, Y9, Y9
-	VPADDD       Y9, Y4, Y4
+	VPADDD       Y9, Y5, Y5
 	VPMADDUBSW   196(DI), Y7, Y7
 	VPMADDWD     Y8, Y7, Y7
-	VPADDD       Y7, Y5, Y5
+	VPADDD       Y7, Y6, Y6
 	VPSRLW       $0x06, 48(AX), Y7
 	VPAND        bytes03<>+0(SB), Y7, Y7
-	VPSHUFB      kscaleshuf<>+96(SB), Y6, Y6
+	VPSHUFB      kscaleshuf<>+96(SB), Y3, Y3
 	VPMADDUBSW   228(CX), Y7, Y8
-	VPMADDWD     Y6, Y8, Y8
-	VPADDD       Y8, Y3, Y3
-	VPMADDUBSW   228(CX)(DX*1), Y7, Y8
-	VPMADDWD     Y6, Y8, Y8
+	VPMADDWD     Y3, Y8, Y8
 	VPADDD       Y8, Y4, Y4
+	VPMADDUBSW   228(CX)(DX*1), Y7, Y8
+	VPMADDWD     Y3, Y8, Y8
+	VPADDD       Y8, Y5, Y5
 	VPMADDUBSW   228(DI), Y7, Y7
-	VPMADDWD     Y6, Y7, Y7
-	VPADDD       Y7, Y5, Y5
+	VPMADDWD     Y3, Y7, Y7
+	VPADDD       Y7, Y6, Y6
 	MOVWLZX      80(AX), R8
-	VMOVD        R8, X6
-	VCVTPH2PS    X6, X6
-	VMULSS       (CX), X6, X7
+	VMOVD        R8, X3
+	VCVTPH2PS    X3, X3
+	VMULSS       (CX), X3, X7
 	VBROADCASTSS X7, Y7
-	VCVTDQ2PS    Y3, Y3
-	VFMADD231PS  Y3, Y7, Y0
-	VMULSS       (CX)(DX*1), X6, X3
-	VBROADCASTSS X3, Y3
 	VCVTDQ2PS    Y4, Y4
-	VFMADD231PS  Y4, Y3, Y1
-	VMULSS       (DI), X6, X3
-	VBROADCASTSS X3, Y3
+	VFMADD231PS  Y4, Y7, Y0
+	VMULSS       (CX)(DX*1), X3, X4
+	VBROADCASTSS X4, Y4
 	VCVTDQ2PS    Y5, Y5
-	VFMADD231PS  Y5, Y3, Y2
+	VFMADD231PS  Y5, Y4, Y1
+	VMULSS       (DI), X3, X3
+	VBROADCASTSS X3, Y3
+	VCVTDQ2PS    Y6, Y6
+	VFMADD231PS  Y6, Y3, Y2
 	ADDQ         $0x00000054, AX
 	ADDQ         $0x00000124, CX
 	ADDQ         $0x00000124, DI
@@ -14097,188 +14043,164 @@ dotQ3_Kx3AVX2loop:
 	VMOVDQU      32(AX), Y8
 	VPAND        bytes03<>+0(SB), Y8, Y8
 	VPSLLW       $0x02, (AX), Y9
-	VPAND        bytes04<>+0(SB), Y9, Y9
-	VPOR         Y9, Y8, Y8
-	VPSUBB       bytes04<>+0(SB), Y8, Y8
-	VPABSB       Y8, Y9
+	VPANDN       bytes04<>+0(SB), Y9, Y9
 	VPSHUFB      kscaleshuf<>+0(SB), Y7, Y10
-	VMOVDQU      4(CX), Y11
-	VPSIGNB      Y8, Y11, Y11
-	VPMADDUBSW   Y11, Y9, Y11
+	VPMADDUBSW   4(CX), Y8, Y11
+	VPMADDUBSW   4(CX), Y9, Y12
+	VPSUBW       Y12, Y11, Y11
 	VPMADDWD     Y10, Y11, Y11
 	VPADDD       Y11, Y3, Y3
-	VMOVDQU      4(CX)(DX*1), Y11
-	VPSIGNB      Y8, Y11, Y11
-	VPMADDUBSW   Y11, Y9, Y11
+	VPMADDUBSW   4(CX)(DX*1), Y8, Y11
+	VPMADDUBSW   4(CX)(DX*1), Y9, Y12
+	VPSUBW       Y12, Y11, Y11
 	VPMADDWD     Y10, Y11, Y11
 	VPADDD       Y11, Y4, Y4
-	VMOVDQU      4(DI), Y11
-	VPSIGNB      Y8, Y11, Y11
-	VPMADDUBSW   Y11, Y9, Y11
-	VPMADDWD     Y10, Y11, Y11
-	VPADDD       Y11, Y5, Y5
+	VPMADDUBSW   4(DI), Y8, Y8
+	VPMADDUBSW   4(DI), Y9, Y9
+	VPSUBW       Y9, Y8, Y8
+	VPMADDWD     Y10, Y8, Y8
+	VPADDD       Y8, Y5, Y5
 	VPSRLW       $0x02, 32(AX), Y8
 	VPAND        bytes03<>+0(SB), Y8, Y8
 	VPSLLW       $0x01, (AX), Y9
-	VPAND        bytes04<>+0(SB), Y9, Y9
-	VPOR         Y9, Y8, Y8
-	VPSUBB       bytes04<>+0(SB), Y8, Y8
-	VPABSB       Y8, Y9
+	VPANDN       bytes04<>+0(SB), Y9, Y9
 	VPSHUFB      kscaleshuf<>+32(SB), Y7, Y10
-	VMOVDQU      36(CX), Y11
-	VPSIGNB      Y8, Y11, Y11
-	VPMADDUBSW   Y11, Y9, Y11
+	VPMADDUBSW   36(CX), Y8, Y11
+	VPMADDUBSW   36(CX), Y9, Y12
+	VPSUBW       Y12, Y11, Y11
 	VPMADDWD     Y10, Y11, Y11
 	VPADDD       Y11, Y3, Y3
-	VMOVDQU      36(CX)(DX*1), Y11
-	VPSIGNB      Y8, Y11, Y11
-	VPMADDUBSW   Y11, Y9, Y11
+	VPMADDUBSW   36(CX)(DX*1), Y8, Y11
+	VPMADDUBSW   36(CX)(DX*1), Y9, Y12
+	VPSUBW       Y12, Y11, Y11
 	VPMADDWD     Y10, Y11, Y11
 	VPADDD       Y11, Y4, Y4
-	VMOVDQU      36(DI), Y11
-	VPSIGNB      Y8, Y11, Y11
-	VPMADDUBSW   Y11, Y9, Y11
-	VPMADDWD     Y10, Y11, Y11
-	VPADDD       Y11, Y5, Y5
+	VPMADDUBSW   36(DI), Y8, Y8
+	VPMADDUBSW   36(DI), Y9, Y9
+	VPSUBW       Y9, Y8, Y8
+	VPMADDWD     Y10, Y8, Y8
+	VPADDD       Y8, Y5, Y5
 	VPSRLW       $0x04, 32(AX), Y8
 	VPAND        bytes03<>+0(SB), Y8, Y8
 	VMOVDQU      (AX), Y9
-	VPAND        bytes04<>+0(SB), Y9, Y9
-	VPOR         Y9, Y8, Y8
-	VPSUBB       bytes04<>+0(SB), Y8, Y8
-	VPABSB       Y8, Y9
+	VPANDN       bytes04<>+0(SB), Y9, Y9
 	VPSHUFB      kscaleshuf<>+64(SB), Y7, Y10
-	VMOVDQU      68(CX), Y11
-	VPSIGNB      Y8, Y11, Y11
-	VPMADDUBSW   Y11, Y9, Y11
+	VPMADDUBSW   68(CX), Y8, Y11
+	VPMADDUBSW   68(CX), Y9, Y12
+	VPSUBW       Y12, Y11, Y11
 	VPMADDWD     Y10, Y11, Y11
 	VPADDD       Y11, Y3, Y3
-	VMOVDQU      68(CX)(DX*1), Y11
-	VPSIGNB      Y8, Y11, Y11
-	VPMADDUBSW   Y11, Y9, Y11
+	VPMADDUBSW   68(CX)(DX*1), Y8, Y11
+	VPMADDUBSW   68(CX)(DX*1), Y9, Y12
+	VPSUBW       Y12, Y11, Y11
 	VPMADDWD     Y10, Y11, Y11
 	VPADDD       Y11, Y4, Y4
-	VMOVDQU      68(DI), Y11
-	VPSIGNB      Y8, Y11, Y11
-	VPMADDUBSW   Y11, Y9, Y11
-	VPMADDWD     Y10, Y11, Y11
-	VPADDD       Y11, Y5, Y5
+	VPMADDUBSW   68(DI), Y8, Y8
+	VPMADDUBSW   68(DI), Y9, Y9
+	VPSUBW       Y9, Y8, Y8
+	VPMADDWD     Y10, Y8, Y8
+	VPADDD       Y8, Y5, Y5
 	VPSRLW       $0x06, 32(AX), Y8
 	VPAND        bytes03<>+0(SB), Y8, Y8
 	VPSRLW       $0x01, (AX), Y9
-	VPAND        bytes04<>+0(SB), Y9, Y9
-	VPOR         Y9, Y8, Y8
-	VPSUBB       bytes04<>+0(SB), Y8, Y8
-	VPABSB       Y8, Y9
+	VPANDN       bytes04<>+0(SB), Y9, Y9
 	VPSHUFB      kscaleshuf<>+96(SB), Y7, Y7
-	VMOVDQU      100(CX), Y10
-	VPSIGNB      Y8, Y10, Y10
-	VPMADDUBSW   Y10, Y9, Y10
+	VPMADDUBSW   100(CX), Y8, Y10
+	VPMADDUBSW   100(CX), Y9, Y11
+	VPSUBW       Y11, Y10, Y10
 	VPMADDWD     Y7, Y10, Y10
 	VPADDD       Y10, Y3, Y3
-	VMOVDQU      100(CX)(DX*1), Y10
-	VPSIGNB      Y8, Y10, Y10
-	VPMADDUBSW   Y10, Y9, Y10
+	VPMADDUBSW   100(CX)(DX*1), Y8, Y10
+	VPMADDUBSW   100(CX)(DX*1), Y9, Y11
+	VPSUBW       Y11, Y10, Y10
 	VPMADDWD     Y7, Y10, Y10
 	VPADDD       Y10, Y4, Y4
-	VMOVDQU      100(DI), Y10
-	VPSIGNB      Y8, Y10, Y10
-	VPMADDUBSW   Y10, Y9, Y10
-	VPMADDWD     Y7, Y10, Y10
-	VPADDD       Y10, Y5, Y5
+	VPMADDUBSW   100(DI), Y8, Y8
+	VPMADDUBSW   100(DI), Y9, Y9
+	VPSUBW       Y9, Y8, Y8
+	VPMADDWD     Y7, Y8, Y8
+	VPADDD       Y8, Y5, Y5
 	VPERM2I128   $0x11, Y6, Y6, Y6
 	VMOVDQU      64(AX), Y7
 	VPAND        bytes03<>+0(SB), Y7, Y7
 	VPSRLW       $0x02, (AX), Y8
-	VPAND        bytes04<>+0(SB), Y8, Y8
-	VPOR         Y8, Y7, Y7
-	VPSUBB       bytes04<>+0(SB), Y7, Y7
-	VPABSB       Y7, Y8
+	VPANDN       bytes04<>+0(SB), Y8, Y8
 	VPSHUFB      kscaleshuf<>+0(SB), Y6, Y9
-	VMOVDQU      132(CX), Y10
-	VPSIGNB      Y7, Y10, Y10
-	VPMADDUBSW   Y10, Y8, Y10
+	VPMADDUBSW   132(CX), Y7, Y10
+	VPMADDUBSW   132(CX), Y8, Y11
+	VPSUBW       Y11, Y10, Y10
 	VPMADDWD     Y9, Y10, Y10
 	VPADDD       Y10, Y3, Y3
-	VMOVDQU      132(CX)(DX*1), Y10
-	VPSIGNB      Y7, Y10, Y10
-	VPMADDUBSW   Y10, Y8, Y10
+	VPMADDUBSW   132(CX)(DX*1), Y7, Y10
+	VPMADDUBSW   132(CX)(DX*1), Y8, Y11
+	VPSUBW       Y11, Y10, Y10
 	VPMADDWD     Y9, Y10, Y10
 	VPADDD       Y10, Y4, Y4
-	VMOVDQU      132(DI), Y10
-	VPSIGNB      Y7, Y10, Y10
-	VPMADDUBSW   Y10, Y8, Y10
-	VPMADDWD     Y9, Y10, Y10
-	VPADDD       Y10, Y5, Y5
+	VPMADDUBSW   132(DI), Y7, Y7
+	VPMADDUBSW   132(DI), Y8, Y8
+	VPSUBW       Y8, Y7, Y7
+	VPMADDWD     Y9, Y7, Y7
+	VPADDD       Y7, Y5, Y5
 	VPSRLW       $0x02, 64(AX), Y7
 	VPAND        bytes03<>+0(SB), Y7, Y7
 	VPSRLW       $0x03, (AX), Y8
-	VPAND        bytes04<>+0(SB), Y8, Y8
-	VPOR         Y8, Y7, Y7
-	VPSUBB       bytes04<>+0(SB), Y7, Y7
-	VPABSB       Y7, Y8
+	VPANDN       bytes04<>+0(SB), Y8, Y8
 	VPSHUFB      kscaleshuf<>+32(SB), Y6, Y9
-	VMOVDQU      164(CX), Y10
-	VPSIGNB      Y7, Y10, Y10
-	VPMADDUBSW   Y10, Y8, Y10
+	VPMADDUBSW   164(CX), Y7, Y10
+	VPMADDUBSW   164(CX), Y8, Y11
+	VPSUBW       Y11, Y10, Y10
 	VPMADDWD     Y9, Y10, Y10
 	VPADDD       Y10, Y3, Y3
-	VMOVDQU      164(CX)(DX*1), Y10
-	VPSIGNB      Y7, Y10, Y10
-	VPMADDUBSW   Y10, Y8, Y10
+	VPMADDUBSW   164(CX)(DX*1), Y7, Y10
+	VPMADDUBSW   164(CX)(DX*1), Y8, Y11
+	VPSUBW       Y11, Y10, Y10
 	VPMADDWD     Y9, Y10, Y10
 	VPADDD       Y10, Y4, Y4
-	VMOVDQU      164(DI), Y10
-	VPSIGNB      Y7, Y10, Y10
-	VPMADDUBSW   Y10, Y8, Y10
-	VPMADDWD     Y9, Y10, Y10
-	VPADDD       Y10, Y5, Y5
+	VPMADDUBSW   164(DI), Y7, Y7
+	VPMADDUBSW   164(DI), Y8, Y8
+	VPSUBW       Y8, Y7, Y7
+	VPMADDWD     Y9, Y7, Y7
+	VPADDD       Y7, Y5, Y5
 	VPSRLW       $0x04, 64(AX), Y7
 	VPAND        bytes03<>+0(SB), Y7, Y7
 	VPSRLW       $0x04, (AX), Y8
-	VPAND        bytes04<>+0(SB), Y8, Y8
-	VPOR         Y8, Y7, Y7
-	VPSUBB       bytes04<>+0(SB), Y7, Y7
-	VPABSB       Y7, Y8
+	VPANDN       bytes04<>+0(SB), Y8, Y8
 	VPSHUFB      kscaleshuf<>+64(SB), Y6, Y9
-	VMOVDQU      196(CX), Y10
-	VPSIGNB      Y7, Y10, Y10
-	VPMADDUBSW   Y10, Y8, Y10
+	VPMADDUBSW   196(CX), Y7, Y10
+	VPMADDUBSW   196(CX), Y8, Y11
+	VPSUBW       Y11, Y10, Y10
 	VPMADDWD     Y9, Y10, Y10
 	VPADDD       Y10, Y3, Y3
-	VMOVDQU      196(CX)(DX*1), Y10
-	VPSIGNB      Y7, Y10, Y10
-	VPMADDUBSW   Y10, Y8, Y10
+	VPMADDUBSW   196(CX)(DX*1), Y7, Y10
+	VPMADDUBSW   196(CX)(DX*1), Y8, Y11
+	VPSUBW       Y11, Y10, Y10
 	VPMADDWD     Y9, Y10, Y10
 	VPADDD       Y10, Y4, Y4
-	VMOVDQU      196(DI), Y10
-	VPSIGNB      Y7, Y10, Y10
-	VPMADDUBSW   Y10, Y8, Y10
-	VPMADDWD     Y9, Y10, Y10
-	VPADDD       Y10, Y5, Y5
+	VPMADDUBSW   196(DI), Y7, Y7
+	VPMADDUBSW   196(DI), Y8, Y8
+	VPSUBW       Y8, Y7, Y7
+	VPMADDWD     Y9, Y7, Y7
+	VPADDD       Y7, Y5, Y5
 	VPSRLW       $0x06, 64(AX), Y7
 	VPAND        bytes03<>+0(SB), Y7, Y7
 	VPSRLW       $0x05, (AX), Y8
-	VPAND        bytes04<>+0(SB), Y8, Y8
-	VPOR         Y8, Y7, Y7
-	VPSUBB       bytes04<>+0(SB), Y7, Y7
-	VPABSB       Y7, Y8
+	VPANDN       bytes04<>+0(SB), Y8, Y8
 	VPSHUFB      kscaleshuf<>+96(SB), Y6, Y6
-	VMOVDQU      228(CX), Y9
-	VPSIGNB      Y7, Y9, Y9
-	VPMADDUBSW   Y9, Y8, Y9
+	VPMADDUBSW   228(CX), Y7, Y9
+	VPMADDUBSW   228(CX), Y8, Y10
+	VPSUBW       Y10, Y9, Y9
 	VPMADDWD     Y6, Y9, Y9
 	VPADDD       Y9, Y3, Y3
-	VMOVDQU      228(CX)(DX*1), Y9
-	VPSIGNB      Y7, Y9, Y9
-	VPMADDUBSW   Y9, Y8, Y9
+	VPMADDUBSW   228(CX)(DX*1), Y7, Y9
+	VPMADDUBSW   228(CX)(DX*1), Y8, Y10
+	VPSUBW       Y10, Y9, Y9
 	VPMADDWD     Y6, Y9, Y9
 	VPADDD       Y9, Y4, Y4
-	VMOVDQU      228(DI), Y9
-	VPSIGNB      Y7, Y9, Y9
-	VPMADDUBSW   Y9, Y8, Y9
-	VPMADDWD     Y6, Y9, Y9
-	VPADDD       Y9, Y5, Y5
+	VPMADDUBSW   228(DI), Y7, Y7
+	VPMADDUBSW   228(DI), Y8, Y8
+	VPSUBW       Y8, Y7, Y7
+	VPMADDWD     Y6, Y7, Y7
+	VPADDD       Y7, Y5, Y5
 	MOVWLZX      108(AX), R8
 	VMOVD        R8, X6
 	VCVTPH2PS    X6, X6
@@ -15704,183 +15626,185 @@ dotQ2_Kx4AVX2loop:
 	CMPQ BX, $0x00
 	JE   dotQ2_Kx4AVX2done
 
-	// scales: low nibbles, per 16 values; mins: high nibbles
-	VMOVDQU      (AX), X4
-	VPSRLW       $0x04, X4, X4
-	VPAND        bytes0f<>+0(SB), X4, X4
-	VPMOVZXBW    X4, Y4
-	MOVWLZX      82(AX), R8
-	VMOVD        R8, X5
-	VCVTPH2PS    X5, X5
-	VXORPS       signbit<>+0(SB), X5, X5
-	VPMADDWD     260(CX), Y4, Y6
-	VCVTDQ2PS    Y6, Y6
-	VMULSS       (CX), X5, X7
-	VBROADCASTSS X7, Y7
-	VFMADD231PS  Y6, Y7, Y0
-	VPMADDWD     260(CX)(DX*1), Y4, Y6
-	VCVTDQ2PS    Y6, Y6
-	VMULSS       (CX)(DX*1), X5, X7
-	VBROADCASTSS X7, Y7
-	VFMADD231PS  Y6, Y7, Y1
-	VPMADDWD     260(DI), Y4, Y6
-	VCVTDQ2PS    Y6, Y6
-	VMULSS       (DI), X5, X7
-	VBROADCASTSS X7, Y7
-	VFMADD231PS  Y6, Y7, Y2
-	VPMADDWD     260(DI)(DX*1), Y4, Y4
-	VCVTDQ2PS    Y4, Y4
-	VMULSS       (DI)(DX*1), X5, X5
-	VBROADCASTSS X5, Y5
-	VFMADD231PS  Y4, Y5, Y3
-	VPXOR        Y4, Y4, Y4
+	// scales (low nibbles) and mins (high), one per 16 values, as int16
+	VPMOVZXBW    (AX), Y4
+	VPSRLW       $0x04, Y4, Y5
+	VMOVD        80(AX), X6
+	VCVTPH2PS    X6, X6
+	VPMADDWD     260(CX), Y5, Y7
+	VCVTDQ2PS    Y7, Y7
+	VBROADCASTSS (CX), X8
+	VMULPS       X8, X6, X8
+	VMOVSHDUP    X8, X8
+	VBROADCASTSS X8, Y8
+	VFNMADD231PS Y7, Y8, Y0
+	VPMADDWD     260(CX)(DX*1), Y5, Y7
+	VCVTDQ2PS    Y7, Y7
+	VBROADCASTSS (CX)(DX*1), X8
+	VMULPS       X8, X6, X8
+	VMOVSHDUP    X8, X8
+	VBROADCASTSS X8, Y8
+	VFNMADD231PS Y7, Y8, Y1
+	VPMADDWD     260(DI), Y5, Y7
+	VCVTDQ2PS    Y7, Y7
+	VBROADCASTSS (DI), X8
+	VMULPS       X8, X6, X8
+	VMOVSHDUP    X8, X8
+	VBROADCASTSS X8, Y8
+	VFNMADD231PS Y7, Y8, Y2
+	VPMADDWD     260(DI)(DX*1), Y5, Y5
+	VCVTDQ2PS    Y5, Y5
+	VBROADCASTSS (DI)(DX*1), X7
+	VMULPS       X7, X6, X6
+	VMOVSHDUP    X6, X6
+	VBROADCASTSS X6, Y6
+	VFNMADD231PS Y5, Y6, Y3
 	VPXOR        Y5, Y5, Y5
 	VPXOR        Y6, Y6, Y6
 	VPXOR        Y7, Y7, Y7
-	VMOVDQU      (AX), X8
-	VPAND        bytes0f<>+0(SB), X8, X8
-	VPMOVZXBW    X8, Y8
-	VINSERTI128  $0x01, X8, Y8, Y9
+	VPXOR        Y8, Y8, Y8
+	VPAND        bytes0f<>+0(SB), Y4, Y4
+	VINSERTI128  $0x01, X4, Y4, Y9
 	VMOVDQU      16(AX), Y10
 	VPAND        bytes03<>+0(SB), Y10, Y10
 	VPSHUFB      kscaleshuf<>+0(SB), Y9, Y11
 	VPMADDUBSW   4(CX), Y10, Y12
 	VPMADDWD     Y11, Y12, Y12
-	VPADDD       Y12, Y4, Y4
+	VPADDD       Y12, Y5, Y5
 	VPMADDUBSW   4(CX)(DX*1), Y10, Y12
 	VPMADDWD     Y11, Y12, Y12
-	VPADDD       Y12, Y5, Y5
+	VPADDD       Y12, Y6, Y6
 	VPMADDUBSW   4(DI), Y10, Y12
 	VPMADDWD     Y11, Y12, Y12
-	VPADDD       Y12, Y6, Y6
+	VPADDD       Y12, Y7, Y7
 	VPMADDUBSW   4(DI)(DX*1), Y10, Y10
 	VPMADDWD     Y11, Y10, Y10
-	VPADDD       Y10, Y7, Y7
+	VPADDD       Y10, Y8, Y8
 	VPSRLW       $0x02, 16(AX), Y10
 	VPAND        bytes03<>+0(SB), Y10, Y10
 	VPSHUFB      kscaleshuf<>+32(SB), Y9, Y11
 	VPMADDUBSW   36(CX), Y10, Y12
 	VPMADDWD     Y11, Y12, Y12
-	VPADDD       Y12, Y4, Y4
+	VPADDD       Y12, Y5, Y5
 	VPMADDUBSW   36(CX)(DX*1), Y10, Y12
 	VPMADDWD     Y11, Y12, Y12
-	VPADDD       Y12, Y5, Y5
+	VPADDD       Y12, Y6, Y6
 	VPMADDUBSW   36(DI), Y10, Y12
 	VPMADDWD     Y11, Y12, Y12
-	VPADDD       Y12, Y6, Y6
+	VPADDD       Y12, Y7, Y7
 	VPMADDUBSW   36(DI)(DX*1), Y10, Y10
 	VPMADDWD     Y11, Y10, Y10
-	VPADDD       Y10, Y7, Y7
+	VPADDD       Y10, Y8, Y8
 	VPSRLW       $0x04, 16(AX), Y10
 	VPAND        bytes03<>+0(SB), Y10, Y10
 	VPSHUFB      kscaleshuf<>+64(SB), Y9, Y11
 	VPMADDUBSW   68(CX), Y10, Y12
 	VPMADDWD     Y11, Y12, Y12
-	VPADDD       Y12, Y4, Y4
+	VPADDD       Y12, Y5, Y5
 	VPMADDUBSW   68(CX)(DX*1), Y10, Y12
 	VPMADDWD     Y11, Y12, Y12
-	VPADDD       Y12, Y5, Y5
+	VPADDD       Y12, Y6, Y6
 	VPMADDUBSW   68(DI), Y10, Y12
 	VPMADDWD     Y11, Y12, Y12
-	VPADDD       Y12, Y6, Y6
+	VPADDD       Y12, Y7, Y7
 	VPMADDUBSW   68(DI)(DX*1), Y10, Y10
 	VPMADDWD     Y11, Y10, Y10
-	VPADDD       Y10, Y7, Y7
+	VPADDD       Y10, Y8, Y8
 	VPSRLW       $0x06, 16(AX), Y10
 	VPAND        bytes03<>+0(SB), Y10, Y10
 	VPSHUFB      kscaleshuf<>+96(SB), Y9, Y9
 	VPMADDUBSW   100(CX), Y10, Y11
 	VPMADDWD     Y9, Y11, Y11
-	VPADDD       Y11, Y4, Y4
+	VPADDD       Y11, Y5, Y5
 	VPMADDUBSW   100(CX)(DX*1), Y10, Y11
 	VPMADDWD     Y9, Y11, Y11
-	VPADDD       Y11, Y5, Y5
+	VPADDD       Y11, Y6, Y6
 	VPMADDUBSW   100(DI), Y10, Y11
 	VPMADDWD     Y9, Y11, Y11
-	VPADDD       Y11, Y6, Y6
+	VPADDD       Y11, Y7, Y7
 	VPMADDUBSW   100(DI)(DX*1), Y10, Y10
 	VPMADDWD     Y9, Y10, Y10
-	VPADDD       Y10, Y7, Y7
-	VPERM2I128   $0x11, Y8, Y8, Y8
+	VPADDD       Y10, Y8, Y8
+	VPERM2I128   $0x11, Y4, Y4, Y4
 	VMOVDQU      48(AX), Y9
 	VPAND        bytes03<>+0(SB), Y9, Y9
-	VPSHUFB      kscaleshuf<>+0(SB), Y8, Y10
+	VPSHUFB      kscaleshuf<>+0(SB), Y4, Y10
 	VPMADDUBSW   132(CX), Y9, Y11
 	VPMADDWD     Y10, Y11, Y11
-	VPADDD       Y11, Y4, Y4
+	VPADDD       Y11, Y5, Y5
 	VPMADDUBSW   132(CX)(DX*1), Y9, Y11
 	VPMADDWD     Y10, Y11, Y11
-	VPADDD       Y11, Y5, Y5
+	VPADDD       Y11, Y6, Y6
 	VPMADDUBSW   132(DI), Y9, Y11
 	VPMADDWD     Y10, Y11, Y11
-	VPADDD       Y11, Y6, Y6
+	VPADDD       Y11, Y7, Y7
 	VPMADDUBSW   132(DI)(DX*1), Y9, Y9
 	VPMADDWD     Y10, Y9, Y9
-	VPADDD       Y9, Y7, Y7
+	VPADDD       Y9, Y8, Y8
 	VPSRLW       $0x02, 48(AX), Y9
 	VPAND        bytes03<>+0(SB), Y9, Y9
-	VPSHUFB      kscaleshuf<>+32(SB), Y8, Y10
+	VPSHUFB      kscaleshuf<>+32(SB), Y4, Y10
 	VPMADDUBSW   164(CX), Y9, Y11
 	VPMADDWD     Y10, Y11, Y11
-	VPADDD       Y11, Y4, Y4
+	VPADDD       Y11, Y5, Y5
 	VPMADDUBSW   164(CX)(DX*1), Y9, Y11
 	VPMADDWD     Y10, Y11, Y11
-	VPADDD       Y11, Y5, Y5
+	VPADDD       Y11, Y6, Y6
 	VPMADDUBSW   164(DI), Y9, Y11
 	VPMADDWD     Y10, Y11, Y11
-	VPADDD       Y11, Y6, Y6
+	VPADDD       Y11, Y7, Y7
 	VPMADDUBSW   164(DI)(DX*1), Y9, Y9
 	VPMADDWD     Y10, Y9, Y9
-	VPADDD       Y9, Y7, Y7
+	VPADDD       Y9, Y8, Y8
 	VPSRLW       $0x04, 48(AX), Y9
 	VPAND        bytes03<>+0(SB), Y9, Y9
-	VPSHUFB      kscaleshuf<>+64(SB), Y8, Y10
+	VPSHUFB      kscaleshuf<>+64(SB), Y4, Y10
 	VPMADDUBSW   196(CX), Y9, Y11
 	VPMADDWD     Y10, Y11, Y11
-	VPADDD       Y11, Y4, Y4
+	VPADDD       Y11, Y5, Y5
 	VPMADDUBSW   196(CX)(DX*1), Y9, Y11
 	VPMADDWD     Y10, Y11, Y11
-	VPADDD       Y11, Y5, Y5
+	VPADDD       Y11, Y6, Y6
 	VPMADDUBSW   196(DI), Y9, Y11
 	VPMADDWD     Y10, Y11, Y11
-	VPADDD       Y11, Y6, Y6
+	VPADDD       Y11, Y7, Y7
 	VPMADDUBSW   196(DI)(DX*1), Y9, Y9
 	VPMADDWD     Y10, Y9, Y9
-	VPADDD       Y9, Y7, Y7
+	VPADDD       Y9, Y8, Y8
 	VPSRLW       $0x06, 48(AX), Y9
 	VPAND        bytes03<>+0(SB), Y9, Y9
-	VPSHUFB      kscaleshuf<>+96(SB), Y8, Y8
+	VPSHUFB      kscaleshuf<>+96(SB), Y4, Y4
 	VPMADDUBSW   228(CX), Y9, Y10
-	VPMADDWD     Y8, Y10, Y10
-	VPADDD       Y10, Y4, Y4
-	VPMADDUBSW   228(CX)(DX*1), Y9, Y10
-	VPMADDWD     Y8, Y10, Y10
+	VPMADDWD     Y4, Y10, Y10
 	VPADDD       Y10, Y5, Y5
-	VPMADDUBSW   228(DI), Y9, Y10
-	VPMADDWD     Y8, Y10, Y10
+	VPMADDUBSW   228(CX)(DX*1), Y9, Y10
+	VPMADDWD     Y4, Y10, Y10
 	VPADDD       Y10, Y6, Y6
+	VPMADDUBSW   228(DI), Y9, Y10
+	VPMADDWD     Y4, Y10, Y10
+	VPADDD       Y10, Y7, Y7
 	VPMADDUBSW   228(DI)(DX*1), Y9, Y9
-	VPMADDWD     Y8, Y9, Y9
-	VPADDD       Y9, Y7, Y7
+	VPMADDWD     Y4, Y9, Y9
+	VPADDD       Y9, Y8, Y8
 	MOVWLZX      80(AX), R8
-	VMOVD        R8, X8
-	VCVTPH2PS    X8, X8
-	VMULSS       (CX), X8, X9
+	VMOVD        R8, X4
+	VCVTPH2PS    X4, X4
+	VMULSS       (CX), X4, X9
 	VBROADCASTSS X9, Y9
-	VCVTDQ2PS    Y4, Y4
-	VFMADD231PS  Y4, Y9, Y0
-	VMULSS       (CX)(DX*1), X8, X4
-	VBROADCASTSS X4, Y4
 	VCVTDQ2PS    Y5, Y5
-	VFMADD231PS  Y5, Y4, Y1
-	VMULSS       (DI), X8, X4
-	VBROADCASTSS X4, Y4
+	VFMADD231PS  Y5, Y9, Y0
+	VMULSS       (CX)(DX*1), X4, X5
+	VBROADCASTSS X5, Y5
 	VCVTDQ2PS    Y6, Y6
-	VFMADD231PS  Y6, Y4, Y2
-	VMULSS       (DI)(DX*1), X8, X4
-	VBROADCASTSS X4, Y4
+	VFMADD231PS  Y6, Y5, Y1
+	VMULSS       (DI), X4, X5
+	VBROADCASTSS X5, Y5
 	VCVTDQ2PS    Y7, Y7
-	VFMADD231PS  Y7, Y4, Y3
+	VFMADD231PS  Y7, Y5, Y2
+	VMULSS       (DI)(DX*1), X4, X4
+	VBROADCASTSS X4, Y4
+	VCVTDQ2PS    Y8, Y8
+	VFMADD231PS  Y8, Y4, Y3
 	ADDQ         $0x00000054, AX
 	ADDQ         $0x00000124, CX
 	ADDQ         $0x00000124, DI
@@ -15986,228 +15910,204 @@ dotQ3_Kx4AVX2loop:
 	VMOVDQU      32(AX), Y10
 	VPAND        bytes03<>+0(SB), Y10, Y10
 	VPSLLW       $0x02, (AX), Y11
-	VPAND        bytes04<>+0(SB), Y11, Y11
-	VPOR         Y11, Y10, Y10
-	VPSUBB       bytes04<>+0(SB), Y10, Y10
-	VPABSB       Y10, Y11
+	VPANDN       bytes04<>+0(SB), Y11, Y11
 	VPSHUFB      kscaleshuf<>+0(SB), Y9, Y12
-	VMOVDQU      4(CX), Y13
-	VPSIGNB      Y10, Y13, Y13
-	VPMADDUBSW   Y13, Y11, Y13
+	VPMADDUBSW   4(CX), Y10, Y13
+	VPMADDUBSW   4(CX), Y11, Y14
+	VPSUBW       Y14, Y13, Y13
 	VPMADDWD     Y12, Y13, Y13
 	VPADDD       Y13, Y4, Y4
-	VMOVDQU      4(CX)(DX*1), Y13
-	VPSIGNB      Y10, Y13, Y13
-	VPMADDUBSW   Y13, Y11, Y13
+	VPMADDUBSW   4(CX)(DX*1), Y10, Y13
+	VPMADDUBSW   4(CX)(DX*1), Y11, Y14
+	VPSUBW       Y14, Y13, Y13
 	VPMADDWD     Y12, Y13, Y13
 	VPADDD       Y13, Y5, Y5
-	VMOVDQU      4(DI), Y13
-	VPSIGNB      Y10, Y13, Y13
-	VPMADDUBSW   Y13, Y11, Y13
+	VPMADDUBSW   4(DI), Y10, Y13
+	VPMADDUBSW   4(DI), Y11, Y14
+	VPSUBW       Y14, Y13, Y13
 	VPMADDWD     Y12, Y13, Y13
 	VPADDD       Y13, Y6, Y6
-	VMOVDQU      4(DI)(DX*1), Y13
-	VPSIGNB      Y10, Y13, Y13
-	VPMADDUBSW   Y13, Y11, Y13
-	VPMADDWD     Y12, Y13, Y13
-	VPADDD       Y13, Y7, Y7
+	VPMADDUBSW   4(DI)(DX*1), Y10, Y10
+	VPMADDUBSW   4(DI)(DX*1), Y11, Y11
+	VPSUBW       Y11, Y10, Y10
+	VPMADDWD     Y12, Y10, Y10
+	VPADDD       Y10, Y7, Y7
 	VPSRLW       $0x02, 32(AX), Y10
 	VPAND        bytes03<>+0(SB), Y10, Y10
 	VPSLLW       $0x01, (AX), Y11
-	VPAND        bytes04<>+0(SB), Y11, Y11
-	VPOR         Y11, Y10, Y10
-	VPSUBB       bytes04<>+0(SB), Y10, Y10
-	VPABSB       Y10, Y11
+	VPANDN       bytes04<>+0(SB), Y11, Y11
 	VPSHUFB      kscaleshuf<>+32(SB), Y9, Y12
-	VMOVDQU      36(CX), Y13
-	VPSIGNB      Y10, Y13, Y13
-	VPMADDUBSW   Y13, Y11, Y13
+	VPMADDUBSW   36(CX), Y10, Y13
+	VPMADDUBSW   36(CX), Y11, Y14
+	VPSUBW       Y14, Y13, Y13
 	VPMADDWD     Y12, Y13, Y13
 	VPADDD       Y13, Y4, Y4
-	VMOVDQU      36(CX)(DX*1), Y13
-	VPSIGNB      Y10, Y13, Y13
-	VPMADDUBSW   Y13, Y11, Y13
+	VPMADDUBSW   36(CX)(DX*1), Y10, Y13
+	VPMADDUBSW   36(CX)(DX*1), Y11, Y14
+	VPSUBW       Y14, Y13, Y13
 	VPMADDWD     Y12, Y13, Y13
 	VPADDD       Y13, Y5, Y5
-	VMOVDQU      36(DI), Y13
-	VPSIGNB      Y10, Y13, Y13
-	VPMADDUBSW   Y13, Y11, Y13
+	VPMADDUBSW   36(DI), Y10, Y13
+	VPMADDUBSW   36(DI), Y11, Y14
+	VPSUBW       Y14, Y13, Y13
 	VPMADDWD     Y12, Y13, Y13
 	VPADDD       Y13, Y6, Y6
-	VMOVDQU      36(DI)(DX*1), Y13
-	VPSIGNB      Y10, Y13, Y13
-	VPMADDUBSW   Y13, Y11, Y13
-	VPMADDWD     Y12, Y13, Y13
-	VPADDD       Y13, Y7, Y7
+	VPMADDUBSW   36(DI)(DX*1), Y10, Y10
+	VPMADDUBSW   36(DI)(DX*1), Y11, Y11
+	VPSUBW       Y11, Y10, Y10
+	VPMADDWD     Y12, Y10, Y10
+	VPADDD       Y10, Y7, Y7
 	VPSRLW       $0x04, 32(AX), Y10
 	VPAND        bytes03<>+0(SB), Y10, Y10
 	VMOVDQU      (AX), Y11
-	VPAND        bytes04<>+0(SB), Y11, Y11
-	VPOR         Y11, Y10, Y10
-	VPSUBB       bytes04<>+0(SB), Y10, Y10
-	VPABSB       Y10, Y11
+	VPANDN       bytes04<>+0(SB), Y11, Y11
 	VPSHUFB      kscaleshuf<>+64(SB), Y9, Y12
-	VMOVDQU      68(CX), Y13
-	VPSIGNB      Y10, Y13, Y13
-	VPMADDUBSW   Y13, Y11, Y13
+	VPMADDUBSW   68(CX), Y10, Y13
+	VPMADDUBSW   68(CX), Y11, Y14
+	VPSUBW       Y14, Y13, Y13
 	VPMADDWD     Y12, Y13, Y13
 	VPADDD       Y13, Y4, Y4
-	VMOVDQU      68(CX)(DX*1), Y13
-	VPSIGNB      Y10, Y13, Y13
-	VPMADDUBSW   Y13, Y11, Y13
+	VPMADDUBSW   68(CX)(DX*1), Y10, Y13
+	VPMADDUBSW   68(CX)(DX*1), Y11, Y14
+	VPSUBW       Y14, Y13, Y13
 	VPMADDWD     Y12, Y13, Y13
 	VPADDD       Y13, Y5, Y5
-	VMOVDQU      68(DI), Y13
-	VPSIGNB      Y10, Y13, Y13
-	VPMADDUBSW   Y13, Y11, Y13
+	VPMADDUBSW   68(DI), Y10, Y13
+	VPMADDUBSW   68(DI), Y11, Y14
+	VPSUBW       Y14, Y13, Y13
 	VPMADDWD     Y12, Y13, Y13
 	VPADDD       Y13, Y6, Y6
-	VMOVDQU      68(DI)(DX*1), Y13
-	VPSIGNB      Y10, Y13, Y13
-	VPMADDUBSW   Y13, Y11, Y13
-	VPMADDWD     Y12, Y13, Y13
-	VPADDD       Y13, Y7, Y7
+	VPMADDUBSW   68(DI)(DX*1), Y10, Y10
+	VPMADDUBSW   68(DI)(DX*1), Y11, Y11
+	VPSUBW       Y11, Y10, Y10
+	VPMADDWD     Y12, Y10, Y10
+	VPADDD       Y10, Y7, Y7
 	VPSRLW       $0x06, 32(AX), Y10
 	VPAND        bytes03<>+0(SB), Y10, Y10
 	VPSRLW       $0x01, (AX), Y11
-	VPAND        bytes04<>+0(SB), Y11, Y11
-	VPOR         Y11, Y10, Y10
-	VPSUBB       bytes04<>+0(SB), Y10, Y10
-	VPABSB       Y10, Y11
+	VPANDN       bytes04<>+0(SB), Y11, Y11
 	VPSHUFB      kscaleshuf<>+96(SB), Y9, Y9
-	VMOVDQU      100(CX), Y12
-	VPSIGNB      Y10, Y12, Y12
-	VPMADDUBSW   Y12, Y11, Y12
+	VPMADDUBSW   100(CX), Y10, Y12
+	VPMADDUBSW   100(CX), Y11, Y13
+	VPSUBW       Y13, Y12, Y12
 	VPMADDWD     Y9, Y12, Y12
 	VPADDD       Y12, Y4, Y4
-	VMOVDQU      100(CX)(DX*1), Y12
-	VPSIGNB      Y10, Y12, Y12
-	VPMADDUBSW   Y12, Y11, Y12
+	VPMADDUBSW   100(CX)(DX*1), Y10, Y12
+	VPMADDUBSW   100(CX)(DX*1), Y11, Y13
+	VPSUBW       Y13, Y12, Y12
 	VPMADDWD     Y9, Y12, Y12
 	VPADDD       Y12, Y5, Y5
-	VMOVDQU      100(DI), Y12
-	VPSIGNB      Y10, Y12, Y12
-	VPMADDUBSW   Y12, Y11, Y12
+	VPMADDUBSW   100(DI), Y10, Y12
+	VPMADDUBSW   100(DI), Y11, Y13
+	VPSUBW       Y13, Y12, Y12
 	VPMADDWD     Y9, Y12, Y12
 	VPADDD       Y12, Y6, Y6
-	VMOVDQU      100(DI)(DX*1), Y12
-	VPSIGNB      Y10, Y12, Y12
-	VPMADDUBSW   Y12, Y11, Y12
-	VPMADDWD     Y9, Y12, Y12
-	VPADDD       Y12, Y7, Y7
+	VPMADDUBSW   100(DI)(DX*1), Y10, Y10
+	VPMADDUBSW   100(DI)(DX*1), Y11, Y11
+	VPSUBW       Y11, Y10, Y10
+	VPMADDWD     Y9, Y10, Y10
+	VPADDD       Y10, Y7, Y7
 	VPERM2I128   $0x11, Y8, Y8, Y8
 	VMOVDQU      64(AX), Y9
 	VPAND        bytes03<>+0(SB), Y9, Y9
 	VPSRLW       $0x02, (AX), Y10
-	VPAND        bytes04<>+0(SB), Y10, Y10
-	VPOR         Y10, Y9, Y9
-	VPSUBB       bytes04<>+0(SB), Y9, Y9
-	VPABSB       Y9, Y10
+	VPANDN       bytes04<>+0(SB), Y10, Y10
 	VPSHUFB      kscaleshuf<>+0(SB), Y8, Y11
-	VMOVDQU      132(CX), Y12
-	VPSIGNB      Y9, Y12, Y12
-	VPMADDUBSW   Y12, Y10, Y12
+	VPMADDUBSW   132(CX), Y9, Y12
+	VPMADDUBSW   132(CX), Y10, Y13
+	VPSUBW       Y13, Y12, Y12
 	VPMADDWD     Y11, Y12, Y12
 	VPADDD       Y12, Y4, Y4
-	VMOVDQU      132(CX)(DX*1), Y12
-	VPSIGNB      Y9, Y12, Y12
-	VPMADDUBSW   Y12, Y10, Y12
+	VPMADDUBSW   132(CX)(DX*1), Y9, Y12
+	VPMADDUBSW   132(CX)(DX*1), Y10, Y13
+	VPSUBW       Y13, Y12, Y12
 	VPMADDWD     Y11, Y12, Y12
 	VPADDD       Y12, Y5, Y5
-	VMOVDQU      132(DI), Y12
-	VPSIGNB      Y9, Y12, Y12
-	VPMADDUBSW   Y12, Y10, Y12
+	VPMADDUBSW   132(DI), Y9, Y12
+	VPMADDUBSW   132(DI), Y10, Y13
+	VPSUBW       Y13, Y12, Y12
 	VPMADDWD     Y11, Y12, Y12
 	VPADDD       Y12, Y6, Y6
-	VMOVDQU      132(DI)(DX*1), Y12
-	VPSIGNB      Y9, Y12, Y12
-	VPMADDUBSW   Y12, Y10, Y12
-	VPMADDWD     Y11, Y12, Y12
-	VPADDD       Y12, Y7, Y7
+	VPMADDUBSW   132(DI)(DX*1), Y9, Y9
+	VPMADDUBSW   132(DI)(DX*1), Y10, Y10
+	VPSUBW       Y10, Y9, Y9
+	VPMADDWD     Y11, Y9, Y9
+	VPADDD       Y9, Y7, Y7
 	VPSRLW       $0x02, 64(AX), Y9
 	VPAND        bytes03<>+0(SB), Y9, Y9
 	VPSRLW       $0x03, (AX), Y10
-	VPAND        bytes04<>+0(SB), Y10, Y10
-	VPOR         Y10, Y9, Y9
-	VPSUBB       bytes04<>+0(SB), Y9, Y9
-	VPABSB       Y9, Y10
+	VPANDN       bytes04<>+0(SB), Y10, Y10
 	VPSHUFB      kscaleshuf<>+32(SB), Y8, Y11
-	VMOVDQU      164(CX), Y12
-	VPSIGNB      Y9, Y12, Y12
-	VPMADDUBSW   Y12, Y10, Y12
+	VPMADDUBSW   164(CX), Y9, Y12
+	VPMADDUBSW   164(CX), Y10, Y13
+	VPSUBW       Y13, Y12, Y12
 	VPMADDWD     Y11, Y12, Y12
 	VPADDD       Y12, Y4, Y4
-	VMOVDQU      164(CX)(DX*1), Y12
-	VPSIGNB      Y9, Y12, Y12
-	VPMADDUBSW   Y12, Y10, Y12
+	VPMADDUBSW   164(CX)(DX*1), Y9, Y12
+	VPMADDUBSW   164(CX)(DX*1), Y10, Y13
+	VPSUBW       Y13, Y12, Y12
 	VPMADDWD     Y11, Y12, Y12
 	VPADDD       Y12, Y5, Y5
-	VMOVDQU      164(DI), Y12
-	VPSIGNB      Y9, Y12, Y12
-	VPMADDUBSW   Y12, Y10, Y12
+	VPMADDUBSW   164(DI), Y9, Y12
+	VPMADDUBSW   164(DI), Y10, Y13
+	VPSUBW       Y13, Y12, Y12
 	VPMADDWD     Y11, Y12, Y12
 	VPADDD       Y12, Y6, Y6
-	VMOVDQU      164(DI)(DX*1), Y12
-	VPSIGNB      Y9, Y12, Y12
-	VPMADDUBSW   Y12, Y10, Y12
-	VPMADDWD     Y11, Y12, Y12
-	VPADDD       Y12, Y7, Y7
+	VPMADDUBSW   164(DI)(DX*1), Y9, Y9
+	VPMADDUBSW   164(DI)(DX*1), Y10, Y10
+	VPSUBW       Y10, Y9, Y9
+	VPMADDWD     Y11, Y9, Y9
+	VPADDD       Y9, Y7, Y7
 	VPSRLW       $0x04, 64(AX), Y9
 	VPAND        bytes03<>+0(SB), Y9, Y9
 	VPSRLW       $0x04, (AX), Y10
-	VPAND        bytes04<>+0(SB), Y10, Y10
-	VPOR         Y10, Y9, Y9
-	VPSUBB       bytes04<>+0(SB), Y9, Y9
-	VPABSB       Y9, Y10
+	VPANDN       bytes04<>+0(SB), Y10, Y10
 	VPSHUFB      kscaleshuf<>+64(SB), Y8, Y11
-	VMOVDQU      196(CX), Y12
-	VPSIGNB      Y9, Y12, Y12
-	VPMADDUBSW   Y12, Y10, Y12
+	VPMADDUBSW   196(CX), Y9, Y12
+	VPMADDUBSW   196(CX), Y10, Y13
+	VPSUBW       Y13, Y12, Y12
 	VPMADDWD     Y11, Y12, Y12
 	VPADDD       Y12, Y4, Y4
-	VMOVDQU      196(CX)(DX*1), Y12
-	VPSIGNB      Y9, Y12, Y12
-	VPMADDUBSW   Y12, Y10, Y12
+	VPMADDUBSW   196(CX)(DX*1), Y9, Y12
+	VPMADDUBSW   196(CX)(DX*1), Y10, Y13
+	VPSUBW       Y13, Y12, Y12
 	VPMADDWD     Y11, Y12, Y12
 	VPADDD       Y12, Y5, Y5
-	VMOVDQU      196(DI), Y12
-	VPSIGNB      Y9, Y12, Y12
-	VPMADDUBSW   Y12, Y10, Y12
+	VPMADDUBSW   196(DI), Y9, Y12
+	VPMADDUBSW   196(DI), Y10, Y13
+	VPSUBW       Y13, Y12, Y12
 	VPMADDWD     Y11, Y12, Y12
 	VPADDD       Y12, Y6, Y6
-	VMOVDQU      196(DI)(DX*1), Y12
-	VPSIGNB      Y9, Y12, Y12
-	VPMADDUBSW   Y12, Y10, Y12
-	VPMADDWD     Y11, Y12, Y12
-	VPADDD       Y12, Y7, Y7
+	VPMADDUBSW   196(DI)(DX*1), Y9, Y9
+	VPMADDUBSW   196(DI)(DX*1), Y10, Y10
+	VPSUBW       Y10, Y9, Y9
+	VPMADDWD     Y11, Y9, Y9
+	VPADDD       Y9, Y7, Y7
 	VPSRLW       $0x06, 64(AX), Y9
 	VPAND        bytes03<>+0(SB), Y9, Y9
 	VPSRLW       $0x05, (AX), Y10
-	VPAND        bytes04<>+0(SB), Y10, Y10
-	VPOR         Y10, Y9, Y9
-	VPSUBB       bytes04<>+0(SB), Y9, Y9
-	VPABSB       Y9, Y10
+	VPANDN       bytes04<>+0(SB), Y10, Y10
 	VPSHUFB      kscaleshuf<>+96(SB), Y8, Y8
-	VMOVDQU      228(CX), Y11
-	VPSIGNB      Y9, Y11, Y11
-	VPMADDUBSW   Y11, Y10, Y11
+	VPMADDUBSW   228(CX), Y9, Y11
+	VPMADDUBSW   228(CX), Y10, Y12
+	VPSUBW       Y12, Y11, Y11
 	VPMADDWD     Y8, Y11, Y11
 	VPADDD       Y11, Y4, Y4
-	VMOVDQU      228(CX)(DX*1), Y11
-	VPSIGNB      Y9, Y11, Y11
-	VPMADDUBSW   Y11, Y10, Y11
+	VPMADDUBSW   228(CX)(DX*1), Y9, Y11
+	VPMADDUBSW   228(CX)(DX*1), Y10, Y12
+	VPSUBW       Y12, Y11, Y11
 	VPMADDWD     Y8, Y11, Y11
 	VPADDD       Y11, Y5, Y5
-	VMOVDQU      228(DI), Y11
-	VPSIGNB      Y9, Y11, Y11
-	VPMADDUBSW   Y11, Y10, Y11
+	VPMADDUBSW   228(DI), Y9, Y11
+	VPMADDUBSW   228(DI), Y10, Y12
+	VPSUBW       Y12, Y11, Y11
 	VPMADDWD     Y8, Y11, Y11
 	VPADDD       Y11, Y6, Y6
-	VMOVDQU      228(DI)(DX*1), Y11
-	VPSIGNB      Y9, Y11, Y11
-	VPMADDUBSW   Y11, Y10, Y11
-	VPMADDWD     Y8, Y11, Y11
-	VPADDD       Y11, Y7, Y7
+	VPMADDUBSW   228(DI)(DX*1), Y9, Y9
+	VPMADDUBSW   228(DI)(DX*1), Y10, Y10
+	VPSUBW       Y10, Y9, Y9
+	VPMADDWD     Y8, Y9, Y9
+	VPADDD       Y9, Y7, Y7
 	MOVWLZX      108(AX), R8
 	VMOVD        R8, X8
 	VCVTPH2PS    X8, X8

@@ -548,31 +548,29 @@ func (k *kRows) close(dw Mem) {
 func dotQ2K(rows int) {
 	k := newKRows("Q2_K", rows, 84, false)
 	pw := k.pw
-	Comment("scales: low nibbles, per 16 values; mins: high nibbles")
-	mn8 := XMM()
-	VMOVDQU(Mem{Base: pw}, mn8)
-	VPSRLW(U8(4), mn8, mn8)
-	VPAND(bytes32(0x0F).Offset(0), mn8, mn8)
+	Comment("scales (low nibbles) and mins (high), one per 16 values, as int16")
+	raw := YMM()
+	VPMOVZXBW(Mem{Base: pw}, raw)
 	mins := YMM()
-	VPMOVZXBW(mn8, mins)
-	dminw := f16Scalar(Mem{Base: pw, Disp: 82})
-	VXORPS(signMask(), dminw, dminw) // -dmin: ggml's -d_x·dmin, the same bits
+	VPSRLW(U8(4), raw, mins)
+	// d and dmin of the block as floats in lanes 0 and 1
+	dd := XMM()
+	VMOVD(Mem{Base: pw, Disp: 80}, dd)
+	VCVTPH2PS(dd, dd)
 	for c := range rows {
 		p := YMM()
 		VPMADDWD(k.addr[c].Offset(260), mins, p)
 		VCVTDQ2PS(p, p)
-		d := XMM()
-		VMULSS(k.addr[c], dminw, d)
-		dv := YMM()
-		VBROADCASTSS(d, dv)
-		VFMADD231PS(p, dv, k.acc[c])
+		dv := XMM()
+		VMULPS(bcastX(k.addr[c]), dd, dv) // d_x·d, d_x·dmin
+		VMOVSHDUP(dv, dv)
+		dm := YMM()
+		VBROADCASTSS(dv, dm)
+		VFNMADD231PS(p, dm, k.acc[c]) // acc - d_x·dmin·prod: ggml's fma(-d_x·dmin, prod, acc)
 	}
 	k.zero()
-	sc8 := XMM()
-	VMOVDQU(Mem{Base: pw}, sc8)
-	VPAND(bytes32(0x0F), sc8, sc8)
 	sc16 := YMM()
-	VPMOVZXBW(sc8, sc16)
+	VPAND(bytes32(0x0F), raw, sc16)
 	for half := range 2 {
 		scales := YMM()
 		if half == 0 {
@@ -595,6 +593,14 @@ func dotQ2K(rows int) {
 		}
 	}
 	k.close(Mem{Base: pw, Disp: 80})
+}
+
+// bcastX is the float at m in every lane of an XMM register (a load
+// only).
+func bcastX(m Mem) reg.VecVirtual {
+	x := XMM()
+	VBROADCASTSS(m, x)
+	return x
 }
 
 // q3KScales unpacks the 16 six-bit scales of the Q3_K block at pw, less
@@ -631,8 +637,9 @@ func q3KScales(pw reg.Register) reg.VecVirtual {
 	return s
 }
 
-// dotQ3K: the three-bit values (two low bits, the high one from hmask)
-// less 4, times the signed six-bit scales (ggml_vec_dot_q3_K_q8_K).
+// dotQ3K: the two low bits times the activations, less 4 times them
+// where the high bit (hmask) is clear, times the signed six-bit scales
+// (ggml_vec_dot_q3_K_q8_K).
 func dotQ3K(rows int) {
 	k := newKRows("Q3_K", rows, 110, false)
 	pw := k.pw
@@ -653,7 +660,7 @@ func dotQ3K(rows int) {
 				VPSRLW(U8(2*ch), Mem{Base: pw, Disp: 32 + 32*half}, q)
 			}
 			VPAND(bytes32(0x03), q, q)
-			h := YMM() // the high bit (bit 4·half+ch of hmask) as 4
+			h := YMM() // 4 where bit 4·half+ch of hmask is clear
 			switch bit := 4*half + ch; {
 			case bit < 2:
 				VPSLLW(U8(2-bit), Mem{Base: pw}, h)
@@ -662,14 +669,16 @@ func dotQ3K(rows int) {
 			default:
 				VPSRLW(U8(bit-2), Mem{Base: pw}, h)
 			}
-			VPAND(bytes32(0x04), h, h)
-			VPOR(h, q, q)
-			VPSUBB(bytes32(0x04), q, q)
-			ax := YMM()
-			VPABSB(q, ax)
+			VPANDN(bytes32(0x04), h, h)
 			sc := pairScale(scales, ch)
 			for c := range rows {
-				k.add(c, q, ax, sc, 128*half+32*ch)
+				x := k.addr[c].Offset(4 + 128*half + 32*ch)
+				p, m := YMM(), YMM()
+				VPMADDUBSW(x, q, p)
+				VPMADDUBSW(x, h, m)
+				VPSUBW(m, p, p)
+				VPMADDWD(sc, p, p)
+				VPADDD(p, k.sumi[c], k.sumi[c])
 			}
 		}
 	}
