@@ -50,7 +50,7 @@ func TestDecodeBlocks(t *testing.T) {
 			b[16] = 0b11_10_01_10
 			h(b[80:], 1)
 			h(b[82:], 0.5)
-		}, map[int]float32{0: 3*2 - 0.5*2, 32: 1 * 1, 64: 0 - 0, 16: -0.5, 96: 0}},
+		}, map[int]float32{0: 3*2 - 0.5*2, 32: 1 * 1, 64: 0, 16: -0.5, 96: 0}},
 		{"Q3_K signed six-bit scales and high bits", Q3_K, func(b []byte) {
 			// scale 0: 34 → 2 (low nibble byte 0, bits 0-1 of byte 8)
 			b[96+0], b[96+8] = 0x2, 0x2
