@@ -73,6 +73,9 @@ type Config struct {
 	KVCacheBytes int64
 	// NoPrefixCache turns prefix caching off (it is on by default).
 	NoPrefixCache bool
+	// KVCacheType is what keys and values are stored as: F32 (zero), F16
+	// or Q8_0.
+	KVCacheType tensor.DType
 	// QueueTimeout is how long a request waits for KV-cache room before it
 	// fails (and the router tries elsewhere); 0 means 60s.
 	QueueTimeout   time.Duration
@@ -328,8 +331,10 @@ func (c *Coordinator) serve(ctx context.Context) error {
 	}
 	c.watchCluster(ctx, &wg, store, members, updateHealth)
 
-	c.model.KV = model.NewKVCache(c.model, model.KVCacheConfig{Bytes: max(0, cfg.KVCacheBytes), Prefix: !cfg.NoPrefixCache})
-	c.log.Info("KV cache", "budget_bytes", cfg.KVCacheBytes, "block_bytes", c.model.KV.BlockBytes(), "prefix_cache", !cfg.NoPrefixCache)
+	if c.model.KV, err = model.NewKVCache(c.model, model.KVCacheConfig{Bytes: max(0, cfg.KVCacheBytes), Prefix: !cfg.NoPrefixCache, Type: cfg.KVCacheType}); err != nil {
+		return fmt.Errorf("coordinator: %w", err)
+	}
+	c.log.Info("KV cache", "budget_bytes", cfg.KVCacheBytes, "type", c.model.KV.Type(), "block_bytes", c.model.KV.BlockBytes(), "prefix_cache", !cfg.NoPrefixCache)
 	c.sched = &scheduler{m: c.model, tok: c.tok, maxTokens: cfg.MaxBatchTokens, maxSeqs: cfg.MaxSequences,
 		queueTimeout: cfg.QueueTimeout, submit: make(chan *genRequest), log: c.log, onStep: func(generated int) {
 			c.stats.RecordStep(generated)

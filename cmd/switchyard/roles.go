@@ -69,7 +69,7 @@ func runUp(ctx context.Context, args []string) error {
 	fs.BoolVar(&c.Insecure, "insecure", false, "plaintext gRPC, etcd and gossip (default: mutual TLS with ephemeral certificates)")
 	fs.BoolVar(&c.Processes, "processes", false, "run each expert node and coordinator as its own OS process")
 	fs.IntVar(&c.Coordinators, "coordinators", 1, "coordinators behind the router")
-	kv := kvFlags(fs, &c.KVCacheBytes, &c.NoPrefixCache, &c.QueueTimeout)
+	kv := kvFlags(fs, &c.KVCacheBytes, &c.NoPrefixCache, &c.QueueTimeout, &c.KVCacheType)
 	act := fs.String("activations", "f32", "activation encoding on the wire: f32, f16 or bf16")
 	tmpl := fs.String("chat-template", "", `chat template for a model file without one: "plain" or a Jinja file (the demo model uses "plain")`)
 	if _, err := parse(fs, args); err != nil {
@@ -134,7 +134,7 @@ func runCoordinator(ctx context.Context, args []string) error {
 	fs.DurationVar(&c.ReregisterGrace, "reregister-grace", 10*time.Second, "after an etcd outage, how long nodes have to register again before their units may move")
 	fs.DurationVar(&c.MassLossHold, "mass-loss-hold", time.Minute, "when more than half the nodes vanish at once, how long to hold the placement before repairing")
 	fs.IntVar(&c.MaxBatchTokens, "max-batch-tokens", 256, "tokens per scheduler step")
-	kv := kvFlags(fs, &c.KVCacheBytes, &c.NoPrefixCache, &c.QueueTimeout)
+	kv := kvFlags(fs, &c.KVCacheBytes, &c.NoPrefixCache, &c.QueueTimeout, &c.KVCacheType)
 	fs.StringVar(&c.MetricsListen, "metrics-listen", "", "HTTP address for /metrics (default: none)")
 	fs.StringVar(&c.HealthListen, "health-listen", "", "plaintext gRPC health port for probes (default: none)")
 	fs.BoolVar(&c.MetricsPerExpert, "metrics-per-expert", false, "export per-(layer, expert) series")
@@ -239,11 +239,11 @@ func runCerts(ctx context.Context, args []string) error {
 
 // kvFlags adds the KV-cache flags a coordinator (and up) takes; the
 // returned func, called after parsing, fills the fields.
-func kvFlags(fs *flag.FlagSet, bytes *int64, noPrefix *bool, queue *time.Duration) func() error {
+func kvFlags(fs *flag.FlagSet, bytes *int64, noPrefix *bool, queue *time.Duration, typ *tensor.DType) func() error {
 	size := fs.String("kv-cache-bytes", "0", "KV-cache budget, with an optional KiB/MiB/GiB suffix (0: half the available memory; -1: no bound)")
 	prefix := fs.String("prefix-cache", "on", "reuse the KV cache of earlier prompts' prefixes: on or off")
 	fs.DurationVar(queue, "queue-timeout", 60*time.Second, "how long a request waits for KV-cache room before it fails")
-	typ := fs.String("kv-cache-type", "f32", "KV-cache element type (only f32 so far)")
+	typName := fs.String("kv-cache-type", "f32", "what the KV cache stores keys and values as: f32, f16 or q8_0 (head sizes a multiple of 32)")
 	return func() error {
 		var err error
 		if *bytes, err = parseBytes(*size); err != nil {
@@ -255,10 +255,12 @@ func kvFlags(fs *flag.FlagSet, bytes *int64, noPrefix *bool, queue *time.Duratio
 		default:
 			return fmt.Errorf("--prefix-cache %q: want on or off", *prefix)
 		}
-		if *typ != "f32" {
-			return fmt.Errorf("--kv-cache-type %q: only f32 is supported so far", *typ)
+		switch *typName {
+		case "f32", "f16", "q8_0":
+			*typ, err = tensor.ParseDType(*typName)
+			return err
 		}
-		return nil
+		return fmt.Errorf("--kv-cache-type %q: want f32, f16 or q8_0", *typName)
 	}
 }
 

@@ -169,7 +169,9 @@ func Measure(ctx context.Context, c Config) (*Report, error) {
 		if m, err = model.LoadLocal(f, nil); err != nil {
 			return nil, err
 		}
-		m.KV = model.NewKVCache(m, model.KVCacheConfig{Prefix: true})
+		if m.KV, err = model.NewKVCache(m, model.KVCacheConfig{Prefix: true}); err != nil {
+			return nil, err
+		}
 		runtime.GC() // the load's garbage, collected now rather than while measuring
 	}
 	if c.Workload != "" {

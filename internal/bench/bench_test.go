@@ -64,7 +64,9 @@ func TestWorkloadSingle(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m.KV = model.NewKVCache(m, model.KVCacheConfig{Prefix: true})
+	if m.KV, err = model.NewKVCache(m, model.KVCacheConfig{Prefix: true}); err != nil {
+		t.Fatal(err)
+	}
 	req := singleRequester(m)
 	// Context 256: two turns of 100 tokens plus 8-token answers fit.
 	history := prompt(m.Vocab, turnTokens, 1)

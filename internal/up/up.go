@@ -16,6 +16,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -29,6 +30,7 @@ import (
 	"github.com/switchyard-llm/switchyard/internal/tlsconfig"
 	"github.com/switchyard-llm/switchyard/pkg/chat"
 	"github.com/switchyard-llm/switchyard/pkg/httpfile"
+	"github.com/switchyard-llm/switchyard/pkg/tensor"
 	pb "github.com/switchyard-llm/switchyard/proto/switchyard/v1"
 	"github.com/switchyard-llm/switchyard/router"
 )
@@ -74,9 +76,10 @@ type Config struct {
 	// as a process of its own. It needs Insecure: the ephemeral
 	// certificates are made for the embedded server.
 	Etcd string
-	// KVCacheBytes, NoPrefixCache and QueueTimeout go to every
+	// KVCacheBytes, KVCacheType, NoPrefixCache and QueueTimeout go to every
 	// coordinator (see coordinator.Config); zero values mean its defaults.
 	KVCacheBytes  int64
+	KVCacheType   tensor.DType
 	NoPrefixCache bool
 	QueueTimeout  time.Duration
 }
@@ -223,6 +226,9 @@ func Start(ctx context.Context, cfg Config) (*Cluster, error) {
 			args := []string{"coordinator", "--etcd", endpoint, "--listen", net.JoinHostPort(cfg.Host, "0"), "--model", cfg.ModelPath,
 				"--id", id, "--min-nodes", fmt.Sprint(cfg.ExpertNodes), "--replicas", fmt.Sprint(max(1, cfg.Replicas)), "--shared-cores",
 				"--kv-cache-bytes", fmt.Sprint(cfg.KVCacheBytes), "--prefix-cache", map[bool]string{false: "on", true: "off"}[cfg.NoPrefixCache]}
+			if cfg.KVCacheType != 0 {
+				args = append(args, "--kv-cache-type", strings.ToLower(cfg.KVCacheType.String()))
+			}
 			if cfg.QueueTimeout > 0 {
 				args = append(args, "--queue-timeout", cfg.QueueTimeout.String())
 			}
@@ -250,7 +256,7 @@ func Start(ctx context.Context, cfg Config) (*Cluster, error) {
 				ModelPath: cfg.ModelPath, Replicas: cfg.Replicas, MinNodes: cfg.ExpertNodes, Encoding: cfg.Encoding,
 				FallbackTemplate: fallback, Logger: cfg.Logger, Registerer: labelled(id), MetricsPerExpert: cfg.MetricsPerExpert,
 				UnitWait: cfg.UnitWait, TLS: pair, GossipKey: gossipKey,
-				KVCacheBytes: cfg.KVCacheBytes, NoPrefixCache: cfg.NoPrefixCache, QueueTimeout: cfg.QueueTimeout})
+				KVCacheBytes: cfg.KVCacheBytes, NoPrefixCache: cfg.NoPrefixCache, QueueTimeout: cfg.QueueTimeout, KVCacheType: cfg.KVCacheType})
 		})
 	}
 	g.Go(func() error {

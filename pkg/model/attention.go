@@ -133,10 +133,14 @@ type attnLoop struct {
 
 func (a *attnLoop) Range(lo, hi int) {
 	heads, l := a.m.Heads, a.l
-	buf := scores.Get().(*[]float32)
+	buf, tmp := scores.Get().(*[]float32), scores.Get().(*[]float32)
 	defer scores.Put(buf)
+	defer scores.Put(tmp)
 	if len(*buf) < a.m.Context {
 		*buf = make([]float32, a.m.Context)
+	}
+	if n := BlockTokens * max(a.dq, a.dv); len(*tmp) < n {
+		*tmp = make([]float32, n)
 	}
 	for t := lo; t < hi; t++ {
 		i, hd := t/heads, t%heads
@@ -149,11 +153,17 @@ func (a *attnLoop) Range(lo, hi int) {
 		}
 		qi := a.q[(i*heads+hd)*a.dq : (i*heads+hd+1)*a.dq]
 		sc := (*buf)[:r.pos+1-from]
+		pool := s.pool
 		// Scores block by block: positions [p0, p1) of block b.
 		for p0 := from; p0 <= r.pos; {
 			b := s.t[l][(p0-s.off[l])/BlockTokens]
 			p1 := min(r.pos+1, (p0/BlockTokens+1)*BlockTokens)
-			tensor.DotRows(sc[p0-from:p1-from], qi, b.k[(p0%BlockTokens)*s.kd+kv*a.dq:], s.kd)
+			if pool.typ == tensor.F32 {
+				tensor.DotRows(sc[p0-from:p1-from], qi, b.k[(p0%BlockTokens)*s.kd+kv*a.dq:], s.kd)
+			} else {
+				keys := pool.rows(*tmp, b.kb, pool.kRow, p0%BlockTokens, p1-p0, kv*a.dq, a.dq)
+				tensor.DotRows(sc[p0-from:p1-from], qi, keys, a.dq)
+			}
 			p0 = p1
 		}
 		for j := range sc {
@@ -170,9 +180,14 @@ func (a *attnLoop) Range(lo, hi int) {
 			b := s.t[l][(p0-s.off[l])/BlockTokens]
 			p1 := min(r.pos+1, (p0/BlockTokens+1)*BlockTokens)
 			at := p0 % BlockTokens
-			if s.vd == 0 {
+			switch {
+			case pool.typ != tensor.F32 && s.vd == 0:
+				tensor.AxpyRows(out, pool.rows(*tmp, b.kb, pool.kRow, at, p1-p0, kv*a.dq, a.dv), a.dv, sc[p0-from:p1-from])
+			case pool.typ != tensor.F32:
+				tensor.AxpyRows(out, pool.rows(*tmp, b.vb, pool.vRow, at, p1-p0, kv*a.dv, a.dv), a.dv, sc[p0-from:p1-from])
+			case s.vd == 0:
 				tensor.AxpyRows(out, b.k[at*s.kd+kv*a.dq:], s.kd, sc[p0-from:p1-from])
-			} else {
+			default:
 				tensor.AxpyRows(out, b.v[at*s.vd+kv*a.dv:], s.vd, sc[p0-from:p1-from])
 			}
 			p0 = p1

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"hash/maphash"
 	"slices"
+
+	"github.com/switchyard-llm/switchyard/pkg/tensor"
 )
 
 // BlockTokens is the number of positions in one KV-cache block.
@@ -15,10 +17,12 @@ const BlockTokens = 32
 // for the blocks a sequence needs.
 var ErrKVFull = errors.New("model: KV cache full")
 
-// block holds one layer's keys and values for BlockTokens positions.
+// block holds one layer's keys and values for BlockTokens positions: as
+// float32 (k, v), or in the pool's cache type (kb, vb).
 type block struct {
-	k, v []float32
-	ref  int // sequences and cache entries holding it
+	k, v   []float32
+	kb, vb []byte
+	ref    int // sequences and cache entries holding it
 }
 
 // KVCache is a pool of KV-cache blocks under a byte budget, shared by the
@@ -36,7 +40,10 @@ type block struct {
 // A KVCache is not safe for concurrent use: the sequences of one pool are
 // stepped by one goroutine (the coordinator's scheduler).
 type KVCache struct {
-	kd, vd  int  // values per position, keys and values, of every layer
+	kd, vd  int          // values per position, keys and values, of every layer
+	typ     tensor.DType // what the blocks hold: F32, F16 or Q8_0
+	kRow    int          // bytes per position of keys, and of values
+	vRow    int
 	layers  int  // blocks per position range: one per layer
 	limit   int  // blocks the budget allows, 0: no limit
 	used    int  // blocks allocated (held by a sequence or an entry)
@@ -66,21 +73,50 @@ type KVCacheConfig struct {
 	Bytes int64
 	// Prefix turns prefix caching on.
 	Prefix bool
+	// Type is what keys and values are stored as, as llama.cpp's
+	// -ctk/-ctv: F32 (0 means F32), F16, or Q8_0 (for head sizes that are
+	// multiples of 32). Attention dequantizes them block by block.
+	Type tensor.DType
 }
 
+// ErrKVType is returned (wrapped) for a cache type a model cannot use.
+var ErrKVType = errors.New("model: unsupported KV cache type")
+
 // NewKVCache returns a pool for the sequences of m.
-func NewKVCache(m *Model, c KVCacheConfig) *KVCache {
+func NewKVCache(m *Model, c KVCacheConfig) (*KVCache, error) {
 	kd, vd := m.Shared.Layers[0].Attn.cacheWidths(m.Hyper)
-	kc := &KVCache{kd: kd, vd: vd, layers: m.Layers, prefix: c.Prefix,
+	if c.Type == 0 {
+		c.Type = tensor.F32
+	}
+	kc := &KVCache{kd: kd, vd: vd, typ: c.Type, layers: m.Layers, prefix: c.Prefix,
 		index: map[uint64]*entry{}, lru: list.New(), seed: maphash.MakeSeed()}
+	switch c.Type {
+	case tensor.F32, tensor.F16:
+	case tensor.Q8_0:
+		// Blocks of 32 must not straddle heads: each head's key and value
+		// is dequantized on its own.
+		dk, dv := m.HeadDim, m.ValueDim
+		if m.MLA() {
+			dk, dv = kd, m.KVLoRA
+		}
+		if dk%tensor.QK != 0 || dv%tensor.QK != 0 {
+			return nil, fmt.Errorf("%w: Q8_0 needs key and value sizes that are multiples of %d, this model has %d and %d", ErrKVType, tensor.QK, dk, dv)
+		}
+	default:
+		return nil, fmt.Errorf("%w: %s (want f32, f16 or q8_0)", ErrKVType, c.Type)
+	}
+	kc.kRow, kc.vRow = c.Type.RowBytes(kd), c.Type.RowBytes(vd)
 	if c.Bytes > 0 {
 		kc.limit = max(1, int(c.Bytes/int64(kc.BlockBytes())))
 	}
-	return kc
+	return kc, nil
 }
 
 // BlockBytes is the size of one block (one layer, BlockTokens positions).
-func (c *KVCache) BlockBytes() int { return 4 * BlockTokens * (c.kd + c.vd) }
+func (c *KVCache) BlockBytes() int { return BlockTokens * (c.kRow + c.vRow) }
+
+// Type is what the pool stores keys and values as.
+func (c *KVCache) Type() tensor.DType { return c.typ }
 
 // KVStats is a snapshot of a pool.
 type KVStats struct {
@@ -144,6 +180,9 @@ func (c *KVCache) alloc() (*block, error) {
 		c.free = c.free[:n-1]
 		b.ref = 1
 		return b, nil
+	}
+	if c.typ != tensor.F32 {
+		return &block{kb: make([]byte, BlockTokens*c.kRow), vb: make([]byte, BlockTokens*c.vRow), ref: 1}, nil
 	}
 	return &block{k: make([]float32, BlockTokens*c.kd), v: make([]float32, BlockTokens*c.vd), ref: 1}, nil
 }
@@ -232,4 +271,17 @@ func (c *KVCache) insert(parent uint64, tokens []int32, blocks []*block) uint64 
 func (c *KVCache) Clear() {
 	for c.evictOne() {
 	}
+}
+
+// rows dequantizes n cached rows from row at of a block's bytes (rows of
+// rowBytes), each from its element off on, width values, into dst, one
+// after another.
+func (c *KVCache) rows(dst []float32, b []byte, rowBytes, at, n, off, width int) []float32 {
+	start := c.typ.RowBytes(off)
+	size := c.typ.RowBytes(width)
+	for i := range n {
+		r := b[(at+i)*rowBytes+start:]
+		tensor.Dequantize(c.typ, dst[i*width:(i+1)*width], r[:size], width)
+	}
+	return dst[:n*width]
 }

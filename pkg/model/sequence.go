@@ -3,6 +3,8 @@ package model
 import (
 	"errors"
 	"fmt"
+
+	"github.com/switchyard-llm/switchyard/pkg/tensor"
 )
 
 // Sequence is one sequence's KV cache: per layer, a table of blocks from
@@ -22,7 +24,7 @@ type Sequence struct {
 // kvCache returns the model's pool, making a default one on first use.
 func (m *Model) kvCache() *KVCache {
 	if m.KV == nil {
-		m.KV = NewKVCache(m, KVCacheConfig{})
+		m.KV, _ = NewKVCache(m, KVCacheConfig{}) // F32 suits every model
 	}
 	return m.KV
 }
@@ -96,6 +98,8 @@ func (s *Sequence) prepare(k int) error {
 			old := s.t[l][bi]
 			copy(b.k, old.k)
 			copy(b.v, old.v)
+			copy(b.kb, old.kb)
+			copy(b.vb, old.vb)
 			s.pool.release(old)
 			s.t[l][bi] = b
 		}
@@ -107,6 +111,11 @@ func (s *Sequence) prepare(k int) error {
 func (s *Sequence) put(l, pos int, k, v []float32) {
 	b := s.t[l][(pos-s.off[l])/BlockTokens]
 	at := pos % BlockTokens
+	if p := s.pool; p.typ != tensor.F32 {
+		tensor.Quantize(p.typ, b.kb[at*p.kRow:at*p.kRow:(at+1)*p.kRow], k)
+		tensor.Quantize(p.typ, b.vb[at*p.vRow:at*p.vRow:(at+1)*p.vRow], v)
+		return
+	}
 	copy(b.k[at*s.kd:(at+1)*s.kd], k)
 	copy(b.v[at*s.vd:(at+1)*s.vd], v)
 }
