@@ -75,6 +75,11 @@ type ModelInfo struct {
 	// PlainKVBytesPerToken is, for MLA, what per-head keys and values
 	// would take at the same shape; 0 otherwise.
 	PlainKVBytesPerToken int `json:"plain_kv_bytes_per_token,omitempty"`
+	// KVBytesAtContext is what one sequence of the full context holds in
+	// all, sliding-window layers keeping only their window.
+	KVBytesAtContext int `json:"kv_bytes_at_context"`
+	Context          int `json:"context"`
+	SlidingWindow    int `json:"sliding_window,omitempty"`
 }
 
 // Report is the benchmark's output.
@@ -160,6 +165,7 @@ func Measure(ctx context.Context, c Config) (*Report, error) {
 	if f.MLA() {
 		rep.Model.PlainKVBytesPerToken = f.PlainKVBytesPerToken()
 	}
+	rep.Model.Context, rep.Model.SlidingWindow, rep.Model.KVBytesAtContext = f.Context, f.SlidingWindow, f.KVBytes(f.Context)
 	if v, ok := f.Get("general.name"); ok {
 		rep.Model.Name, _ = v.V.(string)
 	}
@@ -400,6 +406,10 @@ func Print(w io.Writer, rep *Report) {
 	fmt.Fprintf(w, "KV cache: %d bytes per token", m.KVBytesPerToken)
 	if m.PlainKVBytesPerToken > 0 {
 		fmt.Fprintf(w, " (MLA; per-head K/V would take %d, %.1f× more)", m.PlainKVBytesPerToken, float64(m.PlainKVBytesPerToken)/float64(m.KVBytesPerToken))
+	}
+	if m.SlidingWindow > 0 {
+		fmt.Fprintf(w, " in full-attention layers; with the sliding-window layers (window %d), a sequence of %d tokens holds %d bytes (%.0f a token)",
+			m.SlidingWindow, m.Context, m.KVBytesAtContext, float64(m.KVBytesAtContext)/float64(m.Context))
 	}
 	fmt.Fprint(w, "\n\n")
 	if len(rep.Runs) > 0 && rep.Runs[0].Workload != "" {
