@@ -358,27 +358,25 @@ func decodeQ6_K(blk []byte) (q6 [256]int8) {
 }
 
 // dotQ6_KGeneric returns the dot product of nb Q6_K weight blocks w with
-// nb Q8_K activation blocks x: per block the exact integer sum, then
-// dx·d·sum in float32.
+// nb Q8_K activation blocks x in the order of ggml's AVX2
+// ggml_vec_dot_q6_K_q8_K: per block eight integer lanes (lanesK) of the
+// scaled products, each scaled by dx·d into its own float lane with a
+// fused multiply-add, block after block, reduced as hsum8 at the end.
+// (A scalar per-block sum, this kernel's order before, matches llama.cpp's
+// logits less well: a Q6_K model's prompt logits moved by flips of 0.07.)
 func dotQ6_KGeneric(w, x []byte, nb int) float32 {
 	w, x = w[:nb*210], x[:nb*292]
-	var sum float32
+	var acc [8]float32
 	for b := 0; b < nb; b++ {
 		wb, xb := w[b*210:b*210+210], x[b*292:b*292+292]
-		sc, qx := wb[192:208], xb[4:260]
 		q6 := decodeQ6_K(wb)
-		var isum int32
-		for j := range 16 {
-			var s int32
-			for l := j * 16; l < j*16+16; l++ {
-				s += int32(q6[l]) * int32(int8(qx[l]))
-			}
-			isum += int32(int8(sc[j])) * s
+		var sc [16]int32
+		for j := range sc {
+			sc[j] = int32(int8(wb[192+j]))
 		}
-		dx := math.Float32frombits(binary.LittleEndian.Uint32(xb))
-		sum += dx * f16[binary.LittleEndian.Uint16(wb[208:])] * float32(isum)
+		fmaLanes(&acc, q8KScale(xb)*f16[le16(wb[208:])], lanesK(&q6, &sc, xb[4:]))
 	}
-	return sum
+	return hsum8(acc)
 }
 
 func dotRowsF32Generic(dst, q, k []float32, stride int) {

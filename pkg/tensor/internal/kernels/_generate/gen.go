@@ -556,77 +556,6 @@ func dotQ4KR16(tokens int) {
 		})
 }
 
-// dotQ6KR16 multiplies a group of 16 Q6_K weight rows, packed by
-// PackQ6_KR16 (per super-block: the rows' d as float32, their 16 int8
-// scales (scale j of row r at 16j+r), then 64 slices of 64 bytes, slice s
-// holding values 4s…4s+3 of each row as unsigned bytes q+32), with tokens
-// Q8_K activation rows (292 bytes a super-block). Per group of 16
-// values, four VPDPBUSD give each row's exact Σ (q+32)·x in its lane,
-// times its scale; Σ scale·32·bsum, by VPDPWSSD on the bsums, takes the
-// +32 back out; then dx·d·Σ as dotQ6_KGeneric computes it, so the results
-// are bit-identical to it.
-func dotQ6KR16(tokens int) {
-	name := fmt.Sprintf("dotQ6_KR16x%d", tokens)
-	r16Kernel(name, fmt.Sprintf("%s is dotQ6_KGeneric of 16 packed rows with %d tokens (a store mask of rows).", name, tokens),
-		tokens, 4416, 292, 0, nil, func(pw reg.Register, addr []Mem, accs []reg.VecVirtual) {
-			sums, corr := make([]reg.VecVirtual, tokens), make([]reg.VecVirtual, tokens)
-			for c := range tokens {
-				sums[c], corr[c] = ZMM(), ZMM()
-			}
-			var w [4]reg.VecVirtual
-			for i := range w {
-				w[i] = ZMM()
-			}
-			sc, a, a2 := ZMM(), ZMM(), ZMM()
-			for c := range tokens {
-				VPXORD(sums[c], sums[c], sums[c])
-				VPXORD(corr[c], corr[c], corr[c])
-			}
-			for j := range 16 {
-				for i := range w {
-					VMOVDQU32(Mem{Base: pw, Disp: 320 + 256*j + 64*i}, w[i])
-				}
-				VPMOVSXBD(Mem{Base: pw, Disp: 64 + 16*j}, sc)
-				for c := range tokens {
-					VPXORD(a, a, a)
-					VPXORD(a2, a2, a2)
-					for i := range w {
-						vnniBcst("VPDPBUSD", addr[c].Offset(4+16*j+4*i), w[i], [2]reg.VecVirtual{a, a2}[i%2])
-					}
-					VPADDD(a2, a, a)
-					VPMULLD(sc, a, a)
-					VPADDD(a, sums[c], sums[c])
-				}
-			}
-			// The +32: scales in pairs (sc_2i, sc_2i+1) as int16 in each lane,
-			// times the token's bsums 2i and 2i+1.
-			for i := range 8 {
-				lo, hi := ZMM(), ZMM()
-				VPMOVSXBD(Mem{Base: pw, Disp: 64 + 32*i}, lo)
-				VPMOVSXBD(Mem{Base: pw, Disp: 64 + 32*i + 16}, hi)
-				VPSLLD(U8(16), hi, hi)
-				VPSLLD(U8(16), lo, lo) // the low half alone
-				VPSRLD(U8(16), lo, lo)
-				VPORD(hi, lo, lo)
-				for c := range tokens {
-					vnniBcst("VPDPWSSD", addr[c].Offset(260+4*i), lo, corr[c])
-				}
-			}
-			d := ZMM()
-			for c := range tokens {
-				VPSLLD(U8(5), corr[c], corr[c])
-				VPSUBD(corr[c], sums[c], sums[c])
-				VBROADCASTSS(addr[c], d)
-				VMULPS(Mem{Base: pw}, d, d) // dx·d(w)
-				VCVTDQ2PS(sums[c], sums[c])
-				VMULPS(sums[c], d, d)
-				VADDPS(d, accs[c], accs[c])
-			}
-		})
-}
-
-// vnniBcst is a VNNI multiply-add (VPDPBUSD, VPDPWSSD) into acc of u with
-// a dword in memory broadcast to every lane.
 func vnniBcst(op string, s Mem, u, acc reg.Register) {
 	Instruction(&ir.Instruction{
 		Opcode:   op,
@@ -1304,16 +1233,15 @@ func dotQ4KxN(rows int) {
 // 0..63: those of half n (128 values) starting at 32·k, each the nibble of
 // the low-bit bytes (read from memory, to leave registers free) or-ed with
 // two bits of the high-bit bytes h (that half's 32) shifted up by 4.
-func q6KValues(pw reg.Register, h, low, three reg.VecVirtual, n, k int) reg.VecVirtual {
+func q6KValues(pw reg.Register, h reg.VecVirtual, low, three Op, n, k int) reg.VecVirtual {
 	y, t := YMM(), YMM()
 	src := Mem{Base: pw, Disp: 64*n + 32*(k%2)}
 	if k < 2 {
-		VPAND(src, low, y)
-	} else {
 		VMOVDQU(src, y)
-		VPSRLW(U8(4), y, y)
-		VPAND(low, y, y)
+	} else {
+		VPSRLW(U8(4), src, y)
 	}
+	VPAND(low, y, y)
 	if k == 0 {
 		VPAND(three, h, t)
 	} else {
@@ -1339,74 +1267,6 @@ func q6KScales(pw reg.Register, j int) reg.VecVirtual {
 	scv := YMM()
 	VINSERTI128(U8(1), x1, x0.AsY(), scv)
 	return scv
-}
-
-// dotQ6KxN is the Q6_K × Q8_K dot product of DotQ6_K for one weight row
-// and rows (1 to 4) activation rows, stride bytes apart: the 6-bit values
-// unpacked to bytes 0..63 (once for all rows) and multiplied with the
-// activations in 16-bit pairs, scaled per 16 values in 32-bit lanes, less
-// 32·Σ_j sc_j·bsum_j for the offset, all exact integers; then the Go
-// code's float operations, so the results are bit-identical to it. The
-// sums are kept in out.
-func dotQ6KxN(rows int) {
-	name := fmt.Sprintf("dotQ6_Kx%dAVX2", rows)
-	pw, px, px2, nb, out, addr := rowsKernel(name, "DotQ6_K", rows)
-	low := broadcastByte(0x0F)
-	three := broadcastByte(0x03)
-	loop, done := name+"loop", name+"done"
-	Label(loop)
-	CMPQ(nb, U8(0))
-	JE(LabelRef(done))
-	accs := make([]reg.VecVirtual, rows)
-	for c := range accs {
-		accs[c] = YMM()
-		VPXOR(accs[c], accs[c], accs[c])
-	}
-	for n := range 2 {
-		h := YMM()
-		VMOVDQU(Mem{Base: pw, Disp: 128 + 32*n}, h)
-		for k := range 4 {
-			y := q6KValues(pw, h, low, three, n, k)
-			scv := q6KScales(pw, 8*n+2*k)
-			for c := range rows {
-				xv := YMM()
-				VMOVDQU(addr[c].Offset(4+128*n+32*k), xv)
-				VPMADDUBSW(xv, y, xv) // q·x in 16-bit pairs
-				VPMADDWD(scv, xv, xv) // ·sc, in 32-bit lanes
-				VPADDD(xv, accs[c], accs[c])
-			}
-		}
-	}
-	// The 16 scales as int16: one VPMADDWD with a row's bsums gives its
-	// Σ_j sc_j·bsum_j in 8 lanes.
-	sc16 := YMM()
-	VPMOVSXBW(Mem{Base: pw, Disp: 192}, sc16)
-	dw := XMM()
-	t := GP32()
-	MOVWLZX(Mem{Base: pw, Disp: 208}, t)
-	VMOVD(t, dw)
-	VCVTPH2PS(dw, dw)
-	for c := range rows {
-		isum := hsumInt(accs[c])
-		VPMADDWD(addr[c].Offset(260), sc16, accs[c])
-		corr := hsumInt(accs[c])
-		SHLL(U8(5), corr)
-		SUBL(corr, isum)
-		d, f := XMM(), XMM()
-		VMULSS(addr[c], dw, d) // dx·d(w)
-		VCVTSI2SSL(isum, f, f)
-		VMULSS(f, d, d)
-		VADDSS(Mem{Base: out, Disp: 4 * c}, d, d)
-		VMOVSS(d, Mem{Base: out, Disp: 4 * c})
-	}
-	ADDQ(U8(210), pw)
-	ADDQ(U32(292), px)
-	ADDQ(U32(292), px2)
-	DECQ(nb)
-	JMP(LabelRef(loop))
-	Label(done)
-	VZEROUPPER()
-	RET()
 }
 
 // dotBF16 is Σ a[i]·b[i] for bfloat16 rows over len(a) &^ 31 elements:

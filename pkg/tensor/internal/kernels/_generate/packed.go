@@ -308,3 +308,77 @@ func dotIQ4XSR16(tokens int) {
 			}
 		})
 }
+
+// dotQ6KR16 multiplies a group of 16 Q6_K weight rows, packed by
+// PackQ6_KR16 (per super-block: the rows' d as float32, their 16 int8
+// scales (scale j of row r at 16j+r), then 64 slices of 64 bytes, slice s
+// holding values 4s…4s+3 of each row as unsigned bytes q+32), with tokens
+// Q8_K activation rows, in ggml's eight lanes per row: lane i is Σ over
+// the 32-value chunks c of sc·Σ (q-32)·x over slice 8c+i, the scale that of
+// the chunk's half (sub-block 2c+i/4). VPDPBUSD gives Σ (q+32)·x for all 16
+// rows, less 32 times the four activations' sum (a block's 64 sums
+// precomputed a token, by VPDPBUSD with ones), is under 2^15, and VPDPWSSD
+// multiplies it by the scale held in the low half of each row's dword.
+func dotQ6KR16(tokens int) {
+	name := fmt.Sprintf("dotQ6_KR16x%d", tokens)
+	var (
+		acc  [][]Mem
+		xs   []Mem // per token: 64 dwords, 32·Σ of activations 4k…4k+3
+		ones reg.VecVirtual
+	)
+	r16Kernel(name, fmt.Sprintf("%s is dotQ6_KGeneric of 16 packed rows with %d tokens (a store mask of rows).", name, tokens),
+		tokens, 4416, 292, 0, func() {
+			acc, _ = laneAccs(tokens, false)
+			for range tokens {
+				xs = append(xs, AllocLocal(256))
+			}
+			ones = ZMM()
+			t := GP32()
+			MOVL(U32(0x01010101), t)
+			VPBROADCASTD(t, ones)
+		}, func(pw reg.Register, addr []Mem, _ []reg.VecVirtual) {
+			t := ZMM()
+			for c := range tokens {
+				for k := range 4 {
+					VPXORD(t, t, t)
+					vnni("VPDPBUSD", addr[c].Offset(4+64*k), ones, t)
+					VPSLLD(U8(5), t, t)
+					VMOVDQU32(t, xs[c].Offset(64*k))
+				}
+			}
+			ds := rowScales(addr, Mem{Base: pw})
+			var scs [16]reg.VecVirtual // int16 scales, zero-extended to dwords
+			for j := range scs {
+				scs[j] = ZMM()
+				VPMOVSXBW(Mem{Base: pw, Disp: 64 + 16*j}, scs[j].AsY())
+				VPMOVZXWD(scs[j].AsY(), scs[j])
+			}
+			sumi := make([]reg.VecVirtual, tokens)
+			for c := range sumi {
+				sumi[c] = ZMM()
+			}
+			w, d, f, a := ZMM(), ZMM(), ZMM(), ZMM()
+			for i := range 8 {
+				for c := range sumi {
+					VPXORD(sumi[c], sumi[c], sumi[c])
+				}
+				for ch := range 8 {
+					s := 8*ch + i
+					VMOVDQU32(Mem{Base: pw, Disp: 320 + 64*s}, w)
+					for c := range tokens {
+						VPXORD(d, d, d)
+						vnniBcst("VPDPBUSD", addr[c].Offset(4+4*s), w, d)
+						VPSUBD_BCST(xs[c].Offset(4*s), d, d)
+						vnni("VPDPWSSD", scs[2*ch+i/4], d, sumi[c])
+					}
+				}
+				for c := range tokens {
+					scaleLane(sumi[c], ds[c], acc[c][i], f, a)
+				}
+			}
+		}, func(accs []reg.VecVirtual) {
+			for c := range tokens {
+				hsumLanes(acc[c], nil, accs[c])
+			}
+		})
+}

@@ -829,3 +829,36 @@ func dotIQ4XS(rows int) {
 	}
 	k.close(Mem{Base: pw})
 }
+
+// dotQ6KxN is the Q6_K × Q8_K dot product of DotQ6_K for one weight row
+// and rows (1 to 4) activation rows, in the order of ggml's AVX2
+// ggml_vec_dot_q6_K_q8_K: the six-bit values unpacked to bytes 0…63 (once
+// for all rows), times the activations in 16-bit pairs less 32 times them,
+// times the int8 scales in 32-bit lanes; each row's lanes scaled by
+// dx·d into its float lanes.
+func dotQ6KxN(rows int) {
+	k := newKRows("Q6_K", rows, 210, false)
+	pw := k.pw
+	k.zero()
+	low, three := bytes32(0x0F), bytes32(0x03)
+	m32 := YMM()
+	VMOVDQU(bytes32(32), m32)
+	for n := range 2 {
+		h := YMM()
+		VMOVDQU(Mem{Base: pw, Disp: 128 + 32*n}, h)
+		for kk := range 4 {
+			y := q6KValues(pw, h, low, three, n, kk)
+			scv := q6KScales(pw, 8*n+2*kk)
+			for c := range rows {
+				x := k.addr[c].Offset(4 + 128*n + 32*kk)
+				p, m := YMM(), YMM()
+				VPMADDUBSW(x, y, p)
+				VPMADDUBSW(x, m32, m)
+				VPSUBW(m, p, p)
+				VPMADDWD(scv, p, p)
+				VPADDD(p, k.sumi[c], k.sumi[c])
+			}
+		}
+	}
+	k.close(Mem{Base: pw, Disp: 208})
+}
