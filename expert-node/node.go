@@ -320,7 +320,19 @@ func (n *Node) Serve(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("expert-node: cannot register in etcd %v (is its certificate signed by the cluster CA?): %w", cfg.Etcd, err)
 	}
-	defer lease.Close(context.WithoutCancel(ctx))
+	// exitBy, once set (by a drain that timed out, when etcd is likely
+	// away), bounds what the node still asks of etcd as it exits, revoking
+	// its lease included, so that --drain-timeout holds.
+	var exitBy time.Time
+	defer func() {
+		cctx := context.WithoutCancel(ctx)
+		if !exitBy.IsZero() {
+			var cancel context.CancelFunc
+			cctx, cancel = context.WithDeadline(cctx, exitBy)
+			defer cancel()
+		}
+		lease.Close(cctx)
+	}()
 	n.log.Info("expert node registered", "addr", addr, "gossip", members.Addr(), "digest", n.digest)
 	n.joinGossip(ctx, store, members)
 
@@ -367,8 +379,8 @@ func (n *Node) Serve(ctx context.Context) error {
 		n.log.Info("draining: waiting for the controller to move units away", "why", why, "timeout", cfg.DrainTimeout)
 	}
 	// forgetDrain removes a drain request made through etcd, if any.
-	forgetDrain := func() {
-		dctx, cancel := context.WithTimeout(wctx, etcdCallTimeout)
+	forgetDrain := func(ctx context.Context) {
+		dctx, cancel := context.WithTimeout(ctx, etcdCallTimeout)
 		defer cancel()
 		if _, err := store.C.Delete(dctx, store.Drain(cfg.NodeID)); err != nil {
 			n.log.Warn("remove drain request", "err", err)
@@ -389,7 +401,10 @@ func (n *Node) Serve(ctx context.Context) error {
 			}
 		case <-deadline:
 			n.log.Warn("drain timed out; exiting with units still placed here")
-			forgetDrain()
+			exitBy = time.Now().Add(drainExitTimeout)
+			fctx, cancel := context.WithDeadline(wctx, exitBy)
+			forgetDrain(fctx)
+			cancel()
 			return nil
 		case err := <-serveErr:
 			return fmt.Errorf("expert-node: serve: %w", err)
@@ -400,7 +415,7 @@ func (n *Node) Serve(ctx context.Context) error {
 		if draining && last.Units != nil && len(last.UnitsOf(cfg.NodeID)) == 0 {
 			// Nothing routes here any more; let in-flight calls finish.
 			time.Sleep(500 * time.Millisecond)
-			forgetDrain()
+			forgetDrain(wctx)
 			n.log.Info("drained")
 			return nil
 		}
@@ -410,6 +425,10 @@ func (n *Node) Serve(ctx context.Context) error {
 // etcdCallTimeout bounds each etcd call the node makes outside its
 // registration, so that with etcd gone it still stops on time.
 const etcdCallTimeout = 5 * time.Second
+
+// drainExitTimeout is what a node whose drain timed out gives etcd, all
+// calls together, before it exits.
+const drainExitTimeout = time.Second
 
 // joinGossip joins every registered coordinator and node it can reach.
 func (n *Node) joinGossip(ctx context.Context, store *placement.Store, m *membership.Members) {
