@@ -39,6 +39,7 @@ func (p *proc) start() error {
 	defer p.mu.Unlock()
 	cmd := exec.Command(p.bin, p.args...)
 	cmd.Stdout, cmd.Stderr = p.log, p.log
+	cmd.SysProcAttr = childAttrs()
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("up: starting %s: %w", p.id, err)
 	}

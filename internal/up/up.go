@@ -25,6 +25,7 @@ import (
 
 	"github.com/switchyard-llm/switchyard/coordinator"
 	expertnode "github.com/switchyard-llm/switchyard/expert-node"
+	"github.com/switchyard-llm/switchyard/internal/cachedir"
 	"github.com/switchyard-llm/switchyard/internal/demomodel"
 	"github.com/switchyard-llm/switchyard/internal/embedetcd"
 	"github.com/switchyard-llm/switchyard/internal/tlsconfig"
@@ -40,7 +41,7 @@ type Config struct {
 	// ModelPath is the GGUF file to serve; "" means the embedded demo
 	// model, written to CacheDir on first use.
 	ModelPath   string
-	CacheDir    string // "" means the user cache directory + /switchyard
+	CacheDir    string // "" means cachedir.Choose's default
 	ExpertNodes int    // 0 means 3
 	// Coordinators behind the router; 0 means 1. With more than one, a
 	// coordinator's requests are resumed on another if it dies.
@@ -68,6 +69,15 @@ type Config struct {
 	// Insecure turns off the default: mutual TLS on every gRPC connection
 	// and on etcd with an ephemeral CA, and encrypted gossip.
 	Insecure bool
+	// ShutdownGrace is how long running requests have to finish when the
+	// cluster stops (see router.Config); 0 means 10s.
+	ShutdownGrace time.Duration
+	// DashboardPublic opens the dashboard and the routing statistics
+	// without an API key (see router.Config).
+	DashboardPublic bool
+	// DrainTimeout is each expert node process's --drain-timeout; 0
+	// means 30s.
+	DrainTimeout time.Duration
 	// UnitWait bounds how long a step waits for a unit with no ready
 	// replica; 0 means the coordinator's default.
 	UnitWait time.Duration
@@ -98,6 +108,11 @@ type Cluster struct {
 	cancel  context.CancelFunc
 	etcd    *embedetcd.Server
 	dataDir string
+	dirLock *os.File // held while the cluster runs: see etcdDataDir
+	// stopRouter stops the router, which lets running requests finish;
+	// routerDone is closed once it has.
+	stopRouter context.CancelFunc
+	routerDone chan struct{}
 }
 
 // Start brings the cluster up and returns once the router reports ready.
@@ -114,17 +129,22 @@ func Start(ctx context.Context, cfg Config) (*Cluster, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
+	if cfg.DrainTimeout == 0 {
+		cfg.DrainTimeout = 30 * time.Second
+	}
+	if cfg.ModelPath == "" || httpfile.IsURL(cfg.ModelPath) {
+		dir, warning, err := cachedir.Choose(cfg.CacheDir)
+		if err != nil {
+			return nil, fmt.Errorf("up: %w", err)
+		}
+		if warning != "" {
+			cfg.Logger.Warn(warning)
+		}
+		cfg.CacheDir = dir
+	}
 	fallback := cfg.ChatTemplate
 	if cfg.ModelPath == "" {
-		dir := cfg.CacheDir
-		if dir == "" {
-			base, err := os.UserCacheDir()
-			if err != nil {
-				return nil, fmt.Errorf("up: no cache directory for the demo model: %w", err)
-			}
-			dir = filepath.Join(base, "switchyard")
-		}
-		p, err := demomodel.Path(dir)
+		p, err := demomodel.Path(cfg.CacheDir)
 		if err != nil {
 			return nil, err
 		}
@@ -145,10 +165,10 @@ func Start(ctx context.Context, cfg Config) (*Cluster, error) {
 	if err != nil {
 		return nil, fmt.Errorf("up: router: %w", err)
 	}
-	dataDir, err := os.MkdirTemp("", "switchyard-etcd-")
+	dataDir, dirLock, err := etcdDataDir(cfg.Logger)
 	if err != nil {
 		routerLis.Close()
-		return nil, fmt.Errorf("up: %w", err)
+		return nil, err
 	}
 	if cfg.Host == "" {
 		cfg.Host = "127.0.0.1"
@@ -164,6 +184,7 @@ func Start(ctx context.Context, cfg Config) (*Cluster, error) {
 		if pair, ca, etcdTLS, tlsArgs, gossipKey, err = ephemeralTLS(dataDir, cfg.Host); err != nil {
 			routerLis.Close()
 			os.RemoveAll(dataDir)
+			dirLock.Close()
 			return nil, err
 		}
 	}
@@ -173,18 +194,20 @@ func Start(ctx context.Context, cfg Config) (*Cluster, error) {
 	case endpoint != "" && !cfg.Insecure:
 		routerLis.Close()
 		os.RemoveAll(dataDir)
+		dirLock.Close()
 		return nil, errors.New("up: an etcd of one's own (Config.Etcd) needs Insecure")
 	case endpoint == "":
 		if etcd, err = embedetcd.Start(ctx, dataDir, cfg.Host, 0, etcdTLS); err != nil {
 			routerLis.Close()
 			os.RemoveAll(dataDir)
+			dirLock.Close()
 			return nil, err
 		}
 		endpoint = etcd.Endpoint
 		cfg.Logger.Info("embedded etcd serving", "endpoint", endpoint, "data", dataDir)
 	}
 	rctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	c := &Cluster{URL: "http://" + routerLis.Addr().String(), Etcd: endpoint, TLS: pair, CA: ca, cancel: cancel, etcd: etcd, dataDir: dataDir}
+	c := &Cluster{URL: "http://" + routerLis.Addr().String(), Etcd: endpoint, TLS: pair, CA: ca, cancel: cancel, etcd: etcd, dataDir: dataDir, dirLock: dirLock}
 	g, gctx := errgroup.WithContext(rctx)
 	c.g = g
 	endpoints := []string{endpoint}
@@ -199,7 +222,7 @@ func Start(ctx context.Context, cfg Config) (*Cluster, error) {
 		id := fmt.Sprintf("node-%d", i+1)
 		if cfg.Processes {
 			p, err := newProc(cfg.Binary, id, cfg.LogOutput, append([]string{"expert-node", "--etcd", endpoint, "--listen", net.JoinHostPort(cfg.Host, "0"),
-				"--model", cfg.ModelPath, "--node-id", id, "--drain-timeout", "30s", "--shared-cores"}, tlsArgs...))
+				"--model", cfg.ModelPath, "--node-id", id, "--drain-timeout", cfg.DrainTimeout.String(), "--shared-cores", "--cache-dir", cfg.CacheDir}, tlsArgs...))
 			if err == nil {
 				err = p.start()
 			}
@@ -216,7 +239,7 @@ func Start(ctx context.Context, cfg Config) (*Cluster, error) {
 			return nil, fmt.Errorf("up: expert node: %w", err)
 		}
 		g.Go(func() error {
-			return expertnode.Run(gctx, expertnode.Config{NodeID: id, Etcd: endpoints, Listener: lis, ModelPath: cfg.ModelPath,
+			return expertnode.Run(gctx, expertnode.Config{NodeID: id, Etcd: endpoints, Listener: lis, ModelPath: cfg.ModelPath, CacheDir: modelCache(cfg.CacheDir, id),
 				Logger: cfg.Logger, Registerer: labelled(id), TLS: pair, GossipKey: gossipKey})
 		})
 	}
@@ -231,6 +254,9 @@ func Start(ctx context.Context, cfg Config) (*Cluster, error) {
 			}
 			if cfg.QueueTimeout > 0 {
 				args = append(args, "--queue-timeout", cfg.QueueTimeout.String())
+			}
+			if cfg.CacheDir != "" {
+				args = append(args, "--cache-dir", cfg.CacheDir)
 			}
 			if fallback != nil {
 				args = append(args, "--chat-template", "plain")
@@ -255,13 +281,17 @@ func Start(ctx context.Context, cfg Config) (*Cluster, error) {
 			return coordinator.Run(gctx, coordinator.Config{ID: id, Etcd: endpoints, Listener: coordLis,
 				ModelPath: cfg.ModelPath, Replicas: cfg.Replicas, MinNodes: cfg.ExpertNodes, Encoding: cfg.Encoding,
 				FallbackTemplate: fallback, Logger: cfg.Logger, Registerer: labelled(id), MetricsPerExpert: cfg.MetricsPerExpert,
-				UnitWait: cfg.UnitWait, TLS: pair, GossipKey: gossipKey,
+				UnitWait: cfg.UnitWait, TLS: pair, GossipKey: gossipKey, CacheDir: modelCache(cfg.CacheDir, id),
 				KVCacheBytes: cfg.KVCacheBytes, NoPrefixCache: cfg.NoPrefixCache, QueueTimeout: cfg.QueueTimeout, KVCacheType: cfg.KVCacheType})
 		})
 	}
+	routerCtx, stopRouter := context.WithCancel(gctx)
+	c.stopRouter, c.routerDone = stopRouter, make(chan struct{})
 	g.Go(func() error {
-		return router.Run(gctx, router.Config{Etcd: endpoints, Listener: routerLis, Logger: cfg.Logger,
-			Registerer: labelled("router"), Gatherer: reg, APIKeysFile: cfg.APIKeysFile, TLS: pair})
+		defer close(c.routerDone)
+		return router.Run(routerCtx, router.Config{Etcd: endpoints, Listener: routerLis, Logger: cfg.Logger,
+			Registerer: labelled("router"), Gatherer: reg, APIKeysFile: cfg.APIKeysFile, TLS: pair,
+			ShutdownGrace: cfg.ShutdownGrace, DashboardPublic: cfg.DashboardPublic})
 	})
 	if err := c.waitReady(ctx, gctx); err != nil {
 		c.Close()
@@ -295,7 +325,13 @@ func (c *Cluster) waitReady(ctx, gctx context.Context) error {
 func (c *Cluster) Wait() error { return c.g.Wait() }
 
 // Close stops every component and the embedded etcd, and removes its data.
+// The router goes first: it stops taking requests and gives running ones
+// its shutdown grace while the roles behind it still serve them.
 func (c *Cluster) Close() error {
+	if c.stopRouter != nil {
+		c.stopRouter()
+		<-c.routerDone
+	}
 	for _, p := range append(c.coords, c.procs...) {
 		p.stop()
 	}
@@ -305,7 +341,17 @@ func (c *Cluster) Close() error {
 		c.etcd.Close()
 	}
 	os.RemoveAll(c.dataDir)
+	c.dirLock.Close()
 	return err
+}
+
+// modelCache is where a role keeps what it fetches of a model URL:
+// <cache>/models/<id>; "" when there is no cache directory (a local model).
+func modelCache(cache, id string) string {
+	if cache == "" {
+		return ""
+	}
+	return filepath.Join(cache, "models", id)
 }
 
 // Run starts the cluster, calls ready with the router's URL, and serves
@@ -352,6 +398,11 @@ func ephemeralTLS(dir, host string) (*tlsconfig.Pair, *tlsconfig.CA, *embedetcd.
 	if _, err := rand.Read(key); err != nil {
 		return nil, nil, nil, nil, nil, err
 	}
-	args := []string{"--tls-cert", files.Cert, "--tls-key", files.Key, "--tls-ca", files.CA, "--gossip-key", base64.StdEncoding.EncodeToString(key)}
+	// The gossip key goes to child processes in a file (ps shows arguments).
+	keyFile := filepath.Join(dir, "gossip.key")
+	if err := os.WriteFile(keyFile, []byte(base64.StdEncoding.EncodeToString(key)), 0o600); err != nil {
+		return nil, nil, nil, nil, nil, fmt.Errorf("up: %w", err)
+	}
+	args := []string{"--tls-cert", files.Cert, "--tls-key", files.Key, "--tls-ca", files.CA, "--gossip-key-file", keyFile}
 	return pair, ca, files, args, key, nil
 }
