@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"os"
 	"runtime/pprof"
@@ -17,7 +16,7 @@ import (
 )
 
 func runBench(ctx context.Context, args []string) error {
-	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
+	fs := newFlags("bench")
 	var c bench.Config
 	fs.StringVar(&c.ModelPath, "model", "", "GGUF model (single mode; cluster mode starts `up` on it unless --url)")
 	fs.StringVar(&c.URL, "url", "", "benchmark a running cluster's router instead (needs --model for the census)")

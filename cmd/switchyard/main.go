@@ -4,10 +4,12 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"os/signal"
 	"strconv"
@@ -15,24 +17,32 @@ import (
 	"syscall"
 )
 
+// command is a subcommand: a role or tool (run), or a group of
+// subcommands (subs).
 type command struct {
-	name, usage string
-	run         func(ctx context.Context, args []string) error
+	name    string
+	args    string // what follows the name in its usage line
+	summary string
+	run     func(ctx context.Context, args []string) error
+	subs    func() []command
 }
 
 func commands() []command {
 	return []command{
-		{"up", "a whole cluster in one process on loopback (the quickest start)", runUp},
-		{"router", "the HTTP front door: OpenAI-compatible API", runRouter},
-		{"coordinator", "shared layers, batching, sampling; dispatches experts", runCoordinator},
-		{"expert-node", "serves the expert units placed on it", runExpertNode},
-		{"bench", "measure prefill, decode, TTFT and inter-token latency (single process or cluster)", runBench},
-		{"certs", "write a development CA and per-role certificates for mutual TLS", runCerts},
-		{"placement", "show, drain or list the history of expert placement", runPlacement},
-		{"stats", "routing statistics of a running cluster: heatmap, nodes, --compare two prompts", runStats},
-		{"model", "single-process tools over a GGUF file: synth, inspect, tokenize, logits, run", runModel},
+		{"up", "[flags]", "a whole cluster in one process on loopback (the quickest start)", runUp, nil},
+		{"router", "[flags]", "the HTTP front door: OpenAI-compatible API", runRouter, nil},
+		{"coordinator", "[flags]", "shared layers, batching, sampling; dispatches experts", runCoordinator, nil},
+		{"expert-node", "[flags]", "serves the expert units placed on it", runExpertNode, nil},
+		{"bench", "--model FILE [flags]", "measure prefill, decode, TTFT and inter-token latency (single process or cluster)", runBench, nil},
+		{"certs", "[flags]", "write a development CA and per-role certificates for mutual TLS", runCerts, nil},
+		{"placement", "", "show, drain or list the history of expert placement", nil, placementCommands},
+		{"stats", "[flags] | --compare PROMPT-A PROMPT-B", "routing statistics of a running cluster: heatmap, nodes, --compare two prompts", runStats, nil},
+		{"model", "", "single-process tools over a GGUF file: synth, inspect, split, tokenize, logits, run", nil, modelCommands},
 	}
 }
+
+// errUsage is a command line that names no command: the list is printed.
+var errUsage = errors.New("no command given")
 
 // drain delivers SIGTERM to an expert node, which drains on it instead of
 // stopping (main wires it only for the expert-node command).
@@ -52,39 +62,106 @@ func main() {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), sigs...)
 	defer stop()
-	if err := dispatch(ctx, commands(), os.Args[1:]); err != nil {
-		if !errors.Is(err, flag.ErrHelp) {
-			fmt.Fprintln(os.Stderr, "switchyard:", err)
-		}
+	err := dispatch(ctx, "", commands(), os.Args[1:])
+	switch {
+	case err == nil, errors.Is(err, flag.ErrHelp):
+	case errors.Is(err, errUsage):
+		os.Exit(2)
+	default:
+		fmt.Fprintln(os.Stderr, "switchyard:", err)
 		os.Exit(1)
 	}
 }
 
-func dispatch(ctx context.Context, cmds []command, args []string) error {
-	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
-		fmt.Fprintln(os.Stderr, "usage: switchyard <command> [flags]\n\ncommands:")
-		for _, c := range cmds {
-			fmt.Fprintf(os.Stderr, "  %-12s %s\n", c.name, c.usage)
-		}
-		if len(args) == 0 {
-			return errors.New("no command given")
-		}
+// dispatch runs the command args name among cmds. path is the group's
+// name ("" at the top, "model ", …). "help CMD…" and "CMD… --help" print
+// that command's help; a group given no subcommand lists its commands.
+func dispatch(ctx context.Context, path string, cmds []command, args []string) error {
+	if len(args) == 0 {
+		list(os.Stderr, path, cmds)
+		return errUsage
+	}
+	switch args[0] {
+	case "-h", "-help", "--help":
+		list(os.Stdout, path, cmds)
 		return nil
+	case "help":
+		if len(args) == 1 {
+			list(os.Stdout, path, cmds)
+			return nil
+		}
+		// help CMD SUB… is CMD SUB… --help.
+		return dispatch(ctx, path, cmds, append(args[1:], "--help"))
 	}
 	for _, c := range cmds {
-		if c.name == args[0] {
-			return c.run(ctx, args[1:])
+		if c.name != args[0] {
+			continue
+		}
+		if c.subs != nil {
+			return dispatch(ctx, path+c.name+" ", c.subs(), args[1:])
+		}
+		return c.run(ctx, args[1:])
+	}
+	return fmt.Errorf("unknown command %q (run 'switchyard help%s')", strings.TrimSpace(path+args[0]), strings.TrimSuffix(" "+path, " "))
+}
+
+// list prints a group's usage line and commands.
+func list(w io.Writer, path string, cmds []command) {
+	fmt.Fprintf(w, "usage: switchyard %s<command> [flags]\n\ncommands:\n", path)
+	for _, c := range cmds {
+		fmt.Fprintf(w, "  %-12s %s\n", c.name, c.summary)
+	}
+	fmt.Fprintf(w, "\n'switchyard help %s<command>' describes a command and its flags.\n", path)
+}
+
+// lookup finds a command by its full name ("up", "model inspect").
+func lookup(name string) (command, bool) {
+	cmds := commands()
+	var found command
+	for _, part := range strings.Fields(name) {
+		ok := false
+		for _, c := range cmds {
+			if c.name == part {
+				found, ok = c, true
+				break
+			}
+		}
+		if !ok {
+			return command{}, false
+		}
+		if found.subs != nil {
+			cmds = found.subs()
 		}
 	}
-	return fmt.Errorf("unknown command %q (run 'switchyard help')", args[0])
+	return found, true
+}
+
+// newFlags is the flag set of the command named name ("model inspect");
+// -h and --help print the command's usage line, summary and flags.
+func newFlags(name string) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.Usage = func() {
+		c, _ := lookup(name)
+		fmt.Fprintf(fs.Output(), "usage: switchyard %s %s\n\n%s\n\nflags:\n", name, c.args, c.summary)
+		fs.PrintDefaults()
+	}
+	return fs
 }
 
 // parse parses flags that may come before or after positional arguments
-// and returns the positional ones.
+// and returns the positional ones. Help asked for with -h or --help goes
+// to stdout (and parse returns flag.ErrHelp); a usage error to stderr.
 func parse(fs *flag.FlagSet, args []string) ([]string, error) {
+	var msg bytes.Buffer
+	fs.SetOutput(&msg)
 	var pos []string
 	for {
 		if err := fs.Parse(args); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				os.Stdout.Write(msg.Bytes())
+			} else {
+				os.Stderr.Write(msg.Bytes())
+			}
 			return nil, err
 		}
 		args = fs.Args()

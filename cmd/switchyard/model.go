@@ -5,6 +5,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 
 	"math/rand/v2"
@@ -15,19 +16,19 @@ import (
 	"github.com/switchyard-llm/switchyard/pkg/tensor"
 )
 
-func runModel(ctx context.Context, args []string) error {
-	return dispatch(ctx, []command{
-		{"synth", "write a deterministic random-weight model", modelSynth},
-		{"inspect", "describe a model file: hyperparameters, tensors, parameter census", modelInspect},
-		{"split", "write a model as N parts (<prefix>-00001-of-0000N.gguf, …) as llama.cpp's gguf-split does", modelSplit},
-		{"tokenize", "print the tokens of a text as JSON", modelTokenize},
-		{"logits", "print the logits at every prompt position as JSON", modelLogits},
-		{"run", "continue a prompt: --prompt streams text, --tokens prints greedy token IDs as JSON", modelRun},
-	}, args)
+func modelCommands() []command {
+	return []command{
+		{"synth", "--arch A --preset P --dtype T -o FILE", "write a deterministic random-weight model", modelSynth, nil},
+		{"inspect", "FILE [--json] [--tensor NAME --row I]", "describe a model file: hyperparameters, tensors, parameter census", modelInspect, nil},
+		{"split", "--parts N IN OUT-PREFIX", "write a model as N parts (<prefix>-00001-of-0000N.gguf, …) as llama.cpp's gguf-split does", modelSplit, nil},
+		{"tokenize", "--model FILE --text TEXT", "print the tokens of a text as JSON", modelTokenize, nil},
+		{"logits", "--model FILE --tokens IDS", "print the logits at every prompt position as JSON", modelLogits, nil},
+		{"run", "--model FILE (--prompt TEXT | --tokens IDS) [flags]", "continue a prompt: --prompt streams text, --tokens prints greedy token IDs as JSON", modelRun, nil},
+	}
 }
 
 func modelSynth(ctx context.Context, args []string) error {
-	fs := flag.NewFlagSet("model synth", flag.ContinueOnError)
+	fs := newFlags("model synth")
 	var c synth.Config
 	fs.StringVar(&c.Arch, "arch", "mixtral", "architecture: mixtral, qwen2moe, qwen3moe, olmoe, deepseek2 (DeepSeek-V3 style: MLA, grouped sigmoid routing, a shared expert) or gpt-oss (attention sinks, a sliding window on every other layer, biased router, SwiGLU-OAI experts)")
 	fs.StringVar(&c.Preset, "preset", "tiny", "size: tiny (~2 MB in f32), small (tens of MB) or medium (~650M parameters; ~1.03B for deepseek2, ~0.70B for gpt-oss)")
@@ -42,11 +43,15 @@ func modelSynth(ctx context.Context, args []string) error {
 		return err
 	}
 	c.DType = t
-	return modeltool.Synth(ctx, c, *out, os.Stderr)
+	var progress io.Writer // a progress bar on a terminal, not in logs and pipes
+	if isTerminal(os.Stderr) {
+		progress = os.Stderr
+	}
+	return modeltool.Synth(ctx, c, *out, progress)
 }
 
 func modelInspect(ctx context.Context, args []string) error {
-	fs := flag.NewFlagSet("model inspect", flag.ContinueOnError)
+	fs := newFlags("model inspect")
 	var c modeltool.InspectConfig
 	fs.BoolVar(&c.JSON, "json", false, "print JSON")
 	fs.StringVar(&c.Tensor, "tensor", "", "print one row of this tensor")
@@ -63,7 +68,7 @@ func modelInspect(ctx context.Context, args []string) error {
 }
 
 func modelSplit(ctx context.Context, args []string) error {
-	fs := flag.NewFlagSet("model split", flag.ContinueOnError)
+	fs := newFlags("model split")
 	parts := fs.Int("parts", 2, "number of parts; the tensors are shared out in order, balancing bytes")
 	pos, err := parse(fs, args)
 	if err != nil {
@@ -76,7 +81,7 @@ func modelSplit(ctx context.Context, args []string) error {
 }
 
 func modelFlags(name string) (*flag.FlagSet, *string, *string) {
-	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs := newFlags(name)
 	return fs, fs.String("model", "", "GGUF model file"), fs.String("tokens", "", "prompt as comma-separated token IDs")
 }
 
@@ -96,7 +101,7 @@ func modelLogits(ctx context.Context, args []string) error {
 }
 
 func modelTokenize(ctx context.Context, args []string) error {
-	fs := flag.NewFlagSet("model tokenize", flag.ContinueOnError)
+	fs := newFlags("model tokenize")
 	var c modeltool.TokenizeConfig
 	fs.StringVar(&c.Path, "model", "", "GGUF file: a model, or a vocabulary alone")
 	fs.StringVar(&c.Text, "text", "", "text to tokenize")

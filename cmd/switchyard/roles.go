@@ -14,25 +14,52 @@ import (
 
 	"github.com/switchyard-llm/switchyard/coordinator"
 	expertnode "github.com/switchyard-llm/switchyard/expert-node"
+	"github.com/switchyard-llm/switchyard/internal/cachedir"
 	"github.com/switchyard-llm/switchyard/internal/tlsconfig"
 	"github.com/switchyard-llm/switchyard/internal/up"
 	"github.com/switchyard-llm/switchyard/pkg/chat"
+	"github.com/switchyard-llm/switchyard/pkg/httpfile"
 	"github.com/switchyard-llm/switchyard/pkg/tensor"
 	pb "github.com/switchyard-llm/switchyard/proto/switchyard/v1"
 	"github.com/switchyard-llm/switchyard/router"
 )
 
-// logger writes text logs to stderr at the level of SWITCHYARD_LOG
-// (debug, info, warn, error; default info), the one environment variable
-// read, logged at start.
+// environment is every SWITCHYARD_* variable switchyard reads, read in
+// this one place and logged (secrets only as set or not) by logger.
+type environment struct {
+	log       string // SWITCHYARD_LOG: debug, info, warn or error (default info)
+	gossipKey string // SWITCHYARD_GOSSIP_KEY: the gossip key, when no --gossip-key-file is given
+}
+
+func readEnvironment() environment {
+	return environment{log: os.Getenv("SWITCHYARD_LOG"), gossipKey: os.Getenv("SWITCHYARD_GOSSIP_KEY")}
+}
+
+// logger writes text logs to stderr at the level of SWITCHYARD_LOG and
+// logs the environment read.
 func logger() *slog.Logger {
+	env := readEnvironment()
 	var lvl slog.Level
-	if err := lvl.UnmarshalText([]byte(os.Getenv("SWITCHYARD_LOG"))); err != nil {
+	if err := lvl.UnmarshalText([]byte(env.log)); err != nil {
 		lvl = slog.LevelInfo
 	}
 	l := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: lvl}))
-	l.Debug("environment", "SWITCHYARD_LOG", os.Getenv("SWITCHYARD_LOG"))
+	l.Debug("environment", "SWITCHYARD_LOG", env.log, "SWITCHYARD_GOSSIP_KEY", map[bool]string{true: "set", false: "unset"}[env.gossipKey != ""])
 	return l
+}
+
+// cacheFlag adds --cache-dir to fs; the returned func, called after
+// parsing, chooses the directory (see cachedir.Choose) and logs a
+// warning when it falls back to a temporary one.
+func cacheFlag(fs *flag.FlagSet) func(log *slog.Logger) (string, error) {
+	dir := fs.String("cache-dir", "", "where to keep the demo model and what is fetched from a model URL (default: $XDG_CACHE_HOME/switchyard, else $HOME/.cache/switchyard, else a directory under $TMPDIR, with a warning)")
+	return func(log *slog.Logger) (string, error) {
+		path, warning, err := cachedir.Choose(*dir)
+		if warning != "" {
+			log.Warn(warning)
+		}
+		return path, err
+	}
 }
 
 func splitList(s string) []string {
@@ -58,7 +85,7 @@ func parseEncoding(s string) (pb.Encoding, error) {
 }
 
 func runUp(ctx context.Context, args []string) error {
-	fs := flag.NewFlagSet("up", flag.ContinueOnError)
+	fs := newFlags("up")
 	var c up.Config
 	fs.StringVar(&c.ModelPath, "model", "", "GGUF model to serve (default: the built-in demo model)")
 	fs.IntVar(&c.ExpertNodes, "expert-nodes", 3, "expert nodes to start")
@@ -66,31 +93,38 @@ func runUp(ctx context.Context, args []string) error {
 	fs.StringVar(&c.Listen, "listen", "127.0.0.1:8080", "router HTTP address")
 	fs.BoolVar(&c.MetricsPerExpert, "metrics-per-expert", false, "export per-(layer, expert) series on /metrics")
 	fs.StringVar(&c.APIKeysFile, "api-keys-file", "", "require API keys listed in this file (one per line)")
+	fs.BoolVar(&c.DashboardPublic, "dashboard-public", false, "with --api-keys-file: open the dashboard and /v1/routing/stats without a key (default: a browser signs in with one)")
 	fs.BoolVar(&c.Insecure, "insecure", false, "plaintext gRPC, etcd and gossip (default: mutual TLS with ephemeral certificates)")
 	fs.BoolVar(&c.Processes, "processes", false, "run each expert node and coordinator as its own OS process")
 	fs.IntVar(&c.Coordinators, "coordinators", 1, "coordinators behind the router")
+	fs.DurationVar(&c.ShutdownGrace, "shutdown-grace", 10*time.Second, "on Ctrl-C or SIGTERM, how long running requests have to finish before they end with a 'server shutting down' error")
 	kv := kvFlags(fs, &c.KVCacheBytes, &c.NoPrefixCache, &c.QueueTimeout, &c.KVCacheType)
 	act := fs.String("activations", "f32", "activation encoding on the wire: f32, f16 or bf16")
 	tmpl := fs.String("chat-template", "", `chat template for a model file without one: "plain" or a Jinja file (the demo model uses "plain")`)
+	cache := cacheFlag(fs)
 	if _, err := parse(fs, args); err != nil {
 		return err
 	}
 	if err := kv(); err != nil {
 		return err
 	}
-	enc, err := parseEncoding(*act)
-	if err != nil {
+	log := logger()
+	var err error
+	if c.CacheDir, err = cache(log); err != nil {
+		return err
+	}
+	if c.Encoding, err = parseEncoding(*act); err != nil {
 		return err
 	}
 	if c.ChatTemplate, err = loadTemplate(*tmpl); err != nil {
 		return err
 	}
-	c.Encoding, c.Logger, c.LogOutput = enc, logger(), os.Stderr
+	c.Logger, c.LogOutput = log, os.Stderr
 	return up.Run(ctx, c, func(url string) { fmt.Println("ready:", url) })
 }
 
 func runExpertNode(ctx context.Context, args []string) error {
-	fs := flag.NewFlagSet("expert-node", flag.ContinueOnError)
+	fs := newFlags("expert-node")
 	var c expertnode.Config
 	etcd := fs.String("etcd", "", "etcd endpoints, comma-separated")
 	fs.StringVar(&c.Listen, "listen", "127.0.0.1:9100", "gRPC address")
@@ -105,6 +139,7 @@ func runExpertNode(ctx context.Context, args []string) error {
 	fs.DurationVar(&c.RegisterTimeout, "register-timeout", 15*time.Second, "how long to try the first registration in etcd")
 	sharedCores := fs.Bool("shared-cores", false, "this process shares its CPU cores with other busy switchyard processes (as up --processes runs them): compute threads poll briefly for work and sleep while waiting on the network")
 	loadTLS := tlsFlags(fs, true)
+	cache := cacheFlag(fs)
 	if _, err := parse(fs, args); err != nil {
 		return err
 	}
@@ -114,11 +149,14 @@ func runExpertNode(ctx context.Context, args []string) error {
 		return err
 	}
 	c.Etcd, c.Logger, c.DrainRequests = splitList(*etcd), logger(), drain
+	if c.CacheDir, err = modelCache(cache, c.Logger, c.ModelPath, c.NodeID); err != nil {
+		return err
+	}
 	return expertnode.Run(ctx, c)
 }
 
 func runCoordinator(ctx context.Context, args []string) error {
-	fs := flag.NewFlagSet("coordinator", flag.ContinueOnError)
+	fs := newFlags("coordinator")
 	var c coordinator.Config
 	etcd := fs.String("etcd", "", "etcd endpoints, comma-separated")
 	fs.StringVar(&c.Listen, "listen", "127.0.0.1:9000", "gRPC address")
@@ -142,6 +180,7 @@ func runCoordinator(ctx context.Context, args []string) error {
 	tmpl := fs.String("chat-template", "", `chat template for a model file without one: "plain" or a Jinja file`)
 	sharedCores := fs.Bool("shared-cores", false, "this process shares its CPU cores with other busy switchyard processes (as up --processes runs them): compute threads poll briefly for work and sleep while waiting on the network")
 	loadTLS := tlsFlags(fs, true)
+	cache := cacheFlag(fs)
 	if _, err := parse(fs, args); err != nil {
 		return err
 	}
@@ -161,17 +200,22 @@ func runCoordinator(ctx context.Context, args []string) error {
 		return err
 	}
 	c.Etcd, c.Encoding, c.Logger = splitList(*etcd), enc, logger()
+	if c.CacheDir, err = modelCache(cache, c.Logger, c.ModelPath, c.ID); err != nil {
+		return err
+	}
 	return coordinator.Run(ctx, c)
 }
 
 func runRouter(ctx context.Context, args []string) error {
-	fs := flag.NewFlagSet("router", flag.ContinueOnError)
+	fs := newFlags("router")
 	var c router.Config
 	etcd := fs.String("etcd", "", "etcd endpoints, comma-separated")
 	fs.StringVar(&c.Listen, "listen", "127.0.0.1:8080", "HTTP address")
 	fs.StringVar(&c.Cluster, "cluster", "default", "cluster name (etcd key namespace)")
 	fs.StringVar(&c.APIKeysFile, "api-keys-file", "", "file of API keys, one per line (reloaded on change); requests then need Authorization: Bearer")
 	public := fs.String("public-paths", "/healthz,/readyz,/metrics", "paths that need no API key")
+	fs.BoolVar(&c.DashboardPublic, "dashboard-public", false, "with --api-keys-file: open the dashboard and /v1/routing/stats without a key (default: a browser signs in with one)")
+	fs.DurationVar(&c.ShutdownGrace, "shutdown-grace", 10*time.Second, "on SIGINT or SIGTERM, how long running requests have to finish before they end with a 'server shutting down' error")
 	loadTLS := tlsFlags(fs, false)
 	if _, err := parse(fs, args); err != nil {
 		return err
@@ -201,30 +245,70 @@ func loadTemplate(v string) (*chat.Template, error) {
 }
 
 // tlsFlags adds --tls-cert, --tls-key, --tls-ca and (with gossip)
-// --gossip-key to fs; the returned function loads them after parsing.
+// --gossip-key-file to fs; the returned function loads them after parsing.
+// The gossip key comes from that file, else from SWITCHYARD_GOSSIP_KEY,
+// never from the command line, where ps would show it.
 func tlsFlags(fs *flag.FlagSet, gossip bool) func() (*tlsconfig.Pair, []byte, error) {
 	cert := fs.String("tls-cert", "", "this role's certificate (PEM); with --tls-key and --tls-ca turns on mutual TLS")
 	key := fs.String("tls-key", "", "the certificate's key (PEM)")
 	ca := fs.String("tls-ca", "", "the cluster CA (PEM) that signs every role's certificate")
 	var gk *string
 	if gossip {
-		gk = fs.String("gossip-key", "", "base64 key (16, 24 or 32 bytes) that encrypts gossip")
+		gk = fs.String("gossip-key-file", "", "file holding the base64 key (16, 24 or 32 bytes) that encrypts gossip (default: $SWITCHYARD_GOSSIP_KEY; unset: gossip in plaintext)")
 	}
 	return func() (*tlsconfig.Pair, []byte, error) {
 		p, err := tlsconfig.Load(*cert, *key, *ca)
-		if err != nil || gk == nil || *gk == "" {
+		if err != nil || gk == nil {
 			return p, nil, err
 		}
-		k, err := base64.StdEncoding.DecodeString(*gk)
-		if err != nil || (len(k) != 16 && len(k) != 24 && len(k) != 32) {
-			return nil, nil, fmt.Errorf("--gossip-key: want base64 of 16, 24 or 32 bytes")
+		k, err := gossipKey(*gk, readEnvironment().gossipKey)
+		if err != nil {
+			return nil, nil, err
 		}
 		return p, k, nil
 	}
 }
 
+// gossipKey decodes the gossip key from file, else from env (the value
+// of SWITCHYARD_GOSSIP_KEY); neither set means no key.
+func gossipKey(file, env string) ([]byte, error) {
+	src, text := "SWITCHYARD_GOSSIP_KEY", env
+	if file != "" {
+		b, err := os.ReadFile(file)
+		if err != nil {
+			return nil, fmt.Errorf("--gossip-key-file: %w", err)
+		}
+		src, text = "--gossip-key-file "+file, string(b)
+	}
+	text = strings.TrimSpace(text)
+	if text == "" {
+		if file != "" {
+			return nil, fmt.Errorf("%s is empty", src)
+		}
+		return nil, nil
+	}
+	k, err := base64.StdEncoding.DecodeString(text)
+	if err != nil || (len(k) != 16 && len(k) != 24 && len(k) != 32) {
+		return nil, fmt.Errorf("%s: want base64 of 16, 24 or 32 bytes", src)
+	}
+	return k, nil
+}
+
+// modelCache is where a role keeps what it fetches of a model URL:
+// <cache dir>/models/<id>; "" for a local model, which needs none.
+func modelCache(cache func(*slog.Logger) (string, error), log *slog.Logger, modelPath, id string) (string, error) {
+	if !httpfile.IsURL(modelPath) {
+		return "", nil
+	}
+	dir, err := cache(log)
+	if err != nil {
+		return "", err
+	}
+	return filepath.Join(dir, "models", id), nil
+}
+
 func runCerts(ctx context.Context, args []string) error {
-	fs := flag.NewFlagSet("certs", flag.ContinueOnError)
+	fs := newFlags("certs")
 	out := fs.String("out", "certs", "directory to write into")
 	hosts := fs.String("hosts", "", "extra host names or IPs the certificates are valid for, comma-separated")
 	if _, err := parse(fs, args); err != nil {

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"os"
 	"time"
 
@@ -11,7 +10,7 @@ import (
 )
 
 func runStats(ctx context.Context, args []string) error {
-	fs := flag.NewFlagSet("stats", flag.ContinueOnError)
+	fs := newFlags("stats")
 	url := fs.String("url", "http://127.0.0.1:8080", "router base URL")
 	window := fs.String("window", "1m", "1m, 5m or all")
 	watch := fs.Bool("watch", false, "redraw every 2 s until interrupted")
@@ -21,8 +20,7 @@ func runStats(ctx context.Context, args []string) error {
 		return err
 	}
 	// NO_COLOR (no-color.org) and non-terminal output turn colour off.
-	st, _ := os.Stdout.Stat()
-	o := statsview.Options{Color: os.Getenv("NO_COLOR") == "" && st != nil && st.Mode()&os.ModeCharDevice != 0}
+	o := statsview.Options{Color: os.Getenv("NO_COLOR") == "" && isTerminal(os.Stdout)}
 	if *compare {
 		if len(pos) != 2 {
 			return errors.New(`usage: switchyard stats --compare "PROMPT A" "PROMPT B"`)
