@@ -70,4 +70,20 @@ func TestAPIKeys(t *testing.T) {
 	if code, _ := do("/v1/completions", "sk-alpha"); code != 401 {
 		t.Errorf("a removed key still works: %d", code)
 	}
+	// A browser gets a sign-in form for the dashboard, not a bare 401.
+	bin, ok := chromiumPath()
+	if !ok {
+		if os.Getenv("CI") != "" {
+			t.Fatal("chromium is not installed (.ci/run installs Debian's chromium package)")
+		}
+		t.Log("chromium is not installed: the sign-in form's browser check is left out")
+		return
+	}
+	dom := headless(t, bin, "--dump-dom", c.URL+"/dashboard")
+	if !strings.Contains(dom, `<form id="signin" method="post" action="/dashboard/sign-in">`) || !strings.Contains(dom, `type="password"`) {
+		t.Errorf("the dashboard shows no sign-in form in a browser:\n%.1000s", dom)
+	}
+	shot := filepath.Join(artifacts(t), "dashboard-sign-in.png")
+	headless(t, bin, "--window-size=1024,700", "--screenshot="+shot, c.URL+"/dashboard")
+	t.Logf("screenshot: %s", shot)
 }
