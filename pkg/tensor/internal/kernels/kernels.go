@@ -292,46 +292,41 @@ func dotQ4_0xNGeneric(w, x []byte, stride, nb, rows int, out *[4]float32) {
 }
 
 // dotQ4_KGeneric returns the dot product of nb Q4_K weight blocks w with
-// nb Q8_K activation blocks x: per block the integer sums, exact in any
-// order, then d·Σ sc·Σ q·x - dmin·Σ m·bsum in float32.
+// nb Q8_K activation blocks x in the order of ggml's AVX2
+// ggml_vec_dot_q4_K_q8_K: per block the nibbles times the activations
+// times the six-bit scales in eight integer lanes (lanesK), scaled by
+// dx·d into eight float lanes, and the mins times pairs of bsum pairs in
+// four, scaled by -dx·dmin into four more, block after block; at the end
+// hsum8 of the eight plus the four reduced pairwise. (This kernel's order
+// before, d·Σ - dmin·Σ a block into one float, left llama.cpp's prompt
+// logits of a Q4_K_M model off by flips of 0.02.)
 func dotQ4_KGeneric(w, x []byte, nb int) float32 {
 	w, x = w[:nb*144], x[:nb*292]
-	var sum float32
+	var acc [8]float32
+	var accm [4]float32
 	for b := 0; b < nb; b++ {
 		wb, xb := w[b*144:b*144+144], x[b*292:b*292+292]
-		dx := math.Float32frombits(binary.LittleEndian.Uint32(xb))
-		d := dx * f16[binary.LittleEndian.Uint16(wb)]
-		dmin := dx * f16[binary.LittleEndian.Uint16(wb[2:])]
-		scales, q, qx := wb[4:16], wb[16:144], xb[4:260]
-		var sumScaled, sumMins int32
-		for j := range 8 {
-			var sc, m uint8
-			if j < 4 {
-				sc, m = scales[j]&63, scales[j+4]&63
-			} else {
-				sc, m = scales[j+4]&0xf|(scales[j-4]>>6)<<4, scales[j+4]>>4|(scales[j]>>6)<<4
-			}
-			bsum := int32(int16(binary.LittleEndian.Uint16(xb[260+4*j:]))) + int32(int16(binary.LittleEndian.Uint16(xb[262+4*j:])))
-			sumMins += int32(m) * bsum
-			// Sub-block j holds the low nibbles (even j) or high nibbles
-			// (odd j) of the 32 bytes q[(j/2)*32:].
-			qs := q[(j/2)*32 : (j/2)*32+32]
-			xs := qx[j*32 : j*32+32]
-			var isum int32
-			if j%2 == 0 {
-				for l := range 32 {
-					isum += int32(qs[l]&0xf) * int32(int8(xs[l]))
-				}
-			} else {
-				for l := range 32 {
-					isum += int32(qs[l]>>4) * int32(int8(xs[l]))
-				}
-			}
-			sumScaled += int32(sc) * isum
+		dy := q8KScale(xb)
+		d := dy * f16[le16(wb)]
+		dmin := -dy * f16[le16(wb[2:])]
+		var q [256]int8
+		for p := range 256 {
+			pair, h, l := p/64, p%64/32, p%32
+			q[p] = int8(wb[16+32*pair+l] >> (4 * h) & 0xf)
 		}
-		sum += d*float32(sumScaled) - dmin*float32(sumMins)
+		var sc [16]int32
+		var mins [8]int32
+		for j := range 8 {
+			s, m := scaleMinK4(j, wb[4:16])
+			sc[2*j], sc[2*j+1], mins[j] = int32(s), int32(s), int32(m)
+		}
+		for k := range accm {
+			prod := mins[2*k]*(q8KBsum(xb, 4*k)+q8KBsum(xb, 4*k+1)) + mins[2*k+1]*(q8KBsum(xb, 4*k+2)+q8KBsum(xb, 4*k+3))
+			accm[k] = fma32(dmin, float32(prod), accm[k])
+		}
+		fmaLanes(&acc, d, lanesK(&q, &sc, xb[4:]))
 	}
-	return sum
+	return hsum8(acc) + ((accm[0] + accm[2]) + (accm[1] + accm[3]))
 }
 
 // dotQ4_KxNGeneric is dotQ4_KGeneric for each of rows activation rows.

@@ -382,3 +382,116 @@ func dotQ6KR16(tokens int) {
 			}
 		})
 }
+
+// dotQ4KR16 multiplies a group of 16 Q4_K weight rows, packed by
+// PackQ4_KR16 (per super-block: the rows' d and dmin as float32, their 8
+// six-bit scales and 8 mins as bytes, then for each pair of sub-blocks 8
+// slices of 64 bytes, slice s holding bytes 4s…4s+3 of each row's 32
+// quant bytes: low nibbles the even sub-block, high the odd), with tokens
+// Q8_K activation rows, in ggml's order: eight lanes a row of the
+// nibbles' products (one VPDPBUSD per lane and sub-block for all 16 rows;
+// the sums, under 2^15, times the row's scale by VPDPWSSD), and four of
+// the mins times pairs of bsum pairs (VPDPWSSD), each scaled into its own
+// float accumulator block after block, then reduced as
+// ggml_vec_dot_q4_K_q8_K does.
+func dotQ4KR16(tokens int) {
+	name := fmt.Sprintf("dotQ4_KR16x%d", tokens)
+	var (
+		acc, accm [][]Mem
+		low       reg.VecVirtual
+	)
+	r16Kernel(name, fmt.Sprintf("%s is dotQ4_KGeneric of 16 packed rows with %d tokens (a store mask of rows).", name, tokens),
+		tokens, 2432, 292, r16Prefetch, func() {
+			acc, _ = laneAccs(tokens, false)
+			z := ZMM()
+			VPXORD(z, z, z)
+			for range tokens {
+				var a []Mem
+				for range 4 {
+					m := AllocLocal(64)
+					VMOVUPS(z, m)
+					a = append(a, m)
+				}
+				accm = append(accm, a)
+			}
+			low = ZMM()
+			t := GP32()
+			MOVL(U32(0x0f0f0f0f), t)
+			VPBROADCASTD(t, low)
+		}, func(pw reg.Register, addr []Mem, _ []reg.VecVirtual) {
+			// mins: lane k of a row is m_2k·(b_4k+b_4k+1) + m_2k+1·(b_4k+2+b_4k+3)
+			prod := make([]reg.VecVirtual, tokens)
+			for c := range prod {
+				prod[c] = ZMM()
+			}
+			m, m2, f, a := ZMM(), ZMM(), ZMM(), ZMM()
+			dmins := rowScales(addr, Mem{Base: pw, Disp: 64})
+			for k := range 4 {
+				for c := range tokens {
+					VPXORD(prod[c], prod[c], prod[c])
+				}
+				for h := range 2 {
+					j := 2*k + h
+					VPMOVZXBD(Mem{Base: pw, Disp: 256 + 16*j}, m)
+					VPSLLD(U8(16), m, m2)
+					VPORD(m2, m, m)
+					for c := range tokens {
+						vnniBcst("VPDPWSSD", addr[c].Offset(260+4*j), m, prod[c])
+					}
+				}
+				for c := range tokens {
+					VCVTDQ2PS(prod[c], f)
+					VMOVUPS(accm[c][k], a)
+					VFNMADD231PS(f, dmins[c], a) // a - dx·dmin·prod: ggml's fma(-dx·dmin, prod, a)
+					VMOVUPS(a, accm[c][k])
+				}
+			}
+			ds := rowScales(addr, Mem{Base: pw})
+			var scs [8]reg.VecVirtual // the rows' scales, in the low half of each dword
+			for j := range scs {
+				scs[j] = ZMM()
+				VPMOVZXBD(Mem{Base: pw, Disp: 128 + 16*j}, scs[j])
+			}
+			sumi := make([]reg.VecVirtual, tokens)
+			for c := range sumi {
+				sumi[c] = ZMM()
+			}
+			raw, w, d := ZMM(), ZMM(), ZMM()
+			for s := range 8 {
+				for c := range sumi {
+					VPXORD(sumi[c], sumi[c], sumi[c])
+				}
+				for pr := range 4 {
+					VMOVDQU32(Mem{Base: pw, Disp: 384 + 512*pr + 64*s}, raw)
+					for h := range 2 {
+						j := 2*pr + h
+						if h == 0 {
+							VPANDD(raw, low, w)
+						} else {
+							VPSRLW(U8(4), raw, w)
+							VPANDD(low, w, w)
+						}
+						for c := range tokens {
+							VPXORD(d, d, d)
+							vnniBcst("VPDPBUSD", addr[c].Offset(4+32*j+4*s), w, d)
+							vnni("VPDPWSSD", scs[j], d, sumi[c])
+						}
+					}
+				}
+				for c := range tokens {
+					scaleLane(sumi[c], ds[c], acc[c][s], f, a)
+				}
+			}
+		}, func(accs []reg.VecVirtual) {
+			for c := range tokens {
+				hsumLanes(acc[c], nil, accs[c])
+				v0, v1 := ZMM(), ZMM()
+				VMOVUPS(accm[c][0], v0)
+				VADDPS(accm[c][2], v0, v0)
+				VMOVUPS(accm[c][1], v1)
+				VADDPS(accm[c][3], v1, v1)
+				VADDPS(v1, v0, v0)
+				VADDPS(v0, accs[c], accs[c])
+			}
+		})
+}

@@ -455,9 +455,11 @@ type kRows struct {
 	loop, done  string
 	wBytes      int
 	scalarSum   bool
+	// final, if set, adds row c's other sums to its reduced lanes s.
+	final func(c int, s reg.Register)
 }
 
-func newKRows(t string, rows, wBytes int, scalarSum bool) *kRows {
+func newKRows(t string, rows, wBytes int, scalarSum bool, setup ...func(k *kRows)) *kRows {
 	name := fmt.Sprintf("dot%sx%dAVX2", t, rows)
 	pw, px, px2, nb, out, addr := rowsKernel(name, "Dot"+t, rows)
 	k := &kRows{name: name, rows: rows, pw: pw, nb: nb, out: out, px: px, px2: px2, addr: addr, wBytes: wBytes, scalarSum: scalarSum}
@@ -465,6 +467,9 @@ func newKRows(t string, rows, wBytes int, scalarSum bool) *kRows {
 		a := YMM()
 		VXORPS(a, a, a)
 		k.acc = append(k.acc, a)
+	}
+	for _, f := range setup { // before the loop
+		f(k)
 	}
 	k.loop, k.done = k.name+"loop", k.name+"done"
 	Label(k.loop)
@@ -536,6 +541,9 @@ func (k *kRows) close(dw Mem) {
 		s := hsum(k.acc[c])
 		if k.scalarSum {
 			VADDSS(Mem{Base: k.out, Disp: 4 * c}, s, s)
+		}
+		if k.final != nil {
+			k.final(c, s)
 		}
 		VMOVSS(s, Mem{Base: k.out, Disp: 4 * c})
 	}
@@ -861,4 +869,66 @@ func dotQ6KxN(rows int) {
 		}
 	}
 	k.close(Mem{Base: pw, Disp: 208})
+}
+
+// dotQ4KxN is the Q4_K × Q8_K dot product of DotQ4_K for one weight row
+// and rows (1 to 4) activation rows, in the order of ggml's AVX2
+// ggml_vec_dot_q4_K_q8_K: the nibbles times the activations times the
+// six-bit scales into eight float lanes a row; the mins times pairs of
+// bsum pairs (VPHADDW, VPMADDWD) scaled by -dx·dmin into four more, kept
+// on the stack, reduced pairwise and added at the end.
+func dotQ4KxN(rows int) {
+	var accm []Mem
+	k := newKRows("Q4_K", rows, 144, false, func(k *kRows) {
+		z := XMM()
+		VXORPS(z, z, z)
+		for range k.rows {
+			m := AllocLocal(16)
+			VMOVUPS(z, m)
+			accm = append(accm, m)
+		}
+	})
+	pw := k.pw
+	k.final = func(c int, s reg.Register) {
+		m, t := XMM(), XMM()
+		VMOVUPS(accm[c], m)
+		VMOVHLPS(m, m, t)
+		VADDPS(t, m, m) // a0+a2, a1+a3
+		VMOVSHDUP(m, t)
+		VADDSS(t, m, m)
+		VADDSS(m, s, s)
+	}
+	scales, mins := k4ScalesMins(pw)
+	dminw := f16Scalar(Mem{Base: pw, Disp: 2})
+	for c := range rows {
+		b := XMM()
+		VMOVDQU(k.addr[c].Offset(260), b)
+		VPHADDW(k.addr[c].Offset(276), b, b)
+		VPMADDWD(mins, b, b)
+		VCVTDQ2PS(b, b)
+		d := XMM()
+		VMULSS(k.addr[c], dminw, d)
+		VBROADCASTSS(d, d)
+		m := XMM()
+		VMOVUPS(accm[c], m)
+		VFNMADD231PS(b, d, m) // m - dx·dmin·prod: ggml's fma(-dx·dmin, prod, m)
+		VMOVUPS(m, accm[c])
+	}
+	k.zero()
+	for pr := range 4 {
+		for hh := range 2 {
+			q := YMM()
+			if hh == 0 {
+				VMOVDQU(Mem{Base: pw, Disp: 16 + 32*pr}, q)
+			} else {
+				VPSRLW(U8(4), Mem{Base: pw, Disp: 16 + 32*pr}, q)
+			}
+			VPAND(bytes32(0x0F), q, q)
+			sc := oneScale(scales, 2*pr+hh)
+			for c := range rows {
+				k.add(c, q, nil, sc, 64*pr+32*hh)
+			}
+		}
+	}
+	k.close(Mem{Base: pw})
 }
