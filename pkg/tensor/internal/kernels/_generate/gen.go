@@ -981,38 +981,6 @@ func hsumInt(v reg.VecVirtual) reg.GPVirtual {
 	return r
 }
 
-// q4KScaleMin loads scale and min j (6 bits each, packed in the 12 bytes
-// at pw+4) of the Q4_K block at pw, as DotQ4_K unpacks them.
-func q4KScaleMin(pw reg.Register, j int) (sc, m reg.GPVirtual) {
-	sb := func(i int) Mem { return Mem{Base: pw, Disp: 4 + i} }
-	sc, m = GP32(), GP32()
-	if j < 4 {
-		MOVBLZX(sb(j), sc)
-		ANDL(U8(63), sc)
-		MOVBLZX(sb(j+4), m)
-		ANDL(U8(63), m)
-		return sc, m
-	}
-	t := GP32()
-	MOVBLZX(sb(j+4), sc)
-	ANDL(U8(0xf), sc)
-	MOVBLZX(sb(j-4), t)
-	SHRL(U8(6), t)
-	SHLL(U8(4), t)
-	ORL(t, sc)
-	MOVBLZX(sb(j+4), m)
-	SHRL(U8(4), m)
-	MOVBLZX(sb(j), t)
-	SHRL(U8(6), t)
-	SHLL(U8(4), t)
-	ORL(t, m)
-	return sc, m
-}
-
-// rowsKernel opens a kernel of one weight row against rows (1 to 4)
-// activation rows stride bytes apart, whose sums it keeps in out: it loads
-// the arguments, zeroes out[:rows] and returns the pointers (row c of x
-// starts at addr[c]; px and px2 advance together).
 func rowsKernel(name, single string, rows int) (pw, px, px2, nb, out reg.Register, addr []Mem) {
 	TEXT(name, NOSPLIT, "func(w, x []byte, stride, nb int, out *[4]float32)")
 	Pragma("noescape")
