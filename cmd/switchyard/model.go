@@ -13,7 +13,6 @@ import (
 	"github.com/switchyard-llm/switchyard/internal/modeltool"
 	"github.com/switchyard-llm/switchyard/pkg/sampling"
 	"github.com/switchyard-llm/switchyard/pkg/synth"
-	"github.com/switchyard-llm/switchyard/pkg/tensor"
 )
 
 func modelCommands() []command {
@@ -32,17 +31,17 @@ func modelSynth(ctx context.Context, args []string) error {
 	var c synth.Config
 	fs.StringVar(&c.Arch, "arch", "mixtral", "architecture: mixtral, qwen2moe, qwen3moe, olmoe, deepseek2 (DeepSeek-V3 style: MLA, grouped sigmoid routing, a shared expert) or gpt-oss (attention sinks, a sliding window on every other layer, biased router, SwiGLU-OAI experts)")
 	fs.StringVar(&c.Preset, "preset", "tiny", "size: tiny (~2 MB in f32), small (tens of MB) or medium (~650M parameters; ~1.03B for deepseek2, ~0.70B for gpt-oss)")
-	dtype := fs.String("dtype", "f32", "weight type: f32, f16, q8_0 or q4_k")
+	dtype := fs.String("dtype", "f32", "weight type: f32, f16, q8_0, q4_k, q5_k; q4_k_m or q5_k_m (Q6_K for the head and, in some layers, attn_v and ffn_down, as llama.cpp's _M types); mxfp4 (the routed experts MXFP4, the other matrices Q8_0, as llama.cpp's MXFP4_MOE)")
 	fs.Uint64Var(&c.Seed, "seed", 1, "random seed")
 	out := fs.String("o", "", "output file")
 	if _, err := parse(fs, args); err != nil {
 		return err
 	}
-	t, err := tensor.ParseDType(*dtype)
+	t, mix, err := synth.ParseFileType(*dtype)
 	if err != nil {
 		return err
 	}
-	c.DType = t
+	c.DType, c.Mix = t, mix
 	var progress io.Writer // a progress bar on a terminal, not in logs and pipes
 	if isTerminal(os.Stderr) {
 		progress = os.Stderr
