@@ -128,6 +128,8 @@ func reference(t *testing.T, path string, prompt []int32, n int) ([]int32, []flo
 func TestEquivalence(t *testing.T) {
 	models, _ := filepath.Glob("../../testdata/models/tiny-*-f32.gguf")
 	models = append(models, "../../testdata/models/tiny-mixtral-q8_0.gguf")
+	kquants, _ := filepath.Glob("../../testdata/models/small-kquant-*.gguf") // every quantisation type
+	models = append(models, kquants...)
 	prompt := []int32{510, 17, 300, 42, 255, 7, 128}
 	for _, path := range models {
 		t.Run(filepath.Base(path), func(t *testing.T) {
