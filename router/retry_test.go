@@ -127,7 +127,7 @@ func TestBrokenStreamRetriedOnSameCoordinator(t *testing.T) {
 				return "", false
 			}
 			var c struct {
-				Choices []struct{ Text string } `json:"choices"`
+				Choices []struct{ Text string }   `json:"choices"`
 				Error   *struct{ Message string } `json:"error"`
 			}
 			if err := json.Unmarshal([]byte(line), &c); err != nil {
@@ -149,7 +149,7 @@ func TestBrokenStreamRetriedOnSameCoordinator(t *testing.T) {
 	}
 	<-fake.stalled
 	r.setCoordinators(map[string]placement.Coordinator{}) // registration lapsed: connection closed
-	time.Sleep(2 * retryPause)                             // a round or two with no coordinator
+	time.Sleep(2 * retryPause)                            // a round or two with no coordinator
 	r.setCoordinators(map[string]placement.Coordinator{"c1": {ID: "c1", Addr: addr}})
 	for piece, ok := next(); ok; piece, ok = next() {
 		text.WriteString(piece)
