@@ -8,10 +8,12 @@
 //  2. penalties over the last PenaltyLastN tokens seen: repetition (divide a
 //     positive logit by the penalty, multiply a negative one), then
 //     frequency (minus count × penalty) and presence (minus penalty once)
-//  3. temperature 0: greedy, the highest logit (lowest ID on ties); stop here
-//  4. top-k, 5. top-p, 6. min-p (each on the untempered distribution)
-//  7. temperature (logits divided by it)
-//  8. a draw from the softmax of what is left, with the sampler's seeded RNG
+//  3. a token mask (SampleMasked: a grammar's allowed tokens), the others
+//     set to -∞
+//  4. temperature 0: greedy, the highest logit (lowest ID on ties); stop here
+//  5. top-k, 6. top-p, 7. min-p (each on the untempered distribution)
+//  8. temperature (logits divided by it)
+//  9. a draw from the softmax of what is left, with the sampler's seeded RNG
 //
 // Log-probabilities are those of the model's raw distribution (the
 // log-softmax of the logits before any step), as vLLM reports them.
@@ -27,6 +29,9 @@ import (
 
 // ErrParams is wrapped by every validation error.
 var ErrParams = errors.New("sampling: invalid parameter")
+
+// ErrNoToken is returned by SampleMasked when its mask leaves no token.
+var ErrNoToken = errors.New("sampling: the mask allows no token")
 
 // Params are the sampling settings of one request. The zero value is not
 // valid (TopP 0); start from Defaults.
@@ -105,6 +110,7 @@ type Sampler struct {
 	rng     *rand.Rand
 	history []int32
 	// scratch
+	live    int // tokens the mask left (all of them without one)
 	idx     []int32
 	probs   []float64
 	work    []float32
@@ -137,6 +143,19 @@ func (s *Sampler) Skip(n int) {
 
 // Sample picks the next token from logits (which it does not modify).
 func (s *Sampler) Sample(logits []float32) Result {
+	r, _ := s.SampleMasked(logits, nil) // no mask, no error
+	return r
+}
+
+// SampleMasked is Sample restricted to the tokens a mask allows: token id
+// is allowed when bit id%64 of allowed[id/64] is set (as pkg/grammar's
+// Matcher.Mask writes it); nil allows every token. The mask applies after
+// logit bias and penalties and before greedy, top-k, top-p, min-p and
+// temperature, which see only the allowed tokens (top-k keeps the k best
+// allowed ones). Log-probabilities stay those of the raw distribution.
+// allowed must have (len(logits)+63)/64 words. When no allowed token has a
+// finite logit it returns an error wrapping ErrNoToken, and draws nothing.
+func (s *Sampler) SampleMasked(logits []float32, allowed []uint64) (Result, error) {
 	p := s.p
 	s.work = append(s.work[:0], logits...)
 	l := s.work
@@ -144,6 +163,12 @@ func (s *Sampler) Sample(logits []float32) Result {
 		l[id] += b
 	}
 	s.penalise(l)
+	s.live = len(l)
+	if allowed != nil {
+		if s.live = mask(l, allowed); s.live == 0 {
+			return Result{}, ErrNoToken
+		}
+	}
 
 	var tok int32
 	if p.Temperature == 0 {
@@ -158,7 +183,25 @@ func (s *Sampler) Sample(logits []float32) Result {
 	if p.Logprobs > 0 {
 		r.Top = TopLogprobs(logits, p.Logprobs)
 	}
-	return r
+	return r, nil
+}
+
+// mask sets the logits of the tokens allowed leaves out to -∞ and returns
+// how many finite logits are left.
+func mask(l []float32, allowed []uint64) int {
+	inf := float32(math.Inf(-1))
+	live := 0
+	for w := 0; w*64 < len(l); w++ {
+		bits, chunk := allowed[w], l[w*64:min(w*64+64, len(l))]
+		for i := range chunk {
+			if bits&(1<<i) == 0 {
+				chunk[i] = inf
+			} else if chunk[i] > inf {
+				live++
+			}
+		}
+	}
+	return live
 }
 
 func (s *Sampler) penalise(l []float32) {
@@ -192,16 +235,16 @@ func (s *Sampler) penalise(l []float32) {
 // vocabulary is not sorted for every token.
 func (s *Sampler) draw(l []float32) int32 {
 	p := s.p
-	k := len(l)
+	k := s.live // the masked-out tokens rank last, with no weight
 	if p.TopK > 0 && p.TopK < k {
 		k = p.TopK
 	}
 	truncate := p.TopP < 1 || p.MinP > 0
-	if k == len(l) && !truncate {
+	if k == s.live && !truncate {
 		return s.drawAll(l) // every token survives: no order needed
 	}
 	idx, probs := s.idx[:0], s.probs[:0]
-	if k < len(l) {
+	if k < s.live {
 		// Top-k, then the untempered probabilities of the survivors.
 		idx = topK(idx, l, k)
 		probs = softmaxOf(probs, l, idx, 1)
@@ -233,7 +276,7 @@ func (s *Sampler) draw(l []float32) int32 {
 			sum += math.Exp(float64(v) - mx)
 		}
 		var cum, floor float64
-		for len(h.ids) > 0 {
+		for len(h.ids) > 0 && len(idx) < s.live {
 			id := h.pop()
 			pr := math.Exp(float64(l[id])-mx) / sum
 			if len(idx) == 0 {
@@ -275,13 +318,17 @@ func (s *Sampler) drawAll(l []float32) int32 {
 	s.probs = e
 	u := s.rng.Float64() * sum
 	var cum float64
+	last := 0
 	for i, x := range e {
 		cum += x
 		if u < cum {
 			return int32(i)
 		}
+		if x > 0 {
+			last = i
+		}
 	}
-	return int32(len(e) - 1)
+	return int32(last) // rounding: the last token with any weight
 }
 
 // rank returns a heap of every token id, highest logit first (ties: lower

@@ -332,3 +332,117 @@ func TestTopKMatchesSort(t *testing.T) {
 		}
 	}
 }
+
+// maskOf allows the listed tokens.
+func maskOf(n int, ids ...int32) []uint64 {
+	m := make([]uint64, (n+63)/64)
+	for _, id := range ids {
+		m[id/64] |= 1 << (id % 64)
+	}
+	return m
+}
+
+// TestMaskedDistribution draws with a mask that removes the two best
+// tokens and checks the frequencies against the documented chain run on
+// logits where the masked-out tokens are -∞ (computed by expected, not by
+// the sampler), and that no masked-out token is ever drawn.
+func TestMaskedDistribution(t *testing.T) {
+	allowed := []int32{1, 2, 3, 4, 6, 7}
+	masked := slices.Clone(logits)
+	for i := range masked {
+		if !slices.Contains(allowed, int32(i)) {
+			masked[i] = float32(math.Inf(-1))
+		}
+	}
+	cases := []struct {
+		name string
+		temp float32
+		topK int
+		topP float32
+		minP float32
+	}{
+		{"temperature 1", 1, 0, 1, 0},
+		{"top-k 3", 1, 3, 1, 0},
+		{"top-k 7, more than allowed", 1.5, 7, 1, 0},
+		{"top-p 0.8", 1, 0, 0.8, 0},
+		{"min-p 0.2", 1.5, 0, 1, 0.2},
+		{"top-p 0.999999 over all allowed", 1, 0, 0.999999, 0},
+	}
+	const n = 40000
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			p := Defaults()
+			p.Temperature, p.TopK, p.TopP, p.MinP, p.Seed = c.temp, c.topK, c.topP, c.minP, 11
+			s := mustNew(t, p)
+			counts := make([]int, len(logits))
+			for range n {
+				r, err := s.SampleMasked(logits, maskOf(len(logits), allowed...))
+				if err != nil {
+					t.Fatal(err)
+				}
+				counts[r.Token]++
+			}
+			want := expected(masked, c.temp, min(c.topK, len(allowed)), c.topP, c.minP)
+			for i, w := range want {
+				got := float64(counts[i]) / n
+				bound := 5*math.Sqrt(w*(1-w)/n) + 0.002
+				if math.Abs(got-w) > bound {
+					t.Errorf("token %d: frequency %.4f, want %.4f ± %.4f", i, got, w, bound)
+				}
+				if !slices.Contains(allowed, int32(i)) && counts[i] > 0 {
+					t.Errorf("token %d is masked out but drawn %d times", i, counts[i])
+				}
+			}
+		})
+	}
+}
+
+func TestMaskedGreedy(t *testing.T) {
+	p := Defaults()
+	p.Temperature = 0
+	s := mustNew(t, p)
+	// 5 (3.0) is the best token; without it 0 and 6 tie at 2.0.
+	r, err := s.SampleMasked(logits, maskOf(len(logits), 0, 3, 6))
+	if err != nil || r.Token != 0 {
+		t.Errorf("greedy under a mask without 5: token %d, %v; want 0", r.Token, err)
+	}
+	// A logit bias cannot bring back a masked-out token.
+	p.LogitBias = map[int32]float32{7: 100}
+	r, err = mustNew(t, p).SampleMasked(logits, maskOf(len(logits), 1, 2))
+	if err != nil || r.Token != 1 {
+		t.Errorf("greedy, bias on masked-out 7: token %d, %v; want 1", r.Token, err)
+	}
+}
+
+func TestMaskedNothingAllowed(t *testing.T) {
+	for _, temp := range []float32{0, 1} {
+		p := Defaults()
+		p.Temperature = temp
+		_, err := mustNew(t, p).SampleMasked(logits, maskOf(len(logits)))
+		if !errors.Is(err, ErrNoToken) {
+			t.Errorf("temperature %g, empty mask: error %v, want ErrNoToken", temp, err)
+		}
+	}
+	// An allowed token whose logit is -∞ does not count.
+	l := slices.Clone(logits)
+	l[2] = float32(math.Inf(-1))
+	if _, err := mustNew(t, Defaults()).SampleMasked(l, maskOf(len(l), 2)); !errors.Is(err, ErrNoToken) {
+		t.Errorf("only token has logit -Inf: error %v, want ErrNoToken", err)
+	}
+}
+
+// A nil mask and a mask allowing everything draw what Sample draws.
+func TestMaskAllowingAllChangesNothing(t *testing.T) {
+	p := Defaults()
+	p.Seed, p.TopK, p.TopP = 5, 4, 0.9
+	a, b, c := mustNew(t, p), mustNew(t, p), mustNew(t, p)
+	all := maskOf(len(logits), 0, 1, 2, 3, 4, 5, 6, 7)
+	for i := range 200 {
+		want := a.Sample(logits).Token
+		r1, err1 := b.SampleMasked(logits, nil)
+		r2, err2 := c.SampleMasked(logits, all)
+		if err1 != nil || err2 != nil || r1.Token != want || r2.Token != want {
+			t.Fatalf("draw %d: Sample %d, nil mask %d (%v), full mask %d (%v)", i, want, r1.Token, err1, r2.Token, err2)
+		}
+	}
+}
