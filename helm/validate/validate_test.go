@@ -2,8 +2,11 @@
 // decodes every manifest strictly into the Kubernetes API types (unknown
 // fields are errors), then checks what matters: probes and resource
 // requests everywhere, expert nodes as a StatefulSet with a disruption
-// budget, TLS material mounted when TLS is on. It is a module of its own
-// so that the main module does not carry Kubernetes' dependencies.
+// budget, TLS material mounted when TLS is on, the restricted pod security
+// context everywhere, the gossip key from a Secret through the environment
+// (never argv), and --cache-dir on a mounted emptyDir or claim. It is a
+// module of its own so that the main module does not carry Kubernetes'
+// dependencies.
 package validate
 
 import (
@@ -145,12 +148,14 @@ func TestChart(t *testing.T) {
 		{"3 etcd members", []string{"etcd.replicas=3"}, true},
 		{"ingress and autoscaling", []string{"router.ingress.enabled=true", "router.autoscaling.enabled=true",
 			"metrics.serviceMonitor.enabled=true", "tls.certManager.enabled=true", "router.apiKeysSecret=api-keys"}, true},
+		{"cache on a claim", []string{"cache.pvc.claimName=sy-cache", "cache.mountPath=/cache"}, true},
 	}
 	for _, vs := range sets {
 		t.Run(vs.name, func(t *testing.T) {
 			r := render(t, helm, vs.set)
 			pods := r.pods()
 			for name, p := range pods {
+				restricted(t, name, &p.Spec)
 				for _, c := range p.Spec.Containers {
 					if c.LivenessProbe == nil || c.ReadinessProbe == nil {
 						t.Errorf("%s/%s lacks liveness or readiness probes", name, c.Name)
@@ -160,6 +165,10 @@ func TestChart(t *testing.T) {
 					}
 					if name == "sy-etcd" {
 						continue
+					}
+					gossip(t, name, c, vs.tls)
+					if name != "sy-router" {
+						cached(t, name, &p.Spec, c, vs.set)
 					}
 					hasTLSArg := slices.ContainsFunc(c.Args, func(a string) bool { return strings.HasPrefix(a, "--tls-cert=") })
 					mounted := slices.ContainsFunc(c.VolumeMounts, func(m corev1.VolumeMount) bool { return m.Name == "tls" })
@@ -228,5 +237,78 @@ func TestChart(t *testing.T) {
 				t.Error("ingress or autoscaler rendered though off")
 			}
 		})
+	}
+}
+
+// restricted checks the restricted Pod Security Standard: a non-root pod
+// with the runtime's seccomp profile and a group that owns its volumes;
+// containers on a read-only root, without privilege escalation or
+// capabilities.
+func restricted(t *testing.T, name string, p *corev1.PodSpec) {
+	t.Helper()
+	sc := p.SecurityContext
+	switch {
+	case sc == nil:
+		t.Errorf("%s has no pod security context", name)
+	case sc.RunAsNonRoot == nil || !*sc.RunAsNonRoot || sc.RunAsUser == nil || *sc.RunAsUser == 0:
+		t.Errorf("%s may run as root: runAsNonRoot %v, runAsUser %v", name, sc.RunAsNonRoot, sc.RunAsUser)
+	case sc.SeccompProfile == nil || sc.SeccompProfile.Type != corev1.SeccompProfileTypeRuntimeDefault:
+		t.Errorf("%s: seccomp profile %v, want RuntimeDefault", name, sc.SeccompProfile)
+	case sc.FSGroup == nil:
+		t.Errorf("%s: no fsGroup, so its volumes may not be writable by its user", name)
+	}
+	for _, c := range p.Containers {
+		cs := c.SecurityContext
+		if cs == nil || cs.ReadOnlyRootFilesystem == nil || !*cs.ReadOnlyRootFilesystem ||
+			cs.AllowPrivilegeEscalation == nil || *cs.AllowPrivilegeEscalation ||
+			cs.Capabilities == nil || !slices.Contains(cs.Capabilities.Drop, "ALL") {
+			t.Errorf("%s/%s: security context %+v, want a read-only root, no privilege escalation, every capability dropped", name, c.Name, cs)
+		}
+	}
+}
+
+// gossip checks that the gossip key reaches a role from a Secret through
+// its environment, never on its command line.
+func gossip(t *testing.T, name string, c corev1.Container, tls bool) {
+	t.Helper()
+	for _, a := range c.Args {
+		if strings.HasPrefix(a, "--gossip-key") || strings.Contains(a, "GOSSIP") {
+			t.Errorf("%s: the gossip key is on the command line: %s", name, a)
+		}
+	}
+	fromSecret := slices.ContainsFunc(c.Env, func(e corev1.EnvVar) bool {
+		return e.Name == "SWITCHYARD_GOSSIP_KEY" && e.ValueFrom != nil && e.ValueFrom.SecretKeyRef != nil
+	})
+	if name != "sy-router" && fromSecret != tls {
+		t.Errorf("%s: TLS %v but SWITCHYARD_GOSSIP_KEY from a Secret %v", name, tls, fromSecret)
+	}
+}
+
+// cached checks that a role's --cache-dir is a mounted volume, an
+// emptyDir or the claim the values name, since its root is read-only.
+func cached(t *testing.T, name string, p *corev1.PodSpec, c corev1.Container, set []string) {
+	t.Helper()
+	dir := ""
+	for _, a := range c.Args {
+		if v, ok := strings.CutPrefix(a, "--cache-dir="); ok {
+			dir = v
+		}
+	}
+	i := slices.IndexFunc(c.VolumeMounts, func(m corev1.VolumeMount) bool { return m.MountPath == dir })
+	if dir == "" || i < 0 || c.VolumeMounts[i].ReadOnly {
+		t.Errorf("%s: --cache-dir %q is not a writable mount", name, dir)
+		return
+	}
+	j := slices.IndexFunc(p.Volumes, func(v corev1.Volume) bool { return v.Name == c.VolumeMounts[i].Name })
+	if j < 0 {
+		t.Errorf("%s: the cache mount's volume is missing", name)
+		return
+	}
+	v := p.Volumes[j]
+	switch claim := slices.Contains(set, "cache.pvc.claimName=sy-cache"); {
+	case claim && (v.PersistentVolumeClaim == nil || v.PersistentVolumeClaim.ClaimName != "sy-cache"):
+		t.Errorf("%s: the cache is %+v, want the claim sy-cache", name, v.VolumeSource)
+	case !claim && (v.EmptyDir == nil || v.EmptyDir.SizeLimit == nil):
+		t.Errorf("%s: the cache is %+v, want an emptyDir with a size limit", name, v.VolumeSource)
 	}
 }

@@ -49,10 +49,9 @@ app.kubernetes.io/component: {{ .component }}
 {{- end }}
 {{- end -}}
 
-{{- define "switchyard.gossipArgs" -}}
-{{- if .Values.tls.enabled }}
-- --gossip-key=$(GOSSIP_KEY)
-{{- end }}
+{{/* where coordinators and expert nodes keep what they fetch of a model URL */}}
+{{- define "switchyard.cacheArg" -}}
+- --cache-dir={{ .Values.cache.mountPath }}
 {{- end -}}
 
 {{- define "switchyard.modelArg" -}}
@@ -69,7 +68,8 @@ app.kubernetes.io/component: {{ .component }}
 - name: POD_NAME
   valueFrom: {fieldRef: {fieldPath: metadata.name}}
 {{- if .Values.tls.enabled }}
-- name: GOSSIP_KEY
+{{- /* from the environment, never the command line, where ps shows it */}}
+- name: SWITCHYARD_GOSSIP_KEY
   valueFrom: {secretKeyRef: {name: {{ .Values.tls.gossipKeySecret }}, key: gossip-key}}
 {{- end }}
 {{- end -}}
@@ -86,7 +86,7 @@ app.kubernetes.io/component: {{ .component }}
   readOnly: true
 {{- end }}
 - name: cache
-  mountPath: /home/nonroot/.cache
+  mountPath: {{ .Values.cache.mountPath }}
 {{- end -}}
 
 {{- define "switchyard.volumes" -}}
@@ -107,7 +107,23 @@ app.kubernetes.io/component: {{ .component }}
     type: Directory
 {{- end }}
 - name: cache
-  emptyDir: {}
+{{- if .Values.cache.pvc.claimName }}
+  persistentVolumeClaim:
+    claimName: {{ .Values.cache.pvc.claimName }}
+{{- else }}
+  emptyDir:
+    sizeLimit: {{ .Values.cache.sizeLimit }}
+{{- end }}
+{{- end -}}
+
+{{/* the restricted Pod Security Standard, for every pod */}}
+{{- define "switchyard.podSecurityContext" -}}
+runAsNonRoot: true
+runAsUser: 65532
+runAsGroup: 65532
+fsGroup: 65532
+seccompProfile:
+  type: RuntimeDefault
 {{- end -}}
 
 {{- define "switchyard.securityContext" -}}
