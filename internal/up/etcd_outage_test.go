@@ -127,6 +127,7 @@ func TestElectionSessionExpires(t *testing.T) {
 		for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(100 * time.Millisecond) {
 			r, err := cli.Get(t.Context(), store.Election(), clientv3.WithPrefix(), clientv3.WithSort(clientv3.SortByCreateRevision, clientv3.SortAscend))
 			if err == nil && len(r.Kvs) > 0 && string(r.Kvs[0].Key) != string(leader.Key) {
+				time.Sleep(3 * time.Second) // the new leader's controller runs its first rounds
 				return fmt.Sprintf("the election session of %s expired; %s leads now", leader.Value, r.Kvs[0].Value)
 			}
 			if time.Now().After(deadline) {
@@ -164,10 +165,10 @@ func runOutageLosing(t *testing.T, e *testEtcd, coordinators int, lostData bool,
 	}
 	cli := e.client(t)
 	store := placement.NewStore(cli, "default")
-	before := current(t, store)
 
 	l := startLoad(c.URL, want)
 	time.Sleep(2 * time.Second)
+	before := current(t, store)
 	l.faulty.Store(true)
 	what := fault(t, c)
 	l.faulty.Store(false)
