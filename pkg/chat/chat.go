@@ -1,6 +1,9 @@
 // Package chat renders a conversation into a prompt with the model's own
-// chat template (tokenizer.chat_template, Jinja), as llama.cpp and vLLM do.
-// It holds no per-model templates, only Plain for files that have none.
+// chat template (tokenizer.chat_template, Jinja), as llama.cpp and vLLM do,
+// and reads the model's reply back into typed parts (text, reasoning, tool
+// calls) in the syntax of the template's family (Parser). It holds no
+// per-model templates, only Plain for files that have none; it knows
+// nothing of requests, sampling or the API a reply is shaped into.
 package chat
 
 import (
