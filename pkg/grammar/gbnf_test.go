@@ -2,6 +2,7 @@ package grammar
 
 import (
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 )
@@ -105,5 +106,41 @@ func TestGBNFErrors(t *testing.T) {
 	}
 	if _, err := ParseGBNF(`root ::= "aaaa"`, Limits{SourceBytes: 8}); !errors.Is(err, ErrLimit) {
 		t.Errorf("16-byte grammar under an 8-byte limit: %v, want ErrLimit", err)
+	}
+}
+
+// chain is `root ::= a0 "z"` over n nested rules `a_i ::= a_i+1 a_i+1`
+// ending in `"x" | ""`: up to 2^n x's, and as many stacks.
+func chain(n int) string {
+	var sb strings.Builder
+	sb.WriteString("root ::= a0 \"z\"\n")
+	for i := range n {
+		fmt.Fprintf(&sb, "a%d ::= a%d a%d\n", i, i+1, i+1)
+	}
+	fmt.Fprintf(&sb, "a%d ::= \"x\" | \"\"\n", n)
+	return sb.String()
+}
+
+// TestNullableChains: with 3 levels the grammar matches what it should;
+// with 40, its 2^40 stacks make the matcher give up, refusing, in bounded
+// time rather than follow them all.
+func TestNullableChains(t *testing.T) {
+	g, err := ParseGBNF(chain(3), Limits{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range []string{"z", "xz", "xxxxxxxxz"} {
+		if !g.Match([]byte(s)) {
+			t.Errorf("three levels: %q refused", s)
+		}
+	}
+	if g.Match([]byte("xxxxxxxxxz")) {
+		t.Error("three levels: 9 x's accepted, at most 8")
+	}
+	if g, err = ParseGBNF(chain(40), Limits{}); err != nil {
+		t.Fatal(err)
+	}
+	if g.Match([]byte("xz")) {
+		t.Error("forty levels: xz accepted past the Parses limit")
 	}
 }

@@ -69,8 +69,9 @@ type Limits struct {
 	// Default 512.
 	StackDepth int
 	// Parses is the most parses (stacks) the matcher keeps alive at once; a
-	// byte that would leave more is refused, so a hugely ambiguous grammar
-	// costs bounded time. Default 1024.
+	// byte that would leave more, or whose expansion visits more than 16
+	// grammar positions per parse allowed, is refused, so a hugely
+	// ambiguous grammar costs bounded time. Default 1024.
 	Parses int
 	// CacheBytes bounds the memoised states, transitions and masks a
 	// Grammar keeps; past it the caches start afresh. Default 64 MiB.

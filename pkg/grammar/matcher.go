@@ -54,6 +54,12 @@ type engineCache struct {
 	bytes   int
 	scratch []*frame
 	key     []byte
+	// seen holds the (position, stack) pairs one expansion has visited:
+	// nullable rules can reach one many ways (2^n through n nested
+	// `a ::= b b`), and each need be followed once.
+	seen  map[frameKey]struct{}
+	acc   bool // an expansion emptied a stack
+	steps int  // what the expansion may still visit; below 0 it gave up
 }
 
 // Rough sizes for the CacheBytes budget.
@@ -69,6 +75,7 @@ func (e *engine) init(g *Grammar) {
 }
 
 func (e *engine) reset() {
+	e.seen = map[frameKey]struct{}{}
 	e.frames = map[frameKey]*frame{}
 	e.states = map[string]*state{}
 	e.bytes = 0
@@ -106,44 +113,66 @@ func (e *engine) frame(pos int32, parent *frame) *frame {
 
 // expand adds to e.scratch the parses that continue from pos with the
 // stack below it `parent`, descending into rules until each top is a byte
-// set; it reports whether a parse ends (the stack empties).
-func (e *engine) expand(pos int32, parent *frame) (accept bool) {
+// set, and sets e.acc when a parse ends (the stack empties). Callers clear
+// e.seen, e.scratch and e.acc first.
+func (e *engine) expand(pos int32, parent *frame) {
 	g := e.g
 	for {
+		if e.steps--; e.steps < 0 || len(e.scratch) > g.lim.Parses {
+			e.steps = -1
+			return
+		}
+		k := frameKey{pos: pos}
+		if parent != nil {
+			k.parent = parent.id
+		}
+		if _, ok := e.seen[k]; ok {
+			return
+		}
+		e.seen[k] = struct{}{}
 		el := &g.elems[pos]
 		switch el.kind {
 		case elSet:
 			if f := e.frame(pos, parent); f != nil {
 				e.scratch = append(e.scratch, f)
 			}
-			return accept
+			return
 		case elEnd:
 			if parent == nil {
-				return true
+				e.acc = true
+				return
 			}
 			pos, parent = parent.pos, parent.parent
 		case elRef:
 			ret := parent
 			if g.elems[pos+1].kind != elEnd {
 				if ret = e.frame(pos+1, parent); ret == nil {
-					return accept
+					return
 				}
 			}
 			alts := g.alts[el.rule]
 			for _, a := range alts[1:] {
-				if e.expand(a, ret) {
-					accept = true
-				}
+				e.expand(a, ret)
 			}
 			pos, parent = alts[0], ret
 		}
 	}
 }
 
+// begin clears the expansion scratch. An expansion may visit 16 grammar
+// positions per parse it may keep (Limits.Parses), so an ambiguous grammar
+// whose parses multiply gives up in bounded time.
+func (e *engine) begin() {
+	clear(e.seen)
+	e.scratch = e.scratch[:0]
+	e.acc = false
+	e.steps = 16 * e.g.lim.Parses
+}
+
 // intern returns the state of the parses in e.scratch.
 func (e *engine) intern(accept bool) *state {
 	tops := e.scratch
-	if len(tops) == 0 && !accept {
+	if len(tops) == 0 && !accept || e.steps < 0 {
 		return dead
 	}
 	slices.SortFunc(tops, func(a, b *frame) int {
@@ -180,14 +209,11 @@ func (e *engine) intern(accept bool) *state {
 
 func (e *engine) startState() *state {
 	if e.start == nil {
-		e.scratch = e.scratch[:0]
-		accept := false
+		e.begin()
 		for _, a := range e.g.alts[e.g.root] {
-			if e.expand(a, nil) {
-				accept = true
-			}
+			e.expand(a, nil)
 		}
-		e.start = e.intern(accept)
+		e.start = e.intern(e.acc)
 	}
 	return e.start
 }
@@ -202,14 +228,13 @@ func (e *engine) next(s *state, b byte) *state {
 			return t
 		}
 	}
-	e.scratch = e.scratch[:0]
-	accept := false
+	e.begin()
 	for _, f := range s.tops {
-		if e.g.elems[f.pos].has(b) && e.expand(f.pos+1, f.parent) {
-			accept = true
+		if e.g.elems[f.pos].has(b) {
+			e.expand(f.pos+1, f.parent)
 		}
 	}
-	t := e.intern(accept)
+	t := e.intern(e.acc)
 	if s.trans == nil {
 		s.trans = new([256]*state)
 		e.charge(transCost)
