@@ -487,3 +487,47 @@ func checkCase(t *testing.T, c replyCase, vocab string) {
 		})
 	}
 }
+
+// malformedEdits break a family's real call: its arguments, in the
+// family's syntax.
+var malformedEdits = map[Family][2]string{
+	FamilyHermes:     {`"days": 2}}`, `"days": 2}`},
+	FamilyQwen3Coder: {"</function>\n", ""},
+	FamilyDeepSeek:   {`"days": 2}`, `"days": 2`},
+	FamilyKimiK2:     {`"days": 2}`, `"days": 2`},
+	FamilyHarmony:    {`"days": 2}`, `"days": 2`},
+	FamilyMistral:    {`"days": 2}`, `"days": 2`},
+	FamilyLlama3:     {`"days": 2}}`, `"days": 2}`},
+	FamilyGLM:        {"<arg_value>2</arg_value>", "<arg_value>2"},
+}
+
+// TestMalformedCalls breaks each family's rendered call (its name, its
+// arguments, or the reply's end cutting it off) and checks it comes back
+// as text, every byte of it, marked as a malformed call.
+func TestMalformedCalls(t *testing.T) {
+	fx := loadFixtures(t)
+	for _, rel := range released {
+		t.Run(rel.family.String(), func(t *testing.T) {
+			conv, ask := "tools-roundtrip", "Weather in Paris?"
+			if fx.renders[rel.file+"|"+conv].OK == nil {
+				conv, ask = "tools-reasoning-parallel", "Weather in Paris for 2 days, and the time in Tōkyō?"
+			}
+			out := assistantOutput(t, fx, rel.file, conv, ask, rel.eot, rel.keepEOT)
+			e := malformedEdits[rel.family]
+			broken := map[string]string{
+				"name":      strings.Replace(out, "get_weather", "get weather", 1),
+				"arguments": strings.Replace(out, e[0], e[1], 1),
+				"cut-off":   out[:strings.Index(out, "Paris")+len("Paris")],
+			}
+			for name, in := range broken {
+				if in == out {
+					t.Fatalf("%s: edit %q left %q as it was", name, e, out)
+				}
+				c := replyCase{name: name, out: in, wantUncalls: 1,
+					cfg:  ParserConfig{Family: rel.family, ToolCalls: true, Reasoning: ReasoningNone},
+					want: reply{Text: in}}
+				t.Run(name, func(t *testing.T) { checkCase(t, c, rel.vocab) })
+			}
+		})
+	}
+}
