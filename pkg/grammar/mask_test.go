@@ -301,3 +301,51 @@ func TestParsesLimit(t *testing.T) {
 		t.Error("a…ab accepted with at most 8 parses")
 	}
 }
+
+// TestConcurrentMatchers runs matchers of one grammar on several
+// goroutines (they share its caches); run with -race. Each must see the
+// masks a grammar of its own gives.
+func TestConcurrentMatchers(t *testing.T) {
+	toks, eos := testTokens()
+	v := NewVocab(toks, eos)
+	shared, err := FromJSONSchema([]byte(personSchema), Limits{CacheBytes: 64 << 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	texts := []string{`{"name":"a","age":1}`, `{"name": "日本", "age": -20, "tags": ["x", "y"]}`, `{"name":"\"","age":0,"tags":[]}`}
+	errs := make(chan error, 8)
+	for i := range 8 {
+		go func() {
+			own, err := FromJSONSchema([]byte(personSchema), Limits{})
+			if err != nil {
+				errs <- err
+				return
+			}
+			text := []byte(texts[i%len(texts)])
+			ms, mo := shared.NewMatcher(v), own.NewMatcher(v)
+			got, want := make([]uint64, (v.Size()+63)/64), make([]uint64, (v.Size()+63)/64)
+			for j := range text {
+				ms.Mask(got)
+				mo.Mask(want)
+				if !slices.Equal(got, want) {
+					errs <- errors.New("masks differ at " + string(text[:j]))
+					return
+				}
+				if err := ms.AcceptBytes(text[j : j+1]); err != nil {
+					errs <- err
+					return
+				}
+				if err := mo.AcceptBytes(text[j : j+1]); err != nil {
+					errs <- err
+					return
+				}
+			}
+			errs <- nil
+		}()
+	}
+	for range 8 {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
+	}
+}

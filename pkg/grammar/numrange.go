@@ -27,13 +27,8 @@ var (
 
 func digitClass(lo, hi byte) *expr { return class(runeRange{rune(lo), rune(hi)}) }
 
-// digits is n to m digits (m < 0: up to maxFracDigits more than n).
-func digits(n, m int) *expr {
-	if m < 0 {
-		m = n + maxFracDigits
-	}
-	return repeat(digit, n, m)
-}
+// digits is n to m digits.
+func digits(n, m int) *expr { return repeat(digit, n, m) }
 
 // bound is one side of a range: a value and whether it is excluded.
 type bound struct {
