@@ -14,9 +14,12 @@ import (
 // Supported: type (one or a list); enum and const (any JSON values, kept
 // only where the rest of the schema allows them); object with properties,
 // required and additionalProperties; array with items, minItems and
-// maxItems; string with minLength, maxLength, pattern (the regular
-// expression subset patternExpr lists) or format (date, time, date-time,
-// uuid, email); number and integer with minimum, maximum,
+// maxItems; string with minLength, maxLength, pattern or format (date,
+// time, date-time, uuid, email); pattern is an ECMA-262 subset: literals,
+// ., classes with ranges and negation, \d \w \s and their negations,
+// escapes, groups, |, * + ? {n} {n,} {n,m} (lazy or not), ^ and $ only at
+// the ends of an alternative, and no backreferences, lookaround, \b or
+// \p; number and integer with minimum, maximum,
 // exclusiveMinimum and exclusiveMaximum (numbers or, as in draft 4,
 // booleans); boolean; null; $ref to "#" or a JSON pointer within the
 // schema ($defs, definitions, or anywhere), recursion included; anyOf;
