@@ -226,7 +226,7 @@ func TestDashboardInBrowser(t *testing.T) {
 		t.Errorf("at 1024 px the page or a panel scrolls sideways (data-fits is not true), or the comparison is missing")
 	}
 	for name, args := range map[string][]string{
-		"dashboard.png":      {"--window-size=1400,1100", c.URL + "/dashboard#compare"},
+		"dashboard.png":      {"--window-size=1400,880", c.URL + "/dashboard#compare"},
 		"dashboard-1024.png": {"--window-size=1024,1000", c.URL + "/dashboard#compare"},
 	} {
 		shot := filepath.Join(dir, name)
