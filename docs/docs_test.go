@@ -116,8 +116,8 @@ func runnable(b *block) bool {
 // stands in for /tmp and holds links to the repository's data.
 type rig struct {
 	root, bin, work, tmp string
-	url, etcd          string
-	env                []string
+	url, etcd            string
+	env                  []string
 }
 
 // setUp builds switchyard with the noasm tag (the Go kernels, which give
