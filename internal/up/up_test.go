@@ -334,11 +334,21 @@ func TestUnitUnavailableFails(t *testing.T) {
 	}
 	defer cli.Close()
 	store := placement.NewStore(cli, "default")
-	// Take node-2 out of service by deleting its status and registration:
-	// the coordinator must report its units as unavailable.
+	// Take node-2's units out of service: it reports none ready. (A status
+	// that merely vanishes, as in an etcd outage, keeps a live node
+	// serving.) The coordinator must report its units as unavailable.
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
-	if _, err := cli.Delete(ctx, store.Status("node-2")); err != nil {
+	sts, err := placement.List[placement.Status](ctx, store, store.StatusPrefix())
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, ok := sts["node-2"]
+	if !ok || len(st.Ready) == 0 {
+		t.Fatalf("node-2's status: %+v", sts)
+	}
+	st.Ready = nil
+	if err := store.Put(ctx, store.Status("node-2"), st, 0); err != nil {
 		t.Fatal(err)
 	}
 	code, out := post(t, c.URL+"/v1/completions", map[string]any{"prompt": []int{510, 1, 2, 3, 4, 5, 6, 7, 8, 9}, "max_tokens": 8})
