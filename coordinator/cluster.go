@@ -37,8 +37,8 @@ func (c *Coordinator) watchCluster(ctx context.Context, wg *sync.WaitGroup, stor
 		})
 	})
 	wg.Go(func() {
-		placement.Watch(ctx, store, store.Placement(), func(m map[string]placement.Map) {
-			c.dispatch.setPlacement(m[""])
+		placement.WatchPlacement(ctx, store, func(m placement.Map) {
+			c.dispatch.setPlacement(m)
 			updateHealth()
 		})
 	})

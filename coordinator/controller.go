@@ -143,7 +143,7 @@ func (ctl *controller) read(ctx context.Context) (clusterView, error) {
 	if v.drains, err = placement.List[bool](ctx, s, s.DrainPrefix()); err != nil {
 		return v, err
 	}
-	switch err := s.Get(ctx, s.Placement(), &v.cur); {
+	switch v.cur, err = s.GetPlacement(ctx); {
 	case errors.Is(err, placement.ErrNotFound):
 	case err != nil:
 		return v, err

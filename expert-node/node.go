@@ -342,10 +342,9 @@ func (n *Node) Serve(ctx context.Context) error {
 	defer stopWatches()
 	// Placement changes are applied one at a time by this goroutine.
 	maps := make(chan placement.Map, 1)
-	go placement.Watch(wctx, store, store.Placement(), func(m map[string]placement.Map) {
-		pm, ok := m[""]
-		if !ok {
-			return
+	go placement.WatchPlacement(wctx, store, func(pm placement.Map) {
+		if pm.Units == nil && pm.Epoch == 0 {
+			return // etcd holds none
 		}
 		select {
 		case <-maps:

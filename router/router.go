@@ -147,9 +147,9 @@ func Run(ctx context.Context, cfg Config) error {
 		r.status = m
 		r.mu.Unlock()
 	})
-	go placement.Watch(ctx, store, store.Placement(), func(m map[string]placement.Map) {
+	go placement.WatchPlacement(ctx, store, func(m placement.Map) {
 		r.mu.Lock()
-		r.pmap = m[""]
+		r.pmap = m
 		r.mu.Unlock()
 	})
 	go placement.Watch(ctx, store, store.Model(), func(m map[string]placement.ModelInfo) {

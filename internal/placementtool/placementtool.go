@@ -17,8 +17,8 @@ import (
 // Show prints the current epoch: every unit's nodes, each marked ready or
 // loading, and the nodes with their state.
 func Show(ctx context.Context, s *placement.Store, w io.Writer) error {
-	var m placement.Map
-	if err := s.Get(ctx, s.Placement(), &m); err != nil {
+	m, err := s.GetPlacement(ctx)
+	if err != nil {
 		return err
 	}
 	nodes, err := placement.List[placement.Node](ctx, s, s.NodesPrefix())

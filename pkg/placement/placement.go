@@ -7,7 +7,9 @@
 //
 //	model               ModelInfo, written by the elected coordinator
 //	nodes/<id>          Node, under the node's lease
-//	placement           Map, written only by the elected coordinator
+//	placement           Map, written only by the elected coordinator; past
+//	                    ShardBytes, a manifest naming the shards below
+//	units/<epoch>/<i>   a shard of a large placement's units (Map)
 //	status/<id>         Status, under the node's lease
 //	coordinators/<id>   Coordinator, under the coordinator's lease
 //	election/           the coordinators' leader election
@@ -16,7 +18,12 @@
 //
 // The elected coordinator writes model, placement and history only in etcd
 // transactions fenced on its election key (Fence), so a deposed leader
-// cannot write. Watch notices when etcd lost its data (its revision went
+// cannot write. A placement larger than ShardBytes (DeepSeek-V3's 14,848
+// units over hundreds of nodes would pass etcd's 1.5 MiB request limit) is
+// written as epoch-named shard keys first, then a small manifest at
+// placement is flipped to them in the fenced transaction that writes the
+// history; readers (GetPlacement, WatchPlacement) read the shards at the
+// manifest's revision, so they never see half of two epochs. Watch notices when etcd lost its data (its revision went
 // back) and lists afresh instead of waiting on a revision that no longer
 // exists.
 package placement
@@ -26,6 +33,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strconv"
 	"strings"
@@ -113,6 +121,10 @@ type Map struct {
 	// Want is the replica count of units that should have more than the
 	// base (hot units), by UnitKey.
 	Want map[string]int `json:"want,omitempty"`
+	// Shards is, in a manifest, how many keys under Keys.Shards(Epoch) hold
+	// the placement's Units and Want; 0 when they are inline. Maps that
+	// GetPlacement and WatchPlacement return always have them inline.
+	Shards int `json:"shards,omitempty"`
 }
 
 // Status is what a node has loaded and can serve.
@@ -174,6 +186,15 @@ func (k Keys) Coordinator(id string) string {
 }
 func (k Keys) Election() string { return k.prefix + "election/" }
 
+// ShardsPrefix holds the shards of large placements, by epoch.
+func (k Keys) ShardsPrefix() string { return k.prefix + "units/" }
+
+// Shards is the prefix of one epoch's shards.
+func (k Keys) Shards(epoch int64) string { return fmt.Sprintf("%s%020d/", k.ShardsPrefix(), epoch) }
+
+// Shard is shard i of an epoch.
+func (k Keys) Shard(epoch int64, i int) string { return fmt.Sprintf("%s%06d", k.Shards(epoch), i) }
+
 // DrainPrefix holds drain requests: drain/<id> asks node id to drain and exit.
 func (k Keys) DrainPrefix() string    { return k.prefix + "drain/" }
 func (k Keys) Drain(id string) string { return k.DrainPrefix() + id }
@@ -188,14 +209,34 @@ type Change struct {
 	Time    time.Time `json:"time"`
 	By      string    `json:"by"` // the coordinator that wrote it
 	Reasons []string  `json:"reasons"`
+	// Omitted counts the reasons left out to keep the record under
+	// HistoryBytes (an initial placement gives one per unit).
+	Omitted int `json:"omitted,omitempty"`
 }
+
+// Size limits of what the store writes. etcd refuses requests over 1.5 MiB
+// by default (--max-request-bytes); a placement transaction carries the
+// manifest (or the whole placement when it fits in one shard), the history
+// record and a few deletes.
+const (
+	// DefaultShardBytes bounds a placement written inline, and each shard
+	// of a larger one.
+	DefaultShardBytes = 512 << 10
+	// HistoryBytes bounds the reasons kept in a history record.
+	HistoryBytes = 128 << 10
+	// maxShards bounds the shards a reader accepts: 4096 × 512 KiB is 2 GiB.
+	maxShards = 4096
+)
 
 // Store reads and writes the schema through an etcd client. While any
 // Watch runs it also keeps a view of etcd itself (EtcdState).
 type Store struct {
 	C *clientv3.Client
 	Keys
-	view view
+	// ShardBytes bounds a placement written inline and each of its shards;
+	// 0 means DefaultShardBytes.
+	ShardBytes int
+	view       view
 }
 
 // NewStore uses client c for cluster name.
@@ -262,15 +303,44 @@ func list[T any](ctx context.Context, s *Store, prefix string) (map[string]T, in
 // may never come), it reads afresh. fn runs on Watch's goroutine; after
 // etcd lost its data it may be called with what little etcd holds then.
 func Watch[T any](ctx context.Context, s *Store, prefix string, fn func(map[string]T)) {
+	watch(ctx, s, prefix, func(ctx context.Context) (int64, error) {
+		vals, rev, err := list[T](ctx, s, prefix)
+		if err == nil {
+			fn(vals)
+		}
+		return rev, err
+	})
+}
+
+// WatchPlacement is Watch for the placement: fn gets it with its units
+// inline (read from its shards when it has any), or a zero Map while etcd
+// holds none.
+func WatchPlacement(ctx context.Context, s *Store, fn func(Map)) {
+	watch(ctx, s, s.Placement(), func(ctx context.Context) (int64, error) {
+		m, rev, err := s.readPlacement(ctx)
+		switch {
+		case errors.Is(err, ErrNotFound):
+			fn(Map{})
+			return rev, nil
+		case err == nil:
+			fn(m)
+		}
+		return rev, err
+	})
+}
+
+// watch runs read (which reads what is under prefix, hands it on and
+// returns the revision it read at) now and after every change under
+// prefix, until ctx ends.
+func watch(ctx context.Context, s *Store, prefix string, read func(context.Context) (int64, error)) {
 	defer s.watching()()
 	for ctx.Err() == nil {
 		lost := s.view.lostSignal()
-		vals, rev, err := list[T](ctx, s, prefix)
+		rev, err := read(ctx)
 		if err != nil {
 			sleep(ctx, 500*time.Millisecond)
 			continue
 		}
-		fn(vals)
 		wctx, cancel := context.WithCancel(ctx)
 		ch := s.C.Watch(clientv3.WithRequireLeader(wctx), prefix, clientv3.WithPrefix(), clientv3.WithRev(rev+1))
 	watching:
@@ -280,11 +350,9 @@ func Watch[T any](ctx context.Context, s *Store, prefix string, fn func(map[stri
 				if !ok || resp.Err() != nil {
 					break watching
 				}
-				vals, _, err := list[T](ctx, s, prefix)
-				if err != nil {
+				if _, err := read(ctx); err != nil {
 					break watching
 				}
-				fn(vals)
 			case <-lost:
 				break watching
 			}
@@ -436,21 +504,228 @@ func (s *Store) PutFenced(ctx context.Context, f Fence, key string, v any) error
 // transaction fenced on f, deleting the history record kept epochs older.
 // It refuses a placement with no units: no model has none, and a leader
 // that computed one is wrong, not the cluster.
+//
+// A placement whose encoding passes ShardBytes is written as shards under
+// Shards(m.Epoch), each in a fenced write of its own, and the transaction
+// writes a manifest at Placement instead, deleting every other epoch's
+// shards. Until that transaction commits readers see the previous epoch
+// whole; a leader deposed between the shards and the manifest leaves
+// shards that no manifest names, deleted by the next epoch written.
+// Reasons past HistoryBytes are left out of the history record (counted
+// in its Omitted).
 func (s *Store) Publish(ctx context.Context, f Fence, m Map, why Change, kept int64) error {
 	if len(m.Units) == 0 {
 		return fmt.Errorf("placement: refusing to publish epoch %d: it places no units", m.Epoch)
 	}
-	pm, err := json.Marshal(m)
+	what := fmt.Sprintf("publish placement epoch %d", m.Epoch)
+	manifest, shards, err := s.EncodePlacement(m)
 	if err != nil {
-		return fmt.Errorf("placement: encode epoch %d: %w", m.Epoch, err)
+		return fmt.Errorf("placement: %s: %w", what, err)
 	}
-	ch, err := json.Marshal(why)
+	ch, err := json.Marshal(boundHistory(why, HistoryBytes))
 	if err != nil {
 		return fmt.Errorf("placement: encode history of epoch %d: %w", m.Epoch, err)
 	}
-	ops := []clientv3.Op{clientv3.OpPut(s.Placement(), string(pm)), clientv3.OpPut(s.History(m.Epoch), string(ch))}
+	if len(shards) > 0 {
+		// Shards a deposed leader left at this epoch go first.
+		if err := s.fenced(ctx, f, what+": clear its shard keys", clientv3.OpDelete(s.Shards(m.Epoch), clientv3.WithPrefix())); err != nil {
+			return err
+		}
+		for i, b := range shards {
+			if err := s.fenced(ctx, f, fmt.Sprintf("%s: shard %d of %d", what, i+1, len(shards)), clientv3.OpPut(s.Shard(m.Epoch, i), string(b))); err != nil {
+				return err
+			}
+		}
+	}
+	ops := []clientv3.Op{clientv3.OpPut(s.Placement(), string(manifest)), clientv3.OpPut(s.History(m.Epoch), string(ch))}
 	if kept > 0 && m.Epoch > kept {
 		ops = append(ops, clientv3.OpDelete(s.History(m.Epoch-kept)))
 	}
-	return s.fenced(ctx, f, fmt.Sprintf("publish placement epoch %d", m.Epoch), ops...)
+	// Every other epoch's shards go: earlier ones, and later ones a deposed
+	// leader wrote without flipping the manifest to them.
+	end := clientv3.GetPrefixRangeEnd(s.ShardsPrefix())
+	if len(shards) > 0 {
+		ops = append(ops, clientv3.OpDelete(s.ShardsPrefix(), clientv3.WithRange(s.Shards(m.Epoch))),
+			clientv3.OpDelete(clientv3.GetPrefixRangeEnd(s.Shards(m.Epoch)), clientv3.WithRange(end)))
+	} else {
+		ops = append(ops, clientv3.OpDelete(s.ShardsPrefix(), clientv3.WithRange(end)))
+	}
+	return s.fenced(ctx, f, what, ops...)
+}
+
+func (s *Store) shardBytes() int {
+	if s.ShardBytes > 0 {
+		return s.ShardBytes
+	}
+	return DefaultShardBytes
+}
+
+// EncodePlacement is m as Publish writes it: inline (shards is nil) when
+// its encoding fits in ShardBytes; otherwise a manifest and shards of at
+// most ShardBytes each, holding m's units in layer and expert order with
+// their Want entries.
+func (s *Store) EncodePlacement(m Map) (manifest []byte, shards [][]byte, err error) {
+	m.Shards = 0
+	b, err := json.Marshal(m)
+	if err != nil {
+		return nil, nil, fmt.Errorf("encode: %w", err)
+	}
+	limit := s.shardBytes()
+	if len(b) <= limit {
+		return b, nil, nil
+	}
+	keys := make([]string, 0, len(m.Units))
+	for k := range m.Units {
+		keys = append(keys, k)
+	}
+	slices.SortFunc(keys, compareUnitKeys)
+	// Pack by an estimate of each entry's encoding; a shard whose real
+	// encoding is over the limit anyway is split in two.
+	var pack func(keys []string) error
+	pack = func(keys []string) error {
+		sh := Map{Epoch: m.Epoch, Digest: m.Digest, Units: make(map[string][]string, len(keys))}
+		for _, k := range keys {
+			sh.Units[k] = m.Units[k]
+			if w, ok := m.Want[k]; ok {
+				if sh.Want == nil {
+					sh.Want = map[string]int{}
+				}
+				sh.Want[k] = w
+			}
+		}
+		b, err := json.Marshal(sh)
+		switch {
+		case err != nil:
+			return fmt.Errorf("encode shard: %w", err)
+		case len(b) <= limit:
+			shards = append(shards, b)
+			return nil
+		case len(keys) == 1:
+			return fmt.Errorf("unit %s alone encodes to %d bytes, over the shard limit of %d", keys[0], len(b), limit)
+		}
+		if err := pack(keys[:len(keys)/2]); err != nil {
+			return err
+		}
+		return pack(keys[len(keys)/2:])
+	}
+	budget := limit - 256 // the shard's epoch, digest and braces
+	start, size := 0, 0
+	for i, k := range keys {
+		n := len(k) + 8 // "k":[…], and "k":w in Want
+		for _, id := range m.Units[k] {
+			n += len(id) + 3
+		}
+		if size+n > budget && i > start {
+			if err := pack(keys[start:i]); err != nil {
+				return nil, nil, err
+			}
+			start, size = i, 0
+		}
+		size += n
+	}
+	if err := pack(keys[start:]); err != nil {
+		return nil, nil, err
+	}
+	if len(shards) > maxShards {
+		return nil, nil, fmt.Errorf("%d shards, over the limit of %d", len(shards), maxShards)
+	}
+	manifest, err = json.Marshal(Map{Epoch: m.Epoch, Digest: m.Digest, Shards: len(shards)})
+	if err != nil {
+		return nil, nil, fmt.Errorf("encode manifest: %w", err)
+	}
+	return manifest, shards, nil
+}
+
+// compareUnitKeys orders unit keys by layer, then expert; keys that do
+// not parse go last, in string order.
+func compareUnitKeys(a, b string) int {
+	ua, ea := ParseUnitKey(a)
+	ub, eb := ParseUnitKey(b)
+	switch {
+	case ea != nil || eb != nil:
+		if (ea == nil) != (eb == nil) {
+			if ea == nil {
+				return -1
+			}
+			return 1
+		}
+		return strings.Compare(a, b)
+	case ua.Layer != ub.Layer:
+		return ua.Layer - ub.Layer
+	default:
+		return ua.Expert - ub.Expert
+	}
+}
+
+// boundHistory keeps the reasons of c that fit in about limit bytes and
+// counts the rest in Omitted.
+func boundHistory(c Change, limit int) Change {
+	size := 0
+	for i, r := range c.Reasons {
+		size += len(r) + 3
+		if size > limit {
+			c.Omitted += len(c.Reasons) - i
+			c.Reasons = c.Reasons[:i]
+			break
+		}
+	}
+	return c
+}
+
+// GetPlacement reads the placement, with its units inline whether it was
+// written inline or in shards. It returns ErrNotFound when etcd holds none.
+func (s *Store) GetPlacement(ctx context.Context) (Map, error) {
+	m, _, err := s.readPlacement(ctx)
+	return m, err
+}
+
+// readPlacement is GetPlacement plus the revision it read at. Shards are
+// read at the manifest's revision: what the manifest named then, even if
+// a newer epoch replaced them since.
+func (s *Store) readPlacement(ctx context.Context) (Map, int64, error) {
+	key := s.Placement()
+	r, err := s.C.Get(ctx, key)
+	if err != nil {
+		return Map{}, 0, fmt.Errorf("placement: get %s: %w", key, err)
+	}
+	rev := r.Header.Revision
+	if len(r.Kvs) == 0 {
+		return Map{}, rev, fmt.Errorf("%w: %s", ErrNotFound, key)
+	}
+	var m Map
+	if err := json.Unmarshal(r.Kvs[0].Value, &m); err != nil {
+		return Map{}, rev, fmt.Errorf("placement: decode %s: %w", key, err)
+	}
+	if m.Shards == 0 {
+		return m, rev, nil
+	}
+	if m.Shards < 0 || m.Shards > maxShards {
+		return Map{}, rev, fmt.Errorf("placement: manifest of epoch %d names %d shards (limit %d)", m.Epoch, m.Shards, maxShards)
+	}
+	prefix := s.Shards(m.Epoch)
+	sr, err := s.C.Get(ctx, prefix, clientv3.WithPrefix(), clientv3.WithRev(rev))
+	if err != nil {
+		return Map{}, rev, fmt.Errorf("placement: read the %d shards of epoch %d: %w", m.Shards, m.Epoch, err)
+	}
+	if len(sr.Kvs) != m.Shards {
+		return Map{}, rev, fmt.Errorf("placement: epoch %d has %d shards in etcd, its manifest names %d", m.Epoch, len(sr.Kvs), m.Shards)
+	}
+	m.Units, m.Shards = map[string][]string{}, 0
+	for _, kv := range sr.Kvs {
+		var sh Map
+		if err := json.Unmarshal(kv.Value, &sh); err != nil {
+			return Map{}, rev, fmt.Errorf("placement: decode %s: %w", kv.Key, err)
+		}
+		if sh.Epoch != m.Epoch {
+			return Map{}, rev, fmt.Errorf("placement: shard %s is of epoch %d, its manifest's is %d", kv.Key, sh.Epoch, m.Epoch)
+		}
+		maps.Copy(m.Units, sh.Units)
+		if len(sh.Want) > 0 {
+			if m.Want == nil {
+				m.Want = map[string]int{}
+			}
+			maps.Copy(m.Want, sh.Want)
+		}
+	}
+	return m, rev, nil
 }
