@@ -169,15 +169,15 @@ func runOutageLosing(t *testing.T, e *testEtcd, coordinators int, lostData bool,
 	l := startLoad(c.URL, want)
 	time.Sleep(2 * time.Second)
 	before := current(t, store)
-	l.faulty.Store(true)
+	l.faultFrom.Store(time.Now().UnixNano())
 	what := fault(t, c)
-	l.faulty.Store(false)
+	l.faultTo.Store(time.Now().UnixNano())
 	healed := time.Now()
 	whole := waitWhole(t, store, 3, 90*time.Second)
 	time.Sleep(settle)
 	served, duringFault, failed, failures := l.stop()
 	t.Logf("%s; the cluster was whole again %v later", what, whole.Sub(healed).Round(100*time.Millisecond))
-	t.Logf("requests: %d served (%d while the fault lasted), %d failed", served, duringFault, failed)
+	t.Logf("requests: %d served (%d in flight or begun while the fault lasted), %d failed", served, duringFault, failed)
 	for _, f := range failures {
 		t.Errorf("request failed or differed: %s", f)
 	}
@@ -226,13 +226,15 @@ func runOutageLosing(t *testing.T, e *testEtcd, coordinators int, lostData bool,
 // load runs outageStreams streams at a time, over and over, comparing
 // each text with want.
 type load struct {
-	faulty         atomic.Bool
-	served, during atomic.Int64
-	mu             sync.Mutex
-	failures       []string
-	failed         int
-	stopping       chan struct{}
-	wg             sync.WaitGroup
+	// The fault's span (unix ns; faultTo 0 while it lasts): a request
+	// whose own span overlaps it was served across the fault.
+	faultFrom, faultTo atomic.Int64
+	served, during     atomic.Int64
+	mu                 sync.Mutex
+	failures           []string
+	failed             int
+	stopping           chan struct{}
+	wg                 sync.WaitGroup
 }
 
 func startLoad(url string, want []string) *load {
@@ -247,7 +249,7 @@ func startLoad(url string, want []string) *load {
 				}
 				time.Sleep(10 * time.Millisecond) // leave the shared cores some room
 				k := i % len(outagePrompts)
-				during := l.faulty.Load()
+				began := time.Now().UnixNano()
 				got, err := streamTextN(url, outagePrompts[k], outageTokens)
 				switch {
 				case err != nil:
@@ -256,7 +258,8 @@ func startLoad(url string, want []string) *load {
 					l.fail(fmt.Sprintf("prompt %q: got %q, want %q", outagePrompts[k], got, want[k]))
 				default:
 					l.served.Add(1)
-					if during || l.faulty.Load() {
+					from, to := l.faultFrom.Load(), l.faultTo.Load()
+					if from != 0 && time.Now().UnixNano() >= from && (to == 0 || began <= to) {
 						l.during.Add(1)
 					}
 				}
