@@ -172,6 +172,10 @@ type Delta struct {
 // that one that does not parse comes back as text, never dropped; its
 // arguments then go out as one fragment. Not safe for concurrent use.
 //
+// A text or reasoning delta is one span of the reply as written; what
+// lies between spans is markup (think tags, harmony headers, calls, and
+// the whitespace touching them), and nothing else is left out.
+//
 // Its input is the detokenized reply including the text of special tokens
 // (<|channel|>, <｜tool▁calls▁begin｜>, …), which a decoder that drops
 // control tokens would lose.
@@ -181,6 +185,7 @@ type Parser struct {
 	r        reader
 	buf      []byte // input not yet emitted or dropped
 	out      []Delta
+	joinable bool // nothing was dropped since the last delta
 	calls    int
 	finished bool
 }
@@ -233,35 +238,43 @@ func (p *Parser) Finish() []Delta {
 
 func (p *Parser) take() []Delta {
 	out := p.out
-	p.out = nil
+	p.out, p.joinable = nil, false
 	return out
 }
 
 // splitReasoning reports whether reasoning is split out of the text.
 func (p *Parser) splitReasoning() bool { return p.cfg.Reasoning == ReasoningDeepSeek }
 
-// emit appends text or reasoning, joining it to the previous delta of the
-// same kind.
-func (p *Parser) emit(k DeltaKind, b []byte) {
-	if len(b) == 0 {
+// emit emits the first n bytes of the buffer as text or reasoning, joined
+// to the previous delta when it is of the same kind and nothing was
+// dropped between them: a delta's text is one span of the reply.
+func (p *Parser) emit(k DeltaKind, n int) {
+	if n == 0 {
 		return
 	}
-	if n := len(p.out); n > 0 && p.out[n-1].Kind == k && p.out[n-1].Err == nil {
-		p.out[n-1].Text += string(b)
-		return
+	if last := len(p.out) - 1; p.joinable && last >= 0 && p.out[last].Kind == k && p.out[last].Err == nil {
+		p.out[last].Text += string(p.buf[:n])
+	} else {
+		p.out = append(p.out, Delta{Kind: k, Text: string(p.buf[:n])})
 	}
-	p.out = append(p.out, Delta{Kind: k, Text: string(b)})
+	p.buf, p.joinable = p.buf[n:], true
 }
 
-// emitUncall returns markup that is not a call as text, saying why.
-func (p *Parser) emitUncall(b []byte, err error) {
-	if len(b) > 0 {
-		p.out = append(p.out, Delta{Kind: KindText, Text: string(b), Err: err})
+// emitUncall emits the first n bytes of the buffer, markup that is not a
+// call, as text, saying why.
+func (p *Parser) emitUncall(n int, err error) {
+	if n > 0 {
+		p.out = append(p.out, Delta{Kind: KindText, Text: string(p.buf[:n]), Err: err})
+		p.buf, p.joinable = p.buf[n:], false
 	}
 }
 
-// consume drops the first n bytes of the buffer.
-func (p *Parser) consume(n int) { p.buf = p.buf[n:] }
+// drop drops the first n bytes of the buffer, markup.
+func (p *Parser) drop(n int) {
+	if n > 0 {
+		p.buf, p.joinable = p.buf[n:], false
+	}
+}
 
 // emitCalls emits parsed calls, or returns false when they would run past
 // MaxCalls.
@@ -366,6 +379,11 @@ func partialSuffix(b []byte, markers [][]byte) int {
 
 // isPrefix reports whether b is a proper prefix of m: it may become m.
 func isPrefix(b, m []byte) bool { return len(b) < len(m) && bytes.HasPrefix(m, b) }
+
+// mayBegin reports whether b begins with m or may still.
+func mayBegin(b []byte, m string) bool {
+	return bytes.HasPrefix(b, []byte(m)) || isPrefix(b, []byte(m))
+}
 
 // firstMarker returns where the earliest of markers begins in b, or -1.
 func firstMarker(b []byte, markers [][]byte) int {

@@ -19,7 +19,7 @@ var glm = family{
 		think:  true,
 		open:   "<tool_call>",
 		close:  "</tool_call>",
-		start:  func(b []byte) bool { return nameThen(b, "\n") || nameThen(b, "<arg_key>") },
+		start:  func(b []byte) bool { return nameThen(b, "<arg_key>") },
 		read:   readGLM,
 	}),
 	newID: openAIID,

@@ -102,14 +102,13 @@ func (r *harmonyReader) header(p *Parser, end bool) bool {
 	if j >= 0 {
 		h = b[:j]
 	}
-	if !headerPrefix(h) || j < 0 && (end || len(p.buf) > maxHeaderBytes) {
+	if !headerPrefix(h, j >= 0) || j < 0 && (end || len(p.buf) > maxHeaderBytes) {
 		// Not a header: text, from past its <|start|>.
 		n := 0
 		if bytes.HasPrefix(p.buf, []byte(hStart)) {
 			n = len(hStart)
 		}
-		p.emit(KindText, p.buf[:n])
-		p.consume(n)
+		p.emit(KindText, n)
 		r.state = hsBetween
 		return true
 	}
@@ -121,11 +120,10 @@ func (r *harmonyReader) header(p *Parser, end bool) bool {
 	switch {
 	case err != nil:
 		if errors.Is(err, ErrMalformedCall) {
-			p.emitUncall(p.buf[:n], err)
+			p.emitUncall(n, err)
 		} else {
-			p.emit(KindText, p.buf[:n])
+			p.emit(KindText, n)
 		}
-		p.consume(n)
 		r.state = hsBetween
 		return true
 	case kind == mkCall && !p.cfg.ToolCalls, kind == mkReasoning && !p.splitReasoning():
@@ -136,22 +134,22 @@ func (r *harmonyReader) header(p *Parser, end bool) bool {
 	case mkCall:
 		r.bodyAt, r.scanned, r.checked = n, n, false
 	case mkRaw:
-		p.emit(KindText, p.buf[:n])
-		p.consume(n)
+		p.emit(KindText, n)
 	default:
-		p.consume(n)
+		p.drop(n)
 	}
 	return true
 }
 
-// headerPrefix reports whether b can still become a header: after an
-// optional <|start|>assistant, " to=…" or <|channel|>, then header words.
-func headerPrefix(b []byte) bool {
+// headerPrefix reports whether b can be a header, or still become one
+// unless complete: after an optional <|start|>assistant, " to=…" or
+// <|channel|>, then header words.
+func headerPrefix(b []byte, complete bool) bool {
 	for _, m := range []string{hStart, "assistant"} {
 		if bytes.HasPrefix(b, []byte(m)) {
 			b = b[len(m):]
 		} else if isPrefix(b, []byte(m)) {
-			return true
+			return !complete
 		}
 	}
 	if len(b) > 0 && !mayBegin(b, " to=") && !mayBegin(b, hChannel) {
@@ -163,7 +161,7 @@ func headerPrefix(b []byte) bool {
 			b = b[len(hChannel):]
 		case bytes.HasPrefix(b, []byte(hConstrain)):
 			b = b[len(hConstrain):]
-		case isPrefix(b, []byte(hChannel)), isPrefix(b, []byte(hConstrain)), isPrefix(b, []byte(hMessage)):
+		case !complete && (isPrefix(b, []byte(hChannel)) || isPrefix(b, []byte(hConstrain)) || isPrefix(b, []byte(hMessage))):
 			return true
 		case headerByte(b[0]):
 			b = b[1:]
@@ -172,11 +170,6 @@ func headerPrefix(b []byte) bool {
 		}
 	}
 	return true
-}
-
-// mayBegin reports whether b begins with m or may still.
-func mayBegin(b []byte, m string) bool {
-	return bytes.HasPrefix(b, []byte(m)) || isPrefix(b, []byte(m))
 }
 
 func headerByte(c byte) bool {
@@ -253,12 +246,10 @@ func (r *harmonyReader) body(p *Parser, end bool) bool {
 		if !end {
 			n = emittable(p.buf, r.ends, false)
 		}
-		p.emit(k, p.buf[:n])
-		p.consume(n)
+		p.emit(k, n)
 		return false
 	}
-	p.emit(k, p.buf[:at])
-	p.consume(at)
+	p.emit(k, at)
 	r.endMessage(p)
 	return true
 }
@@ -273,9 +264,10 @@ func (r *harmonyReader) endMessage(p *Parser) {
 	for _, m := range r.ends {
 		if bytes.HasPrefix(p.buf, m) {
 			if r.kind == mkRaw {
-				p.emit(KindText, m)
+				p.emit(KindText, len(m))
+			} else {
+				p.drop(len(m))
 			}
-			p.consume(len(m))
 			break
 		}
 	}
@@ -318,7 +310,7 @@ func (r *harmonyReader) call(p *Parser, end bool) bool {
 		r.uncall(p, at, fmt.Errorf("%w: harmony: more than %d calls", ErrCallLimit, p.cfg.MaxCalls))
 		return true
 	}
-	p.consume(at)
+	p.drop(at)
 	r.endMessage(p)
 	return true
 }
@@ -326,8 +318,7 @@ func (r *harmonyReader) call(p *Parser, end bool) bool {
 // uncall returns the first n bytes of a call message as text; the rest of
 // the message follows as text.
 func (r *harmonyReader) uncall(p *Parser, n int, err error) {
-	p.emitUncall(p.buf[:n], err)
-	p.consume(n)
+	p.emitUncall(n, err)
 	r.kind = mkRaw
 }
 
@@ -339,12 +330,10 @@ func (r *harmonyReader) between(p *Parser, end bool) bool {
 		if !end {
 			n = emittable(p.buf, r.starts, false)
 		}
-		p.emit(KindText, p.buf[:n])
-		p.consume(n)
+		p.emit(KindText, n)
 		return false
 	}
-	p.emit(KindText, p.buf[:at])
-	p.consume(at)
+	p.emit(KindText, at)
 	r.state = hsHeader
 	return true
 }

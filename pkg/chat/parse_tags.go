@@ -124,7 +124,7 @@ func (r *tagReader) read(p *Parser, end bool) {
 func (r *tagReader) lead(p *Parser, end bool) bool {
 	n := leadingSpace(p.buf)
 	if r.afterThink {
-		p.consume(n) // space after </think> is markup
+		p.drop(n) // space after </think> is markup
 		n = 0
 	}
 	rest := p.buf[n:]
@@ -170,8 +170,7 @@ func (r *tagReader) reason(p *Parser, end bool) bool {
 	}
 	if at := bytes.Index(p.buf, r.thinkClose); at >= 0 {
 		ws := min(trailingSpace(p.buf[:at]), maxHeldSpace)
-		p.emit(k, p.buf[:at-ws])
-		p.consume(at - ws)
+		p.emit(k, at-ws)
 		r.markup(p, ws+len(r.thinkClose))
 		r.state, r.afterThink = tsLead, r.split
 		return true
@@ -180,8 +179,7 @@ func (r *tagReader) reason(p *Parser, end bool) bool {
 	if !end {
 		n = emittable(p.buf, [][]byte{r.thinkClose}, true)
 	}
-	p.emit(k, p.buf[:n])
-	p.consume(n)
+	p.emit(k, n)
 	if end {
 		r.markup(p, len(p.buf)) // trailing space, touching the end
 	}
@@ -191,15 +189,16 @@ func (r *tagReader) reason(p *Parser, end bool) bool {
 // markup consumes the first n bytes of the buffer, reasoning's markup:
 // dropped when reasoning is split out, else text.
 func (r *tagReader) markup(p *Parser, n int) {
-	if !r.split {
-		p.emit(KindText, p.buf[:n])
+	if r.split {
+		p.drop(n)
+	} else {
+		p.emit(KindText, n)
 	}
-	p.consume(n)
 }
 
 func (r *tagReader) text(p *Parser, end bool) bool {
 	if r.afterThink {
-		p.consume(leadingSpace(p.buf))
+		p.drop(leadingSpace(p.buf))
 		if len(p.buf) == 0 {
 			return false
 		}
@@ -226,7 +225,7 @@ func (r *tagReader) text(p *Parser, end bool) bool {
 	}
 	r.emitText(p, n)
 	if end {
-		p.consume(len(p.buf)) // dropped space
+		p.drop(len(p.buf)) // dropped space
 	}
 	return false
 }
@@ -236,13 +235,12 @@ func (r *tagReader) emitText(p *Parser, n int) {
 	if leadingSpace(p.buf[:n]) < n {
 		r.afterCall = false
 	}
-	p.emit(KindText, p.buf[:n])
-	p.consume(n)
+	p.emit(KindText, n)
 }
 
 func (r *tagReader) section(p *Parser, end bool) bool {
 	if r.sectionCalls {
-		p.consume(leadingSpace(p.buf)) // space between calls is markup
+		p.drop(leadingSpace(p.buf)) // space between calls is markup
 	}
 	b := p.buf[r.pos:]
 	n := leadingSpace(b)
@@ -258,7 +256,7 @@ func (r *tagReader) section(p *Parser, end bool) bool {
 			r.fail(p, malformed(r.s.family, "no call between %s and %s", r.s.sectionOpen, r.s.sectionClose))
 			return true
 		}
-		p.consume(r.pos + n + len(closer))
+		p.drop(r.pos + n + len(closer))
 		r.state, r.afterCall = tsText, true
 		return true
 	case !end && (isPrefix(rest, r.open) || isPrefix(rest, closer)):
@@ -378,12 +376,11 @@ func (s *tagSyntax) endOfCall(r *tagReader, b []byte, last bool) (int, []rawCall
 // done emits calls parsed from the first n bytes of the buffer.
 func (r *tagReader) done(p *Parser, calls []rawCall, n int) {
 	if !p.emitCalls(calls) {
-		p.emitUncall(p.buf[:n], fmt.Errorf("%w: %s: more than %d calls", ErrCallLimit, r.s.family, p.cfg.MaxCalls))
-		p.consume(n)
+		p.emitUncall(n, fmt.Errorf("%w: %s: more than %d calls", ErrCallLimit, r.s.family, p.cfg.MaxCalls))
 		r.state, r.afterCall = tsText, false
 		return
 	}
-	p.consume(n)
+	p.drop(n)
 	r.called, r.afterCall = true, true
 	switch {
 	case r.s.sectionOpen != "":
@@ -398,8 +395,7 @@ func (r *tagReader) done(p *Parser, calls []rawCall, n int) {
 // fail returns what was held up to the failed opener as text, and reads
 // on after it.
 func (r *tagReader) fail(p *Parser, err error) {
-	p.emitUncall(p.buf[:r.openEnd], err)
-	p.consume(r.openEnd)
+	p.emitUncall(r.openEnd, err)
 	r.state, r.afterCall = tsText, false
 }
 
@@ -504,18 +500,29 @@ func argsObject(keys, values []string) string {
 
 // spaceThen reports whether prefix, after space, can still begin with m.
 func spaceThen(prefix []byte, m string) bool {
-	rest := prefix[leadingSpace(prefix):]
-	return bytes.HasPrefix(rest, []byte(m)) || isPrefix(rest, []byte(m))
+	return mayBegin(prefix[leadingSpace(prefix):], m)
 }
 
 // nameThen reports whether prefix can still be a function name followed
-// by sep: name bytes, then (once anything else comes) sep.
-func nameThen(prefix []byte, sep string) bool {
-	for i, c := range prefix {
-		if c <= ' ' || c == '<' || c == '>' || c == '"' || c == '\'' {
-			rest := prefix[i:]
-			return i > 0 && (bytes.HasPrefix(rest, []byte(sep)) || isPrefix(rest, []byte(sep)))
+// by one of seps, space allowed around the name (as the readers trim it).
+func nameThen(prefix []byte, seps ...string) bool {
+	b := prefix[leadingSpace(prefix):]
+	i := 0
+	for i < len(b) && b[i] > ' ' && b[i] != '<' && b[i] != '>' && b[i] != '"' && b[i] != '\'' {
+		i++
+	}
+	if i > maxNameBytes {
+		return false
+	}
+	rest := b[i:]
+	rest = rest[leadingSpace(rest):]
+	if len(rest) == 0 {
+		return true
+	}
+	for _, sep := range seps {
+		if i > 0 && mayBegin(rest, sep) {
+			return true
 		}
 	}
-	return len(prefix) <= maxNameBytes
+	return false
 }

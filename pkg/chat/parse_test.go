@@ -125,7 +125,7 @@ func TestDetectFamily(t *testing.T) {
 // turn after the user's question ask, up to its end-of-turn token. The
 // generation prompt that precedes it is what the template appends to the
 // tools-user templateConv after its question ("Weather in Paris?").
-func assistantOutput(t *testing.T, fx fixtures, file, conv, ask, eot string, keepEOT bool) string {
+func assistantOutput(t testing.TB, fx fixtures, file, conv, ask, eot string, keepEOT bool) string {
 	t.Helper()
 	gp := fx.renders[file+"|tools-user"]
 	if gp.OK == nil {
@@ -163,7 +163,7 @@ type reply struct {
 }
 
 // wantCalls are the tool calls of a templateConv's assistant turn.
-func wantCalls(t *testing.T, c templateConv) []call {
+func wantCalls(t testing.TB, c templateConv) []call {
 	t.Helper()
 	for _, m := range c.Messages {
 		if m.Role != "assistant" || len(m.ToolCalls) == 0 {
@@ -361,7 +361,7 @@ const thought = "Let me look it up."
 // releasedCases are the replies of a released template's family, built
 // from its renders, with what each must parse to: the calls are the
 // conversations' own.
-func releasedCases(t *testing.T, fx fixtures, file string, fam Family, eot string, keepEOT bool) []replyCase {
+func releasedCases(t testing.TB, fx fixtures, file string, fam Family, eot string, keepEOT bool) []replyCase {
 	roundtrip, parallel := fx.convs["tools-roundtrip"], fx.convs["tools-reasoning-parallel"]
 	const (
 		ask         = "Weather in Paris?"
