@@ -221,11 +221,23 @@ func TestCloseLetsStreamsFinish(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	closed := make(chan error, 1)
-	defer func() { <-closed }()
+	// The cluster is closed while the stream runs (or at the end, if the
+	// stream never started), and the test waits for Close.
+	var closed chan error
+	closeAsync := func() {
+		if closed == nil {
+			closed = make(chan error, 1)
+			go func() { closed <- c.Close() }()
+		}
+	}
+	defer func() {
+		closeAsync()
+		if err := <-closed; err != nil {
+			t.Errorf("close: %v", err)
+		}
+	}()
 	resp, err := http.Post(c.URL+"/v1/completions", "application/json", strings.NewReader(`{"prompt": "The list type", "max_tokens": 48, "temperature": 0, "stream": true}`))
 	if err != nil {
-		go func() { closed <- c.Close() }()
 		t.Fatal(err)
 	}
 	defer resp.Body.Close()
@@ -235,7 +247,7 @@ func TestCloseLetsStreamsFinish(t *testing.T) {
 		if data, ok := strings.CutPrefix(sc.Text(), "data: "); ok {
 			events = append(events, data)
 			if len(events) == 1 {
-				go func() { closed <- c.Close() }() // after the first token
+				closeAsync() // after the first token
 			}
 		}
 	}
@@ -252,8 +264,4 @@ func TestCloseLetsStreamsFinish(t *testing.T) {
 		last.Choices[0].FinishReason == nil || *last.Choices[0].FinishReason != "length" {
 		t.Errorf("last event %s, want the last token with finish_reason length", events[len(events)-2])
 	}
-	if err := <-closed; err != nil {
-		t.Errorf("close: %v", err)
-	}
-	closed <- nil
 }
