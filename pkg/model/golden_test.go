@@ -82,10 +82,14 @@ func maxDiff(a, b []float32) float64 {
 //   - F32: ≤ 6.6e-6 on every architecture (the print precision);
 //   - F16: ≤ 1.1e-3 (exact at position 0; llama.cpp's own F16-vs-F32 gap
 //     is 3.6e-3);
-//   - Q8_0: ≤ 5e-5 on every prompt position and on all but one of the 96
-//     decode steps; the last decode step of demo-moe's 7-token prompt
-//     differs by 0.059.
-var tolerance = map[string]float64{"f32": 1e-4, "f16": 2e-3, "q8_0": 0.1}
+//   - Q8_0: ≤ 5.2e-5 with the AVX2 kernels and their Go twins (noasm); the
+//     packed AVX-512 VNNI kernels sum each block before scaling it, an
+//     order of their own, and reach 5.15e-3 on tiny-mixtral-q8_0 (5.2e-5
+//     on demo-moe): packedQ8_0 is that bar, used where the model's
+//     matrices were packed.
+var tolerance = map[string]float64{"f32": 1e-4, "f16": 2e-3, "q8_0": 1e-4}
+
+const packedQ8_0 = 6e-3
 
 // pooled are the bars of the small-kquant files, on |Δlogit| pooled over
 // every prompt and generation logit, in place of a maximum: a rounding
@@ -133,6 +137,9 @@ func TestGolden(t *testing.T) {
 			}
 			g := loadGolden(t, gpath)
 			m := loadModel(t, modelPath(name))
+			if dtype == "q8_0" && m.Shared.Output.Packed() {
+				tol = packedQ8_0
+			}
 			var diffs []float64 // every |Δlogit| compared
 			defer func() {
 				slices.Sort(diffs)

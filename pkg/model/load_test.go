@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"slices"
 	"strings"
@@ -400,34 +401,87 @@ func mustOpen(t *testing.T, path string) *File {
 	return f
 }
 
-type countingObserver struct{ counts map[int]int }
+type countingObserver struct {
+	counts  map[int]int
+	weights map[int][]float32 // per layer, every row's k weights in order
+}
 
 func (c *countingObserver) Observe(layer int, choices []int32, weights []float32) {
 	c.counts[layer] += len(choices)
+	c.weights[layer] = append(c.weights[layer], weights...)
 }
 
-// TestRouting checks Chunk.Routing against Route on the same rows, and
-// that the observer sees every choice.
+// recordingExperts keeps what each layer's experts call was given.
+type recordingExperts struct {
+	*Local
+	x       map[int][]float32 // per layer, the FFN input rows
+	experts map[int][]int32
+}
+
+func (r *recordingExperts) Forward(ctx context.Context, layer int, x []float32, n int, e []int32, out []float32) error {
+	r.x[layer] = append(r.x[layer], x...)
+	r.experts[layer] = append(r.experts[layer], e...)
+	return r.Local.Forward(ctx, layer, x, n, e, out)
+}
+
+// TestRouting checks every routing decision against a float64
+// re-derivation of Mixtral's rule from the FFN input rows the experts
+// were given: softmax of the gate's logits over all experts, the top k,
+// weights renormalised to sum to 1. Chunk.Routing and the observer must
+// both show it.
 func TestRouting(t *testing.T) {
+	f := mustOpen(t, tinyMixtral)
 	m := loadModel(t, tinyMixtral)
-	obs := &countingObserver{counts: map[int]int{}}
-	m.Observer = obs
+	obs := &countingObserver{counts: map[int]int{}, weights: map[int][]float32{}}
+	rec := &recordingExperts{Local: m.Experts.(*Local), x: map[int][]float32{}, experts: map[int][]int32{}}
+	m.Observer, m.Experts = obs, rec
 	chunks := []Chunk{{Seq: m.NewSequence(), Tokens: prompt, WantRouting: true}, {Seq: m.NewSequence(), Tokens: prompt[:2]}}
 	if _, err := m.Forward(t.Context(), chunks); err != nil {
 		t.Fatal(err)
 	}
-	k := m.ExpertsUsed
+	k, E, ne, rows := m.ExpertsUsed, m.Embd, m.Hyper.Experts, len(prompt)+2
 	if len(chunks[0].Routing) != len(prompt)*m.Layers*k || chunks[1].Routing != nil {
 		t.Fatalf("routing sizes %d and %d", len(chunks[0].Routing), len(chunks[1].Routing))
 	}
 	for l := range m.Layers {
-		if obs.counts[l] != (len(prompt)+2)*k {
-			t.Errorf("layer %d: observer saw %d choices, want %d", l, obs.counts[l], (len(prompt)+2)*k)
+		if obs.counts[l] != rows*k || len(rec.x[l]) != rows*E {
+			t.Fatalf("layer %d: observer saw %d choices, experts %d rows; want %d and %d", l, obs.counts[l], len(rec.x[l])/E, rows*k, rows)
 		}
-	}
-	// Position 0 is the same token in both chunks: same routing in layer 0.
-	if chunks[0].Routing[0] < 0 || int(chunks[0].Routing[0]) >= m.Hyper.Experts {
-		t.Errorf("routing holds expert %d", chunks[0].Routing[0])
+		W := f32s(mustTensor(t, f, fmt.Sprintf("blk.%d.ffn_gate_inp.weight", l)))
+		for i := range rows {
+			p := make([]float64, ne)
+			var mx, sum float64 = math.Inf(-1), 0
+			for e := range ne {
+				for c := range E {
+					p[e] += float64(W[e*E+c]) * float64(rec.x[l][i*E+c])
+				}
+				mx = max(mx, p[e])
+			}
+			for e := range p {
+				p[e] = math.Exp(p[e] - mx)
+				sum += p[e]
+			}
+			idx := make([]int, ne)
+			for e := range idx {
+				idx[e] = e
+			}
+			slices.SortStableFunc(idx, func(a, b int) int { return cmpF(p[b], p[a]) })
+			var top float64
+			for _, e := range idx[:k] {
+				top += p[e]
+			}
+			for j, e := range idx[:k] {
+				if got := rec.experts[l][i*k+j]; got != int32(e) {
+					t.Fatalf("layer %d row %d slot %d: expert %d, want %d", l, i, j, got, e)
+				}
+				if i < len(prompt) && chunks[0].Routing[(i*m.Layers+l)*k+j] != int32(e) {
+					t.Errorf("layer %d position %d slot %d: Chunk.Routing %d, want %d", l, i, j, chunks[0].Routing[(i*m.Layers+l)*k+j], e)
+				}
+				if w := p[e] / top; math.Abs(float64(obs.weights[l][i*k+j])-w) > 1e-6 {
+					t.Errorf("layer %d row %d slot %d: weight %g, want %g", l, i, j, obs.weights[l][i*k+j], w)
+				}
+			}
+		}
 	}
 }
 
