@@ -2,6 +2,7 @@ package chat
 
 import (
 	"errors"
+	"fmt"
 	"regexp"
 	"strings"
 	"testing"
@@ -230,5 +231,34 @@ func TestParserConfig(t *testing.T) {
 	}
 	if _, err := ParseReasoningFormat("auto"); !errors.Is(err, ErrParserConfig) {
 		t.Errorf("ParseReasoningFormat(auto): got %v, want ErrParserConfig", err)
+	}
+}
+
+// BenchmarkParser streams replies four bytes a push, as tokens come: text,
+// and one call with arguments of growing size (the cost per byte must not
+// grow with it).
+func BenchmarkParser(b *testing.B) {
+	for _, fam := range []Family{FamilyHermes, FamilyQwen3Coder, FamilyDeepSeek, FamilyHarmony} {
+		for _, n := range []int{1 << 12, 1 << 16, 1 << 19} {
+			v := strings.Repeat("abc ", n/4)
+			in := map[Family]string{
+				FamilyHermes:     `<tool_call>{"name": "w", "arguments": {"t": "` + v + `"}}</tool_call>`,
+				FamilyQwen3Coder: "<tool_call>\n<function=w>\n<parameter=t>\n" + v + "\n</parameter>\n</function>\n</tool_call>",
+				FamilyDeepSeek:   `<｜tool▁calls▁begin｜><｜tool▁call▁begin｜>w<｜tool▁sep｜>{"t": "` + v + `"}<｜tool▁call▁end｜><｜tool▁calls▁end｜>`,
+				FamilyHarmony:    `<|channel|>commentary to=functions.w<|message|>{"t": "` + v + `"}<|call|>`,
+			}[fam]
+			for _, r := range []struct{ name, in string }{{"text", v}, {"call", in}} {
+				b.Run(fmt.Sprintf("%v/%s/%d", fam, r.name, n), func(b *testing.B) {
+					b.SetBytes(int64(len(r.in)))
+					for b.Loop() {
+						p, _ := NewParser(DefaultParserConfig(fam))
+						for i := 0; i < len(r.in); i += 4 {
+							p.Push(r.in[i:min(i+4, len(r.in))])
+						}
+						p.Finish()
+					}
+				})
+			}
+		}
 	}
 }
