@@ -53,7 +53,30 @@ func TestSeedReproduces(t *testing.T) {
 	}
 }
 
-// expected computes the distribution the documented chain should give.
+// softmax64 is the reference softmax, written here rather than taken from
+// the package: for each id in ids, exp((l[id] - max)/temp) / Σ over ids,
+// in float64. A -∞ logit gets probability 0.
+func softmax64(l []float32, ids []int32, temp float64) []float64 {
+	mx := math.Inf(-1)
+	for _, id := range ids {
+		mx = math.Max(mx, float64(l[id]))
+	}
+	p := make([]float64, len(ids))
+	var z float64
+	for i, id := range ids {
+		p[i] = math.Exp((float64(l[id]) - mx) / temp)
+		z += p[i]
+	}
+	for i := range p {
+		p[i] /= z
+	}
+	return p
+}
+
+// expected computes the distribution the documented chain should give,
+// with softmax64 for every softmax: rank by logit (ties: lower id first),
+// keep the top k, cut at top-p and min-p on the untempered probabilities,
+// then the tempered softmax of what is left.
 func expected(l []float32, temp float32, topK int, topP, minP float32) []float64 {
 	idx := make([]int32, len(l))
 	for i := range idx {
@@ -71,7 +94,7 @@ func expected(l []float32, temp float32, topK int, topP, minP float32) []float64
 	if topK > 0 {
 		idx = idx[:topK]
 	}
-	pr := softmaxOf(nil, l, idx, 1)
+	pr := softmax64(l, idx, 1)
 	var cum float64
 	for i := range pr {
 		cum += pr[i]
@@ -85,12 +108,44 @@ func expected(l []float32, temp float32, topK int, topP, minP float32) []float64
 		n++
 	}
 	idx = idx[:n]
-	pr = softmaxOf(nil, l, idx, temp)
+	pr = softmax64(l, idx, float64(temp))
 	out := make([]float64, len(l))
 	for i, id := range idx {
 		out[id] = pr[i]
 	}
 	return out
+}
+
+// TestExpectedByHand pins the oracle itself to values worked out by hand,
+// so that expected cannot drift into agreeing with a wrong sampler.
+func TestExpectedByHand(t *testing.T) {
+	l := []float32{0, float32(math.Log(3)), float32(math.Log(2)), -10} // weights 1, 3, 2, e^-10
+	z := 6 + math.Exp(-10)
+	cases := []struct {
+		name string
+		temp float32
+		topK int
+		topP float32
+		minP float32
+		want []float64
+	}{
+		{"temperature 1", 1, 0, 1, 0, []float64{1 / z, 3 / z, 2 / z, math.Exp(-10) / z}},
+		{"top-k 2", 1, 2, 1, 0, []float64{0, 0.6, 0.4, 0}},
+		// 3/z < 0.6 ≤ 5/z: top-p 0.6 keeps tokens 1 and 2.
+		{"top-p 0.6", 1, 0, 0.6, 0, []float64{0, 0.6, 0.4, 0}},
+		// min-p 0.5: tokens with weight ≥ 1.5 (half of 3) survive.
+		{"min-p 0.5", 1, 0, 1, 0.5, []float64{0, 0.6, 0.4, 0}},
+		// temperature 0.5 squares the weights of 1 and 2 after top-k: 9 and 4.
+		{"top-k 2, temperature 0.5", 0.5, 2, 1, 0, []float64{0, 9.0 / 13, 4.0 / 13, 0}},
+	}
+	for _, c := range cases {
+		got := expected(l, c.temp, c.topK, c.topP, c.minP)
+		for i := range got {
+			if math.Abs(got[i]-c.want[i]) > 1e-6 {
+				t.Errorf("%s: expected()[%d] = %.7f, want %.7f", c.name, i, got[i], c.want[i])
+			}
+		}
+	}
 }
 
 // TestDistribution draws 40,000 seeded samples and checks each token's
