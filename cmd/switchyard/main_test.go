@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/switchyard-llm/switchyard/pkg/gguf"
 )
 
 // binary builds the switchyard command once per test run.
@@ -38,6 +40,50 @@ func run(t *testing.T, bin string, args ...string) (stdout, stderr string, code 
 }
 
 const tiny = "../../testdata/models/tiny-mixtral-f32.gguf"
+
+// decodeByteLevel turns token IDs into text the way a GPT-2 byte-level
+// vocabulary is defined: each token's string from the file, each of its
+// characters mapped back to the byte GPT-2's bytes_to_unicode gave it
+// (printable Latin-1 bytes stand for themselves; the other 68 bytes are
+// U+0100 onwards, in byte order). Control tokens have no text and fail
+// the test: greedy runs here stop before end-of-sequence.
+func decodeByteLevel(t *testing.T, path string, ids []int32) string {
+	t.Helper()
+	f, err := gguf.Open(path, gguf.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if m, _ := f.Get("tokenizer.ggml.model"); m.V != "gpt2" {
+		t.Fatalf("tokenizer.ggml.model %v, want gpt2 (byte-level BPE)", m.V)
+	}
+	v, _ := f.Get("tokenizer.ggml.tokens")
+	vocab, ok := v.V.([]string)
+	if !ok {
+		t.Fatalf("tokenizer.ggml.tokens is %T", v.V)
+	}
+	byteOf := map[rune]byte{}
+	next := rune(256)
+	for b := range 256 {
+		if b >= '!' && b <= '~' || b >= 0xA1 && b <= 0xAC || b >= 0xAE {
+			byteOf[rune(b)] = byte(b)
+		} else {
+			byteOf[next] = byte(b)
+			next++
+		}
+	}
+	var sb strings.Builder
+	for _, id := range ids {
+		for _, r := range vocab[id] {
+			b, ok := byteOf[r]
+			if !ok {
+				t.Fatalf("token %d %q has a character outside the byte-level alphabet", id, vocab[id])
+			}
+			sb.WriteByte(b)
+		}
+	}
+	return sb.String()
+}
 
 func TestModelCommands(t *testing.T) {
 	bin := binary(t)
@@ -68,15 +114,29 @@ func TestModelCommands(t *testing.T) {
 		t.Errorf("tokenize: exit %d, %q", code, out)
 	}
 
-	// Greedy text generation equals the greedy token run, decoded.
-	out, errOut, code = run(t, bin, "model", "run", "--model", tiny, "--prompt", "Hello", "--temperature", "0", "--max-tokens", "8")
-	if code != 0 || len(strings.TrimSpace(out)) == 0 {
-		t.Errorf("run --prompt: exit %d, %q, %s", code, out, errOut)
+	// Greedy text generation equals the greedy token run, decoded. The
+	// prompt's tokens are llama.cpp's ("Hello" is 320 after BOS 510 in
+	// testdata/golden's tokenizer cases); the decoding is the file's
+	// vocabulary read back through GPT-2's byte-to-character table here.
+	out, errOut, code = run(t, bin, "model", "tokenize", "--model", tiny, "--text", "Hello")
+	if code != 0 || json.Unmarshal([]byte(out), &res) != nil || !slices.Equal(res.Tokens, []int32{510, 320}) {
+		t.Fatalf("tokenize Hello: exit %d, %q, want tokens [510 320]", code, out)
 	}
-	a, _, _ := run(t, bin, "model", "run", "--model", tiny, "--prompt", "Hello", "--seed", "5", "--max-tokens", "12")
-	b, _, _ := run(t, bin, "model", "run", "--model", tiny, "--prompt", "Hello", "--seed", "5", "--max-tokens", "12")
-	if a != b {
-		t.Errorf("same seed, different text: %q vs %q", a, b)
+	out, errOut, code = run(t, bin, "model", "run", "--model", tiny, "--tokens", "510,320", "--max-tokens", "8")
+	if code != 0 || json.Unmarshal([]byte(out), &res) != nil || len(res.Tokens) == 0 {
+		t.Fatalf("run --tokens 510,320: exit %d, stdout %q, stderr %q", code, out, errOut)
+	}
+	// The tokens' bytes need not be UTF-8 (random weights): text output
+	// replaces what is not with U+FFFD, as strings.ToValidUTF8 does.
+	wantText := strings.ToValidUTF8(decodeByteLevel(t, tiny, res.Tokens), "\uFFFD")
+	out, errOut, code = run(t, bin, "model", "run", "--model", tiny, "--prompt", "Hello", "--temperature", "0", "--max-tokens", "8")
+	if code != 0 || out != wantText+"\n" {
+		t.Errorf("run --prompt Hello --temperature 0: exit %d, text %q, want %q (greedy tokens %v decoded); stderr %s", code, out, wantText+"\n", res.Tokens, errOut)
+	}
+	a, _, codeA := run(t, bin, "model", "run", "--model", tiny, "--prompt", "Hello", "--seed", "5", "--max-tokens", "12")
+	b, _, codeB := run(t, bin, "model", "run", "--model", tiny, "--prompt", "Hello", "--seed", "5", "--max-tokens", "12")
+	if codeA != 0 || codeB != 0 || a != b || strings.TrimSpace(a) == "" {
+		t.Errorf("same seed: exit %d and %d, text %q and %q; want the same non-empty text", codeA, codeB, a, b)
 	}
 
 	out, _, code = run(t, bin, "model", "logits", "--model", tiny, "--tokens", "510,1,2")
