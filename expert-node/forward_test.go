@@ -1,9 +1,10 @@
 package expertnode
 
 import (
+	"encoding/binary"
 	"io"
+	"math"
 	"net"
-	"slices"
 	"strings"
 	"testing"
 
@@ -13,7 +14,9 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/switchyard-llm/switchyard/pkg/gguf"
 	"github.com/switchyard-llm/switchyard/pkg/model"
+	"github.com/switchyard-llm/switchyard/pkg/tensor"
 	pb "github.com/switchyard-llm/switchyard/proto/switchyard/v1"
 )
 
@@ -64,33 +67,186 @@ func validRequest(n *Node) *pb.ForwardRequest {
 		PairRows: []uint32{0, 0, 1}, PairExperts: []uint32{3, 1, 2}}
 }
 
-// TestForwardMatchesLocal checks a Forward over gRPC equals the experts
-// applied in process, bit for bit, in every wire encoding.
-func TestForwardMatchesLocal(t *testing.T) {
+// expertFFN64 is the reference for one Mixtral expert, written here from
+// the definition rather than taken from pkg/model: down · (silu(gate·x) ⊙
+// up·x) in float64, with the weights read from the F32 file's
+// ffn_{gate,up,down}_exps tensors of layer 0 (dims [E, F, n] for gate and
+// up, [F, E, n] for down; row-major, expert-major).
+type expertFFN64 struct {
+	E, F           int
+	gate, up, down []float32
+}
+
+func loadExpertFFN64(t *testing.T) *expertFFN64 {
+	t.Helper()
+	f, err := gguf.Open(tiny, gguf.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	w := &expertFFN64{}
+	read := func(name string) []float32 {
+		ti, ok := f.Tensor(name)
+		if !ok || ti.Type != tensor.F32 {
+			t.Fatalf("%s: %v, want an F32 tensor", name, ti)
+		}
+		b, err := f.TensorData(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		v := make([]float32, len(b)/4)
+		for i := range v {
+			v[i] = math.Float32frombits(binary.LittleEndian.Uint32(b[4*i:]))
+		}
+		return v
+	}
+	gi, _ := f.Tensor("blk.0.ffn_gate_exps.weight")
+	w.E, w.F = int(gi.Dims[0]), int(gi.Dims[1])
+	w.gate, w.up, w.down = read("blk.0.ffn_gate_exps.weight"), read("blk.0.ffn_up_exps.weight"), read("blk.0.ffn_down_exps.weight")
+	return w
+}
+
+// apply returns expert e's output for the row x.
+func (w *expertFFN64) apply(e int, x []float32) []float64 {
+	h := make([]float64, w.F)
+	for j := range w.F {
+		var g, u float64
+		for i := range w.E {
+			g += float64(w.gate[(e*w.F+j)*w.E+i]) * float64(x[i])
+			u += float64(w.up[(e*w.F+j)*w.E+i]) * float64(x[i])
+		}
+		h[j] = g / (1 + math.Exp(-g)) * u
+	}
+	out := make([]float64, w.E)
+	for o := range w.E {
+		for j := range w.F {
+			out[o] += float64(w.down[(e*w.E+o)*w.F+j]) * h[j]
+		}
+	}
+	return out
+}
+
+// round16 rounds v to the nearest value with a mantissa of mant bits
+// (ties to even) whose exponent is at least minExp, in float64: F16 is
+// (10, -14), BF16 (7, -126). Below 2^minExp the spacing stays that of
+// the smallest normal, as subnormals have it. Overflow is not handled:
+// the values here are far from either type's largest.
+func round16(v float64, mant, minExp int) float64 {
+	if v == 0 {
+		return v
+	}
+	_, e := math.Frexp(v) // |v| in [2^(e-1), 2^e)
+	ulp := math.Ldexp(1, max(e-1, minExp)-mant)
+	return math.RoundToEven(v/ulp) * ulp
+}
+
+// wire16 decodes a little-endian 16-bit value with a mantissa of mant bits
+// and an exponent bias of bias, from its fields (F16: 10, 15; BF16: 7, 127).
+func wire16(b []byte, mant, bias int) float64 {
+	u := int(binary.LittleEndian.Uint16(b))
+	sign, exp, frac := u>>15, (u>>mant)&(1<<(15-mant)-1), u&(1<<mant-1)
+	var v float64
+	if exp == 0 {
+		v = math.Ldexp(float64(frac), 1-bias-mant)
+	} else {
+		v = math.Ldexp(float64(frac|1<<mant), exp-bias-mant)
+	}
+	if sign == 1 {
+		v = -v
+	}
+	return v
+}
+
+// TestForwardMatchesReference checks a Forward over gRPC against
+// expertFFN64, and each wire encoding against its rounding:
+//   - F32 activations and outputs: every output within 1e-7 of the
+//     float64 reference (outputs up to 0.12; the node reaches 3e-8 with
+//     AVX2 and with -tags noasm alike);
+//   - F16 and BF16: the activations the node sees are the request's values
+//     rounded (round16, here), and every output on the wire is exactly the
+//     node's own float32 output (asked for with output_encoding F32 on the
+//     same rounded activations) rounded to the encoding, ties to even; that
+//     float32 output again within 1e-7 of the reference.
+func TestForwardMatchesReference(t *testing.T) {
 	n := testNode(t)
 	client := serveNode(t, n)
+	ref := loadExpertFFN64(t)
 	req := validRequest(n)
 	x, _ := pb.DecodeRows(req.Activations, 0, 128)
-	want := make([]float32, 3*64)
-	if err := n.local.Apply(t.Context(), 0, x, []int32{0, 0, 1}, []int32{3, 1, 2}, want); err != nil {
-		t.Fatal(err)
+	pairRows, pairExperts := []int{0, 0, 1}, []int{3, 1, 2}
+	check := func(name string, got []float32, x []float32) {
+		t.Helper()
+		var worst float64
+		for p := range pairRows {
+			want := ref.apply(pairExperts[p], x[pairRows[p]*64:][:64])
+			for i, w := range want {
+				worst = max(worst, math.Abs(float64(got[p*64+i])-w))
+			}
+		}
+		var big float64
+		for _, v := range got {
+			big = max(big, math.Abs(float64(v)))
+		}
+		t.Logf("%s: largest |output − float64 reference| %.2g, largest |output| %.2g", name, worst, big)
+		if worst > 1e-7 {
+			t.Errorf("%s: outputs differ from the float64 expert FFN by up to %.3g, want ≤ 1e-7", name, worst)
+		}
 	}
 	resp, err := client.Forward(t.Context(), req)
 	if err != nil {
 		t.Fatal(err)
 	}
 	got, err := pb.DecodeRows(resp.Outputs, resp.Encoding, 3*64)
-	if err != nil || !slices.Equal(got, want) {
-		t.Fatalf("outputs differ from in-process experts (%v)", err)
+	if err != nil || resp.Encoding != pb.Encoding_ENCODING_UNSPECIFIED && resp.Encoding != pb.Encoding_ENCODING_F32 {
+		t.Fatalf("F32: %v, encoding %s", err, resp.Encoding)
 	}
-	for _, enc := range []pb.Encoding{pb.Encoding_ENCODING_F16, pb.Encoding_ENCODING_BF16} {
-		r := proto.Clone(req).(*pb.ForwardRequest)
-		r.Encoding = enc
-		r.Activations = pb.EncodeRows(nil, enc, x)
-		resp, err := client.Forward(t.Context(), r)
-		if err != nil || resp.Encoding != enc || len(resp.Outputs) != 3*64*2 {
-			t.Errorf("%s: %v, %d bytes", enc, err, len(resp.GetOutputs()))
-		}
+	check("F32", got, x)
+
+	for _, enc := range []struct {
+		e          pb.Encoding
+		mant, bias int
+		minExp     int
+	}{
+		{pb.Encoding_ENCODING_F16, 10, 15, -14},
+		{pb.Encoding_ENCODING_BF16, 7, 127, -126},
+	} {
+		t.Run(enc.e.String(), func(t *testing.T) {
+			r := proto.Clone(req).(*pb.ForwardRequest)
+			r.Encoding = enc.e
+			r.Activations = pb.EncodeRows(nil, enc.e, x)
+			if len(r.Activations) != 2*len(x) {
+				t.Fatalf("%d bytes of activations for %d values", len(r.Activations), len(x))
+			}
+			rx := make([]float32, len(x))
+			for i := range x {
+				rx[i] = float32(round16(float64(x[i]), enc.mant, enc.minExp))
+				if w := wire16(r.Activations[2*i:], enc.mant, enc.bias); w != float64(rx[i]) {
+					t.Fatalf("activation %d: %g on the wire, want %g rounded to %g", i, w, x[i], rx[i])
+				}
+			}
+			// The node's float32 outputs on the rounded activations.
+			r32 := proto.Clone(r).(*pb.ForwardRequest)
+			r32.OutputEncoding = pb.Encoding_ENCODING_F32
+			resp32, err := client.Forward(t.Context(), r32)
+			if err != nil {
+				t.Fatal(err)
+			}
+			out32, err := pb.DecodeRows(resp32.Outputs, resp32.Encoding, 3*64)
+			if err != nil {
+				t.Fatal(err)
+			}
+			check(enc.e.String()+" activations, F32 outputs", out32, rx)
+			resp, err := client.Forward(t.Context(), r)
+			if err != nil || resp.Encoding != enc.e || len(resp.Outputs) != 3*64*2 {
+				t.Fatalf("%v, encoding %s, %d bytes; want %s, %d bytes", err, resp.GetEncoding(), len(resp.GetOutputs()), enc.e, 3*64*2)
+			}
+			for i, v := range out32 {
+				want := round16(float64(v), enc.mant, enc.minExp)
+				if got := wire16(resp.Outputs[2*i:], enc.mant, enc.bias); got != want {
+					t.Errorf("output %d: %g on the wire, want %g (%g rounded to nearest, ties to even)", i, got, want, v)
+				}
+			}
+		})
 	}
 	info, err := client.Info(t.Context(), &pb.InfoRequest{})
 	if err != nil || len(info.Units) != 4 || info.ModelDigest != n.digest {
