@@ -1,15 +1,13 @@
 package jinja
 
 import (
-	"bytes"
-	"encoding/json"
 	"fmt"
 	"math"
 	"sort"
 	"strconv"
 	"strings"
-	"time"
 	"unicode"
+	"unicode/utf8"
 )
 
 // cachedBuiltins is a read-only scope populated once with all built-in
@@ -31,11 +29,18 @@ var cachedBuiltins = func() *scope {
 func registerGlobals(s *scope) {
 	s.set("namespace", NewCallable("namespace", builtinNamespace))
 	s.set("raise_exception", NewCallable("raise_exception", builtinRaiseException))
-	s.set("range", NewCallable("range", builtinRange))
+	s.set("range", newSized("range", builtinRange))
 	s.set("joiner", NewCallable("joiner", builtinJoiner))
 	s.set("dict", NewCallable("dict", builtinDict))
 	s.set("cycler", NewCallable("cycler", builtinCycler))
-	s.set("strftime_now", NewCallable("strftime_now", builtinStrftimeNow))
+	s.set("strftime_now", newSized("strftime_now", builtinStrftimeNow))
+}
+
+// newSized returns a built-in that is handed the render's budget.
+func newSized(name string, fn func(r *run, args []Value, kwargs map[string]Value) (Value, error)) Value {
+	return Value{kind: KindCallable, v: Callable{Name: name, sized: fn, Fn: func(args []Value, kwargs map[string]Value) (Value, error) {
+		return fn(newRun(Options{}), args, kwargs)
+	}}}
 }
 
 func builtinNamespace(args []Value, kwargs map[string]Value) (Value, error) {
@@ -54,7 +59,7 @@ func builtinRaiseException(args []Value, kwargs map[string]Value) (Value, error)
 	return Undefined(), fmt.Errorf("%s", printValue(args[0]))
 }
 
-func builtinRange(args []Value, kwargs map[string]Value) (Value, error) {
+func builtinRange(r *run, args []Value, kwargs map[string]Value) (Value, error) {
 	var start, stop, step int64
 	switch len(args) {
 	case 1:
@@ -75,6 +80,18 @@ func builtinRange(args []Value, kwargs map[string]Value) (Value, error) {
 
 	if step == 0 {
 		return Undefined(), fmt.Errorf("range: step must not be zero")
+	}
+	var count uint64
+	if step > 0 && stop > start {
+		count = (uint64(stop-start) + uint64(step) - 1) / uint64(step)
+	} else if step < 0 && start > stop {
+		count = (uint64(start-stop) + uint64(-step) - 1) / uint64(-step)
+	}
+	if count > uint64(r.lim.Bytes) {
+		return Undefined(), &LimitError{Limit: "bytes", Max: r.lim.Bytes}
+	}
+	if err := r.grow(listBytes(int(count))); err != nil {
+		return Undefined(), err
 	}
 
 	var items []Value
@@ -116,16 +133,15 @@ func builtinDict(args []Value, kwargs map[string]Value) (Value, error) {
 	return d, nil
 }
 
-func builtinStrftimeNow(args []Value, kwargs map[string]Value) (Value, error) {
+func builtinStrftimeNow(r *run, args []Value, kwargs map[string]Value) (Value, error) {
 	format := "%Y-%m-%d"
 	if len(args) > 0 {
 		format = printValue(args[0])
 	}
 
 	// Convert Python strftime format to Go time format.
-	now := time.Now()
 	goFmt := strftimeToGo(format)
-	return NewString(now.Format(goFmt)), nil
+	return NewString(r.now.Format(goFmt)), nil
 }
 
 // strftimeToGo converts a Python strftime format string to a Go time format.
@@ -186,7 +202,6 @@ func registerFilters(s *scope) {
 		"from_json":  filterFromjson,
 		"fromjson":   filterFromjson,
 		"items":      filterItems,
-		"join":       filterJoin,
 		"default":    filterDefault,
 		"d":          filterDefault,
 		"trim":       filterTrim,
@@ -201,12 +216,10 @@ func registerFilters(s *scope) {
 		"reverse":    filterReverse,
 		"sort":       filterSort,
 		"unique":     filterUnique,
-		"list":       filterList,
 		"int":        filterInt,
 		"float":      filterFloatConv,
 		"string":     filterString,
 		"safe":       filterSafe,
-		"replace":    filterReplace,
 		"round":      filterRound,
 		"abs":        filterAbs,
 		"map":        filterMap,
@@ -214,7 +227,6 @@ func registerFilters(s *scope) {
 		"reject":     filterReject,
 		"selectattr": filterSelectattr,
 		"rejectattr": filterRejectattr,
-		"indent":     filterIndent,
 		"wordcount":  filterWordcount,
 		"escape":     filterEscape,
 		"e":          filterEscape,
@@ -228,6 +240,15 @@ func registerFilters(s *scope) {
 	for name, fn := range filters {
 		s.set("__filter_"+name, NewCallable(name, fn))
 	}
+	sized := map[string]func(*run, []Value, map[string]Value) (Value, error){
+		"join":    filterJoin,
+		"replace": filterReplace,
+		"indent":  filterIndent,
+		"list":    filterList,
+	}
+	for name, fn := range sized {
+		s.set("__filter_"+name, newSized(name, fn))
+	}
 }
 
 // lookupFilter retrieves a filter callable from the scope chain.
@@ -239,7 +260,7 @@ func lookupFilter(s *scope, name string) (Value, bool) {
 // Test evaluation
 // =============================================================================
 
-func evalTest(name string, val Value, args []Value) (bool, error) {
+func evalTest(r *run, name string, val Value, args []Value) (bool, error) {
 	switch name {
 	case "defined":
 		return !val.IsUndefined(), nil
@@ -273,12 +294,12 @@ func evalTest(name string, val Value, args []Value) (bool, error) {
 		if len(args) < 1 {
 			return false, fmt.Errorf("test %q requires an argument", name)
 		}
-		return val.Equals(args[0]), nil
+		return valuesEqual(r, val, args[0]), nil
 	case "ne", "!=":
 		if len(args) < 1 {
 			return false, fmt.Errorf("test %q requires an argument", name)
 		}
-		return !val.Equals(args[0]), nil
+		return !valuesEqual(r, val, args[0]), nil
 	case "gt", "greaterthan", ">":
 		if len(args) < 1 {
 			return false, nil
@@ -303,7 +324,7 @@ func evalTest(name string, val Value, args []Value) (bool, error) {
 		if len(args) < 1 {
 			return false, nil
 		}
-		return containsValue(args[0], val), nil
+		return containsValue(r, args[0], val), nil
 	case "odd":
 		if val.IsInt() {
 			return val.AsInt()%2 != 0, nil
@@ -330,7 +351,7 @@ func evalTest(name string, val Value, args []Value) (bool, error) {
 		if len(args) < 1 {
 			return false, nil
 		}
-		return val.Equals(args[0]), nil
+		return valuesEqual(r, val, args[0]), nil
 	}
 
 	return false, fmt.Errorf("unknown test %q", name)
@@ -345,9 +366,17 @@ func filterTojson(args []Value, kwargs map[string]Value) (Value, error) {
 		return NewString(""), nil
 	}
 
-	itemSeparator := ", "
-	keySeparator := ": "
-	if separators, ok := kwargs["separators"]; ok {
+	enc := jsonEncoder{item: ", ", key: ": "}
+	if indent, ok := kwargs["indent"]; ok && !indent.IsNone() && !indent.IsUndefined() {
+		// As Python's json.dumps: with an indent, items end in "," alone.
+		if indent.IsString() {
+			enc.indent = indent.AsString()
+		} else {
+			enc.indent = strings.Repeat(" ", max(0, int(toInt64(indent))))
+		}
+		enc.indented, enc.item = true, ","
+	}
+	if separators, ok := kwargs["separators"]; ok && !separators.IsNone() {
 		if !separators.IsList() || separators.AsList().Len() != 2 {
 			return Undefined(), fmt.Errorf("tojson: separators must contain two strings")
 		}
@@ -356,131 +385,153 @@ func filterTojson(args []Value, kwargs map[string]Value) (Value, error) {
 		if !items[0].IsString() || !items[1].IsString() {
 			return Undefined(), fmt.Errorf("tojson: separators must contain two strings")
 		}
-		itemSeparator = items[0].AsString()
-		keySeparator = items[1].AsString()
+		enc.item = items[0].AsString()
+		enc.key = items[1].AsString()
 	}
 
-	// The indented form is used rarely in chat templates; fall back to
-	// the reflection-based encoder for correctness instead of duplicating
-	// indent state in the direct encoder.
-	if indent, ok := kwargs["indent"]; ok && !indent.IsNone() && !indent.IsUndefined() {
-		n := int(toInt64(indent))
-		data, err := json.MarshalIndent(valueToGo(args[0]), "", strings.Repeat(" ", n))
-		if err != nil {
-			return NewString(""), nil
-		}
-		return NewString(string(data)), nil
+	if err := enc.value(args[0], 0); err != nil {
+		return Undefined(), err
 	}
-
-	// Direct Value-tree encoder. Bypasses valueToGo's intermediate
-	// map[string]any/[]any allocations and json.Marshal's reflection
-	// path. Per-render allocations drop from ~80 (Dict.Set + valueToGo
-	// + reflect) to a handful (one strings.Builder grow + one Marshal
-	// per leaf string for escaping).
-	var sb strings.Builder
-	if err := encodeValueJSON(&sb, args[0], itemSeparator, keySeparator); err != nil {
-		return NewString(""), nil
-	}
-	return NewString(sb.String()), nil
+	return NewString(enc.b.String()), nil
 }
 
-// encodeValueJSON writes the JSON encoding of v directly into sb without
-// going through an intermediate Go-typed tree.
+// jsonEncoder writes values as the tojson filter of Hugging Face's chat
+// templates does (Python's json.dumps with ensure_ascii=False), so that
+// prompts are byte-for-byte those of transformers:
 //
-// The output matches Python json.dumps's defaults so that prompts rendered by
-// this engine are byte-for-byte identical to those produced by HuggingFace's
-// reference Jinja2 implementation:
-//
-//   - Item separator is ", " (with a trailing space), key/value separator is
-//     ": " — Python's default when no indent is given.
-//   - HTML metacharacters '&', '<', '>' are NOT escaped to \u0026 / \u003c /
-//     \u003e (Go's encoding/json escapes these by default; Python does not).
-//
-// Both differences would otherwise change the tokenization of every tool
-// definition that ends up in a chat prompt.
-func encodeValueJSON(sb *strings.Builder, v Value, itemSeparator, keySeparator string) error {
+//   - dicts keep their insertion order;
+//   - the separators are ", " and ": ", or "," and ": " with an indent;
+//   - only quotes, backslashes and control characters are escaped (no
+//     \u003c for '<', as Go's encoding/json writes by default);
+//   - floats print as Python's repr (1.0, 1e+16).
+type jsonEncoder struct {
+	b         strings.Builder
+	w         walk
+	item, key string
+	indented  bool
+	indent    string
+}
+
+func (e *jsonEncoder) newline(depth int) {
+	if e.indented {
+		e.b.WriteByte('\n')
+		for range depth {
+			e.b.WriteString(e.indent)
+		}
+	}
+}
+
+func (e *jsonEncoder) value(v Value, depth int) error {
+	e.w.visit(depth)
+	defer e.w.room(&e.b)
 	switch v.kind {
 	case KindUndefined, KindNone, KindCallable:
-		sb.WriteString("null")
-		return nil
+		e.b.WriteString("null")
 
 	case KindBool:
 		if v.AsBool() {
-			sb.WriteString("true")
+			e.b.WriteString("true")
 		} else {
-			sb.WriteString("false")
+			e.b.WriteString("false")
 		}
-		return nil
 
 	case KindInt:
 		var buf [20]byte
-		sb.Write(strconv.AppendInt(buf[:0], v.AsInt(), 10))
-		return nil
+		e.b.Write(strconv.AppendInt(buf[:0], v.AsInt(), 10))
 
 	case KindFloat:
 		f := v.AsFloat()
-		if math.IsInf(f, 0) || math.IsNaN(f) {
-			return fmt.Errorf("tojson: cannot encode %v", f)
+		switch {
+		case math.IsNaN(f):
+			e.b.WriteString("NaN")
+		case math.IsInf(f, 1):
+			e.b.WriteString("Infinity")
+		case math.IsInf(f, -1):
+			e.b.WriteString("-Infinity")
+		default:
+			e.b.WriteString(pyFloat(f))
 		}
-		var buf [32]byte
-		sb.Write(strconv.AppendFloat(buf[:0], f, 'g', -1, 64))
-		return nil
 
 	case KindString:
-		return encodeJSONString(sb, v.AsString())
+		writeJSONString(&e.b, v.AsString())
 
 	case KindList:
-		sb.WriteByte('[')
-		for i, item := range v.AsList().Items {
+		items := v.AsList().Items
+		if len(items) == 0 {
+			e.b.WriteString("[]")
+			return nil
+		}
+		e.b.WriteByte('[')
+		for i, item := range items {
 			if i > 0 {
-				sb.WriteString(itemSeparator)
+				e.b.WriteString(e.item)
 			}
-			if err := encodeValueJSON(sb, item, itemSeparator, keySeparator); err != nil {
+			e.newline(depth + 1)
+			if err := e.value(item, depth+1); err != nil {
 				return err
 			}
 		}
-		sb.WriteByte(']')
-		return nil
+		e.newline(depth)
+		e.b.WriteByte(']')
 
 	case KindDict:
-		sb.WriteByte('{')
 		d := v.AsDict()
+		if d.Len() == 0 {
+			e.b.WriteString("{}")
+			return nil
+		}
+		e.b.WriteByte('{')
 		for i, key := range d.Keys {
 			if i > 0 {
-				sb.WriteString(itemSeparator)
+				e.b.WriteString(e.item)
 			}
-			if err := encodeJSONString(sb, key); err != nil {
-				return err
-			}
-			sb.WriteString(keySeparator)
-			if err := encodeValueJSON(sb, d.Data[key], itemSeparator, keySeparator); err != nil {
+			e.newline(depth + 1)
+			writeJSONString(&e.b, key)
+			e.b.WriteString(e.key)
+			if err := e.value(d.Data[key], depth+1); err != nil {
 				return err
 			}
 		}
-		sb.WriteByte('}')
-		return nil
+		e.newline(depth)
+		e.b.WriteByte('}')
 	}
-
-	sb.WriteString("null")
 	return nil
 }
 
-// encodeJSONString writes the JSON encoding of s without HTML-escaping (no
-// \u0026 / \u003c / \u003e), matching Python json.dumps's default behaviour.
-func encodeJSONString(sb *strings.Builder, s string) error {
-	var buf bytes.Buffer
-	enc := json.NewEncoder(&buf)
-	enc.SetEscapeHTML(false)
-	if err := enc.Encode(s); err != nil {
-		return err
+// writeJSONString writes s as a JSON string the way Python's json.dumps
+// does with ensure_ascii=False: quotes, backslashes and control
+// characters escaped, everything else (HTML characters, U+2028) as is.
+// Invalid UTF-8 is written as U+FFFD.
+func writeJSONString(b *strings.Builder, s string) {
+	const hex = "0123456789abcdef"
+	b.WriteByte('"')
+	for _, r := range s {
+		switch r {
+		case '"':
+			b.WriteString(`\"`)
+		case '\\':
+			b.WriteString(`\\`)
+		case '\n':
+			b.WriteString(`\n`)
+		case '\r':
+			b.WriteString(`\r`)
+		case '\t':
+			b.WriteString(`\t`)
+		case '\b':
+			b.WriteString(`\b`)
+		case '\f':
+			b.WriteString(`\f`)
+		default:
+			if r < 0x20 {
+				b.WriteString(`\u00`)
+				b.WriteByte(hex[r>>4])
+				b.WriteByte(hex[r&0xf])
+			} else {
+				b.WriteRune(r)
+			}
+		}
 	}
-	// json.Encoder.Encode appends a trailing newline; strip it.
-	out := buf.Bytes()
-	if n := len(out); n > 0 && out[n-1] == '\n' {
-		out = out[:n-1]
-	}
-	sb.Write(out)
-	return nil
+	b.WriteByte('"')
 }
 
 func filterFromjson(args []Value, kwargs map[string]Value) (Value, error) {
@@ -488,12 +539,11 @@ func filterFromjson(args []Value, kwargs map[string]Value) (Value, error) {
 		return Undefined(), nil
 	}
 
-	var result any
-	if err := json.Unmarshal([]byte(args[0].AsString()), &result); err != nil {
+	v, err := ParseJSON([]byte(args[0].AsString()))
+	if err != nil {
 		return Undefined(), fmt.Errorf("fromjson: %w", err)
 	}
-
-	return FromGoValue(result), nil
+	return v, nil
 }
 
 func filterItems(args []Value, kwargs map[string]Value) (Value, error) {
@@ -523,7 +573,7 @@ func filterItems(args []Value, kwargs map[string]Value) (Value, error) {
 	return NewList(items), nil
 }
 
-func filterJoin(args []Value, kwargs map[string]Value) (Value, error) {
+func filterJoin(r *run, args []Value, kwargs map[string]Value) (Value, error) {
 	if len(args) == 0 {
 		return NewString(""), nil
 	}
@@ -547,6 +597,7 @@ func filterJoin(args []Value, kwargs map[string]Value) (Value, error) {
 
 	list := args[0].AsList()
 	parts := make([]string, list.Len())
+	size := int64(len(sep)) * int64(max(0, list.Len()-1))
 	for i, item := range list.Items {
 		if attr != "" && item.IsDict() {
 			v, ok := item.AsDict().Get(attr)
@@ -555,6 +606,10 @@ func filterJoin(args []Value, kwargs map[string]Value) (Value, error) {
 			}
 		}
 		parts[i] = printValue(item)
+		size += int64(len(parts[i]))
+	}
+	if err := r.grow(size); err != nil {
+		return Undefined(), err
 	}
 
 	return NewString(strings.Join(parts, sep)), nil
@@ -766,7 +821,7 @@ func filterUnique(args []Value, kwargs map[string]Value) (Value, error) {
 	return NewList(items), nil
 }
 
-func filterList(args []Value, kwargs map[string]Value) (Value, error) {
+func filterList(r *run, args []Value, kwargs map[string]Value) (Value, error) {
 	if len(args) == 0 {
 		return NewList(nil), nil
 	}
@@ -776,6 +831,9 @@ func filterList(args []Value, kwargs map[string]Value) (Value, error) {
 		return v, nil
 	}
 	if v.IsString() {
+		if err := r.grow(listBytes(utf8.RuneCountInString(v.AsString()))); err != nil {
+			return Undefined(), err
+		}
 		runes := []rune(v.AsString())
 		items := make([]Value, len(runes))
 		for i, r := range runes {
@@ -815,7 +873,7 @@ func filterSafe(args []Value, kwargs map[string]Value) (Value, error) {
 	return args[0], nil
 }
 
-func filterReplace(args []Value, kwargs map[string]Value) (Value, error) {
+func filterReplace(r *run, args []Value, kwargs map[string]Value) (Value, error) {
 	if len(args) < 3 {
 		return NewString(""), fmt.Errorf("replace: expected at least 3 arguments")
 	}
@@ -830,8 +888,20 @@ func filterReplace(args []Value, kwargs map[string]Value) (Value, error) {
 	if c, ok := kwargs["count"]; ok {
 		count = int(toInt64(c))
 	}
+	if err := r.grow(replacedSize(s, old, newStr, count)); err != nil {
+		return Undefined(), err
+	}
 
 	return NewString(strings.Replace(s, old, newStr, count)), nil
+}
+
+// replacedSize is the length of strings.Replace(s, old, new, n).
+func replacedSize(s, old, new string, n int) int64 {
+	m := strings.Count(s, old)
+	if n >= 0 && n < m {
+		m = n
+	}
+	return int64(len(s)) + int64(m)*(int64(len(new))-int64(len(old)))
 }
 
 func filterRound(args []Value, kwargs map[string]Value) (Value, error) {
@@ -931,7 +1001,7 @@ func filterSelect(args []Value, kwargs map[string]Value) (Value, error) {
 				items = append(items, item)
 			}
 		} else {
-			result, err := evalTest(testName, item, testArgs)
+			result, err := evalTest(nil, testName, item, testArgs)
 			if err != nil {
 				return Undefined(), err
 			}
@@ -964,7 +1034,7 @@ func filterReject(args []Value, kwargs map[string]Value) (Value, error) {
 				items = append(items, item)
 			}
 		} else {
-			result, err := evalTest(testName, item, testArgs)
+			result, err := evalTest(nil, testName, item, testArgs)
 			if err != nil {
 				return Undefined(), err
 			}
@@ -1005,7 +1075,7 @@ func filterSelectattr(args []Value, kwargs map[string]Value) (Value, error) {
 				items = append(items, item)
 			}
 		} else {
-			result, err := evalTest(testName, attrVal, testArgs)
+			result, err := evalTest(nil, testName, attrVal, testArgs)
 			if err != nil {
 				return Undefined(), err
 			}
@@ -1046,7 +1116,7 @@ func filterRejectattr(args []Value, kwargs map[string]Value) (Value, error) {
 				items = append(items, item)
 			}
 		} else {
-			result, err := evalTest(testName, attrVal, testArgs)
+			result, err := evalTest(nil, testName, attrVal, testArgs)
 			if err != nil {
 				return Undefined(), err
 			}
@@ -1059,7 +1129,7 @@ func filterRejectattr(args []Value, kwargs map[string]Value) (Value, error) {
 	return NewList(items), nil
 }
 
-func filterIndent(args []Value, kwargs map[string]Value) (Value, error) {
+func filterIndent(r *run, args []Value, kwargs map[string]Value) (Value, error) {
 	if len(args) == 0 {
 		return NewString(""), nil
 	}
@@ -1081,8 +1151,12 @@ func filterIndent(args []Value, kwargs map[string]Value) (Value, error) {
 		indentFirst = f.IsTruthy()
 	}
 
-	pad := strings.Repeat(" ", width)
+	width = max(width, 0)
 	lines := strings.Split(s, "\n")
+	if int64(width) > r.lim.Bytes || r.grow(int64(len(s))+int64(width)*int64(len(lines))) != nil {
+		return Undefined(), &LimitError{Limit: "bytes", Max: r.lim.Bytes}
+	}
+	pad := strings.Repeat(" ", width)
 	for i, line := range lines {
 		if i == 0 && !indentFirst {
 			continue
@@ -1290,10 +1364,13 @@ func compareValues(a, b Value) int {
 	return 0
 }
 
-func containsValue(container, item Value) bool {
+// containsValue is the in operator, walking lists within r's budget (nil:
+// a budget of its own).
+func containsValue(r *run, container, item Value) bool {
 	if container.IsList() {
+		w := walk{r: r}
 		for _, v := range container.AsList().Items {
-			if v.Equals(item) {
+			if w.equal(v, item, 0) {
 				return true
 			}
 		}
@@ -1306,40 +1383,6 @@ func containsValue(container, item Value) bool {
 		return strings.Contains(container.AsString(), item.AsString())
 	}
 	return false
-}
-
-// valueToGo converts a Value back to a plain Go type suitable for
-// json.Marshal.
-func valueToGo(v Value) any {
-	switch v.kind {
-	case KindUndefined, KindNone:
-		return nil
-	case KindBool:
-		return v.AsBool()
-	case KindInt:
-		return v.AsInt()
-	case KindFloat:
-		return v.AsFloat()
-	case KindString:
-		return v.AsString()
-	case KindList:
-		list := v.AsList()
-		out := make([]any, list.Len())
-		for i, item := range list.Items {
-			out[i] = valueToGo(item)
-		}
-		return out
-	case KindDict:
-		d := v.AsDict()
-		out := make(map[string]any, d.Len())
-		for _, key := range d.Keys {
-			out[key] = valueToGo(d.Data[key])
-		}
-		return out
-	case KindCallable:
-		return nil
-	}
-	return nil
 }
 
 // printValue converts a Value to its template output string. Unlike
@@ -1360,17 +1403,38 @@ func printValue(v Value) string {
 	case KindInt:
 		return fmt.Sprintf("%d", v.AsInt())
 	case KindFloat:
-		f := v.AsFloat()
-		s := fmt.Sprintf("%g", f)
-		return s
+		return pyFloat(v.AsFloat())
 	case KindString:
 		return v.AsString()
-	case KindList:
-		return v.String()
-	case KindDict:
-		return v.String()
+	case KindList, KindDict:
+		var b strings.Builder
+		var w walk
+		w.repr(&b, v, 0)
+		return b.String()
 	case KindCallable:
 		return ""
 	}
 	return ""
+}
+
+// pyFloat formats f as Python's repr does: the shortest digits that read
+// back as f, with ".0" on integral values and an exponent from 1e16 on.
+func pyFloat(f float64) string {
+	switch {
+	case math.IsInf(f, 1):
+		return "inf"
+	case math.IsInf(f, -1):
+		return "-inf"
+	case math.IsNaN(f):
+		return "nan"
+	}
+	if abs := math.Abs(f); abs != 0 && (abs < 1e-4 || abs >= 1e16) {
+		// Both write at least two exponent digits: 1e+16, 1e-05.
+		return strconv.FormatFloat(f, 'e', -1, 64)
+	}
+	s := strconv.FormatFloat(f, 'f', -1, 64)
+	if !strings.ContainsAny(s, ".") {
+		s += ".0"
+	}
+	return s
 }

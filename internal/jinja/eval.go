@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"strings"
+	"unicode/utf8"
 )
 
 var (
@@ -47,6 +48,16 @@ type evaluator struct {
 	scope    *scope
 	builtins *scope
 	output   strings.Builder
+	r        *run // the render's budget, shared by every evaluator of a render
+}
+
+// write appends s to the output, charging its bytes.
+func (e *evaluator) write(s string) error {
+	if err := e.r.grow(int64(len(s))); err != nil {
+		return err
+	}
+	e.output.WriteString(s)
+	return nil
 }
 
 func (e *evaluator) execNodes(nodes []node) error {
@@ -59,18 +70,19 @@ func (e *evaluator) execNodes(nodes []node) error {
 }
 
 func (e *evaluator) execNode(n node) error {
+	if err := e.r.step(1); err != nil {
+		return err
+	}
 	switch nd := n.(type) {
 	case *textNode:
-		e.output.WriteString(nd.text)
-		return nil
+		return e.write(nd.text)
 
 	case *outputNode:
 		val, err := e.evalExpr(nd.expression)
 		if err != nil {
 			return err
 		}
-		e.output.WriteString(printValue(val))
-		return nil
+		return e.write(e.print(val))
 
 	case *ifNode:
 		return e.execIf(nd)
@@ -121,6 +133,9 @@ func (e *evaluator) execIf(n *ifNode) error {
 	return nil
 }
 
+// iterationSteps is what one iteration of a for loop is charged.
+const iterationSteps = 4
+
 func (e *evaluator) execFor(n *forNode) error {
 	iterVal, err := e.evalExpr(n.iter)
 	if err != nil {
@@ -137,6 +152,9 @@ func (e *evaluator) execFor(n *forNode) error {
 			items = append(items, NewString(key))
 		}
 	case iterVal.IsString():
+		if err := e.r.grow(listBytes(utf8.RuneCountInString(iterVal.AsString()))); err != nil {
+			return err
+		}
 		for _, r := range iterVal.AsString() {
 			items = append(items, NewString(string(r)))
 		}
@@ -183,6 +201,11 @@ func (e *evaluator) execFor(n *forNode) error {
 	child.set("loop", loop)
 
 	for i, item := range items {
+		// An iteration costs as much as a few statements (it rebinds the
+		// loop variables), even with an empty body.
+		if err := e.r.step(iterationSteps); err != nil {
+			return err
+		}
 		// Set loop variable(s).
 		if n.keyVar != "" {
 			// Destructuring: for key, val in items
@@ -269,6 +292,7 @@ func (e *evaluator) execSetBlock(n *setBlockNode) error {
 	bodyEval := evaluator{
 		scope:    e.scope,
 		builtins: e.builtins,
+		r:        e.r,
 	}
 	if err := bodyEval.execNodes(n.body); err != nil {
 		return err
@@ -293,7 +317,7 @@ func (e *evaluator) execMacro(n *macroNode) error {
 			} else if v, ok := kwargs[param.name]; ok {
 				child.set(param.name, v)
 			} else if param.defaultVal != nil {
-				defEval := evaluator{scope: child, builtins: e.builtins}
+				defEval := evaluator{scope: child, builtins: e.builtins, r: e.r}
 				defVal, err := defEval.evalExpr(param.defaultVal)
 				if err != nil {
 					return Undefined(), err
@@ -312,8 +336,13 @@ func (e *evaluator) execMacro(n *macroNode) error {
 		macroEval := evaluator{
 			scope:    child,
 			builtins: e.builtins,
+			r:        e.r,
 		}
 
+		if err := e.r.enter(); err != nil {
+			return Undefined(), err
+		}
+		defer e.r.leave()
 		if err := macroEval.execNodes(body); err != nil {
 			return Undefined(), err
 		}
@@ -342,7 +371,12 @@ func (e *evaluator) execCall(n *callNode) error {
 		callerEval := evaluator{
 			scope:    child,
 			builtins: e.builtins,
+			r:        e.r,
 		}
+		if err := e.r.enter(); err != nil {
+			return Undefined(), err
+		}
+		defer e.r.leave()
 		if err := callerEval.execNodes(body); err != nil {
 			return Undefined(), err
 		}
@@ -378,12 +412,11 @@ func (e *evaluator) execCall(n *callNode) error {
 			kwargs[kw.name] = v
 		}
 
-		result, err := fn.AsCallable().Fn(args, kwargs)
+		result, err := e.call(fn, args, kwargs)
 		if err != nil {
 			return err
 		}
-		e.output.WriteString(printValue(result))
-		return nil
+		return e.write(e.print(result))
 	}
 
 	// Fallback: evaluate expression and call with caller.
@@ -395,12 +428,11 @@ func (e *evaluator) execCall(n *callNode) error {
 		return fmt.Errorf("call: expression is not callable")
 	}
 
-	result, err := fn.AsCallable().Fn(nil, map[string]Value{"caller": caller})
+	result, err := e.call(fn, nil, map[string]Value{"caller": caller})
 	if err != nil {
 		return err
 	}
-	e.output.WriteString(printValue(result))
-	return nil
+	return e.write(e.print(result))
 }
 
 func (e *evaluator) execFilterBlock(n *filterBlockNode) error {
@@ -408,6 +440,7 @@ func (e *evaluator) execFilterBlock(n *filterBlockNode) error {
 	bodyEval := evaluator{
 		scope:    e.scope,
 		builtins: e.builtins,
+		r:        e.r,
 	}
 	if err := bodyEval.execNodes(n.body); err != nil {
 		return err
@@ -420,17 +453,15 @@ func (e *evaluator) execFilterBlock(n *filterBlockNode) error {
 		if !ok {
 			return fmt.Errorf("unknown filter %q", fe.name)
 		}
-		result, err := filterVal.AsCallable().Fn([]Value{NewString(bodyStr)}, nil)
+		result, err := e.call(filterVal, []Value{NewString(bodyStr)}, nil)
 		if err != nil {
 			return err
 		}
-		e.output.WriteString(printValue(result))
-		return nil
+		return e.write(e.print(result))
 	}
 
 	// For more complex filter expressions, just output the body.
-	e.output.WriteString(bodyStr)
-	return nil
+	return e.write(bodyStr)
 }
 
 // =============================================================================
@@ -438,6 +469,9 @@ func (e *evaluator) execFilterBlock(n *filterBlockNode) error {
 // =============================================================================
 
 func (e *evaluator) evalExpr(ex expr) (Value, error) {
+	if err := e.r.step(1); err != nil {
+		return Undefined(), err
+	}
 	switch n := ex.(type) {
 	case *litExpr:
 		return n.val, nil
@@ -544,6 +578,11 @@ func (e *evaluator) evalItem(n *itemExpr) (Value, error) {
 	if err != nil {
 		return Undefined(), err
 	}
+	if obj.IsString() {
+		if err := e.r.step(cost(obj)); err != nil {
+			return Undefined(), err
+		}
+	}
 
 	if obj.IsList() {
 		idx := int(toInt64(key))
@@ -584,6 +623,13 @@ func (e *evaluator) evalItem(n *itemExpr) (Value, error) {
 func (e *evaluator) evalSlice(n *sliceExpr) (Value, error) {
 	obj, err := e.evalExpr(n.obj)
 	if err != nil {
+		return Undefined(), err
+	}
+	// A slice scans and copies at most its operand.
+	if err := e.r.step(cost(obj)); err != nil {
+		return Undefined(), err
+	}
+	if err := e.r.grow(builtSize(obj)); err != nil {
 		return Undefined(), err
 	}
 
@@ -815,6 +861,31 @@ func (e *evaluator) evalBinary(n *binExpr) (Value, error) {
 		return Undefined(), err
 	}
 
+	// Operators that build or scan strings and lists are charged for them
+	// before they do.
+	switch n.op {
+	case "+", "~", "==", "!=", "in", "not in":
+		if err := e.r.step(cost(left) + cost(right)); err != nil {
+			return Undefined(), err
+		}
+	}
+	switch n.op {
+	case "+", "~":
+		if err := e.r.grow(builtSize(left) + builtSize(right)); err != nil {
+			return Undefined(), err
+		}
+	case "*":
+		if left.IsString() && right.IsInt() && right.AsInt() > 0 {
+			n, k := int64(len(left.AsString())), right.AsInt()
+			if n > 0 && k > (e.r.lim.Bytes+n-1)/n {
+				return Undefined(), &LimitError{Limit: "bytes", Max: e.r.lim.Bytes}
+			}
+			if err := e.r.grow(n * k); err != nil {
+				return Undefined(), err
+			}
+		}
+	}
+
 	switch n.op {
 	case "+":
 		return addValues(left, right), nil
@@ -833,9 +904,9 @@ func (e *evaluator) evalBinary(n *binExpr) (Value, error) {
 	case "~":
 		return NewString(printValue(left) + printValue(right)), nil
 	case "==":
-		return NewBool(valuesEqual(left, right)), nil
+		return NewBool(valuesEqual(e.r, left, right)), nil
 	case "!=":
-		return NewBool(!valuesEqual(left, right)), nil
+		return NewBool(!valuesEqual(e.r, left, right)), nil
 	case "<":
 		return NewBool(compareValues(left, right) < 0), nil
 	case ">":
@@ -845,9 +916,9 @@ func (e *evaluator) evalBinary(n *binExpr) (Value, error) {
 	case ">=":
 		return NewBool(compareValues(left, right) >= 0), nil
 	case "in":
-		return NewBool(containsValue(right, left)), nil
+		return NewBool(containsValue(e.r, right, left)), nil
 	case "not in":
-		return NewBool(!containsValue(right, left)), nil
+		return NewBool(!containsValue(e.r, right, left)), nil
 	}
 
 	return Undefined(), fmt.Errorf("unknown binary operator %q", n.op)
@@ -901,7 +972,60 @@ func (e *evaluator) evalCallExpr(n *callExpr) (Value, error) {
 		}
 	}
 
-	return fn.AsCallable().Fn(args, kwargs)
+	return e.call(fn, args, kwargs)
+}
+
+// call calls fn, charging a step for the call and for each item of the
+// lists (and each 64 bytes of the strings) it is handed, then the bytes
+// of what it returns.
+func (e *evaluator) call(fn Value, args []Value, kwargs map[string]Value) (Value, error) {
+	work := int64(1)
+	for _, a := range args {
+		work += cost(a)
+	}
+	for _, a := range kwargs {
+		work += cost(a)
+	}
+	if err := e.r.step(work); err != nil {
+		return Undefined(), err
+	}
+	c := fn.AsCallable()
+	var v Value
+	var err error
+	if c.sized != nil {
+		v, err = c.sized(e.r, args, kwargs)
+	} else {
+		v, err = c.Fn(args, kwargs)
+	}
+	if err != nil {
+		return Undefined(), err
+	}
+	return v, e.r.growValue(v)
+}
+
+// cost is the work of one pass over v: its items, or its bytes / 64.
+func cost(v Value) int64 {
+	switch v.kind {
+	case KindString:
+		return int64(len(v.AsString())) / 64
+	case KindList:
+		return int64(v.AsList().Len())
+	case KindDict:
+		return int64(v.AsDict().Len())
+	}
+	return 0
+}
+
+// print is printValue for the render: lists and dicts are printed within
+// its budget.
+func (e *evaluator) print(v Value) string {
+	if v.kind == KindList || v.kind == KindDict {
+		var b strings.Builder
+		w := walk{r: e.r}
+		w.repr(&b, v, 0)
+		return b.String()
+	}
+	return printValue(v)
 }
 
 func callableName(ex expr) string {
@@ -963,7 +1087,7 @@ func (e *evaluator) evalFilter(n *filterExpr) (Value, error) {
 		}
 	}
 
-	return filterVal.AsCallable().Fn(args, kwargs)
+	return e.call(filterVal, args, kwargs)
 }
 
 func (e *evaluator) evalTestExpr(n *testExpr) (Value, error) {
@@ -981,7 +1105,7 @@ func (e *evaluator) evalTestExpr(n *testExpr) (Value, error) {
 		testArgs = append(testArgs, v)
 	}
 
-	result, err := evalTest(n.name, val, testArgs)
+	result, err := evalTest(e.r, n.name, val, testArgs)
 	if err != nil {
 		return Undefined(), err
 	}
@@ -1040,6 +1164,9 @@ func (e *evaluator) stringMethod(obj Value, method string) (Value, error) {
 				return NewList(items), nil
 			}
 			sep := printValue(args[0])
+			if err := e.r.grow(listBytes(strings.Count(s, sep) + 1)); err != nil {
+				return Undefined(), err
+			}
 			parts := strings.Split(s, sep)
 			items := make([]Value, len(parts))
 			for i, p := range parts {
@@ -1074,6 +1201,9 @@ func (e *evaluator) stringMethod(obj Value, method string) (Value, error) {
 			count := -1
 			if len(args) > 2 {
 				count = int(toInt64(args[2]))
+			}
+			if err := e.r.grow(replacedSize(s, old, newStr, count)); err != nil {
+				return Undefined(), err
 			}
 			return NewString(strings.Replace(s, old, newStr, count)), nil
 		}), nil
@@ -1135,8 +1265,12 @@ func (e *evaluator) stringMethod(obj Value, method string) (Value, error) {
 			result := s
 			for i, arg := range args {
 				placeholder := fmt.Sprintf("{%d}", i)
-				result = strings.ReplaceAll(result, placeholder, printValue(arg))
-				result = strings.Replace(result, "{}", printValue(arg), 1)
+				text := printValue(arg)
+				if err := e.r.grow(replacedSize(result, placeholder, text, -1) + int64(len(text))); err != nil {
+					return Undefined(), err
+				}
+				result = strings.ReplaceAll(result, placeholder, text)
+				result = strings.Replace(result, "{}", text, 1)
 			}
 			return NewString(result), nil
 		}), nil
@@ -1160,6 +1294,9 @@ func (e *evaluator) listMethod(obj Value, method string) (Value, error) {
 	case "append":
 		return NewCallable("list.append", func(args []Value, kwargs map[string]Value) (Value, error) {
 			if len(args) > 0 {
+				if err := e.r.grow(listBytes(1)); err != nil {
+					return Undefined(), err
+				}
 				list.Append(args[0])
 			}
 			return None(), nil
@@ -1189,6 +1326,9 @@ func (e *evaluator) listMethod(obj Value, method string) (Value, error) {
 		return NewCallable("list.insert", func(args []Value, kwargs map[string]Value) (Value, error) {
 			if len(args) < 2 {
 				return None(), nil
+			}
+			if err := e.r.grow(listBytes(1)); err != nil {
+				return Undefined(), err
 			}
 			idx := min(max(int(toInt64(args[0])), 0), list.Len())
 			list.Items = append(list.Items, Undefined())
@@ -1356,7 +1496,9 @@ func powValues(a, b Value) Value {
 	return NewFloat(math.Pow(toFloat64(a), toFloat64(b)))
 }
 
-func valuesEqual(a, b Value) bool {
+// valuesEqual is ==, walking lists and dicts within r's budget (nil: a
+// budget of its own).
+func valuesEqual(r *run, a, b Value) bool {
 	// Cross-type numeric comparison.
 	if a.IsNumber() && b.IsNumber() {
 		return toFloat64(a) == toFloat64(b)
@@ -1365,5 +1507,19 @@ func valuesEqual(a, b Value) bool {
 	if a.IsNone() && b.IsNone() {
 		return true
 	}
-	return a.Equals(b)
+	w := walk{r: r}
+	return w.equal(a, b, 0)
+}
+
+// builtSize is how many bytes concatenating v builds: a string's bytes,
+// or a list's items at 24 bytes each; the printed form of anything else
+// is short or is charged when printed.
+func builtSize(v Value) int64 {
+	switch v.kind {
+	case KindString:
+		return int64(len(v.AsString()))
+	case KindList:
+		return listBytes(v.AsList().Len())
+	}
+	return 0
 }

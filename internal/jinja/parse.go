@@ -191,6 +191,20 @@ func tokenizeExpr(s string) []tok {
 type exprParser struct {
 	tokens []tok
 	pos    int
+	depth  int // of the recursion, bounded by MaxNesting
+}
+
+// errNesting refuses a template that nests past MaxNesting: each level is
+// a recursion of the parser and of the interpreter.
+var errNesting = fmt.Errorf("the template nests statements or expressions deeper than %d levels", MaxNesting)
+
+// nest enters one level of recursion; the caller defers p.depth--.
+func (p *exprParser) nest() error {
+	p.depth++
+	if p.depth > MaxNesting {
+		return errNesting
+	}
+	return nil
 }
 
 func newExprParser(tokens []tok) *exprParser {
@@ -252,6 +266,10 @@ func parseExpr(s string) (expr, error) {
 
 // parseExpression handles the lowest precedence: inline if/else.
 func (p *exprParser) parseExpression() (expr, error) {
+	defer func() { p.depth-- }()
+	if err := p.nest(); err != nil {
+		return nil, err
+	}
 	e, err := p.parseOr()
 	if err != nil {
 		return nil, err
@@ -321,6 +339,10 @@ func (p *exprParser) parseAnd() (expr, error) {
 
 func (p *exprParser) parseNot() (expr, error) {
 	if p.peek().kind == tokName && p.peek().val == "not" {
+		defer func() { p.depth-- }()
+		if err := p.nest(); err != nil {
+			return nil, err
+		}
 		p.advance()
 		operand, err := p.parseNot()
 		if err != nil {
@@ -513,6 +535,10 @@ func (p *exprParser) parsePower() (expr, error) {
 
 func (p *exprParser) parseUnary() (expr, error) {
 	if p.peek().kind == tokOp && (p.peek().val == "-" || p.peek().val == "+") {
+		defer func() { p.depth-- }()
+		if err := p.nest(); err != nil {
+			return nil, err
+		}
 		op := p.advance().val
 		operand, err := p.parseUnary()
 		if err != nil {
@@ -866,7 +892,7 @@ func parseTemplate(segs []segment) ([]node, error) {
 //     present on that side:
 //
 //     - lstrip_blocks: strip spaces and tabs (not newlines) from the start of
-//       the line up to the tag.
+//     the line up to the tag.
 //     - trim_blocks: strip a single newline immediately after the tag.
 //
 // Without these defaults, every block tag in a real chat template would
@@ -884,38 +910,44 @@ func applyTrimming(segs []segment) {
 	// the same effect by handling every tag's LEFT side first, then
 	// every tag's RIGHT side.
 
+	// The nearest text segment before and after each segment, found in
+	// one pass each way (a search from every tag would be quadratic in a
+	// long run of tags), and the first text segment of the template.
+	prev, next := make([]int, len(segs)), make([]int, len(segs))
+	last, firstText := -1, -1
+	for i := range segs {
+		prev[i] = last
+		if segs[i].kind == segText {
+			last = i
+			if firstText < 0 {
+				firstText = i
+			}
+		}
+	}
+	last = -1
+	for i := len(segs) - 1; i >= 0; i-- {
+		next[i] = last
+		if segs[i].kind == segText {
+			last = i
+		}
+	}
+
 	// Pass 1: left side of every tag.
 	for i := range segs {
 		seg := &segs[i]
 		applyDefaults := seg.kind == segStmt || seg.kind == segComment
 
+		j := prev[i]
 		switch {
+		case j < 0:
 		case seg.trimLeft:
-			for j := i - 1; j >= 0; j-- {
-				if segs[j].kind == segText {
-					segs[j].text = trimTrailingWhitespace(segs[j].text)
-					break
-				}
-			}
+			segs[j].text = trimTrailingWhitespace(segs[j].text)
 		case applyDefaults:
-			for j := i - 1; j >= 0; j-- {
-				if segs[j].kind == segText {
-					// Treat the very first text segment in the
-					// template as if it were preceded by a newline
-					// (start of file == start of line) so that a
-					// template that opens with `   {% if %}...`
-					// strips the indentation, matching Jinja2.
-					isFirstText := true
-					for k := j - 1; k >= 0; k-- {
-						if segs[k].kind == segText {
-							isFirstText = false
-							break
-						}
-					}
-					segs[j].text = lstripBlock(segs[j].text, isFirstText)
-					break
-				}
-			}
+			// Treat the very first text segment in the template as if
+			// it were preceded by a newline (start of file == start of
+			// line) so that a template that opens with `   {% if %}...`
+			// strips the indentation, matching Jinja2.
+			segs[j].text = lstripBlock(segs[j].text, j == firstText)
 		}
 	}
 
@@ -924,21 +956,13 @@ func applyTrimming(segs []segment) {
 		seg := &segs[i]
 		applyDefaults := seg.kind == segStmt || seg.kind == segComment
 
+		j := next[i]
 		switch {
+		case j < 0:
 		case seg.trimRight:
-			for j := i + 1; j < len(segs); j++ {
-				if segs[j].kind == segText {
-					segs[j].text = trimLeadingWhitespace(segs[j].text)
-					break
-				}
-			}
+			segs[j].text = trimLeadingWhitespace(segs[j].text)
 		case applyDefaults:
-			for j := i + 1; j < len(segs); j++ {
-				if segs[j].kind == segText {
-					segs[j].text = trimBlockNewline(segs[j].text)
-					break
-				}
-			}
+			segs[j].text = trimBlockNewline(segs[j].text)
 		}
 	}
 }
@@ -991,8 +1015,9 @@ func trimBlockNewline(s string) string {
 }
 
 type templateParser struct {
-	segs []segment
-	pos  int
+	segs  []segment
+	pos   int
+	depth int // of block nesting, bounded by MaxNesting
 }
 
 func (p *templateParser) done() bool {
@@ -1016,6 +1041,11 @@ func (p *templateParser) advance() *segment {
 // stop keywords (e.g., "endif", "endfor", "elif", "else"). Returns the nodes
 // collected so far. The stop keyword segment is NOT consumed.
 func (p *templateParser) parseUntil(stopKeywords ...string) ([]node, error) {
+	p.depth++
+	defer func() { p.depth-- }()
+	if p.depth > MaxNesting {
+		return nil, errNesting
+	}
 	var nodes []node
 
 	for !p.done() {

@@ -168,66 +168,142 @@ func (v Value) AsCallable() *Callable {
 
 // =============================================================================
 
-// String returns a Python-style string representation of the value.
-func (v Value) String() string {
+// String returns a Python-style string representation of the value. A
+// value too large or too deeply nested to print (DefaultLimits.Bytes,
+// MaxValueDepth) prints as far as it goes, then "...".
+func (v Value) String() (s string) {
+	var b strings.Builder
+	defer func() {
+		if p := recover(); p != nil {
+			if _, ok := p.(*LimitError); !ok {
+				panic(p)
+			}
+			s = b.String() + "..."
+		}
+	}()
+	var w walk
+	w.repr(&b, v, 0)
+	return b.String()
+}
+
+// Equals reports whether v and other hold the same value. Values too
+// large or too deeply nested to compare (DefaultLimits.Steps,
+// MaxValueDepth) are reported unequal.
+func (v Value) Equals(other Value) (eq bool) {
+	defer func() {
+		if p := recover(); p != nil {
+			if _, ok := p.(*LimitError); !ok {
+				panic(p)
+			}
+			eq = false
+		}
+	}()
+	var w walk
+	return w.equal(v, other, 0)
+}
+
+// walk bounds one recursive walk over values: a list can hold itself,
+// and lists of lists can share items so that their printed form grows
+// exponentially. It panics with a *LimitError past MaxValueDepth, or past
+// its render's budget (without one: DefaultLimits); render recovers it.
+type walk struct {
+	r     *run  // charged a step per value visited; nil: a budget of its own
+	steps int64 // without r
+}
+
+func (w *walk) visit(depth int) {
+	if depth > MaxValueDepth {
+		panic(&LimitError{Limit: "value depth", Max: MaxValueDepth})
+	}
+	if w.r != nil {
+		if err := w.r.step(1); err != nil {
+			panic(err)
+		}
+		return
+	}
+	w.steps++
+	if w.steps > DefaultLimits.Steps {
+		panic(&LimitError{Limit: "steps", Max: DefaultLimits.Steps})
+	}
+}
+
+// room panics once b holds more than the bytes the budget has left.
+func (w *walk) room(b *strings.Builder) {
+	left := DefaultLimits.Bytes
+	if w.r != nil {
+		left = w.r.lim.Bytes - w.r.bytes
+	}
+	if int64(b.Len()) > left {
+		max := DefaultLimits.Bytes
+		if w.r != nil {
+			max = w.r.lim.Bytes
+		}
+		panic(&LimitError{Limit: "bytes", Max: max})
+	}
+}
+
+// repr writes the Python-style representation of v.
+func (w *walk) repr(b *strings.Builder, v Value, depth int) {
+	w.visit(depth)
+	defer w.room(b)
 	switch v.kind {
 	case KindUndefined:
-		return "Undefined"
+		b.WriteString("Undefined")
 
 	case KindNone:
-		return "None"
+		b.WriteString("None")
 
 	case KindBool:
 		if v.v.(bool) {
-			return "True"
+			b.WriteString("True")
+		} else {
+			b.WriteString("False")
 		}
-		return "False"
 
 	case KindInt:
-		return fmt.Sprintf("%d", v.v.(int64))
+		fmt.Fprintf(b, "%d", v.v.(int64))
 
 	case KindFloat:
-		return fmt.Sprintf("%g", v.v.(float64))
+		b.WriteString(pyFloat(v.v.(float64)))
 
 	case KindString:
-		return fmt.Sprintf("'%s'", v.v.(string))
+		fmt.Fprintf(b, "'%s'", v.v.(string))
 
 	case KindList:
 		list := v.v.(*List)
-		var b strings.Builder
 		b.WriteByte('[')
 		for i, item := range list.Items {
 			if i > 0 {
 				b.WriteString(", ")
 			}
-			b.WriteString(item.String())
+			w.repr(b, item, depth+1)
 		}
 		b.WriteByte(']')
-		return b.String()
 
 	case KindDict:
 		d := v.v.(*Dict)
-		var b strings.Builder
 		b.WriteByte('{')
 		for i, key := range d.Keys {
 			if i > 0 {
 				b.WriteString(", ")
 			}
-			fmt.Fprintf(&b, "'%s': %s", key, d.Data[key].String())
+			fmt.Fprintf(b, "'%s': ", key)
+			w.repr(b, d.Data[key], depth+1)
 		}
 		b.WriteByte('}')
-		return b.String()
 
 	case KindCallable:
 		c := v.v.(Callable)
-		return fmt.Sprintf("<callable %s>", c.Name)
-	}
+		fmt.Fprintf(b, "<callable %s>", c.Name)
 
-	return "Undefined"
+	default:
+		b.WriteString("Undefined")
+	}
 }
 
-// Equals reports whether v and other hold the same value.
-func (v Value) Equals(other Value) bool {
+// equal reports whether a and b hold the same value.
+func (w *walk) equal(v, other Value, depth int) bool {
+	w.visit(depth)
 	if v.kind != other.kind {
 		return false
 	}
@@ -255,7 +331,7 @@ func (v Value) Equals(other Value) bool {
 			return false
 		}
 		for i := range a.Items {
-			if !a.Items[i].Equals(b.Items[i]) {
+			if !w.equal(a.Items[i], b.Items[i], depth+1) {
 				return false
 			}
 		}
@@ -272,7 +348,7 @@ func (v Value) Equals(other Value) bool {
 			if !ok {
 				return false
 			}
-			if !a.Data[key].Equals(bv) {
+			if !w.equal(a.Data[key], bv, depth+1) {
 				return false
 			}
 		}
@@ -347,6 +423,10 @@ func (d *Dict) OrderedKeys() []string {
 type Callable struct {
 	Name string
 	Fn   func(args []Value, kwargs map[string]Value) (Value, error)
+	// sized, when set, is called instead of Fn with the render's budget:
+	// the built-ins whose output can be far larger than their input check
+	// its size before they build it.
+	sized func(r *run, args []Value, kwargs map[string]Value) (Value, error)
 }
 
 // =============================================================================
