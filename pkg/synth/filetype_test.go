@@ -3,6 +3,7 @@ package synth
 import (
 	"bytes"
 	"fmt"
+	"math"
 	"testing"
 
 	"github.com/switchyard-llm/switchyard/pkg/gguf"
@@ -77,7 +78,7 @@ func TestFileTypes(t *testing.T) {
 }
 
 // A small Q4_K_M, Q5_K and MXFP4 model (rows wide enough for the
-// K-quants' blocks) loads and runs.
+// K-quants' blocks) loads and runs to finite logits that are not flat.
 func TestFileTypesRun(t *testing.T) {
 	for _, ft := range []string{"q4_k_m", "q5_k", "mxfp4"} {
 		t.Run(ft, func(t *testing.T) {
@@ -103,7 +104,10 @@ func TestFileTypesRun(t *testing.T) {
 				t.Fatal(err)
 			}
 			var lo, hi float32
-			for _, v := range out[0] {
+			for i, v := range out[0] {
+				if math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) {
+					t.Fatalf("logit %d is %g", i, v)
+				}
 				lo, hi = min(lo, v), max(hi, v)
 			}
 			if hi-lo < 1 {

@@ -3,7 +3,9 @@ package synth
 import (
 	"bytes"
 	"fmt"
-	"reflect"
+	"math"
+	"slices"
+	"strings"
 	"testing"
 
 	"github.com/switchyard-llm/switchyard/pkg/gguf"
@@ -24,11 +26,98 @@ func write(t *testing.T, c Config) []byte {
 	return buf.Bytes()
 }
 
-// TestTinyLoadsBack writes every architecture in every type, reads it back
-// through the reader, checks each tensor against a second generation, and
-// runs the model.
-func TestTinyLoadsBack(t *testing.T) {
+// referenceFile is llama.cpp's tiny fixture each architecture's tiny
+// preset copies the shape of (testdata/README.md).
+var referenceFile = map[string]string{
+	"mixtral":   "tiny-mixtral-f32.gguf",
+	"qwen2moe":  "tiny-qwen2moe-f32.gguf",
+	"qwen3moe":  "tiny-qwen3moe-f32.gguf",
+	"olmoe":     "tiny-olmoe-f32.gguf",
+	"deepseek2": "tiny-deepseek3-f32.gguf",
+	"gpt-oss":   "tiny-gptoss-f32.gguf",
+}
+
+// blockOf is the number of values in one block of each type, as ggml
+// defines them (QK_K = 256, QK8_0 = QK_MXFP4 = 32).
+var blockOf = map[tensor.DType]int{tensor.F32: 1, tensor.F16: 1, tensor.Q8_0: 32, tensor.MXFP4: 32,
+	tensor.Q4_K: 256, tensor.Q5_K: 256, tensor.Q6_K: 256}
+
+// wantType is the type a tensor of a synth file written in dt must have,
+// by the rules Config documents, re-derived here from the tensor's name
+// and shape: norms, biases, sinks, the router and other vectors stay F32;
+// MXFP4 is for 3-D weights only, as llama-quantize's MXFP4_MOE gives it
+// (the routed experts, and deepseek2's per-head attn_k_b and attn_v_b),
+// Q8_0 for the other matrices; the
+// K-quants give the head Q6_K; and a matrix whose rows do not fill whole
+// blocks falls back to Q8_0, then F16, as llama-quantize does.
+func wantType(name string, dims []uint64, dt tensor.DType) tensor.DType {
+	if len(dims) < 2 || !strings.HasSuffix(name, ".weight") || strings.Contains(name, "ffn_gate_inp") {
+		return tensor.F32
+	}
+	t := dt
+	switch {
+	case dt == tensor.MXFP4 && len(dims) < 3:
+		t = tensor.Q8_0
+	case name == "output.weight" && (dt == tensor.Q4_K || dt == tensor.Q5_K):
+		t = tensor.Q6_K
+	}
+	for _, c := range []tensor.DType{t, tensor.Q8_0, tensor.F16} {
+		if dims[0]%uint64(blockOf[c]) == 0 {
+			return c
+		}
+	}
+	return tensor.F32
+}
+
+// referenceCensus counts, from the reference file's tensor table and
+// expert counts, what model.Census must report for a file of that shape:
+// every element; the routed experts' tensors (llama.cpp's ffn_*_exps,
+// weights and, for gpt-oss, their biases); the rest shared; and per token
+// the shared part plus used/experts of the routed part.
+func referenceCensus(t *testing.T, f *gguf.File) model.Census {
+	t.Helper()
+	arch, _ := f.Get("general.architecture")
+	n, ok1 := f.Get(arch.V.(string) + ".expert_count")
+	k, ok2 := f.Get(arch.V.(string) + ".expert_used_count")
+	if !ok1 || !ok2 {
+		t.Fatalf("reference file has no expert counts")
+	}
+	experts, _ := n.Int()
+	used, _ := k.Int()
+	var c model.Census
+	for _, ti := range f.Tensors {
+		e := int64(1)
+		for _, d := range ti.Dims {
+			e *= int64(d)
+		}
+		c.Total += e
+		if ti.Name == "token_embd.weight" {
+			c.Embeddings += e
+		}
+		if strings.Contains(ti.Name, "ffn_gate_exps.") || strings.Contains(ti.Name, "ffn_up_exps.") || strings.Contains(ti.Name, "ffn_down_exps.") {
+			c.Routed += e
+		} else {
+			c.Shared += e
+		}
+	}
+	c.ActivePerToken = c.Shared + c.Routed*used/experts
+	return c
+}
+
+// TestTinyMatchesReferenceTable writes every architecture in every type
+// and checks the file against llama.cpp's fixture of the same shape: the
+// same tensors in the same order with the same dimensions, each in the
+// type the documented rules give it (wantType), and a parameter census
+// equal to one counted from the fixture's table (referenceCensus). The
+// tensor data read back must be what was written.
+func TestTinyMatchesReferenceTable(t *testing.T) {
 	for _, arch := range Archs {
+		ref, err := gguf.Open("../../testdata/models/"+referenceFile[arch], gguf.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ref.Close()
+		wantCensus := referenceCensus(t, ref)
 		for _, dt := range DTypes {
 			c := Config{Arch: arch, Preset: "tiny", DType: dt, Seed: 7}
 			t.Run(fmt.Sprintf("%s-%s", arch, dt), func(t *testing.T) {
@@ -47,15 +136,30 @@ func TestTinyLoadsBack(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
+				if len(f.Tensors) != len(ref.Tensors) {
+					t.Errorf("%d tensors, llama.cpp's %s has %d", len(f.Tensors), referenceFile[arch], len(ref.Tensors))
+				}
+				for i := range min(len(f.Tensors), len(ref.Tensors)) {
+					got, want := f.Tensors[i], ref.Tensors[i]
+					wt := wantType(want.Name, want.Dims, dt)
+					if got.Name != want.Name || !slices.Equal(got.Dims, want.Dims) || got.Type != wt {
+						t.Errorf("tensor %d: %s %v %s, want %s %v %s", i, got.Name, got.Dims, got.Type, want.Name, want.Dims, wt)
+					}
+				}
+				mf, err := model.NewFile(f)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if got := mf.Census(); got.Total != wantCensus.Total || got.Embeddings != wantCensus.Embeddings ||
+					got.Routed != wantCensus.Routed || got.Shared != wantCensus.Shared || got.ActivePerToken != wantCensus.ActivePerToken {
+					t.Errorf("census %+v, want (from the reference table) total %d, embeddings %d, routed %d, shared %d, active %d", got,
+						wantCensus.Total, wantCensus.Embeddings, wantCensus.Routed, wantCensus.Shared, wantCensus.ActivePerToken)
+				}
+				// The write path: the bytes read back are the bytes a
+				// second writer generates (the determinism of the values
+				// is TestDeterministic's).
 				w, _ := New(c)
 				for _, wt := range w.Tensors {
-					ti, ok := f.Tensor(wt.Name)
-					if !ok {
-						t.Fatalf("tensor %s missing", wt.Name)
-					}
-					if ti.Type != wt.Type || !reflect.DeepEqual(ti.Dims, wt.Dims) {
-						t.Errorf("%s: got %s %v, want %s %v", wt.Name, ti.Type, ti.Dims, wt.Type, wt.Dims)
-					}
 					var want bytes.Buffer
 					if wt.Write != nil {
 						if err := wt.Write(&want); err != nil {
@@ -66,27 +170,64 @@ func TestTinyLoadsBack(t *testing.T) {
 					}
 					got, err := f.TensorData(wt.Name)
 					if err != nil || !bytes.Equal(got, want.Bytes()) {
-						t.Errorf("%s: data differs from a second generation (%v)", wt.Name, err)
+						t.Errorf("%s: data read back differs from the data written (%v)", wt.Name, err)
 					}
 				}
-				mf, err := model.NewFile(f)
-				if err != nil {
-					t.Fatal(err)
+			})
+		}
+	}
+}
+
+// TestTinyRuns loads every architecture in every type twice, from two
+// files written apart, and runs the same prompt through each, then one
+// decode step: every logit is finite, the two runs agree bit for bit,
+// and the logits are not flat (the weights' scales are meant to give
+// them a spread; a span under 1 means a scale went wrong).
+func TestTinyRuns(t *testing.T) {
+	for _, arch := range Archs {
+		for _, dt := range DTypes {
+			c := Config{Arch: arch, Preset: "tiny", DType: dt, Seed: 7}
+			t.Run(fmt.Sprintf("%s-%s", arch, dt), func(t *testing.T) {
+				run := func() [][]float32 {
+					data := write(t, c)
+					f, err := gguf.Read(bytes.NewReader(data), int64(len(data)), gguf.Limits{})
+					if err != nil {
+						t.Fatal(err)
+					}
+					mf, err := model.NewFile(f)
+					if err != nil {
+						t.Fatal(err)
+					}
+					m, err := model.LoadLocal(mf, nil)
+					if err != nil {
+						t.Fatal(err)
+					}
+					seq := m.NewSequence()
+					var rows [][]float32
+					for _, toks := range [][]int32{{510, 1, 2, 3}, {4}} {
+						out, err := m.Forward(t.Context(), []model.Chunk{{Seq: seq, Tokens: toks}})
+						if err != nil {
+							t.Fatal(err)
+						}
+						rows = append(rows, slices.Clone(out[0]))
+					}
+					return rows
 				}
-				m, err := model.LoadLocal(mf, nil)
-				if err != nil {
-					t.Fatal(err)
-				}
-				out, err := m.Forward(t.Context(), []model.Chunk{{Seq: m.NewSequence(), Tokens: []int32{510, 1, 2, 3}}})
-				if err != nil {
-					t.Fatal(err)
-				}
-				var lo, hi float32
-				for _, v := range out[0] {
-					lo, hi = min(lo, v), max(hi, v)
-				}
-				if hi-lo < 1 {
-					t.Errorf("logits span only %g: flat", hi-lo)
+				a, b := run(), run()
+				for step, row := range a {
+					lo, hi := math.Inf(1), math.Inf(-1)
+					for i, v := range row {
+						if math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) {
+							t.Fatalf("step %d: logit %d is %g", step, i, v)
+						}
+						lo, hi = min(lo, float64(v)), max(hi, float64(v))
+					}
+					if hi-lo < 1 {
+						t.Errorf("step %d: logits span only %g: flat", step, hi-lo)
+					}
+					if !slices.Equal(row, b[step]) {
+						t.Errorf("step %d: two loads of the same file give different logits", step)
+					}
 				}
 			})
 		}
