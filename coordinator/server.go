@@ -59,7 +59,7 @@ func (c *Coordinator) admit(ctx context.Context, req *pb.GenerateRequest) (*genR
 		for i, m := range req.Messages {
 			msgs[i] = chat.Message{Role: m.Role, Content: m.Content}
 		}
-		text, err := c.tmpl.Render(msgs, true)
+		text, err := c.tmpl.Render(chat.Conversation{Messages: msgs, AddGenerationPrompt: true})
 		if err != nil {
 			return nil, "", invalid("%v", err)
 		}

@@ -36,18 +36,21 @@ var hostile = []struct {
 	{"list holding itself, compared", `{% set l = [] %}{% set _ = l.append(l) %}{{ l == l }}`, "value depth"},
 	{"list holding itself, as JSON", `{% set l = [] %}{% set _ = l.append(l) %}{{ l | tojson }}`, "value depth"},
 	{"list holding itself, searched", `{% set l = [] %}{% set _ = l.append(l) %}{{ l in l }}`, "value depth"},
-	{"shared halves printed", `{% set ns = namespace(l=[1]) %}{% for i in range(60) %}{% set ns.l = [ns.l, ns.l] %}{% endfor %}{{ ns.l }}`, "steps"},
+	{"shared halves printed", `{% set ns = namespace(l=[1]) %}{% for i in range(60) %}{% set ns.l = [ns.l, ns.l] %}{% endfor %}{{ ns.l }}`, "bytes"},
 	{"shared halves compared", `{% set ns = namespace(l=[1]) %}{% for i in range(60) %}{% set ns.l = [ns.l, ns.l] %}{% endfor %}{{ ns.l == ns.l }}`, "steps"},
 }
 
 func TestHostileTemplates(t *testing.T) {
+	// A tenth of the defaults, to be quick; TestLimitsAreExact shows
+	// each limit is the one given.
+	limits := jinja.Limits{Steps: jinja.DefaultLimits.Steps / 10, Bytes: jinja.DefaultLimits.Bytes / 10, Depth: jinja.DefaultLimits.Depth / 10}
 	for _, c := range hostile {
 		t.Run(c.name, func(t *testing.T) {
 			tmpl, err := jinja.Compile(c.src)
 			if err != nil {
 				t.Fatal(err)
 			}
-			out, err := tmpl.RenderValues(nil)
+			out, err := tmpl.RenderOptions(nil, jinja.Options{Limits: limits})
 			var le *jinja.LimitError
 			if !errors.As(err, &le) || !errors.Is(err, jinja.ErrLimit) {
 				t.Fatalf("got %q, %v; want a LimitError", trunc(out), err)

@@ -78,7 +78,7 @@ func Generate(ctx context.Context, c GenerateConfig, out io.Writer) error {
 		if err != nil {
 			return err
 		}
-		if text, err = tmpl.Render([]chat.Message{{Role: "user", Content: c.Prompt}}, true); err != nil {
+		if text, err = tmpl.Render(chat.Conversation{Messages: []chat.Message{{Role: "user", Content: c.Prompt}}, AddGenerationPrompt: true}); err != nil {
 			return err
 		}
 	}
