@@ -18,17 +18,24 @@ const R16Q5K = 4*R16 + 4*R16 + 8*R16 + 8*R16 + 4*8*64 + 8*64
 // PackQ5_KR16 appends the rows × nb Q5_K super-blocks of w (rows
 // contiguous) for the VNNI Q5_K kernels: groups of 16 rows (the last
 // padded with zero rows), and per group and super-block the rows' d and
-// dmin as float32, their 8 scales and 8 mins as bytes (scale j of row r
-// at 16j+r), then for each pair of sub-blocks 8 slices of 64 bytes, slice
-// s holding bytes 4s…4s+3 of each row's 32 quant bytes (low nibbles the
-// even sub-block, high the odd), then 8 slices of the qh bytes alike
-// (bit j of a qh byte the fifth bit of sub-block j's value).
+// dmin as float32, their 8 scales as bytes (scale j of row r at 16j+r,
+// doubled for even j, as the kernels take them),
+// their 8 mins as bytes in pairs (mins 2i and 2i+1 of row r at 32i+2r,
+// so that a row's pair widens to one dword of two words), then for each
+// pair of sub-blocks 8 slices of 64 bytes, slice s holding bytes 4s…4s+3
+// of each row's 32 quant bytes (low nibbles the even sub-block, high the
+// odd), then 8 slices of the qh bytes alike (bit j of a qh byte the fifth
+// bit of sub-block j's value).
 func PackQ5_KR16(dst, w []byte, rows, nb int) []byte {
 	return packR16(dst, w, rows, nb, 176, R16Q5K, func(rec, blk []byte, r int) {
 		binary.LittleEndian.PutUint32(rec[4*r:], math.Float32bits(f16[le16(blk)]))
 		binary.LittleEndian.PutUint32(rec[64+4*r:], math.Float32bits(f16[le16(blk[2:])]))
 		for j := range 8 {
-			rec[128+16*j+r], rec[256+16*j+r] = scaleMinK4(j, blk[4:16])
+			sc, m := scaleMinK4(j, blk[4:16])
+			if j%2 == 0 {
+				sc *= 2 // under 128
+			}
+			rec[128+16*j+r], rec[256+32*(j/2)+2*r+j%2] = sc, m
 		}
 		for s := range 8 {
 			for pr := range 4 {

@@ -102,53 +102,44 @@ func rowScales(addr []Mem, m Mem) []reg.VecVirtual {
 	return ds
 }
 
-// ternOr is VPTERNLOGD's table for a | (b & c) (a the destination).
-const ternOr = 0xF8
-
-// dotQ5KR16: per lane s and sub-block j, the five-bit values (nibble |
-// the qh bit j moved to bit 4, by VPTERNLOGD) times the token's
-// activations by VPDPBUSD, each row's sum (under 2^15) times its scale by
+// dotQ5KR16: per lane s and sub-block j, the five-bit values times the
+// token's activations by VPDPBUSD, each row's sum times its scale by
 // VPDPWSSD against the scale in the low half of the row's dword; the mins
-// times the bsum pairs by VPDPWSSD, -dmin·Σ into a per-token accumulator.
+// in pairs times pairs of bsum pairs (minPairs), -dmin·Σ into a per-token
+// accumulator. A pair of sub-blocks (the low and high nibbles of the same
+// bytes) takes its two fifth bits from one shift of the qh bytes, to bits
+// 4 and 5 (none for the pair whose bits are there already): the even
+// sub-block's value is the low nibble with bit 4, times twice its scale
+// (PackQ5_KR16 stores it doubled); the odd one's value is taken doubled,
+// the high nibble shifted to bits 1…4 with bit 5 (2D stays under 2^15, as
+// VPDPWSSD needs), times its scale. The lane's sum, twice the exact one,
+// is halved before it is scaled.
 func dotQ5KR16(tokens int) {
 	name := fmt.Sprintf("dotQ5_KR16x%d", tokens)
 	var (
-		acc     [][]Mem
-		summs   []Mem
-		low, b4 reg.VecVirtual
+		acc   [][]Mem
+		summs []Mem
+		spair []Mem // per token: the 8 bsum pairs' sums as int16
+		low   reg.VecVirtual
 	)
 	r16Kernel(name, fmt.Sprintf("%s is dotQ5_KGeneric of 16 packed rows with %d tokens (a store mask of rows).", name, tokens),
 		tokens, 2944, 292, r16Prefetch, func() {
 			acc, summs = laneAccs(tokens, true)
-			low, b4 = ZMM(), ZMM()
+			for range tokens {
+				spair = append(spair, AllocLocal(16))
+			}
+			low = ZMM()
 			t := GP32()
 			MOVL(U32(0x0f0f0f0f), t)
 			VPBROADCASTD(t, low)
-			MOVL(U32(0x10101010), t)
-			VPBROADCASTD(t, b4)
 		}, func(pw reg.Register, addr []Mem, _ []reg.VecVirtual) {
-			// mins: m_j in both halves of each dword, times bsums 2j, 2j+1
-			msum := make([]reg.VecVirtual, tokens)
-			for c := range msum {
-				msum[c] = ZMM()
-				VPXORD(msum[c], msum[c], msum[c])
-			}
-			m, m2 := ZMM(), ZMM()
-			for j := range 8 {
-				VPMOVZXBD(Mem{Base: pw, Disp: 256 + 16*j}, m)
-				VPSLLD(U8(16), m, m2)
-				VPORD(m2, m, m)
-				for c := range tokens {
-					vnniBcst("VPDPWSSD", addr[c].Offset(260+4*j), m, msum[c])
-				}
-			}
+			msum := minPairs(pw, addr, spair, 256)
 			f, sm := ZMM(), ZMM()
 			for c, dmin := range rowScales(addr, Mem{Base: pw, Disp: 64}) {
-				s := sm
 				VCVTDQ2PS(msum[c], f)
-				VMOVUPS(summs[c], s)
-				VFNMADD231PS(f, dmin, s) // s - dmin·f: ggml's fma(-dmin, f, s)
-				VMOVUPS(s, summs[c])
+				VMOVUPS(summs[c], sm)
+				VFNMADD231PS(f, dmin, sm) // s - dmin·f: ggml's fma(-dmin, f, s)
+				VMOVUPS(sm, summs[c])
 			}
 			ds := rowScales(addr, Mem{Base: pw})
 			// One set of registers for every lane and sub-block (avo's
@@ -157,7 +148,14 @@ func dotQ5KR16(tokens int) {
 			for c := range sumi {
 				sumi[c] = ZMM()
 			}
-			qh, w, hb, d, f, a := ZMM(), ZMM(), ZMM(), ZMM(), ZMM(), ZMM()
+			// For one token, a second chain of VPDPWSSD a lane (the odd
+			// sub-blocks'), so that the lane does not wait on one chain's
+			// latency.
+			var sumi2 reg.VecVirtual
+			if tokens == 1 {
+				sumi2 = ZMM()
+			}
+			qh, hb, w, d, a := ZMM(), ZMM(), ZMM(), ZMM(), ZMM()
 			var scs [8]reg.VecVirtual // the rows' scales, in the low half of each dword
 			for j := range scs {
 				scs[j] = ZMM()
@@ -167,34 +165,50 @@ func dotQ5KR16(tokens int) {
 				for c := range sumi {
 					VPXORD(sumi[c], sumi[c], sumi[c])
 				}
+				if sumi2 != nil {
+					VPXORD(sumi2, sumi2, sumi2)
+				}
 				VMOVDQU32(Mem{Base: pw, Disp: 2432 + 64*s}, qh)
 				for pr := range 4 {
+					bits := hb // qh bits 2pr, 2pr+1 at 4, 5
+					switch pr {
+					case 0:
+						VPSLLD(U8(4), qh, hb)
+					case 1:
+						VPSLLD(U8(2), qh, hb)
+					case 2:
+						bits = qh
+					case 3:
+						VPSRLD(U8(2), qh, hb)
+					}
+					q := Mem{Base: pw, Disp: 384 + 512*pr + 64*s}
 					for h := range 2 {
 						j := 2*pr + h
 						if h == 0 {
-							VPANDD(Mem{Base: pw, Disp: 384 + 512*pr + 64*s}, low, w)
+							VPANDD(q, low, w)
+							VPTERNLOGD_BCST(U8(0xF8), bytes4(0x10), bits, w) // w | (bits & 0x10)
 						} else {
-							VMOVDQU32(Mem{Base: pw, Disp: 384 + 512*pr + 64*s}, w)
-							VPSRLW(U8(4), w, w)
-							VPANDD(low, w, w)
+							VMOVDQU32(q, w)
+							VPSRLW(U8(3), w, w)
+							VPANDD_BCST(bytes4(0x1E), w, w)
+							VPTERNLOGD_BCST(U8(0xF8), bytes4(0x20), bits, w) // twice the value
 						}
-						switch {
-						case j < 4:
-							VPSLLD(U8(4-j), qh, hb)
-						case j == 4:
-							VMOVDQA32(qh, hb)
-						default:
-							VPSRLD(U8(j-4), qh, hb)
-						}
-						VPTERNLOGD(U8(ternOr), b4, hb, w) // w | (hb & 0x10)
 						for c := range tokens {
 							VPXORD(d, d, d)
 							vnniBcst("VPDPBUSD", addr[c].Offset(4+32*j+4*s), w, d)
-							vnni("VPDPWSSD", scs[j], d, sumi[c])
+							dst := sumi[c]
+							if sumi2 != nil && h == 1 {
+								dst = sumi2
+							}
+							vnni("VPDPWSSD", scs[j], d, dst)
 						}
 					}
 				}
+				if sumi2 != nil {
+					VPADDD(sumi2, sumi[0], sumi[0])
+				}
 				for c := range tokens {
+					VPSRAD(U8(1), sumi[c], sumi[c]) // exact: every term is even
 					scaleLane(sumi[c], ds[c], acc[c][s], f, a)
 				}
 			}
@@ -203,6 +217,53 @@ func dotQ5KR16(tokens int) {
 				hsumLanes(acc[c], &summs[c], accs[c])
 			}
 		})
+}
+
+var bytes4Mem = map[uint8]Mem{}
+
+// bytes4 is four bytes of b in memory, for an embedded broadcast.
+func bytes4(b uint8) Mem {
+	m, ok := bytes4Mem[b]
+	if !ok {
+		m = GLOBL(fmt.Sprintf("bytes4_%02x", b), RODATA|NOPTR)
+		DATA(0, U32(uint32(b)*0x01010101))
+		bytes4Mem[b] = m
+	}
+	return m
+}
+
+// minPairs returns, per token, the rows' Σ_j m_j·(bsum_2j + bsum_2j+1)
+// in 16 int32 lanes, from the mins at pw+off in pairs (m_2i and m_2i+1 of
+// row r at off+32i+2r: one VPMOVZXBW gives each row's pair as a dword of
+// two words) and the token's sums of bsum pairs (one VPHADDW, stored as
+// 8 int16 at spair[c]): one VPDPWSSD per pair of mins. Pair i's product
+// alone, m_2i·S_2i + m_2i+1·S_2i+1, is Q4_K's min lane i (minPairLanes).
+func minPairs(pw reg.Register, addr []Mem, spair []Mem, off int) []reg.VecVirtual {
+	msum := make([]reg.VecVirtual, len(addr))
+	for c := range msum {
+		msum[c] = ZMM()
+		VPXORD(msum[c], msum[c], msum[c])
+	}
+	storeBsumPairs(addr, spair)
+	m := ZMM()
+	for i := range 4 {
+		VPMOVZXBW(Mem{Base: pw, Disp: off + 32*i}, m)
+		for c := range addr {
+			vnniBcst("VPDPWSSD", spair[c].Offset(4*i), m, msum[c])
+		}
+	}
+	return msum
+}
+
+// storeBsumPairs stores each token's eight bsum_2j + bsum_2j+1 (under
+// 2^12 in magnitude) as int16 at spair[c].
+func storeBsumPairs(addr []Mem, spair []Mem) {
+	for c := range addr {
+		b := XMM()
+		VMOVDQU(addr[c].Offset(260), b)
+		VPHADDW(addr[c].Offset(276), b, b)
+		VMOVDQU(b, spair[c])
+	}
 }
 
 var iq4LutMem *Mem
@@ -223,18 +284,18 @@ func iq4Lut512() reg.VecVirtual {
 }
 
 // dotIQ4XSR16: per lane s and sub-block j, the codes looked up as
-// kvalue+128 (unsigned for VPDPBUSD), times the token's activations; less
-// 128 times the sum of those four activations (precomputed a block for
-// each token by VPDPBUSD with ones); times the row's scale in float (the
+// kvalue+128 (unsigned for VPDPBUSD), times the token's activations,
+// accumulated onto -128 times the sum of those four activations
+// (precomputed a block for each token, by VPDPBUSD with 128s, and
+// broadcast from memory, a load); times the row's scale in float (the
 // sums reach 2^16, past VPDPWSSD's int16 halves; the float products and
 // sums are exact).
 func dotIQ4XSR16(tokens int) {
 	name := fmt.Sprintf("dotIQ4_XSR16x%d", tokens)
 	var (
 		acc      [][]Mem
-		xs       []Mem // per token: 64 dwords, 128·Σ of activations 4k…4k+3
+		xs       []Mem // per token: 64 dwords, -128·Σ of activations 4k…4k+3
 		low, lut reg.VecVirtual
-		ones     reg.VecVirtual
 	)
 	r16Kernel(name, fmt.Sprintf("%s is dotIQ4_XSGeneric of 16 packed rows with %d tokens (a store mask of rows).", name, tokens),
 		tokens, 2368, 292, r16Prefetch, func() {
@@ -242,30 +303,38 @@ func dotIQ4XSR16(tokens int) {
 			for range tokens {
 				xs = append(xs, AllocLocal(256))
 			}
-			low, ones = ZMM(), ZMM()
+			low = ZMM()
 			t := GP32()
 			MOVL(U32(0x0f0f0f0f), t)
 			VPBROADCASTD(t, low)
-			MOVL(U32(0x01010101), t)
-			VPBROADCASTD(t, ones)
 			lut = iq4Lut512()
 		}, func(pw reg.Register, addr []Mem, _ []reg.VecVirtual) {
-			t := ZMM()
+			t, b128, z := ZMM(), ZMM(), ZMM()
+			VPBROADCASTD(bytes4(0x80), b128)
+			VPXORD(z, z, z)
 			for c := range tokens {
 				for k := range 4 {
 					VPXORD(t, t, t)
-					vnni("VPDPBUSD", addr[c].Offset(4+64*k), ones, t)
-					VPSLLD(U8(7), t, t)
+					vnni("VPDPBUSD", addr[c].Offset(4+64*k), b128, t)
+					VPSUBD(t, z, t)
 					VMOVDQU32(t, xs[c].Offset(64*k))
 				}
 			}
 			ds := rowScales(addr, Mem{Base: pw})
 			// A lane's sum, Σ_j sc_j·D_j, is below 2^24 (|sc| ≤ 32, |D| ≤
-			// 4·127·127): its float, built with fused multiply-adds of the
+			// 4·127·128): its float, built with fused multiply-adds of the
 			// float scales and sums, is the integer's exactly.
 			lanes := make([]reg.VecVirtual, tokens)
 			for c := range lanes {
 				lanes[c] = ZMM()
+			}
+			// A second chain of FMAs a lane for few tokens, whose one chain
+			// would wait on its latency; the partial sums are exact.
+			var lanes2 []reg.VecVirtual
+			if tokens <= 2 {
+				for range tokens {
+					lanes2 = append(lanes2, ZMM())
+				}
 			}
 			var scs [8]reg.VecVirtual
 			for j := range scs {
@@ -278,23 +347,31 @@ func dotIQ4XSR16(tokens int) {
 				for c := range lanes {
 					VXORPS(lanes[c], lanes[c], lanes[c])
 				}
+				for c := range lanes2 {
+					VXORPS(lanes2[c], lanes2[c], lanes2[c])
+				}
 				for j := range 8 {
 					src := Mem{Base: pw, Disp: 320 + 256*j + 64*(s%4)}
 					if s < 4 {
 						VPANDD(src, low, w)
 					} else {
-						VMOVDQU32(src, w)
-						VPSRLW(U8(4), w, w)
+						VPSRLW(U8(4), src, w)
 						VPANDD(low, w, w)
 					}
 					VPSHUFB(w, lut, w)
 					for c := range tokens {
-						VPXORD(d, d, d)
+						VPBROADCASTD(xs[c].Offset(4*(8*j+s)), d)
 						vnniBcst("VPDPBUSD", addr[c].Offset(4+32*j+4*s), w, d)
-						VPSUBD_BCST(xs[c].Offset(4*(8*j+s)), d, d)
 						VCVTDQ2PS(d, d)
-						VFMADD231PS(d, scs[j], lanes[c])
+						l := lanes[c]
+						if lanes2 != nil && j%2 == 1 {
+							l = lanes2[c]
+						}
+						VFMADD231PS(d, scs[j], l)
 					}
+				}
+				for c := range lanes2 {
+					VADDPS(lanes2[c], lanes[c], lanes[c])
 				}
 				for c := range tokens {
 					VMOVUPS(acc[c][s], a)
