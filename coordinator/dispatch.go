@@ -311,7 +311,7 @@ func (d *dispatcher) Forward(ctx context.Context, layer int, x []float32, n int,
 func (d *dispatcher) Start(ctx context.Context, layer int, x []float32, n int, experts []int32, out []float32) model.Pending {
 	c, _ := d.dispatches.Get().(*dispatch)
 	if c == nil {
-		c = &dispatch{failed: map[string]bool{}}
+		c = &dispatch{failed: map[string]bool{}, byNode: map[string]int{}}
 	}
 	c.d, c.ctx, c.layer, c.x, c.n, c.experts, c.out = d, ctx, layer, x, n, experts, out
 	c.deadline = time.Now().Add(d.unitWait)
@@ -337,6 +337,7 @@ type dispatch struct {
 	failed   map[string]bool // nodes that failed during this call (forgotten when it waits)
 	deadline time.Time       // for a unit with no ready replica
 	reps     []string        // plan's scratch
+	byNode   map[string]int  // plan's index: node → its call in calls
 
 	// The round in flight (sent is false when there is none): the first
 	// ncalls of calls.
@@ -438,7 +439,8 @@ func (c *dispatch) release() {
 func (c *dispatch) plan() (missing []string) {
 	d := c.d
 	c.ncalls = 0
-	offset := int(d.rr.Add(1))
+	clear(c.byNode)
+	offset := d.rr.Add(1)
 	d.mu.RLock()
 	defer d.mu.RUnlock()
 	for _, s := range c.pending {
@@ -452,7 +454,7 @@ func (c *dispatch) plan() (missing []string) {
 			continue
 		}
 		// Rows of a unit with several replicas are spread over them.
-		nc := c.call(c.reps[(offset+s/d.perRow)%len(c.reps)])
+		nc := c.call(c.reps[placement.Spread(offset, s/d.perRow, len(c.reps))])
 		row := s / d.perRow
 		li := nc.local[row]
 		if li < 0 {
@@ -473,15 +475,14 @@ func (c *dispatch) plan() (missing []string) {
 // call returns this round's call to node, starting it if it is the
 // first pair for node. Must hold d.mu.
 func (c *dispatch) call(node string) *nodeCall {
-	for _, nc := range c.calls[:c.ncalls] {
-		if nc.node == node {
-			return nc
-		}
+	if i, ok := c.byNode[node]; ok {
+		return c.calls[i]
 	}
 	if c.ncalls == len(c.calls) {
 		c.calls = append(c.calls, new(nodeCall))
 	}
 	nc := c.calls[c.ncalls]
+	c.byNode[node] = c.ncalls
 	c.ncalls++
 	d := c.d
 	nc.node, nc.conn = node, d.conns[node]

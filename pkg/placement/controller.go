@@ -1,9 +1,11 @@
 package placement
 
 import (
+	"container/heap"
 	"fmt"
 	"slices"
 	"sort"
+	"strconv"
 
 	"github.com/switchyard-llm/switchyard/pkg/model"
 )
@@ -20,6 +22,17 @@ type NodeState struct {
 	// Ready lists the units it has loaded (its status).
 	Ready map[string]bool
 }
+
+// The hot-replication thresholds the coordinator's controller uses unless
+// configured (Input.HotAbove, Input.CoolBelow): replicas are added while
+// the busiest node's expected load is above DefaultHotAbove × the mean, and
+// removed only when the nodes would stay below DefaultCoolBelow × the mean
+// without them. `switchyard sim` reaches a steady state at or below 1.10 with
+// them on DeepSeek-V3 under Zipf-skewed load (docs/performance.md).
+const (
+	DefaultHotAbove  = 1.10
+	DefaultCoolBelow = 1.05
+)
 
 // Input is everything one planning round looks at.
 type Input struct {
@@ -91,6 +104,11 @@ type planner struct {
 	count []int              // node → replicas it holds
 	load  []float64          // node → expected load (unit loads split over replicas)
 	holds []map[int]struct{} // node → the units it holds
+	// open orders the eligible nodes with room by what place prefers:
+	// fewest units, then least load, then ID (rank).
+	open   nodeHeap
+	rank   []int // node → its place among the eligible by ID; -1 if not eligible
+	popped []int // place's scratch
 
 	reasons []string
 }
@@ -106,6 +124,17 @@ func newPlanner(in Input) *planner {
 		}
 	}
 	sort.Slice(p.eligible, func(a, b int) bool { return p.nodes[p.eligible[a]].ID < p.nodes[p.eligible[b]].ID })
+	p.rank = make([]int, len(p.nodes))
+	for i := range p.rank {
+		p.rank[i] = -1
+	}
+	for r, n := range p.eligible {
+		p.rank[n] = r
+	}
+	p.open = nodeHeap{p: p, pos: make([]int, len(p.nodes))}
+	for i := range p.open.pos {
+		p.open.pos[i] = -1
+	}
 	p.count = make([]int, len(p.nodes))
 	p.load = make([]float64, len(p.nodes))
 	p.holds = make([]map[int]struct{}, len(p.nodes))
@@ -135,6 +164,9 @@ func newPlanner(in Input) *planner {
 			}
 		}
 		p.set(u, on)
+	}
+	for _, n := range p.eligible {
+		p.reindex(n)
 	}
 	return p
 }
@@ -168,7 +200,8 @@ func (p *planner) note(format string, a ...any) {
 // set replaces unit u's replicas with on (which it keeps), keeping the
 // per-node indexes.
 func (p *planner) set(u int, on []int) {
-	if old := p.on[u]; len(old) > 0 {
+	old := p.on[u]
+	if len(old) > 0 {
 		share := p.unitLoad[u] / float64(len(old))
 		for _, n := range old {
 			p.count[n]--
@@ -188,6 +221,60 @@ func (p *planner) set(u int, on []int) {
 			p.holds[n][u] = struct{}{}
 		}
 	}
+	for _, n := range old {
+		p.reindex(n)
+	}
+	for _, n := range on {
+		p.reindex(n)
+	}
+}
+
+// reindex puts node n in its place in open after its count or load
+// changed: in it if eligible and not full, out of it otherwise.
+func (p *planner) reindex(n int) {
+	in := p.open.pos[n] >= 0
+	switch want := p.rank[n] >= 0 && !p.full(n); {
+	case want && in:
+		heap.Fix(&p.open, p.open.pos[n])
+	case want:
+		heap.Push(&p.open, n)
+	case in:
+		heap.Remove(&p.open, p.open.pos[n])
+	}
+}
+
+// nodeHeap is a min-heap of node indexes in place's order.
+type nodeHeap struct {
+	p   *planner
+	h   []int
+	pos []int // node → index in h, or -1
+}
+
+func (h *nodeHeap) Len() int { return len(h.h) }
+func (h *nodeHeap) Less(i, j int) bool {
+	a, b, p := h.h[i], h.h[j], h.p
+	if p.count[a] != p.count[b] {
+		return p.count[a] < p.count[b]
+	}
+	if p.load[a] != p.load[b] {
+		return p.load[a] < p.load[b]
+	}
+	return p.rank[a] < p.rank[b]
+}
+func (h *nodeHeap) Swap(i, j int) {
+	h.h[i], h.h[j] = h.h[j], h.h[i]
+	h.pos[h.h[i]], h.pos[h.h[j]] = i, j
+}
+func (h *nodeHeap) Push(x any) {
+	n := x.(int)
+	h.pos[n] = len(h.h)
+	h.h = append(h.h, n)
+}
+func (h *nodeHeap) Pop() any {
+	n := h.h[len(h.h)-1]
+	h.h = h.h[:len(h.h)-1]
+	h.pos[n] = -1
+	return n
 }
 
 func (p *planner) add(u, n int) { p.set(u, append(slices.Clone(p.on[u]), n)) }
@@ -201,16 +288,21 @@ func (p *planner) id(n int) string { return p.nodes[n].ID }
 func (p *planner) full(n int) bool { return p.nodes[n].Units > 0 && p.count[n] >= p.nodes[n].Units }
 
 // place adds a replica of unit u on the eligible node with room that holds
-// the fewest units (then least load, then ID), and reports the node.
+// the fewest units (then least load, then ID), and reports the node: the
+// first node of open that does not hold u already.
 func (p *planner) place(u int) (int, bool) {
 	best := -1
-	for _, n := range p.eligible {
-		if p.full(n) || slices.Contains(p.on[u], n) {
-			continue
-		}
-		if best < 0 || p.count[n] < p.count[best] || (p.count[n] == p.count[best] && p.load[n] < p.load[best]) {
+	p.popped = p.popped[:0]
+	for p.open.Len() > 0 {
+		n := heap.Pop(&p.open).(int)
+		p.popped = append(p.popped, n)
+		if !slices.Contains(p.on[u], n) {
 			best = n
+			break
 		}
+	}
+	for _, n := range p.popped {
+		heap.Push(&p.open, n)
 	}
 	if best < 0 {
 		return 0, false
@@ -257,7 +349,8 @@ func (p *planner) repair() {
 			if !ok {
 				break
 			}
-			p.note("unit %s: replica added on %s (below %d replicas)", p.keys[u], p.id(n), p.wantOf(u))
+			// The reason of every unit of an initial placement: no Sprintf.
+			p.reasons = append(p.reasons, "unit "+p.keys[u]+": replica added on "+p.id(n)+" (below "+strconv.Itoa(p.wantOf(u))+" replicas)")
 		}
 	}
 }

@@ -150,12 +150,14 @@ func TestPlanDeepSeekV3(t *testing.T) {
 func BenchmarkPlanDeepSeekV3(b *testing.B) {
 	units := deepSeekV3().Units()
 	for _, n := range []int{8, 32, 128, 256} {
-		b.Run(fmt.Sprintf("initial/nodes=%d", n), func(b *testing.B) {
-			in := Input{Units: units, Replicas: 1, Nodes: nodes(nodeIDs(n)...), MaxMoves: 64}
-			for b.Loop() {
-				Plan(in)
-			}
-		})
+		for _, r := range []int{1, 3} {
+			b.Run(fmt.Sprintf("initial/replicas=%d/nodes=%d", r, n), func(b *testing.B) {
+				in := Input{Units: units, Replicas: r, Nodes: nodes(nodeIDs(n)...), MaxMoves: 64}
+				for b.Loop() {
+					Plan(in)
+				}
+			})
+		}
 		b.Run(fmt.Sprintf("hot/nodes=%d", n), func(b *testing.B) {
 			r := rand.New(rand.NewPCG(1, 2))
 			in := Input{Units: units, Replicas: 1, Nodes: nodes(nodeIDs(n)...), MaxMoves: 64,
@@ -169,5 +171,14 @@ func BenchmarkPlanDeepSeekV3(b *testing.B) {
 				Plan(in)
 			}
 		})
+	}
+}
+
+func BenchmarkEncodePlacementDeepSeekV3(b *testing.B) {
+	in := Input{Units: deepSeekV3().Units(), Replicas: 1, Nodes: nodes(nodeIDs(256)...)}
+	m, _ := Plan(in)
+	s := NewStore(nil, "c")
+	for b.Loop() {
+		s.EncodePlacement(m)
 	}
 }
