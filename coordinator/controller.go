@@ -230,7 +230,7 @@ func (ctl *controller) round(ctx context.Context) error {
 	}
 
 	in := placement.Input{Units: units, Replicas: c.cfg.Replicas, Current: cur,
-		MaxMoves: c.cfg.MaxMoves, ExtraReplicas: c.cfg.HotReplicas, HotAbove: 1.25, CoolBelow: 1.1}
+		MaxMoves: c.cfg.MaxMoves, ExtraReplicas: c.cfg.HotReplicas, HotAbove: c.cfg.HotAbove, CoolBelow: c.cfg.CoolBelow}
 	unitBytes, _ := c.file.UnitBytes(units[0])
 	for _, id := range slices.Sorted(maps.Keys(v.nodes)) {
 		n := v.nodes[id]

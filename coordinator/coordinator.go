@@ -102,6 +102,12 @@ type Config struct {
 	// HotReplicas is how many extra replicas hot units may get in all; 0
 	// means a quarter of the units, negative turns hot replication off.
 	HotReplicas int
+	// HotAbove and CoolBelow are hot replication's hysteresis: replicas are
+	// added while the busiest node's expected load is above HotAbove × the
+	// mean and dropped when the nodes would stay below CoolBelow × the mean
+	// without them; 0 means placement.DefaultHotAbove and DefaultCoolBelow
+	// (1.10 and 1.05).
+	HotAbove, CoolBelow float64
 	// UnitWait is how long a step waits for a unit with no ready replica
 	// (while the controller places it again) before failing; 0 means 30s.
 	UnitWait time.Duration
@@ -135,6 +141,8 @@ func (c *Config) Validate() error {
 		return errors.New("coordinator: negative sizes")
 	case c.ReregisterGrace < 0 || c.MassLossHold < 0:
 		return errors.New("coordinator: negative --reregister-grace or --mass-loss-hold")
+	case c.HotAbove != 0 && (c.HotAbove <= 1 || c.CoolBelow >= c.HotAbove || c.CoolBelow < 0):
+		return fmt.Errorf("coordinator: --hot-above %.2f must be above 1 and above --cool-below %.2f", c.HotAbove, c.CoolBelow)
 	}
 	def := func(v *int, d int) {
 		if *v == 0 {
@@ -163,6 +171,12 @@ func (c *Config) Validate() error {
 	}
 	if c.MaxMoves == 0 {
 		c.MaxMoves = 4
+	}
+	if c.HotAbove == 0 {
+		c.HotAbove = placement.DefaultHotAbove
+	}
+	if c.CoolBelow == 0 {
+		c.CoolBelow = placement.DefaultCoolBelow
 	}
 	if c.UnitWait == 0 {
 		c.UnitWait = 30 * time.Second

@@ -28,6 +28,7 @@ func TestHelp(t *testing.T) {
 		{"help model", []string{"help", "model"}, 0, []string{"usage: switchyard model <command>", "synth", "inspect", "split", "tokenize", "logits", "run"}, nil, false},
 		{"model --help", []string{"model", "--help"}, 0, []string{"usage: switchyard model <command>", "tokenize"}, nil, false},
 		{"help placement drain", []string{"help", "placement", "drain"}, 0, []string{"usage: switchyard placement drain NODE"}, nil, false},
+		{"help sim", []string{"help", "sim"}, 0, []string{"usage: switchyard sim [flags]", "-redundant", "-routing-stats"}, nil, false},
 		{"help", []string{"help"}, 0, []string{"usage: switchyard <command>", "expert-node", "placement"}, nil, false},
 		{"model alone", []string{"model"}, 2, nil, []string{"usage: switchyard model <command>", "synth", "run", "switchyard help model <command>"}, true},
 		{"no command", nil, 2, nil, []string{"usage: switchyard <command>", "up"}, true},

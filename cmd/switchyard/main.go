@@ -34,6 +34,7 @@ func commands() []command {
 		{"coordinator", "[flags]", "shared layers, batching, sampling; dispatches experts", runCoordinator, nil},
 		{"expert-node", "[flags]", "serves the expert units placed on it", runExpertNode, nil},
 		{"bench", "--model FILE [flags]", "measure prefill, decode, TTFT and inter-token latency (single process or cluster)", runBench, nil},
+		{"sim", "[flags]", "simulate placement and decode at scale (DeepSeek-V3 on 8–256 nodes) with the real controller", runSim, nil},
 		{"certs", "[flags]", "write a development CA and per-role certificates for mutual TLS", runCerts, nil},
 		{"placement", "", "show, drain or list the history of expert placement", nil, placementCommands},
 		{"stats", "[flags] | --compare PROMPT-A PROMPT-B", "routing statistics of a running cluster: heatmap, nodes, --compare two prompts", runStats, nil},

@@ -19,6 +19,7 @@ import (
 	"github.com/switchyard-llm/switchyard/internal/up"
 	"github.com/switchyard-llm/switchyard/pkg/chat"
 	"github.com/switchyard-llm/switchyard/pkg/httpfile"
+	"github.com/switchyard-llm/switchyard/pkg/placement"
 	"github.com/switchyard-llm/switchyard/pkg/tensor"
 	pb "github.com/switchyard-llm/switchyard/proto/switchyard/v1"
 	"github.com/switchyard-llm/switchyard/router"
@@ -169,6 +170,8 @@ func runCoordinator(ctx context.Context, args []string) error {
 	fs.IntVar(&c.MinNodes, "min-nodes", 1, "expert nodes to wait for before placing units")
 	fs.IntVar(&c.MaxMoves, "max-moves", 4, "rebalancing changes per placement epoch")
 	fs.IntVar(&c.HotReplicas, "hot-replicas", 0, "extra replicas for hot units in all (0: a quarter of the units; -1: off)")
+	fs.Float64Var(&c.HotAbove, "hot-above", placement.DefaultHotAbove, "add hot replicas while the busiest node is above this × the mean load")
+	fs.Float64Var(&c.CoolBelow, "cool-below", placement.DefaultCoolBelow, "drop hot replicas when the nodes would stay below this × the mean without them")
 	fs.DurationVar(&c.ReregisterGrace, "reregister-grace", 10*time.Second, "after an etcd outage, how long nodes have to register again before their units may move")
 	fs.DurationVar(&c.MassLossHold, "mass-loss-hold", time.Minute, "when more than half the nodes vanish at once, how long to hold the placement before repairing")
 	fs.IntVar(&c.MaxBatchTokens, "max-batch-tokens", 256, "tokens per scheduler step")
