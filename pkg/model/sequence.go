@@ -3,6 +3,7 @@ package model
 import (
 	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/switchyard-llm/switchyard/pkg/tensor"
 )
@@ -210,6 +211,23 @@ func (s *Sequence) Reuse(prompt []int32) int {
 	s.tokens = append(s.tokens, prompt[:s.n]...)
 	s.pool.hits += int64(s.n)
 	return s.n
+}
+
+// Fork returns a sequence holding what s holds, for a second
+// continuation of the same positions (several samples of one prompt,
+// computed once): it shares every block of s, each held once more, and
+// whichever of them next writes into a shared block copies it first
+// (prepare), so neither sees the other's later positions.
+func (s *Sequence) Fork() *Sequence {
+	f := &Sequence{pool: s.pool, t: make([][]*block, len(s.t)), win: s.win, off: slices.Clone(s.off), kd: s.kd, vd: s.vd,
+		n: s.n, tokens: slices.Clone(s.tokens), hashes: slices.Clone(s.hashes)}
+	for l := range s.t {
+		f.t[l] = slices.Clone(s.t[l])
+		for _, b := range f.t[l] {
+			b.ref++
+		}
+	}
+	return f
 }
 
 // Release returns the sequence's blocks to the pool and empties it.
