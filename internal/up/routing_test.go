@@ -6,10 +6,13 @@ import (
 	"net/http"
 	"os"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 
+	"github.com/switchyard-llm/switchyard/internal/demomodel"
 	"github.com/switchyard-llm/switchyard/internal/statsview"
+	"github.com/switchyard-llm/switchyard/pkg/gguf"
 	"github.com/switchyard-llm/switchyard/pkg/routingstats"
 )
 
@@ -47,8 +50,10 @@ func getReport(t *testing.T, url, window string) routingstats.Report {
 // routing statistics count exactly what the requests' own routing says:
 // every position through the model, k experts each.
 func TestRoutingCountsExact(t *testing.T) {
-	c := start(t, Config{})
-	const layers, experts, k = 4, 8, 2
+	cache := t.TempDir()
+	demo := readDemoModel(t, cache)
+	c := start(t, Config{CacheDir: cache})
+	layers, experts, k := demo.layers, demo.experts, demo.used
 	want := make([][]uint64, layers)
 	for l := range want {
 		want[l] = make([]uint64, experts)
@@ -57,7 +62,7 @@ func TestRoutingCountsExact(t *testing.T) {
 	for i, prompt := range []string{"The list type", "def f(x):\n    return", "To open a file, use", "class Point:"} {
 		code, body := post(t, c.URL+"/v1/completions", map[string]any{
 			"prompt": prompt, "max_tokens": 6 + i, "temperature": 0, "return_routing": true,
-			"logit_bias": map[string]float64{"4095": -100}, // no end-of-sequence: every token is fed back but the last
+			"logit_bias": map[string]float64{strconv.Itoa(demo.eos): -100}, // no end-of-sequence: every token is fed back but the last
 		})
 		if code != 200 {
 			t.Fatalf("%d %s", code, body)
@@ -114,8 +119,14 @@ func TestRoutingCountsExact(t *testing.T) {
 		}
 		calls += n.Calls
 	}
-	if calls == 0 || rep.Totals.Generated == 0 || rep.Model == nil || rep.Model.ActiveParams != 3792576 {
-		t.Errorf("totals %+v model %+v", rep.Totals, rep.Model)
+	if calls == 0 || rep.Totals.Generated == 0 {
+		t.Errorf("totals %+v, %d calls to the nodes", rep.Totals, calls)
+	}
+	if m := rep.Model; m == nil || m.Layers != layers || m.Experts != experts || m.ExpertsUsed != k || m.TotalParams != demo.total ||
+		m.RoutedParams != demo.routed || m.SharedParams != demo.total-demo.routed || m.EmbeddingParam != demo.embd ||
+		m.ActiveParams != demo.total-demo.routed+demo.routed*int64(k)/int64(experts) {
+		t.Errorf("model %+v; the file's tensor table gives %d layers of %d experts, %d used, %d parameters, %d routed, %d embeddings",
+			m, layers, experts, k, demo.total, demo.routed, demo.embd)
 	}
 	if got := getReport(t, c.URL, "1m").Layers[0].Tokens; got != uint64(positions) {
 		t.Errorf("1m window: %d tokens, want %d", got, positions)
@@ -125,6 +136,54 @@ func TestRoutingCountsExact(t *testing.T) {
 		t.Errorf("window=2h: %d, want 400", resp.StatusCode)
 	}
 	resp.Body.Close()
+}
+
+// demoModel is what the tests need of the demo model, read from its file
+// here rather than from the census and tokenizer under test.
+type demoModel struct {
+	layers, experts, used, eos int
+	total, routed, embd        int64 // parameters: all, of ffn_*_exps tensors, of token_embd
+}
+
+// readDemoModel writes the demo model into cache, as up does, and reads
+// its hyperparameters, end-of-sequence token and tensor table.
+func readDemoModel(t *testing.T, cache string) demoModel {
+	t.Helper()
+	path, err := demomodel.Path(cache)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := gguf.Open(path, gguf.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	arch, _ := f.Get("general.architecture")
+	num := func(key string) int {
+		v, ok := f.Get(key)
+		n, isInt := v.Int()
+		if !ok || !isInt {
+			t.Fatalf("%s: %v", key, v.V)
+		}
+		return int(n)
+	}
+	a := arch.V.(string)
+	d := demoModel{layers: num(a + ".block_count"), experts: num(a + ".expert_count"), used: num(a + ".expert_used_count"),
+		eos: num("tokenizer.ggml.eos_token_id")}
+	for _, ti := range f.Tensors {
+		n := int64(1)
+		for _, x := range ti.Dims {
+			n *= int64(x)
+		}
+		d.total += n
+		switch {
+		case ti.Name == "token_embd.weight":
+			d.embd += n
+		case strings.HasSuffix(ti.Name, "_exps.weight"):
+			d.routed += n
+		}
+	}
+	return d
 }
 
 // TestMetrics checks /metrics on up's router exposes every component's
