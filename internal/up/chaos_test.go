@@ -1,6 +1,7 @@
 package up
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"net/http"
@@ -67,6 +68,7 @@ func TestChaosKillNode(t *testing.T) {
 	bin := binary(t)
 	for _, replicas := range []int{2, 1} {
 		t.Run(fmt.Sprintf("replicas=%d", replicas), func(t *testing.T) {
+			bg, ctx := background(t) // before start: its cleanup runs after the cluster's
 			c := start(t, Config{Processes: true, Binary: bin, Replicas: replicas})
 			want, errs := workload(t, c.URL, 32, 48)
 			for i, err := range errs {
@@ -77,30 +79,42 @@ func TestChaosKillNode(t *testing.T) {
 			started := firstTokens(t, c.URL)
 			done := make(chan struct{})
 			var got []string
-			go func() {
+			bg.Go(func() {
 				got, errs = workload(t, c.URL, 32, 48)
 				close(done)
-			}()
+			})
 			awaitFirstTokens(t, c.URL, started+32)
 			killed := time.Now()
 			if err := c.KillNode(1); err != nil {
 				t.Fatal(err)
 			}
-			// How long until requests are served again without node-2.
-			go func() {
-				for {
-					if _, errs := workload(t, c.URL, 1, 1); errs[0] == nil {
-						t.Logf("kill -9 → a new request served in %v", time.Since(killed).Round(time.Millisecond))
+			// How long until a new request is served without node-2: one
+			// one-token request after another until one succeeds.
+			served := make(chan time.Duration, 1)
+			bg.Go(func() {
+				for ctx.Err() == nil {
+					if completeOne(ctx, c.URL) == nil {
+						served <- time.Since(killed)
 						return
 					}
+					select {
+					case <-ctx.Done():
+					case <-time.After(20 * time.Millisecond):
+					}
 				}
-			}()
+			})
 			select {
 			case <-done:
 			case <-time.After(90 * time.Second):
 				t.Fatal("the workload did not finish within 90 s of the kill")
 			}
 			t.Logf("workload finished %v after the kill", time.Since(killed).Round(time.Millisecond))
+			select {
+			case d := <-served:
+				t.Logf("kill -9 → a new request served in %v", d.Round(time.Millisecond))
+			case <-time.After(30 * time.Second):
+				t.Error("no new request was served within 30 s of the workload's end")
+			}
 			for i := range got {
 				if errs[i] != nil {
 					t.Errorf("stream %d failed: %v", i, errs[i])
@@ -150,14 +164,15 @@ func TestChaosKillNode(t *testing.T) {
 // drains (the controller moves its units away first) with zero errors.
 func TestDrainUnderLoad(t *testing.T) {
 	bin := binary(t)
+	bg, _ := background(t)
 	c := start(t, Config{Processes: true, Binary: bin})
 	started := firstTokens(t, c.URL)
 	done := make(chan struct{})
 	var errs []error
-	go func() {
+	bg.Go(func() {
 		_, errs = workload(t, c.URL, 16, 64)
 		close(done)
-	}()
+	})
 	awaitFirstTokens(t, c.URL, started+16)
 	if err := c.DrainNode(2, 30*time.Second); err != nil {
 		t.Fatal(err)
@@ -198,6 +213,7 @@ func seededWorkload(t *testing.T, url string, n, tokens int) ([]string, []error)
 // and seeded — equals the fault-free run.
 func TestCoordinatorLoss(t *testing.T) {
 	bin := binary(t)
+	bg, _ := background(t)
 	c := start(t, Config{Processes: true, Binary: bin, Coordinators: 2})
 	const streams, tokens = 16, 160
 	want, errs := seededWorkload(t, c.URL, streams, tokens)
@@ -209,10 +225,10 @@ func TestCoordinatorLoss(t *testing.T) {
 	started := firstTokens(t, c.URL)
 	done := make(chan struct{})
 	var got []string
-	go func() {
+	bg.Go(func() {
 		got, errs = seededWorkload(t, c.URL, streams, tokens)
 		close(done)
-	}()
+	})
 	awaitFirstTokens(t, c.URL, started+streams) // all in flight
 	if err := c.KillCoordinator(0); err != nil {
 		t.Fatal(err)
@@ -243,6 +259,38 @@ func TestCoordinatorLoss(t *testing.T) {
 }
 
 func readAll(r io.Reader) []byte { b, _ := io.ReadAll(r); return b }
+
+// background returns a WaitGroup for a test's goroutines and a context
+// that ends with the test. Call it before start: cleanups run last
+// registered first, so the cluster closes (ending any stream still open),
+// then the context is cancelled, then every goroutine is waited for, and
+// none outlives the test or logs after it.
+func background(t *testing.T) (*sync.WaitGroup, context.Context) {
+	var wg sync.WaitGroup
+	t.Cleanup(wg.Wait)
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	return &wg, ctx
+}
+
+// completeOne asks for one greedy token, within ctx.
+func completeOne(ctx context.Context, url string) error {
+	req, err := http.NewRequestWithContext(ctx, "POST", url+"/v1/completions", strings.NewReader(`{"prompt":"The list type","max_tokens":1,"temperature":0}`))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	io.Copy(io.Discard, resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("%s", resp.Status)
+	}
+	return nil
+}
 
 // awaitFirstTokens waits until n streams in all have had their first
 // token (firstTokens), so that a fault injected next hits streams in
@@ -280,16 +328,33 @@ func firstTokens(t *testing.T, url string) int {
 // served before and after.
 func TestHotReplication(t *testing.T) {
 	c := start(t, Config{})
-	run := func() {
+	// run sends the workload; every stream must complete, or the rows
+	// compared below would measure failures rather than load.
+	run := func(phase string) {
+		t.Helper()
+		const streams = 24
+		errs := make([]error, streams)
 		var wg sync.WaitGroup
-		for range 24 {
+		for i := range streams {
 			wg.Go(func() {
 				// The same token over and over routes to the same experts.
-				streamBody(c.URL, map[string]any{"prompt": "x", "max_tokens": 40, "temperature": 0, "stream": true,
+				_, errs[i] = streamBody(c.URL, map[string]any{"prompt": "x", "max_tokens": 40, "temperature": 0, "stream": true,
 					"logit_bias": map[string]float64{"120": 100}})
 			})
 		}
 		wg.Wait()
+		failed := 0
+		for i, err := range errs {
+			if err != nil {
+				if failed == 0 {
+					t.Errorf("%s: stream %d: %v", phase, i, err)
+				}
+				failed++
+			}
+		}
+		if failed > 0 {
+			t.Fatalf("%s: %d of %d streams failed", phase, failed, streams)
+		}
 	}
 	rowsOf := func(rep routingstats.Report) map[string]uint64 {
 		m := map[string]uint64{}
@@ -305,11 +370,20 @@ func TestHotReplication(t *testing.T) {
 		}
 		return routingstats.Imbalance(d)
 	}
+	served := func(a, b map[string]uint64) (n uint64) {
+		for id := range b {
+			n += b[id] - a[id]
+		}
+		return n
+	}
 	r0 := rowsOf(getReport(t, c.URL, "all"))
-	run()
+	run("before hot replication")
 	rep1 := getReport(t, c.URL, "all")
 	r1 := rowsOf(rep1)
 	before := imbalance(r0, r1)
+	if served(r0, r1) == 0 {
+		t.Fatal("the expert nodes served no rows for the workload")
+	}
 	// The controller acts on the last minute's load every second: wait
 	// until the placement has been stable for 3 s with every node ready.
 	deadline := time.Now().Add(30 * time.Second)
@@ -337,9 +411,12 @@ func TestHotReplication(t *testing.T) {
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
-	run()
+	run("after hot replication")
 	r2 := rowsOf(getReport(t, c.URL, "all"))
 	after := imbalance(r1, r2)
+	if served(r1, r2) == 0 {
+		t.Fatal("the expert nodes served no rows for the second workload")
+	}
 	t.Logf("rows per expert node, skewed workload: imbalance (max/mean) %.2f before hot replication, %.2f after", before, after)
 	if after >= before {
 		t.Errorf("node load imbalance did not fall: %.2f → %.2f", before, after)
@@ -350,6 +427,7 @@ func TestHotReplication(t *testing.T) {
 // placement drain` does, under load: its units move away with zero errors
 // and the node leaves; show and history report it.
 func TestPlacementDrainCommand(t *testing.T) {
+	bg, _ := background(t)
 	c := start(t, Config{})
 	cli, err := etcdclient.New([]string{c.Etcd}, c.TLS.ClientConfig())
 	if err != nil {
@@ -362,10 +440,10 @@ func TestPlacementDrainCommand(t *testing.T) {
 	}
 	done := make(chan struct{})
 	var errs []error
-	go func() {
+	bg.Go(func() {
 		_, errs = workload(t, c.URL, 8, 48)
 		close(done)
-	}()
+	})
 	if err := placementtool.Drain(t.Context(), store, "node-1"); err != nil {
 		t.Fatal(err)
 	}
