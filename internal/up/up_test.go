@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"sync"
@@ -354,5 +355,18 @@ func TestUnitUnavailableFails(t *testing.T) {
 	code, out := post(t, c.URL+"/v1/completions", map[string]any{"prompt": []int{510, 1, 2, 3, 4, 5, 6, 7, 8, 9}, "max_tokens": 8})
 	if code != http.StatusServiceUnavailable || !strings.Contains(string(out), "node node-2") || !strings.Contains(string(out), "no ready replica after waiting 1s") {
 		t.Errorf("got %d %s, want 503 naming node-2 and a unit", code, out)
+	}
+	// The unit named is one the placement gives node-2 (and no other node:
+	// one replica), so it is unavailable for the reason given.
+	m := regexp.MustCompile(`unit (\d+/\d+) has`).FindStringSubmatch(string(out))
+	if m == nil {
+		t.Fatalf("the error names no unit: %s", out)
+	}
+	pm, err := store.GetPlacement(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if on := pm.Units[m[1]]; !slices.Equal(on, []string{"node-2"}) {
+		t.Errorf("the error names unit %s, which the placement puts on %v, want only node-2", m[1], on)
 	}
 }
