@@ -31,6 +31,7 @@ type stallingCoordinator struct {
 	pb.UnimplementedCoordinatorServiceServer
 	total   int
 	stalled chan struct{} // closed when the first call stalls
+	cut     chan struct{} // closed when the stalled call's stream is cut
 	mu      sync.Mutex
 	calls   []*pb.GenerateRequest
 }
@@ -44,6 +45,7 @@ func (c *stallingCoordinator) Generate(req *pb.GenerateRequest, stream pb.Coordi
 		if first && i == 3 {
 			close(c.stalled)
 			<-stream.Context().Done()
+			close(c.cut)
 			return stream.Context().Err()
 		}
 		m := &pb.GenerateResponse{Text: fmt.Sprintf(" t%d", i), Tokens: []*pb.Token{{Id: int32(100 + i)}}}
@@ -64,7 +66,7 @@ func retryRouter(t *testing.T) (*Router, *stallingCoordinator, string, string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	fake := &stallingCoordinator{total: 8, stalled: make(chan struct{})}
+	fake := &stallingCoordinator{total: 8, stalled: make(chan struct{}), cut: make(chan struct{})}
 	srv := grpc.NewServer()
 	pb.RegisterCoordinatorServiceServer(srv, fake)
 	go srv.Serve(lis)
@@ -149,7 +151,8 @@ func TestBrokenStreamRetriedOnSameCoordinator(t *testing.T) {
 	}
 	<-fake.stalled
 	r.setCoordinators(map[string]placement.Coordinator{}) // registration lapsed: connection closed
-	time.Sleep(2 * retryPause)                            // a round or two with no coordinator
+	<-fake.cut                                            // the router's stream is gone
+	time.Sleep(2 * retryPause)                            // the outage lasts a round or two of retries
 	r.setCoordinators(map[string]placement.Coordinator{"c1": {ID: "c1", Addr: addr}})
 	for piece, ok := next(); ok; piece, ok = next() {
 		text.WriteString(piece)
