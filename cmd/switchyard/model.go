@@ -30,9 +30,10 @@ func modelSynth(ctx context.Context, args []string) error {
 	fs := newFlags("model synth")
 	var c synth.Config
 	fs.StringVar(&c.Arch, "arch", "mixtral", "architecture: mixtral, qwen2moe, qwen3moe, olmoe, deepseek2 (DeepSeek-V3 style: MLA, grouped sigmoid routing, a shared expert) or gpt-oss (attention sinks, a sliding window on every other layer, biased router, SwiGLU-OAI experts)")
-	fs.StringVar(&c.Preset, "preset", "tiny", "size: tiny (~2 MB in f32), small (tens of MB) or medium (~650M parameters; ~1.03B for deepseek2, ~0.70B for gpt-oss)")
+	fs.StringVar(&c.Preset, "preset", "tiny", "size: tiny (~2 MB in f32), small (tens of MB), medium (~650M parameters; ~1.03B for deepseek2, ~0.70B for gpt-oss), or full (deepseek2 only: DeepSeek-V3's own shapes, 671B parameters; use --header-only)")
 	dtype := fs.String("dtype", "f32", "weight type: f32, f16, q8_0, q4_k, q5_k; q4_k_m or q5_k_m (Q6_K for the head and, in some layers, attn_v and ffn_down, as llama.cpp's _M types); mxfp4 (the routed experts MXFP4, the other matrices Q8_0, as llama.cpp's MXFP4_MOE)")
 	fs.Uint64Var(&c.Seed, "seed", 1, "random seed")
+	fs.BoolVar(&c.HeaderOnly, "header-only", false, "write the header only: every tensor declared with its type and shape, no data (for placement plan)")
 	out := fs.String("o", "", "output file")
 	if _, err := parse(fs, args); err != nil {
 		return err

@@ -33,7 +33,7 @@ func Synth(ctx context.Context, c synth.Config, path string, progress io.Writer)
 		return errors.New("synth: an output file (-o) is required")
 	}
 	var bar io.Writer
-	if total := synth.Size(w); progress != nil && total > 64<<20 {
+	if total := synth.Size(w); progress != nil && total > 64<<20 && !w.HeaderOnly {
 		b := &progressBar{w: progress, total: total, label: filepath.Base(path)}
 		defer b.finish()
 		bar = b
@@ -140,6 +140,9 @@ type inspectReport struct {
 	SlidingLayers []int          `json:"sliding_layers,omitempty"` // layers that see only the last sliding_window positions
 	Census        model.Census   `json:"census"`
 	Tensors       []tensorReport `json:"tensors"`
+	// HeaderOnly: the file declares tensors whose data it does not hold
+	// (model synth --header-only).
+	HeaderOnly bool `json:"header_only,omitempty"`
 }
 
 type partReport struct {
@@ -158,7 +161,8 @@ type tensorReport struct {
 // Inspect describes a model file: hyperparameters, tensors and the
 // parameter census, or one row of one tensor.
 func Inspect(c InspectConfig, out io.Writer) error {
-	f, err := Open(c.Path)
+	// A header-only file is described too; a row of it cannot be printed.
+	f, err := model.Open(c.Path, gguf.Options{Mmap: true, HeaderOnly: true})
 	if err != nil {
 		return err
 	}
@@ -184,6 +188,8 @@ func Inspect(c InspectConfig, out io.Writer) error {
 	for _, t := range f.Tensors {
 		r.Tensors = append(r.Tensors, tensorReport{t.Name, t.Type.String(), t.Dims, t.Size})
 		r.Parts[t.Part].Tensors++
+		p := f.Parts[t.Part]
+		r.HeaderOnly = r.HeaderOnly || p.DataOffset+int64(t.Offset+t.Size) > p.Size
 	}
 	if c.JSON {
 		enc := json.NewEncoder(out)
@@ -192,6 +198,9 @@ func Inspect(c InspectConfig, out io.Writer) error {
 	}
 	h := f.Hyper
 	fmt.Fprintf(out, "file          %s (GGUF v%d)\n", c.Path, f.Version)
+	if r.HeaderOnly {
+		fmt.Fprintf(out, "data          absent: the file declares its tensors but holds only its header\n")
+	}
 	if len(r.Parts) > 1 {
 		for i, p := range r.Parts {
 			fmt.Fprintf(out, "part %-8d %s, %d tensors, %d bytes\n", i+1, p.Name, p.Tensors, p.Bytes)

@@ -43,6 +43,8 @@ type Limits struct {
 	MaxNameLen   int    // bytes in a tensor name; 0 means 256
 	MaxDepth     int    // nesting of arrays of arrays; 0 means 8
 	MaxElements  uint64 // elements in one tensor; 0 means 2^40
+
+	headerOnly bool // Options.HeaderOnly
 }
 
 // MaxDims is the largest number of dimensions of a tensor (ggml's GGML_MAX_DIMS).
@@ -138,6 +140,12 @@ type Options struct {
 	Mmap bool
 	// Source opens the files Open names; nil means local paths.
 	Source Source
+	// HeaderOnly accepts tensors whose data lies past the end of their
+	// file: a file that declares its tensors but holds no data (written
+	// with Writer.HeaderOnly), or a download stopped after the header, for
+	// tools that plan by sizes. Reading such a tensor's bytes fails with
+	// ErrTruncated.
+	HeaderOnly bool
 }
 
 // A Source opens the file called name: the name Open was given, or one
@@ -156,11 +164,13 @@ func Open(name string, opts Options) (*File, error) {
 	if src == nil {
 		src = localFiles(opts.Mmap)
 	}
-	f, err := openPart(src, name, opts.Limits)
+	lim := opts.Limits
+	lim.headerOnly = opts.HeaderOnly
+	f, err := openPart(src, name, lim)
 	if err != nil {
 		return nil, err
 	}
-	if err := f.openParts(src, name, opts.Limits); err != nil {
+	if err := f.openParts(src, name, lim); err != nil {
 		f.Close()
 		return nil, err
 	}
@@ -399,7 +409,7 @@ func read(r io.ReaderAt, size int64, lim Limits) (*File, error) {
 	for i := range f.Tensors {
 		t := &f.Tensors[i]
 		end := data + t.Offset + t.Size
-		if end < data || end > uint64(size) {
+		if end < data || (end > uint64(size) && !lim.headerOnly) {
 			return nil, fmt.Errorf("%w: tensor %q: data [%d, %d) runs past the end of the file (%d bytes)", ErrTruncated, t.Name, data+t.Offset, end, size)
 		}
 	}
@@ -476,8 +486,10 @@ func (f *File) readTensor(t *TensorInfo, off, size uint64) ([]byte, error) {
 		return nil, fmt.Errorf("%w: range [%d, %d) outside the tensor's %d bytes", ErrCorrupt, off, off+size, t.Size)
 	}
 	p := &f.Parts[t.Part]
-	// read checked that the tensor lies within its part.
 	start := uint64(p.DataOffset) + t.Offset + off
+	if start+size > uint64(p.Size) { // a header-only file (Options.HeaderOnly)
+		return nil, fmt.Errorf("%w: tensor %q: data [%d, %d) is not in %s (%d bytes): the file holds its header only", ErrTruncated, t.Name, start, start+size, f.partLabel(t.Part), p.Size)
+	}
 	if p.mapped != nil {
 		return p.mapped[start : start+size : start+size], nil
 	}

@@ -35,6 +35,11 @@ type Writer struct {
 	KVs       []KV
 	Tensors   []WriterTensor
 	Alignment uint64 // 0 means DefaultAlignment
+	// HeaderOnly writes the metadata and the tensor infos (with the offsets
+	// their data would have) and stops: a file that declares a model's
+	// tensors but holds none of their data, for planning by sizes. Readers
+	// open it with Options.HeaderOnly. Tensors need neither Data nor Write.
+	HeaderOnly bool
 }
 
 // Set appends a metadata entry.
@@ -68,7 +73,7 @@ func (w *Writer) WriteTo(out io.Writer) (int64, error) {
 		if !t.Type.Known() || t.Dims[0]%uint64(t.Type.BlockSize()) != 0 {
 			return cw.n, fmt.Errorf("gguf: write tensor %q: bad type %s for dims %v", t.Name, t.Type, t.Dims)
 		}
-		if t.Write == nil && uint64(len(t.Data)) != t.size() {
+		if t.Write == nil && uint64(len(t.Data)) != t.size() && !w.HeaderOnly {
 			return cw.n, fmt.Errorf("gguf: write tensor %q: %d bytes of data, want %d", t.Name, len(t.Data), t.size())
 		}
 		e.str(t.Name)
@@ -82,6 +87,9 @@ func (w *Writer) WriteTo(out io.Writer) (int64, error) {
 	}
 	e.pad(align)
 	for i := range w.Tensors {
+		if w.HeaderOnly {
+			break
+		}
 		t := &w.Tensors[i]
 		start := cw.n
 		if e.err == nil {

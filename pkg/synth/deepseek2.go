@@ -27,7 +27,7 @@ type mlaShape struct {
 // llama.cpp-made fixture tiny-deepseek3-f32.gguf; small and medium keep
 // every row length but attn_k_b's (the nope size, as in DeepSeek-V3
 // itself) a multiple of 256, so Q4_K fits them; medium has about 1.03 B
-// parameters.
+// parameters; full is DeepSeek-V3's own shape.
 func deepseek2Shape(preset string) (mlaShape, error) {
 	var s mlaShape
 	switch preset {
@@ -43,6 +43,14 @@ func deepseek2Shape(preset string) (mlaShape, error) {
 		s = mlaShape{vocab: 32000, ctx: 2048, embd: 1024, layers: 10, dense: 1, heads: 16,
 			qLoRA: 512, kvLoRA: 256, nope: 64, rope: 32, v: 64, ffn: 2816,
 			experts: 64, used: 6, groups: 8, groupsUsed: 4, expertFFN: 512, shared: 1, yarnOrigCtx: 512}
+	case "full":
+		// DeepSeek-V3 itself (its config.json): 671 B parameters, 14,848
+		// routed experts. Written with HeaderOnly, for planning.
+		s = mlaShape{vocab: 129280, ctx: 163840, embd: 7168, layers: 61, dense: 3, heads: 128,
+			qLoRA: 1536, kvLoRA: 512, nope: 128, rope: 64, v: 128, ffn: 18432,
+			experts: 256, used: 8, groups: 8, groupsUsed: 4, expertFFN: 2048, shared: 1, yarnOrigCtx: 4096}
+		s.eps, s.ropeBase, s.weightsScale, s.yarnFactor = 1e-6, 1e4, 2.5, 40
+		return s, nil
 	default:
 		return s, fmt.Errorf("synth: unknown preset %q (want one of %v)", preset, Presets)
 	}

@@ -21,7 +21,7 @@ import (
 // Config says what to synthesise.
 type Config struct {
 	Arch   string       // mixtral, qwen2moe, qwen3moe, olmoe, deepseek2 or gpt-oss
-	Preset string       // tiny, small or medium
+	Preset string       // tiny, small, medium, or full (deepseek2 only: DeepSeek-V3's shape)
 	DType  tensor.DType // F32, F16, Q8_0, Q4_K, Q5_K or MXFP4 for weight matrices
 	// Mix "m" gives some matrices more bits, as llama.cpp's _M file types
 	// do: Q6_K for attn_v and ffn_down in the layers use_more_bits picks.
@@ -30,12 +30,17 @@ type Config struct {
 	// matrices Q8_0, as in llama.cpp's MXFP4_MOE files.
 	Mix  string
 	Seed uint64
+	// HeaderOnly makes New's writer write the header only: the metadata and
+	// every tensor declared, with no data (gguf.Writer.HeaderOnly) — a file
+	// of the model's shapes and sizes for planning, a few MB whatever the
+	// model's size.
+	HeaderOnly bool
 }
 
 // Archs and Presets list the accepted values of Config.
 var (
 	Archs   = []string{"mixtral", "qwen2moe", "qwen3moe", "olmoe", "deepseek2", "gpt-oss"}
-	Presets = []string{"tiny", "small", "medium"}
+	Presets = []string{"tiny", "small", "medium", "full"}
 	DTypes  = []tensor.DType{tensor.F32, tensor.F16, tensor.Q8_0, tensor.Q4_K, tensor.Q5_K, tensor.MXFP4}
 )
 
@@ -147,10 +152,14 @@ func New(c Config) (*gguf.Writer, error) {
 		return nil, err
 	}
 	arch := ggufArch(c.Arch)
-	w := &gguf.Writer{}
+	w := &gguf.Writer{HeaderOnly: c.HeaderOnly}
 	w.Set("general.architecture", gguf.Str(arch))
 	w.Set("general.name", gguf.Str(fmt.Sprintf("synth-%s-%s-%s%s", c.Arch, c.Preset, c.DType, map[string]string{"m": "_M"}[c.Mix])))
-	w.Set("general.description", gguf.Str(fmt.Sprintf("random weights (seed %d) written by switchyard model synth", c.Seed)))
+	desc := fmt.Sprintf("random weights (seed %d) written by switchyard model synth", c.Seed)
+	if c.HeaderOnly {
+		desc = "the header only: tensors declared, no data (switchyard model synth --header-only)"
+	}
+	w.Set("general.description", gguf.Str(desc))
 	w.Set("general.file_type", gguf.U32(fileType[c.DType.String()+c.Mix]))
 	w.Set("general.quantization_version", gguf.U32(2))
 	f.write(w, arch, g)
