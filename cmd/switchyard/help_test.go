@@ -27,6 +27,7 @@ func TestHelp(t *testing.T) {
 		{"model inspect --help", []string{"model", "inspect", "--help"}, 0, []string{"usage: switchyard model inspect FILE"}, nil, false},
 		{"help model", []string{"help", "model"}, 0, []string{"usage: switchyard model <command>", "synth", "inspect", "split", "tokenize", "logits", "run"}, nil, false},
 		{"model --help", []string{"model", "--help"}, 0, []string{"usage: switchyard model <command>", "tokenize"}, nil, false},
+		{"help placement plan", []string{"help", "placement", "plan"}, 0, []string{"usage: switchyard placement plan --model FILE|URL --nodes N --node-memory SIZE", "-coordinator-memory"}, nil, false},
 		{"help placement drain", []string{"help", "placement", "drain"}, 0, []string{"usage: switchyard placement drain NODE"}, nil, false},
 		{"help sim", []string{"help", "sim"}, 0, []string{"usage: switchyard sim [flags]", "-redundant", "-routing-stats"}, nil, false},
 		{"help", []string{"help"}, 0, []string{"usage: switchyard <command>", "expert-node", "placement"}, nil, false},

@@ -36,7 +36,7 @@ func commands() []command {
 		{"bench", "--model FILE [flags]", "measure prefill, decode, TTFT and inter-token latency (single process or cluster)", runBench, nil},
 		{"sim", "[flags]", "simulate placement and decode at scale (DeepSeek-V3 on 8–256 nodes) with the real controller", runSim, nil},
 		{"certs", "[flags]", "write a development CA and per-role certificates for mutual TLS", runCerts, nil},
-		{"placement", "", "show, drain or list the history of expert placement", nil, placementCommands},
+		{"placement", "", "show, drain or list the history of expert placement; plan whether a model fits", nil, placementCommands},
 		{"stats", "[flags] | --compare PROMPT-A PROMPT-B", "routing statistics of a running cluster: heatmap, nodes, --compare two prompts", runStats, nil},
 		{"model", "", "single-process tools over a GGUF file: synth, inspect, split, tokenize, logits, run", nil, modelCommands},
 	}

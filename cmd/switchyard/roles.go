@@ -351,10 +351,10 @@ func kvFlags(fs *flag.FlagSet, bytes *int64, noPrefix *bool, queue *time.Duratio
 	}
 }
 
-// parseBytes reads a byte count with an optional KiB, MiB or GiB suffix.
+// parseBytes reads a byte count with an optional KiB, MiB, GiB or TiB suffix.
 func parseBytes(s string) (int64, error) {
 	mult := int64(1)
-	for suf, m := range map[string]int64{"KiB": 1 << 10, "MiB": 1 << 20, "GiB": 1 << 30} {
+	for suf, m := range map[string]int64{"KiB": 1 << 10, "MiB": 1 << 20, "GiB": 1 << 30, "TiB": 1 << 40} {
 		if rest, ok := strings.CutSuffix(s, suf); ok {
 			s, mult = rest, m
 		}
