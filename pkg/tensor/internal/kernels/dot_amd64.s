@@ -14154,7 +14154,7 @@ DATA e8m0half<>+1020(SB)/4, $0x7f000000
 GLOBL e8m0half<>(SB), RODATA|NOPTR, $1024
 
 // func dotQ2_Kx1AVX2(w []byte, x []byte, stride int, nb int, out *[4]float32)
-// Requires: AVX, AVX2, AVX512BW, AVX512VL, F16C, FMA3
+// Requires: AVX, AVX2, F16C, FMA3
 TEXT ·dotQ2_Kx1AVX2(SB), NOSPLIT, $0-72
 	MOVQ   w_base+0(FP), AX
 	MOVQ   x_base+24(FP), CX
@@ -14175,72 +14175,63 @@ dotQ2_Kx1AVX2loop:
 	VPSRLW       $0x04, Y1, Y2
 	VMOVD        80(AX), X3
 	VCVTPH2PS    X3, X3
+	VPBROADCASTD dword00000001<>+0(SB), Y4
 	VPMADDWD     260(CX), Y2, Y2
 	VCVTDQ2PS    Y2, Y2
-	VBROADCASTSS (CX), X4
-	VMULPS       X4, X3, X3
-	VMOVSHDUP    X3, X3
-	VBROADCASTSS X3, Y3
-	VFNMADD231PS Y2, Y3, Y0
-	VPXOR        Y2, Y2, Y2
+	VBROADCASTSS (CX), Y5
+	VMULPS       Y3, Y5, Y5
+	VPERMPS      Y5, Y4, Y4
+	VFNMADD231PS Y2, Y4, Y0
+	VBROADCASTSS X5, Y2
 	VPAND        bytes0f<>+0(SB), Y1, Y1
-	VINSERTI128  $0x01, X1, Y1, Y3
-	VMOVDQU      16(AX), Y4
-	VPAND        bytes03<>+0(SB), Y4, Y4
-	VPSHUFB      kscaleshuf<>+0(SB), Y3, Y5
-	VPMADDUBSW   4(CX), Y4, Y4
-	VPMADDWD     Y5, Y4, Y4
-	VPADDD       Y4, Y2, Y2
-	VPSRLW       $0x02, 16(AX), Y4
-	VPAND        bytes03<>+0(SB), Y4, Y4
-	VPSHUFB      kscaleshuf<>+32(SB), Y3, Y5
-	VPMADDUBSW   36(CX), Y4, Y4
-	VPMADDWD     Y5, Y4, Y4
-	VPADDD       Y4, Y2, Y2
-	VPSRLW       $0x04, 16(AX), Y4
-	VPAND        bytes03<>+0(SB), Y4, Y4
-	VPSHUFB      kscaleshuf<>+64(SB), Y3, Y5
-	VPMADDUBSW   68(CX), Y4, Y4
-	VPMADDWD     Y5, Y4, Y4
-	VPADDD       Y4, Y2, Y2
-	VPSRLW       $0x06, 16(AX), Y4
-	VPAND        bytes03<>+0(SB), Y4, Y4
-	VPSHUFB      kscaleshuf<>+96(SB), Y3, Y3
-	VPMADDUBSW   100(CX), Y4, Y4
-	VPMADDWD     Y3, Y4, Y4
-	VPADDD       Y4, Y2, Y2
+	VINSERTI128  $0x01, X1, Y1, Y4
+	VMOVDQU      16(AX), Y5
+	VPSRLW       $0x04, Y5, Y6
+	VPAND        bytes03<>+0(SB), Y5, Y7
+	VPSHUFB      kscaleshuf<>+0(SB), Y4, Y8
+	VPMADDUBSW   4(CX), Y7, Y7
+	VPMADDWD     Y8, Y7, Y7
+	VPAND        bytes0c<>+0(SB), Y5, Y5
+	VPSHUFB      kscaleshuf<>+32(SB), Y4, Y8
+	VPMADDUBSW   36(CX), Y5, Y5
+	VPMADDWD     Y8, Y5, Y5
+	VPAND        bytes03<>+0(SB), Y6, Y8
+	VPSHUFB      kscaleshuf<>+64(SB), Y4, Y9
+	VPMADDUBSW   68(CX), Y8, Y8
+	VPMADDWD     Y9, Y8, Y8
+	VPADDD       Y8, Y7, Y7
+	VPAND        bytes0c<>+0(SB), Y6, Y6
+	VPSHUFB      kscaleshuf<>+96(SB), Y4, Y4
+	VPMADDUBSW   100(CX), Y6, Y6
+	VPMADDWD     Y4, Y6, Y6
+	VPADDD       Y6, Y5, Y5
 	VPERM2I128   $0x11, Y1, Y1, Y1
-	VMOVDQU      48(AX), Y3
-	VPAND        bytes03<>+0(SB), Y3, Y3
-	VPSHUFB      kscaleshuf<>+0(SB), Y1, Y4
-	VPMADDUBSW   132(CX), Y3, Y3
-	VPMADDWD     Y4, Y3, Y3
-	VPADDD       Y3, Y2, Y2
-	VPSRLW       $0x02, 48(AX), Y3
-	VPAND        bytes03<>+0(SB), Y3, Y3
-	VPSHUFB      kscaleshuf<>+32(SB), Y1, Y4
-	VPMADDUBSW   164(CX), Y3, Y3
-	VPMADDWD     Y4, Y3, Y3
-	VPADDD       Y3, Y2, Y2
-	VPSRLW       $0x04, 48(AX), Y3
-	VPAND        bytes03<>+0(SB), Y3, Y3
-	VPSHUFB      kscaleshuf<>+64(SB), Y1, Y4
-	VPMADDUBSW   196(CX), Y3, Y3
-	VPMADDWD     Y4, Y3, Y3
-	VPADDD       Y3, Y2, Y2
-	VPSRLW       $0x06, 48(AX), Y3
-	VPAND        bytes03<>+0(SB), Y3, Y3
+	VMOVDQU      48(AX), Y4
+	VPSRLW       $0x04, Y4, Y6
+	VPAND        bytes03<>+0(SB), Y4, Y8
+	VPSHUFB      kscaleshuf<>+0(SB), Y1, Y9
+	VPMADDUBSW   132(CX), Y8, Y8
+	VPMADDWD     Y9, Y8, Y8
+	VPADDD       Y8, Y7, Y7
+	VPAND        bytes0c<>+0(SB), Y4, Y4
+	VPSHUFB      kscaleshuf<>+32(SB), Y1, Y8
+	VPMADDUBSW   164(CX), Y4, Y4
+	VPMADDWD     Y8, Y4, Y4
+	VPADDD       Y4, Y5, Y5
+	VPAND        bytes03<>+0(SB), Y6, Y4
+	VPSHUFB      kscaleshuf<>+64(SB), Y1, Y8
+	VPMADDUBSW   196(CX), Y4, Y4
+	VPMADDWD     Y8, Y4, Y4
+	VPADDD       Y4, Y7, Y7
+	VPAND        bytes0c<>+0(SB), Y6, Y4
 	VPSHUFB      kscaleshuf<>+96(SB), Y1, Y1
-	VPMADDUBSW   228(CX), Y3, Y3
-	VPMADDWD     Y1, Y3, Y3
-	VPADDD       Y3, Y2, Y2
-	MOVWLZX      80(AX), DI
-	VMOVD        DI, X1
-	VCVTPH2PS    X1, X1
-	VMULSS       (CX), X1, X1
-	VBROADCASTSS X1, Y1
-	VCVTDQ2PS    Y2, Y2
-	VFMADD231PS  Y2, Y1, Y0
+	VPMADDUBSW   228(CX), Y4, Y4
+	VPMADDWD     Y1, Y4, Y4
+	VPADDD       Y4, Y5, Y5
+	VPSRAD       $0x02, Y5, Y5
+	VPADDD       Y5, Y7, Y7
+	VCVTDQ2PS    Y7, Y7
+	VFMADD231PS  Y7, Y2, Y0
 	ADDQ         $0x00000054, AX
 	ADDQ         $0x00000124, CX
 	ADDQ         $0x00000124, DX
@@ -14258,6 +14249,43 @@ dotQ2_Kx1AVX2done:
 	VZEROUPPER
 	RET
 
+DATA dword00000001<>+0(SB)/4, $0x00000001
+GLOBL dword00000001<>(SB), RODATA|NOPTR, $4
+
+DATA bytes0c<>+0(SB)/1, $0x0c
+DATA bytes0c<>+1(SB)/1, $0x0c
+DATA bytes0c<>+2(SB)/1, $0x0c
+DATA bytes0c<>+3(SB)/1, $0x0c
+DATA bytes0c<>+4(SB)/1, $0x0c
+DATA bytes0c<>+5(SB)/1, $0x0c
+DATA bytes0c<>+6(SB)/1, $0x0c
+DATA bytes0c<>+7(SB)/1, $0x0c
+DATA bytes0c<>+8(SB)/1, $0x0c
+DATA bytes0c<>+9(SB)/1, $0x0c
+DATA bytes0c<>+10(SB)/1, $0x0c
+DATA bytes0c<>+11(SB)/1, $0x0c
+DATA bytes0c<>+12(SB)/1, $0x0c
+DATA bytes0c<>+13(SB)/1, $0x0c
+DATA bytes0c<>+14(SB)/1, $0x0c
+DATA bytes0c<>+15(SB)/1, $0x0c
+DATA bytes0c<>+16(SB)/1, $0x0c
+DATA bytes0c<>+17(SB)/1, $0x0c
+DATA bytes0c<>+18(SB)/1, $0x0c
+DATA bytes0c<>+19(SB)/1, $0x0c
+DATA bytes0c<>+20(SB)/1, $0x0c
+DATA bytes0c<>+21(SB)/1, $0x0c
+DATA bytes0c<>+22(SB)/1, $0x0c
+DATA bytes0c<>+23(SB)/1, $0x0c
+DATA bytes0c<>+24(SB)/1, $0x0c
+DATA bytes0c<>+25(SB)/1, $0x0c
+DATA bytes0c<>+26(SB)/1, $0x0c
+DATA bytes0c<>+27(SB)/1, $0x0c
+DATA bytes0c<>+28(SB)/1, $0x0c
+DATA bytes0c<>+29(SB)/1, $0x0c
+DATA bytes0c<>+30(SB)/1, $0x0c
+DATA bytes0c<>+31(SB)/1, $0x0c
+GLOBL bytes0c<>(SB), RODATA|NOPTR, $32
+
 // func dotQ3_Kx1AVX2(w []byte, x []byte, stride int, nb int, out *[4]float32)
 // Requires: AVX, AVX2, AVX512BW, AVX512VL, F16C, FMA3
 TEXT ·dotQ3_Kx1AVX2(SB), NOSPLIT, $0-72
@@ -14274,133 +14302,99 @@ TEXT ·dotQ3_Kx1AVX2(SB), NOSPLIT, $0-72
 dotQ3_Kx1AVX2loop:
 	CMPQ         BX, $0x00
 	JE           dotQ3_Kx1AVX2done
-	VPXOR        Y1, Y1, Y1
-	MOVL         96(AX), DI
-	MOVL         100(AX), R8
-	MOVL         104(AX), R9
-	MOVL         DI, R10
-	ANDL         $0x0f0f0f0f, R10
-	MOVL         R9, R11
-	ANDL         $0x03030303, R11
-	SHLL         $0x04, R11
-	ORL          R11, R10
-	VMOVD        R10, X2
-	MOVL         R8, R10
-	ANDL         $0x0f0f0f0f, R10
-	MOVL         R9, R11
-	SHRL         $0x02, R11
-	ANDL         $0x03030303, R11
-	SHLL         $0x04, R11
-	ORL          R11, R10
-	VPINSRD      $0x01, R10, X2, X2
-	SHRL         $0x04, DI
-	ANDL         $0x0f0f0f0f, DI
-	MOVL         R9, R10
-	SHRL         $0x04, R10
-	ANDL         $0x03030303, R10
-	SHLL         $0x04, R10
-	ORL          R10, DI
-	VPINSRD      $0x02, DI, X2, X2
-	MOVL         R8, DI
-	SHRL         $0x04, DI
-	ANDL         $0x0f0f0f0f, DI
-	MOVL         R9, R8
-	SHRL         $0x06, R8
-	ANDL         $0x03030303, R8
-	SHLL         $0x04, R8
-	ORL          R8, DI
-	VPINSRD      $0x03, DI, X2, X2
-	VPSUBB       bytes20<>+0(SB), X2, X2
-	VPMOVSXBW    X2, Y2
-	VINSERTI128  $0x01, X2, Y2, Y3
-	VMOVDQU      32(AX), Y4
-	VPAND        bytes03<>+0(SB), Y4, Y4
+	VPBROADCASTQ 96(AX), X1
+	VPSRLVQ      q3kloshift<>+0(SB), X1, X1
+	VPAND        bytes0f<>+0(SB), X1, X1
+	VPBROADCASTD 104(AX), X2
+	VPSRLVD      q3khishift<>+0(SB), X2, X2
+	VPSLLW       $0x04, X2, X2
+	VPAND        bytes30<>+0(SB), X2, X2
+	VPOR         X2, X1, X1
+	VPSUBB       bytes20<>+0(SB), X1, X1
+	VPSHUFB      q3korder<>+0(SB), X1, X1
+	VPMOVSXBW    X1, Y1
+	VMOVDQU      32(AX), Y2
+	VPSRLW       $0x04, Y2, Y3
+	VPAND        bytes03<>+0(SB), Y2, Y4
 	VPSLLW       $0x02, (AX), Y5
 	VPANDN       bytes04<>+0(SB), Y5, Y5
-	VPSHUFB      kscaleshuf<>+0(SB), Y3, Y6
+	VPSHUFB      kscaleshuf<>+128(SB), Y1, Y6
 	VPMADDUBSW   4(CX), Y4, Y4
 	VPMADDUBSW   4(CX), Y5, Y5
 	VPSUBW       Y5, Y4, Y4
 	VPMADDWD     Y6, Y4, Y4
-	VPADDD       Y4, Y1, Y1
-	VPSRLW       $0x02, 32(AX), Y4
-	VPAND        bytes03<>+0(SB), Y4, Y4
-	VPSLLW       $0x01, (AX), Y5
-	VPANDN       bytes04<>+0(SB), Y5, Y5
-	VPSHUFB      kscaleshuf<>+32(SB), Y3, Y6
-	VPMADDUBSW   36(CX), Y4, Y4
+	VPAND        bytes0c<>+0(SB), Y2, Y2
+	VPSLLW       $0x03, (AX), Y5
+	VPANDN       bytes10<>+0(SB), Y5, Y5
+	VPSHUFB      kscaleshuf<>+160(SB), Y1, Y6
+	VPMADDUBSW   36(CX), Y2, Y2
 	VPMADDUBSW   36(CX), Y5, Y5
-	VPSUBW       Y5, Y4, Y4
-	VPMADDWD     Y6, Y4, Y4
-	VPADDD       Y4, Y1, Y1
-	VPSRLW       $0x04, 32(AX), Y4
-	VPAND        bytes03<>+0(SB), Y4, Y4
-	VMOVDQU      (AX), Y5
-	VPANDN       bytes04<>+0(SB), Y5, Y5
-	VPSHUFB      kscaleshuf<>+64(SB), Y3, Y6
-	VPMADDUBSW   68(CX), Y4, Y4
+	VPSUBW       Y5, Y2, Y2
+	VPMADDWD     Y6, Y2, Y2
+	VPAND        bytes03<>+0(SB), Y3, Y5
+	VMOVDQU      (AX), Y6
+	VPANDN       bytes04<>+0(SB), Y6, Y6
+	VPSHUFB      kscaleshuf<>+192(SB), Y1, Y7
 	VPMADDUBSW   68(CX), Y5, Y5
-	VPSUBW       Y5, Y4, Y4
-	VPMADDWD     Y6, Y4, Y4
-	VPADDD       Y4, Y1, Y1
-	VPSRLW       $0x06, 32(AX), Y4
-	VPAND        bytes03<>+0(SB), Y4, Y4
-	VPSRLW       $0x01, (AX), Y5
-	VPANDN       bytes04<>+0(SB), Y5, Y5
-	VPSHUFB      kscaleshuf<>+96(SB), Y3, Y3
-	VPMADDUBSW   100(CX), Y4, Y4
+	VPMADDUBSW   68(CX), Y6, Y6
+	VPSUBW       Y6, Y5, Y5
+	VPMADDWD     Y7, Y5, Y5
+	VPADDD       Y5, Y4, Y4
+	VPAND        bytes0c<>+0(SB), Y3, Y3
+	VPSLLW       $0x01, (AX), Y5
+	VPANDN       bytes10<>+0(SB), Y5, Y5
+	VPSHUFB      kscaleshuf<>+224(SB), Y1, Y6
+	VPMADDUBSW   100(CX), Y3, Y3
 	VPMADDUBSW   100(CX), Y5, Y5
-	VPSUBW       Y5, Y4, Y4
-	VPMADDWD     Y3, Y4, Y4
-	VPADDD       Y4, Y1, Y1
-	VPERM2I128   $0x11, Y2, Y2, Y2
+	VPSUBW       Y5, Y3, Y3
+	VPMADDWD     Y6, Y3, Y3
+	VPADDD       Y3, Y2, Y2
 	VMOVDQU      64(AX), Y3
-	VPAND        bytes03<>+0(SB), Y3, Y3
-	VPSRLW       $0x02, (AX), Y4
-	VPANDN       bytes04<>+0(SB), Y4, Y4
-	VPSHUFB      kscaleshuf<>+0(SB), Y2, Y5
-	VPMADDUBSW   132(CX), Y3, Y3
-	VPMADDUBSW   132(CX), Y4, Y4
-	VPSUBW       Y4, Y3, Y3
-	VPMADDWD     Y5, Y3, Y3
-	VPADDD       Y3, Y1, Y1
-	VPSRLW       $0x02, 64(AX), Y3
-	VPAND        bytes03<>+0(SB), Y3, Y3
-	VPSRLW       $0x03, (AX), Y4
-	VPANDN       bytes04<>+0(SB), Y4, Y4
-	VPSHUFB      kscaleshuf<>+32(SB), Y2, Y5
+	VPSRLW       $0x04, Y3, Y5
+	VPAND        bytes03<>+0(SB), Y3, Y6
+	VPSRLW       $0x02, (AX), Y7
+	VPANDN       bytes04<>+0(SB), Y7, Y7
+	VPSHUFB      kscaleshuf<>+256(SB), Y1, Y8
+	VPMADDUBSW   132(CX), Y6, Y6
+	VPMADDUBSW   132(CX), Y7, Y7
+	VPSUBW       Y7, Y6, Y6
+	VPMADDWD     Y8, Y6, Y6
+	VPADDD       Y6, Y4, Y4
+	VPAND        bytes0c<>+0(SB), Y3, Y3
+	VPSRLW       $0x01, (AX), Y6
+	VPANDN       bytes10<>+0(SB), Y6, Y6
+	VPSHUFB      kscaleshuf<>+288(SB), Y1, Y7
 	VPMADDUBSW   164(CX), Y3, Y3
-	VPMADDUBSW   164(CX), Y4, Y4
-	VPSUBW       Y4, Y3, Y3
-	VPMADDWD     Y5, Y3, Y3
-	VPADDD       Y3, Y1, Y1
-	VPSRLW       $0x04, 64(AX), Y3
-	VPAND        bytes03<>+0(SB), Y3, Y3
-	VPSRLW       $0x04, (AX), Y4
-	VPANDN       bytes04<>+0(SB), Y4, Y4
-	VPSHUFB      kscaleshuf<>+64(SB), Y2, Y5
+	VPMADDUBSW   164(CX), Y6, Y6
+	VPSUBW       Y6, Y3, Y3
+	VPMADDWD     Y7, Y3, Y3
+	VPADDD       Y3, Y2, Y2
+	VPAND        bytes03<>+0(SB), Y5, Y3
+	VPSRLW       $0x04, (AX), Y6
+	VPANDN       bytes04<>+0(SB), Y6, Y6
+	VPSHUFB      kscaleshuf<>+320(SB), Y1, Y7
 	VPMADDUBSW   196(CX), Y3, Y3
-	VPMADDUBSW   196(CX), Y4, Y4
-	VPSUBW       Y4, Y3, Y3
-	VPMADDWD     Y5, Y3, Y3
-	VPADDD       Y3, Y1, Y1
-	VPSRLW       $0x06, 64(AX), Y3
-	VPAND        bytes03<>+0(SB), Y3, Y3
-	VPSRLW       $0x05, (AX), Y4
-	VPANDN       bytes04<>+0(SB), Y4, Y4
-	VPSHUFB      kscaleshuf<>+96(SB), Y2, Y2
+	VPMADDUBSW   196(CX), Y6, Y6
+	VPSUBW       Y6, Y3, Y3
+	VPMADDWD     Y7, Y3, Y3
+	VPADDD       Y3, Y4, Y4
+	VPAND        bytes0c<>+0(SB), Y5, Y3
+	VPSRLW       $0x03, (AX), Y5
+	VPANDN       bytes10<>+0(SB), Y5, Y5
+	VPSHUFB      kscaleshuf<>+352(SB), Y1, Y1
 	VPMADDUBSW   228(CX), Y3, Y3
-	VPMADDUBSW   228(CX), Y4, Y4
-	VPSUBW       Y4, Y3, Y3
-	VPMADDWD     Y2, Y3, Y3
-	VPADDD       Y3, Y1, Y1
-	MOVWLZX      108(AX), DI
-	VMOVD        DI, X2
-	VCVTPH2PS    X2, X2
-	VMULSS       (CX), X2, X2
-	VBROADCASTSS X2, Y2
-	VCVTDQ2PS    Y1, Y1
-	VFMADD231PS  Y1, Y2, Y0
+	VPMADDUBSW   228(CX), Y5, Y5
+	VPSUBW       Y5, Y3, Y3
+	VPMADDWD     Y1, Y3, Y3
+	VPADDD       Y3, Y2, Y2
+	VPSRAD       $0x02, Y2, Y2
+	VPADDD       Y2, Y4, Y4
+	VPBROADCASTW 108(AX), X1
+	VCVTPH2PS    X1, Y1
+	VBROADCASTSS (CX), Y2
+	VMULPS       Y1, Y2, Y2
+	VCVTDQ2PS    Y4, Y4
+	VFMADD231PS  Y4, Y2, Y0
 	ADDQ         $0x0000006e, AX
 	ADDQ         $0x00000124, CX
 	ADDQ         $0x00000124, DX
@@ -14417,6 +14411,94 @@ dotQ3_Kx1AVX2done:
 	VMOVSS       X0, (SI)
 	VZEROUPPER
 	RET
+
+DATA q3kloshift<>+0(SB)/1, $0x00
+DATA q3kloshift<>+1(SB)/1, $0x00
+DATA q3kloshift<>+2(SB)/1, $0x00
+DATA q3kloshift<>+3(SB)/1, $0x00
+DATA q3kloshift<>+4(SB)/1, $0x00
+DATA q3kloshift<>+5(SB)/1, $0x00
+DATA q3kloshift<>+6(SB)/1, $0x00
+DATA q3kloshift<>+7(SB)/1, $0x00
+DATA q3kloshift<>+8(SB)/1, $0x04
+DATA q3kloshift<>+9(SB)/1, $0x00
+DATA q3kloshift<>+10(SB)/1, $0x00
+DATA q3kloshift<>+11(SB)/1, $0x00
+DATA q3kloshift<>+12(SB)/1, $0x00
+DATA q3kloshift<>+13(SB)/1, $0x00
+DATA q3kloshift<>+14(SB)/1, $0x00
+DATA q3kloshift<>+15(SB)/1, $0x00
+GLOBL q3kloshift<>(SB), RODATA|NOPTR, $16
+
+DATA q3khishift<>+0(SB)/1, $0x00
+DATA q3khishift<>+1(SB)/1, $0x00
+DATA q3khishift<>+2(SB)/1, $0x00
+DATA q3khishift<>+3(SB)/1, $0x00
+DATA q3khishift<>+4(SB)/1, $0x02
+DATA q3khishift<>+5(SB)/1, $0x00
+DATA q3khishift<>+6(SB)/1, $0x00
+DATA q3khishift<>+7(SB)/1, $0x00
+DATA q3khishift<>+8(SB)/1, $0x04
+DATA q3khishift<>+9(SB)/1, $0x00
+DATA q3khishift<>+10(SB)/1, $0x00
+DATA q3khishift<>+11(SB)/1, $0x00
+DATA q3khishift<>+12(SB)/1, $0x06
+DATA q3khishift<>+13(SB)/1, $0x00
+DATA q3khishift<>+14(SB)/1, $0x00
+DATA q3khishift<>+15(SB)/1, $0x00
+GLOBL q3khishift<>(SB), RODATA|NOPTR, $16
+
+DATA bytes30<>+0(SB)/1, $0x30
+DATA bytes30<>+1(SB)/1, $0x30
+DATA bytes30<>+2(SB)/1, $0x30
+DATA bytes30<>+3(SB)/1, $0x30
+DATA bytes30<>+4(SB)/1, $0x30
+DATA bytes30<>+5(SB)/1, $0x30
+DATA bytes30<>+6(SB)/1, $0x30
+DATA bytes30<>+7(SB)/1, $0x30
+DATA bytes30<>+8(SB)/1, $0x30
+DATA bytes30<>+9(SB)/1, $0x30
+DATA bytes30<>+10(SB)/1, $0x30
+DATA bytes30<>+11(SB)/1, $0x30
+DATA bytes30<>+12(SB)/1, $0x30
+DATA bytes30<>+13(SB)/1, $0x30
+DATA bytes30<>+14(SB)/1, $0x30
+DATA bytes30<>+15(SB)/1, $0x30
+DATA bytes30<>+16(SB)/1, $0x30
+DATA bytes30<>+17(SB)/1, $0x30
+DATA bytes30<>+18(SB)/1, $0x30
+DATA bytes30<>+19(SB)/1, $0x30
+DATA bytes30<>+20(SB)/1, $0x30
+DATA bytes30<>+21(SB)/1, $0x30
+DATA bytes30<>+22(SB)/1, $0x30
+DATA bytes30<>+23(SB)/1, $0x30
+DATA bytes30<>+24(SB)/1, $0x30
+DATA bytes30<>+25(SB)/1, $0x30
+DATA bytes30<>+26(SB)/1, $0x30
+DATA bytes30<>+27(SB)/1, $0x30
+DATA bytes30<>+28(SB)/1, $0x30
+DATA bytes30<>+29(SB)/1, $0x30
+DATA bytes30<>+30(SB)/1, $0x30
+DATA bytes30<>+31(SB)/1, $0x30
+GLOBL bytes30<>(SB), RODATA|NOPTR, $32
+
+DATA q3korder<>+0(SB)/1, $0x00
+DATA q3korder<>+1(SB)/1, $0x02
+DATA q3korder<>+2(SB)/1, $0x04
+DATA q3korder<>+3(SB)/1, $0x06
+DATA q3korder<>+4(SB)/1, $0x08
+DATA q3korder<>+5(SB)/1, $0x0a
+DATA q3korder<>+6(SB)/1, $0x0c
+DATA q3korder<>+7(SB)/1, $0x0e
+DATA q3korder<>+8(SB)/1, $0x01
+DATA q3korder<>+9(SB)/1, $0x03
+DATA q3korder<>+10(SB)/1, $0x05
+DATA q3korder<>+11(SB)/1, $0x07
+DATA q3korder<>+12(SB)/1, $0x09
+DATA q3korder<>+13(SB)/1, $0x0b
+DATA q3korder<>+14(SB)/1, $0x0d
+DATA q3korder<>+15(SB)/1, $0x0f
+GLOBL q3korder<>(SB), RODATA|NOPTR, $16
 
 DATA bytes04<>+0(SB)/1, $0x04
 DATA bytes04<>+1(SB)/1, $0x04
@@ -14466,133 +14548,118 @@ TEXT ·dotQ5_Kx1AVX2(SB), NOSPLIT, $0-72
 	VXORPS Y0, Y0, Y0
 
 dotQ5_Kx1AVX2loop:
-	CMPQ         BX, $0x00
-	JE           dotQ5_Kx1AVX2done
-	MOVL         4(AX), DI
-	MOVL         8(AX), R8
-	MOVL         12(AX), R9
-	MOVL         R9, R10
-	SHRL         $0x04, R10
-	ANDL         $0x0f0f0f0f, R10
-	MOVL         R8, R11
-	SHRL         $0x06, R11
-	ANDL         $0x03030303, R11
-	SHLL         $0x04, R11
-	ORL          R11, R10
-	ANDL         $0x3f3f3f3f, R8
-	ANDL         $0x0f0f0f0f, R9
-	MOVL         DI, R11
-	SHRL         $0x06, R11
-	ANDL         $0x03030303, R11
-	SHLL         $0x04, R11
-	ORL          R11, R9
-	ANDL         $0x3f3f3f3f, DI
-	VMOVD        DI, X1
-	VPINSRD      $0x01, R9, X1, X1
-	VPINSRD      $0x02, R8, X1, X1
-	VPINSRD      $0x03, R10, X1, X1
-	VPMOVZXBW    X1, Y1
-	VINSERTI128  $0x01, X1, Y1, Y2
-	VEXTRACTI128 $0x01, Y1, X1
-	MOVWLZX      2(AX), DI
-	VMOVD        DI, X3
-	VCVTPH2PS    X3, X3
-	VXORPS       signbit<>+0(SB), X3, X3
-	VMOVDQU      260(CX), X4
-	VPHADDW      276(CX), X4, X4
-	VPMADDWD     X1, X4, X4
-	VPHADDD      X4, X4, X4
-	VPHADDD      X4, X4, X4
-	VCVTDQ2PS    X4, X4
-	VMOVSS       (SI), X1
-	VMULSS       (CX), X3, X3
-	VFMADD231SS  X4, X3, X1
-	VMOVSS       X1, (SI)
-	VPXOR        Y1, Y1, Y1
-	VMOVDQU      48(AX), Y3
-	VPAND        bytes0f<>+0(SB), Y3, Y3
-	VPSLLW       $0x04, 16(AX), Y4
-	VPAND        bytes10<>+0(SB), Y4, Y4
-	VPOR         Y4, Y3, Y3
-	VPSHUFB      kscaleshuf<>+128(SB), Y2, Y4
-	VPMADDUBSW   4(CX), Y3, Y3
-	VPMADDWD     Y4, Y3, Y3
-	VPADDD       Y3, Y1, Y1
-	VPSRLW       $0x04, 48(AX), Y3
-	VPAND        bytes0f<>+0(SB), Y3, Y3
-	VPSLLW       $0x03, 16(AX), Y4
-	VPAND        bytes10<>+0(SB), Y4, Y4
-	VPOR         Y4, Y3, Y3
-	VPSHUFB      kscaleshuf<>+160(SB), Y2, Y4
-	VPMADDUBSW   36(CX), Y3, Y3
-	VPMADDWD     Y4, Y3, Y3
-	VPADDD       Y3, Y1, Y1
-	VMOVDQU      80(AX), Y3
-	VPAND        bytes0f<>+0(SB), Y3, Y3
-	VPSLLW       $0x02, 16(AX), Y4
-	VPAND        bytes10<>+0(SB), Y4, Y4
-	VPOR         Y4, Y3, Y3
-	VPSHUFB      kscaleshuf<>+192(SB), Y2, Y4
-	VPMADDUBSW   68(CX), Y3, Y3
-	VPMADDWD     Y4, Y3, Y3
-	VPADDD       Y3, Y1, Y1
-	VPSRLW       $0x04, 80(AX), Y3
-	VPAND        bytes0f<>+0(SB), Y3, Y3
-	VPSLLW       $0x01, 16(AX), Y4
-	VPAND        bytes10<>+0(SB), Y4, Y4
-	VPOR         Y4, Y3, Y3
-	VPSHUFB      kscaleshuf<>+224(SB), Y2, Y4
-	VPMADDUBSW   100(CX), Y3, Y3
-	VPMADDWD     Y4, Y3, Y3
-	VPADDD       Y3, Y1, Y1
-	VMOVDQU      112(AX), Y3
-	VPAND        bytes0f<>+0(SB), Y3, Y3
-	VMOVDQU      16(AX), Y4
-	VPAND        bytes10<>+0(SB), Y4, Y4
-	VPOR         Y4, Y3, Y3
-	VPSHUFB      kscaleshuf<>+256(SB), Y2, Y4
-	VPMADDUBSW   132(CX), Y3, Y3
-	VPMADDWD     Y4, Y3, Y3
-	VPADDD       Y3, Y1, Y1
-	VPSRLW       $0x04, 112(AX), Y3
-	VPAND        bytes0f<>+0(SB), Y3, Y3
-	VPSRLW       $0x01, 16(AX), Y4
-	VPAND        bytes10<>+0(SB), Y4, Y4
-	VPOR         Y4, Y3, Y3
-	VPSHUFB      kscaleshuf<>+288(SB), Y2, Y4
-	VPMADDUBSW   164(CX), Y3, Y3
-	VPMADDWD     Y4, Y3, Y3
-	VPADDD       Y3, Y1, Y1
-	VMOVDQU      144(AX), Y3
-	VPAND        bytes0f<>+0(SB), Y3, Y3
-	VPSRLW       $0x02, 16(AX), Y4
-	VPAND        bytes10<>+0(SB), Y4, Y4
-	VPOR         Y4, Y3, Y3
-	VPSHUFB      kscaleshuf<>+320(SB), Y2, Y4
-	VPMADDUBSW   196(CX), Y3, Y3
-	VPMADDWD     Y4, Y3, Y3
-	VPADDD       Y3, Y1, Y1
-	VPSRLW       $0x04, 144(AX), Y3
-	VPAND        bytes0f<>+0(SB), Y3, Y3
-	VPSRLW       $0x03, 16(AX), Y4
-	VPAND        bytes10<>+0(SB), Y4, Y4
-	VPOR         Y4, Y3, Y3
-	VPSHUFB      kscaleshuf<>+352(SB), Y2, Y2
-	VPMADDUBSW   228(CX), Y3, Y3
-	VPMADDWD     Y2, Y3, Y3
-	VPADDD       Y3, Y1, Y1
-	MOVWLZX      (AX), DI
-	VMOVD        DI, X2
-	VCVTPH2PS    X2, X2
-	VMULSS       (CX), X2, X2
-	VBROADCASTSS X2, Y2
-	VCVTDQ2PS    Y1, Y1
-	VFMADD231PS  Y1, Y2, Y0
-	ADDQ         $0x000000b0, AX
-	ADDQ         $0x00000124, CX
-	ADDQ         $0x00000124, DX
-	DECQ         BX
-	JMP          dotQ5_Kx1AVX2loop
+	CMPQ           BX, $0x00
+	JE             dotQ5_Kx1AVX2done
+	VMOVDQU        (AX), X1
+	VPSHUFB        k4order<>+0(SB), X1, X2
+	VPSRLVD        k4shift<>+0(SB), X2, X2
+	VPAND          k4mask<>+0(SB), X2, X2
+	VPSHUFB        k4top<>+0(SB), X1, X1
+	VPSRLW         $0x02, X1, X1
+	VPAND          bytes30<>+0(SB), X1, X1
+	VPOR           X1, X2, X2
+	VPMOVZXBW      X2, Y1
+	VINSERTI128    $0x01, X1, Y1, Y2
+	VEXTRACTI128   $0x01, Y1, X1
+	VMOVD          (AX), X3
+	VCVTPH2PS      X3, X3
+	VMOVDQU        260(CX), X4
+	VPHADDW        276(CX), X4, X4
+	VPMADDWD       X1, X4, X4
+	VPSHUFD        $0x4e, X4, X1
+	VPADDD         X1, X4, X4
+	VPSHUFD        $0xb1, X4, X1
+	VPADDD         X1, X4, X4
+	VCVTDQ2PS      X4, X4
+	VBROADCASTSS   (CX), X1
+	VMULPS         X3, X1, X1
+	VMOVSHDUP      X1, X3
+	VMOVSS         (SI), X5
+	VFNMADD231SS   X4, X3, X5
+	VMOVSS         X5, (SI)
+	VBROADCASTSS   X1, Y1
+	VMOVDQU        16(AX), Y3
+	VPSRLW         $0x04, Y3, Y4
+	VPAND          bytes0f<>+0(SB), Y3, Y3
+	VPAND          bytes0f<>+0(SB), Y4, Y4
+	VMOVDQU        48(AX), Y5
+	VPAND          bytes0f<>+0(SB), Y5, Y5
+	VBROADCASTI128 q5kbit0<>+0(SB), Y6
+	VPSHUFB        Y3, Y6, Y6
+	VPOR           Y6, Y5, Y5
+	VPSHUFB        kscaleshuf<>+128(SB), Y2, Y6
+	VPMADDUBSW     4(CX), Y5, Y5
+	VPMADDWD       Y6, Y5, Y5
+	VPSRLW         $0x04, 48(AX), Y6
+	VPAND          bytes0f<>+0(SB), Y6, Y6
+	VBROADCASTI128 q5kbit1<>+0(SB), Y7
+	VPSHUFB        Y3, Y7, Y7
+	VPOR           Y7, Y6, Y6
+	VPSHUFB        kscaleshuf<>+160(SB), Y2, Y7
+	VPMADDUBSW     36(CX), Y6, Y6
+	VPMADDWD       Y7, Y6, Y6
+	VPADDD         Y6, Y5, Y5
+	VMOVDQU        80(AX), Y6
+	VPAND          bytes0f<>+0(SB), Y6, Y6
+	VBROADCASTI128 q5kbit2<>+0(SB), Y7
+	VPSHUFB        Y3, Y7, Y7
+	VPOR           Y7, Y6, Y6
+	VPSHUFB        kscaleshuf<>+192(SB), Y2, Y7
+	VPMADDUBSW     68(CX), Y6, Y6
+	VPMADDWD       Y7, Y6, Y6
+	VPADDD         Y6, Y5, Y5
+	VPSRLW         $0x04, 80(AX), Y6
+	VPAND          bytes0f<>+0(SB), Y6, Y6
+	VBROADCASTI128 q5kbit3<>+0(SB), Y7
+	VPSHUFB        Y3, Y7, Y7
+	VPOR           Y7, Y6, Y6
+	VPSHUFB        kscaleshuf<>+224(SB), Y2, Y3
+	VPMADDUBSW     100(CX), Y6, Y6
+	VPMADDWD       Y3, Y6, Y6
+	VPADDD         Y6, Y5, Y5
+	VMOVDQU        112(AX), Y3
+	VPAND          bytes0f<>+0(SB), Y3, Y3
+	VBROADCASTI128 q5kbit0<>+0(SB), Y6
+	VPSHUFB        Y4, Y6, Y6
+	VPOR           Y6, Y3, Y3
+	VPSHUFB        kscaleshuf<>+256(SB), Y2, Y6
+	VPMADDUBSW     132(CX), Y3, Y3
+	VPMADDWD       Y6, Y3, Y3
+	VPADDD         Y3, Y5, Y5
+	VPSRLW         $0x04, 112(AX), Y3
+	VPAND          bytes0f<>+0(SB), Y3, Y3
+	VBROADCASTI128 q5kbit1<>+0(SB), Y6
+	VPSHUFB        Y4, Y6, Y6
+	VPOR           Y6, Y3, Y3
+	VPSHUFB        kscaleshuf<>+288(SB), Y2, Y6
+	VPMADDUBSW     164(CX), Y3, Y3
+	VPMADDWD       Y6, Y3, Y3
+	VPADDD         Y3, Y5, Y5
+	VMOVDQU        144(AX), Y3
+	VPAND          bytes0f<>+0(SB), Y3, Y3
+	VBROADCASTI128 q5kbit2<>+0(SB), Y6
+	VPSHUFB        Y4, Y6, Y6
+	VPOR           Y6, Y3, Y3
+	VPSHUFB        kscaleshuf<>+320(SB), Y2, Y6
+	VPMADDUBSW     196(CX), Y3, Y3
+	VPMADDWD       Y6, Y3, Y3
+	VPADDD         Y3, Y5, Y5
+	VPSRLW         $0x04, 144(AX), Y3
+	VPAND          bytes0f<>+0(SB), Y3, Y3
+	VBROADCASTI128 q5kbit3<>+0(SB), Y6
+	VPSHUFB        Y4, Y6, Y6
+	VPOR           Y6, Y3, Y3
+	VPSHUFB        kscaleshuf<>+352(SB), Y2, Y2
+	VPMADDUBSW     228(CX), Y3, Y3
+	VPMADDWD       Y2, Y3, Y3
+	VPADDD         Y3, Y5, Y5
+	VCVTDQ2PS      Y5, Y5
+	VFMADD231PS    Y5, Y1, Y0
+	ADDQ           $0x000000b0, AX
+	ADDQ           $0x00000124, CX
+	ADDQ           $0x00000124, DX
+	DECQ           BX
+	JMP            dotQ5_Kx1AVX2loop
 
 dotQ5_Kx1AVX2done:
 	VEXTRACTF128 $0x01, Y0, X1
@@ -14606,10 +14673,149 @@ dotQ5_Kx1AVX2done:
 	VZEROUPPER
 	RET
 
-DATA signbit<>+0(SB)/4, $0x80000000
-DATA signbit<>+4(SB)/4, $0x00000000
-DATA signbit<>+8(SB)/8, $0x0000000000000000
-GLOBL signbit<>(SB), RODATA|NOPTR, $16
+DATA k4order<>+0(SB)/1, $0x04
+DATA k4order<>+1(SB)/1, $0x05
+DATA k4order<>+2(SB)/1, $0x06
+DATA k4order<>+3(SB)/1, $0x07
+DATA k4order<>+4(SB)/1, $0x0c
+DATA k4order<>+5(SB)/1, $0x0d
+DATA k4order<>+6(SB)/1, $0x0e
+DATA k4order<>+7(SB)/1, $0x0f
+DATA k4order<>+8(SB)/1, $0x08
+DATA k4order<>+9(SB)/1, $0x09
+DATA k4order<>+10(SB)/1, $0x0a
+DATA k4order<>+11(SB)/1, $0x0b
+DATA k4order<>+12(SB)/1, $0x0c
+DATA k4order<>+13(SB)/1, $0x0d
+DATA k4order<>+14(SB)/1, $0x0e
+DATA k4order<>+15(SB)/1, $0x0f
+GLOBL k4order<>(SB), RODATA|NOPTR, $16
+
+DATA k4shift<>+0(SB)/1, $0x00
+DATA k4shift<>+1(SB)/1, $0x00
+DATA k4shift<>+2(SB)/1, $0x00
+DATA k4shift<>+3(SB)/1, $0x00
+DATA k4shift<>+4(SB)/1, $0x00
+DATA k4shift<>+5(SB)/1, $0x00
+DATA k4shift<>+6(SB)/1, $0x00
+DATA k4shift<>+7(SB)/1, $0x00
+DATA k4shift<>+8(SB)/1, $0x00
+DATA k4shift<>+9(SB)/1, $0x00
+DATA k4shift<>+10(SB)/1, $0x00
+DATA k4shift<>+11(SB)/1, $0x00
+DATA k4shift<>+12(SB)/1, $0x04
+DATA k4shift<>+13(SB)/1, $0x00
+DATA k4shift<>+14(SB)/1, $0x00
+DATA k4shift<>+15(SB)/1, $0x00
+GLOBL k4shift<>(SB), RODATA|NOPTR, $16
+
+DATA k4mask<>+0(SB)/1, $0x3f
+DATA k4mask<>+1(SB)/1, $0x3f
+DATA k4mask<>+2(SB)/1, $0x3f
+DATA k4mask<>+3(SB)/1, $0x3f
+DATA k4mask<>+4(SB)/1, $0x0f
+DATA k4mask<>+5(SB)/1, $0x0f
+DATA k4mask<>+6(SB)/1, $0x0f
+DATA k4mask<>+7(SB)/1, $0x0f
+DATA k4mask<>+8(SB)/1, $0x3f
+DATA k4mask<>+9(SB)/1, $0x3f
+DATA k4mask<>+10(SB)/1, $0x3f
+DATA k4mask<>+11(SB)/1, $0x3f
+DATA k4mask<>+12(SB)/1, $0x0f
+DATA k4mask<>+13(SB)/1, $0x0f
+DATA k4mask<>+14(SB)/1, $0x0f
+DATA k4mask<>+15(SB)/1, $0x0f
+GLOBL k4mask<>(SB), RODATA|NOPTR, $16
+
+DATA k4top<>+0(SB)/1, $0x80
+DATA k4top<>+1(SB)/1, $0x80
+DATA k4top<>+2(SB)/1, $0x80
+DATA k4top<>+3(SB)/1, $0x80
+DATA k4top<>+4(SB)/1, $0x04
+DATA k4top<>+5(SB)/1, $0x05
+DATA k4top<>+6(SB)/1, $0x06
+DATA k4top<>+7(SB)/1, $0x07
+DATA k4top<>+8(SB)/1, $0x80
+DATA k4top<>+9(SB)/1, $0x80
+DATA k4top<>+10(SB)/1, $0x80
+DATA k4top<>+11(SB)/1, $0x80
+DATA k4top<>+12(SB)/1, $0x08
+DATA k4top<>+13(SB)/1, $0x09
+DATA k4top<>+14(SB)/1, $0x0a
+DATA k4top<>+15(SB)/1, $0x0b
+GLOBL k4top<>(SB), RODATA|NOPTR, $16
+
+DATA q5kbit0<>+0(SB)/1, $0x00
+DATA q5kbit0<>+1(SB)/1, $0x10
+DATA q5kbit0<>+2(SB)/1, $0x00
+DATA q5kbit0<>+3(SB)/1, $0x10
+DATA q5kbit0<>+4(SB)/1, $0x00
+DATA q5kbit0<>+5(SB)/1, $0x10
+DATA q5kbit0<>+6(SB)/1, $0x00
+DATA q5kbit0<>+7(SB)/1, $0x10
+DATA q5kbit0<>+8(SB)/1, $0x00
+DATA q5kbit0<>+9(SB)/1, $0x10
+DATA q5kbit0<>+10(SB)/1, $0x00
+DATA q5kbit0<>+11(SB)/1, $0x10
+DATA q5kbit0<>+12(SB)/1, $0x00
+DATA q5kbit0<>+13(SB)/1, $0x10
+DATA q5kbit0<>+14(SB)/1, $0x00
+DATA q5kbit0<>+15(SB)/1, $0x10
+GLOBL q5kbit0<>(SB), RODATA|NOPTR, $16
+
+DATA q5kbit1<>+0(SB)/1, $0x00
+DATA q5kbit1<>+1(SB)/1, $0x00
+DATA q5kbit1<>+2(SB)/1, $0x10
+DATA q5kbit1<>+3(SB)/1, $0x10
+DATA q5kbit1<>+4(SB)/1, $0x00
+DATA q5kbit1<>+5(SB)/1, $0x00
+DATA q5kbit1<>+6(SB)/1, $0x10
+DATA q5kbit1<>+7(SB)/1, $0x10
+DATA q5kbit1<>+8(SB)/1, $0x00
+DATA q5kbit1<>+9(SB)/1, $0x00
+DATA q5kbit1<>+10(SB)/1, $0x10
+DATA q5kbit1<>+11(SB)/1, $0x10
+DATA q5kbit1<>+12(SB)/1, $0x00
+DATA q5kbit1<>+13(SB)/1, $0x00
+DATA q5kbit1<>+14(SB)/1, $0x10
+DATA q5kbit1<>+15(SB)/1, $0x10
+GLOBL q5kbit1<>(SB), RODATA|NOPTR, $16
+
+DATA q5kbit2<>+0(SB)/1, $0x00
+DATA q5kbit2<>+1(SB)/1, $0x00
+DATA q5kbit2<>+2(SB)/1, $0x00
+DATA q5kbit2<>+3(SB)/1, $0x00
+DATA q5kbit2<>+4(SB)/1, $0x10
+DATA q5kbit2<>+5(SB)/1, $0x10
+DATA q5kbit2<>+6(SB)/1, $0x10
+DATA q5kbit2<>+7(SB)/1, $0x10
+DATA q5kbit2<>+8(SB)/1, $0x00
+DATA q5kbit2<>+9(SB)/1, $0x00
+DATA q5kbit2<>+10(SB)/1, $0x00
+DATA q5kbit2<>+11(SB)/1, $0x00
+DATA q5kbit2<>+12(SB)/1, $0x10
+DATA q5kbit2<>+13(SB)/1, $0x10
+DATA q5kbit2<>+14(SB)/1, $0x10
+DATA q5kbit2<>+15(SB)/1, $0x10
+GLOBL q5kbit2<>(SB), RODATA|NOPTR, $16
+
+DATA q5kbit3<>+0(SB)/1, $0x00
+DATA q5kbit3<>+1(SB)/1, $0x00
+DATA q5kbit3<>+2(SB)/1, $0x00
+DATA q5kbit3<>+3(SB)/1, $0x00
+DATA q5kbit3<>+4(SB)/1, $0x00
+DATA q5kbit3<>+5(SB)/1, $0x00
+DATA q5kbit3<>+6(SB)/1, $0x00
+DATA q5kbit3<>+7(SB)/1, $0x00
+DATA q5kbit3<>+8(SB)/1, $0x10
+DATA q5kbit3<>+9(SB)/1, $0x10
+DATA q5kbit3<>+10(SB)/1, $0x10
+DATA q5kbit3<>+11(SB)/1, $0x10
+DATA q5kbit3<>+12(SB)/1, $0x10
+DATA q5kbit3<>+13(SB)/1, $0x10
+DATA q5kbit3<>+14(SB)/1, $0x10
+DATA q5kbit3<>+15(SB)/1, $0x10
+GLOBL q5kbit3<>(SB), RODATA|NOPTR, $16
 
 // func dotIQ4_XSx1AVX2(w []byte, x []byte, stride int, nb int, out *[4]float32)
 // Requires: AVX, AVX2, BMI2, F16C, FMA3
@@ -14628,7 +14834,6 @@ dotIQ4_XSx1AVX2loop:
 	CMPQ           BX, $0x00
 	JE             dotIQ4_XSx1AVX2done
 	VBROADCASTI128 kvaluesiq4nl<>+0(SB), Y1
-	VPXOR          Y2, Y2, Y2
 	MOVL           4(AX), DI
 	MOVQ           $0x0f0f0f0f0f0f0f0f, R9
 	PDEPQ          R9, DI, DI
@@ -14637,113 +14842,103 @@ dotIQ4_XSx1AVX2loop:
 	PDEPQ          R9, R8, R8
 	SHLQ           $0x04, R8
 	ORQ            R8, DI
-	VMOVQ          DI, X3
-	VPSUBB         bytes20<>+0(SB), X3, X3
-	VPMOVSXBW      X3, X3
-	VINSERTI128    $0x01, X3, Y3, Y4
-	VMOVDQU        8(AX), X3
-	VPSRLW         $0x04, X3, X5
-	VINSERTI128    $0x01, X5, Y3, Y5
-	VPAND          bytes0f<>+0(SB), Y5, Y5
-	VPSHUFB        Y5, Y1, Y5
-	VPSIGNB        Y5, Y5, Y6
-	VPSHUFB        kscaleshuf<>+128(SB), Y4, Y7
-	VMOVDQU        4(CX), Y8
-	VPSIGNB        Y5, Y8, Y8
-	VPMADDUBSW     Y8, Y6, Y8
-	VPMADDWD       Y7, Y8, Y8
-	VPADDD         Y8, Y2, Y2
-	VMOVDQU        24(AX), X3
-	VPSRLW         $0x04, X3, X5
-	VINSERTI128    $0x01, X5, Y3, Y5
-	VPAND          bytes0f<>+0(SB), Y5, Y5
-	VPSHUFB        Y5, Y1, Y5
-	VPSIGNB        Y5, Y5, Y6
-	VPSHUFB        kscaleshuf<>+160(SB), Y4, Y7
+	VMOVQ          DI, X2
+	VPSUBB         bytes20<>+0(SB), X2, X2
+	VPMOVSXBW      X2, X2
+	VINSERTI128    $0x01, X2, Y2, Y3
+	VBROADCASTI128 8(AX), Y4
+	VPSRLVQ        highlane4<>+0(SB), Y4, Y4
+	VPAND          bytes0f<>+0(SB), Y4, Y4
+	VPSHUFB        Y4, Y1, Y4
+	VPSIGNB        Y4, Y4, Y5
+	VPSHUFB        kscaleshuf<>+128(SB), Y3, Y6
+	VMOVDQU        4(CX), Y7
+	VPSIGNB        Y4, Y7, Y7
+	VPMADDUBSW     Y7, Y5, Y7
+	VPMADDWD       Y6, Y7, Y7
+	VBROADCASTI128 24(AX), Y4
+	VPSRLVQ        highlane4<>+0(SB), Y4, Y4
+	VPAND          bytes0f<>+0(SB), Y4, Y4
+	VPSHUFB        Y4, Y1, Y4
+	VPSIGNB        Y4, Y4, Y5
+	VPSHUFB        kscaleshuf<>+160(SB), Y3, Y6
 	VMOVDQU        36(CX), Y8
-	VPSIGNB        Y5, Y8, Y8
-	VPMADDUBSW     Y8, Y6, Y8
-	VPMADDWD       Y7, Y8, Y8
-	VPADDD         Y8, Y2, Y2
-	VMOVDQU        40(AX), X3
-	VPSRLW         $0x04, X3, X5
-	VINSERTI128    $0x01, X5, Y3, Y5
-	VPAND          bytes0f<>+0(SB), Y5, Y5
-	VPSHUFB        Y5, Y1, Y5
-	VPSIGNB        Y5, Y5, Y6
-	VPSHUFB        kscaleshuf<>+192(SB), Y4, Y7
+	VPSIGNB        Y4, Y8, Y8
+	VPMADDUBSW     Y8, Y5, Y8
+	VPMADDWD       Y6, Y8, Y8
+	VPADDD         Y8, Y7, Y7
+	VBROADCASTI128 40(AX), Y4
+	VPSRLVQ        highlane4<>+0(SB), Y4, Y4
+	VPAND          bytes0f<>+0(SB), Y4, Y4
+	VPSHUFB        Y4, Y1, Y4
+	VPSIGNB        Y4, Y4, Y5
+	VPSHUFB        kscaleshuf<>+192(SB), Y3, Y6
 	VMOVDQU        68(CX), Y8
-	VPSIGNB        Y5, Y8, Y8
-	VPMADDUBSW     Y8, Y6, Y8
-	VPMADDWD       Y7, Y8, Y8
-	VPADDD         Y8, Y2, Y2
-	VMOVDQU        56(AX), X3
-	VPSRLW         $0x04, X3, X5
-	VINSERTI128    $0x01, X5, Y3, Y5
-	VPAND          bytes0f<>+0(SB), Y5, Y5
-	VPSHUFB        Y5, Y1, Y5
-	VPSIGNB        Y5, Y5, Y6
-	VPSHUFB        kscaleshuf<>+224(SB), Y4, Y7
+	VPSIGNB        Y4, Y8, Y8
+	VPMADDUBSW     Y8, Y5, Y8
+	VPMADDWD       Y6, Y8, Y8
+	VPADDD         Y8, Y7, Y7
+	VBROADCASTI128 56(AX), Y4
+	VPSRLVQ        highlane4<>+0(SB), Y4, Y4
+	VPAND          bytes0f<>+0(SB), Y4, Y4
+	VPSHUFB        Y4, Y1, Y4
+	VPSIGNB        Y4, Y4, Y5
+	VPSHUFB        kscaleshuf<>+224(SB), Y3, Y6
 	VMOVDQU        100(CX), Y8
-	VPSIGNB        Y5, Y8, Y8
-	VPMADDUBSW     Y8, Y6, Y8
-	VPMADDWD       Y7, Y8, Y8
-	VPADDD         Y8, Y2, Y2
-	VMOVDQU        72(AX), X3
-	VPSRLW         $0x04, X3, X5
-	VINSERTI128    $0x01, X5, Y3, Y5
-	VPAND          bytes0f<>+0(SB), Y5, Y5
-	VPSHUFB        Y5, Y1, Y5
-	VPSIGNB        Y5, Y5, Y6
-	VPSHUFB        kscaleshuf<>+256(SB), Y4, Y7
+	VPSIGNB        Y4, Y8, Y8
+	VPMADDUBSW     Y8, Y5, Y8
+	VPMADDWD       Y6, Y8, Y8
+	VPADDD         Y8, Y7, Y7
+	VBROADCASTI128 72(AX), Y4
+	VPSRLVQ        highlane4<>+0(SB), Y4, Y4
+	VPAND          bytes0f<>+0(SB), Y4, Y4
+	VPSHUFB        Y4, Y1, Y4
+	VPSIGNB        Y4, Y4, Y5
+	VPSHUFB        kscaleshuf<>+256(SB), Y3, Y6
 	VMOVDQU        132(CX), Y8
-	VPSIGNB        Y5, Y8, Y8
-	VPMADDUBSW     Y8, Y6, Y8
-	VPMADDWD       Y7, Y8, Y8
-	VPADDD         Y8, Y2, Y2
-	VMOVDQU        88(AX), X3
-	VPSRLW         $0x04, X3, X5
-	VINSERTI128    $0x01, X5, Y3, Y5
-	VPAND          bytes0f<>+0(SB), Y5, Y5
-	VPSHUFB        Y5, Y1, Y5
-	VPSIGNB        Y5, Y5, Y6
-	VPSHUFB        kscaleshuf<>+288(SB), Y4, Y7
+	VPSIGNB        Y4, Y8, Y8
+	VPMADDUBSW     Y8, Y5, Y8
+	VPMADDWD       Y6, Y8, Y8
+	VPADDD         Y8, Y7, Y7
+	VBROADCASTI128 88(AX), Y4
+	VPSRLVQ        highlane4<>+0(SB), Y4, Y4
+	VPAND          bytes0f<>+0(SB), Y4, Y4
+	VPSHUFB        Y4, Y1, Y4
+	VPSIGNB        Y4, Y4, Y5
+	VPSHUFB        kscaleshuf<>+288(SB), Y3, Y6
 	VMOVDQU        164(CX), Y8
-	VPSIGNB        Y5, Y8, Y8
-	VPMADDUBSW     Y8, Y6, Y8
-	VPMADDWD       Y7, Y8, Y8
-	VPADDD         Y8, Y2, Y2
-	VMOVDQU        104(AX), X3
-	VPSRLW         $0x04, X3, X5
-	VINSERTI128    $0x01, X5, Y3, Y5
-	VPAND          bytes0f<>+0(SB), Y5, Y5
-	VPSHUFB        Y5, Y1, Y5
-	VPSIGNB        Y5, Y5, Y6
-	VPSHUFB        kscaleshuf<>+320(SB), Y4, Y7
+	VPSIGNB        Y4, Y8, Y8
+	VPMADDUBSW     Y8, Y5, Y8
+	VPMADDWD       Y6, Y8, Y8
+	VPADDD         Y8, Y7, Y7
+	VBROADCASTI128 104(AX), Y4
+	VPSRLVQ        highlane4<>+0(SB), Y4, Y4
+	VPAND          bytes0f<>+0(SB), Y4, Y4
+	VPSHUFB        Y4, Y1, Y4
+	VPSIGNB        Y4, Y4, Y5
+	VPSHUFB        kscaleshuf<>+320(SB), Y3, Y6
 	VMOVDQU        196(CX), Y8
-	VPSIGNB        Y5, Y8, Y8
-	VPMADDUBSW     Y8, Y6, Y8
-	VPMADDWD       Y7, Y8, Y8
-	VPADDD         Y8, Y2, Y2
-	VMOVDQU        120(AX), X3
-	VPSRLW         $0x04, X3, X5
-	VINSERTI128    $0x01, X5, Y3, Y5
-	VPAND          bytes0f<>+0(SB), Y5, Y5
-	VPSHUFB        Y5, Y1, Y5
-	VPSIGNB        Y5, Y5, Y1
-	VPSHUFB        kscaleshuf<>+352(SB), Y4, Y4
-	VMOVDQU        228(CX), Y6
-	VPSIGNB        Y5, Y6, Y6
-	VPMADDUBSW     Y6, Y1, Y6
-	VPMADDWD       Y4, Y6, Y6
-	VPADDD         Y6, Y2, Y2
-	MOVWLZX        (AX), DI
-	VMOVD          DI, X1
-	VCVTPH2PS      X1, X1
-	VMULSS         (CX), X1, X1
-	VBROADCASTSS   X1, Y1
-	VCVTDQ2PS      Y2, Y2
-	VFMADD231PS    Y2, Y1, Y0
+	VPSIGNB        Y4, Y8, Y8
+	VPMADDUBSW     Y8, Y5, Y8
+	VPMADDWD       Y6, Y8, Y8
+	VPADDD         Y8, Y7, Y7
+	VBROADCASTI128 120(AX), Y4
+	VPSRLVQ        highlane4<>+0(SB), Y4, Y4
+	VPAND          bytes0f<>+0(SB), Y4, Y4
+	VPSHUFB        Y4, Y1, Y4
+	VPSIGNB        Y4, Y4, Y1
+	VPSHUFB        kscaleshuf<>+352(SB), Y3, Y3
+	VMOVDQU        228(CX), Y5
+	VPSIGNB        Y4, Y5, Y5
+	VPMADDUBSW     Y5, Y1, Y5
+	VPMADDWD       Y3, Y5, Y5
+	VPADDD         Y5, Y7, Y7
+	VPBROADCASTW   (AX), X1
+	VCVTPH2PS      X1, Y1
+	VBROADCASTSS   (CX), Y3
+	VMULPS         Y1, Y3, Y3
+	VCVTDQ2PS      Y7, Y7
+	VFMADD231PS    Y7, Y3, Y0
 	ADDQ           $0x00000088, AX
 	ADDQ           $0x00000124, CX
 	ADDQ           $0x00000124, DX
@@ -14760,6 +14955,40 @@ dotIQ4_XSx1AVX2done:
 	VMOVSS       X0, (SI)
 	VZEROUPPER
 	RET
+
+DATA highlane4<>+0(SB)/1, $0x00
+DATA highlane4<>+1(SB)/1, $0x00
+DATA highlane4<>+2(SB)/1, $0x00
+DATA highlane4<>+3(SB)/1, $0x00
+DATA highlane4<>+4(SB)/1, $0x00
+DATA highlane4<>+5(SB)/1, $0x00
+DATA highlane4<>+6(SB)/1, $0x00
+DATA highlane4<>+7(SB)/1, $0x00
+DATA highlane4<>+8(SB)/1, $0x00
+DATA highlane4<>+9(SB)/1, $0x00
+DATA highlane4<>+10(SB)/1, $0x00
+DATA highlane4<>+11(SB)/1, $0x00
+DATA highlane4<>+12(SB)/1, $0x00
+DATA highlane4<>+13(SB)/1, $0x00
+DATA highlane4<>+14(SB)/1, $0x00
+DATA highlane4<>+15(SB)/1, $0x00
+DATA highlane4<>+16(SB)/1, $0x04
+DATA highlane4<>+17(SB)/1, $0x00
+DATA highlane4<>+18(SB)/1, $0x00
+DATA highlane4<>+19(SB)/1, $0x00
+DATA highlane4<>+20(SB)/1, $0x00
+DATA highlane4<>+21(SB)/1, $0x00
+DATA highlane4<>+22(SB)/1, $0x00
+DATA highlane4<>+23(SB)/1, $0x00
+DATA highlane4<>+24(SB)/1, $0x04
+DATA highlane4<>+25(SB)/1, $0x00
+DATA highlane4<>+26(SB)/1, $0x00
+DATA highlane4<>+27(SB)/1, $0x00
+DATA highlane4<>+28(SB)/1, $0x00
+DATA highlane4<>+29(SB)/1, $0x00
+DATA highlane4<>+30(SB)/1, $0x00
+DATA highlane4<>+31(SB)/1, $0x00
+GLOBL highlane4<>(SB), RODATA|NOPTR, $32
 
 // func dotQ4_1x2AVX2(w []byte, x []byte, stride int, nb int, out *[4]float32)
 // Requires: AVX, AVX2, F16C, FMA3
@@ -15304,7 +15533,7 @@ dotMXFP4x2AVX2end:
 	RET
 
 // func dotQ2_Kx2AVX2(w []byte, x []byte, stride int, nb int, out *[4]float32)
-// Requires: AVX, AVX2, AVX512BW, AVX512VL, F16C, FMA3
+// Requires: AVX, AVX2, F16C, FMA3
 TEXT ·dotQ2_Kx2AVX2(SB), NOSPLIT, $0-72
 	MOVQ   w_base+0(FP), AX
 	MOVQ   x_base+24(FP), CX
@@ -15327,108 +15556,96 @@ dotQ2_Kx2AVX2loop:
 	VPSRLW       $0x04, Y2, Y3
 	VMOVD        80(AX), X4
 	VCVTPH2PS    X4, X4
-	VPMADDWD     260(CX), Y3, Y5
-	VCVTDQ2PS    Y5, Y5
-	VBROADCASTSS (CX), X6
-	VMULPS       X6, X4, X6
-	VMOVSHDUP    X6, X6
-	VBROADCASTSS X6, Y6
-	VFNMADD231PS Y5, Y6, Y0
+	VPBROADCASTD dword00000001<>+0(SB), Y5
+	VPMADDWD     260(CX), Y3, Y6
+	VCVTDQ2PS    Y6, Y6
+	VBROADCASTSS (CX), Y7
+	VMULPS       Y4, Y7, Y7
+	VPERMPS      Y7, Y5, Y8
+	VFNMADD231PS Y6, Y8, Y0
+	VBROADCASTSS X7, Y6
 	VPMADDWD     260(CX)(DX*1), Y3, Y3
 	VCVTDQ2PS    Y3, Y3
-	VBROADCASTSS (CX)(DX*1), X5
-	VMULPS       X5, X4, X4
-	VMOVSHDUP    X4, X4
-	VBROADCASTSS X4, Y4
-	VFNMADD231PS Y3, Y4, Y1
-	VPXOR        Y3, Y3, Y3
-	VPXOR        Y4, Y4, Y4
+	VBROADCASTSS (CX)(DX*1), Y7
+	VMULPS       Y4, Y7, Y7
+	VPERMPS      Y7, Y5, Y5
+	VFNMADD231PS Y3, Y5, Y1
+	VBROADCASTSS X7, Y3
 	VPAND        bytes0f<>+0(SB), Y2, Y2
 	VINSERTI128  $0x01, X2, Y2, Y5
-	VMOVDQU      16(AX), Y6
-	VPAND        bytes03<>+0(SB), Y6, Y6
-	VPSHUFB      kscaleshuf<>+0(SB), Y5, Y7
-	VPMADDUBSW   4(CX), Y6, Y8
-	VPMADDWD     Y7, Y8, Y8
-	VPADDD       Y8, Y3, Y3
-	VPMADDUBSW   4(CX)(DX*1), Y6, Y6
-	VPMADDWD     Y7, Y6, Y6
-	VPADDD       Y6, Y4, Y4
-	VPSRLW       $0x02, 16(AX), Y6
-	VPAND        bytes03<>+0(SB), Y6, Y6
-	VPSHUFB      kscaleshuf<>+32(SB), Y5, Y7
-	VPMADDUBSW   36(CX), Y6, Y8
-	VPMADDWD     Y7, Y8, Y8
-	VPADDD       Y8, Y3, Y3
-	VPMADDUBSW   36(CX)(DX*1), Y6, Y6
-	VPMADDWD     Y7, Y6, Y6
-	VPADDD       Y6, Y4, Y4
-	VPSRLW       $0x04, 16(AX), Y6
-	VPAND        bytes03<>+0(SB), Y6, Y6
-	VPSHUFB      kscaleshuf<>+64(SB), Y5, Y7
-	VPMADDUBSW   68(CX), Y6, Y8
-	VPMADDWD     Y7, Y8, Y8
-	VPADDD       Y8, Y3, Y3
-	VPMADDUBSW   68(CX)(DX*1), Y6, Y6
-	VPMADDWD     Y7, Y6, Y6
-	VPADDD       Y6, Y4, Y4
-	VPSRLW       $0x06, 16(AX), Y6
-	VPAND        bytes03<>+0(SB), Y6, Y6
+	VMOVDQU      16(AX), Y7
+	VPSRLW       $0x04, Y7, Y8
+	VPAND        bytes03<>+0(SB), Y7, Y9
+	VPSHUFB      kscaleshuf<>+0(SB), Y5, Y10
+	VPMADDUBSW   4(CX), Y9, Y11
+	VPMADDWD     Y10, Y11, Y11
+	VPMADDUBSW   4(CX)(DX*1), Y9, Y9
+	VPMADDWD     Y10, Y9, Y9
+	VPAND        bytes0c<>+0(SB), Y7, Y7
+	VPSHUFB      kscaleshuf<>+32(SB), Y5, Y10
+	VPMADDUBSW   36(CX), Y7, Y12
+	VPMADDWD     Y10, Y12, Y12
+	VPMADDUBSW   36(CX)(DX*1), Y7, Y7
+	VPMADDWD     Y10, Y7, Y7
+	VPAND        bytes03<>+0(SB), Y8, Y10
+	VPSHUFB      kscaleshuf<>+64(SB), Y5, Y13
+	VPMADDUBSW   68(CX), Y10, Y14
+	VPMADDWD     Y13, Y14, Y14
+	VPADDD       Y14, Y11, Y11
+	VPMADDUBSW   68(CX)(DX*1), Y10, Y10
+	VPMADDWD     Y13, Y10, Y10
+	VPADDD       Y10, Y9, Y9
+	VPAND        bytes0c<>+0(SB), Y8, Y8
 	VPSHUFB      kscaleshuf<>+96(SB), Y5, Y5
-	VPMADDUBSW   100(CX), Y6, Y7
-	VPMADDWD     Y5, Y7, Y7
-	VPADDD       Y7, Y3, Y3
-	VPMADDUBSW   100(CX)(DX*1), Y6, Y6
-	VPMADDWD     Y5, Y6, Y6
-	VPADDD       Y6, Y4, Y4
+	VPMADDUBSW   100(CX), Y8, Y10
+	VPMADDWD     Y5, Y10, Y10
+	VPADDD       Y10, Y12, Y12
+	VPMADDUBSW   100(CX)(DX*1), Y8, Y8
+	VPMADDWD     Y5, Y8, Y8
+	VPADDD       Y8, Y7, Y7
 	VPERM2I128   $0x11, Y2, Y2, Y2
 	VMOVDQU      48(AX), Y5
-	VPAND        bytes03<>+0(SB), Y5, Y5
-	VPSHUFB      kscaleshuf<>+0(SB), Y2, Y6
-	VPMADDUBSW   132(CX), Y5, Y7
-	VPMADDWD     Y6, Y7, Y7
-	VPADDD       Y7, Y3, Y3
-	VPMADDUBSW   132(CX)(DX*1), Y5, Y5
-	VPMADDWD     Y6, Y5, Y5
-	VPADDD       Y5, Y4, Y4
-	VPSRLW       $0x02, 48(AX), Y5
-	VPAND        bytes03<>+0(SB), Y5, Y5
-	VPSHUFB      kscaleshuf<>+32(SB), Y2, Y6
-	VPMADDUBSW   164(CX), Y5, Y7
-	VPMADDWD     Y6, Y7, Y7
-	VPADDD       Y7, Y3, Y3
+	VPSRLW       $0x04, Y5, Y8
+	VPAND        bytes03<>+0(SB), Y5, Y10
+	VPSHUFB      kscaleshuf<>+0(SB), Y2, Y13
+	VPMADDUBSW   132(CX), Y10, Y14
+	VPMADDWD     Y13, Y14, Y14
+	VPADDD       Y14, Y11, Y11
+	VPMADDUBSW   132(CX)(DX*1), Y10, Y10
+	VPMADDWD     Y13, Y10, Y10
+	VPADDD       Y10, Y9, Y9
+	VPAND        bytes0c<>+0(SB), Y5, Y5
+	VPSHUFB      kscaleshuf<>+32(SB), Y2, Y10
+	VPMADDUBSW   164(CX), Y5, Y13
+	VPMADDWD     Y10, Y13, Y13
+	VPADDD       Y13, Y12, Y12
 	VPMADDUBSW   164(CX)(DX*1), Y5, Y5
-	VPMADDWD     Y6, Y5, Y5
-	VPADDD       Y5, Y4, Y4
-	VPSRLW       $0x04, 48(AX), Y5
-	VPAND        bytes03<>+0(SB), Y5, Y5
-	VPSHUFB      kscaleshuf<>+64(SB), Y2, Y6
-	VPMADDUBSW   196(CX), Y5, Y7
-	VPMADDWD     Y6, Y7, Y7
-	VPADDD       Y7, Y3, Y3
+	VPMADDWD     Y10, Y5, Y5
+	VPADDD       Y5, Y7, Y7
+	VPAND        bytes03<>+0(SB), Y8, Y5
+	VPSHUFB      kscaleshuf<>+64(SB), Y2, Y10
+	VPMADDUBSW   196(CX), Y5, Y13
+	VPMADDWD     Y10, Y13, Y13
+	VPADDD       Y13, Y11, Y11
 	VPMADDUBSW   196(CX)(DX*1), Y5, Y5
-	VPMADDWD     Y6, Y5, Y5
-	VPADDD       Y5, Y4, Y4
-	VPSRLW       $0x06, 48(AX), Y5
-	VPAND        bytes03<>+0(SB), Y5, Y5
+	VPMADDWD     Y10, Y5, Y5
+	VPADDD       Y5, Y9, Y9
+	VPAND        bytes0c<>+0(SB), Y8, Y5
 	VPSHUFB      kscaleshuf<>+96(SB), Y2, Y2
-	VPMADDUBSW   228(CX), Y5, Y6
-	VPMADDWD     Y2, Y6, Y6
-	VPADDD       Y6, Y3, Y3
+	VPMADDUBSW   228(CX), Y5, Y8
+	VPMADDWD     Y2, Y8, Y8
+	VPADDD       Y8, Y12, Y12
 	VPMADDUBSW   228(CX)(DX*1), Y5, Y5
 	VPMADDWD     Y2, Y5, Y5
-	VPADDD       Y5, Y4, Y4
-	MOVWLZX      80(AX), R8
-	VMOVD        R8, X2
-	VCVTPH2PS    X2, X2
-	VMULSS       (CX), X2, X5
-	VBROADCASTSS X5, Y5
-	VCVTDQ2PS    Y3, Y3
-	VFMADD231PS  Y3, Y5, Y0
-	VMULSS       (CX)(DX*1), X2, X2
-	VBROADCASTSS X2, Y2
-	VCVTDQ2PS    Y4, Y4
-	VFMADD231PS  Y4, Y2, Y1
+	VPADDD       Y5, Y7, Y7
+	VPSRAD       $0x02, Y12, Y12
+	VPADDD       Y12, Y11, Y11
+	VPSRAD       $0x02, Y7, Y7
+	VPADDD       Y7, Y9, Y9
+	VCVTDQ2PS    Y11, Y11
+	VFMADD231PS  Y11, Y6, Y0
+	VCVTDQ2PS    Y9, Y9
+	VFMADD231PS  Y9, Y3, Y1
 	ADDQ         $0x00000054, AX
 	ADDQ         $0x00000124, CX
 	ADDQ         $0x00000124, DI
@@ -15471,178 +15688,143 @@ TEXT ·dotQ3_Kx2AVX2(SB), NOSPLIT, $0-72
 dotQ3_Kx2AVX2loop:
 	CMPQ         BX, $0x00
 	JE           dotQ3_Kx2AVX2done
-	VPXOR        Y2, Y2, Y2
-	VPXOR        Y3, Y3, Y3
-	MOVL         96(AX), R8
-	MOVL         100(AX), R9
-	MOVL         104(AX), R10
-	MOVL         R8, R11
-	ANDL         $0x0f0f0f0f, R11
-	MOVL         R10, R12
-	ANDL         $0x03030303, R12
-	SHLL         $0x04, R12
-	ORL          R12, R11
-	VMOVD        R11, X4
-	MOVL         R9, R11
-	ANDL         $0x0f0f0f0f, R11
-	MOVL         R10, R12
-	SHRL         $0x02, R12
-	ANDL         $0x03030303, R12
-	SHLL         $0x04, R12
-	ORL          R12, R11
-	VPINSRD      $0x01, R11, X4, X4
-	SHRL         $0x04, R8
-	ANDL         $0x0f0f0f0f, R8
-	MOVL         R10, R11
-	SHRL         $0x04, R11
-	ANDL         $0x03030303, R11
-	SHLL         $0x04, R11
-	ORL          R11, R8
-	VPINSRD      $0x02, R8, X4, X4
-	MOVL         R9, R8
-	SHRL         $0x04, R8
-	ANDL         $0x0f0f0f0f, R8
-	MOVL         R10, R9
-	SHRL         $0x06, R9
-	ANDL         $0x03030303, R9
-	SHLL         $0x04, R9
-	ORL          R9, R8
-	VPINSRD      $0x03, R8, X4, X4
-	VPSUBB       bytes20<>+0(SB), X4, X4
-	VPMOVSXBW    X4, Y4
-	VINSERTI128  $0x01, X4, Y4, Y5
-	VMOVDQU      32(AX), Y6
-	VPAND        bytes03<>+0(SB), Y6, Y6
-	VPSLLW       $0x02, (AX), Y7
-	VPANDN       bytes04<>+0(SB), Y7, Y7
-	VPSHUFB      kscaleshuf<>+0(SB), Y5, Y8
+	VPBROADCASTQ 96(AX), X2
+	VPSRLVQ      q3kloshift<>+0(SB), X2, X2
+	VPAND        bytes0f<>+0(SB), X2, X2
+	VPBROADCASTD 104(AX), X3
+	VPSRLVD      q3khishift<>+0(SB), X3, X3
+	VPSLLW       $0x04, X3, X3
+	VPAND        bytes30<>+0(SB), X3, X3
+	VPOR         X3, X2, X2
+	VPSUBB       bytes20<>+0(SB), X2, X2
+	VPSHUFB      q3korder<>+0(SB), X2, X2
+	VPMOVSXBW    X2, Y2
+	VMOVDQU      32(AX), Y3
+	VPSRLW       $0x04, Y3, Y4
+	VPAND        bytes03<>+0(SB), Y3, Y5
+	VPSLLW       $0x02, (AX), Y6
+	VPANDN       bytes04<>+0(SB), Y6, Y6
+	VPSHUFB      kscaleshuf<>+128(SB), Y2, Y7
+	VPMADDUBSW   4(CX), Y5, Y8
 	VPMADDUBSW   4(CX), Y6, Y9
-	VPMADDUBSW   4(CX), Y7, Y10
-	VPSUBW       Y10, Y9, Y9
-	VPMADDWD     Y8, Y9, Y9
-	VPADDD       Y9, Y2, Y2
+	VPSUBW       Y9, Y8, Y8
+	VPMADDWD     Y7, Y8, Y8
+	VPMADDUBSW   4(CX)(DX*1), Y5, Y5
 	VPMADDUBSW   4(CX)(DX*1), Y6, Y6
-	VPMADDUBSW   4(CX)(DX*1), Y7, Y7
-	VPSUBW       Y7, Y6, Y6
-	VPMADDWD     Y8, Y6, Y6
-	VPADDD       Y6, Y3, Y3
-	VPSRLW       $0x02, 32(AX), Y6
-	VPAND        bytes03<>+0(SB), Y6, Y6
-	VPSLLW       $0x01, (AX), Y7
-	VPANDN       bytes04<>+0(SB), Y7, Y7
-	VPSHUFB      kscaleshuf<>+32(SB), Y5, Y8
-	VPMADDUBSW   36(CX), Y6, Y9
-	VPMADDUBSW   36(CX), Y7, Y10
+	VPSUBW       Y6, Y5, Y5
+	VPMADDWD     Y7, Y5, Y5
+	VPAND        bytes0c<>+0(SB), Y3, Y3
+	VPSLLW       $0x03, (AX), Y6
+	VPANDN       bytes10<>+0(SB), Y6, Y6
+	VPSHUFB      kscaleshuf<>+160(SB), Y2, Y7
+	VPMADDUBSW   36(CX), Y3, Y9
+	VPMADDUBSW   36(CX), Y6, Y10
 	VPSUBW       Y10, Y9, Y9
-	VPMADDWD     Y8, Y9, Y9
-	VPADDD       Y9, Y2, Y2
+	VPMADDWD     Y7, Y9, Y9
+	VPMADDUBSW   36(CX)(DX*1), Y3, Y3
 	VPMADDUBSW   36(CX)(DX*1), Y6, Y6
-	VPMADDUBSW   36(CX)(DX*1), Y7, Y7
-	VPSUBW       Y7, Y6, Y6
-	VPMADDWD     Y8, Y6, Y6
-	VPADDD       Y6, Y3, Y3
-	VPSRLW       $0x04, 32(AX), Y6
-	VPAND        bytes03<>+0(SB), Y6, Y6
+	VPSUBW       Y6, Y3, Y3
+	VPMADDWD     Y7, Y3, Y3
+	VPAND        bytes03<>+0(SB), Y4, Y6
 	VMOVDQU      (AX), Y7
 	VPANDN       bytes04<>+0(SB), Y7, Y7
-	VPSHUFB      kscaleshuf<>+64(SB), Y5, Y8
-	VPMADDUBSW   68(CX), Y6, Y9
-	VPMADDUBSW   68(CX), Y7, Y10
-	VPSUBW       Y10, Y9, Y9
-	VPMADDWD     Y8, Y9, Y9
-	VPADDD       Y9, Y2, Y2
+	VPSHUFB      kscaleshuf<>+192(SB), Y2, Y10
+	VPMADDUBSW   68(CX), Y6, Y11
+	VPMADDUBSW   68(CX), Y7, Y12
+	VPSUBW       Y12, Y11, Y11
+	VPMADDWD     Y10, Y11, Y11
+	VPADDD       Y11, Y8, Y8
 	VPMADDUBSW   68(CX)(DX*1), Y6, Y6
 	VPMADDUBSW   68(CX)(DX*1), Y7, Y7
 	VPSUBW       Y7, Y6, Y6
-	VPMADDWD     Y8, Y6, Y6
-	VPADDD       Y6, Y3, Y3
-	VPSRLW       $0x06, 32(AX), Y6
-	VPAND        bytes03<>+0(SB), Y6, Y6
-	VPSRLW       $0x01, (AX), Y7
-	VPANDN       bytes04<>+0(SB), Y7, Y7
-	VPSHUFB      kscaleshuf<>+96(SB), Y5, Y5
-	VPMADDUBSW   100(CX), Y6, Y8
-	VPMADDUBSW   100(CX), Y7, Y9
-	VPSUBW       Y9, Y8, Y8
-	VPMADDWD     Y5, Y8, Y8
-	VPADDD       Y8, Y2, Y2
+	VPMADDWD     Y10, Y6, Y6
+	VPADDD       Y6, Y5, Y5
+	VPAND        bytes0c<>+0(SB), Y4, Y4
+	VPSLLW       $0x01, (AX), Y6
+	VPANDN       bytes10<>+0(SB), Y6, Y6
+	VPSHUFB      kscaleshuf<>+224(SB), Y2, Y7
+	VPMADDUBSW   100(CX), Y4, Y10
+	VPMADDUBSW   100(CX), Y6, Y11
+	VPSUBW       Y11, Y10, Y10
+	VPMADDWD     Y7, Y10, Y10
+	VPADDD       Y10, Y9, Y9
+	VPMADDUBSW   100(CX)(DX*1), Y4, Y4
 	VPMADDUBSW   100(CX)(DX*1), Y6, Y6
-	VPMADDUBSW   100(CX)(DX*1), Y7, Y7
-	VPSUBW       Y7, Y6, Y6
-	VPMADDWD     Y5, Y6, Y6
-	VPADDD       Y6, Y3, Y3
-	VPERM2I128   $0x11, Y4, Y4, Y4
-	VMOVDQU      64(AX), Y5
-	VPAND        bytes03<>+0(SB), Y5, Y5
-	VPSRLW       $0x02, (AX), Y6
-	VPANDN       bytes04<>+0(SB), Y6, Y6
-	VPSHUFB      kscaleshuf<>+0(SB), Y4, Y7
-	VPMADDUBSW   132(CX), Y5, Y8
-	VPMADDUBSW   132(CX), Y6, Y9
-	VPSUBW       Y9, Y8, Y8
-	VPMADDWD     Y7, Y8, Y8
-	VPADDD       Y8, Y2, Y2
-	VPMADDUBSW   132(CX)(DX*1), Y5, Y5
-	VPMADDUBSW   132(CX)(DX*1), Y6, Y6
-	VPSUBW       Y6, Y5, Y5
-	VPMADDWD     Y7, Y5, Y5
-	VPADDD       Y5, Y3, Y3
-	VPSRLW       $0x02, 64(AX), Y5
-	VPAND        bytes03<>+0(SB), Y5, Y5
+	VPSUBW       Y6, Y4, Y4
+	VPMADDWD     Y7, Y4, Y4
+	VPADDD       Y4, Y3, Y3
+	VMOVDQU      64(AX), Y4
+	VPSRLW       $0x04, Y4, Y6
+	VPAND        bytes03<>+0(SB), Y4, Y7
+	VPSRLW       $0x02, (AX), Y10
+	VPANDN       bytes04<>+0(SB), Y10, Y10
+	VPSHUFB      kscaleshuf<>+256(SB), Y2, Y11
+	VPMADDUBSW   132(CX), Y7, Y12
+	VPMADDUBSW   132(CX), Y10, Y13
+	VPSUBW       Y13, Y12, Y12
+	VPMADDWD     Y11, Y12, Y12
+	VPADDD       Y12, Y8, Y8
+	VPMADDUBSW   132(CX)(DX*1), Y7, Y7
+	VPMADDUBSW   132(CX)(DX*1), Y10, Y10
+	VPSUBW       Y10, Y7, Y7
+	VPMADDWD     Y11, Y7, Y7
+	VPADDD       Y7, Y5, Y5
+	VPAND        bytes0c<>+0(SB), Y4, Y4
+	VPSRLW       $0x01, (AX), Y7
+	VPANDN       bytes10<>+0(SB), Y7, Y7
+	VPSHUFB      kscaleshuf<>+288(SB), Y2, Y10
+	VPMADDUBSW   164(CX), Y4, Y11
+	VPMADDUBSW   164(CX), Y7, Y12
+	VPSUBW       Y12, Y11, Y11
+	VPMADDWD     Y10, Y11, Y11
+	VPADDD       Y11, Y9, Y9
+	VPMADDUBSW   164(CX)(DX*1), Y4, Y4
+	VPMADDUBSW   164(CX)(DX*1), Y7, Y7
+	VPSUBW       Y7, Y4, Y4
+	VPMADDWD     Y10, Y4, Y4
+	VPADDD       Y4, Y3, Y3
+	VPAND        bytes03<>+0(SB), Y6, Y4
+	VPSRLW       $0x04, (AX), Y7
+	VPANDN       bytes04<>+0(SB), Y7, Y7
+	VPSHUFB      kscaleshuf<>+320(SB), Y2, Y10
+	VPMADDUBSW   196(CX), Y4, Y11
+	VPMADDUBSW   196(CX), Y7, Y12
+	VPSUBW       Y12, Y11, Y11
+	VPMADDWD     Y10, Y11, Y11
+	VPADDD       Y11, Y8, Y8
+	VPMADDUBSW   196(CX)(DX*1), Y4, Y4
+	VPMADDUBSW   196(CX)(DX*1), Y7, Y7
+	VPSUBW       Y7, Y4, Y4
+	VPMADDWD     Y10, Y4, Y4
+	VPADDD       Y4, Y5, Y5
+	VPAND        bytes0c<>+0(SB), Y6, Y4
 	VPSRLW       $0x03, (AX), Y6
-	VPANDN       bytes04<>+0(SB), Y6, Y6
-	VPSHUFB      kscaleshuf<>+32(SB), Y4, Y7
-	VPMADDUBSW   164(CX), Y5, Y8
-	VPMADDUBSW   164(CX), Y6, Y9
-	VPSUBW       Y9, Y8, Y8
-	VPMADDWD     Y7, Y8, Y8
-	VPADDD       Y8, Y2, Y2
-	VPMADDUBSW   164(CX)(DX*1), Y5, Y5
-	VPMADDUBSW   164(CX)(DX*1), Y6, Y6
-	VPSUBW       Y6, Y5, Y5
-	VPMADDWD     Y7, Y5, Y5
-	VPADDD       Y5, Y3, Y3
-	VPSRLW       $0x04, 64(AX), Y5
-	VPAND        bytes03<>+0(SB), Y5, Y5
-	VPSRLW       $0x04, (AX), Y6
-	VPANDN       bytes04<>+0(SB), Y6, Y6
-	VPSHUFB      kscaleshuf<>+64(SB), Y4, Y7
-	VPMADDUBSW   196(CX), Y5, Y8
-	VPMADDUBSW   196(CX), Y6, Y9
-	VPSUBW       Y9, Y8, Y8
-	VPMADDWD     Y7, Y8, Y8
-	VPADDD       Y8, Y2, Y2
-	VPMADDUBSW   196(CX)(DX*1), Y5, Y5
-	VPMADDUBSW   196(CX)(DX*1), Y6, Y6
-	VPSUBW       Y6, Y5, Y5
-	VPMADDWD     Y7, Y5, Y5
-	VPADDD       Y5, Y3, Y3
-	VPSRLW       $0x06, 64(AX), Y5
-	VPAND        bytes03<>+0(SB), Y5, Y5
-	VPSRLW       $0x05, (AX), Y6
-	VPANDN       bytes04<>+0(SB), Y6, Y6
-	VPSHUFB      kscaleshuf<>+96(SB), Y4, Y4
-	VPMADDUBSW   228(CX), Y5, Y7
-	VPMADDUBSW   228(CX), Y6, Y8
-	VPSUBW       Y8, Y7, Y7
-	VPMADDWD     Y4, Y7, Y7
-	VPADDD       Y7, Y2, Y2
-	VPMADDUBSW   228(CX)(DX*1), Y5, Y5
+	VPANDN       bytes10<>+0(SB), Y6, Y6
+	VPSHUFB      kscaleshuf<>+352(SB), Y2, Y2
+	VPMADDUBSW   228(CX), Y4, Y7
+	VPMADDUBSW   228(CX), Y6, Y10
+	VPSUBW       Y10, Y7, Y7
+	VPMADDWD     Y2, Y7, Y7
+	VPADDD       Y7, Y9, Y9
+	VPMADDUBSW   228(CX)(DX*1), Y4, Y4
 	VPMADDUBSW   228(CX)(DX*1), Y6, Y6
-	VPSUBW       Y6, Y5, Y5
-	VPMADDWD     Y4, Y5, Y5
-	VPADDD       Y5, Y3, Y3
-	MOVWLZX      108(AX), R8
-	VMOVD        R8, X4
-	VCVTPH2PS    X4, X4
-	VMULSS       (CX), X4, X5
-	VBROADCASTSS X5, Y5
-	VCVTDQ2PS    Y2, Y2
-	VFMADD231PS  Y2, Y5, Y0
-	VMULSS       (CX)(DX*1), X4, X2
-	VBROADCASTSS X2, Y2
-	VCVTDQ2PS    Y3, Y3
-	VFMADD231PS  Y3, Y2, Y1
+	VPSUBW       Y6, Y4, Y4
+	VPMADDWD     Y2, Y4, Y4
+	VPADDD       Y4, Y3, Y3
+	VPSRAD       $0x02, Y9, Y9
+	VPADDD       Y9, Y8, Y8
+	VPSRAD       $0x02, Y3, Y3
+	VPADDD       Y3, Y5, Y5
+	VPBROADCASTW 108(AX), X2
+	VCVTPH2PS    X2, Y2
+	VBROADCASTSS (CX), Y3
+	VMULPS       Y2, Y3, Y3
+	VBROADCASTSS (CX)(DX*1), Y4
+	VMULPS       Y2, Y4, Y4
+	VCVTDQ2PS    Y8, Y8
+	VFMADD231PS  Y8, Y3, Y0
+	VCVTDQ2PS    Y5, Y5
+	VFMADD231PS  Y5, Y4, Y1
 	ADDQ         $0x0000006e, AX
 	ADDQ         $0x00000124, CX
 	ADDQ         $0x00000124, DI
@@ -15683,172 +15865,158 @@ TEXT ·dotQ5_Kx2AVX2(SB), NOSPLIT, $0-72
 	VXORPS Y1, Y1, Y1
 
 dotQ5_Kx2AVX2loop:
-	CMPQ         BX, $0x00
-	JE           dotQ5_Kx2AVX2done
-	MOVL         4(AX), R8
-	MOVL         8(AX), R9
-	MOVL         12(AX), R10
-	MOVL         R10, R11
-	SHRL         $0x04, R11
-	ANDL         $0x0f0f0f0f, R11
-	MOVL         R9, R12
-	SHRL         $0x06, R12
-	ANDL         $0x03030303, R12
-	SHLL         $0x04, R12
-	ORL          R12, R11
-	ANDL         $0x3f3f3f3f, R9
-	ANDL         $0x0f0f0f0f, R10
-	MOVL         R8, R12
-	SHRL         $0x06, R12
-	ANDL         $0x03030303, R12
-	SHLL         $0x04, R12
-	ORL          R12, R10
-	ANDL         $0x3f3f3f3f, R8
-	VMOVD        R8, X2
-	VPINSRD      $0x01, R10, X2, X2
-	VPINSRD      $0x02, R9, X2, X2
-	VPINSRD      $0x03, R11, X2, X2
-	VPMOVZXBW    X2, Y2
-	VINSERTI128  $0x01, X2, Y2, Y3
-	VEXTRACTI128 $0x01, Y2, X2
-	MOVWLZX      2(AX), R8
-	VMOVD        R8, X4
-	VCVTPH2PS    X4, X4
-	VXORPS       signbit<>+0(SB), X4, X4
-	VMOVDQU      260(CX), X5
-	VPHADDW      276(CX), X5, X5
-	VPMADDWD     X2, X5, X5
-	VPHADDD      X5, X5, X5
-	VPHADDD      X5, X5, X5
-	VCVTDQ2PS    X5, X5
-	VMOVSS       (SI), X6
-	VMULSS       (CX), X4, X7
-	VFMADD231SS  X5, X7, X6
-	VMOVSS       X6, (SI)
-	VMOVDQU      260(CX)(DX*1), X5
-	VPHADDW      276(CX)(DX*1), X5, X5
-	VPMADDWD     X2, X5, X5
-	VPHADDD      X5, X5, X5
-	VPHADDD      X5, X5, X5
-	VCVTDQ2PS    X5, X5
-	VMOVSS       4(SI), X2
-	VMULSS       (CX)(DX*1), X4, X4
-	VFMADD231SS  X5, X4, X2
-	VMOVSS       X2, 4(SI)
-	VPXOR        Y2, Y2, Y2
-	VPXOR        Y4, Y4, Y4
-	VMOVDQU      48(AX), Y5
-	VPAND        bytes0f<>+0(SB), Y5, Y5
-	VPSLLW       $0x04, 16(AX), Y6
-	VPAND        bytes10<>+0(SB), Y6, Y6
-	VPOR         Y6, Y5, Y5
-	VPSHUFB      kscaleshuf<>+128(SB), Y3, Y6
-	VPMADDUBSW   4(CX), Y5, Y7
-	VPMADDWD     Y6, Y7, Y7
-	VPADDD       Y7, Y2, Y2
-	VPMADDUBSW   4(CX)(DX*1), Y5, Y5
-	VPMADDWD     Y6, Y5, Y5
-	VPADDD       Y5, Y4, Y4
-	VPSRLW       $0x04, 48(AX), Y5
-	VPAND        bytes0f<>+0(SB), Y5, Y5
-	VPSLLW       $0x03, 16(AX), Y6
-	VPAND        bytes10<>+0(SB), Y6, Y6
-	VPOR         Y6, Y5, Y5
-	VPSHUFB      kscaleshuf<>+160(SB), Y3, Y6
-	VPMADDUBSW   36(CX), Y5, Y7
-	VPMADDWD     Y6, Y7, Y7
-	VPADDD       Y7, Y2, Y2
-	VPMADDUBSW   36(CX)(DX*1), Y5, Y5
-	VPMADDWD     Y6, Y5, Y5
-	VPADDD       Y5, Y4, Y4
-	VMOVDQU      80(AX), Y5
-	VPAND        bytes0f<>+0(SB), Y5, Y5
-	VPSLLW       $0x02, 16(AX), Y6
-	VPAND        bytes10<>+0(SB), Y6, Y6
-	VPOR         Y6, Y5, Y5
-	VPSHUFB      kscaleshuf<>+192(SB), Y3, Y6
-	VPMADDUBSW   68(CX), Y5, Y7
-	VPMADDWD     Y6, Y7, Y7
-	VPADDD       Y7, Y2, Y2
-	VPMADDUBSW   68(CX)(DX*1), Y5, Y5
-	VPMADDWD     Y6, Y5, Y5
-	VPADDD       Y5, Y4, Y4
-	VPSRLW       $0x04, 80(AX), Y5
-	VPAND        bytes0f<>+0(SB), Y5, Y5
-	VPSLLW       $0x01, 16(AX), Y6
-	VPAND        bytes10<>+0(SB), Y6, Y6
-	VPOR         Y6, Y5, Y5
-	VPSHUFB      kscaleshuf<>+224(SB), Y3, Y6
-	VPMADDUBSW   100(CX), Y5, Y7
-	VPMADDWD     Y6, Y7, Y7
-	VPADDD       Y7, Y2, Y2
-	VPMADDUBSW   100(CX)(DX*1), Y5, Y5
-	VPMADDWD     Y6, Y5, Y5
-	VPADDD       Y5, Y4, Y4
-	VMOVDQU      112(AX), Y5
-	VPAND        bytes0f<>+0(SB), Y5, Y5
-	VMOVDQU      16(AX), Y6
-	VPAND        bytes10<>+0(SB), Y6, Y6
-	VPOR         Y6, Y5, Y5
-	VPSHUFB      kscaleshuf<>+256(SB), Y3, Y6
-	VPMADDUBSW   132(CX), Y5, Y7
-	VPMADDWD     Y6, Y7, Y7
-	VPADDD       Y7, Y2, Y2
-	VPMADDUBSW   132(CX)(DX*1), Y5, Y5
-	VPMADDWD     Y6, Y5, Y5
-	VPADDD       Y5, Y4, Y4
-	VPSRLW       $0x04, 112(AX), Y5
-	VPAND        bytes0f<>+0(SB), Y5, Y5
-	VPSRLW       $0x01, 16(AX), Y6
-	VPAND        bytes10<>+0(SB), Y6, Y6
-	VPOR         Y6, Y5, Y5
-	VPSHUFB      kscaleshuf<>+288(SB), Y3, Y6
-	VPMADDUBSW   164(CX), Y5, Y7
-	VPMADDWD     Y6, Y7, Y7
-	VPADDD       Y7, Y2, Y2
-	VPMADDUBSW   164(CX)(DX*1), Y5, Y5
-	VPMADDWD     Y6, Y5, Y5
-	VPADDD       Y5, Y4, Y4
-	VMOVDQU      144(AX), Y5
-	VPAND        bytes0f<>+0(SB), Y5, Y5
-	VPSRLW       $0x02, 16(AX), Y6
-	VPAND        bytes10<>+0(SB), Y6, Y6
-	VPOR         Y6, Y5, Y5
-	VPSHUFB      kscaleshuf<>+320(SB), Y3, Y6
-	VPMADDUBSW   196(CX), Y5, Y7
-	VPMADDWD     Y6, Y7, Y7
-	VPADDD       Y7, Y2, Y2
-	VPMADDUBSW   196(CX)(DX*1), Y5, Y5
-	VPMADDWD     Y6, Y5, Y5
-	VPADDD       Y5, Y4, Y4
-	VPSRLW       $0x04, 144(AX), Y5
-	VPAND        bytes0f<>+0(SB), Y5, Y5
-	VPSRLW       $0x03, 16(AX), Y6
-	VPAND        bytes10<>+0(SB), Y6, Y6
-	VPOR         Y6, Y5, Y5
-	VPSHUFB      kscaleshuf<>+352(SB), Y3, Y3
-	VPMADDUBSW   228(CX), Y5, Y6
-	VPMADDWD     Y3, Y6, Y6
-	VPADDD       Y6, Y2, Y2
-	VPMADDUBSW   228(CX)(DX*1), Y5, Y5
-	VPMADDWD     Y3, Y5, Y5
-	VPADDD       Y5, Y4, Y4
-	MOVWLZX      (AX), R8
-	VMOVD        R8, X3
-	VCVTPH2PS    X3, X3
-	VMULSS       (CX), X3, X5
-	VBROADCASTSS X5, Y5
-	VCVTDQ2PS    Y2, Y2
-	VFMADD231PS  Y2, Y5, Y0
-	VMULSS       (CX)(DX*1), X3, X2
-	VBROADCASTSS X2, Y2
-	VCVTDQ2PS    Y4, Y4
-	VFMADD231PS  Y4, Y2, Y1
-	ADDQ         $0x000000b0, AX
-	ADDQ         $0x00000124, CX
-	ADDQ         $0x00000124, DI
-	DECQ         BX
-	JMP          dotQ5_Kx2AVX2loop
+	CMPQ           BX, $0x00
+	JE             dotQ5_Kx2AVX2done
+	VMOVDQU        (AX), X2
+	VPSHUFB        k4order<>+0(SB), X2, X3
+	VPSRLVD        k4shift<>+0(SB), X3, X3
+	VPAND          k4mask<>+0(SB), X3, X3
+	VPSHUFB        k4top<>+0(SB), X2, X2
+	VPSRLW         $0x02, X2, X2
+	VPAND          bytes30<>+0(SB), X2, X2
+	VPOR           X2, X3, X3
+	VPMOVZXBW      X3, Y2
+	VINSERTI128    $0x01, X2, Y2, Y3
+	VEXTRACTI128   $0x01, Y2, X2
+	VMOVD          (AX), X4
+	VCVTPH2PS      X4, X4
+	VMOVDQU        260(CX), X5
+	VPHADDW        276(CX), X5, X5
+	VPMADDWD       X2, X5, X5
+	VPSHUFD        $0x4e, X5, X6
+	VPADDD         X6, X5, X5
+	VPSHUFD        $0xb1, X5, X6
+	VPADDD         X6, X5, X5
+	VCVTDQ2PS      X5, X5
+	VBROADCASTSS   (CX), X6
+	VMULPS         X4, X6, X6
+	VMOVSHDUP      X6, X7
+	VMOVSS         (SI), X8
+	VFNMADD231SS   X5, X7, X8
+	VMOVSS         X8, (SI)
+	VBROADCASTSS   X6, Y5
+	VMOVDQU        260(CX)(DX*1), X6
+	VPHADDW        276(CX)(DX*1), X6, X6
+	VPMADDWD       X2, X6, X6
+	VPSHUFD        $0x4e, X6, X2
+	VPADDD         X2, X6, X6
+	VPSHUFD        $0xb1, X6, X2
+	VPADDD         X2, X6, X6
+	VCVTDQ2PS      X6, X6
+	VBROADCASTSS   (CX)(DX*1), X2
+	VMULPS         X4, X2, X2
+	VMOVSHDUP      X2, X4
+	VMOVSS         4(SI), X7
+	VFNMADD231SS   X6, X4, X7
+	VMOVSS         X7, 4(SI)
+	VBROADCASTSS   X2, Y2
+	VMOVDQU        16(AX), Y4
+	VPSRLW         $0x04, Y4, Y6
+	VPAND          bytes0f<>+0(SB), Y4, Y4
+	VPAND          bytes0f<>+0(SB), Y6, Y6
+	VMOVDQU        48(AX), Y7
+	VPAND          bytes0f<>+0(SB), Y7, Y7
+	VBROADCASTI128 q5kbit0<>+0(SB), Y8
+	VPSHUFB        Y4, Y8, Y8
+	VPOR           Y8, Y7, Y7
+	VPSHUFB        kscaleshuf<>+128(SB), Y3, Y8
+	VPMADDUBSW     4(CX), Y7, Y9
+	VPMADDWD       Y8, Y9, Y9
+	VPMADDUBSW     4(CX)(DX*1), Y7, Y7
+	VPMADDWD       Y8, Y7, Y7
+	VPSRLW         $0x04, 48(AX), Y8
+	VPAND          bytes0f<>+0(SB), Y8, Y8
+	VBROADCASTI128 q5kbit1<>+0(SB), Y10
+	VPSHUFB        Y4, Y10, Y10
+	VPOR           Y10, Y8, Y8
+	VPSHUFB        kscaleshuf<>+160(SB), Y3, Y10
+	VPMADDUBSW     36(CX), Y8, Y11
+	VPMADDWD       Y10, Y11, Y11
+	VPADDD         Y11, Y9, Y9
+	VPMADDUBSW     36(CX)(DX*1), Y8, Y8
+	VPMADDWD       Y10, Y8, Y8
+	VPADDD         Y8, Y7, Y7
+	VMOVDQU        80(AX), Y8
+	VPAND          bytes0f<>+0(SB), Y8, Y8
+	VBROADCASTI128 q5kbit2<>+0(SB), Y10
+	VPSHUFB        Y4, Y10, Y10
+	VPOR           Y10, Y8, Y8
+	VPSHUFB        kscaleshuf<>+192(SB), Y3, Y10
+	VPMADDUBSW     68(CX), Y8, Y11
+	VPMADDWD       Y10, Y11, Y11
+	VPADDD         Y11, Y9, Y9
+	VPMADDUBSW     68(CX)(DX*1), Y8, Y8
+	VPMADDWD       Y10, Y8, Y8
+	VPADDD         Y8, Y7, Y7
+	VPSRLW         $0x04, 80(AX), Y8
+	VPAND          bytes0f<>+0(SB), Y8, Y8
+	VBROADCASTI128 q5kbit3<>+0(SB), Y10
+	VPSHUFB        Y4, Y10, Y10
+	VPOR           Y10, Y8, Y8
+	VPSHUFB        kscaleshuf<>+224(SB), Y3, Y4
+	VPMADDUBSW     100(CX), Y8, Y10
+	VPMADDWD       Y4, Y10, Y10
+	VPADDD         Y10, Y9, Y9
+	VPMADDUBSW     100(CX)(DX*1), Y8, Y8
+	VPMADDWD       Y4, Y8, Y8
+	VPADDD         Y8, Y7, Y7
+	VMOVDQU        112(AX), Y4
+	VPAND          bytes0f<>+0(SB), Y4, Y4
+	VBROADCASTI128 q5kbit0<>+0(SB), Y8
+	VPSHUFB        Y6, Y8, Y8
+	VPOR           Y8, Y4, Y4
+	VPSHUFB        kscaleshuf<>+256(SB), Y3, Y8
+	VPMADDUBSW     132(CX), Y4, Y10
+	VPMADDWD       Y8, Y10, Y10
+	VPADDD         Y10, Y9, Y9
+	VPMADDUBSW     132(CX)(DX*1), Y4, Y4
+	VPMADDWD       Y8, Y4, Y4
+	VPADDD         Y4, Y7, Y7
+	VPSRLW         $0x04, 112(AX), Y4
+	VPAND          bytes0f<>+0(SB), Y4, Y4
+	VBROADCASTI128 q5kbit1<>+0(SB), Y8
+	VPSHUFB        Y6, Y8, Y8
+	VPOR           Y8, Y4, Y4
+	VPSHUFB        kscaleshuf<>+288(SB), Y3, Y8
+	VPMADDUBSW     164(CX), Y4, Y10
+	VPMADDWD       Y8, Y10, Y10
+	VPADDD         Y10, Y9, Y9
+	VPMADDUBSW     164(CX)(DX*1), Y4, Y4
+	VPMADDWD       Y8, Y4, Y4
+	VPADDD         Y4, Y7, Y7
+	VMOVDQU        144(AX), Y4
+	VPAND          bytes0f<>+0(SB), Y4, Y4
+	VBROADCASTI128 q5kbit2<>+0(SB), Y8
+	VPSHUFB        Y6, Y8, Y8
+	VPOR           Y8, Y4, Y4
+	VPSHUFB        kscaleshuf<>+320(SB), Y3, Y8
+	VPMADDUBSW     196(CX), Y4, Y10
+	VPMADDWD       Y8, Y10, Y10
+	VPADDD         Y10, Y9, Y9
+	VPMADDUBSW     196(CX)(DX*1), Y4, Y4
+	VPMADDWD       Y8, Y4, Y4
+	VPADDD         Y4, Y7, Y7
+	VPSRLW         $0x04, 144(AX), Y4
+	VPAND          bytes0f<>+0(SB), Y4, Y4
+	VBROADCASTI128 q5kbit3<>+0(SB), Y8
+	VPSHUFB        Y6, Y8, Y8
+	VPOR           Y8, Y4, Y4
+	VPSHUFB        kscaleshuf<>+352(SB), Y3, Y3
+	VPMADDUBSW     228(CX), Y4, Y6
+	VPMADDWD       Y3, Y6, Y6
+	VPADDD         Y6, Y9, Y9
+	VPMADDUBSW     228(CX)(DX*1), Y4, Y4
+	VPMADDWD       Y3, Y4, Y4
+	VPADDD         Y4, Y7, Y7
+	VCVTDQ2PS      Y9, Y9
+	VFMADD231PS    Y9, Y5, Y0
+	VCVTDQ2PS      Y7, Y7
+	VFMADD231PS    Y7, Y2, Y1
+	ADDQ           $0x000000b0, AX
+	ADDQ           $0x00000124, CX
+	ADDQ           $0x00000124, DI
+	DECQ           BX
+	JMP            dotQ5_Kx2AVX2loop
 
 dotQ5_Kx2AVX2done:
 	VEXTRACTF128 $0x01, Y0, X2
@@ -15889,8 +16057,6 @@ dotIQ4_XSx2AVX2loop:
 	CMPQ           BX, $0x00
 	JE             dotIQ4_XSx2AVX2done
 	VBROADCASTI128 kvaluesiq4nl<>+0(SB), Y2
-	VPXOR          Y3, Y3, Y3
-	VPXOR          Y4, Y4, Y4
 	MOVL           4(AX), R8
 	MOVQ           $0x0f0f0f0f0f0f0f0f, R10
 	PDEPQ          R10, R8, R8
@@ -15899,157 +16065,146 @@ dotIQ4_XSx2AVX2loop:
 	PDEPQ          R10, R9, R9
 	SHLQ           $0x04, R9
 	ORQ            R9, R8
-	VMOVQ          R8, X5
-	VPSUBB         bytes20<>+0(SB), X5, X5
-	VPMOVSXBW      X5, X5
-	VINSERTI128    $0x01, X5, Y5, Y6
-	VMOVDQU        8(AX), X5
-	VPSRLW         $0x04, X5, X7
-	VINSERTI128    $0x01, X7, Y5, Y7
-	VPAND          bytes0f<>+0(SB), Y7, Y7
-	VPSHUFB        Y7, Y2, Y7
-	VPSIGNB        Y7, Y7, Y8
-	VPSHUFB        kscaleshuf<>+128(SB), Y6, Y9
-	VMOVDQU        4(CX), Y10
-	VPSIGNB        Y7, Y10, Y10
-	VPMADDUBSW     Y10, Y8, Y10
-	VPMADDWD       Y9, Y10, Y10
-	VPADDD         Y10, Y3, Y3
-	VMOVDQU        4(CX)(DX*1), Y10
-	VPSIGNB        Y7, Y10, Y10
-	VPMADDUBSW     Y10, Y8, Y10
-	VPMADDWD       Y9, Y10, Y10
-	VPADDD         Y10, Y4, Y4
-	VMOVDQU        24(AX), X5
-	VPSRLW         $0x04, X5, X7
-	VINSERTI128    $0x01, X7, Y5, Y7
-	VPAND          bytes0f<>+0(SB), Y7, Y7
-	VPSHUFB        Y7, Y2, Y7
-	VPSIGNB        Y7, Y7, Y8
-	VPSHUFB        kscaleshuf<>+160(SB), Y6, Y9
+	VMOVQ          R8, X3
+	VPSUBB         bytes20<>+0(SB), X3, X3
+	VPMOVSXBW      X3, X3
+	VINSERTI128    $0x01, X3, Y3, Y4
+	VBROADCASTI128 8(AX), Y5
+	VPSRLVQ        highlane4<>+0(SB), Y5, Y5
+	VPAND          bytes0f<>+0(SB), Y5, Y5
+	VPSHUFB        Y5, Y2, Y5
+	VPSIGNB        Y5, Y5, Y6
+	VPSHUFB        kscaleshuf<>+128(SB), Y4, Y7
+	VMOVDQU        4(CX), Y8
+	VPSIGNB        Y5, Y8, Y8
+	VPMADDUBSW     Y8, Y6, Y8
+	VPMADDWD       Y7, Y8, Y8
+	VMOVDQU        4(CX)(DX*1), Y9
+	VPSIGNB        Y5, Y9, Y9
+	VPMADDUBSW     Y9, Y6, Y9
+	VPMADDWD       Y7, Y9, Y9
+	VBROADCASTI128 24(AX), Y5
+	VPSRLVQ        highlane4<>+0(SB), Y5, Y5
+	VPAND          bytes0f<>+0(SB), Y5, Y5
+	VPSHUFB        Y5, Y2, Y5
+	VPSIGNB        Y5, Y5, Y6
+	VPSHUFB        kscaleshuf<>+160(SB), Y4, Y7
 	VMOVDQU        36(CX), Y10
-	VPSIGNB        Y7, Y10, Y10
-	VPMADDUBSW     Y10, Y8, Y10
-	VPMADDWD       Y9, Y10, Y10
-	VPADDD         Y10, Y3, Y3
+	VPSIGNB        Y5, Y10, Y10
+	VPMADDUBSW     Y10, Y6, Y10
+	VPMADDWD       Y7, Y10, Y10
+	VPADDD         Y10, Y8, Y8
 	VMOVDQU        36(CX)(DX*1), Y10
-	VPSIGNB        Y7, Y10, Y10
-	VPMADDUBSW     Y10, Y8, Y10
-	VPMADDWD       Y9, Y10, Y10
-	VPADDD         Y10, Y4, Y4
-	VMOVDQU        40(AX), X5
-	VPSRLW         $0x04, X5, X7
-	VINSERTI128    $0x01, X7, Y5, Y7
-	VPAND          bytes0f<>+0(SB), Y7, Y7
-	VPSHUFB        Y7, Y2, Y7
-	VPSIGNB        Y7, Y7, Y8
-	VPSHUFB        kscaleshuf<>+192(SB), Y6, Y9
+	VPSIGNB        Y5, Y10, Y10
+	VPMADDUBSW     Y10, Y6, Y10
+	VPMADDWD       Y7, Y10, Y10
+	VPADDD         Y10, Y9, Y9
+	VBROADCASTI128 40(AX), Y5
+	VPSRLVQ        highlane4<>+0(SB), Y5, Y5
+	VPAND          bytes0f<>+0(SB), Y5, Y5
+	VPSHUFB        Y5, Y2, Y5
+	VPSIGNB        Y5, Y5, Y6
+	VPSHUFB        kscaleshuf<>+192(SB), Y4, Y7
 	VMOVDQU        68(CX), Y10
-	VPSIGNB        Y7, Y10, Y10
-	VPMADDUBSW     Y10, Y8, Y10
-	VPMADDWD       Y9, Y10, Y10
-	VPADDD         Y10, Y3, Y3
+	VPSIGNB        Y5, Y10, Y10
+	VPMADDUBSW     Y10, Y6, Y10
+	VPMADDWD       Y7, Y10, Y10
+	VPADDD         Y10, Y8, Y8
 	VMOVDQU        68(CX)(DX*1), Y10
-	VPSIGNB        Y7, Y10, Y10
-	VPMADDUBSW     Y10, Y8, Y10
-	VPMADDWD       Y9, Y10, Y10
-	VPADDD         Y10, Y4, Y4
-	VMOVDQU        56(AX), X5
-	VPSRLW         $0x04, X5, X7
-	VINSERTI128    $0x01, X7, Y5, Y7
-	VPAND          bytes0f<>+0(SB), Y7, Y7
-	VPSHUFB        Y7, Y2, Y7
-	VPSIGNB        Y7, Y7, Y8
-	VPSHUFB        kscaleshuf<>+224(SB), Y6, Y9
+	VPSIGNB        Y5, Y10, Y10
+	VPMADDUBSW     Y10, Y6, Y10
+	VPMADDWD       Y7, Y10, Y10
+	VPADDD         Y10, Y9, Y9
+	VBROADCASTI128 56(AX), Y5
+	VPSRLVQ        highlane4<>+0(SB), Y5, Y5
+	VPAND          bytes0f<>+0(SB), Y5, Y5
+	VPSHUFB        Y5, Y2, Y5
+	VPSIGNB        Y5, Y5, Y6
+	VPSHUFB        kscaleshuf<>+224(SB), Y4, Y7
 	VMOVDQU        100(CX), Y10
-	VPSIGNB        Y7, Y10, Y10
-	VPMADDUBSW     Y10, Y8, Y10
-	VPMADDWD       Y9, Y10, Y10
-	VPADDD         Y10, Y3, Y3
+	VPSIGNB        Y5, Y10, Y10
+	VPMADDUBSW     Y10, Y6, Y10
+	VPMADDWD       Y7, Y10, Y10
+	VPADDD         Y10, Y8, Y8
 	VMOVDQU        100(CX)(DX*1), Y10
-	VPSIGNB        Y7, Y10, Y10
-	VPMADDUBSW     Y10, Y8, Y10
-	VPMADDWD       Y9, Y10, Y10
-	VPADDD         Y10, Y4, Y4
-	VMOVDQU        72(AX), X5
-	VPSRLW         $0x04, X5, X7
-	VINSERTI128    $0x01, X7, Y5, Y7
-	VPAND          bytes0f<>+0(SB), Y7, Y7
-	VPSHUFB        Y7, Y2, Y7
-	VPSIGNB        Y7, Y7, Y8
-	VPSHUFB        kscaleshuf<>+256(SB), Y6, Y9
+	VPSIGNB        Y5, Y10, Y10
+	VPMADDUBSW     Y10, Y6, Y10
+	VPMADDWD       Y7, Y10, Y10
+	VPADDD         Y10, Y9, Y9
+	VBROADCASTI128 72(AX), Y5
+	VPSRLVQ        highlane4<>+0(SB), Y5, Y5
+	VPAND          bytes0f<>+0(SB), Y5, Y5
+	VPSHUFB        Y5, Y2, Y5
+	VPSIGNB        Y5, Y5, Y6
+	VPSHUFB        kscaleshuf<>+256(SB), Y4, Y7
 	VMOVDQU        132(CX), Y10
-	VPSIGNB        Y7, Y10, Y10
-	VPMADDUBSW     Y10, Y8, Y10
-	VPMADDWD       Y9, Y10, Y10
-	VPADDD         Y10, Y3, Y3
+	VPSIGNB        Y5, Y10, Y10
+	VPMADDUBSW     Y10, Y6, Y10
+	VPMADDWD       Y7, Y10, Y10
+	VPADDD         Y10, Y8, Y8
 	VMOVDQU        132(CX)(DX*1), Y10
-	VPSIGNB        Y7, Y10, Y10
-	VPMADDUBSW     Y10, Y8, Y10
-	VPMADDWD       Y9, Y10, Y10
-	VPADDD         Y10, Y4, Y4
-	VMOVDQU        88(AX), X5
-	VPSRLW         $0x04, X5, X7
-	VINSERTI128    $0x01, X7, Y5, Y7
-	VPAND          bytes0f<>+0(SB), Y7, Y7
-	VPSHUFB        Y7, Y2, Y7
-	VPSIGNB        Y7, Y7, Y8
-	VPSHUFB        kscaleshuf<>+288(SB), Y6, Y9
+	VPSIGNB        Y5, Y10, Y10
+	VPMADDUBSW     Y10, Y6, Y10
+	VPMADDWD       Y7, Y10, Y10
+	VPADDD         Y10, Y9, Y9
+	VBROADCASTI128 88(AX), Y5
+	VPSRLVQ        highlane4<>+0(SB), Y5, Y5
+	VPAND          bytes0f<>+0(SB), Y5, Y5
+	VPSHUFB        Y5, Y2, Y5
+	VPSIGNB        Y5, Y5, Y6
+	VPSHUFB        kscaleshuf<>+288(SB), Y4, Y7
 	VMOVDQU        164(CX), Y10
-	VPSIGNB        Y7, Y10, Y10
-	VPMADDUBSW     Y10, Y8, Y10
-	VPMADDWD       Y9, Y10, Y10
-	VPADDD         Y10, Y3, Y3
+	VPSIGNB        Y5, Y10, Y10
+	VPMADDUBSW     Y10, Y6, Y10
+	VPMADDWD       Y7, Y10, Y10
+	VPADDD         Y10, Y8, Y8
 	VMOVDQU        164(CX)(DX*1), Y10
-	VPSIGNB        Y7, Y10, Y10
-	VPMADDUBSW     Y10, Y8, Y10
-	VPMADDWD       Y9, Y10, Y10
-	VPADDD         Y10, Y4, Y4
-	VMOVDQU        104(AX), X5
-	VPSRLW         $0x04, X5, X7
-	VINSERTI128    $0x01, X7, Y5, Y7
-	VPAND          bytes0f<>+0(SB), Y7, Y7
-	VPSHUFB        Y7, Y2, Y7
-	VPSIGNB        Y7, Y7, Y8
-	VPSHUFB        kscaleshuf<>+320(SB), Y6, Y9
+	VPSIGNB        Y5, Y10, Y10
+	VPMADDUBSW     Y10, Y6, Y10
+	VPMADDWD       Y7, Y10, Y10
+	VPADDD         Y10, Y9, Y9
+	VBROADCASTI128 104(AX), Y5
+	VPSRLVQ        highlane4<>+0(SB), Y5, Y5
+	VPAND          bytes0f<>+0(SB), Y5, Y5
+	VPSHUFB        Y5, Y2, Y5
+	VPSIGNB        Y5, Y5, Y6
+	VPSHUFB        kscaleshuf<>+320(SB), Y4, Y7
 	VMOVDQU        196(CX), Y10
-	VPSIGNB        Y7, Y10, Y10
-	VPMADDUBSW     Y10, Y8, Y10
-	VPMADDWD       Y9, Y10, Y10
-	VPADDD         Y10, Y3, Y3
+	VPSIGNB        Y5, Y10, Y10
+	VPMADDUBSW     Y10, Y6, Y10
+	VPMADDWD       Y7, Y10, Y10
+	VPADDD         Y10, Y8, Y8
 	VMOVDQU        196(CX)(DX*1), Y10
-	VPSIGNB        Y7, Y10, Y10
-	VPMADDUBSW     Y10, Y8, Y10
-	VPMADDWD       Y9, Y10, Y10
-	VPADDD         Y10, Y4, Y4
-	VMOVDQU        120(AX), X5
-	VPSRLW         $0x04, X5, X7
-	VINSERTI128    $0x01, X7, Y5, Y7
-	VPAND          bytes0f<>+0(SB), Y7, Y7
-	VPSHUFB        Y7, Y2, Y7
-	VPSIGNB        Y7, Y7, Y2
-	VPSHUFB        kscaleshuf<>+352(SB), Y6, Y6
-	VMOVDQU        228(CX), Y8
-	VPSIGNB        Y7, Y8, Y8
-	VPMADDUBSW     Y8, Y2, Y8
-	VPMADDWD       Y6, Y8, Y8
-	VPADDD         Y8, Y3, Y3
-	VMOVDQU        228(CX)(DX*1), Y8
-	VPSIGNB        Y7, Y8, Y8
-	VPMADDUBSW     Y8, Y2, Y8
-	VPMADDWD       Y6, Y8, Y8
-	VPADDD         Y8, Y4, Y4
-	MOVWLZX        (AX), R8
-	VMOVD          R8, X5
-	VCVTPH2PS      X5, X5
-	VMULSS         (CX), X5, X2
-	VBROADCASTSS   X2, Y2
-	VCVTDQ2PS      Y3, Y3
-	VFMADD231PS    Y3, Y2, Y0
-	VMULSS         (CX)(DX*1), X5, X2
-	VBROADCASTSS   X2, Y2
-	VCVTDQ2PS      Y4, Y4
-	VFMADD231PS    Y4, Y2, Y1
+	VPSIGNB        Y5, Y10, Y10
+	VPMADDUBSW     Y10, Y6, Y10
+	VPMADDWD       Y7, Y10, Y10
+	VPADDD         Y10, Y9, Y9
+	VBROADCASTI128 120(AX), Y5
+	VPSRLVQ        highlane4<>+0(SB), Y5, Y5
+	VPAND          bytes0f<>+0(SB), Y5, Y5
+	VPSHUFB        Y5, Y2, Y5
+	VPSIGNB        Y5, Y5, Y2
+	VPSHUFB        kscaleshuf<>+352(SB), Y4, Y4
+	VMOVDQU        228(CX), Y6
+	VPSIGNB        Y5, Y6, Y6
+	VPMADDUBSW     Y6, Y2, Y6
+	VPMADDWD       Y4, Y6, Y6
+	VPADDD         Y6, Y8, Y8
+	VMOVDQU        228(CX)(DX*1), Y6
+	VPSIGNB        Y5, Y6, Y6
+	VPMADDUBSW     Y6, Y2, Y6
+	VPMADDWD       Y4, Y6, Y6
+	VPADDD         Y6, Y9, Y9
+	VPBROADCASTW   (AX), X2
+	VCVTPH2PS      X2, Y2
+	VBROADCASTSS   (CX), Y4
+	VMULPS         Y2, Y4, Y4
+	VBROADCASTSS   (CX)(DX*1), Y5
+	VMULPS         Y2, Y5, Y5
+	VCVTDQ2PS      Y8, Y8
+	VFMADD231PS    Y8, Y4, Y0
+	VCVTDQ2PS      Y9, Y9
+	VFMADD231PS    Y9, Y5, Y1
 	ADDQ           $0x00000088, AX
 	ADDQ           $0x00000124, CX
 	ADDQ           $0x00000124, DI
@@ -16794,144 +16949,133 @@ dotQ2_Kx3AVX2loop:
 	VPSRLW       $0x04, Y3, Y4
 	VMOVD        80(AX), X5
 	VCVTPH2PS    X5, X5
-	VPMADDWD     260(CX), Y4, Y6
-	VCVTDQ2PS    Y6, Y6
-	VBROADCASTSS (CX), X7
-	VMULPS       X7, X5, X7
-	VMOVSHDUP    X7, X7
-	VBROADCASTSS X7, Y7
-	VFNMADD231PS Y6, Y7, Y0
-	VPMADDWD     260(CX)(DX*1), Y4, Y6
-	VCVTDQ2PS    Y6, Y6
-	VBROADCASTSS (CX)(DX*1), X7
-	VMULPS       X7, X5, X7
-	VMOVSHDUP    X7, X7
-	VBROADCASTSS X7, Y7
-	VFNMADD231PS Y6, Y7, Y1
+	VPBROADCASTD dword00000001<>+0(SB), Y6
+	VPMADDWD     260(CX), Y4, Y7
+	VCVTDQ2PS    Y7, Y7
+	VBROADCASTSS (CX), Y8
+	VMULPS       Y5, Y8, Y8
+	VPERMPS      Y8, Y6, Y8
+	VFNMADD231PS Y7, Y8, Y0
+	VPMADDWD     260(CX)(DX*1), Y4, Y7
+	VCVTDQ2PS    Y7, Y7
+	VBROADCASTSS (CX)(DX*1), Y8
+	VMULPS       Y5, Y8, Y8
+	VPERMPS      Y8, Y6, Y8
+	VFNMADD231PS Y7, Y8, Y1
 	VPMADDWD     260(DI), Y4, Y4
 	VCVTDQ2PS    Y4, Y4
-	VBROADCASTSS (DI), X6
-	VMULPS       X6, X5, X5
-	VMOVSHDUP    X5, X5
-	VBROADCASTSS X5, Y5
-	VFNMADD231PS Y4, Y5, Y2
-	VPXOR        Y4, Y4, Y4
-	VPXOR        Y5, Y5, Y5
-	VPXOR        Y6, Y6, Y6
+	VBROADCASTSS (DI), Y7
+	VMULPS       Y5, Y7, Y7
+	VPERMPS      Y7, Y6, Y6
+	VFNMADD231PS Y4, Y6, Y2
 	VPAND        bytes0f<>+0(SB), Y3, Y3
-	VINSERTI128  $0x01, X3, Y3, Y7
-	VMOVDQU      16(AX), Y8
-	VPAND        bytes03<>+0(SB), Y8, Y8
-	VPSHUFB      kscaleshuf<>+0(SB), Y7, Y9
-	VPMADDUBSW   4(CX), Y8, Y10
-	VPMADDWD     Y9, Y10, Y10
-	VPADDD       Y10, Y4, Y4
-	VPMADDUBSW   4(CX)(DX*1), Y8, Y10
-	VPMADDWD     Y9, Y10, Y10
-	VPADDD       Y10, Y5, Y5
-	VPMADDUBSW   4(DI), Y8, Y8
-	VPMADDWD     Y9, Y8, Y8
-	VPADDD       Y8, Y6, Y6
-	VPSRLW       $0x02, 16(AX), Y8
-	VPAND        bytes03<>+0(SB), Y8, Y8
-	VPSHUFB      kscaleshuf<>+32(SB), Y7, Y9
-	VPMADDUBSW   36(CX), Y8, Y10
-	VPMADDWD     Y9, Y10, Y10
-	VPADDD       Y10, Y4, Y4
-	VPMADDUBSW   36(CX)(DX*1), Y8, Y10
-	VPMADDWD     Y9, Y10, Y10
-	VPADDD       Y10, Y5, Y5
-	VPMADDUBSW   36(DI), Y8, Y8
-	VPMADDWD     Y9, Y8, Y8
-	VPADDD       Y8, Y6, Y6
-	VPSRLW       $0x04, 16(AX), Y8
-	VPAND        bytes03<>+0(SB), Y8, Y8
-	VPSHUFB      kscaleshuf<>+64(SB), Y7, Y9
-	VPMADDUBSW   68(CX), Y8, Y10
-	VPMADDWD     Y9, Y10, Y10
-	VPADDD       Y10, Y4, Y4
-	VPMADDUBSW   68(CX)(DX*1), Y8, Y10
-	VPMADDWD     Y9, Y10, Y10
-	VPADDD       Y10, Y5, Y5
-	VPMADDUBSW   68(DI), Y8, Y8
-	VPMADDWD     Y9, Y8, Y8
-	VPADDD       Y8, Y6, Y6
-	VPSRLW       $0x06, 16(AX), Y8
-	VPAND        bytes03<>+0(SB), Y8, Y8
-	VPSHUFB      kscaleshuf<>+96(SB), Y7, Y7
-	VPMADDUBSW   100(CX), Y8, Y9
-	VPMADDWD     Y7, Y9, Y9
-	VPADDD       Y9, Y4, Y4
-	VPMADDUBSW   100(CX)(DX*1), Y8, Y9
-	VPMADDWD     Y7, Y9, Y9
-	VPADDD       Y9, Y5, Y5
-	VPMADDUBSW   100(DI), Y8, Y8
+	VINSERTI128  $0x01, X3, Y3, Y4
+	VMOVDQU      16(AX), Y6
+	VPAND        bytes03<>+0(SB), Y6, Y6
+	VPSHUFB      kscaleshuf<>+0(SB), Y4, Y7
+	VPMADDUBSW   4(CX), Y6, Y8
 	VPMADDWD     Y7, Y8, Y8
-	VPADDD       Y8, Y6, Y6
+	VPMADDUBSW   4(CX)(DX*1), Y6, Y9
+	VPMADDWD     Y7, Y9, Y9
+	VPMADDUBSW   4(DI), Y6, Y6
+	VPMADDWD     Y7, Y6, Y6
+	VPSRLW       $0x02, 16(AX), Y7
+	VPAND        bytes03<>+0(SB), Y7, Y7
+	VPSHUFB      kscaleshuf<>+32(SB), Y4, Y10
+	VPMADDUBSW   36(CX), Y7, Y11
+	VPMADDWD     Y10, Y11, Y11
+	VPADDD       Y11, Y8, Y8
+	VPMADDUBSW   36(CX)(DX*1), Y7, Y11
+	VPMADDWD     Y10, Y11, Y11
+	VPADDD       Y11, Y9, Y9
+	VPMADDUBSW   36(DI), Y7, Y7
+	VPMADDWD     Y10, Y7, Y7
+	VPADDD       Y7, Y6, Y6
+	VPSRLW       $0x04, 16(AX), Y7
+	VPAND        bytes03<>+0(SB), Y7, Y7
+	VPSHUFB      kscaleshuf<>+64(SB), Y4, Y10
+	VPMADDUBSW   68(CX), Y7, Y11
+	VPMADDWD     Y10, Y11, Y11
+	VPADDD       Y11, Y8, Y8
+	VPMADDUBSW   68(CX)(DX*1), Y7, Y11
+	VPMADDWD     Y10, Y11, Y11
+	VPADDD       Y11, Y9, Y9
+	VPMADDUBSW   68(DI), Y7, Y7
+	VPMADDWD     Y10, Y7, Y7
+	VPADDD       Y7, Y6, Y6
+	VPSRLW       $0x06, 16(AX), Y7
+	VPAND        bytes03<>+0(SB), Y7, Y7
+	VPSHUFB      kscaleshuf<>+96(SB), Y4, Y4
+	VPMADDUBSW   100(CX), Y7, Y10
+	VPMADDWD     Y4, Y10, Y10
+	VPADDD       Y10, Y8, Y8
+	VPMADDUBSW   100(CX)(DX*1), Y7, Y10
+	VPMADDWD     Y4, Y10, Y10
+	VPADDD       Y10, Y9, Y9
+	VPMADDUBSW   100(DI), Y7, Y7
+	VPMADDWD     Y4, Y7, Y7
+	VPADDD       Y7, Y6, Y6
 	VPERM2I128   $0x11, Y3, Y3, Y3
-	VMOVDQU      48(AX), Y7
-	VPAND        bytes03<>+0(SB), Y7, Y7
-	VPSHUFB      kscaleshuf<>+0(SB), Y3, Y8
-	VPMADDUBSW   132(CX), Y7, Y9
-	VPMADDWD     Y8, Y9, Y9
-	VPADDD       Y9, Y4, Y4
-	VPMADDUBSW   132(CX)(DX*1), Y7, Y9
-	VPMADDWD     Y8, Y9, Y9
-	VPADDD       Y9, Y5, Y5
-	VPMADDUBSW   132(DI), Y7, Y7
-	VPMADDWD     Y8, Y7, Y7
-	VPADDD       Y7, Y6, Y6
-	VPSRLW       $0x02, 48(AX), Y7
-	VPAND        bytes03<>+0(SB), Y7, Y7
-	VPSHUFB      kscaleshuf<>+32(SB), Y3, Y8
-	VPMADDUBSW   164(CX), Y7, Y9
-	VPMADDWD     Y8, Y9, Y9
-	VPADDD       Y9, Y4, Y4
-	VPMADDUBSW   164(CX)(DX*1), Y7, Y9
-	VPMADDWD     Y8, Y9, Y9
-	VPADDD       Y9, Y5, Y5
-	VPMADDUBSW   164(DI), Y7, Y7
-	VPMADDWD     Y8, Y7, Y7
-	VPADDD       Y7, Y6, Y6
-	VPSRLW       $0x04, 48(AX), Y7
-	VPAND        bytes03<>+0(SB), Y7, Y7
-	VPSHUFB      kscaleshuf<>+64(SB), Y3, Y8
-	VPMADDUBSW   196(CX), Y7, Y9
-	VPMADDWD     Y8, Y9, Y9
-	VPADDD       Y9, Y4, Y4
-	VPMADDUBSW   196(CX)(DX*1), Y7, Y9
-	VPMADDWD     Y8, Y9, Y9
-	VPADDD       Y9, Y5, Y5
-	VPMADDUBSW   196(DI), Y7, Y7
-	VPMADDWD     Y8, Y7, Y7
-	VPADDD       Y7, Y6, Y6
-	VPSRLW       $0x06, 48(AX), Y7
-	VPAND        bytes03<>+0(SB), Y7, Y7
+	VMOVDQU      48(AX), Y4
+	VPAND        bytes03<>+0(SB), Y4, Y4
+	VPSHUFB      kscaleshuf<>+0(SB), Y3, Y7
+	VPMADDUBSW   132(CX), Y4, Y10
+	VPMADDWD     Y7, Y10, Y10
+	VPADDD       Y10, Y8, Y8
+	VPMADDUBSW   132(CX)(DX*1), Y4, Y10
+	VPMADDWD     Y7, Y10, Y10
+	VPADDD       Y10, Y9, Y9
+	VPMADDUBSW   132(DI), Y4, Y4
+	VPMADDWD     Y7, Y4, Y4
+	VPADDD       Y4, Y6, Y6
+	VPSRLW       $0x02, 48(AX), Y4
+	VPAND        bytes03<>+0(SB), Y4, Y4
+	VPSHUFB      kscaleshuf<>+32(SB), Y3, Y7
+	VPMADDUBSW   164(CX), Y4, Y10
+	VPMADDWD     Y7, Y10, Y10
+	VPADDD       Y10, Y8, Y8
+	VPMADDUBSW   164(CX)(DX*1), Y4, Y10
+	VPMADDWD     Y7, Y10, Y10
+	VPADDD       Y10, Y9, Y9
+	VPMADDUBSW   164(DI), Y4, Y4
+	VPMADDWD     Y7, Y4, Y4
+	VPADDD       Y4, Y6, Y6
+	VPSRLW       $0x04, 48(AX), Y4
+	VPAND        bytes03<>+0(SB), Y4, Y4
+	VPSHUFB      kscaleshuf<>+64(SB), Y3, Y7
+	VPMADDUBSW   196(CX), Y4, Y10
+	VPMADDWD     Y7, Y10, Y10
+	VPADDD       Y10, Y8, Y8
+	VPMADDUBSW   196(CX)(DX*1), Y4, Y10
+	VPMADDWD     Y7, Y10, Y10
+	VPADDD       Y10, Y9, Y9
+	VPMADDUBSW   196(DI), Y4, Y4
+	VPMADDWD     Y7, Y4, Y4
+	VPADDD       Y4, Y6, Y6
+	VPSRLW       $0x06, 48(AX), Y4
+	VPAND        bytes03<>+0(SB), Y4, Y4
 	VPSHUFB      kscaleshuf<>+96(SB), Y3, Y3
-	VPMADDUBSW   228(CX), Y7, Y8
-	VPMADDWD     Y3, Y8, Y8
-	VPADDD       Y8, Y4, Y4
-	VPMADDUBSW   228(CX)(DX*1), Y7, Y8
-	VPMADDWD     Y3, Y8, Y8
-	VPADDD       Y8, Y5, Y5
-	VPMADDUBSW   228(DI), Y7, Y7
+	VPMADDUBSW   228(CX), Y4, Y7
 	VPMADDWD     Y3, Y7, Y7
-	VPADDD       Y7, Y6, Y6
-	MOVWLZX      80(AX), R8
-	VMOVD        R8, X3
-	VCVTPH2PS    X3, X3
-	VMULSS       (CX), X3, X7
-	VBROADCASTSS X7, Y7
-	VCVTDQ2PS    Y4, Y4
-	VFMADD231PS  Y4, Y7, Y0
-	VMULSS       (CX)(DX*1), X3, X4
-	VBROADCASTSS X4, Y4
-	VCVTDQ2PS    Y5, Y5
-	VFMADD231PS  Y5, Y4, Y1
-	VMULSS       (DI), X3, X3
+	VPADDD       Y7, Y8, Y8
+	VPMADDUBSW   228(CX)(DX*1), Y4, Y7
+	VPMADDWD     Y3, Y7, Y7
+	VPADDD       Y7, Y9, Y9
+	VPMADDUBSW   228(DI), Y4, Y4
+	VPMADDWD     Y3, Y4, Y4
+	VPADDD       Y4, Y6, Y6
+	VMULSS       (CX), X5, X3
 	VBROADCASTSS X3, Y3
+	VMULSS       (CX)(DX*1), X5, X4
+	VBROADCASTSS X4, Y4
+	VMULSS       (DI), X5, X5
+	VBROADCASTSS X5, Y7
+	VCVTDQ2PS    Y8, Y8
+	VFMADD231PS  Y8, Y3, Y0
+	VCVTDQ2PS    Y9, Y9
+	VFMADD231PS  Y9, Y4, Y1
 	VCVTDQ2PS    Y6, Y6
-	VFMADD231PS  Y6, Y3, Y2
+	VFMADD231PS  Y6, Y7, Y2
 	ADDQ         $0x00000054, AX
 	ADDQ         $0x00000124, CX
 	ADDQ         $0x00000124, DI
@@ -16983,223 +17127,188 @@ TEXT ·dotQ3_Kx3AVX2(SB), NOSPLIT, $0-72
 dotQ3_Kx3AVX2loop:
 	CMPQ         BX, $0x00
 	JE           dotQ3_Kx3AVX2done
-	VPXOR        Y3, Y3, Y3
-	VPXOR        Y4, Y4, Y4
-	VPXOR        Y5, Y5, Y5
-	MOVL         96(AX), R8
-	MOVL         100(AX), R9
-	MOVL         104(AX), R10
-	MOVL         R8, R11
-	ANDL         $0x0f0f0f0f, R11
-	MOVL         R10, R12
-	ANDL         $0x03030303, R12
-	SHLL         $0x04, R12
-	ORL          R12, R11
-	VMOVD        R11, X6
-	MOVL         R9, R11
-	ANDL         $0x0f0f0f0f, R11
-	MOVL         R10, R12
-	SHRL         $0x02, R12
-	ANDL         $0x03030303, R12
-	SHLL         $0x04, R12
-	ORL          R12, R11
-	VPINSRD      $0x01, R11, X6, X6
-	SHRL         $0x04, R8
-	ANDL         $0x0f0f0f0f, R8
-	MOVL         R10, R11
-	SHRL         $0x04, R11
-	ANDL         $0x03030303, R11
-	SHLL         $0x04, R11
-	ORL          R11, R8
-	VPINSRD      $0x02, R8, X6, X6
-	MOVL         R9, R8
-	SHRL         $0x04, R8
-	ANDL         $0x0f0f0f0f, R8
-	MOVL         R10, R9
-	SHRL         $0x06, R9
-	ANDL         $0x03030303, R9
-	SHLL         $0x04, R9
-	ORL          R9, R8
-	VPINSRD      $0x03, R8, X6, X6
-	VPSUBB       bytes20<>+0(SB), X6, X6
-	VPMOVSXBW    X6, Y6
-	VINSERTI128  $0x01, X6, Y6, Y7
-	VMOVDQU      32(AX), Y8
-	VPAND        bytes03<>+0(SB), Y8, Y8
-	VPSLLW       $0x02, (AX), Y9
-	VPANDN       bytes04<>+0(SB), Y9, Y9
-	VPSHUFB      kscaleshuf<>+0(SB), Y7, Y10
-	VPMADDUBSW   4(CX), Y8, Y11
-	VPMADDUBSW   4(CX), Y9, Y12
-	VPSUBW       Y12, Y11, Y11
-	VPMADDWD     Y10, Y11, Y11
-	VPADDD       Y11, Y3, Y3
-	VPMADDUBSW   4(CX)(DX*1), Y8, Y11
-	VPMADDUBSW   4(CX)(DX*1), Y9, Y12
-	VPSUBW       Y12, Y11, Y11
-	VPMADDWD     Y10, Y11, Y11
-	VPADDD       Y11, Y4, Y4
-	VPMADDUBSW   4(DI), Y8, Y8
-	VPMADDUBSW   4(DI), Y9, Y9
-	VPSUBW       Y9, Y8, Y8
-	VPMADDWD     Y10, Y8, Y8
-	VPADDD       Y8, Y5, Y5
-	VPSRLW       $0x02, 32(AX), Y8
-	VPAND        bytes03<>+0(SB), Y8, Y8
-	VPSLLW       $0x01, (AX), Y9
-	VPANDN       bytes04<>+0(SB), Y9, Y9
-	VPSHUFB      kscaleshuf<>+32(SB), Y7, Y10
-	VPMADDUBSW   36(CX), Y8, Y11
-	VPMADDUBSW   36(CX), Y9, Y12
-	VPSUBW       Y12, Y11, Y11
-	VPMADDWD     Y10, Y11, Y11
-	VPADDD       Y11, Y3, Y3
-	VPMADDUBSW   36(CX)(DX*1), Y8, Y11
-	VPMADDUBSW   36(CX)(DX*1), Y9, Y12
-	VPSUBW       Y12, Y11, Y11
-	VPMADDWD     Y10, Y11, Y11
-	VPADDD       Y11, Y4, Y4
-	VPMADDUBSW   36(DI), Y8, Y8
-	VPMADDUBSW   36(DI), Y9, Y9
-	VPSUBW       Y9, Y8, Y8
-	VPMADDWD     Y10, Y8, Y8
-	VPADDD       Y8, Y5, Y5
-	VPSRLW       $0x04, 32(AX), Y8
-	VPAND        bytes03<>+0(SB), Y8, Y8
-	VMOVDQU      (AX), Y9
-	VPANDN       bytes04<>+0(SB), Y9, Y9
-	VPSHUFB      kscaleshuf<>+64(SB), Y7, Y10
-	VPMADDUBSW   68(CX), Y8, Y11
-	VPMADDUBSW   68(CX), Y9, Y12
-	VPSUBW       Y12, Y11, Y11
-	VPMADDWD     Y10, Y11, Y11
-	VPADDD       Y11, Y3, Y3
-	VPMADDUBSW   68(CX)(DX*1), Y8, Y11
-	VPMADDUBSW   68(CX)(DX*1), Y9, Y12
-	VPSUBW       Y12, Y11, Y11
-	VPMADDWD     Y10, Y11, Y11
-	VPADDD       Y11, Y4, Y4
-	VPMADDUBSW   68(DI), Y8, Y8
-	VPMADDUBSW   68(DI), Y9, Y9
-	VPSUBW       Y9, Y8, Y8
-	VPMADDWD     Y10, Y8, Y8
-	VPADDD       Y8, Y5, Y5
-	VPSRLW       $0x06, 32(AX), Y8
-	VPAND        bytes03<>+0(SB), Y8, Y8
-	VPSRLW       $0x01, (AX), Y9
-	VPANDN       bytes04<>+0(SB), Y9, Y9
-	VPSHUFB      kscaleshuf<>+96(SB), Y7, Y7
-	VPMADDUBSW   100(CX), Y8, Y10
-	VPMADDUBSW   100(CX), Y9, Y11
-	VPSUBW       Y11, Y10, Y10
-	VPMADDWD     Y7, Y10, Y10
-	VPADDD       Y10, Y3, Y3
-	VPMADDUBSW   100(CX)(DX*1), Y8, Y10
-	VPMADDUBSW   100(CX)(DX*1), Y9, Y11
-	VPSUBW       Y11, Y10, Y10
-	VPMADDWD     Y7, Y10, Y10
-	VPADDD       Y10, Y4, Y4
-	VPMADDUBSW   100(DI), Y8, Y8
-	VPMADDUBSW   100(DI), Y9, Y9
-	VPSUBW       Y9, Y8, Y8
-	VPMADDWD     Y7, Y8, Y8
-	VPADDD       Y8, Y5, Y5
-	VPERM2I128   $0x11, Y6, Y6, Y6
-	VMOVDQU      64(AX), Y7
-	VPAND        bytes03<>+0(SB), Y7, Y7
-	VPSRLW       $0x02, (AX), Y8
-	VPANDN       bytes04<>+0(SB), Y8, Y8
-	VPSHUFB      kscaleshuf<>+0(SB), Y6, Y9
-	VPMADDUBSW   132(CX), Y7, Y10
-	VPMADDUBSW   132(CX), Y8, Y11
-	VPSUBW       Y11, Y10, Y10
-	VPMADDWD     Y9, Y10, Y10
-	VPADDD       Y10, Y3, Y3
-	VPMADDUBSW   132(CX)(DX*1), Y7, Y10
-	VPMADDUBSW   132(CX)(DX*1), Y8, Y11
-	VPSUBW       Y11, Y10, Y10
-	VPMADDWD     Y9, Y10, Y10
-	VPADDD       Y10, Y4, Y4
-	VPMADDUBSW   132(DI), Y7, Y7
-	VPMADDUBSW   132(DI), Y8, Y8
-	VPSUBW       Y8, Y7, Y7
-	VPMADDWD     Y9, Y7, Y7
-	VPADDD       Y7, Y5, Y5
-	VPSRLW       $0x02, 64(AX), Y7
-	VPAND        bytes03<>+0(SB), Y7, Y7
-	VPSRLW       $0x03, (AX), Y8
-	VPANDN       bytes04<>+0(SB), Y8, Y8
-	VPSHUFB      kscaleshuf<>+32(SB), Y6, Y9
-	VPMADDUBSW   164(CX), Y7, Y10
-	VPMADDUBSW   164(CX), Y8, Y11
-	VPSUBW       Y11, Y10, Y10
-	VPMADDWD     Y9, Y10, Y10
-	VPADDD       Y10, Y3, Y3
-	VPMADDUBSW   164(CX)(DX*1), Y7, Y10
-	VPMADDUBSW   164(CX)(DX*1), Y8, Y11
-	VPSUBW       Y11, Y10, Y10
-	VPMADDWD     Y9, Y10, Y10
-	VPADDD       Y10, Y4, Y4
-	VPMADDUBSW   164(DI), Y7, Y7
-	VPMADDUBSW   164(DI), Y8, Y8
-	VPSUBW       Y8, Y7, Y7
-	VPMADDWD     Y9, Y7, Y7
-	VPADDD       Y7, Y5, Y5
-	VPSRLW       $0x04, 64(AX), Y7
-	VPAND        bytes03<>+0(SB), Y7, Y7
-	VPSRLW       $0x04, (AX), Y8
-	VPANDN       bytes04<>+0(SB), Y8, Y8
-	VPSHUFB      kscaleshuf<>+64(SB), Y6, Y9
-	VPMADDUBSW   196(CX), Y7, Y10
-	VPMADDUBSW   196(CX), Y8, Y11
-	VPSUBW       Y11, Y10, Y10
-	VPMADDWD     Y9, Y10, Y10
-	VPADDD       Y10, Y3, Y3
-	VPMADDUBSW   196(CX)(DX*1), Y7, Y10
-	VPMADDUBSW   196(CX)(DX*1), Y8, Y11
-	VPSUBW       Y11, Y10, Y10
-	VPMADDWD     Y9, Y10, Y10
-	VPADDD       Y10, Y4, Y4
-	VPMADDUBSW   196(DI), Y7, Y7
-	VPMADDUBSW   196(DI), Y8, Y8
-	VPSUBW       Y8, Y7, Y7
-	VPMADDWD     Y9, Y7, Y7
-	VPADDD       Y7, Y5, Y5
-	VPSRLW       $0x06, 64(AX), Y7
-	VPAND        bytes03<>+0(SB), Y7, Y7
-	VPSRLW       $0x05, (AX), Y8
-	VPANDN       bytes04<>+0(SB), Y8, Y8
-	VPSHUFB      kscaleshuf<>+96(SB), Y6, Y6
-	VPMADDUBSW   228(CX), Y7, Y9
-	VPMADDUBSW   228(CX), Y8, Y10
-	VPSUBW       Y10, Y9, Y9
-	VPMADDWD     Y6, Y9, Y9
-	VPADDD       Y9, Y3, Y3
-	VPMADDUBSW   228(CX)(DX*1), Y7, Y9
-	VPMADDUBSW   228(CX)(DX*1), Y8, Y10
-	VPSUBW       Y10, Y9, Y9
-	VPMADDWD     Y6, Y9, Y9
-	VPADDD       Y9, Y4, Y4
-	VPMADDUBSW   228(DI), Y7, Y7
-	VPMADDUBSW   228(DI), Y8, Y8
+	VPBROADCASTQ 96(AX), X3
+	VPSRLVQ      q3kloshift<>+0(SB), X3, X3
+	VPAND        bytes0f<>+0(SB), X3, X3
+	VPBROADCASTD 104(AX), X4
+	VPSRLVD      q3khishift<>+0(SB), X4, X4
+	VPSLLW       $0x04, X4, X4
+	VPAND        bytes30<>+0(SB), X4, X4
+	VPOR         X4, X3, X3
+	VPSUBB       bytes20<>+0(SB), X3, X3
+	VPSHUFB      q3korder<>+0(SB), X3, X3
+	VPMOVSXBW    X3, Y3
+	VMOVDQU      32(AX), Y4
+	VPAND        bytes03<>+0(SB), Y4, Y4
+	VPSLLW       $0x02, (AX), Y5
+	VPANDN       bytes04<>+0(SB), Y5, Y5
+	VPSHUFB      kscaleshuf<>+128(SB), Y3, Y6
+	VPMADDUBSW   4(CX), Y4, Y7
+	VPMADDUBSW   4(CX), Y5, Y8
 	VPSUBW       Y8, Y7, Y7
 	VPMADDWD     Y6, Y7, Y7
-	VPADDD       Y7, Y5, Y5
-	MOVWLZX      108(AX), R8
-	VMOVD        R8, X6
-	VCVTPH2PS    X6, X6
-	VMULSS       (CX), X6, X7
-	VBROADCASTSS X7, Y7
-	VCVTDQ2PS    Y3, Y3
-	VFMADD231PS  Y3, Y7, Y0
-	VMULSS       (CX)(DX*1), X6, X3
-	VBROADCASTSS X3, Y3
+	VPMADDUBSW   4(CX)(DX*1), Y4, Y8
+	VPMADDUBSW   4(CX)(DX*1), Y5, Y9
+	VPSUBW       Y9, Y8, Y8
+	VPMADDWD     Y6, Y8, Y8
+	VPMADDUBSW   4(DI), Y4, Y4
+	VPMADDUBSW   4(DI), Y5, Y5
+	VPSUBW       Y5, Y4, Y4
+	VPMADDWD     Y6, Y4, Y4
+	VPSRLW       $0x02, 32(AX), Y5
+	VPAND        bytes03<>+0(SB), Y5, Y5
+	VPSLLW       $0x01, (AX), Y6
+	VPANDN       bytes04<>+0(SB), Y6, Y6
+	VPSHUFB      kscaleshuf<>+160(SB), Y3, Y9
+	VPMADDUBSW   36(CX), Y5, Y10
+	VPMADDUBSW   36(CX), Y6, Y11
+	VPSUBW       Y11, Y10, Y10
+	VPMADDWD     Y9, Y10, Y10
+	VPADDD       Y10, Y7, Y7
+	VPMADDUBSW   36(CX)(DX*1), Y5, Y10
+	VPMADDUBSW   36(CX)(DX*1), Y6, Y11
+	VPSUBW       Y11, Y10, Y10
+	VPMADDWD     Y9, Y10, Y10
+	VPADDD       Y10, Y8, Y8
+	VPMADDUBSW   36(DI), Y5, Y5
+	VPMADDUBSW   36(DI), Y6, Y6
+	VPSUBW       Y6, Y5, Y5
+	VPMADDWD     Y9, Y5, Y5
+	VPADDD       Y5, Y4, Y4
+	VPSRLW       $0x04, 32(AX), Y5
+	VPAND        bytes03<>+0(SB), Y5, Y5
+	VMOVDQU      (AX), Y6
+	VPANDN       bytes04<>+0(SB), Y6, Y6
+	VPSHUFB      kscaleshuf<>+192(SB), Y3, Y9
+	VPMADDUBSW   68(CX), Y5, Y10
+	VPMADDUBSW   68(CX), Y6, Y11
+	VPSUBW       Y11, Y10, Y10
+	VPMADDWD     Y9, Y10, Y10
+	VPADDD       Y10, Y7, Y7
+	VPMADDUBSW   68(CX)(DX*1), Y5, Y10
+	VPMADDUBSW   68(CX)(DX*1), Y6, Y11
+	VPSUBW       Y11, Y10, Y10
+	VPMADDWD     Y9, Y10, Y10
+	VPADDD       Y10, Y8, Y8
+	VPMADDUBSW   68(DI), Y5, Y5
+	VPMADDUBSW   68(DI), Y6, Y6
+	VPSUBW       Y6, Y5, Y5
+	VPMADDWD     Y9, Y5, Y5
+	VPADDD       Y5, Y4, Y4
+	VPSRLW       $0x06, 32(AX), Y5
+	VPAND        bytes03<>+0(SB), Y5, Y5
+	VPSRLW       $0x01, (AX), Y6
+	VPANDN       bytes04<>+0(SB), Y6, Y6
+	VPSHUFB      kscaleshuf<>+224(SB), Y3, Y9
+	VPMADDUBSW   100(CX), Y5, Y10
+	VPMADDUBSW   100(CX), Y6, Y11
+	VPSUBW       Y11, Y10, Y10
+	VPMADDWD     Y9, Y10, Y10
+	VPADDD       Y10, Y7, Y7
+	VPMADDUBSW   100(CX)(DX*1), Y5, Y10
+	VPMADDUBSW   100(CX)(DX*1), Y6, Y11
+	VPSUBW       Y11, Y10, Y10
+	VPMADDWD     Y9, Y10, Y10
+	VPADDD       Y10, Y8, Y8
+	VPMADDUBSW   100(DI), Y5, Y5
+	VPMADDUBSW   100(DI), Y6, Y6
+	VPSUBW       Y6, Y5, Y5
+	VPMADDWD     Y9, Y5, Y5
+	VPADDD       Y5, Y4, Y4
+	VMOVDQU      64(AX), Y5
+	VPAND        bytes03<>+0(SB), Y5, Y5
+	VPSRLW       $0x02, (AX), Y6
+	VPANDN       bytes04<>+0(SB), Y6, Y6
+	VPSHUFB      kscaleshuf<>+256(SB), Y3, Y9
+	VPMADDUBSW   132(CX), Y5, Y10
+	VPMADDUBSW   132(CX), Y6, Y11
+	VPSUBW       Y11, Y10, Y10
+	VPMADDWD     Y9, Y10, Y10
+	VPADDD       Y10, Y7, Y7
+	VPMADDUBSW   132(CX)(DX*1), Y5, Y10
+	VPMADDUBSW   132(CX)(DX*1), Y6, Y11
+	VPSUBW       Y11, Y10, Y10
+	VPMADDWD     Y9, Y10, Y10
+	VPADDD       Y10, Y8, Y8
+	VPMADDUBSW   132(DI), Y5, Y5
+	VPMADDUBSW   132(DI), Y6, Y6
+	VPSUBW       Y6, Y5, Y5
+	VPMADDWD     Y9, Y5, Y5
+	VPADDD       Y5, Y4, Y4
+	VPSRLW       $0x02, 64(AX), Y5
+	VPAND        bytes03<>+0(SB), Y5, Y5
+	VPSRLW       $0x03, (AX), Y6
+	VPANDN       bytes04<>+0(SB), Y6, Y6
+	VPSHUFB      kscaleshuf<>+288(SB), Y3, Y9
+	VPMADDUBSW   164(CX), Y5, Y10
+	VPMADDUBSW   164(CX), Y6, Y11
+	VPSUBW       Y11, Y10, Y10
+	VPMADDWD     Y9, Y10, Y10
+	VPADDD       Y10, Y7, Y7
+	VPMADDUBSW   164(CX)(DX*1), Y5, Y10
+	VPMADDUBSW   164(CX)(DX*1), Y6, Y11
+	VPSUBW       Y11, Y10, Y10
+	VPMADDWD     Y9, Y10, Y10
+	VPADDD       Y10, Y8, Y8
+	VPMADDUBSW   164(DI), Y5, Y5
+	VPMADDUBSW   164(DI), Y6, Y6
+	VPSUBW       Y6, Y5, Y5
+	VPMADDWD     Y9, Y5, Y5
+	VPADDD       Y5, Y4, Y4
+	VPSRLW       $0x04, 64(AX), Y5
+	VPAND        bytes03<>+0(SB), Y5, Y5
+	VPSRLW       $0x04, (AX), Y6
+	VPANDN       bytes04<>+0(SB), Y6, Y6
+	VPSHUFB      kscaleshuf<>+320(SB), Y3, Y9
+	VPMADDUBSW   196(CX), Y5, Y10
+	VPMADDUBSW   196(CX), Y6, Y11
+	VPSUBW       Y11, Y10, Y10
+	VPMADDWD     Y9, Y10, Y10
+	VPADDD       Y10, Y7, Y7
+	VPMADDUBSW   196(CX)(DX*1), Y5, Y10
+	VPMADDUBSW   196(CX)(DX*1), Y6, Y11
+	VPSUBW       Y11, Y10, Y10
+	VPMADDWD     Y9, Y10, Y10
+	VPADDD       Y10, Y8, Y8
+	VPMADDUBSW   196(DI), Y5, Y5
+	VPMADDUBSW   196(DI), Y6, Y6
+	VPSUBW       Y6, Y5, Y5
+	VPMADDWD     Y9, Y5, Y5
+	VPADDD       Y5, Y4, Y4
+	VPSRLW       $0x06, 64(AX), Y5
+	VPAND        bytes03<>+0(SB), Y5, Y5
+	VPSRLW       $0x05, (AX), Y6
+	VPANDN       bytes04<>+0(SB), Y6, Y6
+	VPSHUFB      kscaleshuf<>+352(SB), Y3, Y3
+	VPMADDUBSW   228(CX), Y5, Y9
+	VPMADDUBSW   228(CX), Y6, Y10
+	VPSUBW       Y10, Y9, Y9
+	VPMADDWD     Y3, Y9, Y9
+	VPADDD       Y9, Y7, Y7
+	VPMADDUBSW   228(CX)(DX*1), Y5, Y9
+	VPMADDUBSW   228(CX)(DX*1), Y6, Y10
+	VPSUBW       Y10, Y9, Y9
+	VPMADDWD     Y3, Y9, Y9
+	VPADDD       Y9, Y8, Y8
+	VPMADDUBSW   228(DI), Y5, Y5
+	VPMADDUBSW   228(DI), Y6, Y6
+	VPSUBW       Y6, Y5, Y5
+	VPMADDWD     Y3, Y5, Y5
+	VPADDD       Y5, Y4, Y4
+	VPBROADCASTW 108(AX), X3
+	VCVTPH2PS    X3, Y3
+	VBROADCASTSS (CX), Y5
+	VMULPS       Y3, Y5, Y5
+	VBROADCASTSS (CX)(DX*1), Y6
+	VMULPS       Y3, Y6, Y6
+	VBROADCASTSS (DI), Y9
+	VMULPS       Y3, Y9, Y9
+	VCVTDQ2PS    Y7, Y7
+	VFMADD231PS  Y7, Y5, Y0
+	VCVTDQ2PS    Y8, Y8
+	VFMADD231PS  Y8, Y6, Y1
 	VCVTDQ2PS    Y4, Y4
-	VFMADD231PS  Y4, Y3, Y1
-	VMULSS       (DI), X6, X3
-	VBROADCASTSS X3, Y3
-	VCVTDQ2PS    Y5, Y5
-	VFMADD231PS  Y5, Y3, Y2
+	VFMADD231PS  Y4, Y9, Y2
 	ADDQ         $0x0000006e, AX
 	ADDQ         $0x00000124, CX
 	ADDQ         $0x00000124, DI
@@ -17251,204 +17360,190 @@ TEXT ·dotQ5_Kx3AVX2(SB), NOSPLIT, $0-72
 dotQ5_Kx3AVX2loop:
 	CMPQ         BX, $0x00
 	JE           dotQ5_Kx3AVX2done
-	MOVL         4(AX), R8
-	MOVL         8(AX), R9
-	MOVL         12(AX), R10
-	MOVL         R10, R11
-	SHRL         $0x04, R11
-	ANDL         $0x0f0f0f0f, R11
-	MOVL         R9, R12
-	SHRL         $0x06, R12
-	ANDL         $0x03030303, R12
-	SHLL         $0x04, R12
-	ORL          R12, R11
-	ANDL         $0x3f3f3f3f, R9
-	ANDL         $0x0f0f0f0f, R10
-	MOVL         R8, R12
-	SHRL         $0x06, R12
-	ANDL         $0x03030303, R12
-	SHLL         $0x04, R12
-	ORL          R12, R10
-	ANDL         $0x3f3f3f3f, R8
-	VMOVD        R8, X3
-	VPINSRD      $0x01, R10, X3, X3
-	VPINSRD      $0x02, R9, X3, X3
-	VPINSRD      $0x03, R11, X3, X3
-	VPMOVZXBW    X3, Y3
+	VMOVDQU      (AX), X3
+	VPSHUFB      k4order<>+0(SB), X3, X4
+	VPSRLVD      k4shift<>+0(SB), X4, X4
+	VPAND        k4mask<>+0(SB), X4, X4
+	VPSHUFB      k4top<>+0(SB), X3, X3
+	VPSRLW       $0x02, X3, X3
+	VPAND        bytes30<>+0(SB), X3, X3
+	VPOR         X3, X4, X4
+	VPMOVZXBW    X4, Y3
 	VINSERTI128  $0x01, X3, Y3, Y4
 	VEXTRACTI128 $0x01, Y3, X3
-	MOVWLZX      2(AX), R8
-	VMOVD        R8, X5
+	VMOVD        (AX), X5
 	VCVTPH2PS    X5, X5
-	VXORPS       signbit<>+0(SB), X5, X5
 	VMOVDQU      260(CX), X6
 	VPHADDW      276(CX), X6, X6
 	VPMADDWD     X3, X6, X6
-	VPHADDD      X6, X6, X6
-	VPHADDD      X6, X6, X6
+	VPSHUFD      $0x4e, X6, X7
+	VPADDD       X7, X6, X6
+	VPSHUFD      $0xb1, X6, X7
+	VPADDD       X7, X6, X6
 	VCVTDQ2PS    X6, X6
-	VMOVSS       (SI), X7
-	VMULSS       (CX), X5, X8
-	VFMADD231SS  X6, X8, X7
-	VMOVSS       X7, (SI)
+	VBROADCASTSS (CX), X7
+	VMULPS       X5, X7, X7
+	VMOVSHDUP    X7, X7
+	VMOVSS       (SI), X8
+	VFNMADD231SS X6, X7, X8
+	VMOVSS       X8, (SI)
 	VMOVDQU      260(CX)(DX*1), X6
 	VPHADDW      276(CX)(DX*1), X6, X6
 	VPMADDWD     X3, X6, X6
-	VPHADDD      X6, X6, X6
-	VPHADDD      X6, X6, X6
+	VPSHUFD      $0x4e, X6, X7
+	VPADDD       X7, X6, X6
+	VPSHUFD      $0xb1, X6, X7
+	VPADDD       X7, X6, X6
 	VCVTDQ2PS    X6, X6
-	VMOVSS       4(SI), X7
-	VMULSS       (CX)(DX*1), X5, X8
-	VFMADD231SS  X6, X8, X7
-	VMOVSS       X7, 4(SI)
+	VBROADCASTSS (CX)(DX*1), X7
+	VMULPS       X5, X7, X7
+	VMOVSHDUP    X7, X7
+	VMOVSS       4(SI), X8
+	VFNMADD231SS X6, X7, X8
+	VMOVSS       X8, 4(SI)
 	VMOVDQU      260(DI), X6
 	VPHADDW      276(DI), X6, X6
 	VPMADDWD     X3, X6, X6
-	VPHADDD      X6, X6, X6
-	VPHADDD      X6, X6, X6
+	VPSHUFD      $0x4e, X6, X3
+	VPADDD       X3, X6, X6
+	VPSHUFD      $0xb1, X6, X3
+	VPADDD       X3, X6, X6
 	VCVTDQ2PS    X6, X6
-	VMOVSS       8(SI), X3
-	VMULSS       (DI), X5, X5
-	VFMADD231SS  X6, X5, X3
-	VMOVSS       X3, 8(SI)
-	VPXOR        Y3, Y3, Y3
-	VPXOR        Y5, Y5, Y5
-	VPXOR        Y6, Y6, Y6
-	VMOVDQU      48(AX), Y7
-	VPAND        bytes0f<>+0(SB), Y7, Y7
-	VPSLLW       $0x04, 16(AX), Y8
-	VPAND        bytes10<>+0(SB), Y8, Y8
-	VPOR         Y8, Y7, Y7
-	VPSHUFB      kscaleshuf<>+128(SB), Y4, Y8
-	VPMADDUBSW   4(CX), Y7, Y9
-	VPMADDWD     Y8, Y9, Y9
-	VPADDD       Y9, Y3, Y3
-	VPMADDUBSW   4(CX)(DX*1), Y7, Y9
-	VPMADDWD     Y8, Y9, Y9
-	VPADDD       Y9, Y5, Y5
-	VPMADDUBSW   4(DI), Y7, Y7
-	VPMADDWD     Y8, Y7, Y7
-	VPADDD       Y7, Y6, Y6
-	VPSRLW       $0x04, 48(AX), Y7
-	VPAND        bytes0f<>+0(SB), Y7, Y7
-	VPSLLW       $0x03, 16(AX), Y8
-	VPAND        bytes10<>+0(SB), Y8, Y8
-	VPOR         Y8, Y7, Y7
-	VPSHUFB      kscaleshuf<>+160(SB), Y4, Y8
-	VPMADDUBSW   36(CX), Y7, Y9
-	VPMADDWD     Y8, Y9, Y9
-	VPADDD       Y9, Y3, Y3
-	VPMADDUBSW   36(CX)(DX*1), Y7, Y9
-	VPMADDWD     Y8, Y9, Y9
-	VPADDD       Y9, Y5, Y5
-	VPMADDUBSW   36(DI), Y7, Y7
-	VPMADDWD     Y8, Y7, Y7
-	VPADDD       Y7, Y6, Y6
-	VMOVDQU      80(AX), Y7
-	VPAND        bytes0f<>+0(SB), Y7, Y7
-	VPSLLW       $0x02, 16(AX), Y8
-	VPAND        bytes10<>+0(SB), Y8, Y8
-	VPOR         Y8, Y7, Y7
-	VPSHUFB      kscaleshuf<>+192(SB), Y4, Y8
-	VPMADDUBSW   68(CX), Y7, Y9
-	VPMADDWD     Y8, Y9, Y9
-	VPADDD       Y9, Y3, Y3
-	VPMADDUBSW   68(CX)(DX*1), Y7, Y9
-	VPMADDWD     Y8, Y9, Y9
-	VPADDD       Y9, Y5, Y5
-	VPMADDUBSW   68(DI), Y7, Y7
-	VPMADDWD     Y8, Y7, Y7
-	VPADDD       Y7, Y6, Y6
-	VPSRLW       $0x04, 80(AX), Y7
-	VPAND        bytes0f<>+0(SB), Y7, Y7
-	VPSLLW       $0x01, 16(AX), Y8
-	VPAND        bytes10<>+0(SB), Y8, Y8
-	VPOR         Y8, Y7, Y7
-	VPSHUFB      kscaleshuf<>+224(SB), Y4, Y8
-	VPMADDUBSW   100(CX), Y7, Y9
-	VPMADDWD     Y8, Y9, Y9
-	VPADDD       Y9, Y3, Y3
-	VPMADDUBSW   100(CX)(DX*1), Y7, Y9
-	VPMADDWD     Y8, Y9, Y9
-	VPADDD       Y9, Y5, Y5
-	VPMADDUBSW   100(DI), Y7, Y7
-	VPMADDWD     Y8, Y7, Y7
-	VPADDD       Y7, Y6, Y6
-	VMOVDQU      112(AX), Y7
-	VPAND        bytes0f<>+0(SB), Y7, Y7
-	VMOVDQU      16(AX), Y8
-	VPAND        bytes10<>+0(SB), Y8, Y8
-	VPOR         Y8, Y7, Y7
-	VPSHUFB      kscaleshuf<>+256(SB), Y4, Y8
-	VPMADDUBSW   132(CX), Y7, Y9
-	VPMADDWD     Y8, Y9, Y9
-	VPADDD       Y9, Y3, Y3
-	VPMADDUBSW   132(CX)(DX*1), Y7, Y9
-	VPMADDWD     Y8, Y9, Y9
-	VPADDD       Y9, Y5, Y5
-	VPMADDUBSW   132(DI), Y7, Y7
-	VPMADDWD     Y8, Y7, Y7
-	VPADDD       Y7, Y6, Y6
-	VPSRLW       $0x04, 112(AX), Y7
-	VPAND        bytes0f<>+0(SB), Y7, Y7
-	VPSRLW       $0x01, 16(AX), Y8
-	VPAND        bytes10<>+0(SB), Y8, Y8
-	VPOR         Y8, Y7, Y7
-	VPSHUFB      kscaleshuf<>+288(SB), Y4, Y8
-	VPMADDUBSW   164(CX), Y7, Y9
-	VPMADDWD     Y8, Y9, Y9
-	VPADDD       Y9, Y3, Y3
-	VPMADDUBSW   164(CX)(DX*1), Y7, Y9
-	VPMADDWD     Y8, Y9, Y9
-	VPADDD       Y9, Y5, Y5
-	VPMADDUBSW   164(DI), Y7, Y7
-	VPMADDWD     Y8, Y7, Y7
-	VPADDD       Y7, Y6, Y6
-	VMOVDQU      144(AX), Y7
-	VPAND        bytes0f<>+0(SB), Y7, Y7
-	VPSRLW       $0x02, 16(AX), Y8
-	VPAND        bytes10<>+0(SB), Y8, Y8
-	VPOR         Y8, Y7, Y7
-	VPSHUFB      kscaleshuf<>+320(SB), Y4, Y8
-	VPMADDUBSW   196(CX), Y7, Y9
-	VPMADDWD     Y8, Y9, Y9
-	VPADDD       Y9, Y3, Y3
-	VPMADDUBSW   196(CX)(DX*1), Y7, Y9
-	VPMADDWD     Y8, Y9, Y9
-	VPADDD       Y9, Y5, Y5
-	VPMADDUBSW   196(DI), Y7, Y7
-	VPMADDWD     Y8, Y7, Y7
-	VPADDD       Y7, Y6, Y6
-	VPSRLW       $0x04, 144(AX), Y7
-	VPAND        bytes0f<>+0(SB), Y7, Y7
-	VPSRLW       $0x03, 16(AX), Y8
-	VPAND        bytes10<>+0(SB), Y8, Y8
-	VPOR         Y8, Y7, Y7
+	VBROADCASTSS (DI), X3
+	VMULPS       X5, X3, X3
+	VMOVSHDUP    X3, X3
+	VMOVSS       8(SI), X7
+	VFNMADD231SS X6, X3, X7
+	VMOVSS       X7, 8(SI)
+	VMOVDQU      48(AX), Y3
+	VPAND        bytes0f<>+0(SB), Y3, Y3
+	VPSLLW       $0x04, 16(AX), Y6
+	VPAND        bytes10<>+0(SB), Y6, Y6
+	VPOR         Y6, Y3, Y3
+	VPSHUFB      kscaleshuf<>+128(SB), Y4, Y6
+	VPMADDUBSW   4(CX), Y3, Y7
+	VPMADDWD     Y6, Y7, Y7
+	VPMADDUBSW   4(CX)(DX*1), Y3, Y8
+	VPMADDWD     Y6, Y8, Y8
+	VPMADDUBSW   4(DI), Y3, Y3
+	VPMADDWD     Y6, Y3, Y3
+	VPSRLW       $0x04, 48(AX), Y6
+	VPAND        bytes0f<>+0(SB), Y6, Y6
+	VPSLLW       $0x03, 16(AX), Y9
+	VPAND        bytes10<>+0(SB), Y9, Y9
+	VPOR         Y9, Y6, Y6
+	VPSHUFB      kscaleshuf<>+160(SB), Y4, Y9
+	VPMADDUBSW   36(CX), Y6, Y10
+	VPMADDWD     Y9, Y10, Y10
+	VPADDD       Y10, Y7, Y7
+	VPMADDUBSW   36(CX)(DX*1), Y6, Y10
+	VPMADDWD     Y9, Y10, Y10
+	VPADDD       Y10, Y8, Y8
+	VPMADDUBSW   36(DI), Y6, Y6
+	VPMADDWD     Y9, Y6, Y6
+	VPADDD       Y6, Y3, Y3
+	VMOVDQU      80(AX), Y6
+	VPAND        bytes0f<>+0(SB), Y6, Y6
+	VPSLLW       $0x02, 16(AX), Y9
+	VPAND        bytes10<>+0(SB), Y9, Y9
+	VPOR         Y9, Y6, Y6
+	VPSHUFB      kscaleshuf<>+192(SB), Y4, Y9
+	VPMADDUBSW   68(CX), Y6, Y10
+	VPMADDWD     Y9, Y10, Y10
+	VPADDD       Y10, Y7, Y7
+	VPMADDUBSW   68(CX)(DX*1), Y6, Y10
+	VPMADDWD     Y9, Y10, Y10
+	VPADDD       Y10, Y8, Y8
+	VPMADDUBSW   68(DI), Y6, Y6
+	VPMADDWD     Y9, Y6, Y6
+	VPADDD       Y6, Y3, Y3
+	VPSRLW       $0x04, 80(AX), Y6
+	VPAND        bytes0f<>+0(SB), Y6, Y6
+	VPSLLW       $0x01, 16(AX), Y9
+	VPAND        bytes10<>+0(SB), Y9, Y9
+	VPOR         Y9, Y6, Y6
+	VPSHUFB      kscaleshuf<>+224(SB), Y4, Y9
+	VPMADDUBSW   100(CX), Y6, Y10
+	VPMADDWD     Y9, Y10, Y10
+	VPADDD       Y10, Y7, Y7
+	VPMADDUBSW   100(CX)(DX*1), Y6, Y10
+	VPMADDWD     Y9, Y10, Y10
+	VPADDD       Y10, Y8, Y8
+	VPMADDUBSW   100(DI), Y6, Y6
+	VPMADDWD     Y9, Y6, Y6
+	VPADDD       Y6, Y3, Y3
+	VMOVDQU      112(AX), Y6
+	VPAND        bytes0f<>+0(SB), Y6, Y6
+	VMOVDQU      16(AX), Y9
+	VPAND        bytes10<>+0(SB), Y9, Y9
+	VPOR         Y9, Y6, Y6
+	VPSHUFB      kscaleshuf<>+256(SB), Y4, Y9
+	VPMADDUBSW   132(CX), Y6, Y10
+	VPMADDWD     Y9, Y10, Y10
+	VPADDD       Y10, Y7, Y7
+	VPMADDUBSW   132(CX)(DX*1), Y6, Y10
+	VPMADDWD     Y9, Y10, Y10
+	VPADDD       Y10, Y8, Y8
+	VPMADDUBSW   132(DI), Y6, Y6
+	VPMADDWD     Y9, Y6, Y6
+	VPADDD       Y6, Y3, Y3
+	VPSRLW       $0x04, 112(AX), Y6
+	VPAND        bytes0f<>+0(SB), Y6, Y6
+	VPSRLW       $0x01, 16(AX), Y9
+	VPAND        bytes10<>+0(SB), Y9, Y9
+	VPOR         Y9, Y6, Y6
+	VPSHUFB      kscaleshuf<>+288(SB), Y4, Y9
+	VPMADDUBSW   164(CX), Y6, Y10
+	VPMADDWD     Y9, Y10, Y10
+	VPADDD       Y10, Y7, Y7
+	VPMADDUBSW   164(CX)(DX*1), Y6, Y10
+	VPMADDWD     Y9, Y10, Y10
+	VPADDD       Y10, Y8, Y8
+	VPMADDUBSW   164(DI), Y6, Y6
+	VPMADDWD     Y9, Y6, Y6
+	VPADDD       Y6, Y3, Y3
+	VMOVDQU      144(AX), Y6
+	VPAND        bytes0f<>+0(SB), Y6, Y6
+	VPSRLW       $0x02, 16(AX), Y9
+	VPAND        bytes10<>+0(SB), Y9, Y9
+	VPOR         Y9, Y6, Y6
+	VPSHUFB      kscaleshuf<>+320(SB), Y4, Y9
+	VPMADDUBSW   196(CX), Y6, Y10
+	VPMADDWD     Y9, Y10, Y10
+	VPADDD       Y10, Y7, Y7
+	VPMADDUBSW   196(CX)(DX*1), Y6, Y10
+	VPMADDWD     Y9, Y10, Y10
+	VPADDD       Y10, Y8, Y8
+	VPMADDUBSW   196(DI), Y6, Y6
+	VPMADDWD     Y9, Y6, Y6
+	VPADDD       Y6, Y3, Y3
+	VPSRLW       $0x04, 144(AX), Y6
+	VPAND        bytes0f<>+0(SB), Y6, Y6
+	VPSRLW       $0x03, 16(AX), Y9
+	VPAND        bytes10<>+0(SB), Y9, Y9
+	VPOR         Y9, Y6, Y6
 	VPSHUFB      kscaleshuf<>+352(SB), Y4, Y4
-	VPMADDUBSW   228(CX), Y7, Y8
-	VPMADDWD     Y4, Y8, Y8
-	VPADDD       Y8, Y3, Y3
-	VPMADDUBSW   228(CX)(DX*1), Y7, Y8
-	VPMADDWD     Y4, Y8, Y8
-	VPADDD       Y8, Y5, Y5
-	VPMADDUBSW   228(DI), Y7, Y7
-	VPMADDWD     Y4, Y7, Y7
-	VPADDD       Y7, Y6, Y6
-	MOVWLZX      (AX), R8
-	VMOVD        R8, X4
-	VCVTPH2PS    X4, X4
-	VMULSS       (CX), X4, X7
-	VBROADCASTSS X7, Y7
+	VPMADDUBSW   228(CX), Y6, Y9
+	VPMADDWD     Y4, Y9, Y9
+	VPADDD       Y9, Y7, Y7
+	VPMADDUBSW   228(CX)(DX*1), Y6, Y9
+	VPMADDWD     Y4, Y9, Y9
+	VPADDD       Y9, Y8, Y8
+	VPMADDUBSW   228(DI), Y6, Y6
+	VPMADDWD     Y4, Y6, Y6
+	VPADDD       Y6, Y3, Y3
+	VMULSS       (CX), X5, X4
+	VBROADCASTSS X4, Y4
+	VMULSS       (CX)(DX*1), X5, X6
+	VBROADCASTSS X6, Y6
+	VMULSS       (DI), X5, X5
+	VBROADCASTSS X5, Y5
+	VCVTDQ2PS    Y7, Y7
+	VFMADD231PS  Y7, Y4, Y0
+	VCVTDQ2PS    Y8, Y8
+	VFMADD231PS  Y8, Y6, Y1
 	VCVTDQ2PS    Y3, Y3
-	VFMADD231PS  Y3, Y7, Y0
-	VMULSS       (CX)(DX*1), X4, X3
-	VBROADCASTSS X3, Y3
-	VCVTDQ2PS    Y5, Y5
-	VFMADD231PS  Y5, Y3, Y1
-	VMULSS       (DI), X4, X3
-	VBROADCASTSS X3, Y3
-	VCVTDQ2PS    Y6, Y6
-	VFMADD231PS  Y6, Y3, Y2
+	VFMADD231PS  Y3, Y5, Y2
 	ADDQ         $0x000000b0, AX
 	ADDQ         $0x00000124, CX
 	ADDQ         $0x00000124, DI
@@ -17504,9 +17599,6 @@ dotIQ4_XSx3AVX2loop:
 	CMPQ           BX, $0x00
 	JE             dotIQ4_XSx3AVX2done
 	VBROADCASTI128 kvaluesiq4nl<>+0(SB), Y3
-	VPXOR          Y4, Y4, Y4
-	VPXOR          Y5, Y5, Y5
-	VPXOR          Y6, Y6, Y6
 	MOVL           4(AX), R8
 	MOVQ           $0x0f0f0f0f0f0f0f0f, R10
 	PDEPQ          R10, R8, R8
@@ -17515,201 +17607,189 @@ dotIQ4_XSx3AVX2loop:
 	PDEPQ          R10, R9, R9
 	SHLQ           $0x04, R9
 	ORQ            R9, R8
-	VMOVQ          R8, X7
-	VPSUBB         bytes20<>+0(SB), X7, X7
-	VPMOVSXBW      X7, X7
-	VINSERTI128    $0x01, X7, Y7, Y8
-	VMOVDQU        8(AX), X7
-	VPSRLW         $0x04, X7, X9
-	VINSERTI128    $0x01, X9, Y7, Y9
-	VPAND          bytes0f<>+0(SB), Y9, Y9
-	VPSHUFB        Y9, Y3, Y9
-	VPSIGNB        Y9, Y9, Y10
-	VPSHUFB        kscaleshuf<>+128(SB), Y8, Y11
-	VMOVDQU        4(CX), Y12
-	VPSIGNB        Y9, Y12, Y12
-	VPMADDUBSW     Y12, Y10, Y12
-	VPMADDWD       Y11, Y12, Y12
-	VPADDD         Y12, Y4, Y4
-	VMOVDQU        4(CX)(DX*1), Y12
-	VPSIGNB        Y9, Y12, Y12
-	VPMADDUBSW     Y12, Y10, Y12
-	VPMADDWD       Y11, Y12, Y12
-	VPADDD         Y12, Y5, Y5
-	VMOVDQU        4(DI), Y12
-	VPSIGNB        Y9, Y12, Y12
-	VPMADDUBSW     Y12, Y10, Y12
-	VPMADDWD       Y11, Y12, Y12
-	VPADDD         Y12, Y6, Y6
-	VMOVDQU        24(AX), X7
-	VPSRLW         $0x04, X7, X9
-	VINSERTI128    $0x01, X9, Y7, Y9
-	VPAND          bytes0f<>+0(SB), Y9, Y9
-	VPSHUFB        Y9, Y3, Y9
-	VPSIGNB        Y9, Y9, Y10
-	VPSHUFB        kscaleshuf<>+160(SB), Y8, Y11
+	VMOVQ          R8, X4
+	VPSUBB         bytes20<>+0(SB), X4, X4
+	VPMOVSXBW      X4, X4
+	VINSERTI128    $0x01, X4, Y4, Y5
+	VBROADCASTI128 8(AX), Y6
+	VPSRLVQ        highlane4<>+0(SB), Y6, Y6
+	VPAND          bytes0f<>+0(SB), Y6, Y6
+	VPSHUFB        Y6, Y3, Y6
+	VPSIGNB        Y6, Y6, Y7
+	VPSHUFB        kscaleshuf<>+128(SB), Y5, Y8
+	VMOVDQU        4(CX), Y9
+	VPSIGNB        Y6, Y9, Y9
+	VPMADDUBSW     Y9, Y7, Y9
+	VPMADDWD       Y8, Y9, Y9
+	VMOVDQU        4(CX)(DX*1), Y10
+	VPSIGNB        Y6, Y10, Y10
+	VPMADDUBSW     Y10, Y7, Y10
+	VPMADDWD       Y8, Y10, Y10
+	VMOVDQU        4(DI), Y11
+	VPSIGNB        Y6, Y11, Y11
+	VPMADDUBSW     Y11, Y7, Y11
+	VPMADDWD       Y8, Y11, Y11
+	VBROADCASTI128 24(AX), Y6
+	VPSRLVQ        highlane4<>+0(SB), Y6, Y6
+	VPAND          bytes0f<>+0(SB), Y6, Y6
+	VPSHUFB        Y6, Y3, Y6
+	VPSIGNB        Y6, Y6, Y7
+	VPSHUFB        kscaleshuf<>+160(SB), Y5, Y8
 	VMOVDQU        36(CX), Y12
-	VPSIGNB        Y9, Y12, Y12
-	VPMADDUBSW     Y12, Y10, Y12
-	VPMADDWD       Y11, Y12, Y12
-	VPADDD         Y12, Y4, Y4
+	VPSIGNB        Y6, Y12, Y12
+	VPMADDUBSW     Y12, Y7, Y12
+	VPMADDWD       Y8, Y12, Y12
+	VPADDD         Y12, Y9, Y9
 	VMOVDQU        36(CX)(DX*1), Y12
-	VPSIGNB        Y9, Y12, Y12
-	VPMADDUBSW     Y12, Y10, Y12
-	VPMADDWD       Y11, Y12, Y12
-	VPADDD         Y12, Y5, Y5
+	VPSIGNB        Y6, Y12, Y12
+	VPMADDUBSW     Y12, Y7, Y12
+	VPMADDWD       Y8, Y12, Y12
+	VPADDD         Y12, Y10, Y10
 	VMOVDQU        36(DI), Y12
-	VPSIGNB        Y9, Y12, Y12
-	VPMADDUBSW     Y12, Y10, Y12
-	VPMADDWD       Y11, Y12, Y12
-	VPADDD         Y12, Y6, Y6
-	VMOVDQU        40(AX), X7
-	VPSRLW         $0x04, X7, X9
-	VINSERTI128    $0x01, X9, Y7, Y9
-	VPAND          bytes0f<>+0(SB), Y9, Y9
-	VPSHUFB        Y9, Y3, Y9
-	VPSIGNB        Y9, Y9, Y10
-	VPSHUFB        kscaleshuf<>+192(SB), Y8, Y11
+	VPSIGNB        Y6, Y12, Y12
+	VPMADDUBSW     Y12, Y7, Y12
+	VPMADDWD       Y8, Y12, Y12
+	VPADDD         Y12, Y11, Y11
+	VBROADCASTI128 40(AX), Y6
+	VPSRLVQ        highlane4<>+0(SB), Y6, Y6
+	VPAND          bytes0f<>+0(SB), Y6, Y6
+	VPSHUFB        Y6, Y3, Y6
+	VPSIGNB        Y6, Y6, Y7
+	VPSHUFB        kscaleshuf<>+192(SB), Y5, Y8
 	VMOVDQU        68(CX), Y12
-	VPSIGNB        Y9, Y12, Y12
-	VPMADDUBSW     Y12, Y10, Y12
-	VPMADDWD       Y11, Y12, Y12
-	VPADDD         Y12, Y4, Y4
+	VPSIGNB        Y6, Y12, Y12
+	VPMADDUBSW     Y12, Y7, Y12
+	VPMADDWD       Y8, Y12, Y12
+	VPADDD         Y12, Y9, Y9
 	VMOVDQU        68(CX)(DX*1), Y12
-	VPSIGNB        Y9, Y12, Y12
-	VPMADDUBSW     Y12, Y10, Y12
-	VPMADDWD       Y11, Y12, Y12
-	VPADDD         Y12, Y5, Y5
+	VPSIGNB        Y6, Y12, Y12
+	VPMADDUBSW     Y12, Y7, Y12
+	VPMADDWD       Y8, Y12, Y12
+	VPADDD         Y12, Y10, Y10
 	VMOVDQU        68(DI), Y12
-	VPSIGNB        Y9, Y12, Y12
-	VPMADDUBSW     Y12, Y10, Y12
-	VPMADDWD       Y11, Y12, Y12
-	VPADDD         Y12, Y6, Y6
-	VMOVDQU        56(AX), X7
-	VPSRLW         $0x04, X7, X9
-	VINSERTI128    $0x01, X9, Y7, Y9
-	VPAND          bytes0f<>+0(SB), Y9, Y9
-	VPSHUFB        Y9, Y3, Y9
-	VPSIGNB        Y9, Y9, Y10
-	VPSHUFB        kscaleshuf<>+224(SB), Y8, Y11
+	VPSIGNB        Y6, Y12, Y12
+	VPMADDUBSW     Y12, Y7, Y12
+	VPMADDWD       Y8, Y12, Y12
+	VPADDD         Y12, Y11, Y11
+	VBROADCASTI128 56(AX), Y6
+	VPSRLVQ        highlane4<>+0(SB), Y6, Y6
+	VPAND          bytes0f<>+0(SB), Y6, Y6
+	VPSHUFB        Y6, Y3, Y6
+	VPSIGNB        Y6, Y6, Y7
+	VPSHUFB        kscaleshuf<>+224(SB), Y5, Y8
 	VMOVDQU        100(CX), Y12
-	VPSIGNB        Y9, Y12, Y12
-	VPMADDUBSW     Y12, Y10, Y12
-	VPMADDWD       Y11, Y12, Y12
-	VPADDD         Y12, Y4, Y4
+	VPSIGNB        Y6, Y12, Y12
+	VPMADDUBSW     Y12, Y7, Y12
+	VPMADDWD       Y8, Y12, Y12
+	VPADDD         Y12, Y9, Y9
 	VMOVDQU        100(CX)(DX*1), Y12
-	VPSIGNB        Y9, Y12, Y12
-	VPMADDUBSW     Y12, Y10, Y12
-	VPMADDWD       Y11, Y12, Y12
-	VPADDD         Y12, Y5, Y5
+	VPSIGNB        Y6, Y12, Y12
+	VPMADDUBSW     Y12, Y7, Y12
+	VPMADDWD       Y8, Y12, Y12
+	VPADDD         Y12, Y10, Y10
 	VMOVDQU        100(DI), Y12
-	VPSIGNB        Y9, Y12, Y12
-	VPMADDUBSW     Y12, Y10, Y12
-	VPMADDWD       Y11, Y12, Y12
-	VPADDD         Y12, Y6, Y6
-	VMOVDQU        72(AX), X7
-	VPSRLW         $0x04, X7, X9
-	VINSERTI128    $0x01, X9, Y7, Y9
-	VPAND          bytes0f<>+0(SB), Y9, Y9
-	VPSHUFB        Y9, Y3, Y9
-	VPSIGNB        Y9, Y9, Y10
-	VPSHUFB        kscaleshuf<>+256(SB), Y8, Y11
+	VPSIGNB        Y6, Y12, Y12
+	VPMADDUBSW     Y12, Y7, Y12
+	VPMADDWD       Y8, Y12, Y12
+	VPADDD         Y12, Y11, Y11
+	VBROADCASTI128 72(AX), Y6
+	VPSRLVQ        highlane4<>+0(SB), Y6, Y6
+	VPAND          bytes0f<>+0(SB), Y6, Y6
+	VPSHUFB        Y6, Y3, Y6
+	VPSIGNB        Y6, Y6, Y7
+	VPSHUFB        kscaleshuf<>+256(SB), Y5, Y8
 	VMOVDQU        132(CX), Y12
-	VPSIGNB        Y9, Y12, Y12
-	VPMADDUBSW     Y12, Y10, Y12
-	VPMADDWD       Y11, Y12, Y12
-	VPADDD         Y12, Y4, Y4
+	VPSIGNB        Y6, Y12, Y12
+	VPMADDUBSW     Y12, Y7, Y12
+	VPMADDWD       Y8, Y12, Y12
+	VPADDD         Y12, Y9, Y9
 	VMOVDQU        132(CX)(DX*1), Y12
-	VPSIGNB        Y9, Y12, Y12
-	VPMADDUBSW     Y12, Y10, Y12
-	VPMADDWD       Y11, Y12, Y12
-	VPADDD         Y12, Y5, Y5
+	VPSIGNB        Y6, Y12, Y12
+	VPMADDUBSW     Y12, Y7, Y12
+	VPMADDWD       Y8, Y12, Y12
+	VPADDD         Y12, Y10, Y10
 	VMOVDQU        132(DI), Y12
-	VPSIGNB        Y9, Y12, Y12
-	VPMADDUBSW     Y12, Y10, Y12
-	VPMADDWD       Y11, Y12, Y12
-	VPADDD         Y12, Y6, Y6
-	VMOVDQU        88(AX), X7
-	VPSRLW         $0x04, X7, X9
-	VINSERTI128    $0x01, X9, Y7, Y9
-	VPAND          bytes0f<>+0(SB), Y9, Y9
-	VPSHUFB        Y9, Y3, Y9
-	VPSIGNB        Y9, Y9, Y10
-	VPSHUFB        kscaleshuf<>+288(SB), Y8, Y11
+	VPSIGNB        Y6, Y12, Y12
+	VPMADDUBSW     Y12, Y7, Y12
+	VPMADDWD       Y8, Y12, Y12
+	VPADDD         Y12, Y11, Y11
+	VBROADCASTI128 88(AX), Y6
+	VPSRLVQ        highlane4<>+0(SB), Y6, Y6
+	VPAND          bytes0f<>+0(SB), Y6, Y6
+	VPSHUFB        Y6, Y3, Y6
+	VPSIGNB        Y6, Y6, Y7
+	VPSHUFB        kscaleshuf<>+288(SB), Y5, Y8
 	VMOVDQU        164(CX), Y12
-	VPSIGNB        Y9, Y12, Y12
-	VPMADDUBSW     Y12, Y10, Y12
-	VPMADDWD       Y11, Y12, Y12
-	VPADDD         Y12, Y4, Y4
+	VPSIGNB        Y6, Y12, Y12
+	VPMADDUBSW     Y12, Y7, Y12
+	VPMADDWD       Y8, Y12, Y12
+	VPADDD         Y12, Y9, Y9
 	VMOVDQU        164(CX)(DX*1), Y12
-	VPSIGNB        Y9, Y12, Y12
-	VPMADDUBSW     Y12, Y10, Y12
-	VPMADDWD       Y11, Y12, Y12
-	VPADDD         Y12, Y5, Y5
+	VPSIGNB        Y6, Y12, Y12
+	VPMADDUBSW     Y12, Y7, Y12
+	VPMADDWD       Y8, Y12, Y12
+	VPADDD         Y12, Y10, Y10
 	VMOVDQU        164(DI), Y12
-	VPSIGNB        Y9, Y12, Y12
-	VPMADDUBSW     Y12, Y10, Y12
-	VPMADDWD       Y11, Y12, Y12
-	VPADDD         Y12, Y6, Y6
-	VMOVDQU        104(AX), X7
-	VPSRLW         $0x04, X7, X9
-	VINSERTI128    $0x01, X9, Y7, Y9
-	VPAND          bytes0f<>+0(SB), Y9, Y9
-	VPSHUFB        Y9, Y3, Y9
-	VPSIGNB        Y9, Y9, Y10
-	VPSHUFB        kscaleshuf<>+320(SB), Y8, Y11
+	VPSIGNB        Y6, Y12, Y12
+	VPMADDUBSW     Y12, Y7, Y12
+	VPMADDWD       Y8, Y12, Y12
+	VPADDD         Y12, Y11, Y11
+	VBROADCASTI128 104(AX), Y6
+	VPSRLVQ        highlane4<>+0(SB), Y6, Y6
+	VPAND          bytes0f<>+0(SB), Y6, Y6
+	VPSHUFB        Y6, Y3, Y6
+	VPSIGNB        Y6, Y6, Y7
+	VPSHUFB        kscaleshuf<>+320(SB), Y5, Y8
 	VMOVDQU        196(CX), Y12
-	VPSIGNB        Y9, Y12, Y12
-	VPMADDUBSW     Y12, Y10, Y12
-	VPMADDWD       Y11, Y12, Y12
-	VPADDD         Y12, Y4, Y4
+	VPSIGNB        Y6, Y12, Y12
+	VPMADDUBSW     Y12, Y7, Y12
+	VPMADDWD       Y8, Y12, Y12
+	VPADDD         Y12, Y9, Y9
 	VMOVDQU        196(CX)(DX*1), Y12
-	VPSIGNB        Y9, Y12, Y12
-	VPMADDUBSW     Y12, Y10, Y12
-	VPMADDWD       Y11, Y12, Y12
-	VPADDD         Y12, Y5, Y5
+	VPSIGNB        Y6, Y12, Y12
+	VPMADDUBSW     Y12, Y7, Y12
+	VPMADDWD       Y8, Y12, Y12
+	VPADDD         Y12, Y10, Y10
 	VMOVDQU        196(DI), Y12
-	VPSIGNB        Y9, Y12, Y12
-	VPMADDUBSW     Y12, Y10, Y12
-	VPMADDWD       Y11, Y12, Y12
-	VPADDD         Y12, Y6, Y6
-	VMOVDQU        120(AX), X7
-	VPSRLW         $0x04, X7, X9
-	VINSERTI128    $0x01, X9, Y7, Y9
-	VPAND          bytes0f<>+0(SB), Y9, Y9
-	VPSHUFB        Y9, Y3, Y9
-	VPSIGNB        Y9, Y9, Y3
-	VPSHUFB        kscaleshuf<>+352(SB), Y8, Y8
-	VMOVDQU        228(CX), Y10
-	VPSIGNB        Y9, Y10, Y10
-	VPMADDUBSW     Y10, Y3, Y10
-	VPMADDWD       Y8, Y10, Y10
-	VPADDD         Y10, Y4, Y4
-	VMOVDQU        228(CX)(DX*1), Y10
-	VPSIGNB        Y9, Y10, Y10
-	VPMADDUBSW     Y10, Y3, Y10
-	VPMADDWD       Y8, Y10, Y10
-	VPADDD         Y10, Y5, Y5
-	VMOVDQU        228(DI), Y10
-	VPSIGNB        Y9, Y10, Y10
-	VPMADDUBSW     Y10, Y3, Y10
-	VPMADDWD       Y8, Y10, Y10
-	VPADDD         Y10, Y6, Y6
-	MOVWLZX        (AX), R8
-	VMOVD          R8, X7
-	VCVTPH2PS      X7, X7
-	VMULSS         (CX), X7, X3
-	VBROADCASTSS   X3, Y3
-	VCVTDQ2PS      Y4, Y4
-	VFMADD231PS    Y4, Y3, Y0
-	VMULSS         (CX)(DX*1), X7, X3
-	VBROADCASTSS   X3, Y3
-	VCVTDQ2PS      Y5, Y5
-	VFMADD231PS    Y5, Y3, Y1
-	VMULSS         (DI), X7, X3
-	VBROADCASTSS   X3, Y3
-	VCVTDQ2PS      Y6, Y6
-	VFMADD231PS    Y6, Y3, Y2
+	VPSIGNB        Y6, Y12, Y12
+	VPMADDUBSW     Y12, Y7, Y12
+	VPMADDWD       Y8, Y12, Y12
+	VPADDD         Y12, Y11, Y11
+	VBROADCASTI128 120(AX), Y6
+	VPSRLVQ        highlane4<>+0(SB), Y6, Y6
+	VPAND          bytes0f<>+0(SB), Y6, Y6
+	VPSHUFB        Y6, Y3, Y6
+	VPSIGNB        Y6, Y6, Y3
+	VPSHUFB        kscaleshuf<>+352(SB), Y5, Y5
+	VMOVDQU        228(CX), Y7
+	VPSIGNB        Y6, Y7, Y7
+	VPMADDUBSW     Y7, Y3, Y7
+	VPMADDWD       Y5, Y7, Y7
+	VPADDD         Y7, Y9, Y9
+	VMOVDQU        228(CX)(DX*1), Y7
+	VPSIGNB        Y6, Y7, Y7
+	VPMADDUBSW     Y7, Y3, Y7
+	VPMADDWD       Y5, Y7, Y7
+	VPADDD         Y7, Y10, Y10
+	VMOVDQU        228(DI), Y7
+	VPSIGNB        Y6, Y7, Y7
+	VPMADDUBSW     Y7, Y3, Y7
+	VPMADDWD       Y5, Y7, Y7
+	VPADDD         Y7, Y11, Y11
+	VPBROADCASTW   (AX), X3
+	VCVTPH2PS      X3, Y3
+	VBROADCASTSS   (CX), Y5
+	VMULPS         Y3, Y5, Y5
+	VBROADCASTSS   (CX)(DX*1), Y6
+	VMULPS         Y3, Y6, Y6
+	VBROADCASTSS   (DI), Y7
+	VMULPS         Y3, Y7, Y7
+	VCVTDQ2PS      Y9, Y9
+	VFMADD231PS    Y9, Y5, Y0
+	VCVTDQ2PS      Y10, Y10
+	VFMADD231PS    Y10, Y6, Y1
+	VCVTDQ2PS      Y11, Y11
+	VFMADD231PS    Y11, Y7, Y2
 	ADDQ           $0x00000088, AX
 	ADDQ           $0x00000124, CX
 	ADDQ           $0x00000124, DI
@@ -18615,180 +18695,166 @@ dotQ2_Kx4AVX2loop:
 	VPSRLW       $0x04, Y4, Y5
 	VMOVD        80(AX), X6
 	VCVTPH2PS    X6, X6
-	VPMADDWD     260(CX), Y5, Y7
-	VCVTDQ2PS    Y7, Y7
-	VBROADCASTSS (CX), X8
-	VMULPS       X8, X6, X8
-	VMOVSHDUP    X8, X8
-	VBROADCASTSS X8, Y8
-	VFNMADD231PS Y7, Y8, Y0
-	VPMADDWD     260(CX)(DX*1), Y5, Y7
-	VCVTDQ2PS    Y7, Y7
-	VBROADCASTSS (CX)(DX*1), X8
-	VMULPS       X8, X6, X8
-	VMOVSHDUP    X8, X8
-	VBROADCASTSS X8, Y8
-	VFNMADD231PS Y7, Y8, Y1
-	VPMADDWD     260(DI), Y5, Y7
-	VCVTDQ2PS    Y7, Y7
-	VBROADCASTSS (DI), X8
-	VMULPS       X8, X6, X8
-	VMOVSHDUP    X8, X8
-	VBROADCASTSS X8, Y8
-	VFNMADD231PS Y7, Y8, Y2
+	VPBROADCASTD dword00000001<>+0(SB), Y7
+	VPMADDWD     260(CX), Y5, Y8
+	VCVTDQ2PS    Y8, Y8
+	VBROADCASTSS (CX), Y9
+	VMULPS       Y6, Y9, Y9
+	VPERMPS      Y9, Y7, Y9
+	VFNMADD231PS Y8, Y9, Y0
+	VPMADDWD     260(CX)(DX*1), Y5, Y8
+	VCVTDQ2PS    Y8, Y8
+	VBROADCASTSS (CX)(DX*1), Y9
+	VMULPS       Y6, Y9, Y9
+	VPERMPS      Y9, Y7, Y9
+	VFNMADD231PS Y8, Y9, Y1
+	VPMADDWD     260(DI), Y5, Y8
+	VCVTDQ2PS    Y8, Y8
+	VBROADCASTSS (DI), Y9
+	VMULPS       Y6, Y9, Y9
+	VPERMPS      Y9, Y7, Y9
+	VFNMADD231PS Y8, Y9, Y2
 	VPMADDWD     260(DI)(DX*1), Y5, Y5
 	VCVTDQ2PS    Y5, Y5
-	VBROADCASTSS (DI)(DX*1), X7
-	VMULPS       X7, X6, X6
-	VMOVSHDUP    X6, X6
-	VBROADCASTSS X6, Y6
-	VFNMADD231PS Y5, Y6, Y3
-	VPXOR        Y5, Y5, Y5
-	VPXOR        Y6, Y6, Y6
-	VPXOR        Y7, Y7, Y7
-	VPXOR        Y8, Y8, Y8
+	VBROADCASTSS (DI)(DX*1), Y8
+	VMULPS       Y6, Y8, Y8
+	VPERMPS      Y8, Y7, Y7
+	VFNMADD231PS Y5, Y7, Y3
 	VPAND        bytes0f<>+0(SB), Y4, Y4
-	VINSERTI128  $0x01, X4, Y4, Y9
-	VMOVDQU      16(AX), Y10
-	VPAND        bytes03<>+0(SB), Y10, Y10
-	VPSHUFB      kscaleshuf<>+0(SB), Y9, Y11
-	VPMADDUBSW   4(CX), Y10, Y12
-	VPMADDWD     Y11, Y12, Y12
-	VPADDD       Y12, Y5, Y5
-	VPMADDUBSW   4(CX)(DX*1), Y10, Y12
-	VPMADDWD     Y11, Y12, Y12
-	VPADDD       Y12, Y6, Y6
-	VPMADDUBSW   4(DI), Y10, Y12
-	VPMADDWD     Y11, Y12, Y12
-	VPADDD       Y12, Y7, Y7
-	VPMADDUBSW   4(DI)(DX*1), Y10, Y10
-	VPMADDWD     Y11, Y10, Y10
-	VPADDD       Y10, Y8, Y8
-	VPSRLW       $0x02, 16(AX), Y10
-	VPAND        bytes03<>+0(SB), Y10, Y10
-	VPSHUFB      kscaleshuf<>+32(SB), Y9, Y11
-	VPMADDUBSW   36(CX), Y10, Y12
-	VPMADDWD     Y11, Y12, Y12
-	VPADDD       Y12, Y5, Y5
-	VPMADDUBSW   36(CX)(DX*1), Y10, Y12
-	VPMADDWD     Y11, Y12, Y12
-	VPADDD       Y12, Y6, Y6
-	VPMADDUBSW   36(DI), Y10, Y12
-	VPMADDWD     Y11, Y12, Y12
-	VPADDD       Y12, Y7, Y7
-	VPMADDUBSW   36(DI)(DX*1), Y10, Y10
-	VPMADDWD     Y11, Y10, Y10
-	VPADDD       Y10, Y8, Y8
-	VPSRLW       $0x04, 16(AX), Y10
-	VPAND        bytes03<>+0(SB), Y10, Y10
-	VPSHUFB      kscaleshuf<>+64(SB), Y9, Y11
-	VPMADDUBSW   68(CX), Y10, Y12
-	VPMADDWD     Y11, Y12, Y12
-	VPADDD       Y12, Y5, Y5
-	VPMADDUBSW   68(CX)(DX*1), Y10, Y12
-	VPMADDWD     Y11, Y12, Y12
-	VPADDD       Y12, Y6, Y6
-	VPMADDUBSW   68(DI), Y10, Y12
-	VPMADDWD     Y11, Y12, Y12
-	VPADDD       Y12, Y7, Y7
-	VPMADDUBSW   68(DI)(DX*1), Y10, Y10
-	VPMADDWD     Y11, Y10, Y10
-	VPADDD       Y10, Y8, Y8
-	VPSRLW       $0x06, 16(AX), Y10
-	VPAND        bytes03<>+0(SB), Y10, Y10
-	VPSHUFB      kscaleshuf<>+96(SB), Y9, Y9
-	VPMADDUBSW   100(CX), Y10, Y11
-	VPMADDWD     Y9, Y11, Y11
-	VPADDD       Y11, Y5, Y5
-	VPMADDUBSW   100(CX)(DX*1), Y10, Y11
-	VPMADDWD     Y9, Y11, Y11
-	VPADDD       Y11, Y6, Y6
-	VPMADDUBSW   100(DI), Y10, Y11
-	VPMADDWD     Y9, Y11, Y11
-	VPADDD       Y11, Y7, Y7
-	VPMADDUBSW   100(DI)(DX*1), Y10, Y10
-	VPMADDWD     Y9, Y10, Y10
-	VPADDD       Y10, Y8, Y8
+	VINSERTI128  $0x01, X4, Y4, Y5
+	VMOVDQU      16(AX), Y7
+	VPAND        bytes03<>+0(SB), Y7, Y7
+	VPSHUFB      kscaleshuf<>+0(SB), Y5, Y8
+	VPMADDUBSW   4(CX), Y7, Y9
+	VPMADDWD     Y8, Y9, Y9
+	VPMADDUBSW   4(CX)(DX*1), Y7, Y10
+	VPMADDWD     Y8, Y10, Y10
+	VPMADDUBSW   4(DI), Y7, Y11
+	VPMADDWD     Y8, Y11, Y11
+	VPMADDUBSW   4(DI)(DX*1), Y7, Y7
+	VPMADDWD     Y8, Y7, Y7
+	VPSRLW       $0x02, 16(AX), Y8
+	VPAND        bytes03<>+0(SB), Y8, Y8
+	VPSHUFB      kscaleshuf<>+32(SB), Y5, Y12
+	VPMADDUBSW   36(CX), Y8, Y13
+	VPMADDWD     Y12, Y13, Y13
+	VPADDD       Y13, Y9, Y9
+	VPMADDUBSW   36(CX)(DX*1), Y8, Y13
+	VPMADDWD     Y12, Y13, Y13
+	VPADDD       Y13, Y10, Y10
+	VPMADDUBSW   36(DI), Y8, Y13
+	VPMADDWD     Y12, Y13, Y13
+	VPADDD       Y13, Y11, Y11
+	VPMADDUBSW   36(DI)(DX*1), Y8, Y8
+	VPMADDWD     Y12, Y8, Y8
+	VPADDD       Y8, Y7, Y7
+	VPSRLW       $0x04, 16(AX), Y8
+	VPAND        bytes03<>+0(SB), Y8, Y8
+	VPSHUFB      kscaleshuf<>+64(SB), Y5, Y12
+	VPMADDUBSW   68(CX), Y8, Y13
+	VPMADDWD     Y12, Y13, Y13
+	VPADDD       Y13, Y9, Y9
+	VPMADDUBSW   68(CX)(DX*1), Y8, Y13
+	VPMADDWD     Y12, Y13, Y13
+	VPADDD       Y13, Y10, Y10
+	VPMADDUBSW   68(DI), Y8, Y13
+	VPMADDWD     Y12, Y13, Y13
+	VPADDD       Y13, Y11, Y11
+	VPMADDUBSW   68(DI)(DX*1), Y8, Y8
+	VPMADDWD     Y12, Y8, Y8
+	VPADDD       Y8, Y7, Y7
+	VPSRLW       $0x06, 16(AX), Y8
+	VPAND        bytes03<>+0(SB), Y8, Y8
+	VPSHUFB      kscaleshuf<>+96(SB), Y5, Y5
+	VPMADDUBSW   100(CX), Y8, Y12
+	VPMADDWD     Y5, Y12, Y12
+	VPADDD       Y12, Y9, Y9
+	VPMADDUBSW   100(CX)(DX*1), Y8, Y12
+	VPMADDWD     Y5, Y12, Y12
+	VPADDD       Y12, Y10, Y10
+	VPMADDUBSW   100(DI), Y8, Y12
+	VPMADDWD     Y5, Y12, Y12
+	VPADDD       Y12, Y11, Y11
+	VPMADDUBSW   100(DI)(DX*1), Y8, Y8
+	VPMADDWD     Y5, Y8, Y8
+	VPADDD       Y8, Y7, Y7
 	VPERM2I128   $0x11, Y4, Y4, Y4
-	VMOVDQU      48(AX), Y9
-	VPAND        bytes03<>+0(SB), Y9, Y9
-	VPSHUFB      kscaleshuf<>+0(SB), Y4, Y10
-	VPMADDUBSW   132(CX), Y9, Y11
-	VPMADDWD     Y10, Y11, Y11
-	VPADDD       Y11, Y5, Y5
-	VPMADDUBSW   132(CX)(DX*1), Y9, Y11
-	VPMADDWD     Y10, Y11, Y11
-	VPADDD       Y11, Y6, Y6
-	VPMADDUBSW   132(DI), Y9, Y11
-	VPMADDWD     Y10, Y11, Y11
-	VPADDD       Y11, Y7, Y7
-	VPMADDUBSW   132(DI)(DX*1), Y9, Y9
-	VPMADDWD     Y10, Y9, Y9
-	VPADDD       Y9, Y8, Y8
-	VPSRLW       $0x02, 48(AX), Y9
-	VPAND        bytes03<>+0(SB), Y9, Y9
-	VPSHUFB      kscaleshuf<>+32(SB), Y4, Y10
-	VPMADDUBSW   164(CX), Y9, Y11
-	VPMADDWD     Y10, Y11, Y11
-	VPADDD       Y11, Y5, Y5
-	VPMADDUBSW   164(CX)(DX*1), Y9, Y11
-	VPMADDWD     Y10, Y11, Y11
-	VPADDD       Y11, Y6, Y6
-	VPMADDUBSW   164(DI), Y9, Y11
-	VPMADDWD     Y10, Y11, Y11
-	VPADDD       Y11, Y7, Y7
-	VPMADDUBSW   164(DI)(DX*1), Y9, Y9
-	VPMADDWD     Y10, Y9, Y9
-	VPADDD       Y9, Y8, Y8
-	VPSRLW       $0x04, 48(AX), Y9
-	VPAND        bytes03<>+0(SB), Y9, Y9
-	VPSHUFB      kscaleshuf<>+64(SB), Y4, Y10
-	VPMADDUBSW   196(CX), Y9, Y11
-	VPMADDWD     Y10, Y11, Y11
-	VPADDD       Y11, Y5, Y5
-	VPMADDUBSW   196(CX)(DX*1), Y9, Y11
-	VPMADDWD     Y10, Y11, Y11
-	VPADDD       Y11, Y6, Y6
-	VPMADDUBSW   196(DI), Y9, Y11
-	VPMADDWD     Y10, Y11, Y11
-	VPADDD       Y11, Y7, Y7
-	VPMADDUBSW   196(DI)(DX*1), Y9, Y9
-	VPMADDWD     Y10, Y9, Y9
-	VPADDD       Y9, Y8, Y8
-	VPSRLW       $0x06, 48(AX), Y9
-	VPAND        bytes03<>+0(SB), Y9, Y9
+	VMOVDQU      48(AX), Y5
+	VPAND        bytes03<>+0(SB), Y5, Y5
+	VPSHUFB      kscaleshuf<>+0(SB), Y4, Y8
+	VPMADDUBSW   132(CX), Y5, Y12
+	VPMADDWD     Y8, Y12, Y12
+	VPADDD       Y12, Y9, Y9
+	VPMADDUBSW   132(CX)(DX*1), Y5, Y12
+	VPMADDWD     Y8, Y12, Y12
+	VPADDD       Y12, Y10, Y10
+	VPMADDUBSW   132(DI), Y5, Y12
+	VPMADDWD     Y8, Y12, Y12
+	VPADDD       Y12, Y11, Y11
+	VPMADDUBSW   132(DI)(DX*1), Y5, Y5
+	VPMADDWD     Y8, Y5, Y5
+	VPADDD       Y5, Y7, Y7
+	VPSRLW       $0x02, 48(AX), Y5
+	VPAND        bytes03<>+0(SB), Y5, Y5
+	VPSHUFB      kscaleshuf<>+32(SB), Y4, Y8
+	VPMADDUBSW   164(CX), Y5, Y12
+	VPMADDWD     Y8, Y12, Y12
+	VPADDD       Y12, Y9, Y9
+	VPMADDUBSW   164(CX)(DX*1), Y5, Y12
+	VPMADDWD     Y8, Y12, Y12
+	VPADDD       Y12, Y10, Y10
+	VPMADDUBSW   164(DI), Y5, Y12
+	VPMADDWD     Y8, Y12, Y12
+	VPADDD       Y12, Y11, Y11
+	VPMADDUBSW   164(DI)(DX*1), Y5, Y5
+	VPMADDWD     Y8, Y5, Y5
+	VPADDD       Y5, Y7, Y7
+	VPSRLW       $0x04, 48(AX), Y5
+	VPAND        bytes03<>+0(SB), Y5, Y5
+	VPSHUFB      kscaleshuf<>+64(SB), Y4, Y8
+	VPMADDUBSW   196(CX), Y5, Y12
+	VPMADDWD     Y8, Y12, Y12
+	VPADDD       Y12, Y9, Y9
+	VPMADDUBSW   196(CX)(DX*1), Y5, Y12
+	VPMADDWD     Y8, Y12, Y12
+	VPADDD       Y12, Y10, Y10
+	VPMADDUBSW   196(DI), Y5, Y12
+	VPMADDWD     Y8, Y12, Y12
+	VPADDD       Y12, Y11, Y11
+	VPMADDUBSW   196(DI)(DX*1), Y5, Y5
+	VPMADDWD     Y8, Y5, Y5
+	VPADDD       Y5, Y7, Y7
+	VPSRLW       $0x06, 48(AX), Y5
+	VPAND        bytes03<>+0(SB), Y5, Y5
 	VPSHUFB      kscaleshuf<>+96(SB), Y4, Y4
-	VPMADDUBSW   228(CX), Y9, Y10
-	VPMADDWD     Y4, Y10, Y10
-	VPADDD       Y10, Y5, Y5
-	VPMADDUBSW   228(CX)(DX*1), Y9, Y10
-	VPMADDWD     Y4, Y10, Y10
-	VPADDD       Y10, Y6, Y6
-	VPMADDUBSW   228(DI), Y9, Y10
-	VPMADDWD     Y4, Y10, Y10
-	VPADDD       Y10, Y7, Y7
-	VPMADDUBSW   228(DI)(DX*1), Y9, Y9
-	VPMADDWD     Y4, Y9, Y9
-	VPADDD       Y9, Y8, Y8
-	MOVWLZX      80(AX), R8
-	VMOVD        R8, X4
-	VCVTPH2PS    X4, X4
-	VMULSS       (CX), X4, X9
-	VBROADCASTSS X9, Y9
-	VCVTDQ2PS    Y5, Y5
-	VFMADD231PS  Y5, Y9, Y0
-	VMULSS       (CX)(DX*1), X4, X5
-	VBROADCASTSS X5, Y5
-	VCVTDQ2PS    Y6, Y6
-	VFMADD231PS  Y6, Y5, Y1
-	VMULSS       (DI), X4, X5
-	VBROADCASTSS X5, Y5
-	VCVTDQ2PS    Y7, Y7
-	VFMADD231PS  Y7, Y5, Y2
-	VMULSS       (DI)(DX*1), X4, X4
+	VPMADDUBSW   228(CX), Y5, Y8
+	VPMADDWD     Y4, Y8, Y8
+	VPADDD       Y8, Y9, Y9
+	VPMADDUBSW   228(CX)(DX*1), Y5, Y8
+	VPMADDWD     Y4, Y8, Y8
+	VPADDD       Y8, Y10, Y10
+	VPMADDUBSW   228(DI), Y5, Y8
+	VPMADDWD     Y4, Y8, Y8
+	VPADDD       Y8, Y11, Y11
+	VPMADDUBSW   228(DI)(DX*1), Y5, Y5
+	VPMADDWD     Y4, Y5, Y5
+	VPADDD       Y5, Y7, Y7
+	VMULSS       (CX), X6, X4
 	VBROADCASTSS X4, Y4
-	VCVTDQ2PS    Y8, Y8
-	VFMADD231PS  Y8, Y4, Y3
+	VMULSS       (CX)(DX*1), X6, X5
+	VBROADCASTSS X5, Y5
+	VMULSS       (DI), X6, X8
+	VBROADCASTSS X8, Y8
+	VMULSS       (DI)(DX*1), X6, X6
+	VBROADCASTSS X6, Y12
+	VCVTDQ2PS    Y9, Y9
+	VFMADD231PS  Y9, Y4, Y0
+	VCVTDQ2PS    Y10, Y10
+	VFMADD231PS  Y10, Y5, Y1
+	VCVTDQ2PS    Y11, Y11
+	VFMADD231PS  Y11, Y8, Y2
+	VCVTDQ2PS    Y7, Y7
+	VFMADD231PS  Y7, Y12, Y3
 	ADDQ         $0x00000054, AX
 	ADDQ         $0x00000124, CX
 	ADDQ         $0x00000124, DI
@@ -18849,268 +18915,231 @@ TEXT ·dotQ3_Kx4AVX2(SB), NOSPLIT, $0-72
 dotQ3_Kx4AVX2loop:
 	CMPQ         BX, $0x00
 	JE           dotQ3_Kx4AVX2done
-	VPXOR        Y4, Y4, Y4
-	VPXOR        Y5, Y5, Y5
-	VPXOR        Y6, Y6, Y6
-	VPXOR        Y7, Y7, Y7
-	MOVL         96(AX), R8
-	MOVL         100(AX), R9
-	MOVL         104(AX), R10
-	MOVL         R8, R11
-	ANDL         $0x0f0f0f0f, R11
-	MOVL         R10, R12
-	ANDL         $0x03030303, R12
-	SHLL         $0x04, R12
-	ORL          R12, R11
-	VMOVD        R11, X8
-	MOVL         R9, R11
-	ANDL         $0x0f0f0f0f, R11
-	MOVL         R10, R12
-	SHRL         $0x02, R12
-	ANDL         $0x03030303, R12
-	SHLL         $0x04, R12
-	ORL          R12, R11
-	VPINSRD      $0x01, R11, X8, X8
-	SHRL         $0x04, R8
-	ANDL         $0x0f0f0f0f, R8
-	MOVL         R10, R11
-	SHRL         $0x04, R11
-	ANDL         $0x03030303, R11
-	SHLL         $0x04, R11
-	ORL          R11, R8
-	VPINSRD      $0x02, R8, X8, X8
-	MOVL         R9, R8
-	SHRL         $0x04, R8
-	ANDL         $0x0f0f0f0f, R8
-	MOVL         R10, R9
-	SHRL         $0x06, R9
-	ANDL         $0x03030303, R9
-	SHLL         $0x04, R9
-	ORL          R9, R8
-	VPINSRD      $0x03, R8, X8, X8
-	VPSUBB       bytes20<>+0(SB), X8, X8
-	VPMOVSXBW    X8, Y8
-	VINSERTI128  $0x01, X8, Y8, Y9
-	VMOVDQU      32(AX), Y10
-	VPAND        bytes03<>+0(SB), Y10, Y10
-	VPSLLW       $0x02, (AX), Y11
-	VPANDN       bytes04<>+0(SB), Y11, Y11
-	VPSHUFB      kscaleshuf<>+0(SB), Y9, Y12
-	VPMADDUBSW   4(CX), Y10, Y13
-	VPMADDUBSW   4(CX), Y11, Y14
-	VPSUBW       Y14, Y13, Y13
-	VPMADDWD     Y12, Y13, Y13
-	VPADDD       Y13, Y4, Y4
-	VPMADDUBSW   4(CX)(DX*1), Y10, Y13
-	VPMADDUBSW   4(CX)(DX*1), Y11, Y14
-	VPSUBW       Y14, Y13, Y13
-	VPMADDWD     Y12, Y13, Y13
-	VPADDD       Y13, Y5, Y5
-	VPMADDUBSW   4(DI), Y10, Y13
-	VPMADDUBSW   4(DI), Y11, Y14
-	VPSUBW       Y14, Y13, Y13
-	VPMADDWD     Y12, Y13, Y13
-	VPADDD       Y13, Y6, Y6
-	VPMADDUBSW   4(DI)(DX*1), Y10, Y10
-	VPMADDUBSW   4(DI)(DX*1), Y11, Y11
-	VPSUBW       Y11, Y10, Y10
-	VPMADDWD     Y12, Y10, Y10
-	VPADDD       Y10, Y7, Y7
-	VPSRLW       $0x02, 32(AX), Y10
-	VPAND        bytes03<>+0(SB), Y10, Y10
-	VPSLLW       $0x01, (AX), Y11
-	VPANDN       bytes04<>+0(SB), Y11, Y11
-	VPSHUFB      kscaleshuf<>+32(SB), Y9, Y12
-	VPMADDUBSW   36(CX), Y10, Y13
-	VPMADDUBSW   36(CX), Y11, Y14
-	VPSUBW       Y14, Y13, Y13
-	VPMADDWD     Y12, Y13, Y13
-	VPADDD       Y13, Y4, Y4
-	VPMADDUBSW   36(CX)(DX*1), Y10, Y13
-	VPMADDUBSW   36(CX)(DX*1), Y11, Y14
-	VPSUBW       Y14, Y13, Y13
-	VPMADDWD     Y12, Y13, Y13
-	VPADDD       Y13, Y5, Y5
-	VPMADDUBSW   36(DI), Y10, Y13
-	VPMADDUBSW   36(DI), Y11, Y14
-	VPSUBW       Y14, Y13, Y13
-	VPMADDWD     Y12, Y13, Y13
-	VPADDD       Y13, Y6, Y6
-	VPMADDUBSW   36(DI)(DX*1), Y10, Y10
-	VPMADDUBSW   36(DI)(DX*1), Y11, Y11
-	VPSUBW       Y11, Y10, Y10
-	VPMADDWD     Y12, Y10, Y10
-	VPADDD       Y10, Y7, Y7
-	VPSRLW       $0x04, 32(AX), Y10
-	VPAND        bytes03<>+0(SB), Y10, Y10
-	VMOVDQU      (AX), Y11
-	VPANDN       bytes04<>+0(SB), Y11, Y11
-	VPSHUFB      kscaleshuf<>+64(SB), Y9, Y12
-	VPMADDUBSW   68(CX), Y10, Y13
-	VPMADDUBSW   68(CX), Y11, Y14
-	VPSUBW       Y14, Y13, Y13
-	VPMADDWD     Y12, Y13, Y13
-	VPADDD       Y13, Y4, Y4
-	VPMADDUBSW   68(CX)(DX*1), Y10, Y13
-	VPMADDUBSW   68(CX)(DX*1), Y11, Y14
-	VPSUBW       Y14, Y13, Y13
-	VPMADDWD     Y12, Y13, Y13
-	VPADDD       Y13, Y5, Y5
-	VPMADDUBSW   68(DI), Y10, Y13
-	VPMADDUBSW   68(DI), Y11, Y14
-	VPSUBW       Y14, Y13, Y13
-	VPMADDWD     Y12, Y13, Y13
-	VPADDD       Y13, Y6, Y6
-	VPMADDUBSW   68(DI)(DX*1), Y10, Y10
-	VPMADDUBSW   68(DI)(DX*1), Y11, Y11
-	VPSUBW       Y11, Y10, Y10
-	VPMADDWD     Y12, Y10, Y10
-	VPADDD       Y10, Y7, Y7
-	VPSRLW       $0x06, 32(AX), Y10
-	VPAND        bytes03<>+0(SB), Y10, Y10
-	VPSRLW       $0x01, (AX), Y11
-	VPANDN       bytes04<>+0(SB), Y11, Y11
-	VPSHUFB      kscaleshuf<>+96(SB), Y9, Y9
-	VPMADDUBSW   100(CX), Y10, Y12
-	VPMADDUBSW   100(CX), Y11, Y13
-	VPSUBW       Y13, Y12, Y12
-	VPMADDWD     Y9, Y12, Y12
-	VPADDD       Y12, Y4, Y4
-	VPMADDUBSW   100(CX)(DX*1), Y10, Y12
-	VPMADDUBSW   100(CX)(DX*1), Y11, Y13
-	VPSUBW       Y13, Y12, Y12
-	VPMADDWD     Y9, Y12, Y12
-	VPADDD       Y12, Y5, Y5
-	VPMADDUBSW   100(DI), Y10, Y12
-	VPMADDUBSW   100(DI), Y11, Y13
-	VPSUBW       Y13, Y12, Y12
-	VPMADDWD     Y9, Y12, Y12
-	VPADDD       Y12, Y6, Y6
-	VPMADDUBSW   100(DI)(DX*1), Y10, Y10
-	VPMADDUBSW   100(DI)(DX*1), Y11, Y11
-	VPSUBW       Y11, Y10, Y10
-	VPMADDWD     Y9, Y10, Y10
-	VPADDD       Y10, Y7, Y7
-	VPERM2I128   $0x11, Y8, Y8, Y8
-	VMOVDQU      64(AX), Y9
-	VPAND        bytes03<>+0(SB), Y9, Y9
-	VPSRLW       $0x02, (AX), Y10
-	VPANDN       bytes04<>+0(SB), Y10, Y10
-	VPSHUFB      kscaleshuf<>+0(SB), Y8, Y11
-	VPMADDUBSW   132(CX), Y9, Y12
-	VPMADDUBSW   132(CX), Y10, Y13
-	VPSUBW       Y13, Y12, Y12
-	VPMADDWD     Y11, Y12, Y12
-	VPADDD       Y12, Y4, Y4
-	VPMADDUBSW   132(CX)(DX*1), Y9, Y12
-	VPMADDUBSW   132(CX)(DX*1), Y10, Y13
-	VPSUBW       Y13, Y12, Y12
-	VPMADDWD     Y11, Y12, Y12
-	VPADDD       Y12, Y5, Y5
-	VPMADDUBSW   132(DI), Y9, Y12
-	VPMADDUBSW   132(DI), Y10, Y13
-	VPSUBW       Y13, Y12, Y12
-	VPMADDWD     Y11, Y12, Y12
-	VPADDD       Y12, Y6, Y6
-	VPMADDUBSW   132(DI)(DX*1), Y9, Y9
-	VPMADDUBSW   132(DI)(DX*1), Y10, Y10
+	VPBROADCASTQ 96(AX), X4
+	VPSRLVQ      q3kloshift<>+0(SB), X4, X4
+	VPAND        bytes0f<>+0(SB), X4, X4
+	VPBROADCASTD 104(AX), X5
+	VPSRLVD      q3khishift<>+0(SB), X5, X5
+	VPSLLW       $0x04, X5, X5
+	VPAND        bytes30<>+0(SB), X5, X5
+	VPOR         X5, X4, X4
+	VPSUBB       bytes20<>+0(SB), X4, X4
+	VPSHUFB      q3korder<>+0(SB), X4, X4
+	VPMOVSXBW    X4, Y4
+	VMOVDQU      32(AX), Y5
+	VPAND        bytes03<>+0(SB), Y5, Y5
+	VPSLLW       $0x02, (AX), Y6
+	VPANDN       bytes04<>+0(SB), Y6, Y6
+	VPSHUFB      kscaleshuf<>+128(SB), Y4, Y7
+	VPMADDUBSW   4(CX), Y5, Y8
+	VPMADDUBSW   4(CX), Y6, Y9
+	VPSUBW       Y9, Y8, Y8
+	VPMADDWD     Y7, Y8, Y8
+	VPMADDUBSW   4(CX)(DX*1), Y5, Y9
+	VPMADDUBSW   4(CX)(DX*1), Y6, Y10
 	VPSUBW       Y10, Y9, Y9
-	VPMADDWD     Y11, Y9, Y9
-	VPADDD       Y9, Y7, Y7
-	VPSRLW       $0x02, 64(AX), Y9
-	VPAND        bytes03<>+0(SB), Y9, Y9
-	VPSRLW       $0x03, (AX), Y10
-	VPANDN       bytes04<>+0(SB), Y10, Y10
-	VPSHUFB      kscaleshuf<>+32(SB), Y8, Y11
-	VPMADDUBSW   164(CX), Y9, Y12
-	VPMADDUBSW   164(CX), Y10, Y13
+	VPMADDWD     Y7, Y9, Y9
+	VPMADDUBSW   4(DI), Y5, Y10
+	VPMADDUBSW   4(DI), Y6, Y11
+	VPSUBW       Y11, Y10, Y10
+	VPMADDWD     Y7, Y10, Y10
+	VPMADDUBSW   4(DI)(DX*1), Y5, Y5
+	VPMADDUBSW   4(DI)(DX*1), Y6, Y6
+	VPSUBW       Y6, Y5, Y5
+	VPMADDWD     Y7, Y5, Y5
+	VPSRLW       $0x02, 32(AX), Y6
+	VPAND        bytes03<>+0(SB), Y6, Y6
+	VPSLLW       $0x01, (AX), Y7
+	VPANDN       bytes04<>+0(SB), Y7, Y7
+	VPSHUFB      kscaleshuf<>+160(SB), Y4, Y11
+	VPMADDUBSW   36(CX), Y6, Y12
+	VPMADDUBSW   36(CX), Y7, Y13
 	VPSUBW       Y13, Y12, Y12
 	VPMADDWD     Y11, Y12, Y12
-	VPADDD       Y12, Y4, Y4
-	VPMADDUBSW   164(CX)(DX*1), Y9, Y12
-	VPMADDUBSW   164(CX)(DX*1), Y10, Y13
+	VPADDD       Y12, Y8, Y8
+	VPMADDUBSW   36(CX)(DX*1), Y6, Y12
+	VPMADDUBSW   36(CX)(DX*1), Y7, Y13
 	VPSUBW       Y13, Y12, Y12
 	VPMADDWD     Y11, Y12, Y12
-	VPADDD       Y12, Y5, Y5
-	VPMADDUBSW   164(DI), Y9, Y12
-	VPMADDUBSW   164(DI), Y10, Y13
+	VPADDD       Y12, Y9, Y9
+	VPMADDUBSW   36(DI), Y6, Y12
+	VPMADDUBSW   36(DI), Y7, Y13
 	VPSUBW       Y13, Y12, Y12
 	VPMADDWD     Y11, Y12, Y12
-	VPADDD       Y12, Y6, Y6
-	VPMADDUBSW   164(DI)(DX*1), Y9, Y9
-	VPMADDUBSW   164(DI)(DX*1), Y10, Y10
-	VPSUBW       Y10, Y9, Y9
-	VPMADDWD     Y11, Y9, Y9
-	VPADDD       Y9, Y7, Y7
-	VPSRLW       $0x04, 64(AX), Y9
-	VPAND        bytes03<>+0(SB), Y9, Y9
-	VPSRLW       $0x04, (AX), Y10
-	VPANDN       bytes04<>+0(SB), Y10, Y10
-	VPSHUFB      kscaleshuf<>+64(SB), Y8, Y11
-	VPMADDUBSW   196(CX), Y9, Y12
-	VPMADDUBSW   196(CX), Y10, Y13
+	VPADDD       Y12, Y10, Y10
+	VPMADDUBSW   36(DI)(DX*1), Y6, Y6
+	VPMADDUBSW   36(DI)(DX*1), Y7, Y7
+	VPSUBW       Y7, Y6, Y6
+	VPMADDWD     Y11, Y6, Y6
+	VPADDD       Y6, Y5, Y5
+	VPSRLW       $0x04, 32(AX), Y6
+	VPAND        bytes03<>+0(SB), Y6, Y6
+	VMOVDQU      (AX), Y7
+	VPANDN       bytes04<>+0(SB), Y7, Y7
+	VPSHUFB      kscaleshuf<>+192(SB), Y4, Y11
+	VPMADDUBSW   68(CX), Y6, Y12
+	VPMADDUBSW   68(CX), Y7, Y13
 	VPSUBW       Y13, Y12, Y12
 	VPMADDWD     Y11, Y12, Y12
-	VPADDD       Y12, Y4, Y4
-	VPMADDUBSW   196(CX)(DX*1), Y9, Y12
-	VPMADDUBSW   196(CX)(DX*1), Y10, Y13
+	VPADDD       Y12, Y8, Y8
+	VPMADDUBSW   68(CX)(DX*1), Y6, Y12
+	VPMADDUBSW   68(CX)(DX*1), Y7, Y13
 	VPSUBW       Y13, Y12, Y12
 	VPMADDWD     Y11, Y12, Y12
-	VPADDD       Y12, Y5, Y5
-	VPMADDUBSW   196(DI), Y9, Y12
-	VPMADDUBSW   196(DI), Y10, Y13
+	VPADDD       Y12, Y9, Y9
+	VPMADDUBSW   68(DI), Y6, Y12
+	VPMADDUBSW   68(DI), Y7, Y13
 	VPSUBW       Y13, Y12, Y12
 	VPMADDWD     Y11, Y12, Y12
-	VPADDD       Y12, Y6, Y6
-	VPMADDUBSW   196(DI)(DX*1), Y9, Y9
-	VPMADDUBSW   196(DI)(DX*1), Y10, Y10
-	VPSUBW       Y10, Y9, Y9
-	VPMADDWD     Y11, Y9, Y9
-	VPADDD       Y9, Y7, Y7
-	VPSRLW       $0x06, 64(AX), Y9
-	VPAND        bytes03<>+0(SB), Y9, Y9
-	VPSRLW       $0x05, (AX), Y10
-	VPANDN       bytes04<>+0(SB), Y10, Y10
-	VPSHUFB      kscaleshuf<>+96(SB), Y8, Y8
-	VPMADDUBSW   228(CX), Y9, Y11
-	VPMADDUBSW   228(CX), Y10, Y12
+	VPADDD       Y12, Y10, Y10
+	VPMADDUBSW   68(DI)(DX*1), Y6, Y6
+	VPMADDUBSW   68(DI)(DX*1), Y7, Y7
+	VPSUBW       Y7, Y6, Y6
+	VPMADDWD     Y11, Y6, Y6
+	VPADDD       Y6, Y5, Y5
+	VPSRLW       $0x06, 32(AX), Y6
+	VPAND        bytes03<>+0(SB), Y6, Y6
+	VPSRLW       $0x01, (AX), Y7
+	VPANDN       bytes04<>+0(SB), Y7, Y7
+	VPSHUFB      kscaleshuf<>+224(SB), Y4, Y11
+	VPMADDUBSW   100(CX), Y6, Y12
+	VPMADDUBSW   100(CX), Y7, Y13
+	VPSUBW       Y13, Y12, Y12
+	VPMADDWD     Y11, Y12, Y12
+	VPADDD       Y12, Y8, Y8
+	VPMADDUBSW   100(CX)(DX*1), Y6, Y12
+	VPMADDUBSW   100(CX)(DX*1), Y7, Y13
+	VPSUBW       Y13, Y12, Y12
+	VPMADDWD     Y11, Y12, Y12
+	VPADDD       Y12, Y9, Y9
+	VPMADDUBSW   100(DI), Y6, Y12
+	VPMADDUBSW   100(DI), Y7, Y13
+	VPSUBW       Y13, Y12, Y12
+	VPMADDWD     Y11, Y12, Y12
+	VPADDD       Y12, Y10, Y10
+	VPMADDUBSW   100(DI)(DX*1), Y6, Y6
+	VPMADDUBSW   100(DI)(DX*1), Y7, Y7
+	VPSUBW       Y7, Y6, Y6
+	VPMADDWD     Y11, Y6, Y6
+	VPADDD       Y6, Y5, Y5
+	VMOVDQU      64(AX), Y6
+	VPAND        bytes03<>+0(SB), Y6, Y6
+	VPSRLW       $0x02, (AX), Y7
+	VPANDN       bytes04<>+0(SB), Y7, Y7
+	VPSHUFB      kscaleshuf<>+256(SB), Y4, Y11
+	VPMADDUBSW   132(CX), Y6, Y12
+	VPMADDUBSW   132(CX), Y7, Y13
+	VPSUBW       Y13, Y12, Y12
+	VPMADDWD     Y11, Y12, Y12
+	VPADDD       Y12, Y8, Y8
+	VPMADDUBSW   132(CX)(DX*1), Y6, Y12
+	VPMADDUBSW   132(CX)(DX*1), Y7, Y13
+	VPSUBW       Y13, Y12, Y12
+	VPMADDWD     Y11, Y12, Y12
+	VPADDD       Y12, Y9, Y9
+	VPMADDUBSW   132(DI), Y6, Y12
+	VPMADDUBSW   132(DI), Y7, Y13
+	VPSUBW       Y13, Y12, Y12
+	VPMADDWD     Y11, Y12, Y12
+	VPADDD       Y12, Y10, Y10
+	VPMADDUBSW   132(DI)(DX*1), Y6, Y6
+	VPMADDUBSW   132(DI)(DX*1), Y7, Y7
+	VPSUBW       Y7, Y6, Y6
+	VPMADDWD     Y11, Y6, Y6
+	VPADDD       Y6, Y5, Y5
+	VPSRLW       $0x02, 64(AX), Y6
+	VPAND        bytes03<>+0(SB), Y6, Y6
+	VPSRLW       $0x03, (AX), Y7
+	VPANDN       bytes04<>+0(SB), Y7, Y7
+	VPSHUFB      kscaleshuf<>+288(SB), Y4, Y11
+	VPMADDUBSW   164(CX), Y6, Y12
+	VPMADDUBSW   164(CX), Y7, Y13
+	VPSUBW       Y13, Y12, Y12
+	VPMADDWD     Y11, Y12, Y12
+	VPADDD       Y12, Y8, Y8
+	VPMADDUBSW   164(CX)(DX*1), Y6, Y12
+	VPMADDUBSW   164(CX)(DX*1), Y7, Y13
+	VPSUBW       Y13, Y12, Y12
+	VPMADDWD     Y11, Y12, Y12
+	VPADDD       Y12, Y9, Y9
+	VPMADDUBSW   164(DI), Y6, Y12
+	VPMADDUBSW   164(DI), Y7, Y13
+	VPSUBW       Y13, Y12, Y12
+	VPMADDWD     Y11, Y12, Y12
+	VPADDD       Y12, Y10, Y10
+	VPMADDUBSW   164(DI)(DX*1), Y6, Y6
+	VPMADDUBSW   164(DI)(DX*1), Y7, Y7
+	VPSUBW       Y7, Y6, Y6
+	VPMADDWD     Y11, Y6, Y6
+	VPADDD       Y6, Y5, Y5
+	VPSRLW       $0x04, 64(AX), Y6
+	VPAND        bytes03<>+0(SB), Y6, Y6
+	VPSRLW       $0x04, (AX), Y7
+	VPANDN       bytes04<>+0(SB), Y7, Y7
+	VPSHUFB      kscaleshuf<>+320(SB), Y4, Y11
+	VPMADDUBSW   196(CX), Y6, Y12
+	VPMADDUBSW   196(CX), Y7, Y13
+	VPSUBW       Y13, Y12, Y12
+	VPMADDWD     Y11, Y12, Y12
+	VPADDD       Y12, Y8, Y8
+	VPMADDUBSW   196(CX)(DX*1), Y6, Y12
+	VPMADDUBSW   196(CX)(DX*1), Y7, Y13
+	VPSUBW       Y13, Y12, Y12
+	VPMADDWD     Y11, Y12, Y12
+	VPADDD       Y12, Y9, Y9
+	VPMADDUBSW   196(DI), Y6, Y12
+	VPMADDUBSW   196(DI), Y7, Y13
+	VPSUBW       Y13, Y12, Y12
+	VPMADDWD     Y11, Y12, Y12
+	VPADDD       Y12, Y10, Y10
+	VPMADDUBSW   196(DI)(DX*1), Y6, Y6
+	VPMADDUBSW   196(DI)(DX*1), Y7, Y7
+	VPSUBW       Y7, Y6, Y6
+	VPMADDWD     Y11, Y6, Y6
+	VPADDD       Y6, Y5, Y5
+	VPSRLW       $0x06, 64(AX), Y6
+	VPAND        bytes03<>+0(SB), Y6, Y6
+	VPSRLW       $0x05, (AX), Y7
+	VPANDN       bytes04<>+0(SB), Y7, Y7
+	VPSHUFB      kscaleshuf<>+352(SB), Y4, Y4
+	VPMADDUBSW   228(CX), Y6, Y11
+	VPMADDUBSW   228(CX), Y7, Y12
 	VPSUBW       Y12, Y11, Y11
-	VPMADDWD     Y8, Y11, Y11
-	VPADDD       Y11, Y4, Y4
-	VPMADDUBSW   228(CX)(DX*1), Y9, Y11
-	VPMADDUBSW   228(CX)(DX*1), Y10, Y12
+	VPMADDWD     Y4, Y11, Y11
+	VPADDD       Y11, Y8, Y8
+	VPMADDUBSW   228(CX)(DX*1), Y6, Y11
+	VPMADDUBSW   228(CX)(DX*1), Y7, Y12
 	VPSUBW       Y12, Y11, Y11
-	VPMADDWD     Y8, Y11, Y11
-	VPADDD       Y11, Y5, Y5
-	VPMADDUBSW   228(DI), Y9, Y11
-	VPMADDUBSW   228(DI), Y10, Y12
+	VPMADDWD     Y4, Y11, Y11
+	VPADDD       Y11, Y9, Y9
+	VPMADDUBSW   228(DI), Y6, Y11
+	VPMADDUBSW   228(DI), Y7, Y12
 	VPSUBW       Y12, Y11, Y11
-	VPMADDWD     Y8, Y11, Y11
-	VPADDD       Y11, Y6, Y6
-	VPMADDUBSW   228(DI)(DX*1), Y9, Y9
-	VPMADDUBSW   228(DI)(DX*1), Y10, Y10
-	VPSUBW       Y10, Y9, Y9
-	VPMADDWD     Y8, Y9, Y9
-	VPADDD       Y9, Y7, Y7
-	MOVWLZX      108(AX), R8
-	VMOVD        R8, X8
-	VCVTPH2PS    X8, X8
-	VMULSS       (CX), X8, X9
-	VBROADCASTSS X9, Y9
-	VCVTDQ2PS    Y4, Y4
-	VFMADD231PS  Y4, Y9, Y0
-	VMULSS       (CX)(DX*1), X8, X4
-	VBROADCASTSS X4, Y4
+	VPMADDWD     Y4, Y11, Y11
+	VPADDD       Y11, Y10, Y10
+	VPMADDUBSW   228(DI)(DX*1), Y6, Y6
+	VPMADDUBSW   228(DI)(DX*1), Y7, Y7
+	VPSUBW       Y7, Y6, Y6
+	VPMADDWD     Y4, Y6, Y6
+	VPADDD       Y6, Y5, Y5
+	VPBROADCASTW 108(AX), X4
+	VCVTPH2PS    X4, Y4
+	VBROADCASTSS (CX), Y6
+	VMULPS       Y4, Y6, Y6
+	VBROADCASTSS (CX)(DX*1), Y7
+	VMULPS       Y4, Y7, Y7
+	VBROADCASTSS (DI), Y11
+	VMULPS       Y4, Y11, Y11
+	VBROADCASTSS (DI)(DX*1), Y12
+	VMULPS       Y4, Y12, Y12
+	VCVTDQ2PS    Y8, Y8
+	VFMADD231PS  Y8, Y6, Y0
+	VCVTDQ2PS    Y9, Y9
+	VFMADD231PS  Y9, Y7, Y1
+	VCVTDQ2PS    Y10, Y10
+	VFMADD231PS  Y10, Y11, Y2
 	VCVTDQ2PS    Y5, Y5
-	VFMADD231PS  Y5, Y4, Y1
-	VMULSS       (DI), X8, X4
-	VBROADCASTSS X4, Y4
-	VCVTDQ2PS    Y6, Y6
-	VFMADD231PS  Y6, Y4, Y2
-	VMULSS       (DI)(DX*1), X8, X4
-	VBROADCASTSS X4, Y4
-	VCVTDQ2PS    Y7, Y7
-	VFMADD231PS  Y7, Y4, Y3
+	VFMADD231PS  Y5, Y12, Y3
 	ADDQ         $0x0000006e, AX
 	ADDQ         $0x00000124, CX
 	ADDQ         $0x00000124, DI
@@ -19171,243 +19200,231 @@ TEXT ·dotQ5_Kx4AVX2(SB), NOSPLIT, $0-72
 dotQ5_Kx4AVX2loop:
 	CMPQ         BX, $0x00
 	JE           dotQ5_Kx4AVX2done
-	MOVL         4(AX), R8
-	MOVL         8(AX), R9
-	MOVL         12(AX), R10
-	MOVL         R10, R11
-	SHRL         $0x04, R11
-	ANDL         $0x0f0f0f0f, R11
-	MOVL         R9, R12
-	SHRL         $0x06, R12
-	ANDL         $0x03030303, R12
-	SHLL         $0x04, R12
-	ORL          R12, R11
-	ANDL         $0x3f3f3f3f, R9
-	ANDL         $0x0f0f0f0f, R10
-	MOVL         R8, R12
-	SHRL         $0x06, R12
-	ANDL         $0x03030303, R12
-	SHLL         $0x04, R12
-	ORL          R12, R10
-	ANDL         $0x3f3f3f3f, R8
-	VMOVD        R8, X4
-	VPINSRD      $0x01, R10, X4, X4
-	VPINSRD      $0x02, R9, X4, X4
-	VPINSRD      $0x03, R11, X4, X4
-	VPMOVZXBW    X4, Y4
+	VMOVDQU      (AX), X4
+	VPSHUFB      k4order<>+0(SB), X4, X5
+	VPSRLVD      k4shift<>+0(SB), X5, X5
+	VPAND        k4mask<>+0(SB), X5, X5
+	VPSHUFB      k4top<>+0(SB), X4, X4
+	VPSRLW       $0x02, X4, X4
+	VPAND        bytes30<>+0(SB), X4, X4
+	VPOR         X4, X5, X5
+	VPMOVZXBW    X5, Y4
 	VINSERTI128  $0x01, X4, Y4, Y5
 	VEXTRACTI128 $0x01, Y4, X4
-	MOVWLZX      2(AX), R8
-	VMOVD        R8, X6
+	VMOVD        (AX), X6
 	VCVTPH2PS    X6, X6
-	VXORPS       signbit<>+0(SB), X6, X6
 	VMOVDQU      260(CX), X7
 	VPHADDW      276(CX), X7, X7
 	VPMADDWD     X4, X7, X7
-	VPHADDD      X7, X7, X7
-	VPHADDD      X7, X7, X7
+	VPSHUFD      $0x4e, X7, X8
+	VPADDD       X8, X7, X7
+	VPSHUFD      $0xb1, X7, X8
+	VPADDD       X8, X7, X7
 	VCVTDQ2PS    X7, X7
-	VMOVSS       (SI), X8
-	VMULSS       (CX), X6, X9
-	VFMADD231SS  X7, X9, X8
-	VMOVSS       X8, (SI)
+	VBROADCASTSS (CX), X8
+	VMULPS       X6, X8, X8
+	VMOVSHDUP    X8, X8
+	VMOVSS       (SI), X9
+	VFNMADD231SS X7, X8, X9
+	VMOVSS       X9, (SI)
 	VMOVDQU      260(CX)(DX*1), X7
 	VPHADDW      276(CX)(DX*1), X7, X7
 	VPMADDWD     X4, X7, X7
-	VPHADDD      X7, X7, X7
-	VPHADDD      X7, X7, X7
+	VPSHUFD      $0x4e, X7, X8
+	VPADDD       X8, X7, X7
+	VPSHUFD      $0xb1, X7, X8
+	VPADDD       X8, X7, X7
 	VCVTDQ2PS    X7, X7
-	VMOVSS       4(SI), X8
-	VMULSS       (CX)(DX*1), X6, X9
-	VFMADD231SS  X7, X9, X8
-	VMOVSS       X8, 4(SI)
+	VBROADCASTSS (CX)(DX*1), X8
+	VMULPS       X6, X8, X8
+	VMOVSHDUP    X8, X8
+	VMOVSS       4(SI), X9
+	VFNMADD231SS X7, X8, X9
+	VMOVSS       X9, 4(SI)
 	VMOVDQU      260(DI), X7
 	VPHADDW      276(DI), X7, X7
 	VPMADDWD     X4, X7, X7
-	VPHADDD      X7, X7, X7
-	VPHADDD      X7, X7, X7
+	VPSHUFD      $0x4e, X7, X8
+	VPADDD       X8, X7, X7
+	VPSHUFD      $0xb1, X7, X8
+	VPADDD       X8, X7, X7
 	VCVTDQ2PS    X7, X7
-	VMOVSS       8(SI), X8
-	VMULSS       (DI), X6, X9
-	VFMADD231SS  X7, X9, X8
-	VMOVSS       X8, 8(SI)
+	VBROADCASTSS (DI), X8
+	VMULPS       X6, X8, X8
+	VMOVSHDUP    X8, X8
+	VMOVSS       8(SI), X9
+	VFNMADD231SS X7, X8, X9
+	VMOVSS       X9, 8(SI)
 	VMOVDQU      260(DI)(DX*1), X7
 	VPHADDW      276(DI)(DX*1), X7, X7
 	VPMADDWD     X4, X7, X7
-	VPHADDD      X7, X7, X7
-	VPHADDD      X7, X7, X7
+	VPSHUFD      $0x4e, X7, X4
+	VPADDD       X4, X7, X7
+	VPSHUFD      $0xb1, X7, X4
+	VPADDD       X4, X7, X7
 	VCVTDQ2PS    X7, X7
-	VMOVSS       12(SI), X4
-	VMULSS       (DI)(DX*1), X6, X6
-	VFMADD231SS  X7, X6, X4
-	VMOVSS       X4, 12(SI)
-	VPXOR        Y4, Y4, Y4
-	VPXOR        Y6, Y6, Y6
-	VPXOR        Y7, Y7, Y7
-	VPXOR        Y8, Y8, Y8
-	VMOVDQU      48(AX), Y9
-	VPAND        bytes0f<>+0(SB), Y9, Y9
-	VPSLLW       $0x04, 16(AX), Y10
-	VPAND        bytes10<>+0(SB), Y10, Y10
-	VPOR         Y10, Y9, Y9
-	VPSHUFB      kscaleshuf<>+128(SB), Y5, Y10
-	VPMADDUBSW   4(CX), Y9, Y11
-	VPMADDWD     Y10, Y11, Y11
-	VPADDD       Y11, Y4, Y4
-	VPMADDUBSW   4(CX)(DX*1), Y9, Y11
-	VPMADDWD     Y10, Y11, Y11
-	VPADDD       Y11, Y6, Y6
-	VPMADDUBSW   4(DI), Y9, Y11
-	VPMADDWD     Y10, Y11, Y11
-	VPADDD       Y11, Y7, Y7
-	VPMADDUBSW   4(DI)(DX*1), Y9, Y9
-	VPMADDWD     Y10, Y9, Y9
-	VPADDD       Y9, Y8, Y8
-	VPSRLW       $0x04, 48(AX), Y9
-	VPAND        bytes0f<>+0(SB), Y9, Y9
-	VPSLLW       $0x03, 16(AX), Y10
-	VPAND        bytes10<>+0(SB), Y10, Y10
-	VPOR         Y10, Y9, Y9
-	VPSHUFB      kscaleshuf<>+160(SB), Y5, Y10
-	VPMADDUBSW   36(CX), Y9, Y11
-	VPMADDWD     Y10, Y11, Y11
-	VPADDD       Y11, Y4, Y4
-	VPMADDUBSW   36(CX)(DX*1), Y9, Y11
-	VPMADDWD     Y10, Y11, Y11
-	VPADDD       Y11, Y6, Y6
-	VPMADDUBSW   36(DI), Y9, Y11
-	VPMADDWD     Y10, Y11, Y11
-	VPADDD       Y11, Y7, Y7
-	VPMADDUBSW   36(DI)(DX*1), Y9, Y9
-	VPMADDWD     Y10, Y9, Y9
-	VPADDD       Y9, Y8, Y8
-	VMOVDQU      80(AX), Y9
-	VPAND        bytes0f<>+0(SB), Y9, Y9
-	VPSLLW       $0x02, 16(AX), Y10
-	VPAND        bytes10<>+0(SB), Y10, Y10
-	VPOR         Y10, Y9, Y9
-	VPSHUFB      kscaleshuf<>+192(SB), Y5, Y10
-	VPMADDUBSW   68(CX), Y9, Y11
-	VPMADDWD     Y10, Y11, Y11
-	VPADDD       Y11, Y4, Y4
-	VPMADDUBSW   68(CX)(DX*1), Y9, Y11
-	VPMADDWD     Y10, Y11, Y11
-	VPADDD       Y11, Y6, Y6
-	VPMADDUBSW   68(DI), Y9, Y11
-	VPMADDWD     Y10, Y11, Y11
-	VPADDD       Y11, Y7, Y7
-	VPMADDUBSW   68(DI)(DX*1), Y9, Y9
-	VPMADDWD     Y10, Y9, Y9
-	VPADDD       Y9, Y8, Y8
-	VPSRLW       $0x04, 80(AX), Y9
-	VPAND        bytes0f<>+0(SB), Y9, Y9
-	VPSLLW       $0x01, 16(AX), Y10
-	VPAND        bytes10<>+0(SB), Y10, Y10
-	VPOR         Y10, Y9, Y9
-	VPSHUFB      kscaleshuf<>+224(SB), Y5, Y10
-	VPMADDUBSW   100(CX), Y9, Y11
-	VPMADDWD     Y10, Y11, Y11
-	VPADDD       Y11, Y4, Y4
-	VPMADDUBSW   100(CX)(DX*1), Y9, Y11
-	VPMADDWD     Y10, Y11, Y11
-	VPADDD       Y11, Y6, Y6
-	VPMADDUBSW   100(DI), Y9, Y11
-	VPMADDWD     Y10, Y11, Y11
-	VPADDD       Y11, Y7, Y7
-	VPMADDUBSW   100(DI)(DX*1), Y9, Y9
-	VPMADDWD     Y10, Y9, Y9
-	VPADDD       Y9, Y8, Y8
-	VMOVDQU      112(AX), Y9
-	VPAND        bytes0f<>+0(SB), Y9, Y9
-	VMOVDQU      16(AX), Y10
-	VPAND        bytes10<>+0(SB), Y10, Y10
-	VPOR         Y10, Y9, Y9
-	VPSHUFB      kscaleshuf<>+256(SB), Y5, Y10
-	VPMADDUBSW   132(CX), Y9, Y11
-	VPMADDWD     Y10, Y11, Y11
-	VPADDD       Y11, Y4, Y4
-	VPMADDUBSW   132(CX)(DX*1), Y9, Y11
-	VPMADDWD     Y10, Y11, Y11
-	VPADDD       Y11, Y6, Y6
-	VPMADDUBSW   132(DI), Y9, Y11
-	VPMADDWD     Y10, Y11, Y11
-	VPADDD       Y11, Y7, Y7
-	VPMADDUBSW   132(DI)(DX*1), Y9, Y9
-	VPMADDWD     Y10, Y9, Y9
-	VPADDD       Y9, Y8, Y8
-	VPSRLW       $0x04, 112(AX), Y9
-	VPAND        bytes0f<>+0(SB), Y9, Y9
-	VPSRLW       $0x01, 16(AX), Y10
-	VPAND        bytes10<>+0(SB), Y10, Y10
-	VPOR         Y10, Y9, Y9
-	VPSHUFB      kscaleshuf<>+288(SB), Y5, Y10
-	VPMADDUBSW   164(CX), Y9, Y11
-	VPMADDWD     Y10, Y11, Y11
-	VPADDD       Y11, Y4, Y4
-	VPMADDUBSW   164(CX)(DX*1), Y9, Y11
-	VPMADDWD     Y10, Y11, Y11
-	VPADDD       Y11, Y6, Y6
-	VPMADDUBSW   164(DI), Y9, Y11
-	VPMADDWD     Y10, Y11, Y11
-	VPADDD       Y11, Y7, Y7
-	VPMADDUBSW   164(DI)(DX*1), Y9, Y9
-	VPMADDWD     Y10, Y9, Y9
-	VPADDD       Y9, Y8, Y8
-	VMOVDQU      144(AX), Y9
-	VPAND        bytes0f<>+0(SB), Y9, Y9
-	VPSRLW       $0x02, 16(AX), Y10
-	VPAND        bytes10<>+0(SB), Y10, Y10
-	VPOR         Y10, Y9, Y9
-	VPSHUFB      kscaleshuf<>+320(SB), Y5, Y10
-	VPMADDUBSW   196(CX), Y9, Y11
-	VPMADDWD     Y10, Y11, Y11
-	VPADDD       Y11, Y4, Y4
-	VPMADDUBSW   196(CX)(DX*1), Y9, Y11
-	VPMADDWD     Y10, Y11, Y11
-	VPADDD       Y11, Y6, Y6
-	VPMADDUBSW   196(DI), Y9, Y11
-	VPMADDWD     Y10, Y11, Y11
-	VPADDD       Y11, Y7, Y7
-	VPMADDUBSW   196(DI)(DX*1), Y9, Y9
-	VPMADDWD     Y10, Y9, Y9
-	VPADDD       Y9, Y8, Y8
-	VPSRLW       $0x04, 144(AX), Y9
-	VPAND        bytes0f<>+0(SB), Y9, Y9
-	VPSRLW       $0x03, 16(AX), Y10
-	VPAND        bytes10<>+0(SB), Y10, Y10
-	VPOR         Y10, Y9, Y9
+	VBROADCASTSS (DI)(DX*1), X4
+	VMULPS       X6, X4, X4
+	VMOVSHDUP    X4, X4
+	VMOVSS       12(SI), X8
+	VFNMADD231SS X7, X4, X8
+	VMOVSS       X8, 12(SI)
+	VMOVDQU      48(AX), Y4
+	VPAND        bytes0f<>+0(SB), Y4, Y4
+	VPSLLW       $0x04, 16(AX), Y7
+	VPAND        bytes10<>+0(SB), Y7, Y7
+	VPOR         Y7, Y4, Y4
+	VPSHUFB      kscaleshuf<>+128(SB), Y5, Y7
+	VPMADDUBSW   4(CX), Y4, Y8
+	VPMADDWD     Y7, Y8, Y8
+	VPMADDUBSW   4(CX)(DX*1), Y4, Y9
+	VPMADDWD     Y7, Y9, Y9
+	VPMADDUBSW   4(DI), Y4, Y10
+	VPMADDWD     Y7, Y10, Y10
+	VPMADDUBSW   4(DI)(DX*1), Y4, Y4
+	VPMADDWD     Y7, Y4, Y4
+	VPSRLW       $0x04, 48(AX), Y7
+	VPAND        bytes0f<>+0(SB), Y7, Y7
+	VPSLLW       $0x03, 16(AX), Y11
+	VPAND        bytes10<>+0(SB), Y11, Y11
+	VPOR         Y11, Y7, Y7
+	VPSHUFB      kscaleshuf<>+160(SB), Y5, Y11
+	VPMADDUBSW   36(CX), Y7, Y12
+	VPMADDWD     Y11, Y12, Y12
+	VPADDD       Y12, Y8, Y8
+	VPMADDUBSW   36(CX)(DX*1), Y7, Y12
+	VPMADDWD     Y11, Y12, Y12
+	VPADDD       Y12, Y9, Y9
+	VPMADDUBSW   36(DI), Y7, Y12
+	VPMADDWD     Y11, Y12, Y12
+	VPADDD       Y12, Y10, Y10
+	VPMADDUBSW   36(DI)(DX*1), Y7, Y7
+	VPMADDWD     Y11, Y7, Y7
+	VPADDD       Y7, Y4, Y4
+	VMOVDQU      80(AX), Y7
+	VPAND        bytes0f<>+0(SB), Y7, Y7
+	VPSLLW       $0x02, 16(AX), Y11
+	VPAND        bytes10<>+0(SB), Y11, Y11
+	VPOR         Y11, Y7, Y7
+	VPSHUFB      kscaleshuf<>+192(SB), Y5, Y11
+	VPMADDUBSW   68(CX), Y7, Y12
+	VPMADDWD     Y11, Y12, Y12
+	VPADDD       Y12, Y8, Y8
+	VPMADDUBSW   68(CX)(DX*1), Y7, Y12
+	VPMADDWD     Y11, Y12, Y12
+	VPADDD       Y12, Y9, Y9
+	VPMADDUBSW   68(DI), Y7, Y12
+	VPMADDWD     Y11, Y12, Y12
+	VPADDD       Y12, Y10, Y10
+	VPMADDUBSW   68(DI)(DX*1), Y7, Y7
+	VPMADDWD     Y11, Y7, Y7
+	VPADDD       Y7, Y4, Y4
+	VPSRLW       $0x04, 80(AX), Y7
+	VPAND        bytes0f<>+0(SB), Y7, Y7
+	VPSLLW       $0x01, 16(AX), Y11
+	VPAND        bytes10<>+0(SB), Y11, Y11
+	VPOR         Y11, Y7, Y7
+	VPSHUFB      kscaleshuf<>+224(SB), Y5, Y11
+	VPMADDUBSW   100(CX), Y7, Y12
+	VPMADDWD     Y11, Y12, Y12
+	VPADDD       Y12, Y8, Y8
+	VPMADDUBSW   100(CX)(DX*1), Y7, Y12
+	VPMADDWD     Y11, Y12, Y12
+	VPADDD       Y12, Y9, Y9
+	VPMADDUBSW   100(DI), Y7, Y12
+	VPMADDWD     Y11, Y12, Y12
+	VPADDD       Y12, Y10, Y10
+	VPMADDUBSW   100(DI)(DX*1), Y7, Y7
+	VPMADDWD     Y11, Y7, Y7
+	VPADDD       Y7, Y4, Y4
+	VMOVDQU      112(AX), Y7
+	VPAND        bytes0f<>+0(SB), Y7, Y7
+	VMOVDQU      16(AX), Y11
+	VPAND        bytes10<>+0(SB), Y11, Y11
+	VPOR         Y11, Y7, Y7
+	VPSHUFB      kscaleshuf<>+256(SB), Y5, Y11
+	VPMADDUBSW   132(CX), Y7, Y12
+	VPMADDWD     Y11, Y12, Y12
+	VPADDD       Y12, Y8, Y8
+	VPMADDUBSW   132(CX)(DX*1), Y7, Y12
+	VPMADDWD     Y11, Y12, Y12
+	VPADDD       Y12, Y9, Y9
+	VPMADDUBSW   132(DI), Y7, Y12
+	VPMADDWD     Y11, Y12, Y12
+	VPADDD       Y12, Y10, Y10
+	VPMADDUBSW   132(DI)(DX*1), Y7, Y7
+	VPMADDWD     Y11, Y7, Y7
+	VPADDD       Y7, Y4, Y4
+	VPSRLW       $0x04, 112(AX), Y7
+	VPAND        bytes0f<>+0(SB), Y7, Y7
+	VPSRLW       $0x01, 16(AX), Y11
+	VPAND        bytes10<>+0(SB), Y11, Y11
+	VPOR         Y11, Y7, Y7
+	VPSHUFB      kscaleshuf<>+288(SB), Y5, Y11
+	VPMADDUBSW   164(CX), Y7, Y12
+	VPMADDWD     Y11, Y12, Y12
+	VPADDD       Y12, Y8, Y8
+	VPMADDUBSW   164(CX)(DX*1), Y7, Y12
+	VPMADDWD     Y11, Y12, Y12
+	VPADDD       Y12, Y9, Y9
+	VPMADDUBSW   164(DI), Y7, Y12
+	VPMADDWD     Y11, Y12, Y12
+	VPADDD       Y12, Y10, Y10
+	VPMADDUBSW   164(DI)(DX*1), Y7, Y7
+	VPMADDWD     Y11, Y7, Y7
+	VPADDD       Y7, Y4, Y4
+	VMOVDQU      144(AX), Y7
+	VPAND        bytes0f<>+0(SB), Y7, Y7
+	VPSRLW       $0x02, 16(AX), Y11
+	VPAND        bytes10<>+0(SB), Y11, Y11
+	VPOR         Y11, Y7, Y7
+	VPSHUFB      kscaleshuf<>+320(SB), Y5, Y11
+	VPMADDUBSW   196(CX), Y7, Y12
+	VPMADDWD     Y11, Y12, Y12
+	VPADDD       Y12, Y8, Y8
+	VPMADDUBSW   196(CX)(DX*1), Y7, Y12
+	VPMADDWD     Y11, Y12, Y12
+	VPADDD       Y12, Y9, Y9
+	VPMADDUBSW   196(DI), Y7, Y12
+	VPMADDWD     Y11, Y12, Y12
+	VPADDD       Y12, Y10, Y10
+	VPMADDUBSW   196(DI)(DX*1), Y7, Y7
+	VPMADDWD     Y11, Y7, Y7
+	VPADDD       Y7, Y4, Y4
+	VPSRLW       $0x04, 144(AX), Y7
+	VPAND        bytes0f<>+0(SB), Y7, Y7
+	VPSRLW       $0x03, 16(AX), Y11
+	VPAND        bytes10<>+0(SB), Y11, Y11
+	VPOR         Y11, Y7, Y7
 	VPSHUFB      kscaleshuf<>+352(SB), Y5, Y5
-	VPMADDUBSW   228(CX), Y9, Y10
-	VPMADDWD     Y5, Y10, Y10
-	VPADDD       Y10, Y4, Y4
-	VPMADDUBSW   228(CX)(DX*1), Y9, Y10
-	VPMADDWD     Y5, Y10, Y10
-	VPADDD       Y10, Y6, Y6
-	VPMADDUBSW   228(DI), Y9, Y10
-	VPMADDWD     Y5, Y10, Y10
-	VPADDD       Y10, Y7, Y7
-	VPMADDUBSW   228(DI)(DX*1), Y9, Y9
-	VPMADDWD     Y5, Y9, Y9
-	VPADDD       Y9, Y8, Y8
-	MOVWLZX      (AX), R8
-	VMOVD        R8, X5
-	VCVTPH2PS    X5, X5
-	VMULSS       (CX), X5, X9
-	VBROADCASTSS X9, Y9
-	VCVTDQ2PS    Y4, Y4
-	VFMADD231PS  Y4, Y9, Y0
-	VMULSS       (CX)(DX*1), X5, X4
-	VBROADCASTSS X4, Y4
-	VCVTDQ2PS    Y6, Y6
-	VFMADD231PS  Y6, Y4, Y1
-	VMULSS       (DI), X5, X4
-	VBROADCASTSS X4, Y4
-	VCVTDQ2PS    Y7, Y7
-	VFMADD231PS  Y7, Y4, Y2
-	VMULSS       (DI)(DX*1), X5, X4
-	VBROADCASTSS X4, Y4
+	VPMADDUBSW   228(CX), Y7, Y11
+	VPMADDWD     Y5, Y11, Y11
+	VPADDD       Y11, Y8, Y8
+	VPMADDUBSW   228(CX)(DX*1), Y7, Y11
+	VPMADDWD     Y5, Y11, Y11
+	VPADDD       Y11, Y9, Y9
+	VPMADDUBSW   228(DI), Y7, Y11
+	VPMADDWD     Y5, Y11, Y11
+	VPADDD       Y11, Y10, Y10
+	VPMADDUBSW   228(DI)(DX*1), Y7, Y7
+	VPMADDWD     Y5, Y7, Y7
+	VPADDD       Y7, Y4, Y4
+	VMULSS       (CX), X6, X5
+	VBROADCASTSS X5, Y5
+	VMULSS       (CX)(DX*1), X6, X7
+	VBROADCASTSS X7, Y7
+	VMULSS       (DI), X6, X11
+	VBROADCASTSS X11, Y11
+	VMULSS       (DI)(DX*1), X6, X6
+	VBROADCASTSS X6, Y6
 	VCVTDQ2PS    Y8, Y8
-	VFMADD231PS  Y8, Y4, Y3
+	VFMADD231PS  Y8, Y5, Y0
+	VCVTDQ2PS    Y9, Y9
+	VFMADD231PS  Y9, Y7, Y1
+	VCVTDQ2PS    Y10, Y10
+	VFMADD231PS  Y10, Y11, Y2
+	VCVTDQ2PS    Y4, Y4
+	VFMADD231PS  Y4, Y6, Y3
 	ADDQ         $0x000000b0, AX
 	ADDQ         $0x00000124, CX
 	ADDQ         $0x00000124, DI
@@ -19473,10 +19490,6 @@ dotIQ4_XSx4AVX2loop:
 	CMPQ           BX, $0x00
 	JE             dotIQ4_XSx4AVX2done
 	VBROADCASTI128 kvaluesiq4nl<>+0(SB), Y4
-	VPXOR          Y5, Y5, Y5
-	VPXOR          Y6, Y6, Y6
-	VPXOR          Y7, Y7, Y7
-	VPXOR          Y8, Y8, Y8
 	MOVL           4(AX), R8
 	MOVQ           $0x0f0f0f0f0f0f0f0f, R10
 	PDEPQ          R10, R8, R8
@@ -19485,245 +19498,232 @@ dotIQ4_XSx4AVX2loop:
 	PDEPQ          R10, R9, R9
 	SHLQ           $0x04, R9
 	ORQ            R9, R8
-	VMOVQ          R8, X9
-	VPSUBB         bytes20<>+0(SB), X9, X9
-	VPMOVSXBW      X9, X9
-	VINSERTI128    $0x01, X9, Y9, Y10
-	VMOVDQU        8(AX), X9
-	VPSRLW         $0x04, X9, X11
-	VINSERTI128    $0x01, X11, Y9, Y11
-	VPAND          bytes0f<>+0(SB), Y11, Y11
-	VPSHUFB        Y11, Y4, Y11
-	VPSIGNB        Y11, Y11, Y12
-	VPSHUFB        kscaleshuf<>+128(SB), Y10, Y13
-	VMOVDQU        4(CX), Y14
-	VPSIGNB        Y11, Y14, Y14
-	VPMADDUBSW     Y14, Y12, Y14
-	VPMADDWD       Y13, Y14, Y14
-	VPADDD         Y14, Y5, Y5
-	VMOVDQU        4(CX)(DX*1), Y14
-	VPSIGNB        Y11, Y14, Y14
-	VPMADDUBSW     Y14, Y12, Y14
-	VPMADDWD       Y13, Y14, Y14
-	VPADDD         Y14, Y6, Y6
-	VMOVDQU        4(DI), Y14
-	VPSIGNB        Y11, Y14, Y14
-	VPMADDUBSW     Y14, Y12, Y14
-	VPMADDWD       Y13, Y14, Y14
-	VPADDD         Y14, Y7, Y7
-	VMOVDQU        4(DI)(DX*1), Y14
-	VPSIGNB        Y11, Y14, Y14
-	VPMADDUBSW     Y14, Y12, Y14
-	VPMADDWD       Y13, Y14, Y14
-	VPADDD         Y14, Y8, Y8
-	VMOVDQU        24(AX), X9
-	VPSRLW         $0x04, X9, X11
-	VINSERTI128    $0x01, X11, Y9, Y11
-	VPAND          bytes0f<>+0(SB), Y11, Y11
-	VPSHUFB        Y11, Y4, Y11
-	VPSIGNB        Y11, Y11, Y12
-	VPSHUFB        kscaleshuf<>+160(SB), Y10, Y13
+	VMOVQ          R8, X5
+	VPSUBB         bytes20<>+0(SB), X5, X5
+	VPMOVSXBW      X5, X5
+	VINSERTI128    $0x01, X5, Y5, Y6
+	VBROADCASTI128 8(AX), Y7
+	VPSRLVQ        highlane4<>+0(SB), Y7, Y7
+	VPAND          bytes0f<>+0(SB), Y7, Y7
+	VPSHUFB        Y7, Y4, Y7
+	VPSIGNB        Y7, Y7, Y8
+	VPSHUFB        kscaleshuf<>+128(SB), Y6, Y9
+	VMOVDQU        4(CX), Y10
+	VPSIGNB        Y7, Y10, Y10
+	VPMADDUBSW     Y10, Y8, Y10
+	VPMADDWD       Y9, Y10, Y10
+	VMOVDQU        4(CX)(DX*1), Y11
+	VPSIGNB        Y7, Y11, Y11
+	VPMADDUBSW     Y11, Y8, Y11
+	VPMADDWD       Y9, Y11, Y11
+	VMOVDQU        4(DI), Y12
+	VPSIGNB        Y7, Y12, Y12
+	VPMADDUBSW     Y12, Y8, Y12
+	VPMADDWD       Y9, Y12, Y12
+	VMOVDQU        4(DI)(DX*1), Y13
+	VPSIGNB        Y7, Y13, Y13
+	VPMADDUBSW     Y13, Y8, Y13
+	VPMADDWD       Y9, Y13, Y13
+	VBROADCASTI128 24(AX), Y7
+	VPSRLVQ        highlane4<>+0(SB), Y7, Y7
+	VPAND          bytes0f<>+0(SB), Y7, Y7
+	VPSHUFB        Y7, Y4, Y7
+	VPSIGNB        Y7, Y7, Y8
+	VPSHUFB        kscaleshuf<>+160(SB), Y6, Y9
 	VMOVDQU        36(CX), Y14
-	VPSIGNB        Y11, Y14, Y14
-	VPMADDUBSW     Y14, Y12, Y14
-	VPMADDWD       Y13, Y14, Y14
-	VPADDD         Y14, Y5, Y5
+	VPSIGNB        Y7, Y14, Y14
+	VPMADDUBSW     Y14, Y8, Y14
+	VPMADDWD       Y9, Y14, Y14
+	VPADDD         Y14, Y10, Y10
 	VMOVDQU        36(CX)(DX*1), Y14
-	VPSIGNB        Y11, Y14, Y14
-	VPMADDUBSW     Y14, Y12, Y14
-	VPMADDWD       Y13, Y14, Y14
-	VPADDD         Y14, Y6, Y6
+	VPSIGNB        Y7, Y14, Y14
+	VPMADDUBSW     Y14, Y8, Y14
+	VPMADDWD       Y9, Y14, Y14
+	VPADDD         Y14, Y11, Y11
 	VMOVDQU        36(DI), Y14
-	VPSIGNB        Y11, Y14, Y14
-	VPMADDUBSW     Y14, Y12, Y14
-	VPMADDWD       Y13, Y14, Y14
-	VPADDD         Y14, Y7, Y7
+	VPSIGNB        Y7, Y14, Y14
+	VPMADDUBSW     Y14, Y8, Y14
+	VPMADDWD       Y9, Y14, Y14
+	VPADDD         Y14, Y12, Y12
 	VMOVDQU        36(DI)(DX*1), Y14
-	VPSIGNB        Y11, Y14, Y14
-	VPMADDUBSW     Y14, Y12, Y14
-	VPMADDWD       Y13, Y14, Y14
-	VPADDD         Y14, Y8, Y8
-	VMOVDQU        40(AX), X9
-	VPSRLW         $0x04, X9, X11
-	VINSERTI128    $0x01, X11, Y9, Y11
-	VPAND          bytes0f<>+0(SB), Y11, Y11
-	VPSHUFB        Y11, Y4, Y11
-	VPSIGNB        Y11, Y11, Y12
-	VPSHUFB        kscaleshuf<>+192(SB), Y10, Y13
+	VPSIGNB        Y7, Y14, Y14
+	VPMADDUBSW     Y14, Y8, Y14
+	VPMADDWD       Y9, Y14, Y14
+	VPADDD         Y14, Y13, Y13
+	VBROADCASTI128 40(AX), Y7
+	VPSRLVQ        highlane4<>+0(SB), Y7, Y7
+	VPAND          bytes0f<>+0(SB), Y7, Y7
+	VPSHUFB        Y7, Y4, Y7
+	VPSIGNB        Y7, Y7, Y8
+	VPSHUFB        kscaleshuf<>+192(SB), Y6, Y9
 	VMOVDQU        68(CX), Y14
-	VPSIGNB        Y11, Y14, Y14
-	VPMADDUBSW     Y14, Y12, Y14
-	VPMADDWD       Y13, Y14, Y14
-	VPADDD         Y14, Y5, Y5
+	VPSIGNB        Y7, Y14, Y14
+	VPMADDUBSW     Y14, Y8, Y14
+	VPMADDWD       Y9, Y14, Y14
+	VPADDD         Y14, Y10, Y10
 	VMOVDQU        68(CX)(DX*1), Y14
-	VPSIGNB        Y11, Y14, Y14
-	VPMADDUBSW     Y14, Y12, Y14
-	VPMADDWD       Y13, Y14, Y14
-	VPADDD         Y14, Y6, Y6
+	VPSIGNB        Y7, Y14, Y14
+	VPMADDUBSW     Y14, Y8, Y14
+	VPMADDWD       Y9, Y14, Y14
+	VPADDD         Y14, Y11, Y11
 	VMOVDQU        68(DI), Y14
-	VPSIGNB        Y11, Y14, Y14
-	VPMADDUBSW     Y14, Y12, Y14
-	VPMADDWD       Y13, Y14, Y14
-	VPADDD         Y14, Y7, Y7
+	VPSIGNB        Y7, Y14, Y14
+	VPMADDUBSW     Y14, Y8, Y14
+	VPMADDWD       Y9, Y14, Y14
+	VPADDD         Y14, Y12, Y12
 	VMOVDQU        68(DI)(DX*1), Y14
-	VPSIGNB        Y11, Y14, Y14
-	VPMADDUBSW     Y14, Y12, Y14
-	VPMADDWD       Y13, Y14, Y14
-	VPADDD         Y14, Y8, Y8
-	VMOVDQU        56(AX), X9
-	VPSRLW         $0x04, X9, X11
-	VINSERTI128    $0x01, X11, Y9, Y11
-	VPAND          bytes0f<>+0(SB), Y11, Y11
-	VPSHUFB        Y11, Y4, Y11
-	VPSIGNB        Y11, Y11, Y12
-	VPSHUFB        kscaleshuf<>+224(SB), Y10, Y13
+	VPSIGNB        Y7, Y14, Y14
+	VPMADDUBSW     Y14, Y8, Y14
+	VPMADDWD       Y9, Y14, Y14
+	VPADDD         Y14, Y13, Y13
+	VBROADCASTI128 56(AX), Y7
+	VPSRLVQ        highlane4<>+0(SB), Y7, Y7
+	VPAND          bytes0f<>+0(SB), Y7, Y7
+	VPSHUFB        Y7, Y4, Y7
+	VPSIGNB        Y7, Y7, Y8
+	VPSHUFB        kscaleshuf<>+224(SB), Y6, Y9
 	VMOVDQU        100(CX), Y14
-	VPSIGNB        Y11, Y14, Y14
-	VPMADDUBSW     Y14, Y12, Y14
-	VPMADDWD       Y13, Y14, Y14
-	VPADDD         Y14, Y5, Y5
+	VPSIGNB        Y7, Y14, Y14
+	VPMADDUBSW     Y14, Y8, Y14
+	VPMADDWD       Y9, Y14, Y14
+	VPADDD         Y14, Y10, Y10
 	VMOVDQU        100(CX)(DX*1), Y14
-	VPSIGNB        Y11, Y14, Y14
-	VPMADDUBSW     Y14, Y12, Y14
-	VPMADDWD       Y13, Y14, Y14
-	VPADDD         Y14, Y6, Y6
+	VPSIGNB        Y7, Y14, Y14
+	VPMADDUBSW     Y14, Y8, Y14
+	VPMADDWD       Y9, Y14, Y14
+	VPADDD         Y14, Y11, Y11
 	VMOVDQU        100(DI), Y14
-	VPSIGNB        Y11, Y14, Y14
-	VPMADDUBSW     Y14, Y12, Y14
-	VPMADDWD       Y13, Y14, Y14
-	VPADDD         Y14, Y7, Y7
+	VPSIGNB        Y7, Y14, Y14
+	VPMADDUBSW     Y14, Y8, Y14
+	VPMADDWD       Y9, Y14, Y14
+	VPADDD         Y14, Y12, Y12
 	VMOVDQU        100(DI)(DX*1), Y14
-	VPSIGNB        Y11, Y14, Y14
-	VPMADDUBSW     Y14, Y12, Y14
-	VPMADDWD       Y13, Y14, Y14
-	VPADDD         Y14, Y8, Y8
-	VMOVDQU        72(AX), X9
-	VPSRLW         $0x04, X9, X11
-	VINSERTI128    $0x01, X11, Y9, Y11
-	VPAND          bytes0f<>+0(SB), Y11, Y11
-	VPSHUFB        Y11, Y4, Y11
-	VPSIGNB        Y11, Y11, Y12
-	VPSHUFB        kscaleshuf<>+256(SB), Y10, Y13
+	VPSIGNB        Y7, Y14, Y14
+	VPMADDUBSW     Y14, Y8, Y14
+	VPMADDWD       Y9, Y14, Y14
+	VPADDD         Y14, Y13, Y13
+	VBROADCASTI128 72(AX), Y7
+	VPSRLVQ        highlane4<>+0(SB), Y7, Y7
+	VPAND          bytes0f<>+0(SB), Y7, Y7
+	VPSHUFB        Y7, Y4, Y7
+	VPSIGNB        Y7, Y7, Y8
+	VPSHUFB        kscaleshuf<>+256(SB), Y6, Y9
 	VMOVDQU        132(CX), Y14
-	VPSIGNB        Y11, Y14, Y14
-	VPMADDUBSW     Y14, Y12, Y14
-	VPMADDWD       Y13, Y14, Y14
-	VPADDD         Y14, Y5, Y5
+	VPSIGNB        Y7, Y14, Y14
+	VPMADDUBSW     Y14, Y8, Y14
+	VPMADDWD       Y9, Y14, Y14
+	VPADDD         Y14, Y10, Y10
 	VMOVDQU        132(CX)(DX*1), Y14
-	VPSIGNB        Y11, Y14, Y14
-	VPMADDUBSW     Y14, Y12, Y14
-	VPMADDWD       Y13, Y14, Y14
-	VPADDD         Y14, Y6, Y6
+	VPSIGNB        Y7, Y14, Y14
+	VPMADDUBSW     Y14, Y8, Y14
+	VPMADDWD       Y9, Y14, Y14
+	VPADDD         Y14, Y11, Y11
 	VMOVDQU        132(DI), Y14
-	VPSIGNB        Y11, Y14, Y14
-	VPMADDUBSW     Y14, Y12, Y14
-	VPMADDWD       Y13, Y14, Y14
-	VPADDD         Y14, Y7, Y7
+	VPSIGNB        Y7, Y14, Y14
+	VPMADDUBSW     Y14, Y8, Y14
+	VPMADDWD       Y9, Y14, Y14
+	VPADDD         Y14, Y12, Y12
 	VMOVDQU        132(DI)(DX*1), Y14
-	VPSIGNB        Y11, Y14, Y14
-	VPMADDUBSW     Y14, Y12, Y14
-	VPMADDWD       Y13, Y14, Y14
-	VPADDD         Y14, Y8, Y8
-	VMOVDQU        88(AX), X9
-	VPSRLW         $0x04, X9, X11
-	VINSERTI128    $0x01, X11, Y9, Y11
-	VPAND          bytes0f<>+0(SB), Y11, Y11
-	VPSHUFB        Y11, Y4, Y11
-	VPSIGNB        Y11, Y11, Y12
-	VPSHUFB        kscaleshuf<>+288(SB), Y10, Y13
+	VPSIGNB        Y7, Y14, Y14
+	VPMADDUBSW     Y14, Y8, Y14
+	VPMADDWD       Y9, Y14, Y14
+	VPADDD         Y14, Y13, Y13
+	VBROADCASTI128 88(AX), Y7
+	VPSRLVQ        highlane4<>+0(SB), Y7, Y7
+	VPAND          bytes0f<>+0(SB), Y7, Y7
+	VPSHUFB        Y7, Y4, Y7
+	VPSIGNB        Y7, Y7, Y8
+	VPSHUFB        kscaleshuf<>+288(SB), Y6, Y9
 	VMOVDQU        164(CX), Y14
-	VPSIGNB        Y11, Y14, Y14
-	VPMADDUBSW     Y14, Y12, Y14
-	VPMADDWD       Y13, Y14, Y14
-	VPADDD         Y14, Y5, Y5
+	VPSIGNB        Y7, Y14, Y14
+	VPMADDUBSW     Y14, Y8, Y14
+	VPMADDWD       Y9, Y14, Y14
+	VPADDD         Y14, Y10, Y10
 	VMOVDQU        164(CX)(DX*1), Y14
-	VPSIGNB        Y11, Y14, Y14
-	VPMADDUBSW     Y14, Y12, Y14
-	VPMADDWD       Y13, Y14, Y14
-	VPADDD         Y14, Y6, Y6
+	VPSIGNB        Y7, Y14, Y14
+	VPMADDUBSW     Y14, Y8, Y14
+	VPMADDWD       Y9, Y14, Y14
+	VPADDD         Y14, Y11, Y11
 	VMOVDQU        164(DI), Y14
-	VPSIGNB        Y11, Y14, Y14
-	VPMADDUBSW     Y14, Y12, Y14
-	VPMADDWD       Y13, Y14, Y14
-	VPADDD         Y14, Y7, Y7
+	VPSIGNB        Y7, Y14, Y14
+	VPMADDUBSW     Y14, Y8, Y14
+	VPMADDWD       Y9, Y14, Y14
+	VPADDD         Y14, Y12, Y12
 	VMOVDQU        164(DI)(DX*1), Y14
-	VPSIGNB        Y11, Y14, Y14
-	VPMADDUBSW     Y14, Y12, Y14
-	VPMADDWD       Y13, Y14, Y14
-	VPADDD         Y14, Y8, Y8
-	VMOVDQU        104(AX), X9
-	VPSRLW         $0x04, X9, X11
-	VINSERTI128    $0x01, X11, Y9, Y11
-	VPAND          bytes0f<>+0(SB), Y11, Y11
-	VPSHUFB        Y11, Y4, Y11
-	VPSIGNB        Y11, Y11, Y12
-	VPSHUFB        kscaleshuf<>+320(SB), Y10, Y13
+	VPSIGNB        Y7, Y14, Y14
+	VPMADDUBSW     Y14, Y8, Y14
+	VPMADDWD       Y9, Y14, Y14
+	VPADDD         Y14, Y13, Y13
+	VBROADCASTI128 104(AX), Y7
+	VPSRLVQ        highlane4<>+0(SB), Y7, Y7
+	VPAND          bytes0f<>+0(SB), Y7, Y7
+	VPSHUFB        Y7, Y4, Y7
+	VPSIGNB        Y7, Y7, Y8
+	VPSHUFB        kscaleshuf<>+320(SB), Y6, Y9
 	VMOVDQU        196(CX), Y14
-	VPSIGNB        Y11, Y14, Y14
-	VPMADDUBSW     Y14, Y12, Y14
-	VPMADDWD       Y13, Y14, Y14
-	VPADDD         Y14, Y5, Y5
+	VPSIGNB        Y7, Y14, Y14
+	VPMADDUBSW     Y14, Y8, Y14
+	VPMADDWD       Y9, Y14, Y14
+	VPADDD         Y14, Y10, Y10
 	VMOVDQU        196(CX)(DX*1), Y14
-	VPSIGNB        Y11, Y14, Y14
-	VPMADDUBSW     Y14, Y12, Y14
-	VPMADDWD       Y13, Y14, Y14
-	VPADDD         Y14, Y6, Y6
+	VPSIGNB        Y7, Y14, Y14
+	VPMADDUBSW     Y14, Y8, Y14
+	VPMADDWD       Y9, Y14, Y14
+	VPADDD         Y14, Y11, Y11
 	VMOVDQU        196(DI), Y14
-	VPSIGNB        Y11, Y14, Y14
-	VPMADDUBSW     Y14, Y12, Y14
-	VPMADDWD       Y13, Y14, Y14
-	VPADDD         Y14, Y7, Y7
+	VPSIGNB        Y7, Y14, Y14
+	VPMADDUBSW     Y14, Y8, Y14
+	VPMADDWD       Y9, Y14, Y14
+	VPADDD         Y14, Y12, Y12
 	VMOVDQU        196(DI)(DX*1), Y14
-	VPSIGNB        Y11, Y14, Y14
-	VPMADDUBSW     Y14, Y12, Y14
-	VPMADDWD       Y13, Y14, Y14
-	VPADDD         Y14, Y8, Y8
-	VMOVDQU        120(AX), X9
-	VPSRLW         $0x04, X9, X11
-	VINSERTI128    $0x01, X11, Y9, Y11
-	VPAND          bytes0f<>+0(SB), Y11, Y11
-	VPSHUFB        Y11, Y4, Y11
-	VPSIGNB        Y11, Y11, Y4
-	VPSHUFB        kscaleshuf<>+352(SB), Y10, Y10
-	VMOVDQU        228(CX), Y12
-	VPSIGNB        Y11, Y12, Y12
-	VPMADDUBSW     Y12, Y4, Y12
-	VPMADDWD       Y10, Y12, Y12
-	VPADDD         Y12, Y5, Y5
-	VMOVDQU        228(CX)(DX*1), Y12
-	VPSIGNB        Y11, Y12, Y12
-	VPMADDUBSW     Y12, Y4, Y12
-	VPMADDWD       Y10, Y12, Y12
-	VPADDD         Y12, Y6, Y6
-	VMOVDQU        228(DI), Y12
-	VPSIGNB        Y11, Y12, Y12
-	VPMADDUBSW     Y12, Y4, Y12
-	VPMADDWD       Y10, Y12, Y12
-	VPADDD         Y12, Y7, Y7
-	VMOVDQU        228(DI)(DX*1), Y12
-	VPSIGNB        Y11, Y12, Y12
-	VPMADDUBSW     Y12, Y4, Y12
-	VPMADDWD       Y10, Y12, Y12
-	VPADDD         Y12, Y8, Y8
-	MOVWLZX        (AX), R8
-	VMOVD          R8, X9
-	VCVTPH2PS      X9, X9
-	VMULSS         (CX), X9, X4
-	VBROADCASTSS   X4, Y4
-	VCVTDQ2PS      Y5, Y5
-	VFMADD231PS    Y5, Y4, Y0
-	VMULSS         (CX)(DX*1), X9, X4
-	VBROADCASTSS   X4, Y4
-	VCVTDQ2PS      Y6, Y6
-	VFMADD231PS    Y6, Y4, Y1
-	VMULSS         (DI), X9, X4
-	VBROADCASTSS   X4, Y4
-	VCVTDQ2PS      Y7, Y7
-	VFMADD231PS    Y7, Y4, Y2
-	VMULSS         (DI)(DX*1), X9, X4
-	VBROADCASTSS   X4, Y4
-	VCVTDQ2PS      Y8, Y8
-	VFMADD231PS    Y8, Y4, Y3
+	VPSIGNB        Y7, Y14, Y14
+	VPMADDUBSW     Y14, Y8, Y14
+	VPMADDWD       Y9, Y14, Y14
+	VPADDD         Y14, Y13, Y13
+	VBROADCASTI128 120(AX), Y7
+	VPSRLVQ        highlane4<>+0(SB), Y7, Y7
+	VPAND          bytes0f<>+0(SB), Y7, Y7
+	VPSHUFB        Y7, Y4, Y7
+	VPSIGNB        Y7, Y7, Y4
+	VPSHUFB        kscaleshuf<>+352(SB), Y6, Y6
+	VMOVDQU        228(CX), Y8
+	VPSIGNB        Y7, Y8, Y8
+	VPMADDUBSW     Y8, Y4, Y8
+	VPMADDWD       Y6, Y8, Y8
+	VPADDD         Y8, Y10, Y10
+	VMOVDQU        228(CX)(DX*1), Y8
+	VPSIGNB        Y7, Y8, Y8
+	VPMADDUBSW     Y8, Y4, Y8
+	VPMADDWD       Y6, Y8, Y8
+	VPADDD         Y8, Y11, Y11
+	VMOVDQU        228(DI), Y8
+	VPSIGNB        Y7, Y8, Y8
+	VPMADDUBSW     Y8, Y4, Y8
+	VPMADDWD       Y6, Y8, Y8
+	VPADDD         Y8, Y12, Y12
+	VMOVDQU        228(DI)(DX*1), Y8
+	VPSIGNB        Y7, Y8, Y8
+	VPMADDUBSW     Y8, Y4, Y8
+	VPMADDWD       Y6, Y8, Y8
+	VPADDD         Y8, Y13, Y13
+	VPBROADCASTW   (AX), X4
+	VCVTPH2PS      X4, Y4
+	VBROADCASTSS   (CX), Y6
+	VMULPS         Y4, Y6, Y6
+	VBROADCASTSS   (CX)(DX*1), Y7
+	VMULPS         Y4, Y7, Y7
+	VBROADCASTSS   (DI), Y8
+	VMULPS         Y4, Y8, Y8
+	VBROADCASTSS   (DI)(DX*1), Y9
+	VMULPS         Y4, Y9, Y9
+	VCVTDQ2PS      Y10, Y10
+	VFMADD231PS    Y10, Y6, Y0
+	VCVTDQ2PS      Y11, Y11
+	VFMADD231PS    Y11, Y7, Y1
+	VCVTDQ2PS      Y12, Y12
+	VFMADD231PS    Y12, Y8, Y2
+	VCVTDQ2PS      Y13, Y13
+	VFMADD231PS    Y13, Y9, Y3
 	ADDQ           $0x00000088, AX
 	ADDQ           $0x00000124, CX
 	ADDQ           $0x00000124, DI

@@ -505,19 +505,6 @@ func (k *kRows) add(c int, q, ax, sc reg.VecVirtual, off int) {
 	VPADDD(p, k.sumi[c], k.sumi[c])
 }
 
-var signMem *Mem
-
-func signMask() Mem {
-	if signMem == nil {
-		m := GLOBL("signbit", RODATA|NOPTR)
-		DATA(0, U32(0x80000000))
-		DATA(4, U32(0))
-		DATA(8, U64(0))
-		signMem = &m
-	}
-	return *signMem
-}
-
 // close scales each row's integer lanes by its d_x times the weight scale
 // at dw into its float lanes, advances and loops; then reduces and
 // stores.
@@ -551,11 +538,100 @@ func (k *kRows) close(dw Mem) {
 	RET()
 }
 
+// start begins a block's integer sums: the first product a row adds
+// becomes its accumulator (accum), so that no accumulator is zeroed.
+func (k *kRows) start() {
+	k.sumi = make([]reg.VecVirtual, k.rows)
+}
+
+// accum adds p to row c's integer accumulator in sums (k.sumi or another
+// set), or makes it the accumulator if it is the first.
+func accum(sums []reg.VecVirtual, c int, p reg.VecVirtual) {
+	if sums[c] == nil {
+		sums[c] = p
+		return
+	}
+	VPADDD(p, sums[c], sums[c])
+}
+
+// product returns row c's products of 32 values (unsigned codes q, or
+// signed values with magnitudes ax) with its quants at offset off, times
+// the int16 scales sc, in eight int32 lanes.
+func (k *kRows) product(c int, q, ax, sc reg.VecVirtual, off int) reg.VecVirtual {
+	p := YMM()
+	x := k.addr[c].Offset(4 + off)
+	if ax == nil {
+		VPMADDUBSW(x, q, p)
+	} else {
+		VMOVDQU(x, p)
+		VPSIGNB(q, p, p)
+		VPMADDUBSW(p, ax, p)
+	}
+	VPMADDWD(sc, p, p)
+	return p
+}
+
+// dScales returns, per row, d_x times the block's weight scale, a half
+// at dw, in all eight lanes.
+func (k *kRows) dScales(dw Mem) []reg.VecVirtual {
+	w := YMM()
+	VPBROADCASTW(dw, w.AsX())
+	VCVTPH2PS(w.AsX(), w)
+	var ds []reg.VecVirtual
+	for c := range k.rows {
+		d := YMM()
+		VBROADCASTSS(k.addr[c], d)
+		VMULPS(w, d, d)
+		ds = append(ds, d)
+	}
+	return ds
+}
+
+// closeWith scales each row's integer lanes by ds[c] into its float
+// lanes, advances and loops; then reduces and stores.
+func (k *kRows) closeWith(ds []reg.VecVirtual) {
+	for c := range k.rows {
+		VCVTDQ2PS(k.sumi[c], k.sumi[c])
+		VFMADD231PS(k.sumi[c], ds[c], k.acc[c])
+	}
+	ADDQ(U32(uint32(k.wBytes)), k.pw)
+	ADDQ(U32(292), k.px)
+	ADDQ(U32(292), k.px2)
+	DECQ(k.nb)
+	JMP(LabelRef(k.loop))
+	Label(k.done)
+	for c := range k.rows {
+		s := hsum(k.acc[c])
+		if k.scalarSum {
+			VADDSS(Mem{Base: k.out, Disp: 4 * c}, s, s)
+		}
+		VMOVSS(s, Mem{Base: k.out, Disp: 4 * c})
+	}
+	VZEROUPPER()
+	RET()
+}
+
+// addQuarter adds a quarter of the rows' sums4 (each a multiple of 4:
+// exact) to k.sumi.
+func (k *kRows) addQuarter(sums4 []reg.VecVirtual) {
+	for c := range k.rows {
+		VPSRAD(U8(2), sums4[c], sums4[c])
+		accum(k.sumi, c, sums4[c])
+	}
+}
+
 // dotQ2K: per block, -dmin·(mins · bsums pairs) into the float lanes,
-// then the two-bit codes times the four-bit scales (ggml_vec_dot_q2_K_q8_K).
+// then the two-bit codes times the four-bit scales
+// (ggml_vec_dot_q2_K_q8_K). d and dmin are converted and scaled by d_x
+// together. For one or two rows the codes are taken from one shift of a
+// half's 32 bytes: bits 0-1 and 4-5 as they are, bits 2-3 and 6-7 as four
+// times the code (pairs of products stay under 2^12), whose sums go to a
+// second accumulator divided by 4, exactly, at the end of the block; three
+// and four rows have not the registers for it and shift for each code.
 func dotQ2K(rows int) {
 	k := newKRows("Q2_K", rows, 84, false)
 	pw := k.pw
+	split := rows <= 2
 	Comment("scales (low nibbles) and mins (high), one per 16 values, as int16")
 	raw := YMM()
 	VPMOVZXBW(Mem{Base: pw}, raw)
@@ -565,20 +641,31 @@ func dotQ2K(rows int) {
 	dd := XMM()
 	VMOVD(Mem{Base: pw, Disp: 80}, dd)
 	VCVTPH2PS(dd, dd)
+	one := YMM()
+	VPBROADCASTD(dword(1), one)
+	ds := make([]reg.VecVirtual, rows)
 	for c := range rows {
 		p := YMM()
 		VPMADDWD(k.addr[c].Offset(260), mins, p)
 		VCVTDQ2PS(p, p)
-		dv := XMM()
-		VMULPS(bcastX(k.addr[c]), dd, dv) // d_x·d, d_x·dmin
-		VMOVSHDUP(dv, dv)
+		dv := YMM()
+		VBROADCASTSS(k.addr[c], dv)
+		VMULPS(dd.AsY(), dv, dv) // d_x·d, d_x·dmin
 		dm := YMM()
-		VBROADCASTSS(dv, dm)
+		VPERMPS(dv, one, dm)
 		VFNMADD231PS(p, dm, k.acc[c]) // acc - d_x·dmin·prod: ggml's fma(-d_x·dmin, prod, acc)
+		if split {
+			ds[c] = YMM()
+			VBROADCASTSS(dv.AsX(), ds[c])
+		}
 	}
-	k.zero()
 	sc16 := YMM()
 	VPAND(bytes32(0x0F), raw, sc16)
+	k.start()
+	var sums4 []reg.VecVirtual
+	if split {
+		sums4 = make([]reg.VecVirtual, rows)
+	}
 	for half := range 2 {
 		scales := YMM()
 		if half == 0 {
@@ -586,99 +673,176 @@ func dotQ2K(rows int) {
 		} else {
 			VPERM2I128(U8(0x11), sc16, sc16, scales)
 		}
+		src := Mem{Base: pw, Disp: 16 + 32*half}
+		var a, hi reg.VecVirtual
+		if split {
+			a, hi = YMM(), YMM()
+			VMOVDQU(src, a)
+			VPSRLW(U8(4), a, hi)
+		}
 		for ch := range 4 {
 			q := YMM()
-			if ch == 0 {
-				VMOVDQU(Mem{Base: pw, Disp: 16 + 32*half}, q)
-			} else {
-				VPSRLW(U8(2*ch), Mem{Base: pw, Disp: 16 + 32*half}, q)
+			sums := k.sumi
+			switch {
+			case split:
+				base, mask := a, uint8(0x03)
+				if ch >= 2 {
+					base = hi
+				}
+				if ch%2 == 1 {
+					mask, sums = 0x0C, sums4
+				}
+				VPAND(bytes32(mask), base, q)
+			case ch == 0:
+				VMOVDQU(src, q)
+				VPAND(bytes32(0x03), q, q)
+			default:
+				VPSRLW(U8(2*ch), src, q)
+				VPAND(bytes32(0x03), q, q)
 			}
-			VPAND(bytes32(0x03), q, q)
 			sc := pairScale(scales, ch)
 			for c := range rows {
-				k.add(c, q, nil, sc, 128*half+32*ch)
+				accum(sums, c, k.product(c, q, nil, sc, 128*half+32*ch))
 			}
 		}
 	}
-	k.close(Mem{Base: pw, Disp: 80})
+	if split {
+		k.addQuarter(sums4)
+	} else {
+		for c := range rows {
+			d := XMM()
+			VMULSS(k.addr[c], dd, d)
+			ds[c] = YMM()
+			VBROADCASTSS(d, ds[c])
+		}
+	}
+	k.closeWith(ds)
 }
 
-// bcastX is the float at m in every lane of an XMM register (a load
-// only).
-func bcastX(m Mem) reg.VecVirtual {
-	x := XMM()
-	VBROADCASTSS(m, x)
-	return x
+var dwordMem = map[uint32]Mem{}
+
+// dword is the 32-bit v in memory, for a broadcast.
+func dword(v uint32) Mem {
+	m, ok := dwordMem[v]
+	if !ok {
+		m = GLOBL(fmt.Sprintf("dword%08x", v), RODATA|NOPTR)
+		DATA(0, U32(v))
+		dwordMem[v] = m
+	}
+	return m
+}
+
+var tableMem = map[string]Mem{}
+
+// table16 is 16 bytes in memory.
+func table16(name string, b [16]byte) Mem {
+	m, ok := tableMem[name]
+	if !ok {
+		m = GLOBL(name, RODATA|NOPTR)
+		for i, v := range b {
+			DATA(i, U8(v))
+		}
+		tableMem[name] = m
+	}
+	return m
+}
+
+// table32 is 32 bytes in memory.
+func table32(name string, b [32]byte) Mem {
+	m, ok := tableMem[name]
+	if !ok {
+		m = GLOBL(name, RODATA|NOPTR)
+		for i, v := range b {
+			DATA(i, U8(v))
+		}
+		tableMem[name] = m
+	}
+	return m
 }
 
 // q3KScales unpacks the 16 six-bit scales of the Q3_K block at pw, less
-// 32, to int16 (ggml's kmask shuffle of the 12 bytes at pw+96).
+// 32, to int16 in vector registers alone (ggml's kmask shuffle of the 12
+// bytes at pw+96): the even scales in the low lane, in order, the odd
+// ones in the high lane, so that chunk k of half h, whose first 16 values
+// take scale 8h+2k and next 16 scale 8h+2k+1, finds both at word 4h+k of
+// its lane (oneScale).
 func q3KScales(pw reg.Register) reg.VecVirtual {
-	a0, a1, a2 := GP32(), GP32(), GP32()
-	MOVL(Mem{Base: pw, Disp: 96}, a0)
-	MOVL(Mem{Base: pw, Disp: 100}, a1)
-	MOVL(Mem{Base: pw, Disp: 104}, a2)
-	word := func(src reg.GPVirtual, loShift, hiShift int) reg.GPVirtual {
-		lo, hi := GP32(), GP32()
-		MOVL(src, lo)
-		if loShift > 0 {
-			SHRL(U8(loShift), lo)
-		}
-		ANDL(U32(0x0f0f0f0f), lo)
-		MOVL(a2, hi)
-		if hiShift > 0 {
-			SHRL(U8(hiShift), hi)
-		}
-		ANDL(U32(0x03030303), hi)
-		SHLL(U8(4), hi)
-		ORL(hi, lo)
-		return lo
-	}
-	x := XMM()
-	VMOVD(word(a0, 0, 0), x)
-	VPINSRD(U8(1), word(a1, 0, 2), x, x)
-	VPINSRD(U8(2), word(a0, 4, 4), x, x)
-	VPINSRD(U8(3), word(a1, 4, 6), x, x)
-	VPSUBB(bytes32(32).Offset(0), x, x)
+	// low four bits: scale i < 8 the low nibble of byte i, i ≥ 8 the high
+	// nibble of byte i-8
+	lo := XMM()
+	VPBROADCASTQ(Mem{Base: pw, Disp: 96}, lo)
+	VPSRLVQ(table16("q3kloshift", [16]byte{8: 4}), lo, lo)
+	VPAND(bytes32(0x0F).Offset(0), lo, lo)
+	// high two bits: scale 4q+r's are bits 2q, 2q+1 of byte 8+r, moved
+	// to bits 4 and 5
+	hi := XMM()
+	VPBROADCASTD(Mem{Base: pw, Disp: 104}, hi)
+	VPSRLVD(table16("q3khishift", [16]byte{4: 2, 8: 4, 12: 6}), hi, hi)
+	VPSLLW(U8(4), hi, hi)
+	VPAND(bytes32(0x30).Offset(0), hi, hi)
+	VPOR(hi, lo, lo)
+	VPSUBB(bytes32(32).Offset(0), lo, lo)
+	VPSHUFB(table16("q3korder", [16]byte{0, 2, 4, 6, 8, 10, 12, 14, 1, 3, 5, 7, 9, 11, 13, 15}), lo, lo)
 	s := YMM()
-	VPMOVSXBW(x, s)
+	VPMOVSXBW(lo, s)
 	return s
 }
 
 // dotQ3K: the two low bits times the activations, less 4 times them
 // where the high bit (hmask) is clear, times the signed six-bit scales
-// (ggml_vec_dot_q3_K_q8_K).
+// (ggml_vec_dot_q3_K_q8_K). For one or two rows the low bits are taken as
+// Q2_K's are (dotQ2K), four times the code in the odd chunks of a half,
+// with 16 in place of 4 where the high bit is clear (pairs of products
+// stay under 2^13), into a second accumulator divided by 4 at the end.
 func dotQ3K(rows int) {
 	k := newKRows("Q3_K", rows, 110, false)
 	pw := k.pw
-	k.zero()
-	sc16 := q3KScales(pw)
+	split := rows <= 2
+	scales := q3KScales(pw)
+	k.start()
+	var sums4 []reg.VecVirtual
+	if split {
+		sums4 = make([]reg.VecVirtual, rows)
+	}
 	for half := range 2 {
-		scales := YMM()
-		if half == 0 {
-			VINSERTI128(U8(1), sc16.AsX(), sc16, scales)
-		} else {
-			VPERM2I128(U8(0x11), sc16, sc16, scales)
+		src := Mem{Base: pw, Disp: 32 + 32*half}
+		var a, hi reg.VecVirtual
+		if split {
+			a, hi = YMM(), YMM()
+			VMOVDQU(src, a)
+			VPSRLW(U8(4), a, hi)
 		}
 		for ch := range 4 {
 			q := YMM()
-			if ch == 0 {
-				VMOVDQU(Mem{Base: pw, Disp: 32 + 32*half}, q)
-			} else {
-				VPSRLW(U8(2*ch), Mem{Base: pw, Disp: 32 + 32*half}, q)
+			sums, pos := k.sumi, 2 // h has 1<<pos where the high bit is clear
+			switch {
+			case split:
+				base, mask := a, uint8(0x03)
+				if ch >= 2 {
+					base = hi
+				}
+				if ch%2 == 1 {
+					mask, sums, pos = 0x0C, sums4, 4
+				}
+				VPAND(bytes32(mask), base, q)
+			case ch == 0:
+				VMOVDQU(src, q)
+				VPAND(bytes32(0x03), q, q)
+			default:
+				VPSRLW(U8(2*ch), src, q)
+				VPAND(bytes32(0x03), q, q)
 			}
-			VPAND(bytes32(0x03), q, q)
-			h := YMM() // 4 where bit 4·half+ch of hmask is clear
+			h := YMM()
 			switch bit := 4*half + ch; {
-			case bit < 2:
-				VPSLLW(U8(2-bit), Mem{Base: pw}, h)
-			case bit == 2:
+			case bit < pos:
+				VPSLLW(U8(pos-bit), Mem{Base: pw}, h)
+			case bit == pos:
 				VMOVDQU(Mem{Base: pw}, h)
 			default:
-				VPSRLW(U8(bit-2), Mem{Base: pw}, h)
+				VPSRLW(U8(bit-pos), Mem{Base: pw}, h)
 			}
-			VPANDN(bytes32(0x04), h, h)
-			sc := pairScale(scales, ch)
+			VPANDN(bytes32(uint8(1)<<pos), h, h)
+			sc := oneScale(scales, 4*half+ch)
 			for c := range rows {
 				x := k.addr[c].Offset(4 + 128*half + 32*ch)
 				p, m := YMM(), YMM()
@@ -686,11 +850,14 @@ func dotQ3K(rows int) {
 				VPMADDUBSW(x, h, m)
 				VPSUBW(m, p, p)
 				VPMADDWD(sc, p, p)
-				VPADDD(p, k.sumi[c], k.sumi[c])
+				accum(sums, c, p)
 			}
 		}
 	}
-	k.close(Mem{Base: pw, Disp: 108})
+	if split {
+		k.addQuarter(sums4)
+	}
+	k.closeWith(k.dScales(Mem{Base: pw, Disp: 108}))
 }
 
 // k4ScalesMins unpacks the eight six-bit scales and mins of the Q4_K or
@@ -741,59 +908,137 @@ func k4ScalesMins(pw reg.Register) (scales, mins reg.VecVirtual) {
 	return scales, mins
 }
 
+// k4ScalesMinsVec is k4ScalesMins in vector registers alone (Q5_K's):
+// the 12 bytes u0, u1, u2 at pw+4 shuffled to u0, u2, u1, u2; per dword
+// the six low bits (scales 0-3, mins 0-3), the low nibbles (scales 4-7)
+// or the high nibbles (mins 4-7, shifted by VPSRLVD), or-ed with the top
+// two bits of u0 and u1, moved to bits 4 and 5, for scales and mins 4-7.
+func k4ScalesMinsVec(pw reg.Register) (scales, mins reg.VecVirtual) {
+	x := XMM()
+	VMOVDQU(Mem{Base: pw}, x)
+	t := XMM()
+	VPSHUFB(table16("k4order", [16]byte{4, 5, 6, 7, 12, 13, 14, 15, 8, 9, 10, 11, 12, 13, 14, 15}), x, t)
+	VPSRLVD(table16("k4shift", [16]byte{12: 4}), t, t)
+	VPAND(table16("k4mask", [16]byte{0x3f, 0x3f, 0x3f, 0x3f, 0x0f, 0x0f, 0x0f, 0x0f, 0x3f, 0x3f, 0x3f, 0x3f, 0x0f, 0x0f, 0x0f, 0x0f}), t, t)
+	top := XMM()
+	VPSHUFB(table16("k4top", [16]byte{0x80, 0x80, 0x80, 0x80, 4, 5, 6, 7, 0x80, 0x80, 0x80, 0x80, 8, 9, 10, 11}), x, top)
+	VPSRLW(U8(2), top, top)
+	VPAND(bytes32(0x30).Offset(0), top, top)
+	VPOR(top, t, t)
+	all := YMM()
+	VPMOVZXBW(t, all) // scales in the low lane, mins in the high
+	scales = YMM()
+	VINSERTI128(U8(1), all.AsX(), all, scales)
+	mins = XMM()
+	VEXTRACTI128(U8(1), all, mins)
+	return scales, mins
+}
+
 // dotQ5K: the five-bit codes (nibbles and qh bits) times the six-bit
 // scales into the float lanes, -dmin·Σ m·(bsum pairs) into a scalar kept
-// in out[c] (ggml_vec_dot_q5_K_q8_K).
+// in out[c] (ggml_vec_dot_q5_K_q8_K). For one or two rows the fifth bits
+// come from the qh bytes' nibbles by table (16 where bit j is set), the
+// nibbles split once a block.
 func dotQ5K(rows int) {
 	k := newKRows("Q5_K", rows, 176, true)
 	pw := k.pw
-	scales, mins := k4ScalesMins(pw)
-	dminw := f16Scalar(Mem{Base: pw, Disp: 2})
-	VXORPS(signMask(), dminw, dminw)
+	lut := rows <= 2
+	scales, mins := k4ScalesMinsVec(pw)
+	// d and dmin of the block as floats in lanes 0 and 1
+	dd := XMM()
+	VMOVD(Mem{Base: pw}, dd)
+	VCVTPH2PS(dd, dd)
+	ds := make([]reg.VecVirtual, rows)
 	for c := range rows {
 		// Σ m_j·(bsum_2j + bsum_2j+1), exact, to a float
-		b := XMM()
+		b, t := XMM(), XMM()
 		VMOVDQU(k.addr[c].Offset(260), b)
 		VPHADDW(k.addr[c].Offset(276), b, b)
 		VPMADDWD(mins, b, b)
-		VPHADDD(b, b, b)
-		VPHADDD(b, b, b)
+		VPSHUFD(U8(0x4e), b, t)
+		VPADDD(t, b, b)
+		VPSHUFD(U8(0xb1), b, t)
+		VPADDD(t, b, b)
 		VCVTDQ2PS(b, b)
+		dv, dm := XMM(), XMM()
+		VBROADCASTSS(k.addr[c], dv)
+		VMULPS(dd, dv, dv) // d_x·d, d_x·dmin
+		VMOVSHDUP(dv, dm)
 		sm := XMM()
 		VMOVSS(Mem{Base: k.out, Disp: 4 * c}, sm)
-		d := XMM()
-		VMULSS(k.addr[c], dminw, d)
-		VFMADD231SS(b, d, sm)
+		VFNMADD231SS(b, dm, sm) // sm - d_x·dmin·Σ: ggml's fma(-d_x·dmin, Σ, sm)
 		VMOVSS(sm, Mem{Base: k.out, Disp: 4 * c})
+		if lut {
+			ds[c] = YMM()
+			VBROADCASTSS(dv, ds[c])
+		}
 	}
-	k.zero()
+	var qlo, qhi reg.VecVirtual
+	if lut {
+		qlo, qhi = YMM(), YMM()
+		VMOVDQU(Mem{Base: pw, Disp: 16}, qlo)
+		VPSRLW(U8(4), qlo, qhi)
+		VPAND(bytes32(0x0F), qlo, qlo)
+		VPAND(bytes32(0x0F), qhi, qhi)
+	}
+	k.start()
 	for pair := range 4 {
 		for hh := range 2 {
+			j := 2*pair + hh
+			src := Mem{Base: pw, Disp: 48 + 32*pair}
 			q := YMM()
 			if hh == 0 {
-				VMOVDQU(Mem{Base: pw, Disp: 48 + 32*pair}, q)
+				VMOVDQU(src, q)
 			} else {
-				VPSRLW(U8(4), Mem{Base: pw, Disp: 48 + 32*pair}, q)
+				VPSRLW(U8(4), src, q)
 			}
 			VPAND(bytes32(0x0F), q, q)
-			h := YMM() // bit 2·pair+hh of qh, as 16
-			switch bit := 2*pair + hh; {
-			case bit < 4:
-				VPSLLW(U8(4-bit), Mem{Base: pw, Disp: 16}, h)
-			case bit == 4:
-				VMOVDQU(Mem{Base: pw, Disp: 16}, h)
-			default:
-				VPSRLW(U8(bit-4), Mem{Base: pw, Disp: 16}, h)
+			h := YMM() // bit j of qh, as 16
+			if lut {
+				VBROADCASTI128(fifthBitLut(j%4), h)
+				idx := qlo
+				if j >= 4 {
+					idx = qhi
+				}
+				VPSHUFB(idx, h, h)
+			} else {
+				switch {
+				case j < 4:
+					VPSLLW(U8(4-j), Mem{Base: pw, Disp: 16}, h)
+				case j == 4:
+					VMOVDQU(Mem{Base: pw, Disp: 16}, h)
+				default:
+					VPSRLW(U8(j-4), Mem{Base: pw, Disp: 16}, h)
+				}
+				VPAND(bytes32(0x10), h, h)
 			}
-			VPAND(bytes32(0x10), h, h)
 			VPOR(h, q, q)
-			sc := oneScale(scales, 2*pair+hh)
+			sc := oneScale(scales, j)
 			for c := range rows {
-				k.add(c, q, nil, sc, 64*pair+32*hh)
+				accum(k.sumi, c, k.product(c, q, nil, sc, 64*pair+32*hh))
 			}
 		}
 	}
-	k.close(Mem{Base: pw})
+	if !lut {
+		for c := range rows {
+			d := XMM()
+			VMULSS(k.addr[c], dd, d)
+			ds[c] = YMM()
+			VBROADCASTSS(d, ds[c])
+		}
+	}
+	k.closeWith(ds)
+}
+
+// fifthBitLut is the table of 16 for the four-bit values with bit t set.
+func fifthBitLut(t int) Mem {
+	var b [16]byte
+	for n := range b {
+		if n>>t&1 == 1 {
+			b[n] = 16
+		}
+	}
+	return table16(fmt.Sprintf("q5kbit%d", t), b)
 }
 
 // iq4XSScales returns the eight six-bit scales of the IQ4_XS block at
@@ -818,24 +1063,29 @@ func iq4XSScales(pw reg.Register) reg.VecVirtual {
 }
 
 // dotIQ4XS: the non-linear four-bit values times the six-bit scales
-// (ggml_vec_dot_iq4_xs_q8_K).
+// (ggml_vec_dot_iq4_xs_q8_K). A sub-block's 16 code bytes are loaded into
+// both lanes and the high lane shifted by 4 (VPSRLVQ), so that one mask
+// gives the 32 codes in value order.
 func dotIQ4XS(rows int) {
 	k := newKRows("IQ4_XS", rows, 136, false)
 	pw := k.pw
 	lut := lut16("kvaluesiq4nl", kvaluesIQ4NL)
-	k.zero()
+	k.start()
 	scales := iq4XSScales(pw)
 	for ib := range 8 {
-		q := nibbles32(Mem{Base: pw, Disp: 8 + 16*ib})
+		q := YMM()
+		VBROADCASTI128(Mem{Base: pw, Disp: 8 + 16*ib}, q)
+		VPSRLVQ(table32("highlane4", [32]byte{16: 4, 24: 4}), q, q)
+		VPAND(bytes32(0x0F), q, q)
 		VPSHUFB(q, lut, q)
 		ax := YMM()
 		VPSIGNB(q, q, ax)
 		sc := oneScale(scales, ib)
 		for c := range rows {
-			k.add(c, q, ax, sc, 32*ib)
+			accum(k.sumi, c, k.product(c, q, ax, sc, 32*ib))
 		}
 	}
-	k.close(Mem{Base: pw})
+	k.closeWith(k.dScales(Mem{Base: pw}))
 }
 
 // dotQ6KxN is the Q6_K × Q8_K dot product of DotQ6_K for one weight row
