@@ -37,6 +37,12 @@ type genRequest struct {
 	// a finish reason or an error). It is buffered for all of them, so the
 	// scheduler never waits for a slow client.
 	events chan genEvent
+	// forks are the other choices of an n > 1 request, with this one's
+	// prompt and samplers of their own. They are not submitted: when this
+	// one's prompt is computed, each starts from a fork of its sequence
+	// and samples from its logits (see fork), so the prompt is computed
+	// once. If this one fails first, they fail with it.
+	forks []*genRequest
 }
 
 type genEvent struct {
@@ -186,6 +192,10 @@ func (s *scheduler) run(ctx context.Context) {
 
 // enqueue makes r wait for KV-cache room.
 func (s *scheduler) enqueue(r *genRequest) {
+	s.waiting = append(s.waiting, s.newState(r))
+}
+
+func (s *scheduler) newState(r *genRequest) *seqState {
 	st := &seqState{req: r, pending: slices.Clone(r.prompt), history: slices.Clone(r.prompt), queued: time.Now(),
 		dec: s.tok.NewDecoder(), stop: sampling.NewStopper(r.stop)}
 	// Resumed tokens' text was sent by the coordinator that died: bring the
@@ -193,7 +203,37 @@ func (s *scheduler) enqueue(r *genRequest) {
 	for _, t := range r.resumed {
 		st.stop.Push(st.dec.Next(t))
 	}
-	s.waiting = append(s.waiting, st)
+	return st
+}
+
+// fork starts the forks of st, whose prompt is now computed: each gets a
+// fork of its sequence (the prompt's blocks shared) and samples from its
+// logits. One the pool or maxSeqs has no room for waits in the queue like
+// any request, and finds the prompt's full blocks in the prefix cache. It
+// returns the forks still running after sampling, and how many sampled.
+func (s *scheduler) fork(st *seqState, running int) (started []*seqState, sampled int) {
+	for _, r := range st.req.forks {
+		f := s.newState(r)
+		if running+len(started) < s.maxSeqs {
+			f.seq = st.seq.Fork()
+			if err := f.seq.Reserve(min(max(r.reserve, len(r.prompt)+1), s.m.Context)); err != nil {
+				f.seq.Release()
+				f.seq = nil
+			}
+		}
+		if f.seq == nil {
+			s.waiting = append(s.waiting, f)
+			continue
+		}
+		f.cached, f.admitted, f.prefilled, f.pending = st.cached, true, true, nil
+		f.logits = slices.Clone(st.logits)
+		sampled++
+		if !s.sample(f, f.logits) {
+			started = append(started, f)
+		}
+	}
+	st.req.forks = nil
+	return started, sampled
 }
 
 // expire fails waiting requests whose client has gone or that waited past
@@ -278,6 +318,7 @@ func (s *scheduler) step(ctx context.Context, active []*seqState) ([]*seqState, 
 	}
 	done := s.done[:0]
 	defer func() { clear(done); s.done = done }()
+	var forked []*seqState
 	generated := 0
 	for i, st := range owners {
 		st.logits = chunks[i].Logits // its buffer, for the next step
@@ -294,6 +335,10 @@ func (s *scheduler) step(ctx context.Context, active []*seqState) ([]*seqState, 
 		}
 		st.prefilled = true
 		generated++
+		if len(st.req.forks) > 0 {
+			started, sampled := s.fork(st, len(active)+len(forked))
+			forked, generated = append(forked, started...), generated+sampled
+		}
 		if s.sample(st, st.logits) {
 			done = append(done, st)
 		}
@@ -301,7 +346,7 @@ func (s *scheduler) step(ctx context.Context, active []*seqState) ([]*seqState, 
 	if s.onStep != nil {
 		s.onStep(generated)
 	}
-	return slices.DeleteFunc(active, func(st *seqState) bool { return slices.Contains(done, st) }), nil
+	return append(slices.DeleteFunc(active, func(st *seqState) bool { return slices.Contains(done, st) }), forked...), nil
 }
 
 // sample picks the next token of st and reports whether st has finished.
@@ -333,7 +378,8 @@ func (s *scheduler) sample(st *seqState, logits []float32) bool {
 	return false
 }
 
-// finish sends the last event and returns the sequence's blocks.
+// finish sends the last event and returns the sequence's blocks. Forks
+// not yet started (its prompt was never computed) fail with it.
 func (st *seqState) finish(ev genEvent) {
 	if !st.sentPrompt {
 		ev.cached, st.sentPrompt = st.cached, true
@@ -342,6 +388,11 @@ func (st *seqState) finish(ev genEvent) {
 		st.seq.Release()
 		st.seq = nil
 	}
+	for _, r := range st.req.forks {
+		r.events <- genEvent{err: ev.err}
+		close(r.events)
+	}
+	st.req.forks = nil
 	st.req.events <- ev
 	close(st.req.events)
 }

@@ -2,6 +2,7 @@ package coordinator
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"slices"
 	"time"
@@ -19,16 +20,87 @@ const (
 	maxStops    = 16
 	maxStopLen  = 1 << 10
 	maxMessages = 1 << 10
+	maxTools    = 128
+	// maxChoices is OpenAI's limit on n.
+	maxChoices = 128
+	// maxTemplateVars bounds chat_template_kwargs.
+	maxTemplateVars = 64
 )
 
 func invalid(format string, a ...any) error {
 	return status.Errorf(codes.InvalidArgument, format, a...)
 }
 
+// Conversation is the chat request's conversation as the chat template
+// renders it: its messages (text parts joined), tools, and template
+// variables (reasoning_effort, enable_thinking, then chat_template_kwargs,
+// which win over the two). `switchyard model chat-template` renders
+// through it, so it prints what the coordinator renders.
+func Conversation(req *pb.GenerateRequest) (chat.Conversation, error) {
+	conv := chat.Conversation{AddGenerationPrompt: true}
+	if len(req.Messages) > maxMessages {
+		return conv, invalid("%d messages (limit %d)", len(req.Messages), maxMessages)
+	}
+	if len(req.Tools) > maxTools {
+		return conv, invalid("%d tools (limit %d)", len(req.Tools), maxTools)
+	}
+	if len(req.ChatTemplateKwargs) > maxTemplateVars {
+		return conv, invalid("%d chat_template_kwargs (limit %d)", len(req.ChatTemplateKwargs), maxTemplateVars)
+	}
+	for _, m := range req.Messages {
+		parts := make([]string, len(m.Parts))
+		for i, p := range m.Parts {
+			parts[i] = p.GetText()
+		}
+		msg := chat.Message{Role: m.Role, Content: chat.JoinParts(parts), NoContent: m.ContentNull, Name: m.Name,
+			ToolCallID: m.ToolCallId, Reasoning: m.ReasoningContent}
+		for _, tc := range m.ToolCalls {
+			msg.ToolCalls = append(msg.ToolCalls, chat.ToolCall{ID: tc.Id, Name: tc.Name, Arguments: tc.Arguments})
+		}
+		conv.Messages = append(conv.Messages, msg)
+	}
+	names := map[string]bool{}
+	for _, t := range req.Tools {
+		if t.Name == "" {
+			return conv, invalid("a tool has no name")
+		}
+		tool := chat.Tool{Name: t.Name, Description: t.Description}
+		if t.Parameters != "" {
+			tool.Parameters = json.RawMessage(t.Parameters)
+		}
+		conv.Tools, names[t.Name] = append(conv.Tools, tool), true
+	}
+	if req.ToolChoice == pb.ToolChoice_TOOL_CHOICE_FUNCTION && !names[req.ToolChoiceFunction] {
+		return conv, invalid("tool_choice names the function %q, which is not among the tools", req.ToolChoiceFunction)
+	}
+	conv.Vars = map[string]json.RawMessage{}
+	if req.ReasoningEffort != "" {
+		conv.Vars["reasoning_effort"], _ = json.Marshal(req.ReasoningEffort)
+	}
+	if req.EnableThinking != nil {
+		conv.Vars["enable_thinking"], _ = json.Marshal(*req.EnableThinking)
+	}
+	for k, v := range req.ChatTemplateKwargs {
+		conv.Vars[k] = json.RawMessage(v)
+	}
+	return conv, nil
+}
+
+// admitted is a validated, tokenized request: one genRequest per choice
+// to generate (the ones a resume leaves), to submit in order (a choice
+// that forks the others carries them in forks instead).
+type admitted struct {
+	choices   []*genRequest
+	index     []uint32 // each choice's index
+	submit    []*genRequest
+	promptLen int
+	template  string
+}
+
 // admit validates and tokenizes a request.
-func (c *Coordinator) admit(ctx context.Context, req *pb.GenerateRequest) (*genRequest, string, error) {
+func (c *Coordinator) admit(ctx context.Context, req *pb.GenerateRequest) (*admitted, error) {
 	var prompt []int32
-	var template string
+	a := &admitted{}
 	n := 0
 	for _, set := range []bool{req.Prompt != "", len(req.PromptTokens) > 0, len(req.Messages) > 0} {
 		if set {
@@ -36,68 +108,116 @@ func (c *Coordinator) admit(ctx context.Context, req *pb.GenerateRequest) (*genR
 		}
 	}
 	if n != 1 {
-		return nil, "", invalid("give exactly one of prompt, prompt_tokens and messages")
+		return nil, invalid("give exactly one of prompt, prompt_tokens and messages")
 	}
+	what := "prompt"
 	switch {
 	case req.Prompt != "":
 		prompt = c.tok.Encode(req.Prompt, true, false)
 	case len(req.PromptTokens) > 0:
 		for i, t := range req.PromptTokens {
 			if t < 0 || int(t) >= c.model.Vocab {
-				return nil, "", invalid("prompt token %d at position %d is outside the vocabulary of %d", t, i, c.model.Vocab)
+				return nil, invalid("prompt token %d at position %d is outside the vocabulary of %d", t, i, c.model.Vocab)
 			}
 		}
 		prompt = req.PromptTokens
 	default:
 		if c.tmpl == nil {
-			return nil, "", status.Error(codes.FailedPrecondition, chat.ErrNoTemplate.Error())
+			return nil, status.Error(codes.FailedPrecondition, chat.ErrNoTemplate.Error())
 		}
-		if len(req.Messages) > maxMessages {
-			return nil, "", invalid("%d messages (limit %d)", len(req.Messages), maxMessages)
-		}
-		msgs := make([]chat.Message, len(req.Messages))
-		for i, m := range req.Messages {
-			msgs[i] = chat.Message{Role: m.Role, Content: m.Content}
-		}
-		text, err := c.tmpl.Render(chat.Conversation{Messages: msgs, AddGenerationPrompt: true})
+		conv, err := Conversation(req)
 		if err != nil {
-			return nil, "", invalid("%v", err)
+			return nil, err
+		}
+		text, err := c.tmpl.Render(conv)
+		if errors.Is(err, chat.ErrLimit) {
+			c.log.Warn("the chat template ran past its budget; request refused", "request", req.RequestId, "err", err)
+		}
+		if err != nil {
+			return nil, invalid("%v", err)
 		}
 		prompt = c.tok.Encode(text, true, true)
 		if len(prompt) > 1 && prompt[0] == c.tok.BOS && prompt[1] == c.tok.BOS {
 			prompt = prompt[1:] // the template wrote BOS itself
 		}
-		template = c.tmpl.Name
+		a.template, what = c.tmpl.Name, "messages"
 	}
 	if len(prompt) == 0 {
-		return nil, "", invalid("the prompt is empty")
+		return nil, invalid("the prompt is empty")
 	}
-	promptLen := len(prompt)
-	for i, t := range req.ResumeTokens {
-		if t < 0 || int(t) >= c.model.Vocab {
-			return nil, "", invalid("resume token %d at %d is outside the vocabulary of %d", t, i, c.model.Vocab)
-		}
-	}
-	prompt = append(slices.Clone(prompt), req.ResumeTokens...)
+	a.promptLen = len(prompt)
 	ctxLen := c.model.Context
 	if len(prompt) >= ctxLen {
-		return nil, "", invalid("the prompt is %d tokens; it must be shorter than the context of %d tokens", len(prompt), ctxLen)
+		return nil, invalid("the prompt is %d tokens; it must be shorter than the context of %d tokens", len(prompt), ctxLen)
+	}
+	if req.MaxTokens > 0 && len(prompt)+int(req.MaxTokens) > ctxLen {
+		// OpenAI's words.
+		return nil, invalid("This model's maximum context length is %d tokens. However, you requested %d tokens (%d in the %s, %d in the completion). Please reduce the length of the %s or completion.",
+			ctxLen, len(prompt)+int(req.MaxTokens), len(prompt), what, req.MaxTokens, what)
 	}
 	if len(req.Stop) > maxStops {
-		return nil, "", invalid("%d stop strings (limit %d)", len(req.Stop), maxStops)
+		return nil, invalid("%d stop strings (limit %d)", len(req.Stop), maxStops)
 	}
 	for _, s := range req.Stop {
 		if len(s) > maxStopLen {
-			return nil, "", invalid("stop string of %d bytes (limit %d)", len(s), maxStopLen)
+			return nil, invalid("stop string of %d bytes (limit %d)", len(s), maxStopLen)
 		}
 	}
+	choices := max(1, int(req.N))
+	if choices > maxChoices {
+		return nil, invalid("n = %d (limit %d)", choices, maxChoices)
+	}
+	// The choices to generate: all, or those a resume names, each after
+	// the tokens it had.
+	resumed := map[uint32][]int32{}
+	for _, rc := range req.Resumed {
+		if int(rc.Index) >= choices {
+			return nil, invalid("resumed choice %d of %d", rc.Index, choices)
+		}
+		if _, dup := resumed[rc.Index]; dup {
+			return nil, invalid("choice %d resumed twice", rc.Index)
+		}
+		for i, t := range rc.Tokens {
+			if t < 0 || int(t) >= c.model.Vocab {
+				return nil, invalid("resume token %d at %d is outside the vocabulary of %d", t, i, c.model.Vocab)
+			}
+		}
+		resumed[rc.Index] = rc.Tokens
+		a.index = append(a.index, rc.Index)
+	}
+	if len(req.Resumed) == 0 {
+		for i := range choices {
+			a.index = append(a.index, uint32(i))
+		}
+	}
+	for _, i := range a.index {
+		r, err := c.choice(ctx, req, prompt, resumed[i], i)
+		if err != nil {
+			return nil, err
+		}
+		a.choices = append(a.choices, r)
+	}
+	if len(req.Resumed) == 0 {
+		// Fresh choices share one prefill: the first computes the prompt,
+		// the others fork it.
+		a.choices[0].forks = a.choices[1:]
+		a.submit = a.choices[:1]
+	} else {
+		a.submit = a.choices
+	}
+	return a, nil
+}
+
+// choice makes the genRequest of choice i: the prompt and the tokens it
+// had (resume), and its sampler.
+func (c *Coordinator) choice(ctx context.Context, req *pb.GenerateRequest, prompt, resume []int32, i uint32) (*genRequest, error) {
 	sp := req.Sampling
 	if sp == nil {
 		sp = &pb.SamplingParams{}
 	}
 	p := sampling.Params{Temperature: sp.Temperature, TopK: int(sp.TopK), TopP: sp.TopP, MinP: sp.MinP,
 		RepeatPenalty: sp.RepetitionPenalty, PresencePenalty: sp.PresencePenalty, FrequencyPenalty: sp.FrequencyPenalty,
-		PenaltyLastN: 64, Seed: sp.Seed, Logprobs: int(req.TopLogprobs), TokenLogprob: req.Logprobs}
+		PenaltyLastN: 64, Seed: sp.Seed + uint64(i)*0x9E3779B97F4A7C15, Logprobs: int(req.TopLogprobs), TokenLogprob: req.Logprobs}
 	if p.TopP == 0 {
 		p.TopP = 1
 	}
@@ -112,26 +232,43 @@ func (c *Coordinator) admit(ctx context.Context, req *pb.GenerateRequest) (*genR
 	}
 	s, err := sampling.New(p, c.model.Vocab)
 	if err != nil {
-		return nil, "", invalid("%v", err)
+		return nil, invalid("%v", err)
 	}
-	for _, t := range prompt {
+	full := append(slices.Clone(prompt), resume...)
+	ctxLen := c.model.Context
+	if len(full) >= ctxLen {
+		return nil, invalid("choice %d resumed at %d tokens: nothing is left of the context of %d", i, len(full), ctxLen)
+	}
+	for _, t := range full {
 		s.Accept(t)
 	}
-	s.Skip(len(req.ResumeTokens))
-	maxTokens, reserve := ctxLen-len(prompt), 0
+	s.Skip(len(resume))
+	maxTokens, reserve := ctxLen-len(full), 0
 	if req.MaxTokens > 0 {
-		maxTokens = min(maxTokens, int(req.MaxTokens))
-		reserve = len(prompt) + maxTokens
+		left := int(req.MaxTokens) - len(resume)
+		if left < 1 {
+			return nil, invalid("choice %d resumed with %d tokens, max_tokens %d: nothing is left to generate", i, len(resume), req.MaxTokens)
+		}
+		maxTokens = min(maxTokens, left)
+		reserve = len(full) + maxTokens
 	}
-	return &genRequest{ctx: ctx, prompt: prompt, promptLen: promptLen, resumed: req.ResumeTokens, sampler: s,
+	return &genRequest{ctx: ctx, prompt: full, promptLen: len(prompt), resumed: resume, sampler: s,
 		topLogprobs: int(req.TopLogprobs), maxTokens: maxTokens, reserve: reserve, stop: req.Stop, routing: req.ReturnRouting, noCache: req.NoPromptCache,
-		events: make(chan genEvent, maxTokens+2)}, template, nil
+		events: make(chan genEvent, maxTokens+2)}, nil
 }
 
-// Generate streams one completion.
+// choiceEvent is an event of one choice, as the choices' streams merge.
+type choiceEvent struct {
+	index uint32
+	genEvent
+	last bool // its stream ended after it
+}
+
+// Generate streams the completions of one request: each message carries
+// its choice's index.
 func (c *Coordinator) Generate(req *pb.GenerateRequest, stream pb.CoordinatorService_GenerateServer) error {
 	ctx := stream.Context()
-	r, template, err := c.admit(ctx, req)
+	a, err := c.admit(ctx, req)
 	if err != nil {
 		return err
 	}
@@ -140,17 +277,53 @@ func (c *Coordinator) Generate(req *pb.GenerateRequest, stream pb.CoordinatorSer
 	c.metrics.inFlight.Inc()
 	defer c.metrics.inFlight.Dec()
 	c.requests.Add(1)
-	c.promptTokens.Add(int64(r.promptLen))
-	c.metrics.tokens.WithLabelValues("prompt").Add(float64(r.promptLen))
-	select {
-	case c.sched.submit <- r:
-	case <-ctx.Done():
-		return status.FromContextError(ctx.Err()).Err()
+	c.promptTokens.Add(int64(a.promptLen))
+	c.metrics.tokens.WithLabelValues("prompt").Add(float64(a.promptLen))
+	for _, r := range a.submit {
+		select {
+		case c.sched.submit <- r:
+		case <-ctx.Done():
+			return status.FromContextError(ctx.Err()).Err()
+		}
 	}
-	usage := &pb.Usage{PromptTokens: uint32(r.promptLen)}
+	// The choices' events, merged. Each forwarder ends with its choice,
+	// or with the RPC (the scheduler then fails the choice: its events
+	// channel is buffered for all of them).
+	merged := make(chan choiceEvent)
+	for k, r := range a.choices {
+		go func() {
+			for ev := range r.events {
+				select {
+				case merged <- choiceEvent{index: a.index[k], genEvent: ev}:
+				case <-ctx.Done():
+					return
+				}
+			}
+			select {
+			case merged <- choiceEvent{index: a.index[k], last: true}:
+			case <-ctx.Done():
+			}
+		}()
+	}
+	usage := map[uint32]*pb.Usage{}
 	first := true
-	for ev := range r.events {
-		usage.CachedTokens = max(usage.CachedTokens, uint32(ev.cached))
+	for open := len(a.choices); open > 0; {
+		var ev choiceEvent
+		select {
+		case ev = <-merged:
+		case <-ctx.Done():
+			return status.FromContextError(ctx.Err()).Err()
+		}
+		if ev.last {
+			open--
+			continue
+		}
+		u := usage[ev.index]
+		if u == nil {
+			u = &pb.Usage{PromptTokens: uint32(a.promptLen)}
+			usage[ev.index] = u
+		}
+		u.CachedTokens = max(u.CachedTokens, uint32(ev.cached))
 		if ev.err != nil {
 			if errors.Is(ev.err, errUnavailable) || errors.Is(ev.err, errQueueTimeout) {
 				return status.Error(codes.Unavailable, ev.err.Error())
@@ -163,12 +336,15 @@ func (c *Coordinator) Generate(req *pb.GenerateRequest, stream pb.CoordinatorSer
 			}
 			return status.Errorf(codes.Internal, "generate: %v", ev.err)
 		}
-		msg := &pb.GenerateResponse{Text: ev.text, FinishReason: ev.finish}
+		msg := &pb.GenerateResponse{Index: ev.index, FinishReason: ev.finish}
+		if ev.text != "" {
+			msg.Deltas = []*pb.Delta{{Delta: &pb.Delta_Text{Text: ev.text}}}
+		}
 		if first {
-			msg.ChatTemplate, first = template, false
+			msg.ChatTemplate, first = a.template, false
 		}
 		if ev.sampled {
-			usage.CompletionTokens++
+			u.CompletionTokens++
 			c.generated.Add(1)
 			t := &pb.Token{Id: ev.token.Token, Logprob: ev.token.Logprob, Piece: c.tok.Piece(ev.token.Token)}
 			for _, a := range ev.token.Top {
@@ -182,9 +358,9 @@ func (c *Coordinator) Generate(req *pb.GenerateRequest, stream pb.CoordinatorSer
 		}
 		if ev.finish != pb.FinishReason_FINISH_REASON_UNSPECIFIED {
 			if ev.eos {
-				usage.CompletionTokens++ // the end-of-sequence token counts as generated
+				u.CompletionTokens++ // the end-of-sequence token counts as generated
 			}
-			msg.Usage = usage
+			msg.Usage = u
 		}
 		if err := stream.Send(msg); err != nil {
 			return err

@@ -49,7 +49,9 @@ func affinityKey(g *pb.GenerateRequest) (key uint64, ok bool) {
 			}
 			write([]byte(m.Role))
 			write([]byte{0})
-			write([]byte(m.Content))
+			for _, p := range m.Parts {
+				write([]byte(p.GetText()))
+			}
 			write([]byte{0})
 		}
 	}

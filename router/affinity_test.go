@@ -19,9 +19,9 @@ func routerWith(loads map[string]int64) *Router {
 
 func TestAffinityKey(t *testing.T) {
 	system := strings.Repeat("You are a careful assistant. ", 20)
-	a, okA := affinityKey(&pb.GenerateRequest{Messages: []*pb.ChatMessage{{Role: "system", Content: system}, {Role: "user", Content: "What is 2+2?"}}})
-	b, okB := affinityKey(&pb.GenerateRequest{Messages: []*pb.ChatMessage{{Role: "system", Content: system}, {Role: "user", Content: "Name a colour."}}})
-	c, _ := affinityKey(&pb.GenerateRequest{Messages: []*pb.ChatMessage{{Role: "system", Content: "Be brief. " + system}}})
+	a, okA := affinityKey(&pb.GenerateRequest{Messages: []*pb.ChatMessage{{Role: "system", Parts: text(system)}, {Role: "user", Parts: text("What is 2+2?")}}})
+	b, okB := affinityKey(&pb.GenerateRequest{Messages: []*pb.ChatMessage{{Role: "system", Parts: text(system)}, {Role: "user", Parts: text("Name a colour.")}}})
+	c, _ := affinityKey(&pb.GenerateRequest{Messages: []*pb.ChatMessage{{Role: "system", Parts: text("Be brief. " + system)}}})
 	if !okA || !okB || a != b {
 		t.Errorf("requests sharing a long system prompt key differently: %x %x (%v %v)", a, b, okA, okB)
 	}
@@ -72,3 +72,5 @@ func TestPickFor(t *testing.T) {
 		t.Errorf("unkeyed request went to %s, want the least busy b", got.id)
 	}
 }
+
+func text(s string) []*pb.ContentPart { return []*pb.ContentPart{{Part: &pb.ContentPart_Text{Text: s}}} }

@@ -1,6 +1,7 @@
 package router
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -8,11 +9,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math"
-	mrand "math/rand/v2"
 	"net/http"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
@@ -21,6 +19,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/switchyard-llm/switchyard/pkg/placement"
 	pb "github.com/switchyard-llm/switchyard/proto/switchyard/v1"
 )
 
@@ -39,6 +38,7 @@ func (r *Router) Handler() http.Handler {
 	handle("POST", "/v1/completions", m.count("completions", r.completions))
 	handle("POST", "/v1/chat/completions", m.count("chat_completions", r.chatCompletions))
 	handle("GET", "/v1/models", m.count("models", r.models))
+	handle("GET", "/v1/models/{id}", m.count("models", r.modelByID))
 	handle("GET", "/v1/routing/stats", m.count("routing_stats", r.routingStats))
 	handle("GET", "/metrics", promhttp.HandlerFor(r.cfg.Gatherer, promhttp.HandlerOpts{}))
 	handle("GET", "/dashboard", http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
@@ -89,11 +89,9 @@ func writeError(w http.ResponseWriter, code int, typ, param, msg string) {
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(code)
-	json.NewEncoder(w).Encode(e)
-}
-
-func badRequest(w http.ResponseWriter, param, format string, a ...any) {
-	writeError(w, http.StatusBadRequest, "invalid_request_error", param, fmt.Sprintf(format, a...))
+	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(false)
+	enc.Encode(e)
 }
 
 // writeRPCError maps a coordinator's gRPC error to an HTTP error.
@@ -122,287 +120,137 @@ func writeRPCError(w http.ResponseWriter, err error) {
 	writeError(w, code, typ, "", st.Message())
 }
 
-// common holds the fields completions and chat completions share.
-type common struct {
-	Model             string             `json:"model"`
-	MaxTokens         *int64             `json:"max_tokens"`
-	Temperature       *float64           `json:"temperature"`
-	TopP              *float64           `json:"top_p"`
-	TopK              *int64             `json:"top_k"`
-	MinP              *float64           `json:"min_p"`
-	Seed              *int64             `json:"seed"`
-	Stop              json.RawMessage    `json:"stop"`
-	Stream            bool               `json:"stream"`
-	StreamOptions     *streamOptions     `json:"stream_options"`
-	PresencePenalty   *float64           `json:"presence_penalty"`
-	FrequencyPenalty  *float64           `json:"frequency_penalty"`
-	RepetitionPenalty *float64           `json:"repetition_penalty"`
-	LogitBias         map[string]float64 `json:"logit_bias"`
-	N                 *int64             `json:"n"`
-	ReturnTokenIDs    bool               `json:"return_token_ids"`
-	ReturnRouting     bool               `json:"return_routing"`
-	// CachePrompt false computes the whole prompt even when the
-	// coordinator has its prefix cached (llama.cpp server's field).
-	CachePrompt *bool `json:"cache_prompt"`
+// writeJSON writes v as the answer, without HTML escaping (OpenAI's
+// answers carry '<' and '&' as they are).
+func writeJSON(w http.ResponseWriter, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(false)
+	enc.Encode(v)
 }
 
-type streamOptions struct {
-	IncludeUsage bool `json:"include_usage"`
+// marshal is json.Marshal without HTML escaping, for server-sent events.
+func marshal(v any) []byte {
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	enc.Encode(v)
+	return bytes.TrimSuffix(b.Bytes(), []byte("\n"))
 }
 
-type completionRequest struct {
-	common
-	Prompt   json.RawMessage `json:"prompt"`
-	Logprobs *int64          `json:"logprobs"`
-	Echo     bool            `json:"echo"`
+func badRequest(w http.ResponseWriter, param, format string, a ...any) {
+	writeError(w, http.StatusBadRequest, "invalid_request_error", param, fmt.Sprintf(format, a...))
 }
 
-type chatRequest struct {
-	common
-	Messages            []chatMessage `json:"messages"`
-	MaxCompletionTokens *int64        `json:"max_completion_tokens"`
-	Logprobs            bool          `json:"logprobs"`
-	TopLogprobs         *int64        `json:"top_logprobs"`
+// refuse answers a refused request.
+func refuse(w http.ResponseWriter, e *requestError) {
+	writeError(w, e.status, e.typ, e.param, e.msg)
 }
 
-type chatMessage struct {
-	Role    string          `json:"role"`
-	Content json.RawMessage `json:"content"`
-}
-
-// decode reads a JSON body into v, answering 400 itself on failure.
-func decode(w http.ResponseWriter, req *http.Request, v any) bool {
+// readBody reads a request body of at most maxBody bytes.
+func readBody(w http.ResponseWriter, req *http.Request) ([]byte, *requestError) {
 	body, err := io.ReadAll(http.MaxBytesReader(w, req.Body, maxBody))
-	if err != nil {
-		badRequest(w, "", "reading the request body: %v", err)
-		return false
+	var tooBig *http.MaxBytesError
+	switch {
+	case errors.As(err, &tooBig):
+		return nil, badParam("", "the request body is over the limit of %d bytes", maxBody)
+	case err != nil:
+		return nil, badParam("", "reading the request body: %v", err)
 	}
-	if err := json.Unmarshal(body, v); err != nil {
-		badRequest(w, "", "malformed JSON body: %v", err)
-		return false
-	}
-	return true
+	return body, nil
 }
 
-// build turns the shared fields into a GenerateRequest, or answers 400/404.
-func (r *Router) build(w http.ResponseWriter, c *common) (*pb.GenerateRequest, bool) {
+// served is the model being served, or an answer saying there is none.
+func (r *Router) served(w http.ResponseWriter) *placement.ModelInfo {
 	info := r.modelInfo()
 	if info == nil {
 		writeError(w, http.StatusServiceUnavailable, "service_unavailable", "", "no model is being served yet")
-		return nil, false
 	}
-	if c.Model != "" && c.Model != info.Name {
-		writeError(w, http.StatusNotFound, "invalid_request_error", "model", fmt.Sprintf("the model %q does not exist; this server serves %q", c.Model, info.Name))
-		return nil, false
-	}
-	if c.N != nil && *c.N != 1 {
-		badRequest(w, "n", "n = %d is not supported (only 1)", *c.N)
-		return nil, false
-	}
-	g := &pb.GenerateRequest{Sampling: &pb.SamplingParams{Temperature: 1, TopP: 1}, ReturnRouting: c.ReturnRouting,
-		NoPromptCache: c.CachePrompt != nil && !*c.CachePrompt}
-	sp := g.Sampling
-	if c.MaxTokens != nil {
-		if *c.MaxTokens < 1 || *c.MaxTokens > math.MaxInt32 {
-			badRequest(w, "max_tokens", "max_tokens = %d, want at least 1", *c.MaxTokens)
-			return nil, false
-		}
-		g.MaxTokens = uint32(*c.MaxTokens)
-	}
-	f32 := func(name string, v *float64, dst *float32, lo, hi float64, loOpen bool) bool {
-		if v == nil {
-			return true
-		}
-		if math.IsNaN(*v) || *v < lo || *v > hi || (loOpen && *v == lo) {
-			open := "["
-			if loOpen {
-				open = "("
-			}
-			badRequest(w, name, "%s = %g, want a value in %s%g, %g]", name, *v, open, lo, hi)
-			return false
-		}
-		*dst = float32(*v)
-		return true
-	}
-	if !f32("temperature", c.Temperature, &sp.Temperature, 0, 2, false) ||
-		!f32("top_p", c.TopP, &sp.TopP, 0, 1, true) ||
-		!f32("min_p", c.MinP, &sp.MinP, 0, 1, false) ||
-		!f32("presence_penalty", c.PresencePenalty, &sp.PresencePenalty, -2, 2, false) ||
-		!f32("frequency_penalty", c.FrequencyPenalty, &sp.FrequencyPenalty, -2, 2, false) ||
-		!f32("repetition_penalty", c.RepetitionPenalty, &sp.RepetitionPenalty, 0, 10, true) {
-		return nil, false
-	}
-	if c.TopK != nil {
-		if *c.TopK < 0 || *c.TopK > math.MaxInt32 {
-			badRequest(w, "top_k", "top_k = %d, want ≥ 0", *c.TopK)
-			return nil, false
-		}
-		sp.TopK = uint32(*c.TopK)
-	}
-	if c.Seed != nil {
-		sp.Seed = uint64(*c.Seed)
-	} else {
-		sp.Seed = mrand.Uint64()
-	}
-	for k, v := range c.LogitBias {
-		id, err := strconv.ParseInt(k, 10, 32)
-		if err != nil || id < 0 || id >= int64(info.Vocab) {
-			badRequest(w, "logit_bias", "logit_bias key %q is not a token ID below %d", k, info.Vocab)
-			return nil, false
-		}
-		if v < -100 || v > 100 {
-			badRequest(w, "logit_bias", "logit_bias %g for token %s is outside [-100, 100]", v, k)
-			return nil, false
-		}
-		if sp.LogitBias == nil {
-			sp.LogitBias = map[int32]float32{}
-		}
-		sp.LogitBias[int32(id)] = float32(v)
-	}
-	if len(c.Stop) > 0 && string(c.Stop) != "null" {
-		var one string
-		var many []string
-		if json.Unmarshal(c.Stop, &one) == nil {
-			many = []string{one}
-		} else if json.Unmarshal(c.Stop, &many) != nil {
-			badRequest(w, "stop", "stop must be a string or an array of strings")
-			return nil, false
-		}
-		if len(many) > 4 {
-			badRequest(w, "stop", "at most 4 stop sequences, got %d", len(many))
-			return nil, false
-		}
-		g.Stop = many
-	}
-	return g, true
+	return info
 }
 
 func (r *Router) completions(w http.ResponseWriter, req *http.Request) {
-	var cr completionRequest
-	if !decode(w, req, &cr) {
+	info := r.served(w)
+	if info == nil {
 		return
 	}
-	g, ok := r.build(w, &cr.common)
-	if !ok {
+	body, e := readBody(w, req)
+	if e != nil {
+		refuse(w, e)
 		return
 	}
-	if cr.Echo {
-		badRequest(w, "echo", "echo is not supported")
-		return
-	}
-	var s string
-	var ids []int32
-	var strs []string
-	switch {
-	case len(cr.Prompt) == 0 || string(cr.Prompt) == "null":
-		badRequest(w, "prompt", "prompt is required")
-		return
-	case json.Unmarshal(cr.Prompt, &s) == nil:
-		g.Prompt = s
-	case json.Unmarshal(cr.Prompt, &ids) == nil:
-		g.PromptTokens = ids
-	case json.Unmarshal(cr.Prompt, &strs) == nil && len(strs) == 1:
-		g.Prompt = strs[0]
-	default:
-		badRequest(w, "prompt", "prompt must be a string, an array of token IDs, or an array of one string")
-		return
-	}
-	if g.Prompt == "" && len(g.PromptTokens) == 0 {
-		badRequest(w, "prompt", "prompt is empty")
+	g, cr, e := parseCompletion(body, info)
+	if e != nil {
+		refuse(w, e)
 		return
 	}
 	logprobs := -1
 	if cr.Logprobs != nil {
-		if *cr.Logprobs < 0 || *cr.Logprobs > 5 {
-			badRequest(w, "logprobs", "logprobs = %d, want 0 to 5", *cr.Logprobs)
-			return
-		}
 		logprobs = int(*cr.Logprobs)
-		g.TopLogprobs, g.Logprobs = uint32(logprobs), true
 	}
 	r.run(w, req, g, &cr.common, kindCompletion, logprobs)
 }
 
 func (r *Router) chatCompletions(w http.ResponseWriter, req *http.Request) {
-	var cr chatRequest
-	if !decode(w, req, &cr) {
+	info := r.served(w)
+	if info == nil {
 		return
 	}
-	if cr.MaxCompletionTokens != nil {
-		cr.MaxTokens = cr.MaxCompletionTokens
-	}
-	g, ok := r.build(w, &cr.common)
-	if !ok {
+	body, e := readBody(w, req)
+	if e != nil {
+		refuse(w, e)
 		return
 	}
-	if len(cr.Messages) == 0 {
-		badRequest(w, "messages", "messages is required and must not be empty")
-		return
+	g, cr, e := parseChat(body, info)
+	if e == nil {
+		e = notYetServed(cr)
 	}
-	for i, m := range cr.Messages {
-		text, err := messageText(m.Content)
-		if err != nil {
-			badRequest(w, fmt.Sprintf("messages[%d].content", i), "%v", err)
-			return
-		}
-		g.Messages = append(g.Messages, &pb.ChatMessage{Role: m.Role, Content: text})
+	if e != nil {
+		refuse(w, e)
+		return
 	}
 	logprobs := -1
-	if cr.Logprobs {
-		logprobs = 0
-		if cr.TopLogprobs != nil {
-			if *cr.TopLogprobs < 0 || *cr.TopLogprobs > 20 {
-				badRequest(w, "top_logprobs", "top_logprobs = %d, want 0 to 20", *cr.TopLogprobs)
-				return
-			}
-			logprobs = int(*cr.TopLogprobs)
-		}
-		g.TopLogprobs, g.Logprobs = uint32(logprobs), true
+	if g.Logprobs {
+		logprobs = int(g.TopLogprobs)
 	}
 	r.run(w, req, g, &cr.common, kindChat, logprobs)
 }
 
-// messageText accepts a string or an array of text parts.
-func messageText(raw json.RawMessage) (string, error) {
-	var s string
-	if json.Unmarshal(raw, &s) == nil {
-		return s, nil
+// modelEntry is a model in OpenAI's shape, with the context length and
+// chat template added.
+type modelEntry struct {
+	ID           string `json:"id"`
+	Object       string `json:"object"`
+	Created      int64  `json:"created"`
+	OwnedBy      string `json:"owned_by"`
+	Context      int    `json:"context_length"`
+	ChatTemplate string `json:"chat_template"`
+}
+
+func entryOf(info *placement.ModelInfo) modelEntry {
+	return modelEntry{ID: info.Name, Object: "model", OwnedBy: "switchyard", Context: info.Context, ChatTemplate: info.ChatTemplate}
+}
+
+// modelByID answers GET /v1/models/{id}.
+func (r *Router) modelByID(w http.ResponseWriter, req *http.Request) {
+	id := req.PathValue("id")
+	info := r.modelInfo()
+	if info == nil || info.Name != id {
+		writeError(w, http.StatusNotFound, "invalid_request_error", "model", fmt.Sprintf("the model %q does not exist", id))
+		return
 	}
-	var parts []struct {
-		Type string `json:"type"`
-		Text string `json:"text"`
-	}
-	if err := json.Unmarshal(raw, &parts); err != nil {
-		return "", errors.New("content must be a string or an array of text parts")
-	}
-	var sb strings.Builder
-	for _, p := range parts {
-		if p.Type != "text" {
-			return "", fmt.Errorf("content part of type %q is not supported (only text)", p.Type)
-		}
-		sb.WriteString(p.Text)
-	}
-	return sb.String(), nil
+	writeJSON(w, entryOf(info))
 }
 
 func (r *Router) models(w http.ResponseWriter, _ *http.Request) {
-	type entry struct {
-		ID           string `json:"id"`
-		Object       string `json:"object"`
-		Created      int64  `json:"created"`
-		OwnedBy      string `json:"owned_by"`
-		Context      int    `json:"context_length"`
-		ChatTemplate string `json:"chat_template"`
-	}
 	out := struct {
-		Object string  `json:"object"`
-		Data   []entry `json:"data"`
-	}{Object: "list", Data: []entry{}}
+		Object string       `json:"object"`
+		Data   []modelEntry `json:"data"`
+	}{Object: "list", Data: []modelEntry{}}
 	if info := r.modelInfo(); info != nil {
-		out.Data = append(out.Data, entry{ID: info.Name, Object: "model", OwnedBy: "switchyard", Context: info.Context, ChatTemplate: info.ChatTemplate})
+		out.Data = append(out.Data, entryOf(info))
 	}
-	w.Header().Set("Content-Type", "application/json")
-	json.NewEncoder(w).Encode(out)
+	writeJSON(w, out)
 }
 
 type kind int
@@ -447,6 +295,7 @@ func (r *Router) run(w http.ResponseWriter, req *http.Request, g *pb.GenerateReq
 	info := r.modelInfo()
 	out := &response{id: g.RequestId, created: time.Now().Unix(), model: info.Name, kind: k, logprobs: logprobs, tokenIDs: c.ReturnTokenIDs,
 		routing: c.ReturnRouting, layers: info.Layers, moeLayer: info.MoELayer}
+	promptCounted := false
 	next := func() (*pb.GenerateResponse, error) {
 		m := first
 		if m != nil {
@@ -463,7 +312,10 @@ func (r *Router) run(w http.ResponseWriter, req *http.Request, g *pb.GenerateReq
 			}
 		}
 		if m.Usage != nil {
-			r.metrics.tokens.WithLabelValues("prompt").Add(float64(m.Usage.PromptTokens))
+			if !promptCounted { // every choice reports the one prompt
+				r.metrics.tokens.WithLabelValues("prompt").Add(float64(m.Usage.PromptTokens))
+				promptCounted = true
+			}
 			r.metrics.tokens.WithLabelValues("completion").Add(float64(m.Usage.CompletionTokens))
 		}
 		return m, nil
@@ -483,17 +335,53 @@ func (r *Router) run(w http.ResponseWriter, req *http.Request, g *pb.GenerateReq
 		}
 		out.add(m)
 	}
-	w.Header().Set("Content-Type", "application/json")
-	json.NewEncoder(w).Encode(out.whole())
+	writeJSON(w, out.whole())
+}
+
+// stream writes server-sent events: a chunk per coordinator message, an
+// optional usage chunk, then [DONE].
+func (o *response) stream(w http.ResponseWriter, next func() (*pb.GenerateResponse, error), includeUsage bool) {
+	flusher, _ := w.(http.Flusher)
+	w.Header().Set("Content-Type", "text/event-stream")
+	w.Header().Set("Cache-Control", "no-cache")
+	w.WriteHeader(http.StatusOK)
+	send := func(v any) {
+		fmt.Fprintf(w, "data: %s\n\n", marshal(v))
+		if flusher != nil {
+			flusher.Flush()
+		}
+	}
+	for {
+		m, err := next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			// Headers are gone: report the error in the stream, as OpenAI does.
+			st, _ := status.FromError(err)
+			var e apiError
+			e.Error.Message, e.Error.Type = st.Message(), "server_error"
+			send(e)
+			break
+		}
+		send(o.chunk(m))
+	}
+	if includeUsage && o.usage() != nil {
+		send(o.usageChunk())
+	}
+	fmt.Fprint(w, "data: [DONE]\n\n")
+	if flusher != nil {
+		flusher.Flush()
+	}
 }
 
 // genStream is one request's stream of messages from the coordinators.
 // When the stream to the coordinator serving it breaks (the coordinator
 // died, or its connection was closed), the request is sent again with the
-// tokens already received (resume_tokens) to another coordinator, or to
-// the same one once every one was tried, and the stream continues where it
-// was: the client sees no gap beyond latency. After retryWindow of trying
-// it fails with 503 and the reason.
+// choices not yet finished and the tokens each had received (resumed) to
+// another coordinator, or to the same one once every one was tried, and
+// the stream continues where it was: the client sees no gap beyond
+// latency. After retryWindow of trying it fails with 503 and the reason.
 type genStream struct {
 	r     *Router
 	ctx   context.Context
@@ -502,14 +390,15 @@ type genStream struct {
 	key   uint64 // affinityKey of req, when keyed
 	keyed bool
 
-	coord   *coordConn
-	stream  pb.CoordinatorService_GenerateClient
-	lastErr error     // why the last stream broke
-	cause   error     // why the stream first broke (since the last message)
-	brokeAt time.Time // when
-	got     []int32   // tokens received so far
-	resumed bool
-	base    int // tokens received before the current coordinator
+	coord    *coordConn
+	stream   pb.CoordinatorService_GenerateClient
+	lastErr  error              // why the last stream broke
+	cause    error              // why the stream first broke (since the last message)
+	brokeAt  time.Time          // when
+	got      map[uint32][]int32 // tokens received so far, per choice
+	finished map[uint32]bool    // choices whose last message came
+	resumed  bool
+	base     map[uint32]int // tokens of each choice received before the current coordinator
 }
 
 // Retrying a broken stream: for at most retryWindow after it first broke,
@@ -596,15 +485,20 @@ func (s *genStream) open() error {
 	coord.inFlight.Add(1)
 	s.coord = coord
 	req := s.req
-	if len(s.got) > 0 {
+	if len(s.got) > 0 || len(s.finished) > 0 {
 		req = proto.Clone(s.req).(*pb.GenerateRequest)
-		req.ResumeTokens = slices.Clone(s.got)
-		if req.MaxTokens > 0 {
-			req.MaxTokens -= uint32(len(s.got))
+		s.base = map[uint32]int{}
+		tokens := 0
+		for i := range max(1, req.N) {
+			if !s.finished[i] {
+				req.Resumed = append(req.Resumed, &pb.ResumedChoice{Index: i, Tokens: slices.Clone(s.got[i])})
+				s.base[i] = len(s.got[i])
+				tokens += len(s.got[i])
+			}
 		}
-		s.resumed, s.base = true, len(s.got)
+		s.resumed = true
 		s.r.metrics.resumed.Inc()
-		s.r.log.Warn("coordinator stream broke mid-request; resuming", "request", req.RequestId, "on", coord.id, "tokens", len(s.got), "why", s.lastErr)
+		s.r.log.Warn("coordinator stream broke mid-request; resuming", "request", req.RequestId, "on", coord.id, "choices", len(req.Resumed), "tokens", tokens, "why", s.lastErr)
 	}
 	st, err := coord.client.Generate(s.ctx, req)
 	if err != nil {
@@ -637,15 +531,21 @@ func (s *genStream) next() (*pb.GenerateResponse, error) {
 		m, err := s.stream.Recv()
 		if err == nil {
 			s.brokeAt, s.cause = time.Time{}, nil
+			if s.got == nil {
+				s.got, s.finished = map[uint32][]int32{}, map[uint32]bool{}
+			}
 			for _, t := range m.Tokens {
-				s.got = append(s.got, t.Id)
+				s.got[m.Index] = append(s.got[m.Index], t.Id)
+			}
+			if m.FinishReason != pb.FinishReason_FINISH_REASON_UNSPECIFIED {
+				s.finished[m.Index] = true
 			}
 			if s.resumed {
 				// The first coordinator sent these already; usage counts
 				// the tokens it generated too.
 				m.ChatTemplate, m.PromptRouting = "", nil
 				if m.Usage != nil {
-					m.Usage.CompletionTokens += uint32(s.base)
+					m.Usage.CompletionTokens += uint32(s.base[m.Index])
 				}
 			}
 			return m, nil
@@ -656,274 +556,5 @@ func (s *genStream) next() (*pb.GenerateResponse, error) {
 		if !s.broken(err) || !s.retry(err) {
 			return nil, s.failure(err)
 		}
-	}
-}
-
-// response accumulates a completion.
-type response struct {
-	id       string
-	created  int64
-	model    string
-	kind     kind
-	logprobs int
-	tokenIDs bool
-	routing  bool
-	layers   int
-	moeLayer func(l int) bool // false: a dense layer, whose slots hold no experts
-
-	text          strings.Builder
-	promptRouting []uint32
-	k             int
-	tokens        []*pb.Token
-	finish        pb.FinishReason
-	usage         *pb.Usage
-	offset        int
-}
-
-func (o *response) add(m *pb.GenerateResponse) {
-	if m.PromptRouting != nil {
-		o.promptRouting, o.k = m.PromptRouting, int(m.ExpertsPerToken)
-	}
-	o.text.WriteString(m.Text)
-	o.tokens = append(o.tokens, m.Tokens...)
-	if m.FinishReason != pb.FinishReason_FINISH_REASON_UNSPECIFIED {
-		o.finish = m.FinishReason
-	}
-	if m.Usage != nil {
-		o.usage = m.Usage
-	}
-}
-
-func finishString(f pb.FinishReason) *string {
-	var s string
-	switch f {
-	case pb.FinishReason_FINISH_REASON_STOP:
-		s = "stop"
-	case pb.FinishReason_FINISH_REASON_LENGTH:
-		s = "length"
-	default:
-		return nil
-	}
-	return &s
-}
-
-type usageJSON struct {
-	PromptTokens        uint32               `json:"prompt_tokens"`
-	CompletionTokens    uint32               `json:"completion_tokens"`
-	TotalTokens         uint32               `json:"total_tokens"`
-	PromptTokensDetails *promptTokensDetails `json:"prompt_tokens_details,omitempty"`
-}
-
-// promptTokensDetails is OpenAI's: how many prompt tokens were served from
-// the prefix cache.
-type promptTokensDetails struct {
-	CachedTokens uint32 `json:"cached_tokens"`
-}
-
-func usageOf(u *pb.Usage) *usageJSON {
-	if u == nil {
-		return nil
-	}
-	return &usageJSON{u.PromptTokens, u.CompletionTokens, u.PromptTokens + u.CompletionTokens,
-		&promptTokensDetails{CachedTokens: u.CachedTokens}}
-}
-
-func pieceString(b []byte) string { return strings.ToValidUTF8(string(b), "\uFFFD") }
-
-func ints(b []byte) []int {
-	out := make([]int, len(b))
-	for i, c := range b {
-		out[i] = int(c)
-	}
-	return out
-}
-
-// completionLogprobs is the legacy completions logprobs object.
-type completionLogprobs struct {
-	Tokens        []string             `json:"tokens"`
-	TokenLogprobs []float32            `json:"token_logprobs"`
-	TopLogprobs   []map[string]float32 `json:"top_logprobs"`
-	TextOffset    []int                `json:"text_offset"`
-}
-
-type chatTokenLogprob struct {
-	Token       string           `json:"token"`
-	Logprob     float32          `json:"logprob"`
-	Bytes       []int            `json:"bytes"`
-	TopLogprobs []chatTopLogprob `json:"top_logprobs"`
-}
-
-type chatTopLogprob struct {
-	Token   string  `json:"token"`
-	Logprob float32 `json:"logprob"`
-	Bytes   []int   `json:"bytes"`
-}
-
-// logprobsOf renders tokens' log-probabilities in the shape of o.kind.
-func (o *response) logprobsOf(tokens []*pb.Token) any {
-	if o.logprobs < 0 {
-		return nil
-	}
-	if o.kind == kindChat {
-		content := []chatTokenLogprob{}
-		for _, t := range tokens {
-			e := chatTokenLogprob{Token: pieceString(t.Piece), Logprob: t.Logprob, Bytes: ints(t.Piece), TopLogprobs: []chatTopLogprob{}}
-			for _, a := range t.Top {
-				e.TopLogprobs = append(e.TopLogprobs, chatTopLogprob{pieceString(a.Piece), a.Logprob, ints(a.Piece)})
-			}
-			content = append(content, e)
-		}
-		return map[string]any{"content": content}
-	}
-	lp := completionLogprobs{Tokens: []string{}, TokenLogprobs: []float32{}, TopLogprobs: []map[string]float32{}, TextOffset: []int{}}
-	for _, t := range tokens {
-		lp.Tokens = append(lp.Tokens, pieceString(t.Piece))
-		lp.TokenLogprobs = append(lp.TokenLogprobs, t.Logprob)
-		top := map[string]float32{}
-		for _, a := range t.Top {
-			top[pieceString(a.Piece)] = a.Logprob
-		}
-		lp.TopLogprobs = append(lp.TopLogprobs, top)
-		lp.TextOffset = append(lp.TextOffset, o.offset)
-		o.offset += len(t.Piece)
-	}
-	return lp
-}
-
-func tokenIDs(tokens []*pb.Token) []int32 {
-	ids := make([]int32, len(tokens))
-	for i, t := range tokens {
-		ids[i] = t.Id
-	}
-	return ids
-}
-
-func (o *response) choice(text string, tokens []*pb.Token, finish pb.FinishReason, delta bool, firstChunk bool) map[string]any {
-	ch := map[string]any{"index": 0, "finish_reason": finishString(finish), "logprobs": o.logprobsOf(tokens)}
-	if o.kind == kindChat {
-		msg := map[string]any{}
-		if !delta || firstChunk {
-			msg["role"] = "assistant"
-		}
-		if !delta || text != "" || firstChunk {
-			msg["content"] = text
-		}
-		if delta {
-			ch["delta"] = msg
-		} else {
-			ch["message"] = msg
-		}
-	} else {
-		ch["text"] = text
-	}
-	if o.tokenIDs {
-		ch["token_ids"] = tokenIDs(tokens)
-	}
-	if o.routing {
-		rt := map[string]any{"tokens": o.shape(tokenRouting(tokens))}
-		if o.promptRouting != nil {
-			rt["prompt"] = o.shape(o.promptRouting)
-			o.promptRouting = nil // sent once
-		}
-		ch["routing"] = rt
-	}
-	return ch
-}
-
-func tokenRouting(tokens []*pb.Token) []uint32 {
-	var out []uint32
-	for _, t := range tokens {
-		out = append(out, t.Routing...)
-	}
-	return out
-}
-
-// shape turns flat routing (positions × layers × k) into nested lists:
-// per position, per layer, the k experts chosen (best first); none for a
-// dense layer.
-func (o *response) shape(flat []uint32) [][][]uint32 {
-	out := [][][]uint32{}
-	if o.k == 0 || o.layers == 0 {
-		return out
-	}
-	per := o.layers * o.k
-	for p := 0; p+per <= len(flat); p += per {
-		pos := make([][]uint32, o.layers)
-		for l := range o.layers {
-			pos[l] = flat[p+l*o.k : p+(l+1)*o.k]
-			if !o.moeLayer(l) {
-				pos[l] = []uint32{}
-			}
-		}
-		out = append(out, pos)
-	}
-	return out
-}
-
-func (o *response) object(chunk bool) string {
-	switch {
-	case o.kind == kindChat && chunk:
-		return "chat.completion.chunk"
-	case o.kind == kindChat:
-		return "chat.completion"
-	}
-	return "text_completion"
-}
-
-func (o *response) whole() map[string]any {
-	return map[string]any{
-		"id": o.id, "object": o.object(false), "created": o.created, "model": o.model,
-		"choices": []any{o.choice(o.text.String(), o.tokens, o.finish, false, false)},
-		"usage":   usageOf(o.usage),
-	}
-}
-
-// stream writes server-sent events: one chunk per coordinator message,
-// an optional usage chunk, then [DONE].
-func (o *response) stream(w http.ResponseWriter, next func() (*pb.GenerateResponse, error), includeUsage bool) {
-	flusher, _ := w.(http.Flusher)
-	w.Header().Set("Content-Type", "text/event-stream")
-	w.Header().Set("Cache-Control", "no-cache")
-	w.WriteHeader(http.StatusOK)
-	send := func(v any) {
-		b, _ := json.Marshal(v)
-		fmt.Fprintf(w, "data: %s\n\n", b)
-		if flusher != nil {
-			flusher.Flush()
-		}
-	}
-	first := true
-	for {
-		m, err := next()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			// Headers are gone: report the error in the stream, as OpenAI does.
-			st, _ := status.FromError(err)
-			var e apiError
-			e.Error.Message, e.Error.Type = st.Message(), "server_error"
-			send(e)
-			break
-		}
-		if m.Usage != nil {
-			o.usage = m.Usage
-		}
-		if m.PromptRouting != nil {
-			o.promptRouting, o.k = m.PromptRouting, int(m.ExpertsPerToken)
-		}
-		send(map[string]any{
-			"id": o.id, "object": o.object(true), "created": o.created, "model": o.model,
-			"choices": []any{o.choice(m.Text, m.Tokens, m.FinishReason, true, first)},
-		})
-		first = false
-	}
-	if includeUsage && o.usage != nil {
-		send(map[string]any{"id": o.id, "object": o.object(true), "created": o.created, "model": o.model,
-			"choices": []any{}, "usage": usageOf(o.usage)})
-	}
-	fmt.Fprint(w, "data: [DONE]\n\n")
-	if flusher != nil {
-		flusher.Flush()
 	}
 }

@@ -41,17 +41,21 @@ func (c *stallingCoordinator) Generate(req *pb.GenerateRequest, stream pb.Coordi
 	c.calls = append(c.calls, proto.Clone(req).(*pb.GenerateRequest)) // the codec reuses req
 	first := len(c.calls) == 1
 	c.mu.Unlock()
-	for i := len(req.ResumeTokens); i < c.total; i++ {
+	var resumed []int32
+	if len(req.Resumed) > 0 {
+		resumed = req.Resumed[0].Tokens
+	}
+	for i := len(resumed); i < c.total; i++ {
 		if first && i == 3 {
 			close(c.stalled)
 			<-stream.Context().Done()
 			close(c.cut)
 			return stream.Context().Err()
 		}
-		m := &pb.GenerateResponse{Text: fmt.Sprintf(" t%d", i), Tokens: []*pb.Token{{Id: int32(100 + i)}}}
+		m := &pb.GenerateResponse{Deltas: textDelta(fmt.Sprintf(" t%d", i)), Tokens: []*pb.Token{{Id: int32(100 + i)}}}
 		if i == c.total-1 {
 			m.FinishReason = pb.FinishReason_FINISH_REASON_LENGTH
-			m.Usage = &pb.Usage{PromptTokens: 1, CompletionTokens: uint32(c.total - len(req.ResumeTokens))}
+			m.Usage = &pb.Usage{PromptTokens: 1, CompletionTokens: uint32(c.total - len(resumed))}
 		}
 		if err := stream.Send(m); err != nil {
 			return err
@@ -165,8 +169,8 @@ func TestBrokenStreamRetriedOnSameCoordinator(t *testing.T) {
 	if n := len(fake.calls); n != 2 {
 		t.Fatalf("%d calls to the coordinator, want 2", n)
 	}
-	if rt := fake.calls[1].ResumeTokens; !slices.Equal(rt, []int32{100, 101, 102}) {
-		t.Errorf("resumed with tokens %v, want the three received", rt)
+	if rs := fake.calls[1].Resumed; len(rs) != 1 || rs[0].Index != 0 || !slices.Equal(rs[0].Tokens, []int32{100, 101, 102}) {
+		t.Errorf("resumed %v, want choice 0 with the three tokens received", rs)
 	}
 }
 
@@ -189,3 +193,6 @@ func TestBrokenStreamUnavailable(t *testing.T) {
 		}
 	}
 }
+
+// textDelta is a message's text, as a coordinator sends it.
+func textDelta(s string) []*pb.Delta { return []*pb.Delta{{Delta: &pb.Delta_Text{Text: s}}} }

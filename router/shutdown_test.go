@@ -34,17 +34,17 @@ type heldCoordinator struct {
 
 func (h *heldCoordinator) Generate(req *pb.GenerateRequest, st pb.CoordinatorService_GenerateServer) error {
 	if req.Prompt == "ready?" {
-		return st.Send(&pb.GenerateResponse{Text: "yes", FinishReason: pb.FinishReason_FINISH_REASON_STOP})
+		return st.Send(&pb.GenerateResponse{Deltas: textDelta("yes"), FinishReason: pb.FinishReason_FINISH_REASON_STOP})
 	}
 	h.started <- struct{}{}
 	if req.Prompt != "hold before the first token" {
-		if err := st.Send(&pb.GenerateResponse{Tokens: []*pb.Token{{Id: 1, Piece: []byte("one")}}, Text: "one"}); err != nil {
+		if err := st.Send(&pb.GenerateResponse{Tokens: []*pb.Token{{Id: 1, Piece: []byte("one")}}, Deltas: textDelta("one")}); err != nil {
 			return err
 		}
 	}
 	select {
 	case <-h.release:
-		return st.Send(&pb.GenerateResponse{Tokens: []*pb.Token{{Id: 2, Piece: []byte(" two")}}, Text: " two",
+		return st.Send(&pb.GenerateResponse{Tokens: []*pb.Token{{Id: 2, Piece: []byte(" two")}}, Deltas: textDelta(" two"),
 			FinishReason: pb.FinishReason_FINISH_REASON_LENGTH, Usage: &pb.Usage{PromptTokens: 1, CompletionTokens: 2}})
 	case <-st.Context().Done():
 		return st.Context().Err()

@@ -2,7 +2,6 @@ package router
 
 import (
 	"context"
-	"encoding/json"
 	"net/http"
 	"slices"
 	"sort"
@@ -34,8 +33,7 @@ func (r *Router) routingStats(w http.ResponseWriter, req *http.Request) {
 		writeRPCError(w, err)
 		return
 	}
-	w.Header().Set("Content-Type", "application/json")
-	json.NewEncoder(w).Encode(rep)
+	writeJSON(w, rep)
 }
 
 // report builds the routing report of a window.

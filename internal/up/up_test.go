@@ -289,7 +289,7 @@ func TestBadHTTPRequests(t *testing.T) {
 		code             int
 		msg              string
 	}{
-		{"malformed JSON", "/v1/completions", `{"prompt":`, 400, "malformed JSON"},
+		{"malformed JSON", "/v1/completions", `{"prompt":`, 400, "not valid JSON"},
 		{"unknown model", "/v1/completions", `{"model":"gpt-9","prompt":"hi"}`, 404, "does not exist"},
 		{"negative max_tokens", "/v1/completions", `{"prompt":"hi","max_tokens":-1}`, 400, "max_tokens"},
 		{"prompt longer than the context", "/v1/completions", `{"prompt":"` + long + `"}`, 400, "context"},
@@ -300,7 +300,7 @@ func TestBadHTTPRequests(t *testing.T) {
 		{"empty prompt", "/v1/completions", `{"prompt":""}`, 400, "empty"},
 		{"no messages", "/v1/chat/completions", `{"messages":[]}`, 400, "messages"},
 		{"bad role", "/v1/chat/completions", `{"messages":[{"role":"wizard","content":"hi"}]}`, 400, "role"},
-		{"n > 1", "/v1/completions", `{"prompt":"hi","n":2}`, 400, "n = 2"},
+		{"n past OpenAI's 128", "/v1/completions", `{"prompt":"hi","n":129}`, 400, "n = 129"},
 		{"unknown route", "/v1/embeddings", `{}`, 404, "no route"},
 		{"wrong method", "/v1/models", `{}`, 405, "use GET"},
 	}

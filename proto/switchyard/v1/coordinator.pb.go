@@ -21,6 +21,61 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+// ToolChoice is OpenAI's tool_choice.
+type ToolChoice int32
+
+const (
+	// auto: the model decides.
+	ToolChoice_TOOL_CHOICE_UNSPECIFIED ToolChoice = 0
+	ToolChoice_TOOL_CHOICE_NONE        ToolChoice = 1
+	ToolChoice_TOOL_CHOICE_REQUIRED    ToolChoice = 2
+	// The function named by tool_choice_function.
+	ToolChoice_TOOL_CHOICE_FUNCTION ToolChoice = 3
+)
+
+// Enum value maps for ToolChoice.
+var (
+	ToolChoice_name = map[int32]string{
+		0: "TOOL_CHOICE_UNSPECIFIED",
+		1: "TOOL_CHOICE_NONE",
+		2: "TOOL_CHOICE_REQUIRED",
+		3: "TOOL_CHOICE_FUNCTION",
+	}
+	ToolChoice_value = map[string]int32{
+		"TOOL_CHOICE_UNSPECIFIED": 0,
+		"TOOL_CHOICE_NONE":        1,
+		"TOOL_CHOICE_REQUIRED":    2,
+		"TOOL_CHOICE_FUNCTION":    3,
+	}
+)
+
+func (x ToolChoice) Enum() *ToolChoice {
+	p := new(ToolChoice)
+	*p = x
+	return p
+}
+
+func (x ToolChoice) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (ToolChoice) Descriptor() protoreflect.EnumDescriptor {
+	return file_switchyard_v1_coordinator_proto_enumTypes[0].Descriptor()
+}
+
+func (ToolChoice) Type() protoreflect.EnumType {
+	return &file_switchyard_v1_coordinator_proto_enumTypes[0]
+}
+
+func (x ToolChoice) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use ToolChoice.Descriptor instead.
+func (ToolChoice) EnumDescriptor() ([]byte, []int) {
+	return file_switchyard_v1_coordinator_proto_rawDescGZIP(), []int{0}
+}
+
 type FinishReason int32
 
 const (
@@ -29,6 +84,8 @@ const (
 	FinishReason_FINISH_REASON_STOP FinishReason = 1
 	// max_tokens or the end of the context.
 	FinishReason_FINISH_REASON_LENGTH FinishReason = 2
+	// The reply ended by itself having made tool calls.
+	FinishReason_FINISH_REASON_TOOL_CALLS FinishReason = 3
 )
 
 // Enum value maps for FinishReason.
@@ -37,11 +94,13 @@ var (
 		0: "FINISH_REASON_UNSPECIFIED",
 		1: "FINISH_REASON_STOP",
 		2: "FINISH_REASON_LENGTH",
+		3: "FINISH_REASON_TOOL_CALLS",
 	}
 	FinishReason_value = map[string]int32{
 		"FINISH_REASON_UNSPECIFIED": 0,
 		"FINISH_REASON_STOP":        1,
 		"FINISH_REASON_LENGTH":      2,
+		"FINISH_REASON_TOOL_CALLS":  3,
 	}
 )
 
@@ -56,11 +115,11 @@ func (x FinishReason) String() string {
 }
 
 func (FinishReason) Descriptor() protoreflect.EnumDescriptor {
-	return file_switchyard_v1_coordinator_proto_enumTypes[0].Descriptor()
+	return file_switchyard_v1_coordinator_proto_enumTypes[1].Descriptor()
 }
 
 func (FinishReason) Type() protoreflect.EnumType {
-	return &file_switchyard_v1_coordinator_proto_enumTypes[0]
+	return &file_switchyard_v1_coordinator_proto_enumTypes[1]
 }
 
 func (x FinishReason) Number() protoreflect.EnumNumber {
@@ -69,15 +128,31 @@ func (x FinishReason) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use FinishReason.Descriptor instead.
 func (FinishReason) EnumDescriptor() ([]byte, []int) {
-	return file_switchyard_v1_coordinator_proto_rawDescGZIP(), []int{0}
+	return file_switchyard_v1_coordinator_proto_rawDescGZIP(), []int{1}
 }
 
+// ChatMessage is one turn of a conversation, as OpenAI's chat API has it.
 type ChatMessage struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Role          string                 `protobuf:"bytes,1,opt,name=role,proto3" json:"role,omitempty"`
-	Content       string                 `protobuf:"bytes,2,opt,name=content,proto3" json:"content,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// system, user, assistant or tool (the router sends OpenAI's developer
+	// role as system).
+	Role string `protobuf:"bytes,1,opt,name=role,proto3" json:"role,omitempty"`
+	// The content's text parts (a string is one part); the chat template
+	// sees them joined by newlines.
+	Parts []*ContentPart `protobuf:"bytes,3,rep,name=parts,proto3" json:"parts,omitempty"`
+	// The content was null (an assistant turn that only calls tools): the
+	// template sees none rather than "".
+	ContentNull bool `protobuf:"varint,4,opt,name=content_null,json=contentNull,proto3" json:"content_null,omitempty"`
+	// On a tool result: the function's name (optional).
+	Name string `protobuf:"bytes,5,opt,name=name,proto3" json:"name,omitempty"`
+	// On an assistant turn: the calls it made.
+	ToolCalls []*ToolCall `protobuf:"bytes,6,rep,name=tool_calls,json=toolCalls,proto3" json:"tool_calls,omitempty"`
+	// On a tool result: the call it answers.
+	ToolCallId string `protobuf:"bytes,7,opt,name=tool_call_id,json=toolCallId,proto3" json:"tool_call_id,omitempty"`
+	// On an assistant turn: its reasoning, for templates that render it.
+	ReasoningContent string `protobuf:"bytes,8,opt,name=reasoning_content,json=reasoningContent,proto3" json:"reasoning_content,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *ChatMessage) Reset() {
@@ -117,11 +192,298 @@ func (x *ChatMessage) GetRole() string {
 	return ""
 }
 
-func (x *ChatMessage) GetContent() string {
+func (x *ChatMessage) GetParts() []*ContentPart {
 	if x != nil {
-		return x.Content
+		return x.Parts
+	}
+	return nil
+}
+
+func (x *ChatMessage) GetContentNull() bool {
+	if x != nil {
+		return x.ContentNull
+	}
+	return false
+}
+
+func (x *ChatMessage) GetName() string {
+	if x != nil {
+		return x.Name
 	}
 	return ""
+}
+
+func (x *ChatMessage) GetToolCalls() []*ToolCall {
+	if x != nil {
+		return x.ToolCalls
+	}
+	return nil
+}
+
+func (x *ChatMessage) GetToolCallId() string {
+	if x != nil {
+		return x.ToolCallId
+	}
+	return ""
+}
+
+func (x *ChatMessage) GetReasoningContent() string {
+	if x != nil {
+		return x.ReasoningContent
+	}
+	return ""
+}
+
+// ContentPart is a part of a message's content. Only text reaches the
+// coordinator: the router refuses images and audio.
+type ContentPart struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Types that are valid to be assigned to Part:
+	//
+	//	*ContentPart_Text
+	Part          isContentPart_Part `protobuf_oneof:"part"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ContentPart) Reset() {
+	*x = ContentPart{}
+	mi := &file_switchyard_v1_coordinator_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ContentPart) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ContentPart) ProtoMessage() {}
+
+func (x *ContentPart) ProtoReflect() protoreflect.Message {
+	mi := &file_switchyard_v1_coordinator_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ContentPart.ProtoReflect.Descriptor instead.
+func (*ContentPart) Descriptor() ([]byte, []int) {
+	return file_switchyard_v1_coordinator_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *ContentPart) GetPart() isContentPart_Part {
+	if x != nil {
+		return x.Part
+	}
+	return nil
+}
+
+func (x *ContentPart) GetText() string {
+	if x != nil {
+		if x, ok := x.Part.(*ContentPart_Text); ok {
+			return x.Text
+		}
+	}
+	return ""
+}
+
+type isContentPart_Part interface {
+	isContentPart_Part()
+}
+
+type ContentPart_Text struct {
+	Text string `protobuf:"bytes,1,opt,name=text,proto3,oneof"`
+}
+
+func (*ContentPart_Text) isContentPart_Part() {}
+
+// ToolCall is a call an assistant turn made.
+type ToolCall struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Id    string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	// The function's name.
+	Name string `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	// The arguments as JSON text, as OpenAI carries them; the chat template
+	// sees them parsed.
+	Arguments     string `protobuf:"bytes,3,opt,name=arguments,proto3" json:"arguments,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ToolCall) Reset() {
+	*x = ToolCall{}
+	mi := &file_switchyard_v1_coordinator_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ToolCall) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ToolCall) ProtoMessage() {}
+
+func (x *ToolCall) ProtoReflect() protoreflect.Message {
+	mi := &file_switchyard_v1_coordinator_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ToolCall.ProtoReflect.Descriptor instead.
+func (*ToolCall) Descriptor() ([]byte, []int) {
+	return file_switchyard_v1_coordinator_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *ToolCall) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *ToolCall) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *ToolCall) GetArguments() string {
+	if x != nil {
+		return x.Arguments
+	}
+	return ""
+}
+
+// Tool is a function the model may call.
+type Tool struct {
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	Name        string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Description string                 `protobuf:"bytes,2,opt,name=description,proto3" json:"description,omitempty"`
+	// The JSON schema of the arguments, an object, as JSON text; empty
+	// means none.
+	Parameters    string `protobuf:"bytes,3,opt,name=parameters,proto3" json:"parameters,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Tool) Reset() {
+	*x = Tool{}
+	mi := &file_switchyard_v1_coordinator_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Tool) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Tool) ProtoMessage() {}
+
+func (x *Tool) ProtoReflect() protoreflect.Message {
+	mi := &file_switchyard_v1_coordinator_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Tool.ProtoReflect.Descriptor instead.
+func (*Tool) Descriptor() ([]byte, []int) {
+	return file_switchyard_v1_coordinator_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *Tool) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *Tool) GetDescription() string {
+	if x != nil {
+		return x.Description
+	}
+	return ""
+}
+
+func (x *Tool) GetParameters() string {
+	if x != nil {
+		return x.Parameters
+	}
+	return ""
+}
+
+// ResumedChoice is a choice a coordinator that died had started.
+type ResumedChoice struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Index uint32                 `protobuf:"varint,1,opt,name=index,proto3" json:"index,omitempty"`
+	// The tokens it generated: they are re-prefilled after the prompt, and
+	// the sampler's state (penalty history, random draws) is advanced past
+	// them, so that the continuation is the one the first coordinator would
+	// have produced. Their text is not sent again.
+	Tokens        []int32 `protobuf:"varint,2,rep,packed,name=tokens,proto3" json:"tokens,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ResumedChoice) Reset() {
+	*x = ResumedChoice{}
+	mi := &file_switchyard_v1_coordinator_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ResumedChoice) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ResumedChoice) ProtoMessage() {}
+
+func (x *ResumedChoice) ProtoReflect() protoreflect.Message {
+	mi := &file_switchyard_v1_coordinator_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ResumedChoice.ProtoReflect.Descriptor instead.
+func (*ResumedChoice) Descriptor() ([]byte, []int) {
+	return file_switchyard_v1_coordinator_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *ResumedChoice) GetIndex() uint32 {
+	if x != nil {
+		return x.Index
+	}
+	return 0
+}
+
+func (x *ResumedChoice) GetTokens() []int32 {
+	if x != nil {
+		return x.Tokens
+	}
+	return nil
 }
 
 // Sampling settings, as in OpenAI's API. Zero values mean: temperature 0
@@ -144,7 +506,7 @@ type SamplingParams struct {
 
 func (x *SamplingParams) Reset() {
 	*x = SamplingParams{}
-	mi := &file_switchyard_v1_coordinator_proto_msgTypes[1]
+	mi := &file_switchyard_v1_coordinator_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -156,7 +518,7 @@ func (x *SamplingParams) String() string {
 func (*SamplingParams) ProtoMessage() {}
 
 func (x *SamplingParams) ProtoReflect() protoreflect.Message {
-	mi := &file_switchyard_v1_coordinator_proto_msgTypes[1]
+	mi := &file_switchyard_v1_coordinator_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -169,7 +531,7 @@ func (x *SamplingParams) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SamplingParams.ProtoReflect.Descriptor instead.
 func (*SamplingParams) Descriptor() ([]byte, []int) {
-	return file_switchyard_v1_coordinator_proto_rawDescGZIP(), []int{1}
+	return file_switchyard_v1_coordinator_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *SamplingParams) GetTemperature() float32 {
@@ -243,20 +605,14 @@ type GenerateRequest struct {
 	PromptTokens []int32         `protobuf:"varint,3,rep,packed,name=prompt_tokens,json=promptTokens,proto3" json:"prompt_tokens,omitempty"`
 	Messages     []*ChatMessage  `protobuf:"bytes,4,rep,name=messages,proto3" json:"messages,omitempty"`
 	Sampling     *SamplingParams `protobuf:"bytes,5,opt,name=sampling,proto3" json:"sampling,omitempty"`
-	// 0 means up to the end of the context.
+	// Tokens per choice, resumed ones included; 0 means up to the end of
+	// the context. The prompt plus max_tokens must fit the context.
 	MaxTokens uint32   `protobuf:"varint,6,opt,name=max_tokens,json=maxTokens,proto3" json:"max_tokens,omitempty"`
 	Stop      []string `protobuf:"bytes,7,rep,name=stop,proto3" json:"stop,omitempty"`
 	// Alternatives to report with each token's log-probability (0–20).
 	TopLogprobs uint32 `protobuf:"varint,8,opt,name=top_logprobs,json=topLogprobs,proto3" json:"top_logprobs,omitempty"`
 	// Report the experts chosen for the prompt and for every generated token.
 	ReturnRouting bool `protobuf:"varint,9,opt,name=return_routing,json=returnRouting,proto3" json:"return_routing,omitempty"`
-	// Tokens already generated for this request by a coordinator that died:
-	// they are re-prefilled after the prompt, and the sampler's state
-	// (penalty history, random draws) is advanced past them, so that the
-	// continuation is the one the first coordinator would have produced.
-	// Their text is not sent again; max_tokens counts after them; usage
-	// counts only the tokens generated here.
-	ResumeTokens []int32 `protobuf:"varint,10,rep,packed,name=resume_tokens,json=resumeTokens,proto3" json:"resume_tokens,omitempty"`
 	// Report each chosen token's log-probability (implied by top_logprobs
 	// > 0). Without it the coordinator skips the pass over the vocabulary
 	// that computes it, and Token.logprob is 0.
@@ -264,13 +620,32 @@ type GenerateRequest struct {
 	// Compute the whole prompt even when its prefix is in the coordinator's
 	// prefix cache (the OpenAI extension cache_prompt: false).
 	NoPromptCache bool `protobuf:"varint,12,opt,name=no_prompt_cache,json=noPromptCache,proto3" json:"no_prompt_cache,omitempty"`
+	// Functions the model may call: the chat template renders them.
+	Tools      []*Tool    `protobuf:"bytes,13,rep,name=tools,proto3" json:"tools,omitempty"`
+	ToolChoice ToolChoice `protobuf:"varint,14,opt,name=tool_choice,json=toolChoice,proto3,enum=switchyard.v1.ToolChoice" json:"tool_choice,omitempty"`
+	// The function tool_choice TOOL_CHOICE_FUNCTION names; one of tools.
+	ToolChoiceFunction string `protobuf:"bytes,15,opt,name=tool_choice_function,json=toolChoiceFunction,proto3" json:"tool_choice_function,omitempty"`
+	// Chat template variables: reasoning_effort when not empty,
+	// enable_thinking when set, and chat_template_kwargs (variable name →
+	// JSON value).
+	ReasoningEffort    string            `protobuf:"bytes,16,opt,name=reasoning_effort,json=reasoningEffort,proto3" json:"reasoning_effort,omitempty"`
+	EnableThinking     *bool             `protobuf:"varint,17,opt,name=enable_thinking,json=enableThinking,proto3,oneof" json:"enable_thinking,omitempty"`
+	ChatTemplateKwargs map[string]string `protobuf:"bytes,18,rep,name=chat_template_kwargs,json=chatTemplateKwargs,proto3" json:"chat_template_kwargs,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// Completions of the prompt to generate (0 means 1). They share one
+	// prefill: each samples from the prompt's logits with a seed of its own
+	// (choice i draws with sampling.seed + i × 0x9E3779B97F4A7C15).
+	N uint32 `protobuf:"varint,19,opt,name=n,proto3" json:"n,omitempty"`
+	// When not empty, the request is a resume after the coordinator serving
+	// it died: only these choices are generated (the others finished), each
+	// after its tokens. Usage then counts only the tokens generated here.
+	Resumed       []*ResumedChoice `protobuf:"bytes,20,rep,name=resumed,proto3" json:"resumed,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *GenerateRequest) Reset() {
 	*x = GenerateRequest{}
-	mi := &file_switchyard_v1_coordinator_proto_msgTypes[2]
+	mi := &file_switchyard_v1_coordinator_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -282,7 +657,7 @@ func (x *GenerateRequest) String() string {
 func (*GenerateRequest) ProtoMessage() {}
 
 func (x *GenerateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_switchyard_v1_coordinator_proto_msgTypes[2]
+	mi := &file_switchyard_v1_coordinator_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -295,7 +670,7 @@ func (x *GenerateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GenerateRequest.ProtoReflect.Descriptor instead.
 func (*GenerateRequest) Descriptor() ([]byte, []int) {
-	return file_switchyard_v1_coordinator_proto_rawDescGZIP(), []int{2}
+	return file_switchyard_v1_coordinator_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *GenerateRequest) GetRequestId() string {
@@ -361,13 +736,6 @@ func (x *GenerateRequest) GetReturnRouting() bool {
 	return false
 }
 
-func (x *GenerateRequest) GetResumeTokens() []int32 {
-	if x != nil {
-		return x.ResumeTokens
-	}
-	return nil
-}
-
 func (x *GenerateRequest) GetLogprobs() bool {
 	if x != nil {
 		return x.Logprobs
@@ -382,6 +750,62 @@ func (x *GenerateRequest) GetNoPromptCache() bool {
 	return false
 }
 
+func (x *GenerateRequest) GetTools() []*Tool {
+	if x != nil {
+		return x.Tools
+	}
+	return nil
+}
+
+func (x *GenerateRequest) GetToolChoice() ToolChoice {
+	if x != nil {
+		return x.ToolChoice
+	}
+	return ToolChoice_TOOL_CHOICE_UNSPECIFIED
+}
+
+func (x *GenerateRequest) GetToolChoiceFunction() string {
+	if x != nil {
+		return x.ToolChoiceFunction
+	}
+	return ""
+}
+
+func (x *GenerateRequest) GetReasoningEffort() string {
+	if x != nil {
+		return x.ReasoningEffort
+	}
+	return ""
+}
+
+func (x *GenerateRequest) GetEnableThinking() bool {
+	if x != nil && x.EnableThinking != nil {
+		return *x.EnableThinking
+	}
+	return false
+}
+
+func (x *GenerateRequest) GetChatTemplateKwargs() map[string]string {
+	if x != nil {
+		return x.ChatTemplateKwargs
+	}
+	return nil
+}
+
+func (x *GenerateRequest) GetN() uint32 {
+	if x != nil {
+		return x.N
+	}
+	return 0
+}
+
+func (x *GenerateRequest) GetResumed() []*ResumedChoice {
+	if x != nil {
+		return x.Resumed
+	}
+	return nil
+}
+
 type TokenLogprob struct {
 	state   protoimpl.MessageState `protogen:"open.v1"`
 	Token   int32                  `protobuf:"varint,1,opt,name=token,proto3" json:"token,omitempty"`
@@ -394,7 +818,7 @@ type TokenLogprob struct {
 
 func (x *TokenLogprob) Reset() {
 	*x = TokenLogprob{}
-	mi := &file_switchyard_v1_coordinator_proto_msgTypes[3]
+	mi := &file_switchyard_v1_coordinator_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -406,7 +830,7 @@ func (x *TokenLogprob) String() string {
 func (*TokenLogprob) ProtoMessage() {}
 
 func (x *TokenLogprob) ProtoReflect() protoreflect.Message {
-	mi := &file_switchyard_v1_coordinator_proto_msgTypes[3]
+	mi := &file_switchyard_v1_coordinator_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -419,7 +843,7 @@ func (x *TokenLogprob) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TokenLogprob.ProtoReflect.Descriptor instead.
 func (*TokenLogprob) Descriptor() ([]byte, []int) {
-	return file_switchyard_v1_coordinator_proto_rawDescGZIP(), []int{3}
+	return file_switchyard_v1_coordinator_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *TokenLogprob) GetToken() int32 {
@@ -459,7 +883,7 @@ type Token struct {
 
 func (x *Token) Reset() {
 	*x = Token{}
-	mi := &file_switchyard_v1_coordinator_proto_msgTypes[4]
+	mi := &file_switchyard_v1_coordinator_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -471,7 +895,7 @@ func (x *Token) String() string {
 func (*Token) ProtoMessage() {}
 
 func (x *Token) ProtoReflect() protoreflect.Message {
-	mi := &file_switchyard_v1_coordinator_proto_msgTypes[4]
+	mi := &file_switchyard_v1_coordinator_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -484,7 +908,7 @@ func (x *Token) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Token.ProtoReflect.Descriptor instead.
 func (*Token) Descriptor() ([]byte, []int) {
-	return file_switchyard_v1_coordinator_proto_rawDescGZIP(), []int{4}
+	return file_switchyard_v1_coordinator_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *Token) GetId() int32 {
@@ -522,6 +946,240 @@ func (x *Token) GetRouting() []uint32 {
 	return nil
 }
 
+// Delta is a typed piece of a reply, in order.
+type Delta struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Types that are valid to be assigned to Delta:
+	//
+	//	*Delta_Text
+	//	*Delta_Reasoning
+	//	*Delta_ToolCall
+	//	*Delta_ToolCallArguments
+	Delta         isDelta_Delta `protobuf_oneof:"delta"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Delta) Reset() {
+	*x = Delta{}
+	mi := &file_switchyard_v1_coordinator_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Delta) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Delta) ProtoMessage() {}
+
+func (x *Delta) ProtoReflect() protoreflect.Message {
+	mi := &file_switchyard_v1_coordinator_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Delta.ProtoReflect.Descriptor instead.
+func (*Delta) Descriptor() ([]byte, []int) {
+	return file_switchyard_v1_coordinator_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *Delta) GetDelta() isDelta_Delta {
+	if x != nil {
+		return x.Delta
+	}
+	return nil
+}
+
+func (x *Delta) GetText() string {
+	if x != nil {
+		if x, ok := x.Delta.(*Delta_Text); ok {
+			return x.Text
+		}
+	}
+	return ""
+}
+
+func (x *Delta) GetReasoning() string {
+	if x != nil {
+		if x, ok := x.Delta.(*Delta_Reasoning); ok {
+			return x.Reasoning
+		}
+	}
+	return ""
+}
+
+func (x *Delta) GetToolCall() *ToolCallStart {
+	if x != nil {
+		if x, ok := x.Delta.(*Delta_ToolCall); ok {
+			return x.ToolCall
+		}
+	}
+	return nil
+}
+
+func (x *Delta) GetToolCallArguments() *ToolCallArguments {
+	if x != nil {
+		if x, ok := x.Delta.(*Delta_ToolCallArguments); ok {
+			return x.ToolCallArguments
+		}
+	}
+	return nil
+}
+
+type isDelta_Delta interface {
+	isDelta_Delta()
+}
+
+type Delta_Text struct {
+	// Reply text (OpenAI content; a completion's text).
+	Text string `protobuf:"bytes,1,opt,name=text,proto3,oneof"`
+}
+
+type Delta_Reasoning struct {
+	// Reasoning text (reasoning_content).
+	Reasoning string `protobuf:"bytes,2,opt,name=reasoning,proto3,oneof"`
+}
+
+type Delta_ToolCall struct {
+	// Opens tool call number tool_call.index of the reply.
+	ToolCall *ToolCallStart `protobuf:"bytes,3,opt,name=tool_call,json=toolCall,proto3,oneof"`
+}
+
+type Delta_ToolCallArguments struct {
+	// A fragment of a call's arguments: the fragments of a call joined
+	// are its arguments' JSON text.
+	ToolCallArguments *ToolCallArguments `protobuf:"bytes,4,opt,name=tool_call_arguments,json=toolCallArguments,proto3,oneof"`
+}
+
+func (*Delta_Text) isDelta_Delta() {}
+
+func (*Delta_Reasoning) isDelta_Delta() {}
+
+func (*Delta_ToolCall) isDelta_Delta() {}
+
+func (*Delta_ToolCallArguments) isDelta_Delta() {}
+
+type ToolCallStart struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Numbers the reply's calls from 0.
+	Index uint32 `protobuf:"varint,1,opt,name=index,proto3" json:"index,omitempty"`
+	Id    string `protobuf:"bytes,2,opt,name=id,proto3" json:"id,omitempty"`
+	// The function's name.
+	Name          string `protobuf:"bytes,3,opt,name=name,proto3" json:"name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ToolCallStart) Reset() {
+	*x = ToolCallStart{}
+	mi := &file_switchyard_v1_coordinator_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ToolCallStart) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ToolCallStart) ProtoMessage() {}
+
+func (x *ToolCallStart) ProtoReflect() protoreflect.Message {
+	mi := &file_switchyard_v1_coordinator_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ToolCallStart.ProtoReflect.Descriptor instead.
+func (*ToolCallStart) Descriptor() ([]byte, []int) {
+	return file_switchyard_v1_coordinator_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *ToolCallStart) GetIndex() uint32 {
+	if x != nil {
+		return x.Index
+	}
+	return 0
+}
+
+func (x *ToolCallStart) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *ToolCallStart) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+type ToolCallArguments struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Index         uint32                 `protobuf:"varint,1,opt,name=index,proto3" json:"index,omitempty"`
+	Fragment      string                 `protobuf:"bytes,2,opt,name=fragment,proto3" json:"fragment,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ToolCallArguments) Reset() {
+	*x = ToolCallArguments{}
+	mi := &file_switchyard_v1_coordinator_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ToolCallArguments) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ToolCallArguments) ProtoMessage() {}
+
+func (x *ToolCallArguments) ProtoReflect() protoreflect.Message {
+	mi := &file_switchyard_v1_coordinator_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ToolCallArguments.ProtoReflect.Descriptor instead.
+func (*ToolCallArguments) Descriptor() ([]byte, []int) {
+	return file_switchyard_v1_coordinator_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *ToolCallArguments) GetIndex() uint32 {
+	if x != nil {
+		return x.Index
+	}
+	return 0
+}
+
+func (x *ToolCallArguments) GetFragment() string {
+	if x != nil {
+		return x.Fragment
+	}
+	return ""
+}
+
 type Usage struct {
 	state            protoimpl.MessageState `protogen:"open.v1"`
 	PromptTokens     uint32                 `protobuf:"varint,1,opt,name=prompt_tokens,json=promptTokens,proto3" json:"prompt_tokens,omitempty"`
@@ -534,7 +1192,7 @@ type Usage struct {
 
 func (x *Usage) Reset() {
 	*x = Usage{}
-	mi := &file_switchyard_v1_coordinator_proto_msgTypes[5]
+	mi := &file_switchyard_v1_coordinator_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -546,7 +1204,7 @@ func (x *Usage) String() string {
 func (*Usage) ProtoMessage() {}
 
 func (x *Usage) ProtoReflect() protoreflect.Message {
-	mi := &file_switchyard_v1_coordinator_proto_msgTypes[5]
+	mi := &file_switchyard_v1_coordinator_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -559,7 +1217,7 @@ func (x *Usage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Usage.ProtoReflect.Descriptor instead.
 func (*Usage) Descriptor() ([]byte, []int) {
-	return file_switchyard_v1_coordinator_proto_rawDescGZIP(), []int{5}
+	return file_switchyard_v1_coordinator_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *Usage) GetPromptTokens() uint32 {
@@ -587,12 +1245,12 @@ type GenerateResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Tokens generated since the last message (usually one).
 	Tokens []*Token `protobuf:"bytes,1,rep,name=tokens,proto3" json:"tokens,omitempty"`
-	// Text that became complete with these tokens (may be empty while a
-	// UTF-8 character or a possible stop string is incomplete).
-	Text string `protobuf:"bytes,2,opt,name=text,proto3" json:"text,omitempty"`
-	// Set on the last message only.
+	// Set on the choice's last message only.
 	FinishReason FinishReason `protobuf:"varint,3,opt,name=finish_reason,json=finishReason,proto3,enum=switchyard.v1.FinishReason" json:"finish_reason,omitempty"`
-	Usage        *Usage       `protobuf:"bytes,4,opt,name=usage,proto3" json:"usage,omitempty"`
+	// On the choice's last message: its prompt tokens (the same for every
+	// choice), the tokens it generated, and the prompt tokens served from
+	// the prefix cache.
+	Usage *Usage `protobuf:"bytes,4,opt,name=usage,proto3" json:"usage,omitempty"`
 	// The chat template used, on the first message of a chat request.
 	ChatTemplate string `protobuf:"bytes,5,opt,name=chat_template,json=chatTemplate,proto3" json:"chat_template,omitempty"`
 	// With return_routing, on the first message: the experts chosen at every
@@ -600,13 +1258,18 @@ type GenerateResponse struct {
 	PromptRouting []uint32 `protobuf:"varint,6,rep,packed,name=prompt_routing,json=promptRouting,proto3" json:"prompt_routing,omitempty"`
 	// Experts per token (k), with return_routing on the first message.
 	ExpertsPerToken uint32 `protobuf:"varint,7,opt,name=experts_per_token,json=expertsPerToken,proto3" json:"experts_per_token,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// The choice (0 to n - 1) this message belongs to.
+	Index uint32 `protobuf:"varint,8,opt,name=index,proto3" json:"index,omitempty"`
+	// What became complete with these tokens, in order (may be empty while
+	// a UTF-8 character or a possible stop string is incomplete).
+	Deltas        []*Delta `protobuf:"bytes,9,rep,name=deltas,proto3" json:"deltas,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *GenerateResponse) Reset() {
 	*x = GenerateResponse{}
-	mi := &file_switchyard_v1_coordinator_proto_msgTypes[6]
+	mi := &file_switchyard_v1_coordinator_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -618,7 +1281,7 @@ func (x *GenerateResponse) String() string {
 func (*GenerateResponse) ProtoMessage() {}
 
 func (x *GenerateResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_switchyard_v1_coordinator_proto_msgTypes[6]
+	mi := &file_switchyard_v1_coordinator_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -631,7 +1294,7 @@ func (x *GenerateResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GenerateResponse.ProtoReflect.Descriptor instead.
 func (*GenerateResponse) Descriptor() ([]byte, []int) {
-	return file_switchyard_v1_coordinator_proto_rawDescGZIP(), []int{6}
+	return file_switchyard_v1_coordinator_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *GenerateResponse) GetTokens() []*Token {
@@ -639,13 +1302,6 @@ func (x *GenerateResponse) GetTokens() []*Token {
 		return x.Tokens
 	}
 	return nil
-}
-
-func (x *GenerateResponse) GetText() string {
-	if x != nil {
-		return x.Text
-	}
-	return ""
 }
 
 func (x *GenerateResponse) GetFinishReason() FinishReason {
@@ -683,6 +1339,20 @@ func (x *GenerateResponse) GetExpertsPerToken() uint32 {
 	return 0
 }
 
+func (x *GenerateResponse) GetIndex() uint32 {
+	if x != nil {
+		return x.Index
+	}
+	return 0
+}
+
+func (x *GenerateResponse) GetDeltas() []*Delta {
+	if x != nil {
+		return x.Deltas
+	}
+	return nil
+}
+
 type StatsRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The window in seconds (rounded up to 5 s buckets, at most 300); 0
@@ -694,7 +1364,7 @@ type StatsRequest struct {
 
 func (x *StatsRequest) Reset() {
 	*x = StatsRequest{}
-	mi := &file_switchyard_v1_coordinator_proto_msgTypes[7]
+	mi := &file_switchyard_v1_coordinator_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -706,7 +1376,7 @@ func (x *StatsRequest) String() string {
 func (*StatsRequest) ProtoMessage() {}
 
 func (x *StatsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_switchyard_v1_coordinator_proto_msgTypes[7]
+	mi := &file_switchyard_v1_coordinator_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -719,7 +1389,7 @@ func (x *StatsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatsRequest.ProtoReflect.Descriptor instead.
 func (*StatsRequest) Descriptor() ([]byte, []int) {
-	return file_switchyard_v1_coordinator_proto_rawDescGZIP(), []int{7}
+	return file_switchyard_v1_coordinator_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *StatsRequest) GetWindowSeconds() uint32 {
@@ -763,7 +1433,7 @@ type StatsResponse struct {
 
 func (x *StatsResponse) Reset() {
 	*x = StatsResponse{}
-	mi := &file_switchyard_v1_coordinator_proto_msgTypes[8]
+	mi := &file_switchyard_v1_coordinator_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -775,7 +1445,7 @@ func (x *StatsResponse) String() string {
 func (*StatsResponse) ProtoMessage() {}
 
 func (x *StatsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_switchyard_v1_coordinator_proto_msgTypes[8]
+	mi := &file_switchyard_v1_coordinator_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -788,7 +1458,7 @@ func (x *StatsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatsResponse.ProtoReflect.Descriptor instead.
 func (*StatsResponse) Descriptor() ([]byte, []int) {
-	return file_switchyard_v1_coordinator_proto_rawDescGZIP(), []int{8}
+	return file_switchyard_v1_coordinator_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *StatsResponse) GetCoordinatorId() string {
@@ -932,7 +1602,7 @@ type KVCacheStats struct {
 
 func (x *KVCacheStats) Reset() {
 	*x = KVCacheStats{}
-	mi := &file_switchyard_v1_coordinator_proto_msgTypes[9]
+	mi := &file_switchyard_v1_coordinator_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -944,7 +1614,7 @@ func (x *KVCacheStats) String() string {
 func (*KVCacheStats) ProtoMessage() {}
 
 func (x *KVCacheStats) ProtoReflect() protoreflect.Message {
-	mi := &file_switchyard_v1_coordinator_proto_msgTypes[9]
+	mi := &file_switchyard_v1_coordinator_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -957,7 +1627,7 @@ func (x *KVCacheStats) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KVCacheStats.ProtoReflect.Descriptor instead.
 func (*KVCacheStats) Descriptor() ([]byte, []int) {
-	return file_switchyard_v1_coordinator_proto_rawDescGZIP(), []int{9}
+	return file_switchyard_v1_coordinator_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *KVCacheStats) GetBlocksTotal() uint64 {
@@ -1036,7 +1706,7 @@ type ExpertPair struct {
 
 func (x *ExpertPair) Reset() {
 	*x = ExpertPair{}
-	mi := &file_switchyard_v1_coordinator_proto_msgTypes[10]
+	mi := &file_switchyard_v1_coordinator_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1048,7 +1718,7 @@ func (x *ExpertPair) String() string {
 func (*ExpertPair) ProtoMessage() {}
 
 func (x *ExpertPair) ProtoReflect() protoreflect.Message {
-	mi := &file_switchyard_v1_coordinator_proto_msgTypes[10]
+	mi := &file_switchyard_v1_coordinator_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1061,7 +1731,7 @@ func (x *ExpertPair) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExpertPair.ProtoReflect.Descriptor instead.
 func (*ExpertPair) Descriptor() ([]byte, []int) {
-	return file_switchyard_v1_coordinator_proto_rawDescGZIP(), []int{10}
+	return file_switchyard_v1_coordinator_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *ExpertPair) GetLayer() uint32 {
@@ -1111,7 +1781,7 @@ type NodeDispatch struct {
 
 func (x *NodeDispatch) Reset() {
 	*x = NodeDispatch{}
-	mi := &file_switchyard_v1_coordinator_proto_msgTypes[11]
+	mi := &file_switchyard_v1_coordinator_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1123,7 +1793,7 @@ func (x *NodeDispatch) String() string {
 func (*NodeDispatch) ProtoMessage() {}
 
 func (x *NodeDispatch) ProtoReflect() protoreflect.Message {
-	mi := &file_switchyard_v1_coordinator_proto_msgTypes[11]
+	mi := &file_switchyard_v1_coordinator_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1136,7 +1806,7 @@ func (x *NodeDispatch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeDispatch.ProtoReflect.Descriptor instead.
 func (*NodeDispatch) Descriptor() ([]byte, []int) {
-	return file_switchyard_v1_coordinator_proto_rawDescGZIP(), []int{11}
+	return file_switchyard_v1_coordinator_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *NodeDispatch) GetNodeId() string {
@@ -1205,7 +1875,7 @@ type SeriesPoint struct {
 
 func (x *SeriesPoint) Reset() {
 	*x = SeriesPoint{}
-	mi := &file_switchyard_v1_coordinator_proto_msgTypes[12]
+	mi := &file_switchyard_v1_coordinator_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1217,7 +1887,7 @@ func (x *SeriesPoint) String() string {
 func (*SeriesPoint) ProtoMessage() {}
 
 func (x *SeriesPoint) ProtoReflect() protoreflect.Message {
-	mi := &file_switchyard_v1_coordinator_proto_msgTypes[12]
+	mi := &file_switchyard_v1_coordinator_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1230,7 +1900,7 @@ func (x *SeriesPoint) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SeriesPoint.ProtoReflect.Descriptor instead.
 func (*SeriesPoint) Descriptor() ([]byte, []int) {
-	return file_switchyard_v1_coordinator_proto_rawDescGZIP(), []int{12}
+	return file_switchyard_v1_coordinator_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *SeriesPoint) GetUnix() int64 {
@@ -1251,10 +1921,33 @@ var File_switchyard_v1_coordinator_proto protoreflect.FileDescriptor
 
 const file_switchyard_v1_coordinator_proto_rawDesc = "" +
 	"\n" +
-	"\x1fswitchyard/v1/coordinator.proto\x12\rswitchyard.v1\";\n" +
+	"\x1fswitchyard/v1/coordinator.proto\x12\rswitchyard.v1\"\xa0\x02\n" +
 	"\vChatMessage\x12\x12\n" +
-	"\x04role\x18\x01 \x01(\tR\x04role\x12\x18\n" +
-	"\acontent\x18\x02 \x01(\tR\acontent\"\x97\x03\n" +
+	"\x04role\x18\x01 \x01(\tR\x04role\x120\n" +
+	"\x05parts\x18\x03 \x03(\v2\x1a.switchyard.v1.ContentPartR\x05parts\x12!\n" +
+	"\fcontent_null\x18\x04 \x01(\bR\vcontentNull\x12\x12\n" +
+	"\x04name\x18\x05 \x01(\tR\x04name\x126\n" +
+	"\n" +
+	"tool_calls\x18\x06 \x03(\v2\x17.switchyard.v1.ToolCallR\ttoolCalls\x12 \n" +
+	"\ftool_call_id\x18\a \x01(\tR\n" +
+	"toolCallId\x12+\n" +
+	"\x11reasoning_content\x18\b \x01(\tR\x10reasoningContentJ\x04\b\x02\x10\x03R\acontent\"+\n" +
+	"\vContentPart\x12\x14\n" +
+	"\x04text\x18\x01 \x01(\tH\x00R\x04textB\x06\n" +
+	"\x04part\"L\n" +
+	"\bToolCall\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x12\x1c\n" +
+	"\targuments\x18\x03 \x01(\tR\targuments\"\\\n" +
+	"\x04Tool\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12 \n" +
+	"\vdescription\x18\x02 \x01(\tR\vdescription\x12\x1e\n" +
+	"\n" +
+	"parameters\x18\x03 \x01(\tR\n" +
+	"parameters\"=\n" +
+	"\rResumedChoice\x12\x14\n" +
+	"\x05index\x18\x01 \x01(\rR\x05index\x12\x16\n" +
+	"\x06tokens\x18\x02 \x03(\x05R\x06tokens\"\x97\x03\n" +
 	"\x0eSamplingParams\x12 \n" +
 	"\vtemperature\x18\x01 \x01(\x02R\vtemperature\x12\x13\n" +
 	"\x05top_p\x18\x02 \x01(\x02R\x04topP\x12\x13\n" +
@@ -1268,7 +1961,7 @@ const file_switchyard_v1_coordinator_proto_rawDesc = "" +
 	"logit_bias\x18\t \x03(\v2,.switchyard.v1.SamplingParams.LogitBiasEntryR\tlogitBias\x1a<\n" +
 	"\x0eLogitBiasEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\x05R\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\x02R\x05value:\x028\x01\"\xc6\x03\n" +
+	"\x05value\x18\x02 \x01(\x02R\x05value:\x028\x01\"\xb3\a\n" +
 	"\x0fGenerateRequest\x12\x1d\n" +
 	"\n" +
 	"request_id\x18\x01 \x01(\tR\trequestId\x12\x16\n" +
@@ -1280,11 +1973,23 @@ const file_switchyard_v1_coordinator_proto_rawDesc = "" +
 	"max_tokens\x18\x06 \x01(\rR\tmaxTokens\x12\x12\n" +
 	"\x04stop\x18\a \x03(\tR\x04stop\x12!\n" +
 	"\ftop_logprobs\x18\b \x01(\rR\vtopLogprobs\x12%\n" +
-	"\x0ereturn_routing\x18\t \x01(\bR\rreturnRouting\x12#\n" +
-	"\rresume_tokens\x18\n" +
-	" \x03(\x05R\fresumeTokens\x12\x1a\n" +
+	"\x0ereturn_routing\x18\t \x01(\bR\rreturnRouting\x12\x1a\n" +
 	"\blogprobs\x18\v \x01(\bR\blogprobs\x12&\n" +
-	"\x0fno_prompt_cache\x18\f \x01(\bR\rnoPromptCache\"T\n" +
+	"\x0fno_prompt_cache\x18\f \x01(\bR\rnoPromptCache\x12)\n" +
+	"\x05tools\x18\r \x03(\v2\x13.switchyard.v1.ToolR\x05tools\x12:\n" +
+	"\vtool_choice\x18\x0e \x01(\x0e2\x19.switchyard.v1.ToolChoiceR\n" +
+	"toolChoice\x120\n" +
+	"\x14tool_choice_function\x18\x0f \x01(\tR\x12toolChoiceFunction\x12)\n" +
+	"\x10reasoning_effort\x18\x10 \x01(\tR\x0freasoningEffort\x12,\n" +
+	"\x0fenable_thinking\x18\x11 \x01(\bH\x00R\x0eenableThinking\x88\x01\x01\x12h\n" +
+	"\x14chat_template_kwargs\x18\x12 \x03(\v26.switchyard.v1.GenerateRequest.ChatTemplateKwargsEntryR\x12chatTemplateKwargs\x12\f\n" +
+	"\x01n\x18\x13 \x01(\rR\x01n\x126\n" +
+	"\aresumed\x18\x14 \x03(\v2\x1c.switchyard.v1.ResumedChoiceR\aresumed\x1aE\n" +
+	"\x17ChatTemplateKwargsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01B\x12\n" +
+	"\x10_enable_thinkingJ\x04\b\n" +
+	"\x10\vR\rresume_tokens\"T\n" +
 	"\fTokenLogprob\x12\x14\n" +
 	"\x05token\x18\x01 \x01(\x05R\x05token\x12\x18\n" +
 	"\alogprob\x18\x02 \x01(\x02R\alogprob\x12\x14\n" +
@@ -1294,19 +1999,33 @@ const file_switchyard_v1_coordinator_proto_rawDesc = "" +
 	"\alogprob\x18\x02 \x01(\x02R\alogprob\x12-\n" +
 	"\x03top\x18\x03 \x03(\v2\x1b.switchyard.v1.TokenLogprobR\x03top\x12\x14\n" +
 	"\x05piece\x18\x04 \x01(\fR\x05piece\x12\x18\n" +
-	"\arouting\x18\x05 \x03(\rR\arouting\"~\n" +
+	"\arouting\x18\x05 \x03(\rR\arouting\"\xd7\x01\n" +
+	"\x05Delta\x12\x14\n" +
+	"\x04text\x18\x01 \x01(\tH\x00R\x04text\x12\x1e\n" +
+	"\treasoning\x18\x02 \x01(\tH\x00R\treasoning\x12;\n" +
+	"\ttool_call\x18\x03 \x01(\v2\x1c.switchyard.v1.ToolCallStartH\x00R\btoolCall\x12R\n" +
+	"\x13tool_call_arguments\x18\x04 \x01(\v2 .switchyard.v1.ToolCallArgumentsH\x00R\x11toolCallArgumentsB\a\n" +
+	"\x05delta\"I\n" +
+	"\rToolCallStart\x12\x14\n" +
+	"\x05index\x18\x01 \x01(\rR\x05index\x12\x0e\n" +
+	"\x02id\x18\x02 \x01(\tR\x02id\x12\x12\n" +
+	"\x04name\x18\x03 \x01(\tR\x04name\"E\n" +
+	"\x11ToolCallArguments\x12\x14\n" +
+	"\x05index\x18\x01 \x01(\rR\x05index\x12\x1a\n" +
+	"\bfragment\x18\x02 \x01(\tR\bfragment\"~\n" +
 	"\x05Usage\x12#\n" +
 	"\rprompt_tokens\x18\x01 \x01(\rR\fpromptTokens\x12+\n" +
 	"\x11completion_tokens\x18\x02 \x01(\rR\x10completionTokens\x12#\n" +
-	"\rcached_tokens\x18\x03 \x01(\rR\fcachedTokens\"\xba\x02\n" +
+	"\rcached_tokens\x18\x03 \x01(\rR\fcachedTokens\"\xf6\x02\n" +
 	"\x10GenerateResponse\x12,\n" +
-	"\x06tokens\x18\x01 \x03(\v2\x14.switchyard.v1.TokenR\x06tokens\x12\x12\n" +
-	"\x04text\x18\x02 \x01(\tR\x04text\x12@\n" +
+	"\x06tokens\x18\x01 \x03(\v2\x14.switchyard.v1.TokenR\x06tokens\x12@\n" +
 	"\rfinish_reason\x18\x03 \x01(\x0e2\x1b.switchyard.v1.FinishReasonR\ffinishReason\x12*\n" +
 	"\x05usage\x18\x04 \x01(\v2\x14.switchyard.v1.UsageR\x05usage\x12#\n" +
 	"\rchat_template\x18\x05 \x01(\tR\fchatTemplate\x12%\n" +
 	"\x0eprompt_routing\x18\x06 \x03(\rR\rpromptRouting\x12*\n" +
-	"\x11experts_per_token\x18\a \x01(\rR\x0fexpertsPerToken\"5\n" +
+	"\x11experts_per_token\x18\a \x01(\rR\x0fexpertsPerToken\x12\x14\n" +
+	"\x05index\x18\b \x01(\rR\x05index\x12,\n" +
+	"\x06deltas\x18\t \x03(\v2\x14.switchyard.v1.DeltaR\x06deltasJ\x04\b\x02\x10\x03R\x04text\"5\n" +
 	"\fStatsRequest\x12%\n" +
 	"\x0ewindow_seconds\x18\x01 \x01(\rR\rwindowSeconds\"\xa2\x05\n" +
 	"\rStatsResponse\x12%\n" +
@@ -1358,11 +2077,18 @@ const file_switchyard_v1_coordinator_proto_rawDesc = "" +
 	"\x0flatency_buckets\x18\b \x03(\x04R\x0elatencyBuckets\"?\n" +
 	"\vSeriesPoint\x12\x12\n" +
 	"\x04unix\x18\x01 \x01(\x03R\x04unix\x12\x1c\n" +
-	"\tgenerated\x18\x02 \x01(\x04R\tgenerated*_\n" +
+	"\tgenerated\x18\x02 \x01(\x04R\tgenerated*s\n" +
+	"\n" +
+	"ToolChoice\x12\x1b\n" +
+	"\x17TOOL_CHOICE_UNSPECIFIED\x10\x00\x12\x14\n" +
+	"\x10TOOL_CHOICE_NONE\x10\x01\x12\x18\n" +
+	"\x14TOOL_CHOICE_REQUIRED\x10\x02\x12\x18\n" +
+	"\x14TOOL_CHOICE_FUNCTION\x10\x03*}\n" +
 	"\fFinishReason\x12\x1d\n" +
 	"\x19FINISH_REASON_UNSPECIFIED\x10\x00\x12\x16\n" +
 	"\x12FINISH_REASON_STOP\x10\x01\x12\x18\n" +
-	"\x14FINISH_REASON_LENGTH\x10\x022\xa7\x01\n" +
+	"\x14FINISH_REASON_LENGTH\x10\x02\x12\x1c\n" +
+	"\x18FINISH_REASON_TOOL_CALLS\x10\x032\xa7\x01\n" +
 	"\x12CoordinatorService\x12M\n" +
 	"\bGenerate\x12\x1e.switchyard.v1.GenerateRequest\x1a\x1f.switchyard.v1.GenerateResponse0\x01\x12B\n" +
 	"\x05Stats\x12\x1b.switchyard.v1.StatsRequest\x1a\x1c.switchyard.v1.StatsResponseBGZEgithub.com/switchyard-llm/switchyard/proto/switchyard/v1;switchyardv1b\x06proto3"
@@ -1379,46 +2105,64 @@ func file_switchyard_v1_coordinator_proto_rawDescGZIP() []byte {
 	return file_switchyard_v1_coordinator_proto_rawDescData
 }
 
-var file_switchyard_v1_coordinator_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_switchyard_v1_coordinator_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
+var file_switchyard_v1_coordinator_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
+var file_switchyard_v1_coordinator_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
 var file_switchyard_v1_coordinator_proto_goTypes = []any{
-	(FinishReason)(0),        // 0: switchyard.v1.FinishReason
-	(*ChatMessage)(nil),      // 1: switchyard.v1.ChatMessage
-	(*SamplingParams)(nil),   // 2: switchyard.v1.SamplingParams
-	(*GenerateRequest)(nil),  // 3: switchyard.v1.GenerateRequest
-	(*TokenLogprob)(nil),     // 4: switchyard.v1.TokenLogprob
-	(*Token)(nil),            // 5: switchyard.v1.Token
-	(*Usage)(nil),            // 6: switchyard.v1.Usage
-	(*GenerateResponse)(nil), // 7: switchyard.v1.GenerateResponse
-	(*StatsRequest)(nil),     // 8: switchyard.v1.StatsRequest
-	(*StatsResponse)(nil),    // 9: switchyard.v1.StatsResponse
-	(*KVCacheStats)(nil),     // 10: switchyard.v1.KVCacheStats
-	(*ExpertPair)(nil),       // 11: switchyard.v1.ExpertPair
-	(*NodeDispatch)(nil),     // 12: switchyard.v1.NodeDispatch
-	(*SeriesPoint)(nil),      // 13: switchyard.v1.SeriesPoint
-	nil,                      // 14: switchyard.v1.SamplingParams.LogitBiasEntry
+	(ToolChoice)(0),           // 0: switchyard.v1.ToolChoice
+	(FinishReason)(0),         // 1: switchyard.v1.FinishReason
+	(*ChatMessage)(nil),       // 2: switchyard.v1.ChatMessage
+	(*ContentPart)(nil),       // 3: switchyard.v1.ContentPart
+	(*ToolCall)(nil),          // 4: switchyard.v1.ToolCall
+	(*Tool)(nil),              // 5: switchyard.v1.Tool
+	(*ResumedChoice)(nil),     // 6: switchyard.v1.ResumedChoice
+	(*SamplingParams)(nil),    // 7: switchyard.v1.SamplingParams
+	(*GenerateRequest)(nil),   // 8: switchyard.v1.GenerateRequest
+	(*TokenLogprob)(nil),      // 9: switchyard.v1.TokenLogprob
+	(*Token)(nil),             // 10: switchyard.v1.Token
+	(*Delta)(nil),             // 11: switchyard.v1.Delta
+	(*ToolCallStart)(nil),     // 12: switchyard.v1.ToolCallStart
+	(*ToolCallArguments)(nil), // 13: switchyard.v1.ToolCallArguments
+	(*Usage)(nil),             // 14: switchyard.v1.Usage
+	(*GenerateResponse)(nil),  // 15: switchyard.v1.GenerateResponse
+	(*StatsRequest)(nil),      // 16: switchyard.v1.StatsRequest
+	(*StatsResponse)(nil),     // 17: switchyard.v1.StatsResponse
+	(*KVCacheStats)(nil),      // 18: switchyard.v1.KVCacheStats
+	(*ExpertPair)(nil),        // 19: switchyard.v1.ExpertPair
+	(*NodeDispatch)(nil),      // 20: switchyard.v1.NodeDispatch
+	(*SeriesPoint)(nil),       // 21: switchyard.v1.SeriesPoint
+	nil,                       // 22: switchyard.v1.SamplingParams.LogitBiasEntry
+	nil,                       // 23: switchyard.v1.GenerateRequest.ChatTemplateKwargsEntry
 }
 var file_switchyard_v1_coordinator_proto_depIdxs = []int32{
-	14, // 0: switchyard.v1.SamplingParams.logit_bias:type_name -> switchyard.v1.SamplingParams.LogitBiasEntry
-	1,  // 1: switchyard.v1.GenerateRequest.messages:type_name -> switchyard.v1.ChatMessage
-	2,  // 2: switchyard.v1.GenerateRequest.sampling:type_name -> switchyard.v1.SamplingParams
-	4,  // 3: switchyard.v1.Token.top:type_name -> switchyard.v1.TokenLogprob
-	5,  // 4: switchyard.v1.GenerateResponse.tokens:type_name -> switchyard.v1.Token
-	0,  // 5: switchyard.v1.GenerateResponse.finish_reason:type_name -> switchyard.v1.FinishReason
-	6,  // 6: switchyard.v1.GenerateResponse.usage:type_name -> switchyard.v1.Usage
-	11, // 7: switchyard.v1.StatsResponse.pairs:type_name -> switchyard.v1.ExpertPair
-	12, // 8: switchyard.v1.StatsResponse.nodes:type_name -> switchyard.v1.NodeDispatch
-	13, // 9: switchyard.v1.StatsResponse.series:type_name -> switchyard.v1.SeriesPoint
-	10, // 10: switchyard.v1.StatsResponse.kv_cache:type_name -> switchyard.v1.KVCacheStats
-	3,  // 11: switchyard.v1.CoordinatorService.Generate:input_type -> switchyard.v1.GenerateRequest
-	8,  // 12: switchyard.v1.CoordinatorService.Stats:input_type -> switchyard.v1.StatsRequest
-	7,  // 13: switchyard.v1.CoordinatorService.Generate:output_type -> switchyard.v1.GenerateResponse
-	9,  // 14: switchyard.v1.CoordinatorService.Stats:output_type -> switchyard.v1.StatsResponse
-	13, // [13:15] is the sub-list for method output_type
-	11, // [11:13] is the sub-list for method input_type
-	11, // [11:11] is the sub-list for extension type_name
-	11, // [11:11] is the sub-list for extension extendee
-	0,  // [0:11] is the sub-list for field type_name
+	3,  // 0: switchyard.v1.ChatMessage.parts:type_name -> switchyard.v1.ContentPart
+	4,  // 1: switchyard.v1.ChatMessage.tool_calls:type_name -> switchyard.v1.ToolCall
+	22, // 2: switchyard.v1.SamplingParams.logit_bias:type_name -> switchyard.v1.SamplingParams.LogitBiasEntry
+	2,  // 3: switchyard.v1.GenerateRequest.messages:type_name -> switchyard.v1.ChatMessage
+	7,  // 4: switchyard.v1.GenerateRequest.sampling:type_name -> switchyard.v1.SamplingParams
+	5,  // 5: switchyard.v1.GenerateRequest.tools:type_name -> switchyard.v1.Tool
+	0,  // 6: switchyard.v1.GenerateRequest.tool_choice:type_name -> switchyard.v1.ToolChoice
+	23, // 7: switchyard.v1.GenerateRequest.chat_template_kwargs:type_name -> switchyard.v1.GenerateRequest.ChatTemplateKwargsEntry
+	6,  // 8: switchyard.v1.GenerateRequest.resumed:type_name -> switchyard.v1.ResumedChoice
+	9,  // 9: switchyard.v1.Token.top:type_name -> switchyard.v1.TokenLogprob
+	12, // 10: switchyard.v1.Delta.tool_call:type_name -> switchyard.v1.ToolCallStart
+	13, // 11: switchyard.v1.Delta.tool_call_arguments:type_name -> switchyard.v1.ToolCallArguments
+	10, // 12: switchyard.v1.GenerateResponse.tokens:type_name -> switchyard.v1.Token
+	1,  // 13: switchyard.v1.GenerateResponse.finish_reason:type_name -> switchyard.v1.FinishReason
+	14, // 14: switchyard.v1.GenerateResponse.usage:type_name -> switchyard.v1.Usage
+	11, // 15: switchyard.v1.GenerateResponse.deltas:type_name -> switchyard.v1.Delta
+	19, // 16: switchyard.v1.StatsResponse.pairs:type_name -> switchyard.v1.ExpertPair
+	20, // 17: switchyard.v1.StatsResponse.nodes:type_name -> switchyard.v1.NodeDispatch
+	21, // 18: switchyard.v1.StatsResponse.series:type_name -> switchyard.v1.SeriesPoint
+	18, // 19: switchyard.v1.StatsResponse.kv_cache:type_name -> switchyard.v1.KVCacheStats
+	8,  // 20: switchyard.v1.CoordinatorService.Generate:input_type -> switchyard.v1.GenerateRequest
+	16, // 21: switchyard.v1.CoordinatorService.Stats:input_type -> switchyard.v1.StatsRequest
+	15, // 22: switchyard.v1.CoordinatorService.Generate:output_type -> switchyard.v1.GenerateResponse
+	17, // 23: switchyard.v1.CoordinatorService.Stats:output_type -> switchyard.v1.StatsResponse
+	22, // [22:24] is the sub-list for method output_type
+	20, // [20:22] is the sub-list for method input_type
+	20, // [20:20] is the sub-list for extension type_name
+	20, // [20:20] is the sub-list for extension extendee
+	0,  // [0:20] is the sub-list for field type_name
 }
 
 func init() { file_switchyard_v1_coordinator_proto_init() }
@@ -1426,13 +2170,23 @@ func file_switchyard_v1_coordinator_proto_init() {
 	if File_switchyard_v1_coordinator_proto != nil {
 		return
 	}
+	file_switchyard_v1_coordinator_proto_msgTypes[1].OneofWrappers = []any{
+		(*ContentPart_Text)(nil),
+	}
+	file_switchyard_v1_coordinator_proto_msgTypes[6].OneofWrappers = []any{}
+	file_switchyard_v1_coordinator_proto_msgTypes[9].OneofWrappers = []any{
+		(*Delta_Text)(nil),
+		(*Delta_Reasoning)(nil),
+		(*Delta_ToolCall)(nil),
+		(*Delta_ToolCallArguments)(nil),
+	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_switchyard_v1_coordinator_proto_rawDesc), len(file_switchyard_v1_coordinator_proto_rawDesc)),
-			NumEnums:      1,
-			NumMessages:   14,
+			NumEnums:      2,
+			NumMessages:   22,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -30,11 +30,14 @@ const (
 // CoordinatorService generates text: it runs the shared layers, dispatches
 // routed experts to expert nodes, samples and streams tokens.
 type CoordinatorServiceClient interface {
-	// Generate streams the tokens of one completion. Codes: INVALID_ARGUMENT
-	// for a bad request (empty or too long prompt, bad sampling values),
-	// UNAVAILABLE when an expert unit cannot be reached (the message names
-	// the node and the unit), FAILED_PRECONDITION for a chat request to a
-	// model without a chat template.
+	// Generate streams the tokens of one request's completions (n of them,
+	// each message tagged with its choice). Codes: INVALID_ARGUMENT for a
+	// bad request (empty or too long prompt, max_tokens past the context,
+	// bad sampling values, a conversation the chat template refuses or that
+	// runs it past its budget), UNAVAILABLE when an expert unit cannot be
+	// reached (the message names the node and the unit),
+	// FAILED_PRECONDITION for a chat request to a model without a chat
+	// template.
 	Generate(ctx context.Context, in *GenerateRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[GenerateResponse], error)
 	// Stats reports the coordinator's load and counters.
 	Stats(ctx context.Context, in *StatsRequest, opts ...grpc.CallOption) (*StatsResponse, error)
@@ -84,11 +87,14 @@ func (c *coordinatorServiceClient) Stats(ctx context.Context, in *StatsRequest, 
 // CoordinatorService generates text: it runs the shared layers, dispatches
 // routed experts to expert nodes, samples and streams tokens.
 type CoordinatorServiceServer interface {
-	// Generate streams the tokens of one completion. Codes: INVALID_ARGUMENT
-	// for a bad request (empty or too long prompt, bad sampling values),
-	// UNAVAILABLE when an expert unit cannot be reached (the message names
-	// the node and the unit), FAILED_PRECONDITION for a chat request to a
-	// model without a chat template.
+	// Generate streams the tokens of one request's completions (n of them,
+	// each message tagged with its choice). Codes: INVALID_ARGUMENT for a
+	// bad request (empty or too long prompt, max_tokens past the context,
+	// bad sampling values, a conversation the chat template refuses or that
+	// runs it past its budget), UNAVAILABLE when an expert unit cannot be
+	// reached (the message names the node and the unit),
+	// FAILED_PRECONDITION for a chat request to a model without a chat
+	// template.
 	Generate(*GenerateRequest, grpc.ServerStreamingServer[GenerateResponse]) error
 	// Stats reports the coordinator's load and counters.
 	Stats(context.Context, *StatsRequest) (*StatsResponse, error)
