@@ -73,4 +73,6 @@ func TestPickFor(t *testing.T) {
 	}
 }
 
-func text(s string) []*pb.ContentPart { return []*pb.ContentPart{{Part: &pb.ContentPart_Text{Text: s}}} }
+func text(s string) []*pb.ContentPart {
+	return []*pb.ContentPart{{Part: &pb.ContentPart_Text{Text: s}}}
+}
