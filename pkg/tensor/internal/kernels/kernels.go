@@ -555,9 +555,11 @@ const R16Q4K = 4*R16 + 4*R16 + 8*R16 + 8*R16 + 4*8*64
 // PackQ4_KR16 appends the rows × nb Q4_K super-blocks of w (rows
 // contiguous) for the VNNI Q4_K kernels: groups of 16 rows (the last
 // padded with zero rows), and per group and super-block the rows' d and
-// dmin as float32, their 8 scales and 8 mins as bytes (scale j of row r
-// at 16j+r), then for each pair of sub-blocks 8 slices of 64 bytes,
-// slice s holding bytes 4s…4s+3 of each row's 32 quant bytes.
+// dmin as float32, their 8 scales as bytes (scale j of row r at 16j+r),
+// their 8 mins as bytes in pairs (mins 2i and 2i+1 of row r at 32i+2r, so
+// that a row's pair widens to one dword of two words), then for each pair
+// of sub-blocks 8 slices of 64 bytes, slice s holding bytes 4s…4s+3 of
+// each row's 32 quant bytes.
 func PackQ4_KR16(dst, w []byte, rows, nb int) []byte {
 	return packR16(dst, w, rows, nb, 144, R16Q4K, func(rec, blk []byte, r int) {
 		binary.LittleEndian.PutUint32(rec[4*r:], math.Float32bits(f16[binary.LittleEndian.Uint16(blk)]))
@@ -570,7 +572,7 @@ func PackQ4_KR16(dst, w []byte, rows, nb int) []byte {
 			} else {
 				sc, m = scales[j+4]&0xf|(scales[j-4]>>6)<<4, scales[j+4]>>4|(scales[j]>>6)<<4
 			}
-			rec[128+16*j+r], rec[256+16*j+r] = sc, m
+			rec[128+16*j+r], rec[256+32*(j/2)+2*r+j%2] = sc, m
 		}
 		for pr := range 4 {
 			for s := range 8 {

@@ -468,13 +468,15 @@ func dotQ6KR16(tokens int) {
 // Q8_K activation rows, in ggml's order: eight lanes a row of the
 // nibbles' products (one VPDPBUSD per lane and sub-block for all 16 rows;
 // the sums, under 2^15, times the row's scale by VPDPWSSD), and four of
-// the mins times pairs of bsum pairs (VPDPWSSD), each scaled into its own
+// the mins, in pairs, times pairs of sums of bsum pairs (one VPDPWSSD a
+// lane, as minPairs), each scaled into its own
 // float accumulator block after block, then reduced as
 // ggml_vec_dot_q4_K_q8_K does.
 func dotQ4KR16(tokens int) {
 	name := fmt.Sprintf("dotQ4_KR16x%d", tokens)
 	var (
 		acc, accm [][]Mem
+		spair     []Mem // per token: the 8 bsum pairs' sums as int16
 		low       reg.VecVirtual
 	)
 	r16Kernel(name, fmt.Sprintf("%s is dotQ4_KGeneric of 16 packed rows with %d tokens (a store mask of rows).", name, tokens),
@@ -490,31 +492,28 @@ func dotQ4KR16(tokens int) {
 					a = append(a, m)
 				}
 				accm = append(accm, a)
+				spair = append(spair, AllocLocal(16))
 			}
 			low = ZMM()
 			t := GP32()
 			MOVL(U32(0x0f0f0f0f), t)
 			VPBROADCASTD(t, low)
 		}, func(pw reg.Register, addr []Mem, _ []reg.VecVirtual) {
-			// mins: lane k of a row is m_2k·(b_4k+b_4k+1) + m_2k+1·(b_4k+2+b_4k+3)
+			// mins: lane k of a row is m_2k·(b_4k+b_4k+1) + m_2k+1·(b_4k+2+b_4k+3),
+			// one VPDPWSSD of the row's pair of mins (PackQ4_KR16 stores them
+			// in pairs) against the token's pair of bsum-pair sums
 			prod := make([]reg.VecVirtual, tokens)
 			for c := range prod {
 				prod[c] = ZMM()
 			}
-			m, m2, f, a := ZMM(), ZMM(), ZMM(), ZMM()
+			storeBsumPairs(addr, spair)
+			m, f, a := ZMM(), ZMM(), ZMM()
 			dmins := rowScales(addr, Mem{Base: pw, Disp: 64})
 			for k := range 4 {
+				VPMOVZXBW(Mem{Base: pw, Disp: 256 + 32*k}, m)
 				for c := range tokens {
 					VPXORD(prod[c], prod[c], prod[c])
-				}
-				for h := range 2 {
-					j := 2*k + h
-					VPMOVZXBD(Mem{Base: pw, Disp: 256 + 16*j}, m)
-					VPSLLD(U8(16), m, m2)
-					VPORD(m2, m, m)
-					for c := range tokens {
-						vnniBcst("VPDPWSSD", addr[c].Offset(260+4*j), m, prod[c])
-					}
+					vnniBcst("VPDPWSSD", spair[c].Offset(4*k), m, prod[c])
 				}
 				for c := range tokens {
 					VCVTDQ2PS(prod[c], f)
