@@ -216,9 +216,9 @@ func typeWord(t reflect.Type) string {
 }
 
 // build turns the shared fields into a GenerateRequest for the model info
-// describes.
+// describes (a nameless info takes any model name).
 func build(info *placement.ModelInfo, c *common) (*pb.GenerateRequest, *requestError) {
-	if c.Model != "" && c.Model != info.Name {
+	if c.Model != "" && info.Name != "" && c.Model != info.Name {
 		return nil, &requestError{status: http.StatusNotFound, typ: "invalid_request_error", param: "model", notFoundCod: true,
 			msg: fmt.Sprintf("the model %q does not exist; this server serves %q", c.Model, info.Name)}
 	}

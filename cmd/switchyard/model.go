@@ -23,7 +23,35 @@ func modelCommands() []command {
 		{"tokenize", "--model FILE --text TEXT", "print the tokens of a text as JSON", modelTokenize, nil},
 		{"logits", "--model FILE --tokens IDS", "print the logits at every prompt position as JSON", modelLogits, nil},
 		{"run", "--model FILE (--prompt TEXT | --tokens IDS) [flags]", "continue a prompt: --prompt streams text, --tokens prints greedy token IDs as JSON", modelRun, nil},
+		{"chat-template", "--model FILE --request REQ.json", "print the exact prompt an OpenAI chat request renders to with the model's chat template", modelChatTemplate, nil},
 	}
+}
+
+func modelChatTemplate(ctx context.Context, args []string) error {
+	fs := newFlags("model chat-template")
+	var c modeltool.ChatTemplateConfig
+	fs.StringVar(&c.Path, "model", "", "GGUF model file")
+	req := fs.String("request", "", `chat completions request body (JSON); "-" reads it from stdin`)
+	tmpl := fs.String("chat-template", "", `chat template for a model file without one: "plain" or a Jinja file`)
+	if _, err := parse(fs, args); err != nil {
+		return err
+	}
+	if c.Path == "" || *req == "" {
+		return errors.New("--model and --request are required")
+	}
+	var err error
+	if *req == "-" {
+		c.Request, err = io.ReadAll(os.Stdin)
+	} else {
+		c.Request, err = os.ReadFile(*req)
+	}
+	if err != nil {
+		return fmt.Errorf("--request: %w", err)
+	}
+	if c.Fallback, err = loadTemplate(*tmpl); err != nil {
+		return err
+	}
+	return modeltool.ChatTemplate(c, os.Stdout)
 }
 
 func modelSynth(ctx context.Context, args []string) error {
