@@ -65,7 +65,9 @@ func (s *Sequence) Reserve(n int) error {
 func (s *Sequence) grow(ends []int) error {
 	had := make([]int, len(s.t))
 	for l := range s.t {
-		had[l] = len(s.t[l])
+		had[l] = len(s.t[l]) // every layer's, before any grows: a failure undoes only what this call added
+	}
+	for l := range s.t {
 		for s.off[l]+len(s.t[l])*BlockTokens < ends[l] {
 			b, err := s.pool.alloc()
 			if err != nil {
