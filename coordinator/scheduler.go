@@ -130,6 +130,11 @@ var (
 func (s *scheduler) run(ctx context.Context) {
 	var active []*seqState
 	var preemptions int64
+	// backedOff: a sequence was preempted for room, and none has finished
+	// since. Nothing is admitted then while others run: the preempted
+	// sequence would take back the room it gave up, and the step that
+	// needed it would preempt it again, for ever.
+	backedOff := false
 	for {
 		if len(active) == 0 && len(s.waiting) == 0 {
 			select {
@@ -149,7 +154,7 @@ func (s *scheduler) run(ctx context.Context) {
 			}
 		}
 		s.expire()
-		for len(active) < s.maxSeqs && len(s.waiting) > 0 {
+		for len(active) < s.maxSeqs && len(s.waiting) > 0 && !(backedOff && len(active) > 0) {
 			st := s.waiting[0]
 			if err := s.place(st); err != nil {
 				if len(active) > 0 && errors.Is(err, model.ErrKVFull) {
@@ -181,10 +186,14 @@ func (s *scheduler) run(ctx context.Context) {
 			continue
 		}
 		var preempted *seqState
+		before := len(active)
 		active, preempted = s.step(ctx, active)
 		if preempted != nil {
 			preemptions++
+			backedOff = true
 			s.waiting = append([]*seqState{preempted}, s.waiting...)
+		} else if len(active) < before {
+			backedOff = false // a sequence ended: its room is free
 		}
 		s.stats.Store(&kvStats{KVStats: s.m.KV.Stats(), Queue: len(s.waiting), Preemptions: preemptions})
 	}
