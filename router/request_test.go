@@ -110,14 +110,14 @@ func rqPost(t *testing.T, url, body string) (int, http.Header, []byte) {
 var rqDone = &pb.GenerateResponse{Deltas: textDelta("ok"), Tokens: []*pb.Token{{Id: 1, Piece: []byte("ok")}},
 	FinishReason: pb.FinishReason_FINISH_REASON_STOP, Usage: &pb.Usage{PromptTokens: 2, CompletionTokens: 1}}
 
-// rqEndpoints are the two generation rqEndpoints, with the body fragment
+// rqEndpoints are the two generation endpoints, with the body fragment
 // that makes a minimal valid request of each.
 var rqEndpoints = []struct{ path, base string }{
 	{"/v1/completions", `"prompt": "hi"`},
 	{"/v1/chat/completions", `"messages": [{"role": "user", "content": "hi"}]`},
 }
 
-// TestSamplingFieldsDecoded: each OpenAI field both rqEndpoints share
+// TestSamplingFieldsDecoded: each OpenAI field both endpoints share
 // reaches the coordinator as the value the client sent, and a request
 // that sets none gets the API's defaults (temperature 1, top_p 1, n 1, no
 // max_tokens: the rest of the context, no stop, no bias).
@@ -230,7 +230,7 @@ func TestEndpointFieldsDecoded(t *testing.T) {
 
 // TestFieldBounds: every bounded field at its bounds (accepted) and just
 // past them (refused with 400, OpenAI's invalid_request_error, the field
-// as param and the reason in words), on both rqEndpoints; a refused request
+// as param and the reason in words), on both endpoints; a refused request
 // never reaches a coordinator. The bounds are the OpenAI API reference's
 // (temperature 0–2, top_p up to 1, penalties −2–2, logit_bias −100–100,
 // up to 4 stop sequences, n ≥ 1, completions logprobs 0–5, chat
