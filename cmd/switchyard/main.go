@@ -12,6 +12,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"syscall"
@@ -49,7 +50,18 @@ var errUsage = errors.New("no command given")
 // stopping (main wires it only for the expert-node command).
 var drain chan struct{}
 
+// gcPercent is the garbage collector's target unless GOGC says
+// otherwise. Nearly all of a role's heap is live and holds no pointers
+// (packed weights, KV-cache blocks), so marking it is cheap, while Go's
+// default of 100 lets garbage grow as large as everything live: a role
+// holding 1 GB of weights and cache would reach 2 GB resident. At 10,
+// resident memory stays within a tenth of what is live.
+const gcPercent = 10
+
 func main() {
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(gcPercent)
+	}
 	sigs := []os.Signal{os.Interrupt, syscall.SIGTERM}
 	if len(os.Args) > 1 && os.Args[1] == "expert-node" {
 		sigs = sigs[:1]
