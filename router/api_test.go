@@ -193,6 +193,33 @@ func TestChatRequestFields(t *testing.T) {
 	}
 }
 
+// TestCompletionRequestFields: the legacy completions fields that would
+// change the answer are refused, never ignored.
+func TestCompletionRequestFields(t *testing.T) {
+	_, url := scriptedAPI(t, hello)
+	for _, c := range []struct{ body, param, msg string }{
+		{`{"prompt": "x"}`, "", ""},
+		{`{"prompt": "x", "echo": true}`, "echo", "echoing the prompt is not supported"},
+		{`{"prompt": "x", "suffix": "}"}`, "suffix", "a suffix (fill in the middle) is not supported"},
+		{`{"prompt": "x", "best_of": 2}`, "best_of", "best of several completions is not supported"},
+		{`{"prompt": "x", "best_of": 1, "suffix": "", "n": 2, "user": "u"}`, "", ""},
+		{`{"prompt": 5}`, "prompt", "prompt must be a string, an array of token IDs, or an array of one string"},
+	} {
+		code, body := post(t, url+"/v1/completions", c.body)
+		if c.param == "" {
+			if code != 200 {
+				t.Errorf("%s: %d %s", c.body, code, body)
+			}
+			continue
+		}
+		var e apiError
+		json.Unmarshal([]byte(body), &e)
+		if code != 400 || e.Error.Param == nil || *e.Error.Param != c.param || !strings.Contains(e.Error.Message, c.msg) {
+			t.Errorf("%s: %d %s, want a 400 for %s saying %q", c.body, code, body, c.param, c.msg)
+		}
+	}
+}
+
 // TestTypedDeltas: reasoning, tool-call and text deltas of several choices
 // come out in OpenAI's shapes, whole and streamed, as the official Go SDK
 // reads them (its accumulator joins streamed tool calls); usage counts the
@@ -299,3 +326,29 @@ func TestModelByID(t *testing.T) {
 }
 
 func errorsAs(err error, target **openai.Error) bool { return errors.As(err, target) }
+
+// FuzzParseChat reads any body as a chat request: it must return a
+// request or a refusal in plain words, never panic. Seeded with requests
+// of the shapes agents send.
+func FuzzParseChat(f *testing.F) {
+	for _, s := range []string{
+		`{"messages": [{"role": "user", "content": "hi"}]}`,
+		`{"messages": [{"role": "developer", "content": [{"type": "text", "text": "Be brief."}]}, {"role": "user", "content": "hi"}], "n": 3, "stream": true, "stream_options": {"include_usage": true}}`,
+		`{"messages": [{"role": "user", "content": "weather?"}, {"role": "assistant", "content": null, "tool_calls": [{"id": "c1", "type": "function", "function": {"name": "get_weather", "arguments": "{\"city\": \"Paris\"}"}}]}, {"role": "tool", "tool_call_id": "c1", "content": "18"}]}`,
+		`{"messages": [{"role": "user", "content": "hi"}], "tools": [{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}], "tool_choice": {"type": "function", "function": {"name": "f"}}}`,
+		`{"messages": [{"role": "user", "content": "hi"}], "chat_template_kwargs": {"enable_thinking": false}, "reasoning_effort": "low", "logit_bias": {"5": -100}, "stop": ["\n"]}`,
+		`{"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "x"}}]}]}`,
+	} {
+		f.Add([]byte(s))
+	}
+	info := &placement.ModelInfo{Name: "m", Vocab: 1000, Context: 64}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		g, _, err := parseChat(body, info)
+		switch {
+		case err != nil && (err.msg == "" || strings.Contains(err.msg, "Go struct")):
+			t.Errorf("refusal %q", err.msg)
+		case err == nil && len(g.Messages) == 0:
+			t.Errorf("accepted a request without messages")
+		}
+	})
+}

@@ -87,7 +87,10 @@ type completionRequest struct {
 	common
 	Prompt   json.RawMessage `json:"prompt"`
 	Logprobs *int64          `json:"logprobs"`
-	Echo     bool            `json:"echo"`
+	// Refused when they would change the answer.
+	Echo   bool    `json:"echo"`
+	Suffix *string `json:"suffix"`
+	BestOf *int64  `json:"best_of"`
 }
 
 type chatRequest struct {
@@ -316,8 +319,13 @@ func parseCompletion(body []byte, info *placement.ModelInfo) (*pb.GenerateReques
 	if err != nil {
 		return nil, nil, err
 	}
-	if cr.Echo {
+	switch {
+	case cr.Echo:
 		return nil, nil, unsupported("echo", "echoing the prompt")
+	case cr.Suffix != nil && *cr.Suffix != "":
+		return nil, nil, unsupported("suffix", "a suffix (fill in the middle)")
+	case cr.BestOf != nil && *cr.BestOf != 1:
+		return nil, nil, unsupported("best_of", "choosing the best of several completions")
 	}
 	var s string
 	var ids []int32
