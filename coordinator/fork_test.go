@@ -60,7 +60,9 @@ func TestForkedChoices(t *testing.T) {
 		}
 		return out, nil
 	}
-	run := func(t *testing.T, kvBytes int64) *scheduler {
+	// run starts a scheduler on m with a pool of its own; the caller stops
+	// it before the next (they share m).
+	run := func(t *testing.T, kvBytes int64) (*scheduler, func()) {
 		kv, err := model.NewKVCache(m, model.KVCacheConfig{Bytes: kvBytes, Prefix: true})
 		if err != nil {
 			t.Fatal(err)
@@ -70,13 +72,12 @@ func TestForkedChoices(t *testing.T) {
 		ctx, cancel := context.WithCancel(t.Context())
 		done := make(chan struct{})
 		go func() { s.run(ctx); close(done) }()
-		t.Cleanup(func() { cancel(); <-done })
-		return s
+		return s, func() { cancel(); <-done }
 	}
 	seeds := []uint64{5, 6, 7}
 
 	// Each choice alone, sampled with its seed: what the forks must give.
-	s := run(t, 0)
+	s, stop := run(t, 0)
 	var alone [][]int32
 	for _, seed := range seeds {
 		r := request(t.Context(), seed)
@@ -87,6 +88,7 @@ func TestForkedChoices(t *testing.T) {
 		}
 		alone = append(alone, got)
 	}
+	stop()
 	if slices.Equal(alone[0], alone[1]) && slices.Equal(alone[1], alone[2]) {
 		t.Fatalf("the seeds draw the same tokens, %v: the test would not tell choices apart", alone[0])
 	}
@@ -109,7 +111,8 @@ func TestForkedChoices(t *testing.T) {
 				kv, _ := model.NewKVCache(m, model.KVCacheConfig{})
 				budget = int64(c.blocks*m.Layers) * int64(kv.BlockBytes())
 			}
-			s := run(t, budget)
+			s, stop := run(t, budget)
+			defer stop()
 			rs := []*genRequest{request(t.Context(), seeds[0]), request(t.Context(), seeds[1]), request(t.Context(), seeds[2])}
 			rs[0].forks = rs[1:]
 			s.submit <- rs[0]
@@ -129,7 +132,8 @@ func TestForkedChoices(t *testing.T) {
 	}
 
 	t.Run("the first fails", func(t *testing.T) {
-		s := run(t, 0)
+		s, stop := run(t, 0)
+		defer stop()
 		ctx, cancel := context.WithCancel(t.Context())
 		cancel() // gone before its prompt is computed
 		rs := []*genRequest{request(ctx, 1), request(ctx, 2)}
