@@ -173,24 +173,48 @@ func (m *Model) Step(ctx context.Context, chunks []Chunk) error {
 type rowRef struct{ chunk, pos int }
 
 // microBatchRows is the smallest step that layers cuts in two when the
-// experts are remote. Decode steps of fewer streams stay whole: on
-// two cores, halving every expert's batch costs more than the overlap
-// gains (16 streams: 262 tok/s whole, 244 cut); steps with prompt chunks
-// gain (TTFT at 8 streams 1.72 → 1.63 s).
+// experts are remote and do not choose (MicroBatcher). Decode steps of
+// fewer streams stay whole: on two cores, halving every expert's batch
+// costs more than the overlap gains (16 streams: 262 tok/s whole, 244
+// cut); steps with prompt chunks gain (TTFT at 8 streams 1.72 → 1.63 s).
 const microBatchRows = 32
 
-// layers runs every layer over the rows. With remote experts and a step of
-// at least microBatchRows rows, it cuts the rows in two micro-batches and
-// runs them ping-pong: while one micro-batch's experts are out, the other
-// runs its attention. Rows of one sequence may fall in both halves: the
-// first half's keys of a layer are cached before the second half attends.
+// MicroBatcher is implemented by AsyncExperts that choose how many
+// micro-batches a step is cut into: enough to keep the coordinator busy
+// while the others' experts are out, which depends on the round trip to
+// the nodes. MicroBatches is called once per step, on the forward pass's
+// goroutine, with the step's rows; results below 1 mean 1, above rows
+// mean rows.
+type MicroBatcher interface {
+	MicroBatches(rows int) int
+}
+
+// layers runs every layer over the rows. With remote experts it cuts the
+// rows into micro-batches (two for a step of at least microBatchRows rows,
+// or as many as a MicroBatcher asks) and runs them in turn: while some
+// micro-batches' experts are out, the next one runs its attention. Rows of
+// one sequence may fall in several micro-batches: they run each layer's
+// attention in order, so an earlier one's keys are cached before a later
+// one attends.
 func (m *Model) layers(ctx context.Context, ws *workspace, x []float32, rows []rowRef, chunks []Chunk) error {
 	E, n := m.Embd, len(rows)
-	parts := [][2]int{{0, n}}
-	if _, ok := m.Experts.(AsyncExperts); ok && n >= microBatchRows {
-		parts = [][2]int{{0, n / 2}, {n / 2, n}}
+	k := 1
+	if a, ok := m.Experts.(AsyncExperts); ok {
+		if n >= microBatchRows {
+			k = 2
+		}
+		if mb, ok := a.(MicroBatcher); ok {
+			k = mb.MicroBatches(n)
+		}
+		k = max(1, min(k, n))
 	}
-	var st [2]layerStep
+	var partsBuf [8][2]int // no allocation for up to 8 micro-batches
+	var stBuf [8]layerStep
+	parts, st := partsBuf[:0], stBuf[:0]
+	for j := range k {
+		parts = append(parts, [2]int{j * n / k, (j + 1) * n / k})
+		st = append(st, layerStep{})
+	}
 	for j, p := range parts {
 		st[j] = m.begin(ctx, ws, 0, x[p[0]*E:p[1]*E], rows[p[0]:p[1]], chunks)
 	}
