@@ -1,13 +1,16 @@
 package router
 
 import (
+	"bufio"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -351,4 +354,130 @@ func FuzzParseChat(f *testing.F) {
 			t.Errorf("accepted a request without messages")
 		}
 	})
+}
+
+// choicesCoordinator serves n = 3 choices of 3 tokens each; choice 1 ends
+// after one. The first call stalls with choices 0 and 2 one token in,
+// until its stream is cut; a resume continues the choices it names.
+type choicesCoordinator struct {
+	pb.UnimplementedCoordinatorServiceServer
+	stalled, cut chan struct{}
+	mu           sync.Mutex
+	calls        []*pb.GenerateRequest
+}
+
+func (c *choicesCoordinator) Generate(req *pb.GenerateRequest, stream pb.CoordinatorService_GenerateServer) error {
+	c.mu.Lock()
+	c.calls = append(c.calls, proto.Clone(req).(*pb.GenerateRequest))
+	first := len(c.calls) == 1
+	c.mu.Unlock()
+	send := func(choice uint32, i int, finish bool, generated uint32) error {
+		m := &pb.GenerateResponse{Index: choice, Deltas: textDelta(fmt.Sprintf(" %c%d", 'a'+choice, i)), Tokens: []*pb.Token{{Id: int32(100*(choice+1)) + int32(i)}}}
+		if finish {
+			m.FinishReason, m.Usage = pb.FinishReason_FINISH_REASON_STOP, &pb.Usage{PromptTokens: 5, CompletionTokens: generated}
+		}
+		return stream.Send(m)
+	}
+	if first {
+		for _, err := range []error{send(0, 0, false, 0), send(1, 0, true, 1), send(2, 0, false, 0)} {
+			if err != nil {
+				return err
+			}
+		}
+		close(c.stalled)
+		<-stream.Context().Done()
+		close(c.cut)
+		return stream.Context().Err()
+	}
+	for _, rc := range req.Resumed {
+		for i := len(rc.Tokens); i < 3; i++ {
+			if err := send(rc.Index, i, i == 2, uint32(3-len(rc.Tokens))); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// TestBrokenStreamResumesChoices: a request of several choices whose
+// coordinator stream breaks is resumed with the unfinished choices only,
+// each with the tokens it had; the answer joins both streams, and usage
+// counts every token once.
+func TestBrokenStreamResumesChoices(t *testing.T) {
+	r, _, url, _ := retryRouter(t) // a router; its coordinator is replaced below
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	fake := &choicesCoordinator{stalled: make(chan struct{}), cut: make(chan struct{})}
+	srv := grpc.NewServer()
+	pb.RegisterCoordinatorServiceServer(srv, fake)
+	go srv.Serve(lis)
+	t.Cleanup(srv.Stop)
+	coords := map[string]placement.Coordinator{"c2": {ID: "c2", Addr: lis.Addr().String()}}
+	r.setCoordinators(coords)
+
+	resp, err := http.Post(url+"/v1/completions", "application/json", strings.NewReader(`{"prompt": "x", "n": 3, "max_tokens": 3, "stream": true, "stream_options": {"include_usage": true}}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	events := bufio.NewScanner(resp.Body)
+	texts, finishes := make([]string, 3), make([]string, 3)
+	var usage *usageJSON
+	next := func() bool {
+		for events.Scan() {
+			line, ok := strings.CutPrefix(events.Text(), "data: ")
+			if !ok {
+				continue
+			}
+			if line == "[DONE]" {
+				return false
+			}
+			var c textCompletion
+			if err := json.Unmarshal([]byte(line), &c); err != nil {
+				t.Fatalf("%v: %s", err, line)
+			}
+			for _, ch := range c.Choices {
+				texts[ch.Index] += ch.Text
+				if ch.FinishReason != nil {
+					finishes[ch.Index] = *ch.FinishReason
+				}
+			}
+			if c.Usage != nil {
+				usage = c.Usage
+			}
+			return true
+		}
+		return false
+	}
+	for range 3 { // the client has the first three messages
+		if !next() {
+			t.Fatal("the stream ended early")
+		}
+	}
+	<-fake.stalled
+	r.setCoordinators(map[string]placement.Coordinator{}) // its registration lapsed: the stream is cut
+	<-fake.cut
+	r.setCoordinators(coords)
+	for next() {
+	}
+	want := []string{" a0 a1 a2", " b0", " c0 c1 c2"}
+	for i := range want {
+		if texts[i] != want[i] || finishes[i] != "stop" {
+			t.Errorf("choice %d: %q (%s), want %q", i, texts[i], finishes[i], want[i])
+		}
+	}
+	if usage == nil || usage.PromptTokens != 5 || usage.CompletionTokens != 7 {
+		t.Errorf("usage %+v; want 5 prompt and 7 completion tokens", usage)
+	}
+	fake.mu.Lock()
+	defer fake.mu.Unlock()
+	if len(fake.calls) != 2 {
+		t.Fatalf("%d calls, want 2", len(fake.calls))
+	}
+	rs := fake.calls[1].Resumed
+	if len(rs) != 2 || rs[0].Index != 0 || !slices.Equal(rs[0].Tokens, []int32{100}) || rs[1].Index != 2 || !slices.Equal(rs[1].Tokens, []int32{300}) {
+		t.Errorf("resumed %v, want choices 0 and 2 with their one token each", rs)
+	}
 }
