@@ -512,7 +512,7 @@ func (d *dispatcher) finish(ctx context.Context, c *nodeCall, start time.Time, l
 	}
 	// Each pair's row goes straight to its slot of out.
 	enc, b := r.resp.Encoding, r.resp.Outputs
-	row := E * enc.BytesPerValue()
+	row := enc.RowBytes(E)
 	if row == 0 || len(b) != len(c.pairs)*row {
 		return fmt.Errorf("expert node %s: bad response: %d bytes of %s outputs for %d rows of %d values", c.node, len(b), enc, len(c.pairs), E)
 	}

@@ -115,7 +115,7 @@ func (n *Node) forward(ctx context.Context, req *pb.ForwardRequest, resp *pb.For
 	}
 	sc := n.scratch.Get().(*scratch)
 	defer n.scratch.Put(sc)
-	x, err := pb.DecodeRowsInto(sc.x, req.Activations, req.Encoding, int(req.Rows)*h.Embd)
+	x, err := pb.DecodeRowsOf(sc.x, req.Activations, req.Encoding, int(req.Rows), h.Embd)
 	if err != nil {
 		return status.Errorf(codes.InvalidArgument, "activations: %v", err)
 	}
@@ -155,7 +155,7 @@ func (n *Node) forward(ctx context.Context, req *pb.ForwardRequest, resp *pb.For
 	if enc == pb.Encoding_ENCODING_UNSPECIFIED {
 		enc = req.Encoding
 	}
-	resp.Encoding, resp.Outputs = enc, pb.EncodeRows(resp.Outputs[:0], enc, out)
+	resp.Encoding, resp.Outputs = enc, pb.EncodeRowsOf(resp.Outputs[:0], enc, out, h.Embd)
 	return nil
 }
 

@@ -248,6 +248,57 @@ func TestForwardMatchesReference(t *testing.T) {
 			}
 		})
 	}
+	// FP8 (E4M3, a scale per row): inexact. The node computes on what the
+	// wire holds, and its outputs come back within E4M3's precision of its
+	// float32 outputs: 1/16 of each value, or, below the normal range,
+	// half the row's smallest step (its largest / 448 / 512).
+	t.Run("FP8_E4M3", func(t *testing.T) {
+		fp8 := pb.Encoding_ENCODING_FP8_E4M3
+		r := proto.Clone(req).(*pb.ForwardRequest)
+		r.Encoding = fp8
+		r.Activations = pb.EncodeRowsOf(nil, fp8, x, 64)
+		if len(r.Activations) != 2*(4+64) {
+			t.Fatalf("%d bytes of activations for 2 rows of 64", len(r.Activations))
+		}
+		rx, err := pb.DecodeRowsOf(nil, r.Activations, fp8, 2, 64)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r32 := proto.Clone(r).(*pb.ForwardRequest)
+		r32.OutputEncoding = pb.Encoding_ENCODING_F32
+		resp32, err := client.Forward(t.Context(), r32)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out32, err := pb.DecodeRows(resp32.Outputs, resp32.Encoding, 3*64)
+		if err != nil {
+			t.Fatal(err)
+		}
+		check("FP8 activations, F32 outputs", out32, rx)
+		resp, err := client.Forward(t.Context(), r)
+		if err != nil || resp.Encoding != fp8 || len(resp.Outputs) != 3*(4+64) {
+			t.Fatalf("%v, encoding %s, %d bytes; want %s, %d bytes", err, resp.GetEncoding(), len(resp.GetOutputs()), fp8, 3*(4+64))
+		}
+		got, err := pb.DecodeRowsOf(nil, resp.Outputs, fp8, 3, 64)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var worst float64
+		for row := range 3 {
+			var big float64
+			for _, v := range out32[row*64 : (row+1)*64] {
+				big = max(big, math.Abs(float64(v)))
+			}
+			for i := row * 64; i < (row+1)*64; i++ {
+				d := math.Abs(float64(got[i]) - float64(out32[i]))
+				worst = max(worst, d/big)
+				if d > max(math.Abs(float64(out32[i]))/16, big/448/1024)*1.0001 {
+					t.Errorf("output %d: %g on the wire for %g (row's largest %g)", i, got[i], out32[i], big)
+				}
+			}
+		}
+		t.Logf("FP8 outputs: largest error %.2g of the row's largest value", worst)
+	})
 	info, err := client.Info(t.Context(), &pb.InfoRequest{})
 	if err != nil || len(info.Units) != 4 || info.ModelDigest != n.digest {
 		t.Errorf("info: %v %v", info, err)

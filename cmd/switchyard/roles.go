@@ -81,8 +81,10 @@ func parseEncoding(s string) (pb.Encoding, error) {
 		return pb.Encoding_ENCODING_F16, nil
 	case "bf16":
 		return pb.Encoding_ENCODING_BF16, nil
+	case "fp8":
+		return pb.Encoding_ENCODING_FP8_E4M3, nil
 	}
-	return 0, fmt.Errorf("--activations %q: want f32, f16 or bf16", s)
+	return 0, fmt.Errorf("--activations %q: want f32, f16, bf16 or fp8", s)
 }
 
 func runUp(ctx context.Context, args []string) error {
@@ -100,7 +102,7 @@ func runUp(ctx context.Context, args []string) error {
 	fs.IntVar(&c.Coordinators, "coordinators", 1, "coordinators behind the router")
 	fs.DurationVar(&c.ShutdownGrace, "shutdown-grace", 10*time.Second, "on Ctrl-C or SIGTERM, how long running requests have to finish before they end with a 'server shutting down' error")
 	kv := kvFlags(fs, &c.KVCacheBytes, &c.NoPrefixCache, &c.QueueTimeout, &c.KVCacheType)
-	act := fs.String("activations", "f32", "activation encoding on the wire: f32, f16 or bf16")
+	act := fs.String("activations", "f32", "activation encoding on the wire: f32 (exact), f16, bf16, or fp8 (E4M3 with a scale per row: a quarter of the bytes, inexact)")
 	tmpl := fs.String("chat-template", "", `chat template for a model file without one: "plain" or a Jinja file (the demo model uses "plain")`)
 	cache := cacheFlag(fs)
 	if _, err := parse(fs, args); err != nil {
@@ -179,7 +181,7 @@ func runCoordinator(ctx context.Context, args []string) error {
 	fs.StringVar(&c.MetricsListen, "metrics-listen", "", "HTTP address for /metrics (default: none)")
 	fs.StringVar(&c.HealthListen, "health-listen", "", "plaintext gRPC health port for probes (default: none)")
 	fs.BoolVar(&c.MetricsPerExpert, "metrics-per-expert", false, "export per-(layer, expert) series")
-	act := fs.String("activations", "f32", "activation encoding on the wire: f32, f16 or bf16")
+	act := fs.String("activations", "f32", "activation encoding on the wire: f32 (exact), f16, bf16, or fp8 (E4M3 with a scale per row: a quarter of the bytes, inexact)")
 	tmpl := fs.String("chat-template", "", `chat template for a model file without one: "plain" or a Jinja file`)
 	sharedCores := fs.Bool("shared-cores", false, "this process shares its CPU cores with other busy switchyard processes (as up --processes runs them): compute threads poll briefly for work and sleep while waiting on the network")
 	loadTLS := tlsFlags(fs, true)

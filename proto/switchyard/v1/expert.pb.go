@@ -30,6 +30,10 @@ const (
 	Encoding_ENCODING_F32         Encoding = 1
 	Encoding_ENCODING_F16         Encoding = 2
 	Encoding_ENCODING_BF16        Encoding = 3
+	// Inexact: each row is a float32 scale s (the row's largest magnitude
+	// over 448), then one OCP FP8 E4M3 byte per value of value / s, rounded
+	// to nearest even: a quarter of f32's bytes, three mantissa bits.
+	Encoding_ENCODING_FP8_E4M3 Encoding = 4
 )
 
 // Enum value maps for Encoding.
@@ -39,12 +43,14 @@ var (
 		1: "ENCODING_F32",
 		2: "ENCODING_F16",
 		3: "ENCODING_BF16",
+		4: "ENCODING_FP8_E4M3",
 	}
 	Encoding_value = map[string]int32{
 		"ENCODING_UNSPECIFIED": 0,
 		"ENCODING_F32":         1,
 		"ENCODING_F16":         2,
 		"ENCODING_BF16":        3,
+		"ENCODING_FP8_E4M3":    4,
 	}
 )
 
@@ -85,7 +91,7 @@ type ForwardRequest struct {
 	// Values per row (the model's n_embd).
 	RowSize  uint32   `protobuf:"varint,4,opt,name=row_size,json=rowSize,proto3" json:"row_size,omitempty"`
 	Encoding Encoding `protobuf:"varint,5,opt,name=encoding,proto3,enum=switchyard.v1.Encoding" json:"encoding,omitempty"`
-	// rows × row_size values in the given encoding.
+	// rows rows of row_size values in the given encoding.
 	Activations []byte `protobuf:"bytes,6,opt,name=activations,proto3" json:"activations,omitempty"`
 	// The (row, expert) pairs to compute: pair i applies expert
 	// pair_experts[i] to row pair_rows[i]. Both lists have the same length.
@@ -559,12 +565,13 @@ const file_switchyard_v1_expert_proto_rawDesc = "" +
 	"\x0ffile_bytes_read\x18\x04 \x01(\x04R\rfileBytesRead\"4\n" +
 	"\x04Unit\x12\x14\n" +
 	"\x05layer\x18\x01 \x01(\rR\x05layer\x12\x16\n" +
-	"\x06expert\x18\x02 \x01(\rR\x06expert*[\n" +
+	"\x06expert\x18\x02 \x01(\rR\x06expert*r\n" +
 	"\bEncoding\x12\x18\n" +
 	"\x14ENCODING_UNSPECIFIED\x10\x00\x12\x10\n" +
 	"\fENCODING_F32\x10\x01\x12\x10\n" +
 	"\fENCODING_F16\x10\x02\x12\x11\n" +
-	"\rENCODING_BF16\x10\x032\xfa\x01\n" +
+	"\rENCODING_BF16\x10\x03\x12\x15\n" +
+	"\x11ENCODING_FP8_E4M3\x10\x042\xfa\x01\n" +
 	"\rExpertService\x12H\n" +
 	"\aForward\x12\x1d.switchyard.v1.ForwardRequest\x1a\x1e.switchyard.v1.ForwardResponse\x12^\n" +
 	"\rForwardStream\x12#.switchyard.v1.ForwardStreamRequest\x1a$.switchyard.v1.ForwardStreamResponse(\x010\x01\x12?\n" +

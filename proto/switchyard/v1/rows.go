@@ -38,20 +38,35 @@ func DialOptions() []grpc.DialOption {
 }
 
 // BytesPerValue is the size of one activation value in encoding e, or 0
-// for an unknown encoding.
+// for an unknown encoding. FP8 rows also carry a 4-byte scale: see
+// RowBytes.
 func (e Encoding) BytesPerValue() int {
 	switch e {
 	case Encoding_ENCODING_UNSPECIFIED, Encoding_ENCODING_F32:
 		return 4
 	case Encoding_ENCODING_F16, Encoding_ENCODING_BF16:
 		return 2
+	case Encoding_ENCODING_FP8_E4M3:
+		return 1
 	}
 	return 0
 }
 
-// EncodeRows writes float32 values in encoding e, appending to dst.
+// RowBytes is the size of one row of n values in encoding e, or 0 for an
+// unknown encoding.
+func (e Encoding) RowBytes(n int) int {
+	if e == Encoding_ENCODING_FP8_E4M3 {
+		return 4 + n
+	}
+	return n * e.BytesPerValue()
+}
+
+// EncodeRows writes float32 values in encoding e, appending to dst. For
+// FP8, x is one row (it gets one scale); EncodeRowsOf takes several.
 func EncodeRows(dst []byte, e Encoding, x []float32) []byte {
 	switch e {
+	case Encoding_ENCODING_FP8_E4M3:
+		dst = appendFP8Row(dst, x)
 	case Encoding_ENCODING_F16:
 		for _, v := range x {
 			dst = binary.LittleEndian.AppendUint16(dst, tensor.F32ToF16(v))
@@ -66,8 +81,41 @@ func EncodeRows(dst []byte, e Encoding, x []float32) []byte {
 	return dst
 }
 
+// EncodeRowsOf writes x, whole rows of rowLen values, in encoding e.
+func EncodeRowsOf(dst []byte, e Encoding, x []float32, rowLen int) []byte {
+	if e != Encoding_ENCODING_FP8_E4M3 || rowLen <= 0 {
+		return EncodeRows(dst, e, x)
+	}
+	for i := 0; i+rowLen <= len(x); i += rowLen {
+		dst = appendFP8Row(dst, x[i:i+rowLen])
+	}
+	return dst
+}
+
+// DecodeRowsOf reads rows rows of rowLen values in encoding e from b,
+// which must hold exactly that, into dst's memory when it has the
+// capacity.
+func DecodeRowsOf(dst []float32, b []byte, e Encoding, rows, rowLen int) ([]float32, error) {
+	if e != Encoding_ENCODING_FP8_E4M3 {
+		return DecodeRowsInto(dst, b, e, rows*rowLen)
+	}
+	rb := e.RowBytes(rowLen)
+	if rows < 0 || rowLen < 0 || len(b) != rows*rb {
+		return nil, fmt.Errorf("%d bytes of %s rows, want %d rows of %d values (%d bytes)", len(b), e, rows, rowLen, rows*rb)
+	}
+	x := dst[:0]
+	if cap(x) < rows*rowLen {
+		x = make([]float32, rows*rowLen)
+	}
+	x = x[:rows*rowLen]
+	for r := range rows {
+		decodeFP8Row(x[r*rowLen:(r+1)*rowLen], b[r*rb:(r+1)*rb])
+	}
+	return x, nil
+}
+
 // DecodeRows reads n float32 values in encoding e from b, which must hold
-// exactly n values.
+// exactly n values (for FP8, one row of n values).
 func DecodeRows(b []byte, e Encoding, n int) ([]float32, error) {
 	return DecodeRowsInto(nil, b, e, n)
 }
@@ -77,6 +125,9 @@ func DecodeRowsInto(dst []float32, b []byte, e Encoding, n int) ([]float32, erro
 	bpv := e.BytesPerValue()
 	if bpv == 0 {
 		return nil, fmt.Errorf("unknown encoding %d", e)
+	}
+	if e == Encoding_ENCODING_FP8_E4M3 {
+		return DecodeRowsOf(dst, b, e, 1, n)
 	}
 	if len(b) != n*bpv {
 		return nil, fmt.Errorf("%d bytes of %s rows, want %d values (%d bytes)", len(b), e, n, n*bpv)
