@@ -108,6 +108,11 @@ type Config struct {
 	// without them; 0 means placement.DefaultHotAbove and DefaultCoolBelow
 	// (1.10 and 1.05).
 	HotAbove, CoolBelow float64
+	// MicroBatches is how many micro-batches a step is cut into, so that
+	// some run attention while the others' experts are out (more hide a
+	// longer round trip; docs/performance.md has the arithmetic); 0 means
+	// two for steps of 32 rows or more, one otherwise.
+	MicroBatches int
 	// UnitWait is how long a step waits for a unit with no ready replica
 	// (while the controller places it again) before failing; 0 means 30s.
 	UnitWait time.Duration
@@ -141,6 +146,8 @@ func (c *Config) Validate() error {
 		return errors.New("coordinator: negative sizes")
 	case c.ReregisterGrace < 0 || c.MassLossHold < 0:
 		return errors.New("coordinator: negative --reregister-grace or --mass-loss-hold")
+	case c.MicroBatches < 0 || c.MicroBatches > 64:
+		return fmt.Errorf("coordinator: --micro-batches %d: want 0 (automatic) to 64", c.MicroBatches)
 	case c.HotAbove != 0 && (c.HotAbove <= 1 || c.CoolBelow >= c.HotAbove || c.CoolBelow < 0):
 		return fmt.Errorf("coordinator: --hot-above %.2f must be above 1 and above --cool-below %.2f", c.HotAbove, c.CoolBelow)
 	}
@@ -334,6 +341,7 @@ func (c *Coordinator) serve(ctx context.Context) error {
 	}
 	c.metrics = newMetrics(reg, c.stats, cfg.MetricsPerExpert)
 	c.dispatch = newDispatcher(c.model.Pool, cfg.TLS.DialOption(), c.info.Digest, c.model.Hyper, cfg.Encoding, cfg.ForwardTimeout, cfg.UnitWait, members, c.stats, c.metrics, c.log)
+	c.dispatch.microBatches = cfg.MicroBatches
 	defer c.dispatch.close()
 	c.model.Experts = c.dispatch
 	updateHealth := func() {

@@ -37,10 +37,11 @@ type dispatcher struct {
 	metrics *metrics
 	log     *slog.Logger
 
-	pool     *tensor.Pool  // rested while calls are out
-	perRow   int           // experts per token (k)
-	keys     [][]string    // placement.UnitKey of every unit, by layer and expert; none for a dense layer
-	unitWait time.Duration // how long to wait for a unit with no ready replica
+	pool         *tensor.Pool  // rested while calls are out
+	microBatches int           // Config.MicroBatches
+	perRow       int           // experts per token (k)
+	keys         [][]string    // placement.UnitKey of every unit, by layer and expert; none for a dense layer
+	unitWait     time.Duration // how long to wait for a unit with no ready replica
 
 	mu         sync.RWMutex
 	suspects   map[string]time.Time // node → until when it is avoided
@@ -280,6 +281,20 @@ func (d *dispatcher) missing() []string {
 		}
 	}
 	return out
+}
+
+// MicroBatches implements model.MicroBatcher: Config.MicroBatches, or,
+// when that is 0, two for steps of 32 rows or more and one otherwise (on
+// two cores, halving a smaller step's expert batches cost more than the
+// overlap gained).
+func (d *dispatcher) MicroBatches(rows int) int {
+	switch {
+	case d.microBatches > 0:
+		return d.microBatches
+	case rows >= 32:
+		return 2
+	}
+	return 1
 }
 
 // nodeCall is the work for one node in one layer. A dispatch keeps its

@@ -172,6 +172,7 @@ func runCoordinator(ctx context.Context, args []string) error {
 	fs.IntVar(&c.MinNodes, "min-nodes", 1, "expert nodes to wait for before placing units")
 	fs.IntVar(&c.MaxMoves, "max-moves", 4, "rebalancing changes per placement epoch")
 	fs.IntVar(&c.HotReplicas, "hot-replicas", 0, "extra replicas for hot units in all (0: a quarter of the units; -1: off)")
+	fs.IntVar(&c.MicroBatches, "micro-batches", 0, "micro-batches a step is cut into, so attention runs while other micro-batches' experts are out (0: two for steps of 32 rows or more)")
 	fs.Float64Var(&c.HotAbove, "hot-above", placement.DefaultHotAbove, "add hot replicas while the busiest node is above this × the mean load")
 	fs.Float64Var(&c.CoolBelow, "cool-below", placement.DefaultCoolBelow, "drop hot replicas when the nodes would stay below this × the mean without them")
 	fs.DurationVar(&c.ReregisterGrace, "reregister-grace", 10*time.Second, "after an etcd outage, how long nodes have to register again before their units may move")
