@@ -638,7 +638,25 @@ type GenerateRequest struct {
 	// When not empty, the request is a resume after the coordinator serving
 	// it died: only these choices are generated (the others finished), each
 	// after its tokens. Usage then counts only the tokens generated here.
-	Resumed       []*ResumedChoice `protobuf:"bytes,20,rep,name=resumed,proto3" json:"resumed,omitempty"`
+	Resumed []*ResumedChoice `protobuf:"bytes,20,rep,name=resumed,proto3" json:"resumed,omitempty"`
+	// Leave a chat reply's reasoning in its text, markup and all (the
+	// router's --reasoning-format none). Unset: reasoning comes out as
+	// reasoning deltas (deepseek).
+	KeepReasoning bool `protobuf:"varint,24,opt,name=keep_reasoning,json=keepReasoning,proto3" json:"keep_reasoning,omitempty"`
+	// Constrains what the model writes to a grammar (pkg/grammar): each
+	// step's sampling sees only the tokens it allows, and the end of
+	// sequence only where it can end. Unset: unconstrained, unless
+	// tool_choice forces a call (TOOL_CHOICE_REQUIRED or _FUNCTION), whose
+	// arguments are then constrained to the function's parameters. A
+	// grammar the coordinator cannot compile is INVALID_ARGUMENT, naming the
+	// construct.
+	//
+	// Types that are valid to be assigned to Constraint:
+	//
+	//	*GenerateRequest_JsonObject
+	//	*GenerateRequest_JsonSchema
+	//	*GenerateRequest_Grammar
+	Constraint    isGenerateRequest_Constraint `protobuf_oneof:"constraint"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -805,6 +823,73 @@ func (x *GenerateRequest) GetResumed() []*ResumedChoice {
 	}
 	return nil
 }
+
+func (x *GenerateRequest) GetKeepReasoning() bool {
+	if x != nil {
+		return x.KeepReasoning
+	}
+	return false
+}
+
+func (x *GenerateRequest) GetConstraint() isGenerateRequest_Constraint {
+	if x != nil {
+		return x.Constraint
+	}
+	return nil
+}
+
+func (x *GenerateRequest) GetJsonObject() bool {
+	if x != nil {
+		if x, ok := x.Constraint.(*GenerateRequest_JsonObject); ok {
+			return x.JsonObject
+		}
+	}
+	return false
+}
+
+func (x *GenerateRequest) GetJsonSchema() string {
+	if x != nil {
+		if x, ok := x.Constraint.(*GenerateRequest_JsonSchema); ok {
+			return x.JsonSchema
+		}
+	}
+	return ""
+}
+
+func (x *GenerateRequest) GetGrammar() string {
+	if x != nil {
+		if x, ok := x.Constraint.(*GenerateRequest_Grammar); ok {
+			return x.Grammar
+		}
+	}
+	return ""
+}
+
+type isGenerateRequest_Constraint interface {
+	isGenerateRequest_Constraint()
+}
+
+type GenerateRequest_JsonObject struct {
+	// Any JSON object (OpenAI's response_format json_object).
+	JsonObject bool `protobuf:"varint,21,opt,name=json_object,json=jsonObject,proto3,oneof"`
+}
+
+type GenerateRequest_JsonSchema struct {
+	// JSON that a JSON Schema allows, the schema's text (response_format
+	// json_schema's schema).
+	JsonSchema string `protobuf:"bytes,22,opt,name=json_schema,json=jsonSchema,proto3,oneof"`
+}
+
+type GenerateRequest_Grammar struct {
+	// A GBNF grammar, as llama.cpp's server takes in its grammar field.
+	Grammar string `protobuf:"bytes,23,opt,name=grammar,proto3,oneof"`
+}
+
+func (*GenerateRequest_JsonObject) isGenerateRequest_Constraint() {}
+
+func (*GenerateRequest_JsonSchema) isGenerateRequest_Constraint() {}
+
+func (*GenerateRequest_Grammar) isGenerateRequest_Constraint() {}
 
 type TokenLogprob struct {
 	state   protoimpl.MessageState `protogen:"open.v1"`
@@ -1961,7 +2046,7 @@ const file_switchyard_v1_coordinator_proto_rawDesc = "" +
 	"logit_bias\x18\t \x03(\v2,.switchyard.v1.SamplingParams.LogitBiasEntryR\tlogitBias\x1a<\n" +
 	"\x0eLogitBiasEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\x05R\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\x02R\x05value:\x028\x01\"\xb3\a\n" +
+	"\x05value\x18\x02 \x01(\x02R\x05value:\x028\x01\"\xca\b\n" +
 	"\x0fGenerateRequest\x12\x1d\n" +
 	"\n" +
 	"request_id\x18\x01 \x01(\tR\trequestId\x12\x16\n" +
@@ -1981,13 +2066,21 @@ const file_switchyard_v1_coordinator_proto_rawDesc = "" +
 	"toolChoice\x120\n" +
 	"\x14tool_choice_function\x18\x0f \x01(\tR\x12toolChoiceFunction\x12)\n" +
 	"\x10reasoning_effort\x18\x10 \x01(\tR\x0freasoningEffort\x12,\n" +
-	"\x0fenable_thinking\x18\x11 \x01(\bH\x00R\x0eenableThinking\x88\x01\x01\x12h\n" +
+	"\x0fenable_thinking\x18\x11 \x01(\bH\x01R\x0eenableThinking\x88\x01\x01\x12h\n" +
 	"\x14chat_template_kwargs\x18\x12 \x03(\v26.switchyard.v1.GenerateRequest.ChatTemplateKwargsEntryR\x12chatTemplateKwargs\x12\f\n" +
 	"\x01n\x18\x13 \x01(\rR\x01n\x126\n" +
-	"\aresumed\x18\x14 \x03(\v2\x1c.switchyard.v1.ResumedChoiceR\aresumed\x1aE\n" +
+	"\aresumed\x18\x14 \x03(\v2\x1c.switchyard.v1.ResumedChoiceR\aresumed\x12%\n" +
+	"\x0ekeep_reasoning\x18\x18 \x01(\bR\rkeepReasoning\x12!\n" +
+	"\vjson_object\x18\x15 \x01(\bH\x00R\n" +
+	"jsonObject\x12!\n" +
+	"\vjson_schema\x18\x16 \x01(\tH\x00R\n" +
+	"jsonSchema\x12\x1a\n" +
+	"\agrammar\x18\x17 \x01(\tH\x00R\agrammar\x1aE\n" +
 	"\x17ChatTemplateKwargsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01B\x12\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01B\f\n" +
+	"\n" +
+	"constraintB\x12\n" +
 	"\x10_enable_thinkingJ\x04\b\n" +
 	"\x10\vR\rresume_tokens\"T\n" +
 	"\fTokenLogprob\x12\x14\n" +
@@ -2173,7 +2266,11 @@ func file_switchyard_v1_coordinator_proto_init() {
 	file_switchyard_v1_coordinator_proto_msgTypes[1].OneofWrappers = []any{
 		(*ContentPart_Text)(nil),
 	}
-	file_switchyard_v1_coordinator_proto_msgTypes[6].OneofWrappers = []any{}
+	file_switchyard_v1_coordinator_proto_msgTypes[6].OneofWrappers = []any{
+		(*GenerateRequest_JsonObject)(nil),
+		(*GenerateRequest_JsonSchema)(nil),
+		(*GenerateRequest_Grammar)(nil),
+	}
 	file_switchyard_v1_coordinator_proto_msgTypes[9].OneofWrappers = []any{
 		(*Delta_Text)(nil),
 		(*Delta_Reasoning)(nil),
