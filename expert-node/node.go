@@ -46,6 +46,10 @@ type Config struct {
 	Listener net.Listener
 	// Advertise is the address others dial; "" means the listener's.
 	Advertise string
+	// GossipAdvertise is the host gossip peers reach this node at; "" means
+	// Advertise's host. They differ when calls go through a proxy (the
+	// network bench's delay) and gossip does not.
+	GossipAdvertise string
 	// ModelPath is a GGUF file, or an http(s) URL read with Range requests
 	// (only the header and this node's units are fetched); required.
 	ModelPath string
@@ -265,6 +269,9 @@ func (n *Node) Serve(ctx context.Context) error {
 		return fmt.Errorf("expert-node: %w", err)
 	}
 	lis, addr, bindHost, advHost := ep.Listener, ep.Addr, ep.BindHost, ep.AdvertiseHost
+	if cfg.GossipAdvertise != "" {
+		advHost = cfg.GossipAdvertise
+	}
 
 	cli, err := etcdclient.New(cfg.Etcd, cfg.TLS.ClientConfig())
 	if err != nil {

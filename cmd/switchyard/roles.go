@@ -132,6 +132,7 @@ func runExpertNode(ctx context.Context, args []string) error {
 	etcd := fs.String("etcd", "", "etcd endpoints, comma-separated")
 	fs.StringVar(&c.Listen, "listen", "127.0.0.1:9100", "gRPC address")
 	fs.StringVar(&c.Advertise, "advertise", "", "address others dial (default: --listen)")
+	fs.StringVar(&c.GossipAdvertise, "gossip-advertise", "", "host gossip peers reach this node at (default: --advertise's host)")
 	fs.StringVar(&c.ModelPath, "model", "", "GGUF model file")
 	fs.StringVar(&c.NodeID, "node-id", "", "unique node ID")
 	fs.StringVar(&c.Cluster, "cluster", "default", "cluster name (etcd key namespace)")

@@ -57,6 +57,17 @@ type Run struct {
 	ITLp50      float64 `json:"itl_ms_p50"`
 	ITLp99      float64 `json:"itl_ms_p99"`
 
+	// Network-namespace cluster only (bench --netns): the round trip added
+	// between the coordinator and each node and what added it, the nodes,
+	// activation bytes on the wire per generated token per node (both
+	// ways), and, for one stream, the floor 1 / (1/r₀ + MoE layers × RTT)
+	// from the 0 ms single-stream rate r₀.
+	RTTms                 *float64 `json:"rtt_ms,omitempty"`
+	Delay                 string   `json:"delay,omitempty"`
+	ExpertNodes           int      `json:"expert_nodes,omitempty"`
+	WireBytesPerTokenNode float64  `json:"wire_bytes_per_token_per_node,omitempty"`
+	FloorTokS             float64  `json:"floor_tok_s,omitempty"`
+
 	// Prefix-cache workloads only.
 	Workload     string    `json:"workload,omitempty"`
 	PrefixCache  string    `json:"prefix_cache,omitempty"` // "on" or "off"
