@@ -71,7 +71,7 @@ func TestPlanAgreesWithReference(t *testing.T) {
 			}
 			for round := range 60 {
 				switch x := r.IntN(20); {
-				case x == 0:
+				case x == 0 && len(in.Nodes) < 16: // replicas ≤ 16: shares stay exact
 					join()
 				case x == 1 && len(in.Nodes) > 2:
 					i := r.IntN(len(in.Nodes))
@@ -84,8 +84,11 @@ func TestPlanAgreesWithReference(t *testing.T) {
 				case x <= 6:
 					in.Load = map[string]float64{}
 					for _, u := range in.Units {
-						// Integer loads, skewed towards the first experts.
-						in.Load[UnitKey(u)] = float64(r.IntN(1000) / (1 + u.Expert))
+						// Loads skewed towards the first experts, multiples of
+						// lcm(1..16) so that a unit's share per replica and
+						// every node's sum are exact in both planners (the
+						// old one sums in map order): ties are then ties.
+						in.Load[UnitKey(u)] = float64(r.IntN(1000)/(1+u.Expert)) * 720720
 					}
 				case x == 7:
 					in.Load = nil
