@@ -218,6 +218,7 @@ type Coordinator struct {
 	model    *model.Model
 	tok      *tokenizer.Tokenizer
 	tmpl     *chat.Template
+	family   chat.Family // of tmpl: how replies write tool calls and reasoning
 	info     placement.ModelInfo
 	dispatch *dispatcher
 	sched    *scheduler
@@ -288,6 +289,8 @@ func open(cfg Config) (*Coordinator, error) {
 			ExpertsUsed: h.ExpertsUsed, Vocab: h.Vocab, Context: h.Context, Census: f.Census(), MoELayers: h.MoELayers()}}
 	if tmpl != nil {
 		c.info.ChatTemplate = tmpl.Name
+		c.family = chat.DetectFamily(tmpl.Source)
+		c.log.Info("chat template", "source", tmpl.Name, "family", c.family)
 	}
 	c.stats = routingstats.New(h.Layers, h.Experts, h.ExpertsUsed, h.MoELayers())
 	switch {

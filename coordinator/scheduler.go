@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/switchyard-llm/switchyard/pkg/chat"
 	"github.com/switchyard-llm/switchyard/pkg/model"
 	"github.com/switchyard-llm/switchyard/pkg/sampling"
 	"github.com/switchyard-llm/switchyard/pkg/tokenizer"
@@ -33,6 +34,8 @@ type genRequest struct {
 	stop    []string
 	routing bool // return the experts chosen
 	noCache bool // compute the whole prompt even when its prefix is cached
+	// parse says how a chat reply is cut into typed deltas (reply.go).
+	parse replyParsing
 	// events receives one event per generated token and a final one (with
 	// a finish reason or an error). It is buffered for all of them, so the
 	// scheduler never waits for a slow client.
@@ -51,7 +54,7 @@ type genEvent struct {
 	routing []int32 // layers × k, with returnRouting
 	// promptRouting (positions × layers × k) comes with the first token.
 	promptRouting []int32
-	text          string
+	deltas        []*pb.Delta // what the token completed, typed
 	finish        pb.FinishReason
 	eos           bool // the finish came from sampling the end-of-sequence token
 	// cached is how many prompt tokens came from the prefix cache, on the
@@ -76,6 +79,7 @@ type seqState struct {
 	generated int
 	dec       *tokenizer.Decoder
 	stop      *sampling.Stopper
+	parser    *chat.Parser // nil: the reply is plain text
 	// routing of the prompt so far (with req.routing), and of the last
 	// position fed
 	promptRouting, lastRouting []int32
@@ -207,10 +211,14 @@ func (s *scheduler) enqueue(r *genRequest) {
 func (s *scheduler) newState(r *genRequest) *seqState {
 	st := &seqState{req: r, pending: slices.Clone(r.prompt), history: slices.Clone(r.prompt), queued: time.Now(),
 		dec: s.tok.NewDecoder(), stop: sampling.NewStopper(r.stop)}
+	if r.parse.cfg != nil {
+		st.parser, _ = chat.NewParser(*r.parse.cfg) // admit validated the config
+	}
 	// Resumed tokens' text was sent by the coordinator that died: bring the
-	// decoder and the stop matcher to where it left them.
+	// decoder, the stop matcher and the parser to where it left them.
 	for _, t := range r.resumed {
-		st.stop.Push(st.dec.Next(t))
+		text, _ := st.stop.Push(s.piece(st, t))
+		st.emit(text)
 	}
 	return st
 }
@@ -363,23 +371,26 @@ func (s *scheduler) sample(st *seqState, logits []float32) bool {
 	r := st.req.sampler.Sample(logits)
 	st.generated++
 	if r.Token == s.tok.EOS {
-		st.finish(genEvent{text: st.rest(), finish: pb.FinishReason_FINISH_REASON_STOP, eos: true})
+		st.end(genEvent{finish: pb.FinishReason_FINISH_REASON_STOP, eos: true}, st.rest())
 		return true
 	}
 	st.req.sampler.Accept(r.Token)
 	st.history = append(st.history, r.Token)
-	text, stopped := st.stop.Push(st.dec.Next(r.Token))
-	ev := genEvent{token: r, sampled: true, text: text, routing: st.lastRouting}
+	text, stopped := st.stop.Push(s.piece(st, r.Token))
+	ev := genEvent{token: r, sampled: true, deltas: st.emit(text), routing: st.lastRouting}
 	if !st.sentPrompt {
 		ev.promptRouting, ev.cached, st.sentPrompt = st.promptRouting, st.cached, true
 	}
 	st.req.events <- ev
 	switch {
 	case stopped:
-		st.finish(genEvent{finish: pb.FinishReason_FINISH_REASON_STOP})
+		st.end(genEvent{finish: pb.FinishReason_FINISH_REASON_STOP}, "")
+		return true
+	case st.ends(r.Token):
+		st.end(genEvent{finish: pb.FinishReason_FINISH_REASON_STOP}, st.rest())
 		return true
 	case st.generated >= st.req.maxTokens || st.seq.Len()+1 > s.m.Context:
-		st.finish(genEvent{text: st.rest(), finish: pb.FinishReason_FINISH_REASON_LENGTH})
+		st.end(genEvent{finish: pb.FinishReason_FINISH_REASON_LENGTH}, st.rest())
 		return true
 	}
 	st.next[0] = r.Token

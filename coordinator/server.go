@@ -95,6 +95,7 @@ type admitted struct {
 	submit    []*genRequest
 	promptLen int
 	template  string
+	parse     replyParsing
 }
 
 // admit validates and tokenizes a request.
@@ -141,6 +142,7 @@ func (c *Coordinator) admit(ctx context.Context, req *pb.GenerateRequest) (*admi
 			prompt = prompt[1:] // the template wrote BOS itself
 		}
 		a.template, what = c.tmpl.Name, "messages"
+		a.parse = c.parsing(req, text)
 	}
 	if len(prompt) == 0 {
 		return nil, invalid("the prompt is empty")
@@ -195,6 +197,7 @@ func (c *Coordinator) admit(ctx context.Context, req *pb.GenerateRequest) (*admi
 		if err != nil {
 			return nil, err
 		}
+		r.parse = a.parse
 		a.choices = append(a.choices, r)
 	}
 	if len(req.Resumed) == 0 {
@@ -337,9 +340,7 @@ func (c *Coordinator) Generate(req *pb.GenerateRequest, stream pb.CoordinatorSer
 			return status.Errorf(codes.Internal, "generate: %v", ev.err)
 		}
 		msg := &pb.GenerateResponse{Index: ev.index, FinishReason: ev.finish}
-		if ev.text != "" {
-			msg.Deltas = []*pb.Delta{{Delta: &pb.Delta_Text{Text: ev.text}}}
-		}
+		msg.Deltas = ev.deltas
 		if first {
 			msg.ChatTemplate, first = a.template, false
 		}

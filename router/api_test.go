@@ -117,8 +117,7 @@ func TestChatRequestFields(t *testing.T) {
 		{"assistant audio", `{"messages": [{"role": "assistant", "content": "x", "audio": {"id": "a"}}, {"role": "user", "content": "hi"}]}`, 400, "messages[0].audio", "audio is not supported"},
 		{"deprecated functions", `{` + user + `, "functions": [{"name": "f"}]}`, 400, "functions", "send tools"},
 		{"deprecated function role", `{"messages": [{"role": "function", "name": "f", "content": "1"}]}`, 400, "messages[0].role", "send tool messages"},
-		// Not served yet, and never ignored.
-		{"tools", `{` + user + `, "tools": [{"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}}]}`, 400, "tools", "tool calling is not available on this server yet"},
+		{"tools", `{` + user + `, "tools": [{"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}}]}`, 200, "", ""},
 		{"json mode", `{` + user + `, "response_format": {"type": "json_object"}}`, 400, "response_format", `response_format "json_object" is not available on this server yet`},
 		{"json schema", `{` + user + `, "response_format": {"type": "json_schema", "json_schema": {"name": "x", "schema": {}}}}`, 400, "response_format", "not available on this server yet"},
 		{"text format", `{` + user + `, "response_format": {"type": "text"}}`, 200, "", ""},

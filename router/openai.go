@@ -19,6 +19,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/switchyard-llm/switchyard/pkg/chat"
 	"github.com/switchyard-llm/switchyard/pkg/placement"
 	pb "github.com/switchyard-llm/switchyard/proto/switchyard/v1"
 )
@@ -209,6 +210,7 @@ func (r *Router) chatCompletions(w http.ResponseWriter, req *http.Request) {
 		refuse(w, e)
 		return
 	}
+	g.KeepReasoning = r.cfg.ReasoningFormat == chat.ReasoningNone
 	logprobs := -1
 	if g.Logprobs {
 		logprobs = int(g.TopLogprobs)

@@ -608,13 +608,9 @@ func toolsOf(cr *chatRequest, g *pb.GenerateRequest) *requestError {
 }
 
 // notYetServed refuses what a chat request asks that this server cannot
-// serve yet, rather than ignore it: tool calls cannot be read back out of
-// the model's text before the tool-call parser is wired in (issue 27),
-// nor output constrained before the grammar engine is (issue 28).
+// serve yet, rather than ignore it: output cannot be constrained before
+// the grammar engine is wired in (issue 28).
 func notYetServed(cr *chatRequest) *requestError {
-	if len(cr.Tools) > 0 {
-		return badParam("tools", "tool calling is not available on this server yet: the model would see the tools, but its calls could not be returned as tool_calls")
-	}
 	if cr.ResponseFormat != nil && cr.ResponseFormat.Type != "text" {
 		return badParam("response_format", "response_format %q is not available on this server yet: output cannot be constrained to JSON", cr.ResponseFormat.Type)
 	}

@@ -21,6 +21,7 @@ import (
 
 	"github.com/switchyard-llm/switchyard/internal/etcdclient"
 	"github.com/switchyard-llm/switchyard/internal/tlsconfig"
+	"github.com/switchyard-llm/switchyard/pkg/chat"
 	"github.com/switchyard-llm/switchyard/pkg/placement"
 	pb "github.com/switchyard-llm/switchyard/proto/switchyard/v1"
 )
@@ -58,6 +59,12 @@ type Config struct {
 	// context passed to Run ends (the router stops accepting at once);
 	// then they end with a "server shutting down" error. 0 means 10s.
 	ShutdownGrace time.Duration
+	// ReasoningFormat says where a chat reply's reasoning goes (the
+	// --reasoning-format flag): the zero value, chat.ReasoningDeepSeek,
+	// splits it into reasoning_content (Anthropic: thinking blocks), whole
+	// and as streamed deltas; chat.ReasoningNone leaves it in the content,
+	// markup and all.
+	ReasoningFormat chat.ReasoningFormat
 }
 
 // ErrShuttingDown ends the requests still running when the shutdown grace

@@ -223,6 +223,7 @@ func runRouter(ctx context.Context, args []string) error {
 	public := fs.String("public-paths", "/healthz,/readyz,/metrics", "paths that need no API key")
 	fs.BoolVar(&c.DashboardPublic, "dashboard-public", false, "with --api-keys-file: open the dashboard and /v1/routing/stats without a key (default: a browser signs in with one)")
 	fs.DurationVar(&c.ShutdownGrace, "shutdown-grace", 10*time.Second, "on SIGINT or SIGTERM, how long running requests have to finish before they end with a 'server shutting down' error")
+	reasoning := fs.String("reasoning-format", "deepseek", "where a chat reply's reasoning goes: deepseek (reasoning_content, and Anthropic thinking blocks) or none (left in the content, markup and all)")
 	loadTLS := tlsFlags(fs, false)
 	if _, err := parse(fs, args); err != nil {
 		return err
@@ -230,6 +231,9 @@ func runRouter(ctx context.Context, args []string) error {
 	var err error
 	if c.TLS, _, err = loadTLS(); err != nil {
 		return err
+	}
+	if c.ReasoningFormat, err = chat.ParseReasoningFormat(*reasoning); err != nil {
+		return fmt.Errorf("router: --reasoning-format: %w", err)
 	}
 	c.Etcd, c.Logger, c.PublicPaths = splitList(*etcd), logger(), splitList(*public)
 	return router.Run(ctx, c)

@@ -167,10 +167,6 @@ func TestAgentSurface(t *testing.T) {
 			param  string
 			phrase string
 		}{
-			{"tools", nil, func(p *openai.ChatCompletionNewParams) {
-				p.Tools = []openai.ChatCompletionToolUnionParam{openai.ChatCompletionFunctionTool(openai.FunctionDefinitionParam{Name: "get_weather",
-					Parameters: openai.FunctionParameters{"type": "object", "properties": map[string]any{"city": map[string]any{"type": "string"}}}})}
-			}, "tools", "tool calling is not available on this server yet"},
 			{"json schema", nil, func(p *openai.ChatCompletionNewParams) {
 				p.ResponseFormat = openai.ChatCompletionNewParamsResponseFormatUnion{OfJSONSchema: &openai.ResponseFormatJSONSchemaParam{
 					JSONSchema: openai.ResponseFormatJSONSchemaJSONSchemaParam{Name: "person", Schema: map[string]any{"type": "object"}}}}

@@ -137,7 +137,6 @@ func TestNodeSDK(t *testing.T) {
 	}
 
 	for field, w := range map[string]struct{ param, phrase string }{
-		"tools":              {"tools", "tool calling is not available on this server yet"},
 		"response_format":    {"response_format", "not available on this server yet"},
 		"audio":              {"audio", "audio output is not supported"},
 		"prediction":         {"prediction", "not supported"},

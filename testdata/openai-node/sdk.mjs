@@ -53,7 +53,6 @@ const roundTrip = await client.chat.completions.create({
 out.roundTrip = { finish: roundTrip.choices[0].finish_reason, promptTokens: roundTrip.usage.prompt_tokens };
 
 out.refused = {
-  tools: await refusal({ tools: [{ type: "function", function: { name: "get_weather", parameters: { type: "object" } } }] }),
   response_format: await refusal({ response_format: { type: "json_schema", json_schema: { name: "person", schema: { type: "object" } } } }),
   audio: await refusal({ modalities: ["text", "audio"], audio: { voice: "alloy", format: "wav" } }),
   prediction: await refusal({ prediction: { type: "content", content: "x" } }),
