@@ -17,10 +17,10 @@ import (
 // MeasureConfig is a bench over namespaced clusters: for every node
 // count, a cluster, and on it every round trip in turn, each concurrency.
 type MeasureConfig struct {
-	Cluster     Config // ExpertNodes is taken from Nodes
-	Nodes       []int
-	RTTs        []time.Duration
-	Concurrency []int
+	Cluster                         Config // ExpertNodes is taken from Nodes
+	Nodes                           []int
+	RTTs                            []time.Duration
+	Concurrency                     []int
 	PromptTokens, GenTokens, Rounds int
 }
 

@@ -48,7 +48,7 @@ type Config struct {
 	// (--micro-batches, --activations); zero values mean its defaults.
 	MicroBatches int
 	Activations  string
-	CacheDir     string    // the roles' --cache-dir; "" means a temporary one
+	CacheDir     string // the roles' --cache-dir; "" means a temporary one
 	Logger       *slog.Logger
 	LogOutput    io.Writer // the child processes' logs; nil discards
 }

@@ -3,9 +3,9 @@ package membership
 import (
 	"fmt"
 	"os"
+	"runtime"
 	"strconv"
 	"sync"
-	"runtime"
 	"testing"
 	"time"
 )
