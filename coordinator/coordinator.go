@@ -224,6 +224,7 @@ type Coordinator struct {
 	sched    *scheduler
 	stats    *routingstats.Recorder
 	metrics  *metrics
+	grammars grammars // compiled output constraints, and the vocabulary they mask
 
 	inFlight, requests, generated, promptTokens atomic.Int64
 }

@@ -24,6 +24,7 @@ type genRequest struct {
 	promptLen   int     // of the prompt alone
 	resumed     []int32 // tokens generated before a resume (text already sent)
 	sampler     *sampling.Sampler
+	constraint  *constraint // the grammar its output must follow, or nil
 	topLogprobs int
 	maxTokens   int
 	// reserve is how many positions the KV cache is sized for up front:
@@ -368,7 +369,11 @@ func (s *scheduler) step(ctx context.Context, active []*seqState) ([]*seqState, 
 
 // sample picks the next token of st and reports whether st has finished.
 func (s *scheduler) sample(st *seqState, logits []float32) bool {
-	r := st.req.sampler.Sample(logits)
+	r, err := st.req.draw(logits)
+	if err != nil {
+		st.finish(genEvent{err: err})
+		return true
+	}
 	st.generated++
 	if r.Token == s.tok.EOS {
 		st.end(genEvent{finish: pb.FinishReason_FINISH_REASON_STOP, eos: true}, st.rest())
@@ -387,6 +392,9 @@ func (s *scheduler) sample(st *seqState, logits []float32) bool {
 		st.end(genEvent{finish: pb.FinishReason_FINISH_REASON_STOP}, "")
 		return true
 	case st.ends(r.Token):
+		st.end(genEvent{finish: pb.FinishReason_FINISH_REASON_STOP}, st.rest())
+		return true
+	case st.req.complete(): // the grammar has ended
 		st.end(genEvent{finish: pb.FinishReason_FINISH_REASON_STOP}, st.rest())
 		return true
 	case st.generated >= st.req.maxTokens || st.seq.Len()+1 > s.m.Context:

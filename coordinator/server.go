@@ -169,6 +169,10 @@ func (c *Coordinator) admit(ctx context.Context, req *pb.GenerateRequest) (*admi
 	if choices > maxChoices {
 		return nil, invalid("n = %d (limit %d)", choices, maxChoices)
 	}
+	constrained, err := c.constraintOf(req)
+	if err != nil {
+		return nil, err
+	}
 	// The choices to generate: all, or those a resume names, each after
 	// the tokens it had.
 	resumed := map[uint32][]int32{}
@@ -196,6 +200,11 @@ func (c *Coordinator) admit(ctx context.Context, req *pb.GenerateRequest) (*admi
 		r, err := c.choice(ctx, req, prompt, resumed[i], i)
 		if err != nil {
 			return nil, err
+		}
+		if constrained != nil {
+			if r.constraint, err = newConstraint(constrained, c.grammars.vocabOf(c.tok, c.model.Vocab), resumed[i]); err != nil {
+				return nil, err
+			}
 		}
 		r.parse = a.parse
 		a.choices = append(a.choices, r)

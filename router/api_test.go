@@ -118,9 +118,18 @@ func TestChatRequestFields(t *testing.T) {
 		{"deprecated functions", `{` + user + `, "functions": [{"name": "f"}]}`, 400, "functions", "send tools"},
 		{"deprecated function role", `{"messages": [{"role": "function", "name": "f", "content": "1"}]}`, 400, "messages[0].role", "send tool messages"},
 		{"tools", `{` + user + `, "tools": [{"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}}]}`, 200, "", ""},
-		{"json mode", `{` + user + `, "response_format": {"type": "json_object"}}`, 400, "response_format", `response_format "json_object" is not available on this server yet`},
-		{"json schema", `{` + user + `, "response_format": {"type": "json_schema", "json_schema": {"name": "x", "schema": {}}}}`, 400, "response_format", "not available on this server yet"},
 		{"text format", `{` + user + `, "response_format": {"type": "text"}}`, 200, "", ""},
+		// Constrained output: shapes the router checks (the coordinator
+		// compiles the grammar).
+		{"json mode", `{` + user + `, "response_format": {"type": "json_object"}}`, 200, "", ""},
+		{"json schema", `{` + user + `, "response_format": {"type": "json_schema", "json_schema": {"name": "x", "schema": {}, "strict": true}}}`, 200, "", ""},
+		{"gbnf", `{` + user + `, "grammar": "root ::= \"yes\" | \"no\""}`, 200, "", ""},
+		{"unknown format", `{` + user + `, "response_format": {"type": "yaml"}}`, 400, "response_format", `response_format type "yaml", want text, json_object or json_schema`},
+		{"json schema without one", `{` + user + `, "response_format": {"type": "json_schema"}}`, 400, "response_format.json_schema", "needs json_schema"},
+		{"json schema not an object", `{` + user + `, "response_format": {"type": "json_schema", "json_schema": {"name": "x", "schema": [1]}}}`, 400, "response_format.json_schema.schema", "must be a JSON schema object"},
+		{"forced call and format", `{` + user + `, "tools": [{"type": "function", "function": {"name": "f"}}], "tool_choice": "required", "response_format": {"type": "json_object"}}`, 400, "tool_choice", "both constrain the output"},
+		{"forced call and grammar", `{` + user + `, "tools": [{"type": "function", "function": {"name": "f"}}], "tool_choice": {"type": "function", "function": {"name": "f"}}, "grammar": "root ::= \"a\""}`, 400, "grammar", "both constrain the output"},
+		{"format and grammar", `{` + user + `, "grammar": "root ::= \"a\"", "response_format": {"type": "json_object"}}`, 400, "response_format", "both constrain the output"},
 		{"text modality", `{` + user + `, "modalities": ["text"]}`, 200, "", ""},
 		// Tools are checked before they are refused.
 		{"tool_choice without tools", `{` + user + `, "tool_choice": "auto"}`, 400, "tool_choice", "only allowed when tools are given"},
@@ -192,6 +201,45 @@ func TestChatRequestFields(t *testing.T) {
 	}
 	if g.N != 3 || g.ReasoningEffort != "low" || g.EnableThinking == nil || *g.EnableThinking || g.ChatTemplateKwargs["custom"] != `{"a": [1, 2]}` {
 		t.Errorf("n %d, reasoning_effort %q, enable_thinking %v, kwargs %v", g.N, g.ReasoningEffort, g.EnableThinking, g.ChatTemplateKwargs)
+	}
+}
+
+// TestConstraintsReachCoordinator: response_format and grammar reach the
+// coordinator as the constraint they ask for, the schema's text as sent.
+func TestConstraintsReachCoordinator(t *testing.T) {
+	fake, url := scriptedAPI(t, hello)
+	const user = `"messages": [{"role": "user", "content": "hi"}]`
+	const schema = `{"type": "object", "properties": {"a": {"type": "integer"}}}`
+	for _, c := range []struct {
+		endpoint, body string
+		want           string // the constraint, printed
+	}{
+		{"chat", `{` + user + `}`, "<nil>"},
+		{"chat", `{` + user + `, "response_format": {"type": "text"}}`, "<nil>"},
+		{"chat", `{` + user + `, "response_format": {"type": "json_object"}}`, "json_object:true"},
+		{"chat", `{` + user + `, "response_format": {"type": "json_schema", "json_schema": {"name": "p", "strict": true, "schema": ` + schema + `}}}`, "json_schema:" + schema},
+		{"chat", `{` + user + `, "grammar": "root ::= [a-z]+"}`, "grammar:root ::= [a-z]+"},
+		{"completions", `{"prompt": "x", "grammar": "root ::= [a-z]+"}`, "grammar:root ::= [a-z]+"},
+	} {
+		path := "/v1/chat/completions"
+		if c.endpoint == "completions" {
+			path = "/v1/completions"
+		}
+		if code, body := post(t, url+path, c.body); code != 200 {
+			t.Fatalf("%s: status %d: %s", c.body, code, body)
+		}
+		got := "<nil>"
+		switch x := fake.last().Constraint.(type) {
+		case *pb.GenerateRequest_JsonObject:
+			got = fmt.Sprintf("json_object:%v", x.JsonObject)
+		case *pb.GenerateRequest_JsonSchema:
+			got = "json_schema:" + x.JsonSchema
+		case *pb.GenerateRequest_Grammar:
+			got = "grammar:" + x.Grammar
+		}
+		if got != c.want {
+			t.Errorf("%s: got constraint %s, want %s", c.body, got, c.want)
+		}
 	}
 }
 

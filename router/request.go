@@ -70,6 +70,9 @@ type common struct {
 	// CachePrompt false computes the whole prompt even when the
 	// coordinator has its prefix cached (llama.cpp server's field).
 	CachePrompt *bool `json:"cache_prompt"`
+	// Grammar constrains the output to a GBNF grammar (llama.cpp server's
+	// field); the coordinator compiles it.
+	Grammar *string `json:"grammar"`
 	// Accepted and ignored (decoded only so that a value of the wrong type
 	// is refused, as OpenAI does): storage, tags, end-user IDs and tiers
 	// mean nothing to a self-hosted server.
@@ -149,7 +152,18 @@ type toolParam struct {
 }
 
 type responseFormat struct {
-	Type string `json:"type"`
+	Type       string            `json:"type"`
+	JSONSchema *jsonSchemaFormat `json:"json_schema"`
+}
+
+// jsonSchemaFormat is response_format's json_schema. The output is
+// constrained to the schema whatever strict says (as vLLM does): strict
+// false asks for no less.
+type jsonSchemaFormat struct {
+	Name        string          `json:"name"`
+	Description string          `json:"description"`
+	Schema      json.RawMessage `json:"schema"`
+	Strict      *bool           `json:"strict"`
 }
 
 // isNull reports whether a raw field is absent or null.
@@ -306,6 +320,9 @@ func build(info *placement.ModelInfo, c *common) (*pb.GenerateRequest, *requestE
 		}
 		g.Stop = many
 	}
+	if c.Grammar != nil && *c.Grammar != "" {
+		g.Constraint = &pb.GenerateRequest_Grammar{Grammar: *c.Grammar}
+	}
 	return g, nil
 }
 
@@ -425,12 +442,8 @@ func parseChat(body []byte, info *placement.ModelInfo) (*pb.GenerateRequest, *ch
 		}
 		g.ChatTemplateKwargs[k] = string(v)
 	}
-	if cr.ResponseFormat != nil {
-		switch cr.ResponseFormat.Type {
-		case "text", "json_object", "json_schema":
-		default:
-			return nil, nil, badParam("response_format", "response_format type %q, want text, json_object or json_schema", cr.ResponseFormat.Type)
-		}
+	if err := responseFormatOf(&cr, g); err != nil {
+		return nil, nil, err
 	}
 	if cr.Logprobs {
 		g.Logprobs = true
@@ -442,6 +455,45 @@ func parseChat(body []byte, info *placement.ModelInfo) (*pb.GenerateRequest, *ch
 		}
 	}
 	return g, &cr, nil
+}
+
+// responseFormatOf checks response_format and sets the constraint it
+// asks for. The schema is compiled by the coordinator, which refuses one
+// it cannot serve (naming the construct): it holds the vocabulary the
+// grammar masks and caches what it compiles, so the router does not
+// compile every schema a second time.
+func responseFormatOf(cr *chatRequest, g *pb.GenerateRequest) *requestError {
+	forced := g.ToolChoice == pb.ToolChoice_TOOL_CHOICE_REQUIRED || g.ToolChoice == pb.ToolChoice_TOOL_CHOICE_FUNCTION
+	rf := cr.ResponseFormat
+	if rf == nil {
+		if forced && g.Constraint != nil {
+			return badParam("grammar", "a forced tool_choice and grammar both constrain the output; send one")
+		}
+		return nil
+	}
+	if rf.Type != "text" && g.Constraint != nil {
+		return badParam("response_format", "response_format %q and grammar both constrain the output; send one", rf.Type)
+	}
+	switch rf.Type {
+	case "text":
+	case "json_object":
+		g.Constraint = &pb.GenerateRequest_JsonObject{JsonObject: true}
+	case "json_schema":
+		if rf.JSONSchema == nil {
+			return badParam("response_format.json_schema", "response_format json_schema needs json_schema: {\"name\": …, \"schema\": {…}}")
+		}
+		var obj map[string]json.RawMessage
+		if json.Unmarshal(rf.JSONSchema.Schema, &obj) != nil {
+			return badParam("response_format.json_schema.schema", "response_format.json_schema.schema must be a JSON schema object")
+		}
+		g.Constraint = &pb.GenerateRequest_JsonSchema{JsonSchema: string(rf.JSONSchema.Schema)}
+	default:
+		return badParam("response_format", "response_format type %q, want text, json_object or json_schema", rf.Type)
+	}
+	if forced && g.Constraint != nil {
+		return badParam("tool_choice", "a forced tool_choice and response_format or grammar both constrain the output; send one")
+	}
+	return nil
 }
 
 // chatMessageOf checks message i and types it.
@@ -608,11 +660,7 @@ func toolsOf(cr *chatRequest, g *pb.GenerateRequest) *requestError {
 }
 
 // notYetServed refuses what a chat request asks that this server cannot
-// serve yet, rather than ignore it: output cannot be constrained before
-// the grammar engine is wired in (issue 28).
+// serve yet, rather than ignore it.
 func notYetServed(cr *chatRequest) *requestError {
-	if cr.ResponseFormat != nil && cr.ResponseFormat.Type != "text" {
-		return badParam("response_format", "response_format %q is not available on this server yet: output cannot be constrained to JSON", cr.ResponseFormat.Type)
-	}
 	return nil
 }
