@@ -167,13 +167,12 @@ func TestAgentSurface(t *testing.T) {
 			param  string
 			phrase string
 		}{
-			{"json schema", nil, func(p *openai.ChatCompletionNewParams) {
+			// Structured output is served (structured_test.go); a schema
+			// that is not one is refused.
+			{"json schema not an object", nil, func(p *openai.ChatCompletionNewParams) {
 				p.ResponseFormat = openai.ChatCompletionNewParamsResponseFormatUnion{OfJSONSchema: &openai.ResponseFormatJSONSchemaParam{
-					JSONSchema: openai.ResponseFormatJSONSchemaJSONSchemaParam{Name: "person", Schema: map[string]any{"type": "object"}}}}
-			}, "response_format", "not available on this server yet"},
-			{"json mode", nil, func(p *openai.ChatCompletionNewParams) {
-				p.ResponseFormat = openai.ChatCompletionNewParamsResponseFormatUnion{OfJSONObject: &openai.ResponseFormatJSONObjectParam{}}
-			}, "response_format", "not available on this server yet"},
+					JSONSchema: openai.ResponseFormatJSONSchemaJSONSchemaParam{Name: "person", Schema: []any{1}}}}
+			}, "response_format.json_schema.schema", "must be a JSON schema object"},
 			{"audio output", nil, func(p *openai.ChatCompletionNewParams) {
 				p.Audio = openai.ChatCompletionAudioParam{Voice: openai.ChatCompletionAudioParamVoiceUnion{OfString: openai.String("alloy")}, Format: "wav"}
 			}, "audio", "audio output is not supported"},

@@ -137,7 +137,7 @@ func TestNodeSDK(t *testing.T) {
 	}
 
 	for field, w := range map[string]struct{ param, phrase string }{
-		"response_format":    {"response_format", "not available on this server yet"},
+		"response_format":    {"response_format.json_schema.schema", "must be a JSON schema object"},
 		"audio":              {"audio", "audio output is not supported"},
 		"prediction":         {"prediction", "not supported"},
 		"web_search_options": {"web_search_options", "not supported"},

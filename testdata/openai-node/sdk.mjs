@@ -53,7 +53,7 @@ const roundTrip = await client.chat.completions.create({
 out.roundTrip = { finish: roundTrip.choices[0].finish_reason, promptTokens: roundTrip.usage.prompt_tokens };
 
 out.refused = {
-  response_format: await refusal({ response_format: { type: "json_schema", json_schema: { name: "person", schema: { type: "object" } } } }),
+  response_format: await refusal({ response_format: { type: "json_schema", json_schema: { name: "person", schema: [1] } } }),
   audio: await refusal({ modalities: ["text", "audio"], audio: { voice: "alloy", format: "wav" } }),
   prediction: await refusal({ prediction: { type: "content", content: "x" } }),
   web_search_options: await refusal({ web_search_options: {} }),
