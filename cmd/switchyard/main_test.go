@@ -120,7 +120,7 @@ func TestModelCommands(t *testing.T) {
 	// vocabulary read back through GPT-2's byte-to-character table here.
 	out, errOut, code = run(t, bin, "model", "tokenize", "--model", tiny, "--text", "Hello")
 	if code != 0 || json.Unmarshal([]byte(out), &res) != nil || !slices.Equal(res.Tokens, []int32{510, 320}) {
-		t.Fatalf("tokenize Hello: exit %d, %q, want tokens [510 320]", code, out)
+		t.Fatalf("tokenize Hello: exit %d, %q (stderr %q), want tokens [510 320]", code, out, errOut)
 	}
 	out, errOut, code = run(t, bin, "model", "run", "--model", tiny, "--tokens", "510,320", "--max-tokens", "8")
 	if code != 0 || json.Unmarshal([]byte(out), &res) != nil || len(res.Tokens) == 0 {
