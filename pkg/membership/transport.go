@@ -18,8 +18,9 @@ type countingTransport struct {
 	*memberlist.NetTransport
 	sent    atomic.Uint64
 	streams chan net.Conn // accepted streams, counted
-	stop    chan struct{}
-	done    chan struct{}
+	stop    chan struct{} // Shutdown began: hand memberlist nothing more
+	down    chan struct{} // the wrapped transport has shut down
+	done    chan struct{} // forward has returned
 	once    sync.Once
 }
 
@@ -41,24 +42,33 @@ func newTransport(addr string, port int, conf *memberlist.Config) (*countingTran
 	if err != nil {
 		return nil, fmt.Errorf("membership: transport on %s:%d: %w", addr, port, err)
 	}
-	t := &countingTransport{NetTransport: nt, streams: make(chan net.Conn), stop: make(chan struct{}), done: make(chan struct{})}
+	t := &countingTransport{NetTransport: nt, streams: make(chan net.Conn), stop: make(chan struct{}), down: make(chan struct{}), done: make(chan struct{})}
 	go t.forward()
 	return t, nil
 }
 
-// forward hands memberlist the accepted streams, wrapped, until Shutdown.
+// forward hands memberlist the accepted streams, wrapped, until Shutdown;
+// then it closes what the listener still accepts until the wrapped
+// transport is down (its Shutdown waits for the listener, which would
+// wait forever on a stream nobody takes).
 func (t *countingTransport) forward() {
 	defer close(t.done)
 	for {
 		select {
 		case <-t.stop:
-			return
+			for {
+				select {
+				case c := <-t.NetTransport.StreamCh():
+					c.Close()
+				case <-t.down:
+					return
+				}
+			}
 		case c := <-t.NetTransport.StreamCh():
 			select {
 			case t.streams <- &countingConn{Conn: c, n: &t.sent}:
 			case <-t.stop:
 				c.Close()
-				return
 			}
 		}
 	}
@@ -97,8 +107,9 @@ func (t *countingTransport) Shutdown() error {
 	var err error
 	t.once.Do(func() {
 		close(t.stop)
-		<-t.done
 		err = t.NetTransport.Shutdown()
+		close(t.down)
+		<-t.done
 	})
 	return err
 }
