@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"regexp"
 	"strings"
-	"sync/atomic"
 	"testing"
 
 	"github.com/openai/openai-go/v3"
@@ -63,20 +62,18 @@ func TestStructuredOutput(t *testing.T) {
 			JSONSchema: shared.ResponseFormatJSONSchemaJSONSchemaParam{Name: "person", Strict: openai.Bool(true), Schema: json.RawMessage(schema)}}}
 	}
 
-	// The issue asks 100 of 100 to finish "stop" within 96 tokens; the
-	// demo model, untrained for JSON, spends tokens on the whitespace the
-	// grammar allows (a newline and up to 20 spaces after each member)
-	// and writes long strings and tag lists, so 1 to 6 of 100 run to
-	// max_tokens (measured at temperatures 0.3 to 0.7). What must hold:
-	// every finished answer validates, every cut one is the grammar's
-	// prefix cut at max_tokens; and the floor below, at what is achieved.
+	// The issue's must-show: 100 of 100 answers validate and finish
+	// "stop" within 96 tokens. The grammar writes compact JSON (one
+	// optional space where JSON allows whitespace); at temperature 0.5 the
+	// demo model, untrained for JSON, closes every person in time. Hotter
+	// it writes longer names and tag lists, and at 1.0 about 3 of 100 run
+	// to max_tokens, which the max_tokens case below covers.
 	t.Run("json_schema person, 100 requests", func(t *testing.T) {
 		sch := validator(t, personSchema)
 		var g errgroup.Group
 		g.SetLimit(8)
 		answers := make([]string, 100)
 		failures := make([]error, 100)
-		var cut atomic.Int32
 		for i := range answers {
 			g.Go(func() error {
 				got, err := client.Chat.Completions.New(ctx, openai.ChatCompletionNewParams{Model: demomodel.Name, Messages: personPrompt,
@@ -91,8 +88,6 @@ func TestStructuredOutput(t *testing.T) {
 					if err := validate(sch, text); err != nil {
 						failures[i] = fmt.Errorf("request %d: %q finished but does not validate: %v", i, text, err)
 					}
-				case f == "length" && got.Usage.CompletionTokens == 96 && !json.Valid([]byte(text)):
-					cut.Add(1)
 				default:
 					failures[i] = fmt.Errorf("request %d: %q finished %q after %d tokens", i, text, f, got.Usage.CompletionTokens)
 				}
@@ -113,10 +108,7 @@ func TestStructuredOutput(t *testing.T) {
 		if failed > 0 {
 			t.Errorf("%d of 100 answers failed", failed)
 		}
-		if n := cut.Load(); n > 10 {
-			t.Errorf("%d of 100 answers ran to max_tokens, want at most 10", n)
-		}
-		t.Logf("%d of 100 finished and validate, %d cut at max_tokens", 100-int(cut.Load())-failed, cut.Load())
+		t.Logf("%d of 100 finished and validate", 100-failed)
 		// With 100 seeds, not one answer a hundred times.
 		distinct := map[string]bool{}
 		for _, a := range answers {

@@ -38,8 +38,10 @@ import (
 //     is {}, a schema is a map of such values, and true or absent is any
 //     object;
 //   - whitespace only after { [ , : and after a member or an element, each
-//     time nothing, one space, or a newline and up to 20 spaces or tabs, so
-//     the model can format but cannot pad forever; none at the ends;
+//     time nothing or one space: the compact JSON OpenAI's structured
+//     outputs write, so a model spends no tokens on indentation (a model
+//     untrained for JSON spent up to a fifth of its answer on it, and ran
+//     out of max_tokens); none at the ends;
 //   - numbers with at most 16 digits before the point, 16 after and 3 in
 //     the exponent (more where a bound needs them), integers without
 //     fraction or exponent, bounded numbers without an exponent, each
@@ -70,7 +72,7 @@ func JSONObject() *Grammar {
 
 // The rules every schema grammar may use, by name.
 var jsonRules = map[string]*expr{
-	"ws":      opt(alt(lit(" "), seq(lit("\n"), repeat(chars(" \t"), 0, 20)))),
+	"ws":      opt(lit(" ")),
 	"char":    alt(class(negate(normRanges([]runeRange{{0, 0x1F}, {'"', '"'}, {'\\', '\\'}}))...), seq(lit(`\`), alt(chars(`"\/bfnrt`), seq(lit("u"), jsonHex4)))),
 	"string":  seq(lit(`"`), star(ref("char")), lit(`"`)),
 	"number":  seq(opt(lit("-")), jsonUint, opt(seq(lit("."), digits(1, maxFracDigits))), opt(seq(chars("eE"), opt(chars("+-")), repeat(digit, 1, maxExpDigits)))),
