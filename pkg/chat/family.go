@@ -10,7 +10,8 @@ import (
 type Family uint8
 
 const (
-	// FamilyPlain has no tool-call syntax: text, and <think> reasoning.
+	// FamilyPlain is the plain template's: <think> reasoning, and calls as
+	// bare JSON objects, {"name": …, "arguments": …}, where the reply begins.
 	FamilyPlain Family = iota
 	// FamilyHermes writes <tool_call>{"name": …, "arguments": …}</tool_call>
 	// (Hermes 2 Pro, Qwen2.5, Qwen3).
@@ -104,9 +105,21 @@ func containsAll(s string, subs ...string) bool {
 // digits.
 func openAIID() string { return randomID("call_", 24) }
 
-// plain is what DetectFamily falls back to: it has no calls to detect or
-// name.
+// plain is what DetectFamily falls back to, and the plain template's
+// (chat.Plain) syntax: it renders a call as a JSON object on a line of its
+// own, {"name": "f", "arguments": {…}}. A call is read where the content
+// begins and after a call, as Llama 3's are; one after text stays text, so
+// that prose with JSON in it is never taken for a call.
 var plain = family{
-	name:   "plain",
-	reader: tagged(&tagSyntax{family: "plain", think: true}),
+	name: "plain",
+	reader: tagged(&tagSyntax{
+		family:   "plain",
+		think:    true,
+		open:     "{",
+		keepOpen: true,
+		jsonBody: true,
+		lead:     true,
+		read:     readBareCall("plain"),
+	}),
+	newID: openAIID,
 }

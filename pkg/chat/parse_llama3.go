@@ -22,30 +22,37 @@ var llama3 = family{
 		keepOpen: true,
 		jsonBody: true,
 		lead:     true,
-		read:     readLlama3,
+		read:     readBareCall("llama3"),
 	}),
 	newID: openAIID,
 }
 
-func readLlama3(body []byte) ([]rawCall, error) {
+// readBareCall reads a call written as its bare JSON object, {"name": …,
+// "arguments" or "parameters": …}, as Llama 3 and the plain template write
+// it.
+func readBareCall(fam string) func(body []byte) ([]rawCall, error) {
+	return func(body []byte) ([]rawCall, error) { return bareCall(fam, body) }
+}
+
+func bareCall(fam string, body []byte) ([]rawCall, error) {
 	// Only these keys: any other JSON is an answer, not a call.
 	var keys map[string]json.RawMessage
 	if err := json.Unmarshal(body, &keys); err != nil {
-		return nil, malformed("llama3", "%v", err)
+		return nil, malformed(fam, "%v", err)
 	}
 	for k, v := range keys {
 		switch {
 		case k == "type" && bytes.Equal(trimSpace(v), []byte(`"function"`)):
 		case k == "name" || k == "parameters" || k == "arguments":
 		default:
-			return nil, malformed("llama3", "key %.40q in a call", k)
+			return nil, malformed(fam, "key %.40q in a call", k)
 		}
 	}
 	var c namedCall
 	if err := json.Unmarshal(body, &c); err != nil {
-		return nil, malformed("llama3", "%v", err)
+		return nil, malformed(fam, "%v", err)
 	}
-	rc, err := c.toRaw("llama3")
+	rc, err := c.toRaw(fam)
 	if err != nil {
 		return nil, err
 	}
