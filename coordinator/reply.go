@@ -77,7 +77,7 @@ func (st *seqState) emit(text string) []*pb.Delta {
 // finishes with FINISH_REASON_TOOL_CALLS; one cut by max_tokens or the
 // context stays LENGTH.
 func (st *seqState) end(ev genEvent, text string) {
-	ev.deltas = st.emit(text)
+	ev.deltas, ev.stopSequence = st.emit(text), st.stop.Matched()
 	if st.parser != nil {
 		var calls int
 		ev.deltas, calls = toDeltas(st.parser.Finish(), ev.deltas)

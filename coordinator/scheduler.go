@@ -57,7 +57,8 @@ type genEvent struct {
 	promptRouting []int32
 	deltas        []*pb.Delta // what the token completed, typed
 	finish        pb.FinishReason
-	eos           bool // the finish came from sampling the end-of-sequence token
+	eos           bool   // the finish came from sampling the end-of-sequence token
+	stopSequence  string // the stop string that ended the choice, on the last event
 	// cached is how many prompt tokens came from the prefix cache, on the
 	// first event.
 	cached int

@@ -318,6 +318,7 @@ func (c *Coordinator) Generate(req *pb.GenerateRequest, stream pb.CoordinatorSer
 		}()
 	}
 	usage := map[uint32]*pb.Usage{}
+	seen := map[uint32]bool{} // choices whose first message went
 	first := true
 	for open := len(a.choices); open > 0; {
 		var ev choiceEvent
@@ -353,6 +354,9 @@ func (c *Coordinator) Generate(req *pb.GenerateRequest, stream pb.CoordinatorSer
 		if first {
 			msg.ChatTemplate, first = a.template, false
 		}
+		if !seen[ev.index] {
+			msg.PromptUsage, seen[ev.index] = &pb.Usage{PromptTokens: u.PromptTokens, CachedTokens: u.CachedTokens}, true
+		}
 		if ev.sampled {
 			u.CompletionTokens++
 			c.generated.Add(1)
@@ -370,7 +374,7 @@ func (c *Coordinator) Generate(req *pb.GenerateRequest, stream pb.CoordinatorSer
 			if ev.eos {
 				u.CompletionTokens++ // the end-of-sequence token counts as generated
 			}
-			msg.Usage = u
+			msg.Usage, msg.StopSequence = u, ev.stopSequence
 		}
 		if err := stream.Send(msg); err != nil {
 			return err

@@ -96,14 +96,15 @@ var sessionPaths = map[string]bool{"/dashboard": true, "/v1/routing/stats": true
 const maxSignInBody = 4 << 10
 
 // require wraps h: requests to paths not in public need a valid key, sent
-// as Authorization: Bearer, or for sessionPaths in the session cookie
-// that the dashboard's sign-in form sets.
+// as Authorization: Bearer or x-api-key (Anthropic's clients), or for
+// sessionPaths in the session cookie that the dashboard's sign-in form
+// sets.
 func (k *apiKeys) require(h http.Handler, public map[string]bool) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		bearer, _ := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
 		cookie, _ := r.Cookie(sessionCookie)
 		switch {
-		case public[r.URL.Path] || k.valid(bearer):
+		case public[r.URL.Path] || k.valid(bearer) || k.valid(r.Header.Get("X-Api-Key")):
 			h.ServeHTTP(w, r)
 		case sessionPaths[r.URL.Path] && r.Method == http.MethodGet && cookie != nil && k.valid(cookie.Value):
 			w.Header().Set("X-Switchyard-Session", "cookie")
@@ -119,6 +120,8 @@ func (k *apiKeys) require(h http.Handler, public map[string]bool) http.Handler {
 				msg = "The key this browser signed in with is no longer valid."
 			}
 			showSignIn(w, msg)
+		case r.URL.Path == "/v1/messages":
+			writeAnthropicError(w, http.StatusUnauthorized, "authentication_error", "Incorrect or missing API key: send x-api-key: <key>.")
 		default:
 			w.Header().Set("WWW-Authenticate", `Bearer realm="switchyard"`)
 			writeError(w, http.StatusUnauthorized, "invalid_request_error", "",

@@ -38,6 +38,7 @@ func (r *Router) Handler() http.Handler {
 	m := r.metrics
 	handle("POST", "/v1/completions", m.count("completions", r.completions))
 	handle("POST", "/v1/chat/completions", m.count("chat_completions", r.chatCompletions))
+	handle("POST", "/v1/messages", m.count("messages", r.messages))
 	handle("GET", "/v1/models", m.count("models", r.models))
 	handle("GET", "/v1/models/{id}", m.count("models", r.modelByID))
 	handle("GET", "/v1/routing/stats", m.count("routing_stats", r.routingStats))
@@ -203,9 +204,6 @@ func (r *Router) chatCompletions(w http.ResponseWriter, req *http.Request) {
 		return
 	}
 	g, cr, e := parseChat(body, info)
-	if e == nil {
-		e = notYetServed(cr)
-	}
 	if e != nil {
 		refuse(w, e)
 		return
@@ -268,66 +266,92 @@ func newID(prefix string) string {
 	return prefix + hex.EncodeToString(b[:])
 }
 
+// exchange is a request's messages from the coordinators, counted in the
+// router's metrics as they come.
+type exchange struct {
+	r             *Router
+	gs            *genStream
+	first         *pb.GenerateResponse // the first message, until next returns it
+	last          time.Time            // when the last token came
+	promptCounted bool
+}
+
+// open sends g (its RequestId set) to a coordinator and waits for its
+// first message, so that errors found before generation starts get a
+// proper HTTP status. The caller closes the exchange.
+func (r *Router) open(req *http.Request, g *pb.GenerateRequest) (*exchange, error) {
+	r.metrics.inFlight.Inc()
+	start := time.Now()
+	gs := &genStream{r: r, ctx: req.Context(), req: g, tried: map[string]bool{}}
+	gs.key, gs.keyed = affinityKey(g)
+	x := &exchange{r: r, gs: gs}
+	first, err := gs.recv()
+	if err != nil {
+		x.close()
+		return nil, err
+	}
+	r.metrics.ttft.Observe(time.Since(start).Seconds())
+	x.first, x.last = first, time.Now()
+	return x, nil
+}
+
+func (x *exchange) close() {
+	x.gs.close()
+	x.r.metrics.inFlight.Dec()
+}
+
+// next returns the next message, io.EOF after the last.
+func (x *exchange) next() (*pb.GenerateResponse, error) {
+	m := x.first
+	if m != nil {
+		x.first = nil
+	} else {
+		var err error
+		if m, err = x.gs.recv(); err != nil {
+			return nil, err
+		}
+		if len(m.Tokens) > 0 {
+			now := time.Now()
+			x.r.metrics.itl.Observe(now.Sub(x.last).Seconds())
+			x.last = now
+		}
+	}
+	if m.Usage != nil {
+		if !x.promptCounted { // every choice reports the one prompt
+			x.r.metrics.tokens.WithLabelValues("prompt").Add(float64(m.Usage.PromptTokens))
+			x.promptCounted = true
+		}
+		x.r.metrics.tokens.WithLabelValues("completion").Add(float64(m.Usage.CompletionTokens))
+	}
+	return m, nil
+}
+
 // run sends the request to a coordinator and writes the answer, streamed
 // or whole. logprobs < 0 means none were asked for.
 func (r *Router) run(w http.ResponseWriter, req *http.Request, g *pb.GenerateRequest, c *common, k kind, logprobs int) {
-	r.metrics.inFlight.Inc()
-	defer r.metrics.inFlight.Dec()
-	start := time.Now()
 	prefix := "cmpl-"
 	if k == kindChat {
 		prefix = "chatcmpl-"
 	}
 	g.RequestId = newID(prefix)
-	gs := &genStream{r: r, ctx: req.Context(), req: g, tried: map[string]bool{}}
-	gs.key, gs.keyed = affinityKey(g)
-	defer gs.close()
-	// Wait for the first message so that errors found before generation
-	// starts get a proper HTTP status.
-	first, err := gs.recv()
+	x, err := r.open(req, g)
 	if err != nil {
 		writeRPCError(w, err)
 		return
 	}
-	r.metrics.ttft.Observe(time.Since(start).Seconds())
-	last := time.Now()
-	if first.ChatTemplate != "" {
-		w.Header().Set("X-Switchyard-Chat-Template", first.ChatTemplate)
+	defer x.close()
+	if t := x.first.ChatTemplate; t != "" {
+		w.Header().Set("X-Switchyard-Chat-Template", t)
 	}
 	info := r.modelInfo()
 	out := &response{id: g.RequestId, created: time.Now().Unix(), model: info.Name, kind: k, logprobs: logprobs, tokenIDs: c.ReturnTokenIDs,
 		routing: c.ReturnRouting, layers: info.Layers, moeLayer: info.MoELayer}
-	promptCounted := false
-	next := func() (*pb.GenerateResponse, error) {
-		m := first
-		if m != nil {
-			first = nil
-		} else {
-			var err error
-			if m, err = gs.recv(); err != nil {
-				return nil, err
-			}
-			if len(m.Tokens) > 0 {
-				now := time.Now()
-				r.metrics.itl.Observe(now.Sub(last).Seconds())
-				last = now
-			}
-		}
-		if m.Usage != nil {
-			if !promptCounted { // every choice reports the one prompt
-				r.metrics.tokens.WithLabelValues("prompt").Add(float64(m.Usage.PromptTokens))
-				promptCounted = true
-			}
-			r.metrics.tokens.WithLabelValues("completion").Add(float64(m.Usage.CompletionTokens))
-		}
-		return m, nil
-	}
 	if c.Stream {
-		out.stream(w, next, c.StreamOptions != nil && c.StreamOptions.IncludeUsage)
+		out.stream(w, x.next, c.StreamOptions != nil && c.StreamOptions.IncludeUsage)
 		return
 	}
 	for {
-		m, err := next()
+		m, err := x.next()
 		if err == io.EOF {
 			break
 		}

@@ -658,9 +658,3 @@ func toolsOf(cr *chatRequest, g *pb.GenerateRequest) *requestError {
 	g.ToolChoice, g.ToolChoiceFunction = pb.ToolChoice_TOOL_CHOICE_FUNCTION, named.Function.Name
 	return nil
 }
-
-// notYetServed refuses what a chat request asks that this server cannot
-// serve yet, rather than ignore it.
-func notYetServed(cr *chatRequest) *requestError {
-	return nil
-}

@@ -17,11 +17,18 @@ func TestAPIKeys(t *testing.T) {
 	}
 	c := start(t, Config{APIKeysFile: keys})
 	do := func(path, key string) (int, string) {
-		req, _ := http.NewRequest("POST", c.URL+path, strings.NewReader(`{"prompt":"The list","max_tokens":2}`))
+		body := `{"prompt":"The list","max_tokens":2}`
+		if path == "/v1/messages" {
+			body = `{"messages":[{"role":"user","content":"The list"}],"max_tokens":2}`
+		}
+		req, _ := http.NewRequest("POST", c.URL+path, strings.NewReader(body))
 		if path == "/healthz" || path == "/metrics" {
 			req.Method = "GET"
 		}
-		if key != "" {
+		switch {
+		case path == "/v1/messages" && key != "":
+			req.Header.Set("X-Api-Key", key) // Anthropic's clients send keys so
+		case key != "":
 			req.Header.Set("Authorization", "Bearer "+key)
 		}
 		resp, err := http.DefaultClient.Do(req)
@@ -46,6 +53,8 @@ func TestAPIKeys(t *testing.T) {
 		{"second key", "/v1/completions", "sk-beta", 200},
 		{"health is public", "/healthz", "", 200},
 		{"metrics are public", "/metrics", "", 200},
+		{"x-api-key", "/v1/messages", "sk-beta", 200},
+		{"wrong x-api-key", "/v1/messages", "sk-gamma", 401},
 	}
 	for _, tc := range cases {
 		code, msg := do(tc.path, tc.key)
@@ -53,7 +62,7 @@ func TestAPIKeys(t *testing.T) {
 			t.Errorf("%s: %d, want %d", tc.name, code, tc.code)
 		}
 		if code == 401 && !strings.Contains(msg, "API key") {
-			t.Errorf("%s: 401 without an OpenAI-style error: %q", tc.name, msg)
+			t.Errorf("%s: 401 without an error in the API's shape: %q", tc.name, msg)
 		}
 	}
 	// The file is reloaded when it changes: here its size does, which the

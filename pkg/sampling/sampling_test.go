@@ -281,8 +281,8 @@ func TestStopAcrossTokens(t *testing.T) {
 			break
 		}
 	}
-	if !stopped || out.String() != "Hello STring " {
-		t.Errorf("got %q stopped=%v, want %q stopped", out.String(), stopped, "Hello STring ")
+	if !stopped || out.String() != "Hello STring " || s.Matched() != "STOP" {
+		t.Errorf("got %q stopped=%v matched %q, want %q stopped by STOP", out.String(), stopped, s.Matched(), "Hello STring ")
 	}
 	s = NewStopper([]string{"\n\n"})
 	e1, _ := s.Push("a\n")
@@ -292,7 +292,7 @@ func TestStopAcrossTokens(t *testing.T) {
 	}
 	s = NewStopper([]string{"xyz"})
 	e, _ := s.Push("abx")
-	if e != "ab" || s.Flush() != "x" {
+	if e != "ab" || s.Flush() != "x" || s.Matched() != "" {
 		t.Errorf("held tail not flushed: %q", e)
 	}
 }

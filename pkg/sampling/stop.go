@@ -6,8 +6,9 @@ import "strings"
 // across tokens: it holds back any tail that could still become a stop
 // string. Not safe for concurrent use.
 type Stopper struct {
-	stops []string
-	held  string
+	stops   []string
+	held    string
+	matched string
 }
 
 // NewStopper watches for the given stop strings (empty ones are ignored).
@@ -29,7 +30,7 @@ func (s *Stopper) Push(text string) (emit string, stopped bool) {
 	first := -1
 	for _, x := range s.stops {
 		if i := strings.Index(buf, x); i >= 0 && (first < 0 || i < first) {
-			first = i
+			first, s.matched = i, x
 		}
 	}
 	if first >= 0 {
@@ -48,6 +49,9 @@ func (s *Stopper) Push(text string) (emit string, stopped bool) {
 	s.held = buf[len(buf)-hold:]
 	return buf[:len(buf)-hold], false
 }
+
+// Matched is the stop string Push found, or "" while none was.
+func (s *Stopper) Matched() string { return s.matched }
 
 // Flush returns the text held back, at the end of generation.
 func (s *Stopper) Flush() string {

@@ -1347,7 +1347,13 @@ type GenerateResponse struct {
 	Index uint32 `protobuf:"varint,8,opt,name=index,proto3" json:"index,omitempty"`
 	// What became complete with these tokens, in order (may be empty while
 	// a UTF-8 character or a possible stop string is incomplete).
-	Deltas        []*Delta `protobuf:"bytes,9,rep,name=deltas,proto3" json:"deltas,omitempty"`
+	Deltas []*Delta `protobuf:"bytes,9,rep,name=deltas,proto3" json:"deltas,omitempty"`
+	// On the choice's first message: its prompt tokens and those served from
+	// the prefix cache (completion_tokens 0), for APIs that report them
+	// before the reply (Anthropic's message_start).
+	PromptUsage *Usage `protobuf:"bytes,10,opt,name=prompt_usage,json=promptUsage,proto3" json:"prompt_usage,omitempty"`
+	// On the choice's last message, when a stop string ended it: which.
+	StopSequence  string `protobuf:"bytes,11,opt,name=stop_sequence,json=stopSequence,proto3" json:"stop_sequence,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1436,6 +1442,20 @@ func (x *GenerateResponse) GetDeltas() []*Delta {
 		return x.Deltas
 	}
 	return nil
+}
+
+func (x *GenerateResponse) GetPromptUsage() *Usage {
+	if x != nil {
+		return x.PromptUsage
+	}
+	return nil
+}
+
+func (x *GenerateResponse) GetStopSequence() string {
+	if x != nil {
+		return x.StopSequence
+	}
+	return ""
 }
 
 type StatsRequest struct {
@@ -2109,7 +2129,7 @@ const file_switchyard_v1_coordinator_proto_rawDesc = "" +
 	"\x05Usage\x12#\n" +
 	"\rprompt_tokens\x18\x01 \x01(\rR\fpromptTokens\x12+\n" +
 	"\x11completion_tokens\x18\x02 \x01(\rR\x10completionTokens\x12#\n" +
-	"\rcached_tokens\x18\x03 \x01(\rR\fcachedTokens\"\xf6\x02\n" +
+	"\rcached_tokens\x18\x03 \x01(\rR\fcachedTokens\"\xd4\x03\n" +
 	"\x10GenerateResponse\x12,\n" +
 	"\x06tokens\x18\x01 \x03(\v2\x14.switchyard.v1.TokenR\x06tokens\x12@\n" +
 	"\rfinish_reason\x18\x03 \x01(\x0e2\x1b.switchyard.v1.FinishReasonR\ffinishReason\x12*\n" +
@@ -2118,7 +2138,10 @@ const file_switchyard_v1_coordinator_proto_rawDesc = "" +
 	"\x0eprompt_routing\x18\x06 \x03(\rR\rpromptRouting\x12*\n" +
 	"\x11experts_per_token\x18\a \x01(\rR\x0fexpertsPerToken\x12\x14\n" +
 	"\x05index\x18\b \x01(\rR\x05index\x12,\n" +
-	"\x06deltas\x18\t \x03(\v2\x14.switchyard.v1.DeltaR\x06deltasJ\x04\b\x02\x10\x03R\x04text\"5\n" +
+	"\x06deltas\x18\t \x03(\v2\x14.switchyard.v1.DeltaR\x06deltas\x127\n" +
+	"\fprompt_usage\x18\n" +
+	" \x01(\v2\x14.switchyard.v1.UsageR\vpromptUsage\x12#\n" +
+	"\rstop_sequence\x18\v \x01(\tR\fstopSequenceJ\x04\b\x02\x10\x03R\x04text\"5\n" +
 	"\fStatsRequest\x12%\n" +
 	"\x0ewindow_seconds\x18\x01 \x01(\rR\rwindowSeconds\"\xa2\x05\n" +
 	"\rStatsResponse\x12%\n" +
@@ -2243,19 +2266,20 @@ var file_switchyard_v1_coordinator_proto_depIdxs = []int32{
 	1,  // 13: switchyard.v1.GenerateResponse.finish_reason:type_name -> switchyard.v1.FinishReason
 	14, // 14: switchyard.v1.GenerateResponse.usage:type_name -> switchyard.v1.Usage
 	11, // 15: switchyard.v1.GenerateResponse.deltas:type_name -> switchyard.v1.Delta
-	19, // 16: switchyard.v1.StatsResponse.pairs:type_name -> switchyard.v1.ExpertPair
-	20, // 17: switchyard.v1.StatsResponse.nodes:type_name -> switchyard.v1.NodeDispatch
-	21, // 18: switchyard.v1.StatsResponse.series:type_name -> switchyard.v1.SeriesPoint
-	18, // 19: switchyard.v1.StatsResponse.kv_cache:type_name -> switchyard.v1.KVCacheStats
-	8,  // 20: switchyard.v1.CoordinatorService.Generate:input_type -> switchyard.v1.GenerateRequest
-	16, // 21: switchyard.v1.CoordinatorService.Stats:input_type -> switchyard.v1.StatsRequest
-	15, // 22: switchyard.v1.CoordinatorService.Generate:output_type -> switchyard.v1.GenerateResponse
-	17, // 23: switchyard.v1.CoordinatorService.Stats:output_type -> switchyard.v1.StatsResponse
-	22, // [22:24] is the sub-list for method output_type
-	20, // [20:22] is the sub-list for method input_type
-	20, // [20:20] is the sub-list for extension type_name
-	20, // [20:20] is the sub-list for extension extendee
-	0,  // [0:20] is the sub-list for field type_name
+	14, // 16: switchyard.v1.GenerateResponse.prompt_usage:type_name -> switchyard.v1.Usage
+	19, // 17: switchyard.v1.StatsResponse.pairs:type_name -> switchyard.v1.ExpertPair
+	20, // 18: switchyard.v1.StatsResponse.nodes:type_name -> switchyard.v1.NodeDispatch
+	21, // 19: switchyard.v1.StatsResponse.series:type_name -> switchyard.v1.SeriesPoint
+	18, // 20: switchyard.v1.StatsResponse.kv_cache:type_name -> switchyard.v1.KVCacheStats
+	8,  // 21: switchyard.v1.CoordinatorService.Generate:input_type -> switchyard.v1.GenerateRequest
+	16, // 22: switchyard.v1.CoordinatorService.Stats:input_type -> switchyard.v1.StatsRequest
+	15, // 23: switchyard.v1.CoordinatorService.Generate:output_type -> switchyard.v1.GenerateResponse
+	17, // 24: switchyard.v1.CoordinatorService.Stats:output_type -> switchyard.v1.StatsResponse
+	23, // [23:25] is the sub-list for method output_type
+	21, // [21:23] is the sub-list for method input_type
+	21, // [21:21] is the sub-list for extension type_name
+	21, // [21:21] is the sub-list for extension extendee
+	0,  // [0:21] is the sub-list for field type_name
 }
 
 func init() { file_switchyard_v1_coordinator_proto_init() }
