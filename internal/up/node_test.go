@@ -59,12 +59,23 @@ type nodeReport struct {
 		Finish       string `json:"finish"`
 		PromptTokens int    `json:"promptTokens"`
 	} `json:"roundTrip"`
+	Forced struct {
+		Whole, Streamed nodeCall
+	} `json:"forced"`
 	Refused map[string]struct {
 		Status     int    `json:"status"`
 		Param      string `json:"param"`
 		Message    string `json:"message"`
 		BadRequest bool   `json:"badRequest"`
 	} `json:"refused"`
+}
+
+// nodeCall is a choice's finish reason and tool calls.
+type nodeCall struct {
+	Finish string `json:"finish"`
+	Calls  []struct {
+		ID, Name, Arguments string
+	} `json:"calls"`
 }
 
 // TestNodeSDK runs the official OpenAI Node SDK (npm openai, pinned by
@@ -134,6 +145,24 @@ func TestNodeSDK(t *testing.T) {
 	}
 	if got.RoundTrip.Finish == "" || got.RoundTrip.PromptTokens == 0 {
 		t.Errorf("tool round trip: %+v", got.RoundTrip)
+	}
+	// The forced call: the same arguments as the Go SDK's, whole and
+	// reassembled from the stream's deltas (IDs are the server's, new each
+	// time).
+	fp := openai.FunctionParameters{"type": "object", "properties": map[string]any{"city": map[string]any{"type": "string"}}, "required": []string{"city"}}
+	forced := goChat(openai.ChatCompletionNewParams{Messages: []openai.ChatCompletionMessageParamUnion{openai.UserMessage("Weather in Paris?")},
+		MaxTokens: openai.Int(64), Temperature: openai.Float(0.3), Seed: openai.Int(5),
+		Tools:      []openai.ChatCompletionToolUnionParam{openai.ChatCompletionFunctionTool(openai.FunctionDefinitionParam{Name: "get_weather", Parameters: fp})},
+		ToolChoice: openai.ChatCompletionToolChoiceOptionUnionParam{OfAuto: openai.String("required")}})
+	goCall := forced.Choices[0].Message.ToolCalls
+	if len(goCall) != 1 {
+		t.Fatalf("the Go SDK's forced call: %+v", forced.Choices[0].Message)
+	}
+	for how, nc := range map[string]nodeCall{"whole": got.Forced.Whole, "streamed": got.Forced.Streamed} {
+		if nc.Finish != "tool_calls" || len(nc.Calls) != 1 || nc.Calls[0].Name != "get_weather" || !strings.HasPrefix(nc.Calls[0].ID, "call_") ||
+			nc.Calls[0].Arguments != goCall[0].Function.Arguments {
+			t.Errorf("Node SDK forced call %s: %+v, want get_weather(%s), finish tool_calls", how, nc, goCall[0].Function.Arguments)
+		}
 	}
 
 	for field, w := range map[string]struct{ param, phrase string }{

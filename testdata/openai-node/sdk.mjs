@@ -52,6 +52,20 @@ const roundTrip = await client.chat.completions.create({
 });
 out.roundTrip = { finish: roundTrip.choices[0].finish_reason, promptTokens: roundTrip.usage.prompt_tokens };
 
+// A forced call, whole and streamed: the stream helper reassembles the
+// tool-call deltas (ID, name, then argument fragments). The schema's keys
+// are in the order the Go SDK sends them, which the template shows, so the
+// prompt is the same.
+const forced = {
+  model, max_tokens: 64, temperature: 0.3, seed: 5, messages: [{ role: "user", content: "Weather in Paris?" }],
+  tools: [{ type: "function", function: { name: "get_weather", parameters: { properties: { city: { type: "string" } }, required: ["city"], type: "object" } } }],
+  tool_choice: "required",
+};
+const call = (c) => ({ finish: c.finish_reason, calls: (c.message.tool_calls ?? []).map((t) => ({ id: t.id, name: t.function.name, arguments: t.function.arguments })) });
+const forcedWhole = await client.chat.completions.create(forced);
+const forcedStreamed = await client.chat.completions.stream(forced).finalChatCompletion();
+out.forced = { whole: call(forcedWhole.choices[0]), streamed: call(forcedStreamed.choices[0]) };
+
 out.refused = {
   response_format: await refusal({ response_format: { type: "json_schema", json_schema: { name: "person", schema: [1] } } }),
   audio: await refusal({ modalities: ["text", "audio"], audio: { voice: "alloy", format: "wav" } }),
