@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"errors"
+	"maps"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -253,6 +254,12 @@ func prefixLookups(t *testing.T, c *Cluster) int64 {
 // demoWithTemplate writes the demo model with its tokenizer.chat_template
 // set to tmpl, and returns its path.
 func demoWithTemplate(t *testing.T, tmpl string) string {
+	return demoWith(t, map[string]gguf.Value{"tokenizer.chat_template": gguf.Str(tmpl)})
+}
+
+// demoWith writes the demo model with the metadata in set replaced or
+// added, and returns its path.
+func demoWith(t *testing.T, set map[string]gguf.Value) string {
 	t.Helper()
 	path, err := demomodel.Path(t.TempDir())
 	if err != nil {
@@ -263,8 +270,10 @@ func demoWithTemplate(t *testing.T, tmpl string) string {
 		t.Fatal(err)
 	}
 	defer g.Close()
-	w := &gguf.Writer{KVs: slices.DeleteFunc(slices.Clone(g.KVs), func(kv gguf.KV) bool { return kv.Key == "tokenizer.chat_template" })}
-	w.Set("tokenizer.chat_template", gguf.Str(tmpl))
+	w := &gguf.Writer{KVs: slices.DeleteFunc(slices.Clone(g.KVs), func(kv gguf.KV) bool { _, ok := set[kv.Key]; return ok })}
+	for _, k := range slices.Sorted(maps.Keys(set)) {
+		w.Set(k, set[k])
+	}
 	for _, ti := range g.Tensors {
 		data, err := g.TensorData(ti.Name)
 		if err != nil {
@@ -276,7 +285,7 @@ func demoWithTemplate(t *testing.T, tmpl string) string {
 	if _, err := w.WriteTo(&buf); err != nil {
 		t.Fatal(err)
 	}
-	out := filepath.Join(t.TempDir(), "demo-hostile.gguf")
+	out := filepath.Join(t.TempDir(), "demo-variant.gguf")
 	if err := os.WriteFile(out, buf.Bytes(), 0o644); err != nil {
 		t.Fatal(err)
 	}

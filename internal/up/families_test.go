@@ -1,0 +1,185 @@
+package up
+
+import (
+	"encoding/json"
+	"os"
+	"strings"
+	"testing"
+
+	"github.com/openai/openai-go/v3"
+	"github.com/openai/openai-go/v3/option"
+
+	"github.com/switchyard-llm/switchyard/internal/demomodel"
+	"github.com/switchyard-llm/switchyard/pkg/chat"
+	"github.com/switchyard-llm/switchyard/pkg/gguf"
+	"github.com/switchyard-llm/switchyard/pkg/grammar"
+	"github.com/switchyard-llm/switchyard/pkg/model"
+	"github.com/switchyard-llm/switchyard/pkg/tokenizer"
+)
+
+// familyReplies are replies in each released template family's format
+// (pkg/chat's tests parse the renders of testdata/templates; these are the
+// same syntax, written out), each with reasoning where the family writes
+// it and two calls where it can write several.
+var familyReplies = []struct {
+	template  string
+	family    chat.Family
+	reply     string
+	reasoning string
+	calls     int  // get_weather(Paris), then get_time(Tōkyō)
+	thinking  bool // enable_thinking: the prompt opens <think>, the reply begins inside it
+}{
+	{"Qwen-Qwen3-0.6B.jinja", chat.FamilyHermes, "<think>\nLet me look it up.\n</think>\n\n<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Paris\"}}\n</tool_call>\n<tool_call>\n{\"name\": \"get_time\", \"arguments\": {\"city\": \"Tōkyō\"}}\n</tool_call>",
+		"Let me look it up.", 2, false},
+	{"Qwen3-Coder.jinja", chat.FamilyQwen3Coder, "<tool_call>\n<function=get_weather>\n<parameter=city>\nParis\n</parameter>\n</function>\n</tool_call>\n<tool_call>\n<function=get_time>\n<parameter=city>\nTōkyō\n</parameter>\n</function>\n</tool_call>",
+		"", 2, false},
+	{"deepseek-ai-DeepSeek-V3.1.jinja", chat.FamilyDeepSeek, "Let me look it up.</think><｜tool▁calls▁begin｜><｜tool▁call▁begin｜>get_weather<｜tool▁sep｜>{\"city\": \"Paris\"}<｜tool▁call▁end｜><｜tool▁call▁begin｜>get_time<｜tool▁sep｜>{\"city\": \"Tōkyō\"}<｜tool▁call▁end｜><｜tool▁calls▁end｜>",
+		"Let me look it up.", 2, true},
+	{"moonshotai-Kimi-K2.jinja", chat.FamilyKimiK2, "<|tool_calls_section_begin|><|tool_call_begin|>functions.get_weather:0<|tool_call_argument_begin|>{\"city\": \"Paris\"}<|tool_call_end|><|tool_call_begin|>functions.get_time:1<|tool_call_argument_begin|>{\"city\": \"Tōkyō\"}<|tool_call_end|><|tool_calls_section_end|>",
+		"", 2, false},
+	{"openai-gpt-oss-120b.jinja", chat.FamilyHarmony, "<|channel|>analysis<|message|>Let me look it up.<|end|><|start|>assistant to=functions.get_weather<|channel|>commentary json<|message|>{\"city\": \"Paris\"}<|call|>",
+		"Let me look it up.", 1, false},
+	{"mistralai-Mistral-Nemo-Instruct-2407.jinja", chat.FamilyMistral, "[TOOL_CALLS][{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Paris\"}, \"id\": \"a1b2c3d4e\"}, {\"name\": \"get_time\", \"arguments\": {\"city\": \"Tōkyō\"}, \"id\": \"f5g6h7i8j\"}]",
+		"", 2, false},
+	{"meta-llama-Llama-3.1-8B-Instruct.jinja", chat.FamilyLlama3, "{\"name\": \"get_weather\", \"parameters\": {\"city\": \"Paris\"}}",
+		"", 1, false},
+	{"GLM-4.6.jinja", chat.FamilyGLM, "<think>Let me look it up.</think>\n<tool_call>get_weather\n<arg_key>city</arg_key>\n<arg_value>Paris</arg_value>\n</tool_call>\n<tool_call>get_time\n<arg_key>city</arg_key>\n<arg_value>Tōkyō</arg_value>\n</tool_call>",
+		"Let me look it up.", 2, false},
+}
+
+// TestFamiliesEndToEnd serves the demo model under each released family's
+// chat template and has it write that family's reply, forced through the
+// grammar extension. The released templates' tool instructions alone run
+// past the demo's 256-token context, so it is served with a context of
+// 1,024: positions it was never trained on, which matters not at all when
+// the grammar writes the reply. The OpenAI Go SDK must receive the calls and the
+// reasoning, whole and reassembled from streamed deltas, and Anthropic's
+// stream must carry them as well-formed thinking and tool_use blocks.
+func TestFamiliesEndToEnd(t *testing.T) {
+	path := demoWith(t, map[string]gguf.Value{"llama.context_length": gguf.U32(1024)})
+	f, err := model.Open(path, gguf.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok, err := tokenizer.FromGGUF(f.File)
+	f.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantCalls := []struct{ name, args string }{{"get_weather", `{"city":"Paris"}`}, {"get_time", `{"city":"Tōkyō"}`}}
+	city := json.RawMessage(`{"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}`)
+	var params openai.FunctionParameters
+	json.Unmarshal(city, &params)
+	var tools []openai.ChatCompletionToolUnionParam
+	for _, c := range wantCalls {
+		tools = append(tools, openai.ChatCompletionFunctionTool(openai.FunctionDefinitionParam{Name: c.name, Parameters: params}))
+	}
+
+	for _, fr := range familyReplies {
+		t.Run(fr.family.String(), func(t *testing.T) {
+			src, err := os.ReadFile("../../testdata/templates/" + fr.template)
+			if err != nil {
+				t.Fatal(err)
+			}
+			tmpl, err := chat.New(fr.template, string(src), tok.Token(tok.BOS), tok.Token(tok.EOS))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := chat.DetectFamily(tmpl.Source); got != fr.family {
+				t.Fatalf("%s is of family %v, want %v", fr.template, got, fr.family)
+			}
+			c := start(t, Config{ModelPath: path, ChatTemplate: tmpl})
+			client := openai.NewClient(option.WithBaseURL(c.URL+"/v1/"), option.WithAPIKey("unused"), option.WithMaxRetries(0))
+			gbnf := grammar.Literal(fr.reply).String()
+			req := openai.ChatCompletionNewParams{Model: demomodel.Name, Messages: []openai.ChatCompletionMessageParamUnion{openai.UserMessage("Weather in Paris, time in Tōkyō?")},
+				Tools: tools, MaxTokens: openai.Int(480), Temperature: openai.Float(0)}
+			force := []option.RequestOption{option.WithJSONSet("grammar", gbnf)}
+			if fr.thinking {
+				force = append(force, option.WithJSONSet("enable_thinking", true))
+			}
+
+			check := func(how, reasoning, content string, finish string, calls []openai.ChatCompletionMessageToolCallUnion) {
+				t.Helper()
+				if reasoning != fr.reasoning || content != "" || finish != "tool_calls" || len(calls) != fr.calls {
+					t.Fatalf("%s: reasoning %q, content %q, finish %q, %d calls %+v; want reasoning %q, no content, %d calls, finish tool_calls",
+						how, reasoning, content, finish, len(calls), calls, fr.reasoning, fr.calls)
+				}
+				for i, call := range calls {
+					var got, want any
+					json.Unmarshal([]byte(call.Function.Arguments), &got)
+					json.Unmarshal([]byte(wantCalls[i].args), &want)
+					if call.Function.Name != wantCalls[i].name || !jsonEqual(got, want) || call.ID == "" {
+						t.Errorf("%s: call %d is %s(%s) id %q, want %s(%s)", how, i, call.Function.Name, call.Function.Arguments, call.ID, wantCalls[i].name, wantCalls[i].args)
+					}
+				}
+			}
+			whole, err := client.Chat.Completions.New(t.Context(), req, force...)
+			if err != nil {
+				t.Fatalf("%v: %s", err, err.(*openai.Error).RawJSON())
+			}
+			var raw struct {
+				Choices []struct {
+					Message struct {
+						ReasoningContent string `json:"reasoning_content"`
+					}
+				}
+			}
+			json.Unmarshal([]byte(whole.RawJSON()), &raw)
+			check("whole", raw.Choices[0].Message.ReasoningContent, whole.Choices[0].Message.Content, string(whole.Choices[0].FinishReason), whole.Choices[0].Message.ToolCalls)
+
+			stream := client.Chat.Completions.NewStreaming(t.Context(), req, force...)
+			acc := openai.ChatCompletionAccumulator{}
+			var reasoning strings.Builder
+			for stream.Next() {
+				chunk := stream.Current()
+				acc.AddChunk(chunk)
+				var d struct {
+					Choices []struct {
+						Delta struct {
+							ReasoningContent string `json:"reasoning_content"`
+						}
+					}
+				}
+				json.Unmarshal([]byte(chunk.RawJSON()), &d)
+				for _, ch := range d.Choices {
+					reasoning.WriteString(ch.Delta.ReasoningContent)
+				}
+			}
+			if err := stream.Err(); err != nil {
+				t.Fatal(err)
+			}
+			check("streamed", reasoning.String(), acc.Choices[0].Message.Content, string(acc.Choices[0].FinishReason), acc.Choices[0].Message.ToolCalls)
+
+			// Anthropic's stream: a thinking block where there is
+			// reasoning, then a tool_use block per call.
+			body := map[string]any{"max_tokens": 480, "temperature": 0, "grammar": gbnf,
+				"messages": []map[string]any{{"role": "user", "content": "Weather in Paris, time in Tōkyō?"}},
+				"tools":    []map[string]any{{"name": "get_weather", "input_schema": city}, {"name": "get_time", "input_schema": city}}}
+			if fr.thinking {
+				body["thinking"] = map[string]any{"type": "enabled", "budget_tokens": 1024}
+			}
+			evs := postEvents(t, c.URL, body)
+			types, err := checkSequence(evs)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := strings.TrimPrefix(strings.Repeat(",tool_use", fr.calls), ",")
+			if fr.reasoning != "" {
+				want = "thinking," + want
+			}
+			if got := strings.Join(types, ","); got != want {
+				t.Errorf("Anthropic blocks %s, want %s", got, want)
+			}
+			if d := evs[len(evs)-2].data["delta"].(map[string]any); d["stop_reason"] != "tool_use" {
+				t.Errorf("Anthropic message_delta %v, want stop_reason tool_use", d)
+			}
+		})
+	}
+}
+
+// jsonEqual compares decoded JSON values.
+func jsonEqual(a, b any) bool {
+	x, _ := json.Marshal(a)
+	y, _ := json.Marshal(b)
+	return string(x) == string(y)
+}
