@@ -104,6 +104,7 @@ func runUp(ctx context.Context, args []string) error {
 	kv := kvFlags(fs, &c.KVCacheBytes, &c.NoPrefixCache, &c.QueueTimeout, &c.KVCacheType)
 	act := fs.String("activations", "f32", "activation encoding on the wire: f32 (exact), f16, bf16, or fp8 (E4M3 with a scale per row: a quarter of the bytes, inexact)")
 	tmpl := fs.String("chat-template", "", `chat template for a model file without one: "plain" or a Jinja file (the demo model uses "plain")`)
+	reasoning := reasoningFlag(fs)
 	cache := cacheFlag(fs)
 	if _, err := parse(fs, args); err != nil {
 		return err
@@ -114,6 +115,9 @@ func runUp(ctx context.Context, args []string) error {
 	log := logger()
 	var err error
 	if c.CacheDir, err = cache(log); err != nil {
+		return err
+	}
+	if c.ReasoningFormat, err = reasoning(); err != nil {
 		return err
 	}
 	if c.Encoding, err = parseEncoding(*act); err != nil {
@@ -213,6 +217,18 @@ func runCoordinator(ctx context.Context, args []string) error {
 	return coordinator.Run(ctx, c)
 }
 
+// reasoningFlag adds --reasoning-format; the function it returns reads it.
+func reasoningFlag(fs *flag.FlagSet) func() (chat.ReasoningFormat, error) {
+	s := fs.String("reasoning-format", "deepseek", "where a chat reply's reasoning goes: deepseek (reasoning_content, and Anthropic thinking blocks) or none (left in the content, markup and all)")
+	return func() (chat.ReasoningFormat, error) {
+		f, err := chat.ParseReasoningFormat(*s)
+		if err != nil {
+			return 0, fmt.Errorf("--reasoning-format: %w", err)
+		}
+		return f, nil
+	}
+}
+
 func runRouter(ctx context.Context, args []string) error {
 	fs := newFlags("router")
 	var c router.Config
@@ -223,7 +239,7 @@ func runRouter(ctx context.Context, args []string) error {
 	public := fs.String("public-paths", "/healthz,/readyz,/metrics", "paths that need no API key")
 	fs.BoolVar(&c.DashboardPublic, "dashboard-public", false, "with --api-keys-file: open the dashboard and /v1/routing/stats without a key (default: a browser signs in with one)")
 	fs.DurationVar(&c.ShutdownGrace, "shutdown-grace", 10*time.Second, "on SIGINT or SIGTERM, how long running requests have to finish before they end with a 'server shutting down' error")
-	reasoning := fs.String("reasoning-format", "deepseek", "where a chat reply's reasoning goes: deepseek (reasoning_content, and Anthropic thinking blocks) or none (left in the content, markup and all)")
+	reasoning := reasoningFlag(fs)
 	loadTLS := tlsFlags(fs, false)
 	if _, err := parse(fs, args); err != nil {
 		return err
@@ -232,8 +248,8 @@ func runRouter(ctx context.Context, args []string) error {
 	if c.TLS, _, err = loadTLS(); err != nil {
 		return err
 	}
-	if c.ReasoningFormat, err = chat.ParseReasoningFormat(*reasoning); err != nil {
-		return fmt.Errorf("router: --reasoning-format: %w", err)
+	if c.ReasoningFormat, err = reasoning(); err != nil {
+		return err
 	}
 	c.Etcd, c.Logger, c.PublicPaths = splitList(*etcd), logger(), splitList(*public)
 	return router.Run(ctx, c)

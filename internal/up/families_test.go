@@ -183,3 +183,26 @@ func jsonEqual(a, b any) bool {
 	y, _ := json.Marshal(b)
 	return string(x) == string(y)
 }
+
+// TestReasoningFormatNone: with --reasoning-format none, reasoning stays
+// in the content, markup and all, and Anthropic's answer is one text
+// block; the default splits it out (TestFamiliesEndToEnd).
+func TestReasoningFormatNone(t *testing.T) {
+	c := start(t, Config{ReasoningFormat: chat.ReasoningNone})
+	client := openai.NewClient(option.WithBaseURL(c.URL+"/v1/"), option.WithAPIKey("unused"), option.WithMaxRetries(0))
+	const reply = "<think>Lists hold items.</think>A list."
+	gbnf := grammar.Literal(reply).String()
+	got, err := client.Chat.Completions.New(t.Context(), openai.ChatCompletionNewParams{Model: demomodel.Name,
+		Messages: []openai.ChatCompletionMessageParamUnion{openai.UserMessage("What is a list?")}, MaxTokens: openai.Int(48)},
+		option.WithJSONSet("grammar", gbnf))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Choices[0].Message.Content != reply || strings.Contains(got.RawJSON(), "reasoning_content") {
+		t.Errorf("content %q, raw %s; want the reply whole, no reasoning_content", got.Choices[0].Message.Content, got.RawJSON())
+	}
+	evs := postEvents(t, c.URL, map[string]any{"max_tokens": 48, "grammar": gbnf, "messages": []map[string]any{{"role": "user", "content": "What is a list?"}}})
+	if types, err := checkSequence(evs); err != nil || strings.Join(types, ",") != "text" {
+		t.Errorf("Anthropic blocks %v (%v), want one text block", types, err)
+	}
+}

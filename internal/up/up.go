@@ -75,6 +75,9 @@ type Config struct {
 	// DashboardPublic opens the dashboard and the routing statistics
 	// without an API key (see router.Config).
 	DashboardPublic bool
+	// ReasoningFormat says where chat replies' reasoning goes (see
+	// router.Config); the zero value splits it out.
+	ReasoningFormat chat.ReasoningFormat
 	// DrainTimeout is each expert node process's --drain-timeout; 0
 	// means 30s.
 	DrainTimeout time.Duration
@@ -291,7 +294,7 @@ func Start(ctx context.Context, cfg Config) (*Cluster, error) {
 		defer close(c.routerDone)
 		return router.Run(routerCtx, router.Config{Etcd: endpoints, Listener: routerLis, Logger: cfg.Logger,
 			Registerer: labelled("router"), Gatherer: reg, APIKeysFile: cfg.APIKeysFile, TLS: pair,
-			ShutdownGrace: cfg.ShutdownGrace, DashboardPublic: cfg.DashboardPublic})
+			ShutdownGrace: cfg.ShutdownGrace, DashboardPublic: cfg.DashboardPublic, ReasoningFormat: cfg.ReasoningFormat})
 	})
 	if err := c.waitReady(ctx, gctx); err != nil {
 		c.Close()
