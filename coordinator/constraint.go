@@ -35,26 +35,68 @@ var grammarLimits = grammar.Limits{CacheBytes: grammarCacheBytes}
 // Its zero value is ready; it is safe for concurrent use (admit runs on
 // the RPC goroutines).
 type grammars struct {
-	once  sync.Once
-	vocab *grammar.Vocab
+	once     sync.Once
+	vocab    *grammar.Vocab
+	controls map[string]int32 // control tokens' texts
+	longest  int              // the longest of them, in bytes
 
 	mu    sync.Mutex
 	cache map[string]*grammar.Grammar
 	order []string // keys, least recently used first
 }
 
-// vocabOf is the model's vocabulary: each token's bytes (empty for control
-// tokens and for IDs past the tokenizer's, which the mask never allows),
-// and the end-of-sequence token.
+// controlBytes is how the grammar engine sees control token id: a 0xFF
+// byte, which valid UTF-8 never holds, and the ID. No grammar of text
+// (JSON, a schema, GBNF, whose every character is UTF-8) can match it, so
+// a JSON string never ends up holding <|im_end|>; only call markup, which
+// names the control tokens it writes (markup), does.
+func controlBytes(id int32) []byte {
+	return []byte{0xFF, byte(id >> 24), byte(id >> 16), byte(id >> 8), byte(id)}
+}
+
+// vocabOf is the model's vocabulary: each token's bytes (controlBytes for
+// control tokens, empty for IDs past the tokenizer's, which the mask never
+// allows), and the end-of-sequence token.
 func (gs *grammars) vocabOf(tok *tokenizer.Tokenizer, size int) *grammar.Vocab {
 	gs.once.Do(func() {
 		tokens := make([][]byte, size)
+		gs.controls = map[string]int32{}
 		for id := range tokens {
 			tokens[id] = tok.Piece(int32(id))
+			if id < tok.VocabSize() && tok.IsControl(int32(id)) && tok.Token(int32(id)) != "" {
+				tokens[id] = controlBytes(int32(id))
+				text := tok.Token(int32(id))
+				gs.controls[text], gs.longest = int32(id), max(gs.longest, len(text))
+			}
 		}
 		gs.vocab = grammar.NewVocab(tokens, tok.EOS)
 	})
 	return gs.vocab
+}
+
+// markup is call markup as the grammar must match it: the texts of
+// control tokens in it (<|channel|>, [TOOL_CALLS], …) written as their
+// controlBytes, the longest first, the rest as it is. The model writes
+// them as the control tokens they are, which is how it was trained to.
+func (gs *grammars) markup(s string) string {
+	var out []byte
+	for i := 0; i < len(s); {
+		n := 0
+		for l := min(gs.longest, len(s)-i); l > 0; l-- {
+			if _, ok := gs.controls[s[i:i+l]]; ok {
+				n = l
+				break
+			}
+		}
+		if n == 0 {
+			out = append(out, s[i])
+			i++
+			continue
+		}
+		out = append(out, controlBytes(gs.controls[s[i:i+n]])...)
+		i += n
+	}
+	return string(out)
 }
 
 // get returns the grammar cached under key, or compiles and caches it.
@@ -136,7 +178,8 @@ func (c *Coordinator) constraintOf(req *pb.GenerateRequest) (*grammar.Grammar, e
 			return nil, fmt.Errorf("coordinator: forced call key: %w", err)
 		}
 		key, what = "call\x00"+family.String()+"\x00"+string(k), "tool_choice"
-		compile = func() (*grammar.Grammar, error) { return forcedCall(family, tools) }
+		c.grammars.vocabOf(c.tok, c.model.Vocab) // its control tokens, for markup
+		compile = func() (*grammar.Grammar, error) { return forcedCall(family, tools, c.grammars.markup) }
 	}
 	g, err := c.grammars.get(key, compile)
 	if err != nil {
@@ -186,19 +229,32 @@ var errNoCallFormat = errors.New("no forced call format")
 // callFormat is how a family writes one call, as its chat template
 // renders an assistant's tool call (shared/testdata/templates) and its
 // parser (pkg/chat) reads it back: before the function's name, between the
-// name and the arguments' JSON, and after them.
-type callFormat struct{ open, mid, close string }
+// name and the arguments' JSON, and after them. The name is a JSON string
+// unless rawName.
+type callFormat struct {
+	open, mid, close string
+	rawName          bool
+}
 
 var callFormats = map[chat.Family]callFormat{
 	// The plain template writes a call as a JSON line of its own.
-	chat.FamilyPlain:  {`{"name": `, `, "arguments": `, `}`},
-	chat.FamilyHermes: {"<tool_call>\n{\"name\": ", `, "arguments": `, "}\n</tool_call>"},
-	chat.FamilyLlama3: {`{"name": `, `, "parameters": `, `}`},
+	chat.FamilyPlain:  {open: `{"name": `, mid: `, "arguments": `, close: `}`},
+	chat.FamilyHermes: {open: "<tool_call>\n{\"name\": ", mid: `, "arguments": `, close: "}\n</tool_call>"},
+	chat.FamilyLlama3: {open: `{"name": `, mid: `, "parameters": `, close: `}`},
+	// DeepSeek-V3.1's; the parser reads V3's and R1's too.
+	chat.FamilyDeepSeek: {open: "<｜tool▁calls▁begin｜><｜tool▁call▁begin｜>", mid: "<｜tool▁sep｜>", close: "<｜tool▁call▁end｜><｜tool▁calls▁end｜>", rawName: true},
+	chat.FamilyKimiK2: {open: "<|tool_calls_section_begin|><|tool_call_begin|>functions.", mid: ":0<|tool_call_argument_begin|>",
+		close: "<|tool_call_end|><|tool_calls_section_end|>", rawName: true},
+	// A message to the function on the commentary channel; <|call|> ends
+	// generation.
+	chat.FamilyHarmony: {open: "<|channel|>commentary to=functions.", mid: " <|constrain|>json<|message|>", close: "<|call|>", rawName: true},
+	chat.FamilyMistral: {open: `[TOOL_CALLS][{"name": `, mid: `, "arguments": `, close: `}]`},
 }
 
 // forcedCall is the grammar of one call of one of tools, in the family's
-// format, its arguments those its parameters' schema allows.
-func forcedCall(family chat.Family, tools []forcedTool) (*grammar.Grammar, error) {
+// format, its arguments those its parameters' schema allows; markup gives
+// the format's text as the grammar matches it (grammars.markup).
+func forcedCall(family chat.Family, tools []forcedTool, markup func(string) string) (*grammar.Grammar, error) {
 	f, ok := callFormats[family]
 	if !ok {
 		return nil, fmt.Errorf("%w: forcing a call is not available for the %s template family yet", errNoCallFormat, family)
@@ -212,11 +268,15 @@ func forcedCall(family chat.Family, tools []forcedTool) (*grammar.Grammar, error
 				return nil, fmt.Errorf("the parameters of %s: %w", t.Name, err)
 			}
 		}
-		name, err := json.Marshal(t.Name)
-		if err != nil {
-			return nil, fmt.Errorf("coordinator: tool name: %w", err)
+		name := t.Name // a tool name is letters, digits, _ and - (the router checks)
+		if !f.rawName {
+			b, err := json.Marshal(t.Name)
+			if err != nil {
+				return nil, fmt.Errorf("coordinator: tool name: %w", err)
+			}
+			name = string(b)
 		}
-		call, err := grammar.Seq(grammarLimits, grammar.Literal(f.open+string(name)+f.mid), args, grammar.Literal(f.close))
+		call, err := grammar.Seq(grammarLimits, grammar.Literal(markup(f.open)+name+markup(f.mid)), args, grammar.Literal(markup(f.close)))
 		if err != nil {
 			return nil, fmt.Errorf("the call of %s: %w", t.Name, err)
 		}

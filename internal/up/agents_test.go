@@ -254,12 +254,13 @@ func prefixLookups(t *testing.T, c *Cluster) int64 {
 // demoWithTemplate writes the demo model with its tokenizer.chat_template
 // set to tmpl, and returns its path.
 func demoWithTemplate(t *testing.T, tmpl string) string {
-	return demoWith(t, map[string]gguf.Value{"tokenizer.chat_template": gguf.Str(tmpl)})
+	return demoWith(t, map[string]gguf.Value{"tokenizer.chat_template": gguf.Str(tmpl)}, nil)
 }
 
 // demoWith writes the demo model with the metadata in set replaced or
-// added, and returns its path.
-func demoWith(t *testing.T, set map[string]gguf.Value) string {
+// added and each tensor passed through edit (unless nil), and returns its
+// path.
+func demoWith(t *testing.T, set map[string]gguf.Value, edit func(gguf.WriterTensor) gguf.WriterTensor) string {
 	t.Helper()
 	path, err := demomodel.Path(t.TempDir())
 	if err != nil {
@@ -279,7 +280,11 @@ func demoWith(t *testing.T, set map[string]gguf.Value) string {
 		if err != nil {
 			t.Fatal(err)
 		}
-		w.Add(gguf.WriterTensor{Name: ti.Name, Type: ti.Type, Dims: ti.Dims, Data: data})
+		wt := gguf.WriterTensor{Name: ti.Name, Type: ti.Type, Dims: ti.Dims, Data: data}
+		if edit != nil {
+			wt = edit(wt)
+		}
+		w.Add(wt)
 	}
 	var buf bytes.Buffer
 	if _, err := w.WriteTo(&buf); err != nil {

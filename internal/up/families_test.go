@@ -2,7 +2,9 @@ package up
 
 import (
 	"encoding/json"
+	"errors"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 
@@ -56,7 +58,7 @@ var familyReplies = []struct {
 // reasoning, whole and reassembled from streamed deltas, and Anthropic's
 // stream must carry them as well-formed thinking and tool_use blocks.
 func TestFamiliesEndToEnd(t *testing.T) {
-	path := demoWith(t, map[string]gguf.Value{"llama.context_length": gguf.U32(1024)})
+	path := demoWith(t, map[string]gguf.Value{"llama.context_length": gguf.U32(1024)}, nil)
 	f, err := model.Open(path, gguf.Options{})
 	if err != nil {
 		t.Fatal(err)
@@ -173,6 +175,31 @@ func TestFamiliesEndToEnd(t *testing.T) {
 			if d := evs[len(evs)-2].data["delta"].(map[string]any); d["stop_reason"] != "tool_use" {
 				t.Errorf("Anthropic message_delta %v, want stop_reason tool_use", d)
 			}
+
+			// tool_choice required: the grammar writes one call in the
+			// family's format, which its parser reads back. The XML formats
+			// (Qwen3-Coder, GLM) cannot be forced yet, and say so.
+			forced := openai.ChatCompletionNewParams{Model: demomodel.Name, Messages: req.Messages, Tools: tools, MaxTokens: openai.Int(480),
+				Temperature: openai.Float(0.3), Seed: openai.Int(1), ToolChoice: openai.ChatCompletionToolChoiceOptionUnionParam{OfAuto: openai.String("required")}}
+			got, err := client.Chat.Completions.New(t.Context(), forced)
+			if fr.family == chat.FamilyQwen3Coder || fr.family == chat.FamilyGLM {
+				var apiErr *openai.Error
+				if !errors.As(err, &apiErr) || apiErr.StatusCode != 400 || !strings.Contains(apiErr.Message, "not available for the "+fr.family.String()) {
+					t.Errorf("forced call: %v, want a 400 saying it is not available for %s", err, fr.family)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			ch := got.Choices[0]
+			var args map[string]any
+			if ch.FinishReason != "tool_calls" || len(ch.Message.ToolCalls) != 1 || json.Unmarshal([]byte(ch.Message.ToolCalls[0].Function.Arguments), &args) != nil {
+				t.Fatalf("forced call: finish %q, content %q, calls %+v; want one call", ch.FinishReason, ch.Message.Content, ch.Message.ToolCalls)
+			}
+			if _, ok := args["city"].(string); !ok || len(args) != 1 || !strings.HasPrefix(ch.Message.ToolCalls[0].Function.Name, "get_") {
+				t.Errorf("forced call %s(%s): want get_weather or get_time of a city", ch.Message.ToolCalls[0].Function.Name, ch.Message.ToolCalls[0].Function.Arguments)
+			}
 		})
 	}
 }
@@ -204,5 +231,107 @@ func TestReasoningFormatNone(t *testing.T) {
 	evs := postEvents(t, c.URL, map[string]any{"max_tokens": 48, "grammar": gbnf, "messages": []map[string]any{{"role": "user", "content": "What is a list?"}}})
 	if types, err := checkSequence(evs); err != nil || strings.Join(types, ",") != "text" {
 		t.Errorf("Anthropic blocks %v (%v), want one text block", types, err)
+	}
+}
+
+// harmonyControls are gpt-oss's control tokens, which the demo vocabulary
+// lacks.
+var harmonyControls = []string{"<|start|>", "<|end|>", "<|message|>", "<|channel|>", "<|constrain|>", "<|call|>", "<|return|>"}
+
+// demoWithControls writes the demo model with controls appended to its
+// vocabulary as control tokens (zero embeddings and zero output rows) and
+// a context of 1,024, and returns its path and the first new ID.
+func demoWithControls(t *testing.T, controls []string) (string, int32) {
+	t.Helper()
+	demo, err := demomodel.Path(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	g, err := gguf.Open(demo, gguf.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tv, _ := g.Get("tokenizer.ggml.tokens")
+	yv, _ := g.Get("tokenizer.ggml.token_type")
+	g.Close()
+	tokens, _ := tv.V.([]string)
+	types, _ := yv.V.([]int32)
+	first := int32(len(tokens))
+	for _, c := range controls {
+		tokens, types = append(tokens, c), append(types, int32(tokenizer.TypeControl))
+	}
+	vocab := uint64(len(tokens))
+	path := demoWith(t, map[string]gguf.Value{"llama.context_length": gguf.U32(1024), "llama.vocab_size": gguf.U32(uint32(vocab)),
+		"tokenizer.ggml.tokens": gguf.Strs(tokens), "tokenizer.ggml.token_type": gguf.I32s(types)},
+		func(wt gguf.WriterTensor) gguf.WriterTensor {
+			if wt.Name == "token_embd.weight" || wt.Name == "output.weight" {
+				row := len(wt.Data) / int(wt.Dims[1])
+				wt.Data = append(slices.Clone(wt.Data), make([]byte, row*len(controls))...) // Q8_0 zeros: scale 0
+				wt.Dims = []uint64{wt.Dims[0], vocab}
+			}
+			return wt
+		})
+	return path, first
+}
+
+// TestForcedCallControlTokens: gpt-oss's call markup is control tokens.
+// The grammar must write them as those tokens (as the model was trained
+// to), never their text in ordinary tokens, and the parser must read the
+// call from them.
+func TestForcedCallControlTokens(t *testing.T) {
+	path, first := demoWithControls(t, harmonyControls)
+	src, err := os.ReadFile("../../testdata/templates/openai-gpt-oss-120b.jinja")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := model.Open(path, gguf.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok, err := tokenizer.FromGGUF(f.File)
+	f.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl, err := chat.New("gpt-oss", string(src), tok.Token(tok.BOS), tok.Token(tok.EOS))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := start(t, Config{ModelPath: path, ChatTemplate: tmpl})
+	client := openai.NewClient(option.WithBaseURL(c.URL+"/v1/"), option.WithAPIKey("unused"), option.WithMaxRetries(0))
+	var params openai.FunctionParameters
+	json.Unmarshal([]byte(`{"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}`), &params)
+	got, err := client.Chat.Completions.New(t.Context(), openai.ChatCompletionNewParams{Model: demomodel.Name,
+		Messages:   []openai.ChatCompletionMessageParamUnion{openai.UserMessage("Weather in Paris?")},
+		Tools:      []openai.ChatCompletionToolUnionParam{openai.ChatCompletionFunctionTool(openai.FunctionDefinitionParam{Name: "get_weather", Parameters: params})},
+		ToolChoice: openai.ChatCompletionToolChoiceOptionUnionParam{OfAuto: openai.String("required")},
+		MaxTokens:  openai.Int(64), Temperature: openai.Float(0.3), Seed: openai.Int(1)},
+		option.WithJSONSet("return_token_ids", true))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ch := got.Choices[0]
+	var args struct{ City *string }
+	if ch.FinishReason != "tool_calls" || len(ch.Message.ToolCalls) != 1 || ch.Message.ToolCalls[0].Function.Name != "get_weather" ||
+		json.Unmarshal([]byte(ch.Message.ToolCalls[0].Function.Arguments), &args) != nil || args.City == nil {
+		t.Fatalf("finish %q, content %q, calls %+v; want one get_weather call", ch.FinishReason, ch.Message.Content, ch.Message.ToolCalls)
+	}
+	// The markup, <|channel|>commentary to=functions.get_weather
+	// <|constrain|>json<|message|>{…}<|call|>, holds four control tokens,
+	// in that order; <|call|> ends generation.
+	var ids struct {
+		Choices []struct {
+			TokenIDs []int32 `json:"token_ids"`
+		} `json:"choices"`
+	}
+	json.Unmarshal([]byte(got.RawJSON()), &ids)
+	var controls []string
+	for _, id := range ids.Choices[0].TokenIDs {
+		if id >= first {
+			controls = append(controls, harmonyControls[id-first])
+		}
+	}
+	if want := []string{"<|channel|>", "<|constrain|>", "<|message|>", "<|call|>"}; !slices.Equal(controls, want) {
+		t.Errorf("control tokens written %v, want %v (tokens %v)", controls, want, ids.Choices[0].TokenIDs)
 	}
 }
