@@ -130,7 +130,9 @@ func TestDashboardInBrowser(t *testing.T) {
 	}
 	headless(t, bin, "--window-size=1400,1100", "--screenshot="+filepath.Join(dir, "dashboard-idle.png"), c.URL+"/dashboard")
 
-	for _, p := range []string{"The list type", "def f(x):", "To open a file"} {
+	// A long prompt twice: the second finds its blocks in the prefix cache.
+	long := strings.Repeat("The list type is a mutable sequence. ", 12)
+	for _, p := range []string{"The list type", "def f(x):", "To open a file", long, long} {
 		complete(t, c, map[string]any{"prompt": p, "max_tokens": 16})
 	}
 	dom := headless(t, bin, "--window-size=1400,1100", "--dump-dom", c.URL+"/dashboard#compare")
@@ -196,6 +198,22 @@ func TestDashboardInBrowser(t *testing.T) {
 	rep, err := statsview.Fetch(t.Context(), c.URL, "1m")
 	if err != nil {
 		t.Fatal(err)
+	}
+
+	// The KV cache: a row per coordinator, as the stats have it (the
+	// cluster is idle, so they have not moved since the page read them).
+	kvTable := element(t, dom, "table", "kvcache")
+	if len(rep.KVCache) != 1 {
+		t.Fatalf("stats report %d coordinators' KV caches, want 1", len(rep.KVCache))
+	}
+	k := rep.KVCache[0]
+	for _, want := range []string{">" + k.Coordinator + "</td>", fmt.Sprintf(">%d</td>", k.BlocksCached), fmt.Sprintf(">%.1f%%</td>", 100*k.HitRate)} {
+		if !strings.Contains(kvTable, want) {
+			t.Errorf("the KV cache table lacks %q:\n%s", want, kvTable)
+		}
+	}
+	if k.HitRate == 0 || k.BlocksCached == 0 {
+		t.Errorf("KV cache %+v: the repeated prompt should have hit cached blocks", k)
 	}
 	a, err := statsview.Route(t.Context(), c.URL, "def f(x):\n    return x * 2", rep)
 	if err != nil {
