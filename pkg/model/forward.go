@@ -215,11 +215,14 @@ func (m *Model) layers(ctx context.Context, ws *workspace, x []float32, rows []r
 		parts = append(parts, [2]int{j * n / k, (j + 1) * n / k})
 		st = append(st, layerStep{})
 	}
+	defer ws.f.inPass()
+	ws.f.inLayer(0)
 	for j, p := range parts {
 		st[j] = m.begin(ctx, ws, 0, x[p[0]*E:p[1]*E], rows[p[0]:p[1]], chunks)
 	}
 	for l := range m.Shared.Layers {
 		for j, p := range parts {
+			ws.f.inLayer(l)
 			if err := m.end(ws, &st[j]); err != nil {
 				for k := range parts {
 					st[k].wait() // nothing may still write into ws
@@ -227,6 +230,7 @@ func (m *Model) layers(ctx context.Context, ws *workspace, x []float32, rows []r
 				return err
 			}
 			if l+1 < len(m.Shared.Layers) {
+				ws.f.inLayer(l + 1)
 				st[j] = m.begin(ctx, ws, l+1, x[p[0]*E:p[1]*E], rows[p[0]:p[1]], chunks)
 			}
 		}
