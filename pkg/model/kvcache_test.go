@@ -3,6 +3,7 @@ package model
 import (
 	"errors"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"testing"
@@ -209,6 +210,42 @@ func TestKVCacheTypes(t *testing.T) {
 					t.Errorf("%s cache: max |Δlogit| %.3g, over %g", typ, worst, bound[typ])
 				}
 			})
+		}
+	}
+}
+
+// TestKVBudgetOffHeap: a pool with a budget keeps its blocks outside the
+// Go heap, so the garbage collector's goal does not grow by them.
+func TestKVBudgetOffHeap(t *testing.T) {
+	m := loadModel(t, tinyMixtral)
+	const budget = 64 << 20
+	kv := mustKVCache(t, m, KVCacheConfig{Bytes: budget})
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	var blocks []*block
+	for range kv.limit {
+		b, err := kv.alloc()
+		if err != nil {
+			t.Fatal(err)
+		}
+		b.k[len(b.k)-1], b.v[0] = 1, 2 // written: the pages are the process's now
+		blocks = append(blocks, b)
+	}
+	runtime.ReadMemStats(&after)
+	if grew := int64(after.HeapAlloc) - int64(before.HeapAlloc); grew > budget/8 {
+		t.Errorf("the Go heap grew by %d bytes for %d blocks of a %d-byte budget, want the blocks off the heap", grew, len(blocks), budget)
+	}
+	if _, err := kv.alloc(); !errors.Is(err, ErrKVFull) {
+		t.Errorf("a block past the budget: %v, want ErrKVFull", err)
+	}
+	// Distinct memory: each block's last key is its own.
+	for i, b := range blocks {
+		b.k[len(b.k)-1] = float32(i)
+	}
+	for i, b := range blocks {
+		if b.k[len(b.k)-1] != float32(i) {
+			t.Fatalf("block %d shares memory with another", i)
 		}
 	}
 }
