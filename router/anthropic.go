@@ -335,16 +335,9 @@ func (r *Router) runMessages(w http.ResponseWriter, req *http.Request, g *pb.Gen
 		out.stream(w, x.next)
 		return
 	}
-	for {
-		m, err := x.next()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			writeAnthropicRPCError(w, err)
-			return
-		}
-		out.add(m, nil)
+	if err := x.drain(func(m *pb.GenerateResponse) { out.add(m, nil) }); err != nil {
+		writeAnthropicRPCError(w, err)
+		return
 	}
 	out.closeBlock(nil)
 	writeJSON(w, out.message())

@@ -326,6 +326,21 @@ func (x *exchange) next() (*pb.GenerateResponse, error) {
 	return m, nil
 }
 
+// drain passes every message to add, up to the last, and returns the
+// error that ended the exchange early, if one did.
+func (x *exchange) drain(add func(*pb.GenerateResponse)) error {
+	for {
+		m, err := x.next()
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		add(m)
+	}
+}
+
 // run sends the request to a coordinator and writes the answer, streamed
 // or whole. logprobs < 0 means none were asked for.
 func (r *Router) run(w http.ResponseWriter, req *http.Request, g *pb.GenerateRequest, c *common, k kind, logprobs int) {
@@ -350,16 +365,9 @@ func (r *Router) run(w http.ResponseWriter, req *http.Request, g *pb.GenerateReq
 		out.stream(w, x.next, c.StreamOptions != nil && c.StreamOptions.IncludeUsage)
 		return
 	}
-	for {
-		m, err := x.next()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			writeRPCError(w, err)
-			return
-		}
-		out.add(m)
+	if err := x.drain(func(m *pb.GenerateResponse) { out.add(m) }); err != nil {
+		writeRPCError(w, err)
+		return
 	}
 	writeJSON(w, out.whole())
 }

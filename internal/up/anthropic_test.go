@@ -12,6 +12,7 @@ import (
 
 	"github.com/anthropics/anthropic-sdk-go/v2"
 	aoption "github.com/anthropics/anthropic-sdk-go/v2/option"
+	"github.com/anthropics/anthropic-sdk-go/v2/packages/ssestream"
 	"github.com/openai/openai-go/v3"
 	"github.com/openai/openai-go/v3/option"
 
@@ -104,6 +105,21 @@ func checkSequence(evs []sseEvent) ([]string, error) {
 	return types, nil
 }
 
+// accumulate rebuilds a streamed message with the SDK's accumulator.
+func accumulate(t *testing.T, stream *ssestream.Stream[anthropic.MessageStreamEventUnion]) anthropic.Message {
+	t.Helper()
+	acc := anthropic.Message{}
+	for stream.Next() {
+		if err := acc.Accumulate(stream.Current()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := stream.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return acc
+}
+
 // TestAnthropicMessages drives POST /v1/messages with the official
 // Anthropic Go SDK: each answer is checked against the OpenAI chat
 // completion of the same conversation (one typed path, so greedy decoding
@@ -146,16 +162,7 @@ func TestAnthropicMessages(t *testing.T) {
 		}
 
 		// Streamed: the SDK's accumulator rebuilds the same message.
-		stream := ac.Messages.NewStreaming(ctx, params, greedy)
-		acc := anthropic.Message{}
-		for stream.Next() {
-			if err := acc.Accumulate(stream.Current()); err != nil {
-				t.Fatal(err)
-			}
-		}
-		if err := stream.Err(); err != nil {
-			t.Fatal(err)
-		}
+		acc := accumulate(t, ac.Messages.NewStreaming(ctx, params, greedy))
 		if len(acc.Content) != 1 || acc.Content[0].Text != want || acc.StopReason != "max_tokens" || acc.Usage.OutputTokens != 24 ||
 			acc.Usage.InputTokens+acc.Usage.CacheReadInputTokens != reference.Usage.PromptTokens {
 			t.Errorf("streamed: content %+v stop %q usage %+v", acc.Content, acc.StopReason, acc.Usage)
@@ -202,16 +209,7 @@ func TestAnthropicMessages(t *testing.T) {
 			}
 		}
 		check("whole", *msg)
-		stream := ac.Messages.NewStreaming(ctx, p, greedy)
-		acc := anthropic.Message{}
-		for stream.Next() {
-			if err := acc.Accumulate(stream.Current()); err != nil {
-				t.Fatal(err)
-			}
-		}
-		if err := stream.Err(); err != nil {
-			t.Fatal(err)
-		}
+		acc := accumulate(t, ac.Messages.NewStreaming(ctx, p, greedy))
 		check("streamed", acc)
 		var compact bytes.Buffer
 		json.Compact(&compact, acc.Content[0].Input)
