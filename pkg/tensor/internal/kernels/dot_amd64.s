@@ -9383,7 +9383,7 @@ dotQ4_0x4AVX2done:
 	RET
 
 // func dotQ4_Kx1AVX2(w []byte, x []byte, stride int, nb int, out *[4]float32)
-// Requires: AVX, AVX2, AVX512BW, AVX512VL, F16C, FMA3
+// Requires: AVX, AVX2, AVX512BW, AVX512VL, F16C, FMA3, MMX+
 TEXT ·dotQ4_Kx1AVX2(SB), NOSPLIT, $16-72
 	MOVQ    w_base+0(FP), AX
 	MOVQ    x_base+24(FP), CX
@@ -9400,6 +9400,9 @@ TEXT ·dotQ4_Kx1AVX2(SB), NOSPLIT, $16-72
 dotQ4_Kx1AVX2loop:
 	CMPQ         BX, $0x00
 	JE           dotQ4_Kx1AVX2done
+	PREFETCHNTA  4608(AX)
+	PREFETCHNTA  4672(AX)
+	PREFETCHNTA  4736(AX)
 	MOVL         4(AX), DI
 	MOVL         8(AX), R8
 	MOVL         12(AX), R9
@@ -9938,7 +9941,7 @@ DATA kscaleshuf<>+383(SB)/1, $0x0f
 GLOBL kscaleshuf<>(SB), RODATA|NOPTR, $384
 
 // func dotQ4_Kx2AVX2(w []byte, x []byte, stride int, nb int, out *[4]float32)
-// Requires: AVX, AVX2, AVX512BW, AVX512VL, F16C, FMA3
+// Requires: AVX, AVX2, AVX512BW, AVX512VL, F16C, FMA3, MMX+
 TEXT ·dotQ4_Kx2AVX2(SB), NOSPLIT, $32-72
 	MOVQ    w_base+0(FP), AX
 	MOVQ    x_base+24(FP), CX
@@ -9958,6 +9961,9 @@ TEXT ·dotQ4_Kx2AVX2(SB), NOSPLIT, $32-72
 dotQ4_Kx2AVX2loop:
 	CMPQ         BX, $0x00
 	JE           dotQ4_Kx2AVX2done
+	PREFETCHNTA  4608(AX)
+	PREFETCHNTA  4672(AX)
+	PREFETCHNTA  4736(AX)
 	MOVL         4(AX), R8
 	MOVL         8(AX), R9
 	MOVL         12(AX), R10
@@ -10127,7 +10133,7 @@ dotQ4_Kx2AVX2done:
 	RET
 
 // func dotQ4_Kx3AVX2(w []byte, x []byte, stride int, nb int, out *[4]float32)
-// Requires: AVX, AVX2, AVX512BW, AVX512VL, F16C, FMA3
+// Requires: AVX, AVX2, AVX512BW, AVX512VL, F16C, FMA3, MMX+
 TEXT ·dotQ4_Kx3AVX2(SB), NOSPLIT, $48-72
 	MOVQ    w_base+0(FP), AX
 	MOVQ    x_base+24(FP), CX
@@ -10150,6 +10156,9 @@ TEXT ·dotQ4_Kx3AVX2(SB), NOSPLIT, $48-72
 dotQ4_Kx3AVX2loop:
 	CMPQ         BX, $0x00
 	JE           dotQ4_Kx3AVX2done
+	PREFETCHNTA  4608(AX)
+	PREFETCHNTA  4672(AX)
+	PREFETCHNTA  4736(AX)
 	MOVL         4(AX), R8
 	MOVL         8(AX), R9
 	MOVL         12(AX), R10
@@ -10370,7 +10379,7 @@ dotQ4_Kx3AVX2done:
 	RET
 
 // func dotQ4_Kx4AVX2(w []byte, x []byte, stride int, nb int, out *[4]float32)
-// Requires: AVX, AVX2, AVX512BW, AVX512VL, F16C, FMA3
+// Requires: AVX, AVX2, AVX512BW, AVX512VL, F16C, FMA3, MMX+
 TEXT ·dotQ4_Kx4AVX2(SB), NOSPLIT, $64-72
 	MOVQ    w_base+0(FP), AX
 	MOVQ    x_base+24(FP), CX
@@ -10396,6 +10405,9 @@ TEXT ·dotQ4_Kx4AVX2(SB), NOSPLIT, $64-72
 dotQ4_Kx4AVX2loop:
 	CMPQ         BX, $0x00
 	JE           dotQ4_Kx4AVX2done
+	PREFETCHNTA  4608(AX)
+	PREFETCHNTA  4672(AX)
+	PREFETCHNTA  4736(AX)
 	MOVL         4(AX), R8
 	MOVL         8(AX), R9
 	MOVL         12(AX), R10
@@ -10667,7 +10679,7 @@ dotQ4_Kx4AVX2done:
 	RET
 
 // func dotQ6_Kx1AVX2(w []byte, x []byte, stride int, nb int, out *[4]float32)
-// Requires: AVX, AVX2, AVX512BW, AVX512VL, F16C, FMA3
+// Requires: AVX, AVX2, AVX512BW, AVX512VL, F16C, FMA3, MMX+
 TEXT ·dotQ6_Kx1AVX2(SB), NOSPLIT, $0-72
 	MOVQ   w_base+0(FP), AX
 	MOVQ   x_base+24(FP), CX
@@ -10682,6 +10694,10 @@ TEXT ·dotQ6_Kx1AVX2(SB), NOSPLIT, $0-72
 dotQ6_Kx1AVX2loop:
 	CMPQ         BX, $0x00
 	JE           dotQ6_Kx1AVX2done
+	PREFETCHNTA  4608(AX)
+	PREFETCHNTA  4672(AX)
+	PREFETCHNTA  4736(AX)
+	PREFETCHNTA  4800(AX)
 	VPXOR        Y1, Y1, Y1
 	VMOVDQU      bytes20<>+0(SB), Y2
 	VMOVDQU      128(AX), Y3
@@ -10921,7 +10937,7 @@ DATA bytes20<>+31(SB)/1, $0x20
 GLOBL bytes20<>(SB), RODATA|NOPTR, $32
 
 // func dotQ6_Kx2AVX2(w []byte, x []byte, stride int, nb int, out *[4]float32)
-// Requires: AVX, AVX2, AVX512BW, AVX512VL, F16C, FMA3
+// Requires: AVX, AVX2, AVX512BW, AVX512VL, F16C, FMA3, MMX+
 TEXT ·dotQ6_Kx2AVX2(SB), NOSPLIT, $0-72
 	MOVQ   w_base+0(FP), AX
 	MOVQ   x_base+24(FP), CX
@@ -10938,6 +10954,10 @@ TEXT ·dotQ6_Kx2AVX2(SB), NOSPLIT, $0-72
 dotQ6_Kx2AVX2loop:
 	CMPQ         BX, $0x00
 	JE           dotQ6_Kx2AVX2done
+	PREFETCHNTA  4608(AX)
+	PREFETCHNTA  4672(AX)
+	PREFETCHNTA  4736(AX)
+	PREFETCHNTA  4800(AX)
 	VPXOR        Y2, Y2, Y2
 	VPXOR        Y3, Y3, Y3
 	VMOVDQU      bytes20<>+0(SB), Y4
@@ -11161,7 +11181,7 @@ dotQ6_Kx2AVX2done:
 	RET
 
 // func dotQ6_Kx3AVX2(w []byte, x []byte, stride int, nb int, out *[4]float32)
-// Requires: AVX, AVX2, AVX512BW, AVX512VL, F16C, FMA3
+// Requires: AVX, AVX2, AVX512BW, AVX512VL, F16C, FMA3, MMX+
 TEXT ·dotQ6_Kx3AVX2(SB), NOSPLIT, $0-72
 	MOVQ   w_base+0(FP), AX
 	MOVQ   x_base+24(FP), CX
@@ -11180,6 +11200,10 @@ TEXT ·dotQ6_Kx3AVX2(SB), NOSPLIT, $0-72
 dotQ6_Kx3AVX2loop:
 	CMPQ         BX, $0x00
 	JE           dotQ6_Kx3AVX2done
+	PREFETCHNTA  4608(AX)
+	PREFETCHNTA  4672(AX)
+	PREFETCHNTA  4736(AX)
+	PREFETCHNTA  4800(AX)
 	VPXOR        Y3, Y3, Y3
 	VPXOR        Y4, Y4, Y4
 	VPXOR        Y5, Y5, Y5
@@ -11455,7 +11479,7 @@ dotQ6_Kx3AVX2done:
 	RET
 
 // func dotQ6_Kx4AVX2(w []byte, x []byte, stride int, nb int, out *[4]float32)
-// Requires: AVX, AVX2, AVX512BW, AVX512VL, F16C, FMA3
+// Requires: AVX, AVX2, AVX512BW, AVX512VL, F16C, FMA3, MMX+
 TEXT ·dotQ6_Kx4AVX2(SB), NOSPLIT, $0-72
 	MOVQ   w_base+0(FP), AX
 	MOVQ   x_base+24(FP), CX
@@ -11476,6 +11500,10 @@ TEXT ·dotQ6_Kx4AVX2(SB), NOSPLIT, $0-72
 dotQ6_Kx4AVX2loop:
 	CMPQ         BX, $0x00
 	JE           dotQ6_Kx4AVX2done
+	PREFETCHNTA  4608(AX)
+	PREFETCHNTA  4672(AX)
+	PREFETCHNTA  4736(AX)
+	PREFETCHNTA  4800(AX)
 	VPXOR        Y4, Y4, Y4
 	VPXOR        Y5, Y5, Y5
 	VPXOR        Y6, Y6, Y6
@@ -14064,7 +14092,7 @@ DATA e8m0half<>+1020(SB)/4, $0x7f000000
 GLOBL e8m0half<>(SB), RODATA|NOPTR, $1024
 
 // func dotQ2_Kx1AVX2(w []byte, x []byte, stride int, nb int, out *[4]float32)
-// Requires: AVX, AVX2, F16C, FMA3
+// Requires: AVX, AVX2, F16C, FMA3, MMX+
 TEXT ·dotQ2_Kx1AVX2(SB), NOSPLIT, $0-72
 	MOVQ   w_base+0(FP), AX
 	MOVQ   x_base+24(FP), CX
@@ -14077,8 +14105,10 @@ TEXT ·dotQ2_Kx1AVX2(SB), NOSPLIT, $0-72
 	VXORPS Y0, Y0, Y0
 
 dotQ2_Kx1AVX2loop:
-	CMPQ BX, $0x00
-	JE   dotQ2_Kx1AVX2done
+	CMPQ        BX, $0x00
+	JE          dotQ2_Kx1AVX2done
+	PREFETCHNTA 4608(AX)
+	PREFETCHNTA 4672(AX)
 
 	// scales (low nibbles) and mins (high), one per 16 values, as int16
 	VPMOVZXBW    (AX), Y1
@@ -14197,7 +14227,7 @@ DATA bytes0c<>+31(SB)/1, $0x0c
 GLOBL bytes0c<>(SB), RODATA|NOPTR, $32
 
 // func dotQ3_Kx1AVX2(w []byte, x []byte, stride int, nb int, out *[4]float32)
-// Requires: AVX, AVX2, AVX512BW, AVX512VL, F16C, FMA3
+// Requires: AVX, AVX2, AVX512BW, AVX512VL, F16C, FMA3, MMX+
 TEXT ·dotQ3_Kx1AVX2(SB), NOSPLIT, $0-72
 	MOVQ   w_base+0(FP), AX
 	MOVQ   x_base+24(FP), CX
@@ -14212,6 +14242,8 @@ TEXT ·dotQ3_Kx1AVX2(SB), NOSPLIT, $0-72
 dotQ3_Kx1AVX2loop:
 	CMPQ         BX, $0x00
 	JE           dotQ3_Kx1AVX2done
+	PREFETCHNTA  4608(AX)
+	PREFETCHNTA  4672(AX)
 	VPBROADCASTQ 96(AX), X1
 	VPSRLVQ      q3kloshift<>+0(SB), X1, X1
 	VPAND        bytes0f<>+0(SB), X1, X1
@@ -14445,7 +14477,7 @@ DATA bytes04<>+31(SB)/1, $0x04
 GLOBL bytes04<>(SB), RODATA|NOPTR, $32
 
 // func dotQ5_Kx1AVX2(w []byte, x []byte, stride int, nb int, out *[4]float32)
-// Requires: AVX, AVX2, AVX512BW, AVX512VL, F16C, FMA3
+// Requires: AVX, AVX2, AVX512BW, AVX512VL, F16C, FMA3, MMX+
 TEXT ·dotQ5_Kx1AVX2(SB), NOSPLIT, $0-72
 	MOVQ   w_base+0(FP), AX
 	MOVQ   x_base+24(FP), CX
@@ -14460,6 +14492,9 @@ TEXT ·dotQ5_Kx1AVX2(SB), NOSPLIT, $0-72
 dotQ5_Kx1AVX2loop:
 	CMPQ           BX, $0x00
 	JE             dotQ5_Kx1AVX2done
+	PREFETCHNTA    4608(AX)
+	PREFETCHNTA    4672(AX)
+	PREFETCHNTA    4736(AX)
 	VMOVDQU        (AX), X1
 	VPSHUFB        k4order<>+0(SB), X1, X2
 	VPSRLVD        k4shift<>+0(SB), X2, X2
@@ -14728,7 +14763,7 @@ DATA q5kbit3<>+15(SB)/1, $0x10
 GLOBL q5kbit3<>(SB), RODATA|NOPTR, $16
 
 // func dotIQ4_XSx1AVX2(w []byte, x []byte, stride int, nb int, out *[4]float32)
-// Requires: AVX, AVX2, BMI2, F16C, FMA3
+// Requires: AVX, AVX2, BMI2, F16C, FMA3, MMX+
 TEXT ·dotIQ4_XSx1AVX2(SB), NOSPLIT, $0-72
 	MOVQ   w_base+0(FP), AX
 	MOVQ   x_base+24(FP), CX
@@ -14743,6 +14778,9 @@ TEXT ·dotIQ4_XSx1AVX2(SB), NOSPLIT, $0-72
 dotIQ4_XSx1AVX2loop:
 	CMPQ           BX, $0x00
 	JE             dotIQ4_XSx1AVX2done
+	PREFETCHNTA    4608(AX)
+	PREFETCHNTA    4672(AX)
+	PREFETCHNTA    4736(AX)
 	VBROADCASTI128 kvaluesiq4nl<>+0(SB), Y1
 	MOVL           4(AX), DI
 	MOVQ           $0x0f0f0f0f0f0f0f0f, R9
@@ -15443,7 +15481,7 @@ dotMXFP4x2AVX2end:
 	RET
 
 // func dotQ2_Kx2AVX2(w []byte, x []byte, stride int, nb int, out *[4]float32)
-// Requires: AVX, AVX2, F16C, FMA3
+// Requires: AVX, AVX2, F16C, FMA3, MMX+
 TEXT ·dotQ2_Kx2AVX2(SB), NOSPLIT, $0-72
 	MOVQ   w_base+0(FP), AX
 	MOVQ   x_base+24(FP), CX
@@ -15458,8 +15496,10 @@ TEXT ·dotQ2_Kx2AVX2(SB), NOSPLIT, $0-72
 	VXORPS Y1, Y1, Y1
 
 dotQ2_Kx2AVX2loop:
-	CMPQ BX, $0x00
-	JE   dotQ2_Kx2AVX2done
+	CMPQ        BX, $0x00
+	JE          dotQ2_Kx2AVX2done
+	PREFETCHNTA 4608(AX)
+	PREFETCHNTA 4672(AX)
 
 	// scales (low nibbles) and mins (high), one per 16 values, as int16
 	VPMOVZXBW    (AX), Y2
@@ -15581,7 +15621,7 @@ dotQ2_Kx2AVX2done:
 	RET
 
 // func dotQ3_Kx2AVX2(w []byte, x []byte, stride int, nb int, out *[4]float32)
-// Requires: AVX, AVX2, AVX512BW, AVX512VL, F16C, FMA3
+// Requires: AVX, AVX2, AVX512BW, AVX512VL, F16C, FMA3, MMX+
 TEXT ·dotQ3_Kx2AVX2(SB), NOSPLIT, $0-72
 	MOVQ   w_base+0(FP), AX
 	MOVQ   x_base+24(FP), CX
@@ -15598,6 +15638,8 @@ TEXT ·dotQ3_Kx2AVX2(SB), NOSPLIT, $0-72
 dotQ3_Kx2AVX2loop:
 	CMPQ         BX, $0x00
 	JE           dotQ3_Kx2AVX2done
+	PREFETCHNTA  4608(AX)
+	PREFETCHNTA  4672(AX)
 	VPBROADCASTQ 96(AX), X2
 	VPSRLVQ      q3kloshift<>+0(SB), X2, X2
 	VPAND        bytes0f<>+0(SB), X2, X2
@@ -15760,7 +15802,7 @@ dotQ3_Kx2AVX2done:
 	RET
 
 // func dotQ5_Kx2AVX2(w []byte, x []byte, stride int, nb int, out *[4]float32)
-// Requires: AVX, AVX2, AVX512BW, AVX512VL, F16C, FMA3
+// Requires: AVX, AVX2, AVX512BW, AVX512VL, F16C, FMA3, MMX+
 TEXT ·dotQ5_Kx2AVX2(SB), NOSPLIT, $0-72
 	MOVQ   w_base+0(FP), AX
 	MOVQ   x_base+24(FP), CX
@@ -15777,6 +15819,9 @@ TEXT ·dotQ5_Kx2AVX2(SB), NOSPLIT, $0-72
 dotQ5_Kx2AVX2loop:
 	CMPQ           BX, $0x00
 	JE             dotQ5_Kx2AVX2done
+	PREFETCHNTA    4608(AX)
+	PREFETCHNTA    4672(AX)
+	PREFETCHNTA    4736(AX)
 	VMOVDQU        (AX), X2
 	VPSHUFB        k4order<>+0(SB), X2, X3
 	VPSRLVD        k4shift<>+0(SB), X3, X3
@@ -15949,7 +15994,7 @@ dotQ5_Kx2AVX2done:
 	RET
 
 // func dotIQ4_XSx2AVX2(w []byte, x []byte, stride int, nb int, out *[4]float32)
-// Requires: AVX, AVX2, BMI2, F16C, FMA3
+// Requires: AVX, AVX2, BMI2, F16C, FMA3, MMX+
 TEXT ·dotIQ4_XSx2AVX2(SB), NOSPLIT, $0-72
 	MOVQ   w_base+0(FP), AX
 	MOVQ   x_base+24(FP), CX
@@ -15966,6 +16011,9 @@ TEXT ·dotIQ4_XSx2AVX2(SB), NOSPLIT, $0-72
 dotIQ4_XSx2AVX2loop:
 	CMPQ           BX, $0x00
 	JE             dotIQ4_XSx2AVX2done
+	PREFETCHNTA    4608(AX)
+	PREFETCHNTA    4672(AX)
+	PREFETCHNTA    4736(AX)
 	VBROADCASTI128 kvaluesiq4nl<>+0(SB), Y2
 	MOVL           4(AX), R8
 	MOVQ           $0x0f0f0f0f0f0f0f0f, R10
@@ -16834,7 +16882,7 @@ dotMXFP4x3AVX2end:
 	RET
 
 // func dotQ2_Kx3AVX2(w []byte, x []byte, stride int, nb int, out *[4]float32)
-// Requires: AVX, AVX2, AVX512BW, AVX512VL, F16C, FMA3
+// Requires: AVX, AVX2, AVX512BW, AVX512VL, F16C, FMA3, MMX+
 TEXT ·dotQ2_Kx3AVX2(SB), NOSPLIT, $0-72
 	MOVQ   w_base+0(FP), AX
 	MOVQ   x_base+24(FP), CX
@@ -16851,8 +16899,10 @@ TEXT ·dotQ2_Kx3AVX2(SB), NOSPLIT, $0-72
 	VXORPS Y2, Y2, Y2
 
 dotQ2_Kx3AVX2loop:
-	CMPQ BX, $0x00
-	JE   dotQ2_Kx3AVX2done
+	CMPQ        BX, $0x00
+	JE          dotQ2_Kx3AVX2done
+	PREFETCHNTA 4608(AX)
+	PREFETCHNTA 4672(AX)
 
 	// scales (low nibbles) and mins (high), one per 16 values, as int16
 	VPMOVZXBW    (AX), Y3
@@ -17018,7 +17068,7 @@ dotQ2_Kx3AVX2done:
 	RET
 
 // func dotQ3_Kx3AVX2(w []byte, x []byte, stride int, nb int, out *[4]float32)
-// Requires: AVX, AVX2, AVX512BW, AVX512VL, F16C, FMA3
+// Requires: AVX, AVX2, AVX512BW, AVX512VL, F16C, FMA3, MMX+
 TEXT ·dotQ3_Kx3AVX2(SB), NOSPLIT, $0-72
 	MOVQ   w_base+0(FP), AX
 	MOVQ   x_base+24(FP), CX
@@ -17037,6 +17087,8 @@ TEXT ·dotQ3_Kx3AVX2(SB), NOSPLIT, $0-72
 dotQ3_Kx3AVX2loop:
 	CMPQ         BX, $0x00
 	JE           dotQ3_Kx3AVX2done
+	PREFETCHNTA  4608(AX)
+	PREFETCHNTA  4672(AX)
 	VPBROADCASTQ 96(AX), X3
 	VPSRLVQ      q3kloshift<>+0(SB), X3, X3
 	VPAND        bytes0f<>+0(SB), X3, X3
@@ -17251,7 +17303,7 @@ dotQ3_Kx3AVX2done:
 	RET
 
 // func dotQ5_Kx3AVX2(w []byte, x []byte, stride int, nb int, out *[4]float32)
-// Requires: AVX, AVX2, AVX512BW, AVX512VL, F16C, FMA3
+// Requires: AVX, AVX2, AVX512BW, AVX512VL, F16C, FMA3, MMX+
 TEXT ·dotQ5_Kx3AVX2(SB), NOSPLIT, $0-72
 	MOVQ   w_base+0(FP), AX
 	MOVQ   x_base+24(FP), CX
@@ -17270,6 +17322,9 @@ TEXT ·dotQ5_Kx3AVX2(SB), NOSPLIT, $0-72
 dotQ5_Kx3AVX2loop:
 	CMPQ         BX, $0x00
 	JE           dotQ5_Kx3AVX2done
+	PREFETCHNTA  4608(AX)
+	PREFETCHNTA  4672(AX)
+	PREFETCHNTA  4736(AX)
 	VMOVDQU      (AX), X3
 	VPSHUFB      k4order<>+0(SB), X3, X4
 	VPSRLVD      k4shift<>+0(SB), X4, X4
@@ -17489,7 +17544,7 @@ dotQ5_Kx3AVX2done:
 	RET
 
 // func dotIQ4_XSx3AVX2(w []byte, x []byte, stride int, nb int, out *[4]float32)
-// Requires: AVX, AVX2, BMI2, F16C, FMA3
+// Requires: AVX, AVX2, BMI2, F16C, FMA3, MMX+
 TEXT ·dotIQ4_XSx3AVX2(SB), NOSPLIT, $0-72
 	MOVQ   w_base+0(FP), AX
 	MOVQ   x_base+24(FP), CX
@@ -17508,6 +17563,9 @@ TEXT ·dotIQ4_XSx3AVX2(SB), NOSPLIT, $0-72
 dotIQ4_XSx3AVX2loop:
 	CMPQ           BX, $0x00
 	JE             dotIQ4_XSx3AVX2done
+	PREFETCHNTA    4608(AX)
+	PREFETCHNTA    4672(AX)
+	PREFETCHNTA    4736(AX)
 	VBROADCASTI128 kvaluesiq4nl<>+0(SB), Y3
 	MOVL           4(AX), R8
 	MOVQ           $0x0f0f0f0f0f0f0f0f, R10
@@ -18578,7 +18636,7 @@ dotMXFP4x4AVX2end:
 	RET
 
 // func dotQ2_Kx4AVX2(w []byte, x []byte, stride int, nb int, out *[4]float32)
-// Requires: AVX, AVX2, AVX512BW, AVX512VL, F16C, FMA3
+// Requires: AVX, AVX2, AVX512BW, AVX512VL, F16C, FMA3, MMX+
 TEXT ·dotQ2_Kx4AVX2(SB), NOSPLIT, $0-72
 	MOVQ   w_base+0(FP), AX
 	MOVQ   x_base+24(FP), CX
@@ -18597,8 +18655,10 @@ TEXT ·dotQ2_Kx4AVX2(SB), NOSPLIT, $0-72
 	VXORPS Y3, Y3, Y3
 
 dotQ2_Kx4AVX2loop:
-	CMPQ BX, $0x00
-	JE   dotQ2_Kx4AVX2done
+	CMPQ        BX, $0x00
+	JE          dotQ2_Kx4AVX2done
+	PREFETCHNTA 4608(AX)
+	PREFETCHNTA 4672(AX)
 
 	// scales (low nibbles) and mins (high), one per 16 values, as int16
 	VPMOVZXBW    (AX), Y4
@@ -18804,7 +18864,7 @@ dotQ2_Kx4AVX2done:
 	RET
 
 // func dotQ3_Kx4AVX2(w []byte, x []byte, stride int, nb int, out *[4]float32)
-// Requires: AVX, AVX2, AVX512BW, AVX512VL, F16C, FMA3
+// Requires: AVX, AVX2, AVX512BW, AVX512VL, F16C, FMA3, MMX+
 TEXT ·dotQ3_Kx4AVX2(SB), NOSPLIT, $0-72
 	MOVQ   w_base+0(FP), AX
 	MOVQ   x_base+24(FP), CX
@@ -18825,6 +18885,8 @@ TEXT ·dotQ3_Kx4AVX2(SB), NOSPLIT, $0-72
 dotQ3_Kx4AVX2loop:
 	CMPQ         BX, $0x00
 	JE           dotQ3_Kx4AVX2done
+	PREFETCHNTA  4608(AX)
+	PREFETCHNTA  4672(AX)
 	VPBROADCASTQ 96(AX), X4
 	VPSRLVQ      q3kloshift<>+0(SB), X4, X4
 	VPAND        bytes0f<>+0(SB), X4, X4
@@ -19089,7 +19151,7 @@ dotQ3_Kx4AVX2done:
 	RET
 
 // func dotQ5_Kx4AVX2(w []byte, x []byte, stride int, nb int, out *[4]float32)
-// Requires: AVX, AVX2, AVX512BW, AVX512VL, F16C, FMA3
+// Requires: AVX, AVX2, AVX512BW, AVX512VL, F16C, FMA3, MMX+
 TEXT ·dotQ5_Kx4AVX2(SB), NOSPLIT, $0-72
 	MOVQ   w_base+0(FP), AX
 	MOVQ   x_base+24(FP), CX
@@ -19110,6 +19172,9 @@ TEXT ·dotQ5_Kx4AVX2(SB), NOSPLIT, $0-72
 dotQ5_Kx4AVX2loop:
 	CMPQ         BX, $0x00
 	JE           dotQ5_Kx4AVX2done
+	PREFETCHNTA  4608(AX)
+	PREFETCHNTA  4672(AX)
+	PREFETCHNTA  4736(AX)
 	VMOVDQU      (AX), X4
 	VPSHUFB      k4order<>+0(SB), X4, X5
 	VPSRLVD      k4shift<>+0(SB), X5, X5
@@ -19378,7 +19443,7 @@ dotQ5_Kx4AVX2done:
 	RET
 
 // func dotIQ4_XSx4AVX2(w []byte, x []byte, stride int, nb int, out *[4]float32)
-// Requires: AVX, AVX2, BMI2, F16C, FMA3
+// Requires: AVX, AVX2, BMI2, F16C, FMA3, MMX+
 TEXT ·dotIQ4_XSx4AVX2(SB), NOSPLIT, $0-72
 	MOVQ   w_base+0(FP), AX
 	MOVQ   x_base+24(FP), CX
@@ -19399,6 +19464,9 @@ TEXT ·dotIQ4_XSx4AVX2(SB), NOSPLIT, $0-72
 dotIQ4_XSx4AVX2loop:
 	CMPQ           BX, $0x00
 	JE             dotIQ4_XSx4AVX2done
+	PREFETCHNTA    4608(AX)
+	PREFETCHNTA    4672(AX)
+	PREFETCHNTA    4736(AX)
 	VBROADCASTI128 kvaluesiq4nl<>+0(SB), Y4
 	MOVL           4(AX), R8
 	MOVQ           $0x0f0f0f0f0f0f0f0f, R10

@@ -475,6 +475,13 @@ func newKRows(t string, rows, wBytes int, scalarSum bool, setup ...func(k *kRows
 	Label(k.loop)
 	CMPQ(k.nb, U8(0))
 	JE(LabelRef(k.done))
+	// The weights a few blocks on, hinted non-temporal as the packed
+	// kernels' (r16Prefetch): out of the caches (1.2 GB matrices) Q4_K's
+	// kernel streams 15.5–16.6 GB/s with it against 9.6–9.7 without, Q2_K
+	// 13.8–14.4 against 8.2–8.3.
+	for off := 0; off < wBytes; off += 64 {
+		PREFETCHNTA(Mem{Base: k.pw, Disp: r16Prefetch + off})
+	}
 	return k
 }
 
