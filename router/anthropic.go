@@ -127,8 +127,9 @@ func (r *Router) parseMessages(body []byte) (*pb.GenerateRequest, *messagesReque
 			g.EnableThinking = new(true)
 		case "disabled":
 			g.EnableThinking = new(false)
+		case "adaptive": // the model's choice: the template's default
 		default:
-			return nil, nil, badParam("thinking.type", "thinking.type %q, want enabled or disabled", t.Type)
+			return nil, nil, badParam("thinking.type", "thinking.type %q, want enabled, disabled or adaptive", t.Type)
 		}
 	}
 	g.KeepReasoning = r.cfg.ReasoningFormat == chat.ReasoningNone

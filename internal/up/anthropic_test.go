@@ -162,6 +162,12 @@ func TestAnthropicMessages(t *testing.T) {
 		}
 
 		// Streamed: the SDK's accumulator rebuilds the same message.
+		// thinking adaptive leaves it to the template: the same answer.
+		adaptive, err := ac.Messages.New(ctx, params, greedy, aoption.WithJSONSet("thinking", map[string]any{"type": "adaptive"}))
+		if err != nil || len(adaptive.Content) != 1 || adaptive.Content[0].Text != want {
+			t.Errorf("thinking adaptive: %v, %+v; want the same text block", err, adaptive)
+		}
+
 		acc := accumulate(t, ac.Messages.NewStreaming(ctx, params, greedy))
 		if len(acc.Content) != 1 || acc.Content[0].Text != want || acc.StopReason != "max_tokens" || acc.Usage.OutputTokens != 24 ||
 			acc.Usage.InputTokens+acc.Usage.CacheReadInputTokens != reference.Usage.PromptTokens {
