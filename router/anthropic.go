@@ -322,15 +322,12 @@ func (r *Router) messages(w http.ResponseWriter, req *http.Request) {
 
 func (r *Router) runMessages(w http.ResponseWriter, req *http.Request, g *pb.GenerateRequest, stream bool) {
 	g.RequestId = newID("msg_")
-	x, err := r.open(req, g)
+	x, err := r.open(w, req, g)
 	if err != nil {
 		writeAnthropicRPCError(w, err)
 		return
 	}
 	defer x.close()
-	if t := x.first.ChatTemplate; t != "" {
-		w.Header().Set("X-Switchyard-Chat-Template", t)
-	}
 	out := &anthropicReply{id: g.RequestId, model: r.modelInfo().Name}
 	if stream {
 		out.stream(w, x.next)

@@ -278,8 +278,9 @@ type exchange struct {
 
 // open sends g (its RequestId set) to a coordinator and waits for its
 // first message, so that errors found before generation starts get a
-// proper HTTP status. The caller closes the exchange.
-func (r *Router) open(req *http.Request, g *pb.GenerateRequest) (*exchange, error) {
+// proper HTTP status; it names the chat template used in w's headers. The
+// caller closes the exchange.
+func (r *Router) open(w http.ResponseWriter, req *http.Request, g *pb.GenerateRequest) (*exchange, error) {
 	r.metrics.inFlight.Inc()
 	start := time.Now()
 	gs := &genStream{r: r, ctx: req.Context(), req: g, tried: map[string]bool{}}
@@ -292,6 +293,9 @@ func (r *Router) open(req *http.Request, g *pb.GenerateRequest) (*exchange, erro
 	}
 	r.metrics.ttft.Observe(time.Since(start).Seconds())
 	x.first, x.last = first, time.Now()
+	if t := first.ChatTemplate; t != "" {
+		w.Header().Set("X-Switchyard-Chat-Template", t)
+	}
 	return x, nil
 }
 
@@ -349,15 +353,12 @@ func (r *Router) run(w http.ResponseWriter, req *http.Request, g *pb.GenerateReq
 		prefix = "chatcmpl-"
 	}
 	g.RequestId = newID(prefix)
-	x, err := r.open(req, g)
+	x, err := r.open(w, req, g)
 	if err != nil {
 		writeRPCError(w, err)
 		return
 	}
 	defer x.close()
-	if t := x.first.ChatTemplate; t != "" {
-		w.Header().Set("X-Switchyard-Chat-Template", t)
-	}
 	info := r.modelInfo()
 	out := &response{id: g.RequestId, created: time.Now().Unix(), model: info.Name, kind: k, logprobs: logprobs, tokenIDs: c.ReturnTokenIDs,
 		routing: c.ReturnRouting, layers: info.Layers, moeLayer: info.MoELayer}
