@@ -9,6 +9,7 @@ import (
 	"slices"
 	"unsafe"
 
+	"github.com/switchyard-llm/switchyard/pkg/offheap"
 	"github.com/switchyard-llm/switchyard/pkg/tensor"
 )
 
@@ -208,10 +209,10 @@ func (c *KVCache) carve() (kb, vb []byte, err error) {
 		return make([]byte, k), make([]byte, v), nil
 	}
 	if c.slab == nil {
-		if c.slab, err = reserve(c.limit * (k + v)); err != nil {
-			return nil, nil, fmt.Errorf("model: reserve a KV cache of %d bytes: %w", c.limit*(k+v), err)
+		if c.slab, err = offheap.Map(c.limit * (k + v)); err != nil {
+			return nil, nil, fmt.Errorf("model: KV cache: %w", err)
 		}
-		runtime.AddCleanup(c, unreserve, c.slab)
+		runtime.AddCleanup(c, offheap.Unmap, c.slab)
 	}
 	at := c.carved
 	if at+k+v > len(c.slab) { // only when the limit grew after the slab was reserved

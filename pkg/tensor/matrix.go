@@ -5,6 +5,7 @@ import (
 	"slices"
 	"sync"
 
+	"github.com/switchyard-llm/switchyard/pkg/offheap"
 	k "github.com/switchyard-llm/switchyard/pkg/tensor/internal/kernels"
 )
 
@@ -19,6 +20,9 @@ type Matrix struct {
 	// r16 is the weights in the row-interleaved layout of the VNNI
 	// kernels (Pack), or nil.
 	r16 []byte
+	// hold owns r16's memory, outside the Go heap: products keep it
+	// reachable (MatMulAll's Products) while they read r16.
+	hold *offheap.Hold
 }
 
 // NewMatrix checks that data holds exactly rows × cols elements of t.
@@ -58,29 +62,37 @@ func (m Matrix) Packed() bool { return m.r16 != nil }
 // with 16 rows at once.
 // The packed matrix no longer refers to the original bytes (Data is nil),
 // so they can be freed, or their pages released when mapped: weights are
-// held once. K-quant products are bit-identical either way; packed Q8_0
-// products sum each block's integer dot product before scaling it, an
-// order that differs from the unpacked kernels' in the last bits, so a
-// model packs all its matrices or none.
+// held once. The packed copy lives outside the Go heap (package offheap),
+// given back when the last copy of the Matrix is collected. K-quant
+// products are bit-identical either way; packed Q8_0 products sum each
+// block's integer dot product before scaling it, an order that differs
+// from the unpacked kernels' in the last bits, so a model packs all its
+// matrices or none.
 func (m Matrix) Pack() Matrix {
 	if !k.HasR16() || m.Rows < k.R16 || m.r16 != nil {
 		return m
 	}
+	var pack func(dst, w []byte, rows, nb int) []byte
+	nb := m.Cols / QKK
+	group := 0 // bytes of a packed group of rows
 	switch m.Type {
 	case Q8_0:
-		m.r16 = k.PackQ8_0R16(nil, m.Data, m.Rows, m.Cols/QK)
+		nb = m.Cols / QK
+		pack, group = k.PackQ8_0R16, k.R16Q8Bytes(nb)
 	case Q4_K:
-		m.r16 = k.PackQ4_KR16(nil, m.Data, m.Rows, m.Cols/QKK)
+		pack, group = k.PackQ4_KR16, nb*k.R16Q4K
 	case Q6_K:
-		m.r16 = k.PackQ6_KR16(nil, m.Data, m.Rows, m.Cols/QKK)
+		pack, group = k.PackQ6_KR16, nb*k.R16Q6K
 	case Q5_K:
-		m.r16 = k.PackQ5_KR16(nil, m.Data, m.Rows, m.Cols/QKK)
+		pack, group = k.PackQ5_KR16, nb*k.R16Q5K
 	case IQ4_XS:
-		m.r16 = k.PackIQ4_XSR16(nil, m.Data, m.Rows, m.Cols/QKK)
+		pack, group = k.PackIQ4_XSR16, nb*k.R16IQ4XS
+	default:
+		return m
 	}
-	if m.r16 != nil {
-		m.Data = nil
-	}
+	buf, hold := offheap.Alloc((m.Rows + k.R16 - 1) / k.R16 * group)
+	m.r16, m.hold = pack(buf[:0], m.Data, m.Rows, nb), hold
+	m.Data = nil
 	return m
 }
 
@@ -384,7 +396,8 @@ func (m *matmul) r16(pp *prepared, pr *Product, a, b int) {
 	xs := nb * k.R16Q8Act // bytes of a packed activation row
 	for g := a; g < b; g++ {
 		r0 := g * k.R16
-		wp := pr.M.r16[g*nb*k.R16Q8 : (g+1)*nb*k.R16Q8]
+		gb := k.R16Q8Bytes(nb)
+		wp := pr.M.r16[g*gb : (g+1)*gb]
 		valid := min(k.R16, pr.M.Rows-r0)
 		for t := 0; t < pr.N; t += 8 {
 			tokens := min(8, pr.N-t)

@@ -4,10 +4,13 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	k "github.com/switchyard-llm/switchyard/pkg/tensor/internal/kernels"
 )
 
 func TestF16(t *testing.T) {
@@ -326,6 +329,45 @@ func testBatchEqualsRows(t *testing.T, r *rand.Rand, m Matrix) {
 					t.Fatalf("%s packed=%v batch of %d, token %d row %d: %g in the batch, %g alone", m.Type, m.r16 != nil, n, i, row, got[i*rows+row], v)
 				}
 			}
+		}
+	}
+}
+
+// TestPackOffHeap checks that a packed matrix holds its weights outside
+// the Go heap, and that products read them after the collector has run
+// with only the Matrix left to refer to them.
+func TestPackOffHeap(t *testing.T) {
+	if !k.HasR16() {
+		t.Skip("this CPU has no AVX-512 VNNI: nothing is packed")
+	}
+	r := rand.New(rand.NewPCG(5, 6))
+	const rows, cols = 4096, 4096 // 17 MiB of Q8_0
+	w := Quantize(Q8_0, nil, randRow(r, rows*cols, 0.1))
+	m, err := NewMatrix(Q8_0, rows, cols, w)
+	if err != nil {
+		t.Fatal(err)
+	}
+	x := randRow(r, cols, 1)
+	want := make([]float32, rows)
+	m.MatVec(nil, want, x)
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	pm := m.Pack()
+	runtime.ReadMemStats(&after)
+	if !pm.Packed() {
+		t.Fatal("not packed")
+	}
+	if grew := int64(after.HeapAlloc) - int64(before.HeapAlloc); grew > int64(pm.Bytes())/8 {
+		t.Errorf("packing %d bytes grew the Go heap by %d", pm.Bytes(), grew)
+	}
+	runtime.GC()
+	runtime.GC()
+	got := make([]float32, rows)
+	pm.MatVec(nil, got, x)
+	for i := range got {
+		if d := math.Abs(float64(got[i] - want[i])); d > 1e-3*(1+math.Abs(float64(want[i]))) {
+			t.Fatalf("row %d: packed %g, unpacked %g", i, got[i], want[i])
 		}
 	}
 }

@@ -415,7 +415,7 @@ func runR16(name string, ks []r16Kernel, wp []byte, wpBytes int, x []byte, xByte
 // token t's product with row r to dst[t*dstride+r] for r < valid, as
 // dotQ8_0R16Generic does.
 func DotQ8_0R16(wp, xa []byte, nb, xstride, tokens int, dst []float32, dstride, valid int) {
-	runR16("DotQ8_0R16", dotQ8_0R16[:], wp, nb*R16Q8, xa, nb*R16Q8Act, nb, xstride, tokens, dst, dstride, valid)
+	runR16("DotQ8_0R16", dotQ8_0R16[:], wp, R16Q8Bytes(nb), xa, nb*R16Q8Act, nb, xstride, tokens, dst, dstride, valid)
 }
 
 // DotQ4_KR16 multiplies a group of 16 weight rows packed by PackQ4_KR16

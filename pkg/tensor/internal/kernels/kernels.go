@@ -457,31 +457,49 @@ func swigluGeneric(g, u []float32) {
 	}
 }
 
-// The row-interleaved layouts: R16 weight rows a group; R16Q8 bytes a
-// group and Q8_0 block (PackQ8_0R16) and R16Q8Act bytes an activation
-// block (PackQ8_0R16Act); R16Q4K and R16Q6K bytes a group and K-quant
-// super-block.
+// The row-interleaved layouts: R16 weight rows a group; R16Q8Act bytes an
+// activation block (PackQ8_0R16Act); R16Q4K and R16Q6K bytes a group and
+// K-quant super-block.
 const (
 	R16      = 16
-	R16Q8    = 4*R16 + 8*64
 	R16Q8Act = 32 + 4 + 4
 )
 
+// R16Q8Bytes is the bytes of a group of 16 Q8_0 rows of nb blocks packed
+// by PackQ8_0R16: the rows' bytes in the file, plus 32 when nb is odd
+// (so that every group's quants start 64-byte aligned).
+func R16Q8Bytes(nb int) int { return nb*512 + (nb*32+63)&^63 }
+
 // PackQ8_0R16 appends the rows × nb Q8_0 blocks of w (rows contiguous) in
-// the row-interleaved layout of the VNNI many-row kernels: groups of 16
-// rows (packR16), and per group and block the 16
-// rows' scales as float32, then 8 slices of 64 bytes, slice s holding
-// bytes 4s…4s+3 of each row's quants offset to unsigned (+128): 576 bytes
-// a group and block.
+// the row-interleaved layout of the VNNI many-row kernels, in groups of
+// 16 rows (R16Q8Bytes each): per block 8 slices of 64 bytes, slice s
+// holding bytes 4s…4s+3 of each row's quants offset to unsigned (+128);
+// then per block the 16 rows' scales as they are in the file (float16).
+// The records of the last group's missing rows stay zero (scale 0: they
+// add nothing, and their lanes are not stored).
 func PackQ8_0R16(dst, w []byte, rows, nb int) []byte {
-	return packR16(dst, w, rows, nb, 34, R16Q8, func(rec, blk []byte, r int) {
-		binary.LittleEndian.PutUint32(rec[4*r:], math.Float32bits(f16[binary.LittleEndian.Uint16(blk)]))
-		for s := range 8 {
-			for i := range 4 {
-				rec[64+64*s+4*r+i] = blk[2+4*s+i] ^ 0x80
+	groups := (rows + R16 - 1) / R16
+	gb := R16Q8Bytes(nb)
+	out := len(dst)
+	dst = slices.Grow(dst, groups*gb)[:out+groups*gb]
+	p := dst[out:]
+	clear(p)
+	for g := range groups {
+		grp := p[g*gb : (g+1)*gb]
+		for r := range min(R16, rows-g*R16) {
+			row := w[(g*R16+r)*nb*34 : (g*R16+r+1)*nb*34]
+			for b := range nb {
+				blk := row[b*34 : b*34+34]
+				copy(grp[nb*512+b*32+2*r:], blk[:2])
+				for s := range 8 {
+					for i := range 4 {
+						grp[b*512+64*s+4*r+i] = blk[2+4*s+i] ^ 0x80
+					}
+				}
 			}
 		}
-	})
+	}
+	return dst
 }
 
 // packR16 appends the rows × nb blocks of w (blockBytes each, rows

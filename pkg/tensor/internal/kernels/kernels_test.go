@@ -536,7 +536,7 @@ func TestQ8_0R16(t *testing.T) {
 						got[i] = -7
 					}
 					want := slices.Clone(got)
-					DotQ8_0R16(wp[r0/R16*nb*R16Q8:], xa, nb, nb*R16Q8Act, tk, got, dstride, valid)
+					DotQ8_0R16(wp[r0/R16*R16Q8Bytes(nb):], xa, nb, nb*R16Q8Act, tk, got, dstride, valid)
 					dotQ8_0R16Generic(w, rows, r0, nb, x, nb*34, tk, want, dstride)
 					if !slices.Equal(got, want) {
 						t.Fatalf("rows=%d nb=%d tokens=%d group %d: asm %v, Go %v", rows, nb, tk, r0/R16, got, want)

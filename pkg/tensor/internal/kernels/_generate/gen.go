@@ -334,9 +334,9 @@ func dotQ8xN(rows int) {
 const r16Prefetch = 4608
 
 // dotQ8R16 multiplies a group of 16 Q8_0 weight rows, packed by
-// PackQ8_0R16 (per block: the 16 rows' scales as float32, then 8 slices
-// of 64 bytes, slice s holding bytes 4s…4s+3 of each row offset to
-// unsigned by +128), with tokens activation rows packed by
+// PackQ8_0R16 (per block 8 slices of 64 bytes, slice s holding bytes
+// 4s…4s+3 of each row offset to unsigned by +128; after the blocks, the
+// 16 rows' scales of each as float16), with tokens activation rows packed by
 // PackQ8_0R16Act (per block: 32 quants, −128·Σ of them as int32, the
 // scale as float32). Per block, eight VPDPBUSD with the token's quants
 // broadcast a dword at a time give each row's exact integer sum in its own
@@ -348,13 +348,14 @@ const r16Prefetch = 4608
 //	func(wp, x []byte, nb, xstride int, dst []float32, dstride int, mask uint16)
 //
 // (16 packed weight rows, tokens activation rows xstride bytes apart),
-// setup (may be nil) before the loop, one 16-lane float accumulator a
+// setup (may be nil; given the weights' pointer and the block count)
+// before the loop, one 16-lane float accumulator a
 // token, zeroed, and a loop over the nb blocks, blockBytes of weights and
 // actBytes of each token's activations each, whose body is body (after,
 // if prefetch is not 0, a non-temporal prefetch of the block that many
 // bytes ahead); then the accumulators are stored a token's dstride apart,
 // the rows past the group's end masked off (after finish, if given).
-func r16Kernel(name, doc string, tokens, blockBytes, actBytes, prefetch int, setup func(), body func(pw reg.Register, addr []Mem, accs []reg.VecVirtual), finish ...func(accs []reg.VecVirtual)) {
+func r16Kernel(name, doc string, tokens, blockBytes, actBytes, prefetch int, setup func(pw, nb reg.Register), body func(pw reg.Register, addr []Mem, accs []reg.VecVirtual), finish ...func(accs []reg.VecVirtual)) {
 	attr := NOSPLIT
 	if finish != nil {
 		attr = 0 // its accumulators may take a frame larger than NOSPLIT allows
@@ -387,7 +388,7 @@ func r16Kernel(name, doc string, tokens, blockBytes, actBytes, prefetch int, set
 		}
 	}
 	if setup != nil {
-		setup()
+		setup(pw, nb)
 	}
 	accs := make([]reg.VecVirtual, tokens)
 	for c := range accs {
@@ -426,14 +427,22 @@ func r16Kernel(name, doc string, tokens, blockBytes, actBytes, prefetch int, set
 
 func dotQ8R16(tokens int) {
 	name := fmt.Sprintf("dotQ8_0R16x%d", tokens)
+	var ps reg.Register // the blocks' scales, after the group's quants
 	r16Kernel(name, fmt.Sprintf("%s is dotQ8_0R16Generic for %d tokens (a store mask of rows).", name, tokens),
-		tokens, 576, 40, r16Prefetch, nil, func(pw reg.Register, addr []Mem, accs []reg.VecVirtual) {
+		tokens, 512, 40, r16Prefetch, func(pw, nb reg.Register) {
+			ps = GP64()
+			MOVQ(nb, ps)
+			SHLQ(U8(9), ps)
+			ADDQ(pw, ps)
+		}, func(pw reg.Register, addr []Mem, accs []reg.VecVirtual) {
 			dw := ZMM()
-			VMOVUPS(Mem{Base: pw}, dw)
+			PREFETCHT0(Mem{Base: ps, Disp: 256})
+			VCVTPH2PS(Mem{Base: ps}, dw)
+			ADDQ(U8(32), ps)
 			var w [8]reg.VecVirtual
 			for i := range w {
 				w[i] = ZMM()
-				VMOVDQU32(Mem{Base: pw, Disp: 64 + 64*i}, w[i])
+				VMOVDQU32(Mem{Base: pw, Disp: 64 * i}, w[i])
 			}
 			for c := range tokens {
 				acc := ZMM()

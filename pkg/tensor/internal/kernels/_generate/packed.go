@@ -123,7 +123,7 @@ func dotQ5KR16(tokens int) {
 		low   reg.VecVirtual
 	)
 	r16Kernel(name, fmt.Sprintf("%s is dotQ5_KGeneric of 16 packed rows with %d tokens (a store mask of rows).", name, tokens),
-		tokens, 2944, 292, r16Prefetch, func() {
+		tokens, 2944, 292, r16Prefetch, func(_, _ reg.Register) {
 			acc, summs = laneAccs(tokens, true)
 			for range tokens {
 				spair = append(spair, AllocLocal(16))
@@ -298,7 +298,7 @@ func dotIQ4XSR16(tokens int) {
 		low, lut reg.VecVirtual
 	)
 	r16Kernel(name, fmt.Sprintf("%s is dotIQ4_XSGeneric of 16 packed rows with %d tokens (a store mask of rows).", name, tokens),
-		tokens, 2368, 292, r16Prefetch, func() {
+		tokens, 2368, 292, r16Prefetch, func(_, _ reg.Register) {
 			acc, _ = laneAccs(tokens, false)
 			for range tokens {
 				xs = append(xs, AllocLocal(256))
@@ -404,7 +404,7 @@ func dotQ6KR16(tokens int) {
 		ones reg.VecVirtual
 	)
 	r16Kernel(name, fmt.Sprintf("%s is dotQ6_KGeneric of 16 packed rows with %d tokens (a store mask of rows).", name, tokens),
-		tokens, 4416, 292, 0, func() {
+		tokens, 4416, 292, 0, func(_, _ reg.Register) {
 			acc, _ = laneAccs(tokens, false)
 			for range tokens {
 				xs = append(xs, AllocLocal(256))
@@ -480,7 +480,7 @@ func dotQ4KR16(tokens int) {
 		low       reg.VecVirtual
 	)
 	r16Kernel(name, fmt.Sprintf("%s is dotQ4_KGeneric of 16 packed rows with %d tokens (a store mask of rows).", name, tokens),
-		tokens, 2432, 292, r16Prefetch, func() {
+		tokens, 2432, 292, r16Prefetch, func(_, _ reg.Register) {
 			acc, _ = laneAccs(tokens, false)
 			z := ZMM()
 			VPXORD(z, z, z)
