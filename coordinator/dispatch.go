@@ -14,6 +14,7 @@ import (
 	"google.golang.org/grpc"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
+	"github.com/switchyard-llm/switchyard/pkg/freelist"
 	"github.com/switchyard-llm/switchyard/pkg/membership"
 	"github.com/switchyard-llm/switchyard/pkg/model"
 	"github.com/switchyard-llm/switchyard/pkg/placement"
@@ -60,7 +61,7 @@ type dispatcher struct {
 	closed     bool
 	rr         atomic.Uint64
 
-	dispatches sync.Pool // *dispatch, with the buffers of its calls
+	dispatches freelist.List[dispatch] // with the buffers of their calls
 }
 
 type nodeConn struct {
@@ -324,9 +325,9 @@ func (d *dispatcher) Forward(ctx context.Context, layer int, x []float32, n int,
 // Start implements model.AsyncExperts: it sends every node its rows and
 // returns; Wait collects the answers (and resends what failed).
 func (d *dispatcher) Start(ctx context.Context, layer int, x []float32, n int, experts []int32, out []float32) model.Pending {
-	c, _ := d.dispatches.Get().(*dispatch)
-	if c == nil {
-		c = &dispatch{failed: map[string]bool{}, byNode: map[string]int{}}
+	c := d.dispatches.Get()
+	if c.failed == nil {
+		c.failed, c.byNode = map[string]bool{}, map[string]int{}
 	}
 	c.d, c.ctx, c.layer, c.x, c.n, c.experts, c.out = d, ctx, layer, x, n, experts, out
 	c.deadline = time.Now().Add(d.unitWait)

@@ -10,6 +10,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/switchyard-llm/switchyard/pkg/freelist"
 	pb "github.com/switchyard-llm/switchyard/proto/switchyard/v1"
 )
 
@@ -30,7 +31,7 @@ type nodeStream struct {
 
 	// answers are messages to receive into, with their buffers; a
 	// caller done with an answer's outputs puts it back (release).
-	answers sync.Pool
+	answers freelist.List[pb.ForwardStreamResponse]
 }
 
 type streamResult struct {
@@ -124,10 +125,7 @@ func (s *nodeStream) open(ctx context.Context, deadline time.Time) (pb.ExpertSer
 // receive hands each answer on st to its call until st breaks.
 func (s *nodeStream) receive(st pb.ExpertService_ForwardStreamClient) {
 	for {
-		r, _ := s.answers.Get().(*pb.ForwardStreamResponse)
-		if r == nil {
-			r = new(pb.ForwardStreamResponse)
-		}
+		r := s.answers.Get()
 		if err := st.RecvMsg(r); err != nil { // into r's buffers: see pb's codec
 			s.broken(st, fmt.Errorf("forward stream: %w", err))
 			return

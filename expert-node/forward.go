@@ -113,7 +113,7 @@ func (n *Node) forward(ctx context.Context, req *pb.ForwardRequest, resp *pb.For
 	case req.OutputEncoding.BytesPerValue() == 0:
 		return status.Errorf(codes.InvalidArgument, "unknown output encoding %d", req.OutputEncoding)
 	}
-	sc := n.scratch.Get().(*scratch)
+	sc := n.scratch.Get()
 	defer n.scratch.Put(sc)
 	x, err := pb.DecodeRowsOf(sc.x, req.Activations, req.Encoding, int(req.Rows), h.Embd)
 	if err != nil {

@@ -27,6 +27,7 @@ import (
 	"github.com/switchyard-llm/switchyard/internal/etcdclient"
 	"github.com/switchyard-llm/switchyard/internal/serve"
 	"github.com/switchyard-llm/switchyard/internal/tlsconfig"
+	"github.com/switchyard-llm/switchyard/pkg/freelist"
 	"github.com/switchyard-llm/switchyard/pkg/gguf"
 	"github.com/switchyard-llm/switchyard/pkg/httpfile"
 	"github.com/switchyard-llm/switchyard/pkg/membership"
@@ -201,7 +202,7 @@ type Node struct {
 	// epoch that took it: unloaded dropGrace later, unless placed back.
 	dropped map[model.Unit]int64
 	// scratch pools Forward's working memory (*scratch).
-	scratch sync.Pool
+	scratch freelist.List[scratch]
 	epoch   int64 // the placement epoch the units reflect
 
 	metrics *metrics // nil until Serve
@@ -227,7 +228,7 @@ func Open(cfg Config) (*Node, error) {
 	}
 	digest := g.Digest()
 	return &Node{cfg: cfg, log: cfg.Logger.With("node", cfg.NodeID), file: f, read: read, digest: digest,
-		local: model.NewLocal(f.Embd, tensor.Default()), dropped: map[model.Unit]int64{}, scratch: sync.Pool{New: func() any { return new(scratch) }}}, nil
+		local: model.NewLocal(f.Embd, tensor.Default()), dropped: map[model.Unit]int64{}}, nil
 }
 
 // bytesRead is how many bytes the node has read from the model's files.

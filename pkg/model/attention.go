@@ -133,7 +133,7 @@ type attnLoop struct {
 
 func (a *attnLoop) Range(lo, hi int) {
 	heads, l := a.m.Heads, a.l
-	buf, tmp := scores.Get().(*[]float32), scores.Get().(*[]float32)
+	buf, tmp := scores.Get(), scores.Get()
 	defer scores.Put(buf)
 	defer scores.Put(tmp)
 	if len(*buf) < a.m.Context {

@@ -1,8 +1,7 @@
 package model
 
 import (
-	"sync"
-
+	"github.com/switchyard-llm/switchyard/pkg/freelist"
 	"github.com/switchyard-llm/switchyard/pkg/tensor"
 )
 
@@ -96,15 +95,12 @@ type workspace struct {
 	swiglu swiglu
 }
 
-type workspaces struct{ pool sync.Pool }
+type workspaces struct{ pool freelist.List[workspace] }
 
 // get returns a reset workspace; put it back when the pass is done with
 // every slice it handed out.
 func (w *workspaces) get() *workspace {
-	ws, _ := w.pool.Get().(*workspace)
-	if ws == nil {
-		ws = new(workspace)
-	}
+	ws := w.pool.Get()
 	ws.f.reset()
 	ws.i.reset()
 	ws.rows.reset()
@@ -121,4 +117,4 @@ func (w *workspaces) put(ws *workspace) {
 }
 
 // scores is a pool of attention score buffers, one per loop chunk.
-var scores = sync.Pool{New: func() any { return new([]float32) }}
+var scores freelist.List[[]float32]

@@ -3,8 +3,8 @@ package tensor
 import (
 	"fmt"
 	"slices"
-	"sync"
 
+	"github.com/switchyard-llm/switchyard/pkg/freelist"
 	"github.com/switchyard-llm/switchyard/pkg/offheap"
 	k "github.com/switchyard-llm/switchyard/pkg/tensor/internal/kernels"
 )
@@ -200,7 +200,7 @@ type Product struct {
 // one each. Products that share X convert it to their activation type once.
 // In steady state it allocates nothing: its working state is pooled.
 func MatMulAll(p *Pool, ps []Product) {
-	m := matmuls.Get().(*matmul)
+	m := matmuls.Get()
 	m.ps = append(m.ps[:0], ps...)
 	m.prep = slices.Grow(m.prep[:0], len(ps))[:len(ps)]
 	total, need, bytes := 0, 0, 0
@@ -292,7 +292,7 @@ type prepared struct {
 	packEnd  int // matmul.packed[packOff:packEnd]
 }
 
-var matmuls = sync.Pool{New: func() any { return new(matmul) }}
+var matmuls freelist.List[matmul]
 
 // Range computes global units [lo, hi) of every product.
 func (m *matmul) Range(lo, hi int) {
