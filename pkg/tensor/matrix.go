@@ -394,9 +394,9 @@ func (m *matmul) r16(pp *prepared, pr *Product, a, b int) {
 	xa := m.packed[pp.packOff:pp.packEnd]
 	nb := pr.M.Cols / QK
 	xs := nb * k.R16Q8Act // bytes of a packed activation row
+	gb := k.R16Q8Bytes(nb) // bytes of a packed group
 	for g := a; g < b; g++ {
 		r0 := g * k.R16
-		gb := k.R16Q8Bytes(nb)
 		wp := pr.M.r16[g*gb : (g+1)*gb]
 		valid := min(k.R16, pr.M.Rows-r0)
 		for t := 0; t < pr.N; t += 8 {

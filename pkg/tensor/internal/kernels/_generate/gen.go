@@ -436,7 +436,6 @@ func dotQ8R16(tokens int) {
 			ADDQ(pw, ps)
 		}, func(pw reg.Register, addr []Mem, accs []reg.VecVirtual) {
 			dw := ZMM()
-			PREFETCHT0(Mem{Base: ps, Disp: 256})
 			VCVTPH2PS(Mem{Base: ps}, dw)
 			ADDQ(U8(32), ps)
 			var w [8]reg.VecVirtual
