@@ -393,7 +393,7 @@ func (m *matmul) r16(pp *prepared, pr *Product, a, b int) {
 	}
 	xa := m.packed[pp.packOff:pp.packEnd]
 	nb := pr.M.Cols / QK
-	xs := nb * k.R16Q8Act // bytes of a packed activation row
+	xs := nb * k.R16Q8Act  // bytes of a packed activation row
 	gb := k.R16Q8Bytes(nb) // bytes of a packed group
 	for g := a; g < b; g++ {
 		r0 := g * k.R16
