@@ -104,12 +104,7 @@ var pooled = map[string]struct{ p50, p99 float64 }{
 	"small-kquant-q4_k_m": {1e-4, 0.05}, "small-kquant-q5_k_m": {1e-4, 0.05},
 	"small-kquant-iq4_xs": {1e-4, 0.05}, "small-kquant-mxfp4_moe": {1e-4, 0.05},
 	"small-kquant-q4_0": {1e-4, 0.05}, "small-kquant-q4_1": {1e-4, 0.05},
-	"small-kquant-q6_k": {1e-4, 0.05},
-	// Not yet at the 1e-4 median: from position 1 of prompt 2 every
-	// position is off by flips. llama.cpp multiplies BF16 batches of 2
-	// tokens or more with llamafile's tinyBLAS (AVX512-BF16 VDPBF16PS),
-	// another order than ggml_vec_dot_bf16's, which this engine follows.
-	"small-kquant-bf16": {4e-4, 0.05},
+	"small-kquant-q6_k": {1e-4, 0.05}, "small-kquant-bf16": {1e-4, 0.05},
 }
 
 // modelPath finds a golden file's model: the tiny reference models live in

@@ -374,9 +374,11 @@ func (f *File) LoadExpert(u Unit) (*Expert, error) {
 		if err != nil {
 			return nil, fmt.Errorf("model: unit %v: %w", u, err)
 		}
-		if *dst[i], err = matrix(f.File, ti, data); err != nil {
+		m, err := matrix(f.File, ti, data)
+		if err != nil {
 			return nil, err
 		}
+		*dst[i] = m.Expert()
 	}
 	if !merged {
 		return e, nil

@@ -23,6 +23,8 @@ type Matrix struct {
 	// hold owns r16's memory, outside the Go heap: products keep it
 	// reachable (MatMulAll's Products) while they read r16.
 	hold *offheap.Hold
+	// expert is whether the rows are one expert's (Expert).
+	expert bool
 }
 
 // NewMatrix checks that data holds exactly rows × cols elements of t.
@@ -50,6 +52,28 @@ func (m Matrix) DequantizeRow(dst []float32, i int) { Dequantize(m.Type, dst, m.
 
 // Bytes is the size of the matrix's weights, in whichever layout.
 func (m Matrix) Bytes() int { return len(m.Data) + len(m.r16) }
+
+// Expert returns m marked as one expert's weights. llama.cpp multiplies
+// those a token at a time (mul_mat_id and the type's vec_dot), and a dense
+// matrix's batches of two tokens or more with llamafile's tinyBLAS where
+// it has a kernel for the type; the two agree for every type but BF16
+// (kernels.DotBF16 and DotBF16Gemm). Here a matrix keeps one order for
+// every batch, so that a token's numbers never depend on what it is
+// batched with: an expert's is vec_dot's, a dense matrix's tinyBLAS's
+// where tinyBLAS takes it (rows of a multiple of 32 elements, a multiple
+// of 4 rows), and vec_dot's elsewhere, as llama.cpp falls back.
+func (m Matrix) Expert() Matrix {
+	m.expert = true
+	return m
+}
+
+// kernel is the kernel of m's products.
+func (m Matrix) kernel() kernel {
+	if m.Type == BF16 && !m.expert && m.Cols%32 == 0 && m.Rows%4 == 0 {
+		return bf16Gemm
+	}
+	return kernelTable[m.Type]
+}
 
 // Packed reports whether Pack laid the weights out anew (and dropped
 // Data).
@@ -122,11 +146,7 @@ var kernelTable = map[DType]kernel{
 			k.DotF16xN(asU16(w), asU16(a), stride/2, rows, &o)
 			return o
 		}},
-	BF16: {act: BF16, dot: func(w, a []byte, n int) float32 { return k.DotBF16(asU16(w), asU16(a)) },
-		dotN: func(w, a []byte, stride, n, rows int) (o [4]float32) {
-			k.DotBF16xN(asU16(w), asU16(a), stride/2, rows, &o)
-			return o
-		}},
+	BF16: {act: BF16, dot: func(w, a []byte, n int) float32 { return k.DotBF16(asU16(w), asU16(a)) }},
 	Q8_0: {act: Q8_0, dot: func(w, a []byte, n int) float32 { return k.DotQ8_0(w, a, n/QK) },
 		gemm: func(w, a []byte, stride, n, rows, nrows int, ap []byte, dst []float32, dstride int) {
 			k.DotQ8_0xN(w, a, stride, n/QK, rows, nrows, ap, dst, dstride)
@@ -159,6 +179,9 @@ var kernelTable = map[DType]kernel{
 	Q5_K:   blockKernel(Q8_K, QKK, k.DotQ5_K, k.DotQ5_KxN),
 	IQ4_XS: blockKernel(Q8_K, QKK, k.DotIQ4_XS, k.DotIQ4_XSxN),
 }
+
+// bf16Gemm is the kernel of a dense BF16 matrix (Matrix.Expert).
+var bf16Gemm = kernel{act: BF16, dot: func(w, a []byte, n int) float32 { return k.DotBF16Gemm(asU16(w), asU16(a)) }}
 
 // blockKernel is the kernel of a block type whose activations are of
 // type act, from its dot product and its 2-to-4-row product of blocks of
@@ -210,7 +233,7 @@ func MatMulAll(p *Pool, ps []Product) {
 		if len(pr.X) < pr.N*mt.Cols || len(pr.Dst) < pr.N*mt.Rows {
 			panic(fmt.Sprintf("tensor: MatMul %d×%d with %d rows: x has %d, dst %d", mt.Rows, mt.Cols, pr.N, len(pr.X), len(pr.Dst)))
 		}
-		kn := kernelTable[mt.Type]
+		kn := mt.kernel()
 		*pp = prepared{kn: kn, arb: kn.act.RowBytes(mt.Cols), wrb: mt.Type.RowBytes(mt.Cols), start: total, same: -1, off: -1, units: mt.Rows}
 		if mt.r16 != nil {
 			pp.units = (mt.Rows + k.R16 - 1) / k.R16

@@ -82,15 +82,6 @@ func DotF16xN(w, x []uint16, stride, rows int, out *[4]float32) {
 	dotxN(w, x, stride, rows, out, dotF16x2AVX2, dotF16x3AVX2, func(a, b uint16) float32 { return f16[a] * f16[b] })
 }
 
-// DotBF16xN is DotF32xN for bfloat16 rows (DotBF16).
-func DotBF16xN(w, x []uint16, stride, rows int, out *[4]float32) {
-	if !useAsm {
-		dotxNGeneric(dotBF16Generic, w, x, stride, rows, out)
-		return
-	}
-	dotxN(w, x, stride, rows, out, dotBF16x2AVX2, dotBF16x3AVX2, func(a, b uint16) float32 { return bf(a) * bf(b) })
-}
-
 // floatxN is a two- or three-row float kernel.
 type floatxN[T float32 | uint16] func(w, x []T, stride, n int, out *[4]float32)
 
@@ -203,17 +194,17 @@ func Axpy(dst, x []float32, a float32) {
 	}
 }
 
-// DotBF16 returns Σ a[i]·b[i] for bfloat16 rows.
-func DotBF16(a, b []uint16) float32 {
-	if !useAsm {
-		return dotBF16Generic(a, b)
+// bf16Lanes runs bf16Lanes1AVX2 or bf16Lanes2AVX2 (bf16LanesGeneric)
+// for 16 or 32 lanes.
+func bf16Lanes(a, b []uint16, acc []float32) {
+	switch {
+	case !useAsm:
+		bf16LanesGeneric(a, b, acc)
+	case len(acc) == 16:
+		bf16Lanes1AVX2(a, b[:len(a)], (*[16]float32)(acc))
+	default:
+		bf16Lanes2AVX2(a, b[:len(a)], (*[32]float32)(acc))
 	}
-	b = b[:len(a)]
-	s := float64(dotBF16AVX2(a, b))
-	for i := len(a) &^ 31; i < len(a); i++ {
-		s += float64(bf(a[i]) * bf(b[i]))
-	}
-	return float32(s)
 }
 
 // DotQ4_0 returns the dot product of nb Q4_0 weight blocks w with nb Q8_0

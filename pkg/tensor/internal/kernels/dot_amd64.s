@@ -11854,55 +11854,108 @@ dotQ6_Kx4AVX2done:
 	VZEROUPPER
 	RET
 
-// func dotBF16AVX2(a []uint16, b []uint16) float32
-// Requires: AVX, AVX2, FMA3, SSE
-TEXT ·dotBF16AVX2(SB), NOSPLIT, $0-52
-	MOVQ   a_base+0(FP), AX
-	MOVQ   b_base+24(FP), CX
-	MOVQ   a_len+8(FP), DX
-	ANDQ   $-32, DX
-	VXORPS Y0, Y0, Y0
-	VXORPS Y1, Y1, Y1
-	VXORPS Y2, Y2, Y2
-	VXORPS Y3, Y3, Y3
-	XORQ   BX, BX
+// func bf16Lanes1AVX2(a []uint16, b []uint16, acc *[16]float32)
+// Requires: AVX, AVX2, FMA3
+TEXT ·bf16Lanes1AVX2(SB), NOSPLIT, $0-56
+	MOVQ     a_base+0(FP), AX
+	MOVQ     b_base+24(FP), CX
+	MOVQ     a_len+8(FP), DX
+	ANDQ     $-32, DX
+	MOVQ     acc+48(FP), BX
+	VMOVUPS  (BX), Y0
+	VMOVUPS  32(BX), Y1
+	VPCMPEQD Y2, Y2, Y2
+	VPSLLD   $0x10, Y2, Y2
+	XORQ     SI, SI
 
-bf16loop:
-	CMPQ        BX, DX
-	JAE         bf16done
-	VPMOVZXWD   (AX)(BX*2), Y4
+bf16Lanes1AVX2loop:
+	CMPQ        SI, DX
+	JAE         bf16Lanes1AVX2done
+	VMOVDQU     (AX)(SI*2), Y3
+	VMOVDQU     (CX)(SI*2), Y4
+	VPAND       Y2, Y3, Y5
+	VPAND       Y2, Y4, Y6
+	VFMADD231PS Y6, Y5, Y0
+	VPSLLD      $0x10, Y3, Y3
 	VPSLLD      $0x10, Y4, Y4
-	VPMOVZXWD   (CX)(BX*2), Y5
-	VPSLLD      $0x10, Y5, Y5
-	VFMADD231PS Y5, Y4, Y0
-	VPMOVZXWD   16(AX)(BX*2), Y4
+	VFMADD231PS Y4, Y3, Y0
+	VMOVDQU     32(AX)(SI*2), Y3
+	VMOVDQU     32(CX)(SI*2), Y4
+	VPAND       Y2, Y3, Y5
+	VPAND       Y2, Y4, Y6
+	VFMADD231PS Y6, Y5, Y1
+	VPSLLD      $0x10, Y3, Y3
 	VPSLLD      $0x10, Y4, Y4
-	VPMOVZXWD   16(CX)(BX*2), Y5
-	VPSLLD      $0x10, Y5, Y5
-	VFMADD231PS Y5, Y4, Y1
-	VPMOVZXWD   32(AX)(BX*2), Y4
-	VPSLLD      $0x10, Y4, Y4
-	VPMOVZXWD   32(CX)(BX*2), Y5
-	VPSLLD      $0x10, Y5, Y5
-	VFMADD231PS Y5, Y4, Y2
-	VPMOVZXWD   48(AX)(BX*2), Y4
-	VPSLLD      $0x10, Y4, Y4
-	VPMOVZXWD   48(CX)(BX*2), Y5
-	VPSLLD      $0x10, Y5, Y5
-	VFMADD231PS Y5, Y4, Y3
-	ADDQ        $0x20, BX
-	JMP         bf16loop
+	VFMADD231PS Y4, Y3, Y1
+	ADDQ        $0x20, SI
+	JMP         bf16Lanes1AVX2loop
 
-bf16done:
-	VADDPS       Y2, Y0, Y0
-	VADDPS       Y3, Y1, Y1
-	VADDPS       Y1, Y0, Y0
-	VEXTRACTF128 $0x01, Y0, X1
-	VADDPS       X1, X0, X0
-	VHADDPS      X0, X0, X0
-	VHADDPS      X0, X0, X0
+bf16Lanes1AVX2done:
+	VMOVUPS Y0, (BX)
+	VMOVUPS Y1, 32(BX)
 	VZEROUPPER
-	MOVSS        X0, ret+48(FP)
+	RET
+
+// func bf16Lanes2AVX2(a []uint16, b []uint16, acc *[32]float32)
+// Requires: AVX, AVX2, FMA3
+TEXT ·bf16Lanes2AVX2(SB), NOSPLIT, $0-56
+	MOVQ     a_base+0(FP), AX
+	MOVQ     b_base+24(FP), CX
+	MOVQ     a_len+8(FP), DX
+	ANDQ     $-64, DX
+	MOVQ     acc+48(FP), BX
+	VMOVUPS  (BX), Y0
+	VMOVUPS  32(BX), Y1
+	VMOVUPS  64(BX), Y2
+	VMOVUPS  96(BX), Y3
+	VPCMPEQD Y4, Y4, Y4
+	VPSLLD   $0x10, Y4, Y4
+	XORQ     SI, SI
+
+bf16Lanes2AVX2loop:
+	CMPQ        SI, DX
+	JAE         bf16Lanes2AVX2done
+	VMOVDQU     (AX)(SI*2), Y5
+	VMOVDQU     (CX)(SI*2), Y6
+	VPAND       Y4, Y5, Y7
+	VPAND       Y4, Y6, Y8
+	VFMADD231PS Y8, Y7, Y0
+	VPSLLD      $0x10, Y5, Y5
+	VPSLLD      $0x10, Y6, Y6
+	VFMADD231PS Y6, Y5, Y0
+	VMOVDQU     32(AX)(SI*2), Y5
+	VMOVDQU     32(CX)(SI*2), Y6
+	VPAND       Y4, Y5, Y7
+	VPAND       Y4, Y6, Y8
+	VFMADD231PS Y8, Y7, Y1
+	VPSLLD      $0x10, Y5, Y5
+	VPSLLD      $0x10, Y6, Y6
+	VFMADD231PS Y6, Y5, Y1
+	VMOVDQU     64(AX)(SI*2), Y5
+	VMOVDQU     64(CX)(SI*2), Y6
+	VPAND       Y4, Y5, Y7
+	VPAND       Y4, Y6, Y8
+	VFMADD231PS Y8, Y7, Y2
+	VPSLLD      $0x10, Y5, Y5
+	VPSLLD      $0x10, Y6, Y6
+	VFMADD231PS Y6, Y5, Y2
+	VMOVDQU     96(AX)(SI*2), Y5
+	VMOVDQU     96(CX)(SI*2), Y6
+	VPAND       Y4, Y5, Y7
+	VPAND       Y4, Y6, Y8
+	VFMADD231PS Y8, Y7, Y3
+	VPSLLD      $0x10, Y5, Y5
+	VPSLLD      $0x10, Y6, Y6
+	VFMADD231PS Y6, Y5, Y3
+	ADDQ        $0x40, SI
+	JMP         bf16Lanes2AVX2loop
+
+bf16Lanes2AVX2done:
+	VMOVUPS Y0, (BX)
+	VMOVUPS Y1, 32(BX)
+	VMOVUPS Y2, 64(BX)
+	VMOVUPS Y3, 96(BX)
+	VZEROUPPER
 	RET
 
 // func dotF32x2AVX2(w []float32, x []float32, stride int, n int, out *[4]float32)
@@ -12167,189 +12220,6 @@ dotF16x3AVX2loop:
 	JMP         dotF16x3AVX2loop
 
 dotF16x3AVX2done:
-	MOVQ         out+64(FP), AX
-	VADDPS       Y2, Y0, Y0
-	VADDPS       Y3, Y1, Y1
-	VADDPS       Y1, Y0, Y0
-	VEXTRACTF128 $0x01, Y0, X1
-	VADDPS       X1, X0, X0
-	VHADDPS      X0, X0, X0
-	VHADDPS      X0, X0, X0
-	MOVSS        X0, (AX)
-	VADDPS       Y6, Y4, Y4
-	VADDPS       Y7, Y5, Y5
-	VADDPS       Y5, Y4, Y4
-	VEXTRACTF128 $0x01, Y4, X0
-	VADDPS       X0, X4, X4
-	VHADDPS      X4, X4, X4
-	VHADDPS      X4, X4, X4
-	MOVSS        X4, 4(AX)
-	VADDPS       Y10, Y8, Y8
-	VADDPS       Y11, Y9, Y9
-	VADDPS       Y9, Y8, Y8
-	VEXTRACTF128 $0x01, Y8, X0
-	VADDPS       X0, X8, X8
-	VHADDPS      X8, X8, X8
-	VHADDPS      X8, X8, X8
-	MOVSS        X8, 8(AX)
-	VZEROUPPER
-	RET
-
-// func dotBF16x2AVX2(w []uint16, x []uint16, stride int, n int, out *[4]float32)
-// Requires: AVX, AVX2, FMA3, SSE
-TEXT ·dotBF16x2AVX2(SB), NOSPLIT, $0-72
-	MOVQ   w_base+0(FP), AX
-	MOVQ   x_base+24(FP), CX
-	MOVQ   stride+48(FP), DX
-	MOVQ   n+56(FP), BX
-	ANDQ   $-32, BX
-	SHLQ   $0x01, DX
-	LEAQ   (CX)(DX*1), DX
-	VXORPS Y0, Y0, Y0
-	VXORPS Y1, Y1, Y1
-	VXORPS Y2, Y2, Y2
-	VXORPS Y3, Y3, Y3
-	VXORPS Y4, Y4, Y4
-	VXORPS Y5, Y5, Y5
-	VXORPS Y6, Y6, Y6
-	VXORPS Y7, Y7, Y7
-	XORQ   SI, SI
-
-dotBF16x2AVX2loop:
-	CMPQ        SI, BX
-	JAE         dotBF16x2AVX2done
-	VPMOVZXWD   (AX)(SI*2), Y8
-	VPSLLD      $0x10, Y8, Y8
-	VPMOVZXWD   (CX)(SI*2), Y9
-	VPSLLD      $0x10, Y9, Y9
-	VFMADD231PS Y9, Y8, Y0
-	VPMOVZXWD   (DX)(SI*2), Y9
-	VPSLLD      $0x10, Y9, Y9
-	VFMADD231PS Y9, Y8, Y4
-	VPMOVZXWD   16(AX)(SI*2), Y8
-	VPSLLD      $0x10, Y8, Y8
-	VPMOVZXWD   16(CX)(SI*2), Y9
-	VPSLLD      $0x10, Y9, Y9
-	VFMADD231PS Y9, Y8, Y1
-	VPMOVZXWD   16(DX)(SI*2), Y9
-	VPSLLD      $0x10, Y9, Y9
-	VFMADD231PS Y9, Y8, Y5
-	VPMOVZXWD   32(AX)(SI*2), Y8
-	VPSLLD      $0x10, Y8, Y8
-	VPMOVZXWD   32(CX)(SI*2), Y9
-	VPSLLD      $0x10, Y9, Y9
-	VFMADD231PS Y9, Y8, Y2
-	VPMOVZXWD   32(DX)(SI*2), Y9
-	VPSLLD      $0x10, Y9, Y9
-	VFMADD231PS Y9, Y8, Y6
-	VPMOVZXWD   48(AX)(SI*2), Y8
-	VPSLLD      $0x10, Y8, Y8
-	VPMOVZXWD   48(CX)(SI*2), Y9
-	VPSLLD      $0x10, Y9, Y9
-	VFMADD231PS Y9, Y8, Y3
-	VPMOVZXWD   48(DX)(SI*2), Y9
-	VPSLLD      $0x10, Y9, Y9
-	VFMADD231PS Y9, Y8, Y7
-	ADDQ        $0x20, SI
-	JMP         dotBF16x2AVX2loop
-
-dotBF16x2AVX2done:
-	MOVQ         out+64(FP), AX
-	VADDPS       Y2, Y0, Y0
-	VADDPS       Y3, Y1, Y1
-	VADDPS       Y1, Y0, Y0
-	VEXTRACTF128 $0x01, Y0, X1
-	VADDPS       X1, X0, X0
-	VHADDPS      X0, X0, X0
-	VHADDPS      X0, X0, X0
-	MOVSS        X0, (AX)
-	VADDPS       Y6, Y4, Y4
-	VADDPS       Y7, Y5, Y5
-	VADDPS       Y5, Y4, Y4
-	VEXTRACTF128 $0x01, Y4, X0
-	VADDPS       X0, X4, X4
-	VHADDPS      X4, X4, X4
-	VHADDPS      X4, X4, X4
-	MOVSS        X4, 4(AX)
-	VZEROUPPER
-	RET
-
-// func dotBF16x3AVX2(w []uint16, x []uint16, stride int, n int, out *[4]float32)
-// Requires: AVX, AVX2, FMA3, SSE
-TEXT ·dotBF16x3AVX2(SB), NOSPLIT, $0-72
-	MOVQ   w_base+0(FP), AX
-	MOVQ   x_base+24(FP), CX
-	MOVQ   stride+48(FP), DX
-	MOVQ   n+56(FP), BX
-	ANDQ   $-32, BX
-	SHLQ   $0x01, DX
-	LEAQ   (CX)(DX*1), SI
-	LEAQ   (SI)(DX*1), DX
-	VXORPS Y0, Y0, Y0
-	VXORPS Y1, Y1, Y1
-	VXORPS Y2, Y2, Y2
-	VXORPS Y3, Y3, Y3
-	VXORPS Y4, Y4, Y4
-	VXORPS Y5, Y5, Y5
-	VXORPS Y6, Y6, Y6
-	VXORPS Y7, Y7, Y7
-	VXORPS Y8, Y8, Y8
-	VXORPS Y9, Y9, Y9
-	VXORPS Y10, Y10, Y10
-	VXORPS Y11, Y11, Y11
-	XORQ   DI, DI
-
-dotBF16x3AVX2loop:
-	CMPQ        DI, BX
-	JAE         dotBF16x3AVX2done
-	VPMOVZXWD   (AX)(DI*2), Y12
-	VPSLLD      $0x10, Y12, Y12
-	VPMOVZXWD   (CX)(DI*2), Y13
-	VPSLLD      $0x10, Y13, Y13
-	VFMADD231PS Y13, Y12, Y0
-	VPMOVZXWD   (SI)(DI*2), Y13
-	VPSLLD      $0x10, Y13, Y13
-	VFMADD231PS Y13, Y12, Y4
-	VPMOVZXWD   (DX)(DI*2), Y13
-	VPSLLD      $0x10, Y13, Y13
-	VFMADD231PS Y13, Y12, Y8
-	VPMOVZXWD   16(AX)(DI*2), Y12
-	VPSLLD      $0x10, Y12, Y12
-	VPMOVZXWD   16(CX)(DI*2), Y13
-	VPSLLD      $0x10, Y13, Y13
-	VFMADD231PS Y13, Y12, Y1
-	VPMOVZXWD   16(SI)(DI*2), Y13
-	VPSLLD      $0x10, Y13, Y13
-	VFMADD231PS Y13, Y12, Y5
-	VPMOVZXWD   16(DX)(DI*2), Y13
-	VPSLLD      $0x10, Y13, Y13
-	VFMADD231PS Y13, Y12, Y9
-	VPMOVZXWD   32(AX)(DI*2), Y12
-	VPSLLD      $0x10, Y12, Y12
-	VPMOVZXWD   32(CX)(DI*2), Y13
-	VPSLLD      $0x10, Y13, Y13
-	VFMADD231PS Y13, Y12, Y2
-	VPMOVZXWD   32(SI)(DI*2), Y13
-	VPSLLD      $0x10, Y13, Y13
-	VFMADD231PS Y13, Y12, Y6
-	VPMOVZXWD   32(DX)(DI*2), Y13
-	VPSLLD      $0x10, Y13, Y13
-	VFMADD231PS Y13, Y12, Y10
-	VPMOVZXWD   48(AX)(DI*2), Y12
-	VPSLLD      $0x10, Y12, Y12
-	VPMOVZXWD   48(CX)(DI*2), Y13
-	VPSLLD      $0x10, Y13, Y13
-	VFMADD231PS Y13, Y12, Y3
-	VPMOVZXWD   48(SI)(DI*2), Y13
-	VPSLLD      $0x10, Y13, Y13
-	VFMADD231PS Y13, Y12, Y7
-	VPMOVZXWD   48(DX)(DI*2), Y13
-	VPSLLD      $0x10, Y13, Y13
-	VFMADD231PS Y13, Y12, Y11
-	ADDQ        $0x20, DI
-	JMP         dotBF16x3AVX2loop
-
-dotBF16x3AVX2done:
 	MOVQ         out+64(FP), AX
 	VADDPS       Y2, Y0, Y0
 	VADDPS       Y3, Y1, Y1

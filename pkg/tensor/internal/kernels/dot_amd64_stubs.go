@@ -229,12 +229,19 @@ func dotQ6_Kx3AVX2(w []byte, x []byte, stride int, nb int, out *[4]float32)
 //go:noescape
 func dotQ6_Kx4AVX2(w []byte, x []byte, stride int, nb int, out *[4]float32)
 
-// dotBF16AVX2 is, in four 8-lane FMA accumulators over steps of 32,
-//
-//	for i := 0; i < len(a)&^31; i++ { s += bf16(a[i]) * bf16(b[i]) }
+// bf16Lanes1AVX2 adds to acc what VDPBF16PS adds over the first
+// len(a) &^ 31 elements of a and b in steps of 32, step part k going to
+// acc[16k:16k+16] (bf16LanesGeneric).
 //
 //go:noescape
-func dotBF16AVX2(a []uint16, b []uint16) float32
+func bf16Lanes1AVX2(a []uint16, b []uint16, acc *[16]float32)
+
+// bf16Lanes2AVX2 adds to acc what VDPBF16PS adds over the first
+// len(a) &^ 63 elements of a and b in steps of 64, step part k going to
+// acc[16k:16k+16] (bf16LanesGeneric).
+//
+//go:noescape
+func bf16Lanes2AVX2(a []uint16, b []uint16, acc *[32]float32)
 
 // dotF32x2AVX2 is, for c < 2, out[c] = dotF32AVX2(w[:n], x[c*stride:][:n]).
 //
@@ -255,16 +262,6 @@ func dotF16x2AVX2(w []uint16, x []uint16, stride int, n int, out *[4]float32)
 //
 //go:noescape
 func dotF16x3AVX2(w []uint16, x []uint16, stride int, n int, out *[4]float32)
-
-// dotBF16x2AVX2 is, for c < 2, out[c] = dotBF16AVX2(w[:n], x[c*stride:][:n]).
-//
-//go:noescape
-func dotBF16x2AVX2(w []uint16, x []uint16, stride int, n int, out *[4]float32)
-
-// dotBF16x3AVX2 is, for c < 3, out[c] = dotBF16AVX2(w[:n], x[c*stride:][:n]).
-//
-//go:noescape
-func dotBF16x3AVX2(w []uint16, x []uint16, stride int, n int, out *[4]float32)
 
 // axpyAVX2 is, with fused multiply-adds,
 //

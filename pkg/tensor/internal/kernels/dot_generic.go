@@ -27,17 +27,10 @@ func DotF16xN(w, x []uint16, stride, rows int, out *[4]float32) {
 	dotxNGeneric(dotF16Generic, w, x, stride, rows, out)
 }
 
-// DotBF16xN computes DotBF16 of one weight row w with rows (2 to 4)
-// activation rows x[c*stride:] into out[:rows].
-func DotBF16xN(w, x []uint16, stride, rows int, out *[4]float32) {
-	dotxNGeneric(dotBF16Generic, w, x, stride, rows, out)
-}
-
 // Axpy adds a·x to dst (len(dst) ≥ len(x)).
 func Axpy(dst, x []float32, a float32) { axpyGeneric(dst, x, a) }
 
-// DotBF16 returns Σ a[i]·b[i] for bfloat16 rows.
-func DotBF16(a, b []uint16) float32 { return dotBF16Generic(a, b) }
+func bf16Lanes(a, b []uint16, acc []float32) { bf16LanesGeneric(a, b, acc) }
 
 // DotQ4_0 returns the dot product of nb Q4_0 weight blocks w with nb Q8_0
 // activation blocks x.

@@ -145,24 +145,72 @@ func reduce4(acc [4][8]float32) float32 {
 	return (t0 + t1) + (t2 + t3)
 }
 
-// dotBF16Generic is dotF32Generic for bfloat16 rows.
-func dotBF16Generic(a, b []uint16) float32 {
+// The bfloat16 products follow llama.cpp on a CPU with AVX512-BF16, where
+// VDPBF16PS sums pairs of elements into 16 float32 lanes (bf16Lanes), in
+// one of two orders:
+//   - DotBF16 is ggml_vec_dot_bf16: two accumulators, the first and
+//     second 32 elements of every 64, each reduced as
+//     _mm512_reduce_add_ps does, then summed with the tail in float64.
+//     ggml multiplies a token at a time with it, and always an expert's
+//     rows (mul_mat_id).
+//   - DotBF16Gemm is llamafile's tinyBLAS, which llama.cpp's dense
+//     products of two tokens or more go through: one accumulator over
+//     steps of 32, reduced the same way. tinyBLAS takes rows of a
+//     multiple of 32 only.
+// Both are exact about VDPBF16PS's rounding (checked against the
+// instruction on a Sapphire Rapids CPU) but for denormals, which it
+// flushes to zero.
+
+// DotBF16 returns Σ a[i]·b[i] for bfloat16 rows in ggml_vec_dot_bf16's
+// order.
+func DotBF16(a, b []uint16) float32 {
 	b = b[:len(a)]
-	var acc [4][8]float32
-	n := len(a) &^ 31
-	for i := 0; i < n; i += 32 {
-		for k := range 4 {
-			for j := range 8 {
-				x, y := bf(a[i+8*k+j]), bf(b[i+8*k+j])
-				acc[k][j] = float32(math.FMA(float64(x), float64(y), float64(acc[k][j])))
-			}
-		}
-	}
-	s := float64(reduce4(acc))
+	var acc [32]float32
+	n := len(a) &^ 63
+	bf16Lanes(a[:n], b[:n], acc[:])
+	s := float64(reduce16(acc[:16]))
+	s += float64(reduce16(acc[16:]))
 	for i := n; i < len(a); i++ {
 		s += float64(bf(a[i]) * bf(b[i]))
 	}
 	return float32(s)
+}
+
+// DotBF16Gemm returns Σ a[i]·b[i] for bfloat16 rows of a multiple of 32
+// elements in tinyBLAS's order.
+func DotBF16Gemm(a, b []uint16) float32 {
+	if len(a)%32 != 0 {
+		panic("kernels: DotBF16Gemm needs rows of a multiple of 32")
+	}
+	var acc [16]float32
+	bf16Lanes(a, b[:len(a)], acc[:])
+	return reduce16(acc[:])
+}
+
+// bf16LanesGeneric adds to acc (16·k lanes) what VDPBF16PS adds over the
+// first len(a) &^ (32k-1) elements of a and b in steps of 32k, step part
+// c going to acc[16c:16c+16]: lane j of a part adds the product of its
+// elements 2j+1, then that of 2j, rounding each sum once.
+func bf16LanesGeneric(a, b []uint16, acc []float32) {
+	step := 2 * len(acc)
+	n := len(a) / step * step
+	for i := 0; i < n; i += step {
+		for l := range acc {
+			e := i + 2*l
+			x := float32(math.FMA(float64(bf(a[e+1])), float64(bf(b[e+1])), float64(acc[l])))
+			acc[l] = float32(math.FMA(float64(bf(a[e])), float64(bf(b[e])), float64(x)))
+		}
+	}
+}
+
+// reduce16 sums 16 lanes as _mm512_reduce_add_ps does: halves added
+// lane-wise down to four lanes, then (x0+x2)+(x1+x3).
+func reduce16(x []float32) float32 {
+	var t [8]float32
+	for j := range 8 {
+		t[j] = x[j] + x[j+8]
+	}
+	return ((t[0] + t[4]) + (t[2] + t[6])) + ((t[1] + t[5]) + (t[3] + t[7]))
 }
 
 func bf(h uint16) float32 { return math.Float32frombits(uint32(h) << 16) }

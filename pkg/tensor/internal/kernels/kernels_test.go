@@ -89,8 +89,17 @@ func TestAsmMatchesGeneric(t *testing.T) {
 			a[guard+i] = uint16(math.Float32bits(float32(r.NormFloat64())) >> 16)
 			b[guard+i] = uint16(math.Float32bits(float32(r.NormFloat64())) >> 16)
 		}
-		if got, want := DotBF16(a[guard:guard+n], b[guard:guard+n]), dotBF16Generic(a[guard:guard+n], b[guard:guard+n]); got != want {
-			t.Fatalf("DotBF16 n=%d: asm %g, Go %g", n, got, want)
+		for _, lanes := range []int{16, 32} {
+			got, want := make([]float32, lanes), make([]float32, lanes)
+			for i := range got {
+				got[i] = float32(r.NormFloat64())
+			}
+			copy(want, got)
+			bf16Lanes(a[guard:guard+n], b[guard:guard+n], got)
+			bf16LanesGeneric(a[guard:guard+n], b[guard:guard+n], want)
+			if !slices.Equal(got, want) {
+				t.Fatalf("bf16Lanes n=%d, %d lanes: asm %v, Go %v", n, lanes, got, want)
+			}
 		}
 	}
 	for nb := 0; nb <= 40; nb++ {
@@ -199,7 +208,7 @@ func TestKQuantsAsmMatchGeneric(t *testing.T) {
 	}
 }
 
-// The batched float kernels equal one DotF32, DotF16 or DotBF16 call per
+// The batched float kernels equal one DotF32 or DotF16 call per
 // row, bit for bit, for every row count and lengths with and without a
 // tail; they read nothing past their rows (NaN guards) and leave the
 // outputs past rows alone.
@@ -217,17 +226,16 @@ func TestFloatxN(t *testing.T) {
 				}
 			}
 			wh, xh := make([]uint16, n), make([]uint16, 3*stride+n+2*guard)
-			wb, xb := make([]uint16, n), make([]uint16, 3*stride+n+2*guard)
 			for i := range wh {
-				wh[i], wb[i] = F32ToF16(wf[i]), uint16(math.Float32bits(wf[i])>>16)
+				wh[i] = F32ToF16(wf[i])
 			}
 			for i := range xh {
-				xh[i], xb[i] = 0x7e00, 0x7fc0 // NaN in F16 and BF16: guards
+				xh[i] = 0x7e00 // NaN: guards
 			}
 			for i, v := range xf {
-				xh[guard+i], xb[guard+i] = F32ToF16(v), uint16(math.Float32bits(v)>>16)
+				xh[guard+i] = F32ToF16(v)
 			}
-			xh, xb = xh[guard:guard+len(xf)], xb[guard:guard+len(xf)]
+			xh = xh[guard : guard+len(xf)]
 			last := func(rows int) int { return (rows-1)*stride + n }
 			checkRows(t, fmt.Sprintf("asm %v: DotF32xN n=%d", asm, n), func(rows int, o *[4]float32) {
 				DotF32xN(wf, xf[:last(rows)], stride, rows, o)
@@ -235,9 +243,6 @@ func TestFloatxN(t *testing.T) {
 			checkRows(t, fmt.Sprintf("asm %v: DotF16xN n=%d", asm, n), func(rows int, o *[4]float32) {
 				DotF16xN(wh, xh[:last(rows)], stride, rows, o)
 			}, func(c int) float32 { return DotF16(wh, xh[c*stride:]) })
-			checkRows(t, fmt.Sprintf("asm %v: DotBF16xN n=%d", asm, n), func(rows int, o *[4]float32) {
-				DotBF16xN(wb, xb[:last(rows)], stride, rows, o)
-			}, func(c int) float32 { return DotBF16(wb, xb[c*stride:]) })
 		}
 	}
 	UseAsm(true)
@@ -632,4 +637,65 @@ func TestKQuantsR16(t *testing.T) {
 			}
 		}
 	}
+}
+
+// The bfloat16 products sum in llama.cpp's two AVX512-BF16 orders, written
+// out here element by element: VDPBF16PS's pair order within a lane (odd
+// element first), the lanes' reduction, and where the tail goes.
+func TestDotBF16Orders(t *testing.T) {
+	bfv := func(h uint16) float64 { return float64(math.Float32frombits(uint32(h) << 16)) }
+	lane := func(a, b []uint16, acc float32, j int) float32 { // one VDPBF16PS lane
+		acc = float32(bfv(a[2*j+1])*bfv(b[2*j+1]) + float64(acc))
+		return float32(bfv(a[2*j])*bfv(b[2*j]) + float64(acc))
+	}
+	reduce := func(x [16]float32) float32 { // _mm512_reduce_add_ps
+		var h8 [8]float32
+		for j := range h8 {
+			h8[j] = x[j+8] + x[j]
+		}
+		var h4 [4]float32
+		for j := range h4 {
+			h4[j] = h8[j+4] + h8[j]
+		}
+		return (h4[0] + h4[2]) + (h4[1] + h4[3])
+	}
+	r := rand.New(rand.NewPCG(11, 12))
+	for _, asm := range []bool{true, false} {
+		UseAsm(asm)
+		for _, n := range []int{0, 31, 32, 64, 96, 128, 200, 256, 1024} {
+			a, b := make([]uint16, n), make([]uint16, n)
+			for i := range a {
+				a[i] = uint16(math.Float32bits(float32(r.NormFloat64()*100)) >> 16)
+				b[i] = uint16(math.Float32bits(float32(r.NormFloat64())) >> 16)
+			}
+			var c1, c2 [16]float32
+			i := 0
+			for ; i+64 <= n; i += 64 {
+				for j := range 16 {
+					c1[j] = lane(a[i:], b[i:], c1[j], j)
+					c2[j] = lane(a[i+32:], b[i+32:], c2[j], j)
+				}
+			}
+			s := float64(reduce(c1)) + float64(reduce(c2))
+			for ; i < n; i++ {
+				s += float64(float32(bfv(a[i]) * bfv(b[i])))
+			}
+			if got := DotBF16(a, b); got != float32(s) {
+				t.Errorf("asm %v, n=%d: DotBF16 %g, want %g", asm, n, got, float32(s))
+			}
+			if n%32 != 0 {
+				continue
+			}
+			var c [16]float32
+			for i := 0; i < n; i += 32 {
+				for j := range 16 {
+					c[j] = lane(a[i:], b[i:], c[j], j)
+				}
+			}
+			if got, want := DotBF16Gemm(a, b), reduce(c); got != want {
+				t.Errorf("asm %v, n=%d: DotBF16Gemm %g, want %g", asm, n, got, want)
+			}
+		}
+	}
+	UseAsm(true)
 }

@@ -40,7 +40,9 @@ func main() {
 	for rows := 1; rows <= 4; rows++ {
 		dotQ6KxN(rows)
 	}
-	dotBF16()
+	for accs := 1; accs <= 2; accs++ {
+		bf16Lanes(accs)
+	}
 	for _, f := range floatRows {
 		for rows := 2; rows <= 3; rows++ {
 			dotFloatxN(f, rows)
@@ -1047,41 +1049,58 @@ func q6KScales(pw reg.Register, j int) reg.VecVirtual {
 	return scv
 }
 
-// dotBF16 is Σ a[i]·b[i] for bfloat16 rows over len(a) &^ 31 elements:
-// widened to float32 by a 16-bit shift, then as dotF32.
-func dotBF16() {
-	TEXT("dotBF16AVX2", NOSPLIT, "func(a, b []uint16) float32")
+// bf16Lanes is VDPBF16PS (AVX512-BF16) on AVX2: accs 16-lane float32
+// accumulators in memory, each taking its 32 bfloat16 pairs of every step
+// of 32·accs elements. Lane j of an accumulator adds the product of
+// elements 2j+1, then that of elements 2j, each rounded once (the
+// products of two bfloat16 are exact in float32, so a fused multiply-add
+// is that); lanes 0-7 live in one YMM register, 8-15 in another. An even
+// element widens by a 16-bit shift, an odd one by masking its low half.
+func bf16Lanes(accs int) {
+	name := fmt.Sprintf("bf16Lanes%dAVX2", accs)
+	TEXT(name, NOSPLIT, fmt.Sprintf("func(a, b []uint16, acc *[%d]float32)", 16*accs))
 	Pragma("noescape")
-	Doc("dotBF16AVX2 is, in four 8-lane FMA accumulators over steps of 32,",
-		"",
-		"\tfor i := 0; i < len(a)&^31; i++ { s += bf16(a[i]) * bf16(b[i]) }")
+	Doc(name+" adds to acc what VDPBF16PS adds over the first",
+		fmt.Sprintf("len(a) &^ %d elements of a and b in steps of %d, step part k going to", 32*accs-1, 32*accs),
+		"acc[16k:16k+16] (bf16LanesGeneric).")
 	pa := Load(Param("a").Base(), GP64())
 	pb := Load(Param("b").Base(), GP64())
 	n := Load(Param("a").Len(), GP64())
-	ANDQ(I32(^31), n)
-	accs := []reg.VecVirtual{YMM(), YMM(), YMM(), YMM()}
-	for _, a := range accs {
-		VXORPS(a, a, a)
+	ANDQ(I32(^(32*accs - 1)), n)
+	pacc := Load(Param("acc"), GP64())
+	acc := make([]reg.VecVirtual, 2*accs)
+	for i := range acc {
+		acc[i] = YMM()
+		VMOVUPS(Mem{Base: pacc, Disp: 32 * i}, acc[i])
 	}
+	mask := YMM()
+	VPCMPEQD(mask, mask, mask)
+	VPSLLD(U8(16), mask, mask) // 0xffff0000: the odd element of a pair
 	i := GP64()
 	XORQ(i, i)
-	Label("bf16loop")
+	loop, done := name+"loop", name+"done"
+	Label(loop)
 	CMPQ(i, n)
-	JAE(LabelRef("bf16done"))
-	for k, acc := range accs {
-		x, y := YMM(), YMM()
-		VPMOVZXWD(Mem{Base: pa, Index: i, Scale: 2, Disp: 16 * k}, x)
-		VPSLLD(U8(16), x, x)
-		VPMOVZXWD(Mem{Base: pb, Index: i, Scale: 2, Disp: 16 * k}, y)
-		VPSLLD(U8(16), y, y)
-		VFMADD231PS(y, x, acc)
+	JAE(LabelRef(done))
+	for h, a := range acc { // 16 elements, 8 pairs, per register
+		wa, wb := YMM(), YMM()
+		VMOVDQU(Mem{Base: pa, Index: i, Scale: 2, Disp: 32 * h}, wa)
+		VMOVDQU(Mem{Base: pb, Index: i, Scale: 2, Disp: 32 * h}, wb)
+		oa, ob := YMM(), YMM()
+		VPAND(mask, wa, oa)
+		VPAND(mask, wb, ob)
+		VFMADD231PS(ob, oa, a)
+		VPSLLD(U8(16), wa, wa)
+		VPSLLD(U8(16), wb, wb)
+		VFMADD231PS(wb, wa, a)
 	}
-	ADDQ(U8(32), i)
-	JMP(LabelRef("bf16loop"))
-	Label("bf16done")
-	s := reduce4(accs)
+	ADDQ(U8(32*accs), i)
+	JMP(LabelRef(loop))
+	Label(done)
+	for i, a := range acc {
+		VMOVUPS(a, Mem{Base: pacc, Disp: 32 * i})
+	}
 	VZEROUPPER()
-	Store(s, ReturnIndex(0))
 	RET()
 }
 
@@ -1096,13 +1115,9 @@ type floatRow struct {
 var floatRows = []floatRow{
 	{"F32", "float32", 4, func(m Mem, dst reg.VecVirtual) { VMOVUPS(m, dst) }},
 	{"F16", "uint16", 2, func(m Mem, dst reg.VecVirtual) { VCVTPH2PS(m, dst) }},
-	{"BF16", "uint16", 2, func(m Mem, dst reg.VecVirtual) {
-		VPMOVZXWD(m, dst)
-		VPSLLD(U8(16), dst, dst)
-	}},
 }
 
-// dotFloatxN is dotF32, dotF16 or dotBF16 of one weight row with rows (2
+// dotFloatxN is dotF32 or dotF16 of one weight row with rows (2
 // or 3) activation rows at once: each token keeps its own four
 // accumulators, fed in the single-row kernel's order, so each result is
 // bit-identical to a separate call, while each weight element is loaded
