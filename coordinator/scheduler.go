@@ -326,6 +326,7 @@ func (s *scheduler) step(ctx context.Context, active []*seqState) ([]*seqState, 
 			s.log.Info("KV cache full: preempting a sequence", "generated", st.generated, "err", err)
 			st.seq.Release()
 			st.seq, st.pending, st.prefilled = nil, slices.Clone(st.history), false
+			st.logits = nil // a vocabulary's worth, not held while it waits
 			st.queued = time.Now()
 			return active[:len(active)-1], st
 		}
@@ -417,6 +418,7 @@ func (st *seqState) finish(ev genEvent) {
 		st.seq.Release()
 		st.seq = nil
 	}
+	st.logits = nil
 	for _, r := range st.req.forks {
 		r.events <- genEvent{err: ev.err}
 		close(r.events)

@@ -25,6 +25,8 @@ import (
 	"math"
 	"math/rand/v2"
 	"slices"
+
+	"github.com/switchyard-llm/switchyard/pkg/freelist"
 )
 
 // ErrParams is wrapped by every validation error.
@@ -109,7 +111,13 @@ type Sampler struct {
 	p       Params
 	rng     *rand.Rand
 	history []int32
-	// scratch
+	*scratch
+}
+
+// scratch is a draw's working memory, a vocabulary's worth: a sampler
+// takes one from a free list for each draw rather than keeping its own,
+// so a server with many requests waiting holds as many as draw at once.
+type scratch struct {
 	live    int // tokens the mask left (all of them without one)
 	idx     []int32
 	probs   []float64
@@ -117,6 +125,8 @@ type Sampler struct {
 	heapIDs []int32
 	ranking ranking
 }
+
+var scratches freelist.List[scratch]
 
 // New returns a sampler for a vocabulary of the given size.
 func New(p Params, vocab int) (*Sampler, error) {
@@ -157,6 +167,11 @@ func (s *Sampler) Sample(logits []float32) Result {
 // finite logit it returns an error wrapping ErrNoToken, and draws nothing.
 func (s *Sampler) SampleMasked(logits []float32, allowed []uint64) (Result, error) {
 	p := s.p
+	s.scratch = scratches.Get()
+	defer func() {
+		scratches.Put(s.scratch)
+		s.scratch = nil
+	}()
 	s.work = append(s.work[:0], logits...)
 	l := s.work
 	for id, b := range p.LogitBias {
