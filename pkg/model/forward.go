@@ -266,11 +266,13 @@ func (m *Model) begin(ctx context.Context, ws *workspace, l int, x []float32, ro
 	for i := range n {
 		rmsNorm(xn[i*E:(i+1)*E], x[i*E:(i+1)*E], ly.AttnNorm, h.RMSEps)
 	}
+	layer := ws.f.inTemp()
 	o := ws.f.take(n * E)
 	ly.Attn.attend(m, ws, l, xn, o, rows, chunks)
 	for i := range x {
 		x[i] += o[i]
 	}
+	ws.f.back(layer)
 	for i := range n {
 		rmsNorm(xn[i*E:(i+1)*E], x[i*E:(i+1)*E], ly.FFNNorm, h.RMSEps)
 	}

@@ -21,6 +21,7 @@ type dense struct {
 }
 
 func (d *dense) start(_ context.Context, m *Model, ws *workspace, st *layerStep, _ []rowRef, _ []Chunk) {
+	defer ws.f.back(ws.f.inTemp())
 	ffn := ws.f.take(len(st.x))
 	applyAll(m.Pool, ws, []ffnJob{{&d.FFN, ffn, st.xn, len(st.x) / m.Embd}})
 	for i := range st.x {
@@ -81,6 +82,7 @@ func (f *moe) finish(m *Model, ws *workspace, st *layerStep) error {
 	}
 	E, k := m.Embd, m.ExpertsUsed
 	n := len(st.x) / E
+	defer ws.f.back(ws.f.inTemp())
 	dst := ws.f.zeros(n * E)
 	for i := range n {
 		d := dst[i*E : (i+1)*E]
