@@ -160,6 +160,7 @@ func openModel(cfg Config) (g *gguf.File, read []*countingReader, err error) {
 	if err != nil {
 		return nil, nil, fmt.Errorf("expert-node: %w", err)
 	}
+	g.Forget("tokenizer.") // a node never tokenizes
 	read = make([]*countingReader, len(g.Parts))
 	for i, p := range g.Parts {
 		read[i] = counted[p.Name]

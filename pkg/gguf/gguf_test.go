@@ -53,6 +53,17 @@ func TestReadRealFiles(t *testing.T) {
 			if end := f.DataOffset + int64(last.Offset+last.Size); end > f.Size {
 				t.Errorf("last tensor ends at %d past size %d", end, f.Size)
 			}
+			// Forget drops the vocabulary and keeps the rest findable.
+			kvs, digest := len(f.KVs), f.Digest()
+			f.Forget("tokenizer.")
+			if _, ok := f.Get("tokenizer.ggml.tokens"); ok || len(f.KVs) >= kvs || f.Digest() != digest {
+				t.Errorf("after Forget: tokens still there, or %d of %d entries left, or the digest changed", len(f.KVs), kvs)
+			}
+			for _, kv := range f.KVs {
+				if v, ok := f.Get(kv.Key); !ok || !reflect.DeepEqual(v, kv.Value) || strings.HasPrefix(kv.Key, "tokenizer.") {
+					t.Errorf("after Forget: %q is %v, %v", kv.Key, v, ok)
+				}
+			}
 		})
 	}
 }

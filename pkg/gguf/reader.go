@@ -11,6 +11,8 @@ import (
 	"io"
 	"math"
 	"os"
+	"slices"
+	"strings"
 	"syscall"
 	"unsafe"
 
@@ -195,6 +197,9 @@ func openPart(src Source, name string, lim Limits) (*File, error) {
 	p.closer, _ = r.(io.Closer)
 	if m, ok := r.(*mapping); ok {
 		p.mapped = m.data
+		// The header is parsed into Go values and not read again: its
+		// pages (the vocabulary, the merges) need not stay resident.
+		f.Release(m.data[:p.DataOffset])
 	}
 	return f, nil
 }
@@ -423,6 +428,17 @@ func (f *File) Get(key string) (Value, bool) {
 		return Value{}, false
 	}
 	return f.KVs[i].Value, true
+}
+
+// Forget drops the metadata entries whose keys start with prefix, so that
+// their values can be freed: an expert node never reads the vocabulary
+// ("tokenizer."), a megabyte or more of strings. The digest is unchanged.
+func (f *File) Forget(prefix string) {
+	f.KVs = slices.DeleteFunc(f.KVs, func(kv KV) bool { return strings.HasPrefix(kv.Key, prefix) })
+	clear(f.kvIndex)
+	for i, kv := range f.KVs {
+		f.kvIndex[kv.Key] = i
+	}
 }
 
 // Tensor returns the info of the named tensor.
