@@ -43,26 +43,32 @@ type ffnJob struct {
 	m      int
 }
 
-// ffnChunkRows bounds the rows applyAll runs through the gate and up
-// products at once. Their outputs, two rows of the FFN's width each, are
-// the largest scratch of a layer's experts: for 512 rows of medium's
-// 2,816-wide experts 11.5 MB, which every pooled workspace then keeps;
-// in chunks of 64, 1.4 MB. The weights are not read again per chunk from
-// memory in any way that matters: a product walks them 16 rows at a time
-// for every 8 tokens already.
-const ffnChunkRows = 64
+// ffnChunkRows and ffnChunks bound the rows applyAll runs through the
+// gate and up products at once: 64, or a quarter of them when there are
+// more. Their outputs, two rows of the FFN's width each, are the largest
+// scratch of a layer's experts: for 512 rows of medium's 2,816-wide
+// experts 11.5 MB, which every pooled workspace then keeps; in quarters,
+// 2.9 MB, and 1.4 MB for the up to 256 rows an expert node is usually
+// sent. Each chunk costs three parallel loops; chunks of 64 whatever the
+// rows cost 512-row prefill 4% (the loops' synchronisation on two cores).
+// The weights are not read from memory again per chunk in any way that
+// matters: a product walks them 16 rows at a time for every 8 tokens.
+const (
+	ffnChunkRows = 64
+	ffnChunks    = 4
+)
 
 // applyAll runs several FFNs (the experts of a layer) over their rows in
-// chunks of at most ffnChunkRows rows in all, with two parallel loops a
-// chunk: every gate and up product, then every down product. A job of
-// more rows than a chunk's room is split over chunks.
+// chunks (ffnChunkRows), with two parallel loops a chunk: every gate and
+// up product, then every down product. A job of more rows than a chunk's
+// room is split over chunks.
 func applyAll(p *tensor.Pool, ws *workspace, jobs []ffnJob) {
 	rows, ff := 0, 0
 	for _, j := range jobs {
 		rows += j.m
 		ff = max(ff, j.f.Gate.Rows)
 	}
-	room := min(rows, ffnChunkRows)
+	room := min(rows, max(ffnChunkRows, (rows+ffnChunks-1)/ffnChunks))
 	g, u := ws.f.take(room*ff), ws.f.take(room*ff)
 	chunk := ws.jobs.take(min(len(jobs), room))
 	ps := ws.prods.take(2 * len(chunk))
