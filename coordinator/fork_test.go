@@ -46,11 +46,15 @@ func TestForkedChoices(t *testing.T) {
 			t.Fatal(err)
 		}
 		return &genRequest{ctx: ctx, prompt: prompt, promptLen: len(prompt), sampler: sp, maxTokens: maxTokens,
-			reserve: len(prompt) + maxTokens, events: make(chan genEvent, maxTokens+2)}
+			reserve: len(prompt) + maxTokens, events: newEventQueue()}
 	}
 	tokens := func(r *genRequest) ([]int32, error) {
 		var out []int32
-		for ev := range r.events {
+		for {
+			ev, ok := r.events.pop(t.Context())
+			if !ok {
+				break
+			}
 			if ev.err != nil {
 				return out, ev.err
 			}

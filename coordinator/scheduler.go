@@ -38,9 +38,9 @@ type genRequest struct {
 	// parse says how a chat reply is cut into typed deltas (reply.go).
 	parse replyParsing
 	// events receives one event per generated token and a final one (with
-	// a finish reason or an error). It is buffered for all of them, so the
-	// scheduler never waits for a slow client.
-	events chan genEvent
+	// a finish reason or an error), without bound, so the scheduler never
+	// waits for a slow client.
+	events *eventQueue
 	// forks are the other choices of an n > 1 request, with this one's
 	// prompt and samplers of their own. They are not submitted: when this
 	// one's prompt is computed, each starts from a fork of its sequence
@@ -388,7 +388,7 @@ func (s *scheduler) sample(st *seqState, logits []float32) bool {
 	if !st.sentPrompt {
 		ev.promptRouting, ev.cached, st.sentPrompt = st.promptRouting, st.cached, true
 	}
-	st.req.events <- ev
+	st.req.events.push(ev)
 	switch {
 	case stopped:
 		st.end(genEvent{finish: pb.FinishReason_FINISH_REASON_STOP}, "")
@@ -420,12 +420,12 @@ func (st *seqState) finish(ev genEvent) {
 	}
 	st.logits = nil
 	for _, r := range st.req.forks {
-		r.events <- genEvent{err: ev.err}
-		close(r.events)
+		r.events.push(genEvent{err: ev.err})
+		r.events.close()
 	}
 	st.req.forks = nil
-	st.req.events <- ev
-	close(st.req.events)
+	st.req.events.push(ev)
+	st.req.events.close()
 }
 
 // rest is the text still held back by the decoder and the stop matcher.

@@ -56,7 +56,7 @@ func BenchmarkSchedulerStep(b *testing.B) {
 			b.Fatal(err)
 		}
 		prompt := []int32{1, int32(10 + i), 20, 30, 40, 50, 60, 70}
-		r := &genRequest{ctx: b.Context(), prompt: prompt, promptLen: len(prompt), sampler: sp, maxTokens: 1 << 30, events: make(chan genEvent, 1024)}
+		r := &genRequest{ctx: b.Context(), prompt: prompt, promptLen: len(prompt), sampler: sp, maxTokens: 1 << 30, events: newEventQueue()}
 		s.enqueue(r)
 		st := s.waiting[len(s.waiting)-1]
 		if err := s.place(st); err != nil {
@@ -73,8 +73,8 @@ func BenchmarkSchedulerStep(b *testing.B) {
 					b.Fatal(err)
 				}
 			}
-			for len(st.req.events) > 0 {
-				<-st.req.events
+			for st.req.events.len() > 0 {
+				st.req.events.tryPop()
 			}
 		}
 		active, _ = s.step(b.Context(), active)

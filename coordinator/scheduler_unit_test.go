@@ -156,7 +156,7 @@ func newRig(t *testing.T, c rigConfig) *schedRig {
 		defer r.mu.Unlock()
 		counts := make([]int, len(r.reqs))
 		for j, q := range r.reqs { // sent: still buffered, or read by the test
-			counts[j] = len(q.events) + r.taken[j]
+			counts[j] = q.events.len() + r.taken[j]
 		}
 		r.steps = append(r.steps, counts)
 		r.queued = append(r.queued, len(r.s.waiting))
@@ -174,7 +174,7 @@ func (r *schedRig) add(ctx context.Context, t *testing.T, prompt []int32, maxTok
 		t.Fatal(err)
 	}
 	q := &genRequest{ctx: ctx, prompt: prompt, promptLen: len(prompt), sampler: sp, maxTokens: maxTokens, reserve: reserve,
-		events: make(chan genEvent, maxTokens+2)}
+		events: newEventQueue()}
 	r.mu.Lock()
 	r.reqs, r.taken = append(r.reqs, q), append(r.taken, 0)
 	r.mu.Unlock()
@@ -214,15 +214,9 @@ func (r *schedRig) wait(t *testing.T, q *genRequest) outcome {
 	final := false
 	for deadline := time.Now().Add(60 * time.Second); ; {
 		r.mu.Lock()
-		var ev genEvent
-		got, open := false, true
-		select {
-		case ev, open = <-q.events:
-			got = open
-			if open {
-				r.taken[j]++
-			}
-		default:
+		ev, got, open := q.events.tryPop()
+		if got {
+			r.taken[j]++
 		}
 		r.mu.Unlock()
 		switch {

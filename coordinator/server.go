@@ -266,7 +266,7 @@ func (c *Coordinator) choice(ctx context.Context, req *pb.GenerateRequest, promp
 	}
 	return &genRequest{ctx: ctx, prompt: full, promptLen: len(prompt), resumed: resume, sampler: s,
 		topLogprobs: int(req.TopLogprobs), maxTokens: maxTokens, reserve: reserve, stop: req.Stop, routing: req.ReturnRouting, noCache: req.NoPromptCache,
-		events: make(chan genEvent, maxTokens+2)}, nil
+		events: newEventQueue()}, nil
 }
 
 // choiceEvent is an event of one choice, as the choices' streams merge.
@@ -299,12 +299,16 @@ func (c *Coordinator) Generate(req *pb.GenerateRequest, stream pb.CoordinatorSer
 		}
 	}
 	// The choices' events, merged. Each forwarder ends with its choice,
-	// or with the RPC (the scheduler then fails the choice: its events
-	// channel is buffered for all of them).
+	// or with the RPC (the scheduler then fails the choice, never waiting
+	// on its events).
 	merged := make(chan choiceEvent)
 	for k, r := range a.choices {
 		go func() {
-			for ev := range r.events {
+			for {
+				ev, ok := r.events.pop(ctx)
+				if !ok {
+					break
+				}
 				select {
 				case merged <- choiceEvent{index: a.index[k], genEvent: ev}:
 				case <-ctx.Done():
