@@ -284,6 +284,9 @@ func open(cfg Config) (*Coordinator, error) {
 	if name == "" {
 		name = strings.TrimSuffix(filepath.Base(cfg.ModelPath), filepath.Ext(cfg.ModelPath))
 	}
+	// The tokenizer and the template are built: nothing reads the parsed
+	// vocabulary (tokens, merges, scores) again.
+	f.Forget("tokenizer.ggml.")
 	h := f.Hyper
 	c := &Coordinator{cfg: cfg, log: cfg.Logger.With("coordinator", cfg.ID), file: f, tok: tok, tmpl: tmpl,
 		info: placement.ModelInfo{Name: name, Arch: h.Arch, Digest: digest, Layers: h.Layers, Experts: h.Experts,
