@@ -54,10 +54,10 @@ var drain chan struct{}
 // otherwise. A role's weights and KV cache live outside the Go heap
 // (package offheap); what is left is scratch and buffers, reused
 // through free lists, so little garbage is made. Go's default of 100
-// would let it grow as large as everything live; at 10 resident memory
-// stays within a tenth of the live heap, for under 1% of the CPU under
-// load.
-const gcPercent = 10
+// would let it grow as large as everything live; at 5 resident memory
+// stays within a twentieth of the live heap, for about 1% of the CPU
+// under load.
+const gcPercent = 5
 
 func main() {
 	if os.Getenv("GOGC") == "" {
