@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"runtime"
+	"slices"
 	"time"
 
 	"google.golang.org/grpc"
@@ -115,11 +116,14 @@ func (n *Node) forward(ctx context.Context, req *pb.ForwardRequest, resp *pb.For
 	}
 	sc := n.scratch.Get()
 	defer n.scratch.Put(sc)
-	x, err := pb.DecodeRowsOf(sc.x, req.Activations, req.Encoding, int(req.Rows), h.Embd)
-	if err != nil {
-		return status.Errorf(codes.InvalidArgument, "activations: %v", err)
+	x, ok := pb.F32View(req.Activations, req.Encoding)
+	if !ok || len(x) != int(req.Rows)*h.Embd {
+		var err error
+		if x, err = pb.DecodeRowsOf(sc.x, req.Activations, req.Encoding, int(req.Rows), h.Embd); err != nil {
+			return status.Errorf(codes.InvalidArgument, "activations: %v", err)
+		}
+		sc.x = x
 	}
-	sc.x = x
 	rows, experts := sc.pairs(len(req.PairRows))
 	for i := range rows {
 		if req.PairRows[i] >= req.Rows {
@@ -130,17 +134,27 @@ func (n *Node) forward(ctx context.Context, req *pb.ForwardRequest, resp *pb.For
 		}
 		rows[i], experts[i] = int32(req.PairRows[i]), int32(req.PairExperts[i])
 	}
-	if cap(sc.out) < len(experts)*h.Embd {
-		sc.out = make([]float32, len(experts)*h.Embd)
+	enc := req.OutputEncoding
+	if enc == pb.Encoding_ENCODING_UNSPECIFIED {
+		enc = req.Encoding
 	}
-	out := sc.out[:len(experts)*h.Embd]
+	// Float32 outputs are computed in the answer's own buffer.
+	nout := len(experts) * h.Embd
+	resp.Outputs = slices.Grow(resp.Outputs[:0], 4*nout)[:4*nout]
+	out, direct := pb.F32View(resp.Outputs, enc)
+	if !direct {
+		if cap(sc.out) < nout {
+			sc.out = make([]float32, nout)
+		}
+		out = sc.out[:nout]
+	}
 	// Let goroutines that are ready run before this compute holds the
 	// processor: where a cluster's roles share a process (up), they are
 	// the other nodes' requests for this layer, which then compute
 	// alongside this one instead of after it.
 	runtime.Gosched()
 	n.mu.RLock()
-	err = n.local.Apply(ctx, int(req.Layer), x, rows, experts, out)
+	err := n.local.Apply(ctx, int(req.Layer), x, rows, experts, out)
 	n.mu.RUnlock()
 	n.local.Pool.Rest() // the next request is a network round trip away
 	switch {
@@ -151,11 +165,10 @@ func (n *Node) forward(ctx context.Context, req *pb.ForwardRequest, resp *pb.For
 	case err != nil:
 		return status.Errorf(codes.Internal, "forward: %v", err)
 	}
-	enc := req.OutputEncoding
-	if enc == pb.Encoding_ENCODING_UNSPECIFIED {
-		enc = req.Encoding
+	resp.Encoding = enc
+	if !direct {
+		resp.Outputs = pb.EncodeRowsOf(resp.Outputs[:0], enc, out, h.Embd)
 	}
-	resp.Encoding, resp.Outputs = enc, pb.EncodeRowsOf(resp.Outputs[:0], enc, out, h.Embd)
 	return nil
 }
 

@@ -3,6 +3,7 @@ package switchyardv1
 import (
 	"encoding/binary"
 	"fmt"
+	"unsafe"
 
 	"google.golang.org/grpc"
 
@@ -90,6 +91,24 @@ func EncodeRowsOf(dst []byte, e Encoding, x []float32, rowLen int) []byte {
 		dst = appendFP8Row(dst, x[i:i+rowLen])
 	}
 	return dst
+}
+
+// F32View returns b, float32 values in encoding e, as those values without
+// copying them, when e is F32 (or unspecified) and b is 4-byte aligned;
+// ok is false otherwise. A node computes straight from a request's
+// activations and into its answer's outputs this way, rather than
+// holding a second copy of each.
+func F32View(b []byte, e Encoding) (x []float32, ok bool) {
+	if e.BytesPerValue() != 4 || len(b)%4 != 0 {
+		return nil, false
+	}
+	if len(b) == 0 {
+		return []float32{}, true
+	}
+	if uintptr(unsafe.Pointer(&b[0]))%4 != 0 {
+		return nil, false
+	}
+	return unsafe.Slice((*float32)(unsafe.Pointer(&b[0])), len(b)/4), true
 }
 
 // DecodeRowsOf reads rows rows of rowLen values in encoding e from b,
