@@ -68,6 +68,9 @@ func applyAll(p *tensor.Pool, ws *workspace, jobs []ffnJob) {
 		rows += j.m
 		ff = max(ff, j.f.Gate.Rows)
 	}
+	if rows == 0 {
+		return
+	}
 	room := min(rows, max(ffnChunkRows, (rows+ffnChunks-1)/ffnChunks))
 	g, u := ws.f.take(room*ff), ws.f.take(room*ff)
 	chunk := ws.jobs.take(min(len(jobs), room))
@@ -76,6 +79,10 @@ func applyAll(p *tensor.Pool, ws *workspace, jobs []ffnJob) {
 		chunk = chunk[:0]
 		for n := 0; n < room && i < len(jobs); {
 			j := jobs[i]
+			if j.m == 0 {
+				i++
+				continue
+			}
 			m := min(j.m-r, room-n)
 			in, out := len(j.x)/j.m, len(j.dst)/j.m
 			chunk = append(chunk, ffnJob{f: j.f, x: j.x[r*in : (r+m)*in], dst: j.dst[r*out : (r+m)*out], m: m})
@@ -84,7 +91,9 @@ func applyAll(p *tensor.Pool, ws *workspace, jobs []ffnJob) {
 				i, r = i+1, 0
 			}
 		}
-		applyChunk(p, ws, chunk, g, u, ps)
+		if len(chunk) > 0 {
+			applyChunk(p, ws, chunk, g, u, ps)
+		}
 	}
 }
 
