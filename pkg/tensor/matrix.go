@@ -57,9 +57,10 @@ func (m Matrix) Bytes() int { return len(m.Data) + len(m.r16) }
 // those a token at a time (mul_mat_id and the type's vec_dot), and a dense
 // matrix's batches of two tokens or more with llamafile's tinyBLAS where
 // it has a kernel for the type. Only for BF16 does the difference show
-// against the goldens (a median |Δlogit| of 3.8e-4 with vec_dot's order
-// throughout, 4.2e-7 with both; kernels.DotBF16 and DotBF16Gemm); the
-// other types keep vec_dot's order. A matrix keeps one order for every
+// against the goldens: pooled |Δlogit| p50/p99 of 3.8e-4/6.3e-3 with
+// ggml's AVX2 order, 1.2e-6/4.8e-3 with vec_dot's AVX512-BF16 order
+// throughout, 4.2e-7/1.2e-4 with each where llama.cpp uses it
+// (kernels.DotBF16 and DotBF16Gemm). The other types keep vec_dot's. A matrix keeps one order for every
 // batch, so that a token's numbers never depend on what it is batched
 // with: a BF16 expert's is vec_dot's, a dense BF16 matrix's tinyBLAS's
 // where tinyBLAS takes it (rows of a multiple of 32 elements, a multiple
