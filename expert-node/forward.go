@@ -140,8 +140,12 @@ func (n *Node) forward(ctx context.Context, req *pb.ForwardRequest, resp *pb.For
 	}
 	// Float32 outputs are computed in the answer's own buffer.
 	nout := len(experts) * h.Embd
-	resp.Outputs = slices.Grow(resp.Outputs[:0], 4*nout)[:4*nout]
-	out, direct := pb.F32View(resp.Outputs, enc)
+	var out []float32
+	direct := false
+	if enc.BytesPerValue() == 4 {
+		resp.Outputs = slices.Grow(resp.Outputs[:0], 4*nout)[:4*nout]
+		out, direct = pb.F32View(resp.Outputs, enc)
+	}
 	if !direct {
 		if cap(sc.out) < nout {
 			sc.out = make([]float32, nout)
